@@ -1,0 +1,28 @@
+"""marketsim: an agent-based simulator of competition between online retailers.
+
+Importing the package does no work: the model, the CLI and the optional parts (browser page, Dask
+sweeps) are imported when first used.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "MarketModel": ("marketsim.model", "MarketModel"),
+    "load_scenario": ("marketsim.scenario", "load_scenario"),
+    "simulate": ("marketsim.engine", "simulate"),
+    "load_results": ("marketsim.dataset", "load_results"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        mod, attr = _LAZY[name]
+        return getattr(importlib.import_module(mod), attr)
+    raise AttributeError(f"module 'marketsim' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_LAZY]

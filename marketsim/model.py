@@ -1,0 +1,100 @@
+"""``MarketModel``: the market as a Mesa model (Mesa's examples' ``model.py``).
+
+Built from keyword arguments, with an ``rng`` keyword, and with ``step()``, ``running`` and a
+``DataCollector`` whose model reporters carry the per-step outputs of MODEL.md section 9, so Mesa's
+own tools (``batch_run``, SolaraViz) work on it. The consumers are rows of numpy arrays inside
+:class:`marketsim.engine.Market`; retailers are Mesa agents. This module imports no UI, CLI or
+result-file code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import mesa
+import numpy as np
+
+from .agents import RetailerAgent
+from .calibrate import calibrate
+from .engine import Market, initial_alpha
+from .population import build_world
+from .scenario import Scenario, load_scenario
+
+
+def _reporters(names: tuple[str, ...]) -> dict[str, Any]:
+    def rec(attr, j=None):
+        def f(model: "MarketModel"):
+            r = model.market.last_record
+            if r is None:
+                return float("nan")
+            v = getattr(r, attr)
+            return float(v if j is None else v[j])
+        return f
+
+    reps: dict[str, Any] = {"step": lambda m: m.market.t - 1, "date": lambda m: m.current_date.isoformat(),
+                            "no_purchase_rate": rec("no_purchase_rate")}
+    for j, n in enumerate(names):
+        for attr in ("gmv_share", "gmv", "buyer_share", "revenue", "accounts_created", "logins_linked", "access_lost"):
+            reps[f"{attr}[{n}]"] = rec(attr, j)
+    return reps
+
+
+class MarketModel(mesa.Model):
+    """Consumers choosing among online retailers (MODEL.md).
+
+    Args:
+        scenario: a :class:`Scenario` or the path of a scenario YAML file.
+        consumers: override ``consumers.count`` (N agents).
+        steps: override ``calendar.steps`` (the model stops running after that many steps).
+        values: further overrides by dotted scenario path, e.g. ``{"friction.create": 3.0}``.
+        alpha: attractiveness per retailer (sequence in retailer order or mapping name -> value);
+            default: the scenario's, with retailers marked 'calibrate' fitted now (in memory).
+        rng: seed of this run (an int); default the scenario's ``seed``. All randomness is spawned from it.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario | str | Path = "scenarios/tiny.yaml",
+        *,
+        consumers: int | None = None,
+        steps: int | None = None,
+        values: Mapping[str, Any] | None = None,
+        alpha: Any = None,
+        rng: int | None = None,
+    ):
+        if isinstance(rng, np.random.Generator):
+            rng = int(rng.integers(2**63 - 1))
+        sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        if values:
+            sc = sc.with_values(dict(values))
+        sc = sc.with_overrides(seed=rng, consumers=consumers, steps=steps)
+        super().__init__(rng=sc.seed)
+        self.scenario = sc
+        if alpha is None:
+            alpha = calibrate(sc).alpha_vector(sc) if any(r.calibrate for r in sc.retailers) else initial_alpha(sc)
+        elif isinstance(alpha, Mapping):
+            alpha = np.array([alpha[n] for n in sc.retailer_names])
+        self.alpha = np.asarray(alpha, dtype=float)
+        self.world = build_world(sc)
+        self.market = Market(sc, self.world, self.alpha, sc.seed)
+        self.retailers = [RetailerAgent(self, j, r.name, r.kind) for j, r in enumerate(sc.retailers)]
+        self.datacollector = mesa.DataCollector(
+            model_reporters=_reporters(sc.retailer_names),
+            agent_reporters={"name": "name", "gmv_share": "gmv_share", "gmv": "gmv", "revenue": "revenue"},
+        )
+        self.running = sc.calendar.steps > 0
+
+    @property
+    def current_date(self):
+        """Date of the last completed step (the start date before any step)."""
+        return self.scenario.calendar.date_of(max(self.market.t - 1, 0))
+
+    def step(self) -> None:
+        if not self.running:
+            return
+        rec = self.market.step()
+        for a in self.retailers:
+            a.observe(rec)
+        self.datacollector.collect(self)
+        self.running = self.market.t < self.scenario.calendar.steps
