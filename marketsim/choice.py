@@ -18,6 +18,11 @@ PATH_NATIVE, PATH_SSO, PATH_LINK, PATH_CREATE, PATH_MIGRATE = 0, 1, 2, 3, 4
 
 def can_link(holds: np.ndarray, accepts: np.ndarray) -> np.ndarray:
     """(k, R) bool: the consumer holds some provider that retailer j accepts (a one-click sign-up)."""
+    k, P = holds.shape
+    if 0 < P <= 8:  # providers as the bits of one byte per consumer: one AND per (consumer, retailer)
+        hb = np.packbits(holds, axis=1, bitorder="little")[:, 0]
+        ab = np.packbits(accepts, axis=0, bitorder="little")[0]
+        return (hb[:, None] & ab[None, :]) != 0
     return (holds.astype(np.uint8) @ accepts.astype(np.uint8)) > 0
 
 
@@ -37,25 +42,30 @@ def friction(
     access: (k, R) access codes; holds: (k, P) bool; accepts: (P, R) bool (L_j as columns);
     f_migrate: (R,) migration cost offered by each retailer (inf where none is offered).
     Returns (F, path): float64 (k, R) costs in utility units, int8 (k, R) path codes.
+
+    The cost depends only on (access code, retailer, can the consumer link?), so it is read from two small
+    lookup tables indexed by the access codes: one gather per cell instead of a mask per case.
     """
-    k, R = access.shape
-    link = can_link(holds, accepts)
-    # Base case: no working access -> link (if possible) or create an account.
-    F = np.where(link, f_link, f_create).astype(np.float64)
-    path = np.where(link, PATH_LINK, PATH_CREATE).astype(np.int8)
-    native = access == NATIVE
-    F[native], path[native] = f_native, PATH_NATIVE
-    sso = access >= SSO
-    if sso.any():
-        rows, cols = np.nonzero(sso)
-        ok = accepts[access[rows, cols] - SSO, cols]
-        F[rows[ok], cols[ok]], path[rows[ok], cols[ok]] = f_sso, PATH_SSO
-    mig = access == MIGRATE
-    if mig.any():
-        fm = np.broadcast_to(f_migrate, (k, R))
-        better = mig & (fm < F)  # min(f_migrate, f_link where it applies)
-        F[better], path[better] = fm[better], PATH_MIGRATE
-    return F, path
+    P, R = accepts.shape
+    f_migrate = np.broadcast_to(np.asarray(f_migrate, dtype=np.float64), (R,))
+    n_codes = SSO + P
+    tables = []
+    for link in (False, True):
+        no_access_f, no_access_p = (f_link, PATH_LINK) if link else (f_create, PATH_CREATE)
+        F = np.full((n_codes, R), no_access_f, dtype=np.float64)
+        path = np.full((n_codes, R), no_access_p, dtype=np.int8)
+        F[NATIVE], path[NATIVE] = f_native, PATH_NATIVE
+        better = f_migrate < no_access_f  # migrate: min(f_migrate, f_link where it applies)
+        F[MIGRATE] = np.where(better, f_migrate, no_access_f)
+        path[MIGRATE] = np.where(better, PATH_MIGRATE, no_access_p)
+        for p in range(P):  # sso(p) works only where p is still accepted
+            F[SSO + p] = np.where(accepts[p], f_sso, no_access_f)
+            path[SSO + p] = np.where(accepts[p], PATH_SSO, no_access_p)
+        tables.append((F, path))
+    F_all = np.stack([t[0] for t in tables])  # (2, n_codes, R): [can link?, access code, retailer]
+    path_all = np.stack([t[1] for t in tables])
+    flat = (can_link(holds, accepts) * n_codes + access) * R + np.arange(R, dtype=np.intp)[None, :]
+    return F_all.ravel().take(flat), path_all.ravel().take(flat)
 
 
 def utilities(
@@ -79,14 +89,25 @@ def utilities(
 
 
 def logit_probabilities(V: np.ndarray) -> np.ndarray:
-    """(k, R+1) choice probabilities; column 0 is "no purchase" (utility 0). Numerically stable."""
+    """(k, R+1) choice probabilities; column 0 is "no purchase" (utility 0). Numerically stable
+    (the largest utility of each row is subtracted before exponentiating).
+
+    Rows have only R+1 entries, so the work is done column by column on contiguous vectors: numpy's
+    reductions along a short axis are several times slower than R elementwise operations."""
     k, R = V.shape
-    full = np.empty((k, R + 1))
-    full[:, 0] = 0.0
-    full[:, 1:] = V
-    full -= full.max(axis=1, keepdims=True)
-    np.exp(full, out=full)
-    full /= full.sum(axis=1, keepdims=True)
+    dt = np.result_type(V.dtype, np.float32)
+    cols = [np.zeros(k, dtype=dt)] + [np.ascontiguousarray(V[:, j], dtype=dt) for j in range(R)]
+    mx = cols[0].copy()
+    for c in cols[1:]:
+        np.maximum(mx, c, out=mx)
+    tot = np.zeros(k, dtype=dt)
+    for c in cols:
+        c -= mx
+        np.exp(c, out=c)
+        tot += c
+    full = np.empty((k, R + 1), dtype=dt)
+    for j, c in enumerate(cols):
+        full[:, j] = c / tot
     return full
 
 
@@ -97,6 +118,10 @@ def sample_choice(prob: np.ndarray, u: np.ndarray) -> np.ndarray:
     probabilities, so a scenario and its counterfactual on the same uniforms differ only where the
     probabilities differ (common random numbers).
     """
-    cdf = np.cumsum(prob, axis=1)
-    cdf[:, -1] = 1.0
-    return (u[:, None] >= cdf).sum(axis=1).astype(np.int64) - 1
+    k, C = prob.shape
+    cdf = np.zeros(k, dtype=np.float64)
+    count = np.zeros(k, dtype=np.int64)
+    for j in range(C - 1):  # the last cumulative value is 1 by definition: u < 1 never passes it
+        cdf += prob[:, j]
+        count += u >= cdf
+    return count - 1

@@ -82,6 +82,7 @@ class Market:
         self.last = world.last0.copy()
         self.access = world.access0.copy()
         self.lost_login = np.zeros(self.n, dtype=bool)
+        self._lost_index: np.ndarray | None = None
         self.pending_access_lost = np.zeros(R, dtype=np.int64)
         self.counts = [self._full_counts(layer.graph) for layer in world.layers]
         self.rng = np.random.default_rng(seed_streams(seed)["dynamics"])
@@ -109,6 +110,15 @@ class Market:
         """Neighbour counts recomputed from scratch (the incremental ones must equal these)."""
         return [self._full_counts(layer.graph) for layer in self.world.layers]
 
+    def lost_index(self) -> np.ndarray:
+        """Indices of the consumers who lost a login by an event (cached until the next removal)."""
+        if self._lost_index is None:
+            self._lost_index = np.flatnonzero(self.lost_login)
+        return self._lost_index
+
+    def forget_lost_index(self) -> None:
+        self._lost_index = None
+
     def set_social_factor(self, layer: str, retailer: str, factor: float) -> None:
         for li, lay in enumerate(self.world.layers):
             if lay.name == layer:
@@ -116,11 +126,12 @@ class Market:
 
     def social_exposure(self, idx: np.ndarray) -> np.ndarray:
         """S[i, j] for consumers ``idx`` (MODEL.md section 3)."""
-        S = np.zeros((len(idx), self.R))
+        S = np.zeros((len(idx), self.R), dtype=np.float32)
         for li, (lay, cnt) in enumerate(zip(self.world.layers, self.counts)):
             if lay.weight == 0:
                 continue
-            S += (lay.weight * self.social_factor[li])[None, :] * (cnt[idx] * lay.inv_degree[idx, None])
+            w = (lay.weight * self.social_factor[li]).astype(np.float32)
+            S += np.take(cnt, idx, axis=0).astype(np.float32) * (lay.inv_degree[idx, None] * w[None, :])
         return S
 
     def _update_counts(self, who: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
@@ -164,8 +175,8 @@ class Market:
 
     def _shop(self, rng: np.random.Generator) -> StepRecord:
         sc, t, R = self.scenario, self.t, self.R
-        u_shop = rng.random(self.n)
-        u_pick = rng.random(self.n)
+        u = rng.random(2 * self.n, dtype=np.float32)  # exactly 2 uniforms per consumer per step (CRN)
+        u_shop, u_pick = u[: self.n], u[self.n:]
         idx = np.flatnonzero(u_shop < sc.consumers.shopping_rate)
 
         b, f = sc.behaviour, sc.friction
@@ -174,12 +185,13 @@ class Market:
             f_native=f.native, f_sso=f.sso, f_link=f.link, f_create=f.create, f_migrate=self.migrate_cost,
         )
         last = self.last[idx].astype(np.int64)
-        habit = (last[:, None] == np.arange(R)[None, :]).astype(np.float64)
-        promo = np.zeros((len(idx), R))
+        habit = (last[:, None] == np.arange(R)[None, :]).astype(np.float32)
+        promo = np.zeros((len(idx), R), dtype=np.float32) if self.promotions else 0.0
         for j, aud, util, _ in self.promotions:
             promo[:, j] += util if aud < 0 else util * self.world.holds[idx, aud]
         social = self.social_exposure(idx) if b.beta_social else 0.0
-        V = choice.utilities(self.alpha, np.log(self.price), habit, social, F, promo,
+        V = choice.utilities(self.alpha.astype(np.float32), np.log(self.price).astype(np.float32), habit, social,
+                             F.astype(np.float32), promo,
                              beta_price=b.beta_price, beta_social=b.beta_social,
                              beta_habit=b.beta_habit, beta_friction=b.beta_friction)
         prob = choice.logit_probabilities(V)
@@ -211,7 +223,8 @@ class Market:
         if len(who) and self.counts:
             self._update_counts(who, old, new)
 
-        lost_last = (np.bincount(self.last[self.lost_login], minlength=R) * scale) if self.lost_login.any() else np.zeros(R)
+        lost = self.lost_index()
+        lost_last = np.bincount(self.last[lost], minlength=R) * scale if len(lost) else np.zeros(R)
         rec = StepRecord(
             step=t, shoppers=len(idx) * scale, buyers=np.bincount(bj, minlength=R) * scale, gmv=gmv,
             revenue=gmv * self.revenue_rate, accounts_created=accounts_created, logins_linked=logins_linked,

@@ -26,6 +26,7 @@ def remove_login(m: "Market", a: RemoveLogin, step: int) -> None:
     if a.migration_cost is not None:
         m.migrate_cost[j] = a.migration_cost
     m.lost_login |= hit
+    m.forget_lost_index()
     m.pending_access_lost[j] += int(hit.sum())
 
 
