@@ -22,6 +22,10 @@ from .population import build_world
 from .scenario import Scenario, load_scenario
 
 
+#: The small bundled scenario (used when a tool builds the model with no arguments).
+DEFAULT_SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "tiny.yaml"
+
+
 def _reporters(names: tuple[str, ...]) -> dict[str, Any]:
     def rec(attr, j=None):
         def f(model: "MarketModel"):
@@ -55,7 +59,7 @@ class MarketModel(mesa.Model):
 
     def __init__(
         self,
-        scenario: Scenario | str | Path = "scenarios/tiny.yaml",
+        scenario: Scenario | str | Path = DEFAULT_SCENARIO,
         *,
         consumers: int | None = None,
         steps: int | None = None,
@@ -70,7 +74,8 @@ class MarketModel(mesa.Model):
             sc = sc.with_values(dict(values))
         sc = sc.with_overrides(seed=rng, consumers=consumers, steps=steps)
         super().__init__(rng=sc.seed)
-        self.scenario = sc
+        # not `self.scenario`: Mesa 3.5's Model owns that name (its own Scenario objects)
+        self.market_scenario = sc
         if alpha is None:
             alpha = calibrate(sc).alpha_vector(sc) if any(r.calibrate for r in sc.retailers) else initial_alpha(sc)
         elif isinstance(alpha, Mapping):
@@ -88,7 +93,7 @@ class MarketModel(mesa.Model):
     @property
     def current_date(self):
         """Date of the last completed step (the start date before any step)."""
-        return self.scenario.calendar.date_of(max(self.market.t - 1, 0))
+        return self.market_scenario.calendar.date_of(max(self.market.t - 1, 0))
 
     def step(self) -> None:
         if not self.running:
@@ -97,4 +102,4 @@ class MarketModel(mesa.Model):
         for a in self.retailers:
             a.observe(rec)
         self.datacollector.collect(self)
-        self.running = self.market.t < self.scenario.calendar.steps
+        self.running = self.market.t < self.market_scenario.calendar.steps
