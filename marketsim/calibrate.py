@@ -80,7 +80,7 @@ def window_shares(scenario: Scenario, world, alpha: np.ndarray, seed: int, windo
     Purchases are counted in expectation (the choice probabilities of the shoppers of each step, weighted
     by their baskets) rather than as the sampled choices: the same mean with much less noise, which makes
     the contraction's map smooth enough to reach 0.2 pp at a few thousand consumers."""
-    m = Market(scenario, world, alpha, seed)
+    m = Market(scenario, world, alpha, seed, track_expected=True)
     gmv = np.zeros(len(alpha))
     buyers = shoppers = 0.0
     for _ in range(window):

@@ -39,8 +39,8 @@ class StepRecord:
     access_lost: np.ndarray  # (R,) consumer accesses lost by events this step
     flows: np.ndarray  # (R+1, R): from last retailer (row R = none) to this step's retailer, buyers
     lost_login_last: np.ndarray  # (R,) consumers who lost a login by an event, by their current last retailer
-    expected_gmv: np.ndarray  # (R,) GMV expected from this step's choice probabilities (a lower-noise estimate)
-    expected_buyers: np.ndarray  # (R,) buyers expected from the choice probabilities
+    expected_gmv: np.ndarray | None  # (R,) GMV expected from the choice probabilities (if Market.track_expected)
+    expected_buyers: np.ndarray | None  # (R,) buyers expected from the choice probabilities (idem)
 
     @property
     def gmv_share(self) -> np.ndarray:
@@ -60,7 +60,7 @@ class StepRecord:
 class Market:
     """A running market: a :class:`World` plus the state that changes. Use :meth:`step`."""
 
-    def __init__(self, scenario: Scenario, world: World, alpha: np.ndarray, seed: int):
+    def __init__(self, scenario: Scenario, world: World, alpha: np.ndarray, seed: int, *, track_expected: bool = False):
         if len(alpha) != len(scenario.retailers) or not np.all(np.isfinite(alpha)):
             raise ValueError(f"alpha must be {len(scenario.retailers)} finite numbers, got {alpha!r}")
         self.scenario, self.world = scenario, world
@@ -70,6 +70,7 @@ class Market:
         R, P = len(scenario.retailers), len(scenario.providers)
         self.R, self.P = R, P
         self.alpha = np.asarray(alpha, dtype=np.float64).copy()
+        self.track_expected = track_expected  # also report purchases in expectation (calibration uses them)
         self.price = np.array([r.price_index for r in scenario.retailers])
         self.revenue_rate = np.array([r.revenue_rate for r in scenario.retailers])
         self.accepts = np.zeros((P, R), dtype=bool)
@@ -148,8 +149,10 @@ class Market:
             flat = cnt.reshape(-1)
             o = np.repeat(old, lens)
             has_old = o >= 0
-            np.subtract.at(flat, nb[has_old] * R + o[has_old], 1)
-            np.add.at(flat, nb * R + np.repeat(new, lens), 1)
+            keys = np.concatenate([nb[has_old] * R + o[has_old], nb * R + np.repeat(new, lens)])
+            signs = np.ones(len(keys), dtype=np.int32)
+            signs[: int(has_old.sum())] = -1
+            np.add.at(flat, keys, signs)
 
     # --- the step -----------------------------------------------------------
     def step(self) -> StepRecord:
@@ -229,7 +232,8 @@ class Market:
             step=t, shoppers=len(idx) * scale, buyers=np.bincount(bj, minlength=R) * scale, gmv=gmv,
             revenue=gmv * self.revenue_rate, accounts_created=accounts_created, logins_linked=logins_linked,
             access_lost=self.pending_access_lost * scale, flows=flows, lost_login_last=lost_last[:R],
-            expected_gmv=(self.world.basket[idx] @ prob[:, 1:]) * scale, expected_buyers=prob[:, 1:].sum(axis=0) * scale,
+            expected_gmv=(self.world.basket[idx] @ prob[:, 1:]) * scale if self.track_expected else None,
+            expected_buyers=prob[:, 1:].sum(axis=0) * scale if self.track_expected else None,
         )
         self.pending_access_lost = np.zeros(R, dtype=np.int64)
         return rec
