@@ -30,7 +30,7 @@ from .scenario import Scenario
 DEFAULT_TOL_PP = 0.2
 DEFAULT_MAX_ITER = 60
 #: Bump when the calibration procedure changes, so cached fits are not reused.
-METHOD_VERSION = 1
+METHOD_VERSION = 2
 #: |alpha| beyond this means the target is unreachable with the given frictions (exp(40) ~ 2e17).
 ALPHA_LIMIT = 40.0
 
@@ -75,7 +75,8 @@ def cache_key(scenario: Scenario, tol_pp: float = DEFAULT_TOL_PP, max_iter: int 
 
 
 def window_shares(scenario: Scenario, world, alpha: np.ndarray, seed: int, window: int) -> tuple[np.ndarray, float]:
-    """Mean GMV share per retailer and conversion (buyers / shoppers) over the first ``window`` steps.
+    """Mean GMV share per retailer and conversion (buyers / shoppers) over the calibration window: the second
+    half of the warm-up (settled, and before any event) and the first ``window`` steps.
 
     Purchases are counted in expectation (the choice probabilities of the shoppers of each step, weighted
     by their baskets) rather than as the sampled choices: the same mean with much less noise, which makes
@@ -83,8 +84,8 @@ def window_shares(scenario: Scenario, world, alpha: np.ndarray, seed: int, windo
     m = Market(scenario, world, alpha, seed, track_expected=True)
     gmv = np.zeros(len(alpha))
     buyers = shoppers = 0.0
-    for _ in range(window):
-        rec = m.step()
+    settled = m.warmup_records[len(m.warmup_records) // 2:]
+    for rec in settled + [m.step() for _ in range(window)]:
         gmv += rec.expected_gmv
         buyers += rec.expected_buyers.sum()
         shoppers += rec.shoppers

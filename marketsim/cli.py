@@ -43,13 +43,14 @@ def seed_int(text: str) -> int:
     return v
 
 
-def load(args: argparse.Namespace):
-    """The scenario named on the command line with --seed / --consumers / --steps applied."""
+def load(args: argparse.Namespace, *, steps: bool = True):
+    """The scenario named on the command line with --seed / --consumers (and --steps unless ``steps=False``:
+    calibration uses the scenario's own calendar, so a shorter run reuses the same fit)."""
     from .scenario import load_scenario
 
     sc = load_scenario(args.scenario)
     return sc.with_overrides(seed=getattr(args, "seed", None), consumers=getattr(args, "consumers", None),
-                             steps=getattr(args, "steps", None))
+                             steps=getattr(args, "steps", None) if steps else None)
 
 
 def results_root(args: argparse.Namespace) -> Path:
@@ -116,8 +117,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import plots, store
     from .engine import simulate
 
+    alpha, cal = fitted_alpha(load(args, steps=False), args, quiet=args.json)
     sc = load(args)
-    alpha, cal = fitted_alpha(sc, args, quiet=args.json)
     steps = sc.calendar.steps
     with bar(f"simulating {sc.name}", steps, "steps", enabled=True) as update:
         res = simulate(sc, alpha, on_step=lambda done, total: update(completed=done))

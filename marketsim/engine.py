@@ -92,6 +92,8 @@ class Market:
         for ev in scenario.events:
             self.schedule.setdefault(ev.step, []).append(ev)
         self.last_record: StepRecord | None = None
+        self.warmup_records: list[StepRecord] = []
+        self.last_purchases: tuple[np.ndarray, np.ndarray] = (np.empty(0, np.int64), np.empty(0, np.int64))
         self.fired: list = []  # events applied so far
         if scenario.calendar.warmup:
             self.warm_up(scenario.calendar.warmup, seed)
@@ -172,8 +174,7 @@ class Market:
         """Run ``steps`` unreported steps before step 0 (no events), from their own random stream, so that
         habits, accounts and social counts settle from the initial draw. Step 0 starts from the result."""
         rng = np.random.default_rng(seed_streams(seed)["warmup"])
-        for _ in range(steps):
-            self._shop(rng)
+        self.warmup_records = [self._shop(rng) for _ in range(steps)]
         self.pending_access_lost[:] = 0
 
     def _shop(self, rng: np.random.Generator) -> StepRecord:
@@ -202,6 +203,7 @@ class Market:
 
         bought = pick >= 0
         bi, bj = idx[bought], pick[bought]
+        self.last_purchases = (bi, bj)  # read-only record of this step's purchases (consumer, retailer)
         bpath = path[np.flatnonzero(bought), bj]
         scale = self.world.scale
 

@@ -1,0 +1,137 @@
+"""MODEL.md section 11: the properties every implementation must show."""
+
+import numpy as np
+import pytest
+
+from marketsim import choice
+from marketsim.engine import Market, simulate
+from marketsim.population import build_world
+from marketsim.scenario import load_scenario, parse_text
+
+from .conftest import SCENARIOS, simple_market_yaml
+
+TINY_ALPHA = np.array([-4.1, -4.4, -4.2])
+
+
+def test_1_shares_sum_to_one_and_counts_non_negative():
+    sc = load_scenario(SCENARIOS / "tiny.yaml")
+    res = simulate(sc, TINY_ALPHA)
+    for rec in res.records:
+        assert rec.buyers.sum() > 0
+        assert abs(rec.gmv_share.sum() - 1) < 1e-12 and abs(rec.buyer_share.sum() - 1) < 1e-12
+        for arr in (rec.gmv, rec.buyers, rec.revenue, rec.accounts_created, rec.logins_linked, rec.access_lost,
+                    rec.flows, rec.lost_login_last):
+            assert (arr >= 0).all()
+        assert np.isclose(rec.flows.sum(), rec.buyers.sum())  # every purchase is one flow
+        assert 0 <= rec.no_purchase_rate <= 1
+
+
+def test_2_closed_form_logit_shares():
+    sc = parse_text(simple_market_yaml(n=20000, steps=20, price_b=1.3))
+    res = simulate(sc)
+    V = np.array([-1.0, -0.5 - 2.0 * np.log(1.3)])
+    p = np.exp(V) / (1 + np.exp(V).sum())
+    scale = sc.market_size / sc.consumers.count
+    n_shop = sum(r.shoppers for r in res.records) / scale
+    bought = sum(r.buyers for r in res.records) / scale
+    est = bought / n_shop
+    bound = 4 * np.sqrt(p * (1 - p) / n_shop)
+    assert np.all(np.abs(est - p) < bound), (est, p, bound)
+    # and the prediction is sharp enough to fail: a 1-point error in p would be caught
+    assert bound.max() < 0.01
+
+
+def test_3_same_seed_same_numbers():
+    sc = load_scenario(SCENARIOS / "tiny.yaml")
+    a, b = simulate(sc, TINY_ALPHA), simulate(sc, TINY_ALPHA)
+    assert a.timeseries().equals(b.timeseries())
+    c = simulate(sc.with_overrides(seed=sc.seed + 1), TINY_ALPHA)
+    assert not a.timeseries()["gmv"].equals(c.timeseries()["gmv"])
+
+
+def _mean_buyer_share(sc, alpha, lo, hi):
+    res = simulate(sc, alpha)
+    b = sum(r.buyers for r in res.records[lo:hi])
+    return b / b.sum(), b.sum() / (sc.market_size / sc.consumers.count)
+
+
+def test_4_shares_do_not_depend_on_n():
+    base = load_scenario(SCENARIOS / "baseline_2013q2.yaml").with_values({"calendar.steps": 20, "calendar.warmup": 10})
+    alpha = np.array([-4.1, -4.4, -4.2])
+    s_small, n_small = _mean_buyer_share(base.with_overrides(consumers=10_000), alpha, 5, 20)
+    s_big, n_big = _mean_buyer_share(base.with_overrides(consumers=100_000), alpha, 5, 20)
+    # binomial noise of each estimate; x3 for the correlation of one consumer's purchases over steps (habit)
+    sd = np.sqrt(s_big * (1 - s_big) * (1 / n_small + 1 / n_big)) * 3
+    assert np.all(np.abs(s_small - s_big) < 4 * sd), (s_small, s_big, sd)
+
+
+def test_5_removing_a_login_only_lowers_share_among_its_users():
+    text = simple_market_yaml(n=20000, steps=30, beta_habit=1.0, beta_social=0.5, native=0.2, link=0.3, create=2.0,
+                              events="[{id: drop, type: remove_login, step: 5, retailer: B, provider: weibo}]")
+    sc = parse_text(text)
+    base = sc.without_events()
+    diffs = []
+    for seed in (1, 2, 3):
+        world = build_world(sc, seed)
+        with_ev, without = Market(sc, world, np.array([-1.0, -0.5]), seed), Market(base, world, np.array([-1.0, -0.5]), seed)
+        for _ in range(5):
+            with_ev.step(), without.step()
+        affected = (with_ev.access[:, 1] == choice.SSO + 0) & ~with_ev.world.holds[:, 1]  # weibo only, no qq route
+        assert affected.sum() > 100
+        at_b = [0, 0]
+        for _ in range(25):
+            for k, m in enumerate((with_ev, without)):
+                m.step()
+                bi, bj = m.last_purchases
+                at_b[k] += np.sum(affected[bi] & (bj == 1))
+        diffs.append((at_b[0] - at_b[1]) / affected.sum())
+    assert np.mean(diffs) < 0, diffs
+
+
+def test_6_access_changes_only_by_purchase_or_event():
+    text = simple_market_yaml(n=5000, steps=20, beta_habit=1.0, native=0.2, link=0.3, create=1.0,
+                              events="[{id: drop, type: remove_login, step: 4, retailer: B, provider: weibo, migration_cost: 0.5},"
+                                     " {id: add, type: add_login, step: 8, retailer: A, provider: weibo}]")
+    sc = parse_text(text)
+    m = Market(sc, build_world(sc, 3), np.array([-1.0, -0.5]), 3)
+    initial = m.access.copy()
+    assert (initial[np.arange(m.n), m.last] != 0).all()  # initial draw: access at the last retailer
+    for t in range(20):
+        before = m.access.copy()
+        m.step()
+        changed = before != m.access
+        bought = np.zeros_like(changed)
+        bi, bj = m.last_purchases
+        bought[bi, bj] = True
+        event_cols = np.zeros(m.R, bool)
+        if t == 4:
+            event_cols[1] = True  # remove_login at B
+        ok = bought | event_cols[None, :]
+        assert not (changed & ~ok).any(), f"step {t}: access changed without a purchase or an event"
+        if t == 4:
+            by_event = changed[:, 1] & ~bought[:, 1]
+            assert by_event.sum() > 50 and (before[by_event, 1] == choice.SSO + 0).all()
+            assert (m.access[by_event, 1] == choice.MIGRATE).all()
+        if t != 4:  # a purchase never takes access away
+            assert (m.access[changed] != choice.NONE).all()
+
+
+def test_incremental_social_counts_match_recount():
+    sc = load_scenario(SCENARIOS / "tiny.yaml")
+    m = Market(sc, build_world(sc), TINY_ALPHA, 9)
+    for _ in range(26):
+        m.step()
+    for inc, full in zip(m.counts, m.recount()):
+        assert np.array_equal(inc, full)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_crn_identical_until_first_event(seed):
+    sc = load_scenario(SCENARIOS / "tiny.yaml")
+    world = build_world(sc, seed)
+    a = simulate(sc, TINY_ALPHA, seed=seed, world=world)
+    b = simulate(sc.without_events(), TINY_ALPHA, seed=seed, world=world)
+    first = sc.events[0].step
+    for ra, rb in zip(a.records[:first], b.records[:first]):
+        assert np.array_equal(ra.gmv, rb.gmv)
+    assert any(not np.array_equal(ra.gmv, rb.gmv) for ra, rb in zip(a.records[first:], b.records[first:]))
