@@ -111,17 +111,22 @@ def logit_probabilities(V: np.ndarray) -> np.ndarray:
     return full
 
 
-def sample_choice(prob: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Inverse-CDF draw: returns -1 for no purchase, else the retailer index.
+def gumbel_choice(V: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Multinomial logit draw by the Gumbel-max rule: -1 for no purchase, else the retailer index.
 
-    Using one uniform per consumer in a fixed order of alternatives makes the draw monotone in the
-    probabilities, so a scenario and its counterfactual on the same uniforms differ only where the
-    probabilities differ (common random numbers).
+    ``u``: (k, R+1) uniforms, column 0 for "no purchase" (utility 0). The option with the largest
+    utility + Gumbel(0, 1) noise is chosen, which has exactly the logit probabilities (McFadden 1974).
+    With the same uniforms in a scenario and its counterfactual, a consumer changes its choice only if
+    the events changed the utilities of the options it was choosing between: the tightest common
+    random numbers coupling (an inverse-CDF draw would also move consumers whose options did not change).
     """
-    k, C = prob.shape
-    cdf = np.zeros(k, dtype=np.float64)
-    count = np.zeros(k, dtype=np.int64)
-    for j in range(C - 1):  # the last cumulative value is 1 by definition: u < 1 never passes it
-        cdf += prob[:, j]
-        count += u >= cdf
-    return count - 1
+    k, R = V.shape
+    g = -np.log(-np.log(np.clip(u, 1e-7, 1 - 6e-8)))
+    best = g[:, 0].copy()
+    pick = np.full(k, -1, dtype=np.int64)
+    for j in range(R):
+        x = V[:, j] + g[:, j + 1]
+        better = x > best
+        best[better] = x[better]
+        pick[better] = j
+    return pick

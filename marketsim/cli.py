@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--workers", type=positive_int, help="local worker processes (default: CPU count)")
     pr.add_argument("--baseline-without", nargs="+", metavar="EVENT", help="event ids removed in the baseline (default: all events)")
     pr.add_argument("--out", help="output folder (default: results/<scenario-name>/projection/)")
+    pr.add_argument("--independent-baseline", action="store_true",
+                    help="run the baseline on independent seeds (to measure what common random numbers save)")
 
     v = scenario_cmd("viz", "Serve the live browser visualization (needs the 'viz' extra).", steps=False, json_flag=False, seed=False)
     v.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")

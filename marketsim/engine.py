@@ -179,9 +179,11 @@ class Market:
 
     def _shop(self, rng: np.random.Generator) -> StepRecord:
         sc, t, R = self.scenario, self.t, self.R
-        u = rng.random(2 * self.n, dtype=np.float32)  # exactly 2 uniforms per consumer per step (CRN)
-        u_shop, u_pick = u[: self.n], u[self.n:]
+        # One uniform per consumer (shop?), then R+1 per shopper (which option?). The shoppers do not depend
+        # on the state, so a scenario and its counterfactual draw the same numbers (common random numbers).
+        u_shop = rng.random(self.n, dtype=np.float32)
         idx = np.flatnonzero(u_shop < sc.consumers.shopping_rate)
+        u_pick = rng.random((len(idx), R + 1), dtype=np.float32)
 
         b, f = sc.behaviour, sc.friction
         F, path = choice.friction(
@@ -198,8 +200,8 @@ class Market:
                              F.astype(np.float32), promo,
                              beta_price=b.beta_price, beta_social=b.beta_social,
                              beta_habit=b.beta_habit, beta_friction=b.beta_friction)
-        prob = choice.logit_probabilities(V)
-        pick = choice.sample_choice(prob, u_pick[idx])
+        pick = choice.gumbel_choice(V, u_pick)
+        prob = choice.logit_probabilities(V) if self.track_expected else None
 
         bought = pick >= 0
         bi, bj = idx[bought], pick[bought]

@@ -47,18 +47,26 @@ def test_logit_probabilities_closed_form_and_stable():
     assert np.allclose(P[1, 1] / P[1, 2], math.e) and P[1, 0] < 1e-300 + 1e-30
 
 
-def test_sample_choice_inverse_cdf():
-    prob = np.array([[0.2, 0.3, 0.5]] * 5)
-    u = np.array([0.0, 0.19, 0.2, 0.49, 0.99])
-    assert choice.sample_choice(prob, u).tolist() == [-1, -1, 0, 0, 1]
-
-
-def test_sample_choice_frequencies():
+def test_gumbel_choice_frequencies_are_logit():
     rng = np.random.default_rng(3)
-    p = np.array([0.1, 0.6, 0.3])
-    draws = choice.sample_choice(np.tile(p, (200_000, 1)), rng.random(200_000))
-    freq = np.bincount(draws + 1, minlength=3) / len(draws)
-    assert np.allclose(freq, p, atol=4 * np.sqrt(p * (1 - p) / len(draws)).max())
+    V = np.array([0.5, -1.0, 1.2])
+    n = 200_000
+    draws = choice.gumbel_choice(np.tile(V, (n, 1)), rng.random((n, 4), dtype=np.float32))
+    p = np.exp(np.r_[0.0, V]) / np.exp(np.r_[0.0, V]).sum()
+    freq = np.bincount(draws + 1, minlength=4) / n
+    assert np.all(np.abs(freq - p) < 4 * np.sqrt(p * (1 - p) / n)), (freq, p)
+
+
+def test_gumbel_choice_coupling():
+    """Same uniforms: lowering one option's utility moves only consumers who were choosing it."""
+    rng = np.random.default_rng(5)
+    u = rng.random((50_000, 3), dtype=np.float32)
+    V = np.tile([0.3, 0.1], (50_000, 1))
+    V2 = V.copy()
+    V2[:, 1] -= 0.5
+    a, b = choice.gumbel_choice(V, u), choice.gumbel_choice(V2, u)
+    moved = a != b
+    assert moved.any() and (a[moved] == 1).all() and (b[moved] != 1).all()
 
 
 def test_utilities_formula():
