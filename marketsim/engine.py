@@ -74,9 +74,13 @@ class Market:
         self.price = np.array([r.price_index for r in scenario.retailers])
         self.revenue_rate = np.array([r.revenue_rate for r in scenario.retailers])
         self.accepts = np.zeros((P, R), dtype=bool)
+        # login_rank[p, j]: position of provider p on retailer j's login page (its `logins` order; added
+        # logins go last). A one-click sign-up uses the first listed provider the consumer holds.
+        self.login_rank = np.full((P, R), P, dtype=np.int64)
         for j, r in enumerate(scenario.retailers):
-            for p in r.logins:
+            for rank, p in enumerate(r.logins):
                 self.accepts[self.provider_index[p], j] = True
+                self.login_rank[self.provider_index[p], j] = rank
         self.migrate_cost = np.full(R, np.inf)
         self.social_factor = np.ones((len(world.layers), R))
         self.promotions: list[tuple[int, int, float, int | None]] = []
@@ -222,7 +226,7 @@ class Market:
         if linked.any():
             li, lj = bi[linked], bj[linked]
             ok = self.world.holds[li] & self.accepts[:, lj].T
-            self.access[li, lj] = SSO + np.argmax(ok, axis=1)
+            self.access[li, lj] = SSO + np.argmin(np.where(ok, self.login_rank[:, lj].T, 10**9), axis=1)
         self.access[bi[new_native], bj[new_native]] = NATIVE
         switched = self.last[bi] != bj
         who, old, new = bi[switched], self.last[bi[switched]].astype(np.int64), bj[switched]

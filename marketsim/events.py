@@ -32,7 +32,10 @@ def remove_login(m: "Market", a: RemoveLogin, step: int) -> None:
 
 def add_login(m: "Market", a: AddLogin, step: int) -> None:
     """p joins L_j."""
-    m.accepts[m.provider_index[a.provider], m.retailer_index[a.retailer]] = True
+    p, j = m.provider_index[a.provider], m.retailer_index[a.retailer]
+    if not m.accepts[p, j]:
+        m.login_rank[p, j] = m.login_rank[m.accepts[:, j], j].max(initial=-1) + 1  # listed last
+        m.accepts[p, j] = True
 
 
 def social_boost(m: "Market", a: SocialBoost, step: int) -> None:
