@@ -833,3 +833,17 @@ def set_path(raw: dict, path: str, value: Any) -> None:
                 node = node[part]
         else:
             raise KeyError(f"{where}: cannot go inside a {_kind(node)}")
+
+
+# --------------------------------------------------------------------------- shared with other file schemas
+
+#: The validation helpers, public for the other versioned file formats (sweep files) so they report
+#: errors the same way: ``file:line: field.path: problem; allowed: ...``.
+Validator = _Validator
+
+
+def read_yaml(path: str | Path) -> tuple[Any, _Lines]:
+    """Read a YAML file safely: (data, line map for error messages). Raises :class:`ScenarioError`."""
+    source = str(path)
+    text = _read_text(Path(path), source)
+    return _safe_load(text, source), _Lines(text, source)

@@ -1,0 +1,477 @@
+"""Parameter sweeps: the sweep file, its design, and the runner (local processes or a Dask cluster).
+
+A sweep file (``schema: marketsim-sweep/v1``) names a base scenario, the parameters to vary by their
+dotted path in the scenario, a design (full grid, Latin hypercube, Sobol or Morris), replicates per
+point and the outputs to record. Every (point, replicate) pair is one run with its own seed, spawned
+from the sweep seed and the run's index (``SeedSequence(seed, spawn_key=(run_id,))``), so the numbers do
+not depend on the executor or on the number of workers.
+
+Designs come from scipy.stats.qmc (Latin hypercube) and SALib (Saltelli/Sobol and Morris samplers), in
+the unit hypercube; each parameter maps its unit coordinate through the inverse CDF of its distribution
+(uniform over ``range``, or ``normal``/``lognormal``/``triangular``), or through its list of ``values``.
+
+Execution uses one code path, the ``concurrent.futures`` interface: a local ``ProcessPoolExecutor`` by
+default, or ``distributed.Client(address).get_executor()`` for a Dask cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import math
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import dataset, store
+from .errors import UserError
+from .scenario import Scenario, ScenarioError, Validator, load_scenario, read_yaml
+
+SWEEP_SCHEMA = "marketsim-sweep/v1"
+DESIGNS = ("grid", "lhs", "sobol", "morris")
+METRICS = ("gmv_share", "gmv", "revenue", "buyer_share", "accounts_created")
+MAX_RUNS = 1_000_000
+#: Closed-form stand-ins with known answers, for checking designs and sensitivity analysis end to end.
+STAND_INS = ("ishigami",)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    path: str
+    kind: str  # "range" | "values" | "normal" | "lognormal" | "triangular"
+    args: tuple  # (lo, hi) | values | (mean, sd) | (mu, sigma) | (lo, mode, hi)
+
+    def from_unit(self, u: np.ndarray) -> np.ndarray | list:
+        """Map unit-hypercube coordinates to parameter values (inverse CDF)."""
+        from scipy import stats
+
+        u = np.clip(np.asarray(u, dtype=float), 1e-9, 1 - 1e-9)
+        if self.kind == "range":
+            lo, hi = self.args
+            return lo + u * (hi - lo)
+        if self.kind == "values":
+            idx = np.minimum((u * len(self.args)).astype(int), len(self.args) - 1)
+            return [self.args[i] for i in idx]
+        if self.kind == "normal":
+            return stats.norm.ppf(u, loc=self.args[0], scale=self.args[1])
+        if self.kind == "lognormal":
+            return stats.lognorm.ppf(u, s=self.args[1], scale=math.exp(self.args[0]))
+        lo, mode, hi = self.args
+        return stats.triang.ppf(u, c=(mode - lo) / (hi - lo), loc=lo, scale=hi - lo)
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    source: str
+    seed: int
+    model: str  # "marketsim" or a stand-in
+    base: Scenario | None
+    parameters: tuple[Parameter, ...]
+    design: str
+    size: int  # grid: levels per range parameter; lhs: points; sobol: base samples N; morris: trajectories
+    levels: int  # morris levels
+    replicates: int
+    outputs: tuple[str, ...]
+    shift_against: tuple[str, ...] | None  # event ids removed for the baseline; () = all events; None = no shift
+    record_every: int | None  # None = the horizon only
+    average_last: int  # horizon outputs are means over the last K steps (1 = the horizon week alone)
+    batch_runs: int
+    raw: dict
+
+    def digest(self) -> str:
+        d = {"spec": self.raw, "base": self.base.digest() if self.base else None}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def unit_design(self) -> np.ndarray:
+        """(points, D) coordinates in the unit hypercube (deterministic for the sweep seed)."""
+        D = len(self.parameters)
+        if self.design == "grid":
+            axes = []
+            for p in self.parameters:
+                k = len(p.args) if p.kind == "values" else self.size
+                axes.append((np.arange(k) + 0.5) / k)
+            return np.array(list(itertools.product(*axes)), dtype=float).reshape(-1, D)
+        if self.design == "lhs":
+            from scipy.stats import qmc
+
+            return qmc.LatinHypercube(d=D, seed=np.random.default_rng(self.seed)).random(self.size)
+        problem = self.problem_unit()
+        if self.design == "sobol":
+            from SALib.sample import sobol
+
+            return sobol.sample(problem, self.size, calc_second_order=False, seed=self.seed)
+        from SALib.sample import morris
+
+        return morris.sample(problem, self.size, num_levels=self.levels, seed=self.seed)
+
+    def problem_unit(self) -> dict:
+        return {"num_vars": len(self.parameters), "names": [p.path for p in self.parameters],
+                "bounds": [[0.0, 1.0]] * len(self.parameters)}
+
+    def points(self) -> list[dict[str, Any]]:
+        U = self.unit_design()
+        cols = [p.from_unit(U[:, k]) for k, p in enumerate(self.parameters)]
+        return [{p.path: _plain(cols[k][i]) for k, p in enumerate(self.parameters)} for i in range(len(U))]
+
+
+def _plain(x):
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    return x
+
+
+# --------------------------------------------------------------------------- loading and validation
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    data, lines = read_yaml(path)
+    v = Validator(str(path), lines)
+    d = v.mapping(data, "", ("schema", "name", "parameters", "design"),
+                  ("description", "seed", "base", "model", "replicates", "consumers", "steps", "outputs",
+                   "shift_against", "record_every", "average_last", "batch_runs"))
+    if d["schema"] != SWEEP_SCHEMA:
+        v.fail("schema", f"unsupported schema {d['schema']!r}; allowed: {SWEEP_SCHEMA}")
+    name = v.name(d["name"], "name")
+    model = v.string(d.get("model", "marketsim"), "model", ("marketsim",) + STAND_INS, what="model")
+    base = None
+    if model == "marketsim":
+        if "base" not in d:
+            v.fail("(top level)", "missing required key 'base' (the scenario file the sweep varies)")
+        bpath = Path(path).parent / v.string(d["base"], "base")
+        if not bpath.is_file():
+            v.fail("base", f"base scenario {d['base']!r} not found (looked for {bpath})")
+        base = load_scenario(bpath)
+        over = {}
+        if "consumers" in d:
+            over["consumers.count"] = v.number(d["consumers"], "consumers", 1, 10_000_000, integer=True)
+        if "steps" in d:
+            over["calendar.steps"] = v.number(d["steps"], "steps", 1, 5200, integer=True)
+        base = base.with_values(over) if over else base
+    dd = v.mapping(d["design"], "design", ("method",), ("size", "levels"))
+    design = v.string(dd["method"], "design.method", DESIGNS, what="design")
+    size_default = {"grid": 3, "lhs": 16, "sobol": 8, "morris": 4}[design]
+    size = v.number(dd.get("size", size_default), "design.size", 1, 100_000, integer=True)
+    if design == "sobol" and size & (size - 1):
+        v.fail("design.size", f"{size} is not a power of 2; allowed: 2, 4, 8, 16, ... (Sobol sequences balance at powers of 2)")
+    levels = v.number(dd.get("levels", 4), "design.levels", 2, 100, integer=True)
+    params = _parameters(v, d["parameters"], base, design, model)
+    outputs = _outputs(v, d.get("outputs"), base, model)
+    shift = d.get("shift_against")
+    if shift is not None:
+        if shift == "all":
+            shift = ()
+        elif isinstance(shift, list):
+            known = [e.id for e in base.events] if base else []
+            for i, e in enumerate(shift):
+                v.string(e, f"shift_against[{i}]", tuple(known), what="event id")
+            shift = tuple(shift)
+        else:
+            v.fail("shift_against", "expected 'all' or a list of event ids")
+    if any(o.startswith("shift.") for o in outputs) and shift is None:
+        v.fail("outputs", "shift.* outputs need 'shift_against' (the events removed in the baseline, or 'all')")
+    rec = d.get("record_every")
+    sweep = Sweep(
+        name=name, source=str(path), seed=v.number(d.get("seed", 0), "seed", 0, 2**63 - 1, integer=True), model=model,
+        base=base, parameters=params, design=design, size=size, levels=levels,
+        replicates=v.number(d.get("replicates", 1), "replicates", 1, 10_000, integer=True), outputs=outputs,
+        shift_against=shift, record_every=None if rec is None else v.number(rec, "record_every", 1, 5200, integer=True),
+        average_last=v.number(d.get("average_last", 1), "average_last", 1, 5200, integer=True),
+        batch_runs=v.number(d.get("batch_runs", 8), "batch_runs", 1, 100_000, integer=True), raw=data,
+    )
+    n = len(sweep.unit_design()) * sweep.replicates
+    if n > MAX_RUNS:
+        v.fail("design", f"{n:,} runs; allowed: at most {MAX_RUNS:,}")
+    return sweep
+
+
+def _parameters(v: Validator, d: Any, base: Scenario | None, design: str, model: str) -> tuple[Parameter, ...]:
+    if not isinstance(d, list) or not d:
+        v.fail("parameters", "expected a non-empty list of parameters, each with 'path' and one of range, values, distribution")
+    out = []
+    for i, p in enumerate(d):
+        fp = f"parameters[{i}]"
+        p = v.mapping(p, fp, ("path",), ("range", "values", "distribution"))
+        path = v.string(p["path"], f"{fp}.path")
+        given = [k for k in ("range", "values", "distribution") if k in p]
+        if len(given) != 1:
+            v.fail(fp, "give exactly one of 'range: [lo, hi]', 'values: [...]' or 'distribution: {type: ..., ...}'")
+        kind = given[0]
+        if kind == "range":
+            r = p["range"]
+            if not isinstance(r, list) or len(r) != 2:
+                v.fail(f"{fp}.range", "expected [lo, hi]")
+            lo, hi = v.number(r[0], f"{fp}.range[0]"), v.number(r[1], f"{fp}.range[1]")
+            if not lo < hi:
+                v.fail(f"{fp}.range", f"lo {lo} is not below hi {hi}")
+            par = Parameter(path, "range", (lo, hi))
+            probes = [lo, hi]
+        elif kind == "values":
+            vals = p["values"]
+            if not isinstance(vals, list) or not vals:
+                v.fail(f"{fp}.values", "expected a non-empty list")
+            if design in ("sobol", "morris"):
+                v.fail(f"{fp}.values", f"a {design} design needs continuous parameters; use 'range' or 'distribution'")
+            par = Parameter(path, "values", tuple(vals))
+            probes = list(vals)
+        else:
+            dist = v.mapping(p["distribution"], f"{fp}.distribution", ("type",), ("mean", "sd", "mu", "sigma", "lo", "mode", "hi"))
+            t = v.string(dist["type"], f"{fp}.distribution.type", ("normal", "lognormal", "triangular"), what="distribution")
+            keys = {"normal": ("mean", "sd"), "lognormal": ("mu", "sigma"), "triangular": ("lo", "mode", "hi")}[t]
+            for k in keys:
+                if k not in dist:
+                    v.fail(f"{fp}.distribution", f"a {t} distribution needs {', '.join(keys)}")
+            args = tuple(v.number(dist[k], f"{fp}.distribution.{k}") for k in keys)
+            if t in ("normal", "lognormal") and args[1] <= 0:
+                v.fail(f"{fp}.distribution", "the spread must be > 0")
+            if t == "triangular" and not args[0] <= args[1] <= args[2] and args[0] < args[2]:
+                v.fail(f"{fp}.distribution", "need lo <= mode <= hi and lo < hi")
+            par = Parameter(path, t, args)
+            probes = [float(x) for x in par.from_unit(np.array([0.001, 0.999]))]
+        if model == "marketsim":
+            for val in probes:  # every value must make a valid scenario: checked before any run
+                try:
+                    base.with_values({path: _plain(val)})
+                except KeyError as e:
+                    v.fail(f"{fp}.path", f"{e.args[0]} (in the base scenario {base.source})")
+                except ScenarioError as e:
+                    v.fail(f"{fp}", f"value {val!r} for {path} makes an invalid scenario: {e.path}: {e.problem}")
+        elif path not in ("x1", "x2", "x3"):
+            v.fail(f"{fp}.path", f"the ishigami stand-in has parameters x1, x2, x3, not {path!r}")
+        out.append(par)
+    paths = [p.path for p in out]
+    if len(set(paths)) != len(paths):
+        v.fail("parameters", "a path is listed twice")
+    return tuple(out)
+
+
+def _outputs(v: Validator, d: Any, base: Scenario | None, model: str) -> tuple[str, ...]:
+    if model != "marketsim":
+        return ("y",)
+    names = base.retailer_names
+    allowed = [f"{m}.{n}" for m in METRICS for n in names] + [f"shift.{m}.{n}" for m in METRICS for n in names]
+    if d is None:
+        return tuple(f"gmv_share.{n}" for n in names)
+    if not isinstance(d, list) or not d:
+        v.fail("outputs", "expected a list of output names, e.g. [gmv_share.JD, shift.gmv_share.JD]")
+    for i, o in enumerate(d):
+        if o not in allowed:
+            from .scenario import _suggest
+
+            v.fail(f"outputs[{i}]", f"unknown output {o!r}{_suggest(o, allowed)}; allowed: METRIC.RETAILER or shift.METRIC.RETAILER "
+                                    f"with METRIC in {', '.join(METRICS)} and RETAILER in {', '.join(names)}")
+    return tuple(d)
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass(frozen=True)
+class Task:
+    run_id: int
+    point_id: int
+    replicate: int
+    seed: int
+    values: dict
+
+
+def run_seed(sweep_seed: int, run_id: int) -> int:
+    return int(np.random.SeedSequence(sweep_seed, spawn_key=(run_id,)).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def tasks(sweep: Sweep) -> list[Task]:
+    pts = sweep.points()
+    return [Task(p * sweep.replicates + r, p, r, run_seed(sweep.seed, p * sweep.replicates + r), pts[p])
+            for p in range(len(pts)) for r in range(sweep.replicates)]
+
+
+def ishigami(x1: float, x2: float, x3: float, a: float = 7.0, b: float = 0.1) -> float:
+    """Ishigami & Homma (1990) test function; known Sobol indices (Saltelli et al. 2008, Global Sensitivity
+    Analysis: The Primer): S1 = (0.3139, 0.4424, 0), ST = (0.5576, 0.4424, 0.2437) for a=7, b=0.1 on [-pi, pi]^3."""
+    return math.sin(x1) + a * math.sin(x2) ** 2 + b * x3**4 * math.sin(x1)
+
+
+def run_task(sweep: Sweep, alpha, task: Task) -> list[dict]:
+    """One run: rows (one per recorded step) with run id, point, parameters, replicate, seed and outputs."""
+    head = {"run_id": task.run_id, "point_id": task.point_id, "replicate": task.replicate, "seed": task.seed,
+            **{f"param.{k}": v for k, v in task.values.items()}}
+    if sweep.model == "ishigami":
+        return [{**head, "step": 0, "date": "", "y": ishigami(**task.values)}]
+    from .engine import Market
+    from .population import build_world
+
+    sc = sweep.base.with_values(task.values).with_overrides(seed=task.seed)
+    world = build_world(sc)
+    steps = sc.calendar.steps
+    keep = list(range(steps - 1, -1, -sweep.record_every))[::-1] if sweep.record_every else [steps - 1]
+    arms = {"": sc}
+    if sweep.shift_against is not None:
+        arms["shift"] = sc.without_events(list(sweep.shift_against) or None)
+    recorded: dict[str, list] = {}
+    for arm, scen in arms.items():
+        m = Market(scen, world, alpha, task.seed)
+        recorded[arm] = [m.step() for _ in range(steps)]
+    k = min(sweep.average_last, steps)
+
+    def value(arm: str, metric: str, t: int, j: int) -> float:
+        recs = recorded[arm][t - k + 1: t + 1] if (t == steps - 1 and k > 1) else [recorded[arm][t]]
+        return float(np.mean([getattr(r, metric)[j] for r in recs]))
+    rows = []
+    names = sc.retailer_names
+    for t in keep:
+        row = {**head, "step": t, "date": sc.calendar.date_of(t).isoformat()}
+        for o in sweep.outputs:
+            parts = o.split(".")
+            metric, retailer = parts[-2], parts[-1]
+            j = names.index(retailer)
+            val = value("", metric, t, j)
+            if parts[0] == "shift":
+                val -= value("shift", metric, t, j)
+            row[o] = val
+        rows.append(row)
+    return rows
+
+
+def _run_batch(sweep: Sweep, alpha, batch: list[Task]) -> list[dict]:
+    rows = []
+    for t in batch:
+        rows.extend(run_task(sweep, alpha, t))
+    return rows
+
+
+def sweep_alpha(sweep: Sweep, results_root: Path):
+    """Attractiveness for every point: the base scenario's fit (the sweep asks "what if" of one calibrated market)."""
+    if sweep.model != "marketsim":
+        return None
+    from .engine import initial_alpha
+
+    if not any(r.calibrate for r in sweep.base.retailers):
+        return initial_alpha(sweep.base)
+    cal, _ = store.cached_calibration(sweep.base, results_root / "calibration")
+    return cal.alpha_vector(sweep.base)
+
+
+def write_manifest(sweep: Sweep, out: Path, n_points: int, n_runs: int) -> None:
+    man_path = out / "manifest.json"
+    digest = sweep.digest()
+    if man_path.is_file():
+        old = store.read_json(man_path)
+        if old.get("spec_hash") != digest:
+            raise UserError(f"{out}: holds results of a different sweep spec (hash {old.get('spec_hash')} vs {digest}); "
+                            f"use --out for a new folder, or delete {out} to start again")
+        return
+    store.write_json(man_path, {
+        "name": sweep.name, "spec_hash": digest, "spec": sweep.raw, "source": sweep.source, "model": sweep.model,
+        "base_scenario": None if sweep.base is None else {"name": sweep.base.name, "hash": sweep.base.digest(), "source": sweep.base.source},
+        "design": {"method": sweep.design, "size": sweep.size, "levels": sweep.levels},
+        "parameters": [{"path": p.path, "kind": p.kind, "args": list(p.args)} for p in sweep.parameters],
+        "outputs": list(sweep.outputs), "replicates": sweep.replicates, "points": n_points, "runs": n_runs,
+        "seed": sweep.seed, "shift_against": None if sweep.shift_against is None else list(sweep.shift_against),
+    })
+
+
+def run_sweep(sweep: Sweep, out: Path, executor: Executor | None, *, results_root: Path = Path("results"),
+              on_progress=None, batch_size: int | None = None) -> dict:
+    """Run every stored-missing (point, replicate) pair; store rows in batches as they finish.
+
+    ``executor`` None runs inline. Returns counts: total, skipped (already stored), ran."""
+    out.mkdir(parents=True, exist_ok=True)
+    all_tasks = tasks(sweep)
+    write_manifest(sweep, out, len(all_tasks) // sweep.replicates, len(all_tasks))
+    done = dataset.stored_run_ids(out)
+    todo = [t for t in all_tasks if t.run_id not in done]
+    alpha = sweep_alpha(sweep, results_root) if todo else None
+    size = batch_size or sweep.batch_runs
+    # small chunks per submission keep the workers busy; each chunk's rows are buffered and stored in batches
+    chunk = max(1, min(size, math.ceil(len(todo) / (4 * max(1, getattr(executor, "_max_workers", 2) or 2)))))
+    chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+    buffer: list[dict] = []
+    buffered_runs = 0
+    finished = len(done)
+    if on_progress:
+        on_progress(finished, len(all_tasks))
+
+    def flush():
+        nonlocal buffer, buffered_runs
+        if buffer:
+            dataset.write_part(out, buffer)
+        buffer, buffered_runs = [], 0
+
+    if executor is None:
+        for c in chunks:
+            buffer.extend(_run_batch(sweep, alpha, c))
+            buffered_runs += len(c)
+            finished += len(c)
+            if buffered_runs >= size:
+                flush()
+            if on_progress:
+                on_progress(finished, len(all_tasks))
+    else:
+        pending = {executor.submit(_run_batch, sweep, alpha, c): len(c) for c in chunks}
+        while pending:
+            ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for f in ready:
+                n = pending.pop(f)
+                buffer.extend(f.result())
+                buffered_runs += n
+                finished += n
+            if buffered_runs >= size:
+                flush()
+            if on_progress:
+                on_progress(finished, len(all_tasks))
+    flush()
+    return {"total": len(all_tasks), "skipped": len(all_tasks) - len(todo), "ran": len(todo)}
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .progress import bar, stderr
+
+    sweep = load_sweep(args.sweep)
+    out = Path(args.out) if args.out else Path("results") / sweep.name
+    stored = dataset.stored_run_ids(out) if out.is_dir() else set()
+    if stored and not args.resume:
+        stderr.print(f"{out}: {len(stored)} runs already stored; resuming (re-running skips them)")
+    client = None
+    t0 = time.perf_counter()
+    try:
+        if args.scheduler:
+            try:
+                from distributed import Client
+            except ImportError:
+                raise UserError("--scheduler needs the 'distributed' extra: pip install -e '.[distributed]'") from None
+            try:
+                client = Client(args.scheduler, timeout="10s")
+            except (OSError, TimeoutError) as e:
+                raise UserError(f"cannot reach the Dask scheduler at {args.scheduler}: {e}") from None
+            executor = client.get_executor()
+            where = f"Dask cluster {args.scheduler} ({len(client.scheduler_info().get('workers', {}))} workers)"
+        else:
+            workers = args.workers or os.cpu_count() or 1
+            executor = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+            where = f"{workers} local worker{'s' if workers > 1 else ''}"
+        with bar(f"sweep {sweep.name} on {where}", None, "runs") as update:
+            counts = run_sweep(sweep, out, executor, on_progress=lambda k, n: update(completed=k, total=n))
+        if executor is not None and client is None:
+            executor.shutdown()
+    finally:
+        if client is not None:
+            client.close()
+    stderr.print(f"{counts['ran']} runs in {time.perf_counter() - t0:.1f} s ({counts['skipped']} already stored); "
+                 f"{counts['total']} runs in {out}/ (part-*.parquet, manifest.json); next: marketsim analyze {out}")
+    return 0
