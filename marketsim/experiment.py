@@ -40,6 +40,10 @@ METRICS = ("gmv_share", "gmv", "revenue", "buyer_share", "accounts_created")
 MAX_RUNS = 1_000_000
 #: Closed-form stand-ins with known answers, for checking designs and sensitivity analysis end to end.
 STAND_INS = ("ishigami",)
+#: Spec keys that do not change any stored row: editing them keeps the spec hash (and resuming works).
+NEUTRAL_KEYS = ("name", "description", "batch_runs", "base")
+#: Design points checked against the scenario schema before a run starts (beyond that: the corners only).
+MAX_CHECKED_POINTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,11 @@ class Sweep:
     raw: dict
 
     def digest(self) -> str:
-        d = {"spec": self.raw, "base": self.base.digest() if self.base else None}
+        """Hash of everything the stored rows depend on: the resolved base scenario (after the consumers/steps
+        overrides) and the spec minus the keys that change nothing in a row (name, description, batch_runs,
+        the base file's path: its content is hashed instead)."""
+        spec = {k: v for k, v in self.raw.items() if k not in NEUTRAL_KEYS}
+        d = {"spec": spec, "base": self.base.digest() if self.base else None}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def unit_design(self) -> np.ndarray:
@@ -218,7 +226,7 @@ def _parameters(v: Validator, d: Any, base: Scenario | None, design: str, model:
             if not lo < hi:
                 v.fail(f"{fp}.range", f"lo {lo} is not below hi {hi}")
             par = Parameter(path, "range", (lo, hi))
-            probes = [lo, hi]
+            probes = [(lo, f"{fp}.range[0]"), (hi, f"{fp}.range[1]")]
         elif kind == "values":
             vals = p["values"]
             if not isinstance(vals, list) or not vals:
@@ -226,7 +234,7 @@ def _parameters(v: Validator, d: Any, base: Scenario | None, design: str, model:
             if design in ("sobol", "morris"):
                 v.fail(f"{fp}.values", f"a {design} design needs continuous parameters; use 'range' or 'distribution'")
             par = Parameter(path, "values", tuple(vals))
-            probes = list(vals)
+            probes = [(x, f"{fp}.values[{k}]") for k, x in enumerate(vals)]
         else:
             dist = v.mapping(p["distribution"], f"{fp}.distribution", ("type",), ("mean", "sd", "mu", "sigma", "lo", "mode", "hi"))
             t = v.string(dist["type"], f"{fp}.distribution.type", ("normal", "lognormal", "triangular"), what="distribution")
@@ -240,15 +248,15 @@ def _parameters(v: Validator, d: Any, base: Scenario | None, design: str, model:
             if t == "triangular" and not args[0] <= args[1] <= args[2] and args[0] < args[2]:
                 v.fail(f"{fp}.distribution", "need lo <= mode <= hi and lo < hi")
             par = Parameter(path, t, args)
-            probes = [float(x) for x in par.from_unit(np.array([0.001, 0.999]))]
+            probes = [(float(x), f"{fp}.distribution") for x in par.from_unit(np.array([0.001, 0.999]))]
         if model == "marketsim":
-            for val in probes:  # every value must make a valid scenario: checked before any run
+            for val, field_path in probes:  # every value must make a valid scenario: checked before any run
                 try:
                     base.with_values({path: _plain(val)})
                 except KeyError as e:
                     v.fail(f"{fp}.path", f"{e.args[0]} (in the base scenario {base.source})")
                 except ScenarioError as e:
-                    v.fail(f"{fp}", f"value {val!r} for {path} makes an invalid scenario: {e.path}: {e.problem}")
+                    v.fail(field_path, f"value {val!r} for {path} makes an invalid scenario: {e.path}: {e.problem}")
         elif path not in ("x1", "x2", "x3"):
             v.fail(f"{fp}.path", f"the ishigami stand-in has parameters x1, x2, x3, not {path!r}")
         out.append(par)
