@@ -18,7 +18,7 @@ schema: marketsim-sweep/v1
 name: bench64
 base: {ROOT / 'scenarios' / 'jd_drops_weibo_login.yaml'}
 seed: 1
-consumers: 10000
+consumers: 20000
 replicates: 1
 design: {{method: lhs, size: 64}}
 parameters:
@@ -42,21 +42,22 @@ def bench_sweep() -> list[dict]:
         run_sweep(sweep, tmp / "warm", None, results_root=root)  # calibrates once (cached), outside the timings
         rows = []
 
-        def timed(label, executor):
+        def timed(label, executor, workers=1):
             t = time.perf_counter()
-            run_sweep(sweep, tmp / label, executor, results_root=root)
+            run_sweep(sweep, tmp / label, executor, results_root=root, workers=workers)
             rows.append({"executor": label, "runs": 64, "seconds": time.perf_counter() - t})
 
         timed("inline (1 process)", None)
         with ProcessPoolExecutor(max_workers=1) as ex:
             timed("local pool, 1 worker", ex)
         with ProcessPoolExecutor(max_workers=2) as ex:
-            timed("local pool, 2 workers", ex)
+            timed("local pool, 2 workers", ex, 2)
         from distributed import Client, LocalCluster
 
-        with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster, \
+        with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster, \
                 Client(cluster) as client:
-            timed("Dask LocalCluster, 2 workers", client.get_executor())
+            client.wait_for_workers(2)
+            timed("Dask LocalCluster, 2 workers", client.get_executor(), 2)
         return rows
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

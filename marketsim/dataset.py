@@ -31,6 +31,15 @@ def stored_run_ids(path: str | Path) -> set[int]:
     return ids
 
 
+def remove_stray_temp_files(path: str | Path) -> int:
+    """Delete the temporary files a killed writer left (``.part-*.tmp``); call only while holding the lock."""
+    n = 0
+    for f in Path(path).glob(".part-*.tmp"):
+        f.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
 def write_part(path: str | Path, rows: list[dict]) -> Path:
     """Store the rows of a batch of finished runs as one new part file (atomic)."""
     df = pd.DataFrame(rows)

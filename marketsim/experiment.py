@@ -17,6 +17,7 @@ default, or ``distributed.Client(address).get_executor()`` for a Dask cluster.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import itertools
 import json
@@ -191,6 +192,8 @@ def load_sweep(path: str | Path) -> Sweep:
             v.fail("shift_against", "expected 'all' or a list of event ids")
     if any(o.startswith("shift.") for o in outputs) and shift is None:
         v.fail("outputs", "shift.* outputs need 'shift_against' (the events removed in the baseline, or 'all')")
+    if model == "marketsim":
+        _check_corners(v, params, base)
     rec = d.get("record_every")
     sweep = Sweep(
         name=name, source=str(path), seed=v.number(d.get("seed", 0), "seed", 0, 2**63 - 1, integer=True), model=model,
@@ -266,6 +269,49 @@ def _parameters(v: Validator, d: Any, base: Scenario | None, design: str, model:
     return tuple(out)
 
 
+def _check_corners(v: Validator, params: tuple[Parameter, ...], base: Scenario) -> None:
+    """Each value alone may be valid but not together (two sso_share values summing over 1): try every corner
+    of the box (the smallest and largest value of each parameter), up to 2^10 corners."""
+    if len(params) < 2 or len(params) > 10:
+        return
+    ends = []
+    for p in params:
+        if p.kind == "range":
+            ends.append(p.args)
+        elif p.kind == "values":
+            nums = [x for x in p.args if isinstance(x, (int, float)) and not isinstance(x, bool)]
+            ends.append((min(nums), max(nums)) if len(nums) == len(p.args) else (p.args[0], p.args[-1]))
+        else:
+            ends.append(tuple(float(x) for x in p.from_unit(np.array([0.001, 0.999]))))
+    for corner in itertools.product(*ends):
+        vals = {p.path: _plain(x) for p, x in zip(params, corner)}
+        try:
+            base.with_values(vals)
+        except ScenarioError as e:
+            shown = ", ".join(f"{k}={x:g}" if isinstance(x, (int, float)) else f"{k}={x!r}" for k, x in vals.items())
+            v.fail("parameters", f"the corner {shown} of the design makes an invalid scenario: {e.path}: {e.problem}")
+
+
+def check_points(sweep: "Sweep", todo: list["Task"]) -> None:
+    """Every design point must make a valid scenario (distributions have unbounded tails): checked before any
+    run starts, for up to MAX_CHECKED_POINTS points (about 0.2 ms each)."""
+    if sweep.model != "marketsim":
+        return
+    seen: set[int] = set()
+    for t in todo:
+        if t.point_id in seen:
+            continue
+        seen.add(t.point_id)
+        if len(seen) > MAX_CHECKED_POINTS:
+            return
+        try:
+            sweep.base.with_values(t.values)
+        except ScenarioError as e:
+            shown = ", ".join(f"{k}={x:g}" if isinstance(x, (int, float)) else f"{k}={x!r}" for k, x in t.values.items())
+            raise ScenarioError(f"design point {t.point_id} ({shown}) makes an invalid scenario: {e.path}: {e.problem}; "
+                                f"narrow the parameter's range or distribution", source=sweep.source, path="parameters") from None
+
+
 def _outputs(v: Validator, d: Any, base: Scenario | None, model: str) -> tuple[str, ...]:
     if model != "marketsim":
         return ("y",)
@@ -322,6 +368,9 @@ def run_task(sweep: Sweep, alpha, task: Task) -> list[dict]:
     from .population import build_world
 
     sc = sweep.base.with_values(task.values).with_overrides(seed=task.seed)
+    # the base scenario's fitted alphas, except where the point itself gives a retailer's attractiveness
+    # (a sweep over retailers.X.attractiveness must see its own values)
+    alpha = np.array([alpha[j] if r.attractiveness is None else r.attractiveness for j, r in enumerate(sc.retailers)])
     world = build_world(sc)
     steps = sc.calendar.steps
     keep = list(range(steps - 1, -1, -sweep.record_every))[::-1] if sweep.record_every else [steps - 1]
@@ -372,15 +421,31 @@ def sweep_alpha(sweep: Sweep, results_root: Path):
     return cal.alpha_vector(sweep.base)
 
 
+def check_manifest(sweep: Sweep, out: Path) -> bool:
+    """True if ``out`` already holds this sweep; a UserError if it holds another (its spec hash differs).
+
+    Rows of two different specs in one folder would be silently mixed by the analysis, so this is refused
+    outright: use another ``--out``, or delete the folder. Edits that change no row (name, description,
+    batch_runs, the base file's path; see NEUTRAL_KEYS) keep the hash."""
+    man_path = out / "manifest.json"
+    if not man_path.is_file():
+        return False
+    try:
+        old = store.read_json(man_path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{man_path}: unreadable manifest ({e}); delete {out} to start again") from None
+    digest = sweep.digest()
+    if old.get("spec_hash") != digest:
+        raise UserError(f"{out}: holds results of a different sweep spec (hash {old.get('spec_hash')}, this spec "
+                        f"{digest}); use --out for a new folder, or delete {out} to start again")
+    return True
+
+
 def write_manifest(sweep: Sweep, out: Path, n_points: int, n_runs: int) -> None:
     man_path = out / "manifest.json"
-    digest = sweep.digest()
-    if man_path.is_file():
-        old = store.read_json(man_path)
-        if old.get("spec_hash") != digest:
-            raise UserError(f"{out}: holds results of a different sweep spec (hash {old.get('spec_hash')} vs {digest}); "
-                            f"use --out for a new folder, or delete {out} to start again")
+    if check_manifest(sweep, out):
         return
+    digest = sweep.digest()
     store.write_json(man_path, {
         "name": sweep.name, "spec_hash": digest, "spec": sweep.raw, "source": sweep.source, "model": sweep.model,
         "base_scenario": None if sweep.base is None else {"name": sweep.base.name, "hash": sweep.base.digest(), "source": sweep.base.source},
@@ -392,56 +457,89 @@ def write_manifest(sweep: Sweep, out: Path, n_points: int, n_runs: int) -> None:
 
 
 def run_sweep(sweep: Sweep, out: Path, executor: Executor | None, *, results_root: Path = Path("results"),
-              on_progress=None, batch_size: int | None = None) -> dict:
-    """Run every stored-missing (point, replicate) pair; store rows in batches as they finish.
+              on_progress=None, batch_size: int | None = None, workers: int | None = None,
+              flush_seconds: float = 30.0) -> dict:
+    """Run every (point, replicate) pair not yet stored in ``out``; store rows in batches as they finish.
 
-    ``executor`` None runs inline. Returns counts: total, skipped (already stored), ran."""
+    ``executor`` None runs inline; otherwise any ``concurrent.futures.Executor`` (a local process pool or a
+    Dask ``Client.get_executor()``): one code path. ``workers`` (a hint) sizes the chunks handed to it.
+    Finished rows are stored as one new part file every ``batch_size`` runs (default: the sweep's
+    ``batch_runs``) or every ``flush_seconds``, whichever comes first, and when the sweep stops for any reason
+    short of SIGKILL. Only this process writes into ``out``; a lock file refuses a second sweep into the same
+    folder at the same time. Returns counts: total, skipped (already stored), ran."""
     out.mkdir(parents=True, exist_ok=True)
-    all_tasks = tasks(sweep)
-    write_manifest(sweep, out, len(all_tasks) // sweep.replicates, len(all_tasks))
-    done = dataset.stored_run_ids(out)
-    todo = [t for t in all_tasks if t.run_id not in done]
-    alpha = sweep_alpha(sweep, results_root) if todo else None
-    size = batch_size or sweep.batch_runs
-    # small chunks per submission keep the workers busy; each chunk's rows are buffered and stored in batches
-    chunk = max(1, min(size, math.ceil(len(todo) / (4 * max(1, getattr(executor, "_max_workers", 2) or 2)))))
-    chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
-    buffer: list[dict] = []
-    buffered_runs = 0
-    finished = len(done)
-    if on_progress:
-        on_progress(finished, len(all_tasks))
+    with _exclusive(out):
+        all_tasks = tasks(sweep)
+        write_manifest(sweep, out, len(all_tasks) // sweep.replicates, len(all_tasks))
+        dataset.remove_stray_temp_files(out)  # left by a killed writer; we hold the lock, so none is live
+        done = dataset.stored_run_ids(out)
+        todo = [t for t in all_tasks if t.run_id not in done]
+        check_points(sweep, todo)
+        alpha = sweep_alpha(sweep, results_root) if todo else None
+        size = batch_size or sweep.batch_runs
+        slots = max(1, workers or getattr(executor, "_max_workers", None) or 2)
+        # about 4 chunks per worker keeps every worker busy to the end without paying a submission per run
+        chunk = max(1, min(size, math.ceil(len(todo) / (4 * slots))))
+        chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+        buffer: list[dict] = []
+        buffered_runs = 0
+        last_flush = time.monotonic()
+        finished = len(done)
+        if on_progress:
+            on_progress(finished, len(all_tasks))
 
-    def flush():
-        nonlocal buffer, buffered_runs
-        if buffer:
-            dataset.write_part(out, buffer)
-        buffer, buffered_runs = [], 0
+        def flush(force: bool = False):
+            nonlocal buffer, buffered_runs, last_flush
+            if buffer and (force or buffered_runs >= size or time.monotonic() - last_flush >= flush_seconds):
+                dataset.write_part(out, buffer)
+                buffer, buffered_runs, last_flush = [], 0, time.monotonic()
 
-    if executor is None:
-        for c in chunks:
-            buffer.extend(_run_batch(sweep, alpha, c))
-            buffered_runs += len(c)
-            finished += len(c)
-            if buffered_runs >= size:
-                flush()
+        def take(rows: list[dict], n: int):
+            nonlocal buffered_runs, finished
+            buffer.extend(rows)
+            buffered_runs += n
+            finished += n
+            flush()
             if on_progress:
                 on_progress(finished, len(all_tasks))
-    else:
-        pending = {executor.submit(_run_batch, sweep, alpha, c): len(c) for c in chunks}
-        while pending:
-            ready, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for f in ready:
-                n = pending.pop(f)
-                buffer.extend(f.result())
-                buffered_runs += n
-                finished += n
-            if buffered_runs >= size:
-                flush()
-            if on_progress:
-                on_progress(finished, len(all_tasks))
-    flush()
+
+        try:
+            if executor is None:
+                for c in chunks:
+                    take(_run_batch(sweep, alpha, c), len(c))
+            else:
+                pending = {executor.submit(_run_batch, sweep, alpha, c): len(c) for c in chunks}
+                try:
+                    while pending:
+                        ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+                        for f in ready:
+                            n = pending.pop(f)
+                            take(f.result(), n)
+                finally:
+                    for f in pending:
+                        f.cancel()
+        finally:
+            flush(force=True)  # whatever finished is kept, also on an error or Ctrl-C
     return {"total": len(all_tasks), "skipped": len(all_tasks) - len(todo), "ran": len(todo)}
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path):
+    """Hold an exclusive lock on ``out/.lock`` (released by the OS even on SIGKILL)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(out / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UserError(f"{out}: another `marketsim sweep` is writing there now; wait for it or use another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -452,10 +550,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.sweep)
     out = Path(args.out) if args.out else Path("results") / sweep.name
-    stored = dataset.stored_run_ids(out) if out.is_dir() else set()
+    stored = dataset.stored_run_ids(out) if check_manifest(sweep, out) else set()
     if stored and not args.resume:
-        stderr.print(f"{out}: {len(stored)} runs already stored; resuming (re-running skips them)")
-    client = None
+        stderr.print(f"{out}: {len(stored)} runs already stored; resuming (re-running skips them)", soft_wrap=True)
+    client = executor = None
     t0 = time.perf_counter()
     try:
         if args.scheduler:
@@ -465,21 +563,34 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 raise UserError("--scheduler needs the 'distributed' extra: pip install -e '.[distributed]'") from None
             try:
                 client = Client(args.scheduler, timeout="10s")
-            except (OSError, TimeoutError) as e:
+            except (OSError, TimeoutError, ValueError) as e:
                 raise UserError(f"cannot reach the Dask scheduler at {args.scheduler}: {e}") from None
             executor = client.get_executor()
-            where = f"Dask cluster {args.scheduler} ({len(client.scheduler_info().get('workers', {}))} workers)"
+            info = client.scheduler_info(n_workers=-1) if _takes_n_workers(client) else client.scheduler_info()
+            ws = info.get("workers", {})
+            workers = sum(int(w.get("nthreads", 1)) for w in ws.values()) or 1
+            where = f"Dask cluster {args.scheduler} ({len(ws)} workers, {workers} threads)"
         else:
             workers = args.workers or os.cpu_count() or 1
             executor = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
             where = f"{workers} local worker{'s' if workers > 1 else ''}"
         with bar(f"sweep {sweep.name} on {where}", None, "runs") as update:
-            counts = run_sweep(sweep, out, executor, on_progress=lambda k, n: update(completed=k, total=n))
-        if executor is not None and client is None:
-            executor.shutdown()
+            counts = run_sweep(sweep, out, executor, workers=workers,
+                               on_progress=lambda k, n: update(completed=k, total=n))
     finally:
+        if executor is not None and client is None:
+            executor.shutdown(wait=True, cancel_futures=True)
         if client is not None:
             client.close()
     stderr.print(f"{counts['ran']} runs in {time.perf_counter() - t0:.1f} s ({counts['skipped']} already stored); "
-                 f"{counts['total']} runs in {out}/ (part-*.parquet, manifest.json); next: marketsim analyze {out}")
+                 f"{counts['total']} runs in {out}/ (part-*.parquet, manifest.json); next: marketsim analyze {out}", soft_wrap=True)
     return 0
+
+
+def _takes_n_workers(client) -> bool:
+    import inspect
+
+    try:
+        return "n_workers" in inspect.signature(client.scheduler_info).parameters
+    except (TypeError, ValueError):
+        return False

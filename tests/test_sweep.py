@@ -57,7 +57,7 @@ def test_same_rows_on_1_and_2_workers_and_dask(tmp_path):
         frames.append(_rows(tmp_path / f"w{w}"))
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster:
         r = marketsim("sweep", spec, "--scheduler", cluster.scheduler_address, "--out", tmp_path / "dask", cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         assert "Dask cluster" in r.stderr
@@ -145,9 +145,11 @@ def test_morris_and_grid_analysis(tmp_path):
 @pytest.mark.parametrize("edit,needle", [
     (lambda s: s.replace("replicates: 2", "replicate: 2"), "replicate: unknown key 'replicate' (did you mean 'replicates'?)"),
     (lambda s: s.replace("retailers.JD.sso_share.weibo", "retailers.JDD.sso_share.weibo"), "parameters[0].path: retailers.JDD: no item named 'JDD'"),
-    (lambda s: s.replace("range: [0.02, 0.2]", "range: [0.02, 1.5]"), "parameters[0]: value 1.5 for retailers.JD.sso_share.weibo makes an invalid scenario"),
+    (lambda s: s.replace("range: [0.02, 0.2]", "range: [0.02, 1.5]"), "parameters[0].range[1]: value 1.5 for retailers.JD.sso_share.weibo makes an invalid scenario"),
     (lambda s: s.replace("method: grid", "method: sobel"), "design.method: unknown design 'sobel' (did you mean 'sobol'?)"),
     (lambda s: s.replace("gmv_share.JD,", "gmv_shares.JD,"), "outputs[0]: unknown output 'gmv_shares.JD'"),
+    (lambda s: s.replace("values: [1.0, 2.5]", "values: [1.0, 250]"), "parameters[1].values[1]: value 250"),
+    (lambda s: s.replace("design: {method: grid, size: 2}", "design: {method: sobol, size: 6}"), "design.size: 6 is not a power of 2"),
 ])
 def test_bad_sweep_file_one_line_exit_2(tmp_path, edit, needle):
     spec = tmp_path / "bad.yaml"
@@ -160,4 +162,43 @@ def test_bad_sweep_file_one_line_exit_2(tmp_path, edit, needle):
 
 def test_example_sweep_validates():
     sweep = load_sweep(SCENARIOS / "sweep_weibo_login.yaml")
-    assert sweep.design == "sobol" and len(sweep.points()) == 64 * 5
+    assert sweep.design == "sobol" and len(sweep.points()) == 128 * 5
+
+
+def test_spec_change_refused_but_neutral_edits_resume(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SMALL.replace("replicates: 2", "replicates: 1"))
+    out = tmp_path / "o"
+    assert marketsim("sweep", spec, "--workers", 1, "--out", out, cwd=tmp_path).returncode == 0
+    # a new description or batch size changes no stored row: same hash, nothing re-run
+    spec.write_text(SMALL.replace("replicates: 2", "replicates: 1").replace("batch_runs: 2", "batch_runs: 3\ndescription: x"))
+    r = marketsim("sweep", spec, "--out", out, cwd=tmp_path)
+    assert r.returncode == 0 and "0 runs in" in r.stderr, r.stderr
+    # a different seed would mix two sweeps in one folder: refused, one line, exit 2
+    spec.write_text(SMALL.replace("replicates: 2", "replicates: 1").replace("seed: 7", "seed: 8"))
+    r = marketsim("sweep", spec, "--out", out, cwd=tmp_path)
+    assert r.returncode == 2 and "different sweep spec" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_corners_checked_together(tmp_path):
+    spec = tmp_path / "c.yaml"
+    # each share alone is fine, but the (0.6, 0.6) corner sums to 1.2 > 1 (JD accepts qq and weibo in tiny.yaml)
+    spec.write_text(SMALL.replace("  - {path: friction.create, values: [1.0, 2.5]}",
+                                  "  - {path: retailers.JD.sso_share.qq, range: [0.0, 0.6]}")
+                    .replace("range: [0.02, 0.2]", "range: [0.0, 0.6]"))
+    r = marketsim("sweep", spec, cwd=tmp_path)
+    assert r.returncode == 2 and "parameters: the corner" in r.stderr and "sum" in r.stderr, r.stderr
+
+
+def test_attractiveness_parameter_reaches_the_run(tmp_path):
+    """A sweep over a fixed retailer's attractiveness must use each point's value, not the base scenario's."""
+    from marketsim.experiment import run_task, sweep_alpha, tasks
+
+    spec = tmp_path / "a.yaml"
+    spec.write_text(SMALL.replace("  - {path: friction.create, values: [1.0, 2.5]}\n", "")
+                    .replace("path: retailers.JD.sso_share.weibo, range: [0.02, 0.2]", "path: retailers.Tmall.attractiveness, values: [-6.0, 3.0]")
+                    .replace("replicates: 2", "replicates: 1"))
+    sweep = load_sweep(spec)
+    alpha = sweep_alpha(sweep, tmp_path)
+    lo, hi = (run_task(sweep, alpha, t)[-1]["revenue.Tmall"] for t in tasks(sweep))
+    assert hi > 2 * lo
