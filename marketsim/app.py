@@ -65,17 +65,18 @@ def knob_paths(scenario) -> dict[str, str]:
 class VizModel(MarketModel):
     """A :class:`MarketModel` whose keyword arguments are the strategist's knobs (what the sliders set).
 
-    Args: scenario path; consumers; drop_week (step of the login removal); migration_cost; create_cost
+    Args: scenario_file (not ``scenario``: Mesa 3.5's SolaraViz passes its own Scenario object under that
+    name on reset); consumers; drop_week (step of the login removal); migration_cost; create_cost
     (friction.create); social_weight (behaviour.beta_social); promotion (utility of the Alibaba-Weibo
     promotion); seed. Knobs the scenario has no event for are ignored.
     """
 
-    def __init__(self, scenario: str | Path | None = None, consumers: int | None = None, drop_week: int | None = None,
+    def __init__(self, scenario_file: str | Path | None = None, consumers: int | None = None, drop_week: int | None = None,
                  migration_cost: float | None = None, create_cost: float | None = None,
                  social_weight: float | None = None, promotion: float | None = None, seed: int | str | None = None):
         from .store import cached_calibration
 
-        base = load_scenario(scenario or _env_scenario())
+        base = load_scenario(scenario_file or _env_scenario())
         if consumers:
             base = base.with_overrides(consumers=int(consumers))
         knobs = knob_paths(base)
@@ -237,7 +238,7 @@ def model_params(scenario_path: Path, consumers: int | None) -> dict:
 
     sc = load_scenario(scenario_path)
     knobs = knob_paths(sc)
-    params: dict = {"scenario": str(scenario_path), "consumers": consumers or sc.consumers.count}
+    params: dict = {"scenario_file": str(scenario_path), "consumers": consumers or sc.consumers.count}
     drop = next((e for e in sc.events if e.action.type == "remove_login"), None)
     if "drop_week" in knobs:
         params["drop_week"] = Slider(f"week {drop.action.retailer} drops {drop.action.provider} login", drop.step, 0,
