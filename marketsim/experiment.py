@@ -33,7 +33,7 @@ import numpy as np
 
 from . import dataset, store
 from .errors import UserError
-from .scenario import Scenario, ScenarioError, Validator, load_scenario, read_yaml
+from .scenario import Scenario, ScenarioError, Validator, did_you_mean, load_scenario, read_yaml
 
 SWEEP_SCHEMA = "marketsim-sweep/v1"
 DESIGNS = ("grid", "lhs", "sobol", "morris")
@@ -323,9 +323,7 @@ def _outputs(v: Validator, d: Any, base: Scenario | None, model: str) -> tuple[s
         v.fail("outputs", "expected a list of output names, e.g. [gmv_share.JD, shift.gmv_share.JD]")
     for i, o in enumerate(d):
         if o not in allowed:
-            from .scenario import _suggest
-
-            v.fail(f"outputs[{i}]", f"unknown output {o!r}{_suggest(o, allowed)}; allowed: METRIC.RETAILER or shift.METRIC.RETAILER "
+            v.fail(f"outputs[{i}]", f"unknown output {o!r}{did_you_mean(o, allowed)}; allowed: METRIC.RETAILER or shift.METRIC.RETAILER "
                                     f"with METRIC in {', '.join(METRICS)} and RETAILER in {', '.join(names)}")
     return tuple(d)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from typing import Callable, Iterator
 
 from rich.console import Console
@@ -21,7 +20,7 @@ def bar(description: str, total: float | None, unit: str = "", enabled: bool = T
         return
     cols = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*cols, console=stderr, transient=False, refresh_per_second=8, disable=not sys.stderr) as prog:
+    with Progress(*cols, console=stderr, transient=False, refresh_per_second=8) as prog:
         task = prog.add_task(description, total=total, rate="")
 
         def update(completed: float | None = None, advance: float | None = None, total: float | None = None) -> None:

@@ -840,6 +840,7 @@ def set_path(raw: dict, path: str, value: Any) -> None:
 #: The validation helpers, public for the other versioned file formats (sweep files) so they report
 #: errors the same way: ``file:line: field.path: problem; allowed: ...``.
 Validator = _Validator
+did_you_mean = _suggest
 
 
 def read_yaml(path: str | Path) -> tuple[Any, _Lines]:
