@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -298,18 +298,21 @@ def cmd_viz(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "solara", "run", "marketsim.app", "--host", args.host, "--port", str(args.port),
            "--production", "--no-open"]
     proc = subprocess.Popen(cmd, env=env)
+
+    def stop(signum, frame):  # SIGTERM (a service manager, a test) stops the server like Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     print(f"marketsim viz: serving {sc.name} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        print("marketsim viz: stopped", file=sys.stderr)
+        print("marketsim viz: stopping", file=sys.stderr)
         return 0
     finally:
         if proc.poll() is None:
-            proc.kill()
-        time.sleep(0)
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -49,12 +49,15 @@ def server(tmp_path_factory):
             time.sleep(0.3)
         yield url
     finally:
-        proc.terminate()
+        proc.terminate()  # marketsim viz stops its solara server on SIGTERM
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        time.sleep(0.5)
+        leftover = subprocess.run(["pgrep", "-f", f"solara run marketsim.app .*--port {port}"], capture_output=True, text=True)
+        assert not leftover.stdout.strip(), "marketsim viz left its solara server running"
 
 
 @pytest.fixture
