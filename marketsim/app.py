@@ -162,9 +162,12 @@ def _components():
         lost = model.market.lost_login[model.sample]
         fig, ax = plt.subplots(figsize=(5.6, 4.6), dpi=80)
         layer_style = ["#CC79A7", "0.75", "0.6"]
-        for i, j, li in model.edges:
-            (x1, y1), (x2, y2) = model.pos[i], model.pos[j]
-            ax.plot([x1, x2], [y1, y2], color=layer_style[li % 3], lw=0.5, zorder=1)
+        if model.edges:  # one LineCollection for all ties: one artist, not one per tie
+            from matplotlib.collections import LineCollection
+
+            segs = [(model.pos[i], model.pos[j]) for i, j, _ in model.edges]
+            ax.add_collection(LineCollection(segs, colors=[layer_style[li % 3] for _, _, li in model.edges],
+                                             linewidths=0.5, zorder=1))
         xy = np.array([model.pos[i] for i in range(len(model.sample))])
         node_colors = [palette[c] if c >= 0 else "white" for c in last]
         ax.scatter(xy[:, 0], xy[:, 1], c=node_colors, s=28, zorder=2, linewidths=0.3, edgecolors="white")
