@@ -29,7 +29,6 @@ def _core_one(n: int, steps: int) -> dict:
     """Build + steps at n consumers (runs inside a fresh subprocess)."""
     import resource
 
-    import numpy as np
 
     from marketsim.engine import Market
     from marketsim.population import build_world
@@ -64,7 +63,6 @@ def _naive_one(n: int, steps: int) -> dict:
     import math
 
     import mesa
-    import numpy as np
 
     from marketsim.population import build_world
     from marketsim.scenario import load_scenario

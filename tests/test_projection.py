@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from marketsim.projection import replicate_seeds, run_projection
 from marketsim.scenario import parse_text

@@ -3,7 +3,6 @@ through Playwright. Checks: no console errors, the agent picture and share chart
 the counter and changes the chart, a slider + Reset changes the model. Saves a screenshot."""
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
