@@ -182,7 +182,7 @@ class Market:
         self.pending_access_lost[:] = 0
 
     def _shop(self, rng: np.random.Generator) -> StepRecord:
-        sc, R = self.scenario, self.R
+        sc, t, R = self.scenario, self.t, self.R
         # One uniform per consumer (shop?), then R+1 per shopper (which option?). The shoppers do not depend
         # on the state, so a scenario and its counterfactual draw the same numbers (common random numbers).
         u_shop = rng.random(self.n, dtype=np.float32)
