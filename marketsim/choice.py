@@ -16,14 +16,52 @@ ACCESS_DTYPE = np.int16
 PATH_NATIVE, PATH_SSO, PATH_LINK, PATH_CREATE, PATH_MIGRATE = 0, 1, 2, 3, 4
 
 
+def provider_bits(flags: np.ndarray) -> np.ndarray:
+    """Bit masks of boolean provider flags along the last axis (provider p is bit p; at most 64 providers):
+    (k, P) holdings -> (k,) uint64, or (R, P) accepted logins -> (R,) uint64."""
+    flags = np.asarray(flags, dtype=bool)
+    return (flags.astype(np.uint64) << np.arange(flags.shape[-1], dtype=np.uint64)).sum(axis=-1, dtype=np.uint64)
+
+
 def can_link(holds: np.ndarray, accepts: np.ndarray) -> np.ndarray:
-    """(k, R) bool: the consumer holds some provider that retailer j accepts (a one-click sign-up)."""
-    k, P = holds.shape
-    if 0 < P <= 8:  # providers as the bits of one byte per consumer: one AND per (consumer, retailer)
-        hb = np.packbits(holds, axis=1, bitorder="little")[:, 0]
-        ab = np.packbits(accepts, axis=0, bitorder="little")[0]
-        return (hb[:, None] & ab[None, :]) != 0
-    return (holds.astype(np.uint8) @ accepts.astype(np.uint8)) > 0
+    """(k, R) bool: the consumer holds some provider that retailer j accepts (a one-click sign-up).
+    holds: (k, P) bool, or (k,) uint64 bit masks (:func:`provider_bits`); accepts: (P, R) bool."""
+    hb = holds if holds.ndim == 1 else provider_bits(holds)
+    return (hb[:, None] & provider_bits(accepts.T)[None, :]) != 0
+
+
+def friction_tables(
+    accepts: np.ndarray, *, f_native: float, f_sso: float, f_link: float, f_create: float, f_migrate: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lookup tables of the friction and purchase path (MODEL.md section 5), indexed [can link?, access code,
+    retailer]: (2, SSO + P, R) float64 costs in utility units and int8 path codes. They change only when an
+    event changes the accepted logins or a migration offer, so a market builds them once per change."""
+    P, R = accepts.shape
+    f_migrate = np.broadcast_to(np.asarray(f_migrate, dtype=np.float64), (R,))
+    n_codes = SSO + P
+    tables = []
+    for link in (False, True):
+        no_access_f, no_access_p = (f_link, PATH_LINK) if link else (f_create, PATH_CREATE)
+        F = np.full((n_codes, R), no_access_f, dtype=np.float64)
+        path = np.full((n_codes, R), no_access_p, dtype=np.int8)
+        F[NATIVE], path[NATIVE] = f_native, PATH_NATIVE
+        better = f_migrate < no_access_f  # migrate: min(f_migrate, f_link where it applies)
+        F[MIGRATE] = np.where(better, f_migrate, no_access_f)
+        path[MIGRATE] = np.where(better, PATH_MIGRATE, no_access_p)
+        for p in range(P):  # sso(p) works only where p is still accepted
+            F[SSO + p] = np.where(accepts[p], f_sso, no_access_f)
+            path[SSO + p] = np.where(accepts[p], PATH_SSO, no_access_p)
+        tables.append((F, path))
+    return np.stack([t[0] for t in tables]), np.stack([t[1] for t in tables])
+
+
+def friction_lookup(tables: tuple[np.ndarray, np.ndarray], access: np.ndarray, linkable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(F, path) for consumers with ``access`` codes (k, R) and ``linkable`` (k, R) bool, from
+    :func:`friction_tables`: one gather per cell instead of a mask per case."""
+    F_all, path_all = tables
+    _, n_codes, R = F_all.shape
+    flat = (linkable * n_codes + access) * R + np.arange(R, dtype=np.intp)[None, :]
+    return F_all.ravel().take(flat), path_all.ravel().take(flat)
 
 
 def friction(
@@ -42,30 +80,10 @@ def friction(
     access: (k, R) access codes; holds: (k, P) bool; accepts: (P, R) bool (L_j as columns);
     f_migrate: (R,) migration cost offered by each retailer (inf where none is offered).
     Returns (F, path): float64 (k, R) costs in utility units, int8 (k, R) path codes.
-
-    The cost depends only on (access code, retailer, can the consumer link?), so it is read from two small
-    lookup tables indexed by the access codes: one gather per cell instead of a mask per case.
     """
-    P, R = accepts.shape
-    f_migrate = np.broadcast_to(np.asarray(f_migrate, dtype=np.float64), (R,))
-    n_codes = SSO + P
-    tables = []
-    for link in (False, True):
-        no_access_f, no_access_p = (f_link, PATH_LINK) if link else (f_create, PATH_CREATE)
-        F = np.full((n_codes, R), no_access_f, dtype=np.float64)
-        path = np.full((n_codes, R), no_access_p, dtype=np.int8)
-        F[NATIVE], path[NATIVE] = f_native, PATH_NATIVE
-        better = f_migrate < no_access_f  # migrate: min(f_migrate, f_link where it applies)
-        F[MIGRATE] = np.where(better, f_migrate, no_access_f)
-        path[MIGRATE] = np.where(better, PATH_MIGRATE, no_access_p)
-        for p in range(P):  # sso(p) works only where p is still accepted
-            F[SSO + p] = np.where(accepts[p], f_sso, no_access_f)
-            path[SSO + p] = np.where(accepts[p], PATH_SSO, no_access_p)
-        tables.append((F, path))
-    F_all = np.stack([t[0] for t in tables])  # (2, n_codes, R): [can link?, access code, retailer]
-    path_all = np.stack([t[1] for t in tables])
-    flat = (can_link(holds, accepts) * n_codes + access) * R + np.arange(R, dtype=np.intp)[None, :]
-    return F_all.ravel().take(flat), path_all.ravel().take(flat)
+    tables = friction_tables(accepts, f_native=f_native, f_sso=f_sso, f_link=f_link, f_create=f_create,
+                             f_migrate=f_migrate)
+    return friction_lookup(tables, access, can_link(holds, accepts))
 
 
 def utilities(

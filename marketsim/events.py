@@ -27,15 +27,14 @@ def remove_login(m: "Market", a: RemoveLogin, step: int) -> None:
         m.migrate_cost[j] = a.migration_cost
     m.lost_login |= hit
     m.forget_lost_index()
+    m.logins_changed()
     m.pending_access_lost[j] += int(hit.sum())
 
 
 def add_login(m: "Market", a: AddLogin, step: int) -> None:
     """p joins L_j."""
-    p, j = m.provider_index[a.provider], m.retailer_index[a.retailer]
-    if not m.accepts[p, j]:
-        m.login_rank[p, j] = m.login_rank[m.accepts[:, j], j].max(initial=-1) + 1  # listed last
-        m.accepts[p, j] = True
+    m.accepts[m.provider_index[a.provider], m.retailer_index[a.retailer]] = True
+    m.logins_changed()
 
 
 def social_boost(m: "Market", a: SocialBoost, step: int) -> None:

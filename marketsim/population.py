@@ -31,17 +31,23 @@ class Layer:
 class World:
     n: int
     holds: np.ndarray  # bool (N, P)
-    basket: np.ndarray  # float64 (N,), basket value in the market's currency
+    basket: np.ndarray  # float64 (N,), relative basket value (mean 1): x basket.mean(t) gives the currency
+    login_pref: np.ndarray  # float32 (N,) uniform: which held provider a one-click sign-up uses (engine.Market)
     last0: np.ndarray  # int16 (N,), initial last retailer (-1 = none)
     access0: np.ndarray  # int16 (N, R), initial access codes (see marketsim.choice)
     layers: tuple[Layer, ...]
-    scale: float  # real shoppers per agent = market.size / N
+    scale: float  # real shoppers per agent at the calendar start = market.size(start) / N (it may grow: Market.scale)
 
 
 def seed_streams(seed: int) -> dict[str, np.random.SeedSequence]:
     """The named, independent random streams of one run, spawned from the run seed (SeedSequence)."""
-    pop, net, dyn, warm = np.random.SeedSequence(seed).spawn(4)
-    return {"population": pop, "network": net, "dynamics": dyn, "warmup": warm}
+    pop, net, dyn, warm, pilot = np.random.SeedSequence(seed).spawn(5)
+    return {"population": pop, "network": net, "dynamics": dyn, "warmup": warm, "pilot": pilot}
+
+
+def child_seed(ss: np.random.SeedSequence) -> int:
+    """An integer run seed drawn from a SeedSequence (for a sub-run such as the burn-in pilot or a replicate)."""
+    return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 def build_world(scenario: Scenario, seed: int | None = None, n: int | None = None) -> World:
@@ -55,9 +61,8 @@ def build_world(scenario: Scenario, seed: int | None = None, n: int | None = Non
     pen = np.array([p.penetration for p in scenario.providers])
     holds = rng.random((n, P)) < pen[None, :]
 
-    b = scenario.consumers.basket
-    mu = np.log(b.mean) - 0.5 * b.sigma**2  # E[LogNormal(mu, sigma)] = b.mean
-    basket = rng.lognormal(mu, b.sigma, size=n) if b.sigma > 0 else np.full(n, b.mean)
+    basket = relative_baskets(rng, scenario.consumers.basket.sigma, n)
+    login_pref = rng.random(n, dtype=np.float32)
 
     init = np.array([r.initial_share for r in scenario.retailers])
     last0 = _categorical(rng.random(n), init).astype(np.int16)
@@ -90,8 +95,16 @@ def build_world(scenario: Scenario, seed: int | None = None, n: int | None = Non
         inv[nz] = 1.0 / deg[nz]
         layers.append(Layer(p, prov.name, prov.weight, g, inv))
 
-    return World(n=n, holds=holds, basket=basket, last0=last0, access0=access0, layers=tuple(layers),
-                 scale=scenario.market_size / n)
+    return World(n=n, holds=holds, basket=basket, login_pref=login_pref, last0=last0, access0=access0, layers=tuple(layers),
+                 scale=scenario.market_size.at(scenario.calendar.start) / n)
+
+
+def relative_baskets(rng: np.random.Generator, sigma: float, n: int) -> np.ndarray:
+    """n relative basket values ~ LogNormal(-sigma^2 / 2, sigma), whose mean is exactly 1 (the log-normal
+    correction): a consumer's spend per order is this times ``basket.mean`` at the date."""
+    if sigma <= 0:
+        return np.ones(n)
+    return rng.lognormal(-0.5 * sigma**2, sigma, size=n)
 
 
 def _categorical(u: np.ndarray, probs: np.ndarray) -> np.ndarray:

@@ -33,8 +33,10 @@ import yaml
 
 from .errors import UserError
 
-SCHEMA = "marketsim/v1"
-SCHEMAS = (SCHEMA,)
+SCHEMA = "marketsim/v2"
+#: v2 (turnover, dated series, trends, observations, uncertain parameters) reads every v1 file unchanged:
+#: the new fields are optional and their defaults reproduce v1.
+SCHEMAS = ("marketsim/v1", SCHEMA)
 
 #: Hard limits: anything beyond these is refused before work starts.
 MAX_CONSUMERS = 10_000_000  # 10^7 rows x (a few int8/float arrays + two graph layers) ~ 5 GB: the most one 24 GB machine takes
@@ -79,10 +81,39 @@ class Calendar:
 
 
 @dataclass(frozen=True)
-class Basket:
-    """Basket value per purchase, in the market's currency: LogNormal with this mean and log-sd ``sigma``."""
+class Series:
+    """A number that may change over time: ``(date, value)`` points, linear in between and constant before
+    the first and after the last point (MODEL.md section 2: a dated ``market.size``). One point = a constant."""
 
-    mean: float
+    points: tuple[tuple[dt.date, float], ...]
+
+    @classmethod
+    def constant(cls, value: float) -> "Series":
+        return cls(((dt.date(2000, 1, 1), float(value)),))
+
+    @property
+    def is_constant(self) -> bool:
+        return len(self.points) == 1
+
+    def at(self, date: dt.date) -> float:
+        pts = self.points
+        if date <= pts[0][0]:
+            return pts[0][1]
+        for (d0, v0), (d1, v1) in zip(pts, pts[1:]):
+            if date <= d1:
+                return v0 + (v1 - v0) * (date - d0).days / (d1 - d0).days
+        return pts[-1][1]
+
+    def __float__(self) -> float:  # the value of a constant series (or the first point)
+        return self.points[0][1]
+
+
+@dataclass(frozen=True)
+class Basket:
+    """Basket value per purchase, in the market's currency: LogNormal with mean ``mean`` (a :class:`Series`:
+    spend per order may grow) and log-sd ``sigma``. A consumer keeps its relative basket; the mean scales it."""
+
+    mean: Series
     sigma: float
 
 
@@ -92,6 +123,7 @@ class Consumers:
     shopping_rate: float  # probability a consumer shops in a step
     conversion: float | None  # share of shoppers who buy (pins calibration); None if nothing calibrates
     basket: Basket
+    turnover: float = 0.0  # probability per step that a consumer leaves and a newcomer takes its slot (MODEL.md 2)
 
 
 @dataclass(frozen=True)
@@ -125,10 +157,15 @@ class Retailer:
     initial_share: float
     target_share: float  # calibration target (defaults to initial_share)
     sso_share: tuple[tuple[str, float], ...]  # share of current customers logging in through p
+    trend: float | None = 0.0  # utility per year added to alpha from the calendar start; None = fit (MODEL.md 4)
 
     @property
     def calibrate(self) -> bool:
         return self.attractiveness is None
+
+    @property
+    def calibrate_trend(self) -> bool:
+        return self.trend is None
 
 
 @dataclass(frozen=True)
@@ -218,12 +255,87 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Observation:
+    """Observed GMV shares (fractions) of some retailers over a period, from one source (MODEL.md section 8)."""
+
+    source: str
+    label: str  # the period as written: "2012Q3", "2013H1", "2012", or "START..END"
+    start: dt.date  # first day (inclusive)
+    end: dt.date  # last day (inclusive)
+    shares: tuple[tuple[str, float], ...]  # (retailer, share)
+    note: str = ""
+
+    def share(self, retailer: str) -> float | None:
+        return dict(self.shares).get(retailer)
+
+
+#: Prior families for uncertain parameters: name -> (required keys, the default central value's key).
+PRIORS: dict[str, tuple[tuple[str, ...], str]] = {
+    "uniform": (("lo", "hi"), ""),
+    "normal": (("mean", "sd"), "mean"),
+    "lognormal": (("median", "sigma"), "median"),
+    "triangular": (("lo", "mode", "hi"), "mode"),
+}
+
+
+@dataclass(frozen=True)
+class Uncertain:
+    """A number no source pins, given as a range or a prior (MODEL.md section 8, "Uncertain parameters").
+
+    ``path`` is the dotted scenario path (``retailers.JD.sso_share.weibo``, ``events.<id>.effects.0.factor``)
+    that :meth:`Scenario.with_values` sets; ``value`` is the central value a point run uses; ``prior`` is
+    ``uniform`` (a ``range``), ``normal``, ``lognormal`` or ``triangular`` with ``args`` in the order of
+    :data:`PRIORS`; draws are truncated to the field's allowed interval ``bounds``. ``reason`` is the
+    source or the word "assumption" with its explanation."""
+
+    path: str
+    value: float
+    prior: str
+    args: tuple[float, ...]
+    reason: str
+    bounds: tuple[float, float]
+    integer: bool = False
+
+    def ppf(self, u):
+        """Values at unit-interval coordinates ``u`` (inverse CDF of the prior truncated to ``bounds``)."""
+        import numpy as np
+
+        dist = self.distribution()
+        lo, hi = self.bounds
+        flo, fhi = dist.cdf(lo), dist.cdf(hi)
+        u = np.clip(np.asarray(u, dtype=float), 1e-12, 1 - 1e-12)
+        x = dist.ppf(flo + u * (fhi - flo))
+        return np.clip(x, lo, hi)
+
+    def distribution(self):
+        from scipy import stats
+
+        a = self.args
+        if self.prior == "uniform":
+            return stats.uniform(loc=a[0], scale=a[1] - a[0])
+        if self.prior == "normal":
+            return stats.norm(loc=a[0], scale=a[1])
+        if self.prior == "lognormal":
+            return stats.lognorm(s=a[1], scale=a[0])
+        lo, mode, hi = a
+        return stats.triang(c=(mode - lo) / (hi - lo), loc=lo, scale=hi - lo)
+
+    def describe(self) -> str:
+        """One line: the range or prior, e.g. ``range 1 .. 2.5`` or ``lognormal(median 0.4, sigma 0.5)``."""
+        a = self.args
+        if self.prior == "uniform":
+            return f"range {a[0]:g} .. {a[1]:g}"
+        keys = PRIORS[self.prior][0]
+        return f"{self.prior}(" + ", ".join(f"{k} {v:g}" for k, v in zip(keys, a)) + ")"
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
     seed: int
     calendar: Calendar
-    market_size: float
+    market_size: Series
     currency: str
     consumers: Consumers
     providers: tuple[Provider, ...]
@@ -231,6 +343,10 @@ class Scenario:
     behaviour: Behaviour
     friction: Friction
     events: tuple[Event, ...]
+    observations: tuple[Observation, ...] = ()  # observed shares to fit (or the target_share shorthand)
+    primary_source: str | None = None  # the source that sets the level; others get per-retailer offsets
+    fit_until: dt.date | None = None  # fit cut-off: observations ending on or before it (default: first event)
+    uncertain: tuple[Uncertain, ...] = ()  # parameters given as a range or prior (their central value is used)
     source: str = field(default="<scenario>", compare=False)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -258,6 +374,31 @@ class Scenario:
         """Steps before the first event (at least 1; all steps if there is no event)."""
         first = self.first_event_step
         return max(1, self.calendar.steps if first is None else min(first, self.calendar.steps))
+
+    @property
+    def events_outside(self) -> tuple[Event, ...]:
+        """Events placed after the last step (a run shortened by ``--steps``): they never fire in this run."""
+        return tuple(e for e in self.events if e.step >= self.calendar.steps)
+
+    @property
+    def needs_fit(self) -> bool:
+        """True if some attractiveness or trend is 'calibrate'."""
+        return any(r.calibrate or r.calibrate_trend for r in self.retailers)
+
+    def fit_cutoff(self, until: dt.date | None = None) -> dt.date:
+        """The fit cut-off (MODEL.md 8): ``until``, else ``fit_until``, else the first event's date, else the
+        day after the calendar ends."""
+        if until is not None:
+            return until
+        if self.fit_until is not None:
+            return self.fit_until
+        first = min((e.date for e in self.events), default=None)
+        return first if first is not None else self.calendar.date_of(self.calendar.steps)
+
+    def fit_observations(self, until: dt.date | None = None) -> tuple[Observation, ...]:
+        """The observations a fit uses: those that end on or before the cut-off."""
+        cut = self.fit_cutoff(until)
+        return tuple(o for o in self.observations if o.end <= cut)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario (defaults filled in) as plain JSON-able data."""
@@ -357,11 +498,12 @@ class _Lines:
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file. Raises :class:`ScenarioError` (one line) on any problem.
 
-    A file may start from another with ``base: other.yaml`` (a path relative to the file): its mappings
-    are merged key by key over the base's, anything else (lists, numbers) replaces the base's value.
+    A file may start from another with ``base: other.yaml`` (a path relative to the file): see :func:`_merge`.
+    A file's own events must fall inside its own calendar (a derived scenario, e.g. a shorter ``--steps``,
+    may leave events beyond its horizon: :attr:`Scenario.events_outside`).
     """
     data, lines = _read_with_bases(Path(path), ())
-    return parse_scenario(data, source=str(path), lines=lines)
+    return parse_scenario(data, source=str(path), lines=lines, strict_horizon=True)
 
 
 def _read_text(p: Path, source: str) -> str:
@@ -401,24 +543,74 @@ def _read_with_bases(p: Path, seen: tuple[Path, ...]) -> tuple[Any, "_Lines"]:
     bdata, blines = _read_with_bases(bp, seen + (p.resolve(),))
     if not isinstance(bdata, dict):
         raise ScenarioError("a base scenario must be a mapping", source=str(bp))
-    merged = _merge(bdata, {k: v for k, v in data.items() if k != "base"})
+    try:
+        merged = _merge(bdata, {k: v for k, v in data.items() if k != "base"})
+    except ScenarioError as e:
+        where = next((k for k in MERGE_KEYS if k in data), "base")
+        raise ScenarioError(e.problem, source=source, path=where, line=lines.get(where)) from None
     return merged, lines.over(blines)
 
 
-def _merge(base: dict, top: dict) -> dict:
+#: Lists a file merges into its base item by item, by this key (docs/scenarios.md, "Building on a file").
+MERGE_KEYS = {"retailers": "name", "events": "id"}
+
+
+def _merge(base: dict, top: dict, path: str = "") -> dict:
+    """``top`` over ``base``: mappings merge key by key; ``retailers`` merge by ``name`` and ``events`` by ``id``
+    (an item with a known key updates that item field by field, ``{id: X, remove: true}`` removes it, a new key
+    is appended); any other value (numbers, other lists such as ``observations``) replaces the base's."""
     out = copy.deepcopy(base)
     for k, v in top.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        where = f"{path}.{k}" if path else str(k)
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v, where)
+        elif where in MERGE_KEYS and isinstance(v, list) and isinstance(out.get(k), list):
+            out[k] = _merge_list(out[k], v, MERGE_KEYS[where])
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def item_key(item: Any, key: str) -> Any:
+    """The merge key of a list item: its ``name``/``id``, or for an event without ``id`` the id the validator
+    gives it (type:retailer:provider, from its first two required fields)."""
+    if not isinstance(item, dict):
+        return None
+    if key in item:
+        return item[key]
+    if key == "id" and item.get("type") in _Validator.ACTION_KEYS:
+        req = _Validator.ACTION_KEYS[item["type"]][0]
+        return ":".join([item["type"]] + [str(item.get(k)) for k in req[:2]])
+    return None
+
+
+def _merge_list(base: list, top: list, key: str) -> list:
+    out = [copy.deepcopy(b) for b in base]
+    for item in top:
+        k = item_key(item, key)
+        idx = next((i for i, b in enumerate(out) if k is not None and item_key(b, key) == k), None)
+        if isinstance(item, dict) and item.get("remove") is True:
+            if idx is None:
+                known = ", ".join(str(item_key(b, key)) for b in out) or "none"
+                raise ScenarioError(f"'remove: true' names {key} {k!r}, which the base does not have; its {key}s: {known}"
+                                    f"{_suggest(str(k), [str(item_key(b, key)) for b in out])}")
+            del out[idx]
+            continue
+        if idx is None:
+            out.append(copy.deepcopy(item))
+        else:
+            out[idx] = _merge(out[idx], item) if isinstance(out[idx], dict) and isinstance(item, dict) else copy.deepcopy(item)
     return out
 
 
 def parse_text(text: str, source: str = "<scenario>") -> Scenario:
-    return parse_scenario(_safe_load(text, source), source=source, lines=_Lines(text, source))
+    return parse_scenario(_safe_load(text, source), source=source, lines=_Lines(text, source), strict_horizon=True)
 
 
-def parse_scenario(data: Any, source: str = "<scenario>", lines: "_Lines | None" = None) -> Scenario:
+def parse_scenario(data: Any, source: str = "<scenario>", lines: "_Lines | None" = None, *,
+                   strict_horizon: bool = False) -> Scenario:
     """Validate plain data (as from ``yaml.safe_load``) into a frozen :class:`Scenario`."""
-    v = _Validator(source, lines or _Lines(None, source))
+    v = _Validator(source, lines or _Lines(None, source), strict_horizon=strict_horizon)
     return v.scenario(data)
 
 
@@ -434,8 +626,10 @@ _MISSING = object()
 
 
 class _Validator:
-    def __init__(self, source: str, lines: _Lines):
+    def __init__(self, source: str, lines: _Lines, *, strict_horizon: bool = False):
         self.source, self.lines = source, lines
+        self.strict_horizon = strict_horizon  # a file's own events must fall inside its own calendar
+        self.uncertain: list[Uncertain] = []  # uncertain parameters met so far (scenario files only)
 
     def fail(self, path: str, msg: str) -> None:
         source, line = self.lines.find(path)
@@ -454,7 +648,13 @@ class _Validator:
                 self.fail(path or "(top level)", f"missing required key {k!r}")
         return x
 
-    def number(self, x: Any, path: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, integer: bool = False) -> float:
+    def number(self, x: Any, path: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+               integer: bool = False, key: str | None = None) -> float:
+        """A number in [lo, hi]. With ``key`` (the field's dotted scenario path) the field may instead be an
+        uncertain parameter: ``{value, range, assumption|source}`` or ``{prior, <its parameters>, value?,
+        assumption|source}``; it is recorded and its central value returned."""
+        if key is not None and isinstance(x, dict):
+            return self.uncertain_number(x, path, lo, hi, lo_open=lo_open, integer=integer, key=key)
         if isinstance(x, bool) or not isinstance(x, (int, float)):
             self.fail(path, f"expected {'an integer' if integer else 'a number'}, got {_kind(x)}")
         if isinstance(x, float) and not math.isfinite(x):
@@ -467,6 +667,78 @@ class _Validator:
         if hi is not None and x > hi:
             self.fail(path, f"{x} is out of range; allowed: {rng}")
         return int(x) if integer else float(x)
+
+    def uncertain_number(self, x: dict, path: str, lo, hi, *, lo_open: bool, integer: bool, key: str) -> float:
+        allowed = ("value", "range", "prior", "assumption", "source", "unit", *sorted({k for ks, _ in PRIORS.values() for k in ks}))
+        self.mapping(x, path, (), allowed)
+        if ("range" in x) == ("prior" in x):
+            self.fail(path, "an uncertain number needs exactly one of 'range: [lo, hi]' or 'prior: "
+                            f"{' | '.join(PRIORS)}' (with its parameters); or write a plain number")
+        if ("assumption" in x) == ("source" in x):
+            self.fail(path, "say why the number is uncertain: give exactly one of 'assumption: <why this range>' "
+                            "or 'source: <where the prior comes from>'")
+        reason_key = "assumption" if "assumption" in x else "source"
+        reason = self.string(x[reason_key], f"{path}.{reason_key}")
+        reason = reason if reason_key == "source" else f"assumption: {reason}"
+        if "unit" in x:
+            self.string(x["unit"], f"{path}.unit")
+        bounds = (-math.inf if lo is None else lo, math.inf if hi is None else hi)
+        if "range" in x:
+            r = x["range"]
+            if not isinstance(r, list) or len(r) != 2:
+                self.fail(f"{path}.range", f"expected [lo, hi], got {_kind(r)}")
+            a = self.number(r[0], f"{path}.range[0]", lo, hi, lo_open=lo_open)
+            b = self.number(r[1], f"{path}.range[1]", lo, hi, lo_open=lo_open)
+            if not a < b:
+                self.fail(f"{path}.range", f"lo {a:g} is not below hi {b:g}")
+            extra = [k for k in x if k in PRIORS["triangular"][0] + PRIORS["normal"][0] + PRIORS["lognormal"][0]]
+            if extra:
+                self.fail(f"{path}.{extra[0]}", f"{extra[0]!r} belongs to a prior; with 'range' give only value and the reason")
+            prior, args, central = "uniform", (a, b), (a + b) / 2
+        else:
+            prior = self.string(x["prior"], f"{path}.prior", tuple(PRIORS), what="prior")
+            keys, ckey = PRIORS[prior]
+            for k in x:
+                if k in ("value", "prior", "assumption", "source", "unit"):
+                    continue
+                if k not in keys:
+                    self.fail(f"{path}.{k}", f"a {prior} prior has no {k!r}; it takes {', '.join(keys)}")
+            for k in keys:
+                if k not in x:
+                    self.fail(path, f"a {prior} prior needs {', '.join(keys)} (missing {k!r})")
+            args = tuple(self.number(x[k], f"{path}.{k}") for k in keys)
+            if prior == "uniform" and not args[0] < args[1]:
+                self.fail(path, f"lo {args[0]:g} is not below hi {args[1]:g}")
+            if prior in ("normal", "lognormal") and args[1] <= 0:
+                self.fail(f"{path}.{keys[1]}", f"{args[1]:g} is out of range; allowed: x > 0")
+            if prior == "lognormal" and args[0] <= 0:
+                self.fail(f"{path}.median", f"{args[0]:g} is out of range; allowed: x > 0")
+            if prior == "triangular" and not (args[0] <= args[1] <= args[2] and args[0] < args[2]):
+                self.fail(path, "a triangular prior needs lo <= mode <= hi and lo < hi")
+            central = (args[0] + args[1]) / 2 if prior == "uniform" else args[keys.index(ckey)]
+        value = self.number(x.get("value", central), f"{path}.value", lo, hi, lo_open=lo_open, integer=integer)
+        if prior in ("uniform", "triangular") and not args[0] <= value <= args[-1]:
+            self.fail(f"{path}.value", f"{value:g} lies outside its own range {args[0]:g} .. {args[-1]:g}")
+        if lo is not None and lo_open:
+            bounds = (math.nextafter(lo, math.inf), bounds[1])
+        self.uncertain.append(Uncertain(key, value, prior, args, reason, bounds, integer))
+        return value
+
+    def series(self, x: Any, path: str, lo: float | None, hi: float | None, *, lo_open: bool = False) -> Series:
+        """A number, or a dated series ``{YYYY-MM-DD: value, ...}`` (linear in between, constant outside)."""
+        if not isinstance(x, dict):
+            return Series.constant(self.number(x, path, lo, hi, lo_open=lo_open))
+        if not x:
+            self.fail(path, "expected a number or a mapping of dates to numbers, got an empty mapping")
+        pts = []
+        for k, v in x.items():
+            d = self.date(k, f"{path}.{k}")
+            pts.append((d, self.number(v, f"{path}.{k}", lo, hi, lo_open=lo_open)))
+        pts.sort()
+        for (d0, _), (d1, _) in zip(pts, pts[1:]):
+            if d0 == d1:
+                self.fail(path, f"the date {d0} is given twice")
+        return Series(tuple(pts))
 
     def string(self, x: Any, path: str, choices: tuple[str, ...] | None = None, what: str = "value") -> str:
         if not isinstance(x, str):
@@ -498,7 +770,7 @@ class _Validator:
     def scenario(self, d: Any) -> Scenario:
         d = self.mapping(
             d, "", ("schema", "name", "calendar", "market", "consumers", "providers", "retailers"),
-            ("description", "seed", "behaviour", "friction", "events"),
+            ("description", "seed", "behaviour", "friction", "events", "observations", "primary_source", "fit_until"),
         )
         schema = d["schema"]
         if schema not in SCHEMAS:
@@ -510,7 +782,7 @@ class _Validator:
         seed = self.number(d.get("seed", 0), "seed", 0, 2**63 - 1, integer=True)
         cal = self.calendar(d["calendar"])
         market = self.mapping(d["market"], "market", ("size",), ("currency",))
-        size = self.number(market["size"], "market.size", 0, MAX_MARKET_SIZE, lo_open=True)
+        size = self.series(market["size"], "market.size", 0, MAX_MARKET_SIZE, lo_open=True)
         currency = self.string(market.get("currency", "RMB"), "market.currency")
         providers = self.providers(d["providers"])
         pnames = tuple(p.name for p in providers)
@@ -519,36 +791,127 @@ class _Validator:
         behaviour = self.behaviour(d.get("behaviour", {}))
         friction = self.friction(d.get("friction", {}))
         events = self.events(d.get("events") or [], cal, pnames, tuple(r.name for r in retailers))
+        fit_until = None if d.get("fit_until") is None else self.date(d["fit_until"], "fit_until")
+        observations, primary = self.observations(d, cal, retailers, events, fit_until)
         return Scenario(
             name=name, description=description, seed=seed, calendar=cal, market_size=size, currency=currency,
             consumers=consumers, providers=providers, retailers=retailers, behaviour=behaviour, friction=friction,
-            events=events, source=self.source, raw=copy.deepcopy(d),
+            events=events, observations=observations, primary_source=primary, fit_until=fit_until,
+            uncertain=tuple(self.uncertain), source=self.source, raw=copy.deepcopy(d),
         )
 
     def calendar(self, d: Any) -> Calendar:
         d = self.mapping(d, "calendar", ("start", "steps"), ("step_days", "warmup"))
-        return Calendar(
+        cal = Calendar(
             start=self.date(d["start"], "calendar.start"),
             step_days=self.number(d.get("step_days", 7), "calendar.step_days", 1, 366, integer=True),
             steps=self.number(d["steps"], "calendar.steps", 1, MAX_STEPS, integer=True),
             warmup=self.number(d.get("warmup", 0), "calendar.warmup", 0, MAX_STEPS, integer=True),
         )
+        last = dt.date.max - dt.timedelta(days=cal.step_days * (MAX_STEPS + 1))
+        if cal.start > last:
+            self.fail("calendar.start", f"{cal.start} leaves no room for the calendar; allowed: a start on or before {last}")
+        return cal
 
     def consumers(self, d: Any, needs_conversion: bool) -> Consumers:
-        d = self.mapping(d, "consumers", ("count", "shopping_rate", "basket"), ("conversion",))
+        d = self.mapping(d, "consumers", ("count", "shopping_rate", "basket"), ("conversion", "turnover"))
         b = self.mapping(d["basket"], "consumers.basket", ("mean",), ("sigma",))
         conv = d.get("conversion")
         if conv is None and needs_conversion:
             self.fail("consumers", "missing required key 'conversion' (share of shoppers who buy): a retailer's attractiveness is 'calibrate', and shares alone fix it only up to a constant")
+        k = "consumers"
         return Consumers(
             count=self.number(d["count"], "consumers.count", 1, MAX_CONSUMERS, integer=True),
-            shopping_rate=self.number(d["shopping_rate"], "consumers.shopping_rate", 0, 1, lo_open=True),
-            conversion=None if conv is None else self.number(conv, "consumers.conversion", 0.001, 0.999),
+            shopping_rate=self.number(d["shopping_rate"], "consumers.shopping_rate", 0, 1, lo_open=True, key=f"{k}.shopping_rate"),
+            conversion=None if conv is None else self.number(conv, "consumers.conversion", 0.001, 0.999, key=f"{k}.conversion"),
             basket=Basket(
-                mean=self.number(b["mean"], "consumers.basket.mean", 0, 1e7, lo_open=True),
-                sigma=self.number(b.get("sigma", 0.0), "consumers.basket.sigma", 0, 5),
+                mean=self.series(b["mean"], "consumers.basket.mean", 0, 1e7, lo_open=True),
+                sigma=self.number(b.get("sigma", 0.0), "consumers.basket.sigma", 0, 5, key=f"{k}.basket.sigma"),
             ),
+            turnover=self.number(d.get("turnover", 0.0), "consumers.turnover", 0, 0.5, key=f"{k}.turnover"),
         )
+
+    def observations(self, d: dict, cal: Calendar, retailers: tuple[Retailer, ...], events, fit_until):
+        """Observed share series (MODEL.md 8), or the ``target_share`` shorthand as one observation."""
+        rnames = tuple(r.name for r in retailers)
+        raw = d.get("observations")
+        given_targets = [i for i, r in enumerate(self.raw_retailers) if isinstance(r, dict) and "target_share" in r]
+        if raw:
+            if given_targets:
+                i = given_targets[0]
+                self.fail(f"retailers[{i}].target_share", "give calibration targets either as 'observations' or as "
+                                                          "target_share, not both (target_share is shorthand for one observation)")
+            if not isinstance(raw, list):
+                self.fail("observations", f"expected a list of observations, got {_kind(raw)}")
+            out, seen = [], set()
+            for i, o in enumerate(raw):
+                path = f"observations[{i}]"
+                o = self.mapping(o, path, ("source", "period", "shares"), ("note",))
+                src = self.name(o["source"], f"{path}.source")
+                label, start, end = self.period(o["period"], f"{path}.period")
+                if start < cal.start:
+                    self.fail(f"{path}.period", f"{label} starts {start}, before the calendar ({cal.start}); allowed: move "
+                                                f"calendar.start back (a burn-in runs before it) or drop the observation")
+                sh = o["shares"]
+                if not isinstance(sh, dict) or not sh:
+                    self.fail(f"{path}.shares", f"expected a mapping retailer -> share (a fraction), got {_kind(sh)}")
+                shares = []
+                for rn, v in sh.items():
+                    self.string(rn, f"{path}.shares.{rn}", rnames, what="retailer")
+                    shares.append((rn, self.number(v, f"{path}.shares.{rn}", 0, 1, lo_open=True)))
+                if sum(v for _, v in shares) > 1 + 1e-9:
+                    self.fail(f"{path}.shares", f"shares sum to {sum(v for _, v in shares):.4g}; allowed: at most 1 (fractions, not percent)")
+                if (src, start, end) in seen:
+                    self.fail(path, f"{src} {label} is given twice")
+                seen.add((src, start, end))
+                note = self.string(o.get("note", ""), f"{path}.note")
+                out.append(Observation(src, label, start, end, tuple(shares), note))
+            sources = sorted({o.source for o in out})
+            if d.get("primary_source") is None:
+                if len(sources) > 1:
+                    self.fail("primary_source", f"missing: observations come from {', '.join(sources)}; name the one "
+                                                "that sets the level (the others get per-retailer offsets)")
+                primary = sources[0]
+            else:
+                primary = self.string(d["primary_source"], "primary_source", tuple(sources), what="source")
+            return tuple(out), primary
+        if d.get("primary_source") is not None:
+            self.fail("primary_source", "there are no observations to take a primary source from")
+        if not any(r.calibrate or r.calibrate_trend for r in retailers):
+            return (), None
+        # the shorthand: target shares over the steps before the first event (or the cut-off, or the calendar's end)
+        ends = [cal.date_of(cal.steps)] + [e.date for e in events] + ([fit_until] if fit_until else [])
+        end = min(ends) - dt.timedelta(days=1)
+        if end < cal.start:
+            end = cal.date_of(1) - dt.timedelta(days=1)
+        label = f"{cal.start}..{end}"
+        return (Observation("target_share", label, cal.start, end, tuple((r.name, r.target_share) for r in retailers)),), "target_share"
+
+    def period(self, x: Any, path: str) -> tuple[str, dt.date, dt.date]:
+        """A period: a year (2012), a half (2013H1), a quarter (2012Q3), or {start, end} (inclusive dates)."""
+        if isinstance(x, dict):
+            x = self.mapping(x, path, ("start", "end"))
+            a, b = self.date(x["start"], f"{path}.start"), self.date(x["end"], f"{path}.end")
+            if b < a:
+                self.fail(path, f"end {b} is before start {a}")
+            return f"{a}..{b}", a, b
+        text = str(x) if isinstance(x, int) and not isinstance(x, bool) else x
+        if isinstance(text, str):
+            m = re.fullmatch(r"(\d{4})(?:([QH])([1-4]))?", text.strip())
+            if m:
+                y = int(m.group(1))
+                if m.group(2) is None:
+                    return text, dt.date(y, 1, 1), dt.date(y, 12, 31)
+                k = int(m.group(3))
+                months = 3 if m.group(2) == "Q" else 6
+                if m.group(2) == "H" and k > 2:
+                    self.fail(path, f"{text!r}: a year has halves H1 and H2")
+                first = dt.date(y, 1 + months * (k - 1), 1)
+                nxt = dt.date(y + 1, 1, 1) if months * k == 12 else dt.date(y, 1 + months * k, 1)
+                return text, first, nxt - dt.timedelta(days=1)
+        self.fail(path, f"expected a period: a year (2012), a half (2013H1), a quarter (2012Q3) or "
+                        f"{{start: YYYY-MM-DD, end: YYYY-MM-DD}}, got {x!r}")
+        raise AssertionError
 
     NETWORK_PARAMS = {
         "barabasi_albert": {"m": (1, 100, True)},
@@ -584,9 +947,9 @@ class _Validator:
                 net = Network(model, tuple(params))
             out.append(Provider(
                 name=pname,
-                penetration=self.number(spec["penetration"], f"{path}.penetration", 0, 1),
+                penetration=self.number(spec["penetration"], f"{path}.penetration", 0, 1, key=f"{path}.penetration"),
                 network=net,
-                weight=self.number(spec.get("weight", 1.0), f"{path}.weight", 0, 100),
+                weight=self.number(spec.get("weight", 1.0), f"{path}.weight", 0, 100, key=f"{path}.weight"),
             ))
         return tuple(out)
 
@@ -595,12 +958,14 @@ class _Validator:
             self.fail("retailers", f"expected a non-empty list of retailers, got {_kind(d)}")
         if len(d) > MAX_RETAILERS:
             self.fail("retailers", f"{len(d)} retailers; allowed: at most {MAX_RETAILERS}")
+        self.raw_retailers = d
         out, seen = [], set()
         for i, r in enumerate(d):
             path = f"retailers[{i}]"
             r = self.mapping(r, path, ("name", "kind", "initial_share"),
-                             ("attractiveness", "price_index", "take_rate", "margin", "logins", "target_share", "sso_share"))
+                             ("attractiveness", "trend", "price_index", "take_rate", "margin", "logins", "target_share", "sso_share"))
             name = self.name(r["name"], f"{path}.name")
+            key = f"retailers.{name}"
             if name in seen:
                 self.fail(f"{path}.name", f"duplicate retailer name {name!r}; names must be unique")
             seen.add(name)
@@ -608,14 +973,21 @@ class _Validator:
             rate_key, other = ("take_rate", "margin") if kind == "platform" else ("margin", "take_rate")
             if other in r:
                 self.fail(f"{path}.{other}", f"a {kind} retailer earns by {rate_key}, not {other}; use {rate_key}")
-            rate = self.number(r.get(rate_key, 0.0), f"{path}.{rate_key}", 0, 1)
+            rate = self.number(r.get(rate_key, 0.0), f"{path}.{rate_key}", 0, 1, key=f"{key}.{rate_key}")
             att = r.get("attractiveness", "calibrate")
             if att == "calibrate":
                 alpha = None
             else:
                 if isinstance(att, str):
                     self.fail(f"{path}.attractiveness", f"expected a number or 'calibrate', got {att!r}")
-                alpha = self.number(att, f"{path}.attractiveness", -50, 50)
+                alpha = self.number(att, f"{path}.attractiveness", -50, 50, key=f"{key}.attractiveness")
+            tr = r.get("trend", 0.0)
+            if tr == "calibrate":
+                trend = None
+            else:
+                if isinstance(tr, str):
+                    self.fail(f"{path}.trend", f"expected a number (utility per year) or 'calibrate', got {tr!r}")
+                trend = self.number(tr, f"{path}.trend", -10, 10, key=f"{key}.trend")
             logins = r.get("logins", [])
             if not isinstance(logins, list):
                 self.fail(f"{path}.logins", f"expected a list of provider names, got {_kind(logins)}")
@@ -631,7 +1003,7 @@ class _Validator:
                 self.string(p, f"{path}.sso_share.{p}", pnames, what="provider")
                 if p not in logins:
                     self.fail(f"{path}.sso_share.{p}", f"{name} does not accept {p} login; allowed: providers in its logins ({', '.join(logins) or 'none'})")
-                sso_items.append((p, self.number(s, f"{path}.sso_share.{p}", 0, 1)))
+                sso_items.append((p, self.number(s, f"{path}.sso_share.{p}", 0, 1, key=f"{key}.sso_share.{p}")))
             if sum(s for _, s in sso_items) > 1 + 1e-9:
                 self.fail(f"{path}.sso_share", f"shares sum to {sum(s for _, s in sso_items):.4g}; allowed: at most 1 (the rest use native accounts)")
             init = self.number(r["initial_share"], f"{path}.initial_share", 0, 1)
@@ -640,8 +1012,8 @@ class _Validator:
                 self.fail(f"{path}.target_share", "a retailer calibrated to a zero share has attractiveness minus infinity; allowed: a share > 0, or give 'attractiveness'")
             out.append(Retailer(
                 name=name, kind=kind, revenue_rate=rate, attractiveness=alpha,
-                price_index=self.number(r.get("price_index", 1.0), f"{path}.price_index", 0.01, 100),
-                logins=tuple(logins), initial_share=init, target_share=target, sso_share=tuple(sso_items),
+                price_index=self.number(r.get("price_index", 1.0), f"{path}.price_index", 0.01, 100, key=f"{key}.price_index"),
+                logins=tuple(logins), initial_share=init, target_share=target, sso_share=tuple(sso_items), trend=trend,
             ))
         for key in ("initial_share", "target_share"):
             tot = sum(getattr(r, key) for r in out)
@@ -654,13 +1026,13 @@ class _Validator:
         d = self.mapping(d, "behaviour", (), keys)
         # Defaults documented in docs/model.md; the bundled scenarios state and source their own.
         dflt = {"beta_price": 2.0, "beta_social": 1.0, "beta_habit": 1.0, "beta_friction": 1.0}
-        return Behaviour(**{k: self.number(d.get(k, dflt[k]), f"behaviour.{k}", 0, 100) for k in keys})
+        return Behaviour(**{k: self.number(d.get(k, dflt[k]), f"behaviour.{k}", 0, 100, key=f"behaviour.{k}") for k in keys})
 
     def friction(self, d: Any) -> Friction:
         keys = ("native", "sso", "link", "create")
         d = self.mapping(d, "friction", (), keys)
         dflt = {"native": 0.2, "sso": 0.0, "link": 0.5, "create": 2.0}
-        return Friction(**{k: self.number(d.get(k, dflt[k]), f"friction.{k}", 0, 100) for k in keys})
+        return Friction(**{k: self.number(d.get(k, dflt[k]), f"friction.{k}", 0, 100, key=f"friction.{k}") for k in keys})
 
     # --- events -------------------------------------------------------------
     ACTION_KEYS = {
@@ -694,11 +1066,16 @@ class _Validator:
             else:
                 step = self.number(e["step"], f"{path}.step", 0, MAX_STEPS, integer=True)
                 date = cal.date_of(step)
+            if self.strict_horizon and step >= cal.steps:
+                where = "date" if "date" in e else "step"
+                self.fail(f"{path}.{where}", f"{date} (step {step}) is after the calendar's last step ({cal.steps - 1}, "
+                                             f"{cal.date_of(cal.steps - 1)}): the event would never fire; allowed: a date "
+                                             f"before {cal.date_of(cal.steps)}, or lengthen calendar.steps")
             if "note" in e:
                 self.string(e["note"], f"{path}.note")
-            action = self.action(etype, e, path, cal, pnames, rnames, allow_effects=True)
-            default_id = ":".join([etype] + [str(getattr(action, k)) for k in req[:2]])
+            default_id = ":".join([etype] + [str(e[k]) for k in req[:2]])
             eid = self.string(e["id"], f"{path}.id") if "id" in e else default_id
+            action = self.action(etype, e, path, cal, pnames, rnames, allow_effects=True, key=f"events.{eid}")
             if eid in ids:
                 self.fail(f"{path}.id", f"duplicate event id {eid!r}; give each event a unique 'id'")
             ids.add(eid)
@@ -706,7 +1083,7 @@ class _Validator:
         out.sort(key=lambda ev: ev.step)  # stable: file order within a step
         return tuple(out)
 
-    def action(self, etype, e, path, cal, pnames, rnames, allow_effects):
+    def action(self, etype, e, path, cal, pnames, rnames, allow_effects, key):
         def retailer(key="retailer"):
             return self.string(e[key], f"{path}.{key}", rnames, what="retailer")
 
@@ -715,11 +1092,11 @@ class _Validator:
 
         if etype == "remove_login":
             mc = e.get("migration_cost")
-            return RemoveLogin(retailer(), provider(), None if mc is None else self.number(mc, f"{path}.migration_cost", 0, 100))
+            return RemoveLogin(retailer(), provider(), None if mc is None else self.number(mc, f"{path}.migration_cost", 0, 100, key=f"{key}.migration_cost"))
         if etype == "add_login":
             return AddLogin(retailer(), provider())
         if etype == "social_boost":
-            return SocialBoost(provider("layer"), retailer(), self.number(e["factor"], f"{path}.factor", 0, 100))
+            return SocialBoost(provider("layer"), retailer(), self.number(e["factor"], f"{path}.factor", 0, 100, key=f"{key}.factor"))
         if etype == "promotion":
             aud = e.get("audience", "everyone")
             aud = None if aud == "everyone" else self.string(aud, f"{path}.audience", pnames + ("everyone",), what="audience")
@@ -730,9 +1107,9 @@ class _Validator:
                     until = self.number(u, f"{path}.until", 0, MAX_STEPS, integer=True)
                 else:
                     until = cal.step_of(self.date(u, f"{path}.until"))
-            return Promotion(retailer(), aud, self.number(e["utility"], f"{path}.utility", -20, 20), until)
+            return Promotion(retailer(), aud, self.number(e["utility"], f"{path}.utility", -20, 20, key=f"{key}.utility"), until)
         if etype == "price_change":
-            return PriceChange(retailer(), self.number(e["price_index"], f"{path}.price_index", 0.01, 100))
+            return PriceChange(retailer(), self.number(e["price_index"], f"{path}.price_index", 0.01, 100, key=f"{key}.price_index"))
         if etype == "equity_stake":
             if not allow_effects:
                 self.fail(path, "an equity_stake cannot be the effect of another")
@@ -747,7 +1124,7 @@ class _Validator:
                 et = self.string(eff["type"], f"{ep}.type", self.EFFECT_TYPES, what="effect type")
                 req, opt = self.ACTION_KEYS[et]
                 self.mapping(eff, ep, ("type", *req), opt)
-                acts.append(self.action(et, eff, ep, cal, pnames, rnames, allow_effects=False))
+                acts.append(self.action(et, eff, ep, cal, pnames, rnames, allow_effects=False, key=f"{key}.effects.{k}"))
             amt = e.get("amount_usd")
             return EquityStake(
                 investor=self.string(e["investor"], f"{path}.investor"),

@@ -12,12 +12,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pandas as pd
 
-from .calibrate import DEFAULT_TOL_PP, Calibration, cache_key, calibrate
-from .scenario import Scenario
 
 #: Where results go unless --out says otherwise (relative to the working directory).
 RESULTS_DIR = Path("results")
@@ -102,27 +100,3 @@ def _json_default(x: Any) -> Any:
     if isinstance(x, Path):
         return str(x)
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
-
-
-def cached_calibration(
-    scenario: Scenario,
-    cache_dir: str | Path | None,
-    *,
-    tol_pp: float = DEFAULT_TOL_PP,
-    on_iter: Callable[[int, float], None] | None = None,
-) -> tuple[Calibration, bool]:
-    """The fit for ``scenario``, from ``cache_dir/<key>.json`` if a fit with the same key is stored, else
-    fitted now and stored (atomically). Returns (calibration, was_cached). ``cache_dir=None`` never caches."""
-    key = cache_key(scenario, tol_pp)
-    path = None if cache_dir is None else Path(cache_dir) / f"{key}.json"
-    if path is not None and path.is_file():
-        try:
-            cal = Calibration.from_dict(read_json(path))
-            if cal.key == key:
-                return cal, True
-        except (ValueError, TypeError, KeyError):
-            pass  # unreadable cache entry: refit and overwrite it
-    cal = calibrate(scenario, tol_pp=tol_pp, on_iter=on_iter)
-    if path is not None:
-        write_json(path, cal.to_dict())
-    return cal, False
