@@ -172,6 +172,13 @@ def test_labels_are_neutral_for_the_spec_hash_and_reach_the_manifest(tmp_path):
     spec.write_text(SMALL.replace(', label: "New-account hassle"', ""))
     plain = load_sweep(spec)
     assert labelled.digest() == plain.digest()
+    # and a file without labels keeps the hash it had before labels existed (its stored results still resume)
+    import hashlib
+
+    from marketsim.experiment import NEUTRAL_KEYS
+
+    before = {"spec": {k: v for k, v in plain.raw.items() if k not in NEUTRAL_KEYS}, "base": plain.base.digest()}
+    assert plain.digest() == hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
     assert plain.parameters[1].label is None and labelled.parameters[1].label == "New-account hassle"
     out = tmp_path / "o"
     run_sweep(plain, out, None, results_root=tmp_path / "results")
