@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Callable
 
@@ -88,7 +89,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from rich.table import Table
+    from .progress import console, table
 
     sc = load(args)
     _, cal = fitted_alpha(sc, args, quiet=args.json)
@@ -97,16 +98,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(cal.to_dict(), indent=2))
         return 0
-    t = Table(title=f"{sc.name}: calibration over {cal.window} steps (seed {cal.seed}, {cal.consumers:,} consumers)")
-    for col in ("retailer", "target share", "simulated share", "residual (pp)", "attractiveness"):
-        t.add_column(col, justify="right" if col != "retailer" else "left")
+    t = table(f"{sc.name}: calibration of attractiveness to the target GMV shares",
+              caption=f"over {cal.window} steps, seed {cal.seed}, {cal.consumers:,} consumers")
+    t.add_column("retailer")
+    for col in ("target %", "simulated %", "residual pp", "attractiveness"):
+        t.add_column(col, justify="right", no_wrap=True)
     for r in sc.retailers:
         res = cal.residual_pp.get(r.name)
-        t.add_row(r.name, f"{r.target_share:.3f}", f"{cal.shares[r.name]:.3f}",
+        t.add_row(r.name, f"{r.target_share * 100:.1f}", f"{cal.shares[r.name] * 100:.1f}",
                   "fixed" if res is None else f"{res:+.3f}", f"{cal.alpha[r.name]:.4f}")
-    from rich.console import Console
-
-    con = Console()
+    con = console()
     con.print(t)
     con.print(f"iterations: {cal.iterations}; conversion residual {cal.conversion_residual_pp:+.3f} pp; "
               f"tolerance {cal.tol_pp} pp; cache key {cal.key}")
@@ -150,16 +151,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from .progress import console, table
 
-    t = Table(title=f"{sc.name}: GMV share, {summary['first_date']} -> {summary['last_date']} "
-                    f"(seed {sc.seed}, {sc.consumers.count:,} consumers)")
-    for col in ("retailer", f"share {summary['first_date']}", f"share {summary['last_date']}", "change (pp)"):
-        t.add_column(col, justify="left" if col == "retailer" else "right")
+    t = table(f"{sc.name}: GMV share by retailer, first and last week",
+              caption=f"seed {sc.seed}, {sc.consumers.count:,} consumers")
+    t.add_column("retailer")
+    for col in (f"{summary['first_date']} %", f"{summary['last_date']} %", "change pp"):
+        t.add_column(col, justify="right", no_wrap=True)
     for n in sc.retailer_names:
-        t.add_row(n, f"{first[n] * 100:.1f}%", f"{last[n] * 100:.1f}%", f"{(last[n] - first[n]) * 100:+.1f}")
-    con = Console()
+        t.add_row(n, f"{first[n] * 100:.1f}", f"{last[n] * 100:.1f}", f"{(last[n] - first[n]) * 100:+.1f}")
+    con = console()
     con.print(t)
     con.print(f"wrote {out}/: timeseries.csv, timeseries.parquet, flows.csv, flows.parquet, summary.json, shares.png")
     return 0
@@ -186,13 +187,42 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="marketsim", description="Agent-based simulator of competition between online retailers.")
-    p.add_argument("--version", action="version", version=f"marketsim {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description to the terminal's width; keeps paragraphs with indented lines
+    (the examples) as written."""
 
-    def scenario_cmd(name: str, help: str, *, seed=True, consumers=True, steps=True, json_flag=True):
-        s = sub.add_parser(name, help=help, description=help)
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paras = []
+        for para in text.split("\n\n"):
+            if any(line.startswith("  ") for line in para.splitlines()):
+                paras.append("\n".join(indent + line for line in para.splitlines()))
+            else:
+                paras.append(textwrap.fill(" ".join(para.split()), width, initial_indent=indent, subsequent_indent=indent))
+        return "\n\n".join(paras)
+
+
+def _command(sub, name: str, summary: str, details: str, examples: list[str]) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` says what it does (``summary``), what it writes (``details``) and how to call
+    it (``examples``). argparse %-formats the one-line ``help`` (the command list), so a literal % is escaped."""
+    return sub.add_parser(name, help=summary.replace("%", "%%"), description=f"{summary}\n\n{details}",
+                          epilog="examples:\n" + "\n".join(f"  {e}" for e in examples), formatter_class=_HelpFormatter)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="marketsim", formatter_class=_HelpFormatter,
+                description="Agent-based simulator of competition between online retailers: consumers choose by "
+                            "price, habit, login friction and what their friends bought; events (a retailer "
+                            "dropping a login, an equity stake) move the shares.",
+                epilog="examples:\n"
+                       "  marketsim run scenarios/battle_lines_2013.yaml\n"
+                       "  marketsim project scenarios/battle_lines_2013.yaml\n"
+                       "  marketsim COMMAND --help      # what a command does and writes")
+    p.add_argument("--version", action="version", version=f"marketsim {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    def scenario_cmd(name: str, summary: str, details: str, examples: list[str], *, seed=True, consumers=True,
+                     steps=True, json_flag=True):
+        s = _command(sub, name, summary, details, examples)
         s.add_argument("scenario", help="scenario YAML file (e.g. scenarios/battle_lines_2013.yaml)")
         if seed:
             s.add_argument("--seed", type=seed_int, help="override the scenario's seed")
@@ -205,12 +235,33 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--results", default="results", help="results root (calibration cache, default outputs); default: results")
         return s
 
-    r = scenario_cmd("run", "Run one simulation: table, time series (CSV, Parquet), summary.json, shares.png.")
+    r = scenario_cmd(
+        "run", "Run one simulation and show each retailer's GMV share at the first and last week.",
+        "Fits attractiveness first if the scenario asks for it (cached under results/calibration/).\n"
+        "Writes results/<scenario>/: timeseries.csv and .parquet (one row per retailer and week),\n"
+        "flows.csv and .parquet (who switched where), summary.json and shares.png.",
+        ["marketsim run scenarios/battle_lines_2013.yaml",
+         "marketsim run scenarios/tiny.yaml --consumers 1000 --steps 10 --json"])
     r.add_argument("--out", help="output folder (default: results/<scenario-name>/)")
-    scenario_cmd("validate", "Check a scenario file and print the resolved scenario.", json_flag=False)
-    scenario_cmd("calibrate", "Fit attractiveness to the target shares and show the fit.", steps=False)
+    scenario_cmd(
+        "validate", "Check a scenario file and print the resolved scenario.",
+        "Every problem is one line: file:line: field: what is wrong; what is allowed (exit code 2).\n"
+        "Writes nothing.",
+        ["marketsim validate scenarios/jd_drops_weibo_login.yaml"], json_flag=False)
+    scenario_cmd(
+        "calibrate", "Fit attractiveness to the target shares and show the fit.",
+        "Shows per retailer the target and simulated share, the residual and the fitted attractiveness.\n"
+        "Writes the fit to results/calibration/ (reused by run, project and sweep).",
+        ["marketsim calibrate scenarios/baseline_2013q2.yaml"], steps=False)
 
-    pr = scenario_cmd("project", "Replicated projection against the counterfactual baseline, with 95% intervals and a report.")
+    pr = scenario_cmd(
+        "project", "Replicated projection against the counterfactual baseline, with 95% intervals and a report.",
+        "Runs R replicates of the scenario and of the same market without its events (or without\n"
+        "--baseline-without EVENT ...) on the same seeds, and shows each retailer's share shift.\n"
+        "Writes results/<scenario>/projection/: replicates.parquet, projection.json, fan.png,\n"
+        "shift.png, flows.png and report.md.",
+        ["marketsim project scenarios/battle_lines_2013.yaml",
+         "marketsim project scenarios/battle_lines_2013.yaml \\\n      --baseline-without jd_drops_weibo"])
     pr.add_argument("--replicates", type=positive_int, default=20, help="replicates R (default 20)")
     pr.add_argument("--workers", type=positive_int, help="local worker processes (default: CPU count)")
     pr.add_argument("--baseline-without", nargs="+", metavar="EVENT", help="event ids removed in the baseline (default: all events)")
@@ -218,18 +269,38 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--independent-baseline", action="store_true",
                     help="run the baseline on independent seeds (to measure what common random numbers save)")
 
-    v = scenario_cmd("viz", "Serve the live browser visualization (needs the 'viz' extra).", steps=False, json_flag=False, seed=False)
+    v = scenario_cmd(
+        "viz", "Serve the live browser visualization (needs the 'viz' extra).",
+        "Serves a page with the market's consumers, their ties and each retailer's share, step by step,\n"
+        "with sliders for the key assumptions. Writes nothing; Ctrl-C stops the server.",
+        ["marketsim viz scenarios/battle_lines_2013.yaml   # then http://127.0.0.1:8765/"],
+        steps=False, json_flag=False, seed=False)
     v.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     v.add_argument("--port", type=positive_int, default=8765, help="port (default 8765)")
 
-    sw = sub.add_parser("sweep", help="Run a parameter sweep (local processes or a Dask cluster).")
+    sw = _command(
+        sub, "sweep", "Run a parameter sweep (local processes or a Dask cluster).",
+        "Runs the base scenario of a sweep file (schema marketsim-sweep/v1) at every point of its design\n"
+        "(grid, lhs, sobol or morris), with replicates. Writes results/<sweep-name>/: manifest.json and\n"
+        "part-*.parquet, stored as runs finish; re-running resumes where a killed sweep stopped.\n"
+        "Then `marketsim analyze` the folder. File format: docs/sweeps.md.",
+        ["marketsim sweep scenarios/sweep_weibo_login.yaml",
+         "marketsim sweep scenarios/sweep_weibo_login.yaml --workers 4 --out results/w4",
+         "marketsim sweep scenarios/sweep_weibo_login.yaml \\\n      --scheduler tcp://10.0.0.5:8786"])
     sw.add_argument("sweep", help="sweep YAML file (e.g. scenarios/sweep_weibo_login.yaml)")
     sw.add_argument("--workers", type=positive_int, help="local worker processes (default: CPU count)")
     sw.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786 (default: local processes)")
     sw.add_argument("--resume", action="store_true", help="skip runs already stored (re-running does this too)")
     sw.add_argument("--out", help="output folder (default: results/<sweep-name>/)")
 
-    an = sub.add_parser("analyze", help="Sensitivity indices or per-point intervals of a finished sweep.")
+    an = _command(
+        sub, "analyze", "Sensitivity and effect sizes of a finished sweep: which assumption matters, and by how much.",
+        "Shows per output and parameter the Sobol indices (or Morris mu*, or per-point intervals for\n"
+        "grid and lhs designs) and the main effect: the output's range over the parameter's range.\n"
+        "Writes into the results folder: analysis.json, sensitivity.png (sobol, morris), effects.png\n"
+        "(one panel per parameter) and response.png.",
+        ["marketsim analyze results/sweep_weibo_login",
+         "marketsim analyze results/sweep_weibo_login --json > analysis.json"])
     an.add_argument("path", help="sweep results folder, e.g. results/sweep_weibo_login")
     an.add_argument("--json", action="store_true", help="print JSON to stdout instead of the table")
     return p

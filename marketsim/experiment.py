@@ -43,6 +43,8 @@ MAX_RUNS = 1_000_000
 STAND_INS = ("ishigami",)
 #: Spec keys that do not change any stored row: editing them keeps the spec hash (and resuming works).
 NEUTRAL_KEYS = ("name", "description", "batch_runs", "base")
+#: Keys of one parameter that change no stored row (display only).
+NEUTRAL_PARAMETER_KEYS = ("label",)
 #: Design points checked against the scenario schema before a run starts (beyond that: the corners only).
 MAX_CHECKED_POINTS = 100_000
 
@@ -52,6 +54,7 @@ class Parameter:
     path: str
     kind: str  # "range" | "values" | "normal" | "lognormal" | "triangular"
     args: tuple  # (lo, hi) | values | (mean, sd) | (mu, sigma) | (lo, mode, hi)
+    label: str | None = None  # for tables and charts; None: a readable form of the path (labels.py)
 
     def from_unit(self, u: np.ndarray) -> np.ndarray | list:
         """Map unit-hypercube coordinates to parameter values (inverse CDF)."""
@@ -98,8 +101,11 @@ class Sweep:
     def digest(self) -> str:
         """Hash of everything the stored rows depend on: the resolved base scenario (after the consumers/steps
         overrides) and the spec minus the keys that change nothing in a row (name, description, batch_runs,
-        the base file's path: its content is hashed instead)."""
+        the base file's path: its content is hashed instead; a parameter's label)."""
         spec = {k: v for k, v in self.raw.items() if k not in NEUTRAL_KEYS}
+        if isinstance(spec.get("parameters"), list):
+            spec["parameters"] = [{k: v for k, v in p.items() if k not in NEUTRAL_PARAMETER_KEYS}
+                                  if isinstance(p, dict) else p for p in spec["parameters"]]
         d = {"spec": spec, "base": self.base.digest() if self.base else None}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -215,8 +221,9 @@ def _parameters(v: Validator, d: Any, base: Scenario | None, design: str, model:
     out = []
     for i, p in enumerate(d):
         fp = f"parameters[{i}]"
-        p = v.mapping(p, fp, ("path",), ("range", "values", "distribution"))
+        p = v.mapping(p, fp, ("path",), ("range", "values", "distribution", "label"))
         path = v.string(p["path"], f"{fp}.path")
+        label = v.string(p["label"], f"{fp}.label") if "label" in p else None
         given = [k for k in ("range", "values", "distribution") if k in p]
         if len(given) != 1:
             v.fail(fp, "give exactly one of 'range: [lo, hi]', 'values: [...]' or 'distribution: {type: ..., ...}'")
@@ -228,7 +235,7 @@ def _parameters(v: Validator, d: Any, base: Scenario | None, design: str, model:
             lo, hi = v.number(r[0], f"{fp}.range[0]"), v.number(r[1], f"{fp}.range[1]")
             if not lo < hi:
                 v.fail(f"{fp}.range", f"lo {lo} is not below hi {hi}")
-            par = Parameter(path, "range", (lo, hi))
+            par = Parameter(path, "range", (lo, hi), label)
             probes = [(lo, f"{fp}.range[0]"), (hi, f"{fp}.range[1]")]
         elif kind == "values":
             vals = p["values"]
@@ -236,7 +243,7 @@ def _parameters(v: Validator, d: Any, base: Scenario | None, design: str, model:
                 v.fail(f"{fp}.values", "expected a non-empty list")
             if design in ("sobol", "morris"):
                 v.fail(f"{fp}.values", f"a {design} design needs continuous parameters; use 'range' or 'distribution'")
-            par = Parameter(path, "values", tuple(vals))
+            par = Parameter(path, "values", tuple(vals), label)
             probes = [(x, f"{fp}.values[{k}]") for k, x in enumerate(vals)]
         else:
             dist = v.mapping(p["distribution"], f"{fp}.distribution", ("type",), ("mean", "sd", "mu", "sigma", "lo", "mode", "hi"))
@@ -250,7 +257,7 @@ def _parameters(v: Validator, d: Any, base: Scenario | None, design: str, model:
                 v.fail(f"{fp}.distribution", "the spread must be > 0")
             if t == "triangular" and not args[0] <= args[1] <= args[2] and args[0] < args[2]:
                 v.fail(f"{fp}.distribution", "need lo <= mode <= hi and lo < hi")
-            par = Parameter(path, t, args)
+            par = Parameter(path, t, args, label)
             probes = [(float(x), f"{fp}.distribution") for x in par.from_unit(np.array([0.001, 0.999]))]
         if model == "marketsim":
             for val, field_path in probes:  # every value must make a valid scenario: checked before any run
@@ -440,16 +447,24 @@ def check_manifest(sweep: Sweep, out: Path) -> bool:
 
 
 def write_manifest(sweep: Sweep, out: Path, n_points: int, n_runs: int) -> None:
+    """Write ``out/manifest.json``; over one of the same spec hash too, so that edits which change no row
+    (labels, name, description) reach the analysis. Labels and display units: see labels.py."""
+    from .labels import output_quantity, parameter_quantity
+
     man_path = out / "manifest.json"
-    if check_manifest(sweep, out):
-        return
+    check_manifest(sweep, out)
     digest = sweep.digest()
+    cur = sweep.base.currency if sweep.base else ""
+    step_days = sweep.base.calendar.step_days if sweep.base else 7
     store.write_json(man_path, {
         "name": sweep.name, "spec_hash": digest, "spec": sweep.raw, "source": sweep.source, "model": sweep.model,
         "base_scenario": None if sweep.base is None else {"name": sweep.base.name, "hash": sweep.base.digest(), "source": sweep.base.source},
         "design": {"method": sweep.design, "size": sweep.size, "levels": sweep.levels},
-        "parameters": [{"path": p.path, "kind": p.kind, "args": list(p.args)} for p in sweep.parameters],
-        "outputs": list(sweep.outputs), "replicates": sweep.replicates, "points": n_points, "runs": n_runs,
+        "parameters": [{"path": p.path, "kind": p.kind, "args": list(p.args),
+                        **parameter_quantity(p.path, p.label, currency=cur).to_dict()} for p in sweep.parameters],
+        "outputs": list(sweep.outputs),
+        "output_labels": {o: output_quantity(o, currency=cur, step_days=step_days).to_dict() for o in sweep.outputs},
+        "replicates": sweep.replicates, "points": n_points, "runs": n_runs,
         "seed": sweep.seed, "shift_against": None if sweep.shift_against is None else list(sweep.shift_against),
     })
 

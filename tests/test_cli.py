@@ -1,6 +1,7 @@
 """The CLI end to end, as a user runs it (real subprocesses)."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ def marketsim(*args, cwd, timeout=300):
 def test_run_tiny_end_to_end(tmp_path):
     r = marketsim("run", SCENARIOS / "tiny.yaml", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "Tmall" in r.stdout and "JD" in r.stdout and "change (pp)" in r.stdout
+    assert "Tmall" in r.stdout and "JD" in r.stdout and "change pp" in r.stdout
     out = tmp_path / "results" / "tiny"
     for f in ("timeseries.csv", "timeseries.parquet", "flows.csv", "flows.parquet", "summary.json", "shares.png"):
         assert (out / f).stat().st_size > 0, f
@@ -96,3 +97,164 @@ def test_interrupt_leaves_no_half_written_files(tmp_path):
     leftovers = [f for f in tmp_path.rglob("*") if f.is_file()]
     assert not [f for f in leftovers if f.name.endswith(".tmp")], leftovers
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+# --------------------------------------------------------------------------- help, and output at 80 columns
+
+
+def _subcommands():
+    import argparse
+
+    from marketsim.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return list(sub.choices)
+
+
+def _width(line: str) -> int:
+    from rich.cells import cell_len
+
+    return cell_len(line)
+
+
+@pytest.mark.parametrize("command", [None] + _subcommands())
+def test_help_works_and_says_what_a_command_does(tmp_path, command):
+    """The first thing a newcomer types; every subcommand found in the parser (new ones are covered too)."""
+    args = ([command] if command else []) + ["--help"]
+    r = subprocess.run([sys.executable, "-m", "marketsim.cli", *args], cwd=tmp_path, capture_output=True, text=True,
+                       env={**os.environ, "COLUMNS": "80"}, timeout=60)
+    assert r.returncode == 0 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("usage: marketsim")
+    body = r.stdout.split("\n\n")
+    # a description paragraph between the usage and the argument lists
+    assert len(body) > 2 and body[1].strip() and not body[1].startswith(("positional", "options")), r.stdout
+    assert "examples:" in r.stdout and f"  marketsim {command or ''}" in r.stdout
+    assert max(map(_width, lines)) <= 80, [l for l in lines if _width(l) > 80]
+    if command is None:
+        for c in _subcommands():
+            assert f"    {c}" in r.stdout  # every command is listed with its one-line summary
+
+
+def _unbroken_intervals(text: str) -> bool:
+    return all(line.count("[") == line.count("]") for line in text.splitlines())
+
+
+def _narrow(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "marketsim.cli", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, "COLUMNS": "80"}, timeout=300)
+
+
+def _fits(r) -> None:
+    """Tables (stdout) and progress bars (stderr) fit 80 columns; one-line messages on stderr soft-wrap in the
+    terminal instead (a path in them stays whole for copying)."""
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines() + [l for l in r.stderr.splitlines() if "━" in l]
+    assert max(map(_width, lines)) <= 80, [l for l in lines if _width(l) > 80]
+    assert _unbroken_intervals(r.stdout), r.stdout
+
+
+def test_run_and_calibrate_read_at_80_columns_and_a_cached_fit_draws_no_bar(tmp_path):
+    r = _narrow("calibrate", SCENARIOS / "tiny.yaml", cwd=tmp_path)
+    _fits(r)
+    assert "calibrating" in r.stderr and "target %" in r.stdout and "residual pp" in r.stdout
+    r = _narrow("calibrate", SCENARIOS / "tiny.yaml", cwd=tmp_path)
+    _fits(r)
+    assert "(cached)" in r.stderr and "calibrating" not in r.stderr and "0/?" not in r.stderr
+    r = _narrow("run", SCENARIOS / "tiny.yaml", cwd=tmp_path)
+    _fits(r)
+    assert "calibrating" not in r.stderr and "simulating tiny" in r.stderr and "26/26 steps" in r.stderr
+    assert "change pp" in r.stdout and "2013-07-01 %" in r.stdout
+
+
+def test_sweep_and_analyze_read_at_80_columns(tmp_path):
+    spec = tmp_path / "g.yaml"
+    spec.write_text(f"""
+schema: marketsim-sweep/v1
+name: a_sweep_with_a_rather_long_name_to_see_the_bar_cut
+base: {SCENARIOS / 'tiny.yaml'}
+seed: 3
+consumers: 600
+steps: 8
+replicates: 2
+design: {{method: grid, size: 2}}
+parameters:
+  - {{path: retailers.JD.sso_share.weibo, range: [0.02, 0.2]}}
+  - {{path: friction.create, values: [1.0, 2.5], label: "The cost of creating a new account, in utility units"}}
+outputs: [gmv_share.JD, shift.gmv_share.JD, revenue.Tmall]
+shift_against: all
+""")
+    r = _narrow("sweep", spec, "--workers", 1, "--out", "o", cwd=tmp_path)
+    _fits(r)
+    assert "…" in r.stderr and "8/8 runs" in r.stderr  # the description is cut, the counter is whole
+    r = _narrow("analyze", "o", cwd=tmp_path)
+    _fits(r)
+    assert r.stdout.count("95% interval") >= 3 and r.stdout.count("[") >= 12  # 4 points x 3 outputs
+    assert "low → high pp" in r.stdout and "range RMB m" in r.stdout
+
+
+@pytest.mark.xfail(strict=True, reason="projection.py's table still wraps its intervals at 80 columns: the lead "
+                                       "adapts it with progress.table / progress.interval, then removes this mark")
+def test_project_reads_at_80_columns(tmp_path):
+    _fits(_narrow("project", SCENARIOS / "tiny.yaml", "--replicates", 2, "--workers", 1, cwd=tmp_path))
+
+
+def _bar_output(monkeypatch, body, width=80) -> str:
+    import io
+
+    from rich.console import Console
+
+    from marketsim import progress
+
+    buf = io.StringIO()
+    monkeypatch.setattr(progress, "stderr", Console(file=buf, width=width, highlight=False))
+    body(progress)
+    return buf.getvalue()
+
+
+def test_bar_appears_only_for_work_that_takes_time(monkeypatch):
+    def instant(progress):
+        with progress.bar("calibrating", None, "it"):
+            pass  # a cached fit: never updated
+        with progress.bar("sweep done", None, "runs") as update:
+            update(completed=640, total=640)  # everything already stored: nothing advances
+
+    assert _bar_output(monkeypatch, instant) == ""
+
+    def slow(progress):
+        with progress.bar("slow start", 10, "runs", delay=0.05):
+            time.sleep(0.5)  # no update yet, but the delay has passed
+
+    assert "slow start" in _bar_output(monkeypatch, slow)
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_bar_fits_the_width_and_shows_user_text_as_is(monkeypatch, width):
+    desc = "sweep [red]my_sweep[/red] of results/[bold]x on 2 local workers with a long tail of words"
+
+    def body(progress):
+        with progress.bar(desc, None, "runs") as update:
+            update(completed=0, total=640)
+            for k in range(1, 40):
+                update(completed=k)
+        with progress.bar("calibrating", None, "it") as update:
+            update(completed=1)
+            update(completed=2)
+
+    out = _bar_output(monkeypatch, body, width)
+    lines = out.splitlines()
+    assert len(lines) == 2 and all(_width(l) <= width for l in lines), out
+    assert lines[0].startswith("sweep [" if width < 80 else "sweep [red]my_sweep") and "…" in lines[0] and "39/640 runs" in lines[0] and "ETA" in lines[0]
+    assert lines[1].startswith("calibrating") and "2 it" in lines[1] and "ETA" not in lines[1] and "?" not in lines[1]
+
+
+def test_bar_shown_before_its_total_is_known_gets_the_eta_once_it_is(monkeypatch):
+    def body(progress):
+        with progress.bar("sweep", None, "runs", delay=0.01) as update:
+            time.sleep(0.3)  # drawn with an unknown total (a calibration before the first run)
+            update(completed=0, total=80)
+            for k in range(1, 10):
+                update(completed=k)
+
+    out = _bar_output(monkeypatch, body)
+    assert "9/80 runs" in out and "ETA" in out, out
