@@ -34,6 +34,25 @@ def positive_int(text: str) -> int:
     return v
 
 
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return v
+
+
+def iso_date(text: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
 def seed_int(text: str) -> int:
     try:
         v = int(text)
@@ -44,12 +63,22 @@ def seed_int(text: str) -> int:
     return v
 
 
+def set_value(text: str) -> tuple[str, str]:
+    """``PATH=VALUE`` of --set (the value is read as YAML: 2.5, 2013-09-25, true, [1, 2])."""
+    path, eq, value = text.partition("=")
+    if not eq or not path.strip():
+        raise argparse.ArgumentTypeError(f"expected PATH=VALUE (e.g. behaviour.beta_social=2.5), got {text!r}")
+    return path.strip(), value.strip()
+
+
 def load(args: argparse.Namespace, *, steps: bool = True):
-    """The scenario named on the command line with --seed / --consumers (and --steps unless ``steps=False``:
-    calibration uses the scenario's own calendar, so a shorter run reuses the same fit)."""
-    from .scenario import load_scenario
+    """The scenario named on the command line with its --set values and --seed / --consumers (and --steps
+    unless ``steps=False``: calibration uses the scenario's own calendar, so a shorter run reuses the same fit)."""
+    from .scenario import load_scenario, with_settings
 
     sc = load_scenario(args.scenario)
+    if getattr(args, "set", None):
+        sc = with_settings(sc, args.set)
     return sc.with_overrides(seed=getattr(args, "seed", None), consumers=getattr(args, "consumers", None),
                              steps=getattr(args, "steps", None) if steps else None)
 
@@ -58,22 +87,25 @@ def results_root(args: argparse.Namespace) -> Path:
     return Path(getattr(args, "results", None) or "results")
 
 
-def fitted_alpha(scenario, args: argparse.Namespace, quiet: bool = False):
-    """Attractiveness for ``scenario``: given, or calibrated (cached under results/calibration/)."""
-    import numpy as np
+def fit_params(scenario, args: argparse.Namespace, quiet: bool = False, **kw):
+    """Attractiveness and trends for ``scenario``: given, or fitted (cached under results/calibration/).
+    Returns :class:`marketsim.fitcache.Fitted`."""
+    from .fitcache import fitted
 
-    from .engine import initial_alpha
-    from .store import cached_calibration
-
-    if not any(r.calibrate for r in scenario.retailers):
-        return initial_alpha(scenario), None
-    with bar("calibrating", None, "it", enabled=not quiet) as update:
-        cal, cached = cached_calibration(scenario, results_root(args) / "calibration",
-                                         on_iter=lambda it, worst: update(completed=it))
-    if not quiet:
-        stderr.print(f"calibration {'(cached) ' if cached else ''}in {cal.iterations} iterations, "
-                     f"max residual {max(map(abs, cal.residual_pp.values()), default=0):.3f} pp")
-    return np.array(cal.alpha_vector(scenario)), cal
+    kw.setdefault("until", getattr(args, "until", None))
+    if getattr(args, "tolerance", None) is not None:
+        kw["tol_pp"] = args.tolerance
+    with bar("fitting to the observations", None, "simulations", enabled=not quiet) as update:
+        fit = fitted(scenario, results_root(args) / "calibration",
+                     on_progress=lambda stage, k, worst: update(completed=k), **kw)
+    if fit.note:
+        stderr.print(f"marketsim: {fit.note}", markup=False, soft_wrap=True)
+    cal = fit.calibration
+    if cal is not None and not quiet:
+        stderr.print(f"fit {'(cached) ' if fit.cached else ''}to {len(cal.observations)} observed shares: "
+                     f"{cal.evaluations} simulations, largest residual {cal.max_residual_pp:.2f} pp, "
+                     f"{cal.dof} residual degree{'s' if cal.dof != 1 else ''} of freedom", markup=False)
+    return fit
 
 
 # --------------------------------------------------------------------------- run / validate / calibrate
@@ -89,40 +121,78 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from . import plots, store
     from .progress import console, table
 
     sc = load(args)
-    _, cal = fitted_alpha(sc, args, quiet=args.json)
-    if cal is None:
-        raise UserError(f"{args.scenario}: no retailer has attractiveness 'calibrate'; nothing to fit")
+    if not sc.needs_fit:
+        raise UserError(f"{args.scenario}: no retailer has attractiveness or trend 'calibrate'; nothing to fit")
+    fit = fit_params(sc, args, quiet=args.json)
+    cal = fit.calibration
+    full = None
+    if sc.consumers.count > cal.consumers:  # fitted at fewer consumers (property 11.4): residuals at full N too
+        from .calibrate import residuals_at
+
+        full = residuals_at(sc, cal)
+    fig = plots.fit_figure(sc, cal)
+    out = results_root(args) / sc.name
+    store.save_figure(fig, out / "fit.png")
+    plots.close(fig)
+    doc = cal.summary()
+    if full is not None:
+        doc["full_size"] = full
     if args.json:
-        print(json.dumps(cal.to_dict(), indent=2))
+        print(json.dumps(doc, indent=2))
         return 0
-    t = table(f"{sc.name}: calibration of attractiveness to the target GMV shares",
-              caption=f"over {cal.window} steps, seed {cal.seed}, {cal.consumers:,} consumers")
+    t = table(f"{sc.name}: fit to {len(cal.observations)} observed GMV shares until {cal.until}",
+              caption=f"primary source {cal.primary_source}; seed {cal.seed}, {cal.consumers:,} consumers; "
+                      f"{cal.dof} residual degree{'s' if cal.dof != 1 else ''} of freedom")
+    t.add_column("source")
+    t.add_column("period")
     t.add_column("retailer")
-    for col in ("target %", "simulated %", "residual pp", "attractiveness"):
+    for col in ("observed %", "simulated %", "residual pp") + (("at full N pp",) if full else ()):
         t.add_column(col, justify="right", no_wrap=True)
-    for r in sc.retailers:
-        res = cal.residual_pp.get(r.name)
-        t.add_row(r.name, f"{r.target_share * 100:.1f}", f"{cal.shares[r.name] * 100:.1f}",
-                  "fixed" if res is None else f"{res:+.3f}", f"{cal.alpha[r.name]:.4f}")
+    for k, o in enumerate(cal.observations):
+        row = [o["source"], o["period"]["label"], o["retailer"], f"{o['observed']:.1f}", f"{o['simulated']:.2f}",
+               f"{o['residual_pp']:+.2f}"]
+        if full:
+            row.append(f"{full['observations'][k]['residual_pp']:+.2f}")
+        t.add_row(*row)
     con = console()
     con.print(t)
-    con.print(f"iterations: {cal.iterations}; conversion residual {cal.conversion_residual_pp:+.3f} pp; "
-              f"tolerance {cal.tol_pp} pp; cache key {cal.key}")
+    p = table("fitted parameters", caption="attractiveness in utility at the calendar start; trend in utility a year")
+    p.add_column("retailer")
+    for col in ("attractiveness", "trend /yr") + tuple(f"{s} offset pp" for s in cal.offsets):
+        p.add_column(col, justify="right", no_wrap=True)
+    fitted_alpha = {r.name for r in sc.retailers if r.calibrate}
+    fitted_trend = {r.name for r in sc.retailers if r.calibrate_trend}
+    for n in sc.retailer_names:
+        p.add_row(n, f"{cal.alpha[n]:.3f}" + ("" if n in fitted_alpha else " (given)"),
+                  f"{cal.trend[n]:+.3f}" + ("" if n in fitted_trend else " (given)"),
+                  *[(f"{d[n]:+.2f}" if n in d else "-") for d in cal.offsets.values()])
+    con.print(p)
+    con.print(f"conversion residual {cal.conversion_residual_pp:+.2f} pp; {cal.iterations} solver steps, "
+              f"{cal.evaluations} simulations; tolerance {cal.tol_pp} pp; cache key {cal.key}")
+    if cal.dof == 0:
+        con.print("the fit is saturated (as many parameters as equations): zero residuals say nothing about the model")
+    con.print(f"wrote {out / 'fit.png'}", markup=False)
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import plots, store
+    from .calibrate import residuals_at
     from .engine import simulate
 
-    alpha, cal = fitted_alpha(load(args, steps=False), args, quiet=args.json)
+    fit = fit_params(load(args, steps=False), args, quiet=args.json)
+    cal = fit.calibration
     sc = load(args)
     steps = sc.calendar.steps
+    for e in sc.events_outside:
+        stderr.print(f"marketsim: note: event {e.id} ({e.date}) falls after the last step of this {steps}-step run: "
+                     f"it does not fire", markup=False, soft_wrap=True)
     with bar(f"simulating {sc.name}", steps, "steps", enabled=True) as update:
-        res = simulate(sc, alpha, on_step=lambda done, total: update(completed=done))
+        res = simulate(sc, fit.alpha, trend=fit.trend, on_step=lambda done, total: update(completed=done))
     out = Path(args.out) if args.out else results_root(args) / sc.name
     ts, flows = res.timeseries(), res.flows()
     store.write_table(ts, out / "timeseries")
@@ -142,9 +212,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         "last_date": sc.calendar.date_of(steps - 1).isoformat(),
         "share_first": first,
         "share_last": last,
-        "attractiveness": dict(zip(sc.retailer_names, map(float, alpha))),
-        "calibration": None if cal is None else {"iterations": cal.iterations, "residual_pp": cal.residual_pp, "key": cal.key},
-        "events": [{"id": e.id, "step": e.step, "date": e.date.isoformat(), "type": e.action.type} for e in sc.events],
+        "attractiveness": dict(zip(sc.retailer_names, map(float, fit.alpha))),
+        "trend": dict(zip(sc.retailer_names, map(float, fit.trend))),
+        "calibration": None if cal is None else {
+            "key": cal.key, "consumers": cal.consumers, "dof": cal.dof, "max_residual_pp": cal.max_residual_pp,
+            "this_run": residuals_at(sc, cal, res.records)["observations"]},
+        "events": [{"id": e.id, "step": e.step, "date": e.date.isoformat(), "type": e.action.type,
+                    "outside_horizon": e.step >= steps} for e in sc.events],
         "files": {"timeseries": ["timeseries.csv", "timeseries.parquet"], "flows": ["flows.csv", "flows.parquet"], "plot": "shares.png"},
     }
     store.write_json(out / "summary.json", summary)
@@ -221,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     def scenario_cmd(name: str, summary: str, details: str, examples: list[str], *, seed=True, consumers=True,
-                     steps=True, json_flag=True):
+                     steps=True, json_flag=True, settings=True):
         s = _command(sub, name, summary, details, examples)
         s.add_argument("scenario", help="scenario YAML file (e.g. scenarios/battle_lines_2013.yaml)")
         if seed:
@@ -230,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--consumers", type=positive_int, help="override consumers.count (agents)")
         if steps:
             s.add_argument("--steps", type=positive_int, help="override calendar.steps")
+        if settings:
+            s.add_argument("--set", action="append", type=set_value, metavar="PATH=VALUE",
+                           help="set a scenario field by its dotted path, as sweeps do (repeatable): "
+                                "--set behaviour.beta_social=2.5 --set retailers.JD.sso_share.weibo=0.1")
         if json_flag:
             s.add_argument("--json", action="store_true", help="print JSON to stdout instead of the table")
         s.add_argument("--results", default="results", help="results root (calibration cache, default outputs); default: results")
@@ -248,11 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
         "Every problem is one line: file:line: field: what is wrong; what is allowed (exit code 2).\n"
         "Writes nothing.",
         ["marketsim validate scenarios/jd_drops_weibo_login.yaml"], json_flag=False)
-    scenario_cmd(
-        "calibrate", "Fit attractiveness to the target shares and show the fit.",
-        "Shows per retailer the target and simulated share, the residual and the fitted attractiveness.\n"
-        "Writes the fit to results/calibration/ (reused by run, project and sweep).",
-        ["marketsim calibrate scenarios/baseline_2013q2.yaml"], steps=False)
+    c = scenario_cmd(
+        "calibrate", "Fit attractiveness, trends and source offsets to the observed share series and show the fit.",
+        "Uses every observation that ends on or before the cut-off (the scenario's fit_until, --until,\n"
+        "or the first event's date). Shows per observation the observed and simulated share and the\n"
+        "residual, the fitted parameters, and the residual degrees of freedom. Writes the fit to\n"
+        "results/calibration/ (reused by run, project and sweep) and results/<scenario>/fit.png.",
+        ["marketsim calibrate scenarios/baseline_2013q2.yaml",
+         "marketsim calibrate scenarios/baseline_2013q2.yaml --until 2013-01-01 --json",
+         "marketsim calibrate scenarios/baseline_2013q2.yaml --set behaviour.beta_social=0.5"], steps=False)
+    c.add_argument("--until", type=iso_date, help="fit cut-off date YYYY-MM-DD (default: the scenario's fit_until)")
+    c.add_argument("--tolerance", type=positive_float, metavar="PP",
+                   help="solver accuracy in percentage points (default 0.2)")
 
     pr = scenario_cmd(
         "project", "Replicated projection against the counterfactual baseline, with 95% intervals and a report.",

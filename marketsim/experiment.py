@@ -373,8 +373,10 @@ def run_task(sweep: Sweep, alpha, task: Task) -> list[dict]:
     from .population import build_world
 
     sc = sweep.base.with_values(task.values).with_overrides(seed=task.seed)
-    # the base scenario's fitted alphas, except where the point itself gives a retailer's attractiveness
-    # (a sweep over retailers.X.attractiveness must see its own values)
+    # the base scenario's fitted alphas and trends, except where the point itself gives a retailer's
+    # attractiveness or trend (a sweep over retailers.X.attractiveness must see its own values)
+    alpha, trend = alpha
+    trend = np.array([trend[j] if r.trend is None else r.trend for j, r in enumerate(sc.retailers)])
     alpha = np.array([alpha[j] if r.attractiveness is None else r.attractiveness for j, r in enumerate(sc.retailers)])
     world = build_world(sc)
     steps = sc.calendar.steps
@@ -384,7 +386,7 @@ def run_task(sweep: Sweep, alpha, task: Task) -> list[dict]:
         arms["shift"] = sc.without_events(list(sweep.shift_against) or None)
     recorded: dict[str, list] = {}
     for arm, scen in arms.items():
-        m = Market(scen, world, alpha, task.seed)
+        m = Market(scen, world, alpha, task.seed, trend=trend)
         recorded[arm] = [m.step() for _ in range(steps)]
     k = min(sweep.average_last, steps)
 
@@ -415,15 +417,13 @@ def _run_batch(sweep: Sweep, alpha, batch: list[Task]) -> list[dict]:
 
 
 def sweep_alpha(sweep: Sweep, results_root: Path):
-    """Attractiveness for every point: the base scenario's fit (the sweep asks "what if" of one calibrated market)."""
+    """(alpha, trend) for every point: the base scenario's fit (the sweep asks "what if" of one calibrated market)."""
     if sweep.model != "marketsim":
         return None
-    from .engine import initial_alpha
+    from .fitcache import fitted
 
-    if not any(r.calibrate for r in sweep.base.retailers):
-        return initial_alpha(sweep.base)
-    cal, _ = store.cached_calibration(sweep.base, results_root / "calibration")
-    return cal.alpha_vector(sweep.base)
+    fit = fitted(sweep.base, results_root / "calibration")
+    return fit.alpha, fit.trend
 
 
 def check_manifest(sweep: Sweep, out: Path) -> bool:

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from .calibrate import ALPHA_LIMIT, DEFAULT_TOL_PP, TREND_LIMIT, Calibration, cache_key, calibrate
+from .calibrate import ALPHA_LIMIT, TREND_LIMIT, Calibration, cache_key, calibrate
 from .scenario import Scenario
 
 FORMAT = "marketsim-fit/v1"
@@ -89,7 +89,7 @@ def cached_calibration(
     cache_dir: str | Path | None,
     *,
     until: dt.date | None = None,
-    tol_pp: float = DEFAULT_TOL_PP,
+    tol_pp: float | None = None,
     on_progress: Callable[[str, int, float], None] | None = None,
     drop_unidentified: bool = False,
 ) -> tuple[Calibration, bool, str | None]:

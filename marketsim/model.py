@@ -54,6 +54,7 @@ class MarketModel(mesa.Model):
         values: further overrides by dotted scenario path, e.g. ``{"friction.create": 3.0}``.
         alpha: attractiveness per retailer (sequence in retailer order or mapping name -> value);
             default: the scenario's, with retailers marked 'calibrate' fitted now (in memory).
+        trend: trend per retailer in utility per year (same forms); default: the scenario's, or the fit's.
         rng: seed of this run (an int); default the scenario's ``seed``. All randomness is spawned from it.
     """
 
@@ -65,6 +66,7 @@ class MarketModel(mesa.Model):
         steps: int | None = None,
         values: Mapping[str, Any] | None = None,
         alpha: Any = None,
+        trend: Any = None,
         rng: int | None = None,
     ):
         if isinstance(rng, np.random.Generator):
@@ -76,13 +78,15 @@ class MarketModel(mesa.Model):
         super().__init__(rng=sc.seed)
         # not `self.scenario`: Mesa 3.5's Model owns that name (its own Scenario objects)
         self.market_scenario = sc
+        if alpha is None and sc.needs_fit:
+            cal = calibrate(sc)
+            alpha, trend = cal.alpha_vector(sc), cal.trend_vector(sc) if trend is None else trend
         if alpha is None:
-            alpha = calibrate(sc).alpha_vector(sc) if any(r.calibrate for r in sc.retailers) else initial_alpha(sc)
-        elif isinstance(alpha, Mapping):
-            alpha = np.array([alpha[n] for n in sc.retailer_names])
-        self.alpha = np.asarray(alpha, dtype=float)
+            alpha = initial_alpha(sc)
+        self.alpha = _per_retailer(alpha, sc)
+        self.trend = None if trend is None else _per_retailer(trend, sc)
         self.world = build_world(sc)
-        self.market = Market(sc, self.world, self.alpha, sc.seed)
+        self.market = Market(sc, self.world, self.alpha, sc.seed, trend=self.trend)
         self.retailers = [RetailerAgent(self, j, r.name, r.kind) for j, r in enumerate(sc.retailers)]
         self.datacollector = mesa.DataCollector(
             model_reporters=_reporters(sc.retailer_names),
@@ -103,3 +107,10 @@ class MarketModel(mesa.Model):
             a.observe(rec)
         self.datacollector.collect(self)
         self.running = self.market.t < self.market_scenario.calendar.steps
+
+
+def _per_retailer(values: Any, scenario: Scenario) -> np.ndarray:
+    """A sequence in retailer order, or a mapping retailer name -> value, as an array."""
+    if isinstance(values, Mapping):
+        values = [values[n] for n in scenario.retailer_names]
+    return np.asarray(values, dtype=float)

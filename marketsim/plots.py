@@ -50,4 +50,42 @@ def close(fig) -> None:
     plt.close(fig)
 
 
-__all__ = ["shares_figure", "mark_events", "retailer_colors", "close"]
+__all__ = ["shares_figure", "fit_figure", "mark_events", "retailer_colors", "close"]
+
+
+def fit_figure(scenario: Scenario, cal):
+    """Each observation as a point at the middle of its period (a bar spans the period), against the fitted
+    path: the expected GMV share per week of the fit's simulation. A non-primary source's points are hollow,
+    with its fitted offset drawn as a dashed path (the simulated share plus the offset)."""
+    import datetime as dt
+
+    names = scenario.retailer_names
+    colors = retailer_colors(scenario)
+    cal_dates = pd.to_datetime([scenario.calendar.date_of(t) for t in range(len(cal.path))])
+    path = pd.DataFrame(cal.path, columns=list(names)) * 100
+    fig, ax = plt.subplots(figsize=(10, 5.6), dpi=150)
+    for n in names:
+        ax.plot(cal_dates, path[n], color=colors[n], lw=1.8, label=f"{n}: simulated (fit)")
+        for source, offs in cal.offsets.items():
+            if n in offs:
+                ax.plot(cal_dates, path[n] + offs[n], color=colors[n], lw=1, ls="--", alpha=0.7,
+                        label=f"{n}: simulated + {source} offset ({offs[n]:+.1f} pp)")
+    for o in cal.observations:
+        a, b = dt.date.fromisoformat(o["period"]["start"]), dt.date.fromisoformat(o["period"]["end"])
+        mid = pd.Timestamp(a + (b - a) / 2)
+        primary = o["source"] == cal.primary_source
+        c = colors[o["retailer"]]
+        ax.plot([pd.Timestamp(a), pd.Timestamp(b)], [o["observed"]] * 2, color=c, lw=1, alpha=0.6)
+        ax.plot([mid], [o["observed"]], "o" if primary else "s", ms=7, color=c, mfc=c if primary else "white", mew=1.5)
+        ax.annotate(f"{o['source']} {o['period']['label']}", (mid, o["observed"]), textcoords="offset points",
+                    xytext=(0, 7), ha="center", fontsize=7, color="0.3")
+    mark_events(ax, scenario, len(cal.path))
+    ax.set_ylabel("GMV share (%)")
+    ax.set_title(f"{scenario.name}: fit to the observed GMV shares until {cal.until}\n"
+                 f"points: observations (filled: {cal.primary_source}, the primary source; hollow: other sources)",
+                 fontsize=10)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -35,8 +35,8 @@ def replicate_seeds(seed: int, replicates: int, stream: int = 0) -> list[int]:
     return [int(c.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for c in root.spawn(replicates)]
 
 
-def _run_arm(sc: Scenario, world, alpha: np.ndarray, seed: int, steps: int) -> tuple[Market, dict[str, np.ndarray]]:
-    m = Market(sc, world, alpha, seed)
+def _run_arm(sc: Scenario, world, alpha: np.ndarray, seed: int, steps: int, trend=None) -> tuple[Market, dict[str, np.ndarray]]:
+    m = Market(sc, world, alpha, seed, trend=trend)
     recs = [m.step() for _ in range(steps)]
     return m, {
         "gmv_share": np.array([r.gmv_share for r in recs]),

@@ -859,8 +859,9 @@ class _Validator:
                 for rn, v in sh.items():
                     self.string(rn, f"{path}.shares.{rn}", rnames, what="retailer")
                     shares.append((rn, self.number(v, f"{path}.shares.{rn}", 0, 1, lo_open=True)))
-                if sum(v for _, v in shares) > 1 + 1e-9:
-                    self.fail(f"{path}.shares", f"shares sum to {sum(v for _, v in shares):.4g}; allowed: at most 1 (fractions, not percent)")
+                if sum(v for _, v in shares) > 1.05:  # sources round, and define the market differently (offsets)
+                    self.fail(f"{path}.shares", f"shares sum to {sum(v for _, v in shares):.4g}; allowed: at most 1.05 "
+                                                f"(fractions, not percent)")
                 if (src, start, end) in seen:
                     self.fail(path, f"{src} {label} is given twice")
                 seen.add((src, start, end))
@@ -1171,6 +1172,25 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, dt.date):
         return x.isoformat()
     return x
+
+
+def with_settings(scenario: "Scenario", settings: list[tuple[str, str]]) -> "Scenario":
+    """``scenario`` with command-line ``--set PATH=VALUE`` settings applied (each VALUE read as a YAML scalar or
+    flow value: ``2.5``, ``2013-09-25``, ``[1, 2]``). Raises :class:`ScenarioError` naming the setting."""
+    values: dict[str, Any] = {}
+    for path, text in settings:
+        try:
+            values[path] = yaml.safe_load(text) if text else None
+        except (yaml.YAMLError, ValueError) as e:
+            raise ScenarioError(f"{text!r} is not a value ({str(e).splitlines()[0]})", source="--set", path=path) from None
+        try:
+            set_path(copy.deepcopy(dict(scenario.raw)), path, values[path])
+        except KeyError as e:
+            raise ScenarioError(f"no such field in {scenario.source}: {e.args[0]}", source="--set") from None
+    try:
+        return scenario.with_values(values)
+    except ScenarioError as e:
+        raise ScenarioError(e.problem, source="--set", path=e.path) from None
 
 
 def set_path(raw: dict, path: str, value: Any) -> None:

@@ -35,3 +35,30 @@ behaviour: {{beta_price: 2.0, beta_social: {d['beta_social']}, beta_habit: {d['b
 friction: {{native: {d['native']}, sso: {d['sso']}, link: {d['link']}, create: {d['create']}}}
 events: {d['events']}
 """
+
+
+def fit_market_yaml(observations: str, *, n=4000, turnover=0.02, alpha=("calibrate",) * 3, trend=(0, 0, 0),
+                    beta_social=0.5, beta_habit=1.0, create=1.0, conversion=0.6, extra="") -> str:
+    """A small market on monthly steps (cheap to fit: 24 steps cover two years), three retailers A (platform),
+    B and C (direct), with turnover (so a burn-in pilot runs) and the given ``observations`` block."""
+    a, t = alpha, trend
+    return f"""
+schema: marketsim/v2
+name: fitmarket
+seed: 5
+calendar: {{start: 2012-01-01, step_days: 30, steps: 24, warmup: 3}}
+market: {{size: 1000000}}
+consumers: {{count: {n}, shopping_rate: 0.5, conversion: {conversion}, turnover: {turnover}, basket: {{mean: 100, sigma: 0.5}}}}
+providers:
+  weibo: {{penetration: 0.4, network: {{model: barabasi_albert, m: 3}}, weight: 1.0}}
+  qq: {{penetration: 0.9, network: {{model: watts_strogatz, k: 6, rewire: 0.1}}}}
+retailers:
+  - {{name: A, kind: platform, take_rate: 0.05, attractiveness: {a[0]}, trend: {t[0]}, initial_share: 0.5, logins: [qq]}}
+  - {{name: B, kind: direct, margin: 0.1, attractiveness: {a[1]}, trend: {t[1]}, initial_share: 0.3,
+      logins: [qq, weibo], sso_share: {{weibo: 0.3, qq: 0.2}}}}
+  - {{name: C, kind: direct, margin: 0.1, attractiveness: {a[2]}, trend: {t[2]}, initial_share: 0.2, logins: []}}
+behaviour: {{beta_price: 2.0, beta_social: {beta_social}, beta_habit: {beta_habit}, beta_friction: 1.0}}
+friction: {{native: 0.2, sso: 0.0, link: 0.3, create: {create}}}
+{extra}
+{observations}
+"""
