@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
         "results/calibration/ (reused by run, project and sweep) and results/<scenario>/fit.png.",
         ["marketsim calibrate scenarios/baseline_2013q2.yaml",
          "marketsim calibrate scenarios/baseline_2013q2.yaml --until 2013-01-01 --json",
-         "marketsim calibrate scenarios/baseline_2013q2.yaml --set behaviour.beta_social=0.5"], steps=False)
+         "marketsim calibrate scenarios/tiny.yaml --set behaviour.beta_social=0.5"], steps=False)
     c.add_argument("--until", type=iso_date, help="fit cut-off date YYYY-MM-DD (default: the scenario's fit_until)")
     c.add_argument("--tolerance", type=positive_float, metavar="PP",
                    help="solver accuracy in percentage points (default 0.2)")

@@ -586,8 +586,12 @@ def item_key(item: Any, key: str) -> Any:
 
 def _merge_list(base: list, top: list, key: str) -> list:
     out = [copy.deepcopy(b) for b in base]
+    mine: set = set()
     for item in top:
         k = item_key(item, key)
+        if k is not None and k in mine:
+            raise ScenarioError(f"duplicate {key} {k!r} in this file; give each item a unique {key}")
+        mine.add(k)
         idx = next((i for i, b in enumerate(out) if k is not None and item_key(b, key) == k), None)
         if isinstance(item, dict) and item.get("remove") is True:
             if idx is None:

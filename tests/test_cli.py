@@ -52,8 +52,14 @@ def test_calibrate_command(tmp_path):
     r = marketsim("calibrate", SCENARIOS / "tiny.yaml", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     cal = json.loads(r.stdout)
-    assert max(abs(v) for v in cal["residual_pp"].values()) < 0.2
+    for k in ("primary_source", "observations", "alpha", "trend", "offsets", "conversion_residual_pp", "dof", "iterations"):
+        assert k in cal, k
+    assert cal["dof"] == 0 and {o["retailer"] for o in cal["observations"]} == {"Tmall", "JD", "Other"}
+    for o in cal["observations"]:
+        assert set(o) >= {"source", "period", "retailer", "observed", "simulated", "residual_pp"}
+        assert abs(o["residual_pp"]) < cal["tol_pp"] and abs(o["simulated"] - o["observed"] - o["residual_pp"]) < 1e-9
     assert list((tmp_path / "results" / "calibration").glob("*.json"))
+    assert (tmp_path / "results" / "tiny" / "fit.png").stat().st_size > 0
     r2 = marketsim("calibrate", SCENARIOS / "tiny.yaml", cwd=tmp_path)
     assert r2.returncode == 0 and "(cached)" in r2.stderr and "residual" in r2.stdout
 
@@ -157,13 +163,13 @@ def _fits(r) -> None:
 def test_run_and_calibrate_read_at_80_columns_and_a_cached_fit_draws_no_bar(tmp_path):
     r = _narrow("calibrate", SCENARIOS / "tiny.yaml", cwd=tmp_path)
     _fits(r)
-    assert "calibrating" in r.stderr and "target %" in r.stdout and "residual pp" in r.stdout
+    assert "fitting" in r.stderr and "observed %" in r.stdout and "residual pp" in r.stdout
     r = _narrow("calibrate", SCENARIOS / "tiny.yaml", cwd=tmp_path)
     _fits(r)
-    assert "(cached)" in r.stderr and "calibrating" not in r.stderr and "0/?" not in r.stderr
+    assert "(cached)" in r.stderr and "fitting" not in r.stderr and "0/?" not in r.stderr
     r = _narrow("run", SCENARIOS / "tiny.yaml", cwd=tmp_path)
     _fits(r)
-    assert "calibrating" not in r.stderr and "simulating tiny" in r.stderr and "26/26 steps" in r.stderr
+    assert "fitting" not in r.stderr and "simulating tiny" in r.stderr and "26/26 steps" in r.stderr
     assert "change pp" in r.stdout and "2013-07-01 %" in r.stdout
 
 

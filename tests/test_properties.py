@@ -31,7 +31,7 @@ def test_2_closed_form_logit_shares():
     res = simulate(sc)
     V = np.array([-1.0, -0.5 - 2.0 * np.log(1.3)])
     p = np.exp(V) / (1 + np.exp(V).sum())
-    scale = sc.market_size / sc.consumers.count
+    scale = float(sc.market_size) / sc.consumers.count
     n_shop = sum(r.shoppers for r in res.records) / scale
     bought = sum(r.buyers for r in res.records) / scale
     est = bought / n_shop
@@ -52,7 +52,7 @@ def test_3_same_seed_same_numbers():
 def _mean_buyer_share(sc, alpha, lo, hi):
     res = simulate(sc, alpha)
     b = sum(r.buyers for r in res.records[lo:hi])
-    return b / b.sum(), b.sum() / (sc.market_size / sc.consumers.count)
+    return b / b.sum(), b.sum() / (float(sc.market_size) / sc.consumers.count)
 
 
 def test_4_shares_do_not_depend_on_n():
@@ -127,7 +127,7 @@ def test_incremental_social_counts_match_recount():
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_crn_identical_until_first_event(seed):
-    sc = load_scenario(SCENARIOS / "tiny.yaml")
+    sc = load_scenario(SCENARIOS / "tiny.yaml").with_overrides(consumers=20000)
     world = build_world(sc, seed)
     a = simulate(sc, TINY_ALPHA, seed=seed, world=world)
     b = simulate(sc.without_events(), TINY_ALPHA, seed=seed, world=world)
