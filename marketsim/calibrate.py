@@ -61,7 +61,7 @@ def default_tolerance(scenario: Scenario) -> float:
 COARSE_CONSUMERS = 5_000
 FIT_CONSUMERS = 50_000
 #: Solver budget (simulations) per stage.
-MAX_EVALS = {"coarse": 30, "fine": 16}
+MAX_EVALS = {"coarse": 30, "fine": 24}
 #: After the coarse stage, a root-mean-square residual above this many points means no fit: the fine stage
 #: is not tried. A share whose simulated values spread over more than TIPPING_SPREAD (a fraction) across
 #: the fit's simulations is evidence that the market tips.
@@ -69,6 +69,8 @@ NO_FIT_PP = 5.0
 TIPPING_SPREAD = 0.5
 #: Finite-difference step of the starting Jacobian, in utility units (alpha) and utility per year (trend).
 FD_STEP = 0.15
+#: A finite difference that moves an equation by more than this many points is retried with a smaller step.
+FD_MAX_PP = 4.0
 #: The coarse stage stops within this many points: its own sampling noise is about a point (5,000 consumers).
 COARSE_TOL_PP = 1.0
 #: |alpha| beyond this means the observation is unreachable (exp(40) ~ 2e17).
@@ -588,12 +590,20 @@ def _gauss_newton(stage: _Stage, theta: np.ndarray, J: np.ndarray | None, r: np.
     obj = stage.obj
 
     def jacobian(th, r0):
-        """Finite differences, one simulation per parameter."""
+        """Finite differences, one simulation per parameter; a step that moves some equation by more than
+        FD_MAX_PP points (the response is no longer linear: near tipping, shares move tens of points per
+        utility unit) is retried at a quarter of its size."""
         out = np.empty((len(r0), len(th)))
         for k in range(len(th)):
-            t2 = th.copy()
-            t2[k] += FD_STEP
-            out[:, k] = (stage.evaluate(t2)[0] - r0) / FD_STEP
+            h = FD_STEP
+            for _ in range(3):
+                t2 = th.copy()
+                t2[k] += h
+                d = stage.evaluate(t2)[0] - r0
+                if stage.name == "coarse" or np.max(np.abs(d)) <= FD_MAX_PP:  # the coarse stage's noise needs wide steps
+                    break
+                h /= 4
+            out[:, k] = d / h
         return out
 
     fresh = J is None

@@ -13,6 +13,7 @@ counterfactual on the same seed use the same random numbers for the same consume
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -261,6 +262,19 @@ class Market:
         self.last_record = rec
         self.t += 1
         return rec
+
+    def fork(self, scenario: Scenario) -> "Market":
+        """A copy of this market, from its current step on, that follows ``scenario``'s events instead (the same
+        World, values and random stream state). A scenario and its counterfactual are identical until the first
+        step where their events differ, so a projection runs that common part once and forks there; the fork
+        is exactly the market a fresh run of ``scenario`` would have at this step (the test suite checks)."""
+        keep = {id(self.world): self.world, id(self.scenario): self.scenario, id(self.warmup_records): []}
+        m = copy.deepcopy(self, memo=keep)
+        m.scenario = scenario
+        m.schedule = {}
+        for ev in scenario.events:
+            m.schedule.setdefault(ev.step, []).append(ev)
+        return m
 
     def adopt_pilot_state(self, pilot: "PilotState", seed: int) -> None:
         """Start from the stationary state of the event-free market (docs/model.md 12.2): each consumer here

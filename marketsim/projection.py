@@ -1,280 +1,416 @@
-"""Projections (MODEL.md section 10): R replicates of a scenario and of its counterfactual baseline on the
-same spawned seeds (common random numbers), the paired shift with a 95% interval, and the report.
+"""Projections (MODEL.md section 10): a scenario (and the options it is compared with) against its
+counterfactual baseline, over draws of the uncertain parameters and replicates of the simulation.
 
-Replicate r gets its seed from ``SeedSequence(scenario.seed).spawn(R)[r]``; the scenario and the baseline
-of a replicate share that seed and the same drawn consumers and networks, so their difference is the
-effect of the removed events and not sampling noise. Replicates run in parallel local processes and are
-collected by index: the numbers do not depend on the worker count.
+For each parameter draw k (:mod:`marketsim.uncertainty`) every arm is fitted (:mod:`marketsim.fitcache`: a draw
+that does not change the market before the fit's cut-off reuses a stored fit); the counterfactual baseline
+keeps the fit of the first option and drops its events. Then every draw runs the same R replicates: replicate
+r's seed is ``SeedSequence(scenario.seed).spawn(R)[r]`` for every draw and arm (common random numbers), and
+the arms of a replicate share one World and one market up to the first step where their events differ, where
+the market forks (:meth:`marketsim.engine.Market.fork`). Everything runs as tasks on one executor (local
+processes or a Dask cluster) and is collected by index, so the numbers depend on the seed alone.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .engine import Market
-from .population import build_world
-from .scenario import Scenario
+from .errors import UserError
+from .population import build_world, child_seed
+from .scenario import Scenario, ScenarioError
+from .uncertainty import Draws, Summary, summarize
 
-ARMS = ("scenario", "baseline")
+BASELINE = "baseline"
+METRICS = ("gmv_share", "gmv", "revenue", "accounts_created")
 
 
 def replicate_seeds(seed: int, replicates: int, stream: int = 0) -> list[int]:
     """Integer seeds of the replicates, spawned from the scenario seed (``stream`` 1 gives an independent set)."""
     root = np.random.SeedSequence(seed, spawn_key=(stream,)) if stream else np.random.SeedSequence(seed)
-    return [int(c.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for c in root.spawn(replicates)]
+    return [child_seed(c) for c in root.spawn(replicates)]
 
 
-def _run_arm(sc: Scenario, world, alpha: np.ndarray, seed: int, steps: int, trend=None) -> tuple[Market, dict[str, np.ndarray]]:
-    m = Market(sc, world, alpha, seed, trend=trend)
-    recs = [m.step() for _ in range(steps)]
-    return m, {
-        "gmv_share": np.array([r.gmv_share for r in recs]),
-        "gmv": np.array([r.gmv for r in recs]),
-        "revenue": np.array([r.revenue for r in recs]),
-        "accounts_created": np.array([r.accounts_created for r in recs]),
-    }
+# --------------------------------------------------------------------------- tasks (run on the executor)
 
 
-def run_replicate(scenario: Scenario, baseline: Scenario, alpha: np.ndarray, seed: int, baseline_seed: int,
-                  steps: int) -> dict:
-    """One replicate: both arms (on the same seed and World unless ``baseline_seed`` differs)."""
-    world = build_world(scenario, seed)
-    ms, s = _run_arm(scenario, world, alpha, seed, steps)
-    bworld = world if baseline_seed == seed else build_world(baseline, baseline_seed)
-    mb, b = _run_arm(baseline, bworld, alpha, baseline_seed, steps)
-    lost = ms.lost_index()
-    R = len(alpha)
-    # where the consumers who lost a login bought last at the horizon, and where the same consumers are
-    # without the events (same seed: the same people)
-    dest = {
-        "scenario": np.bincount(ms.last[lost], minlength=R).astype(float),
-        "baseline": np.bincount(mb.last[lost], minlength=R).astype(float) if bworld is world else np.full(R, np.nan),
-    }
-    return {"seed": seed, "baseline_seed": baseline_seed, "scenario": s, "baseline": b, "lost": len(lost),
-            "destinations": dest, "scale": world.scale}
+def fit_task(scenario: Scenario, cache_dir: str | None) -> dict:
+    """Fit one arm of one draw: {"alpha", "trend", "key", "max_residual_pp", "dof"} or {"error": one line}."""
+    from .calibrate import CalibrationError
+    from .fitcache import fitted
+
+    try:
+        fit = fitted(scenario, cache_dir)
+    except CalibrationError as e:
+        return {"error": str(e)}
+    cal = fit.calibration
+    return {"alpha": fit.alpha, "trend": fit.trend, "key": None if cal is None else cal.key,
+            "max_residual_pp": None if cal is None else cal.max_residual_pp, "dof": None if cal is None else cal.dof,
+            "residuals": None if cal is None else [o["residual_pp"] for o in cal.observations]}
+
+
+def _divergence(a: Scenario, b: Scenario) -> int:
+    """First step at which the event timelines of ``a`` and ``b`` differ (a large number if never)."""
+    ea = {(e.id, e.step, repr(e.action)) for e in a.events}
+    eb = {(e.id, e.step, repr(e.action)) for e in b.events}
+    diff = ea ^ eb
+    return min((step for _, step, _ in diff), default=10**9)
+
+
+def _record(m: Market, steps: int, out: dict) -> None:
+    for _ in range(steps):
+        rec = m.step()
+        for k in METRICS:
+            out[k].append(getattr(rec, k))
+
+
+def replicate_task(arms: list[tuple[str, Scenario]], params: dict[str, tuple[np.ndarray, np.ndarray]], seed: int,
+                   steps: int, baseline_seed: int | None = None) -> dict:
+    """One replicate of every arm (``arms``: name -> scenario; ``params``: name -> (alpha, trend)).
+
+    Arms with the same World and values share one market until their events differ, then fork. Returns per arm
+    the per-step metrics (steps x retailers), and for the consumers who lost a login in the first arm, where
+    they last bought at the horizon in every arm."""
+    first_name, first = arms[0]
+    world = build_world(first, seed)
+    out: dict = {}
+    markets: dict[str, Market] = {}
+    groups: dict = {}
+    for name, sc in arms:
+        a, tr = params[name]
+        s = seed if name != BASELINE or baseline_seed is None else baseline_seed
+        groups.setdefault((a.tobytes(), tr.tobytes(), s, _world_key(sc)), []).append((name, sc))
+    for (_, _, s, _), members in groups.items():
+        name0, sc0 = members[0]
+        a, tr = params[name0]
+        w = world if (s == seed and _world_key(sc0) == _world_key(first)) else build_world(sc0, s)
+        lead = Market(sc0, w, a, s, trend=tr)
+        split = min([_divergence(sc0, sc) for _, sc in members[1:]] + [steps])
+        shared = {k: [] for k in METRICS}
+        _record(lead, split, shared)
+        for name, sc in members:
+            m = lead if name == name0 else lead.fork(sc)
+            rec = {k: list(v) for k, v in shared.items()}
+            _record(m, steps - split, rec)
+            out[name] = {k: np.array(v) for k, v in rec.items()}
+            markets[name] = m
+    m0 = markets[first_name]
+    lost = m0.lost_index()
+    R = m0.R
+    dest = {name: (np.bincount(m.last[lost][m.last[lost] >= 0], minlength=R).astype(float)
+                   if m.world is m0.world else np.full(R, np.nan)) for name, m in markets.items()}
+    return {"arms": out, "lost": len(lost), "destinations": dest, "scale": m0.scale_at(steps - 1)}
+
+
+def _world_key(sc: Scenario) -> str:
+    """What a World depends on: providers, consumers, retailers' starting shares and logins, the market size."""
+    d = sc.to_dict()
+    return repr((d["providers"], d["consumers"], [(r["name"], r["initial_share"], r["sso_share"], r["logins"])
+                                                   for r in d["retailers"]], d["market_size"], d["calendar"]["start"]))
+
+
+# --------------------------------------------------------------------------- the projection
 
 
 @dataclass
 class Projection:
-    scenario: Scenario
+    """The results of :func:`project`: per arm, metric arrays of shape (draws, replicates, steps, retailers)."""
+
+    scenario: Scenario  # the first option
+    options: dict[str, Scenario]  # the options compared (name -> scenario), the first being ``scenario``
     baseline: Scenario
-    alpha: np.ndarray
+    draws: Draws
+    kept: np.ndarray  # indices (into the design) of the draws that could be fitted
+    failed: list[tuple[dict, str]]  # (draw values, reason) of draws that could not be fitted
     seeds: list[int]
     baseline_seeds: list[int]
     steps: int
-    arrays: dict[str, dict[str, np.ndarray]]  # arm -> metric -> (replicates, steps, retailers)
-    lost: np.ndarray  # (replicates,) agents who lost a login
-    destinations: dict[str, np.ndarray]  # arm -> (replicates, retailers) agents by last retailer at horizon
-    scale: float
-    paired: bool
-
-    @property
-    def replicates(self) -> int:
-        return len(self.seeds)
+    arrays: dict[str, dict[str, np.ndarray]]
+    lost: np.ndarray  # (draws, replicates) agents who lost a login (first option)
+    destinations: dict[str, np.ndarray]  # arm -> (draws, replicates, retailers)
+    scale: float  # shoppers per agent at the horizon
+    fits: list[dict]  # per kept draw: the first option's fit summary
+    thresholds: tuple[float, ...] = ()
+    extra: dict = field(default_factory=dict)
 
     @property
     def names(self) -> tuple[str, ...]:
         return self.scenario.retailer_names
 
-    def horizon_share(self, arm: str) -> np.ndarray:
-        return self.arrays[arm]["gmv_share"][:, -1, :]
-
-    def shift(self) -> dict[str, dict]:
-        """Horizon GMV share shift per retailer: mean of paired differences and its 95% t interval.
-        Unpaired (independent baseline seeds): difference of means with a Welch interval."""
-        s, b = self.horizon_share("scenario"), self.horizon_share("baseline")
-        return {n: _interval(s[:, j], b[:, j], self.paired) for j, n in enumerate(self.names)}
+    @property
+    def paired(self) -> bool:
+        return self.seeds == self.baseline_seeds
 
     @property
-    def post_start(self) -> int:
-        first = self.scenario.first_event_step
-        return 0 if first is None else min(first, self.steps - 1)
+    def weights(self) -> np.ndarray:
+        w = self.draws.weights[self.kept]
+        return w / w.sum()
 
-    def revenue_shift(self) -> dict[str, dict]:
-        """Revenue from the first event to the horizon (currency), scenario minus baseline, per retailer."""
-        lo = self.post_start
-        s = self.arrays["scenario"]["revenue"][:, lo:, :].sum(axis=1)
-        b = self.arrays["baseline"]["revenue"][:, lo:, :].sum(axis=1)
-        return {n: _interval(s[:, j], b[:, j], self.paired) for j, n in enumerate(self.names)}
+    def kept_draws(self) -> Draws:
+        d = self.draws
+        return Draws(d.params, d.unit[self.kept], [d.values[i] for i in self.kept], self.weights, d.source)
+
+    def horizon(self, arm: str, metric: str = "gmv_share") -> np.ndarray:
+        """(draws, replicates, retailers) at the last step."""
+        return self.arrays[arm][metric][:, :, -1, :]
+
+    def removed_from(self, arm: str) -> int:
+        """First step at which ``arm`` and the baseline differ (where a shift can begin)."""
+        return min(_divergence(self.options[arm], self.baseline), self.steps - 1)
+
+    def shift(self, arm: str) -> dict[str, Summary]:
+        """Per retailer: the horizon GMV share of ``arm`` minus the baseline's (fractions), summarised over the
+        draws and replicates (:func:`marketsim.uncertainty.summarize`)."""
+        d = self.horizon(arm) - self.horizon(BASELINE)
+        return {n: summarize(d[:, :, j], self.kept_draws(), tuple(t / 100 for t in self.thresholds))
+                for j, n in enumerate(self.names)}
+
+    def revenue_shift(self, arm: str) -> dict[str, Summary]:
+        """Per retailer: revenue (currency) from the first step the arm differs from the baseline to the horizon."""
+        lo = self.removed_from(arm)
+        s = self.arrays[arm]["revenue"][:, :, lo:, :].sum(axis=2) - self.arrays[BASELINE]["revenue"][:, :, lo:, :].sum(axis=2)
+        return {n: summarize(s[:, :, j], self.kept_draws()) for j, n in enumerate(self.names)}
+
+    def difference(self, a: str, b: str) -> dict[str, Summary]:
+        """Per retailer: horizon share of option ``a`` minus option ``b`` (same draws and seeds)."""
+        d = self.horizon(a) - self.horizon(b)
+        return {n: summarize(d[:, :, j], self.kept_draws(), tuple(t / 100 for t in self.thresholds))
+                for j, n in enumerate(self.names)}
 
     def destination_shares(self) -> dict[str, dict[str, float]]:
+        w = self.weights
         out = {}
-        for arm in ARMS:
-            d = self.destinations[arm].sum(axis=0)
-            tot = d.sum()
-            out[arm] = {n: (float(d[j] / tot) if tot > 0 and np.isfinite(tot) else float("nan")) for j, n in enumerate(self.names)}
+        for arm, d in self.destinations.items():
+            tot = np.einsum("k,krj->j", w, d)
+            s = tot.sum()
+            out[arm] = {n: (float(tot[j] / s) if s > 0 and np.isfinite(s) else math.nan) for j, n in enumerate(self.names)}
         return out
 
-    def summary(self, calibration=None) -> dict:
-        shift = self.shift()
-        rev = self.revenue_shift()
-        dest = self.destination_shares()
-        return {
-            "scenario": self.scenario.name,
-            "scenario_hash": self.scenario.digest(),
-            "seed": self.scenario.seed,
-            "consumers": self.scenario.consumers.count,
-            "steps": self.steps,
-            "horizon": self.scenario.calendar.date_of(self.steps - 1).isoformat(),
-            "replicates": self.replicates,
-            "paired_seeds": self.paired,
-            "baseline_without": [e.id for e in self.scenario.events if e not in self.baseline.events],
-            "share_scenario": {n: float(v) for n, v in zip(self.names, self.horizon_share("scenario").mean(axis=0))},
-            "share_baseline": {n: float(v) for n, v in zip(self.names, self.horizon_share("baseline").mean(axis=0))},
-            "shift": {n: {"mean": v["mean"], "ci95": v["ci95"]} for n, v in shift.items()},
-            "revenue_shift": {
-                "period": [self.scenario.calendar.date_of(self.post_start).isoformat(), self.scenario.calendar.date_of(self.steps - 1).isoformat()],
-                "currency": self.scenario.currency,
-                **{n: {"mean": v["mean"], "ci95": v["ci95"]} for n, v in rev.items()},
-            },
-            "lost_login": {
-                "consumers": float(self.lost.mean() * self.scale),
-                "destinations_scenario": dest["scenario"],
-                "destinations_baseline": dest["baseline"],
-            },
-            "calibration": None if calibration is None else {
-                "residual_pp": calibration.residual_pp, "iterations": calibration.iterations, "key": calibration.key},
-        }
-
     def tidy(self) -> pd.DataFrame:
-        """One row per replicate, arm, step and retailer."""
-        reps, T, R = self.arrays["scenario"]["gmv_share"].shape
-        dates = [self.scenario.calendar.date_of(t).isoformat() for t in range(T)]
+        """One row per draw, replicate, arm, step and retailer."""
         frames = []
-        for arm, seeds in (("scenario", self.seeds), ("baseline", self.baseline_seeds)):
-            a = self.arrays[arm]
+        for arm, a in self.arrays.items():
+            K, R, T, J = a["gmv_share"].shape
+            seeds = self.baseline_seeds if arm == BASELINE else self.seeds
+            dates = np.array([self.scenario.calendar.date_of(t).isoformat() for t in range(T)])
             frames.append(pd.DataFrame({
-                "replicate": np.repeat(np.arange(reps), T * R),
-                "seed": np.repeat(np.array(seeds, dtype=np.uint64), T * R),
+                "draw": np.repeat(self.kept, R * T * J),
+                "replicate": np.tile(np.repeat(np.arange(R), T * J), K),
+                "seed": np.tile(np.repeat(np.array(seeds, dtype=np.uint64), T * J), K),
                 "arm": arm,
-                "step": np.tile(np.repeat(np.arange(T), R), reps),
-                "date": np.tile(np.repeat(np.array(dates), R), reps),
-                "retailer": np.tile(np.array(self.names), reps * T),
+                "step": np.tile(np.repeat(np.arange(T), J), K * R),
+                "date": np.tile(np.repeat(dates, J), K * R),
+                "retailer": np.tile(np.array(self.names), K * R * T),
                 **{k: v.reshape(-1) for k, v in a.items()},
             }))
         return pd.concat(frames, ignore_index=True)
 
 
-def _interval(s: np.ndarray, b: np.ndarray, paired: bool) -> dict:
-    n = len(s)
-    if paired:
-        d = s - b
-        mean = float(d.mean())
-        se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-        df = n - 1
-    else:
-        mean = float(s.mean() - b.mean())
-        vs, vb = (s.var(ddof=1) / n, b.var(ddof=1) / n) if n > 1 else (math.nan, math.nan)
-        se = math.sqrt(vs + vb)
-        df = (vs + vb) ** 2 / (vs**2 / (n - 1) + vb**2 / (n - 1)) if (vs + vb) > 0 else max(n - 1, 1)
-    if n < 2 or not math.isfinite(se):
-        return {"mean": mean, "ci95": [math.nan, math.nan], "se": se}
-    half = float(stats.t.ppf(0.975, df)) * se if se > 0 else 0.0
-    return {"mean": mean, "ci95": [mean - half, mean + half], "se": se}
-
-
-def run_projection(
+def project(
     scenario: Scenario,
-    baseline: Scenario,
-    alpha: np.ndarray,
-    replicates: int,
     *,
-    workers: int = 1,
+    draws: Draws,
+    replicates: int,
+    options: dict[str, Scenario] | None = None,
+    baseline_without: list[str] | None = None,
     steps: int | None = None,
+    executor: Executor | None = None,
+    cache_dir: str | Path | None = None,
     independent_baseline: bool = False,
-    on_done: Callable[[int], None] | None = None,
+    thresholds: tuple[float, ...] = (),
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> Projection:
-    """Run ``replicates`` paired replicates (in ``workers`` processes) and collect them by index."""
+    """Project ``scenario`` (and the other ``options``, compared on the same draws and seeds) against the
+    baseline without ``baseline_without`` (default: all of the scenario's events).
+
+    ``draws``: the parameter sets (:mod:`marketsim.uncertainty`); a draw's values are set by path in every option
+    that has the path. ``executor``: any ``concurrent.futures.Executor`` (None runs inline). ``on_progress(stage,
+    done, total)`` reports the fits, then the replicates. Draws that cannot be fitted are dropped and reported
+    (they are parameter values the observations rule out); if none can, the first one's reason is raised."""
+    options = dict(options or {"scenario": scenario})
+    first = next(iter(options))
+    baseline_full = options[first].without_events(baseline_without)
     steps = steps or scenario.calendar.steps
+    cache = None if cache_dir is None else str(cache_dir)
+    arms_of = []  # per draw: [(name, scenario)] with the baseline last
+    for values in draws.values:
+        arms = [(name, _with_draw(sc, values)) for name, sc in options.items()]
+        arms.append((BASELINE, _with_draw(baseline_full, values)))
+        arms_of.append(arms)
+
+    # fits: every distinct (draw, option) market; identical ones (same key) are fitted once by the cache
+    fit_jobs = [(k, name, sc) for k, arms in enumerate(arms_of) for name, sc in arms if name != BASELINE]
+    fits = _map(executor, fit_task, [(sc, cache) for _, _, sc in fit_jobs], "fits", on_progress)
+    by_draw: dict[int, dict[str, dict]] = {}
+    for (k, name, _), f in zip(fit_jobs, fits):
+        by_draw.setdefault(k, {})[name] = f
+    kept, failed = [], []
+    for k in range(draws.k):
+        bad = next((f["error"] for f in by_draw[k].values() if "error" in f), None)
+        if bad is None:
+            kept.append(k)
+        else:
+            failed.append((draws.values[k], bad))
+    if not kept:
+        raise UserError(f"no parameter draw could be fitted; the first: {failed[0][1]}")
+
     seeds = replicate_seeds(scenario.seed, replicates)
     bseeds = replicate_seeds(scenario.seed, replicates, stream=1) if independent_baseline else seeds
-    jobs = [(scenario, baseline, np.asarray(alpha), s, bs, steps) for s, bs in zip(seeds, bseeds)]
-    results: list[dict | None] = [None] * replicates
-    if workers <= 1:
-        for i, job in enumerate(jobs):
-            results[i] = run_replicate(*job)
-            if on_done:
-                on_done(i + 1)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as ex:
-            futs = {ex.submit(run_replicate, *job): i for i, job in enumerate(jobs)}
-            for k, fut in enumerate(as_completed(futs), 1):
-                results[futs[fut]] = fut.result()
-                if on_done:
-                    on_done(k)
-    arrays = {arm: {k: np.stack([r[arm][k] for r in results]) for k in results[0][arm]} for arm in ARMS}
+    jobs = []
+    for k in kept:
+        params = {name: (f["alpha"], f["trend"]) for name, f in by_draw[k].items()}
+        params[BASELINE] = params[first]  # the counterfactual keeps the fitted values and drops the events
+        for r in range(replicates):
+            jobs.append((arms_of[k], params, seeds[r], steps, bseeds[r] if independent_baseline else None))
+    results = _map(executor, replicate_task, jobs, "replicates", on_progress)
+
+    K, R = len(kept), replicates
+    arm_names = [name for name, _ in arms_of[kept[0]]]
+    arrays = {arm: {m: np.stack([res["arms"][arm][m] for res in results]).reshape(K, R, steps, -1) for m in METRICS}
+              for arm in arm_names}
     return Projection(
-        scenario=scenario, baseline=baseline, alpha=np.asarray(alpha), seeds=seeds, baseline_seeds=bseeds, steps=steps,
-        arrays=arrays, lost=np.array([r["lost"] for r in results]),
-        destinations={arm: np.stack([r["destinations"][arm] for r in results]) for arm in ARMS},
-        scale=results[0]["scale"], paired=not independent_baseline,
+        scenario=options[first], options=options, baseline=baseline_full, draws=draws, kept=np.array(kept),
+        failed=failed, seeds=seeds, baseline_seeds=bseeds, steps=steps, arrays=arrays,
+        lost=np.array([res["lost"] for res in results]).reshape(K, R),
+        destinations={arm: np.stack([res["destinations"][arm] for res in results]).reshape(K, R, -1) for arm in arm_names},
+        scale=results[0]["scale"], fits=[by_draw[k][first] for k in kept], thresholds=tuple(thresholds),
     )
 
 
-# --------------------------------------------------------------------------- CLI
+def _with_draw(sc: Scenario, values: dict) -> Scenario:
+    """``sc`` with the draw's values at the paths it has (an option may lack an event another option has)."""
+    own = {p: v for p, v in values.items() if _has_path(sc, p)}
+    if not own:
+        return sc
+    try:
+        return sc.with_values(own)
+    except ScenarioError as e:
+        raise UserError(f"parameter draw {own} makes an invalid scenario: {e}") from None
 
 
-def cmd_project(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
+def _has_path(sc: Scenario, path: str) -> bool:
+    from .scenario import set_path
+    import copy
 
-    from . import report, store
-    from .cli import fitted_alpha, load, results_root
-    from .progress import bar, stderr
+    try:
+        set_path(copy.deepcopy(dict(sc.raw)), path, 0)
+        return True
+    except KeyError:
+        return False
 
-    full = load(args, steps=False)
-    full.without_events(args.baseline_without)  # checks the event ids before any work
-    alpha, cal = fitted_alpha(full, args, quiet=args.json)
-    sc = load(args)
-    baseline = sc.without_events(args.baseline_without)
-    workers = args.workers or os.cpu_count() or 1
-    R = args.replicates
-    t0 = time.perf_counter()
-    with bar(f"projecting {sc.name} ({R} replicates x 2 arms, {workers} workers)", R, "replicates") as update:
-        proj = run_projection(sc, baseline, alpha, R, workers=workers, independent_baseline=args.independent_baseline,
-                              on_done=lambda k: update(completed=k))
-    summary = proj.summary(cal)
-    summary["wall_seconds"] = round(time.perf_counter() - t0, 2)
-    out = Path(args.out) if args.out else results_root(args) / sc.name / "projection"
-    store.write_table(proj.tidy(), out / "replicates", formats=("parquet",))
-    report.write_report(proj, summary, out)
-    store.write_json(out / "projection.json", summary)
-    if args.json:
-        import json
 
-        print(json.dumps(summary, indent=2))
-        return 0
-    con = Console()
-    t = Table(title=f"{sc.name}: GMV share at {summary['horizon']}, scenario vs baseline without "
-                    f"{', '.join(summary['baseline_without']) or '(no events)'} ({R} replicates, "
-                    f"{'paired seeds' if proj.paired else 'independent seeds'})")
-    for col in ("retailer", "scenario", "baseline", "shift pp", "95% CI pp", f"revenue {sc.currency}m", "95% CI"):
-        t.add_column(col, justify="left" if col == "retailer" else "right")
-    for n in proj.names:
-        sh, rv = summary["shift"][n], summary["revenue_shift"][n]
-        t.add_row(n, f"{summary['share_scenario'][n] * 100:.2f}%", f"{summary['share_baseline'][n] * 100:.2f}%",
-                  f"{sh['mean'] * 100:+.2f}", f"[{sh['ci95'][0] * 100:+.2f}, {sh['ci95'][1] * 100:+.2f}]",
-                  f"{rv['mean'] / 1e6:+,.0f}", f"[{rv['ci95'][0] / 1e6:+,.0f}, {rv['ci95'][1] / 1e6:+,.0f}]")
-    con.print(t)
-    ll = summary["lost_login"]
-    if ll["consumers"] > 0:
-        dest = ", ".join(f"{n} {ll['destinations_scenario'][n] * 100:.1f}%" for n in proj.names)
-        base = ", ".join(f"{n} {ll['destinations_baseline'][n] * 100:.1f}%" for n in proj.names)
-        con.print(f"consumers who lost a login: {ll['consumers']:,.0f}; last bought at the horizon: {dest} "
-                  f"(without the events: {base})")
-    if cal is not None:
-        con.print(f"calibration: {cal.iterations} iterations, max residual "
-                  f"{max(map(abs, cal.residual_pp.values())):.3f} pp")
-    stderr.print(f"wrote {out}/: replicates.parquet, projection.json, fan.png, shift.png, flows.png, report.md")
-    return 0
+def _map(executor: Executor | None, fn, jobs: list[tuple], stage: str, on_progress) -> list:
+    """Run ``fn(*job)`` for every job, in order, inline or on ``executor``; report progress as jobs finish."""
+    from concurrent.futures import as_completed
+
+    out: list = [None] * len(jobs)
+    if on_progress:
+        on_progress(stage, 0, len(jobs))
+    if executor is None:
+        for i, job in enumerate(jobs):
+            out[i] = fn(*job)
+            if on_progress:
+                on_progress(stage, i + 1, len(jobs))
+        return out
+    futs = {executor.submit(fn, *job): i for i, job in enumerate(jobs)}
+    try:
+        for done, fut in enumerate(as_completed(futs), 1):
+            out[futs[fut]] = fut.result()
+            if on_progress:
+                on_progress(stage, done, len(jobs))
+    finally:
+        for f in futs:
+            f.cancel()
+    return out
+
+
+# --------------------------------------------------------------------------- the summary
+
+
+def summary(proj: Projection) -> dict:
+    """The projection as plain data (``project --json``, projection.json, the report)."""
+    sc = proj.scenario
+    w = proj.weights
+    horizon = sc.calendar.date_of(proj.steps - 1).isoformat()
+
+    def share(arm):
+        return {n: float(np.einsum("k,kr->", w, proj.horizon(arm)[:, :, j]) / proj.horizon(arm).shape[1])
+                for j, n in enumerate(proj.names)}
+
+    outside = [e.id for e in sc.events if e.step >= proj.steps]
+    removed = [e.id for e in sc.events if e not in proj.baseline.events]
+    options = {}
+    for arm in proj.options:
+        lo = proj.removed_from(arm)
+        options[arm] = {
+            "share": share(arm),
+            "shift": {n: s.to_dict() for n, s in proj.shift(arm).items()},
+            "revenue_shift": {"from": sc.calendar.date_of(lo).isoformat(), "to": horizon, "currency": sc.currency,
+                              **{n: s.to_dict() for n, s in proj.revenue_shift(arm).items()}},
+        }
+    first = next(iter(proj.options))
+    out = {
+        "scenario": sc.name,
+        "scenario_hash": sc.digest(),
+        "seed": sc.seed,
+        "consumers": sc.consumers.count,
+        "steps": proj.steps,
+        "horizon": horizon,
+        "draws": {"k": len(proj.kept), "designed": proj.draws.k, "source": proj.draws.source,
+                  "parameters": [{"path": p.path, "value": p.value, "range": p.describe(), "reason": p.reason}
+                                 for p in proj.draws.params],
+                  "failed": [{"values": v, "reason": why} for v, why in proj.failed]},
+        "replicates": len(proj.seeds),
+        "paired_seeds": proj.paired,
+        "baseline_without": removed,
+        "events_outside_horizon": outside,
+        "share_scenario": options[first]["share"],
+        "share_baseline": share(BASELINE),
+        "shift": options[first]["shift"],
+        "revenue_shift": options[first]["revenue_shift"],
+        "interval_covers": next(iter(options[first]["shift"].values()))["covers"],
+        "thresholds_pp": list(proj.thresholds),
+        "lost_login": _lost_login(proj),
+        "calibration": _fit_summary(proj),
+    }
+    if len(proj.options) > 1:
+        names = list(proj.options)
+        out["options"] = options
+        out["compare"] = {f"{a} - {names[0]}": {n: s.to_dict() for n, s in proj.difference(a, names[0]).items()}
+                          for a in names[1:]}
+    return out
+
+
+def _lost_login(proj: Projection) -> dict:
+    """Consumers who lost a login by an event of the first option, and where they last bought at the horizon in
+    that option and in the baseline. ``removal_in_baseline`` is true when the baseline keeps a login removal
+    (a ``--baseline-without`` of other events): then those consumers lost it in both arms."""
+    w = proj.weights
+    consumers = float(w @ proj.lost.mean(axis=1)) * proj.scale
+    dest = proj.destination_shares()
+    first = next(iter(proj.options))
+    return {"consumers": consumers, "consumers_rounded": round_to(consumers),
+            "destinations_scenario": dest[first], "destinations_baseline": dest[BASELINE],
+            "removal_in_baseline": any(e.action.type == "remove_login" for e in proj.baseline.events)}
+
+
+def _fit_summary(proj: Projection) -> dict | None:
+    f = [x for x in proj.fits if x.get("key")]
+    if not f:
+        return None
+    res = [x["max_residual_pp"] for x in f]
+    return {"fits": len(f), "distinct": len({x["key"] for x in f}), "dof": f[0]["dof"],
+            "max_residual_pp": max(res), "median_max_residual_pp": float(np.median(res)), "key": f[0]["key"]}
+
+
+def round_to(x: float, digits: int = 2) -> float:
+    """``x`` to ``digits`` significant figures (what a model of this kind can know: 3,585,344 -> 3,600,000)."""
+    if not x or not math.isfinite(x):
+        return x
+    return float(round(x, -int(math.floor(math.log10(abs(x)))) + digits - 1))
