@@ -137,11 +137,14 @@ class FitProblem:
         return [f"alpha[{names[j]}]" for j in self.free_alpha] + [f"trend[{names[j]}]" for j in self.free_trend]
 
 
-def fit_problem(scenario: Scenario, until: dt.date | None = None, *, drop_unidentified: bool = False) -> FitProblem:
+def fit_problem(scenario: Scenario, until: dt.date | None = None, *, drop_unidentified: bool = False,
+                allow_fixed: bool = False) -> FitProblem:
     """The fit problem of ``scenario`` with cut-off ``until`` (default: MODEL.md 8). Raises
     :class:`CalibrationError` naming what is missing when a fitted parameter is not identified or the degrees of
     freedom are negative. ``drop_unidentified`` (the back-test, which fits on less data than the scenario was
-    written for) fixes unidentified trends at 0 and drops unidentified offsets instead of refusing."""
+    written for) fixes unidentified trends at 0 and drops unidentified offsets instead of refusing.
+    ``allow_fixed``: a scenario with nothing to fit is a problem with no parameters (its residuals are then
+    those of the given values: conditioning uses that)."""
     sc = scenario
     names = sc.retailer_names
     R = len(names)
@@ -149,7 +152,7 @@ def fit_problem(scenario: Scenario, until: dt.date | None = None, *, drop_uniden
     obs = sc.fit_observations(until)
     free_alpha = tuple(j for j, r in enumerate(sc.retailers) if r.calibrate)
     free_trend = [j for j, r in enumerate(sc.retailers) if r.calibrate_trend]
-    if not free_alpha and not free_trend:
+    if not free_alpha and not free_trend and not allow_fixed:
         raise CalibrationError(f"{sc.source}: no retailer has attractiveness or trend 'calibrate'; nothing to fit")
     if not obs:
         have = ", ".join(f"{o.source} {o.label} (ends {o.end})" for o in sc.observations) or "none"
@@ -445,18 +448,22 @@ def calibrate(
     tol_pp: float | None = None,
     on_progress: Callable[[str, int, float], None] | None = None,
     drop_unidentified: bool = False,
+    allow_fixed: bool = False,
 ) -> Calibration:
     """Fit the scenario's calibrated attractiveness and trends to its observations up to the cut-off.
 
     Deterministic for the scenario's seed. ``on_progress(stage, simulations, worst_pp)`` after each simulation.
     Raises :class:`CalibrationError` (one line) when the fit is not identified or cannot meet an observation.
     """
-    prob = fit_problem(scenario, until, drop_unidentified=drop_unidentified)
+    prob = fit_problem(scenario, until, drop_unidentified=drop_unidentified, allow_fixed=allow_fixed)
     tol_pp = tol_pp or default_tolerance(scenario)
     alpha0, trend0, theta = initial_theta(prob)
     obj = _Objective(prob, alpha0, trend0, scenario.seed)
     n_fit = fit_consumers(scenario)
     iterations, J = 0, None
+    if prob.n_params == 0:  # nothing to fit: the given values' residuals
+        r, path = _Stage(obj, n_fit, "fine", on_progress).evaluate(theta)
+        return _result(scenario, prob, obj, theta, r, path, 0, tol_pp, until)
     stage = _Stage(obj, min(COARSE_CONSUMERS, n_fit), "coarse", on_progress)
     theta, iterations = _berry(stage, theta)
     if n_fit > COARSE_CONSUMERS:  # a start and a Jacobian from the coarse stage, for the few costly steps
@@ -479,6 +486,10 @@ def calibrate(
         _, best_theta, best_r, best_path = stage.best
         raise _no_fit(obj, best_theta, best_r, best_path, stage.n,
                       f"no convergence in {MAX_EVALS[stage.name]} simulations") from None
+    return _result(scenario, prob, obj, theta, r, path, iterations, tol_pp, until)
+
+
+def _result(scenario, prob, obj, theta, r, path, iterations, tol_pp, until) -> Calibration:
     a, tr = obj.unpack(theta)
     names = scenario.retailer_names
     offsets = obj.offsets(path)
@@ -486,7 +497,8 @@ def calibrate(
     return Calibration(
         alpha=dict(zip(names, map(float, a))), trend=dict(zip(names, map(float, tr))), offsets=offsets,
         observations=rows, conversion_residual_pp=float(r[-1]) if prob.conversion is not None else math.nan,
-        dof=prob.dof, iterations=iterations, evaluations=obj.evals, consumers=n_fit, seed=scenario.seed, tol_pp=tol_pp,
+        dof=prob.dof, iterations=iterations, evaluations=obj.evals, consumers=fit_consumers(scenario), seed=scenario.seed,
+        tol_pp=tol_pp,
         until=prob.until.isoformat(), primary_source=prob.primary, horizon=prob.horizon,
         path=[[float(x) for x in row] for row in path.shares], key=cache_key(scenario, until, tol_pp),
     )

@@ -336,6 +336,107 @@ def cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- fit / backtest
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from . import resultsindex, store
+    from .conditioning import condition, save_posterior
+    from .executor import open_executor
+    from .progress import console, table
+
+    sc = load(args)
+    cache = results_root(args) / "calibration"
+    with open_executor(args.draws, workers=args.workers, scheduler=args.scheduler) as pool:
+        with bar(f"conditioning {sc.name}: fitting {args.draws} prior draws on {pool.where}", args.draws, "fits") as update:
+            post, summ = condition(sc, k=args.draws, sigma_pp=args.sigma, executor=pool.executor, cache_dir=cache,
+                                   on_progress=lambda stage, k, n: update(completed=k, total=n))
+    path = save_posterior(post, sc, cache, summ["parameters"])
+    summ["posterior_file"] = str(path)
+    out = results_root(args) / sc.name / "fit"
+    store.write_json(out / "posterior.json", summ)
+    resultsindex.update(results_root(args))
+    if args.json:
+        print(json.dumps(summ, indent=2, default=str))
+        return 0
+    con = console()
+    t = table(f"{sc.name}: what the observations until {summ['until']} say about the uncertain parameters",
+              caption=f"{summ['fitted']} of {summ['draws']} prior draws could be fitted; effective sample size "
+                      f"{summ['ess']:.1f}; kernel sigma {summ['sigma_pp']:g} pp (an assumption)")
+    t.add_column("parameter")
+    for c in ("prior 90%", "posterior 90%", "narrowed"):
+        t.add_column(c, justify="right", no_wrap=True)
+    for r in summ["parameters"]:
+        t.add_row(r["path"] + ("" if r["before_cutoff"] else " *"), f"{r['prior_90'][0]:.3g}..{r['prior_90'][1]:.3g}",
+                  f"{r['posterior_90'][0]:.3g}..{r['posterior_90'][1]:.3g}", f"{r['narrowing'] * 100:.0f}%")
+    con.print(t)
+    con.print("* acts only after the cut-off: the observations cannot inform it (its posterior is its prior, up to the "
+              "design's noise)")
+    informed = [r for r in summ["parameters"] if r["before_cutoff"] and r["narrowing"] > 0.2]
+    if informed:
+        con.print("the data narrowed: " + ", ".join(f"{r['path']} ({r['narrowing'] * 100:.0f}%)" for r in informed))
+    else:
+        con.print("the data narrowed no parameter by more than a fifth: the fits absorb the rest; treat the posterior "
+                  "as the prior")
+    stderr.print(f"wrote {path} (used by `marketsim project`) and {out}/posterior.json", markup=False, soft_wrap=True)
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from . import plots, resultsindex, store
+    from .backtest import backtest, backtest_figure
+    from .executor import open_executor
+    from .progress import console, interval, table
+    from .uncertainty import central_draws, prior_draws
+
+    sc = load(args)
+    k = args.draws if args.draws is not None else (16 if sc.uncertain else 1)
+    draws = prior_draws(sc, k, sc.seed) if k > 1 else central_draws(sc)
+    R = args.replicates
+    with open_executor(draws.k * (R + 1), workers=args.workers, scheduler=args.scheduler) as pool:
+        with bar(f"back-testing {sc.name} from {args.until}: {draws.k} draws x {R} replicates", None, "tasks") as update:
+            done = {}
+
+            def progress(stage, k_done, total):
+                done[stage] = (k_done, total)
+                update(completed=sum(d for d, _ in done.values()), total=draws.k * (R + 1))
+
+            bt = backtest(sc, args.until, draws=draws, replicates=R, executor=pool.executor,
+                          cache_dir=results_root(args) / "calibration", on_progress=progress)
+    doc = bt.to_dict()
+    out = results_root(args) / sc.name / f"backtest-{args.until}"
+    store.write_json(out / "backtest.json", doc)
+    fig = backtest_figure(bt)
+    store.save_figure(fig, out / "backtest.png")
+    plots.close(fig)
+    resultsindex.update(results_root(args))
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    con = console()
+    t = table(f"{sc.name}: back-test, fitted until {args.until}, held-out observations",
+              caption=f"{bt.draws} parameter draws x {bt.replicates} replicates; interval: 90% of the mixture; naive: "
+                      f"persistence (last value held) and trend (a line through the source's earlier values)")
+    t.add_column("source")
+    t.add_column("period")
+    t.add_column("retailer")
+    for c in ("obs %", "pred %", "90% %", "persist.", "trend"):
+        t.add_column(c, justify="right", no_wrap=True)
+    for h in bt.heldout:
+        fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+        t.add_row(h["source"], h["period"]["label"], h["retailer"], f"{h['observed']:.1f}", f"{h['predicted']:.1f}",
+                  interval(h["lo90"], h["hi90"], "{:.1f}"), fmt(h["persistence"]), fmt(h["trend"]))
+    con.print(t)
+    mae = doc["mae"]
+    con.print("mean absolute error (pp): " + "; ".join(
+        f"{k} {v:.2f} over {doc['mae_n'][k]}" if v is not None else f"{k}: none" for k, v in mae.items()))
+    con.print(f"coverage of the 90% intervals: {doc['coverage90_count']}")
+    for f in bt.fixed:
+        con.print(f"note: {f}")
+    stderr.print(f"wrote {out}/: backtest.json, backtest.png", markup=False, soft_wrap=True)
+    return 0
+
+
 # --------------------------------------------------------------------------- the parser
 
 
@@ -345,6 +446,8 @@ COMMANDS: dict[str, str] = {
     "validate": "marketsim.cli:cmd_validate",
     "calibrate": "marketsim.cli:cmd_calibrate",
     "project": "marketsim.cli:cmd_project",
+    "fit": "marketsim.cli:cmd_fit",
+    "backtest": "marketsim.cli:cmd_backtest",
     "viz": "marketsim.app:cmd_viz",
     "sweep": "marketsim.experiment:cmd_sweep",
     "analyze": "marketsim.analysis:cmd_analyze",
@@ -466,6 +569,35 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="output folder (default: results/<scenario>/projection-<what was compared>/)")
     pr.add_argument("--independent-baseline", action="store_true",
                     help="run the baseline on independent seeds (to measure what common random numbers save)")
+
+    f = scenario_cmd(
+        "fit", "Condition the uncertain parameters on the observations (a posterior for project).",
+        "Draws the uncertain parameters from their priors (a Latin hypercube), fits each draw to the\n"
+        "observations, and weighs each by how well its fit meets them (approximate Bayesian computation\n"
+        "with a Gaussian kernel of --sigma points). Shows per parameter the prior and posterior 90%\n"
+        "intervals and how much the data narrowed it. Stores the posterior next to the fit cache\n"
+        "(results/calibration/), where `marketsim project` finds it, and results/<scenario>/fit/.",
+        ["marketsim fit scenarios/battle_lines_2013.yaml",
+         "marketsim fit scenarios/battle_lines_2013.yaml --draws 32 --sigma 0.5"], steps=False)
+    f.add_argument("--draws", type=positive_int, default=64, metavar="K", help="prior draws (default 64)")
+    f.add_argument("--sigma", type=positive_float, default=1.0, metavar="PP",
+                   help="observation error of the kernel, in points of share (default 1; an assumption)")
+    f.add_argument("--workers", type=positive_int, help="local worker processes (default: CPU count)")
+    f.add_argument("--scheduler", help="Dask scheduler address (default: local processes)")
+    b = scenario_cmd(
+        "backtest", "Fit on the observations before a date and predict the later ones, against naive forecasts.",
+        "Fits on the observations that end before --until, projects the rest over the uncertain\n"
+        "parameters' draws and replicates, and shows per held-out observation the observed share, the\n"
+        "prediction with its 90% interval, and two naive forecasts (the last value held flat; a line\n"
+        "through the source's earlier values); then the mean absolute errors and the coverage of the\n"
+        "90% intervals. Writes results/<scenario>/backtest-<date>/: backtest.json, backtest.png.",
+        ["marketsim backtest scenarios/baseline_2013q2.yaml --until 2013-01-01",
+         "marketsim backtest scenarios/baseline_2013q2.yaml --until 2013-01-01 --json"], steps=False)
+    b.add_argument("--until", type=iso_date, required=True, help="fit on observations that end before this date")
+    b.add_argument("--draws", type=positive_int, metavar="K", help="parameter draws (default 16 when uncertain)")
+    b.add_argument("--replicates", type=positive_int, default=2, metavar="R", help="replicates per draw (default 2)")
+    b.add_argument("--workers", type=positive_int, help="local worker processes (default: CPU count)")
+    b.add_argument("--scheduler", help="Dask scheduler address (default: local processes)")
 
     v = scenario_cmd(
         "viz", "Serve the live browser visualization (needs the 'viz' extra).",

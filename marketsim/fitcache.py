@@ -92,6 +92,7 @@ def cached_calibration(
     tol_pp: float | None = None,
     on_progress: Callable[[str, int, float], None] | None = None,
     drop_unidentified: bool = False,
+    allow_fixed: bool = False,
 ) -> tuple[Calibration, bool, str | None]:
     """The fit for ``scenario``: from ``cache_dir/<key>.json`` if a valid entry is stored, else fitted now and
     stored (atomically). Returns (calibration, was_cached, note): ``note`` is one line when a stored entry was
@@ -106,7 +107,8 @@ def cached_calibration(
             return read_entry(path, scenario, key), True, None
         except BadEntry as e:
             note = f"calibration cache {path}: {e}; refitting"
-    cal = calibrate(scenario, until=until, tol_pp=tol_pp, on_progress=on_progress, drop_unidentified=drop_unidentified)
+    cal = calibrate(scenario, until=until, tol_pp=tol_pp, on_progress=on_progress, drop_unidentified=drop_unidentified,
+                    allow_fixed=allow_fixed)
     if path is not None:
         write_json(path, entry(cal))
     return cal, False, note
@@ -124,8 +126,9 @@ class Fitted:
 
 
 def fitted(scenario: Scenario, cache_dir: str | Path | None, **kw) -> Fitted:
-    """Given parameters, or the (cached) fit of every 'calibrate' one. Keywords as :func:`cached_calibration`."""
-    if not scenario.needs_fit:
+    """Given parameters, or the (cached) fit of every 'calibrate' one. Keywords as :func:`cached_calibration`
+    (with ``allow_fixed`` a scenario with nothing to fit but observations gets its residuals evaluated)."""
+    if not scenario.needs_fit and not (kw.get("allow_fixed") and scenario.observations):
         return Fitted(np.array([r.attractiveness for r in scenario.retailers], dtype=float),
                       np.array([r.trend for r in scenario.retailers], dtype=float), None)
     cal, cached, note = cached_calibration(scenario, cache_dir, **kw)

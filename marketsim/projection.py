@@ -40,19 +40,23 @@ def replicate_seeds(seed: int, replicates: int, stream: int = 0) -> list[int]:
 # --------------------------------------------------------------------------- tasks (run on the executor)
 
 
-def fit_task(scenario: Scenario, cache_dir: str | None) -> dict:
-    """Fit one arm of one draw: {"alpha", "trend", "key", "max_residual_pp", "dof"} or {"error": one line}."""
+def fit_task(scenario: Scenario, cache_dir: str | None, allow_fixed: bool = False, until=None,
+             drop_unidentified: bool = False) -> dict:
+    """Fit one arm of one draw: {"alpha", "trend", "key", "max_residual_pp", "dof", "residuals", "offsets"} or
+    {"error": one line}. ``allow_fixed``: evaluate the residuals of a scenario with nothing to fit;
+    ``until``/``drop_unidentified``: a back-test's earlier cut-off."""
     from .calibrate import CalibrationError
     from .fitcache import fitted
 
     try:
-        fit = fitted(scenario, cache_dir)
+        fit = fitted(scenario, cache_dir, allow_fixed=allow_fixed, until=until, drop_unidentified=drop_unidentified)
     except CalibrationError as e:
         return {"error": str(e)}
     cal = fit.calibration
     return {"alpha": fit.alpha, "trend": fit.trend, "key": None if cal is None else cal.key,
             "max_residual_pp": None if cal is None else cal.max_residual_pp, "dof": None if cal is None else cal.dof,
-            "residuals": None if cal is None else [o["residual_pp"] for o in cal.observations]}
+            "residuals": None if cal is None else [o["residual_pp"] for o in cal.observations],
+            "offsets": None if cal is None else cal.offsets}
 
 
 def _divergence(a: Scenario, b: Scenario) -> int:

@@ -208,8 +208,8 @@ def report_markdown(proj: Projection, summary: dict) -> str:
                   f"It comes from {len(proj.kept)} draws of the uncertain parameters ({summary['draws']['source']}) "
                   f"x {summary['replicates']} replicates; the part of its spread that comes from the assumptions "
                   f"and the part from simulation noise are shown per retailer." if proj.draws.k > 1 else
-                  f"The assumptions are held at their central values, so the interval says nothing about how "
-                  f"wrong they could be; `--draws` projects over their ranges."), ""]
+                  "The assumptions are held at their central values, so the interval says nothing about how "
+                  "wrong they could be; `--draws` projects over their ranges."), ""]
     if proj.failed:
         lines += [f"{len(proj.failed)} of {proj.draws.k} parameter draws could not reproduce the observations and were "
                   f"left out (the data rule them out); the first: {proj.failed[0][1]}", ""]
