@@ -98,8 +98,8 @@ def replicate_task(arms: list[tuple[str, Scenario]], params: dict[str, tuple[np.
         split = min([_divergence(sc0, sc) for _, sc in members[1:]] + [steps])
         shared = {k: [] for k in METRICS}
         _record(lead, split, shared)
-        for name, sc in members:
-            m = lead if name == name0 else lead.fork(sc)
+        forks = [(name, lead.fork(sc)) for name, sc in members[1:]]  # before the lead moves on
+        for name, m in [(name0, lead)] + forks:
             rec = {k: list(v) for k, v in shared.items()}
             _record(m, steps - split, rec)
             out[name] = {k: np.array(v) for k, v in rec.items()}
