@@ -440,7 +440,7 @@ class Scenario:
                     raise ScenarioError(f"unknown event {i!r}; events are: {', '.join(known) or '(none)'}{_suggest(i, known)}", source=self.source, path="events")
         raw = copy.deepcopy(dict(self.raw))
         evs = raw.get("events") or []
-        keep = [] if ids is None else [ev for ev, e in zip(evs, self.events) if e.id not in ids]
+        keep = [] if ids is None else [ev for ev in evs if item_key(ev, "id") not in ids]  # raw order != step order
         raw["events"] = keep
         return parse_scenario(raw, source=self.source)
 

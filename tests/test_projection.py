@@ -6,7 +6,8 @@ import sys
 
 import numpy as np
 
-from marketsim.projection import replicate_seeds, run_projection
+from marketsim.projection import project, replicate_seeds
+from marketsim.uncertainty import central_draws
 from marketsim.scenario import parse_text
 
 from .conftest import SCENARIOS, simple_market_yaml
@@ -20,27 +21,40 @@ def marketsim(*args, cwd):
 def test_project_cli_end_to_end_and_workers(tmp_path):
     outs = []
     for w in (1, 2):
-        r = marketsim("project", SCENARIOS / "tiny.yaml", "--replicates", 4, "--workers", w, "--json",
+        r = marketsim("project", SCENARIOS / "tiny.yaml", "--draws", 1, "--replicates", 4, "--workers", w, "--json",
                       "--out", tmp_path / f"w{w}", cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         outs.append(json.loads(r.stdout))
     a, b = outs
-    for k in ("share_scenario", "share_baseline", "shift", "calibration", "replicates"):
+    for k in ("share_scenario", "share_baseline", "shift", "calibration", "replicates", "interval_covers", "draws"):
         assert k in a
-    assert a["replicates"] == 4 and a["calibration"]["iterations"] > 0
-    for n, v in a["shift"].items():
-        lo, hi = v["ci95"]
-        assert lo <= v["mean"] <= hi
+    assert a["replicates"] == 4 and a["calibration"]["fits"] == 1 and "simulation noise only" in a["interval_covers"]
     for k in ("share_scenario", "share_baseline", "shift", "revenue_shift", "lost_login"):
         assert a[k] == b[k], k  # identical whatever the worker count
+    assert a["horizon"] == "2013-06-30" and a["revenue_shift"]["from"] == "2013-03-03"
     for f in ("replicates.parquet", "projection.json", "fan.png", "shift.png", "flows.png", "report.md"):
         assert (tmp_path / "w1" / f).stat().st_size > 0
     md = (tmp_path / "w1" / "report.md").read_text()
-    assert "## What was assumed" in md and "jd_drops_weibo" in md and "fan.png" in md
+    assert "## What was assumed" in md and "jd_drops_weibo" in md and "fan.png" in md and "simulation noise only" in md
     import pandas as pd
 
     df = pd.read_parquet(tmp_path / "w1" / "replicates.parquet")
-    assert set(df["arm"]) == {"scenario", "baseline"} and df["replicate"].nunique() == 4 and len(df) == 2 * 4 * 26 * 3
+    assert set(df["arm"]) == {"tiny", "baseline"} and df["replicate"].nunique() == 4 and len(df) == 2 * 4 * 26 * 3
+    # the horizon is the last step: the summary's shares are the parquet's last step, averaged
+    last = df[(df["step"] == 25) & (df["arm"] == "tiny")].groupby("retailer")["gmv_share"].mean()
+    assert all(abs(last[n] - a["share_scenario"][n]) < 1e-12 for n in last.index)
+
+
+def test_projection_folders_say_what_was_compared(tmp_path):
+    r1 = marketsim("project", SCENARIOS / "tiny.yaml", "--draws", 1, "--replicates", 2, "--steps", 12, cwd=tmp_path)
+    r2 = marketsim("project", SCENARIOS / "tiny.yaml", "--draws", 1, "--replicates", 2, "--steps", 12,
+                   "--baseline-without", "jd_drops_weibo", cwd=tmp_path)
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
+    root = tmp_path / "results" / "tiny"
+    assert (root / "projection-vs-no-events" / "projection.json").is_file()
+    assert (root / "projection-vs-without-jd_drops_weibo" / "projection.json").is_file()
+    index = (tmp_path / "results" / "index.md").read_text()
+    assert "projection-vs-no-events" in index and "projection-vs-without-jd_drops_weibo" in index
 
 
 def test_event_without_effect_gives_exactly_zero_shift(tmp_path):
@@ -49,12 +63,13 @@ def test_event_without_effect_gives_exactly_zero_shift(tmp_path):
             "  - {id: drop, type: remove_login, step: 3, retailer: JD, provider: weibo}\n")
     (tmp_path / "noop.yaml").write_text(text)
     r = marketsim("project", tmp_path / "noop.yaml", "--replicates", 3, "--workers", 1, "--baseline-without", "noop",
-                  "--json", cwd=tmp_path)
+                  "--draws", 1, "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["baseline_without"] == ["noop"]
     for v in out["shift"].values():
         assert v["mean"] == 0.0 and v["ci95"] == [0.0, 0.0]
+    assert out["revenue_shift"]["from"] == "2013-01-20"  # revenue is compared from the first event the arms differ by
 
 
 def _closed_form_case(seed):
@@ -72,13 +87,13 @@ def test_paired_interval_covers_known_shift_and_crn_narrows_it():
     trials = 40
     for k in range(trials):
         sc = _closed_form_case(1000 + k)
-        p = run_projection(sc, sc.without_events(), alpha, 10)
-        lo, hi = p.shift()["A"]["ci95"]
+        p = project(sc, draws=central_draws(sc), replicates=10)
+        lo, hi = p.shift("scenario")["A"].interval
         covered += lo <= true_shift_a <= hi
         widths_paired.append(hi - lo)
         if k < 10:
-            q = run_projection(sc, sc.without_events(), alpha, 10, independent_baseline=True)
-            lo2, hi2 = q.shift()["A"]["ci95"]
+            q = project(sc, draws=central_draws(sc), replicates=10, independent_baseline=True)
+            lo2, hi2 = q.shift("scenario")["A"].interval
             widths_indep.append(hi2 - lo2)
     assert covered >= 34, f"95% intervals covered the true shift {covered}/{trials} times"
     assert np.mean(widths_paired) < 0.6 * np.mean(widths_indep)
