@@ -575,6 +575,11 @@ def WeekLine(holder: _Holder, tick: solara.Reactive):
         text = f"<b>Week 0</b> of {m.horizon} · starts {sc.calendar.date_of(0).isoformat()}"
     else:
         text = f"<b>Week {m.t}</b> of {m.horizon} · {sc.calendar.date_of(m.t - 1).isoformat()}"
+    if m.t and m.fired and np.isfinite(m.share[:, m.t - 1]).all():
+        gaps = (m.share[0, m.t - 1] - m.share[1, m.t - 1]) * 100
+        text += " · <b>the events so far</b>: " + ", ".join(
+            f"<span style='color:{c}'>{escape(n)}</span> {g:+.1f} points"
+            for n, c, g in zip(sc.retailer_names, holder.colors, gaps))
     done = "" if m.running else (f"<div id='marketsim-finished' style='color:#1a7f37;font-weight:600'>Run finished: "
                                  f"all {m.horizon} weeks simulated. Reset to run again.</div>")
     return solara.HTML(tag="div", unsafe_innerHTML=f"<div id='marketsim-week'>{text}</div>{done}")
@@ -877,7 +882,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
     if args.consumers:
         env["MARKETSIM_VIZ_CONSUMERS"] = str(args.consumers)
     cmd = [sys.executable, "-m", "solara", "run", "marketsim.app", "--host", args.host, "--port", str(args.port),
-           "--production", "--no-open", "--no-check-version"]  # no version check against pypi.org either
+           "--production", "--no-open", "--no-check-version", "--theme-loader", "plain"]  # no version check against pypi.org either
     proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent())
 
     def stop(signum, frame):  # SIGTERM (a service manager, a test) stops the server like Ctrl-C does
