@@ -69,19 +69,27 @@ def _env_consumers() -> int | None:
     return int(v) if v else None
 
 
-def _fitted_alpha(scenario: Scenario) -> np.ndarray:
+def _results_root() -> Path:
+    from .store import RESULTS_DIR
+
+    return Path(os.environ.get("MARKETSIM_VIZ_RESULTS") or RESULTS_DIR)
+
+
+def _fitted_alpha(scenario: Scenario, on_iter: Callable[[int, float], None] | None = None) -> np.ndarray:
     """Attractiveness per retailer (scenario order) for ``scenario``: given, or fitted to its target shares.
 
-    The one place the page depends on the calibration (cached on disk under results/calibration/ and in
-    this process). Raises whatever the fit raises (the page shows it as one line)."""
+    The one place the page depends on the calibration: cached on disk under <results>/calibration/
+    ($MARKETSIM_VIZ_RESULTS, default results/) and in this process. ``on_iter(iteration, worst residual)``
+    is called while a fit runs. Raises whatever the fit raises (the page shows it as one line)."""
     if not any(r.calibrate for r in scenario.retailers):
         return initial_alpha(scenario)
-    from .store import RESULTS_DIR, cached_calibration
+    from .store import cached_calibration
 
-    key = scenario.digest()
+    root = _results_root()
+    key = f"{root}:{scenario.digest()}"
     with _ALPHA_LOCK:
         if key not in _ALPHA:
-            _ALPHA[key] = cached_calibration(scenario, RESULTS_DIR / "calibration")[0].alpha_vector(scenario)
+            _ALPHA[key] = cached_calibration(scenario, root / "calibration", on_iter=on_iter)[0].alpha_vector(scenario)
         return _ALPHA[key]
 
 
@@ -219,7 +227,9 @@ def knobs(scenario: Scenario) -> list[Knob]:
     out = []
     drop = next((e for e in scenario.events if e.action.type == "remove_login"), None)
     if drop is not None:
-        by_step = "step" in next((e for e in scenario.raw.get("events") or [] if isinstance(e, dict) and e.get("id") == drop.id), {})
+        # the slider sets the event's date, or its step if the file placed it by step
+        raw = [e for e in (getattr(scenario, "raw", {}) or {}).get("events") or [] if isinstance(e, dict)]
+        by_step = "step" in next((e for e in raw if e.get("id") == drop.id), {})
         out.append(knob("drop_week", f"Week {drop.action.retailer} drops {drop.action.provider} login",
                         f"events.{drop.id}.{'step' if by_step else 'date'}", drop.step, 0, cal.steps - 1, 1,
                         lambda w: f"week {int(w)} · {cal.date_of(int(w)).isoformat()}", integer=True))
@@ -646,16 +656,16 @@ def Numbers(holder: _Holder, tick: solara.Reactive):
 @solara.component
 def Page():
     """The page of ``solara run marketsim.app``: one model per browser session, built in the background."""
-    base, load_error = solara.use_memo(_load_base, dependencies=[])
+    base, knob_list, load_error = solara.use_memo(_load_base, dependencies=[])
     if base is None:
         solara.Title("marketsim")
         return solara.HTML(tag="div", attributes={"id": "marketsim-error"}, style="color:#b00020;padding:16px",
                            unsafe_innerHTML=escape(f"marketsim: {load_error}"))
-    return LivePage(base)
+    return LivePage(base, knob_list)
 
 
 @solara.component
-def LivePage(base: Scenario):
+def LivePage(base: Scenario, knob_list: list[Knob]):
     """The page for the scenario ``base``: controls in the sidebar, the two arms' pictures and numbers."""
     holder = solara.use_memo(_Holder, dependencies=[])
     tick = solara.use_reactive(0)
@@ -663,7 +673,6 @@ def LivePage(base: Scenario):
     error = solara.use_reactive("")
     seed_error = solara.use_reactive("")
     reset_count = solara.use_reactive(0)
-    knob_list = solara.use_memo(lambda: knobs(base), dependencies=[])
     # use_reactive re-syncs to its argument whenever that changes between renders: give it one object
     initial = solara.use_memo(lambda: {k.key: k.value for k in knob_list}, dependencies=[])
     settings = solara.use_reactive(initial)  # what the sliders show
@@ -794,14 +803,16 @@ def LivePage(base: Scenario):
                 Agents(holder, tick)
 
 
-def _load_base() -> tuple[Scenario | None, str]:
-    """The scenario the server was started with (and --consumers), or the one-line reason it cannot load."""
+def _load_base() -> tuple[Scenario | None, list[Knob], str]:
+    """The scenario the server was started with (and --consumers) and its sliders, or the one-line reason
+    it cannot load."""
     try:
         base = load_scenario(_env_scenario())
         n = _env_consumers()
-        return (base.with_overrides(consumers=n) if n else base), ""
+        base = base.with_overrides(consumers=n) if n else base
+        return base, knobs(base), ""
     except Exception as e:
-        return None, one_line(e)
+        return None, [], one_line(e)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -857,6 +868,31 @@ def _wait_until_listening(proc: subprocess.Popen, host: str, port: int, timeout:
     return False
 
 
+def _prefit(sc: Scenario, path: str) -> None:
+    """Fit the attractiveness before serving (a progress bar while it runs; none when cached), so the page's
+    first load finds it in the cache and a fit that fails is one line here."""
+    import contextlib
+
+    from .errors import UserError
+    from .progress import bar
+
+    with contextlib.ExitStack() as stack:
+        update = None
+
+        def on_iter(it: int, worst: float) -> None:
+            nonlocal update
+            if update is None:
+                update = stack.enter_context(bar(f"fitting {sc.name}", None, "it"))
+            update(completed=it)
+
+        try:
+            _fitted_alpha(sc, on_iter=on_iter)
+        except UserError:
+            raise
+        except Exception as e:
+            raise UserError(f"{path}: cannot fit the attractiveness: {one_line(e)}") from None
+
+
 def cmd_viz(args: argparse.Namespace) -> int:
     from .errors import UserError
 
@@ -864,14 +900,9 @@ def cmd_viz(args: argparse.Namespace) -> int:
     sc = load_scenario(args.scenario)  # validate before starting anything
     if args.consumers:
         sc = sc.with_overrides(consumers=args.consumers)
-    print(f"marketsim viz: fitting {sc.name} (cached after the first time), then starting the page server ...",
-          file=sys.stderr, flush=True)
-    try:
-        _fitted_alpha(sc)  # the page's first load then finds the fit in results/calibration/
-    except UserError:
-        raise
-    except Exception as e:
-        raise UserError(f"{args.scenario}: cannot fit the attractiveness: {one_line(e)}") from None
+    os.environ["MARKETSIM_VIZ_RESULTS"] = str(Path(args.results).resolve())  # here and in the page server
+    _prefit(sc, args.scenario)
+    print(f"marketsim viz: starting the page server for {sc.name} ...", file=sys.stderr, flush=True)
     warn = os.environ.get("PYTHONWARNINGS")
     env = {**os.environ, "MARKETSIM_VIZ_SCENARIO": str(Path(args.scenario).resolve()),
            # no usage telemetry (Solara's mixpanel) from a strategist's machine
@@ -881,8 +912,9 @@ def cmd_viz(args: argparse.Namespace) -> int:
            "PYTHONWARNINGS": ",".join(filter(None, [warn, "ignore:Cookies with samesite=none require https:UserWarning"]))}
     if args.consumers:
         env["MARKETSIM_VIZ_CONSUMERS"] = str(args.consumers)
+    # --no-check-version: Solara would ask pypi.org for its latest version; the plain loader has no Solara banner
     cmd = [sys.executable, "-m", "solara", "run", "marketsim.app", "--host", args.host, "--port", str(args.port),
-           "--production", "--no-open", "--no-check-version", "--theme-loader", "plain"]  # no version check against pypi.org either
+           "--production", "--no-open", "--no-check-version", "--theme-loader", "plain"]
     proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent())
 
     def stop(signum, frame):  # SIGTERM (a service manager, a test) stops the server like Ctrl-C does
