@@ -1,38 +1,63 @@
-"""The live browser page (Mesa's SolaraViz): the consumer agents, the shares, the numbers, the controls.
+"""The live browser page: a scenario and its counterfactual stepping side by side, with the controls.
 
-Run it with ``marketsim viz SCENARIO [--host 127.0.0.1] [--port 8765] [--consumers N]``, or Mesa's way:
-``solara run marketsim/app.py`` (scenario from $MARKETSIM_VIZ_SCENARIO, default
+Run it with ``marketsim viz SCENARIO [--host 127.0.0.1] [--port 8765] [--consumers N]``, or Solara's
+way: ``solara run marketsim.app`` (scenario from $MARKETSIM_VIZ_SCENARIO, default
 scenarios/battle_lines_2013.yaml). This is the only module that imports solara; the model does not
 know it exists.
 
-Drawing works from a sample of a few hundred consumers chosen once per model (a snowball sample over
-the social layers, so that the picture has ties); their layout is computed once when the model is
-built, and only their colours change as the model steps. The full population runs underneath.
+The page is built from Solara components around :class:`LiveModel` (a ``mesa.Model``): two
+:class:`~marketsim.engine.Market` s on one World, attractiveness and seed, the scenario and the same
+scenario without its events (common random numbers, as in :mod:`marketsim.projection`), so that the gap
+between them is the effect of the events and not noise. Mesa's SolaraViz is not used: its page always
+shows its own controls (play interval, render interval, threads, page tabs) that mean nothing here.
+
+The pictures are SVG written here from a few arrays (no plotting library in the step's path): a step
+reaches the screen in tens of milliseconds at 100,000 consumers (``benchmarks/viz_latency.py``).
+The agent picture draws a sample of a few hundred consumers chosen once per model (a snowball sample over
+the social layers, so that it has ties), laid out once; only their colours change as the model steps.
 
 Importing this module imports solara (it defines the ``Page`` component ``solara run`` looks for) but
-builds nothing: each browser session builds its own model when its page first renders.
+builds nothing: each browser session builds its own model, in a background thread, when its page first
+renders.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import math
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+from dataclasses import dataclass
+from html import escape
 from pathlib import Path
+from typing import Callable
 
+import mesa
 import numpy as np
 import solara
+import solara.lab
 
-from .model import MarketModel
-from .scenario import load_scenario
+from .engine import Market, initial_alpha
+from .population import build_world
+from .scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SCENARIO = ROOT / "scenarios" / "battle_lines_2013.yaml"
+#: Consumers drawn in the agent picture.
 SAMPLE_SIZE = 300
-#: In-process cache of fitted attractiveness, by calibration key, on top of the results/ cache.
+#: Seconds between steps while playing.
+PLAY_PERIOD = 0.25
+#: Seeds the scenario format accepts.
+SEED_MAX = 2**63 - 1
+#: In-process cache of fitted attractiveness (by scenario digest), on top of the results/ cache.
 _ALPHA: dict[str, np.ndarray] = {}
+_ALPHA_LOCK = threading.Lock()
 
 
 def _env_scenario() -> Path:
@@ -44,77 +69,101 @@ def _env_consumers() -> int | None:
     return int(v) if v else None
 
 
-def knob_paths(scenario) -> dict[str, str]:
-    """The scenario paths behind the page's sliders (only those the scenario has)."""
-    ids = {e.id: e for e in scenario.events}
-    knobs = {"create_cost": "friction.create", "social_weight": "behaviour.beta_social"}
-    for e in scenario.events:
-        if e.action.type == "remove_login":
-            knobs["drop_week"] = f"events.{e.id}.date"
-            if e.action.migration_cost is not None:
-                knobs["migration_cost"] = f"events.{e.id}.migration_cost"
-            break
-    for e in ids.values():
-        if e.action.type == "equity_stake":
-            for k, eff in enumerate(e.action.effects):
-                if eff.type == "promotion":
-                    knobs["promotion"] = f"events.{e.id}.effects.{k}.utility"
-    return knobs
+def _results_root() -> Path:
+    from .store import RESULTS_DIR
+
+    return Path(os.environ.get("MARKETSIM_VIZ_RESULTS") or RESULTS_DIR)
 
 
-class VizModel(MarketModel):
-    """A :class:`MarketModel` whose keyword arguments are the strategist's knobs (what the sliders set).
+def _fitted_alpha(scenario: Scenario, on_iter: Callable[[int, float], None] | None = None) -> np.ndarray:
+    """Attractiveness per retailer (scenario order) for ``scenario``: given, or fitted to its target shares.
 
-    Args: scenario_file (not ``scenario``: Mesa 3.5's SolaraViz passes its own Scenario object under that
-    name on reset); consumers; drop_week (step of the login removal); migration_cost; create_cost
-    (friction.create); social_weight (behaviour.beta_social); promotion (utility of the Alibaba-Weibo
-    promotion); seed. Knobs the scenario has no event for are ignored.
+    The one place the page depends on the calibration: cached on disk under <results>/calibration/
+    ($MARKETSIM_VIZ_RESULTS, default results/) and in this process. ``on_iter(iteration, worst residual)``
+    is called while a fit runs. Raises whatever the fit raises (the page shows it as one line)."""
+    if not any(r.calibrate for r in scenario.retailers):
+        return initial_alpha(scenario)
+    from .store import cached_calibration
+
+    root = _results_root()
+    key = f"{root}:{scenario.digest()}"
+    with _ALPHA_LOCK:
+        if key not in _ALPHA:
+            _ALPHA[key] = cached_calibration(scenario, root / "calibration", on_iter=on_iter)[0].alpha_vector(scenario)
+        return _ALPHA[key]
+
+
+# --------------------------------------------------------------------------- the model behind the page
+
+
+class LiveModel(mesa.Model):
+    """The scenario and its counterfactual (the same scenario without its events), stepped together.
+
+    Both arms are :class:`Market` s on one World, with the same attractiveness ``alpha`` and seed: they draw
+    the same random numbers for the same consumer at the same step, so they are identical until the first
+    event and every later difference is caused by the events. A real ``mesa.Model`` (``step()``,
+    ``running``), so Mesa's tools can drive it too.
+
+    Attributes: ``market`` (the scenario arm), ``counterfactual``, ``world``, ``share`` (array (2, steps,
+    retailers): GMV share as a fraction, arm 0 = scenario, 1 = counterfactual; NaN for steps not run yet),
+    ``accounts`` (accounts created so far in the scenario arm, real units), ``fired`` (events applied so
+    far, in order), ``sample`` / ``edges`` / ``pos`` (the drawn consumers, their ties, their layout).
     """
 
-    def __init__(self, scenario_file: str | Path | None = None, consumers: int | None = None, drop_week: int | None = None,
-                 migration_cost: float | None = None, create_cost: float | None = None,
-                 social_weight: float | None = None, promotion: float | None = None, seed: int | str | None = None):
-        from .store import cached_calibration
+    def __init__(self, scenario: Scenario, alpha: np.ndarray, sample_size: int = SAMPLE_SIZE):
+        super().__init__(rng=scenario.seed)
+        self.market_scenario = scenario
+        self.alpha = np.asarray(alpha, dtype=float)
+        self.world = build_world(scenario, scenario.seed)
+        self.market = Market(scenario, self.world, self.alpha, scenario.seed)
+        self.counterfactual = Market(scenario.without_events(), self.world, self.alpha, scenario.seed)
+        T, R = scenario.calendar.steps, len(scenario.retailers)
+        self.share = np.full((2, T, R), np.nan)
+        self.accounts = np.zeros(R)
+        self.fired: list = []
+        self.sample, self.edges, self.pos = _sample_and_layout(self.world, scenario.seed, sample_size)
+        self.running = T > 0
 
-        base = load_scenario(scenario_file or _env_scenario())
-        if consumers:
-            base = base.with_overrides(consumers=int(consumers))
-        knobs = knob_paths(base)
-        given = {"drop_week": drop_week, "migration_cost": migration_cost, "create_cost": create_cost,
-                 "social_weight": social_weight, "promotion": promotion}
-        values = {}
-        for k, v in given.items():
-            if v is None or k not in knobs:
-                continue
-            values[knobs[k]] = base.calendar.date_of(int(v)).isoformat() if k == "drop_week" else float(v)
-        sc = base.with_values(values) if values else base
-        seed = int(seed) if seed not in (None, "") else sc.seed
-        sc = sc.with_overrides(seed=seed)
-        alpha = None
-        if any(r.calibrate for r in sc.retailers):
-            from .calibrate import cache_key
+    @property
+    def t(self) -> int:
+        """Steps done."""
+        return self.market.t
 
-            key = cache_key(sc)
-            if key not in _ALPHA:
-                _ALPHA[key] = cached_calibration(sc, Path("results") / "calibration")[0].alpha_vector(sc)
-            alpha = _ALPHA[key]
-        super().__init__(sc, alpha=alpha, rng=seed)
-        self.sample, self.edges, self.pos = _sample_and_layout(self, SAMPLE_SIZE)
+    @property
+    def horizon(self) -> int:
+        """Steps in the run (the calendar's)."""
+        return self.market_scenario.calendar.steps
+
+    def step(self) -> None:
+        if not self.running:
+            return
+        t = self.market.t
+        rec = self.market.step()
+        cf = self.counterfactual.step()
+        self.fired.extend(e for e in self.market_scenario.events if e.step == t)  # applied before week t's choices
+        self.share[0, t] = rec.gmv_share
+        self.share[1, t] = cf.gmv_share
+        self.accounts += rec.accounts_created
+        self.running = self.market.t < self.horizon
+
+    def switched(self) -> np.ndarray:
+        """Consumers (bool per consumer) whose last retailer differs from the counterfactual's: moved by an event."""
+        return self.market.last != self.counterfactual.last
 
 
-def _sample_and_layout(model: MarketModel, k: int):
-    """A snowball sample of ``k`` consumers over the social layers, its ties, and a fixed layout."""
+def _sample_and_layout(world, seed: int, k: int):
+    """A snowball sample of ``k`` consumers over the social layers, its ties (i, j, layer) and a fixed layout."""
     import networkx as nx
 
-    world = model.world
-    rng = np.random.default_rng(np.random.SeedSequence(model.market_scenario.seed, spawn_key=(7,)))
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
     layers = [lay.graph for lay in world.layers]
+    k = min(k, world.n)
     if not layers:
-        sample = np.sort(rng.choice(world.n, size=min(k, world.n), replace=False))
-        return sample, [], {i: (float(np.cos(i)), float(np.sin(i))) for i in range(len(sample))}
+        sample = np.sort(rng.choice(world.n, size=k, replace=False))
+        return sample, [], np.array([(math.cos(i), math.sin(i)) for i in range(k)])
     chosen: dict[int, None] = {}
     frontier: list[int] = []
-    while len(chosen) < min(k, world.n):
+    while len(chosen) < k:
         if not frontier:
             start = int(rng.integers(world.n))
             if start in chosen:
@@ -123,8 +172,7 @@ def _sample_and_layout(model: MarketModel, k: int):
             frontier = [start]
         v = frontier.pop(0)
         for g in layers:
-            nb = g.neighbours(v)
-            for u in rng.permutation(nb)[:3]:  # a few ties per consumer keep the sample spread out
+            for u in rng.permutation(g.neighbours(v))[:3]:  # a few ties per consumer keep the sample spread out
                 if len(chosen) >= k:
                     break
                 if int(u) not in chosen:
@@ -143,175 +191,751 @@ def _sample_and_layout(model: MarketModel, k: int):
     G.add_nodes_from(range(len(sample)))
     G.add_edges_from((i, j) for i, j, _ in edges)
     pos = nx.spring_layout(G, seed=int(rng.integers(2**31)), iterations=60)
-    return sample, edges, pos
+    return sample, edges, np.array([pos[i] for i in range(len(sample))])
+
+
+# --------------------------------------------------------------------------- the knobs
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A slider: what it sets (``path`` in the scenario), its range and how its value reads."""
+
+    key: str
+    label: str
+    path: str
+    value: float  # the scenario's own value
+    lo: float
+    hi: float
+    step: float
+    fmt: Callable[[float], str]  # value -> text with its unit
+    integer: bool = False
+
+
+def _utils(x: float) -> str:
+    return f"{x:.2f} utils"
+
+
+def knobs(scenario: Scenario) -> list[Knob]:
+    """The sliders for ``scenario`` (only those it has events for), with ranges that cover the values a
+    scenario may reasonably take (and always the scenario's own value)."""
+
+    def knob(key, label, path, value, lo, hi, step, fmt=_utils, integer=False):
+        return Knob(key, label, path, value, min(lo, value), max(hi, value), step, fmt, integer)
+
+    cal = scenario.calendar
+    out = []
+    drop = next((e for e in scenario.events if e.action.type == "remove_login"), None)
+    if drop is not None:
+        # the slider sets the event's date, or its step if the file placed it by step
+        raw = [e for e in (getattr(scenario, "raw", {}) or {}).get("events") or [] if isinstance(e, dict)]
+        by_step = "step" in next((e for e in raw if e.get("id") == drop.id), {})
+        out.append(knob("drop_week", f"Week {drop.action.retailer} drops {drop.action.provider} login",
+                        f"events.{drop.id}.{'step' if by_step else 'date'}", drop.step, 0, cal.steps - 1, 1,
+                        lambda w: f"week {int(w)} · {cal.date_of(int(w)).isoformat()}", integer=True))
+        if getattr(drop.action, "migration_cost", None) is not None:
+            out.append(knob("migration_cost", "Migration cost for those customers", f"events.{drop.id}.migration_cost",
+                            drop.action.migration_cost, 0.0, 5.0, 0.1))
+    out.append(knob("create_cost", "New-account cost", "friction.create", scenario.friction.create, 0.0, 5.0, 0.1))
+    out.append(knob("social_weight", "Social influence (all friends at one retailer)", "behaviour.beta_social",
+                    scenario.behaviour.beta_social, 0.0, 5.0, 0.1))
+    for e in scenario.events:
+        if e.action.type == "equity_stake":
+            for i, eff in enumerate(e.action.effects):
+                if eff.type == "promotion":
+                    out.append(knob("promotion", f"{eff.retailer} promotion to {eff.audience or 'everyone'} users",
+                                    f"events.{e.id}.effects.{i}.utility", eff.utility, 0.0, 2.0, 0.05))
+                    break
+            break
+    return out
+
+
+def parse_seed(text: str) -> int:
+    """The seed typed on the page, or ValueError saying what is wrong (one line)."""
+    s = (text or "").strip()
+    try:
+        v = int(s)
+    except ValueError:
+        raise ValueError(f"seed must be a whole number from 0 to {SEED_MAX}; got {s[:30]!r}") from None
+    if not 0 <= v <= SEED_MAX:
+        raise ValueError(f"seed must be from 0 to {SEED_MAX}; got {s[:30]}")
+    return v
+
+
+def scenario_with(base: Scenario, values: dict[str, float], seed: int) -> Scenario:
+    """``base`` with the knobs' values (by key) and the seed."""
+    by_key = {k.key: k for k in knobs(base)}
+    paths = {}
+    for key, v in values.items():
+        k = by_key.get(key)
+        if k is None or v == k.value:
+            continue
+        if key == "drop_week":
+            paths[k.path] = int(v) if k.path.endswith(".step") else base.calendar.date_of(int(v)).isoformat()
+        else:
+            paths[k.path] = float(v)
+    sc = base.with_values(paths) if paths else base
+    return sc.with_overrides(seed=seed) if seed != sc.seed else sc
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line a user can read (never a traceback)."""
+    msg = " ".join(str(e).split()) or type(e).__name__
+    from .errors import UserError
+
+    if not isinstance(e, UserError):
+        msg = f"{type(e).__name__}: {msg}"
+    return msg if len(msg) <= 300 else msg[:297] + "..."
+
+
+# --------------------------------------------------------------------------- pictures (SVG and HTML text)
+
+
+def _colors(scenario: Scenario) -> list[str]:
+    from .plots import retailer_colors  # the colours of every other chart
+
+    c = retailer_colors(scenario)
+    return [c[n] for n in scenario.retailer_names]
+
+
+def _nice_step(span: float, target: int = 5) -> float:
+    raw = span / max(target, 1)
+    mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
+    for m in (1, 2, 2.5, 5, 10):
+        if raw <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def _describe(ev) -> str:
+    """An event in words (falls back to its type)."""
+    a = ev.action
+    try:
+        if a.type == "remove_login":
+            return f"{a.retailer} stops accepting {a.provider} login"
+        if a.type == "add_login":
+            return f"{a.retailer} accepts {a.provider} login"
+        if a.type == "equity_stake":
+            return f"{a.investor} buys {a.stake:.0%} of {a.target}"
+        if a.type == "promotion":
+            return f"{a.retailer} promotion to {(a.audience + ' users') if a.audience else 'everyone'}"
+        if a.type == "social_boost":
+            return f"{a.retailer} ties on {a.layer} weigh x{a.factor:g}"
+        if a.type == "price_change":
+            return f"{a.retailer} price index to {a.price_index:g}"
+    except AttributeError:
+        pass
+    return a.type.replace("_", " ")
+
+
+def share_chart_svg(scenario: Scenario, share: np.ndarray, t: int, colors: list[str], fired_ids: set[str]) -> str:
+    """GMV share in % by week: the scenario solid, the counterfactual dashed, the gap between them shaded;
+    below, the gap in percentage points; the events as vertical lines (dark once fired). ``share`` is
+    (2, steps, R), fractions; ``t`` steps are drawn. The root carries ``data-week="t"``."""
+    cal, names = scenario.calendar, scenario.retailer_names
+    T = cal.steps
+    W, L, Rm = 660, 44, 92
+    top, h1 = 42, 220
+    gap_top, h2 = top + h1 + 34, 92
+    pw = W - L - Rm
+    H = gap_top + h2 + 24
+
+    def x(s):
+        return L + (pw * s / (T - 1) if T > 1 else pw / 2)
+
+    done = share[:, :t, :] * 100
+    init = np.array([r.initial_share for r in scenario.retailers]) * 100
+    ymax = float(np.concatenate([init, done[np.isfinite(done)]]).max())  # NaN: a week with no purchases
+    ystep = _nice_step(ymax, 5)
+    ytop = ystep * math.ceil(ymax * 1.08 / ystep)
+
+    def y(v):
+        return top + h1 * (1 - v / ytop)
+
+    gap = done[0] - done[1]
+    g = max(float(np.abs(gap[np.isfinite(gap)]).max(initial=0.0)), 0.4) * 1.15
+    gstep = _nice_step(2 * g, 4)
+    glim = gstep * max(1, math.ceil(g / gstep))
+
+    def yg(v):
+        return gap_top + h2 / 2 * (1 - v / glim)
+
+    out = [f'<svg id="marketsim-share-chart" data-week="{t}" viewBox="0 0 {W} {H}" width="100%" '
+           f'xmlns="http://www.w3.org/2000/svg" style="font:12px sans-serif;display:block">']
+    v = 0.0
+    while v <= ytop + 1e-9:
+        out.append(f'<line x1="{L}" x2="{L + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e6e6e6"/>'
+                   f'<text x="{L - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#666">{v:g}%</text>')
+        v += ystep
+    v = -glim
+    while v <= glim + 1e-9:
+        zero = abs(v) < 1e-9
+        out.append(f'<line x1="{L}" x2="{L + pw}" y1="{yg(v):.1f}" y2="{yg(v):.1f}" stroke="{"#999" if zero else "#eee"}"/>'
+                   f'<text x="{L - 6}" y="{yg(v) + 4:.1f}" text-anchor="end" fill="#666">{"0" if zero else f"{v:+g}"}</text>')
+        v += gstep
+    out.append(f'<text x="{L}" y="{gap_top - 10}" fill="#333" font-weight="bold">'
+               f'Gap: scenario minus the same market without the events (percentage points)</text>')
+    last_month = None
+    for s in range(T):
+        d = cal.date_of(s)
+        if (d.year, d.month) != last_month:
+            label = d.strftime("%b %Y") if last_month is None or d.month == 1 else d.strftime("%b")
+            out.append(f'<line x1="{x(s):.1f}" x2="{x(s):.1f}" y1="{gap_top + h2}" y2="{gap_top + h2 + 4}" stroke="#888"/>'
+                       f'<text x="{x(s):.1f}" y="{gap_top + h2 + 17}" text-anchor="middle" fill="#666">{label}</text>')
+            last_month = (d.year, d.month)
+    for k, e in enumerate(e for e in scenario.events if e.step < T):
+        on = e.id in fired_ids
+        col, xe = ("#222" if on else "#aaa"), x(e.step)
+        ly = 13 + 14 * (k % 2)
+        anchor = "end" if xe > L + pw * 0.75 else "start"
+        out.append(f'<line class="event" x1="{xe:.1f}" x2="{xe:.1f}" y1="{ly + 3}" y2="{gap_top + h2}" stroke="{col}" '
+                   f'stroke-dasharray="3 3"/><text x="{xe + (-4 if anchor == "end" else 4):.1f}" y="{ly}" fill="{col}" '
+                   f'text-anchor="{anchor}" font-size="11">{escape(e.date.isoformat())} {escape(e.id.replace("_", " "))}</text>')
+    if t:
+        xs = [f"{x(s):.1f}" for s in range(t)]
+        ends = [done[0, np.isfinite(done[0, :, j]), j] for j in range(len(names))]
+        label_y = _spread([y(e[-1]) if len(e) else top + h1 for e in ends], 14)
+        for j, c in enumerate(colors):
+            ok = [s for s in range(t) if np.isfinite(gap[s, j])]  # weeks where both arms had purchases
+            s_pts = " ".join(f"{xs[s]},{y(done[0, s, j]):.1f}" for s in ok)
+            c_pts = " ".join(f"{xs[s]},{y(done[1, s, j]):.1f}" for s in ok)
+            back = " ".join(f"{xs[s]},{y(done[1, s, j]):.1f}" for s in reversed(ok))
+            g_pts = " ".join(f"{xs[s]},{yg(gap[s, j]):.1f}" for s in ok)
+            last = f"{ends[j][-1]:.1f}%" if len(ends[j]) else "no purchases"
+            out.append(f'<polygon points="{s_pts} {back}" fill="{c}" fill-opacity="0.22" stroke="none"/>'
+                       f'<polyline class="counterfactual" points="{c_pts}" fill="none" stroke="{c}" stroke-width="1.5" '
+                       f'stroke-dasharray="5 4"/>'
+                       f'<polyline class="scenario" points="{s_pts}" fill="none" stroke="{c}" stroke-width="2.2"/>'
+                       f'<polyline class="gap" points="{g_pts}" fill="none" stroke="{c}" stroke-width="1.8"/>'
+                       f'<text x="{float(xs[-1]) + 5:.1f}" y="{label_y[j] + 4:.1f}" fill="{c}" font-weight="bold">'
+                       f'{escape(names[j])} {last}</text>')
+        out.append(f'<line x1="{xs[-1]}" x2="{xs[-1]}" y1="{top}" y2="{gap_top + h2}" stroke="#000" stroke-opacity="0.2"/>')
+    else:
+        out.append(f'<text x="{L + pw / 2}" y="{top + h1 / 2}" text-anchor="middle" fill="#999">Press Step or Play</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _spread(ys: list[float], gap: float) -> list[float]:
+    """Label positions near ``ys`` at least ``gap`` apart (same order)."""
+    order = sorted(range(len(ys)), key=lambda i: ys[i])
+    out = list(ys)
+    for a, b in zip(order, order[1:]):
+        out[b] = max(out[b], out[a] + gap)
+    return out
+
+
+def agents_svg_static(model: LiveModel) -> str:
+    """The sampled consumers' ties (drawn once per model): one path per social layer."""
+    xy = _screen_xy(model.pos)
+    style = ["#CC79A7", "#9a9a9a", "#777"]
+    paths: dict[int, list[str]] = {}
+    for i, j, li in model.edges:
+        paths.setdefault(li, []).append(f"M{xy[i, 0]:.0f} {xy[i, 1]:.0f}L{xy[j, 0]:.0f} {xy[j, 1]:.0f}")
+    body = "".join(f'<path d="{"".join(p)}" stroke="{style[li % 3]}" stroke-width="0.6" stroke-opacity="0.7" fill="none"/>'
+                   for li, p in paths.items())
+    return f'<svg viewBox="0 0 {_AW} {_AH}" width="100%" xmlns="http://www.w3.org/2000/svg">{body}</svg>'
+
+
+_AW, _AH = 520, 420
+
+
+def _screen_xy(pos: np.ndarray) -> np.ndarray:
+    lo, hi = pos.min(axis=0), pos.max(axis=0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    return 14 + (pos - lo) / span * np.array([_AW - 28, _AH - 28])
+
+
+def agents_svg_dynamic(model: LiveModel, colors: list[str]) -> str:
+    """The sampled consumers coloured by where they last bought; ringed black when they lost a login,
+    haloed red when an event moved them (their last retailer differs from the counterfactual's)."""
+    xy = _screen_xy(model.pos)
+    last = model.market.last[model.sample]
+    lost = model.market.lost_login[model.sample]
+    moved = model.switched()[model.sample]
+    parts = [f'<svg id="marketsim-agents" data-week="{model.t}" data-moved="{int(moved.sum())}" viewBox="0 0 {_AW} {_AH}" '
+             f'width="100%" xmlns="http://www.w3.org/2000/svg">']
+    for i in np.flatnonzero(moved):
+        parts.append(f'<circle class="moved" cx="{xy[i, 0]:.1f}" cy="{xy[i, 1]:.1f}" r="9" fill="#d7191c" fill-opacity="0.25" '
+                     f'stroke="#d7191c" stroke-width="1.6"/>')
+    for i in range(len(model.sample)):
+        c = colors[last[i]] if last[i] >= 0 else "#fff"
+        ring = ' stroke="#000" stroke-width="1.8"' if lost[i] else ' stroke="#fff" stroke-width="0.6"'
+        parts.append(f'<circle cx="{xy[i, 0]:.1f}" cy="{xy[i, 1]:.1f}" r="4.2" fill="{c}"{ring}/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _people(x: float) -> str:
+    """A count of real shoppers, rounded to what a sample-based model can know."""
+    if x >= 1e6:
+        return f"{x / 1e6:.1f} million"
+    if x >= 1e4:
+        return f"{round(x, -3):,.0f}"
+    return f"{x:,.0f}"
+
+
+def numbers_html(model: LiveModel, colors: list[str]) -> str:
+    sc, t = model.market_scenario, model.t
+    rows = []
+    for j, n in enumerate(sc.retailer_names):
+        if t and np.isfinite(model.share[:, t - 1, j]).all():
+            s, c = model.share[0, t - 1, j] * 100, model.share[1, t - 1, j] * 100
+            cells = f"<td class='share'>{s:.1f}%</td><td class='cf'>{c:.1f}%</td><td class='gap'>{s - c:+.2f}</td>"
+        else:  # not started, or nobody bought this week
+            cells = "<td class='share'>–</td><td class='cf'>–</td><td class='gap'>–</td>"
+        rows.append(f"<tr><td><span style='color:{colors[j]}'>&#9679;</span> {escape(n)}</td>{cells}"
+                    f"<td>{_people(model.accounts[j])}</td></tr>")
+    lost = model.market.lost_login.sum() * model.world.scale
+    moved = model.switched().sum() * model.world.scale
+    return ("<table id='marketsim-numbers'><tr><th>retailer</th><th>GMV share</th><th>without the events</th>"
+            "<th>gap (points)</th><th>accounts created</th></tr>" + "".join(rows) + "</table>"
+            f"<div class='facts'>Shoppers who lost a login: <b id='marketsim-lost'>{_people(lost)}</b> · "
+            f"buying elsewhere because of the events: <b id='marketsim-moved'>{_people(moved)}</b></div>")
+
+
+def events_html(model: LiveModel) -> str:
+    sc = model.market_scenario
+    fired = {e.id for e in model.fired}
+    items = []
+    for e in sc.events:
+        on = e.id in fired
+        state = "fired" if on else ("upcoming" if e.step < model.horizon else "after the last week")
+        items.append(f"<li data-id='{escape(e.id)}' data-fired='{str(on).lower()}' class='{'fired' if on else 'upcoming'}'>"
+                     f"<b>{e.date.isoformat()}</b> (week {e.step}) {escape(_describe(e))} "
+                     f"<span class='id'>{escape(e.id)} · {state}</span></li>")
+    return "<ul id='marketsim-events'>" + ("".join(items) or "<li>no events: the two arms stay identical</li>") + "</ul>"
+
+
+def _line_sample(dash: str = "", width: float = 2.2, fill: str = "") -> str:
+    if fill:
+        return f'<svg width="26" height="10"><rect x="1" y="1" width="24" height="8" fill="{fill}" fill-opacity="0.3"/></svg>'
+    return (f'<svg width="26" height="10"><line x1="1" x2="25" y1="5" y2="5" stroke="#444" stroke-width="{width}" '
+            f'stroke-dasharray="{dash}"/></svg>')
+
+
+_CHART_LEGEND = (f"<b>GMV share by week</b><span>{_line_sample()} the scenario</span>"
+                 f"<span>{_line_sample('5 4', 1.5)} the same market without its events (same consumers and seed)</span>"
+                 f"<span>{_line_sample(fill='#888')} the gap</span>")
+
+
+_CSS = """
+.marketsim table#marketsim-numbers {border-collapse: collapse; margin: 4px 0 8px 0; font-size: 14px}
+.marketsim #marketsim-numbers th {font-weight: 600; text-align: right; padding: 2px 10px; color: #444; border-bottom: 1px solid #ccc}
+.marketsim #marketsim-numbers th:first-child, .marketsim #marketsim-numbers td:first-child {text-align: left}
+.marketsim #marketsim-numbers td {text-align: right; padding: 2px 10px; font-variant-numeric: tabular-nums}
+.marketsim #marketsim-numbers td.share {font-weight: 700}
+.marketsim .facts {font-size: 14px; color: #333}
+.marketsim #marketsim-events {list-style: none; padding-left: 0; font-size: 14px; margin: 0}
+.marketsim #marketsim-events li {padding: 3px 0 3px 10px; border-left: 3px solid #ddd; margin-bottom: 4px}
+.marketsim #marketsim-events li.fired {border-left-color: #d7191c}
+.marketsim #marketsim-events li.upcoming {color: #999}
+.marketsim #marketsim-events .id {font-size: 12px; color: #888}
+.marketsim .knob-head {display: flex; justify-content: space-between; font-size: 13px; margin-top: 6px}
+.marketsim .knob-value {font-weight: 700; white-space: nowrap; padding-left: 6px}
+.marketsim .legend {font-size: 12px; color: #444; display: flex; flex-wrap: wrap; gap: 2px 14px; align-items: center}
+.marketsim .legend > span {white-space: nowrap}
+.marketsim .views {display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 1fr); gap: 24px; align-items: start}
+@media (max-width: 1100px) {.marketsim .views {grid-template-columns: minmax(0, 1fr)}}
+.marketsim h3 {font-size: 15px; font-weight: 600; margin: 0 0 4px 0}
+.marketsim .agents {position: relative; width: 100%; max-width: 520px}
+.marketsim .agents > div {position: absolute; inset: 0}
+.marketsim .agents > div:first-child {position: relative}
+"""
 
 
 # --------------------------------------------------------------------------- the page
 
 
-def _components():
-    """The page's three views. Plain functions of the model: SolaraViz wraps them in components that
-    re-render after every step (Mesa's update counter)."""
-    from .plots import mark_events, plt, retailer_colors
+class _Holder:
+    """A browser session's model (swapped by Reset) and the lock that keeps steps and swaps apart."""
 
-    def AgentGraph(model):
-        sc = model.market_scenario
-        colors = retailer_colors(sc)
-        palette = [colors[n] for n in sc.retailer_names]
-        last = model.market.last[model.sample]
-        lost = model.market.lost_login[model.sample]
-        fig, ax = plt.subplots(figsize=(5.6, 4.6), dpi=80)
-        layer_style = ["#CC79A7", "0.75", "0.6"]
-        if model.edges:  # one LineCollection for all ties: one artist, not one per tie
-            from matplotlib.collections import LineCollection
-
-            segs = [(model.pos[i], model.pos[j]) for i, j, _ in model.edges]
-            ax.add_collection(LineCollection(segs, colors=[layer_style[li % 3] for _, _, li in model.edges],
-                                             linewidths=0.5, zorder=1))
-        xy = np.array([model.pos[i] for i in range(len(model.sample))])
-        node_colors = [palette[c] if c >= 0 else "white" for c in last]
-        ax.scatter(xy[:, 0], xy[:, 1], c=node_colors, s=28, zorder=2, linewidths=0.3, edgecolors="white")
-        if lost.any():
-            ax.scatter(xy[lost, 0], xy[lost, 1], facecolors="none", edgecolors="black", s=90, linewidths=1.4, zorder=3)
-        for n in sc.retailer_names:
-            ax.scatter([], [], color=colors[n], label=f"last bought at {n}")
-        ax.scatter([], [], facecolors="none", edgecolors="black", label="lost a login")
-        names = [lay.name for lay in model.world.layers]
-        for li, n in enumerate(names):
-            ax.plot([], [], color=layer_style[li % 3], label=f"{n} tie")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=3, fontsize=7, frameon=False)
-        ax.set_axis_off()
-        ax.set_title(f"{len(model.sample)} of {model.world.n:,} consumers and their social ties", fontsize=9)
-        fig.tight_layout()
-        solara.FigureMatplotlib(fig, format="png")
-        plt.close(fig)
-
-    def SharesChart(model):
-        sc = model.market_scenario
-        df = model.datacollector.get_model_vars_dataframe()
-        fig, ax = plt.subplots(figsize=(6.0, 3.4), dpi=80)
-        colors = retailer_colors(sc)
-        import pandas as pd
-
-        if len(df):
-            dates = pd.to_datetime(df["date"])
-            for n in sc.retailer_names:
-                ax.plot(dates, df[f"gmv_share[{n}]"] * 100, label=n, color=colors[n], lw=1.6)
-        ax.set_xlim(pd.Timestamp(sc.calendar.date_of(0)), pd.Timestamp(sc.calendar.date_of(sc.calendar.steps - 1)))
-        mark_events(ax, sc)
-        ax.set_ylabel("GMV share (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
-        ax.set_title("GMV share by week (events dashed)", fontsize=9)
-        fig.autofmt_xdate()
-        fig.tight_layout()
-        solara.FigureMatplotlib(fig, format="png")
-        plt.close(fig)
-
-    def Numbers(model):
-        # plain HTML, not solara.Markdown: Markdown loads KaTeX from the CDN, which an offline machine lacks
-        from html import escape
-
-        sc = model.market_scenario
-        rec = model.market.last_record
-        t = model.market.t
-        df = model.datacollector.get_model_vars_dataframe()
-        rows = []
-        for j, n in enumerate(sc.retailer_names):
-            share = "–" if rec is None else f"{rec.gmv_share[j] * 100:.2f}%"
-            created = df[f"accounts_created[{n}]"].sum() if len(df) else 0.0
-            rows.append(f"<tr><td>{escape(n)}</td><td class='share' style='text-align:right'>{share}</td>"
-                        f"<td style='text-align:right'>{created:,.0f}</td></tr>")
-        lost = int(model.market.lost_login.sum() * model.world.scale)
-        fired = ", ".join(f"{e.id} ({e.date})" for e in model.market.fired) or "none yet"
-        date = model.current_date.isoformat() if t else "not started"
-        solara.HTML(tag="div", unsafe_innerHTML=(
-            f"<div id='marketsim-week'><b>Week {t}</b> ({date}) of {sc.calendar.steps}</div>"
-            "<table id='marketsim-numbers' style='margin:6px 0'><tr><th>retailer</th><th>GMV share</th>"
-            "<th>accounts created (so far)</th></tr>" + "".join(rows) + "</table>"
-            f"<div>Consumers who lost a login: <b id='marketsim-lost'>{lost:,}</b></div>"
-            f"<div>Events so far: {escape(fired)}</div>"))
-
-    return AgentGraph, SharesChart, Numbers
+    def __init__(self):
+        self.model: LiveModel | None = None
+        self.lock = threading.RLock()
+        self.colors: list[str] = []
 
 
-def model_params(scenario_path: Path, consumers: int | None) -> dict:
-    """SolaraViz's parameter panel: fixed values and the sliders a strategist argues about."""
-    from mesa.visualization import Slider
+@solara.component
+def KnobSlider(knob: Knob, settings: solara.Reactive, disabled: bool):
+    value = settings.value.get(knob.key, knob.value)
 
-    sc = load_scenario(scenario_path)
-    knobs = knob_paths(sc)
-    params: dict = {"scenario_file": str(scenario_path), "consumers": consumers or sc.consumers.count}
-    drop = next((e for e in sc.events if e.action.type == "remove_login"), None)
-    if "drop_week" in knobs:
-        params["drop_week"] = Slider(f"week {drop.action.retailer} drops {drop.action.provider} login", drop.step, 0,
-                                     sc.calendar.steps - 1, 1)
-    if "migration_cost" in knobs:
-        params["migration_cost"] = Slider("migration cost (utility)", drop.action.migration_cost, 0.0, 3.0, 0.1)
-    params["create_cost"] = Slider("new-account cost (utility)", sc.friction.create, 0.0, 5.0, 0.1)
-    params["social_weight"] = Slider("social influence (beta_social)", sc.behaviour.beta_social, 0.0, 3.0, 0.1)
-    if "promotion" in knobs:
-        stake = next(e for e in sc.events if e.action.type == "equity_stake")
-        util = next(eff.utility for eff in stake.action.effects if eff.type == "promotion")
-        params["promotion"] = Slider("Alibaba-Weibo promotion (utility)", util, 0.0, 1.0, 0.05)
-    params["seed"] = {"type": "InputText", "value": str(sc.seed), "label": "seed"}
-    return params
+    def set_value(v):
+        settings.set({**settings.value, knob.key: int(v) if knob.integer else round(float(v), 4)})
+
+    with solara.Div(classes=["marketsim-knob"]):
+        solara.HTML(tag="div", classes=["knob-head"], unsafe_innerHTML=(
+            f"<span class='knob-label'>{escape(knob.label)}</span><span class='knob-value'>{escape(knob.fmt(value))}</span>"))
+        if knob.integer:
+            solara.SliderInt("", value=int(value), min=int(knob.lo), max=int(knob.hi), step=int(knob.step),
+                             on_value=set_value, thumb_label=False, disabled=disabled)
+        else:
+            solara.SliderFloat("", value=float(value), min=knob.lo, max=knob.hi, step=knob.step,
+                               on_value=set_value, thumb_label=False, disabled=disabled)
 
 
-def make_page(scenario_path: Path | None = None, consumers: int | None = None, model: VizModel | None = None):
-    """The SolaraViz element for a scenario (the model is built here unless given)."""
-    from mesa.visualization import SolaraViz
+@solara.component
+def WeekLine(holder: _Holder, tick: solara.Reactive):
+    _ = tick.value
+    m = holder.model
+    if m is None:
+        return solara.HTML(tag="div", unsafe_innerHTML="")
+    sc = m.market_scenario
+    if m.t == 0:
+        text = f"<b>Week 0</b> of {m.horizon} · starts {sc.calendar.date_of(0).isoformat()}"
+    else:
+        text = f"<b>Week {m.t}</b> of {m.horizon} · {sc.calendar.date_of(m.t - 1).isoformat()}"
+    if m.t and m.fired and np.isfinite(m.share[:, m.t - 1]).all():
+        gaps = (m.share[0, m.t - 1] - m.share[1, m.t - 1]) * 100
+        text += " · <b>the events so far</b>: " + ", ".join(
+            f"<span style='color:{c}'>{escape(n)}</span> {g:+.1f} points"
+            for n, c, g in zip(sc.retailer_names, holder.colors, gaps))
+    done = "" if m.running else (f"<div id='marketsim-finished' style='color:#1a7f37;font-weight:600'>Run finished: "
+                                 f"all {m.horizon} weeks simulated. Reset to run again.</div>")
+    return solara.HTML(tag="div", unsafe_innerHTML=f"<div id='marketsim-week'>{text}</div>{done}")
 
-    scenario_path = Path(scenario_path or _env_scenario())
-    consumers = consumers or _env_consumers()
-    AgentGraph, SharesChart, Numbers = _components()
-    model = model or VizModel(scenario_path, consumers=consumers)
-    return SolaraViz(
-        model,
-        components=[(AgentGraph, 0), (SharesChart, 0), (Numbers, 0)],
-        model_params=model_params(scenario_path, consumers),
-        name=f"marketsim: {model.market_scenario.name}",
-        play_interval=50,
-    )
+
+@solara.component
+def ShareChart(holder: _Holder, tick: solara.Reactive):
+    _ = tick.value
+    m = holder.model
+    if m is None:
+        return solara.HTML(tag="div", unsafe_innerHTML="")
+    with holder.lock:
+        try:
+            svg = share_chart_svg(m.market_scenario, m.share, m.t, holder.colors, {e.id for e in m.fired})
+        except Exception as e:  # never a traceback on the page
+            svg = f"<div class='error'>chart failed: {escape(one_line(e))}</div>"
+    return solara.HTML(tag="div", unsafe_innerHTML=svg, attributes={"id": "marketsim-share-box"})
+
+
+@solara.component
+def Agents(holder: _Holder, tick: solara.Reactive):
+    _ = tick.value
+    m = holder.model
+    static = solara.use_memo(lambda: "" if m is None else agents_svg_static(m), dependencies=[id(m)])
+    if m is None:
+        return solara.HTML(tag="div", unsafe_innerHTML="")
+    with holder.lock:
+        try:
+            dyn = agents_svg_dynamic(m, holder.colors)
+            moved = int(m.switched()[m.sample].sum())
+        except Exception as e:
+            dyn, moved = f"<div class='error'>{escape(one_line(e))}</div>", 0
+    names = [lay.name for lay in m.world.layers]
+    tie_colors = ["#CC79A7", "#9a9a9a", "#777"]
+    legend = "".join(f"<span><span style='color:{c}'>&#9679;</span> last bought at {escape(n)}</span>"
+                     for n, c in zip(m.market_scenario.retailer_names, holder.colors))
+    legend += ("<span>&#9711; lost a login</span>"
+               "<span><span style='color:#d7191c'>&#11044;</span> buying elsewhere because of an event</span>")
+    legend += "".join(f"<span style='color:{tie_colors[i % 3]}'>&#8212; {escape(n)} tie</span>" for i, n in enumerate(names))
+    with solara.Column(gap="4px"):
+        solara.HTML(tag="h3", unsafe_innerHTML=(
+            f"{len(m.sample)} of {m.world.n:,} consumers and their social ties · "
+            f"<span id='marketsim-moved-sample'>{moved}</span> moved by the events"))
+        with solara.Div(classes=["agents"]):
+            solara.HTML(tag="div", unsafe_innerHTML=static)
+            solara.HTML(tag="div", unsafe_innerHTML=dyn)
+        solara.HTML(tag="div", classes=["legend"], unsafe_innerHTML=legend)
+
+
+@solara.component
+def Numbers(holder: _Holder, tick: solara.Reactive):
+    _ = tick.value
+    m = holder.model
+    if m is None:
+        return solara.HTML(tag="div", unsafe_innerHTML="")
+    with holder.lock:
+        try:
+            html = numbers_html(m, holder.colors) + "<h3 style='margin-top:12px'>Events</h3>" + events_html(m)
+        except Exception as e:
+            html = f"<div class='error'>{escape(one_line(e))}</div>"
+    return solara.HTML(tag="div", unsafe_innerHTML=html)
 
 
 @solara.component
 def Page():
-    """The page of ``solara run marketsim.app``: one model per browser session, built when it first renders."""
-    model = solara.use_memo(lambda: VizModel(_env_scenario(), consumers=_env_consumers()), dependencies=[])
-    return make_page(model=model)
+    """The page of ``solara run marketsim.app``: one model per browser session, built in the background."""
+    base, knob_list, load_error = solara.use_memo(_load_base, dependencies=[])
+    if base is None:
+        solara.Title("marketsim")
+        return solara.HTML(tag="div", attributes={"id": "marketsim-error"}, style="color:#b00020;padding:16px",
+                           unsafe_innerHTML=escape(f"marketsim: {load_error}"))
+    return LivePage(base, knob_list)
+
+
+@solara.component
+def LivePage(base: Scenario, knob_list: list[Knob]):
+    """The page for the scenario ``base``: controls in the sidebar, the two arms' pictures and numbers."""
+    holder = solara.use_memo(_Holder, dependencies=[])
+    tick = solara.use_reactive(0)
+    playing = solara.use_reactive(False)
+    error = solara.use_reactive("")
+    seed_error = solara.use_reactive("")
+    reset_count = solara.use_reactive(0)
+    # use_reactive re-syncs to its argument whenever that changes between renders: give it one object
+    initial = solara.use_memo(lambda: {k.key: k.value for k in knob_list}, dependencies=[])
+    settings = solara.use_reactive(initial)  # what the sliders show
+    applied = solara.use_reactive(initial)  # what the running model was built with
+    seed_text = solara.use_reactive(str(base.seed))
+    finished = solara.use_reactive(False)
+
+    def build():
+        """Build a model with the current settings (in a thread; the page shows it is busy meanwhile)."""
+        values, seed_str = dict(settings.value), seed_text.value
+        try:
+            sc = scenario_with(base, values, parse_seed(seed_str))
+            model = LiveModel(sc, _fitted_alpha(sc))
+            colors = _colors(sc)
+        except Exception as e:  # a failed fit, an impossible value: one line, the previous run continues
+            keep = "; the previous run continues" if holder.model is not None else ""
+            error.set(f"Could not build the market{keep}: {one_line(e)}")
+            return
+        with holder.lock:
+            holder.model, holder.colors = model, colors
+        applied.set(values)
+        error.set("")
+        finished.set(not model.running)
+        tick.set(tick.value + 1)
+
+    building = solara.lab.use_task(build, dependencies=[reset_count.value], raise_error=False)
+    busy = building.pending
+
+    def do_step() -> None:
+        with holder.lock:
+            m = holder.model
+            if m is None or not m.running:
+                return
+            try:
+                m.step()
+            except Exception as e:
+                error.set(f"Step failed: {one_line(e)}")
+                playing.set(False)
+                return
+            done = not m.running
+        tick.set(tick.value + 1)
+        if done:
+            finished.set(True)
+            playing.set(False)
+
+    async def play_loop():
+        while playing.value:
+            await asyncio.sleep(PLAY_PERIOD)
+            if not playing.value:
+                break
+            do_step()
+
+    solara.lab.use_task(play_loop, dependencies=[playing.value], prefer_threaded=False, raise_error=False)
+
+    def on_seed(text: str) -> None:
+        seed_text.set(text)
+        try:
+            parse_seed(text)
+            seed_error.set("")
+            if error.value.startswith("Not reset"):
+                error.set("")
+        except ValueError as e:
+            seed_error.set(str(e))
+
+    def on_reset() -> None:
+        try:
+            parse_seed(seed_text.value)
+        except ValueError as e:
+            seed_error.set(str(e))
+            error.set(f"Not reset: {e}")
+            return
+        seed_error.set("")
+        playing.set(False)
+        reset_count.set(reset_count.value + 1)
+
+    model = holder.model
+    solara.Title(f"marketsim · {base.name}")
+    solara.Style(_CSS)
+    with solara.AppBarTitle():
+        solara.Text(f"marketsim · {base.name} · {base.consumers.count:,} consumers")
+
+    with solara.Sidebar():
+        with solara.Column(classes=["marketsim"], style={"padding": "12px"}):
+            with solara.Row(gap="6px", style={"flex-wrap": "wrap"}):
+                no_run = busy or model is None or finished.value
+                if playing.value:
+                    solara.Button("Pause", icon_name="mdi-pause", on_click=lambda: playing.set(False), color="primary")
+                else:
+                    solara.Button("Play", icon_name="mdi-play", on_click=lambda: playing.set(True), color="primary",
+                                  disabled=no_run)
+                solara.Button("Step", icon_name="mdi-step-forward", on_click=do_step, disabled=no_run or playing.value,
+                              outlined=True)
+                solara.Button("Reset", icon_name="mdi-restore", on_click=on_reset, disabled=busy, outlined=True,
+                              loading=busy)
+            solara.HTML(tag="h3", style="margin-top:14px", unsafe_innerHTML="Settings (applied by Reset)")
+            for k in knob_list:
+                KnobSlider(k, settings, busy)
+            solara.InputText("seed", value=seed_text.value, on_value=on_seed, continuous_update=True,
+                             error=seed_error.value or False, disabled=busy)
+            if settings.value != applied.value and not busy:
+                solara.HTML(tag="div", style="font-size:12px;color:#8a5a00",
+                            unsafe_innerHTML="Settings changed: press Reset to run with them.")
+            solara.HTML(tag="div", style="font-size:12px;color:#666;margin-top:10px", unsafe_innerHTML=(
+                "utils: utility units of the choice model (docs/model.md). Both arms run on the same consumers "
+                "and random numbers; the dashed lines are the same market without the scenario's events."))
+
+    with solara.Column(classes=["marketsim"], style={"padding": "8px 16px"}):
+        if busy:
+            with solara.Div(attributes={"id": "marketsim-busy"}, style={"max-width": "720px"}):
+                solara.ProgressLinear(True)
+                solara.HTML(tag="div", style="font-size:14px;margin-top:4px", unsafe_innerHTML=(
+                    f"<b>Building the market</b>: fitting attractiveness to the target shares, drawing "
+                    f"{base.consumers.count:,} consumers and their ties, warming up both arms. This takes a few "
+                    "seconds, longer after a setting changed."
+                    + (" The current run stays on screen until the new one is ready." if model is not None else "")))
+        if error.value:
+            solara.HTML(tag="div", attributes={"id": "marketsim-error", "role": "alert"},
+                        style="color:#b00020;font-size:14px;font-weight:500", unsafe_innerHTML=escape(error.value))
+        if model is None:
+            return
+        WeekLine(holder, tick)
+        with solara.Div(classes=["views"]):
+            with solara.Column():
+                solara.HTML(tag="div", classes=["legend"], unsafe_innerHTML=_CHART_LEGEND)
+                ShareChart(holder, tick)
+                Numbers(holder, tick)
+            with solara.Column():
+                Agents(holder, tick)
+
+
+def _load_base() -> tuple[Scenario | None, list[Knob], str]:
+    """The scenario the server was started with (and --consumers) and its sliders, or the one-line reason
+    it cannot load."""
+    try:
+        base = load_scenario(_env_scenario())
+        n = _env_consumers()
+        base = base.with_overrides(consumers=n) if n else base
+        return base, knobs(base), ""
+    except Exception as e:
+        return None, [], one_line(e)
 
 
 # --------------------------------------------------------------------------- CLI
 
 
+def _check_port(host: str, port: int) -> None:
+    """Refuse, before anything starts, a port out of range or one already in use on ``host``."""
+    from .errors import UserError
+
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port {port}: out of range; allowed: 1 to 65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise UserError(f"--host {host}: cannot be resolved ({e.strerror}); e.g. 127.0.0.1") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server's own socket (uvicorn)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            raise UserError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); "
+                            "choose another --port") from None
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child receive SIGTERM when this process dies, even by SIGKILL (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def preexec():
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _wait_until_listening(proc: subprocess.Popen, host: str, port: int, timeout: float = 180.0) -> bool:
+    """True once the server accepts connections; False if it exited first or did not start in time."""
+    probe = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            with socket.create_connection((probe, port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def _prefit(sc: Scenario, path: str) -> None:
+    """Fit the attractiveness before serving (a progress bar while it runs; none when cached), so the page's
+    first load finds it in the cache and a fit that fails is one line here."""
+    import contextlib
+
+    from .errors import UserError
+    from .progress import bar
+
+    with contextlib.ExitStack() as stack:
+        update = None
+
+        def on_iter(it: int, worst: float) -> None:
+            nonlocal update
+            if update is None:
+                update = stack.enter_context(bar(f"fitting {sc.name}", None, "it"))
+            update(completed=it)
+
+        try:
+            _fitted_alpha(sc, on_iter=on_iter)
+        except UserError:
+            raise
+        except Exception as e:
+            raise UserError(f"{path}: cannot fit the attractiveness: {one_line(e)}") from None
+
+
 def cmd_viz(args: argparse.Namespace) -> int:
     from .errors import UserError
 
-    try:
-        import mesa.visualization  # noqa: F401
-    except ImportError as e:
-        raise UserError(f"marketsim viz needs the 'viz' extra ({e.name} is missing): pip install -e '.[viz]'") from None
+    _check_port(args.host, args.port)
     sc = load_scenario(args.scenario)  # validate before starting anything
     if args.consumers:
-        sc.with_overrides(consumers=args.consumers)
-    env = {**os.environ, "MARKETSIM_VIZ_SCENARIO": str(Path(args.scenario).resolve())}
+        sc = sc.with_overrides(consumers=args.consumers)
+    os.environ["MARKETSIM_VIZ_RESULTS"] = str(Path(args.results).resolve())  # here and in the page server
+    _prefit(sc, args.scenario)
+    print(f"marketsim viz: starting the page server for {sc.name} ...", file=sys.stderr, flush=True)
+    warn = os.environ.get("PYTHONWARNINGS")
+    env = {**os.environ, "MARKETSIM_VIZ_SCENARIO": str(Path(args.scenario).resolve()),
+           # no usage telemetry (Solara's mixpanel) from a strategist's machine
+           "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False",
+           # Solara warns on every page load over plain http on an address other than "localhost" (its cookie
+           # falls back to samesite=lax, which is right for a page served to this machine)
+           "PYTHONWARNINGS": ",".join(filter(None, [warn, "ignore:Cookies with samesite=none require https:UserWarning"]))}
     if args.consumers:
         env["MARKETSIM_VIZ_CONSUMERS"] = str(args.consumers)
+    # --no-check-version: Solara would ask pypi.org for its latest version; the plain loader has no Solara banner
     cmd = [sys.executable, "-m", "solara", "run", "marketsim.app", "--host", args.host, "--port", str(args.port),
-           "--production", "--no-open"]
-    proc = subprocess.Popen(cmd, env=env)
+           "--production", "--no-open", "--no-check-version", "--theme-loader", "plain"]
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent())
 
     def stop(signum, frame):  # SIGTERM (a service manager, a test) stops the server like Ctrl-C does
-        raise KeyboardInterrupt
+        raise _Terminated
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"marketsim viz: serving {sc.name} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        print("marketsim viz: stopping", file=sys.stderr)
+        if not _wait_until_listening(proc, args.host, args.port):
+            rc = proc.poll()
+            raise UserError(f"the page server did not start on {args.host}:{args.port}"
+                            + (f" (it exited with code {rc}; its messages are above)" if rc is not None else " in time"))
+        print(f"marketsim viz: serving {sc.name} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+        rc = proc.wait()
+        if rc:
+            raise UserError(f"the page server stopped with exit code {rc} (its messages are above)")
         return 0
+    except KeyboardInterrupt:
+        print("marketsim viz: stopped", file=sys.stderr)
+        return 130
+    except _Terminated:
+        return 128 + signal.SIGTERM
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -319,3 +943,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived."""
