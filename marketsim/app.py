@@ -43,7 +43,7 @@ import numpy as np
 import solara
 import solara.lab
 
-from .engine import Market, initial_alpha
+from .engine import Market
 from .population import build_world
 from .scenario import Scenario, load_scenario
 
@@ -75,21 +75,22 @@ def _results_root() -> Path:
     return Path(os.environ.get("MARKETSIM_VIZ_RESULTS") or RESULTS_DIR)
 
 
-def _fitted_alpha(scenario: Scenario, on_iter: Callable[[int, float], None] | None = None) -> np.ndarray:
-    """Attractiveness per retailer (scenario order) for ``scenario``: given, or fitted to its target shares.
+def _fitted_alpha(scenario: Scenario, on_iter: Callable[[int, float], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Attractiveness and trend per retailer (scenario order) for ``scenario``: given, or fitted to its
+    observations.
 
     The one place the page depends on the calibration: cached on disk under <results>/calibration/
-    ($MARKETSIM_VIZ_RESULTS, default results/) and in this process. ``on_iter(iteration, worst residual)``
+    ($MARKETSIM_VIZ_RESULTS, default results/) and in this process. ``on_iter(simulations, worst residual)``
     is called while a fit runs. Raises whatever the fit raises (the page shows it as one line)."""
-    if not any(r.calibrate for r in scenario.retailers):
-        return initial_alpha(scenario)
-    from .store import cached_calibration
+    from .fitcache import fitted
 
     root = _results_root()
     key = f"{root}:{scenario.digest()}"
     with _ALPHA_LOCK:
         if key not in _ALPHA:
-            _ALPHA[key] = cached_calibration(scenario, root / "calibration", on_iter=on_iter)[0].alpha_vector(scenario)
+            fit = fitted(scenario, root / "calibration",
+                         on_progress=None if on_iter is None else (lambda stage, k, worst: on_iter(k, worst)))
+            _ALPHA[key] = (fit.alpha, fit.trend)
         return _ALPHA[key]
 
 
@@ -110,13 +111,17 @@ class LiveModel(mesa.Model):
     far, in order), ``sample`` / ``edges`` / ``pos`` (the drawn consumers, their ties, their layout).
     """
 
-    def __init__(self, scenario: Scenario, alpha: np.ndarray, sample_size: int = SAMPLE_SIZE):
+    def __init__(self, scenario: Scenario, alpha: np.ndarray, trend: np.ndarray | None = None,
+                 sample_size: int = SAMPLE_SIZE):
         super().__init__(rng=scenario.seed)
         self.market_scenario = scenario
         self.alpha = np.asarray(alpha, dtype=float)
         self.world = build_world(scenario, scenario.seed)
-        self.market = Market(scenario, self.world, self.alpha, scenario.seed)
-        self.counterfactual = Market(scenario.without_events(), self.world, self.alpha, scenario.seed)
+        self.trend = None if trend is None else np.asarray(trend, dtype=float)
+        self.market = Market(scenario, self.world, self.alpha, scenario.seed, trend=self.trend)
+        # the counterfactual starts from the scenario's settled market (events never fire during the burn-in)
+        self.counterfactual = Market(scenario.without_events(), self.world, self.alpha, scenario.seed, trend=self.trend,
+                                     start=self.market.consumer_state())
         T, R = scenario.calendar.steps, len(scenario.retailers)
         self.share = np.full((2, T, R), np.nan)
         self.accounts = np.zeros(R)
@@ -685,7 +690,7 @@ def LivePage(base: Scenario, knob_list: list[Knob]):
         values, seed_str = dict(settings.value), seed_text.value
         try:
             sc = scenario_with(base, values, parse_seed(seed_str))
-            model = LiveModel(sc, _fitted_alpha(sc))
+            model = LiveModel(sc, *_fitted_alpha(sc))
             colors = _colors(sc)
         except Exception as e:  # a failed fit, an impossible value: one line, the previous run continues
             keep = "; the previous run continues" if holder.model is not None else ""

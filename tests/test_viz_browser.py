@@ -302,8 +302,8 @@ def test_reset_is_busy_then_runs_with_the_new_setting(page):
     knob = _knob(page, "Social influence")
     slider = knob.get_by_role("slider")
     slider.focus()
-    slider.press("End")  # as far as it goes: social influence up to 5
-    page.get_by_text("5.00 utils").wait_for(timeout=10_000)
+    slider.press("Home")  # no social influence: a market that fits (at 5 this market tips: no fit exists)
+    page.get_by_text("0.00 utils").wait_for(timeout=10_000)
     page.get_by_text("press Reset to run with them").wait_for(timeout=10_000)
     page.evaluate("""() => { window.sawBusy = false; new MutationObserver(() => {
         if (document.getElementById('marketsim-busy')) window.sawBusy = true; })
