@@ -117,18 +117,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import plots, store
     from .engine import simulate
 
-    alpha, cal = fitted_alpha(load(args, steps=False), args, quiet=args.json)
     sc = load(args)
+    out = Path(args.out) if args.out else results_root(args) / sc.name
+    store.check_output_dir(out, kind="run")  # before any work: a bad --out costs nothing
+    alpha, cal = fitted_alpha(load(args, steps=False), args, quiet=args.json)
     steps = sc.calendar.steps
     with bar(f"simulating {sc.name}", steps, "steps", enabled=True) as update:
         res = simulate(sc, alpha, on_step=lambda done, total: update(completed=done))
-    out = Path(args.out) if args.out else results_root(args) / sc.name
     ts, flows = res.timeseries(), res.flows()
-    store.write_table(ts, out / "timeseries")
-    store.write_table(flows, out / "flows")
-    fig = plots.shares_figure(sc, ts)
-    store.save_figure(fig, out / "shares.png")
-    plots.close(fig)
     first, last = res.share(0), res.share(steps - 1)
     summary = {
         "scenario": sc.name,
@@ -146,12 +142,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         "events": [{"id": e.id, "step": e.step, "date": e.date.isoformat(), "type": e.action.type} for e in sc.events],
         "files": {"timeseries": ["timeseries.csv", "timeseries.parquet"], "flows": ["flows.csv", "flows.parquet"], "plot": "shares.png"},
     }
-    store.write_json(out / "summary.json", summary)
+    with store.result_set(out, "run", writer="marketsim run") as new:  # all files appear together, or none
+        store.write_table(ts, new / "timeseries")
+        store.write_table(flows, new / "flows")
+        fig = plots.shares_figure(sc, ts)
+        store.save_figure(fig, new / "shares.png")
+        plots.close(fig)
+        store.write_json(new / "summary.json", summary)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    from .progress import console
 
     t = Table(title=f"{sc.name}: GMV share, {summary['first_date']} -> {summary['last_date']} "
                     f"(seed {sc.seed}, {sc.consumers.count:,} consumers)")
@@ -159,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         t.add_column(col, justify="left" if col == "retailer" else "right")
     for n in sc.retailer_names:
         t.add_row(n, f"{first[n] * 100:.1f}%", f"{last[n] * 100:.1f}%", f"{(last[n] - first[n]) * 100:+.1f}")
-    con = Console()
+    con = console()  # paths are user text: never rich markup
     con.print(t)
     con.print(f"wrote {out}/: timeseries.csv, timeseries.parquet, flows.csv, flows.parquet, summary.json, shares.png")
     return 0
@@ -240,24 +243,65 @@ def _resolve(spec: str) -> Callable[[argparse.Namespace], int]:
     return getattr(importlib.import_module(mod), fn)
 
 
+#: Commands that write under --results (the calibration cache) or --out: their locations are checked first.
+WRITERS = ("run", "calibrate", "project", "sweep")
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """Check the output locations named on the command line before any work (one line, exit 2, if one is a
+    file, under a file, unwritable or full). Each command checks its own default folder itself."""
+    if args.command not in WRITERS:
+        return
+    from .store import check_output_dir
+
+    if getattr(args, "results", None):
+        check_output_dir(Path(args.results) / "calibration", option="--results")
+    if getattr(args, "out", None):
+        check_output_dir(args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        preflight(args)
         handler = _resolve(COMMANDS[args.command])
         return int(handler(args) or 0)
     except UserError as e:
         print(f"marketsim: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("marketsim: interrupted; finished result files are intact, nothing half-written was kept", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"marketsim: {_interrupted(e)}", file=sys.stderr)
         return 130
+    except OSError as e:
+        from .store import disk_problem
+
+        problem = disk_problem(e)
+        if problem is None:
+            raise
+        print(f"marketsim: error: {problem} writing {e.filename or 'an output file'}; free space or choose another "
+              f"--out/--results", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as e:
         extra = {"solara": "viz", "dask": "distributed", "distributed": "distributed"}.get((e.name or "").split(".")[0])
         if extra:
             print(f"marketsim: error: {args.command} needs the '{extra}' extra: pip install -e '.[{extra}]'", file=sys.stderr)
             return 2
         raise
+
+
+def _interrupted(e: KeyboardInterrupt) -> str:
+    """What Ctrl-C left: the command's own account (errors.Interrupted), else which result sets were swapped
+    in completely before it (store.committed_sets), else nothing changed."""
+    from .errors import Interrupted
+
+    if isinstance(e, Interrupted) and str(e):
+        return str(e)
+    done = sys.modules.get("marketsim.store")
+    sets = done.committed_sets() if done is not None else []
+    if sets:
+        return f"interrupted after {', '.join(map(str, sets))} was written completely; nothing else was changed"
+    return "interrupted; no result set was changed"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,8 +8,14 @@ from typing import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-#: stderr console shared by the CLI's progress bars and messages.
-stderr = Console(stderr=True, highlight=False)
+#: stderr console shared by the CLI's progress bars and messages. Messages carry user text (paths, names:
+#: ``--out 'r_[red]x'``), so rich markup is off: square brackets print as they are.
+stderr = Console(stderr=True, highlight=False, markup=False)
+
+
+def console() -> Console:
+    """A console for stdout (tables, "wrote ..." lines) that, like ``stderr``, never reads user text as markup."""
+    return Console(highlight=False, markup=False)
 
 
 @contextlib.contextmanager
@@ -18,8 +24,8 @@ def bar(description: str, total: float | None, unit: str = "", enabled: bool = T
     if not enabled:
         yield lambda **kw: None
         return
-    cols = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    cols = [TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}", markup=False), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
     with Progress(*cols, console=stderr, transient=False, refresh_per_second=8) as prog:
         task = prog.add_task(description, total=total, rate="")
 
