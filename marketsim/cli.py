@@ -9,6 +9,7 @@ and are imported only when used, so ``marketsim run`` never loads Solara or Dask
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import sys
@@ -272,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as e:
         print(f"marketsim: {_interrupted(e)}", file=sys.stderr)
+        if argv is None:  # the marketsim process itself (not a call from Python): stop now, see _exit_now
+            _exit_now(130)
         return 130
     except OSError as e:
         from .store import disk_problem
@@ -288,6 +291,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"marketsim: error: {args.command} needs the '{extra}' extra: pip install -e '.[{extra}]'", file=sys.stderr)
             return 2
         raise
+
+
+def _exit_now(code: int) -> None:
+    """Exit at once after Ctrl-C: what was kept is on disk (every file and result set is atomic) and was
+    said, worker processes are already killed; the interpreter's own teardown (a quarter of a second of
+    module clean-up, during which another Ctrl-C would kill the process by signal) is skipped."""
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def _interrupted(e: KeyboardInterrupt) -> str:

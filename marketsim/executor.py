@@ -88,6 +88,7 @@ class LocalExecutor(ProcessPoolExecutor):
 
     def stop(self) -> None:
         """Cancel the tasks not started and kill the workers now (their running tasks are lost)."""
+        _quiet_cancelled_future_race()
         with deferred_interrupt(reraise=False):
             self.shutdown(wait=False, cancel_futures=True)
             for pid in self.worker_pids():
@@ -101,6 +102,25 @@ class LocalExecutor(ProcessPoolExecutor):
         else:
             self.stop()
         return False
+
+
+def _quiet_cancelled_future_race() -> None:
+    """Python < 3.12: when workers die, the pool's manager thread sets BrokenProcessPool on every pending
+    future, and raises InvalidStateError on one already cancelled (fixed in 3.12, which ignores it), which
+    prints a traceback from that thread. Nothing is lost (the future was cancelled); silence that one error."""
+    if sys.version_info >= (3, 12) or getattr(threading.excepthook, "_marketsim", False):
+        return
+    from concurrent.futures import InvalidStateError
+
+    previous = threading.excepthook
+
+    def hook(args):
+        if issubclass(args.exc_type, InvalidStateError) and type(args.thread).__name__ == "_ExecutorManagerThread":
+            return
+        previous(args)
+
+    hook._marketsim = True
+    threading.excepthook = hook
 
 
 def _is_our_child(pid: int) -> bool:

@@ -557,9 +557,6 @@ def check_stored(sweep: Sweep, out: Path, scan: dataset.Scan, all_tasks: list[Ta
     need = set(key_cols) | {"step", *sweep.outputs}
     by_id = {t.run_id: t for t in all_tasks}
     for f in scan.good:
-        spec = scan.spec_hashes.get(f)
-        if spec is not None and spec != digest:
-            raise _refuse_other(out, f"{f.name} was written by a different sweep spec (hash {spec}, this spec {digest})")
         names = set(pq.read_schema(f).names)
         extra = sorted(c for c in names - need if c.startswith("param.") or c in METRIC_COLUMNS(names))
         missing = sorted(need - names)
@@ -579,6 +576,9 @@ def check_stored(sweep: Sweep, out: Path, scan: dataset.Scan, all_tasks: list[Ta
                 if not _same(rec[col], x):
                     raise _refuse_other(out, f"stored run {rid} does not match this sweep spec ({col} is {_show(rec[col])} "
                                              f"there, {_show(x)} here): the folder holds another sweep's results")
+        spec = scan.spec_hashes.get(f)  # same runs, but other outputs (or how they are averaged)
+        if spec is not None and spec != digest:
+            raise _refuse_other(out, f"{f.name} was written by a different sweep spec (hash {spec}, this spec {digest})")
 
 
 def METRIC_COLUMNS(names: set[str]) -> set[str]:

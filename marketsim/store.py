@@ -60,10 +60,24 @@ def atomic_path(path: str | Path, *, final: Callable[[Path], Path] | None = None
         os.fsync(fd)  # the data written through any descriptor of this file
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; results get the usual permissions
         os.replace(tmp_path, final(tmp_path) if final else path)
+        _test_pause(f"wrote {path.name}")
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         os.close(fd)
+
+
+def _test_pause(point: str) -> None:
+    """Testing hook: with MARKETSIM_TEST_PAUSE="POINT[@SECONDS]" in the environment, say
+    ``marketsim-test-pause POINT`` on stderr at that point and sleep (default 5 s), so a test can signal the
+    writer exactly there. Points: ``wrote NAME`` after each file, ``before swap`` and ``after swap``."""
+    hook = os.environ.get("MARKETSIM_TEST_PAUSE")
+    if hook and hook.rsplit("@", 1)[0] == point:
+        import sys
+        import time
+
+        print(f"marketsim-test-pause {point}", file=sys.stderr, flush=True)
+        time.sleep(float(hook.rsplit("@", 1)[1]) if "@" in hook else 5.0)
 
 
 def _flock(fd: int, *, blocking: bool) -> bool:
@@ -182,7 +196,9 @@ def check_output_dir(path: str | Path, *, kind: str | None = None, option: str =
         raise UserError(f"{p}: cannot write in {q} ({disk_problem(e) or e.strerror}); choose another {option}") from None
     try:
         _flock(fd, blocking=True)
-        os.write(fd, b"\0" * PROBE_BYTES)
+        block = memoryview(b"\0" * PROBE_BYTES)
+        while block:  # a nearly full disk takes part of a write, then refuses the rest
+            block = block[os.write(fd, block):]
         os.fsync(fd)
     except OSError as e:
         raise UserError(f"{p}: cannot write in {q} ({disk_problem(e) or e.strerror}); free space or choose another {option}") from None
@@ -328,7 +344,8 @@ def result_set(out: str | Path, kind: str, *, writer: str | None = None) -> Iter
                 problem = disk_problem(e)
                 if problem is None:
                     raise
-                raise UserError(f"{out}: {problem} while writing the result set ({e.filename or 'a file'}); "
+                what = f" ({Path(e.filename).name})" if e.filename else ""
+                raise UserError(f"{out}: {problem} while writing the result set{what}; "
                                 f"no result set was changed; free space or choose another --out") from None
         finally:
             if not committed:
@@ -354,9 +371,11 @@ def _commit(out: Path, new: Path, names: list[str]) -> None:
     old = os.readlink(cur) if cur.is_symlink() else None
     tmp = sets / f"current.{secrets.token_hex(4)}"
     os.symlink(new.name, tmp)
+    _test_pause("before swap")
     os.replace(tmp, cur)  # the swap
     _fsync_dir(sets)
     _fsync_dir(out)
+    _test_pause("after swap")
     for link in _our_links(out):
         if link.name not in links:
             link.unlink()

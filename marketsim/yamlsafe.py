@@ -156,7 +156,9 @@ def read_file(path: str | Path, *, source: str | None = None, referrer: Referrer
         if st.st_size > MAX_BYTES:
             fail(f"is {st.st_size:,} bytes; allowed: at most {MAX_BYTES:,} (a scenario file is a few KB)")
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            raw = fh.read(MAX_BYTES + 1)
+            raw = fh.read(st.st_size + 1)  # not read(MAX_BYTES): that would allocate MAX_BYTES for a small file
+            if len(raw) > st.st_size:  # it grew since the stat
+                raw += fh.read(MAX_BYTES + 1 - len(raw))
     except OSError as e:
         fail(f"cannot be read ({e.strerror})")
     finally:
