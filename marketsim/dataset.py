@@ -83,7 +83,7 @@ def check_part(f: Path) -> tuple[list[int], str | None]:
     except OSError as e:
         raise ValueError(f"unreadable ({e.strerror})") from None
     if digest != m.group(2):
-        raise ValueError("its content does not match the checksum in its name (truncated, overwritten or bit-flipped)")
+        raise ValueError("its content does not match the checksum in its name: truncated, overwritten or bit-flipped")
     try:
         pf = pq.ParquetFile(f)
         meta = pf.schema_arrow.metadata or {}

@@ -282,16 +282,16 @@ def result_set(out: str | Path, kind: str, *, writer: str | None = None) -> Iter
 
         out/.marketsim-sets/set-<time>-<random>/   the files of one set, and its marker .marketsim.json
         out/.marketsim-sets/current                symlink -> set-...: THE one pointer that is swapped
-        out/.marketsim-sets/.lock                  flock-ed while a command writes here (a second is refused)
+        out/.marketsim-sets/.lock                  flock-ed while a command writes here (a second one waits)
         out/<file>                                 symlink -> .marketsim-sets/current/<file>, one per file
 
     The per-file links never change (their target goes through ``current``); only ``current`` is replaced,
     by ``rename(2)`` of a new symlink over it, which is atomic. So at every instant a name in ``out``
     resolves into exactly one set: the one ``current`` names. Steps, and what a SIGKILL after each leaves:
 
-    1. preflight, mkdir, take the lock (refused if held), recover: remove every entry of ``.marketsim-sets``
-       that ``current`` does not name (sets of killed writers, half-made links), dangling per-file links and
-       stale temporary files. Killed here: nothing changed.
+    1. preflight, mkdir, take the lock (waiting for another writer), recover: remove every entry of
+       ``.marketsim-sets`` that ``current`` does not name (sets of killed writers, half-made links),
+       dangling per-file links and stale temporary files. Killed here: nothing changed.
     2. write the files into ``.marketsim-sets/new-<pid>-<random>/`` and the marker, fsync, rename the folder
        to ``set-...``. Killed here: the old set is intact and current; the new folder is removed by step 1
        of the next command writing here.
@@ -303,7 +303,7 @@ def result_set(out: str | Path, kind: str, *, writer: str | None = None) -> Iter
     5. remove per-file links that now dangle (files of the old set that the new one lacks), and the old set's
        folder. Killed here: the new set is current; leftovers are removed by recovery.
 
-    Ctrl-C is held back during steps 4-5 (the commit), so a KeyboardInterrupt means either "nothing
+    Ctrl-C is held back during steps 3-5 (the commit), so a KeyboardInterrupt means either "nothing
     changed" or "the new set was swapped in" (:func:`committed_sets` says which). A full disk or a
     read-only folder is one line (UserError) and changes nothing. ``writer`` (e.g. "marketsim run") and the
     package version and time go into the marker. Off POSIX (no symlinks) the files are replaced one by one.
@@ -318,7 +318,7 @@ def result_set(out: str | Path, kind: str, *, writer: str | None = None) -> Iter
     except OSError as e:
         raise UserError(f"{out}: cannot create the result folder ({disk_problem(e) or e.strerror}); choose another --out") from None
     sets = out / SETS_DIR
-    with _exclusive(sets / ".lock", f"{out}: another marketsim command is writing there now; wait for it or use another --out"):
+    with _exclusive(sets / ".lock"):  # another command writing here finishes first (its set is whole too)
         _recover(out)
         new = Path(tempfile.mkdtemp(prefix=f"new-{os.getpid()}-", dir=sets))
         os.chmod(new, 0o777 & ~_umask())  # mkdtemp makes 0700; results get the usual permissions
@@ -348,7 +348,8 @@ def result_set(out: str | Path, kind: str, *, writer: str | None = None) -> Iter
                 raise UserError(f"{out}: {problem} while writing the result set{what}; "
                                 f"no result set was changed; free space or choose another --out") from None
         finally:
-            if not committed:
+            cur = sets / "current"
+            if not committed and not (cur.is_symlink() and os.readlink(cur) == new.name):  # never the current set
                 shutil.rmtree(new, ignore_errors=True)
 
 
@@ -421,12 +422,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _exclusive(lock_path: Path, busy: str) -> Iterator[None]:
-    """Hold an exclusive flock on ``lock_path`` (released by the OS even on SIGKILL); UserError(busy) if held."""
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``lock_path`` (waiting for another holder; released by the OS even on SIGKILL)."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        if not _flock(fd, blocking=False):
-            raise UserError(busy)
+        _flock(fd, blocking=True)
         yield
     finally:
         os.close(fd)
