@@ -46,6 +46,7 @@ MAX_BYTES = 4 * 1024 * 1024
 #: Python scanner spends ~0.3 s looking ahead 1024 characters for a possible key in a line of '[[[[...').
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+_TOO_DEEP = f"nesting deeper than {MAX_DEPTH} levels; allowed: at most {MAX_DEPTH} levels of mappings and lists"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _PLAIN_SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -210,7 +211,7 @@ def load(text: str, source: str = "<scenario>") -> tuple[Any, LineMap]:
     except yaml.YAMLError as e:
         raise _yaml_error(e, source) from None
     except RecursionError:  # cannot happen after check_events; kept so that no input ever gives a traceback
-        raise ScenarioError(f"nesting deeper than {MAX_DEPTH} levels", source=source) from None
+        raise ScenarioError(_TOO_DEEP, source=source) from None
     lines = LineMap(source=source)
     if node is None:
         return None, lines
@@ -240,7 +241,7 @@ def check_events(text: str, source: str = "<scenario>") -> None:
         for ev in yaml.parse(text, Loader=_LOADER):
             if isinstance(ev, CollectionStartEvent):
                 if len(stack) + 1 > MAX_DEPTH:
-                    fail(ev, f"nesting deeper than {MAX_DEPTH} levels; allowed: at most {MAX_DEPTH} levels of mappings and lists")
+                    fail(ev, _TOO_DEEP)
                 stack.append([ev.anchor, 1, 0])
                 if ev.anchor is not None:
                     open_anchors.add(ev.anchor)
@@ -277,6 +278,8 @@ def _yaml_error(e: yaml.YAMLError, source: str) -> ScenarioError:
     mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
     line = mark.line + 1 if mark is not None else None
     problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    if "nesting depth" in problem:  # libyaml >= 0.2.6 stops at 1000 levels while scanning, before our limit
+        return ScenarioError(_TOO_DEEP, source=source, line=line)
     return ScenarioError(f"not valid YAML: {problem}", source=source, line=line)
 
 
