@@ -209,8 +209,10 @@ def manifest_problem(path: str | Path) -> str | None:
         d = json.loads(f.read_text(encoding="utf-8"))
     except OSError as e:
         return f"unreadable ({e.strerror})"
+    except json.JSONDecodeError as e:
+        return f"not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})"
     except (UnicodeDecodeError, ValueError) as e:
-        return f"not valid JSON ({str(e).split(':')[0]})"
+        return f"not valid JSON ({type(e).__name__})"
     if not isinstance(d, dict):
         return "not a JSON object"
     if "sha256" not in d:
