@@ -9,6 +9,7 @@ and are imported only when used, so ``marketsim run`` never loads Solara or Dask
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import sys
@@ -184,9 +185,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .calibrate import residuals_at
     from .engine import simulate
 
+    sc = load(args)
+    out = Path(args.out) if args.out else results_root(args) / sc.name
+    store.check_output_dir(out, kind="run")  # before any work: a bad --out costs nothing
     fit = fit_params(load(args, steps=False), args, quiet=args.json)
     cal = fit.calibration
-    sc = load(args)
     steps = sc.calendar.steps
     for e in sc.events_outside:
         stderr.print(f"marketsim: note: event {e.id} ({e.date}) falls after the last step of this {steps}-step run: "
@@ -195,11 +198,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         res = simulate(sc, fit.alpha, trend=fit.trend, on_step=lambda done, total: update(completed=done))
     out = Path(args.out) if args.out else results_root(args) / sc.name
     ts, flows = res.timeseries(), res.flows()
-    store.write_table(ts, out / "timeseries")
-    store.write_table(flows, out / "flows")
-    fig = plots.shares_figure(sc, ts)
-    store.save_figure(fig, out / "shares.png")
-    plots.close(fig)
     first, last = res.share(0), res.share(steps - 1)
     summary = {
         "scenario": sc.name,
@@ -221,7 +219,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "outside_horizon": e.step >= steps} for e in sc.events],
         "files": {"timeseries": ["timeseries.csv", "timeseries.parquet"], "flows": ["flows.csv", "flows.parquet"], "plot": "shares.png"},
     }
-    store.write_json(out / "summary.json", summary)
+    with store.result_set(out, "run", writer="marketsim run") as new:  # all files appear together, or none
+        store.write_table(ts, new / "timeseries")
+        store.write_table(flows, new / "flows")
+        fig = plots.shares_figure(sc, ts)
+        store.save_figure(fig, new / "shares.png")
+        plots.close(fig)
+        store.write_json(new / "summary.json", summary)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -236,6 +240,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         t.add_row(n, f"{first[n] * 100:.1f}", f"{last[n] * 100:.1f}", f"{(last[n] - first[n]) * 100:+.1f}")
     con = console()
     con.print(t)
+    if cal is not None:
+        worst = max((abs(o["residual_pp"]) for o in summary["calibration"]["this_run"]), default=None)
+        if worst is not None:
+            con.print(f"the fit's observations in this run ({sc.consumers.count:,} consumers): largest residual "
+                      f"{worst:.2f} pp (the fit was made at {cal.consumers:,})")
     con.print(f"wrote {out}/: timeseries.csv, timeseries.parquet, flows.csv, flows.parquet, summary.json, shares.png")
     return 0
 
@@ -641,24 +650,79 @@ def _resolve(spec: str) -> Callable[[argparse.Namespace], int]:
     return getattr(importlib.import_module(mod), fn)
 
 
+#: Commands that write under --results (the calibration cache) or --out: their locations are checked first.
+WRITERS = ("run", "calibrate", "project", "sweep")
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """Check the output locations named on the command line before any work (one line, exit 2, if one is a
+    file, under a file, unwritable or full). Each command checks its own default folder itself."""
+    if args.command not in WRITERS:
+        return
+    from .store import check_output_dir
+
+    if getattr(args, "results", None):
+        check_output_dir(Path(args.results) / "calibration", option="--results")
+    if getattr(args, "out", None):
+        check_output_dir(args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        preflight(args)
         handler = _resolve(COMMANDS[args.command])
         return int(handler(args) or 0)
     except UserError as e:
         print(f"marketsim: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("marketsim: interrupted; finished result files are intact, nothing half-written was kept", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"marketsim: {_interrupted(e)}", file=sys.stderr)
+        if argv is None:  # the marketsim process itself (not a call from Python): stop now, see _exit_now
+            _exit_now(130)
         return 130
+    except OSError as e:
+        from .store import disk_problem
+
+        problem = disk_problem(e)
+        if problem is None:
+            raise
+        print(f"marketsim: error: {problem} writing {e.filename or 'an output file'}; free space or choose another "
+              f"--out/--results", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as e:
         extra = {"solara": "viz", "dask": "distributed", "distributed": "distributed"}.get((e.name or "").split(".")[0])
         if extra:
             print(f"marketsim: error: {args.command} needs the '{extra}' extra: pip install -e '.[{extra}]'", file=sys.stderr)
             return 2
         raise
+
+
+def _exit_now(code: int) -> None:
+    """Exit at once after Ctrl-C: what was kept is on disk (every file and result set is atomic) and was
+    said, worker processes are already killed; the interpreter's own teardown (a quarter of a second of
+    module clean-up, during which another Ctrl-C would kill the process by signal) is skipped."""
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _interrupted(e: KeyboardInterrupt) -> str:
+    """What Ctrl-C left: the command's own account (errors.Interrupted), else which result sets were swapped
+    in completely before it (store.committed_sets), else nothing changed."""
+    from .errors import Interrupted
+
+    if isinstance(e, Interrupted) and str(e):
+        return str(e)
+    done = sys.modules.get("marketsim.store")
+    sets = done.committed_sets() if done is not None else []
+    if sets:
+        return f"interrupted after {', '.join(map(str, sets))} was written completely; nothing else was changed"
+    return "interrupted; no result set was changed"
 
 
 if __name__ == "__main__":  # pragma: no cover

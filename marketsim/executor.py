@@ -78,6 +78,9 @@ class LocalExecutor(ProcessPoolExecutor):
         self._marketsim_pids: set[int] = set()
         super().__init__(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                          initargs=(os.getpid(), self._marketsim_pid_queue))
+        # start the workers now (the fork start method forks them all at the first submit), while this process
+        # may still have a single thread: forking while another thread (a progress bar) holds a lock is unsafe
+        self.submit(os.getpid).result()
 
     def worker_pids(self) -> set[int]:
         """Process ids of the workers started so far (each reports its own when it starts)."""
@@ -137,8 +140,9 @@ def _is_our_child(pid: int) -> bool:
 
 
 def local_executor(workers: int) -> LocalExecutor:
-    """A process pool of ``workers`` processes that die with this one. Use it as a context manager: a normal
-    exit waits for the tasks; an exception (Ctrl-C) cancels queued tasks and kills the workers at once."""
+    """A process pool of ``workers`` processes that die with this one, started before this returns (create it
+    before starting threads such as a progress bar). Use it as a context manager: a normal exit waits for
+    the tasks; an exception (Ctrl-C) cancels queued tasks and kills the workers at once."""
     return LocalExecutor(workers)
 
 

@@ -10,29 +10,35 @@ Designs come from scipy.stats.qmc (Latin hypercube) and SALib (Saltelli/Sobol an
 the unit hypercube; each parameter maps its unit coordinate through the inverse CDF of its distribution
 (uniform over ``range``, or ``normal``/``lognormal``/``triangular``), or through its list of ``values``.
 
-Execution uses one code path, the ``concurrent.futures`` interface: a local ``ProcessPoolExecutor`` by
-default, or ``distributed.Client(address).get_executor()`` for a Dask cluster.
+Execution uses one code path, the ``concurrent.futures`` interface: local worker processes by default, or
+a Dask cluster (:mod:`marketsim.executor`).
+
+Everything is checked before the first run: the file, the size of the design (computed from the spec,
+before any point is built), every parameter value (each must make a valid scenario that keeps what the
+outputs refer to: retailers, events, providers and the number of steps), and, when resuming, every stored
+row against the spec (:func:`check_stored`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import hashlib
 import itertools
 import json
 import math
-import os
 import time
-from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from . import dataset, store
-from .errors import UserError
+from . import dataset, store, yamlsafe
+from .errors import Interrupted, UserError
+from .executor import deferred_interrupt, open_executor
 from .scenario import Scenario, ScenarioError, Validator, did_you_mean, load_scenario, read_yaml
 
 SWEEP_SCHEMA = "marketsim-sweep/v1"
@@ -109,6 +115,11 @@ class Sweep:
         d = {"spec": spec, "base": self.base.digest() if self.base else None}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    @property
+    def n_runs(self) -> int:
+        """Runs in the sweep, computed from the spec alone (nothing is built): see :func:`design_runs`."""
+        return design_runs(self.design, self.size, self.parameters) * self.replicates
+
     def unit_design(self) -> np.ndarray:
         """(points, D) coordinates in the unit hypercube (deterministic for the sweep seed)."""
         D = len(self.parameters)
@@ -141,6 +152,19 @@ class Sweep:
         return [{p.path: _plain(cols[k][i]) for k, p in enumerate(self.parameters)} for i in range(len(U))]
 
 
+def design_runs(design: str, size: int, parameters: tuple[Parameter, ...]) -> int:
+    """Design points of a design (exact Python integer; builds nothing): a grid multiplies the levels of
+    every parameter, Sobol (Saltelli, first and total order) takes N (D + 2), Morris N (D + 1)."""
+    D = len(parameters)
+    if design == "grid":
+        return math.prod(len(p.args) if p.kind == "values" else size for p in parameters)
+    if design == "lhs":
+        return size
+    if design == "sobol":
+        return size * (D + 2)
+    return size * (D + 1)
+
+
 def _plain(x):
     if isinstance(x, (np.floating,)):
         return float(x)
@@ -166,9 +190,10 @@ def load_sweep(path: str | Path) -> Sweep:
     if model == "marketsim":
         if "base" not in d:
             v.fail("(top level)", "missing required key 'base' (the scenario file the sweep varies)")
-        bpath = Path(path).parent / v.string(d["base"], "base")
-        if not bpath.is_file():
-            v.fail("base", f"base scenario {d['base']!r} not found (looked for {bpath})")
+        bname = v.string(d["base"], "base")
+        bpath = Path(path).parent / bname
+        # what the path is, and that it holds a YAML mapping, reported at this file's 'base:' line
+        yamlsafe.load_file(bpath, referrer=yamlsafe.Referrer(str(path), lines.get("base"), "base", f"base scenario {bname[:200]!r}"))
         base = load_scenario(bpath)
         over = {}
         if "consumers" in d:
@@ -183,7 +208,15 @@ def load_sweep(path: str | Path) -> Sweep:
     if design == "sobol" and size & (size - 1):
         v.fail("design.size", f"{size} is not a power of 2; allowed: 2, 4, 8, 16, ... (Sobol sequences balance at powers of 2)")
     levels = v.number(dd.get("levels", 4), "design.levels", 2, 100, integer=True)
-    params = _parameters(v, d["parameters"], base, design, model)
+    replicates = v.number(d.get("replicates", 1), "replicates", 1, 10_000, integer=True)
+    params, probes = _parameters(v, d["parameters"], design, model)
+    n = design_runs(design, size, params) * replicates  # before anything is built or run
+    if n > MAX_RUNS:
+        v.fail("design", f"{n:,} runs ({design} design, size {size}, {len(params)} parameters, {replicates} replicates); "
+                         f"allowed: at most {MAX_RUNS:,}")
+    if model == "marketsim":
+        for i, (par, par_probes) in enumerate(zip(params, probes)):
+            _probe_parameter(v, par, par_probes, base, f"parameters[{i}]")
     outputs = _outputs(v, d.get("outputs"), base, model)
     shift = d.get("shift_against")
     if shift is not None:
@@ -204,21 +237,21 @@ def load_sweep(path: str | Path) -> Sweep:
     sweep = Sweep(
         name=name, source=str(path), seed=v.number(d.get("seed", 0), "seed", 0, 2**63 - 1, integer=True), model=model,
         base=base, parameters=params, design=design, size=size, levels=levels,
-        replicates=v.number(d.get("replicates", 1), "replicates", 1, 10_000, integer=True), outputs=outputs,
+        replicates=replicates, outputs=outputs,
         shift_against=shift, record_every=None if rec is None else v.number(rec, "record_every", 1, 5200, integer=True),
         average_last=v.number(d.get("average_last", 1), "average_last", 1, 5200, integer=True),
         batch_runs=v.number(d.get("batch_runs", 8), "batch_runs", 1, 100_000, integer=True), raw=data,
     )
-    n = len(sweep.unit_design()) * sweep.replicates
-    if n > MAX_RUNS:
-        v.fail("design", f"{n:,} runs; allowed: at most {MAX_RUNS:,}")
     return sweep
 
 
-def _parameters(v: Validator, d: Any, base: Scenario | None, design: str, model: str) -> tuple[Parameter, ...]:
+def _parameters(v: Validator, d: Any, design: str, model: str) -> tuple[tuple[Parameter, ...], list[list[tuple[Any, str]]]]:
+    """The parameters' shapes (no scenario is built yet) and, per parameter, the values to probe with
+    :func:`_probe_parameter` (each with the sweep field it comes from)."""
     if not isinstance(d, list) or not d:
         v.fail("parameters", "expected a non-empty list of parameters, each with 'path' and one of range, values, distribution")
     out = []
+    all_probes = []
     for i, p in enumerate(d):
         fp = f"parameters[{i}]"
         p = v.mapping(p, fp, ("path",), ("range", "values", "distribution", "label"))
@@ -255,25 +288,84 @@ def _parameters(v: Validator, d: Any, base: Scenario | None, design: str, model:
             args = tuple(v.number(dist[k], f"{fp}.distribution.{k}") for k in keys)
             if t in ("normal", "lognormal") and args[1] <= 0:
                 v.fail(f"{fp}.distribution", "the spread must be > 0")
-            if t == "triangular" and not args[0] <= args[1] <= args[2] and args[0] < args[2]:
+            if t == "triangular" and not (args[0] <= args[1] <= args[2] and args[0] < args[2]):
                 v.fail(f"{fp}.distribution", "need lo <= mode <= hi and lo < hi")
             par = Parameter(path, t, args, label)
             probes = [(float(x), f"{fp}.distribution") for x in par.from_unit(np.array([0.001, 0.999]))]
-        if model == "marketsim":
-            for val, field_path in probes:  # every value must make a valid scenario: checked before any run
-                try:
-                    base.with_values({path: _plain(val)})
-                except KeyError as e:
-                    v.fail(f"{fp}.path", f"{e.args[0]} (in the base scenario {base.source})")
-                except ScenarioError as e:
-                    v.fail(field_path, f"value {val!r} for {path} makes an invalid scenario: {e.path}: {e.problem}")
-        elif path not in ("x1", "x2", "x3"):
+        if model != "marketsim" and path not in ("x1", "x2", "x3"):
             v.fail(f"{fp}.path", f"the ishigami stand-in has parameters x1, x2, x3, not {path!r}")
         out.append(par)
+        all_probes.append(probes)
     paths = [p.path for p in out]
     if len(set(paths)) != len(paths):
         v.fail("parameters", "a path is listed twice")
-    return tuple(out)
+    return tuple(out), all_probes
+
+
+#: Paths that identify a scenario or its parts rather than describe the market: never swept.
+IDENTITY_PATHS = ("schema", "name", "description", "seed")
+IDENTITY_KEYS = ("name", "id")
+
+
+def _probe_parameter(v: Validator, par: Parameter, probes: list[tuple[Any, str]], base: Scenario, fp: str) -> None:
+    """A parameter must be a field that can vary: every value a number, a date or an option (text), making a
+    valid scenario (checked before any run) that keeps what outputs and runs refer to (the retailers' names
+    and order, the events' ids, the providers, calendar.steps), and its values must change what is simulated
+    (not only a name, a description or the seed, which each run takes from the sweep)."""
+    path = par.path
+    parts = path.split(".")
+    if path in IDENTITY_PATHS or parts[-1] in IDENTITY_KEYS:
+        v.fail(f"{fp}.path", f"{path} cannot vary: it names or identifies something (outputs, events and runs refer to it); "
+                             f"allowed: numbers, dates and options of the market")
+    seen = []
+    for val, field_path in probes:
+        val = _plain(val)
+        if isinstance(val, bool) or not isinstance(val, (int, float, str, dt.date)):
+            v.fail(field_path, f"{path} cannot take {_what(val)}; a sweep varies numbers, dates and options")
+        try:
+            sc = base.with_values({path: val})
+        except KeyError as e:
+            v.fail(f"{fp}.path", f"{e.args[0]} (in the base scenario {base.source})")
+        except ScenarioError as e:
+            v.fail(field_path, f"value {val!r} for {path} makes an invalid scenario: {e.path}: {e.problem}")
+        problem = _identity_change(base, sc)
+        if problem:
+            v.fail(f"{fp}.path", f"{path} cannot vary: {problem}")
+        seen.append(_simulated(sc))
+    if len(set(seen)) == 1 and len({repr(_plain(x)) for x, _ in probes}) > 1:
+        v.fail(f"{fp}.path", f"{path} cannot vary: its values change nothing that is simulated "
+                             f"(allowed: numbers, dates and options of the market)")
+
+
+def _identity_change(base: Scenario, sc: Scenario) -> str | None:
+    if sc.retailer_names != base.retailer_names:
+        return "it changes the retailers' names (outputs and the fitted attractiveness refer to them)"
+    if [e.id for e in sc.events] != [e.id for e in base.events]:
+        return "it changes the events' ids (shift_against refers to them)"
+    if sc.provider_names != base.provider_names:
+        return "it changes the identity providers"
+    if sc.calendar.steps != base.calendar.steps:
+        return ("it changes calendar.steps, so runs would end at different steps and their outputs could not be "
+                "compared; set the sweep's 'steps' instead")
+    return None
+
+
+def _simulated(sc: Scenario) -> str:
+    """Digest of what a run simulates: the resolved scenario without its labels and seed."""
+    d = {k: v for k, v in sc.to_dict().items() if k not in ("name", "description", "seed", "currency")}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _what(x: Any) -> str:
+    if x is None:
+        return "nothing (null)"
+    if isinstance(x, bool):
+        return f"a boolean ({x})"
+    if isinstance(x, list):
+        return "a list"
+    if isinstance(x, dict):
+        return "a mapping"
+    return type(x).__name__
 
 
 def _check_corners(v: Validator, params: tuple[Parameter, ...], base: Scenario) -> None:
@@ -426,38 +518,14 @@ def sweep_alpha(sweep: Sweep, results_root: Path):
     return fit.alpha, fit.trend
 
 
-def check_manifest(sweep: Sweep, out: Path) -> bool:
-    """True if ``out`` already holds this sweep; a UserError if it holds another (its spec hash differs).
-
-    Rows of two different specs in one folder would be silently mixed by the analysis, so this is refused
-    outright: use another ``--out``, or delete the folder. Edits that change no row (name, description,
-    batch_runs, the base file's path; see NEUTRAL_KEYS) keep the hash."""
-    man_path = out / "manifest.json"
-    if not man_path.is_file():
-        return False
-    try:
-        old = store.read_json(man_path)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{man_path}: unreadable manifest ({e}); delete {out} to start again") from None
-    digest = sweep.digest()
-    if old.get("spec_hash") != digest:
-        raise UserError(f"{out}: holds results of a different sweep spec (hash {old.get('spec_hash')}, this spec "
-                        f"{digest}); use --out for a new folder, or delete {out} to start again")
-    return True
-
-
-def write_manifest(sweep: Sweep, out: Path, n_points: int, n_runs: int) -> None:
-    """Write ``out/manifest.json``; over one of the same spec hash too, so that edits which change no row
-    (labels, name, description) reach the analysis. Labels and display units: see labels.py."""
+def manifest_data(sweep: Sweep, n_points: int, n_runs: int) -> dict:
+    """The manifest: the spec, its hash, and labels and display units of parameters and outputs (labels.py)."""
     from .labels import output_quantity, parameter_quantity
 
-    man_path = out / "manifest.json"
-    check_manifest(sweep, out)
-    digest = sweep.digest()
     cur = sweep.base.currency if sweep.base else ""
     step_days = sweep.base.calendar.step_days if sweep.base else 7
-    store.write_json(man_path, {
-        "name": sweep.name, "spec_hash": digest, "spec": sweep.raw, "source": sweep.source, "model": sweep.model,
+    return {
+        "name": sweep.name, "spec_hash": sweep.digest(), "spec": sweep.raw, "source": sweep.source, "model": sweep.model,
         "base_scenario": None if sweep.base is None else {"name": sweep.base.name, "hash": sweep.base.digest(), "source": sweep.base.source},
         "design": {"method": sweep.design, "size": sweep.size, "levels": sweep.levels},
         "parameters": [{"path": p.path, "kind": p.kind, "args": list(p.args),
@@ -466,26 +534,163 @@ def write_manifest(sweep: Sweep, out: Path, n_points: int, n_runs: int) -> None:
         "output_labels": {o: output_quantity(o, currency=cur, step_days=step_days).to_dict() for o in sweep.outputs},
         "replicates": sweep.replicates, "points": n_points, "runs": n_runs,
         "seed": sweep.seed, "shift_against": None if sweep.shift_against is None else list(sweep.shift_against),
-    })
+    }
+
+
+def _refuse_other(out: Path, why: str) -> UserError:
+    return UserError(f"{out}: {why}; use --out for a new folder, or delete {out} to start again")
+
+
+def check_manifest(sweep: Sweep, out: Path) -> bool:
+    """True if ``out/manifest.json`` is sound and describes this sweep; False if it is missing or damaged
+    (the rows are then checked one by one, :func:`check_stored`, and the manifest rebuilt); a UserError if it
+    describes another sweep (its spec hash differs).
+
+    Rows of two different specs in one folder would be silently mixed by the analysis, so this is refused
+    outright. Edits that change no row (name, description, batch_runs, the base file's path; see
+    NEUTRAL_KEYS) keep the hash."""
+    if not (out / dataset.MANIFEST).is_file() or dataset.manifest_problem(out):
+        return False
+    old = store.read_json(out / dataset.MANIFEST)
+    digest = sweep.digest()
+    if old.get("spec_hash") != digest:
+        raise _refuse_other(out, f"holds results of a different sweep spec (hash {old.get('spec_hash')}, this spec {digest})")
+    return True
+
+
+def check_stored(sweep: Sweep, out: Path, scan: dataset.Scan, all_tasks: list[Task]) -> None:
+    """Every stored row must be the row this spec gives its run id: same seed, point, replicate and parameter
+    values, written by a sweep with this spec hash, with this sweep's columns. Otherwise the folder holds
+    another sweep's results (even with manifest.json gone) and resuming would mix them: UserError naming the
+    folder and the first mismatching run."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    digest = sweep.digest()
+    params = [f"param.{p.path}" for p in sweep.parameters]
+    key_cols = ["run_id", "seed", "point_id", "replicate"] + params
+    need = set(key_cols) | {"step", *sweep.outputs}
+    by_id = {t.run_id: t for t in all_tasks}
+    for f in scan.good:
+        names = set(pq.read_schema(f).names)
+        extra = sorted(c for c in names - need if c.startswith("param.") or c in METRIC_COLUMNS(names))
+        missing = sorted(need - names)
+        if missing or extra:
+            raise _refuse_other(out, f"{f.name} holds other columns than this sweep's "
+                                     f"({'missing ' + ', '.join(missing) if missing else 'extra ' + ', '.join(extra)})")
+        df = pd.read_parquet(f, columns=key_cols).drop_duplicates("run_id")
+        for row in df.itertuples(index=False, name=None):
+            rec = dict(zip(key_cols, row))
+            rid = int(rec["run_id"])
+            t = by_id.get(rid)
+            if t is None:
+                raise _refuse_other(out, f"stored run {rid} is not a run of this sweep (it has {len(all_tasks)} runs)")
+            want = {"seed": t.seed, "point_id": t.point_id, "replicate": t.replicate,
+                    **{f"param.{k}": x for k, x in t.values.items()}}
+            for col, x in want.items():
+                if not _same(rec[col], x):
+                    raise _refuse_other(out, f"stored run {rid} does not match this sweep spec ({col} is {_show(rec[col])} "
+                                             f"there, {_show(x)} here): the folder holds another sweep's results")
+        spec = scan.spec_hashes.get(f)  # same runs, but other outputs (or how they are averaged)
+        if spec is not None and spec != digest:
+            raise _refuse_other(out, f"{f.name} was written by a different sweep spec (hash {spec}, this spec {digest})")
+
+
+def METRIC_COLUMNS(names: set[str]) -> set[str]:
+    """Output columns among ``names`` (METRIC.RETAILER or shift.METRIC.RETAILER, or the stand-in's y)."""
+    return {c for c in names if c == "y" or any(c.startswith(f"{m}.") or c.startswith(f"shift.{m}.") for m in METRICS)}
+
+
+def _same(stored: Any, want: Any) -> bool:
+    """A stored value equals the spec's value (floats to 1e-12 relative; dates whatever pandas made of them)."""
+    if isinstance(want, dt.date) and not isinstance(stored, (str, int, float)):
+        try:
+            import pandas as pd
+
+            return pd.Timestamp(stored).date() == (want if not isinstance(want, dt.datetime) else want.date())
+        except (TypeError, ValueError):
+            return False
+    if isinstance(want, (int, float)) and not isinstance(want, bool):
+        try:
+            s = float(stored)
+        except (TypeError, ValueError):
+            return False
+        return s == float(want) or math.isclose(s, float(want), rel_tol=1e-12, abs_tol=0.0)
+    return stored == want
+
+
+def _show(x: Any) -> str:
+    x = _plain(x)
+    return f"{x:.6g}" if isinstance(x, float) else str(x)[:40]
+
+
+def check_sweep_folder(out: Path) -> None:
+    """``out`` must be new, empty or a sweep folder (manifest.json, part files, the lock or quarantine/):
+    a sweep never writes its parts among files it did not make."""
+    if not out.is_dir():
+        return
+    ours = {dataset.MANIFEST, ".lock", dataset.QUARANTINE, "analysis.json", "sensitivity.png", "response.png"}
+    entries = [e for e in out.iterdir()]
+    if not entries or any(e.name == dataset.MANIFEST or e.name.startswith("part-") or e.name == ".lock" for e in entries):
+        return
+    if any(e.name not in ours and not e.name.startswith(".") for e in entries):
+        raise UserError(f"{out}: not empty and not a sweep folder (no manifest.json or part files); "
+                        f"choose a new or empty folder for --out")
+
+
+def check_folder(sweep: Sweep, out: Path) -> set[int]:
+    """Read-only check before any work (no lock, nothing moved): ``out`` is new, empty, or holds this sweep's
+    results (manifest and stored rows); returns the run ids stored in sound parts. :func:`run_sweep` checks
+    again under its lock, and sets damaged parts aside."""
+    check_sweep_folder(out)
+    if not out.is_dir():
+        return set()
+    check_manifest(sweep, out)
+    scan = dataset.scan(out)
+    check_stored(sweep, out, scan, tasks(sweep))
+    return scan.run_ids
 
 
 def run_sweep(sweep: Sweep, out: Path, executor: Executor | None, *, results_root: Path = Path("results"),
               on_progress=None, batch_size: int | None = None, workers: int | None = None,
-              flush_seconds: float = 30.0) -> dict:
+              flush_seconds: float = 30.0, on_note: Callable[[str], None] | None = None,
+              announce_resume: bool = False) -> dict:
     """Run every (point, replicate) pair not yet stored in ``out``; store rows in batches as they finish.
 
-    ``executor`` None runs inline; otherwise any ``concurrent.futures.Executor`` (a local process pool or a
-    Dask ``Client.get_executor()``): one code path. ``workers`` (a hint) sizes the chunks handed to it.
+    ``executor`` None runs inline; otherwise any ``concurrent.futures.Executor`` (local processes or a Dask
+    ``Client.get_executor()``): one code path. ``workers`` (a hint) sizes the chunks handed to it.
     Finished rows are stored as one new part file every ``batch_size`` runs (default: the sweep's
     ``batch_runs``) or every ``flush_seconds``, whichever comes first, and when the sweep stops for any reason
     short of SIGKILL. Only this process writes into ``out``; a lock file refuses a second sweep into the same
-    folder at the same time. Returns counts: total, skipped (already stored), ran."""
+    folder at the same time.
+
+    Before the first run, with the lock held: stale temporary files are removed, damaged parts and parts
+    repeating a run are moved to ``quarantine/`` (their runs are run again; ``on_note`` hears of each), every
+    stored row is checked against the spec (:func:`check_stored`), and the manifest is written (or rebuilt
+    if it was lost or damaged). Ctrl-C stores what finished and raises :class:`~marketsim.errors.Interrupted`
+    saying how many runs are stored. Returns counts: total, skipped (already stored), ran."""
+    note = on_note or (lambda m: None)
+    check_sweep_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     with _exclusive(out):
         all_tasks = tasks(sweep)
-        write_manifest(sweep, out, len(all_tasks) // sweep.replicates, len(all_tasks))
+        manifest_ok = check_manifest(sweep, out)
         dataset.remove_stray_temp_files(out)  # left by a killed writer; we hold the lock, so none is live
-        done = dataset.stored_run_ids(out)
+        scan, notes = dataset.repair(out)
+        for m in notes:
+            note(m)
+        check_stored(sweep, out, scan, all_tasks)
+        if not manifest_ok:
+            if (out / dataset.MANIFEST).exists():
+                problem = dataset.manifest_problem(out)
+                q = dataset.quarantine(out, out / dataset.MANIFEST)
+                note(f"{out / dataset.MANIFEST}: damaged ({problem}); moved to {q} and rebuilt from the spec "
+                     f"(the stored rows match it)")
+        # written on every run of the same spec too, so that edits that change no row (labels) reach the analysis
+        dataset.write_manifest(out, manifest_data(sweep, len(all_tasks) // sweep.replicates, len(all_tasks)))
+        done = scan.run_ids
+        if done and announce_resume:
+            note(f"{out}: {len(done)} runs already stored; resuming (re-running skips them)")
         todo = [t for t in all_tasks if t.run_id not in done]
         check_points(sweep, todo)
         alpha = sweep_alpha(sweep, results_root) if todo else None
@@ -497,15 +702,18 @@ def run_sweep(sweep: Sweep, out: Path, executor: Executor | None, *, results_roo
         buffer: list[dict] = []
         buffered_runs = 0
         last_flush = time.monotonic()
-        finished = len(done)
+        finished = stored = len(done)
+        digest = sweep.digest()
         if on_progress:
             on_progress(finished, len(all_tasks))
 
         def flush(force: bool = False):
-            nonlocal buffer, buffered_runs, last_flush
+            nonlocal buffer, buffered_runs, last_flush, stored
             if buffer and (force or buffered_runs >= size or time.monotonic() - last_flush >= flush_seconds):
-                dataset.write_part(out, buffer)
-                buffer, buffered_runs, last_flush = [], 0, time.monotonic()
+                rows, n = buffer, buffered_runs
+                buffer, buffered_runs, last_flush = [], 0, time.monotonic()  # a failed store is not retried
+                dataset.write_part(out, rows, spec_hash=digest)
+                stored += n
 
         def take(rows: list[dict], n: int):
             nonlocal buffered_runs, finished
@@ -517,22 +725,27 @@ def run_sweep(sweep: Sweep, out: Path, executor: Executor | None, *, results_roo
                 on_progress(finished, len(all_tasks))
 
         try:
-            if executor is None:
-                for c in chunks:
-                    take(_run_batch(sweep, alpha, c), len(c))
-            else:
-                pending = {executor.submit(_run_batch, sweep, alpha, c): len(c) for c in chunks}
-                try:
-                    while pending:
-                        ready, _ = wait(pending, return_when=FIRST_COMPLETED)
-                        for f in ready:
-                            n = pending.pop(f)
-                            take(f.result(), n)
-                finally:
-                    for f in pending:
-                        f.cancel()
-        finally:
-            flush(force=True)  # whatever finished is kept, also on an error or Ctrl-C
+            try:
+                if executor is None:
+                    for c in chunks:
+                        take(_run_batch(sweep, alpha, c), len(c))
+                else:
+                    pending = {executor.submit(_run_batch, sweep, alpha, c): len(c) for c in chunks}
+                    try:
+                        while pending:
+                            ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+                            for f in ready:
+                                n = pending.pop(f)
+                                take(f.result(), n)
+                    finally:
+                        for f in pending:
+                            f.cancel()
+            finally:
+                with deferred_interrupt():  # a second Ctrl-C waits for this store (milliseconds), then stops
+                    flush(force=True)  # whatever finished is kept, also on an error or Ctrl-C
+        except KeyboardInterrupt as e:
+            raise Interrupted(f"interrupted; {stored} of {len(all_tasks)} runs are stored in {out}; "
+                              f"run the same command again to resume") from e
     return {"total": len(all_tasks), "skipped": len(all_tasks) - len(todo), "ran": len(todo)}
 
 
@@ -563,47 +776,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.sweep)
     out = Path(args.out) if args.out else Path("results") / sweep.name
-    stored = dataset.stored_run_ids(out) if check_manifest(sweep, out) else set()
-    if stored and not args.resume:
-        stderr.print(f"{out}: {len(stored)} runs already stored; resuming (re-running skips them)", soft_wrap=True)
-    client = executor = None
+    store.check_output_dir(out)  # before any work: a bad --out costs nothing
+    pending = sweep.n_runs - len(check_folder(sweep, out))
     t0 = time.perf_counter()
-    try:
-        if args.scheduler:
-            try:
-                from distributed import Client
-            except ImportError:
-                raise UserError("--scheduler needs the 'distributed' extra: pip install -e '.[distributed]'") from None
-            try:
-                client = Client(args.scheduler, timeout="10s")
-            except (OSError, TimeoutError, ValueError) as e:
-                raise UserError(f"cannot reach the Dask scheduler at {args.scheduler}: {e}") from None
-            executor = client.get_executor()
-            info = client.scheduler_info(n_workers=-1) if _takes_n_workers(client) else client.scheduler_info()
-            ws = info.get("workers", {})
-            workers = sum(int(w.get("nthreads", 1)) for w in ws.values()) or 1
-            where = f"Dask cluster {args.scheduler} ({len(ws)} workers, {workers} threads)"
-        else:
-            workers = args.workers or os.cpu_count() or 1
-            executor = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
-            where = f"{workers} local worker{'s' if workers > 1 else ''}"
-        with bar(f"sweep {sweep.name} on {where}", None, "runs") as update:
-            counts = run_sweep(sweep, out, executor, workers=workers,
-                               on_progress=lambda k, n: update(completed=k, total=n))
-    finally:
-        if executor is not None and client is None:
-            executor.shutdown(wait=True, cancel_futures=True)
-        if client is not None:
-            client.close()
+    with open_executor(pending, workers=args.workers, scheduler=args.scheduler) as pool:
+        with bar(f"sweep {sweep.name} on {pool.where}", None, "runs") as update:
+            counts = run_sweep(sweep, out, pool.executor, workers=pool.slots,
+                               on_progress=lambda k, n: update(completed=k, total=n),
+                               on_note=lambda m: stderr.print(m, soft_wrap=True), announce_resume=not args.resume)
     stderr.print(f"{counts['ran']} runs in {time.perf_counter() - t0:.1f} s ({counts['skipped']} already stored); "
                  f"{counts['total']} runs in {out}/ (part-*.parquet, manifest.json); next: marketsim analyze {out}", soft_wrap=True)
     return 0
-
-
-def _takes_n_workers(client) -> bool:
-    import inspect
-
-    try:
-        return "n_workers" in inspect.signature(client.scheduler_info).parameters
-    except (TypeError, ValueError):
-        return False

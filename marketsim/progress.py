@@ -20,8 +20,14 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task
 from rich.table import Column, Table
 from rich.text import Text
 
-#: stderr console shared by the CLI's progress bars and messages.
-stderr = Console(stderr=True, highlight=False)
+#: stderr console shared by the CLI's progress bars and messages. Messages carry user text (paths, names:
+#: ``--out 'r_[red]x'``), so rich markup is off: square brackets print as they are.
+stderr = Console(stderr=True, highlight=False, markup=False)
+
+
+def console() -> Console:
+    """A console for stdout (tables, "wrote ..." lines) that, like ``stderr``, never reads user text as markup."""
+    return Console(highlight=False, markup=False)
 
 #: Seconds before a bar whose work has not advanced yet is drawn anyway.
 DELAY = 0.5
@@ -153,11 +159,6 @@ def bar(description: str, total: float | None, unit: str = "", enabled: bool = T
 
 
 # --------------------------------------------------------------------------- tables at 80 columns
-
-
-def console() -> Console:
-    """A stdout console for tables: user text in cells and titles is plain text (no rich markup)."""
-    return Console(markup=False)
 
 
 def table(title: str, caption: str | None = None) -> Table:

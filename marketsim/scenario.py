@@ -3,8 +3,8 @@
 A scenario is a YAML file (``schema: marketsim/v1``) describing everything in
 MODEL.md sections 1-7: calendar, market size, consumers, identity providers and
 their social networks, retailers, behaviour coefficients, friction costs and
-the event timeline. :func:`load_scenario` reads it with ``yaml.safe_load``
-semantics (a ``SafeLoader``; no Python objects can be built), validates every
+the event timeline. :func:`load_scenario` reads it with :mod:`marketsim.yamlsafe`
+(plain data only; alias bombs, deep nesting and duplicate keys refused), validates every
 field and returns a frozen :class:`Scenario`. Inside the package the types are
 trusted: nothing re-checks them.
 
@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
-from .errors import UserError
+from . import yamlsafe
+from .errors import ScenarioError  # noqa: F401  (defined in errors.py so yamlsafe can raise it; re-exported here)
 
 SCHEMA = "marketsim/v2"
 #: v2 (turnover, dated series, trends, observations, uncertain parameters) reads every v1 file unchanged:
@@ -46,15 +45,6 @@ MAX_RETAILERS = 50
 MAX_PROVIDERS = 50
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-
-
-class ScenarioError(UserError, ValueError):
-    """A scenario (or sweep) file is invalid. ``str(err)`` is one line: file:line: field: problem."""
-
-    def __init__(self, message: str, *, source: str = "<scenario>", path: str = "", line: int | None = None):
-        self.source, self.path, self.line, self.problem = source, path, line, message
-        where = source if line is None else f"{source}:{line}"
-        super().__init__(f"{where}: {path}: {message}" if path else f"{where}: {message}")
 
 
 # --------------------------------------------------------------------------- typed, frozen objects
@@ -448,51 +438,8 @@ class Scenario:
 # --------------------------------------------------------------------------- loading
 
 
-class _Lines:
-    """Map a field path to the file and line it is on, from ``yaml.compose`` (a safe, object-free parse)."""
-
-    def __init__(self, text: str | None, source: str):
-        self.source = source
-        self.lines: dict[str, int] = {}
-        self.fallback: "_Lines | None" = None
-        if text:
-            try:
-                node = yaml.compose(text, Loader=yaml.SafeLoader)
-            except yaml.YAMLError:
-                node = None
-            if node is not None:
-                self._walk(node, "")
-
-    def over(self, base: "_Lines") -> "_Lines":
-        """Look fields up here first, then in ``base`` (the file this one starts from)."""
-        self.fallback = base
-        return self
-
-    def _walk(self, node: Any, path: str) -> None:
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                p = f"{path}.{k.value}" if path else str(k.value)
-                self.lines[p] = k.start_mark.line + 1
-                self._walk(v, p)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                self._walk(v, f"{path}[{i}]")
-
-    def find(self, path: str) -> tuple[str, int | None]:
-        """(file, line) of the nearest enclosing field that a file defines."""
-        p = path
-        while p:
-            if p in self.lines:
-                return self.source, self.lines[p]
-            if self.fallback is not None and p in self.fallback.lines:
-                return self.fallback.find(p)
-            cut = max(p.rfind("."), p.rfind("["))
-            p = p[:cut] if cut > 0 else ""
-        return self.source, None
-
-    def get(self, path: str) -> int | None:
-        return self.find(path)[1]
+#: The line map of a loaded file (field path -> file and line): see :class:`marketsim.yamlsafe.LineMap`.
+_Lines = yamlsafe.LineMap
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -507,30 +454,19 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def _read_text(p: Path, source: str) -> str:
-    if not p.is_file():
-        raise ScenarioError("no such file" if not p.exists() else "not a file", source=source)
-    try:
-        return p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ScenarioError(f"cannot read: {e}", source=source) from None
+    """The text of a scenario file: only a regular UTF-8 file of bounded size (see :func:`marketsim.yamlsafe.read_file`)."""
+    return yamlsafe.read_file(p, source=source)
 
 
 def _safe_load(text: str, source: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ScenarioError(f"not valid YAML: {problem}", source=source, line=line) from None
+    """Plain data from YAML text, refusing hostile or ambiguous YAML (see :mod:`marketsim.yamlsafe`)."""
+    return yamlsafe.load(text, source)[0]
 
 
-def _read_with_bases(p: Path, seen: tuple[Path, ...]) -> tuple[Any, "_Lines"]:
+def _read_with_bases(p: Path, seen: tuple[Path, ...], referrer: yamlsafe.Referrer | None = None) -> tuple[Any, "_Lines"]:
     source = str(p)
-    text = _read_text(p, source)
-    data = _safe_load(text, source)
-    lines = _Lines(text, source)
-    if not isinstance(data, dict) or "base" not in data:
+    data, lines = yamlsafe.load_file(p, source=source, referrer=referrer)
+    if "base" not in data:
         return data, lines
     base = data["base"]
     if not isinstance(base, str):
@@ -538,11 +474,8 @@ def _read_with_bases(p: Path, seen: tuple[Path, ...]) -> tuple[Any, "_Lines"]:
     bp = (p.parent / base).resolve()
     if bp in seen or bp == p.resolve():
         raise ScenarioError(f"{base!r} is already being read: bases form a cycle", source=source, path="base", line=lines.get("base"))
-    if not bp.is_file():
-        raise ScenarioError(f"base scenario {base!r} not found (looked for {bp})", source=source, path="base", line=lines.get("base"))
-    bdata, blines = _read_with_bases(bp, seen + (p.resolve(),))
-    if not isinstance(bdata, dict):
-        raise ScenarioError("a base scenario must be a mapping", source=str(bp))
+    ref = yamlsafe.Referrer(source, lines.get("base"), "base", f"base scenario {base[:200]!r}")
+    bdata, blines = _read_with_bases(bp, seen + (p.resolve(),), ref)
     try:
         merged = _merge(bdata, {k: v for k, v in data.items() if k != "base"})
     except ScenarioError as e:
@@ -608,7 +541,8 @@ def _merge_list(base: list, top: list, key: str) -> list:
 
 
 def parse_text(text: str, source: str = "<scenario>") -> Scenario:
-    return parse_scenario(_safe_load(text, source), source=source, lines=_Lines(text, source), strict_horizon=True)
+    data, lines = yamlsafe.load(text, source)
+    return parse_scenario(data, source=source, lines=lines, strict_horizon=True)
 
 
 def parse_scenario(data: Any, source: str = "<scenario>", lines: "_Lines | None" = None, *,
@@ -1183,10 +1117,10 @@ def with_settings(scenario: "Scenario", settings: list[tuple[str, str]]) -> "Sce
     flow value: ``2.5``, ``2013-09-25``, ``[1, 2]``). Raises :class:`ScenarioError` naming the setting."""
     values: dict[str, Any] = {}
     for path, text in settings:
-        try:
-            values[path] = yaml.safe_load(text) if text else None
-        except (yaml.YAMLError, ValueError) as e:
-            raise ScenarioError(f"{text!r} is not a value ({str(e).splitlines()[0]})", source="--set", path=path) from None
+        try:  # the same safe reader as files: a value cannot be an alias bomb or an impossible date either
+            values[path] = yamlsafe.load(text, f"--set {path}")[0] if text else None
+        except ScenarioError as e:
+            raise ScenarioError(f"{text!r} is not a value ({e.problem})", source="--set", path=path) from None
         try:
             set_path(copy.deepcopy(dict(scenario.raw)), path, values[path])
         except KeyError as e:
@@ -1245,7 +1179,6 @@ did_you_mean = _suggest
 
 
 def read_yaml(path: str | Path) -> tuple[Any, _Lines]:
-    """Read a YAML file safely: (data, line map for error messages). Raises :class:`ScenarioError`."""
-    source = str(path)
-    text = _read_text(Path(path), source)
-    return _safe_load(text, source), _Lines(text, source)
+    """Read a YAML file safely: (data, line map for error messages). The top level must be a mapping.
+    Raises :class:`ScenarioError`."""
+    return yamlsafe.load_file(path, source=str(path))

@@ -62,3 +62,67 @@ friction: {{native: 0.2, sso: 0.0, link: 0.3, create: {create}}}
 {extra}
 {observations}
 """
+
+
+def marketsim_cli(*args, cwd, timeout=300, env=None):
+    """Run ``python -m marketsim.cli ARGS`` as a user would (a real subprocess)."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "marketsim.cli", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=None if env is None else {**os.environ, **env})
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of a process from /proc (R, S, D, Z, ...), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except FileNotFoundError:
+        return None
+    return stat[stat.rfind(b")") + 2:].split()[0].decode()
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc: every process whose parent it is)."""
+    import os
+
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat", "rb") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(b")") + 2:].split()[1]) == pid:
+                kids.append(int(d))
+    return kids
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` is a live process (a zombie is dead: it only waits to be reaped)."""
+    return process_state(pid) not in (None, "Z", "X")
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount a real tmpfs (size in bytes) at a fresh folder; skips the test where mounting is not permitted."""
+    import subprocess
+
+    mounted = []
+
+    def mount(size: int, *, readonly: bool = False) -> Path:
+        d = tmp_path / f"mnt{len(mounted)}"
+        d.mkdir()
+        opts = f"size={size}" + (",ro" if readonly else "")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(d)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        mounted.append(d)
+        return d
+
+    yield mount
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
