@@ -135,13 +135,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         from .calibrate import residuals_at
 
         full = residuals_at(sc, cal)
-    fig = plots.fit_figure(sc, cal)
-    out = results_root(args) / sc.name
-    store.save_figure(fig, out / "fit.png")
-    plots.close(fig)
     doc = cal.summary()
     if full is not None:
         doc["full_size"] = full
+    out = results_root(args) / sc.name / "calibration"
+    with store.result_set(out, "calibration", writer="marketsim calibrate") as new:
+        fig = plots.fit_figure(sc, cal)
+        store.save_figure(fig, new / "fit.png")
+        plots.close(fig)
+        store.write_json(new / "fit.json", doc)
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
@@ -176,7 +178,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
               f"{cal.evaluations} simulations; tolerance {cal.tol_pp} pp; cache key {cal.key}")
     if cal.dof == 0:
         con.print("the fit is saturated (as many parameters as equations): zero residuals say nothing about the model")
-    con.print(f"wrote {out / 'fit.png'}", markup=False)
+    con.print(f"wrote {out}/: fit.png, fit.json")
     return 0
 
 
@@ -313,6 +315,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     R = args.replicates or (DEFAULT_REPLICATES if draws.k == 1 else DEFAULT_REPLICATES_WITH_DRAWS)
     out = Path(args.out) if args.out else results_root(args) / sc.name / (
         "projection-" + projection_label(args.baseline_without, list(options)))
+    store.check_output_dir(out, kind="projection")  # before any work
     from .executor import open_executor
 
     jobs = draws.k * (len(options) + R)
@@ -332,9 +335,10 @@ def cmd_project(args: argparse.Namespace) -> int:
                                       independent_baseline=args.independent_baseline,
                                       thresholds=tuple(args.threshold or ()), on_progress=progress)
     summ = projection.summary(proj)
-    store.write_table(proj.tidy(), out / "replicates", formats=("parquet",))
-    report.write_report(proj, summ, out)
-    store.write_json(out / "projection.json", summ)
+    with store.result_set(out, "projection", writer="marketsim project") as new:  # all files, or none
+        store.write_table(proj.tidy(), new / "replicates", formats=("parquet",))
+        report.write_report(proj, summ, new)
+        store.write_json(new / "projection.json", summ)
     resultsindex.update(results_root(args))
     if args.json:
         print(json.dumps(summ, indent=2))
@@ -363,7 +367,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     path = save_posterior(post, sc, cache, summ["parameters"])
     summ["posterior_file"] = str(path)
     out = results_root(args) / sc.name / "fit"
-    store.write_json(out / "posterior.json", summ)
+    with store.result_set(out, "fit", writer="marketsim fit") as new:
+        store.write_json(new / "posterior.json", summ)
     resultsindex.update(results_root(args))
     if args.json:
         print(json.dumps(summ, indent=2, default=str))
@@ -414,10 +419,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                           cache_dir=results_root(args) / "calibration", on_progress=progress)
     doc = bt.to_dict()
     out = results_root(args) / sc.name / f"backtest-{args.until}"
-    store.write_json(out / "backtest.json", doc)
-    fig = backtest_figure(bt)
-    store.save_figure(fig, out / "backtest.png")
-    plots.close(fig)
+    with store.result_set(out, "backtest", writer="marketsim backtest") as new:
+        store.write_json(new / "backtest.json", doc)
+        fig = backtest_figure(bt)
+        store.save_figure(fig, new / "backtest.png")
+        plots.close(fig)
     resultsindex.update(results_root(args))
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -651,7 +657,7 @@ def _resolve(spec: str) -> Callable[[argparse.Namespace], int]:
 
 
 #: Commands that write under --results (the calibration cache) or --out: their locations are checked first.
-WRITERS = ("run", "calibrate", "project", "sweep")
+WRITERS = ("run", "calibrate", "project", "sweep", "fit", "backtest")
 
 
 def preflight(args: argparse.Namespace) -> None:

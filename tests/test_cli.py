@@ -59,7 +59,7 @@ def test_calibrate_command(tmp_path):
         assert set(o) >= {"source", "period", "retailer", "observed", "simulated", "residual_pp"}
         assert abs(o["residual_pp"]) < cal["tol_pp"] and abs(o["simulated"] - o["observed"] - o["residual_pp"]) < 1e-9
     assert list((tmp_path / "results" / "calibration").glob("*.json"))
-    assert (tmp_path / "results" / "tiny" / "fit.png").stat().st_size > 0
+    assert (tmp_path / "results" / "tiny" / "calibration" / "fit.png").stat().st_size > 0
     r2 = marketsim("calibrate", SCENARIOS / "tiny.yaml", cwd=tmp_path)
     assert r2.returncode == 0 and "(cached)" in r2.stderr and "residual" in r2.stdout
 
