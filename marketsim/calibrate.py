@@ -404,8 +404,10 @@ def cache_key(scenario: Scenario, until: dt.date | None = None, tol_pp: float | 
 
 
 def fit_consumers(scenario: Scenario) -> int:
-    """Consumers of the final stage: the scenario's N, at most FIT_CONSUMERS (property 11.4)."""
-    return min(scenario.consumers.count, FIT_CONSUMERS)
+    """Consumers of the final stage: the scenario's N, within [COARSE_CONSUMERS, FIT_CONSUMERS]. Shares do not
+    depend on N beyond sampling noise (property 11.4), so a large run reuses a fit made at FIT_CONSUMERS and a
+    small one gets a fit less noisy than its own size would allow."""
+    return max(COARSE_CONSUMERS, min(scenario.consumers.count, FIT_CONSUMERS))
 
 
 def mean_observed(prob: FitProblem) -> np.ndarray:

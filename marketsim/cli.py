@@ -564,7 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
         "results/<scenario>/projection-<what was compared>/: replicates.parquet, projection.json, fan.png,\n"
         "shift.png, flows.png (compare.png) and report.md; results/index.md lists every result.",
         ["marketsim project scenarios/battle_lines_2013.yaml",
-         "marketsim project scenarios/battle_lines_2013.yaml --baseline-without jd_drops_weibo",
+         "marketsim project scenarios/battle_lines_2013.yaml \\",
+         "    --baseline-without jd_drops_weibo",
          "marketsim project scenarios/jd_drops_weibo_login.yaml --threshold -0.5 \\",
          "    --compare scenarios/jd_keeps_weibo_login.yaml"])
     pr.add_argument("--draws", type=positive_int, metavar="K",

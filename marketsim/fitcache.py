@@ -99,9 +99,13 @@ def cached_calibration(
     refused and refitted. ``cache_dir=None`` never caches."""
     from .store import write_json  # result files are the store's business; imported when a cache is used
 
+    from .store import remove_stale_temps
+
     key = cache_key(scenario, until, tol_pp)
     path = None if cache_dir is None else Path(cache_dir) / f"{key}.json"
     note = None
+    if cache_dir is not None and Path(cache_dir).is_dir():
+        remove_stale_temps(cache_dir)  # left by killed writers
     if path is not None and path.exists():
         try:
             return read_entry(path, scenario, key), True, None

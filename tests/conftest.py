@@ -37,7 +37,7 @@ events: {d['events']}
 """
 
 
-def fit_market_yaml(observations: str, *, n=4000, turnover=0.02, alpha=("calibrate",) * 3, trend=(0, 0, 0),
+def fit_market_yaml(observations: str, *, n=5000, turnover=0.02, alpha=("calibrate",) * 3, trend=(0, 0, 0),
                     beta_social=0.5, beta_habit=1.0, create=1.0, conversion=0.6, extra="") -> str:
     """A small market on monthly steps (cheap to fit: 24 steps cover two years), three retailers A (platform),
     B and C (direct), with turnover (so a burn-in pilot runs) and the given ``observations`` block."""

@@ -24,7 +24,7 @@ def _period_shares(sc, path, start, end):
     return path.period_shares(w)[0]
 
 
-def synthetic_observations(n=4000, seed_shift=0):
+def synthetic_observations(n=5000, seed_shift=0):
     """Observations simulated from known alpha, trends and source offsets: the primary source P observes A and B
     in H1 2012 and H1 2013; source Q observes them in 2012 and 2013, each shifted by its offset."""
     true = parse_text(fit_market_yaml("", n=n, alpha=TRUE_ALPHA, trend=TRUE_TREND))

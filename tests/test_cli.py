@@ -170,7 +170,7 @@ def test_run_and_calibrate_read_at_80_columns_and_a_cached_fit_draws_no_bar(tmp_
     r = _narrow("run", SCENARIOS / "tiny.yaml", cwd=tmp_path)
     _fits(r)
     assert "fitting" not in r.stderr and "simulating tiny" in r.stderr and "26/26 steps" in r.stderr
-    assert "change pp" in r.stdout and "2013-07-01 %" in r.stdout
+    assert "change pp" in r.stdout and "2013-06-30 %" in r.stdout
 
 
 def test_sweep_and_analyze_read_at_80_columns(tmp_path):
@@ -199,8 +199,6 @@ shift_against: all
     assert "low → high pp" in r.stdout and "range RMB m" in r.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="projection.py's table still wraps its intervals at 80 columns: the lead "
-                                       "adapts it with progress.table / progress.interval, then removes this mark")
 def test_project_reads_at_80_columns(tmp_path):
     _fits(_narrow("project", SCENARIOS / "tiny.yaml", "--replicates", 2, "--workers", 1, cwd=tmp_path))
 

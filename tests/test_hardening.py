@@ -356,8 +356,11 @@ def test_yaml_mistakes_are_one_line_with_file_line_field(tmp_path):
     assert lines.find("e.x") == ("ok.yaml", 4) and lines.get("start") == 5
     # through the CLI: one line, exit 2, for a scenario file with a duplicate key
     bad = tmp_path / "dup.yaml"
-    bad.write_text((SCENARIOS / "tiny.yaml").read_text().replace("  count: 3000\n", "  count: 3000\n  count: 5000000\n"))
-    _one_line_error(marketsim_cli("validate", bad, cwd=tmp_path), "dup.yaml:12: consumers.count: duplicate key 'count' (first at line 11")
+    text = (SCENARIOS / "tiny.yaml").read_text()
+    line = text[: text.index("  count: 3000\n")].count("\n") + 1
+    bad.write_text(text.replace("  count: 3000\n", "  count: 3000\n  count: 5000000\n"))
+    _one_line_error(marketsim_cli("validate", bad, cwd=tmp_path),
+                    f"dup.yaml:{line + 1}: consumers.count: duplicate key 'count' (first at line {line}")
 
 
 # --------------------------------------------------------------------------- 15. base: naming what is not a scenario file
