@@ -66,6 +66,7 @@ MAX_EVALS = {"coarse": 30, "fine": 24}
 #: is not tried. A share whose simulated values spread over more than TIPPING_SPREAD (a fraction) across
 #: the fit's simulations is evidence that the market tips.
 NO_FIT_PP = 5.0
+STALL_ACCEPT_PP = 1.5
 TIPPING_SPREAD = 0.5
 #: Finite-difference step of the starting Jacobian, in utility units (alpha) and utility per year (trend).
 FD_STEP = 0.15
@@ -645,9 +646,10 @@ def _gauss_newton(stage: _Stage, theta: np.ndarray, J: np.ndarray | None, r: np.
                 # A fresh Jacobian and still no step improves: a least-squares optimum, as far as the map's small
                 # jumps let anyone tell. With residual degrees of freedom that is the fit (its residuals are the
                 # sources' disagreement, reported); with none, every residual must be within the tolerance.
-                # A square system stalled within twice the tolerance is at the size's noise floor: accepted, and
-                # its residuals are reported as they are.
-                if not strict or (stage.obj.prob.dof > 0 and np.max(np.abs(r)) < NO_FIT_PP) or np.max(np.abs(r)) < 2 * tol:
+                # A square system stalled within STALL_ACCEPT_PP (or twice the tolerance) is at the noise floor of
+                # its size and window (a short window at a few thousand consumers): accepted, its residuals reported.
+                worst = np.max(np.abs(r))
+                if not strict or (stage.obj.prob.dof > 0 and worst < NO_FIT_PP) or worst < max(2 * tol, STALL_ACCEPT_PP):
                     return theta, J, r, path, steps
                 raise _no_fit(obj, theta, r, path, stage.n, "no step brings the simulated shares closer (the shares "
                               "respond to attractiveness by jumps: the market tips between states)")

@@ -566,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
         ["marketsim project scenarios/battle_lines_2013.yaml",
          "marketsim project scenarios/battle_lines_2013.yaml \\",
          "    --baseline-without jd_drops_weibo",
-         "marketsim project scenarios/jd_drops_weibo_login.yaml --threshold -0.5 \\",
+         "marketsim project scenarios/battle_lines_2013.yaml --threshold -0.5 \\",
          "    --compare scenarios/jd_keeps_weibo_login.yaml"])
     pr.add_argument("--draws", type=positive_int, metavar="K",
                     help=f"parameter draws over the uncertain parameters (default {DEFAULT_DRAWS} when the scenario has "

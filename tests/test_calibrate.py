@@ -108,7 +108,7 @@ def test_target_share_shorthand_still_fits():
     assert abs(got["A"] - 55) < cal.tol_pp + 1e-9 and abs(got["B"] - 45) < cal.tol_pp + 1e-9
     assert abs(cal.conversion_residual_pp) < cal.tol_pp + 1e-9
     # measured from outside: the expected shares of a run with the fitted values, on the fit's own seed
-    path = expected_path(sc, cal.alpha_vector(sc), cal.trend_vector(sc), sc.seed, sc.consumers.count, cal.horizon)
+    path = expected_path(sc, cal.alpha_vector(sc), cal.trend_vector(sc), sc.seed, cal.consumers, cal.horizon)
     s = path.gmv.sum(axis=0) / path.gmv.sum()
     assert abs(s[0] - 0.55) * 100 < cal.tol_pp + 0.05
 
