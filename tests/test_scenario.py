@@ -59,7 +59,8 @@ def test_absurd_size(tmp_path):
 
 
 def test_shares_must_sum_to_one(tmp_path):
-    body = "retailers:\n  - {name: A, kind: direct, initial_share: 0.5}\n  - {name: B, kind: direct, initial_share: 0.4}\n"
+    # retailers merge into the base's by name: Other's share drops by 0.1, so the three sum to 0.9
+    body = "retailers:\n  - {name: Other, initial_share: 0.156}\n"
     msg = _error(_base_ref(tmp_path, body))
     assert "retailers: initial_share values sum to 0.9; they must sum to 1" in msg
 
@@ -84,8 +85,8 @@ def test_event_for_unknown_retailer(tmp_path):
 
 
 def test_event_before_start(tmp_path):
-    msg = _error(_base_ref(tmp_path, "events:\n  - {type: add_login, date: 2012-12-31, retailer: JD, provider: taobao}\n"))
-    assert "events[0].date: 2012-12-31 is before the scenario starts (2013-01-07)" in msg
+    msg = _error(_base_ref(tmp_path, "events:\n  - {type: add_login, date: 2011-12-31, retailer: JD, provider: taobao}\n"))
+    assert "events[0].date: 2011-12-31 is before the scenario starts (2012-01-01)" in msg
 
 
 def test_event_needs_date_or_step(tmp_path):
@@ -104,9 +105,9 @@ def test_bad_yaml_syntax_has_line(tmp_path):
 
 
 def test_unsupported_schema(tmp_path):
-    text = (SCENARIOS / "baseline_2013q2.yaml").read_text().replace("schema: marketsim/v1", "schema: marketsim/v9")
+    text = (SCENARIOS / "baseline_2013q2.yaml").read_text().replace("schema: marketsim/v2", "schema: marketsim/v9")
     msg = _error(_write(tmp_path, text))
-    assert "unsupported schema 'marketsim/v9'; allowed: marketsim/v1" in msg
+    assert "unsupported schema 'marketsim/v9'; allowed: marketsim/v1, marketsim/v2" in msg
 
 
 def test_missing_required_key(tmp_path):
@@ -115,9 +116,18 @@ def test_missing_required_key(tmp_path):
 
 
 def test_duplicate_retailer(tmp_path):
+    text = (SCENARIOS / "baseline_2013q2.yaml").read_text().replace("  - name: Other", "  - name: JD")
+    msg = _error(_write(tmp_path, text))
+    assert "retailers[2].name: duplicate retailer name 'JD'" in msg
+
+
+def test_duplicate_in_one_file_over_a_base_is_not_merged_away(tmp_path):
+    """Items merge into the base's by name or id, but two items of one file with the same name stay two."""
     body = "retailers:\n  - {name: A, kind: direct, initial_share: 0.5}\n  - {name: A, kind: direct, initial_share: 0.5}\n"
-    msg = _error(_base_ref(tmp_path, body))
-    assert "retailers[1].name: duplicate retailer name 'A'" in msg
+    assert "retailers[4].name: duplicate retailer name 'A'" in _error(_base_ref(tmp_path, body))
+    body = ("events:\n  - {id: x, type: add_login, date: 2013-02-01, retailer: JD, provider: taobao}\n"
+            "  - {id: x, type: add_login, date: 2013-03-01, retailer: JD, provider: taobao}\n")
+    assert "duplicate event id 'x'" in _error(_base_ref(tmp_path, body))
 
 
 def test_odd_watts_strogatz_k(tmp_path):
@@ -163,8 +173,8 @@ def test_with_values_and_without_events():
 def test_event_dates_to_steps():
     sc = load_scenario(SCENARIOS / "battle_lines_2013.yaml")
     steps = {e.id: e.step for e in sc.events}
-    # 2013-01-07 + 7 * 37 days = 2013-09-23: the week containing 2013-09-25
-    assert steps == {"alibaba_buys_weibo_stake": 16, "weibo_taobao_linking": 30, "jd_drops_weibo": 37}
-    assert sc.calibration_window == 16
+    # 2012-01-01 + 7 * 90 days = 2013-09-22: the week containing 2013-09-25
+    assert steps == {"alibaba_buys_weibo_stake": 69, "weibo_taobao_linking": 83, "jd_drops_weibo": 90}
+    assert sc.calibration_window == 69
     eq = sc.events[0].action
     assert eq.stake == 0.18 and eq.amount_usd == 586e6 and [a.type for a in eq.effects] == ["social_boost", "promotion"]
