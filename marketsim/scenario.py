@@ -24,6 +24,7 @@ import difflib
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -685,8 +686,12 @@ class _Validator:
                 self.fail(path, f"expected a number ({f.unit}) or 'calibrate', got {x!r}")
             if f.series:
                 return self.series(x, path, f.lo, f.hi, lo_open=f.lo_open)
-            return self.number(x, path, f.lo, f.hi, lo_open=f.lo_open, integer=t == "integer",
-                               key=ukey if f.uncertain else None)
+            v = self.number(x, path, f.lo, f.hi, lo_open=f.lo_open, integer=t == "integer",
+                            key=ukey if f.uncertain else None)
+            if f.multiple_of and v % f.multiple_of:
+                self.fail(path, f"{v} is odd; allowed: an even number ({f.hint})" if f.multiple_of == 2 else
+                                f"{v} is not a multiple of {f.multiple_of}; allowed: {f.multiple_of}, {2 * f.multiple_of}, ...")
+            return v
         if t == "string":
             allowed = choices if choices is not None else (f.choices or None)
             return self.string(x, path, None if allowed is None else tuple(allowed) + f.extra_choices, what=f.what)
@@ -858,7 +863,7 @@ class _Validator:
         consumers = self.consumers(d["consumers"], any(r.calibrate for r in retailers))
         behaviour = self.behaviour(d.get("behaviour", {}))
         friction = self.friction(d.get("friction", {}))
-        events = self.events(d.get("events") or [], cal, pnames, tuple(r.name for r in retailers))
+        events = self.events(_or(d.get("events"), []), cal, pnames, tuple(r.name for r in retailers))
         fit_until = self.get(T, d, "fit_until", "")
         observations, primary = self.observations(d, cal, retailers, events, fit_until)
         return Scenario(
@@ -899,7 +904,7 @@ class _Validator:
         rnames = tuple(r.name for r in retailers)
         raw = d.get("observations")
         given_targets = [i for i, r in enumerate(self.raw_retailers) if isinstance(r, dict) and "target_share" in r]
-        if raw:
+        if _or(raw, []) != []:
             if given_targets:
                 i = given_targets[0]
                 self.fail(f"retailers[{i}].target_share", "give calibration targets either as 'observations' or as "
@@ -999,8 +1004,6 @@ class _Validator:
                 V = N.block(model)
                 self.block(V, nd, npath)
                 params = tuple((f.key, self.check(f, nd[f.key], f"{npath}.{f.key}")) for f in V.fields[1:])
-                if model == "watts_strogatz" and dict(params)["k"] % 2:
-                    self.fail(f"{npath}.k", f"{dict(params)['k']} is odd; allowed: an even number (k/2 neighbours on each side of the ring)")
                 net = Network(model, params)
             out.append(Provider(
                 name=pname,
@@ -1034,7 +1037,7 @@ class _Validator:
             alpha = self.get(R, r, "attractiveness", path, ukey=f"{key}.attractiveness")
             trend = self.get(R, r, "trend", path, ukey=f"{key}.trend")
             logins = self.get(R, r, "logins", path, choices=pnames)
-            sso = r.get("sso_share") or {}
+            sso = _or(r.get("sso_share"), {})
             if not isinstance(sso, dict):
                 self.fail(f"{path}.sso_share", f"expected a mapping provider -> share, got {_kind(sso)}")
             sso_items = []
@@ -1139,7 +1142,7 @@ class _Validator:
             if not allow_effects:
                 self.fail(path, "an equity_stake cannot be the effect of another")
             EF = S.EFFECTS
-            effects = e.get("effects") or []
+            effects = _or(e.get("effects"), [])
             if not isinstance(effects, list):
                 self.fail(f"{path}.effects", f"expected a list of effects, got {_kind(effects)}")
             acts = []
@@ -1156,6 +1159,12 @@ class _Validator:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _or(x: Any, empty: Any) -> Any:
+    """``x``, or ``empty`` when it is null: a field that may be null means "none" then (an empty list or mapping),
+    while any other value must have the field's type (``events: 0`` is an error, not "no events")."""
+    return empty if x is None else x
 
 
 def _kind(x: Any) -> str:
@@ -1256,6 +1265,31 @@ def set_path(raw: dict, path: str, value: Any) -> None:
 #: errors the same way: ``file:line: field.path: problem; allowed: ...``.
 Validator = _Validator
 did_you_mean = _suggest
+
+
+@dataclass(frozen=True)
+class FileLayer:
+    """One file of a scenario built on bases: its path (as reached from the file given), its own data, its lines."""
+
+    source: str
+    data: dict
+    lines: _Lines
+
+
+def scenario_files(path: str | Path) -> list[FileLayer]:
+    """The files a scenario file is built from, root base first and the file itself last, each with its own content
+    (to say which file sets what: ``marketsim validate``). Paths of bases are joined to their file's folder."""
+    out, seen, p = [], set(), Path(path)
+    while True:
+        data, lines = read_yaml(p)
+        data = data if isinstance(data, dict) else {}
+        out.append(FileLayer(str(p), data, lines))
+        base = data.get("base")
+        if not isinstance(base, str) or p.resolve() in seen:
+            break
+        seen.add(p.resolve())
+        p = Path(os.path.normpath(p.parent / base))
+    return out[::-1]
 
 
 def read_yaml(path: str | Path) -> tuple[Any, _Lines]:

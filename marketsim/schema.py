@@ -103,7 +103,9 @@ class Field:
     nullable: bool = False
     pattern: str = ""
     file_only: bool = False  # read before validation (``base``): in the JSON Schema and docs, not the validator
-    only: str = ""  # a condition in words, e.g. "platform retailers"
+    only_if: tuple[str, str] | None = None  # allowed only when the sibling key has this value: ("kind", "platform")
+    multiple_of: int | None = None
+    hint: str = ""  # a short reason shown with a multiple_of error
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class Block:
     required: bool = False
     nullable: bool = False
     default_text: str = ""
+    one_of: tuple[tuple[str, ...], ...] = ()  # groups of keys of which exactly one must be given
 
     def __getitem__(self, key: str) -> "Node":
         for f in self.fields:
@@ -187,6 +190,7 @@ class Variants:
     required: bool = False
     nullable: bool = False
     default_text: str = ""
+    one_of: tuple[tuple[str, ...], ...] = ()  # groups of keys of which exactly one must be given
 
     def block(self, tag: str) -> Block:
         """The full block of one variant: the tag, the common fields, then the variant's own."""
@@ -223,7 +227,7 @@ UNCERTAIN = Block("uncertain", "A number no source pins, as a range or a prior w
     Field("mode", "number", "Most likely value (triangular; lo <= mode <= hi)."),
     Field("sd", "number", "Standard deviation (normal; > 0).", lo=0, lo_open=True),
     Field("sigma", "number", "Log standard deviation (lognormal; > 0).", lo=0, lo_open=True),
-))
+), one_of=(("range", "prior"), ("assumption", "source")))
 
 
 def _share(key: str, doc: str, **kw) -> Field:
@@ -279,7 +283,7 @@ NETWORK = Variants(
             Field("m", "integer", "Ties each new member makes.", unit="ties", required=True, lo=1, hi=100),)),
         "watts_strogatz": Block("watts_strogatz", "Small world: friend circles (e.g. QQ).", (
             Field("k", "integer", "Neighbours per member on the ring (even).", unit="neighbours", required=True,
-                  lo=2, hi=200),
+                  lo=2, hi=200, multiple_of=2, hint="k/2 neighbours on each side of the ring"),
             Field("rewire", "number", "Probability that a tie is rewired at random.", unit="probability",
                   required=True, lo=0.0, hi=1.0))),
         "erdos_renyi": Block("erdos_renyi", "Random graph.", (
@@ -316,8 +320,8 @@ RETAILER = Block("retailer", "A retailer (MODEL.md section 4).", (
           "-beta_price x ln P).", unit="1 = market price", lo=0.01, hi=100, default=1.0, uncertain=True,
           source="1: market prices"),
     _share("take_rate", "Commission and fees as a share of GMV.", default=0.0, uncertain=True,
-           only="platform retailers", source="0 (state it: the bundled scenarios use 0.05, an assumption)"),
-    _share("margin", "Gross margin as a share of GMV.", default=0.0, uncertain=True, only="direct retailers",
+           only_if=("kind", "platform"), source="0 (state it: the bundled scenarios use 0.05, an assumption)"),
+    _share("margin", "Gross margin as a share of GMV.", default=0.0, uncertain=True, only_if=("kind", "direct"),
            source="0 (state it: the bundled scenarios use 0.08-0.10, assumptions)"),
     Field("logins", "names", "Providers whose single sign-on it accepts (its own native accounts always work), "
           "in the order of its login page.", refers="provider", default=[], source="none: native accounts only"),
@@ -419,7 +423,7 @@ EVENTS = ListOf("events", "The timeline (MODEL.md section 7): each event has a `
                     Field("step", "integer", "When it applies, as a step number (0-based).", unit="step", lo=0,
                           hi=MAX_STEPS),
                     Field("note", "string", "Free text."),
-                )), nullable=True, merge_key="id", default_text="[] (no events)")
+                ), one_of=(("date", "step"),)), nullable=True, merge_key="id", default_text="[] (no events)")
 
 OBSERVATION = Block("observation", "Observed GMV shares of some retailers over a period, from one source "
                     "(MODEL.md 8).", (
@@ -476,7 +480,7 @@ PARAMETER = Block("parameter", "A scenario number the sweep varies: its dotted p
     }),
     Field("label", "string", "Name on tables and charts (changes no stored row).",
           default_text="a readable form of the path"),
-))
+), one_of=(("range", "values", "distribution"),))
 
 SWEEP = Block("sweep", "A sweep file (docs/sweeps.md).", (
     Field("schema", "string", "The format version.", required=True, choices=(SWEEP_SCHEMA,), what="schema"),
@@ -580,8 +584,8 @@ def _describe(node: Node) -> str:
         allowed = _allowed_text(node)
         if allowed:
             parts.append(f"Allowed: {allowed}.")
-        if node.only:
-            parts.append(f"Only for {node.only}.")
+        if node.only_if:
+            parts.append(f"Only where {node.only_if[0]} is {node.only_if[1]}.")
     d = _default_text(node)
     if d:
         parts.append(f"Default: {d}" + (f" ({node.source})." if getattr(node, "source", "") else "."))
@@ -596,7 +600,27 @@ def _number_json(f: Field) -> dict:
         s["exclusiveMinimum" if f.lo_open else "minimum"] = f.lo
     if f.hi is not None:
         s["maximum"] = f.hi
+    if f.multiple_of:
+        s["multipleOf"] = f.multiple_of
     return s
+
+
+def _one_of(node, partial: bool) -> list[dict]:
+    """JSON rules for the node's "exactly one of these keys" groups (none over a base: the base may give one)."""
+    if partial:
+        return []
+    return [{"oneOf": [{"required": [k]} for k in group]} for group in node.one_of]
+
+
+def _only_if(block: "Block") -> list[dict]:
+    """JSON rules for fields allowed only when a sibling has a given value (margin only for direct retailers)."""
+    rules = []
+    for f in block.fields:
+        if isinstance(f, Field) and f.only_if:
+            k, v = f.only_if
+            rules.append({"if": {"required": [k], "properties": {k: {"not": {"const": v}}}},
+                          "then": {"properties": {f.key: False}}})
+    return rules
 
 
 def _uncertain_def() -> dict:
@@ -613,11 +637,8 @@ def _uncertain_def() -> dict:
         else:
             props[f.key] = {**_number_json(f), "description": f.doc}
     prior_keys = sorted({k for ks, _ in PRIORS.values() for k in ks})
-    rules: list[dict] = [
-        {"oneOf": [{"required": ["range"]}, {"required": ["prior"]}]},
-        {"oneOf": [{"required": ["assumption"]}, {"required": ["source"]}]},
-        {"if": {"required": ["range"]}, "then": {"properties": {k: False for k in prior_keys}}},
-    ]
+    rules: list[dict] = _one_of(UNCERTAIN, False) + [
+        {"if": {"required": ["range"]}, "then": {"properties": {k: False for k in prior_keys}}}]
     for name, (keys, _) in PRIORS.items():
         rules.append({"if": {"required": ["prior"], "properties": {"prior": {"const": name}}},
                       "then": {"required": list(keys), "properties": {k: False for k in prior_keys if k not in keys}}})
@@ -705,6 +726,9 @@ def _json(node: Node, partial: bool) -> dict:
         req = [f.key for f in node.fields if getattr(f, "required", False)]
         if req and not partial:
             s["required"] = req
+        rules = _one_of(node, partial) + _only_if(node)
+        if rules:
+            s["allOf"] = rules
         return _nullable(s, node)
     if isinstance(node, MapOf):
         s = {"type": "object", "description": _describe(node), "propertyNames": {"pattern": NAME_PATTERN},
@@ -745,7 +769,7 @@ def _json(node: Node, partial: bool) -> dict:
             if req and not partial:
                 then["required"] = req
             rules.append({"if": {"required": [node.tag], "properties": {node.tag: {"const": t}}}, "then": then})
-        s = {"type": "object", "description": _describe(node), "properties": props, "allOf": rules}
+        s = {"type": "object", "description": _describe(node), "properties": props, "allOf": _one_of(node, partial) + rules}
         if not partial:
             s["required"] = [node.tag]
         return _nullable(s, node)
@@ -843,7 +867,7 @@ def _table(rows: list[tuple[str, Node]]) -> list[str]:
     for path, f in rows:
         if isinstance(f, Field):
             req = " **required**" if f.required else ""
-            only = f" Only for {f.only}." if f.only else ""
+            only = f" Only where `{f.only_if[0]}` is `{f.only_if[1]}`." if f.only_if else ""
             d = _default_text(f)
             d = (f"{d} ({f.source})" if f.source else d) if d else ("required" if f.required else "-")
             unc = " †" if f.uncertain else ""
