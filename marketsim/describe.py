@@ -398,7 +398,7 @@ def render(sc: Scenario, *, given: str, prov: Provenance | None, settings: Itera
     """The ``marketsim validate`` output: a header of comments (where the scenario comes from, its uncertain
     parameters, its utilities in business terms), then the resolved scenario as a file, each block and each
     retailer and event with a comment saying which file sets it."""
-    L: list[str] = [f"# {given}: valid ({sc.name}, schema {SCHEMA}, digest {sc.digest()[:12]})"]
+    L: list[str] = _comment(f"{given}: valid ({sc.name}, schema {SCHEMA}, digest {sc.digest()[:12]})")
     L += _comment("Below: the resolved scenario, itself a scenario file (defaults filled in, base files merged, "
                   "events by date); `marketsim validate` reads it back to the same scenario.")
     if prov is not None and len(prov.files) > 1:
@@ -453,6 +453,8 @@ def render(sc: Scenario, *, given: str, prov: Provenance | None, settings: Itera
                         L += _comment(f"{k}: removed by {o.text(False)}", "  ")
             continue
         text = _dump({key: value}).rstrip("\n")
+        if not isinstance(value, dict):  # a value or a list that replaces the base's: only the last file counts
+            origins = origins[-1:]
         if prov is not None and isinstance(value, (dict, list)):
             L += _comment(f"{key}: {prov.says(origins)}")
             L.append(text)

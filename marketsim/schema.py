@@ -21,7 +21,7 @@ This module is pure data and text: it imports nothing from the rest of the packa
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Union
 
 SCHEMA = "marketsim/v2"
@@ -45,7 +45,7 @@ MAX_PROVIDERS = 50
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
 SCENARIO_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+DATE_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 PERIOD_PATTERN = r"^[0-9]{4}(Q[1-4]|H[12])?$"
 
 #: Prior families for uncertain numbers: name -> (required keys in order, the key of the default central value).
@@ -208,7 +208,7 @@ Node = Union[Field, Block, MapOf, ListOf, Variants]
 
 UTILITY = "utility"
 
-#: The mapping an uncertain number may be written as (MODEL.md section 8, "Uncertain parameters").
+#: The mapping an uncertain number may be written as (docs/model.md section 8, "Uncertain parameters").
 UNCERTAIN = Block("uncertain", "A number no source pins, as a range or a prior with its reason. A run uses `value` "
                   "(default: the middle of the range, or the prior's centre); `marketsim project` draws from the "
                   "range or prior. Exactly one of `range` or `prior`, and exactly one of `assumption` or `source`.", (
@@ -236,17 +236,17 @@ def _share(key: str, doc: str, **kw) -> Field:
 
 # --------------------------------------------------------------------------- the scenario format
 
-CALENDAR = Block("calendar", "Discrete time (MODEL.md section 1): step 0 starts on `start`; a step lasts "
+CALENDAR = Block("calendar", "Discrete time (docs/model.md section 1): step 0 starts on `start`; a step lasts "
                  "`step_days` days.", (
     Field("start", "date", "First day of step 0. Observations used by a fit must start on or after it.",
           required=True),
     Field("step_days", "integer", "Length of one step.", unit="days", lo=1, hi=366, default=7,
-          source="MODEL.md section 1: one step is one week"),
+          source="docs/model.md section 1: one step is one week"),
     Field("steps", "integer", "Steps simulated and reported. Every event of the file must fall before the last "
           "step ends (lengthen it to place a later event).", unit="steps", required=True, lo=1, hi=MAX_STEPS),
     Field("warmup", "integer", "Unreported steps run before step 0 without events, so habits, accounts and ties "
-          "settle from the initial draw (docs/model.md 12.2).", unit="steps", lo=0, hi=MAX_STEPS, default=0,
-          source="docs/model.md 12.2; the bundled 2013 scenarios use 26"),
+          "settle from the initial draw (docs/model.md section 12.2).", unit="steps", lo=0, hi=MAX_STEPS, default=0,
+          source="docs/model.md section 12.2; the bundled 2013 scenarios use 26"),
 ), required=True)
 
 MARKET = Block("market", "The real market the agents stand for.", (
@@ -257,31 +257,31 @@ MARKET = Block("market", "The real market the agents stand for.", (
           source="the founding case is China"),
 ), required=True)
 
-CONSUMERS = Block("consumers", "The consumer agents (MODEL.md section 2).", (
+CONSUMERS = Block("consumers", "The consumer agents (docs/model.md section 2).", (
     Field("count", "integer", "N agents simulated (results are scaled to market.size; shares do not depend on N "
           "beyond sampling noise).", unit="agents", required=True, lo=1, hi=MAX_CONSUMERS),
     Field("shopping_rate", "number", "Probability that a consumer shops in a step.", unit="probability per step",
           required=True, lo=0, lo_open=True, hi=1, uncertain=True),
     Field("conversion", "number", "Share of shoppers who buy in a step; pins the level of fitted attractiveness "
-          "(MODEL.md 8). Required when any attractiveness is 'calibrate'.", unit="fraction of shoppers",
+          "(docs/model.md section 8). Required when any attractiveness is 'calibrate'.", unit="fraction of shoppers",
           lo=0.001, hi=0.999, uncertain=True, default_text="none (required when something is fitted)"),
     Field("turnover", "number", "Probability per step that a consumer leaves and a newcomer (no history, no "
-          "accounts at retailers) takes its slot (MODEL.md 2).", unit="probability per step", lo=0, hi=0.5,
-          default=0.0, uncertain=True, source="0 reproduces v1 (a closed market)"),
+          "accounts at retailers) takes its slot (docs/model.md section 2).", unit="probability per step", lo=0, hi=0.5,
+          default=0.0, uncertain=True, source="a closed market, as in v1"),
     Block("basket", "Basket value per purchase: LogNormal with mean `mean` and log-sd `sigma`.", (
         Field("mean", "number", "Mean basket value; a number or a dated series {YYYY-MM-DD: value}.",
               unit="currency per order", required=True, lo=0, lo_open=True, hi=1e7, series=True),
         Field("sigma", "number", "Log-sd of basket values across consumers (0 = everyone the same).",
-              unit="log-sd", lo=0, hi=5, default=0.0, uncertain=True, source="0: identical baskets"),
+              unit="log-sd", lo=0, hi=5, default=0.0, uncertain=True, source="identical baskets"),
     ), required=True),
 ), required=True)
 
 NETWORK = Variants(
-    "network", "The provider's social layer: a graph over its holders (MODEL.md section 3). Absent or null: no layer.",
+    "network", "The provider's social layer: a graph over its holders (docs/model.md section 3). Absent or null: no layer.",
     "model", "Graph generator.", "network model", {
-        "barabasi_albert": Block("barabasi_albert", "Preferential attachment: broadcast follow graphs (e.g. Weibo).", (
+        "barabasi_albert": Block("barabasi_albert", "Preferential attachment: broadcast follow graphs, e.g. Weibo.", (
             Field("m", "integer", "Ties each new member makes.", unit="ties", required=True, lo=1, hi=100),)),
-        "watts_strogatz": Block("watts_strogatz", "Small world: friend circles (e.g. QQ).", (
+        "watts_strogatz": Block("watts_strogatz", "Small world: friend circles, e.g. QQ.", (
             Field("k", "integer", "Neighbours per member on the ring (even).", unit="neighbours", required=True,
                   lo=2, hi=200, multiple_of=2, hint="k/2 neighbours on each side of the ring"),
             Field("rewire", "number", "Probability that a tie is rewired at random.", unit="probability",
@@ -294,15 +294,15 @@ PROVIDER = Block("provider", "An identity provider (weibo, qq, sohu, taobao, ...
                  "with probability `penetration`, independently.", (
     _share("penetration", "Share of consumers holding an account.", required=True, uncertain=True),
     NETWORK,
-    Field("weight", "number", "Influence weight w_p of its social layer (MODEL.md 3).", unit="relative weight",
-          lo=0, hi=100, default=1.0, uncertain=True, source="MODEL.md 3: every layer weighs the same"),
+    Field("weight", "number", "Influence weight w_p of its social layer (docs/model.md section 3).", unit="relative weight",
+          lo=0, hi=100, default=1.0, uncertain=True, source="docs/model.md section 3: every layer weighs the same"),
 ))
 
 PROVIDERS = MapOf("providers", "Identity providers by name (a letter, then letters, digits or _). A retailer's "
                   "`logins`, an event's `provider`, `layer` or `audience` must name one of them.",
                   "name", PROVIDER, required=True, min_items=1, max_items=MAX_PROVIDERS)
 
-RETAILER = Block("retailer", "A retailer (MODEL.md section 4).", (
+RETAILER = Block("retailer", "A retailer (docs/model.md section 4).", (
     Field("name", "name", "Its name; events, observations and --set paths refer to it "
           "(retailers.NAME.field).", required=True),
     Field("kind", "string", "`platform` earns take_rate x GMV; `direct` earns margin x GMV.", required=True,
@@ -310,21 +310,21 @@ RETAILER = Block("retailer", "A retailer (MODEL.md section 4).", (
     _share("initial_share", "GMV share at the start of the burn-in (where the initial last-retailer draw comes "
            "from). The retailers' initial shares sum to 1.", required=True),
     Field("attractiveness", "number", "alpha_j: the retailer's own utility, or 'calibrate' to fit it to the "
-          "observed shares (MODEL.md 8).", unit=UTILITY, lo=-50, hi=50, uncertain=True, calibrate=True,
-          default="calibrate", source="fitted: shares fix it (with consumers.conversion)"),
-    Field("trend", "number", "Utility per year added to the attractiveness from the calendar start (MODEL.md 4), "
+          "observed shares (docs/model.md section 8).", unit=UTILITY, lo=-50, hi=50, uncertain=True, calibrate=True,
+          default="calibrate", source="fitted: the shares fix it, with consumers.conversion"),
+    Field("trend", "number", "Utility per year added to the attractiveness from the calendar start (docs/model.md section 4), "
           "or 'calibrate' to fit it (needs two periods of the retailer from one source).",
           unit="utility per year", lo=-10, hi=10, uncertain=True, calibrate=True, default=0.0,
-          source="0: no drift the model does not explain"),
+          source="no drift beyond what the model explains"),
     Field("price_index", "number", "P_j: the retailer's prices relative to the market (enters as "
           "-beta_price x ln P).", unit="1 = market price", lo=0.01, hi=100, default=1.0, uncertain=True,
-          source="1: market prices"),
+          source="market prices"),
     _share("take_rate", "Commission and fees as a share of GMV.", default=0.0, uncertain=True,
-           only_if=("kind", "platform"), source="0 (state it: the bundled scenarios use 0.05, an assumption)"),
+           only_if=("kind", "platform"), source="state it: the bundled scenarios use 0.05, an assumption"),
     _share("margin", "Gross margin as a share of GMV.", default=0.0, uncertain=True, only_if=("kind", "direct"),
-           source="0 (state it: the bundled scenarios use 0.08-0.10, assumptions)"),
+           source="state it: the bundled scenarios use 0.08-0.10, assumptions"),
     Field("logins", "names", "Providers whose single sign-on it accepts (its own native accounts always work), "
-          "in the order of its login page.", refers="provider", default=[], source="none: native accounts only"),
+          "in the order of its login page.", refers="provider", default=[], source="native accounts only"),
     _share("target_share", "Shorthand for one observation: the GMV share to fit over the steps before the "
            "first event. Not together with `observations`.", default_text="initial_share"),
     MapOf("sso_share", "Share of its current customers who log in through each accepted provider (the rest use "
@@ -333,20 +333,20 @@ RETAILER = Block("retailer", "A retailer (MODEL.md section 4).", (
           nullable=True, default_text="{} (everyone native)"),
 ))
 
-BEHAVIOUR = Block("behaviour", "Coefficients of the choice rule (MODEL.md section 6), in utility.", (
+BEHAVIOUR = Block("behaviour", "Coefficients of the choice rule (docs/model.md section 6), in utility.", (
     Field("beta_price", "number", "Price sensitivity: utility lost per unit of ln(price_index).",
           unit="utility per log price", lo=0, hi=100, default=2.0, uncertain=True,
-          source="assumption (docs/model.md); prices are fixed unless a price_change fires"),
+          source="assumption; prices are fixed unless a price_change fires"),
     Field("beta_social", "number", "Utility for j when every friend on a layer last bought at j (Brock & Durlauf "
           "form).", unit=UTILITY, lo=0, hi=100, default=1.0, uncertain=True,
           source="assumption; [bapna-umyarov-2015] implies about 4 at 10 friends, [brock-durlauf-2001]"),
     Field("beta_habit", "number", "Utility of returning to the last retailer (switching costs).", unit=UTILITY,
           lo=0, hi=100, default=1.0, uncertain=True, source="assumption [klemperer-1995]; the bundled scenarios use 2"),
     Field("beta_friction", "number", "Weight of the login friction costs below.", unit="x friction costs",
-          lo=0, hi=100, default=1.0, uncertain=True, source="1: frictions are stated in utility"),
+          lo=0, hi=100, default=1.0, uncertain=True, source="frictions are stated in utility"),
 ))
 
-FRICTION = Block("friction", "Utility costs of reaching checkout (MODEL.md section 5), times beta_friction.", (
+FRICTION = Block("friction", "Utility costs of reaching checkout (docs/model.md section 5), times beta_friction.", (
     Field("native", "number", "Logging in with the retailer's own password (forgotten passwords).", unit=UTILITY,
           lo=0, hi=100, default=0.2, uncertain=True, source="assumption [janrain-harris-2012]"),
     Field("sso", "number", "Logging in through an accepted provider one already uses there.", unit=UTILITY,
@@ -368,7 +368,7 @@ def _provider_ref(key="provider", doc="The identity provider.") -> Field:
 
 ACTIONS: dict[str, Block] = {
     "remove_login": Block("remove_login", "The retailer stops accepting the provider's single sign-on: every "
-                          "customer logging in through it loses access (MODEL.md 7).", (
+                          "customer logging in through it loses access (docs/model.md section 7).", (
         _retailer_ref(), _provider_ref(),
         Field("migration_cost", "number", "With it, the retailer offers to keep the account at this cost (state "
               "`migrate`); without it, those customers have no access.", unit=UTILITY, lo=0, hi=100,
@@ -376,13 +376,13 @@ ACTIONS: dict[str, Block] = {
     "add_login": Block("add_login", "The retailer starts accepting the provider's single sign-on.",
                        (_retailer_ref(), _provider_ref())),
     "social_boost": Block("social_boost", "Ties on a layer weigh `factor` times as much for the retailer "
-                          "(g_pj <- factor, MODEL.md 3).", (
+                          "(g_pj <- factor, docs/model.md section 3).", (
         _provider_ref("layer", "The provider whose social layer changes (it needs a `network`)."),
         _retailer_ref(),
         Field("factor", "number", "New weight factor of the layer's ties for the retailer (1 = unchanged).",
               unit="x", required=True, lo=0, hi=100, uncertain=True))),
     "promotion": Block("promotion", "Adds `utility` to the retailer for consumers holding the audience provider "
-                       "(or everyone), from the event until `until` (MODEL.md 7).", (
+                       "(or everyone), from the event until `until` (docs/model.md section 7).", (
         _retailer_ref(),
         Field("utility", "number", "Utility added for the audience (negative: a penalty). `marketsim validate` "
               "translates it into a change of a typical shopper's choice probability.", unit=UTILITY,
@@ -390,7 +390,8 @@ ACTIONS: dict[str, Block] = {
         Field("audience", "string", "A provider: only its holders see the promotion; or `everyone`.",
               refers="provider", extra_choices=("everyone",), what="audience", default="everyone"),
         Field("until", "date_or_step", "When it ends, exclusive: a date (the promotion stops at the start of the "
-              "step containing it) or a step number. The resolved scenario shows it as the step `until_step`.",
+              "step containing it) or a step number. `marketsim validate` writes it back as the first day of that "
+              "step; the scenario object holds the step number as `until_step`.",
               nullable=True, default_text="never ends"))),
     "price_change": Block("price_change", "The retailer's price index changes.", (
         _retailer_ref(),
@@ -412,7 +413,7 @@ ACTIONS["equity_stake"] = Block("equity_stake", "A fact on the timeline: an inve
            "with the stake.", EFFECTS, nullable=True, default_text="[] (none)"),
 ))
 
-EVENTS = ListOf("events", "The timeline (MODEL.md section 7): each event has a `type`, a `date` or a `step`, an "
+EVENTS = ListOf("events", "The timeline (docs/model.md section 7): each event has a `type`, a `date` or a `step`, an "
                 "optional `id`, and the fields of its type. A file's events must fall inside its calendar.",
                 Variants("event", "An event.", "type", "What happens.", "event type", ACTIONS, common=(
                     Field("id", "string", "Its name: `--baseline-without ID`, --set paths (events.ID.field) and "
@@ -426,7 +427,7 @@ EVENTS = ListOf("events", "The timeline (MODEL.md section 7): each event has a `
                 ), one_of=(("date", "step"),)), nullable=True, merge_key="id", default_text="[] (no events)")
 
 OBSERVATION = Block("observation", "Observed GMV shares of some retailers over a period, from one source "
-                    "(MODEL.md 8).", (
+                    "(docs/model.md section 8).", (
     Field("source", "name", "Who published it (a short name, e.g. iresearch); one source sets the level, the "
           "others get fitted offsets.", required=True),
     Field("period", "period", "A year (2012), a half (2013H1), a quarter (2012Q3), or {start, end} (inclusive "
@@ -450,7 +451,7 @@ SCENARIO = Block("scenario", "A scenario file.", (
     ListOf("retailers", "The retailers (at least one; their initial shares sum to 1: add one for the rest of the "
            "market).", RETAILER, required=True, min_items=1, max_items=MAX_RETAILERS, merge_key="name"),
     BEHAVIOUR, FRICTION, EVENTS,
-    ListOf("observations", "Observed share series to fit (MODEL.md 8). Without them, `target_share` (or "
+    ListOf("observations", "Observed share series to fit (docs/model.md section 8). Without them, `target_share` (or "
            "`initial_share`) is one observation over the steps before the first event.", OBSERVATION,
            nullable=True, default_text="[] (target_share is the one observation)"),
     Field("primary_source", "string", "The observations' source that sets the level (the others get offsets "
@@ -874,8 +875,9 @@ def _table(rows: list[tuple[str, Node]]) -> list[str]:
             out.append(f"| `{path}`{req}{unc} | {_cell(f.doc + only)} | {_cell(f.unit) or '-'} | "
                        f"{_cell(_allowed_text(f))} | {_cell(d)} |")
         else:
-            d = _default_text(f) or ("required" if getattr(f, "required", False) else "-")
-            out.append(f"| `{path}` | {_cell(f.doc)} See below. | - | {_kind_text(f)} | {_cell(d)} |")
+            req = " **required**" if getattr(f, "required", False) else ""
+            d = _default_text(f) or ("required" if req else "-")
+            out.append(f"| `{path}`{req} | {_cell(f.doc)} See below. | - | {_kind_text(f)} | {_cell(d)} |")
     return out
 
 
@@ -911,8 +913,11 @@ def reference_markdown() -> str:
     basket = CONSUMERS["basket"]
     section("consumers", CONSUMERS.doc, leaves(CONSUMERS, "consumers") + leaves(basket, "consumers.basket"))
     section("providers", PROVIDERS.doc, leaves(PROVIDER, "providers.NAME"))
-    L += [f"**`providers.NAME.network`**: {NETWORK.doc} `model` is one of:", ""]
-    L += _table([(f"network.{f.key} ({m})", f) for m, b in NETWORK.variants.items() for f in b.fields])
+    L += [f"**`providers.NAME.network`**: {NETWORK.doc} `model` is one of "
+          + ", ".join(f"`{m}` ({b.doc[:1].lower() + b.doc[1:].rstrip('.')})" for m, b in NETWORK.variants.items())
+          + ", with its parameters:", ""]
+    L += _table([(f"providers.NAME.network.{f.key}", replace(f, doc=f"{m}: {f.doc}"))
+                 for m, b in NETWORK.variants.items() for f in b.fields])
     L += [""]
     section("retailers", RETAILER.doc + " A list; a file with `base:` merges it into the base's by `name`.",
             leaves(RETAILER, "retailers[]") + [("retailers[].sso_share.PROVIDER", RETAILER["sso_share"].value)])
@@ -923,11 +928,15 @@ def reference_markdown() -> str:
             [("events[].type", ev.block(next(iter(ev.variants)))["type"])] + [(f"events[].{f.key}", f) for f in ev.common])
     for t, b in ev.variants.items():
         L += [f"**`type: {t}`**: {b.doc}" + (" Also an effect of an equity_stake." if t in EFFECT_TYPES else ""), ""]
-        L += _table([(f"events[].{f.key}", f) for f in b.fields if f.key != "effects"]
-                    + ([("events[].effects", b["effects"])] if "effects" in b else []))
+        L += _table([(f"events[].{f.key}", f) for f in b.fields])
         L += [""]
+    L += [f"**`effects[]`** of an equity_stake: each has a `type` ({', '.join(EFFECT_TYPES)}) and the fields of "
+          "that type above; no `id`, `date` or `step`: it happens with the stake. Its uncertain numbers are "
+          "addressed as `events.ID.effects.K.FIELD` (K counts from 0).", ""]
     section("observations", OBSERVATION.doc + " A list (a file's list replaces its base's).",
-            leaves(OBSERVATION, "observations[]")[:2] + [("observations[].shares.RETAILER", OBSERVATION["shares"].value)]
+            leaves(OBSERVATION, "observations[]")[:2]
+            + [("observations[].shares.RETAILER", replace(OBSERVATION["shares"].value, required=True,
+                                                          doc=OBSERVATION["shares"].doc))]
             + leaves(OBSERVATION, "observations[]")[3:])
     section("Uncertain numbers (range or prior)",
             UNCERTAIN.doc + " Priors: " + "; ".join(f"`{p}` ({', '.join(k)})" for p, (k, _) in PRIORS.items())
@@ -936,7 +945,7 @@ def reference_markdown() -> str:
     L += ["### Sweep files (`schema: " + SWEEP_SCHEMA + "`)", "",
           SWEEP.doc + " Each sweep parameter path names a scenario field above.", "",
           *_table(leaves(SWEEP, "") + leaves(SWEEP["design"], "design") + leaves(PARAMETER, "parameters[]")
-                  + [(f"parameters[].distribution.{f.key} ({t})", f)
+                  + [(f"parameters[].distribution.{f.key}", replace(f, doc=f"{t}: {f.doc}"))
                      for t, b in PARAMETER["distribution"].variants.items() for f in b.fields]), ""]
     return "\n".join(L).rstrip() + "\n"
 
