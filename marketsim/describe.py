@@ -295,7 +295,7 @@ def choice_change(p: float, d: float) -> float:
 
 @dataclass(frozen=True)
 class Effect:
-    """One utility translated: ``path`` = ``value`` (``range_text``): ``text``."""
+    """One utility translated: ``path``: ``value``; ``text`` (the change, and over the range for an uncertain one)."""
 
     path: str
     value: float
@@ -415,7 +415,7 @@ def render(sc: Scenario, *, given: str, prov: Provenance | None, settings: Itera
         L += _comment(f"Uncertain parameters ({len(sc.uncertain)}): a run uses the value; `marketsim project` draws "
                       "from the range or prior.")
         for u in sc.uncertain:
-            L += _comment(f"{u.path} = {u.value:g}, {u.describe()}; {u.reason}", bullet=True)
+            L += _comment(f"{u.path}: {u.value:g}, {u.describe()}; {u.reason}", bullet=True)
     else:
         L += _comment("Uncertain parameters: none (every number is a point value).")
     L.append("#")
@@ -425,7 +425,7 @@ def render(sc: Scenario, *, given: str, prov: Provenance | None, settings: Itera
                   + ", ".join(f"{n} {s * 100:.1f}%" for n, s in shop.shares.items())
                   + "); each line is the relative change of its probability of choosing the retailer.")
     for e in effects:
-        L += _comment(f"{e.path} = {e.value:g}: {e.text}", bullet=True)
+        L += _comment(f"{e.path}: {e.value:g}; {e.text}", bullet=True)
     L.append("")
     doc = scenario_document(sc)
     outside = {e.id for e in sc.events_outside}

@@ -710,7 +710,7 @@ def _field_json(f: Field, partial: bool) -> dict:
     if f.nullable:
         alts.append({"type": "null"})
     out = alts[0] if len(alts) == 1 else {"anyOf": alts}
-    out = {"description": _describe(f), **out}
+    out = {"title": f.key, "description": _describe(f), **out}
     if f.default is not None and not isinstance(f.default, (list, dict)) and not partial:
         out["default"] = f.default
     return out

@@ -377,7 +377,7 @@ def test_validate_lists_every_uncertain_parameter_with_its_range_and_reason():
     flat = " ".join(line.lstrip("# ").strip() for line in text.splitlines())
     assert len(sc.uncertain) >= 6
     for u in sc.uncertain:
-        assert f"{u.path} = {u.value:g}, {u.describe()}; {u.reason}" in flat
+        assert f"{u.path}: {u.value:g}, {u.describe()}; {u.reason}" in flat
 
 
 def test_utilities_in_business_terms_follow_the_logit():
