@@ -113,11 +113,37 @@ def fit_params(scenario, args: argparse.Namespace, quiet: bool = False, **kw):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    import yaml
+    from .describe import provenance, render
+    from .scenario import scenario_files
 
     sc = load(args)
-    print(f"# {args.scenario}: valid ({sc.name}, schema marketsim/v1, digest {sc.digest()[:12]})")
-    print(yaml.safe_dump(sc.to_dict(), sort_keys=False, allow_unicode=True), end="")
+    settings = [f"{k}={v}" for k, v in (args.set or [])]
+    settings += [f"--{k} {getattr(args, k)}" for k in ("seed", "consumers", "steps") if getattr(args, k, None) is not None]
+    print(render(sc, given=args.scenario, prov=provenance(scenario_files(args.scenario)), settings=settings), end="")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from . import schema, store
+
+    if not args.write:
+        print(schema.reference_markdown() if args.kind == "reference" else schema.schema_text(args.kind), end="")
+        return 0
+    root = Path(args.root)
+    doc_path = root / "docs" / "scenarios.md"
+    if not doc_path.is_file():
+        raise UserError(f"{doc_path}: not found; run `marketsim schema --write` from the repository root (or give --root)")
+    try:
+        doc = schema.with_reference(doc_path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise UserError(f"{doc_path}: {e}") from None
+    files = {root / "schema" / "scenario.schema.json": schema.schema_text("scenario"),
+             root / "schema" / "sweep.schema.json": schema.schema_text("sweep"), doc_path: doc}
+    for path, text in files.items():
+        same = path.is_file() and path.read_text(encoding="utf-8") == text
+        if not same:
+            store.write_text(path, text)
+        print(f"{path}: {'unchanged' if same else 'written'}")
     return 0
 
 
@@ -459,6 +485,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, str] = {
     "run": "marketsim.cli:cmd_run",
     "validate": "marketsim.cli:cmd_validate",
+    "schema": "marketsim.cli:cmd_schema",
     "calibrate": "marketsim.cli:cmd_calibrate",
     "project": "marketsim.cli:cmd_project",
     "fit": "marketsim.cli:cmd_fit",
@@ -536,10 +563,26 @@ def build_parser() -> argparse.ArgumentParser:
          "marketsim run scenarios/tiny.yaml --consumers 1000 --steps 10 --json"])
     r.add_argument("--out", help="output folder (default: results/<scenario-name>/)")
     scenario_cmd(
-        "validate", "Check a scenario file and print the resolved scenario.",
+        "validate", "Check a scenario file and print the resolved scenario, itself a valid scenario file.",
         "Every problem is one line: file:line: field: what is wrong; what is allowed (exit code 2).\n"
-        "Writes nothing.",
-        ["marketsim validate scenarios/jd_drops_weibo_login.yaml"], json_flag=False)
+        "Otherwise prints the scenario with defaults filled in and base files merged, with comments\n"
+        "saying which file sets each block, retailer and event, every uncertain parameter, and each\n"
+        "promotion, friction, migration cost and social boost as the change it makes to a typical\n"
+        "shopper's probability of choosing the retailer. Writes nothing.",
+        ["marketsim validate scenarios/jd_drops_weibo_login.yaml",
+         "marketsim validate scenarios/battle_lines_2013.yaml > resolved.yaml"], json_flag=False)
+    sc = _command(
+        sub, "schema", "Print the JSON Schema of scenario or sweep files (for editors), or the field reference.",
+        "Prints the JSON Schema (draft 2020-12) generated from the format's definitions\n"
+        "(marketsim/schema.py), the same the validator uses; `reference` prints the field reference\n"
+        "of docs/scenarios.md. --write (from the repository root) writes schema/scenario.schema.json,\n"
+        "schema/sweep.schema.json and the reference in docs/scenarios.md.",
+        ["marketsim schema > scenario.schema.json", "marketsim schema sweep",
+         "marketsim schema --write      # after editing marketsim/schema.py"])
+    sc.add_argument("kind", nargs="?", choices=("scenario", "sweep", "reference"), default="scenario",
+                    help="which: scenario (default), sweep, or reference (markdown)")
+    sc.add_argument("--write", action="store_true", help="write the published files under --root instead of printing")
+    sc.add_argument("--root", default=".", help="repository root for --write (default: the current folder)")
     c = scenario_cmd(
         "calibrate", "Fit attractiveness, trends and source offsets to the observed share series and show the fit.",
         "Uses every observation that ends on or before the cut-off (the scenario's fit_until, --until,\n"

@@ -37,16 +37,13 @@ from typing import Any, Callable
 import numpy as np
 
 from . import dataset, store, yamlsafe
+from . import schema as S
 from .errors import Interrupted, UserError
 from .executor import deferred_interrupt, open_executor
 from .scenario import Scenario, ScenarioError, Validator, did_you_mean, load_scenario, read_yaml
+from .schema import DESIGNS, METRICS, STAND_INS, SWEEP_SCHEMA  # noqa: F401  (the file format: schema.py)
 
-SWEEP_SCHEMA = "marketsim-sweep/v1"
-DESIGNS = ("grid", "lhs", "sobol", "morris")
-METRICS = ("gmv_share", "gmv", "revenue", "buyer_share", "accounts_created")
 MAX_RUNS = 1_000_000
-#: Closed-form stand-ins with known answers, for checking designs and sensitivity analysis end to end.
-STAND_INS = ("ishigami",)
 #: Spec keys that do not change any stored row: editing them keeps the spec hash (and resuming works).
 NEUTRAL_KEYS = ("name", "description", "batch_runs", "base")
 #: Keys of one parameter that change no stored row (display only).
@@ -177,38 +174,40 @@ def _plain(x):
 
 
 def load_sweep(path: str | Path) -> Sweep:
+    """Read and check a sweep file: per-field checks from its declared format (``schema.SWEEP``), then the rules
+    between fields and against the base scenario. Raises :class:`ScenarioError` (one line)."""
+    T = S.SWEEP
     data, lines = read_yaml(path)
     v = Validator(str(path), lines)
-    d = v.mapping(data, "", ("schema", "name", "parameters", "design"),
-                  ("description", "seed", "base", "model", "replicates", "consumers", "steps", "outputs",
-                   "shift_against", "record_every", "average_last", "batch_runs"))
+    v.wrong_kind(data, "sweep")
+    d = v.block(T, data, "")
     if d["schema"] != SWEEP_SCHEMA:
         v.fail("schema", f"unsupported schema {d['schema']!r}; allowed: {SWEEP_SCHEMA}")
-    name = v.name(d["name"], "name")
-    model = v.string(d.get("model", "marketsim"), "model", ("marketsim",) + STAND_INS, what="model")
+    name = v.get(T, d, "name", "")
+    model = v.get(T, d, "model", "")
     base = None
     if model == "marketsim":
         if "base" not in d:
             v.fail("(top level)", "missing required key 'base' (the scenario file the sweep varies)")
-        bname = v.string(d["base"], "base")
+        bname = v.get(T, d, "base", "")
         bpath = Path(path).parent / bname
         # what the path is, and that it holds a YAML mapping, reported at this file's 'base:' line
         yamlsafe.load_file(bpath, referrer=yamlsafe.Referrer(str(path), lines.get("base"), "base", f"base scenario {bname[:200]!r}"))
         base = load_scenario(bpath)
         over = {}
         if "consumers" in d:
-            over["consumers.count"] = v.number(d["consumers"], "consumers", 1, 10_000_000, integer=True)
+            over["consumers.count"] = v.get(T, d, "consumers", "")
         if "steps" in d:
-            over["calendar.steps"] = v.number(d["steps"], "steps", 1, 5200, integer=True)
+            over["calendar.steps"] = v.get(T, d, "steps", "")
         base = base.with_values(over) if over else base
-    dd = v.mapping(d["design"], "design", ("method",), ("size", "levels"))
-    design = v.string(dd["method"], "design.method", DESIGNS, what="design")
-    size_default = {"grid": 3, "lhs": 16, "sobol": 8, "morris": 4}[design]
-    size = v.number(dd.get("size", size_default), "design.size", 1, 100_000, integer=True)
+    D = T["design"]
+    dd = v.block(D, d["design"], "design")
+    design = v.get(D, dd, "method", "design")
+    size = v.get(D, dd, "size", "design", default={"grid": 3, "lhs": 16, "sobol": 8, "morris": 4}[design])
     if design == "sobol" and size & (size - 1):
         v.fail("design.size", f"{size} is not a power of 2; allowed: 2, 4, 8, 16, ... (Sobol sequences balance at powers of 2)")
-    levels = v.number(dd.get("levels", 4), "design.levels", 2, 100, integer=True)
-    replicates = v.number(d.get("replicates", 1), "replicates", 1, 10_000, integer=True)
+    levels = v.get(D, dd, "levels", "design")
+    replicates = v.get(T, d, "replicates", "")
     params, probes = _parameters(v, d["parameters"], design, model)
     n = design_runs(design, size, params) * replicates  # before anything is built or run
     if n > MAX_RUNS:
@@ -233,14 +232,12 @@ def load_sweep(path: str | Path) -> Sweep:
         v.fail("outputs", "shift.* outputs need 'shift_against' (the events removed in the baseline, or 'all')")
     if model == "marketsim":
         _check_corners(v, params, base)
-    rec = d.get("record_every")
     sweep = Sweep(
-        name=name, source=str(path), seed=v.number(d.get("seed", 0), "seed", 0, 2**63 - 1, integer=True), model=model,
+        name=name, source=str(path), seed=v.get(T, d, "seed", ""), model=model,
         base=base, parameters=params, design=design, size=size, levels=levels,
         replicates=replicates, outputs=outputs,
-        shift_against=shift, record_every=None if rec is None else v.number(rec, "record_every", 1, 5200, integer=True),
-        average_last=v.number(d.get("average_last", 1), "average_last", 1, 5200, integer=True),
-        batch_runs=v.number(d.get("batch_runs", 8), "batch_runs", 1, 100_000, integer=True), raw=data,
+        shift_against=shift, record_every=v.get(T, d, "record_every", ""),
+        average_last=v.get(T, d, "average_last", ""), batch_runs=v.get(T, d, "batch_runs", ""), raw=data,
     )
     return sweep
 
@@ -248,15 +245,16 @@ def load_sweep(path: str | Path) -> Sweep:
 def _parameters(v: Validator, d: Any, design: str, model: str) -> tuple[tuple[Parameter, ...], list[list[tuple[Any, str]]]]:
     """The parameters' shapes (no scenario is built yet) and, per parameter, the values to probe with
     :func:`_probe_parameter` (each with the sweep field it comes from)."""
+    P = S.PARAMETER
     if not isinstance(d, list) or not d:
         v.fail("parameters", "expected a non-empty list of parameters, each with 'path' and one of range, values, distribution")
     out = []
     all_probes = []
     for i, p in enumerate(d):
         fp = f"parameters[{i}]"
-        p = v.mapping(p, fp, ("path",), ("range", "values", "distribution", "label"))
-        path = v.string(p["path"], f"{fp}.path")
-        label = v.string(p["label"], f"{fp}.label") if "label" in p else None
+        p = v.block(P, p, fp)
+        path = v.get(P, p, "path", fp)
+        label = v.get(P, p, "label", fp) if "label" in p else None
         given = [k for k in ("range", "values", "distribution") if k in p]
         if len(given) != 1:
             v.fail(fp, "give exactly one of 'range: [lo, hi]', 'values: [...]' or 'distribution: {type: ..., ...}'")
@@ -279,17 +277,22 @@ def _parameters(v: Validator, d: Any, design: str, model: str) -> tuple[tuple[Pa
             par = Parameter(path, "values", tuple(vals), label)
             probes = [(x, f"{fp}.values[{k}]") for k, x in enumerate(vals)]
         else:
-            dist = v.mapping(p["distribution"], f"{fp}.distribution", ("type",), ("mean", "sd", "mu", "sigma", "lo", "mode", "hi"))
-            t = v.string(dist["type"], f"{fp}.distribution.type", ("normal", "lognormal", "triangular"), what="distribution")
-            keys = {"normal": ("mean", "sd"), "lognormal": ("mu", "sigma"), "triangular": ("lo", "mode", "hi")}[t]
+            DV, dp = P["distribution"], f"{fp}.distribution"
+            dist = p["distribution"]
+            if not isinstance(dist, dict) or DV.tag not in dist:
+                v.fail(dp, f"expected a mapping with 'type' ({', '.join(DV.variants)}) and its parameters")
+            t = v.string(dist[DV.tag], f"{dp}.{DV.tag}", tuple(DV.variants), what=DV.what)
+            B = DV.block(t)
+            keys = B.required_keys[1:]
+            v.mapping(dist, dp, (DV.tag,), keys)
             for k in keys:
                 if k not in dist:
-                    v.fail(f"{fp}.distribution", f"a {t} distribution needs {', '.join(keys)}")
-            args = tuple(v.number(dist[k], f"{fp}.distribution.{k}") for k in keys)
+                    v.fail(dp, f"a {t} distribution needs {', '.join(keys)}")
+            args = tuple(v.check(B[k], dist[k], f"{dp}.{k}") for k in keys)
             if t in ("normal", "lognormal") and args[1] <= 0:
-                v.fail(f"{fp}.distribution", "the spread must be > 0")
+                v.fail(dp, "the spread must be > 0")
             if t == "triangular" and not (args[0] <= args[1] <= args[2] and args[0] < args[2]):
-                v.fail(f"{fp}.distribution", "need lo <= mode <= hi and lo < hi")
+                v.fail(dp, "need lo <= mode <= hi and lo < hi")
             par = Parameter(path, t, args, label)
             probes = [(float(x), f"{fp}.distribution") for x in par.from_unit(np.array([0.001, 0.999]))]
         if model != "marketsim" and path not in ("x1", "x2", "x3"):

@@ -1,7 +1,7 @@
 """Scenario files: the versioned schema, checked once at the boundary.
 
-A scenario is a YAML file (``schema: marketsim/v1``) describing everything in
-MODEL.md sections 1-7: calendar, market size, consumers, identity providers and
+A scenario is a YAML file (``schema: marketsim/v2``; v1 files are read unchanged) describing everything in
+MODEL.md sections 1-8: calendar, market size, consumers, identity providers and
 their social networks, retailers, behaviour coefficients, friction costs and
 the event timeline. :func:`load_scenario` reads it with :mod:`marketsim.yamlsafe`
 (plain data only; alias bombs, deep nesting and duplicate keys refused), validates every
@@ -24,27 +24,20 @@ import difflib
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import schema as S
 from . import yamlsafe
 from .errors import ScenarioError  # noqa: F401  (defined in errors.py so yamlsafe can raise it; re-exported here)
+from .schema import (  # noqa: F401  (the format's constants, public here as before)
+    MAX_CONSUMERS, MAX_MARKET_SIZE, MAX_PROVIDERS, MAX_RETAILERS, MAX_STEPS, PRIORS, SCHEMA, SCHEMAS,
+)
 
-SCHEMA = "marketsim/v2"
-#: v2 (turnover, dated series, trends, observations, uncertain parameters) reads every v1 file unchanged:
-#: the new fields are optional and their defaults reproduce v1.
-SCHEMAS = ("marketsim/v1", SCHEMA)
-
-#: Hard limits: anything beyond these is refused before work starts.
-MAX_CONSUMERS = 10_000_000  # 10^7 rows x (a few int8/float arrays + two graph layers) ~ 5 GB: the most one 24 GB machine takes
-MAX_STEPS = 5_200  # a century of weeks
-MAX_MARKET_SIZE = 1e10  # more shoppers than people on Earth is a typo
-MAX_RETAILERS = 50
-MAX_PROVIDERS = 50
-
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+NAME_RE = re.compile(S.NAME_PATTERN)
 
 
 # --------------------------------------------------------------------------- typed, frozen objects
@@ -259,15 +252,6 @@ class Observation:
         return dict(self.shares).get(retailer)
 
 
-#: Prior families for uncertain parameters: name -> (required keys, the default central value's key).
-PRIORS: dict[str, tuple[tuple[str, ...], str]] = {
-    "uniform": (("lo", "hi"), ""),
-    "normal": (("mean", "sd"), "mean"),
-    "lognormal": (("median", "sigma"), "median"),
-    "triangular": (("lo", "mode", "hi"), "mode"),
-}
-
-
 @dataclass(frozen=True)
 class Uncertain:
     """A number no source pins, given as a range or a prior (MODEL.md section 8, "Uncertain parameters").
@@ -449,8 +433,16 @@ def load_scenario(path: str | Path) -> Scenario:
     A file's own events must fall inside its own calendar (a derived scenario, e.g. a shorter ``--steps``,
     may leave events beyond its horizon: :attr:`Scenario.events_outside`).
     """
+    _refuse_other_kinds(path)
     data, lines = _read_with_bases(Path(path), ())
     return parse_scenario(data, source=str(path), lines=lines, strict_horizon=True)
+
+
+def _refuse_other_kinds(path: str | Path) -> None:
+    """A sweep file given where a scenario goes gets one line naming the command that takes it (checked on the
+    file itself, before its ``base:`` would be merged under it)."""
+    data, lines = read_yaml(path)
+    _Validator(str(path), lines).wrong_kind(data, "scenario")
 
 
 def _read_text(p: Path, source: str) -> str:
@@ -518,25 +510,27 @@ def item_key(item: Any, key: str) -> Any:
 
 
 def _merge_list(base: list, top: list, key: str) -> list:
+    """``top``'s items over ``base``'s, by ``key``. Two items of ``top`` with the same key are not merged into one:
+    both stay, and the validator reports the duplicate."""
     out = [copy.deepcopy(b) for b in base]
-    mine: set = set()
+    mine: set[int] = set()  # positions in ``out`` that this file gave (never merged into again)
     for item in top:
         k = item_key(item, key)
-        if k is not None and k in mine:
-            raise ScenarioError(f"duplicate {key} {k!r} in this file; give each item a unique {key}")
-        mine.add(k)
-        idx = next((i for i, b in enumerate(out) if k is not None and item_key(b, key) == k), None)
+        idx = next((i for i, b in enumerate(out) if i not in mine and k is not None and item_key(b, key) == k), None)
         if isinstance(item, dict) and item.get("remove") is True:
             if idx is None:
                 known = ", ".join(str(item_key(b, key)) for b in out) or "none"
                 raise ScenarioError(f"'remove: true' names {key} {k!r}, which the base does not have; its {key}s: {known}"
                                     f"{_suggest(str(k), [str(item_key(b, key)) for b in out])}")
             del out[idx]
+            mine = {j - (j > idx) for j in mine}
             continue
         if idx is None:
             out.append(copy.deepcopy(item))
+            mine.add(len(out) - 1)
         else:
             out[idx] = _merge(out[idx], item) if isinstance(out[idx], dict) and isinstance(item, dict) else copy.deepcopy(item)
+            mine.add(idx)
     return out
 
 
@@ -564,6 +558,18 @@ _MISSING = object()
 
 
 class _Validator:
+    """Checks plain data against the declared format (:mod:`marketsim.schema`) and builds the frozen objects.
+
+    Per-field checks (type, range, allowed values, defaults, unknown and required keys) come from the spec of the
+    field; the rules between fields (shares summing to 1, sso_share within logins, event dates inside the
+    calendar, observations' identifiability) are written out below."""
+
+    #: event type -> (required keys, optional keys) besides ``type`` and the common id/date/step/note.
+    ACTION_KEYS = {t: (b.required_keys, b.optional_keys) for t, b in S.ACTIONS.items()}
+    EFFECT_TYPES = S.EFFECT_TYPES
+    #: network model -> {parameter: (lo, hi, integer)}
+    NETWORK_PARAMS = {m: {f.key: (f.lo, f.hi, f.type == "integer") for f in b.fields} for m, b in S.NETWORK.variants.items()}
+
     def __init__(self, source: str, lines: _Lines, *, strict_horizon: bool = False):
         self.source, self.lines = source, lines
         self.strict_horizon = strict_horizon  # a file's own events must fall inside its own calendar
@@ -586,6 +592,63 @@ class _Validator:
                 self.fail(path or "(top level)", f"missing required key {k!r}")
         return x
 
+    def block(self, spec: "S.Block", x: Any, path: str) -> dict:
+        """``x`` as a mapping with the keys ``spec`` allows (unknown keys: "did you mean"; required keys present)."""
+        return self.mapping(x, path, spec.required_keys, spec.optional_keys)
+
+    def get(self, spec: "S.Block", d: dict, key: str, path: str, *, ukey: str | None = None,
+            choices: tuple[str, ...] | None = None, default: Any = _MISSING) -> Any:
+        """Field ``key`` of the mapping ``d`` (at ``path``), checked against its spec in ``spec``; its default when
+        the key is absent, or null where the field may be null. ``ukey``: the dotted scenario path under which an
+        uncertain value is recorded; ``choices``: the allowed names when the field refers to the file's own
+        providers or retailers; ``default``: a default that depends on other fields (target_share)."""
+        f = spec[key]
+        fp = f"{path}.{key}" if path else key
+        if key not in d or (d[key] is None and f.nullable):
+            dv = f.default if default is _MISSING else default
+            return None if dv is None else self.check(f, copy.deepcopy(dv), fp, ukey=ukey, choices=choices)
+        return self.check(f, d[key], fp, ukey=ukey, choices=choices)
+
+    def check(self, f: "S.Field", x: Any, path: str, *, ukey: str | None = None,
+              choices: tuple[str, ...] | None = None) -> Any:
+        """One value against its field spec: the value the dataclasses hold (None for 'calibrate')."""
+        t = f.type
+        if t in ("number", "integer"):
+            if f.calibrate and x == "calibrate":
+                return None
+            if f.calibrate and isinstance(x, str):
+                self.fail(path, f"expected a number ({f.unit}) or 'calibrate', got {x!r}")
+            if f.series:
+                return self.series(x, path, f.lo, f.hi, lo_open=f.lo_open)
+            v = self.number(x, path, f.lo, f.hi, lo_open=f.lo_open, integer=t == "integer",
+                            key=ukey if f.uncertain else None)
+            if f.multiple_of and v % f.multiple_of:
+                self.fail(path, f"{v} is odd; allowed: an even number ({f.hint})" if f.multiple_of == 2 else
+                                f"{v} is not a multiple of {f.multiple_of}; allowed: {f.multiple_of}, {2 * f.multiple_of}, ...")
+            return v
+        if t == "string":
+            allowed = choices if choices is not None else (f.choices or None)
+            return self.string(x, path, None if allowed is None else tuple(allowed) + f.extra_choices, what=f.what)
+        if t == "name":
+            return self.name(x, path)
+        if t == "date":
+            return self.date(x, path)
+        if t == "period":
+            return self.period(x, path)
+        if t == "date_or_step":
+            if isinstance(x, int) and not isinstance(x, bool):
+                return self.number(x, path, 0, S.MAX_STEPS, integer=True)
+            return self.date(x, path)
+        if t == "names":
+            if not isinstance(x, list):
+                self.fail(path, f"expected a list of {f.refers} names, got {_kind(x)}")
+            for k, p in enumerate(x):
+                self.string(p, f"{path}[{k}]", choices, what=f.refers)
+            if len(set(x)) != len(x):
+                self.fail(path, f"a {f.refers} is listed twice")
+            return tuple(x)
+        raise AssertionError(t)  # pragma: no cover - every scenario field type is handled above
+
     def number(self, x: Any, path: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
                integer: bool = False, key: str | None = None) -> float:
         """A number in [lo, hi]. With ``key`` (the field's dotted scenario path) the field may instead be an
@@ -607,8 +670,8 @@ class _Validator:
         return int(x) if integer else float(x)
 
     def uncertain_number(self, x: dict, path: str, lo, hi, *, lo_open: bool, integer: bool, key: str) -> float:
-        allowed = ("value", "range", "prior", "assumption", "source", "unit", *sorted({k for ks, _ in PRIORS.values() for k in ks}))
-        self.mapping(x, path, (), allowed)
+        U = S.UNCERTAIN
+        self.block(U, x, path)
         if ("range" in x) == ("prior" in x):
             self.fail(path, "an uncertain number needs exactly one of 'range: [lo, hi]' or 'prior: "
                             f"{' | '.join(PRIORS)}' (with its parameters); or write a plain number")
@@ -616,11 +679,12 @@ class _Validator:
             self.fail(path, "say why the number is uncertain: give exactly one of 'assumption: <why this range>' "
                             "or 'source: <where the prior comes from>'")
         reason_key = "assumption" if "assumption" in x else "source"
-        reason = self.string(x[reason_key], f"{path}.{reason_key}")
+        reason = self.check(U[reason_key], x[reason_key], f"{path}.{reason_key}")
         reason = reason if reason_key == "source" else f"assumption: {reason}"
         if "unit" in x:
-            self.string(x["unit"], f"{path}.unit")
+            self.check(U["unit"], x["unit"], f"{path}.unit")
         bounds = (-math.inf if lo is None else lo, math.inf if hi is None else hi)
+        prior_keys = {k for ks, _ in PRIORS.values() for k in ks}
         if "range" in x:
             r = x["range"]
             if not isinstance(r, list) or len(r) != 2:
@@ -629,17 +693,15 @@ class _Validator:
             b = self.number(r[1], f"{path}.range[1]", lo, hi, lo_open=lo_open)
             if not a < b:
                 self.fail(f"{path}.range", f"lo {a:g} is not below hi {b:g}")
-            extra = [k for k in x if k in PRIORS["triangular"][0] + PRIORS["normal"][0] + PRIORS["lognormal"][0]]
+            extra = [k for k in x if k in prior_keys]
             if extra:
                 self.fail(f"{path}.{extra[0]}", f"{extra[0]!r} belongs to a prior; with 'range' give only value and the reason")
             prior, args, central = "uniform", (a, b), (a + b) / 2
         else:
-            prior = self.string(x["prior"], f"{path}.prior", tuple(PRIORS), what="prior")
+            prior = self.check(U["prior"], x["prior"], f"{path}.prior")
             keys, ckey = PRIORS[prior]
             for k in x:
-                if k in ("value", "prior", "assumption", "source", "unit"):
-                    continue
-                if k not in keys:
+                if k in prior_keys and k not in keys:
                     self.fail(f"{path}.{k}", f"a {prior} prior has no {k!r}; it takes {', '.join(keys)}")
             for k in keys:
                 if k not in x:
@@ -647,10 +709,9 @@ class _Validator:
             args = tuple(self.number(x[k], f"{path}.{k}") for k in keys)
             if prior == "uniform" and not args[0] < args[1]:
                 self.fail(path, f"lo {args[0]:g} is not below hi {args[1]:g}")
-            if prior in ("normal", "lognormal") and args[1] <= 0:
-                self.fail(f"{path}.{keys[1]}", f"{args[1]:g} is out of range; allowed: x > 0")
-            if prior == "lognormal" and args[0] <= 0:
-                self.fail(f"{path}.median", f"{args[0]:g} is out of range; allowed: x > 0")
+            for k, v in zip(keys, args):  # sd, sigma, median: > 0 (their specs say so)
+                if U[k].lo is not None and v <= U[k].lo:
+                    self.fail(f"{path}.{k}", f"{v:g} is out of range; allowed: x > {U[k].lo:g}")
             if prior == "triangular" and not (args[0] <= args[1] <= args[2] and args[0] < args[2]):
                 self.fail(path, "a triangular prior needs lo <= mode <= hi and lo < hi")
             central = (args[0] + args[1]) / 2 if prior == "uniform" else args[keys.index(ckey)]
@@ -704,32 +765,40 @@ class _Validator:
         self.fail(path, f"expected a date YYYY-MM-DD, got {x!r}")
         raise AssertionError
 
+    def wrong_kind(self, d: Any, expected: str) -> None:
+        """Refuse a file of another kind (a sweep given where a scenario goes, or the reverse), naming the command
+        that takes it, before any other check would call its keys unknown."""
+        kind = S.kind_of(d)
+        if kind is not None and kind != expected:
+            schema = d["schema"]
+            self.fail("schema", f"this is a {kind} file ({schema}), not a {expected} file; "
+                                f"use it with: {S.FILE_KINDS[schema][1]} {self.source}")
+
     # --- sections ---------------------------------------------------------
     def scenario(self, d: Any) -> Scenario:
-        d = self.mapping(
-            d, "", ("schema", "name", "calendar", "market", "consumers", "providers", "retailers"),
-            ("description", "seed", "behaviour", "friction", "events", "observations", "primary_source", "fit_until"),
-        )
+        T = S.SCENARIO
+        self.wrong_kind(d, "scenario")
+        d = self.block(T, d, "")
         schema = d["schema"]
-        if schema not in SCHEMAS:
-            self.fail("schema", f"unsupported schema {schema!r}; allowed: {', '.join(SCHEMAS)}")
+        if schema not in T["schema"].choices:
+            self.fail("schema", f"unsupported schema {schema!r}; allowed: {', '.join(T['schema'].choices)}")
         name = self.string(d["name"], "name")
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+        if not re.match(T["name"].pattern, name):
             self.fail("name", f"invalid scenario name {name!r}; allowed: letters, digits, '_', '-', '.' (it names the results folder)")
-        description = self.string(d.get("description", ""), "description")
-        seed = self.number(d.get("seed", 0), "seed", 0, 2**63 - 1, integer=True)
+        description = self.get(T, d, "description", "")
+        seed = self.get(T, d, "seed", "")
         cal = self.calendar(d["calendar"])
-        market = self.mapping(d["market"], "market", ("size",), ("currency",))
-        size = self.series(market["size"], "market.size", 0, MAX_MARKET_SIZE, lo_open=True)
-        currency = self.string(market.get("currency", "RMB"), "market.currency")
+        market = self.block(S.MARKET, d["market"], "market")
+        size = self.get(S.MARKET, market, "size", "market")
+        currency = self.get(S.MARKET, market, "currency", "market")
         providers = self.providers(d["providers"])
         pnames = tuple(p.name for p in providers)
         retailers = self.retailers(d["retailers"], pnames)
         consumers = self.consumers(d["consumers"], any(r.calibrate for r in retailers))
         behaviour = self.behaviour(d.get("behaviour", {}))
         friction = self.friction(d.get("friction", {}))
-        events = self.events(d.get("events") or [], cal, pnames, tuple(r.name for r in retailers))
-        fit_until = None if d.get("fit_until") is None else self.date(d["fit_until"], "fit_until")
+        events = self.events(_or(d.get("events"), []), cal, pnames, tuple(r.name for r in retailers))
+        fit_until = self.get(T, d, "fit_until", "")
         observations, primary = self.observations(d, cal, retailers, events, fit_until)
         return Scenario(
             name=name, description=description, seed=seed, calendar=cal, market_size=size, currency=currency,
@@ -739,42 +808,37 @@ class _Validator:
         )
 
     def calendar(self, d: Any) -> Calendar:
-        d = self.mapping(d, "calendar", ("start", "steps"), ("step_days", "warmup"))
-        cal = Calendar(
-            start=self.date(d["start"], "calendar.start"),
-            step_days=self.number(d.get("step_days", 7), "calendar.step_days", 1, 366, integer=True),
-            steps=self.number(d["steps"], "calendar.steps", 1, MAX_STEPS, integer=True),
-            warmup=self.number(d.get("warmup", 0), "calendar.warmup", 0, MAX_STEPS, integer=True),
-        )
-        last = dt.date.max - dt.timedelta(days=cal.step_days * (MAX_STEPS + 1))
+        C = S.CALENDAR
+        d = self.block(C, d, "calendar")
+        cal = Calendar(**{k: self.get(C, d, k, "calendar") for k in ("start", "step_days", "steps", "warmup")})
+        last = dt.date.max - dt.timedelta(days=cal.step_days * (S.MAX_STEPS + 1))
         if cal.start > last:
             self.fail("calendar.start", f"{cal.start} leaves no room for the calendar; allowed: a start on or before {last}")
         return cal
 
     def consumers(self, d: Any, needs_conversion: bool) -> Consumers:
-        d = self.mapping(d, "consumers", ("count", "shopping_rate", "basket"), ("conversion", "turnover"))
-        b = self.mapping(d["basket"], "consumers.basket", ("mean",), ("sigma",))
-        conv = d.get("conversion")
-        if conv is None and needs_conversion:
+        C, B = S.CONSUMERS, S.CONSUMERS["basket"]
+        d = self.block(C, d, "consumers")
+        b = self.block(B, d["basket"], "consumers.basket")
+        if d.get("conversion") is None and needs_conversion:
             self.fail("consumers", "missing required key 'conversion' (share of shoppers who buy): a retailer's attractiveness is 'calibrate', and shares alone fix it only up to a constant")
         k = "consumers"
         return Consumers(
-            count=self.number(d["count"], "consumers.count", 1, MAX_CONSUMERS, integer=True),
-            shopping_rate=self.number(d["shopping_rate"], "consumers.shopping_rate", 0, 1, lo_open=True, key=f"{k}.shopping_rate"),
-            conversion=None if conv is None else self.number(conv, "consumers.conversion", 0.001, 0.999, key=f"{k}.conversion"),
-            basket=Basket(
-                mean=self.series(b["mean"], "consumers.basket.mean", 0, 1e7, lo_open=True),
-                sigma=self.number(b.get("sigma", 0.0), "consumers.basket.sigma", 0, 5, key=f"{k}.basket.sigma"),
-            ),
-            turnover=self.number(d.get("turnover", 0.0), "consumers.turnover", 0, 0.5, key=f"{k}.turnover"),
+            count=self.get(C, d, "count", k),
+            shopping_rate=self.get(C, d, "shopping_rate", k, ukey=f"{k}.shopping_rate"),
+            conversion=None if d.get("conversion") is None else self.get(C, d, "conversion", k, ukey=f"{k}.conversion"),
+            basket=Basket(mean=self.get(B, b, "mean", f"{k}.basket"),
+                          sigma=self.get(B, b, "sigma", f"{k}.basket", ukey=f"{k}.basket.sigma")),
+            turnover=self.get(C, d, "turnover", k, ukey=f"{k}.turnover"),
         )
 
     def observations(self, d: dict, cal: Calendar, retailers: tuple[Retailer, ...], events, fit_until):
         """Observed share series (MODEL.md 8), or the ``target_share`` shorthand as one observation."""
+        O = S.OBSERVATION
         rnames = tuple(r.name for r in retailers)
         raw = d.get("observations")
         given_targets = [i for i, r in enumerate(self.raw_retailers) if isinstance(r, dict) and "target_share" in r]
-        if raw:
+        if _or(raw, []) != []:
             if given_targets:
                 i = given_targets[0]
                 self.fail(f"retailers[{i}].target_share", "give calibration targets either as 'observations' or as "
@@ -784,9 +848,9 @@ class _Validator:
             out, seen = [], set()
             for i, o in enumerate(raw):
                 path = f"observations[{i}]"
-                o = self.mapping(o, path, ("source", "period", "shares"), ("note",))
-                src = self.name(o["source"], f"{path}.source")
-                label, start, end = self.period(o["period"], f"{path}.period")
+                o = self.block(O, o, path)
+                src = self.get(O, o, "source", path)
+                label, start, end = self.get(O, o, "period", path)
                 if start < cal.start:
                     self.fail(f"{path}.period", f"{label} starts {start}, before the calendar ({cal.start}); allowed: move "
                                                 f"calendar.start back (a burn-in runs before it) or drop the observation")
@@ -796,14 +860,14 @@ class _Validator:
                 shares = []
                 for rn, v in sh.items():
                     self.string(rn, f"{path}.shares.{rn}", rnames, what="retailer")
-                    shares.append((rn, self.number(v, f"{path}.shares.{rn}", 0, 1, lo_open=True)))
+                    shares.append((rn, self.check(O["shares"].value, v, f"{path}.shares.{rn}")))
                 if sum(v for _, v in shares) > 1.05:  # sources round, and define the market differently (offsets)
                     self.fail(f"{path}.shares", f"shares sum to {sum(v for _, v in shares):.4g}; allowed: at most 1.05 "
                                                 f"(fractions, not percent)")
                 if (src, start, end) in seen:
                     self.fail(path, f"{src} {label} is given twice")
                 seen.add((src, start, end))
-                note = self.string(o.get("note", ""), f"{path}.note")
+                note = self.get(O, o, "note", path)
                 out.append(Observation(src, label, start, end, tuple(shares), note))
             sources = sorted({o.source for o in out})
             if d.get("primary_source") is None:
@@ -812,7 +876,7 @@ class _Validator:
                                                 "that sets the level (the others get per-retailer offsets)")
                 primary = sources[0]
             else:
-                primary = self.string(d["primary_source"], "primary_source", tuple(sources), what="source")
+                primary = self.get(S.SCENARIO, d, "primary_source", "", choices=tuple(sources))
             return tuple(out), primary
         if d.get("primary_source") is not None:
             self.fail("primary_source", "there are no observations to take a primary source from")
@@ -852,89 +916,62 @@ class _Validator:
                         f"{{start: YYYY-MM-DD, end: YYYY-MM-DD}}, got {x!r}")
         raise AssertionError
 
-    NETWORK_PARAMS = {
-        "barabasi_albert": {"m": (1, 100, True)},
-        "watts_strogatz": {"k": (2, 200, True), "rewire": (0.0, 1.0, False)},
-        "erdos_renyi": {"mean_degree": (0.0, 200.0, False)},
-    }
-
     def providers(self, d: Any) -> tuple[Provider, ...]:
+        M, P = S.PROVIDERS, S.PROVIDER
         if not isinstance(d, dict) or not d:
             self.fail("providers", f"expected a non-empty mapping of provider name -> settings, got {_kind(d)}")
-        if len(d) > MAX_PROVIDERS:
-            self.fail("providers", f"{len(d)} providers; allowed: at most {MAX_PROVIDERS}")
+        if len(d) > M.max_items:
+            self.fail("providers", f"{len(d)} providers; allowed: at most {M.max_items}")
         out = []
         for pname, spec in d.items():
             path = f"providers.{pname}"
             self.name(pname, path)
-            spec = self.mapping(spec, path, ("penetration",), ("network", "weight"))
+            spec = self.block(P, spec, path)
             net = None
             if spec.get("network") is not None:
                 nd = spec["network"]
                 npath = f"{path}.network"
-                if not isinstance(nd, dict) or "model" not in nd:
-                    self.fail(npath, "expected a mapping with 'model' (barabasi_albert, watts_strogatz, erdos_renyi) and its parameters")
-                model = self.string(nd["model"], f"{npath}.model", tuple(self.NETWORK_PARAMS), what="network model")
-                pspec = self.NETWORK_PARAMS[model]
-                self.mapping(nd, npath, ("model", *pspec))
-                params = []
-                for k, (lo, hi, integer) in pspec.items():
-                    val = self.number(nd[k], f"{npath}.{k}", lo, hi, integer=integer)
-                    params.append((k, val))
-                if model == "watts_strogatz" and dict(params)["k"] % 2:
-                    self.fail(f"{npath}.k", f"{dict(params)['k']} is odd; allowed: an even number (k/2 neighbours on each side of the ring)")
-                net = Network(model, tuple(params))
+                N = S.NETWORK
+                if not isinstance(nd, dict) or N.tag not in nd:
+                    self.fail(npath, f"expected a mapping with 'model' ({', '.join(N.variants)}) and its parameters")
+                model = self.string(nd[N.tag], f"{npath}.{N.tag}", tuple(N.variants), what=N.what)
+                V = N.block(model)
+                self.block(V, nd, npath)
+                params = tuple((f.key, self.check(f, nd[f.key], f"{npath}.{f.key}")) for f in V.fields[1:])
+                net = Network(model, params)
             out.append(Provider(
                 name=pname,
-                penetration=self.number(spec["penetration"], f"{path}.penetration", 0, 1, key=f"{path}.penetration"),
+                penetration=self.get(P, spec, "penetration", path, ukey=f"{path}.penetration"),
                 network=net,
-                weight=self.number(spec.get("weight", 1.0), f"{path}.weight", 0, 100, key=f"{path}.weight"),
+                weight=self.get(P, spec, "weight", path, ukey=f"{path}.weight"),
             ))
         return tuple(out)
 
     def retailers(self, d: Any, pnames: tuple[str, ...]) -> tuple[Retailer, ...]:
+        L, R = S.SCENARIO["retailers"], S.RETAILER
         if not isinstance(d, list) or not d:
             self.fail("retailers", f"expected a non-empty list of retailers, got {_kind(d)}")
-        if len(d) > MAX_RETAILERS:
-            self.fail("retailers", f"{len(d)} retailers; allowed: at most {MAX_RETAILERS}")
+        if len(d) > L.max_items:
+            self.fail("retailers", f"{len(d)} retailers; allowed: at most {L.max_items}")
         self.raw_retailers = d
         out, seen = [], set()
         for i, r in enumerate(d):
             path = f"retailers[{i}]"
-            r = self.mapping(r, path, ("name", "kind", "initial_share"),
-                             ("attractiveness", "trend", "price_index", "take_rate", "margin", "logins", "target_share", "sso_share"))
-            name = self.name(r["name"], f"{path}.name")
+            r = self.block(R, r, path)
+            name = self.get(R, r, "name", path)
             key = f"retailers.{name}"
             if name in seen:
                 self.fail(f"{path}.name", f"duplicate retailer name {name!r}; names must be unique")
             seen.add(name)
-            kind = self.string(r["kind"], f"{path}.kind", ("platform", "direct"), what="kind")
+            kind = self.get(R, r, "kind", path)
             rate_key, other = ("take_rate", "margin") if kind == "platform" else ("margin", "take_rate")
             if other in r:
                 self.fail(f"{path}.{other}", f"a {kind} retailer earns by {rate_key}, not {other}; use {rate_key}")
-            rate = self.number(r.get(rate_key, 0.0), f"{path}.{rate_key}", 0, 1, key=f"{key}.{rate_key}")
-            att = r.get("attractiveness", "calibrate")
-            if att == "calibrate":
-                alpha = None
-            else:
-                if isinstance(att, str):
-                    self.fail(f"{path}.attractiveness", f"expected a number or 'calibrate', got {att!r}")
-                alpha = self.number(att, f"{path}.attractiveness", -50, 50, key=f"{key}.attractiveness")
-            tr = r.get("trend", 0.0)
-            if tr == "calibrate":
-                trend = None
-            else:
-                if isinstance(tr, str):
-                    self.fail(f"{path}.trend", f"expected a number (utility per year) or 'calibrate', got {tr!r}")
-                trend = self.number(tr, f"{path}.trend", -10, 10, key=f"{key}.trend")
-            logins = r.get("logins", [])
-            if not isinstance(logins, list):
-                self.fail(f"{path}.logins", f"expected a list of provider names, got {_kind(logins)}")
-            for k, p in enumerate(logins):
-                self.string(p, f"{path}.logins[{k}]", pnames, what="provider")
-            if len(set(logins)) != len(logins):
-                self.fail(f"{path}.logins", "a provider is listed twice")
-            sso = r.get("sso_share", {}) or {}
+            rate = self.get(R, r, rate_key, path, ukey=f"{key}.{rate_key}")
+            alpha = self.get(R, r, "attractiveness", path, ukey=f"{key}.attractiveness")
+            trend = self.get(R, r, "trend", path, ukey=f"{key}.trend")
+            logins = self.get(R, r, "logins", path, choices=pnames)
+            sso = _or(r.get("sso_share"), {})
             if not isinstance(sso, dict):
                 self.fail(f"{path}.sso_share", f"expected a mapping provider -> share, got {_kind(sso)}")
             sso_items = []
@@ -942,17 +979,17 @@ class _Validator:
                 self.string(p, f"{path}.sso_share.{p}", pnames, what="provider")
                 if p not in logins:
                     self.fail(f"{path}.sso_share.{p}", f"{name} does not accept {p} login; allowed: providers in its logins ({', '.join(logins) or 'none'})")
-                sso_items.append((p, self.number(s, f"{path}.sso_share.{p}", 0, 1, key=f"{key}.sso_share.{p}")))
+                sso_items.append((p, self.check(R["sso_share"].value, s, f"{path}.sso_share.{p}", ukey=f"{key}.sso_share.{p}")))
             if sum(s for _, s in sso_items) > 1 + 1e-9:
                 self.fail(f"{path}.sso_share", f"shares sum to {sum(s for _, s in sso_items):.4g}; allowed: at most 1 (the rest use native accounts)")
-            init = self.number(r["initial_share"], f"{path}.initial_share", 0, 1)
-            target = self.number(r.get("target_share", init), f"{path}.target_share", 0, 1)
+            init = self.get(R, r, "initial_share", path)
+            target = self.get(R, r, "target_share", path, default=init)
             if alpha is None and target <= 0:
                 self.fail(f"{path}.target_share", "a retailer calibrated to a zero share has attractiveness minus infinity; allowed: a share > 0, or give 'attractiveness'")
             out.append(Retailer(
                 name=name, kind=kind, revenue_rate=rate, attractiveness=alpha,
-                price_index=self.number(r.get("price_index", 1.0), f"{path}.price_index", 0.01, 100, key=f"{key}.price_index"),
-                logins=tuple(logins), initial_share=init, target_share=target, sso_share=tuple(sso_items), trend=trend,
+                price_index=self.get(R, r, "price_index", path, ukey=f"{key}.price_index"),
+                logins=logins, initial_share=init, target_share=target, sso_share=tuple(sso_items), trend=trend,
             ))
         for key in ("initial_share", "target_share"):
             tot = sum(getattr(r, key) for r in out)
@@ -961,30 +998,18 @@ class _Validator:
         return tuple(out)
 
     def behaviour(self, d: Any) -> Behaviour:
-        keys = ("beta_price", "beta_social", "beta_habit", "beta_friction")
-        d = self.mapping(d, "behaviour", (), keys)
-        # Defaults documented in docs/model.md; the bundled scenarios state and source their own.
-        dflt = {"beta_price": 2.0, "beta_social": 1.0, "beta_habit": 1.0, "beta_friction": 1.0}
-        return Behaviour(**{k: self.number(d.get(k, dflt[k]), f"behaviour.{k}", 0, 100, key=f"behaviour.{k}") for k in keys})
+        B = S.BEHAVIOUR
+        d = self.block(B, d, "behaviour")
+        return Behaviour(**{f.key: self.get(B, d, f.key, "behaviour", ukey=f"behaviour.{f.key}") for f in B.fields})
 
     def friction(self, d: Any) -> Friction:
-        keys = ("native", "sso", "link", "create")
-        d = self.mapping(d, "friction", (), keys)
-        dflt = {"native": 0.2, "sso": 0.0, "link": 0.5, "create": 2.0}
-        return Friction(**{k: self.number(d.get(k, dflt[k]), f"friction.{k}", 0, 100, key=f"friction.{k}") for k in keys})
+        F = S.FRICTION
+        d = self.block(F, d, "friction")
+        return Friction(**{f.key: self.get(F, d, f.key, "friction", ukey=f"friction.{f.key}") for f in F.fields})
 
     # --- events -------------------------------------------------------------
-    ACTION_KEYS = {
-        "remove_login": (("retailer", "provider"), ("migration_cost",)),
-        "add_login": (("retailer", "provider"), ()),
-        "social_boost": (("layer", "retailer", "factor"), ()),
-        "promotion": (("retailer", "utility"), ("audience", "until")),
-        "price_change": (("retailer", "price_index"), ()),
-        "equity_stake": (("investor", "target", "stake"), ("amount_usd", "effects")),
-    }
-    EFFECT_TYPES = ("social_boost", "promotion", "add_login")
-
     def events(self, d: Any, cal: Calendar, pnames, rnames) -> tuple[Event, ...]:
+        E = S.EVENTS.item
         if not isinstance(d, list):
             self.fail("events", f"expected a list of events, got {_kind(d)}")
         out, ids = [], set()
@@ -992,18 +1017,20 @@ class _Validator:
             path = f"events[{i}]"
             if not isinstance(e, dict):
                 self.fail(path, f"expected a mapping with 'type' and 'date' or 'step', got {_kind(e)}")
-            etype = self.string(e.get("type"), f"{path}.type", tuple(self.ACTION_KEYS), what="event type") if "type" in e else self.fail(path, f"missing required key 'type'; allowed: {', '.join(self.ACTION_KEYS)}")
-            req, opt = self.ACTION_KEYS[etype]
-            self.mapping(e, path, ("type", *req), ("id", "date", "step", "note", *opt))
+            if E.tag not in e:
+                self.fail(path, f"missing required key 'type'; allowed: {', '.join(E.variants)}")
+            etype = self.string(e[E.tag], f"{path}.{E.tag}", tuple(E.variants), what=E.what)
+            V = E.block(etype)
+            self.block(V, e, path)
             if ("date" in e) == ("step" in e):
                 self.fail(path, "give exactly one of 'date' (YYYY-MM-DD) or 'step' (0-based)")
             if "date" in e:
-                date = self.date(e["date"], f"{path}.date")
+                date = self.get(V, e, "date", path)
                 if date < cal.start:
                     self.fail(f"{path}.date", f"{date} is before the scenario starts ({cal.start}); allowed: on or after {cal.start}")
                 step = cal.step_of(date)
             else:
-                step = self.number(e["step"], f"{path}.step", 0, MAX_STEPS, integer=True)
+                step = self.get(V, e, "step", path)
                 date = cal.date_of(step)
             if self.strict_horizon and step >= cal.steps:
                 where = "date" if "date" in e else "step"
@@ -1011,9 +1038,10 @@ class _Validator:
                                              f"{cal.date_of(cal.steps - 1)}): the event would never fire; allowed: a date "
                                              f"before {cal.date_of(cal.steps)}, or lengthen calendar.steps")
             if "note" in e:
-                self.string(e["note"], f"{path}.note")
+                self.get(V, e, "note", path)
+            req = self.ACTION_KEYS[etype][0]
             default_id = ":".join([etype] + [str(e[k]) for k in req[:2]])
-            eid = self.string(e["id"], f"{path}.id") if "id" in e else default_id
+            eid = self.get(V, e, "id", path) if "id" in e else default_id
             action = self.action(etype, e, path, cal, pnames, rnames, allow_effects=True, key=f"events.{eid}")
             if eid in ids:
                 self.fail(f"{path}.id", f"duplicate event id {eid!r}; give each event a unique 'id'")
@@ -1023,59 +1051,54 @@ class _Validator:
         return tuple(out)
 
     def action(self, etype, e, path, cal, pnames, rnames, allow_effects, key):
-        def retailer(key="retailer"):
-            return self.string(e[key], f"{path}.{key}", rnames, what="retailer")
+        A = S.ACTIONS[etype]
 
-        def provider(key="provider"):
-            return self.string(e[key], f"{path}.{key}", pnames, what="provider")
+        def get(k, **kw):
+            f = A[k]
+            choices = {"retailer": rnames, "provider": pnames}.get(f.refers)
+            return self.get(A, e, k, path, ukey=f"{key}.{k}", choices=choices, **kw)
 
         if etype == "remove_login":
-            mc = e.get("migration_cost")
-            return RemoveLogin(retailer(), provider(), None if mc is None else self.number(mc, f"{path}.migration_cost", 0, 100, key=f"{key}.migration_cost"))
+            return RemoveLogin(get("retailer"), get("provider"), get("migration_cost"))
         if etype == "add_login":
-            return AddLogin(retailer(), provider())
+            return AddLogin(get("retailer"), get("provider"))
         if etype == "social_boost":
-            return SocialBoost(provider("layer"), retailer(), self.number(e["factor"], f"{path}.factor", 0, 100, key=f"{key}.factor"))
+            return SocialBoost(get("layer"), get("retailer"), get("factor"))
         if etype == "promotion":
-            aud = e.get("audience", "everyone")
-            aud = None if aud == "everyone" else self.string(aud, f"{path}.audience", pnames + ("everyone",), what="audience")
-            until = None
-            if e.get("until") is not None:
-                u = e["until"]
-                if isinstance(u, int) and not isinstance(u, bool):
-                    until = self.number(u, f"{path}.until", 0, MAX_STEPS, integer=True)
-                else:
-                    until = cal.step_of(self.date(u, f"{path}.until"))
-            return Promotion(retailer(), aud, self.number(e["utility"], f"{path}.utility", -20, 20, key=f"{key}.utility"), until)
+            aud = get("audience")
+            until = get("until")
+            if isinstance(until, dt.date):
+                until = cal.step_of(until)
+            return Promotion(get("retailer"), None if aud == "everyone" else aud, get("utility"), until)
         if etype == "price_change":
-            return PriceChange(retailer(), self.number(e["price_index"], f"{path}.price_index", 0.01, 100, key=f"{key}.price_index"))
+            return PriceChange(get("retailer"), get("price_index"))
         if etype == "equity_stake":
             if not allow_effects:
                 self.fail(path, "an equity_stake cannot be the effect of another")
-            effects = e.get("effects", []) or []
+            EF = S.EFFECTS
+            effects = _or(e.get("effects"), [])
             if not isinstance(effects, list):
                 self.fail(f"{path}.effects", f"expected a list of effects, got {_kind(effects)}")
             acts = []
             for k, eff in enumerate(effects):
                 ep = f"{path}.effects[{k}]"
-                if not isinstance(eff, dict) or "type" not in eff:
-                    self.fail(ep, f"expected a mapping with 'type' ({', '.join(self.EFFECT_TYPES)})")
-                et = self.string(eff["type"], f"{ep}.type", self.EFFECT_TYPES, what="effect type")
-                req, opt = self.ACTION_KEYS[et]
-                self.mapping(eff, ep, ("type", *req), opt)
+                if not isinstance(eff, dict) or EF.tag not in eff:
+                    self.fail(ep, f"expected a mapping with 'type' ({', '.join(EF.variants)})")
+                et = self.string(eff[EF.tag], f"{ep}.{EF.tag}", tuple(EF.variants), what=EF.what)
+                self.block(EF.block(et), eff, ep)
                 acts.append(self.action(et, eff, ep, cal, pnames, rnames, allow_effects=False, key=f"{key}.effects.{k}"))
-            amt = e.get("amount_usd")
-            return EquityStake(
-                investor=self.string(e["investor"], f"{path}.investor"),
-                target=self.string(e["target"], f"{path}.target"),
-                stake=self.number(e["stake"], f"{path}.stake", 0, 1, lo_open=True),
-                amount_usd=None if amt is None else self.number(amt, f"{path}.amount_usd", 0, 1e13),
-                effects=tuple(acts),
-            )
+            return EquityStake(investor=get("investor"), target=get("target"), stake=get("stake"),
+                               amount_usd=get("amount_usd"), effects=tuple(acts))
         raise AssertionError(etype)
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _or(x: Any, empty: Any) -> Any:
+    """``x``, or ``empty`` when it is null: a field that may be null means "none" then (an empty list or mapping),
+    while any other value must have the field's type (``events: 0`` is an error, not "no events")."""
+    return empty if x is None else x
 
 
 def _kind(x: Any) -> str:
@@ -1176,6 +1199,31 @@ def set_path(raw: dict, path: str, value: Any) -> None:
 #: errors the same way: ``file:line: field.path: problem; allowed: ...``.
 Validator = _Validator
 did_you_mean = _suggest
+
+
+@dataclass(frozen=True)
+class FileLayer:
+    """One file of a scenario built on bases: its path (as reached from the file given), its own data, its lines."""
+
+    source: str
+    data: dict
+    lines: _Lines
+
+
+def scenario_files(path: str | Path) -> list[FileLayer]:
+    """The files a scenario file is built from, root base first and the file itself last, each with its own content
+    (to say which file sets what: ``marketsim validate``). Paths of bases are joined to their file's folder."""
+    out, seen, p = [], set(), Path(path)
+    while True:
+        data, lines = read_yaml(p)
+        data = data if isinstance(data, dict) else {}
+        out.append(FileLayer(str(p), data, lines))
+        base = data.get("base")
+        if not isinstance(base, str) or p.resolve() in seen:
+            break
+        seen.add(p.resolve())
+        p = Path(os.path.normpath(p.parent / base))
+    return out[::-1]
 
 
 def read_yaml(path: str | Path) -> tuple[Any, _Lines]:

@@ -59,9 +59,10 @@ def test_absurd_size(tmp_path):
 
 
 def test_shares_must_sum_to_one(tmp_path):
-    body = "retailers:\n  - {name: JD, initial_share: 0.2}\n"  # merged by name into the base's JD
+    # retailers merge into the base's by name: Other's share drops by 0.1, so the three sum to 0.9
+    body = "retailers:\n  - {name: Other, initial_share: 0.156}\n"
     msg = _error(_base_ref(tmp_path, body))
-    assert "retailers: initial_share values sum to 0.977; they must sum to 1" in msg
+    assert "retailers: initial_share values sum to 0.9; they must sum to 1" in msg
 
 
 def test_login_names_unknown_provider(tmp_path):
@@ -115,9 +116,18 @@ def test_missing_required_key(tmp_path):
 
 
 def test_duplicate_retailer(tmp_path):
+    text = (SCENARIOS / "baseline_2013q2.yaml").read_text().replace("  - name: Other", "  - name: JD")
+    msg = _error(_write(tmp_path, text))
+    assert "retailers[2].name: duplicate retailer name 'JD'" in msg
+
+
+def test_duplicate_in_one_file_over_a_base_is_not_merged_away(tmp_path):
+    """Items merge into the base's by name or id, but two items of one file with the same name stay two."""
     body = "retailers:\n  - {name: A, kind: direct, initial_share: 0.5}\n  - {name: A, kind: direct, initial_share: 0.5}\n"
-    msg = _error(_base_ref(tmp_path, body))
-    assert "retailers: duplicate name 'A' in this file" in msg and "bad.yaml:" in msg
+    assert "retailers[4].name: duplicate retailer name 'A'" in _error(_base_ref(tmp_path, body))
+    body = ("events:\n  - {id: x, type: add_login, date: 2013-02-01, retailer: JD, provider: taobao}\n"
+            "  - {id: x, type: add_login, date: 2013-03-01, retailer: JD, provider: taobao}\n")
+    assert "duplicate event id 'x'" in _error(_base_ref(tmp_path, body))
 
 
 def test_odd_watts_strogatz_k(tmp_path):
