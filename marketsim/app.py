@@ -82,13 +82,13 @@ def _fitted_alpha(scenario: Scenario, on_iter: Callable[[int, float], None] | No
     The one place the page depends on the calibration: cached on disk under <results>/calibration/
     ($MARKETSIM_VIZ_RESULTS, default results/) and in this process. ``on_iter(simulations, worst residual)``
     is called while a fit runs. Raises whatever the fit raises (the page shows it as one line)."""
-    from .fitcache import fitted
+    from .fitcache import cache_dir, fitted
 
     root = _results_root()
     key = f"{root}:{scenario.digest()}"
     with _ALPHA_LOCK:
         if key not in _ALPHA:
-            fit = fitted(scenario, root / "calibration",
+            fit = fitted(scenario, cache_dir(root),
                          on_progress=None if on_iter is None else (lambda stage, k, worst: on_iter(k, worst)))
             _ALPHA[key] = (fit.alpha, fit.trend)
         return _ALPHA[key]

@@ -88,6 +88,13 @@ def results_root(args: argparse.Namespace) -> Path:
     return Path(getattr(args, "results", None) or "results")
 
 
+def fit_cache(args: argparse.Namespace) -> Path:
+    """The fit cache folder: $MARKETSIM_FIT_CACHE, or <--results>/calibration."""
+    from .fitcache import cache_dir
+
+    return cache_dir(results_root(args))
+
+
 def fit_params(scenario, args: argparse.Namespace, quiet: bool = False, **kw):
     """Attractiveness and trends for ``scenario``: given, or fitted (cached under results/calibration/).
     Returns :class:`marketsim.fitcache.Fitted`."""
@@ -97,7 +104,7 @@ def fit_params(scenario, args: argparse.Namespace, quiet: bool = False, **kw):
     if getattr(args, "tolerance", None) is not None:
         kw["tol_pp"] = args.tolerance
     with bar("fitting to the observations", None, "simulations", enabled=not quiet) as update:
-        fit = fitted(scenario, results_root(args) / "calibration",
+        fit = fitted(scenario, fit_cache(args),
                      on_progress=lambda stage, k, worst: update(completed=k), **kw)
     if fit.note:
         stderr.print(f"marketsim: {fit.note}", markup=False, soft_wrap=True)
@@ -327,7 +334,7 @@ def cmd_project(args: argparse.Namespace) -> int:
             raise UserError(f"{path}: its retailers ({', '.join(v.retailer_names)}) differ from {args.scenario}'s "
                             f"({', '.join(sc.retailer_names)}); options must describe the same market")
         options[v.name] = v
-    cache = results_root(args) / "calibration"
+    cache = fit_cache(args)
     k = args.draws if args.draws is not None else (DEFAULT_DRAWS if sc.uncertain else 1)
     post = None if args.prior else load_posterior(sc, cache)
     if k <= 1 or not sc.uncertain:
@@ -385,7 +392,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from .progress import console, table
 
     sc = load(args)
-    cache = results_root(args) / "calibration"
+    cache = fit_cache(args)
     with open_executor(args.draws, workers=args.workers, scheduler=args.scheduler) as pool:
         with bar(f"conditioning {sc.name}: fitting {args.draws} prior draws on {pool.where}", args.draws, "fits") as update:
             post, summ = condition(sc, k=args.draws, sigma_pp=args.sigma, executor=pool.executor, cache_dir=cache,
@@ -442,7 +449,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                 update(completed=sum(d for d, _ in done.values()), total=draws.k * (R + 1))
 
             bt = backtest(sc, args.until, draws=draws, replicates=R, executor=pool.executor,
-                          cache_dir=results_root(args) / "calibration", on_progress=progress)
+                          cache_dir=fit_cache(args), on_progress=progress)
     doc = bt.to_dict()
     out = results_root(args) / sc.name / f"backtest-{args.until}"
     with store.result_set(out, "backtest", writer="marketsim backtest") as new:
@@ -712,7 +719,7 @@ def preflight(args: argparse.Namespace) -> None:
     from .store import check_output_dir
 
     if getattr(args, "results", None):
-        check_output_dir(Path(args.results) / "calibration", option="--results")
+        check_output_dir(fit_cache(args), option="--results")
     if getattr(args, "out", None):
         check_output_dir(args.out)
 

@@ -515,9 +515,9 @@ def sweep_alpha(sweep: Sweep, results_root: Path):
     """(alpha, trend) for every point: the base scenario's fit (the sweep asks "what if" of one calibrated market)."""
     if sweep.model != "marketsim":
         return None
-    from .fitcache import fitted
+    from .fitcache import cache_dir, fitted
 
-    fit = fitted(sweep.base, results_root / "calibration")
+    fit = fitted(sweep.base, cache_dir(results_root))
     return fit.alpha, fit.trend
 
 

@@ -28,6 +28,17 @@ from .calibrate import ALPHA_LIMIT, TREND_LIMIT, Calibration, cache_key, calibra
 from .scenario import Scenario
 
 FORMAT = "marketsim-fit/v1"
+#: Environment variable naming a fit cache folder shared by every results root (default: <results>/calibration).
+CACHE_ENV = "MARKETSIM_FIT_CACHE"
+
+
+def cache_dir(results_root: str | Path) -> Path:
+    """Where fits are cached: $MARKETSIM_FIT_CACHE if set (one cache for several projects or result roots; a
+    fit's key says everything it depends on, so sharing is safe), else ``results_root/calibration``."""
+    import os
+
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path(results_root) / "calibration"
 
 
 def checksum(fit: dict) -> str:

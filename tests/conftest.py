@@ -126,3 +126,29 @@ def tmpfs(tmp_path):
     yield mount
     for d in mounted:
         subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def shared_fit_cache(tmp_path_factory):
+    """One fit cache for the whole session ($MARKETSIM_FIT_CACHE, inherited by the CLI subprocesses): a fit's key
+    names everything it depends on, so tests that fit the same scenario share it instead of refitting. Tests
+    about the default cache location use the ``own_fit_cache`` fixture."""
+    import os
+
+    from marketsim.fitcache import CACHE_ENV
+
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("fit-cache"))
+    yield
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old
+
+
+@pytest.fixture
+def own_fit_cache(monkeypatch):
+    """The default fit cache location (<results>/calibration), for tests about it."""
+    from marketsim.fitcache import CACHE_ENV
+
+    monkeypatch.delenv(CACHE_ENV, raising=False)

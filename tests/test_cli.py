@@ -48,7 +48,7 @@ def test_validate_prints_resolved(tmp_path):
     assert r.returncode == 0 and "valid" in r.stdout and "migration_cost: 0.5" in r.stdout
 
 
-def test_calibrate_command(tmp_path):
+def test_calibrate_command(tmp_path, own_fit_cache):
     r = marketsim("calibrate", SCENARIOS / "tiny.yaml", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     cal = json.loads(r.stdout)

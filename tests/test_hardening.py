@@ -629,7 +629,7 @@ def _hold_lock(path: Path) -> subprocess.Popen:
     return h
 
 
-def test_stale_temp_files_are_removed_live_and_foreign_ones_kept(tmp_path):
+def test_stale_temp_files_are_removed_live_and_foreign_ones_kept(tmp_path, own_fit_cache):
     dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                                   text=True).stdout)  # a process that has exited
     folders = {"result": tmp_path / "R", "cache": tmp_path / "results" / "calibration", "sweep": tmp_path / "ish"}
