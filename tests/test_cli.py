@@ -160,7 +160,7 @@ def _fits(r) -> None:
     assert _unbroken_intervals(r.stdout), r.stdout
 
 
-def test_run_and_calibrate_read_at_80_columns_and_a_cached_fit_draws_no_bar(tmp_path):
+def test_run_and_calibrate_read_at_80_columns_and_a_cached_fit_draws_no_bar(tmp_path, own_fit_cache):
     r = _narrow("calibrate", SCENARIOS / "tiny.yaml", cwd=tmp_path)
     _fits(r)
     assert "fitting" in r.stderr and "observed %" in r.stdout and "residual pp" in r.stdout
@@ -200,7 +200,7 @@ shift_against: all
 
 
 def test_project_reads_at_80_columns(tmp_path):
-    _fits(_narrow("project", SCENARIOS / "tiny.yaml", "--replicates", 2, "--workers", 1, cwd=tmp_path))
+    _fits(_narrow("project", SCENARIOS / "tiny.yaml", "--draws", 3, "--replicates", 2, "--workers", 1, cwd=tmp_path))
 
 
 def _bar_output(monkeypatch, body, width=80) -> str:

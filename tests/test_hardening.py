@@ -453,7 +453,7 @@ def test_a_date_and_an_option_can_vary(tmp_path):
 # --------------------------------------------------------------------------- 10. output locations
 
 
-def test_bad_output_locations_are_one_line_before_any_work(tmp_path):
+def test_bad_output_locations_are_one_line_before_any_work(tmp_path, own_fit_cache):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     big = ("--consumers", 5_000_000)  # minutes of simulation, if the check came after it
