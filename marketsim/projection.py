@@ -249,6 +249,9 @@ def project(
         arms_of.append(arms)
 
     # fits: every distinct (draw, option) market; identical ones (same key) are fitted once by the cache
+    import time
+
+    t0 = time.perf_counter()
     fit_jobs = [(k, name, sc) for k, arms in enumerate(arms_of) for name, sc in arms if name != BASELINE]
     fits = _map(executor, fit_task, [(sc, cache) for _, _, sc in fit_jobs], "fits", on_progress)
     by_draw: dict[int, dict[str, dict]] = {}
@@ -264,6 +267,7 @@ def project(
     if not kept:
         raise UserError(f"no parameter draw could be fitted; the first: {failed[0][1]}")
 
+    t_fit = time.perf_counter() - t0
     seeds = replicate_seeds(scenario.seed, replicates)
     bseeds = replicate_seeds(scenario.seed, replicates, stream=1) if independent_baseline else seeds
     jobs = []
@@ -284,6 +288,7 @@ def project(
         lost=np.array([res["lost"] for res in results]).reshape(K, R),
         destinations={arm: np.stack([res["destinations"][arm] for res in results]).reshape(K, R, -1) for arm in arm_names},
         scale=results[0]["scale"], fits=[by_draw[k][first] for k in kept], thresholds=tuple(thresholds),
+        extra={"seconds": {"fits": round(t_fit, 2), "replicates": round(time.perf_counter() - t0 - t_fit, 2)}},
     )
 
 
@@ -382,6 +387,7 @@ def summary(proj: Projection) -> dict:
         "thresholds_pp": list(proj.thresholds),
         "lost_login": _lost_login(proj),
         "calibration": _fit_summary(proj),
+        "seconds": proj.extra.get("seconds"),
     }
     if len(proj.options) > 1:
         names = list(proj.options)

@@ -1,0 +1,136 @@
+"""Fit, drift and projection benchmarks (issues 8 and 9). Prints tables; nothing here is a test.
+
+    python benchmarks/fit_bench.py                 # every section (about 15 minutes on 2 cores)
+    python benchmarks/fit_bench.py --only fit      # cold and cached fit next to the run, at 10^5 and 10^6
+    python benchmarks/fit_bench.py --only cold     # cold vs cached `marketsim run battle_lines --consumers 10^6 --steps 52`
+    python benchmarks/fit_bench.py --only drift    # quarterly shares of a 104-week event-free run (trends 0)
+    python benchmarks/fit_bench.py --only project  # 64 draws x 4 replicates at 50,000 consumers, 2 workers
+
+Targets: a cold 10^6-consumer run in under 2x the same run with the fit cached (median of 3); property 7
+(share slopes under 0.3 points a year); the projection under 4 minutes on 2 local workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADLINE = ROOT / "scenarios" / "battle_lines_2013.yaml"
+BASELINE = ROOT / "scenarios" / "baseline_2013q2.yaml"
+
+
+def _cli(*args, cwd, env_extra=None) -> float:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
+    env.pop("MARKETSIM_FIT_CACHE", None)
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "marketsim.cli", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"marketsim {' '.join(map(str, args))} failed:\n{r.stderr[-2000:]}")
+    return time.perf_counter() - t
+
+
+def fit_table() -> None:
+    """Cold fit (empty cache), cached fit, and a run, per size."""
+    print("\n## Fit (battle_lines_2013.yaml): seconds, one process")
+    print(f"{'consumers':>10} {'cold fit':>9} {'cached fit':>11} {'run 105 wk':>11} {'fit at':>8}")
+    for n in (100_000, 1_000_000):
+        with tempfile.TemporaryDirectory() as d:
+            cold = _cli("calibrate", HEADLINE, "--consumers", n, "--json", cwd=d)
+            cached = _cli("calibrate", HEADLINE, "--consumers", n, "--json", cwd=d)
+            run = _cli("run", HEADLINE, "--consumers", n, "--json", cwd=d)
+        print(f"{n:>10,} {cold:>9.1f} {cached:>11.1f} {run:>11.1f} {min(n, 50_000):>8,}", flush=True)
+    print("(calibrate at 10^6 also runs the fit's window once at 10^6 to report its residuals there)")
+
+
+def cold_vs_cached(repeats: int = 3) -> None:
+    """The issue's target: `marketsim run battle_lines --consumers 1000000 --steps 52`, no fit cached at any N,
+    against the same command with the fit cached; median of ``repeats``."""
+    cold, warm = [], []
+    for _ in range(repeats):
+        d = tempfile.mkdtemp()
+        try:
+            cold.append(_cli("run", HEADLINE, "--consumers", 1_000_000, "--steps", 52, "--json", cwd=d))
+            shutil.rmtree(Path(d) / "results" / "battle_lines_2013", ignore_errors=True)
+            warm.append(_cli("run", HEADLINE, "--consumers", 1_000_000, "--steps", 52, "--json", cwd=d))
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    c, w = statistics.median(cold), statistics.median(warm)
+    print("\n## Cold vs cached run (battle_lines_2013.yaml, 10^6 consumers, 52 weeks; wall seconds, median of "
+          f"{repeats})")
+    print(f"cold {c:.1f} s (runs {', '.join(f'{x:.1f}' for x in cold)}); cached {w:.1f} s "
+          f"(runs {', '.join(f'{x:.1f}' for x in warm)}); ratio {c / w:.2f} (target < 2)")
+
+
+def drift(n: int = 100_000, seeds: int = 4) -> None:
+    """Quarterly GMV shares (expected) of a 104-week event-free run of the calibrated baseline with its trends
+    set to 0, and the slope of each share in points a year (MODEL.md property 7), per seed and on average."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from marketsim.calibrate import expected_path
+    from marketsim.fitcache import cache_dir, fitted
+    from marketsim.scenario import load_scenario
+
+    sc = load_scenario(BASELINE)
+    fit = fitted(sc, cache_dir(ROOT / "results"))
+    names = sc.retailer_names
+    print(f"\n## Drift: 104 event-free weeks of the calibrated baseline, trends 0, {n:,} consumers")
+    slopes, quarters = [], []
+    for s in range(seeds):
+        path = expected_path(sc, fit.alpha, np.zeros(len(names)), sc.seed + s, n, 104)
+        sh = path.shares * 100
+        years = np.arange(104) * 7 / 365.25
+        slopes.append(np.polyfit(years, sh, 1)[0])
+        quarters.append([sh[q * 13:(q + 1) * 13].mean(axis=0) for q in range(8)])
+    q = np.mean(quarters, axis=0)
+    print("quarter " + " ".join(f"{n:>8}" for n in names))
+    for k, row in enumerate(q):
+        print(f"Q{k + 1:<6} " + " ".join(f"{v:8.2f}" for v in row))
+    sl = np.array(slopes)
+    print("slope pp/yr per seed: " + "; ".join(" ".join(f"{x:+.2f}" for x in row) for row in sl))
+    print("mean slope pp/yr: " + " ".join(f"{n} {x:+.3f}" for n, x in zip(names, sl.mean(axis=0)))
+          + " (target: under 0.3 in absolute value)")
+
+
+def project_bench() -> None:
+    """64 draws x 4 replicates of the headline scenario at 50,000 consumers, the three market parameters
+    uncertain (every draw refits), on 2 local workers: wall time and the part spent fitting."""
+    import json
+
+    with tempfile.TemporaryDirectory() as d:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("MARKETSIM_FIT_CACHE", None)
+        t = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "marketsim.cli", "project", str(HEADLINE), "--consumers", "50000",
+                            "--draws", "64", "--replicates", "4", "--workers", "2", "--json"], cwd=d, env=env,
+                           capture_output=True, text=True)
+        total = time.perf_counter() - t
+    if r.returncode:
+        raise SystemExit(f"project failed:\n{r.stderr[-2000:]}")
+    out = json.loads(r.stdout)
+    sec = out["seconds"]
+    print("\n## Projection: battle_lines_2013.yaml, 64 draws x 4 replicates, 50,000 consumers, 2 local workers")
+    print(f"wall {total:.0f} s (target < 240 s): fitting {sec['fits']:.0f} s ({sec['fits'] / total * 100:.0f}%), "
+          f"replicates {sec['replicates']:.0f} s; {out['calibration']['distinct']} distinct fits; "
+          f"{len(out['draws']['failed'])} draws could not be fitted")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=["fit", "cold", "drift", "project"])
+    a = ap.parse_args()
+    for name, fn in (("fit", fit_table), ("cold", cold_vs_cached), ("drift", drift), ("project", project_bench)):
+        if a.only in (None, name):
+            fn()
+
+
+if __name__ == "__main__":
+    main()
