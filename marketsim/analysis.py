@@ -538,7 +538,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     result["figures"] = figs
     store.write_json(path / "analysis.json", result)
     if args.json:
-        print(json.dumps(result, indent=2, default=float))
+        print(store.dumps(result))
         return 0
     con = console()
     for t in _tables(manifest, idx, effects, tab):

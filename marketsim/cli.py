@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import sys
 import textwrap
 from pathlib import Path
@@ -178,7 +177,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         plots.close(fig)
         store.write_json(new / "fit.json", doc)
     if args.json:
-        print(json.dumps(doc, indent=2))
+        print(store.dumps(doc))
         return 0
     t = table(f"{sc.name}: fit to {len(cal.observations)} observed GMV shares until {cal.until}",
               caption=f"primary source {cal.primary_source}; seed {cal.seed}, {cal.consumers:,} consumers; "
@@ -262,7 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         plots.close(fig)
         store.write_json(new / "summary.json", summary)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(store.dumps(summary))
         return 0
     from .progress import console, table
 
@@ -271,8 +270,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     t.add_column("retailer")
     for col in (f"{summary['first_date']} %", f"{summary['last_date']} %", "change pp"):
         t.add_column(col, justify="right", no_wrap=True)
+    def pct(x):
+        return f"{x * 100:.1f}" if x == x else "no purchases"
+
     for n in sc.retailer_names:
-        t.add_row(n, f"{first[n] * 100:.1f}", f"{last[n] * 100:.1f}", f"{(last[n] - first[n]) * 100:+.1f}")
+        d = last[n] - first[n]
+        t.add_row(n, pct(first[n]), pct(last[n]), f"{d * 100:+.1f}" if d == d else "-")
     con = console()
     con.print(t)
     if cal is not None:
@@ -346,6 +349,9 @@ def cmd_project(args: argparse.Namespace) -> int:
     else:
         draws = prior_draws(sc, k, sc.seed)
     R = args.replicates or (DEFAULT_REPLICATES if draws.k == 1 else DEFAULT_REPLICATES_WITH_DRAWS)
+    if draws.k == 1 and R < 2:
+        raise UserError("--replicates 1 with a single parameter draw gives no interval: the spread of one replicate "
+                        "is unknown; give --replicates 2 or more (or --draws 2 or more)")
     out = Path(args.out) if args.out else results_root(args) / sc.name / (
         "projection-" + projection_label(args.baseline_without, list(options)))
     store.check_output_dir(out, kind="projection")  # before any work
@@ -374,7 +380,7 @@ def cmd_project(args: argparse.Namespace) -> int:
         store.write_json(new / "projection.json", summ)
     resultsindex.update(results_root(args))
     if args.json:
-        print(json.dumps(summ, indent=2))
+        print(store.dumps(summ))
         return 0
     report.print_summary(summ, proj)
     stderr.print(f"wrote {out}/: replicates.parquet, projection.json, fan.png, shift.png, flows.png, report.md",
@@ -404,7 +410,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         store.write_json(new / "posterior.json", summ)
     resultsindex.update(results_root(args))
     if args.json:
-        print(json.dumps(summ, indent=2, default=str))
+        print(store.dumps(summ))
         return 0
     con = console()
     t = table(f"{sc.name}: what the observations until {summ['until']} say about the uncertain parameters",
@@ -459,7 +465,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         plots.close(fig)
     resultsindex.update(results_root(args))
     if args.json:
-        print(json.dumps(doc, indent=2))
+        print(store.dumps(doc))
         return 0
     con = console()
     t = table(f"{sc.name}: back-test, fitted until {args.until}, held-out observations",

@@ -439,8 +439,31 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def dumps(obj: Any) -> str:
+    """JSON text of a result: numpy numbers and dates converted, and a number that does not exist (NaN: no
+    purchases in a step, no interval from one replicate) written as null, so the file is valid JSON
+    (``json.dumps`` would write the bare token NaN, which JSON does not allow)."""
+    return json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+
+
+def _finite(x: Any) -> Any:
+    import math
+
+    import numpy as np
+
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _finite(x.tolist())
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    return x
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return write_text(path, dumps(obj) + "\n")
 
 
 def write_table(df: pd.DataFrame, path_stem: str | Path, formats: tuple[str, ...] = ("csv", "parquet")) -> list[Path]:
