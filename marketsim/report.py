@@ -211,8 +211,9 @@ def report_markdown(proj: Projection, summary: dict) -> str:
                   "The assumptions are held at their central values, so the interval says nothing about how "
                   "wrong they could be; `--draws` projects over their ranges."), ""]
     if proj.failed:
-        lines += [f"{len(proj.failed)} of {proj.draws.k} parameter draws could not reproduce the observations and were "
-                  f"left out (the data rule them out); the first: {proj.failed[0][1]}", ""]
+        lines += [f"{len(proj.failed)} of {proj.draws.k} parameter draws could not be fitted to the observations and were "
+                  f"left out (values the data cannot hold, or a fit that did not converge: see the reason); the first: "
+                  f"{proj.failed[0][1]}", ""]
     lines += ["## What moved", "",
               "| retailer | scenario | baseline | shift (pp) | 95% interval (pp) | from assumptions | from noise |",
               "|---|---:|---:|---:|---:|---:|---:|"]
@@ -256,8 +257,9 @@ def report_markdown(proj: Projection, summary: dict) -> str:
                 lines.append(f"| {pair} | {n} | {pp(s['mean'])} | [{pp(s['ci95'][0])}, {pp(s['ci95'][1])}] |")
         lines += ["", "![Options compared](compare.png)"]
     lines += ["", "## What was assumed", ""]
-    lines += [f"- Market: {float(sc.market_size.at(sc.calendar.start)):,.0f} online shoppers at {sc.calendar.start} "
-              f"(a dated series in the scenario), simulated by {sc.consumers.count:,} consumer agents; one step is "
+    lines += [f"- Market: about {_people(sc.market_size.at(sc.calendar.start))} online shoppers at {sc.calendar.start}, "
+              f"{_people(sc.market_size.at(sc.calendar.date_of(proj.steps - 1)))} at the horizon (a dated series in the "
+              f"scenario), simulated by {sc.consumers.count:,} consumer agents; one step is "
               f"{sc.calendar.step_days} days, from {sc.calendar.start} to {summary['horizon']}, after a burn-in."]
     cal = summary.get("calibration")
     if cal:
@@ -321,8 +323,8 @@ def print_summary(summary: dict, proj: Projection) -> None:
         for th, prob in summary["shift"][n]["p_below"].items():
             con.print(f"P({n}'s shift < {float(th) * 100:+.2f} pp) = {prob * 100:.0f}%")
     if proj.failed:
-        con.print(f"{len(proj.failed)} of {proj.draws.k} draws could not reproduce the observations and were left "
-                  f"out: {proj.failed[0][1][:160]}")
+        con.print(f"{len(proj.failed)} of {proj.draws.k} draws could not be fitted to the observations and were left "
+                  f"out (see report.md for why)")
     if "compare" in summary:
         c = table("options compared on the same draws and seeds", caption="difference in GMV share, pp, 95% interval")
         c.add_column("options")
