@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from .calibrate import ALPHA_LIMIT, TREND_LIMIT, Calibration, cache_key, calibrate
+from .calibrate import ALPHA_LIMIT, TREND_LIMIT, Calibration, CalibrationError, cache_key, calibrate
 from .scenario import Scenario
 
 FORMAT = "marketsim-fit/v1"
@@ -119,14 +119,37 @@ def cached_calibration(
         remove_stale_temps(cache_dir)  # left by killed writers
     if path is not None and path.exists():
         try:
+            failed = read_failure(path, key)
+            if failed is not None:  # a fit that failed fails the same way again (it is deterministic)
+                raise CalibrationError(failed)
             return read_entry(path, scenario, key), True, None
         except BadEntry as e:
             note = f"calibration cache {path}: {e}; refitting"
-    cal = calibrate(scenario, until=until, tol_pp=tol_pp, on_progress=on_progress, drop_unidentified=drop_unidentified,
-                    allow_fixed=allow_fixed)
+    try:
+        cal = calibrate(scenario, until=until, tol_pp=tol_pp, on_progress=on_progress,
+                        drop_unidentified=drop_unidentified, allow_fixed=allow_fixed)
+    except CalibrationError as e:
+        if path is not None and not str(e).startswith(f"{scenario.source}: no "):  # not "no observation..." etc.
+            body = {"format": FORMAT, "key": key, "error": str(e)}
+            write_json(path, {**body, "sha256": checksum(body)})
+        raise
     if path is not None:
         write_json(path, entry(cal))
     return cal, False, note
+
+
+def read_failure(path: Path, key: str) -> str | None:
+    """The stored message of a fit that failed, or None if ``path`` holds a fit (checked like any entry)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(doc, dict) or "error" not in doc:
+        return None
+    body = {k: doc.get(k) for k in ("format", "key", "error")}
+    if body["format"] != FORMAT or body["key"] != key or not isinstance(body["error"], str) or doc.get("sha256") != checksum(body):
+        raise BadEntry("a stored failure that does not check out")
+    return body["error"]
 
 
 @dataclass(frozen=True)

@@ -175,3 +175,19 @@ def test_fit_cache_is_checked_and_a_bad_entry_refit(tmp_path):
     assert "not valid JSON" in cached_calibration(sc, tmp_path)[2]
     entry.write_text(json.dumps({**doc, "fit": {**doc["fit"], "alpha": {**doc["fit"]["alpha"], "B": float("nan")}}}))
     assert cached_calibration(sc, tmp_path)[2] is not None
+
+
+def test_a_failed_fit_is_cached_as_a_failure(tmp_path):
+    import time
+
+    obs, conv = synthetic_observations()
+    sc = parse_text(fit_market_yaml(obs, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5))).with_values(
+        {"behaviour.beta_social": 5.0})
+    with pytest.raises(CalibrationError) as first:
+        cached_calibration(sc, tmp_path)
+    stored = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert stored["error"] == str(first.value)
+    t = time.perf_counter()
+    with pytest.raises(CalibrationError) as again:
+        cached_calibration(sc, tmp_path)
+    assert str(again.value) == str(first.value) and time.perf_counter() - t < 0.5
