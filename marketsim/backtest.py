@@ -5,7 +5,9 @@ The fit is the scenario's own (MODEL.md section 8) with the earlier cut-off; par
 cannot identify (a trend seen in one period only, an offset the primary source cannot anchor) are fixed at 0
 or dropped, and the output says so. The prediction for a held-out observation is the simulated share over its
 period plus its source's fitted offset (none if the source's offset for that retailer could not be fitted),
-over K parameter draws x R replicates; its 90% interval is the 5th-95th percentile of that mixture.
+over K parameter draws x R replicates; its 90% interval is the 5th-95th percentile of that mixture plus the
+observation's own error (a normal of ``sigma_pp`` points: 1 by default, an assumption shared with
+``marketsim fit``; sources disagree by several points, FACTS.md).
 
 Naive forecasts, per held-out observation, from the same source's earlier observations of the retailer:
 *persistence* holds the last observed share flat; *trend* extends the least-squares line through them (by the
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .calibrate import FitPath, expected_path, fit_problem
+from .conditioning import DEFAULT_SIGMA_PP
 from .errors import UserError
 from .projection import _map, _with_draw, fit_task, replicate_seeds
 from .scenario import Observation, Scenario
@@ -67,7 +70,7 @@ class Backtest:
 
 
 def backtest(scenario: Scenario, until: dt.date, *, draws: Draws, replicates: int, executor=None, cache_dir=None,
-             on_progress=None) -> Backtest:
+             on_progress=None, sigma_pp: float = DEFAULT_SIGMA_PP) -> Backtest:
     """Fit ``scenario`` on its observations ending before ``until`` and predict the later ones (module docstring)."""
     past = [o for o in scenario.observations if o.end < until]
     later = [o for o in scenario.observations if o.end >= until]
@@ -95,6 +98,7 @@ def backtest(scenario: Scenario, until: dt.date, *, draws: Draws, replicates: in
 
     names = sc.retailer_names
     cal = sc.calendar
+    rng = np.random.default_rng(np.random.SeedSequence(sc.seed, spawn_key=(3,)))
     rows, errs, covered, n = [], {"model": [], "persistence": [], "trend": []}, 0, 0
     for o in later:
         wts = np.array([[max(0, (min(cal.date_of(t + 1), o.end + dt.timedelta(days=1)) - max(cal.date_of(t), o.start)).days)
@@ -104,7 +108,10 @@ def backtest(scenario: Scenario, until: dt.date, *, draws: Draws, replicates: in
             offs = np.array([(fits[k]["offsets"] or {}).get(o.source, {}).get(rn, 0.0) for k in kept for _ in seeds])
             pred = np.array([p.period_shares(wts)[0, j] * 100 for p in paths]) + offs
             mean = float(w @ pred)
-            lo, hi = weighted_quantile(pred, w, [0.05, 0.95])
+            # an observation is the simulated share plus the source's own error (sigma_pp points, an assumption
+            # shared with `marketsim fit`): the predictive interval is that of the sum
+            noisy = rng.choice(pred, size=20_000, p=w) + rng.normal(0, sigma_pp, size=20_000)
+            lo, hi = np.percentile(noisy, [5, 95])
             pers, trend = naive_forecasts(past, o, rn)
             row = {"source": o.source, "period": {"label": o.label, "start": o.start.isoformat(), "end": o.end.isoformat()},
                    "retailer": rn, "observed": obs_share * 100, "predicted": mean, "lo90": float(lo), "hi90": float(hi),

@@ -455,7 +455,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                 update(completed=sum(d for d, _ in done.values()), total=draws.k * (R + 1))
 
             bt = backtest(sc, args.until, draws=draws, replicates=R, executor=pool.executor,
-                          cache_dir=fit_cache(args), on_progress=progress)
+                          cache_dir=fit_cache(args), on_progress=progress, sigma_pp=args.sigma)
     doc = bt.to_dict()
     out = results_root(args) / sc.name / f"backtest-{args.until}"
     with store.result_set(out, "backtest", writer="marketsim backtest") as new:
@@ -469,7 +469,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         return 0
     con = console()
     t = table(f"{sc.name}: back-test, fitted until {args.until}, held-out observations",
-              caption=f"{bt.draws} parameter draws x {bt.replicates} replicates; interval: 90% of the mixture; naive: "
+              caption=f"{bt.draws} parameter draws x {bt.replicates} replicates; interval: 90% of the mixture plus a "
+                      f"{args.sigma:g}-point observation error (an assumption); naive: "
                       f"persistence (last value held) and trend (a line through the source's earlier values)")
     t.add_column("source")
     t.add_column("period")
@@ -668,6 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--until", type=iso_date, required=True, help="fit on observations that end before this date")
     b.add_argument("--draws", type=positive_int, metavar="K", help="parameter draws (default 16 when uncertain)")
     b.add_argument("--replicates", type=positive_int, default=2, metavar="R", help="replicates per draw (default 2)")
+    b.add_argument("--sigma", type=positive_float, default=1.0, metavar="PP",
+                   help="an observation's own error, in points, added to the predictive interval (default 1; an assumption)")
     b.add_argument("--workers", type=positive_int, help="local worker processes (default: CPU count)")
     b.add_argument("--scheduler", help="Dask scheduler address (default: local processes)")
 
