@@ -135,3 +135,24 @@ def test_crn_identical_until_first_event(seed):
     for ra, rb in zip(a.records[:first], b.records[:first]):
         assert np.array_equal(ra.gmv, rb.gmv)
     assert any(not np.array_equal(ra.gmv, rb.gmv) for ra, rb in zip(a.records[first:], b.records[first:]))
+
+
+@pytest.mark.slow
+def test_7_calibrated_event_free_market_holds_still():
+    """MODEL.md property 7: the calibrated bundled baseline, trends set to 0, no events, 10^5 consumers: over
+    104 weeks after the burn-in the slope of every retailer's share is under 0.3 points a year (expected
+    shares, averaged over four seeds: one seed's slope has a noise of about 0.3 points a year). Before
+    version 2 (no turnover) the same run drifted by -0.6 (Tmall) and +0.45 (JD) points a year."""
+    from marketsim.calibrate import expected_path
+    from marketsim.fitcache import cache_dir, fitted
+
+    sc = load_scenario(SCENARIOS / "baseline_2013q2.yaml")
+    assert sc.consumers.turnover > 0 and not sc.events
+    fit = fitted(sc, cache_dir("results"))
+    years = np.arange(104) * 7 / 365.25
+    slopes = []
+    for s in range(4):
+        path = expected_path(sc, fit.alpha, np.zeros(3), sc.seed + s, 100_000, 104)
+        slopes.append(np.polyfit(years, path.shares * 100, 1)[0])
+    mean = np.mean(slopes, axis=0)
+    assert np.all(np.abs(mean) < 0.3), mean
