@@ -537,6 +537,12 @@ def _command(sub, name: str, summary: str, details: str, examples: list[str]) ->
                           epilog="examples:\n" + "\n".join(f"  {e}" for e in examples), formatter_class=_HelpFormatter)
 
 
+def executor_args(p: argparse.ArgumentParser) -> None:
+    """--workers and --scheduler: where the parallel work of a command runs (marketsim/executor.py)."""
+    p.add_argument("--workers", type=positive_int, help="local worker processes (default: CPU count, at most the work)")
+    p.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786 (default: local processes)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="marketsim", formatter_class=_HelpFormatter,
                 description="Agent-based simulator of competition between online retailers: consumers choose by "
@@ -636,8 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="other options (scenario files) projected on the same draws and seeds, and compared")
     pr.add_argument("--threshold", type=float, action="append", metavar="PP",
                     help="also report the probability that a shift is below PP points (repeatable)")
-    pr.add_argument("--workers", type=positive_int, help="local worker processes (default: CPU count)")
-    pr.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786 (default: local processes)")
+    executor_args(pr)
     pr.add_argument("--baseline-without", nargs="+", metavar="EVENT", help="event ids removed in the baseline (default: all events)")
     pr.add_argument("--out", help="output folder (default: results/<scenario>/projection-<what was compared>/)")
     pr.add_argument("--independent-baseline", action="store_true",
@@ -655,8 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--draws", type=positive_int, default=64, metavar="K", help="prior draws (default 64)")
     f.add_argument("--sigma", type=positive_float, default=1.0, metavar="PP",
                    help="observation error of the kernel, in points of share (default 1; an assumption)")
-    f.add_argument("--workers", type=positive_int, help="local worker processes (default: CPU count)")
-    f.add_argument("--scheduler", help="Dask scheduler address (default: local processes)")
+    executor_args(f)
     b = scenario_cmd(
         "backtest", "Fit on the observations before a date and predict the later ones, against naive forecasts.",
         "Fits on the observations that end before --until, projects the rest over the uncertain\n"
@@ -671,8 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--replicates", type=positive_int, default=2, metavar="R", help="replicates per draw (default 2)")
     b.add_argument("--sigma", type=positive_float, default=1.0, metavar="PP",
                    help="an observation's own error, in points, added to the predictive interval (default 1; an assumption)")
-    b.add_argument("--workers", type=positive_int, help="local worker processes (default: CPU count)")
-    b.add_argument("--scheduler", help="Dask scheduler address (default: local processes)")
+    executor_args(b)
 
     v = scenario_cmd(
         "viz", "Serve the live browser visualization (needs the 'viz' extra).",
