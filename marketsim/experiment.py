@@ -479,10 +479,16 @@ def run_task(sweep: Sweep, alpha, task: Task) -> list[dict]:
     arms = {"": sc}
     if sweep.shift_against is not None:
         arms["shift"] = sc.without_events(list(sweep.shift_against) or None)
-    recorded: dict[str, list] = {}
-    for arm, scen in arms.items():
-        m = Market(scen, world, alpha, task.seed, trend=trend)
-        recorded[arm] = [m.step() for _ in range(steps)]
+    # the arms are one market until their events differ, then it forks (as a projection's arms do)
+    from .projection import _divergence
+
+    lead = Market(sc, world, alpha, task.seed, trend=trend)
+    split = min(_divergence(sc, arms["shift"]), steps) if "shift" in arms else steps
+    shared = [lead.step() for _ in range(split)]
+    forks = {arm: lead.fork(scen) for arm, scen in arms.items() if arm}
+    recorded: dict[str, list] = {"": shared + [lead.step() for _ in range(steps - split)]}
+    for arm, m in forks.items():
+        recorded[arm] = shared + [m.step() for _ in range(steps - split)]
     k = min(sweep.average_last, steps)
 
     def value(arm: str, metric: str, t: int, j: int) -> float:

@@ -79,7 +79,7 @@ def test_sigkill_then_resume_loses_nothing(tmp_path):
     spec.write_text(SMALL.replace("name: small", "name: kill").replace("design: {method: grid, size: 2}",
                                                                         "design: {method: lhs, size: 30}")
                     .replace("  - {path: friction.create, values: [1.0, 2.5]}", "  - {path: friction.create, range: [1.0, 2.5]}")
-                    .replace("consumers: 600", "consumers: 6000").replace("steps: 12", "steps: 26"))
+                    .replace("steps: 12", "steps: 26"))
     out = tmp_path / "killed"
     p = subprocess.Popen([sys.executable, "-m", "marketsim.cli", "sweep", str(spec), "--workers", "1", "--out", str(out)],
                          cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
