@@ -70,6 +70,9 @@ STALL_ACCEPT_PP = 1.5
 TIPPING_SPREAD = 0.5
 #: Finite-difference step of the starting Jacobian, in utility units (alpha) and utility per year (trend).
 FD_STEP = 0.15
+#: ... and at the final size, where the map is smoother and shares move 40-60 points per utility unit near the
+#: bundled fit: a step that moves them by about two points.
+FD_STEP_FINE = 0.04
 #: A finite difference that moves an equation by more than this many points is retried with a smaller step.
 FD_MAX_PP = 4.0
 #: The coarse stage stops within this many points: its own sampling noise is about a point (5,000 consumers).
@@ -610,7 +613,7 @@ def _gauss_newton(stage: _Stage, theta: np.ndarray, J: np.ndarray | None, r: np.
         utility unit) is retried at a quarter of its size."""
         out = np.empty((len(r0), len(th)))
         for k in range(len(th)):
-            h = FD_STEP
+            h = FD_STEP if stage.name == "coarse" else FD_STEP_FINE
             for _ in range(3):
                 t2 = th.copy()
                 t2[k] += h
@@ -628,6 +631,10 @@ def _gauss_newton(stage: _Stage, theta: np.ndarray, J: np.ndarray | None, r: np.
     while True:
         step = -np.linalg.lstsq(J, r, rcond=None)[0]
         if np.max(np.abs(J @ step)) < tol:
+            return theta, J, r, path, steps
+        # with residual degrees of freedom: the optimum is where a step can no longer lower the residuals by
+        # more than the tolerance in root-mean-square (the linear model's predicted decrease of the sum of squares)
+        if obj.prob.dof > 0 and r @ r - (r + J @ step) @ (r + J @ step) < len(r) * (tol / 2) ** 2:
             return theta, J, r, path, steps
         lam, accepted = 1.0, False
         while lam >= 1 / 16:
