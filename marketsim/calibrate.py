@@ -353,6 +353,7 @@ class Calibration:
     path: list[list[float]]  # expected GMV share per step of the fit (steps x retailers), for fit.png
     key: str
     method: int = METHOD_VERSION
+    jacobian: list[list[float]] | None = None  # d residuals / d (fitted alphas, fitted trends) at the fit
 
     def alpha_vector(self, scenario: Scenario) -> np.ndarray:
         return np.array([self.alpha[name] for name in scenario.retailer_names])
@@ -455,12 +456,25 @@ def calibrate(
     on_progress: Callable[[str, int, float], None] | None = None,
     drop_unidentified: bool = False,
     allow_fixed: bool = False,
+    start: Calibration | None = None,
 ) -> Calibration:
     """Fit the scenario's calibrated attractiveness and trends to its observations up to the cut-off.
 
-    Deterministic for the scenario's seed. ``on_progress(stage, simulations, worst_pp)`` after each simulation.
-    Raises :class:`CalibrationError` (one line) when the fit is not identified or cannot meet an observation.
+    Deterministic for the scenario's seed (and ``start``). ``on_progress(stage, simulations, worst_pp)`` after
+    each simulation. ``start``: the fit of a nearby scenario (the central values of a projection's draws): its
+    values and Jacobian start the final stage directly, skipping the coarse one; if that does not converge, the
+    fit starts over. Raises :class:`CalibrationError` (one line) when the fit is not identified or cannot meet
+    an observation.
     """
+    if start is not None and start.jacobian is not None:
+        try:
+            return _calibrate(scenario, until, tol_pp, on_progress, drop_unidentified, allow_fixed, start)
+        except CalibrationError:
+            pass
+    return _calibrate(scenario, until, tol_pp, on_progress, drop_unidentified, allow_fixed, None)
+
+
+def _calibrate(scenario, until, tol_pp, on_progress, drop_unidentified, allow_fixed, start) -> Calibration:
     prob = fit_problem(scenario, until, drop_unidentified=drop_unidentified, allow_fixed=allow_fixed)
     tol_pp = tol_pp or default_tolerance(scenario)
     alpha0, trend0, theta = initial_theta(prob)
@@ -470,9 +484,16 @@ def calibrate(
     if prob.n_params == 0:  # nothing to fit: the given values' residuals
         r, path = _Stage(obj, n_fit, "fine", on_progress).evaluate(theta)
         return _result(scenario, prob, obj, theta, r, path, 0, tol_pp, until)
-    stage = _Stage(obj, min(COARSE_CONSUMERS, n_fit), "coarse", on_progress)
-    theta, iterations = _berry(stage, theta)
-    if n_fit > COARSE_CONSUMERS:  # a start and a Jacobian from the coarse stage, for the few costly steps
+    if start is not None:
+        names = scenario.retailer_names
+        if len(start.jacobian[0]) != prob.n_params or len(start.jacobian) != len(prob.equations) + (prob.conversion is not None):
+            raise CalibrationError("the start's Jacobian does not fit this problem")
+        theta = np.array([start.alpha[names[j]] for j in prob.free_alpha] + [start.trend[names[j]] for j in prob.free_trend])
+        J = np.array(start.jacobian)
+    else:
+        stage = _Stage(obj, min(COARSE_CONSUMERS, n_fit), "coarse", on_progress)
+        theta, iterations = _berry(stage, theta)
+    if start is None and n_fit > COARSE_CONSUMERS:  # a start and a Jacobian from the coarse stage, for the few costly steps
         try:
             r, path = stage.evaluate(theta)
             theta, J, r, path, its = _gauss_newton(stage, theta, None, r, path, COARSE_TOL_PP, strict=False)
@@ -492,10 +513,10 @@ def calibrate(
         _, best_theta, best_r, best_path = stage.best
         raise _no_fit(obj, best_theta, best_r, best_path, stage.n,
                       f"no convergence in {MAX_EVALS[stage.name]} simulations") from None
-    return _result(scenario, prob, obj, theta, r, path, iterations, tol_pp, until)
+    return _result(scenario, prob, obj, theta, r, path, iterations, tol_pp, until, J)
 
 
-def _result(scenario, prob, obj, theta, r, path, iterations, tol_pp, until) -> Calibration:
+def _result(scenario, prob, obj, theta, r, path, iterations, tol_pp, until, J=None) -> Calibration:
     a, tr = obj.unpack(theta)
     names = scenario.retailer_names
     offsets = obj.offsets(path)
@@ -507,6 +528,7 @@ def _result(scenario, prob, obj, theta, r, path, iterations, tol_pp, until) -> C
         tol_pp=tol_pp,
         until=prob.until.isoformat(), primary_source=prob.primary, horizon=prob.horizon,
         path=[[float(x) for x in row] for row in path.shares], key=cache_key(scenario, until, tol_pp),
+        jacobian=None if J is None else [[float(x) for x in row] for row in J],
     )
 
 

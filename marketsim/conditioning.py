@@ -150,7 +150,7 @@ def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = D
     """Weigh ``k`` prior draws by how well their fits meet the observations (see the module docstring).
     Returns the posterior and a summary (per-parameter report, failed draws, effective sample size)."""
     from .errors import UserError
-    from .projection import _map, fit_task, _with_draw
+    from .projection import _map, _with_draw, central_fit, fit_task
 
     if not scenario.uncertain:
         raise UserError(f"{scenario.source}: no uncertain parameter (a range or a prior) to condition on the data")
@@ -158,7 +158,9 @@ def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = D
         raise UserError(f"{scenario.source}: no observations to condition on")
     draws = prior_draws(scenario, k, scenario.seed)
     cache = None if cache_dir is None else str(cache_dir)
-    fits = _map(executor, fit_task, [(_with_draw(scenario, v), cache, True) for v in draws.values], "fits", on_progress)
+    start = central_fit(scenario, cache)
+    fits = _map(executor, fit_task, [(_with_draw(scenario, v), cache, True, None, False, start) for v in draws.values],
+                "fits", on_progress)
     residuals = [None if "error" in f else np.asarray(f["residuals"], dtype=float) for f in fits]
     w = kernel_weights(residuals, sigma_pp)
     if w.sum() == 0:

@@ -104,6 +104,7 @@ def cached_calibration(
     on_progress: Callable[[str, int, float], None] | None = None,
     drop_unidentified: bool = False,
     allow_fixed: bool = False,
+    start: Calibration | None = None,
 ) -> tuple[Calibration, bool, str | None]:
     """The fit for ``scenario``: from ``cache_dir/<key>.json`` if a valid entry is stored, else fitted now and
     stored (atomically). Returns (calibration, was_cached, note): ``note`` is one line when a stored entry was
@@ -127,7 +128,7 @@ def cached_calibration(
             note = f"calibration cache {path}: {e}; refitting"
     try:
         cal = calibrate(scenario, until=until, tol_pp=tol_pp, on_progress=on_progress,
-                        drop_unidentified=drop_unidentified, allow_fixed=allow_fixed)
+                        drop_unidentified=drop_unidentified, allow_fixed=allow_fixed, start=start)
     except CalibrationError as e:
         if path is not None and not str(e).startswith(f"{scenario.source}: no "):  # not "no observation..." etc.
             body = {"format": FORMAT, "key": key, "error": str(e)}

@@ -41,15 +41,16 @@ def replicate_seeds(seed: int, replicates: int, stream: int = 0) -> list[int]:
 
 
 def fit_task(scenario: Scenario, cache_dir: str | None, allow_fixed: bool = False, until=None,
-             drop_unidentified: bool = False) -> dict:
+             drop_unidentified: bool = False, start=None) -> dict:
     """Fit one arm of one draw: {"alpha", "trend", "key", "max_residual_pp", "dof", "residuals", "offsets"} or
     {"error": one line}. ``allow_fixed``: evaluate the residuals of a scenario with nothing to fit;
-    ``until``/``drop_unidentified``: a back-test's earlier cut-off."""
+    ``until``/``drop_unidentified``: a back-test's earlier cut-off; ``start``: a nearby fit to start from."""
     from .calibrate import CalibrationError
     from .fitcache import fitted
 
     try:
-        fit = fitted(scenario, cache_dir, allow_fixed=allow_fixed, until=until, drop_unidentified=drop_unidentified)
+        fit = fitted(scenario, cache_dir, allow_fixed=allow_fixed, until=until, drop_unidentified=drop_unidentified,
+                     start=start)
     except CalibrationError as e:
         return {"error": str(e)}
     cal = fit.calibration
@@ -253,7 +254,9 @@ def project(
 
     t0 = time.perf_counter()
     fit_jobs = [(k, name, sc) for k, arms in enumerate(arms_of) for name, sc in arms if name != BASELINE]
-    fits = _map(executor, fit_task, [(sc, cache) for _, _, sc in fit_jobs], "fits", on_progress)
+    start = central_fit(options[first], cache) if draws.k > 1 else None
+    fits = _map(executor, fit_task, [(sc, cache, False, None, False, start) for _, _, sc in fit_jobs], "fits",
+                on_progress)
     by_draw: dict[int, dict[str, dict]] = {}
     for (k, name, _), f in zip(fit_jobs, fits):
         by_draw.setdefault(k, {})[name] = f
@@ -290,6 +293,19 @@ def project(
         scale=results[0]["scale"], fits=[by_draw[k][first] for k in kept], thresholds=tuple(thresholds),
         extra={"seconds": {"fits": round(t_fit, 2), "replicates": round(time.perf_counter() - t0 - t_fit, 2)}},
     )
+
+
+def central_fit(scenario: Scenario, cache_dir: str | None):
+    """The fit of ``scenario`` at its central values (cached), which every draw's fit starts from (its values and
+    Jacobian: a draw near the centre then needs a few simulations instead of a full fit); None if nothing is
+    fitted or it cannot be fitted."""
+    from .calibrate import CalibrationError
+    from .fitcache import fitted
+
+    try:
+        return fitted(scenario, cache_dir).calibration
+    except CalibrationError:
+        return None
 
 
 def _with_draw(sc: Scenario, values: dict) -> Scenario:
