@@ -119,7 +119,8 @@ def flows_figure(proj: Projection, summary: dict):
     ax.bar(x - 0.2, b, 0.4, color="0.7", label=base_label)
     ax.bar(x + 0.2, s, 0.4, color=[colors[n] for n in names], label="with the events")
     ax.set_xticks(x, names, fontsize=11)
-    ax.set_ylim(0, max(b + s + [1]) * 1.3)  # room for the legend above the bars
+    top = max([v for v in b + s if v == v] + [1.0])  # NaN when nobody lost a login
+    ax.set_ylim(0, top * 1.3)  # room for the legend above the bars
     ax.set_ylabel("% of the consumers who lost a login")
     if ll["consumers"] > 0:
         ax.set_title(f"Where the about {_people(ll['consumers_rounded'])} shoppers who lost a login bought last at "
