@@ -8,16 +8,26 @@ from marketsim.engine import Market, simulate
 from marketsim.population import build_world
 from marketsim.scenario import load_scenario, parse_text
 
-from .conftest import SCENARIOS, simple_market_yaml
+from .conftest import SCENARIOS, fit_market_yaml, simple_market_yaml
 
 TINY_ALPHA = np.array([-4.1, -4.4, -4.2])
 
 
 def test_1_shares_sum_to_one_and_counts_non_negative():
+    """Shares summing to 1 is true by construction of gmv / gmv.sum(); what can be wrong is the GMV itself. So each
+    step's GMV and buyers are recomputed from its purchases (the buyers' baskets, in real units), and the shares
+    from them; every count is non-negative and every purchase is one flow."""
     sc = load_scenario(SCENARIOS / "tiny.yaml")
-    res = simulate(sc, TINY_ALPHA)
-    for rec in res.records:
-        assert rec.buyers.sum() > 0
+    m = Market(sc, build_world(sc), TINY_ALPHA, sc.seed)
+    for t in range(sc.calendar.steps):
+        basket = m.basket.copy()  # newcomers draw new baskets at the end of the step
+        rec = m.step()
+        bi, bj = m.last_purchases
+        date = sc.calendar.date_of(t)
+        per = sc.market_size.at(date) / m.n
+        gmv = np.bincount(bj, weights=basket[bi], minlength=m.R) * sc.consumers.basket.mean.at(date) * per
+        assert np.allclose(rec.gmv, gmv, rtol=1e-12) and np.allclose(rec.buyers, np.bincount(bj, minlength=m.R) * per)
+        assert rec.buyers.sum() > 0 and np.allclose(rec.gmv_share, gmv / gmv.sum(), rtol=1e-12)
         assert abs(rec.gmv_share.sum() - 1) < 1e-12 and abs(rec.buyer_share.sum() - 1) < 1e-12
         for arr in (rec.gmv, rec.buyers, rec.revenue, rec.accounts_created, rec.logins_linked, rec.access_lost,
                     rec.flows, rec.lost_login_last):
@@ -49,20 +59,35 @@ def test_3_same_seed_same_numbers():
     assert not a.timeseries()["gmv"].equals(c.timeseries()["gmv"])
 
 
-def _mean_buyer_share(sc, alpha, lo, hi):
-    res = simulate(sc, alpha)
-    b = sum(r.buyers for r in res.records[lo:hi])
-    return b / b.sum(), b.sum() / (float(sc.market_size) / sc.consumers.count)
-
-
 def test_4_shares_do_not_depend_on_n():
-    base = load_scenario(SCENARIOS / "baseline_2013q2.yaml").with_values({"calendar.steps": 20, "calendar.warmup": 10})
-    alpha = np.array([-4.1, -4.4, -4.2])
-    s_small, n_small = _mean_buyer_share(base.with_overrides(consumers=10_000), alpha, 5, 20)
-    s_big, n_big = _mean_buyer_share(base.with_overrides(consumers=100_000), alpha, 5, 20)
-    # binomial noise of each estimate; x3 for the correlation of one consumer's purchases over steps (habit)
-    sd = np.sqrt(s_big * (1 - s_big) * (1 / n_small + 1 / n_big)) * 3
-    assert np.all(np.abs(s_small - s_big) < 4 * sd), (s_small, s_big, sd)
+    """Property 4 with one set of fitted values (fitted once, at 10^4) run at 10^4 and 10^5 consumers: the
+    expected GMV shares over two years agree within 4 standard deviations of their difference, estimated from
+    12 and 6 seeds; that bound is under 0.7 points, so a 1-point dependence on N fails. (The seed-to-seed spread
+    does not shrink above 20,000 consumers: every market starts from a burn-in pilot of that size.)"""
+    from marketsim.calibrate import calibrate, expected_path
+
+    from .test_calibrate import synthetic_observations
+
+    obs, conv = synthetic_observations()
+    sc = parse_text(fit_market_yaml(obs, n=10_000, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5)))
+    cal = calibrate(sc)
+    assert cal.consumers == 10_000
+    alpha, trend = cal.alpha_vector(sc), cal.trend_vector(sc)
+
+    def shares(n, seeds):
+        out = []
+        for s in seeds:
+            path = expected_path(sc, alpha, trend, s, n, sc.calendar.steps)
+            out.append(path.gmv.sum(axis=0) / path.gmv.sum() * 100)
+        return np.array(out)
+
+    small, big = shares(10_000, range(101, 113)), shares(100_000, range(201, 207))
+    pooled = np.sqrt(((len(small) - 1) * small.var(axis=0, ddof=1) + (len(big) - 1) * big.var(axis=0, ddof=1))
+                     / (len(small) + len(big) - 2))
+    bound = 4 * pooled * np.sqrt(1 / len(small) + 1 / len(big))
+    gap = np.abs(small.mean(axis=0) - big.mean(axis=0))
+    assert np.all(gap < bound), (small.mean(axis=0), big.mean(axis=0), bound)
+    assert bound.max() < 0.7, bound
 
 
 def test_5_removing_a_login_only_lowers_share_among_its_users():
