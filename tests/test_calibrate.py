@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from marketsim.calibrate import CalibrationError, calibrate, expected_path, fit_problem
+from marketsim.calibrate import CalibrationError, calibrate, expected_path, fit_problem, residuals_at
 from marketsim.engine import simulate
 from marketsim.fitcache import cached_calibration
 from marketsim.scenario import load_scenario, parse_text
@@ -64,6 +64,27 @@ def test_fit_recovers_known_alpha_trend_and_offsets():
         share = _period_shares(sc, path, start, end)[sc.retailer_names.index(o["retailer"])] * 100
         mine = share + cal.offsets.get(o["source"], {}).get(o["retailer"], 0.0)
         assert abs(mine - o["observed"] - o["residual_pp"]) < 1e-6 and abs(mine - o["observed"]) < 0.3, o
+    # the same observations against a run with sampled purchases (residuals_at, `run`'s check of a fit), computed
+    # here from that run's own GMV records; a run cut short compares only the observations that end inside it
+    run = simulate(sc, cal.alpha_vector(sc), trend=cal.trend_vector(sc), steps=cal.horizon)
+    at = residuals_at(sc, cal)
+    assert (at["consumers"], at["seed"], len(at["observations"])) == (5000, sc.seed, len(cal.observations))
+    assert residuals_at(sc, cal, run.records)["observations"] == at["observations"]
+    gmv = np.array([r.gmv for r in run.records])
+    for o in at["observations"]:
+        start, end = (dt.date.fromisoformat(o["period"][k]) for k in ("start", "end"))
+        w = np.array([max(0, (min(sc.calendar.date_of(t + 1), end + dt.timedelta(days=1)) - max(sc.calendar.date_of(t), start)).days)
+                      / sc.calendar.step_days for t in range(len(gmv))])
+        share = (w @ gmv)[sc.retailer_names.index(o["retailer"])] / (w @ gmv).sum() * 100
+        mine = share + cal.offsets.get(o["source"], {}).get(o["retailer"], 0.0)
+        assert o["simulated"] == pytest.approx(mine, abs=1e-6) and o["residual_pp"] == pytest.approx(mine - o["observed"], abs=1e-6)
+        assert abs(o["residual_pp"]) < 1.5, o  # sampled purchases at 5,000 consumers: within the noise
+    short = residuals_at(sc, cal, run.records[:14])["observations"]  # steps 0-13 end 2013-02-25: the 2012 periods
+    assert {(o["source"], o["period"]["label"]) for o in short} == {("P", "2012H1"), ("Q", "2012")}
+    assert short == [o for o in at["observations"] if o["period"]["end"] < "2013-01-01"]
+    # the calibrate --json document is the fit without its per-step path
+    summ = cal.summary()
+    assert set(summ) == set(cal.to_dict()) - {"path"} and summ["alpha"] == cal.alpha and "path" in cal.to_dict()
 
 
 def test_degrees_of_freedom_refusal_names_what_is_missing():
@@ -181,6 +202,34 @@ def test_converges_or_says_why_over_the_reachable_range(values):
         assert values.get("behaviour.beta_social", 0) >= 2.5, f"no fit with {values}: {msg}"
         return
     assert cal.dof == 2 and cal.max_residual_pp < 2.0, cal.observations
+
+
+def test_a_market_that_tips_fails_with_its_numbers():
+    """Social influence 5 (twice the live page's slider): the market tips to whoever leads and no fit exists. The
+    one-line error names the observation furthest from being met, with the closest simulated share and its
+    residual (consistent with each other), and the retailer whose share jumped, between two percentages."""
+    import re
+
+    obs, conv = synthetic_observations()
+    sc = parse_text(fit_market_yaml(obs, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5))).with_values(
+        {"behaviour.beta_social": 5.0})
+    with pytest.raises(CalibrationError) as ei:
+        calibrate(sc)
+    msg = str(ei.value)
+    m = re.fullmatch(r"<scenario> \(with behaviour\.beta_social\): observation (P|Q) (\S+) ([ABC]) ([\d.]+)% cannot be met \(closest simulated ([\d.]+)%, "
+                     r"residual ([+-][\d.]+) pp\) at ([\d,]+) consumers: the simulated market tips: across the fit's "
+                     r"simulations ([ABC])'s share jumped between (\d+)% and (\d+)%, with no stable state in between "
+                     r"\(social influence 5, habit 1 and account lock-in reinforce whoever leads\); with weaker social "
+                     r"influence a fit exists", msg)
+    assert m, msg
+    observed, simulated, resid = float(m[4]), float(m[5]), float(m[6])
+    # the primary source has no offset: its residual is simulated - observed, up to the printed rounding
+    assert abs(simulated - observed - resid) < (0.06 if m[1] == "P" else 5) and abs(resid) > 1, msg
+    assert any(o.source == m[1] and o.label == m[2] and dict(o.shares)[m[3]] * 100 == pytest.approx(observed, abs=0.05)
+               for o in sc.observations), msg
+    lo, hi = int(m[9]), int(m[10])
+    assert 0 <= lo < hi <= 100 and hi - lo > 50, msg
+    assert int(m[7].replace(",", "")) >= 5000
 
 
 def test_fit_cache_is_checked_and_a_bad_entry_refit(tmp_path):

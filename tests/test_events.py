@@ -346,3 +346,27 @@ def test_events_of_one_step_apply_in_file_order():
     m.step()
     assert not m.accepts[QQ, A], "added, then removed in the same step"
     assert [e.id for e in m.fired] == ["drop", "back", "add2", "drop2"]
+
+
+def test_removals_accumulate_within_a_step_and_across_steps(settled):
+    """Two providers removed at one retailer in the same step: both groups lose access, the step counts both
+    (not the last one), and the lost-login marks of an earlier removal elsewhere are kept, not replaced. QQ has
+    provider index 1, so a code slip between sso(p) = SSO + p and any other offset shows."""
+    sc, m0 = settled
+    m = m0.fork(sc)
+    was = m.access.copy()
+    hit_c = was[:, C] == SSO + QQ
+    events.apply(m, RemoveLogin("C", "qq"), m.t)
+    assert m.pending_access_lost.tolist() == [0, 0, int(hit_c.sum())] and hit_c.sum() > 20
+    hit_bw, hit_bq = was[:, B] == SSO + WEIBO, was[:, B] == SSO + QQ
+    events.apply(m, RemoveLogin("B", "weibo"), m.t)
+    events.apply(m, RemoveLogin("B", "qq", migration_cost=0.4), m.t)
+    assert hit_bw.sum() > 20 and hit_bq.sum() > 20
+    assert m.pending_access_lost.tolist() == [0, int(hit_bw.sum() + hit_bq.sum()), int(hit_c.sum())]
+    assert np.array_equal(m.lost_login, hit_c | hit_bw | hit_bq)
+    assert (m.access[hit_bw, B] == NONE).all() and (m.access[hit_bq, B] == MIGRATE).all()
+    assert (m.access[hit_c, C] == NONE).all()
+    assert not m.accepts[[WEIBO, QQ], B].any() and not m.accepts[QQ, C] and m.accepts[TAOBAO, A]
+    rec = m.step()
+    assert rec.access_lost.tolist() == pytest.approx(
+        [0, (hit_bw.sum() + hit_bq.sum()) * m.scale_at(rec.step), hit_c.sum() * m.scale_at(rec.step)])
