@@ -204,6 +204,28 @@ def test_converges_or_says_why_over_the_reachable_range(values):
     assert cal.dof == 2 and cal.max_residual_pp < 2.0, cal.observations
 
 
+def test_the_fit_window_ends_at_the_first_event():
+    """MODEL.md 8: without fit_until the cut-off is the first event's date; observations that end after it (the
+    2013 figures here, after a login removal in December 2012) are left to the projection, not fitted; an
+    explicit fit_until (or --until) moves the cut-off, even past the event."""
+    obs = ("primary_source: P\nobservations:\n"
+           "  - {source: P, period: 2012H1, shares: {A: 0.5, B: 0.3}}\n"
+           "  - {source: P, period: 2012Q4, shares: {A: 0.52, B: 0.29}}\n"
+           "  - {source: P, period: 2013H1, shares: {A: 0.55, B: 0.25}}\n")
+    ev = "events:\n  - {id: drop, type: remove_login, step: 12, retailer: B, provider: weibo}\n"
+    sc = parse_text(fit_market_yaml(obs, extra=ev))
+    event_day = sc.calendar.date_of(12)
+    assert event_day == dt.date(2012, 12, 26) and sc.fit_cutoff() == event_day
+    prob = fit_problem(sc)
+    assert [o.label for o in prob.observations] == ["2012H1"], "2012Q4 ends after the event, 2013H1 too"
+    assert prob.until == event_day and prob.horizon == sc.calendar.step_of(dt.date(2012, 6, 30)) + 1
+    assert [o.label for o in fit_problem(sc, dt.date(2013, 1, 1)).observations] == ["2012H1", "2012Q4"]
+    later = parse_text(fit_market_yaml("fit_until: 2013-07-01\n" + obs, extra=ev))
+    assert later.fit_cutoff() == dt.date(2013, 7, 1) and len(fit_problem(later).observations) == 3
+    none = parse_text(fit_market_yaml(obs))
+    assert none.fit_cutoff() == none.calendar.date_of(none.calendar.steps)
+
+
 def test_a_market_that_tips_fails_with_its_numbers():
     """Social influence 5 (twice the live page's slider): the market tips to whoever leads and no fit exists. The
     one-line error names the observation furthest from being met, with the closest simulated share and its
