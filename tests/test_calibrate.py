@@ -87,6 +87,40 @@ def test_fit_recovers_known_alpha_trend_and_offsets():
     assert set(summ) == set(cal.to_dict()) - {"path"} and summ["alpha"] == cal.alpha and "path" in cal.to_dict()
 
 
+def test_a_warm_start_from_a_nearby_fit_is_cheaper_and_lands_on_the_same_fit():
+    """A projection's draws start from the central fit (its values and Jacobian): a nearby market then needs a
+    few simulations instead of a full fit, and ends where a cold fit ends. A start from another problem (a
+    different number of parameters) is not used: the fit starts over and gives the cold fit exactly."""
+    obs, conv = synthetic_observations()
+    sc = parse_text(fit_market_yaml(obs, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5)))
+    centre = calibrate(sc)
+    near = sc.with_values({"behaviour.beta_social": 0.6})
+    cold, warm = calibrate(near), calibrate(near, start=centre)
+    assert warm.evaluations < cold.evaluations / 2, (warm.evaluations, cold.evaluations)
+    assert warm.max_residual_pp <= warm.tol_pp and warm.key == cold.key
+    assert np.allclose(warm.alpha_vector(near), cold.alpha_vector(near), atol=0.05)
+    assert np.allclose(warm.trend_vector(near), cold.trend_vector(near), atol=0.05)
+    other = parse_text(fit_market_yaml(obs, trend=("calibrate", TRUE_TREND[1], 0), conversion=round(conv, 5)))  # 4 parameters
+    assert calibrate(other, start=centre).to_dict() == calibrate(other).to_dict()
+
+
+def test_with_nothing_to_fit_the_given_values_residuals_are_reported():
+    """allow_fixed (conditioning): a market whose values are all given is not fitted; its residuals against the
+    observations are those of a run at the given values (here the true ones: within the sampling noise)."""
+    obs, conv = synthetic_observations()
+    sc = parse_text(fit_market_yaml(obs, alpha=TRUE_ALPHA, trend=TRUE_TREND, conversion=round(conv, 5)))
+    with pytest.raises(CalibrationError, match="nothing to fit"):
+        calibrate(sc)
+    cal = calibrate(sc, allow_fixed=True)
+    assert cal.alpha_vector(sc).tolist() == list(TRUE_ALPHA) and cal.trend_vector(sc).tolist() == list(TRUE_TREND)
+    assert cal.iterations == 0 and cal.evaluations == 1 and len(cal.observations) == 8 and cal.key
+    assert cal.until == "2013-12-01" and cal.horizon == 24 and len(cal.path) == 24  # through the 2013 period, step 23
+    res = {(o["source"], o["retailer"]): o["residual_pp"] for o in cal.observations}
+    assert all(abs(v) < 1.0 for k, v in res.items() if k[0] == "P"), res  # the primary source, without offsets
+    # source Q was generated 2 and -1.5 points off: with its offsets fitted (the only free parameters) it fits too
+    assert abs(cal.offsets["Q"]["A"] - TRUE_OFFSET[0]) < 0.5 and abs(cal.offsets["Q"]["B"] - TRUE_OFFSET[1]) < 0.5
+
+
 def test_degrees_of_freedom_refusal_names_what_is_missing():
     obs = "observations:\n  - {source: P, period: 2012, shares: {A: 0.5}}"
     sc = parse_text(fit_market_yaml(obs))

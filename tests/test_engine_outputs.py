@@ -121,3 +121,55 @@ def test_lost_index_follows_each_removal():
     assert len(first) > 0 and np.array_equal(first, np.flatnonzero(m.lost_login))
     events.apply(m, RemoveLogin("B", "qq"), m.t)
     assert len(m.lost_index()) > len(first) and np.array_equal(m.lost_index(), np.flatnonzero(m.lost_login))
+
+
+def _turnover_sc(turnover=0.05, n=3000, warmup=0):
+    return parse_text(simple_market_yaml(n=n, steps=6, beta_habit=1.0, create=1.0, link=0.3, warmup=warmup,
+                                         events="[{id: d, type: remove_login, step: 2, retailer: B, provider: weibo}]")
+                      .replace("marketsim/v1", "marketsim/v2")
+                      .replace("shopping_rate: 0.5,", f"shopping_rate: 0.5, turnover: {turnover},"))
+
+
+def test_without_turnover_a_market_starts_from_its_world_and_a_bad_trend_is_refused():
+    sc = _turnover_sc(turnover=0.0)
+    w = build_world(sc, 7)
+    m = Market(sc, w, np.array([-1.0, -0.5]), 7)
+    assert m.pilot_steps == 0
+    assert np.array_equal(m.last, w.last0) and np.array_equal(m.access, w.access0), "no pilot: the initial draw"
+    with pytest.raises(ValueError, match=r"trend must be 2 finite numbers, got array\(\[nan"):
+        Market(sc, w, np.array([-1.0, -0.5]), 7, trend=np.array([np.nan, 0.0]))
+
+
+def test_a_market_adopts_the_state_of_pilot_consumers_with_its_own_accounts():
+    """docs/model.md 12.2: each consumer takes the last retailer and access of a pilot consumer holding the same
+    identity accounts (the hot deck); the pilot runs 2 lifetimes and can be continued for a few more steps."""
+    from marketsim.engine import pilot_steps, run_pilot
+
+    sc = _turnover_sc(turnover=0.05, n=3000)
+    alpha, trend = np.array([-1.0, -0.5]), np.zeros(2)
+    pilot = run_pilot(sc, alpha, trend, 7, 3000)
+    assert pilot.steps == pilot_steps(0.05) == 40 and pilot.world.n == 3000
+    m = Market(sc, build_world(sc, 7), alpha, 7, pilot=pilot)
+    assert m.pilot_steps == 40
+    key = lambda holds: holds.astype(np.int64) @ (1 << np.arange(holds.shape[1]))  # noqa: E731
+    kp, km = key(pilot.world.holds), key(m.world.holds)
+    pairs = {(int(k), int(last), bytes(acc)) for k, last, acc in zip(kp, pilot.state.last, pilot.state.access)}
+    found = np.isin(km, kp)
+    assert found.mean() > 0.95
+    for i in np.flatnonzero(found):
+        assert (int(km[i]), int(m.last[i]), bytes(m.access[i])) in pairs, i
+    assert not np.array_equal(m.last, m.world.last0)
+    more = run_pilot(sc, alpha, trend, 7, 3000, start=pilot, steps=3)
+    assert more.steps == 3 and more.world is pilot.world
+    assert not np.array_equal(more.state.last, pilot.state.last)
+
+
+def test_lost_login_consumers_are_counted_where_they_last_bought():
+    sc = _turnover_sc(turnover=0.0)
+    m = Market(sc, build_world(sc, 7), np.array([-1.0, -0.5]), 7)
+    for _ in range(6):
+        rec = m.step()
+        lost = m.lost_index()
+        want = np.bincount(m.last[lost][m.last[lost] >= 0], minlength=2) * m.scale_at(rec.step)
+        assert rec.lost_login_last.tolist() == pytest.approx(want.tolist())
+    assert (rec.lost_login_last > 0).all(), "lost-login consumers who last bought at each retailer"

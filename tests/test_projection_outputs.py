@@ -197,3 +197,30 @@ def test_round_to_two_significant_figures():
     assert round_to(3_585_344) == 3_600_000 and round_to(-0.012345) == -0.012 and round_to(0.0) == 0.0
     assert round_to(987.6, digits=3) == 988 and round_to(14_449_999) == 14_000_000
     assert math.isnan(round_to(math.nan)) and round_to(math.inf) == math.inf
+
+
+def test_a_draw_that_cannot_be_fitted_is_dropped_and_reported(tmp_path):
+    """Two draws of the social weight, one (6: the market tips) that the observations rule out: the projection
+    keeps the other, and says which values failed and why; with no draw left it is one line."""
+    from marketsim.uncertainty import Draws
+
+    obs = ("primary_source: P\nobservations:\n"
+           "  - {source: P, period: 2012H1, shares: {A: 0.52, B: 0.3}}\n"
+           "  - {source: P, period: 2012H2, shares: {A: 0.53, B: 0.29}}\n")
+    text = fit_market_yaml(obs, n=1500, trend=("calibrate", 0, 0), extra=DROP).replace(
+        "beta_social: 0.5,", "beta_social: {value: 0.5, range: [0.0, 6.0], assumption: test},")
+    sc = parse_text(text)
+    p = sc.uncertain
+    assert [u.path for u in p] == ["behaviour.beta_social", "events.drop.migration_cost"]
+    draws = Draws(p, np.array([[0.1, 0.5], [1.0, 0.5]]), [{p[0].path: 0.6, p[1].path: 0.8}, {p[0].path: 6.0, p[1].path: 0.8}],
+                  np.array([0.5, 0.5]), "prior")
+    proj = project(sc, draws=draws, replicates=2, steps=16, cache_dir=tmp_path)
+    s = summary(proj)
+    assert proj.kept.tolist() == [0] and s["draws"]["k"] == 1 and s["draws"]["designed"] == 2
+    (fail,) = s["draws"]["failed"]
+    assert set(fail) == {"values", "reason"} and fail["values"] == draws.values[1]
+    assert "cannot be met" in fail["reason"] and "tips" in fail["reason"] and "\n" not in fail["reason"]
+    assert proj.arrays["scenario"]["gmv_share"].shape == (1, 2, 16, 3)
+    bad = Draws(p, np.array([[1.0, 0.5]]), [draws.values[1]], np.ones(1), "prior")
+    with pytest.raises(UserError, match=r"^no parameter draw could be fitted; the first: .*cannot be met"):
+        project(sc, draws=bad, replicates=2, steps=16, cache_dir=tmp_path)
