@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from marketsim.calibrate import CalibrationError, calibrate, expected_path, fit_problem, residuals_at
+from marketsim.calibrate import CalibrationError, calibrate, default_tolerance, expected_path, fit_problem, residuals_at
 from marketsim.engine import simulate
 from marketsim.fitcache import cached_calibration
 from marketsim.scenario import load_scenario, parse_text
@@ -97,6 +97,8 @@ def test_a_warm_start_from_a_nearby_fit_is_cheaper_and_lands_on_the_same_fit():
     near = sc.with_values({"behaviour.beta_social": 0.6})
     cold, warm = calibrate(near), calibrate(near, start=centre)
     assert warm.evaluations < cold.evaluations / 2, (warm.evaluations, cold.evaluations)
+    assert cold.iterations > 0 and warm.iterations > 0 and warm.iterations <= warm.evaluations
+    assert calibrate(near, start=centre, tol_pp=0.8).tol_pp == 0.8
     assert warm.max_residual_pp <= warm.tol_pp and warm.key == cold.key
     assert np.allclose(warm.alpha_vector(near), cold.alpha_vector(near), atol=0.05)
     assert np.allclose(warm.trend_vector(near), cold.trend_vector(near), atol=0.05)
@@ -114,6 +116,7 @@ def test_with_nothing_to_fit_the_given_values_residuals_are_reported():
     cal = calibrate(sc, allow_fixed=True)
     assert cal.alpha_vector(sc).tolist() == list(TRUE_ALPHA) and cal.trend_vector(sc).tolist() == list(TRUE_TREND)
     assert cal.iterations == 0 and cal.evaluations == 1 and len(cal.observations) == 8 and cal.key
+    assert cal.tol_pp == default_tolerance(sc) and calibrate(sc, allow_fixed=True, tol_pp=0.7).tol_pp == 0.7
     assert cal.until == "2013-12-01" and cal.horizon == 24 and len(cal.path) == 24  # through the 2013 period, step 23
     res = {(o["source"], o["retailer"]): o["residual_pp"] for o in cal.observations}
     assert all(abs(v) < 1.0 for k, v in res.items() if k[0] == "P"), res  # the primary source, without offsets
@@ -124,7 +127,9 @@ def test_with_nothing_to_fit_the_given_values_residuals_are_reported():
 def test_degrees_of_freedom_refusal_names_what_is_missing():
     obs = "observations:\n  - {source: P, period: 2012, shares: {A: 0.5}}"
     sc = parse_text(fit_market_yaml(obs))
-    with pytest.raises(CalibrationError, match=r"2 independent equations .* for 3 parameters .*1 short; never observed: B, C"):
+    with pytest.raises(CalibrationError, match=r"^<scenario>: fit until 2013-12-21: 2 independent equations \(1 observed shares in 1 observations "
+                       r"\+ the conversion\) for 3 parameters \(alpha\[A\], alpha\[B\], alpha\[C\]\): 1 short; never "
+                       r"observed: B, C; add observations"):
         fit_problem(sc)
 
 
@@ -138,6 +143,9 @@ def test_trend_needs_two_periods_of_one_source():
     nested = obs.replace("source: Q, period: 2013H1", "source: P, period: 2012H1")
     with pytest.raises(CalibrationError, match="two periods"):
         fit_problem(parse_text(fit_market_yaml(nested, trend=("calibrate", 0, 0))))
+    same_end = obs.replace("source: Q, period: 2013H1", "source: P, period: 2012H2")  # nested, sharing its end
+    with pytest.raises(CalibrationError, match="two periods"):
+        fit_problem(parse_text(fit_market_yaml(same_end, trend=("calibrate", 0, 0))))
     with pytest.raises(CalibrationError, match="every retailer's trend is 'calibrate'"):
         fit_problem(parse_text(fit_market_yaml(obs, trend=("calibrate",) * 3)))
 
@@ -258,6 +266,29 @@ def test_the_fit_window_ends_at_the_first_event():
     assert later.fit_cutoff() == dt.date(2013, 7, 1) and len(fit_problem(later).observations) == 3
     none = parse_text(fit_market_yaml(obs))
     assert none.fit_cutoff() == none.calendar.date_of(none.calendar.steps)
+    with pytest.raises(CalibrationError, match=r"^<scenario>: no observation ends on or before the cut-off 2012-03-01; "
+                                               r"observations: P 2012H1 \(ends 2012-06-30\)"):
+        fit_problem(sc, dt.date(2012, 3, 1))
+
+
+def test_an_earlier_cut_off_drops_what_it_cannot_identify():
+    """A back-test's cut-off (calibrate until=, drop_unidentified=True): the fit uses only the observations before
+    it; a trend that one period cannot identify is fixed at 0 instead of refused."""
+    obs, conv = synthetic_observations()
+    sc = parse_text(fit_market_yaml(obs, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5)))
+    until = dt.date(2012, 7, 1)  # only the P 2012H1 observation ends before it: trends unidentified
+    with pytest.raises(CalibrationError, match="two periods"):
+        calibrate(sc, until=until)
+    cal = calibrate(sc, until=until, drop_unidentified=True)
+    assert cal.until == "2012-07-01" and {o["period"]["label"] for o in cal.observations} == {"2012H1"}
+    assert cal.trend == {"A": 0.0, "B": 0.0, "C": 0.0} and cal.max_residual_pp <= cal.tol_pp
+
+
+def test_expected_path_is_a_function_of_its_seed():
+    sc = parse_text(fit_market_yaml("", n=2000, alpha=TRUE_ALPHA))
+    a, t = np.array(TRUE_ALPHA), np.zeros(3)
+    p1, p2, p3 = (expected_path(sc, a, t, s, 2000, 6) for s in (8, 8, 9))
+    assert np.array_equal(p1.gmv, p2.gmv) and not np.array_equal(p1.gmv, p3.gmv)
 
 
 def test_a_market_that_tips_fails_with_its_numbers():

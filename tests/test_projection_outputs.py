@@ -36,8 +36,7 @@ def _sc(extra):
     return parse_text(fit_market_yaml(OBS, n=1500, alpha=("calibrate", "calibrate", -1.0), extra=extra))
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def _runs(tmp_path_factory):
     drop = _sc(DROP)
     offer = _sc(DROP.replace("provider: weibo,", "provider: qq,", 1))
     keep = _sc("events:\n  - {id: later, type: price_change, step: 20, retailer: C, price_index: 0.5}\n")
@@ -55,13 +54,23 @@ def runs(tmp_path_factory):
     return dict(drop=drop, offer=offer, keep=keep, draws=draws, inline=inline, pooled=pooled, calls=calls)
 
 
-def test_progress_is_reported_stage_by_stage(runs):
+def test_projection_checked_from_outside(tmp_path_factory):
+    """One projection run inline and on a pool, checked by each part below (in one test: a tool that maps code
+    to the tests reaching it, like mutmut, then runs every check that depends on the projection)."""
+    runs = _runs(tmp_path_factory)
+    _progress_is_reported_stage_by_stage(runs)
+    _arms_seeds_and_shapes(runs)
+    _summary_numbers_recomputed(runs)
+    _tidy_rows(runs)
+
+
+def _progress_is_reported_stage_by_stage(runs):
     fits, reps = K * 3, K * R
     want = ([("fits", i, fits) for i in range(fits + 1)] + [("replicates", i, reps) for i in range(reps + 1)])
     assert runs["calls"] == want
 
 
-def test_arms_seeds_and_shapes(runs):
+def _arms_seeds_and_shapes(runs):
     p, q = runs["inline"], runs["pooled"]
     assert set(p.arrays) == {"drop", "qq", "keep", BASELINE}
     for arm in p.arrays:
@@ -75,6 +84,9 @@ def test_arms_seeds_and_shapes(runs):
     for arm in ("drop", "qq", "keep"):
         np.testing.assert_array_equal(p.arrays[arm]["gmv"], q.arrays[arm]["gmv"])
     assert not np.array_equal(p.arrays[BASELINE]["gmv"], q.arrays[BASELINE]["gmv"]), "independent baseline seeds"
+    # destinations of the lost-login consumers: comparable only where the arm shares the first option's consumers
+    assert np.isnan(q.destinations[BASELINE].astype(float)).all() and np.isfinite(p.destinations[BASELINE]).all()
+    assert q.destinations[BASELINE].dtype == np.float64
     # keep has no removal: it is the baseline (same fit, same seeds, the later event past the horizon)
     np.testing.assert_array_equal(p.arrays["keep"]["gmv"], p.arrays[BASELINE]["gmv"])
     # drop and qq differ only in the removed provider (same id, same step): they must differ from step 14 on
@@ -97,7 +109,7 @@ def test_divergence_and_an_invalid_draw():
         _with_draw(a, {"events.drop.migration_cost": -1.0})
 
 
-def test_summary_numbers_recomputed(runs):
+def _summary_numbers_recomputed(runs):
     p, drop = runs["inline"], runs["drop"]
     s = summary(p)
     assert set(s) == {"scenario", "scenario_hash", "seed", "consumers", "steps", "horizon", "draws", "replicates",
@@ -164,22 +176,31 @@ def test_summary_numbers_recomputed(runs):
     assert set(s["seconds"]) == {"fits", "replicates"} and min(s["seconds"].values()) >= 0
 
 
-def test_a_single_option_has_no_compare_block(runs):
-    one = project(runs["drop"], draws=runs["draws"], replicates=2, steps=16,
-                  cache_dir=None, baseline_without=["later"])
+def test_a_single_option_has_no_compare_block(tmp_path, monkeypatch):
+    import time
+
+    drop = _sc(DROP)
+    monkeypatch.chdir(tmp_path)
+    t0 = time.perf_counter()
+    one = project(drop, draws=prior_draws(drop, K, seed=3), replicates=2, steps=16, cache_dir=None,
+                  baseline_without=["later"])
+    took = time.perf_counter() - t0
+    assert list(tmp_path.iterdir()) == [], "no cache folder: none was asked for"
     s = summary(one)
+    assert 0 <= s["seconds"]["fits"] and 0 <= s["seconds"]["replicates"]
+    assert abs(s["seconds"]["fits"] + s["seconds"]["replicates"] - took) < 0.3, (s["seconds"], took)
     assert "options" not in s and "compare" not in s
     assert s["baseline_without"] == ["later"] and s["events_outside_horizon"] == ["later"]
     assert s["lost_login"]["removal_in_baseline"] is True  # the baseline keeps the removal
     assert s["shift"]["B"]["mean"] == 0.0 and s["seconds"]["fits"] >= 0
 
 
-def test_tidy_rows(runs):
+def _tidy_rows(runs):
     p = runs["pooled"]
     t = p.tidy()
     assert list(t.columns) == ["draw", "replicate", "seed", "arm", "step", "date", "retailer", "gmv_share", "gmv",
                                "revenue", "accounts_created"]
-    assert len(t) == 4 * K * R * STEPS * 3
+    assert len(t) == 4 * K * R * STEPS * 3 and t.seed.dtype == np.uint64
     rng = np.random.default_rng(0)
     for _ in range(25):
         arm = ["drop", "qq", "keep", BASELINE][rng.integers(4)]
