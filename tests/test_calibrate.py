@@ -11,6 +11,7 @@ import pytest
 from marketsim.calibrate import CalibrationError, calibrate, default_tolerance, expected_path, fit_problem, residuals_at
 from marketsim.engine import simulate
 from marketsim.fitcache import cached_calibration
+from marketsim.population import build_world
 from marketsim.scenario import load_scenario, parse_text
 
 from .conftest import SCENARIOS, fit_market_yaml, simple_market_yaml
@@ -289,6 +290,8 @@ def test_expected_path_is_a_function_of_its_seed():
     a, t = np.array(TRUE_ALPHA), np.zeros(3)
     p1, p2, p3 = (expected_path(sc, a, t, s, 2000, 6) for s in (8, 8, 9))
     assert np.array_equal(p1.gmv, p2.gmv) and not np.array_equal(p1.gmv, p3.gmv)
+    # its consumers too: the World it draws is the one for that seed
+    assert np.array_equal(expected_path(sc, a, t, 8, 2000, 6, world=build_world(sc, 8, n=2000)).gmv, p1.gmv)
 
 
 def test_a_market_that_tips_fails_with_its_numbers():

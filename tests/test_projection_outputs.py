@@ -236,6 +236,7 @@ def test_a_draw_that_cannot_be_fitted_is_dropped_and_reported(tmp_path):
     draws = Draws(p, np.array([[0.1, 0.5], [1.0, 0.5]]), [{p[0].path: 0.6, p[1].path: 0.8}, {p[0].path: 6.0, p[1].path: 0.8}],
                   np.array([0.5, 0.5]), "prior")
     proj = project(sc, draws=draws, replicates=2, steps=16, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.json"))) >= 2, "the fits (and the failure) are cached where asked"
     s = summary(proj)
     assert proj.kept.tolist() == [0] and s["draws"]["k"] == 1 and s["draws"]["designed"] == 2
     (fail,) = s["draws"]["failed"]
