@@ -600,17 +600,25 @@ def WeekLine(holder: _Holder, tick: solara.Reactive):
     return solara.HTML(tag="div", unsafe_innerHTML=f"<div id='marketsim-week'>{text}</div>{done}")
 
 
+def _guarded(holder: _Holder, render, fallback, prefix: str = ""):
+    """``render()`` under the model's lock; an exception gives ``fallback(error box)`` instead: one line on the
+    page, never a traceback."""
+    with holder.lock:
+        try:
+            return render()
+        except Exception as e:
+            return fallback(f"<div class='error'>{prefix}{escape(one_line(e))}</div>")
+
+
 @solara.component
 def ShareChart(holder: _Holder, tick: solara.Reactive):
     _ = tick.value
     m = holder.model
     if m is None:
         return solara.HTML(tag="div", unsafe_innerHTML="")
-    with holder.lock:
-        try:
-            svg = share_chart_svg(m.market_scenario, m.share, m.t, holder.colors, {e.id for e in m.fired})
-        except Exception as e:  # never a traceback on the page
-            svg = f"<div class='error'>chart failed: {escape(one_line(e))}</div>"
+    svg = _guarded(holder, lambda: share_chart_svg(m.market_scenario, m.share, m.t, holder.colors,
+                                                   {e.id for e in m.fired}),
+                   lambda box: box, "chart failed: ")
     return solara.HTML(tag="div", unsafe_innerHTML=svg, attributes={"id": "marketsim-share-box"})
 
 
@@ -621,12 +629,8 @@ def Agents(holder: _Holder, tick: solara.Reactive):
     static = solara.use_memo(lambda: "" if m is None else agents_svg_static(m), dependencies=[id(m)])
     if m is None:
         return solara.HTML(tag="div", unsafe_innerHTML="")
-    with holder.lock:
-        try:
-            dyn = agents_svg_dynamic(m, holder.colors)
-            moved = int(m.switched()[m.sample].sum())
-        except Exception as e:
-            dyn, moved = f"<div class='error'>{escape(one_line(e))}</div>", 0
+    dyn, moved = _guarded(holder, lambda: (agents_svg_dynamic(m, holder.colors), int(m.switched()[m.sample].sum())),
+                          lambda box: (box, 0))
     names = [lay.name for lay in m.world.layers]
     tie_colors = ["#CC79A7", "#9a9a9a", "#777"]
     legend = "".join(f"<span><span style='color:{c}'>&#9679;</span> last bought at {escape(n)}</span>"
@@ -650,11 +654,8 @@ def Numbers(holder: _Holder, tick: solara.Reactive):
     m = holder.model
     if m is None:
         return solara.HTML(tag="div", unsafe_innerHTML="")
-    with holder.lock:
-        try:
-            html = numbers_html(m, holder.colors) + "<h3 style='margin-top:12px'>Events</h3>" + events_html(m)
-        except Exception as e:
-            html = f"<div class='error'>{escape(one_line(e))}</div>"
+    html = _guarded(holder, lambda: numbers_html(m, holder.colors) + "<h3 style='margin-top:12px'>Events</h3>"
+                    + events_html(m), lambda box: box)
     return solara.HTML(tag="div", unsafe_innerHTML=html)
 
 
