@@ -36,7 +36,7 @@ def _core_one(n: int, steps: int) -> dict:
     from marketsim.scenario import load_scenario
 
     base = load_scenario(HEADLINE)
-    fit = fitted(base, cache_dir(ROOT / "results"))  # the fit at 50,000 consumers serves every N (MODEL 11.4)
+    fit = fitted(base, cache_dir(ROOT / "results"))  # the fit at 20,000 consumers serves every N (MODEL 11.4)
     sc = base.with_values({"consumers.count": n})
     t0 = time.perf_counter()
     world = build_world(sc)

@@ -359,3 +359,42 @@ def test_a_failed_fit_is_cached_as_a_failure(tmp_path):
     with pytest.raises(CalibrationError) as again:
         cached_calibration(sc, tmp_path)
     assert str(again.value) == str(first.value) and time.perf_counter() - t < 0.5
+
+
+def test_a_stage_reuses_pilots_and_points_without_changing_a_number():
+    """Speed without a different answer: the fit's evaluations share the burn-in pilot when their alphas are the
+    same (a finite difference in a trend) and never simulate a point twice; each result equals the same point
+    simulated alone in a fresh stage, and a changed alpha does get its own pilot."""
+    from marketsim.calibrate import _Objective, _Stage, initial_theta
+
+    obs, conv = synthetic_observations()
+    sc = parse_text(fit_market_yaml(obs, n=3000, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5)))
+    prob = fit_problem(sc)
+    alpha0, trend0, theta = initial_theta(prob)
+    points = [theta, theta + [0, 0, 0, 0.1, 0], theta + [0.1, 0, 0, 0, 0], theta + [0, 0, 0, 0, 0.1], theta]
+    obj = _Objective(prob, alpha0, trend0, sc.seed)
+    stage = _Stage(obj, 3000, "fine", None)
+    together = [stage.evaluate(p)[0] for p in points]
+    assert obj.evals == 4, "the repeated point is not simulated again"
+    for p, r in zip(points, together):
+        alone = _Stage(_Objective(prob, alpha0, trend0, sc.seed), 3000, "fine", None).evaluate(p)[0]
+        assert np.array_equal(r, alone), (p, r - alone)
+    assert not np.allclose(together[0], together[1]) and not np.allclose(together[0], together[2])
+
+
+def test_an_over_determined_fit_stops_where_simulations_cannot_confirm_a_step():
+    """The convergence rule with residual degrees of freedom (calibrate._settled), on exact numbers at 20,000
+    consumers (jumps of sigma = 30 / sqrt(20,000) = 0.2121 points per share) with the tolerance 0.2121."""
+    from marketsim.calibrate import _settled
+
+    tol, n, m = 30 / np.sqrt(20000), 20000, 8
+    assert _settled(np.zeros(m), np.full(m, 0.099), tol, n), "a move under tol / 2 in rms: settled, whatever r"
+    assert not _settled(np.zeros(m), np.full(m, 0.11), tol, n)
+    mid = np.full(m, 0.15)  # rms move 0.15 points: between tol / 2 and tol; |move|^2 = 0.18
+    assert _settled(np.full(m, 1.0), mid, tol, n), "residuals of 1 point: 2 sigma |r| = 1.2 > 0.18"
+    assert not _settled(np.full(m, 0.05), mid, tol, n), "near-exact data: 2 sigma |r| = 0.06 < 0.18, step on"
+    assert not _settled(np.full(m, 0.149), mid, tol, n) and _settled(np.full(m, 0.151), mid, tol, n)  # 2 sigma |r| = 0.18
+    assert not _settled(np.full(m, 50.0), np.full(m, 0.22), tol, n), "a move over the tolerance is always taken"
+    assert _settled(np.full(m, 50.0), np.full(m, 0.21), tol, n)
+    assert _settled(np.full(m, 0.25), mid, tol, n) and not _settled(np.full(m, 0.25), mid, tol, 5 * n), \
+        "five times the consumers: jumps sqrt(5) times smaller, so the same step can be confirmed"
