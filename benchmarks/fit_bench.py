@@ -39,6 +39,9 @@ def _cli(*args, cwd, env_extra=None) -> float:
 
 def fit_table() -> None:
     """Cold fit (empty cache), cached fit, and a run, per size."""
+    sys.path.insert(0, str(ROOT))
+    from marketsim.calibrate import FIT_CONSUMERS
+
     print("\n## Fit (battle_lines_2013.yaml): seconds, one process")
     print(f"{'consumers':>10} {'cold fit':>9} {'cached fit':>11} {'run 105 wk':>11} {'fit at':>8}")
     for n in (100_000, 1_000_000):
@@ -46,7 +49,7 @@ def fit_table() -> None:
             cold = _cli("calibrate", HEADLINE, "--consumers", n, "--json", cwd=d)
             cached = _cli("calibrate", HEADLINE, "--consumers", n, "--json", cwd=d)
             run = _cli("run", HEADLINE, "--consumers", n, "--json", cwd=d)
-        print(f"{n:>10,} {cold:>9.1f} {cached:>11.1f} {run:>11.1f} {min(n, 20_000):>8,}", flush=True)
+        print(f"{n:>10,} {cold:>9.1f} {cached:>11.1f} {run:>11.1f} {min(n, FIT_CONSUMERS):>8,}", flush=True)
     print("(calibrate at 10^6 also runs the fit's window once at 10^6 to report its residuals there)")
 
 
