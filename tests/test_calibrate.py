@@ -398,3 +398,34 @@ def test_an_over_determined_fit_stops_where_simulations_cannot_confirm_a_step():
     assert _settled(np.full(m, 50.0), np.full(m, 0.21), tol, n)
     assert _settled(np.full(m, 0.25), mid, tol, n) and not _settled(np.full(m, 0.25), mid, tol, 5 * n), \
         "five times the consumers: jumps sqrt(5) times smaller, so the same step can be confirmed"
+
+
+def test_a_failed_step_renews_the_jacobian_instead_of_halving_what_cannot_help():
+    """Gauss-Newton on a known linear least-squares problem (3 equations, 2 parameters), started from a Jacobian
+    of the wrong sign: the first step goes uphill and fails; the Broyden update then knows the direction cannot
+    lower the sum of squares, so no shorter step along it is simulated (each would cost a simulation): the
+    Jacobian is measured afresh (2 simulations) and one step reaches the exact optimum."""
+    from types import SimpleNamespace
+
+    from marketsim.calibrate import _gauss_newton
+
+    A = np.array([[10.0, 2.0], [-3.0, 8.0], [4.0, 4.0]])
+    b = np.array([5.0, -2.0, 9.0])
+
+    class Linear:
+        name, n = "fine", 20000
+        obj = SimpleNamespace(prob=SimpleNamespace(dof=1, free_alpha=(0, 1)))
+
+        def __init__(self):
+            self.calls = []
+
+        def evaluate(self, theta):
+            self.calls.append(theta.copy())
+            return A @ theta - b, None
+
+    stage = Linear()
+    theta0 = np.zeros(2)
+    theta, J, r, _, steps = _gauss_newton(stage, theta0, -A, A @ theta0 - b, None, tol=0.2)
+    best = np.linalg.lstsq(A, b, rcond=None)[0]
+    assert np.allclose(theta, best, atol=1e-9) and np.allclose(J, A, atol=1e-6)
+    assert len(stage.calls) == 4, [c.round(3) for c in stage.calls]  # uphill trial, 2 differences, the step
