@@ -207,7 +207,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                   *[(f"{d[n]:+.2f}" if n in d else "-") for d in cal.offsets.values()])
     con.print(p)
     con.print(f"conversion residual {cal.conversion_residual_pp:+.2f} pp; {cal.iterations} solver steps, "
-              f"{cal.evaluations} simulations; tolerance {cal.tol_pp} pp; cache key {cal.key}")
+              f"{cal.evaluations} simulations; tolerance {cal.tol_pp:.3g} pp; cache key {cal.key}")
     if cal.dof == 0:
         con.print("the fit is saturated (as many parameters as equations): zero residuals say nothing about the model")
     con.print(f"wrote {out}/: fit.png, fit.json")

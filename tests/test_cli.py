@@ -62,6 +62,7 @@ def test_calibrate_command(tmp_path, own_fit_cache):
     assert (tmp_path / "results" / "tiny" / "calibration" / "fit.png").stat().st_size > 0
     r2 = marketsim("calibrate", SCENARIOS / "tiny.yaml", cwd=tmp_path)
     assert r2.returncode == 0 and "(cached)" in r2.stderr and "residual" in r2.stdout
+    assert "; tolerance 0.424 pp;" in " ".join(r2.stdout.split())  # 30 / sqrt(5,000), not 17 digits of it
 
 
 @pytest.mark.parametrize("args,needle", [
