@@ -39,7 +39,6 @@ def _cli(*args, cwd, env_extra=None) -> float:
 
 def fit_table() -> None:
     """Cold fit (empty cache), cached fit, and a run, per size."""
-    sys.path.insert(0, str(ROOT))
     from marketsim.calibrate import FIT_CONSUMERS
 
     print("\n## Fit (battle_lines_2013.yaml): seconds, one process")
@@ -77,7 +76,6 @@ def drift(n: int = 100_000, seeds: int = 4) -> None:
     set to 0, and the slope of each share in points a year (MODEL.md property 7), per seed and on average."""
     import numpy as np
 
-    sys.path.insert(0, str(ROOT))
     from marketsim.calibrate import expected_path
     from marketsim.fitcache import cache_dir, fitted
     from marketsim.scenario import load_scenario
@@ -130,6 +128,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["fit", "cold", "drift", "project"])
     a = ap.parse_args()
+    sys.path.insert(0, str(ROOT))  # this checkout's marketsim, for the sections that import it here
     for name, fn in (("fit", fit_table), ("cold", cold_vs_cached), ("drift", drift), ("project", project_bench)):
         if a.only in (None, name):
             fn()
