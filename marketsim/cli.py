@@ -44,6 +44,17 @@ def positive_float(text: str) -> float:
     return v
 
 
+def finite_float(text: str) -> float:
+    """A finite number (``nan`` and ``inf`` are refused: they would print as a probability or an interval)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return v
+
+
 def iso_date(text: str):
     import datetime as dt
 
@@ -85,6 +96,93 @@ def load(args: argparse.Namespace, *, steps: bool = True):
 
 def results_root(args: argparse.Namespace) -> Path:
     return Path(getattr(args, "results", None) or "results")
+
+
+#: Per command: the options recorded as its ``settings`` (those that change what it writes), and defaults that
+#: argparse fills in (a value equal to one is not a setting the user gave).
+SETTINGS = {
+    "run": ("set", "seed", "consumers", "steps"),
+    "calibrate": ("set", "seed", "consumers", "until", "tolerance"),
+    "project": ("set", "seed", "consumers", "steps", "draws", "replicates", "prior", "baseline_without", "compare",
+                "threshold", "independent_baseline"),
+    "fit": ("set", "seed", "consumers", "draws", "sigma"),
+    "backtest": ("set", "seed", "consumers", "until", "draws", "replicates", "sigma"),
+}
+FIT_DRAWS, SIGMA_PP, BACKTEST_REPLICATES = 64, 1.0, 2
+ARG_DEFAULTS = {"fit": {"draws": FIT_DRAWS, "sigma": SIGMA_PP},
+                "backtest": {"replicates": BACKTEST_REPLICATES, "sigma": SIGMA_PP}}
+
+
+def settings_of(args: argparse.Namespace) -> dict:
+    """What produced a result, recorded in its JSON as ``settings``: the scenario file and the sha256 of its
+    resolved content (before command-line settings), then every option of :data:`SETTINGS` the user gave
+    (``set`` as {path: value as typed}; dates as YYYY-MM-DD). Folder names and --out checks use it."""
+    from .scenario import load_scenario
+
+    out: dict = {"scenario_file": args.scenario, "scenario_file_hash": load_scenario(args.scenario).digest()}
+    defaults = ARG_DEFAULTS.get(args.command, {})
+    for k in SETTINGS[args.command]:
+        v = getattr(args, k, None)
+        if v is None or v is False or (k in defaults and v == defaults[k]):
+            continue
+        if k == "set":
+            v = {path: value for path, value in v}
+        elif k == "until":
+            v = v.isoformat()
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[k] = v
+    return out
+
+
+def result_folder(args: argparse.Namespace, settings: dict, scenario_name: str, leaf: str | None = None,
+                  named: tuple[str, ...] = ()) -> Path:
+    """Where a command writes: --out, else <results>/<scenario>[/<leaf>] with the settings' suffix on the last
+    part (:mod:`marketsim.names`: plain names as written, other text as a slug and digest; never outside
+    <results>)."""
+    from . import names
+
+    if getattr(args, "out", None):
+        return Path(args.out)
+    root = results_root(args)
+    suffix = names.settings_suffix(settings, named)
+    folder = names.scenario_folder(scenario_name)
+    out = root / (folder + suffix) if leaf is None else root / folder / (leaf + suffix)
+    return names.inside(root, out)
+
+
+def check_settings(out: Path, result_file: str, settings: dict) -> None:
+    """Refuse (one line) to replace a result in ``out`` that was made with other settings (read from its
+    ``result_file``); a result from before results recorded their settings is replaced as before."""
+    import json
+
+    from . import names
+
+    try:
+        prev = json.loads((Path(out) / result_file).read_text(encoding="utf-8")).get("settings")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(prev, dict):
+        return
+    diff = names.differences(prev, settings)
+    if diff:
+        raise UserError(f"{out}: holds a result made with other settings ({'; '.join(diff)}); choose another --out "
+                        f"or remove the folder")
+
+
+def settings_caption(settings: dict) -> str:
+    """``"; settings: --set ..., --steps 10"`` for a table caption or chart, or "" with no settings."""
+    from .names import describe
+
+    d = describe(settings)
+    return f"; settings: {d}" if d else ""
+
+
+def note_settings(fig, settings: dict) -> None:
+    """Write the command-line settings (if any) in small type at the bottom right of a chart."""
+    from .report import note_settings as note
+
+    note(fig, settings)
 
 
 def fit_cache(args: argparse.Namespace) -> Path:
@@ -160,6 +258,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     sc = load(args)
     if not sc.needs_fit:
         raise UserError(f"{args.scenario}: no retailer has attractiveness or trend 'calibrate'; nothing to fit")
+    settings = settings_of(args)
+    out = result_folder(args, settings, sc.name, "calibration")
+    check_settings(out, "fit.json", settings)
     fit = fit_params(sc, args, quiet=args.json)
     cal = fit.calibration
     full = None
@@ -170,9 +271,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     doc = cal.summary()
     if full is not None:
         doc["full_size"] = full
-    out = results_root(args) / sc.name / "calibration"
+    doc["settings"] = settings
     with store.result_set(out, "calibration", writer="marketsim calibrate") as new:
         fig = plots.fit_figure(sc, cal)
+        note_settings(fig, settings)
         store.save_figure(fig, new / "fit.png")
         plots.close(fig)
         store.write_json(new / "fit.json", doc)
@@ -181,7 +283,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return 0
     t = table(f"{sc.name}: fit to {len(cal.observations)} observed GMV shares until {cal.until}",
               caption=f"primary source {cal.primary_source}; seed {cal.seed}, {cal.consumers:,} consumers; "
-                      f"{cal.dof} residual degree{'s' if cal.dof != 1 else ''} of freedom")
+                      f"{cal.dof} residual degree{'s' if cal.dof != 1 else ''} of freedom{settings_caption(settings)}")
     t.add_column("source")
     t.add_column("period")
     t.add_column("retailer")
@@ -220,8 +322,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .engine import simulate
 
     sc = load(args)
-    out = Path(args.out) if args.out else results_root(args) / sc.name
+    settings = settings_of(args)
+    out = result_folder(args, settings, sc.name)
     store.check_output_dir(out, kind="run")  # before any work: a bad --out costs nothing
+    check_settings(out, "summary.json", settings)
     fit = fit_params(load(args, steps=False), args, quiet=args.json)
     cal = fit.calibration
     steps = sc.calendar.steps
@@ -230,7 +334,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                      f"it does not fire", markup=False, soft_wrap=True)
     with bar(f"simulating {sc.name}", steps, "steps", enabled=True) as update:
         res = simulate(sc, fit.alpha, trend=fit.trend, on_step=lambda done, total: update(completed=done))
-    out = Path(args.out) if args.out else results_root(args) / sc.name
     ts, flows = res.timeseries(), res.flows()
     first, last = res.share(0), res.share(steps - 1)
     summary = {
@@ -252,11 +355,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         "events": [{"id": e.id, "step": e.step, "date": e.date.isoformat(), "type": e.action.type,
                     "outside_horizon": e.step >= steps} for e in sc.events],
         "files": {"timeseries": ["timeseries.csv", "timeseries.parquet"], "flows": ["flows.csv", "flows.parquet"], "plot": "shares.png"},
+        "settings": settings,
     }
     with store.result_set(out, "run", writer="marketsim run") as new:  # all files appear together, or none
         store.write_table(ts, new / "timeseries")
         store.write_table(flows, new / "flows")
         fig = plots.shares_figure(sc, ts)
+        note_settings(fig, settings)
         store.save_figure(fig, new / "shares.png")
         plots.close(fig)
         store.write_json(new / "summary.json", summary)
@@ -266,7 +371,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .progress import console, table
 
     t = table(f"{sc.name}: GMV share by retailer, first and last week",
-              caption=f"seed {sc.seed}, {sc.consumers.count:,} consumers")
+              caption=f"seed {sc.seed}, {sc.consumers.count:,} consumers{settings_caption(settings)}")
     t.add_column("retailer")
     for col in (f"{summary['first_date']} %", f"{summary['last_date']} %", "change pp"):
         t.add_column(col, justify="right", no_wrap=True)
@@ -301,11 +406,11 @@ DEFAULT_REPLICATES = 20
 
 def projection_label(baseline_without: list[str] | None, options: list[str]) -> str:
     """A folder name saying what a projection compared: ``vs-no-events``, ``vs-without-jd_drops_weibo``, plus
-    ``-options-a-b`` when options were compared."""
-    label = "vs-no-events" if not baseline_without else "vs-without-" + "-".join(sorted(baseline_without))
-    if len(options) > 1:
-        label += "-options-" + "-".join(options[1:])
-    return label
+    ``-options-a-b`` when options were compared; ids and names that are not plain become a slug and a digest
+    (:func:`marketsim.names.projection_label`), so the name is always one safe path part."""
+    from .names import projection_label as label
+
+    return label(baseline_without, options)
 
 
 def cmd_project(args: argparse.Namespace) -> int:
@@ -333,10 +438,13 @@ def cmd_project(args: argparse.Namespace) -> int:
         v = v.with_overrides(seed=sc.seed, consumers=sc.consumers.count, steps=sc.calendar.steps)
         if v.name in options:
             raise UserError(f"{path}: option name {v.name!r} is used twice; give each compared scenario its own name")
-        if v.retailer_names != sc.retailer_names:
-            raise UserError(f"{path}: its retailers ({', '.join(v.retailer_names)}) differ from {args.scenario}'s "
-                            f"({', '.join(sc.retailer_names)}); options must describe the same market")
+        diff = projection.market_differences(sc, v)
+        if diff:
+            raise UserError(f"{path}: another market than {args.scenario} ({'; '.join(diff)}); options must differ only "
+                            f"in their events and assumptions")
         options[v.name] = v
+    projection.check_shared_draws(options, sc.uncertain)
+    settings = settings_of(args)
     cache = fit_cache(args)
     k = args.draws if args.draws is not None else (DEFAULT_DRAWS if sc.uncertain else 1)
     post = None if args.prior else load_posterior(sc, cache)
@@ -352,9 +460,10 @@ def cmd_project(args: argparse.Namespace) -> int:
     if draws.k == 1 and R < 2:
         raise UserError("--replicates 1 with a single parameter draw gives no interval: the spread of one replicate "
                         "is unknown; give --replicates 2 or more (or --draws 2 or more)")
-    out = Path(args.out) if args.out else results_root(args) / sc.name / (
-        "projection-" + projection_label(args.baseline_without, list(options)))
+    out = result_folder(args, settings, sc.name, "projection-" + projection_label(args.baseline_without, list(options)),
+                        named=("baseline_without", "compare"))
     store.check_output_dir(out, kind="projection")  # before any work
+    check_settings(out, "projection.json", settings)
     from .executor import open_executor
 
     jobs = draws.k * (len(options) + R)
@@ -374,6 +483,9 @@ def cmd_project(args: argparse.Namespace) -> int:
                                       independent_baseline=args.independent_baseline,
                                       thresholds=tuple(args.threshold or ()), on_progress=progress)
     summ = projection.summary(proj)
+    summ["settings"] = settings
+    for w in proj.warnings:
+        stderr.print(f"marketsim: warning: {w}", markup=False, soft_wrap=True)
     with store.result_set(out, "projection", writer="marketsim project") as new:  # all files, or none
         store.write_table(proj.tidy(), new / "replicates", formats=("parquet",))
         report.write_report(proj, summ, new)
@@ -398,6 +510,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from .progress import console, table
 
     sc = load(args)
+    settings = settings_of(args)
+    out = result_folder(args, settings, sc.name, "fit")
+    check_settings(out, "posterior.json", settings)
     cache = fit_cache(args)
     with open_executor(args.draws, workers=args.workers, scheduler=args.scheduler) as pool:
         with bar(f"conditioning {sc.name}: fitting {args.draws} prior draws on {pool.where}", args.draws, "fits") as update:
@@ -405,7 +520,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                                    on_progress=lambda stage, k, n: update(completed=k, total=n))
     path = save_posterior(post, sc, cache, summ["parameters"])
     summ["posterior_file"] = str(path)
-    out = results_root(args) / sc.name / "fit"
+    summ["settings"] = settings
     with store.result_set(out, "fit", writer="marketsim fit") as new:
         store.write_json(new / "posterior.json", summ)
     resultsindex.update(results_root(args))
@@ -415,7 +530,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     con = console()
     t = table(f"{sc.name}: what the observations until {summ['until']} say about the uncertain parameters",
               caption=f"{summ['fitted']} of {summ['draws']} prior draws could be fitted; effective sample size "
-                      f"{summ['ess']:.1f}; kernel sigma {summ['sigma_pp']:g} pp (an assumption)")
+                      f"{summ['ess']:.1f}; kernel sigma {summ['sigma_pp']:g} pp (an assumption){settings_caption(settings)}")
     t.add_column("parameter")
     for c in ("prior 90%", "posterior 90%", "narrowed"):
         t.add_column(c, justify="right", no_wrap=True)
@@ -443,6 +558,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from .uncertainty import central_draws, prior_draws
 
     sc = load(args)
+    settings = settings_of(args)
+    out = result_folder(args, settings, sc.name, f"backtest-{args.until}", named=("until",))
+    check_settings(out, "backtest.json", settings)
     k = args.draws if args.draws is not None else (16 if sc.uncertain else 1)
     draws = prior_draws(sc, k, sc.seed) if k > 1 else central_draws(sc)
     R = args.replicates
@@ -457,10 +575,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             bt = backtest(sc, args.until, draws=draws, replicates=R, executor=pool.executor,
                           cache_dir=fit_cache(args), on_progress=progress, sigma_pp=args.sigma)
     doc = bt.to_dict()
-    out = results_root(args) / sc.name / f"backtest-{args.until}"
+    doc["settings"] = settings
     with store.result_set(out, "backtest", writer="marketsim backtest") as new:
         store.write_json(new / "backtest.json", doc)
         fig = backtest_figure(bt)
+        note_settings(fig, settings)
         store.save_figure(fig, new / "backtest.png")
         plots.close(fig)
     resultsindex.update(results_root(args))
@@ -471,7 +590,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     t = table(f"{sc.name}: back-test, fitted until {args.until}, held-out observations",
               caption=f"{bt.draws} parameter draws x {bt.replicates} replicates; interval: 90% of the mixture plus a "
                       f"{args.sigma:g}-point observation error (an assumption); naive: "
-                      f"persistence (last value held) and trend (a line through the source's earlier values)")
+                      f"persistence (last value held) and trend (a line through the source's earlier values)"
+                      f"{settings_caption(settings)}")
     t.add_column("source")
     t.add_column("period")
     t.add_column("retailer")
@@ -640,7 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--prior", action="store_true", help="draw from the priors even if `marketsim fit` stored a posterior")
     pr.add_argument("--compare", nargs="+", metavar="VARIANT.yaml",
                     help="other options (scenario files) projected on the same draws and seeds, and compared")
-    pr.add_argument("--threshold", type=float, action="append", metavar="PP",
+    pr.add_argument("--threshold", type=finite_float, action="append", metavar="PP",
                     help="also report the probability that a shift is below PP points (repeatable)")
     executor_args(pr)
     pr.add_argument("--baseline-without", nargs="+", metavar="EVENT", help="event ids removed in the baseline (default: all events)")
@@ -657,8 +777,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(results/calibration/), where `marketsim project` finds it, and results/<scenario>/fit/.",
         ["marketsim fit scenarios/battle_lines_2013.yaml",
          "marketsim fit scenarios/battle_lines_2013.yaml --draws 32 --sigma 0.5"], steps=False)
-    f.add_argument("--draws", type=positive_int, default=64, metavar="K", help="prior draws (default 64)")
-    f.add_argument("--sigma", type=positive_float, default=1.0, metavar="PP",
+    f.add_argument("--draws", type=positive_int, default=FIT_DRAWS, metavar="K", help=f"prior draws (default {FIT_DRAWS})")
+    f.add_argument("--sigma", type=positive_float, default=SIGMA_PP, metavar="PP",
                    help="observation error of the kernel, in points of share (default 1; an assumption)")
     executor_args(f)
     b = scenario_cmd(
@@ -672,8 +792,9 @@ def build_parser() -> argparse.ArgumentParser:
          "marketsim backtest scenarios/baseline_2013q2.yaml --until 2013-01-01 --json"], steps=False)
     b.add_argument("--until", type=iso_date, required=True, help="fit on observations that end before this date")
     b.add_argument("--draws", type=positive_int, metavar="K", help="parameter draws (default 16 when uncertain)")
-    b.add_argument("--replicates", type=positive_int, default=2, metavar="R", help="replicates per draw (default 2)")
-    b.add_argument("--sigma", type=positive_float, default=1.0, metavar="PP",
+    b.add_argument("--replicates", type=positive_int, default=BACKTEST_REPLICATES, metavar="R",
+                   help=f"replicates per draw (default {BACKTEST_REPLICATES})")
+    b.add_argument("--sigma", type=positive_float, default=SIGMA_PP, metavar="PP",
                    help="an observation's own error, in points, added to the predictive interval (default 1; an assumption)")
     executor_args(b)
 

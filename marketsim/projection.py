@@ -143,6 +143,7 @@ class Projection:
     fits: list[dict]  # per kept draw: the first option's fit summary
     thresholds: tuple[float, ...] = ()
     extra: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # one line each: e.g. two options identical in every draw
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -234,12 +235,21 @@ def project(
     """Project ``scenario`` (and the other ``options``, compared on the same draws and seeds) against the
     baseline without ``baseline_without`` (default: all of the scenario's events).
 
-    ``draws``: the parameter sets (:mod:`marketsim.uncertainty`); a draw's values are set by path in every option
-    that has the path. ``executor``: any ``concurrent.futures.Executor`` (None runs inline). ``on_progress(stage,
+    ``draws``: the parameter sets (:mod:`marketsim.uncertainty`); a draw's values are set in each option (and the
+    baseline) at the paths that option itself declares uncertain with the same prior (:func:`_with_draw`,
+    :func:`check_shared_draws`); the options must be the same market (:func:`market_differences`). Options
+    whose results are identical in every draw and replicate are named in ``Projection.warnings``.
+    ``executor``: any ``concurrent.futures.Executor`` (None runs inline). ``on_progress(stage,
     done, total)`` reports the fits, then the replicates. Draws that cannot be fitted are dropped and reported
     (they are parameter values the observations rule out); if none can, the first one's reason is raised."""
     options = dict(options or {"scenario": scenario})
     first = next(iter(options))
+    for name, sc in options.items():
+        diff = market_differences(options[first], sc)
+        if diff:
+            raise UserError(f"option {name} is another market than {first} ({'; '.join(diff)}); options must differ "
+                            f"only in their events and assumptions")
+    check_shared_draws(options, draws.params)
     baseline_full = options[first].without_events(baseline_without)
     steps = steps or scenario.calendar.steps
     cache = None if cache_dir is None else str(cache_dir)
@@ -285,6 +295,9 @@ def project(
     arm_names = [name for name, _ in arms_of[kept[0]]]
     arrays = {arm: {m: np.stack([res["arms"][arm][m] for res in results]).reshape(K, R, steps, -1) for m in METRICS}
               for arm in arm_names}
+    warnings = [f"options {a} and {b} gave identical results in every draw and replicate: check that they differ "
+                f"(a draw sets a parameter only where an option declares it uncertain)"
+                for a, b in identical_options(arrays, list(options))]
     return Projection(
         scenario=options[first], options=options, baseline=baseline_full, draws=draws, kept=np.array(kept),
         failed=failed, seeds=seeds, baseline_seeds=bseeds, steps=steps, arrays=arrays,
@@ -292,6 +305,7 @@ def project(
         destinations={arm: np.stack([res["destinations"][arm] for res in results]).reshape(K, R, -1) for arm in arm_names},
         scale=results[0]["scale"], fits=[by_draw[k][first] for k in kept], thresholds=tuple(thresholds),
         extra={"seconds": {"fits": round(t_fit, 2), "replicates": round(time.perf_counter() - t0 - t_fit, 2)}},
+        warnings=warnings,
     )
 
 
@@ -309,8 +323,12 @@ def central_fit(scenario: Scenario, cache_dir: str | None):
 
 
 def _with_draw(sc: Scenario, values: dict) -> Scenario:
-    """``sc`` with the draw's values at the paths it has (an option may lack an event another option has)."""
-    own = {p: v for p, v in values.items() if _has_path(sc, p)}
+    """``sc`` with the draw's values at the paths ``sc`` itself declares uncertain (its own range or prior). A
+    path where ``sc`` has a plain number (an option that sets the migration cost, or has no offer) or that it
+    lacks (an option without the event) keeps ``sc``'s own value: a draw never gives an option back what it took
+    out. :func:`check_shared_draws` makes sure the options that declare a path declare the same prior."""
+    mine = {u.path for u in sc.uncertain}
+    own = {p: v for p, v in values.items() if p in mine}
     if not own:
         return sc
     try:
@@ -319,15 +337,62 @@ def _with_draw(sc: Scenario, values: dict) -> Scenario:
         raise UserError(f"parameter draw {own} makes an invalid scenario: {e}") from None
 
 
-def _has_path(sc: Scenario, path: str) -> bool:
-    from .scenario import set_path
-    import copy
+def _spec(u) -> tuple:
+    """What an uncertain parameter's draws depend on: central value, prior, its parameters, bounds, integer."""
+    return (u.value, u.prior, tuple(u.args), tuple(u.bounds), u.integer)
 
-    try:
-        set_path(copy.deepcopy(dict(sc.raw)), path, 0)
-        return True
-    except KeyError:
-        return False
+
+def check_shared_draws(options: dict[str, Scenario], params) -> None:
+    """Every option draws its uncertain parameters from the first option's draws (``params``): refuse (one line)
+    an option that declares a parameter uncertain that the first does not, or with another range or prior."""
+    first = next(iter(options))
+    by_path = {p.path: p for p in params}
+    for name, sc in options.items():
+        for u in sc.uncertain:
+            m = by_path.get(u.path)
+            if m is None:
+                raise UserError(f"option {name}: {u.path} is uncertain there ({u.describe()}) but not in {first}, whose "
+                                f"parameter draws every option shares; give it the same range or prior in {first}, or "
+                                f"a plain number in {name}")
+            if _spec(m) != _spec(u):
+                raise UserError(f"option {name}: {u.path} is {u.describe()} with central value {u.value:g} there but "
+                                f"{m.describe()} with central value {m.value:g} in {first}; options share one draw per "
+                                f"parameter, so give both the same range, prior and central value (or a plain number)")
+
+
+#: The fields that make two scenario files the same market (the ones --compare may not change).
+MARKET_FIELDS = ("retailers", "calendar", "seed", "consumers", "market_size", "currency", "observations",
+                 "primary_source", "fit_until")
+
+
+def market_differences(a: Scenario, b: Scenario) -> list[str]:
+    """``field: a's value vs b's`` (shortened) for each market field in which ``b`` differs from ``a``: retailers
+    (names and order), the calendar, seed, consumer count, market size, currency, observations, primary source
+    and fit cut-off. Options compared in one projection must be the same market."""
+    da, db = a.to_dict(), b.to_dict()
+    out = []
+    for f in MARKET_FIELDS:
+        va, vb = da.get(f), db.get(f)
+        if f == "retailers":
+            va, vb = [r["name"] for r in va], [r["name"] for r in vb]
+        elif f == "consumers":
+            va, vb = va["count"], vb["count"]
+        if va != vb:
+            out.append(f"{f}: {_short(va)} vs {_short(vb)}")
+    return out
+
+
+def _short(v, n: int = 40) -> str:
+    import json
+
+    t = json.dumps(v, default=str) if not isinstance(v, str) else v
+    return t if len(t) <= n else t[: n - 3] + "..."
+
+
+def identical_options(arrays: dict[str, dict[str, np.ndarray]], names: list[str]) -> list[tuple[str, str]]:
+    """Pairs of options whose every metric is identical in every draw, replicate, step and retailer."""
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+            if all(np.array_equal(arrays[a][m], arrays[b][m]) for m in METRICS)]
 
 
 def _map(executor: Executor | None, fn, jobs: list[tuple], stage: str, on_progress) -> list:
@@ -404,6 +469,7 @@ def summary(proj: Projection) -> dict:
         "lost_login": _lost_login(proj),
         "calibration": _fit_summary(proj),
         "seconds": proj.extra.get("seconds"),
+        "warnings": list(proj.warnings),
     }
     if len(proj.options) > 1:
         names = list(proj.options)

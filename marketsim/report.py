@@ -167,9 +167,27 @@ def write_report(proj: Projection, summary: dict, out: Path) -> None:
     if "compare" in summary:
         figs.append(("compare.png", compare_figure(proj, summary)))
     for name, fig in figs:
+        note_settings(fig, summary.get("settings"))
         store.save_figure(fig, out / name)
         close(fig)
     store.write_text(out / "report.md", report_markdown(proj, summary))
+
+
+def settings_text(summary: dict) -> str:
+    """The command-line settings recorded in ``summary["settings"]`` (``--set PATH=VALUE``, ``--steps`` ...), as
+    one line; "" if none were given."""
+    from .names import describe
+
+    return describe(summary.get("settings"))
+
+
+def note_settings(fig, settings: dict | None) -> None:
+    """Write the command-line settings that made a chart's numbers (if any) in small type at its bottom right."""
+    from .names import describe
+
+    said = describe(settings)
+    if said:
+        fig.text(0.995, 0.005, f"settings: {said}", ha="right", va="bottom", fontsize=7, color="0.3", wrap=True)
 
 
 def _people(x: float) -> str:
@@ -205,6 +223,10 @@ def report_markdown(proj: Projection, summary: dict) -> str:
     pp = lambda v: f"{v * 100:+.2f}"  # noqa: E731
     first_shift = summary["shift"][names[0]]
     lines = [f"# {sc.name}: projection report", "", sc.description.strip(), ""]
+    for w in summary.get("warnings") or []:
+        lines += [f"**Warning:** {w}.", ""]
+    if settings_text(summary):
+        lines += [f"Settings given on the command line: `{settings_text(summary)}`.", ""]
     lines += ["## What the intervals cover", "",
               f"Each interval below covers **{first_shift['covers']}**. " + (
                   f"It comes from {len(proj.kept)} draws of the uncertain parameters ({summary['draws']['source']}) "
@@ -301,7 +323,8 @@ def print_summary(summary: dict, proj: Projection) -> None:
     first = summary["shift"][names[0]]
     t = table(f"{proj.scenario.name}: GMV share at {summary['horizon']} vs without "
               f"{', '.join(summary['baseline_without']) or 'no events'}", caption=f"{_what(proj)}; the 95% interval "
-              f"covers {first['covers'].split(':')[0]}")
+              f"covers {first['covers'].split(':')[0]}" + (f"; settings: {settings_text(summary)}"
+                                                           if settings_text(summary) else ""))
     t.add_column("retailer")
     cols = ["scen. %", "base %", "shift pp", "95% pp"] + (["assum."] if proj.draws.k > 1 else [])
     for c in cols:
