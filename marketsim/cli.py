@@ -698,7 +698,9 @@ def build_parser() -> argparse.ArgumentParser:
         "run", "Run one simulation and show each retailer's GMV share at the first and last week.",
         "Fits attractiveness first if the scenario asks for it (cached under results/calibration/).\n"
         "Writes results/<scenario>/: timeseries.csv and .parquet (one row per retailer and week),\n"
-        "flows.csv and .parquet (who switched where), summary.json and shares.png.",
+        "flows.csv and .parquet (who switched where), summary.json and shares.png. Command-line\n"
+        "settings name their own folder (results/tiny--consumers1000-steps10/) and are recorded in\n"
+        "summary.json, so a run with other settings never replaces this one.",
         ["marketsim run scenarios/battle_lines_2013.yaml",
          "marketsim run scenarios/tiny.yaml --consumers 1000 --steps 10 --json"])
     r.add_argument("--out", help="output folder (default: results/<scenario-name>/)")
@@ -744,7 +746,7 @@ def build_parser() -> argparse.ArgumentParser:
         "retailer's share shift with a 95% interval that covers the assumptions and the simulation noise,\n"
         "how much of its spread each causes, and which assumptions drive it. --compare projects other\n"
         "options (scenario files) on the same draws and seeds. Writes\n"
-        "results/<scenario>/projection-<what was compared>/: replicates.parquet, projection.json, fan.png,\n"
+        "results/<scenario>/projection-<what was compared>[--<settings>]/: replicates.parquet, projection.json, fan.png,\n"
         "shift.png, flows.png (compare.png) and report.md; results/index.md lists every result.",
         ["marketsim project scenarios/battle_lines_2013.yaml",
          "marketsim project scenarios/battle_lines_2013.yaml \\",

@@ -123,7 +123,7 @@ def test_the_tutorial_runs_as_written(tmp_path):
             assert _normal(line) in out, f"`{what}` does not print: {line}\n--- it printed:\n{r.stdout}{r.stderr}"
         ran += 1
     assert ran >= 4
-    assert (tmp_path / "results" / "tencent_jd_wechat" / "summary.json").is_file()
+    assert (tmp_path / "results" / "tencent_jd_wechat--consumers3000-steps120" / "summary.json").is_file()
 
 
 def test_until_is_as_the_tutorial_says():

@@ -28,6 +28,14 @@ RUN_FILES = ("timeseries.csv", "timeseries.parquet", "flows.csv", "flows.parquet
 SMALL_RUN = ("--consumers", 1000, "--steps", 4)
 
 
+def _tiny(folder: Path, seed: int) -> Path:
+    """tiny.yaml with the seed in the file, not on the command line: a result of another seed may then replace
+    it in the same --out (a result of other command-line settings is refused)."""
+    f = folder / f"tiny_s{seed}.yaml"
+    f.write_text(f"schema: marketsim/v2\nbase: {SCENARIOS / 'tiny.yaml'}\nname: tiny\nseed: {seed}\n")
+    return f
+
+
 def _one_line_error(r, *needles, alone=True):
     """Exit 2 with one error line naming ``needles``; ``alone``: nothing else on stderr (refused before any work)."""
     assert r.returncode == 2, (r.returncode, r.stderr)
@@ -49,7 +57,7 @@ def run_refs(tmp_path_factory):
     root = tmp_path_factory.mktemp("refs")
     refs = {}
     for seed in (1, 2):
-        r = marketsim_cli("run", SCENARIOS / "tiny.yaml", *SMALL_RUN, "--seed", seed, "--out", root / f"s{seed}", cwd=root)
+        r = marketsim_cli("run", _tiny(root, seed), *SMALL_RUN, "--out", root / f"s{seed}", cwd=root)
         assert r.returncode == 0, r.stderr
         refs[seed] = {f: (root / f"s{seed}" / f).read_bytes() for f in RUN_FILES}
     assert refs[1]["timeseries.csv"] != refs[2]["timeseries.csv"]
@@ -100,7 +108,7 @@ def test_killed_run_leaves_old_set_or_new_set(tmp_path, run_refs, sig, point, ex
     (out / "mine" / "data.csv").write_text("a,b\n1,2\n")
     assert _the_set_in(out, refs) == 1
     # the writer pauses there (long enough to be signalled; a Ctrl-C held back during the commit waits it out)
-    p = _start_paused(["run", SCENARIOS / "tiny.yaml", *SMALL_RUN, "--seed", 2, "--out", out], root, point,
+    p = _start_paused(["run", _tiny(root, 2), *SMALL_RUN, "--out", out], root, point,
                       2 if (sig, point) == (signal.SIGINT, "before swap") else 30)
     os.kill(p.pid, sig)
     _, err = p.communicate(timeout=60)
@@ -112,7 +120,7 @@ def test_killed_run_leaves_old_set_or_new_set(tmp_path, run_refs, sig, point, ex
         assert said == (["marketsim: interrupted; no result set was changed"] if expect == 1 else
                         [f"marketsim: interrupted after {out} was written completely; nothing else was changed"]), err
     # the next run into the same place cleans up what the killed one left, and keeps the user's files
-    r = marketsim_cli("run", SCENARIOS / "tiny.yaml", *SMALL_RUN, "--seed", 2, "--out", out, cwd=root)
+    r = marketsim_cli("run", _tiny(root, 2), *SMALL_RUN, "--out", out, cwd=root)
     assert r.returncode == 0, r.stderr
     assert _the_set_in(out, refs) == 2
     sets = sorted(os.listdir(out / store.SETS_DIR))
@@ -483,12 +491,12 @@ def test_read_only_and_full_disk(tmp_path, tmpfs):
     # full in the middle of writing the set: one line, and the earlier set is untouched, nothing partial remains
     (full / "filler").unlink()
     out = full / "r"
-    r = marketsim_cli("run", SCENARIOS / "tiny.yaml", *SMALL_RUN, "--seed", 1, "--out", out, cwd=tmp_path)
+    r = marketsim_cli("run", _tiny(tmp_path, 1), "--out", out, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     before = {f: (out / f).read_bytes() for f in RUN_FILES}
     room = shutil.disk_usage(full).free
     (full / "filler").write_bytes(b"\0" * (room - 96 * 1024))  # the 64 KB probe fits, the new set (~140 KB) does not
-    r = marketsim_cli("run", SCENARIOS / "tiny.yaml", "--seed", 2, "--out", out, cwd=tmp_path)
+    r = marketsim_cli("run", _tiny(tmp_path, 2), "--out", out, cwd=tmp_path)
     _one_line_error(r, f"{out}: no space left on device while writing the result set", "no result set was changed", alone=False)
     assert {f: (out / f).read_bytes() for f in RUN_FILES} == before
     assert len(os.listdir(out / store.SETS_DIR)) == 3  # .lock, current and the one set: the partial set is gone

@@ -51,10 +51,11 @@ def test_projection_folders_say_what_was_compared(tmp_path):
                    "--baseline-without", "jd_drops_weibo", cwd=tmp_path)
     assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
     root = tmp_path / "results" / "tiny"
-    assert (root / "projection-vs-no-events" / "projection.json").is_file()
-    assert (root / "projection-vs-without-jd_drops_weibo" / "projection.json").is_file()
+    # the command-line settings are part of the name, so other settings never replace this result
+    assert (root / "projection-vs-no-events--steps12-draws1-replicates2" / "projection.json").is_file()
+    assert (root / "projection-vs-without-jd_drops_weibo--steps12-draws1-replicates2" / "projection.json").is_file()
     index = (tmp_path / "results" / "index.md").read_text()
-    assert "projection-vs-no-events" in index and "projection-vs-without-jd_drops_weibo" in index
+    assert "projection-vs-no-events--steps12" in index and "projection-vs-without-jd_drops_weibo--steps12" in index
 
 
 def test_event_without_effect_gives_exactly_zero_shift(tmp_path):

@@ -115,7 +115,7 @@ def _summary_numbers_recomputed(runs):
     assert set(s) == {"scenario", "scenario_hash", "seed", "consumers", "steps", "horizon", "draws", "replicates",
                       "paired_seeds", "baseline_without", "events_outside_horizon", "share_scenario", "share_baseline",
                       "shift", "revenue_shift", "interval_covers", "thresholds_pp", "lost_login", "calibration",
-                      "seconds", "options", "compare"}
+                      "seconds", "warnings", "options", "compare"}
     assert (s["scenario"], s["scenario_hash"], s["seed"], s["consumers"], s["steps"], s["replicates"]) == \
         ("fitmarket", drop.digest(), 5, 1500, STEPS, R)
     assert s["horizon"] == drop.calendar.date_of(STEPS - 1).isoformat() and s["paired_seeds"] is True

@@ -174,7 +174,7 @@ def test_backtest_command_on_a_small_market(tmp_path):
     assert out["coverage90_count"] == f"{inside} of 2"
     assert out["mae"]["persistence"] == pytest.approx((abs(53 - 55) + abs(29 - 28)) / 2)
     assert out["mae"]["model"] == pytest.approx(np.mean([abs(x["predicted"] - x["observed"]) for x in out["heldout"]]))
-    assert (tmp_path / "results" / "fitmarket" / "backtest-2013-01-01" / "backtest.png").stat().st_size > 0
+    assert (tmp_path / "results" / "fitmarket" / "backtest-2013-01-01--draws1" / "backtest.png").stat().st_size > 0
 
 
 @pytest.mark.slow
