@@ -155,7 +155,7 @@ class LocalExecutor(ProcessPoolExecutor):
         deadline = time.monotonic() + 1.0
         codes: list[int] = []
         while True:  # the pool noticed the death from the process's sentinel: its status is there, or nearly
-            codes = [p.exitcode for p in self._marketsim_processes if p.exitcode not in (None, 0)]
+            codes = [c for c in map(_exitcode, self._marketsim_processes) if c not in (None, 0)]
             if codes or time.monotonic() > deadline:
                 break
             time.sleep(0.01)
@@ -212,6 +212,14 @@ class _RecordingContext:
 
     def __getattr__(self, name):
         return getattr(self._ctx, name)
+
+
+def _exitcode(p) -> int | None:
+    """``p.exitcode`` (negative: the signal that killed it), or None if unknown (still running, or closed)."""
+    try:
+        return p.exitcode
+    except ValueError:  # the Process object was closed
+        return None
 
 
 def _signal_name(signum: int) -> str:
@@ -364,10 +372,12 @@ class DaskExecutor(Executor):
             self._pending.discard(f)
 
     def _translate(self, e: BaseException) -> BaseException:
-        if type(e).__name__ == "KilledWorker":
-            return WorkerLost(f"Dask workers of the scheduler at {self._address} died while running a task, "
-                              f"again and again (KilledWorker: {e})", "give the workers more memory or try fewer "
-                              "consumers, then run the command again")
+        if type(e).__name__ == "KilledWorker":  # distributed.scheduler.KilledWorker (its message is many lines)
+            tries = getattr(e, "allowed_failures", None)
+            tries = f"{tries + 1} workers" if isinstance(tries, int) else "every worker"
+            return WorkerLost(f"a task's Dask workers at {self._address} died while running it ({tries} in turn, "
+                              f"Dask's KilledWorker), e.g. killed for using too much memory",
+                              "give the workers more memory or try fewer consumers, then run the command again")
         return e
 
     def _watch(self) -> None:
@@ -385,17 +395,19 @@ class DaskExecutor(Executor):
                 continue
             now = time.monotonic()
             if since is None:
-                since = now
+                since, said = now, False
+            elif not said and now - since >= min(5.0, NO_WORKER_SECONDS / 2):  # not a nanny's quick restart
+                said = True
                 self._note(f"no Dask worker at {self._address} ("
                            f"{'the scheduler does not answer' if threads is None else 'all gone'}); waiting up to "
                            f"{NO_WORKER_SECONDS:g} s for one ...")
-            elif now - since >= NO_WORKER_SECONDS:
+            if now - since >= NO_WORKER_SECONDS:
                 what = (f"the Dask scheduler at {self._address} has not answered for {NO_WORKER_SECONDS:g} s"
                         if threads is None else
                         f"the Dask scheduler at {self._address} has had no worker for {NO_WORKER_SECONDS:g} s "
                         f"(its workers died, e.g. killed for using too much memory, or were stopped)")
-                lost = WorkerLost(what, "start workers for it (dask worker ADDRESS), with more memory if they "
-                                        "were killed, then run the command again")
+                lost = WorkerLost(what, f"start workers for it (dask worker {self._address}), with more memory if "
+                                        f"they were killed, then run the command again")
                 for f in pending:
                     with contextlib.suppress(InvalidStateError):
                         f.set_exception(lost)
