@@ -39,7 +39,7 @@ import numpy as np
 from . import dataset, store, yamlsafe
 from . import schema as S
 from .errors import Interrupted, UserError
-from .executor import deferred_interrupt, open_executor
+from .executor import WorkerLost, deferred_interrupt, open_executor
 from .scenario import Scenario, ScenarioError, Validator, did_you_mean, load_scenario, read_yaml
 from .schema import DESIGNS, METRICS, STAND_INS, SWEEP_SCHEMA  # noqa: F401  (the file format: schema.py)
 
@@ -755,6 +755,9 @@ def run_sweep(sweep: Sweep, out: Path, executor: Executor | None, *, results_roo
         except KeyboardInterrupt as e:
             raise Interrupted(f"interrupted; {stored} of {len(all_tasks)} runs are stored in {out}; "
                               f"run the same command again to resume") from e
+        except WorkerLost as e:  # the finished runs are stored (above): say so, and how to go on from them
+            raise UserError(f"{e.what}; {stored} of {len(all_tasks)} runs are stored in {out}; {e.advice}, and run "
+                            f"the same command again (or with --resume) to continue from the stored runs") from None
     return {"total": len(all_tasks), "skipped": len(all_tasks) - len(todo), "ran": len(todo)}
 
 
