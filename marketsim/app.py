@@ -1,6 +1,6 @@
 """The live browser page: a scenario and its counterfactual stepping side by side, with the controls.
 
-Run it with ``marketsim viz SCENARIO [--host 127.0.0.1] [--port 8765] [--consumers N]``, or Solara's
+Run it with ``marketsim viz SCENARIO [--host 127.0.0.1] [--port 8765] [--consumers N] [--max-sessions N]``, or Solara's
 way: ``solara run marketsim.app`` (scenario from $MARKETSIM_VIZ_SCENARIO, default
 scenarios/battle_lines_2013.yaml). This is the only module that imports solara; the model does not
 know it exists.
@@ -604,6 +604,14 @@ class _Holder:
             self.model = None
 
 
+def _cull_timeout() -> str:
+    """Solara's wait before it closes a session whose page is gone without a word, as text ("2m": 2 minutes)."""
+    import solara.server.settings
+
+    t = solara.server.settings.kernel.cull_timeout
+    return {"s": f"{t[:-1]} seconds", "m": f"{t[:-1]} minutes", "h": f"{t[:-1]} hours"}.get(t[-1:], t)
+
+
 def _max_sessions() -> int:
     v = os.environ.get("MARKETSIM_VIZ_MAX_SESSIONS")
     return int(v) if v else MAX_SESSIONS
@@ -768,8 +776,9 @@ def Page():
                            style="font-size:16px;padding:24px;max-width:640px", unsafe_innerHTML=(
                                f"<b>This page is already open in {n} browser tab{'s' if n != 1 else ''}</b>, as many as "
                                f"this server runs at once (each tab runs its own market of {base.consumers.count:,} "
-                               f"consumers in the server's memory). Close one of them, then reload this page. "
-                               f"(<code>marketsim viz --max-sessions</code> sets the number.)"))
+                               f"consumers in the server's memory). Close one of them, then reload this page "
+                               f"(a tab that vanished without closing, in a crashed browser, is let go after "
+                               f"{escape(_cull_timeout())}). <code>marketsim viz --max-sessions</code> sets the number."))
     return LivePage(base, knob_list, holder)
 
 

@@ -181,7 +181,18 @@ def page(server, browser):
     pg.locator("#marketsim-share-chart").wait_for(timeout=90_000)
     yield pg
     assert "Traceback" not in pg.inner_text("body")
-    context.close()
+    _close_tab(pg)
+
+
+def _close_tab(pg) -> None:
+    """Close the tab as a user does (its unload handlers run: the page tells the server it is gone, which
+    frees its session at once), then its browser context."""
+    pg.close(run_before_unload=True)
+    deadline = time.time() + 10
+    while not pg.is_closed() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the unload beacon is on its way
+    pg.context.close()
 
 
 def _week(pg) -> int:

@@ -19,7 +19,8 @@ import urllib.request
 
 import pytest
 
-from .test_viz_browser import CHROMIUM, CHROMIUM_ARGS, SHORT, _accepts, _free_port, _viz, _wait_serving, needs_chromium
+from .test_viz_browser import (CHROMIUM, CHROMIUM_ARGS, SHORT, _accepts, _close_tab, _free_port, _viz, _wait_serving,
+                               needs_chromium)
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 MAX_SESSIONS = 2
@@ -117,14 +118,6 @@ def _tab(browser, server, wait="#marketsim-share-chart"):
     pg.goto(f"{server['base']}/?token={server['token']}")
     pg.locator(wait).wait_for(timeout=90_000)
     return pg
-
-
-def _close_tab(pg):
-    """Close the tab as a user does (the page's unload handlers run), then its browser context."""
-    pg.close(run_before_unload=True)
-    pg.wait_for_event("close", timeout=10_000) if not pg.is_closed() else None
-    time.sleep(0.5)  # the unload beacon is on its way
-    pg.context.close()
 
 
 def test_off_loopback_the_page_needs_its_token(server, browser):
