@@ -1,6 +1,6 @@
 """The live browser page: a scenario and its counterfactual stepping side by side, with the controls.
 
-Run it with ``marketsim viz SCENARIO [--host 127.0.0.1] [--port 8765] [--consumers N]``, or Solara's
+Run it with ``marketsim viz SCENARIO [--host 127.0.0.1] [--port 8765] [--consumers N] [--max-sessions N]``, or Solara's
 way: ``solara run marketsim.app`` (scenario from $MARKETSIM_VIZ_SCENARIO, default
 scenarios/battle_lines_2013.yaml). This is the only module that imports solara; the model does not
 know it exists.
@@ -25,14 +25,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import hmac
+import ipaddress
+import json
 import math
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -58,6 +64,10 @@ SEED_MAX = 2**63 - 1
 #: In-process cache of fitted attractiveness (by scenario digest), on top of the results/ cache.
 _ALPHA: dict[str, np.ndarray] = {}
 _ALPHA_LOCK = threading.Lock()
+#: Live sessions (browser tabs) a server holds a model for, unless $MARKETSIM_VIZ_MAX_SESSIONS says otherwise.
+MAX_SESSIONS = 4
+#: Every LiveModel still in memory (a model leaves it when nothing references it any more).
+_MODELS: weakref.WeakSet = weakref.WeakSet()
 
 
 def _env_scenario() -> Path:
@@ -128,6 +138,7 @@ class LiveModel(mesa.Model):
         self.fired: list = []
         self.sample, self.edges, self.pos = _sample_and_layout(self.world, scenario.seed, sample_size)
         self.running = T > 0
+        _MODELS.add(self)
 
     @property
     def t(self) -> int:
@@ -291,6 +302,30 @@ def one_line(e: BaseException) -> str:
     if not isinstance(e, UserError):
         msg = f"{type(e).__name__}: {msg}"
     return msg if len(msg) <= 300 else msg[:297] + "..."
+
+
+def build_failure(e: BaseException, base: Scenario, values: dict[str, float], continuing: bool) -> tuple[str, str]:
+    """What the page says when the model for the sliders' ``values`` cannot be built, in words, and the full
+    technical reason ("" when the words are it). A failed fit is said plainly (where the market tips: that it
+    does, and which way to move the slider), never as a cut-off calibration message."""
+    from .calibrate import CalibrationError
+
+    keep = "; the previous run continues" if continuing else ""
+    if not isinstance(e, CalibrationError):
+        return f"Could not build the market{keep}: {one_line(e)}", ""
+    detail = " ".join(str(e).split())
+    knob = {k.key: k for k in knobs(base)}.get("social_weight")
+    social = values.get("social_weight") if knob is not None else None
+    raised = social is not None and social > knob.value
+    if "market tips" in detail:  # calibrate's diagnosis: simulated shares jump between far-apart values
+        at = f"at social influence {knob.fmt(social)}" if raised else "with these settings"
+        lower = (f"Lower the social influence (this scenario's own: {knob.fmt(knob.value)})" if raised
+                 else "Move the settings back toward the scenario's own values")
+        return (f"No market to run {at}: the market tips. Friends' choices, habit and account lock-in reinforce "
+                f"whichever retailer leads until it has nearly every shopper, so no attractiveness reproduces the "
+                f"observed shares. {lower} and press Reset{keep}.", detail)
+    return (f"No market to run with these settings: no attractiveness reproduces the observed shares. Move the "
+            f"settings back toward the scenario's own values and press Reset{keep}.", detail)
 
 
 # --------------------------------------------------------------------------- pictures (SVG and HTML text)
@@ -553,12 +588,78 @@ _CSS = """
 
 
 class _Holder:
-    """A browser session's model (swapped by Reset) and the lock that keeps steps and swaps apart."""
+    """A browser session's model (swapped by Reset) and the lock that keeps steps and swaps apart.
+    ``closed`` once the session ended: the model is dropped and a build still running is discarded."""
 
     def __init__(self):
         self.model: LiveModel | None = None
         self.lock = threading.RLock()
         self.colors: list[str] = []
+        self.closed = False
+
+    def close(self) -> None:
+        """Let the model go (the session ended)."""
+        with self.lock:
+            self.closed = True
+            self.model = None
+
+
+def _cull_timeout() -> str:
+    """Solara's wait before it closes a session whose page is gone without a word, as text ("2m": 2 minutes)."""
+    import solara.server.settings
+
+    t = solara.server.settings.kernel.cull_timeout
+    return {"s": f"{t[:-1]} seconds", "m": f"{t[:-1]} minutes", "h": f"{t[:-1]} hours"}.get(t[-1:], t)
+
+
+def _max_sessions() -> int:
+    v = os.environ.get("MARKETSIM_VIZ_MAX_SESSIONS")
+    return int(v) if v else MAX_SESSIONS
+
+
+class _Sessions:
+    """The browser sessions (tabs) of this server that hold a model, at most ``_max_sessions()``.
+
+    Each session holds a whole market in memory (about 100 MB at 300,000 consumers), so a tab over the cap
+    gets a message instead of a model. A session ends when Solara closes its kernel: at once when its tab
+    is closed or reloaded (the page's unload beacon), or after Solara's cull timeout when the tab vanished
+    without a word (``marketsim viz`` sets $SOLARA_KERNEL_CULL_TIMEOUT to 2 minutes; Solara's own is 24 hours)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._live: set[int] = set()
+
+    def open(self) -> _Holder | None:
+        """A holder for the current kernel's session, released when the kernel closes; None at the cap."""
+        with self._lock:
+            if len(self._live) >= _max_sessions():
+                return None
+            holder = _Holder()
+            self._live.add(id(holder))
+
+        def release() -> None:
+            holder.close()
+            with self._lock:
+                self._live.discard(id(holder))
+
+        from solara.server.kernel_context import get_current_context
+
+        get_current_context().on_close(release)
+        return holder
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._live)
+
+
+_SESSIONS = _Sessions()
+
+
+def status() -> dict:
+    """What this server holds: ``sessions`` (tabs holding a model), ``max_sessions`` and ``models`` (LiveModels
+    still in memory after a garbage collection; a closed tab's model must not be among them)."""
+    gc.collect()
+    return {"sessions": _SESSIONS.count(), "max_sessions": _max_sessions(), "models": len(_MODELS)}
 
 
 @solara.component
@@ -663,20 +764,32 @@ def Numbers(holder: _Holder, tick: solara.Reactive):
 def Page():
     """The page of ``solara run marketsim.app``: one model per browser session, built in the background."""
     base, knob_list, load_error = solara.use_memo(_load_base, dependencies=[])
+    holder = solara.use_memo(lambda: None if base is None else _SESSIONS.open(), dependencies=[])
     if base is None:
         solara.Title("marketsim")
         return solara.HTML(tag="div", attributes={"id": "marketsim-error"}, style="color:#b00020;padding:16px",
                            unsafe_innerHTML=escape(f"marketsim: {load_error}"))
-    return LivePage(base, knob_list)
+    if holder is None:
+        solara.Title("marketsim")
+        n = _max_sessions()
+        return solara.HTML(tag="div", attributes={"id": "marketsim-full", "role": "alert"},
+                           style="font-size:16px;padding:24px;max-width:640px", unsafe_innerHTML=(
+                               f"<b>This page is already open in {n} browser tab{'s' if n != 1 else ''}</b>, as many as "
+                               f"this server runs at once (each tab runs its own market of {base.consumers.count:,} "
+                               f"consumers in the server's memory). Close one of them, then reload this page "
+                               f"(a tab that vanished without closing, in a crashed browser, is let go after "
+                               f"{escape(_cull_timeout())}). <code>marketsim viz --max-sessions</code> sets the number."))
+    return LivePage(base, knob_list, holder)
 
 
 @solara.component
-def LivePage(base: Scenario, knob_list: list[Knob]):
-    """The page for the scenario ``base``: controls in the sidebar, the two arms' pictures and numbers."""
-    holder = solara.use_memo(_Holder, dependencies=[])
+def LivePage(base: Scenario, knob_list: list[Knob], holder: _Holder):
+    """The page for the scenario ``base``: controls in the sidebar, the two arms' pictures and numbers.
+    ``holder`` keeps this session's model."""
     tick = solara.use_reactive(0)
     playing = solara.use_reactive(False)
     error = solara.use_reactive("")
+    error_detail = solara.use_reactive("")  # the full technical reason behind a message in words
     seed_error = solara.use_reactive("")
     reset_count = solara.use_reactive(0)
     # use_reactive re-syncs to its argument whenever that changes between renders: give it one object
@@ -694,13 +807,17 @@ def LivePage(base: Scenario, knob_list: list[Knob]):
             model = LiveModel(sc, *_fitted_alpha(sc))
             colors = _colors(sc)
         except Exception as e:  # a failed fit, an impossible value: one line, the previous run continues
-            keep = "; the previous run continues" if holder.model is not None else ""
-            error.set(f"Could not build the market{keep}: {one_line(e)}")
+            said, detail = build_failure(e, base, values, holder.model is not None)
+            error.set(said)
+            error_detail.set(detail)
             return
         with holder.lock:
+            if holder.closed:  # the tab went while this model was built: do not keep it
+                return
             holder.model, holder.colors = model, colors
         applied.set(values)
         error.set("")
+        error_detail.set("")
         finished.set(not model.running)
         tick.set(tick.value + 1)
 
@@ -797,6 +914,9 @@ def LivePage(base: Scenario, knob_list: list[Knob]):
         if error.value:
             solara.HTML(tag="div", attributes={"id": "marketsim-error", "role": "alert"},
                         style="color:#b00020;font-size:14px;font-weight:500", unsafe_innerHTML=escape(error.value))
+            if error_detail.value:
+                solara.HTML(tag="details", style="font-size:12px;color:#666", unsafe_innerHTML=(
+                    f"<summary>the fit's own words</summary>{escape(error_detail.value)}"))
         if model is None:
             return
         WeekLine(holder, tick)
@@ -842,6 +962,95 @@ def _check_port(host: str, port: int) -> None:
         except OSError as e:
             raise UserError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); "
                             "choose another --port") from None
+
+
+def _loopback_only(host: str) -> bool:
+    """True when every address ``host`` stands for is this machine's loopback (127.0.0.1, ::1, localhost)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback for i in infos)
+
+
+#: The page's assets that ``solara-assets`` installs (Solara's CDN cache), served here and never fetched.
+CDN_PATH = "/_solara/cdn"
+#: What the page server reports about itself (JSON, see :func:`status`).
+STATUS_PATH = "/_marketsim/status"
+
+
+class PageGuard:
+    """ASGI middleware around Solara's app, what ``marketsim viz`` serves.
+
+    - With a ``token`` (a server reachable from the network): every request, web socket included, needs it,
+      as ``?token=`` once (answered by a redirect to the same address without it, with a cookie holding it)
+      or that cookie; anything else is refused with 403.
+    - Solara's page assets under ``/_solara/cdn/`` come from ``cdn_dir`` (the ``solara-assets`` package's
+      files) or are 404: Solara's asset proxy, which fetches a missing one from a public CDN, is off.
+    - ``/_marketsim/status``: :func:`status` as JSON (sessions, their cap, models in memory).
+    """
+
+    def __init__(self, app, token: str | None, cdn_dir: Path, port: int):
+        self.app, self.token, self.cdn_dir = app, token, Path(cdn_dir).resolve()
+        self.cookie = f"marketsim-viz-token-{port}"  # cookies ignore the port: one per server
+
+    def _ok(self, given: str | None) -> bool:
+        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+
+    async def __call__(self, scope, receive, send):
+        from starlette.requests import HTTPConnection
+        from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        conn = HTTPConnection(scope)
+        if self.token is not None:
+            via_query = self._ok(conn.query_params.get("token"))
+            if not (via_query or self._ok(conn.cookies.get(self.cookie))):
+                if scope["type"] == "websocket":
+                    return await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
+                return await PlainTextResponse(
+                    "marketsim viz: this page needs its token: open the address `marketsim viz` printed "
+                    "(it ends in ?token=...)\n", status_code=403)(scope, receive, send)
+            if via_query and scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+                from urllib.parse import urlencode
+
+                rest = urlencode([(k, v) for k, v in conn.query_params.multi_items() if k != "token"])
+                resp = RedirectResponse(conn.url.path + (f"?{rest}" if rest else ""), status_code=303)
+                resp.set_cookie(self.cookie, self.token, httponly=True, samesite="strict")
+                return await resp(scope, receive, send)
+        path = scope["path"]
+        if scope["type"] == "http" and path == STATUS_PATH:
+            return await Response(json.dumps(status()), media_type="application/json")(scope, receive, send)
+        if scope["type"] == "http" and path.startswith(CDN_PATH + "/"):
+            local = self._asset(path[len(CDN_PATH) + 1:])
+            if local is None:
+                return await PlainTextResponse("not among the page's assets\n", status_code=404)(scope, receive, send)
+            return await FileResponse(local)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+    def _asset(self, rel: str) -> Path | None:
+        """The local file for an asset path (a bare package name means its __main.js, as Solara stores it)."""
+        from urllib.parse import unquote
+
+        rel = unquote(rel)
+        if "/" not in rel.strip("/"):
+            rel = rel.strip("/") + "/__main.js"
+        p = (self.cdn_dir / rel).resolve()
+        return p if self.cdn_dir in p.parents and p.is_file() else None
+
+
+def _serve(host: str, port: int) -> None:
+    """The page server (run by ``marketsim viz`` in a child process): Solara's app behind :class:`PageGuard`,
+    on uvicorn. Solara's settings come from the environment ``cmd_viz`` gives it; the token from
+    $MARKETSIM_VIZ_TOKEN (an environment variable, not an argument that any user's ``ps`` shows)."""
+    import solara.server.settings
+    import solara.server.starlette
+    import uvicorn
+
+    app = PageGuard(solara.server.starlette.app, os.environ.pop("MARKETSIM_VIZ_TOKEN", None) or None,
+                    solara.server.settings.assets.proxy_cache_dir, port)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -910,17 +1119,29 @@ def cmd_viz(args: argparse.Namespace) -> int:
     _prefit(sc, args.scenario)
     print(f"marketsim viz: starting the page server for {sc.name} ...", file=sys.stderr, flush=True)
     warn = os.environ.get("PYTHONWARNINGS")
+    token = None if _loopback_only(args.host) else secrets.token_urlsafe(24)
     env = {**os.environ, "MARKETSIM_VIZ_SCENARIO": str(Path(args.scenario).resolve()),
+           "SOLARA_APP": "marketsim.app", "SOLARA_MODE": "production",
+           "SOLARA_THEME_LOADER": "plain",  # no Solara banner
+           "MARKETSIM_VIZ_MAX_SESSIONS": str(args.max_sessions),
            # no usage telemetry (Solara's mixpanel) from a strategist's machine
            "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False",
+           # Solara's asset proxy fetches an asset it does not have from a public CDN: off. The page's assets
+           # come from the solara-assets package's files, served by PageGuard at the same address
+           "SOLARA_ASSETS_PROXY": "False", "SOLARA_ASSETS_CDN": CDN_PATH,
+           # Solara's default keeps a tab that vanished without closing (no unload beacon) for 24 hours
+           "SOLARA_KERNEL_CULL_TIMEOUT": os.environ.get("SOLARA_KERNEL_CULL_TIMEOUT", "2m"),
            # Solara warns on every page load over plain http on an address other than "localhost" (its cookie
            # falls back to samesite=lax, which is right for a page served to this machine)
            "PYTHONWARNINGS": ",".join(filter(None, [warn, "ignore:Cookies with samesite=none require https:UserWarning"]))}
+    env.pop("MARKETSIM_VIZ_TOKEN", None)
+    if token is not None:
+        env["MARKETSIM_VIZ_TOKEN"] = token
     if args.consumers:
         env["MARKETSIM_VIZ_CONSUMERS"] = str(args.consumers)
-    # --no-check-version: Solara would ask pypi.org for its latest version; the plain loader has no Solara banner
-    cmd = [sys.executable, "-m", "solara", "run", "marketsim.app", "--host", args.host, "--port", str(args.port),
-           "--production", "--no-open", "--no-check-version", "--theme-loader", "plain"]
+    # not `solara run`: that would also ask pypi.org for Solara's latest version, and cannot wrap the app
+    cmd = [sys.executable, "-c", "import sys; from marketsim.app import _serve; _serve(sys.argv[1], int(sys.argv[2]))",
+           args.host, str(args.port)]
     proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent())
 
     def stop(signum, frame):  # SIGTERM (a service manager, a test) stops the server like Ctrl-C does
@@ -932,7 +1153,16 @@ def cmd_viz(args: argparse.Namespace) -> int:
             rc = proc.poll()
             raise UserError(f"the page server did not start on {args.host}:{args.port}"
                             + (f" (it exited with code {rc}; its messages are above)" if rc is not None else " in time"))
-        print(f"marketsim viz: serving {sc.name} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+        if token is None:
+            print(f"marketsim viz: serving {sc.name} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+        else:
+            wild = args.host in ("0.0.0.0", "::", "")
+            host = socket.gethostname() if wild else args.host
+            host = f"[{host}]" if ":" in host else host
+            print(f"marketsim viz: serving {sc.name} at http://{host}:{args.port}/?token={token} (Ctrl-C stops); "
+                  f"the page is reachable from the network (--host {args.host}): anyone who can reach this machine "
+                  f"and has this address, token included, can use it"
+                  + (f"; on this machine: http://127.0.0.1:{args.port}/?token={token}" if wild else ""), flush=True)
         rc = proc.wait()
         if rc:
             raise UserError(f"the page server stopped with exit code {rc} (its messages are above)")

@@ -806,8 +806,11 @@ def build_parser() -> argparse.ArgumentParser:
         "with sliders for the key assumptions. Writes nothing; Ctrl-C stops the server.",
         ["marketsim viz scenarios/battle_lines_2013.yaml   # then http://127.0.0.1:8765/"],
         steps=False, json_flag=False, seed=False)
-    v.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    v.add_argument("--host", default="127.0.0.1",
+                   help="interface to bind (default: loopback only; any other needs the token in the printed address)")
     v.add_argument("--port", type=positive_int, default=8765, help="port (default 8765)")
+    v.add_argument("--max-sessions", type=positive_int, default=4, metavar="N",
+                   help="browser tabs served at once, each with its own market in memory (default 4)")
 
     sw = _command(
         sub, "sweep", "Run a parameter sweep (local processes or a Dask cluster).",

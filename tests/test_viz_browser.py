@@ -46,8 +46,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _viz(args, cwd, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+def _viz(args, cwd, extra_env=None, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **(extra_env or {})}
     env.pop("MARKETSIM_FIT_CACHE", None)  # the page's own cache under its results/ (a test breaks it on purpose)
     return subprocess.Popen([sys.executable, "-m", "marketsim.cli", "viz", *map(str, args)], cwd=cwd, env=env, **kw)
 
@@ -105,11 +105,13 @@ def test_sigkill_of_viz_stops_its_server_and_solara_does_not_phone_home(tmp_path
         _wait_serving(proc, log)
         assert _accepts(port)
         (child,) = _children(proc.pid)
-        # privacy: no version check against pypi.org and no usage telemetry (Solara's own settings)
+        # privacy: not `solara run` (it asks pypi.org for Solara's latest version), no usage telemetry and no
+        # asset proxy (Solara's own settings)
         argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
         env = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
-        assert b"--no-check-version" in argv, argv
+        assert b"run" not in argv, argv
         assert b"SOLARA_TELEMETRY_MIXPANEL_ENABLE=False" in env
+        assert b"SOLARA_ASSETS_PROXY=False" in env
         assert "New version of Solara" not in log.read_text()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
@@ -179,7 +181,18 @@ def page(server, browser):
     pg.locator("#marketsim-share-chart").wait_for(timeout=90_000)
     yield pg
     assert "Traceback" not in pg.inner_text("body")
-    context.close()
+    _close_tab(pg)
+
+
+def _close_tab(pg) -> None:
+    """Close the tab as a user does (its unload handlers run: the page tells the server it is gone, which
+    frees its session at once), then its browser context."""
+    pg.close(run_before_unload=True)
+    deadline = time.time() + 10
+    while not pg.is_closed() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the unload beacon is on its way
+    pg.context.close()
 
 
 def _week(pg) -> int:
