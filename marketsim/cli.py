@@ -176,6 +176,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         store.save_figure(fig, new / "fit.png")
         plots.close(fig)
         store.write_json(new / "fit.json", doc)
+    from . import resultsindex
+    resultsindex.update(results_root(args))  # results/index.md lists every result
     if args.json:
         print(store.dumps(doc))
         return 0
@@ -260,6 +262,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.save_figure(fig, new / "shares.png")
         plots.close(fig)
         store.write_json(new / "summary.json", summary)
+    from . import resultsindex
+    resultsindex.update(results_root(args))  # results/index.md lists every result
     if args.json:
         print(store.dumps(summary))
         return 0
