@@ -22,6 +22,8 @@ from marketsim.errors import UserError
 
 from .conftest import SCENARIOS
 
+# the layout, spelled out (a test of it must not take it from the code under test)
+HIDDEN, MARKER, SET_SCHEMA, LEGACY = ".marketsim", ".marketsim.json", "marketsim-result-set/v1", ".marketsim-sets"
 ENV = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 ISHIGAMI = """
 schema: marketsim-sweep/v1
@@ -51,8 +53,8 @@ def _sentinel(root: Path) -> Path:
     (s / "sub" / "deep.txt").write_text("SENTINEL deep")
     body = b"SENTINEL a"
     (s / "a.txt").write_bytes(body)
-    (s / store.MARKER).write_text(json.dumps({
-        "schema": store.SET_SCHEMA, "id": "x", "kind": "projection", "writer": "SENTINEL",
+    (s / MARKER).write_text(json.dumps({
+        "schema": SET_SCHEMA, "id": "x", "kind": "projection", "writer": "SENTINEL",
         "files": {"a.txt": {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}}}))
     return s
 
@@ -74,27 +76,38 @@ def _legacy(out: Path, files: dict, kind="run") -> None:
     d.mkdir(parents=True)
     for n, text in files.items():
         (d / n).write_text(text)
-    (d / store.MARKER).write_text(json.dumps({"kind": kind, "writer": f"marketsim {kind}", "version": "0.1.0",
+    (d / MARKER).write_text(json.dumps({"kind": kind, "writer": f"marketsim {kind}", "version": "0.1.0",
                                               "files": sorted(files)}))
     (sets / ".lock").write_text("")
     os.symlink(d.name, sets / "current")
-    for n in [*files, store.MARKER]:
+    for n in [*files, MARKER]:
         os.symlink(f".marketsim-sets/current/{n}", out / n)
 
 
 # --------------------------------------------------------------------------- links are never followed to delete
 
 
+def _try_write(out, files):
+    """Write a set; the one-line refusal, or None if it was written."""
+    try:
+        _write(out, files)
+    except UserError as e:
+        return str(e)
+    return None
+
+
 def test_a_current_link_pointing_outside_is_never_deleted(tmp_path):
-    sentinel = _sentinel(tmp_path)
-    before = _snapshot(sentinel)
+    victim = tmp_path / "victim"  # a folder of the user's, outside the results
+    (victim / "sub").mkdir(parents=True)
+    (victim / "thesis.tex").write_text("years of work")
+    before = _snapshot(victim)
     out = tmp_path / "results" / "R"
     _legacy(out, {"a.txt": "old"})
-    os.unlink(out / ".marketsim-sets" / "current")
-    os.symlink(sentinel, out / ".marketsim-sets" / "current")  # absolute, outside the folder
-    with pytest.raises(UserError, match="not empty and not made by marketsim"):
-        _write(out, {"a.txt": "new"})
-    assert _snapshot(sentinel) == before and os.path.islink(out / ".marketsim-sets" / "current")
+    os.unlink(out / LEGACY / "current")
+    os.symlink(victim, out / LEGACY / "current")  # absolute, outside the folder
+    refused = _try_write(out, {"a.txt": "new"})
+    assert _snapshot(victim) == before and os.path.islink(out / LEGACY / "current")
+    assert refused is not None and "not empty and not made by marketsim" in refused
 
 
 def test_a_sets_folder_that_is_a_link_is_not_emptied(tmp_path):
@@ -102,15 +115,15 @@ def test_a_sets_folder_that_is_a_link_is_not_emptied(tmp_path):
     before = _snapshot(sentinel)
     out = tmp_path / "results" / "R"
     out.mkdir(parents=True)
-    os.symlink(sentinel, out / ".marketsim-sets")
-    with pytest.raises(UserError, match="not empty and not made by marketsim"):
-        _write(out, {"a.txt": "new"})
+    os.symlink(sentinel, out / LEGACY)
+    refused = _try_write(out, {"a.txt": "new"})
     assert _snapshot(sentinel) == before
+    assert refused is not None and "not empty and not made by marketsim" in refused
     # the new hidden folder as a link is refused too, with one line naming it
     shutil.rmtree(out)
     _write(out, {"a.txt": "1"})
-    shutil.rmtree(out / store.HIDDEN)
-    os.symlink(sentinel, out / store.HIDDEN)
+    shutil.rmtree(out / HIDDEN)
+    os.symlink(sentinel, out / HIDDEN)
     with pytest.raises(UserError, match=r"\.marketsim: is a symbolic link, not marketsim's own folder"):
         _write(out, {"a.txt": "2"})
     assert _snapshot(sentinel) == before and (out / "a.txt").read_text() == "1"
@@ -218,7 +231,7 @@ def test_a_reader_waits_for_a_swap_and_finishes_a_killed_one(tmp_path):
         p.wait()
     assert got == {n: b"B" * 1000 for n in ("a.txt", "b.txt", "c.txt")}
     assert {n: (out / n).read_text() for n in ("a.txt", "b.txt", "c.txt")} == {n: "B" * 1000 for n in ("a.txt", "b.txt", "c.txt")}
-    assert sorted(os.listdir(out / store.HIDDEN)) == ["lock", "write.lock"]
+    assert sorted(os.listdir(out / HIDDEN)) == ["lock", "write.lock"]
 
 
 def test_read_result_refuses_an_edited_file(tmp_path):
@@ -246,7 +259,7 @@ def test_a_result_folder_survives_zip_and_copy(tmp_path):
     dst = tmp_path / "unzipped"
     zipfile.ZipFile(z).extractall(dst)
     assert store.read_result(dst).data == {"summary.json": b'{"x": 1}', "t.csv": b"a\n1\n"}
-    shutil.rmtree(out / store.HIDDEN)  # a copy of the visible files and the manifest is enough to read
+    shutil.rmtree(out / HIDDEN)  # a copy of the visible files and the manifest is enough to read
     assert store.read_result(out).json("summary.json") == {"x": 1}
 
 
@@ -256,7 +269,7 @@ def test_the_older_symlink_layout_is_read_and_migrated(tmp_path):
     (out / "notes.txt").write_text("mine")
     assert store.read_result(out).data == {"summary.json": b'{"seed": 1}', "old.csv": b"a\n1\n"}
     _write(out, {"summary.json": '{"seed": 2}'})
-    assert sorted(os.listdir(out)) == sorted([store.HIDDEN, store.MARKER, "summary.json", "notes.txt"])
+    assert sorted(os.listdir(out)) == sorted([HIDDEN, MARKER, "summary.json", "notes.txt"])
     assert not (out / "summary.json").is_symlink() and store.read_result(out).json("summary.json") == {"seed": 2}
 
 
@@ -265,7 +278,7 @@ def test_the_older_symlink_layout_is_read_and_migrated(tmp_path):
 
 def _attack(rng, tmp: Path, root: Path, out: Path, sentinel: Path, sweep: Path) -> list[str]:
     """Plant a random set of links pointing outside (at the sentinel folder or a file in it)."""
-    target = {"dir": sentinel, "file": sentinel / "keep.txt", "manifest": sentinel / store.MARKER,
+    target = {"dir": sentinel, "file": sentinel / "keep.txt", "manifest": sentinel / MARKER,
               "a": sentinel / "a.txt"}
     done = []
 
@@ -280,10 +293,10 @@ def _attack(rng, tmp: Path, root: Path, out: Path, sentinel: Path, sweep: Path) 
         done.append(f"{path.relative_to(tmp)} -> {what}")
 
     places = [
-        (out / store.HIDDEN, "dir"), (out / store.HIDDEN / store.READ_LOCK, "file"),
-        (out / store.HIDDEN / store.WRITE_LOCK, "file"), (out / store.HIDDEN / store.JOURNAL, "manifest"),
-        (out / store.HIDDEN / "staging-1-abcdefgh", "dir"), (out / store.LEGACY_SETS, "dir"),
-        (out / store.LEGACY_SETS / "current", "dir"), (out / store.MARKER, "manifest"), (out / "a.txt", "a"),
+        (out / HIDDEN, "dir"), (out / HIDDEN / "lock", "file"),
+        (out / HIDDEN / "write.lock", "file"), (out / HIDDEN / "journal.json", "manifest"),
+        (out / HIDDEN / "staging-1-abcdefgh", "dir"), (out / LEGACY, "dir"),
+        (out / LEGACY / "current", "dir"), (out / MARKER, "manifest"), (out / "a.txt", "a"),
         (out / "b.txt", "file"), (out / "c.txt", "file"), (root / "index.md", "file"),
         (root / "marketsim-index.md", "file"), (root / "L", "dir"), (sweep / "manifest.json", "file"),
         (sweep / "quarantine", "dir"), (sweep / ".lock", "file"), (sweep / f"part-0000000-{'0' * 64}.parquet", "file"),
@@ -322,7 +335,7 @@ def test_property_no_link_layout_makes_marketsim_touch_anything_outside(tmp_path
                     _write(out, {"a.txt": "new", "b.txt": "new"} if writer == "set" else {"b.txt": "again"})
                 elif writer == "index":
                     resultsindex.update(root)
-                elif writer == "read":
+                elif writer == "read" and hasattr(store, "read_result"):
                     data = store.read_result(out).data
                     assert not any(b"SENTINEL" in b for b in data.values()), (planted, data)
                 elif writer == "sweep":
