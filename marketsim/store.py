@@ -691,17 +691,6 @@ def _open_lock(path: Path, *, create: bool = True) -> int:
     return fd
 
 
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on ``lock_path`` (waiting for another holder; released by the OS even on SIGKILL)."""
-    fd = _open_lock(lock_path)
-    try:
-        _flock(fd, blocking=True)
-        yield
-    finally:
-        os.close(fd)
-
-
 # --------------------------------------------------------------------------- reading a result set
 
 
