@@ -13,6 +13,7 @@ _LAZY = {
     "load_scenario": ("marketsim.scenario", "load_scenario"),
     "simulate": ("marketsim.engine", "simulate"),
     "load_results": ("marketsim.dataset", "load_results"),
+    "read_result": ("marketsim.store", "read_result"),
 }
 
 

@@ -154,13 +154,13 @@ def result_folder(args: argparse.Namespace, settings: dict, scenario_name: str, 
 def check_settings(out: Path, result_file: str, settings: dict) -> None:
     """Refuse (one line) to replace a result in ``out`` that was made with other settings (read from its
     ``result_file``); a result from before results recorded their settings is replaced as before."""
-    import json
+    from . import names, store
 
-    from . import names
-
+    if store.result_kind(out) is None:  # nothing marketsim provably wrote there: no settings to keep apart
+        return
     try:
-        prev = json.loads((Path(out) / result_file).read_text(encoding="utf-8")).get("settings")
-    except (OSError, ValueError, AttributeError):
+        prev = store.read_result(out, [result_file]).json(result_file).get("settings")
+    except (UserError, OSError, ValueError, AttributeError):
         return
     if not isinstance(prev, dict):
         return
@@ -278,6 +278,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         store.save_figure(fig, new / "fit.png")
         plots.close(fig)
         store.write_json(new / "fit.json", doc)
+    from . import resultsindex
+    resultsindex.update(results_root(args))  # results/index.md lists every result
     if args.json:
         print(store.dumps(doc))
         return 0
@@ -365,6 +367,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.save_figure(fig, new / "shares.png")
         plots.close(fig)
         store.write_json(new / "summary.json", summary)
+    from . import resultsindex
+    resultsindex.update(results_root(args))  # results/index.md lists every result
     if args.json:
         print(store.dumps(summary))
         return 0

@@ -35,6 +35,8 @@ PART_GLOB = "part-*.parquet"
 PART_RE = re.compile(r"^part-(\d+)-([0-9a-f]{64})\.parquet$")
 QUARANTINE = "quarantine"
 MANIFEST = "manifest.json"
+#: The manifest's format marker (manifests of older versions lack it; their checksum and fields identify them).
+SWEEP_FORMAT = "marketsim-sweep-results/v1"
 #: Parquet metadata key holding the spec hash of the sweep that wrote a part.
 SPEC_KEY = b"marketsim.spec_hash"
 #: Manifest keys the readers need, with their types.
@@ -76,6 +78,8 @@ class Scan:
 def check_part(f: Path) -> tuple[list[int], str | None]:
     """(run ids, spec hash) of a sound part file; raises ValueError(reason) if it is damaged."""
     m = PART_RE.match(f.name)
+    if os.path.islink(f):
+        raise ValueError("a symbolic link, not a part file marketsim wrote (marketsim follows no link)")
     if not m:
         raise ValueError("its name carries no checksum (written by an older marketsim, or renamed)")
     try:
@@ -122,6 +126,9 @@ def stored_run_ids(path: str | Path) -> set[int]:
 def quarantine(path: str | Path, f: Path) -> Path:
     """Move ``f`` into ``path/quarantine/`` (never deleted; a name already there gets a numeric suffix)."""
     qdir = Path(path) / QUARANTINE
+    if os.path.islink(qdir) or (qdir.exists() and not qdir.is_dir()):
+        raise UserError(f"{qdir}: is not a folder marketsim made (a link or a file); move it away and run again; "
+                        f"nothing was moved")
     qdir.mkdir(exist_ok=True)
     target = qdir / f.name
     k = 1
@@ -154,6 +161,8 @@ def remove_stray_temp_files(path: str | Path) -> int:
     holding its lock) and any other stale temporary file of :func:`marketsim.store.atomic_path`."""
     n = 0
     for f in Path(path).glob(".part-*.tmp"):
+        if f.is_symlink() or not f.is_file():
+            continue  # not a temporary file marketsim wrote
         f.unlink(missing_ok=True)
         n += 1
     return n + len(store.remove_stale_temps(path))
@@ -198,6 +207,7 @@ def manifest_checksum(d: dict) -> str:
 def write_manifest(path: str | Path, d: dict) -> Path:
     """Write ``manifest.json`` (atomically) with the checksum of its content."""
     plain = json.loads(json.dumps(d, default=store._json_default))
+    plain.setdefault("format", SWEEP_FORMAT)
     plain["sha256"] = manifest_checksum(plain)
     return store.write_json(Path(path) / MANIFEST, plain)
 
@@ -205,6 +215,8 @@ def write_manifest(path: str | Path, d: dict) -> Path:
 def manifest_problem(path: str | Path) -> str | None:
     """Why ``path/manifest.json`` cannot be trusted (not JSON, checksum mismatch, a field missing), or None."""
     f = Path(path) / MANIFEST
+    if os.path.islink(f):
+        return "a symbolic link, not a file marketsim wrote (marketsim follows no link)"
     try:
         d = json.loads(f.read_text(encoding="utf-8"))
     except OSError as e:
@@ -215,6 +227,8 @@ def manifest_problem(path: str | Path) -> str | None:
         return f"not valid JSON ({type(e).__name__})"
     if not isinstance(d, dict):
         return "not a JSON object"
+    if d.get("format", SWEEP_FORMAT) != SWEEP_FORMAT:
+        return f"format {str(d.get('format'))[:40]!r} is not {SWEEP_FORMAT}"
     if "sha256" not in d:
         return "it carries no checksum (written by an older marketsim)"
     if d["sha256"] != manifest_checksum(d):
@@ -229,7 +243,7 @@ def read_manifest(path: str | Path) -> dict:
     """The manifest of a sweep folder, checked (UserError, one line, if missing or damaged)."""
     path = Path(path)
     f = path / MANIFEST
-    if not f.is_file():
+    if not os.path.lexists(f):
         raise UserError(f"{path}: not a sweep results folder (no {MANIFEST}); run `marketsim sweep SWEEP.yaml --out {path}` first")
     problem = manifest_problem(path)
     if problem:
@@ -238,21 +252,56 @@ def read_manifest(path: str | Path) -> dict:
     return store.read_json(f)
 
 
+def is_sweep_folder(path: str | Path) -> bool:
+    """``path`` provably holds a marketsim sweep: a sound ``manifest.json`` (a regular file, checksum and
+    fields), or, with that manifest lost or damaged, at least one sound part file (its name carries the
+    sha256 of its bytes and its metadata the spec hash of the sweep that wrote it). File names alone never
+    make a folder a sweep folder."""
+    path = Path(path)
+    if os.path.islink(path) or not path.is_dir():
+        return False
+    if os.path.isfile(path / MANIFEST) and manifest_problem(path) is None:
+        return True
+    for f in part_files(path):
+        try:
+            _, spec = check_part(f)
+        except ValueError:
+            continue
+        if spec:
+            return True
+    return False
+
+
 # --------------------------------------------------------------------------- reading
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
     """All stored rows of a sweep (one row per run and recorded step), sorted by run id and step.
-    Refuses (UserError, one line) a damaged manifest, a damaged part and run ids stored twice."""
+
+    Refuses (UserError, one line) a damaged manifest, a damaged part (or a link in a part's place), run ids
+    stored twice, and a part written by another sweep spec than the manifest's (rows of two sweeps are never
+    mixed). Part files are immutable (named by their checksum), so a sweep that stores more runs meanwhile
+    only adds parts; a part set aside meanwhile (a resumed sweep's repair) makes it read again."""
     path = Path(path)
-    man = read_manifest(path)
-    s = scan(path)
-    resume = f"run `marketsim sweep {man.get('source') or 'SWEEP.yaml'} --out {path}` to set it aside (into {path / QUARANTINE}/) and run its runs again"
-    for f, reason in s.bad.items():
-        raise UserError(f"{f}: damaged ({reason}); {resume}")
-    for first, later, run_id in s.duplicates:
-        raise UserError(f"{later}: stores run {run_id} again (also in {first.name}); {resume}")
-    if not s.good:
-        return pd.DataFrame()
-    df = pd.concat([pd.read_parquet(f) for f in s.good], ignore_index=True)
-    return df.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+    for _ in range(5):
+        man = read_manifest(path)
+        s = scan(path)
+        resume = f"run `marketsim sweep {man.get('source') or 'SWEEP.yaml'} --out {path}` to set it aside (into {path / QUARANTINE}/) and run its runs again"
+        if any(not os.path.lexists(f) for f in s.bad):
+            continue  # set aside while we read: read again
+        for f, reason in s.bad.items():
+            raise UserError(f"{f}: damaged ({reason}); {resume}")
+        for first, later, run_id in s.duplicates:
+            raise UserError(f"{later}: stores run {run_id} again (also in {first.name}); {resume}")
+        for f, spec in s.spec_hashes.items():
+            if spec is not None and spec != man["spec_hash"]:
+                raise UserError(f"{f}: written by another sweep spec (hash {spec}) than {MANIFEST} describes "
+                                f"({man['spec_hash']}); its rows are not this sweep's; move it out of {path}")
+        if not s.good:
+            return pd.DataFrame()
+        try:
+            df = pd.concat([pd.read_parquet(f) for f in s.good], ignore_index=True)
+        except FileNotFoundError:
+            continue  # set aside while we read: read again
+        return df.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+    raise UserError(f"{path}: its part files kept changing while they were read; read again when the sweep is done")

@@ -634,17 +634,23 @@ def _show(x: Any) -> str:
 
 
 def check_sweep_folder(out: Path) -> None:
-    """``out`` must be new, empty or a sweep folder (manifest.json, part files, the lock or quarantine/):
-    a sweep never writes its parts among files it did not make."""
+    """``out`` must be new, empty, or provably a marketsim sweep folder (:func:`dataset.is_sweep_folder`: its
+    checksummed manifest, or a sound part file; never file names alone): a sweep never writes its parts
+    among files it did not make, nor moves them. Marketsim's own files there must not be links."""
+    if out.is_symlink():
+        raise UserError(f"{out}: is a symbolic link; marketsim writes only into a real folder, never through a link; "
+                        f"give the folder it points to, or another --out")
     if not out.is_dir():
         return
-    ours = {dataset.MANIFEST, ".lock", dataset.QUARANTINE, "analysis.json", "sensitivity.png", "response.png"}
-    entries = [e for e in out.iterdir()]
-    if not entries or any(e.name == dataset.MANIFEST or e.name.startswith("part-") or e.name == ".lock" for e in entries):
+    if not any(out.iterdir()):
         return
-    if any(e.name not in ours and not e.name.startswith(".") for e in entries):
-        raise UserError(f"{out}: not empty and not a sweep folder (no manifest.json or part files); "
-                        f"choose a new or empty folder for --out")
+    if not dataset.is_sweep_folder(out):
+        raise UserError(f"{out}: not empty and not a marketsim sweep folder (no {dataset.MANIFEST} or part file "
+                        f"written by marketsim); nothing was moved; choose a new or empty folder for --out")
+    for name in (".lock", dataset.QUARANTINE):
+        if (out / name).is_symlink():
+            raise UserError(f"{out / name}: is a symbolic link, not marketsim's own; move it away and run again; "
+                            f"nothing was moved")
 
 
 def check_folder(sweep: Sweep, out: Path) -> set[int]:
@@ -787,7 +793,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .progress import bar, stderr
 
     sweep = load_sweep(args.sweep)
-    out = Path(args.out) if args.out else Path("results") / sweep.name
+    from . import names
+
+    out = Path(args.out) if args.out else names.inside("results", Path("results") / names.scenario_folder(sweep.name))
     store.check_output_dir(out)  # before any work: a bad --out costs nothing
     pending = sweep.n_runs - len(check_folder(sweep, out))
     t0 = time.perf_counter()
@@ -796,6 +804,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             counts = run_sweep(sweep, out, pool.executor, workers=pool.slots,
                                on_progress=lambda k, n: update(completed=k, total=n),
                                on_note=lambda m: stderr.print(m, soft_wrap=True), announce_resume=not args.resume)
+    from . import resultsindex
+    resultsindex.update(Path("results"))  # results/index.md lists every result (the sweep's too, if it is there)
     stderr.print(f"{counts['ran']} runs in {time.perf_counter() - t0:.1f} s ({counts['skipped']} already stored); "
                  f"{counts['total']} runs in {out}/ (part-*.parquet, manifest.json); next: marketsim analyze {out}", soft_wrap=True)
     return 0

@@ -123,9 +123,9 @@ def test_killed_run_leaves_old_set_or_new_set(tmp_path, run_refs, sig, point, ex
     r = marketsim_cli("run", _tiny(root, 2), *SMALL_RUN, "--out", out, cwd=root)
     assert r.returncode == 0, r.stderr
     assert _the_set_in(out, refs) == 2
-    sets = sorted(os.listdir(out / store.SETS_DIR))
-    assert len(sets) == 3 and sets[:2] == [".lock", "current"] and sets[2].startswith("set-"), sets
-    assert sorted(os.listdir(out)) == sorted([*RUN_FILES, ".marketsim.json", store.SETS_DIR, "notes.txt", "mine"])
+    assert sorted(os.listdir(out / store.HIDDEN)) == ["lock", "write.lock"]  # no staged set, no journal left
+    assert sorted(os.listdir(out)) == sorted([*RUN_FILES, ".marketsim.json", store.HIDDEN, "notes.txt", "mine"])
+    assert not any((out / f).is_symlink() for f in os.listdir(out))  # real files: a zip or copy keeps them
 
 
 def test_out_not_made_by_marketsim_is_refused(tmp_path):
@@ -158,7 +158,7 @@ def test_result_set_error_changes_nothing(tmp_path):
             (new / "b.txt").write_text("2")
             raise RuntimeError("boom")
     assert (out / "a.txt").read_text() == "1" and not os.path.lexists(out / "b.txt")
-    assert len(os.listdir(out / store.SETS_DIR)) == 3  # .lock, current, the one set: the failed set is gone
+    assert sorted(os.listdir(out / store.HIDDEN)) == ["lock", "write.lock"]  # the failed set's staging is gone
     # a later set that lacks a file of the earlier one removes it (the set is swapped whole)
     with store.result_set(out, "run") as new:
         (new / "b.txt").write_text("3")
@@ -499,7 +499,7 @@ def test_read_only_and_full_disk(tmp_path, tmpfs):
     r = marketsim_cli("run", _tiny(tmp_path, 2), "--out", out, cwd=tmp_path)
     _one_line_error(r, f"{out}: no space left on device while writing the result set", "no result set was changed", alone=False)
     assert {f: (out / f).read_bytes() for f in RUN_FILES} == before
-    assert len(os.listdir(out / store.SETS_DIR)) == 3  # .lock, current and the one set: the partial set is gone
+    assert sorted(os.listdir(out / store.HIDDEN)) == ["lock", "write.lock"]  # the partial set's staging is gone
     # a sweep on a full disk: one line, the parts stored before are intact
     (full / "filler").unlink()
     spec = tmp_path / "s.yaml"
