@@ -20,7 +20,7 @@ from marketsim.fitcache import CACHE_ENV, cached_calibration
 from marketsim.scenario import load_scenario, parse_text
 from marketsim.uncertainty import prior_draws
 
-from .conftest import SCENARIOS, fit_market_yaml
+from .conftest import SCENARIOS, fit_market_yaml, simple_market_yaml
 
 TINY = SCENARIOS / "tiny.yaml"
 KEYS = ("params", "samples", "weights", "sigma_pp", "priors", "report")  # what a posterior file's checksum covers
@@ -135,6 +135,15 @@ def test_a_market_where_nobody_buys_fails_naming_the_cause(tmp_path, monkeypatch
                  "--out", str(tmp_path / "proj")]) == 2
     line = _error_line(capsys)
     assert "shopping_rate 1e-09" in line and "nan" not in line, line
+
+    # given attractiveness (nothing to fit): the projection printed nan shares
+    for over, cause in (({"rate": "0.000000001"}, "consumers.shopping_rate 1e-09 per 7-day step"),
+                        ({"native": 100, "sso": 100, "link": 100, "create": 100}, "native 100, sso 100, link 100")):
+        f = tmp_path / "given.yaml"
+        f.write_text(simple_market_yaml(n=2000, steps=5, **over))
+        assert main(["project", str(f), "--replicates", "2", "--out", str(tmp_path / "given")]) == 2
+        line = _error_line(capsys)
+        assert cause in line and "nan" not in line and not (tmp_path / "given").exists(), line
 
     frictions = [a for k in ("native", "sso", "link", "create") for a in ("--set", f"friction.{k}=100")]
     assert main(["calibrate", str(TINY), *frictions, "--results", "res"]) == 2
