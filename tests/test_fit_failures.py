@@ -16,6 +16,7 @@ import pytest
 from marketsim.calibrate import CalibrationError, calibrate, cache_key
 from marketsim.cli import main
 from marketsim.conditioning import FORMAT, posterior_path
+from marketsim.errors import UserError
 from marketsim.fitcache import CACHE_ENV, cached_calibration
 from marketsim.scenario import load_scenario, parse_text
 from marketsim.uncertainty import prior_draws
@@ -224,7 +225,7 @@ def test_a_cache_entry_that_is_not_a_file_is_never_opened(tmp_path):
     entry.unlink()
     entry.mkdir()
     (entry / "keep.txt").write_text("mine")
-    with pytest.raises(Exception) as e:
+    with pytest.raises(UserError) as e:
         cached_calibration(sc, tmp_path)
     assert "is a folder" in str(e.value) and "cannot be replaced" in str(e.value) and CACHE_ENV in str(e.value)
     assert (entry / "keep.txt").read_text() == "mine"
