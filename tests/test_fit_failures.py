@@ -19,7 +19,6 @@ from marketsim.conditioning import FORMAT, posterior_path
 from marketsim.errors import UserError
 from marketsim.fitcache import CACHE_ENV, cached_calibration
 from marketsim.scenario import load_scenario, parse_text
-from marketsim.uncertainty import prior_draws
 
 from .conftest import SCENARIOS, fit_market_yaml, simple_market_yaml
 
