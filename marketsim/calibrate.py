@@ -88,8 +88,15 @@ COARSE_TOL_PP = 1.0
 #: |alpha| beyond this means the observation is unreachable (exp(40) ~ 2e17).
 ALPHA_LIMIT = 40.0
 TREND_LIMIT = 10.0
-#: Bump when the calibration procedure changes, so cached fits are not reused.
-METHOD_VERSION = 5
+#: Bump when the calibration procedure changes, so cached fits are not reused. (6: a fit whose shares do not
+#: respond to its parameters, or whose market has no shoppers or purchases, fails instead of "converging".)
+METHOD_VERSION = 6
+#: Simulated shoppers (agents, not real units) an observation's period needs at the fit's size: a share from
+#: fewer purchase decisions has a sampling error above 9 points (sqrt(0.25 / 30)), so no fit can mean anything.
+MIN_SHOPPERS = 30
+#: Below this simulated conversion (buyers / shoppers) the market has, for a fit, no purchases: the shares are
+#: ratios of vanishing numbers and no attractiveness within +-ALPHA_LIMIT brings buyers back.
+MIN_CONVERSION = 1e-4
 
 
 class CalibrationError(UserError):
@@ -162,6 +169,7 @@ def fit_problem(scenario: Scenario, until: dt.date | None = None, *, drop_uniden
     R = len(names)
     cut = sc.fit_cutoff(until)
     obs = sc.fit_observations(until)
+    _check_room(sc, obs)
     free_alpha = tuple(j for j, r in enumerate(sc.retailers) if r.calibrate)
     free_trend = [j for j, r in enumerate(sc.retailers) if r.calibrate_trend]
     if not free_alpha and not free_trend and not allow_fixed:
@@ -212,6 +220,25 @@ def fit_problem(scenario: Scenario, until: dt.date | None = None, *, drop_uniden
         raise CalibrationError(f"{where}: {', '.join(unobserved)} are calibrated but never observed; at most one "
                                f"retailer (the rest of the market) may go unobserved; add observations of the others")
     return prob
+
+
+def _check_room(sc: Scenario, obs: tuple[Observation, ...]) -> None:
+    """Refuse an observation whose shares sum to 100% or more while it leaves a retailer out: that retailer
+    (the rest of the market, or one the source does not report) would need a share of zero or less, which no
+    attractiveness gives (every retailer keeps a positive share in a logit market). One line naming the
+    observation and who is left with nothing."""
+    names = sc.retailer_names
+    for i, o in enumerate(sc.observations):
+        if o not in obs:
+            continue
+        left = [n for n in names if o.share(n) is None]
+        total = sum(v for _, v in o.shares)
+        if left and total >= 1 - 1e-9:
+            raise CalibrationError(
+                f"{sc.source}: observations[{i}].shares: the observed shares for {o.source} {o.label} sum to "
+                f"{total * 100:.1f}%: nothing is left for {', '.join(left)} (not observed there, so its share is the "
+                f"rest of the market); allowed: less than 100% in all when a retailer is left out; give "
+                f"{', '.join(left)}'s share too, or correct the others")
 
 
 def _two_periods(obs: tuple[Observation, ...], retailer: str) -> bool:
@@ -343,6 +370,9 @@ class _Stage:
             while len(self._pilots) > self.PILOTS_KEPT:
                 del self._pilots[next(iter(self._pilots))]
         path = expected_path(sc, a, tr, obj.seed, self.n, obj.prob.horizon, world=self.world, pilot=pilot)
+        thin = _too_few_shoppers(obj.prob, path, self.n)
+        if thin is not None:  # no attractiveness or trend changes who shops: fail now, naming the cause
+            raise CalibrationError(f"{sc.source}: {thin}")
         r = obj.from_path(path)
         self._done[key] = (r, path)
         obj.seen.append(path.period_shares(obj.prob.weights).mean(axis=0))
@@ -634,7 +664,8 @@ def _berry(stage: _Stage, theta: np.ndarray, *, good_log: float = 0.05, max_step
                 trial[:na] = np.clip(theta[:na] + lam * step, -ALPHA_LIMIT, ALPHA_LIMIT)
                 e_new = err(stage.evaluate(trial)[1])
                 d = trial[:na] - theta[:na]
-                J = J + np.outer(e_new - e - J @ d, d) / (d @ d)
+                if d @ d > 0:  # (a zero step: the measured Jacobian was flat; _gauss_newton names why)
+                    J = J + np.outer(e_new - e - J @ d, d) / (d @ d)
                 if np.max(np.abs(e_new)) < np.max(np.abs(e)):
                     theta, e = trial, e_new
                     break
@@ -683,6 +714,7 @@ def _gauss_newton(stage: _Stage, theta: np.ndarray, J: np.ndarray | None, r: np.
     while True:
         step = -np.linalg.lstsq(J, r, rcond=None)[0]
         move = J @ step
+        _check_moves(obj, theta, J, r, path, tol, stage.n)
         if np.max(np.abs(move)) < tol:
             return theta, J, r, path, steps
         # with residual degrees of freedom: the optimum is where the step would barely move the fitted shares,
@@ -720,6 +752,54 @@ def _gauss_newton(stage: _Stage, theta: np.ndarray, J: np.ndarray | None, r: np.
                 raise _no_fit(obj, theta, r, path, stage.n, "no step brings the simulated shares closer (the shares "
                               "respond to attractiveness by jumps: the market tips between states)")
             J, fresh = jacobian(theta, r), True
+
+
+def _check_moves(obj: _Objective, theta, J: np.ndarray, r: np.ndarray, path: FitPath, tol: float, n: int) -> None:
+    """A fit whose residuals are not within the tolerance but whose Jacobian is flat (no fitted parameter moves
+    any equation by ``tol`` points per unit) cannot converge: the model cannot move (no shoppers, no purchases,
+    shares pinned by something else). Raises the failure, naming the cause; never "converged"."""
+    worst = float(np.max(np.abs(r)))
+    if worst > max(2 * tol, STALL_ACCEPT_PP) and float(np.max(np.abs(J), initial=0.0)) < tol:
+        raise _no_fit(obj, theta, r, path, n, "the simulated shares and conversion do not respond to the fitted "
+                      f"parameters (none moves any of them by {tol:.2g} points per unit): the model cannot move")
+
+
+def _too_few_shoppers(prob: FitProblem, path: FitPath, n: int) -> str | None:
+    """The cause, in the scenario's own values, when an observation's period had fewer than MIN_SHOPPERS
+    simulated shoppers at ``n`` consumers (the shopping rate is too low for any share to mean anything), else
+    None. Who shops does not depend on attractiveness, so no fit can change it."""
+    sc = prob.scenario
+    cal = sc.calendar
+    scale = np.array([sc.market_size.at(cal.date_of(t)) / n for t in range(prob.horizon)])
+    agents = prob.weights @ (path.shoppers / np.maximum(scale, 1e-300))
+    k = int(np.argmin(agents))
+    if agents[k] >= MIN_SHOPPERS:
+        return None
+    o = prob.observations[k]
+    buyers = float(prob.weights[k] @ (path.buyers / np.maximum(scale, 1e-300)))
+    return (f"consumers.shopping_rate {sc.consumers.shopping_rate:g} per {cal.step_days}-day step: the simulated "
+            f"market had {agents[k]:.0f} shoppers and {buyers:.0f} purchases in {o.source} {o.label} at {n:,} "
+            f"consumers (a share needs at least {MIN_SHOPPERS}), whatever the attractiveness; raise "
+            f"consumers.shopping_rate")
+
+
+def _no_purchases(prob: FitProblem, path: FitPath, alpha_max: float) -> str | None:
+    """The cause, in the scenario's own values, when the simulated shoppers (almost) never buy (conversion
+    below MIN_CONVERSION at the fit's best point, whose largest attractiveness is ``alpha_max``), else None."""
+    conv = path.conversion
+    if conv >= MIN_CONVERSION:
+        return None
+    sc = prob.scenario
+    f, b = sc.friction, sc.behaviour
+    target = f" against consumers.conversion {prob.conversion:g}" if prob.conversion is not None else ""
+    cheapest = min(f.native, f.sso, f.link, f.create) * b.beta_friction
+    if cheapest > ALPHA_LIMIT / 4:
+        return (f"every retailer's friction (native {f.native:g}, sso {f.sso:g}, link {f.link:g}, create {f.create:g} "
+                f"utility, times behaviour.beta_friction {b.beta_friction:g}) makes the purchase probability ~0: the "
+                f"simulated conversion is {conv:.2g}{target} with attractiveness up to {alpha_max:.3g} (the fit's "
+                f"limit is {ALPHA_LIMIT:g}); lower the frictions")
+    return (f"the simulated shoppers almost never buy (conversion {conv:.2g}{target}) with attractiveness up to "
+            f"{alpha_max:.3g}: check the prices (behaviour.beta_price {b.beta_price:g}) and frictions")
 
 
 def _settled(r: np.ndarray, move: np.ndarray, tol: float, n: int) -> bool:
@@ -763,7 +843,10 @@ def _no_fit(obj: _Objective, theta, r, path: FitPath, n: int, why: str) -> Calib
     at_limit = [names[prob.free_alpha[i]] for i in range(na) if abs(theta[i]) >= ALPHA_LIMIT - 1e-9]
     seen = np.array(obj.seen) if obj.seen else np.zeros((0, len(names)))
     worst = float(np.max(np.abs(r)))
-    if at_limit:
+    dead = _too_few_shoppers(prob, path, n) or _no_purchases(prob, path, float(np.max(obj.unpack(theta)[0])))
+    if dead:
+        why = dead
+    elif at_limit:
         why = f"{', '.join(at_limit)} would need an attractiveness beyond +-{ALPHA_LIMIT:g} (unreachable with these frictions)"
     elif worst < 5 * default_tolerance(sc):
         why = (f"it gets within {worst:.2f} points but no closer: at {n:,} consumers the simulated shares move by small "

@@ -451,15 +451,21 @@ def cmd_project(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     cache = fit_cache(args)
     k = args.draws if args.draws is not None else (DEFAULT_DRAWS if sc.uncertain else 1)
-    post = None if args.prior else load_posterior(sc, cache)
+    # a stored posterior is checked in full where it would be used: a damaged one is one line, never the priors
+    post = None if args.prior or k <= 1 or not sc.uncertain else load_posterior(sc, cache)
+    draws_from = {"source": "central"}
     if k <= 1 or not sc.uncertain:
         draws = central_draws(sc)
     elif post is not None:
         draws = posterior_draws(post.params, post.samples, post.weights, k, sc.seed)
-        stderr.print(f"drawing the uncertain parameters from the posterior stored by `marketsim fit` "
-                     f"({post.path}); --prior draws from the priors", markup=False, soft_wrap=True)
+        draws_from = {"source": "posterior", "posterior": str(post.path), "ess": round(post.ess, 2),
+                      "design_draws": len(post.samples), "sigma_pp": post.sigma_pp}
+        stderr.print(f"drawing the uncertain parameters from the posterior stored by `marketsim fit` ({post.path}; "
+                     f"effective sample size {post.ess:.1f} of {len(post.samples)} fitted draws); --prior draws from "
+                     f"the priors", markup=False, soft_wrap=True)
     else:
         draws = prior_draws(sc, k, sc.seed)
+        draws_from = {"source": "prior"}
     R = args.replicates or (DEFAULT_REPLICATES if draws.k == 1 else DEFAULT_REPLICATES_WITH_DRAWS)
     if draws.k == 1 and R < 2:
         raise UserError("--replicates 1 with a single parameter draw gives no interval: the spread of one replicate "
@@ -490,6 +496,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     summ["settings"] = settings
     for w in proj.warnings:
         stderr.print(f"marketsim: warning: {w}", markup=False, soft_wrap=True)
+    summ["draws_from"] = draws_from  # where the parameter draws came from (the posterior's file and ESS)
     with store.result_set(out, "projection", writer="marketsim project") as new:  # all files, or none
         store.write_table(proj.tidy(), new / "replicates", formats=("parquet",))
         report.write_report(proj, summ, new)
@@ -534,7 +541,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     con = console()
     t = table(f"{sc.name}: what the observations until {summ['until']} say about the uncertain parameters",
               caption=f"{summ['fitted']} of {summ['draws']} prior draws could be fitted; effective sample size "
-                      f"{summ['ess']:.1f}; kernel sigma {summ['sigma_pp']:g} pp (an assumption){settings_caption(settings)}")
+                      f"{summ['ess']:.1f} (floor {summ['ess_floor']:g}); kernel sigma {summ['sigma_pp']:g} pp (an assumption){settings_caption(settings)}")
     t.add_column("parameter")
     for c in ("prior 90%", "posterior 90%", "narrowed"):
         t.add_column(c, justify="right", no_wrap=True)
@@ -858,9 +865,14 @@ def preflight(args: argparse.Namespace) -> None:
     file, under a file, unwritable or full). Each command checks its own default folder itself."""
     if args.command not in WRITERS:
         return
+    import os
+
+    from .fitcache import CACHE_ENV
     from .store import check_output_dir
 
-    if getattr(args, "results", None):
+    if getattr(args, "results", None) and not os.environ.get(CACHE_ENV):
+        # a shared cache ($MARKETSIM_FIT_CACHE) may be read-only: it is only read unless a fit is missing, and
+        # then fitcache says so naming it (not --results, which does not hold it)
         check_output_dir(fit_cache(args), option="--results")
     if getattr(args, "out", None):
         check_output_dir(args.out)

@@ -17,6 +17,11 @@ What the data can say: observations dated before an event carry nothing on its e
 attractiveness, trends and offsets absorb most of the rest; so the fit reports, per parameter, how much the
 posterior narrowed against the prior (1 - posterior sd / prior sd), and says which parameters act before the
 cut-off (only those can be informed by the data at all).
+
+When the posterior is worth too few draws (effective sample size under :func:`ess_floor`), nothing is stored
+and nothing is reported as narrowed: a posterior on one or two points says nothing about the data and would
+collapse every interval a projection draws from it. A stored posterior is checked in full when it is used
+(:func:`load_posterior`); a damaged or inconsistent one is an error naming the file, never a silent fallback.
 """
 
 from __future__ import annotations
@@ -39,6 +44,19 @@ FORMAT = "marketsim-posterior/v1"
 #: assumption, stated in the output and settable with --sigma.
 DEFAULT_SIGMA_PP = 1.0
 DEFAULT_DRAWS = 64
+#: Effective-sample-size floor, absolute part: the posterior 90% interval is the span between the weighted 5%
+#: and 95% quantiles, and with fewer than 10 equally weighted points it is set by one or two draws (and the
+#: posterior sd's relative error, 1 / sqrt(2 (n - 1)), exceeds 24%).
+ESS_MIN = 10.0
+#: ... relative part: weights concentrated on under 5% of the design mean the kernel (--sigma) is narrower than
+#: the design's spacing, so the posterior shows where the design's points fell rather than what the data say.
+ESS_FRACTION = 0.05
+
+
+def ess_floor(k: int) -> float:
+    """The smallest effective sample size a posterior of ``k`` design draws must have to be stored and used:
+    max(ESS_MIN, ESS_FRACTION x k) (see those constants for the reasons)."""
+    return max(ESS_MIN, ESS_FRACTION * k)
 
 
 @dataclass(frozen=True)
@@ -112,37 +130,111 @@ def posterior_path(scenario: Scenario, cache_dir: str | Path) -> Path:
 
 
 def save_posterior(post: Posterior, scenario: Scenario, cache_dir: str | Path, report: list[dict]) -> Path:
-    from . import store
+    """Store ``post`` where :func:`load_posterior` finds it (atomically; a folder or FIFO in its place is
+    cleared, or one line says why it cannot be)."""
+    from .fitcache import store_entry
 
     body = {"params": [p.path for p in post.params], "samples": post.samples, "weights": post.weights.tolist(),
             "sigma_pp": post.sigma_pp, "priors": [[p.path, p.prior, list(p.args)] for p in post.params],
             "report": report}
     doc = {"format": FORMAT, "sha256": hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest(), **body}
     path = posterior_path(scenario, cache_dir)
-    store.write_json(path, doc)
+    store_entry(path, doc, "the posterior")
     return path
 
 
+KEYS = ("params", "samples", "weights", "sigma_pp", "priors", "report")
+
+
 def load_posterior(scenario: Scenario, cache_dir: str | Path) -> Posterior | None:
-    """The stored posterior for this market and these priors, or None (none stored, or it does not match: the
-    priors changed, or the file was edited)."""
+    """The stored posterior for this market and these priors, or None when none is stored. A stored one is
+    checked in full (:func:`check_posterior`): anything wrong with it (damaged, edited, fitted under other priors
+    or parameters, weights worth fewer draws than :func:`ess_floor`) raises a UserError naming the file and
+    the problem; it is never silently replaced by the priors."""
+    from .errors import UserError
+    from .fitcache import BadEntry, read_regular, what_is
+
     path = posterior_path(scenario, cache_dir)
-    if not path.is_file():
+    if what_is(path) is None:
         return None
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        body = {k: doc[k] for k in ("params", "samples", "weights", "sigma_pp", "priors", "report")}
-        if doc.get("format") != FORMAT or doc.get("sha256") != hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest():
-            return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return check_posterior(json.loads(read_regular(path)), scenario, path)
+    except (BadEntry, ValueError) as e:
+        problem = str(e) if isinstance(e, BadEntry) else "not valid JSON (truncated or damaged)"
+        raise UserError(f"{path}: the posterior stored by `marketsim fit` {problem}; `marketsim fit` remakes it, "
+                        f"--prior ignores it") from None
+
+
+def check_posterior(doc, scenario: Scenario, path: Path | None = None) -> Posterior:
+    """The posterior in ``doc`` (a parsed posterior file) for ``scenario``, checked in full: format, keys and
+    checksum; the parameters and priors are the scenario's uncertain ones; every sample gives each of them a
+    number inside its support (the prior's, truncated to the field's bounds); the weights are finite,
+    non-negative, one per sample, with a positive sum; the kernel's sigma is a positive number; the effective
+    sample size is at least :func:`ess_floor`. Raises :class:`marketsim.fitcache.BadEntry` saying what is wrong
+    (a phrase that follows "the posterior stored by `marketsim fit`")."""
+    from .fitcache import BadEntry
+
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise BadEntry(f"is not a {FORMAT} document")
+    missing = [k for k in (*KEYS, "sha256") if k not in doc]
+    if missing:
+        raise BadEntry(f"lacks {', '.join(missing)}")
+    body = {k: doc[k] for k in KEYS}
+    if doc["sha256"] != hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest():
+        raise BadEntry("fails its checksum (edited or corrupted)")
     params = scenario.uncertain
+    want = [p.path for p in params]
+    if body["params"] != want:
+        raise BadEntry(f"was fitted for the uncertain parameters {_names(body['params'])}, not the scenario's "
+                       f"{_names(want)}")
     if body["priors"] != [[p.path, p.prior, list(p.args)] for p in params]:
-        return None
-    w = np.asarray(body["weights"], dtype=float)
-    if len(w) != len(body["samples"]) or not np.all(np.isfinite(w)) or w.sum() <= 0:
-        return None
-    return Posterior(params, body["samples"], w / w.sum(), float(body["sigma_pp"]), path)
+        raise BadEntry(f"was fitted under other priors than the scenario's ({'; '.join(p.path + ': ' + p.describe() for p in params)})")
+    sigma = body["sigma_pp"]
+    if not _number(sigma) or sigma <= 0:
+        raise BadEntry(f"has sigma_pp {sigma!r}, not a positive number of points")
+    samples, weights = body["samples"], body["weights"]
+    if not isinstance(samples, list) or not samples:
+        raise BadEntry("has no samples")
+    if not isinstance(weights, list) or len(weights) != len(samples):
+        raise BadEntry(f"has {len(weights) if isinstance(weights, list) else 'no list of'} weights for "
+                       f"{len(samples)} samples")
+    for i, w in enumerate(weights):
+        if not _number(w) or w < 0:
+            raise BadEntry(f"has weights[{i}] = {w!r}, not a finite non-negative number")
+    if not 0 < sum(weights) < math.inf:
+        raise BadEntry(f"has weights that sum to {sum(weights):g}, not a positive finite number")
+    support = {p.path: _support(p) for p in params}
+    for i, v in enumerate(samples):
+        if not isinstance(v, dict) or sorted(v) != sorted(want):
+            raise BadEntry(f"has samples[{i}] that does not give exactly the parameters {_names(want)}")
+        for p in params:
+            x, (lo, hi) = v[p.path], support[p.path]
+            if not _number(x) or not lo <= x <= hi or (p.integer and x != int(x)):
+                raise BadEntry(f"has samples[{i}].{p.path} = {x!r}, outside its support {lo:g} .. {hi:g}"
+                               f"{' (an integer)' if p.integer else ''}")
+    post = Posterior(params, samples, np.asarray(weights, dtype=float) / sum(weights), float(sigma), path)
+    floor = ess_floor(len(samples))
+    if post.ess < floor:
+        raise BadEntry(f"is worth {post.ess:.1f} draws (effective sample size) of {len(samples)}, under the floor "
+                       f"of {floor:g}")
+    return post
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _names(paths) -> str:
+    return ", ".join(map(str, paths)) if isinstance(paths, list) and paths else "(none)"
+
+
+def _support(p: Uncertain) -> tuple[float, float]:
+    """Where draws of ``p`` can fall: its prior's support within the field's bounds (a little slack for the
+    rounding of the stored numbers)."""
+    a, b = p.distribution().support()
+    lo, hi = max(p.bounds[0], float(a)), min(p.bounds[1], float(b))
+    eps = 1e-9 * max(1.0, abs(lo), abs(hi))
+    return lo - eps, hi + eps
 
 
 def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = DEFAULT_SIGMA_PP, executor=None,
@@ -156,6 +248,15 @@ def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = D
         raise UserError(f"{scenario.source}: no uncertain parameter (a range or a prior) to condition on the data")
     if not scenario.observations:
         raise UserError(f"{scenario.source}: no observations to condition on")
+    if k < ess_floor(k):  # the effective sample size never exceeds the number of draws: refuse before any fit
+        raise UserError(f"--draws {k}: a posterior of {k} draws is worth at most {k} (effective sample size), under "
+                        f"the floor of {ess_floor(k):g} a posterior needs to be stored; give --draws {DEFAULT_DRAWS} "
+                        f"(the default) or more")
+    if cache_dir is not None:
+        from .fitcache import check_folder, check_writable
+
+        check_folder(Path(cache_dir))
+        check_writable(Path(cache_dir), "the posterior (and any missing fit)")  # before the costly fits
     draws = prior_draws(scenario, k, scenario.seed)
     cache = None if cache_dir is None else str(cache_dir)
     start = central_fit(scenario, cache)
@@ -167,9 +268,18 @@ def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = D
         first = next((f["error"] for f in fits if "error" in f), "no draw could be fitted")
         raise UserError(f"no parameter draw could be fitted to the observations; the first: {first}")
     post = Posterior(draws.params, draws.values, w, sigma_pp)
+    floor = ess_floor(k)
+    if post.ess < floor:  # a posterior on a handful of points: neither stored nor reported as "narrowing"
+        kept = posterior_path(scenario, cache_dir) if cache_dir is not None else None
+        kept = f"; the posterior stored before ({kept}) is left as it was" if kept is not None and kept.exists() else ""
+        raise UserError(
+            f"{scenario.source}: the posterior is worth {post.ess:.1f} draws (effective sample size: the fits of "
+            f"{k} prior draws, weighted by a kernel of --sigma {sigma_pp:g} points), under the floor of {floor:g}; "
+            f"nothing was stored{kept}; give more --draws (e.g. {max(2 * k, DEFAULT_DRAWS)}) or a larger --sigma "
+            f"(the observation error you assume, in points)")
     until = scenario.fit_cutoff()
     report = parameter_report(draws, w, scenario, until)
     summary = {"scenario": scenario.name, "draws": k, "fitted": sum(r is not None for r in residuals),
-               "sigma_pp": sigma_pp, "ess": post.ess, "until": until.isoformat(), "parameters": report,
+               "sigma_pp": sigma_pp, "ess": post.ess, "ess_floor": floor, "until": until.isoformat(), "parameters": report,
                "failed": [{"values": v, "reason": f["error"]} for v, f in zip(draws.values, fits) if "error" in f]}
     return post, summary

@@ -9,7 +9,10 @@ reused by every command and every N at or above that size. An entry is a JSON do
 Reading an entry checks the format, the key, the checksum, and every number (finite, within the solver's
 limits, one per retailer of the scenario). An entry that fails any check is not used: the fit is done again
 and the entry replaced, and the caller gets one line saying why (``note``). A hand-edited or corrupted
-entry therefore costs a refit, never a wrong answer.
+entry therefore costs a refit, never a wrong answer. Only a regular file is ever opened (a folder, a FIFO, a
+socket or a symbolic link at an entry's name is a damaged entry: never read, so a FIFO cannot hang the
+command), and an entry that cannot be replaced (a non-empty folder, a read-only cache) is one line naming
+the cache folder.
 """
 
 from __future__ import annotations
@@ -55,12 +58,126 @@ class BadEntry(ValueError):
     """A cache entry that must not be used; ``str()`` says why, in a few words."""
 
 
+def what_is(path: Path) -> str | None:
+    """None if nothing is at ``path`` (not even a broken link); "a file" for a regular file; else what is
+    there ("a folder", "a FIFO", "a symbolic link", ...). Never follows a link, never opens anything."""
+    import os
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"not accessible ({e.strerror})"
+    for test, what in ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device")):
+        if test(st.st_mode):
+            return what
+    return "not a regular file"
+
+
+def read_regular(path: Path) -> str:
+    """The text of the regular file at ``path``. Anything else (a folder, a FIFO, a device, a symbolic link) is
+    never read: opened with O_NOFOLLOW | O_NONBLOCK (a FIFO cannot block) and checked with fstat. Raises
+    :class:`BadEntry` saying what is there instead, or why it cannot be read."""
+    import os
+    import stat
+
+    what = what_is(path)
+    if what != "a file":
+        raise BadEntry(f"is {what or 'missing'}, not a file")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise BadEntry(f"unreadable ({e.strerror or e.__class__.__name__})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped between the lstat and the open
+            raise BadEntry("is not a regular file")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    except OSError as e:
+        raise BadEntry(f"unreadable ({e.strerror or e.__class__.__name__})") from None
+    finally:
+        os.close(fd)
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadEntry("unreadable (not UTF-8 text)") from None
+
+
+def make_room(path: Path, what: str) -> None:
+    """Clear the name ``path`` for a new entry when something other than a file holds it: an empty folder is
+    removed, a FIFO, socket or link is unlinked (a rename replaces them anyway). Raises UserError (one line) if
+    it cannot be (a folder with something in it is never touched)."""
+    import os
+
+    from .errors import UserError
+
+    kind = what_is(path)
+    if kind in (None, "a file"):
+        return
+    try:
+        os.rmdir(path) if kind == "a folder" else os.unlink(path)
+    except OSError as e:
+        raise UserError(f"{path}: is {kind}, not {what}, and cannot be replaced ({e.strerror}); remove it, or point "
+                        f"${CACHE_ENV} at another folder") from None
+
+
+def check_folder(folder: Path) -> None:
+    """One line (UserError) if the cache ``folder`` is something other than a folder (or nothing yet, made
+    when a fit is stored), or lies under a file."""
+    import os
+
+    from .errors import UserError
+
+    q = folder
+    while not os.path.lexists(q) and q != q.parent:
+        q = q.parent
+    if not q.is_dir():
+        where = "" if q == folder else f" ({q} is {what_is(q) or 'not a folder'})"
+        raise UserError(f"{folder}: the fit cache is not a folder{where}; point ${CACHE_ENV} at a folder "
+                        f"(unset, the cache is <--results>/calibration)")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """One line (UserError) before a costly fit whose result could not be stored: the cache ``folder`` exists
+    and is not writable (a read-only shared cache that lacks the entry). Names the folder and $MARKETSIM_FIT_CACHE
+    (the cache may not be under --results at all)."""
+    import os
+
+    from .errors import UserError
+
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{folder}: the fit cache is not writable, so {what} cannot be stored there; make it "
+                        f"writable, or point ${CACHE_ENV} at a writable folder (unset, the cache is "
+                        f"<--results>/calibration)")
+
+
+def store_entry(path: Path, doc: dict, what: str) -> None:
+    """Write ``doc`` at ``path`` (atomically), first clearing a non-file at that name (:func:`make_room`); a cache
+    that refuses the write is one line naming it and $MARKETSIM_FIT_CACHE."""
+    from .errors import UserError
+    from .store import disk_problem, write_json
+
+    make_room(path, what)
+    try:
+        write_json(path, doc)
+    except OSError as e:
+        problem = disk_problem(e)
+        if problem is None and not isinstance(e, (IsADirectoryError, NotADirectoryError)):
+            raise
+        raise UserError(f"{path.parent}: cannot store {what} in the fit cache ({problem or e.strerror}); free space, "
+                        f"make it writable, or point ${CACHE_ENV} at another folder") from None
+
+
 def read_entry(path: Path, scenario: Scenario, key: str) -> Calibration:
     """The fit stored at ``path``, checked against ``scenario`` and ``key``; raises :class:`BadEntry`."""
+    text = read_regular(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadEntry(f"unreadable ({e.__class__.__name__})") from None
+        doc = json.loads(text)
     except ValueError:
         raise BadEntry("not valid JSON") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -109,16 +226,16 @@ def cached_calibration(
     """The fit for ``scenario``: from ``cache_dir/<key>.json`` if a valid entry is stored, else fitted now and
     stored (atomically). Returns (calibration, was_cached, note): ``note`` is one line when a stored entry was
     refused and refitted. ``cache_dir=None`` never caches."""
-    from .store import write_json  # result files are the store's business; imported when a cache is used
-
-    from .store import remove_stale_temps
+    from .store import remove_stale_temps  # result files are the store's business; imported when a cache is used
 
     key = cache_key(scenario, until, tol_pp)
     path = None if cache_dir is None else Path(cache_dir) / f"{key}.json"
     note = None
+    if cache_dir is not None:
+        check_folder(Path(cache_dir))
     if cache_dir is not None and Path(cache_dir).is_dir():
         remove_stale_temps(cache_dir)  # left by killed writers
-    if path is not None and path.exists():
+    if path is not None and what_is(path) is not None:
         try:
             failed = read_failure(path, key)
             if failed is not None:  # a fit that failed fails the same way again (it is deterministic)
@@ -126,24 +243,27 @@ def cached_calibration(
             return read_entry(path, scenario, key), True, None
         except BadEntry as e:
             note = f"calibration cache {path}: {e}; refitting"
+            make_room(path, "a fit")  # a folder or FIFO there: cleared now (or one line), not after the fit
+    if path is not None:
+        check_writable(Path(cache_dir), "this scenario's fit (none usable is stored)")  # before the costly fit: a result that could not be stored
     try:
         cal = calibrate(scenario, until=until, tol_pp=tol_pp, on_progress=on_progress,
                         drop_unidentified=drop_unidentified, allow_fixed=allow_fixed, start=start)
     except CalibrationError as e:
         if path is not None and not str(e).startswith(f"{scenario.source}: no "):  # not "no observation..." etc.
             body = {"format": FORMAT, "key": key, "error": str(e)}
-            write_json(path, {**body, "sha256": checksum(body)})
+            store_entry(path, {**body, "sha256": checksum(body)}, "a fit")
         raise
     if path is not None:
-        write_json(path, entry(cal))
+        store_entry(path, entry(cal), "a fit")
     return cal, False, note
 
 
 def read_failure(path: Path, key: str) -> str | None:
     """The stored message of a fit that failed, or None if ``path`` holds a fit (checked like any entry)."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        doc = json.loads(read_regular(path))
+    except ValueError:  # BadEntry included: read_entry says why
         return None
     if not isinstance(doc, dict) or "error" not in doc:
         return None

@@ -295,6 +295,11 @@ def project(
     arm_names = [name for name, _ in arms_of[kept[0]]]
     arrays = {arm: {m: np.stack([res["arms"][arm][m] for res in results]).reshape(K, R, steps, -1) for m in METRICS}
               for arm in arm_names}
+    for arm in arm_names:  # shares of no purchases are undefined: one line naming why, never nan shares
+        empty = ~np.isfinite(arrays[arm]["gmv_share"][:, :, -1, :]).all(axis=-1)
+        if empty.any():
+            k, r = map(int, np.argwhere(empty)[0])
+            raise UserError(no_purchases_cause(dict(arms_of[kept[k]])[arm], arm, r, steps))
     warnings = [f"options {a} and {b} gave identical results in every draw and replicate: check that they differ "
                 f"(a draw sets a parameter only where an option declares it uncertain)"
                 for a, b in identical_options(arrays, list(options))]
@@ -307,6 +312,23 @@ def project(
         extra={"seconds": {"fits": round(t_fit, 2), "replicates": round(time.perf_counter() - t0 - t_fit, 2)}},
         warnings=warnings,
     )
+
+
+def no_purchases_cause(sc: Scenario, arm: str, replicate: int, steps: int) -> str:
+    """One line for a projection whose arm ``arm`` had no simulated purchase at the horizon (its shares would be
+    0 / 0), naming the cause from the scenario's own values: a shopping rate that leaves no shoppers, or
+    frictions that leave no buyer."""
+    c, f, b = sc.consumers, sc.friction, sc.behaviour
+    when = f"at the horizon ({sc.calendar.date_of(steps - 1)}) in {arm}, replicate {replicate}"
+    per_step = c.shopping_rate * c.count
+    if per_step < 1:
+        return (f"{sc.source}: consumers.shopping_rate {c.shopping_rate:g} per {sc.calendar.step_days}-day step: "
+                f"{per_step:.2g} simulated shoppers a step at {c.count:,} consumers, so no purchase {when} and no "
+                f"shares; raise consumers.shopping_rate (or --consumers)")
+    return (f"{sc.source}: no simulated shopper bought {when}, so there are no shares: every retailer's friction "
+            f"(native {f.native:g}, sso {f.sso:g}, link {f.link:g}, create {f.create:g} utility, times "
+            f"behaviour.beta_friction {b.beta_friction:g}) and attractiveness leave the purchase probability ~0; lower "
+            f"the frictions or raise the attractiveness")
 
 
 def central_fit(scenario: Scenario, cache_dir: str | None):

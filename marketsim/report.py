@@ -216,6 +216,15 @@ def direction(s: dict) -> str:
     return "the interval includes zero: the direction is not clear"
 
 
+def _draws_from(summary: dict) -> str:
+    """Where the parameter draws came from: the priors, or the posterior's file and effective sample size."""
+    d = summary.get("draws_from") or {}
+    if d.get("source") == "posterior":
+        return (f"resampled from the posterior stored by `marketsim fit` at `{d['posterior']}`, effective sample "
+                f"size {d['ess']:.1f} of {d['design_draws']} fitted draws, kernel sigma {d['sigma_pp']:g} points")
+    return summary["draws"]["source"]
+
+
 def report_markdown(proj: Projection, summary: dict) -> str:
     sc = proj.scenario
     names = proj.names
@@ -229,7 +238,7 @@ def report_markdown(proj: Projection, summary: dict) -> str:
         lines += [f"Settings given on the command line: `{settings_text(summary)}`.", ""]
     lines += ["## What the intervals cover", "",
               f"Each interval below covers **{first_shift['covers']}**. " + (
-                  f"It comes from {len(proj.kept)} draws of the uncertain parameters ({summary['draws']['source']}) "
+                  f"It comes from {len(proj.kept)} draws of the uncertain parameters ({_draws_from(summary)}) "
                   f"x {summary['replicates']} replicates; the part of its spread that comes from the assumptions "
                   f"and the part from simulation noise are shown per retailer." if proj.draws.k > 1 else
                   "The assumptions are held at their central values, so the interval says nothing about how "

@@ -75,8 +75,12 @@ def prior_draws(scenario: Scenario, k: int, seed: int) -> Draws:
 def posterior_draws(params: tuple[Uncertain, ...], samples: list[dict[str, float]], weights: np.ndarray, k: int,
                     seed: int) -> Draws:
     """``k`` draws resampled from a weighted posterior sample (systematic resampling: each sample appears
-    in proportion to its weight, with the least added noise; Kitagawa 1996)."""
+    in proportion to its weight, with the least added noise; Kitagawa 1996). The weights must be finite and
+    non-negative with a positive sum, one per sample (:func:`marketsim.conditioning.check_posterior` checks a
+    stored posterior so); anything else raises ValueError rather than resampling garbage."""
     w = np.asarray(weights, dtype=float)
+    if w.shape != (len(samples),) or not len(w) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise ValueError(f"posterior weights must be {len(samples)} finite non-negative numbers with a positive sum")
     w = w / w.sum()
     u0 = np.random.default_rng(seed).random()
     idx = np.minimum(np.searchsorted(np.cumsum(w), (u0 + np.arange(k)) / k), len(w) - 1)
