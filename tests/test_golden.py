@@ -1,0 +1,111 @@
+"""Golden outputs: what the commands print and store for every bundled scenario at a small size, recorded
+once and compared bit for bit, so that a restructuring of the code (moving modules, merging helpers) cannot
+change a number unnoticed. A change that is meant to change the numbers regenerates them on purpose:
+
+    MARKETSIM_REGEN_GOLDEN=1 python -m pytest tests/test_golden.py
+
+and says so in its commit. Keys that describe the machine or the moment (timings, paths, versions) are left
+out; everything else (shares, fitted parameters, residuals, table files) must be identical."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from marketsim.cli import main
+
+from .conftest import BUNDLED, ROOT, SCENARIOS
+
+GOLDEN = Path(__file__).parent / "golden"
+REGEN = os.environ.get("MARKETSIM_REGEN_GOLDEN") == "1"
+#: Keys whose values depend on the machine, the clock or where the files are, not on the model.
+VOLATILE = {"seconds", "version", "posterior_file", "scenario_file", "path", "file", "where", "cache_key", "key"}
+
+
+def _clean(x):
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in sorted(x.items()) if k not in VOLATILE}
+    if isinstance(x, list):
+        return [_clean(v) for v in x]
+    return x
+
+
+def _compare(name: str, doc: dict) -> None:
+    path = GOLDEN / f"{name}.json"
+    text = json.dumps(_clean(doc), indent=1, sort_keys=True) + "\n"
+    if REGEN:
+        path.write_text(text, encoding="utf-8")
+        return
+    assert path.is_file(), f"no golden file {path}: record it with MARKETSIM_REGEN_GOLDEN=1"
+    want = path.read_text(encoding="utf-8")
+    assert text == want, f"{name}: output differs from {path} (a number changed; regenerate only on purpose)"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _json(capsys, argv: list[str]) -> dict:
+    capsys.readouterr()
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def place(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MARKETSIM_FIT_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", BUNDLED, ids=lambda p: p.stem)
+def test_run_of_every_bundled_scenario(scenario, place, capsys):
+    out = place / "run"
+    doc = _json(capsys, ["run", str(scenario), "--consumers", "2000", "--steps", "16", "--out", str(out), "--json"])
+    doc["files_sha256"] = {p.name: _sha(p) for p in sorted(out.iterdir()) if p.suffix == ".csv"}
+    _compare(f"run-{scenario.stem}", doc)
+
+
+@pytest.mark.slow
+def test_calibrate(place, capsys):
+    doc = _json(capsys, ["calibrate", str(SCENARIOS / "baseline_2013q2.yaml"), "--consumers", "3000", "--json"])
+    _compare("calibrate-baseline_2013q2", doc)
+
+
+@pytest.mark.slow
+def test_small_projection(place, capsys):
+    doc = _json(capsys, ["project", str(SCENARIOS / "battle_lines_2013.yaml"), "--consumers", "2000", "--draws", "2",
+                         "--replicates", "2", "--workers", "1", "--compare",
+                         str(SCENARIOS / "jd_drops_weibo_no_offer.yaml"), "--json"])
+    _compare("project-battle_lines_2013", doc)
+
+
+@pytest.mark.slow
+def test_small_sweep(place, capsys):
+    from marketsim import load_results
+
+    spec = place / "sweep.yaml"
+    spec.write_text(f"""schema: marketsim-sweep/v1
+name: golden_sweep
+base: {SCENARIOS / 'jd_drops_weibo_login.yaml'}
+seed: 5
+consumers: 1500
+replicates: 1
+design: {{method: grid, levels: 2}}
+parameters:
+  - {{path: behaviour.beta_social, range: [0.5, 1.5]}}
+  - {{path: friction.create, range: [1.0, 2.0]}}
+outputs: [shift.gmv_share.JD, gmv_share.JD]
+shift_against: all
+average_last: 4
+""", encoding="utf-8")
+    assert main(["sweep", str(spec), "--workers", "1", "--out", str(place / "sw")]) == 0
+    df = load_results(place / "sw")
+    cols = sorted(c for c in df.columns if not c.startswith("_") and c not in {"seconds", "worker", "finished"})
+    rows = df[cols].sort_values(sorted(c for c in cols if c in {"point", "replicate", "run"}) or cols)
+    _compare("sweep-grid", {"columns": cols, "rows": json.loads(rows.to_json(orient="records", double_precision=15))})
