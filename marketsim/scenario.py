@@ -438,6 +438,12 @@ def load_scenario(path: str | Path) -> Scenario:
     return parse_scenario(data, source=str(path), lines=lines, strict_horizon=True)
 
 
+def load_lines(path: str | Path) -> "_Lines":
+    """The line map of a scenario file with its bases (field path -> the file and line that set it), for a
+    message about a field found after loading (e.g. consumers.count too large for memory)."""
+    return _read_with_bases(Path(path))[1]
+
+
 def _refuse_other_kinds(path: str | Path) -> None:
     """A sweep file given where a scenario goes gets one line naming the command that takes it (checked on the
     file itself, before its ``base:`` would be merged under it)."""
@@ -486,12 +492,13 @@ def _base_chain(path: str | Path) -> list[FileLayer]:
     not a usable path (not text, empty, a NUL character), a cycle (on real paths, so through symbolic links
     too), a chain of more than :data:`MAX_BASE_FILES` files, and a base that is not a readable YAML mapping
     (:func:`marketsim.yamlsafe.load_file`, which also names a symbolic-link loop). Paths of bases are joined to
-    their file's folder; a layer's ``source`` is the path as reached from the file given."""
+    their file's folder; a layer's ``source`` is the path as reached from the file given (normalised: a '..' after
+    a symbolic link is still read as the system resolves it)."""
     p, referrer = Path(path), None
     layers: list[FileLayer] = []
     seen: dict[str, str] = {}  # real path -> the path it was reached as
     while True:
-        source = str(p)
+        source = str(p) if not layers else os.path.normpath(p)
         data, lines = yamlsafe.load_file(p, source=source, referrer=referrer)
         layers.append(FileLayer(source, data, lines))
         seen[_real_path(p)] = source
@@ -512,10 +519,10 @@ def _base_chain(path: str | Path) -> list[FileLayer]:
             os.fsencode(base)
         except ValueError:  # a lone surrogate (a "\udXXX" escape): no file system path can hold it
             fail(f"{base[:200]!r} cannot be a file name on this system; allowed: the path of a base scenario file")
-        bp = Path(os.path.normpath(p.parent / base))
+        bp = p.parent / base
         real = _real_path(bp)
         if real in seen:
-            chain = " -> ".join([layer.source for layer in layers] + [str(bp)])
+            chain = " -> ".join([layer.source for layer in layers] + [os.path.normpath(bp)])
             fail(f"{base[:200]!r} is already being read: bases form a cycle ({chain[:400]}); allowed: a chain of "
                  f"bases that ends in a file without 'base:'")
         if len(layers) >= MAX_BASE_FILES:

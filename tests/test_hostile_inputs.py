@@ -29,8 +29,6 @@ def test_base_chain_limits_cycles_and_unusable_paths(tmp_path, capsys):
     """A chain of 1,000 bases (was a RecursionError), a NUL byte in ``base:`` (ValueError), a ``base:`` that is
     a loop of symbolic links (RuntimeError) and a cycle through a symbolic link: one line each, at the
     offending ``base:`` line."""
-    from marketsim.scenario import MAX_BASE_FILES
-
     chain = tmp_path / "chain"
     chain.mkdir()
     (chain / "b0.yaml").write_text((SCENARIOS / "tiny.yaml").read_text().replace("base: baseline_2013q2.yaml",
@@ -40,6 +38,8 @@ def test_base_chain_limits_cycles_and_unusable_paths(tmp_path, capsys):
     t0 = time.perf_counter()
     msg = _one_line_error(capsys, main(["validate", str(chain / "b999.yaml")]))
     assert time.perf_counter() - t0 < 5
+    from marketsim.scenario import MAX_BASE_FILES
+
     last = 999 - (MAX_BASE_FILES - 1)  # the 32nd file (b968) names the 33rd
     assert f"b{last}.yaml:2: base: 'b{last - 1}.yaml' would be file {MAX_BASE_FILES + 1}" in msg, msg
     assert f"at most {MAX_BASE_FILES} files" in msg
@@ -122,26 +122,29 @@ def test_text_in_charts_is_never_markup(tmp_path, monkeypatch, capsys):
                 if not getattr(importlib.import_module(name.rsplit(".", 1)[0]), name.rsplit(".", 1)[1]).__dict__.get("plain_text")]
     assert not unmarked, f"figure functions not drawn with marketsim.figstyle.figure_function: {unmarked}"
 
-    # run: the id of an event, the scenario's name (title) and a retailer's name (legend)
+    # run: the id of an event (marked on the chart)
+    from .conftest import simple_market_yaml
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MARKETSIM_FIT_CACHE", str(tmp_path / "fits"))
     sc = tmp_path / "tex.yaml"
-    sc.write_text(f"""schema: marketsim/v2
-base: {SCENARIOS / 'tiny.yaml'}
-name: tex
-description: '{HOSTILE}'
-events:
-  - id: jd_drops_weibo
-    remove: true
-  - id: '{HOSTILE}'
-    type: remove_login
-    date: 2013-02-04
-    retailer: JD
-    provider: weibo
-""")
-    rc = main(["run", str(sc), "--consumers", "400", "--steps", "8", "--results", str(tmp_path / "r"), "--json"])
+    sc.write_text(simple_market_yaml(n=400, steps=8, events=f"[{{id: '{HOSTILE}', type: remove_login, step: 3, "
+                                                             f"retailer: B, provider: weibo}}]"))
+    rc = main(["run", str(sc), "--results", str(tmp_path / "r"), "--json"])
     assert rc == 0, capsys.readouterr().err
-    assert (tmp_path / "r" / "tex" / "shares.png").stat().st_size > 1000
+    assert __import__("json").loads(capsys.readouterr().out)["events"][0]["id"] == HOSTILE
+    assert (tmp_path / "r" / "simple" / "shares.png").stat().st_size > 1000
+
+    # text added to a figure after it is made, and tick labels made while it is saved, are plain too
+    import io
+
+    from marketsim import plots
+
+    fig, ax = plots.subplots()
+    ax.set_xticks([0, 1], [HOSTILE, "$x_1$"])
+    fig.text(0.1, 0.1, HOSTILE)
+    fig.savefig(io.BytesIO(), format="png")
+    plots.close(fig)
 
     # analyze's three figures, with the sweep's parameter label on tick labels, titles and axes (drawn on save)
     from marketsim.analysis import main_effects, sensitivity, write_figures
@@ -183,3 +186,50 @@ def test_closed_pipe_is_a_quiet_exit(tmp_path):
         p.stdout.close()
         err = p.stderr.read().decode()
         assert p.wait(timeout=120) == 141 and err == "", err
+
+
+def test_a_market_too_large_for_memory_is_refused_before_anything_is_allocated(tmp_path):
+    """10^7 consumers on layers of m = 100 and k = 200 ties need ~100 GB: refused at once, in one line naming
+    consumers.count (file and line), the network fields and the estimate against the memory available, instead of
+    a MemoryError after allocating gigabytes (or the kernel's OOM killer). A real process, with its address space
+    limited to 4 GB, so that a regression fails with a MemoryError rather than exhausting the machine."""
+    from .conftest import simple_market_yaml
+
+    big = tmp_path / "big.yaml"
+    big.write_text(simple_market_yaml(n=10_000_000).replace("{model: barabasi_albert, m: 3}", "{model: barabasi_albert, m: 100}")
+                   .replace("{model: watts_strogatz, k: 6,", "{model: watts_strogatz, k: 200,"))
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)); "
+            "from marketsim.cli import main; sys.exit(main(sys.argv[1:]))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "MARKETSIM_FIT_CACHE": str(tmp_path / "fits")}
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", code, "run", str(big), "--results", str(tmp_path / "r"), "--json"],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    took = time.perf_counter() - t0
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    msg = r.stderr.strip()
+    line = next(i for i, s in enumerate(big.read_text().splitlines(), 1) if s.lstrip().startswith("consumers:"))
+    assert f"big.yaml:{line}: consumers.count: 10,000,000 consumers need about " in msg, msg
+    assert "providers.weibo.network.m" in msg and "providers.qq.network.k" in msg, msg
+    gb = [float(x.replace(",", "")) for x in __import__("re").findall(r"([\d,.]+) GB", msg)]
+    assert len(gb) == 2 and gb[0] > 50 and gb[1] < 4.5 and gb[0] > gb[1], msg  # needed vs available (the 4 GB limit)
+    assert took < 60 and not (tmp_path / "r" / "simple").exists()
+
+    # the estimate itself: no allocation, no random numbers, and above the real peak of a small market
+    import tracemalloc
+
+    import numpy as np
+
+    from marketsim.engine import Market
+    from marketsim.population import build_world, memory_estimate
+    from marketsim.scenario import load_scenario
+
+    sc = load_scenario(SCENARIOS / "tiny.yaml").with_overrides(consumers=50_000)
+    tracemalloc.start()
+    est = memory_estimate(sc)
+    assert tracemalloc.get_traced_memory()[1] < 100_000
+    tracemalloc.reset_peak()
+    m = Market(sc, build_world(sc), np.zeros(len(sc.retailers)), 1, settle=False)
+    m.step()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < est.total < 3 * peak, (peak, est.total)
