@@ -22,6 +22,7 @@ from scipy import stats
 
 from . import dataset, store
 from .errors import UserError
+from .figstyle import figure_function
 from .labels import Quantity, output_quantity, parameter_quantity
 
 #: Main effects: "low" and "high" are the mean output over this fraction of the lowest and highest parameter values.
@@ -244,6 +245,12 @@ def _plt():
     return plt
 
 
+def _plots():
+    from . import plots
+
+    return plots
+
+
 def _order(manifest: dict, indices: dict | None, effects: dict, output: str) -> list[str]:
     """Parameters, most influential first: by ST (Sobol) or mu* (Morris), else by the main effect's range."""
     params = [p["path"] for p in manifest["parameters"]]
@@ -271,6 +278,7 @@ def _footer(fig, manifest: dict, text: str) -> None:
              fontsize=9, color=_GREY, ha="left", va="bottom", linespacing=1.4)
 
 
+@figure_function
 def sensitivity_figure(manifest: dict, indices: dict):
     """Bar chart per output (panels side by side, parameters down the shared y axis, most influential on top):
     Sobol total (ST, with its 95% interval) and first-order (S1) indices in % of the output's variance, or Morris
@@ -284,7 +292,7 @@ def sensitivity_figure(manifest: dict, indices: dict):
     nrows = math.ceil(len(outs) / ncols)
     with plt.rc_context(_RC):
         # Sobol: one 0-100 % scale for every panel, so that the panels compare
-        fig, axes = plt.subplots(nrows, ncols, figsize=FIGSIZE, dpi=DPI, sharey=True, sharex=sobol, squeeze=False)
+        fig, axes = _plots().subplots(nrows, ncols, figsize=FIGSIZE, dpi=DPI, sharey=True, sharex=sobol, squeeze=False)
         y = np.arange(len(order))
         for k, ax in enumerate(axes.flat):
             if k >= len(outs):
@@ -326,6 +334,7 @@ def sensitivity_figure(manifest: dict, indices: dict):
     return fig
 
 
+@figure_function
 def effects_figure(manifest: dict, effects: dict, output: str):
     """Main effects of every parameter on ``output``: one panel per parameter (most influential first, shared
     output axis so that panels compare), the mean output against the parameter in its unit, with the BAND of
@@ -339,7 +348,7 @@ def effects_figure(manifest: dict, effects: dict, output: str):
     ncols = min(len(order), 4 if len(order) in (4, 7, 8) else 3)
     nrows = math.ceil(len(order) / ncols)
     with plt.rc_context(_RC):
-        fig, axes = plt.subplots(nrows, ncols, figsize=FIGSIZE, dpi=DPI, sharey=True, squeeze=False)
+        fig, axes = _plots().subplots(nrows, ncols, figsize=FIGSIZE, dpi=DPI, sharey=True, squeeze=False)
         for k, ax in enumerate(axes.flat):
             if k >= len(order):
                 ax.set_visible(False)
@@ -374,6 +383,7 @@ def effects_figure(manifest: dict, effects: dict, output: str):
     return fig
 
 
+@figure_function
 def response_figure(manifest: dict, df: pd.DataFrame, order: list[str]):
     """The first output over the two most influential parameters (``order``): one dot per design point, colour =
     output in its display unit (a diverging scale centred on 0 for shifts that change sign). Returns the figure."""
@@ -385,7 +395,7 @@ def response_figure(manifest: dict, df: pd.DataFrame, order: list[str]):
     pm = point_means(df, manifest["outputs"], params)
     val = pm[main].to_numpy(dtype=float) * q.scale
     with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+        fig, ax = _plots().subplots(figsize=FIGSIZE, dpi=DPI)
         xs = pm[f"param.{order[0]}"]
         x = xs.to_numpy(dtype=float) * pq[order[0]].scale if _numeric(xs) else xs.astype(str)
         if len(order) > 1:

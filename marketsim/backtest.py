@@ -24,6 +24,7 @@ import numpy as np
 from .calibrate import FitPath, expected_path, fit_problem
 from .conditioning import DEFAULT_SIGMA_PP
 from .errors import UserError
+from .figstyle import figure_function
 from .projection import _map, _with_draw, fit_task, replicate_seeds
 from .scenario import Observation, Scenario
 from .uncertainty import Draws, weighted_quantile
@@ -138,16 +139,17 @@ def _path_task(scenario: Scenario, alpha, trend, seed: int, horizon: int) -> Fit
     return expected_path(scenario, alpha, trend, seed, scenario.consumers.count, horizon)
 
 
+@figure_function
 def backtest_figure(bt: Backtest):
     """The observed series (filled: fitted, hollow: held out) with the predictive 90% band of every retailer."""
     import pandas as pd
 
-    from .plots import mark_events, plt, retailer_colors
+    from .plots import mark_events, retailer_colors, subplots
 
     sc = bt.scenario
     colors = retailer_colors(sc)
     dates = pd.to_datetime([sc.calendar.date_of(t) for t in range(bt.series["steps"])])
-    fig, ax = plt.subplots(figsize=(10, 5.6), dpi=150)
+    fig, ax = subplots(figsize=(10, 5.6), dpi=150)
     for rn, b in bt.series["bands"].items():
         ax.fill_between(dates, b["lo"], b["hi"], color=colors[rn], alpha=0.2, lw=0, label=f"{rn}: 90% predictive band")
         ax.plot(dates, b["median"], color=colors[rn], lw=1.2)

@@ -880,7 +880,10 @@ def preflight(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BrokenPipeError:  # --help into a closed pipe
+        return _closed_pipe()
     try:
         preflight(args)
         handler = _resolve(COMMANDS[args.command])
@@ -893,6 +896,8 @@ def main(argv: list[str] | None = None) -> int:
         if argv is None:  # the marketsim process itself (not a call from Python): stop now, see _exit_now
             _exit_now(130)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
     except OSError as e:
         from .store import disk_problem
 
@@ -908,6 +913,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"marketsim: error: {args.command} needs the '{extra}' extra: pip install -e '.[{extra}]'", file=sys.stderr)
             return 2
         raise
+
+
+#: Exit code when the reader of the output went away (``marketsim validate X | head -1``): 128 + SIGPIPE, what
+#: the shell reports for a Unix tool stopped by that signal.
+EXIT_CLOSED_PIPE = 141
+
+
+def _closed_pipe() -> int:
+    """The reader of standard output closed it: stop quietly, as Unix tools do (no message, no traceback).
+    What is still buffered for it is discarded: standard output is pointed at /dev/null, so that Python's
+    own flush at exit does not fail again ("Exception ignored ... BrokenPipeError")."""
+    import os
+
+    with contextlib.suppress(Exception):  # not a real file descriptor (e.g. captured in tests): nothing to redirect
+        fd = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    return EXIT_CLOSED_PIPE
 
 
 def _exit_now(code: int) -> None:

@@ -1,4 +1,6 @@
-"""Figures (matplotlib, drawn off-screen with the Agg backend)."""
+"""Figures (matplotlib, drawn off-screen with the Agg backend). Every figure shows its text as written, never
+as TeX math: see :mod:`marketsim.figstyle` (:func:`subplots` and :class:`PlainTextFigure` are its half here).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +9,30 @@ import matplotlib
 matplotlib.use("Agg", force=False)
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.text as mtext  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
+from .figstyle import STYLE, figure_function  # noqa: E402
 from .scenario import Scenario  # noqa: E402
+
+
+class PlainTextFigure(Figure):
+    """A figure drawn under :data:`STYLE`, every text in it set to plain first (also one added to it later)."""
+
+    def draw(self, renderer):
+        with matplotlib.rc_context(STYLE):
+            for t in self.findobj(mtext.Text):
+                t.set_parse_math(False)
+                t.set_usetex(False)
+            return super().draw(renderer)
+
+
+def subplots(*args, **kwargs):
+    """``plt.subplots`` for marketsim figures: a :class:`PlainTextFigure` and its axes, built under :data:`STYLE`."""
+    with matplotlib.rc_context(STYLE):
+        return plt.subplots(*args, FigureClass=PlainTextFigure, **kwargs)
+
 
 #: One colour per retailer, in scenario order (colour-blind-safe Okabe-Ito palette).
 PALETTE = ["#E69F00", "#D55E00", "#0072B2", "#009E73", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -30,9 +53,10 @@ def mark_events(ax, scenario: Scenario, steps: int | None = None) -> None:
                     va="top", ha="right", fontsize=7, color="0.3")
 
 
+@figure_function
 def shares_figure(scenario: Scenario, ts: pd.DataFrame, title: str | None = None):
     """GMV share of each retailer over dates, events marked. ``ts`` is the tidy time series."""
-    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    fig, ax = subplots(figsize=(9, 4.8), dpi=110)
     colors = retailer_colors(scenario)
     for name, g in ts.groupby("retailer", sort=False):
         ax.plot(pd.to_datetime(g["date"]), g["gmv_share"] * 100, label=name, color=colors.get(name), lw=1.6)
@@ -50,9 +74,10 @@ def close(fig) -> None:
     plt.close(fig)
 
 
-__all__ = ["shares_figure", "fit_figure", "mark_events", "retailer_colors", "close"]
+__all__ = ["shares_figure", "fit_figure", "mark_events", "retailer_colors", "close", "subplots", "figure_function", "STYLE"]
 
 
+@figure_function
 def fit_figure(scenario: Scenario, cal):
     """Each observation as a point at the middle of its period (a bar spans the period), against the fitted
     path: the expected GMV share per week of the fit's simulation. A non-primary source's points are hollow,
@@ -63,7 +88,7 @@ def fit_figure(scenario: Scenario, cal):
     colors = retailer_colors(scenario)
     cal_dates = pd.to_datetime([scenario.calendar.date_of(t) for t in range(len(cal.path))])
     path = pd.DataFrame(cal.path, columns=list(names)) * 100
-    fig, ax = plt.subplots(figsize=(10, 5.6), dpi=150)
+    fig, ax = subplots(figsize=(10, 5.6), dpi=150)
     for n in names:
         ax.plot(cal_dates, path[n], color=colors[n], lw=1.8, label=f"{n}: simulated (fit)")
         for source, offs in cal.offsets.items():

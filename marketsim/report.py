@@ -14,7 +14,8 @@ import pandas as pd
 
 from . import store
 from .labels import parameter_quantity
-from .plots import close, mark_events, plt, retailer_colors
+from .figstyle import figure_function
+from .plots import close, mark_events, plt, retailer_colors, subplots
 from .projection import BASELINE, Projection, round_to
 from .uncertainty import weighted_quantile
 
@@ -33,6 +34,7 @@ def _bands(x: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
     return {"median": med, "lo": lo, "hi": hi, "noise_lo": med + nlo, "noise_hi": med + nhi}
 
 
+@figure_function
 def fan_figure(proj: Projection):
     """Each retailer's GMV share over dates: the first option vs the baseline, the median with the 95% band of
     the simulation noise alone (dark) inside the 95% band of the assumptions and the noise together (light)."""
@@ -41,7 +43,7 @@ def fan_figure(proj: Projection):
     first = next(iter(proj.options))
     dates = pd.to_datetime([sc.calendar.date_of(t) for t in range(proj.steps)])
     colors = retailer_colors(sc)
-    fig, axes = plt.subplots(1, len(names), figsize=FIGSIZE, dpi=DPI, sharex=True)
+    fig, axes = subplots(1, len(names), figsize=FIGSIZE, dpi=DPI, sharex=True)
     axes = np.atleast_1d(axes)
     w = proj.weights
     total_label = "assumptions + noise" if proj.draws.k > 1 else "noise"
@@ -73,12 +75,13 @@ def _what(proj: Projection) -> str:
             f"their central values")
 
 
+@figure_function
 def shift_figure(proj: Projection, summary: dict):
     """Horizon share shift per retailer (points): the total 95% interval (thin) and, with draws, the part the
     simulation noise alone would give (thick), around the mean."""
     names = list(proj.names)
     colors = retailer_colors(proj.scenario)
-    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    fig, ax = subplots(figsize=FIGSIZE, dpi=DPI)
     y = np.arange(len(names))[::-1]
     for yi, n in zip(y, names):
         s = summary["shift"][n]
@@ -105,12 +108,13 @@ def shift_figure(proj: Projection, summary: dict):
     return fig
 
 
+@figure_function
 def flows_figure(proj: Projection, summary: dict):
     """Where the consumers who lost a login bought last at the horizon, with and without the compared events."""
     names = list(proj.names)
     colors = retailer_colors(proj.scenario)
     ll = summary["lost_login"]
-    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    fig, ax = subplots(figsize=FIGSIZE, dpi=DPI)
     x = np.arange(len(names))
     s = [ll["destinations_scenario"][n] * 100 for n in names]
     b = [ll["destinations_baseline"][n] * 100 for n in names]
@@ -133,11 +137,12 @@ def flows_figure(proj: Projection, summary: dict):
     return fig
 
 
+@figure_function
 def compare_figure(proj: Projection, summary: dict):
     """Differences between the compared options at the horizon (points, 95% interval), per retailer."""
     names = list(proj.names)
     pairs = list(summary["compare"])
-    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    fig, ax = subplots(figsize=FIGSIZE, dpi=DPI)
     colors = retailer_colors(proj.scenario)
     height = 0.8 / len(pairs)
     for p, pair in enumerate(pairs):

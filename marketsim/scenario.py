@@ -434,8 +434,14 @@ def load_scenario(path: str | Path) -> Scenario:
     may leave events beyond its horizon: :attr:`Scenario.events_outside`).
     """
     _refuse_other_kinds(path)
-    data, lines = _read_with_bases(Path(path), ())
+    data, lines = _read_with_bases(Path(path))
     return parse_scenario(data, source=str(path), lines=lines, strict_horizon=True)
+
+
+def load_lines(path: str | Path) -> "_Lines":
+    """The line map of a scenario file with its bases (field path -> the file and line that set it), for a
+    message about a field found after loading (e.g. consumers.count too large for memory)."""
+    return _read_with_bases(Path(path))[1]
 
 
 def _refuse_other_kinds(path: str | Path) -> None:
@@ -455,44 +461,138 @@ def _safe_load(text: str, source: str) -> Any:
     return yamlsafe.load(text, source)[0]
 
 
-def _read_with_bases(p: Path, seen: tuple[Path, ...], referrer: yamlsafe.Referrer | None = None) -> tuple[Any, "_Lines"]:
-    source = str(p)
-    data, lines = yamlsafe.load_file(p, source=source, referrer=referrer)
-    if "base" not in data:
-        return data, lines
-    base = data["base"]
-    if not isinstance(base, str):
-        raise ScenarioError(f"expected the path of a base scenario file, got {_kind(base)}", source=source, path="base", line=lines.get("base"))
-    bp = (p.parent / base).resolve()
-    if bp in seen or bp == p.resolve():
-        raise ScenarioError(f"{base!r} is already being read: bases form a cycle", source=source, path="base", line=lines.get("base"))
-    ref = yamlsafe.Referrer(source, lines.get("base"), "base", f"base scenario {base[:200]!r}")
-    bdata, blines = _read_with_bases(bp, seen + (p.resolve(),), ref)
+#: Most files one scenario may be built of through ``base:`` (the file given included; a real scenario uses
+#: 2 or 3). A longer chain is refused with one line at the ``base:`` that would exceed it.
+MAX_BASE_FILES = 32
+
+
+def _read_with_bases(p: Path) -> tuple[Any, "_Lines"]:
+    """The data of a scenario file merged over its bases (:func:`_merge`), and a line map that sends each field
+    of the merged data to the file and line that wrote it (a base's event is reported in the base file)."""
+    layers = _base_chain(p)
+    data = layers[0].data
+    places = {k: (layers[0].source, n) for k, n in layers[0].lines.lines.items()}
+    for layer in layers[1:]:
+        top = {k: v for k, v in layer.data.items() if k != "base"}
+        tr = _Track(places, {k: (layer.source, n) for k, n in layer.lines.lines.items()})
+        try:
+            data = _merge(data, top, tr=tr)
+        except ScenarioError as e:
+            where = next((k for k in MERGE_KEYS if k in top), "base")
+            raise ScenarioError(e.problem, source=layer.source, path=where, line=layer.lines.get(where)) from None
+        places = tr.out
+    lines = _Lines(source=layers[-1].source, lines={k: n for k, (_, n) in places.items()})
+    lines.sources = {k: f for k, (f, _) in places.items() if f != lines.source}
+    return data, lines
+
+
+def _base_chain(path: str | Path) -> list[FileLayer]:
+    """The files a scenario file is built from through ``base:``, root base first and the file given last, each
+    with its own data and lines. Iterative; refuses (one line, at the offending ``base:`` line) a base that is
+    not a usable path (not text, empty, a NUL character), a cycle (on real paths, so through symbolic links
+    too), a chain of more than :data:`MAX_BASE_FILES` files, and a base that is not a readable YAML mapping
+    (:func:`marketsim.yamlsafe.load_file`, which also names a symbolic-link loop). Paths of bases are joined to
+    their file's folder; a layer's ``source`` is the path as reached from the file given (normalised: a '..' after
+    a symbolic link is still read as the system resolves it)."""
+    p, referrer = Path(path), None
+    layers: list[FileLayer] = []
+    seen: dict[str, str] = {}  # real path -> the path it was reached as
+    while True:
+        source = str(p) if not layers else os.path.normpath(p)
+        data, lines = yamlsafe.load_file(p, source=source, referrer=referrer)
+        layers.append(FileLayer(source, data, lines))
+        seen[_real_path(p)] = source
+        if "base" not in data:
+            return layers[::-1]
+        base, line = data["base"], lines.get("base")
+
+        def fail(problem: str):
+            raise ScenarioError(problem, source=source, path="base", line=line)
+
+        if not isinstance(base, str):
+            fail(f"expected the path of a base scenario file, got {_kind(base)}")
+        if not base.strip():
+            fail("is empty; allowed: the path of a base scenario file, relative to this file")
+        if "\0" in base:
+            fail(f"{base[:200]!r} contains a NUL character; allowed: the path of a base scenario file, relative to this file")
+        try:
+            os.fsencode(base)
+        except ValueError:  # a lone surrogate (a "\udXXX" escape): no file system path can hold it
+            fail(f"{base[:200]!r} cannot be a file name on this system; allowed: the path of a base scenario file")
+        bp = p.parent / base
+        real = _real_path(bp)
+        if real in seen:
+            chain = " -> ".join([layer.source for layer in layers] + [os.path.normpath(bp)])
+            fail(f"{base[:200]!r} is already being read: bases form a cycle ({chain[:400]}); allowed: a chain of "
+                 f"bases that ends in a file without 'base:'")
+        if len(layers) >= MAX_BASE_FILES:
+            fail(f"{base[:200]!r} would be file {len(layers) + 1} of the chain of bases from {layers[0].source}; allowed: "
+                 f"at most {MAX_BASE_FILES} files in one chain (marketsim.scenario.MAX_BASE_FILES)")
+        referrer = yamlsafe.Referrer(source, line, "base", f"base scenario {base[:200]!r}")
+        p = bp
+
+
+def _real_path(p: Path) -> str:
+    """The path with symbolic links resolved (a loop is left as it is: reading it is refused later)."""
     try:
-        merged = _merge(bdata, {k: v for k, v in data.items() if k != "base"})
-    except ScenarioError as e:
-        where = next((k for k in MERGE_KEYS if k in data), "base")
-        raise ScenarioError(e.problem, source=source, path=where, line=lines.get(where)) from None
-    return merged, lines.over(blines)
+        return os.path.realpath(p)
+    except (OSError, ValueError, RuntimeError):
+        return os.path.abspath(p)
+
+
+class _Track:
+    """Where each field of a merged scenario is written, built alongside :func:`_merge`: ``base`` and ``top``
+    map field paths of the two inputs to (file, line); ``out`` the paths of the merged data."""
+
+    def __init__(self, base: dict[str, tuple[str, int]], top: dict[str, tuple[str, int]]):
+        self.base, self.top, self.out = base, top, {}
+
+    @staticmethod
+    def _under(p: str, prefix: str) -> bool:
+        return not prefix or p == prefix or p.startswith((prefix + ".", prefix + "["))
+
+    def take(self, table: dict, src: str, dst: str) -> None:
+        """Copy the places of ``src`` and everything under it in ``table`` to ``dst``."""
+        for p, v in table.items():
+            if self._under(p, src):
+                self.out[dst + p[len(src):]] = v  # src and dst are both the root (""), or both not
+
+    def drop(self, prefix: str, *, keep_self: bool = False) -> None:
+        for p in [p for p in self.out if self._under(p, prefix) and not (keep_self and p == prefix)]:
+            del self.out[p]
 
 
 #: Lists a file merges into its base item by item, by this key (docs/scenarios.md, "Building on a file").
 MERGE_KEYS = {"retailers": "name", "events": "id"}
 
 
-def _merge(base: dict, top: dict, path: str = "") -> dict:
+def _merge(base: dict, top: dict, path: str = "", *, tr: _Track | None = None, bp: str = "", tp: str = "",
+           op: str = "") -> dict:
     """``top`` over ``base``: mappings merge key by key; ``retailers`` merge by ``name`` and ``events`` by ``id``
     (an item with a known key updates that item field by field, ``{id: X, remove: true}`` removes it, a new key
-    is appended); any other value (numbers, other lists such as ``observations``) replaces the base's."""
+    is appended); any other value (numbers, other lists such as ``observations``) replaces the base's.
+
+    With ``tr``, also records in ``tr.out`` where each field of the result is written (``bp``, ``tp``, ``op``:
+    the paths of ``base``, ``top`` and the result in their documents)."""
     out = copy.deepcopy(base)
+    if tr is not None:
+        tr.take(tr.base, bp, op)
     for k, v in top.items():
         where = f"{path}.{k}" if path else str(k)
+        bk, tk, ok = (f"{x}.{k}" if x else str(k) for x in (bp, tp, op))
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v, where)
+            out[k] = _merge(out[k], v, where, tr=tr, bp=bk, tp=tk, op=ok)
         elif where in MERGE_KEYS and isinstance(v, list) and isinstance(out.get(k), list):
-            out[k] = _merge_list(out[k], v, MERGE_KEYS[where])
+            out[k] = _merge_list(out[k], v, MERGE_KEYS[where], tr=tr, bp=bk, tp=tk, op=ok)
         else:
             out[k] = copy.deepcopy(v)
+            if tr is not None:
+                tr.drop(ok)
+                tr.take(tr.top, tk, ok)
+        if tr is not None and tk in tr.top:
+            tr.out[ok] = tr.top[tk]
+    if tr is not None and tp in tr.top:
+        tr.out[op] = tr.top[tp]
     return out
 
 
@@ -509,12 +609,14 @@ def item_key(item: Any, key: str) -> Any:
     return None
 
 
-def _merge_list(base: list, top: list, key: str) -> list:
+def _merge_list(base: list, top: list, key: str, *, tr: _Track | None = None, bp: str = "", tp: str = "",
+                op: str = "") -> list:
     """``top``'s items over ``base``'s, by ``key``. Two items of ``top`` with the same key are not merged into one:
-    both stay, and the validator reports the duplicate."""
+    both stay, and the validator reports the duplicate. ``tr``, ``bp``, ``tp``, ``op``: see :func:`_merge`."""
     out = [copy.deepcopy(b) for b in base]
+    origin: list[tuple[int | None, int | None]] = [(i, None) for i in range(len(base))]  # (base index, top index)
     mine: set[int] = set()  # positions in ``out`` that this file gave (never merged into again)
-    for item in top:
+    for t, item in enumerate(top):
         k = item_key(item, key)
         idx = next((i for i, b in enumerate(out) if i not in mine and k is not None and item_key(b, key) == k), None)
         if isinstance(item, dict) and item.get("remove") is True:
@@ -523,14 +625,27 @@ def _merge_list(base: list, top: list, key: str) -> list:
                 raise ScenarioError(f"'remove: true' names {key} {k!r}, which the base does not have; its {key}s: {known}"
                                     f"{_suggest(str(k), [str(item_key(b, key)) for b in out])}")
             del out[idx]
+            del origin[idx]
             mine = {j - (j > idx) for j in mine}
             continue
         if idx is None:
             out.append(copy.deepcopy(item))
+            origin.append((None, t))
             mine.add(len(out) - 1)
         else:
-            out[idx] = _merge(out[idx], item) if isinstance(out[idx], dict) and isinstance(item, dict) else copy.deepcopy(item)
+            both = isinstance(out[idx], dict) and isinstance(item, dict)
+            out[idx] = _merge(out[idx], item) if both else copy.deepcopy(item)
+            origin[idx] = (origin[idx][0] if both else None, t)
             mine.add(idx)
+    if tr is not None:  # where each item now is: from the base, from top, or top's fields over the base's
+        tr.drop(op, keep_self=True)
+        for j, (bi, ti) in enumerate(origin):
+            if ti is None:
+                tr.take(tr.base, f"{bp}[{bi}]", f"{op}[{j}]")
+            elif bi is None:
+                tr.take(tr.top, f"{tp}[{ti}]", f"{op}[{j}]")
+            else:
+                _merge(base[bi], top[ti], tr=tr, bp=f"{bp}[{bi}]", tp=f"{tp}[{ti}]", op=f"{op}[{j}]")
     return out
 
 
@@ -1212,18 +1327,9 @@ class FileLayer:
 
 def scenario_files(path: str | Path) -> list[FileLayer]:
     """The files a scenario file is built from, root base first and the file itself last, each with its own content
-    (to say which file sets what: ``marketsim validate``). Paths of bases are joined to their file's folder."""
-    out, seen, p = [], set(), Path(path)
-    while True:
-        data, lines = read_yaml(p)
-        data = data if isinstance(data, dict) else {}
-        out.append(FileLayer(str(p), data, lines))
-        base = data.get("base")
-        if not isinstance(base, str) or p.resolve() in seen:
-            break
-        seen.add(p.resolve())
-        p = Path(os.path.normpath(p.parent / base))
-    return out[::-1]
+    (to say which file sets what: ``marketsim validate``). Paths of bases are joined to their file's folder.
+    Raises :class:`ScenarioError` as :func:`load_scenario` does for a bad chain of bases."""
+    return _base_chain(path)
 
 
 def read_yaml(path: str | Path) -> tuple[Any, _Lines]:

@@ -24,6 +24,7 @@ Every error is a :class:`~marketsim.errors.ScenarioError`.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import stat
 from pathlib import Path
@@ -58,11 +59,13 @@ class LineMap:
     """Map a field path (``retailers[1].logins[0]``, ``calendar.start``) to the file and line it is on.
 
     ``over(base)`` chains the map of a file to the map of the file it starts from (``base:``), so a field
-    the file does not define is found in its base."""
+    the file does not define is found in its base. A map of merged files may instead name, per field, the file
+    its line is in: ``sources`` (field path -> file; fields not in it are in ``source``)."""
 
     def __init__(self, text: str | None = None, source: str = "<scenario>", lines: dict[str, int] | None = None):
         self.source = source
         self.lines: dict[str, int] = dict(lines or {})
+        self.sources: dict[str, str] = {}
         self.fallback: "LineMap | None" = None
         if text:
             self.lines.update(load(text, source)[1].lines)
@@ -76,10 +79,11 @@ class LineMap:
         """(file, line) of the nearest enclosing field that a file defines."""
         p = path
         while p:
-            if p in self.lines:
-                return self.source, self.lines[p]
-            if self.fallback is not None and p in self.fallback.lines:
-                return self.fallback.find(p)
+            m: LineMap | None = self
+            while m is not None:  # this file, then its bases
+                if p in m.lines:
+                    return m.sources.get(p, m.source), m.lines[p]
+                m = m.fallback
             cut = max(p.rfind("."), p.rfind("["))
             p = p[:cut] if cut > 0 else ""
         return self.source, None
@@ -101,7 +105,11 @@ def describe_path(p: Path) -> str | None:
     except NotADirectoryError:
         return "missing (a part of the path is a file)"
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a loop of symbolic links"
         return f"not accessible ({e.strerror})"
+    except ValueError:  # a NUL character, or text no file name can hold
+        return "not a usable file path"
     return _file_type(st.st_mode)
 
 
@@ -138,6 +146,8 @@ def read_file(path: str | Path, *, source: str | None = None, referrer: Referrer
             raise ScenarioError(problem, source=source)
         raise ScenarioError(f"{referrer.label} {problem}", source=referrer.source, path=referrer.field, line=referrer.line)
 
+    if "\0" in str(p):
+        fail(f"({str(p)[:200]!r}) contains a NUL character; allowed: a file path without one")
     what = describe_path(p)
     if what is not None and what.startswith("missing"):
         fail(f"not found (looked for {p})" if referrer else "no such file")
