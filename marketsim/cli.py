@@ -82,16 +82,22 @@ def set_value(text: str) -> tuple[str, str]:
     return path.strip(), value.strip()
 
 
-def load(args: argparse.Namespace, *, steps: bool = True):
+def load(args: argparse.Namespace, *, steps: bool = True, memory: bool = True):
     """The scenario named on the command line with its --set values and --seed / --consumers (and --steps
-    unless ``steps=False``: calibration uses the scenario's own calendar, so a shorter run reuses the same fit)."""
+    unless ``steps=False``: calibration uses the scenario's own calendar, so a shorter run reuses the same fit),
+    checked to fit in memory unless ``memory=False`` (``validate`` checks the file, not this machine)."""
     from .scenario import load_scenario, with_settings
 
     sc = load_scenario(args.scenario)
     if getattr(args, "set", None):
         sc = with_settings(sc, args.set)
-    return sc.with_overrides(seed=getattr(args, "seed", None), consumers=getattr(args, "consumers", None),
-                             steps=getattr(args, "steps", None) if steps else None)
+    sc = sc.with_overrides(seed=getattr(args, "seed", None), consumers=getattr(args, "consumers", None),
+                           steps=getattr(args, "steps", None) if steps else None)
+    if memory:  # a market that cannot fit in this machine's memory is refused before any fit or allocation
+        from .population import check_memory
+
+        check_memory(sc)
+    return sc
 
 
 def results_root(args: argparse.Namespace) -> Path:
@@ -220,7 +226,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .describe import provenance, render
     from .scenario import scenario_files
 
-    sc = load(args)
+    sc = load(args, memory=False)
     settings = [f"{k}={v}" for k, v in (args.set or [])]
     settings += [f"--{k} {getattr(args, k)}" for k in ("seed", "consumers", "steps") if getattr(args, k, None) is not None]
     print(render(sc, given=args.scenario, prov=provenance(scenario_files(args.scenario)), settings=settings), end="")

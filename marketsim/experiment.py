@@ -794,6 +794,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.sweep)
     from . import names
+    from .population import check_memory
+
+    if sweep.base is not None:  # refused before any run, not in every worker
+        check_memory(sweep.base)
 
     out = Path(args.out) if args.out else names.inside("results", Path("results") / names.scenario_folder(sweep.name))
     store.check_output_dir(out)  # before any work: a bad --out costs nothing
