@@ -1157,6 +1157,9 @@ class _Validator:
             req = self.ACTION_KEYS[etype][0]
             default_id = ":".join([etype] + [str(e[k]) for k in req[:2]])
             eid = self.get(V, e, "id", path) if "id" in e else default_id
+            if not re.match(V["id"].pattern, str(eid)):
+                self.fail(f"{path}.id", f"event id {eid!r} contains '.'; allowed: any text without '.' (paths such as "
+                                        f"events.ID.field address an event by its id), e.g. {str(eid).replace('.', '_')!r}")
             action = self.action(etype, e, path, cal, pnames, rnames, allow_effects=True, key=f"events.{eid}")
             if eid in ids:
                 self.fail(f"{path}.id", f"duplicate event id {eid!r}; give each event a unique 'id'")

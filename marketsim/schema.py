@@ -47,6 +47,8 @@ NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
 SCENARIO_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 DATE_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 PERIOD_PATTERN = r"^[0-9]{4}(Q[1-4]|H[12])?$"
+#: An event id is free text without '.': dotted paths (--set, uncertain parameters, sweeps) address events by id.
+EVENT_ID_PATTERN = r"^[^.]+$"
 
 #: Prior families for uncertain numbers: name -> (required keys in order, the key of the default central value).
 PRIORS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -417,8 +419,8 @@ EVENTS = ListOf("events", "The timeline (docs/model.md section 7): each event ha
                 "optional `id`, and the fields of its type. A file's events must fall inside its calendar.",
                 Variants("event", "An event.", "type", "What happens.", "event type", ACTIONS, common=(
                     Field("id", "string", "Its name: `--baseline-without ID`, --set paths (events.ID.field) and "
-                          "merging with a base file use it.", default_text="type:retailer:provider (its first two "
-                          "fields)"),
+                          "merging with a base file use it; no '.'.", default_text="type:retailer:provider (its first two "
+                          "fields)", pattern=EVENT_ID_PATTERN),
                     Field("date", "date", "When it applies: at the start of the step containing the date. Give "
                           "exactly one of date or step."),
                     Field("step", "integer", "When it applies, as a step number (0-based).", unit="step", lo=0,

@@ -233,3 +233,16 @@ def test_a_market_too_large_for_memory_is_refused_before_anything_is_allocated(t
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < est.total < 3 * peak, (peak, est.total)
+
+
+def test_an_event_id_that_a_dotted_path_cannot_address_is_refused_at_its_line(tmp_path, capsys):
+    """An event id with a '.' broke its own uncertain parameter's path (events.ID.field: a KeyError traceback in
+    `project`): it is refused where it is written, with what to write instead."""
+    text = (SCENARIOS / "battle_lines_2013.yaml").read_text().replace("id: jd_drops_weibo\n", "id: jd.drops weibo\n")
+    f = tmp_path / "dot.yaml"
+    f.write_text(text.replace("base: alibaba_weibo_stake.yaml", f"base: {SCENARIOS / 'alibaba_weibo_stake.yaml'}"))
+    line = 1 + text.splitlines().index("  - id: jd.drops weibo")
+    for argv in (["validate", str(f)], ["project", str(f), "--draws", "2", "--consumers", "500", "--steps", "4"]):
+        msg = _one_line_error(capsys, main(argv))
+        assert f"dot.yaml:{line}: events[" in msg and ".id: event id 'jd.drops weibo' contains '.'" in msg, msg
+        assert "'jd_drops weibo'" in msg
