@@ -47,9 +47,11 @@ def settings_text(settings: object) -> str:
         return ""
     parts = []
     for k, v in settings.items():
-        if v is None or v == {} or v == []:
-            continue
-        if k == "set" and isinstance(v, dict):
+        if v is None or v == {} or v == [] or k == "scenario_file_hash":
+            continue  # the hash is for machines: it stays in the result's JSON
+        if k == "scenario_file" and isinstance(v, str):
+            parts.append(f"scenario {v}")
+        elif k == "set" and isinstance(v, dict):
             parts.append("set " + ", ".join(f"{p}={x}" for p, x in v.items()))
         else:
             parts.append(f"{k} {v}")

@@ -222,18 +222,26 @@ def test_settings_are_recorded_and_other_settings_never_replace_a_result(tmp_pat
 # --------------------------------------------------------------------------- paths (critical)
 
 
-def test_a_crafted_event_id_stays_inside_the_results_folder(tmp_path, monkeypatch):
-    """``--baseline-without 'x/../../../tmp/escaped'`` wrote a result set outside the results folder."""
+def test_a_crafted_event_id_stays_inside_the_results_folder(tmp_path, monkeypatch, capsys):
+    """``--baseline-without 'x/../../../tmp/escaped'`` wrote a result set outside the results folder. An id with
+    ``.`` is now refused at its line; one with ``/``, ``\\`` and ``~`` becomes one checked name inside the folder."""
     monkeypatch.chdir(tmp_path)
-    evil = "x/../../../escaped"
-    write(tmp_path, "evil", market(event_id=evil, migration=0.5))  # (a "." in an id breaks an uncertain path)
+    write(tmp_path, "dots", market(event_id="x/../../../escaped", migration=0.5))
+    before = all_files(tmp_path)
+    assert run("project", "dots.yaml", "--baseline-without", "x/../../../escaped", "--draws", 1, "--replicates", 2,
+               "--workers", 1) == 2
+    assert "events[0].id: event id 'x/../../../escaped' contains '.'" in capsys.readouterr().err
+    assert all_files(tmp_path) == before
+    evil = "x//~/\\escaped"
+    write(tmp_path, "evil", market(event_id=evil, migration=0.5))
     before = all_files(tmp_path)
     assert run("project", "evil.yaml", "--baseline-without", evil, "--draws", 1, "--replicates", 2, "--workers", 1) == 0
     results = tmp_path / "results"
     outside = {p for p in all_files(tmp_path) if p != results and results not in p.parents} - before
     assert outside == set(), outside
     (proj,) = (tmp_path / "results" / "mkt").iterdir()
-    assert proj.name.startswith("projection-vs-without-x-escaped--") and (proj / "projection.json").is_file()
+    assert proj.name.startswith("projection-vs-without-x-escaped-") and (proj / "projection.json").is_file()
+    assert "/" not in proj.name and "\\" not in proj.name and "~" not in proj.name
 
 
 ALPHABET = list("ab-_./\\ .:~%$Ä\n") + ["..", "options", "calibration", "index.md", "A"]

@@ -189,12 +189,14 @@ def test_run_and_sweep_update_the_index(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["run", str(SCENARIOS / "tiny.yaml"), "--consumers", "1000", "--steps", "4", "--json"]) == 0
     index = tmp_path / "results" / "index.md"
-    assert "| `tiny/` | run | 1,000 consumers" in index.read_text()
+    text = index.read_text()
+    assert "| `tiny--consumers1000-steps4/` | run | 1,000 consumers" in text
+    assert "consumers 1000; steps 4" in text and "scenario_file_hash" not in text
     spec = tmp_path / "ish.yaml"
     spec.write_text(ISHIGAMI)
     assert main(["sweep", str(spec), "--workers", "1"]) == 0
     text = index.read_text()
-    assert "| `ish/` | sweep | 6 runs, design lhs |" in text and "| `tiny/` | run |" in text
+    assert "| `ish/` | sweep | 6 runs, design lhs |" in text and "| `tiny--consumers1000-steps4/` | run |" in text
 
 
 # --------------------------------------------------------------------------- readers: one set, never a mix
