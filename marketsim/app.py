@@ -351,18 +351,7 @@ def _describe(ev) -> str:
     """An event in words (falls back to its type)."""
     a = ev.action
     try:
-        if a.type == "remove_login":
-            return f"{a.retailer} stops accepting {a.provider} login"
-        if a.type == "add_login":
-            return f"{a.retailer} accepts {a.provider} login"
-        if a.type == "equity_stake":
-            return f"{a.investor} buys {a.stake:.0%} of {a.target}"
-        if a.type == "promotion":
-            return f"{a.retailer} promotion to {(a.audience + ' users') if a.audience else 'everyone'}"
-        if a.type == "social_boost":
-            return f"{a.retailer} ties on {a.layer} weigh x{a.factor:g}"
-        if a.type == "price_change":
-            return f"{a.retailer} price index to {a.price_index:g}"
+        return a.live_text()
     except AttributeError:
         pass
     return a.type.replace("_", " ")
