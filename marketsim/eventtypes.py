@@ -11,7 +11,8 @@ class also says:
 * :meth:`EventType.apply`: what it does to a market, through the :class:`MarketState` interface only;
 * :meth:`EventType.file_fields` and :meth:`EventType.business_terms`: how ``marketsim validate`` writes it
   back and translates its utilities into choice probabilities;
-* :meth:`EventType.live_text`: how the live page names it;
+* :meth:`EventType.live_text` and :meth:`EventType.live_sliders`: how the live page names it and which sliders
+  it offers for it;
 * ``labels``: chart labels of its numeric fields (``events.ID.FIELD`` as a sweep parameter).
 
 A :class:`Registry` is built explicitly from a tuple of these classes (:data:`REGISTRY`, from :data:`TYPES` and
@@ -41,8 +42,14 @@ class MarketState(Protocol):
     the social factors (:meth:`set_social_factor`) and the caches that depend on logins
     (:meth:`logins_changed`, :meth:`forget_lost_index`)."""
 
-    retailer_index: Mapping[str, int]  # retailer name -> column j
-    provider_index: Mapping[str, int]  # provider name -> row p
+    @property
+    def retailer_index(self) -> Mapping[str, int]:
+        """Retailer name -> column j."""
+
+    @property
+    def provider_index(self) -> Mapping[str, int]:
+        """Provider name -> row p."""
+
     accepts: np.ndarray  # (P, R) bool: retailer j accepts provider p's single sign-on
     access: np.ndarray  # (n, R) access code of each consumer at each retailer (marketsim.choice NONE .. SSO + p)
     migrate_cost: np.ndarray  # (R,) utility: cost of migrating an account after a removed login (inf: no offer)
@@ -86,6 +93,23 @@ class Terms:
     change: Callable[[str, float, Callable[[float], float], str], str]
 
 
+@dataclass(frozen=True)
+class Slider:
+    """A slider the live page offers for an event: its key, label, the scenario path it sets, the event's own value
+    and the range. ``week``: the value is a step, shown as a week and its date; ``lead``: shown before the page's
+    general sliders (else after them)."""
+
+    key: str
+    label: str
+    path: str
+    value: float
+    lo: float
+    hi: float
+    step: float
+    week: bool = False
+    lead: bool = False
+
+
 class EventType:
     """The base of every event type (see the module's docstring). Subclasses are frozen dataclasses whose last field
     is ``type: str = "<name>"``, the value of the file's ``type:`` key."""
@@ -94,6 +118,7 @@ class EventType:
     doc: ClassVar[str]  # one paragraph for the reference and editors
     format_fields: ClassVar[tuple[Node, ...]] = ()  # its own fields, besides type/id/date/step/note
     labels: ClassVar[dict[str, tuple[str, str, float]]] = {}  # numeric field -> (label with {e}, unit, scale)
+    revokes_logins: ClassVar[bool] = False  # it takes logins away (its consumers count as having lost one)
 
     @classmethod
     def spec(cls, registry: "Registry") -> Block:
@@ -126,6 +151,12 @@ class EventType:
         """It in a few words, for the live page."""
         return self.type.replace("_", " ")
 
+    def live_sliders(self, event: Any, cal: Any, by_step: bool) -> tuple[Slider, ...] | None:
+        """The live page's sliders for ``event`` (which carries this action), if it is the first event of its type;
+        ``by_step``: the file placed it by step. None: this type has none (an empty tuple: this event has none, and
+        later events of its type get none either)."""
+        return None
+
 
 def _retailer_ref(key="retailer", doc="The retailer it applies to.") -> Field:
     return Field(key, "string", doc, required=True, refers="retailer", what="retailer")
@@ -154,6 +185,7 @@ class RemoveLogin(EventType):
               uncertain=True, nullable=True, default_text="no migration offer"))
     labels: ClassVar[dict[str, tuple[str, str, float]]] = {
         "migration_cost": ("{e}: cost of migrating the account", "utility", 1.0)}
+    revokes_logins: ClassVar[bool] = True
 
     @classmethod
     def parse(cls, r: Reading) -> "RemoveLogin":
@@ -194,6 +226,16 @@ class RemoveLogin(EventType):
 
     def live_text(self) -> str:
         return f"{self.retailer} stops accepting {self.provider} login"
+
+    def live_sliders(self, event, cal, by_step):
+        """The week it happens (its date, or its step if the file placed it by step), and the migration cost."""
+        out = [Slider("drop_week", f"Week {self.retailer} drops {self.provider} login",
+                      f"events.{event.id}.{'step' if by_step else 'date'}", event.step, 0, cal.steps - 1, 1,
+                      week=True, lead=True)]
+        if self.migration_cost is not None:
+            out.append(Slider("migration_cost", "Migration cost for those customers",
+                              f"events.{event.id}.migration_cost", self.migration_cost, 0.0, 5.0, 0.1, lead=True))
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -410,6 +452,14 @@ class EquityStake(EventType):
 
     def live_text(self) -> str:
         return f"{self.investor} buys {self.stake:.0%} of {self.target}"
+
+    def live_sliders(self, event, cal, by_step):
+        """The utility of its first promotion effect."""
+        for i, eff in enumerate(self.effects):
+            if isinstance(eff, Promotion):
+                return (Slider("promotion", f"{eff.retailer} promotion to {eff.audience or 'everyone'} users",
+                               f"events.{event.id}.effects.{i}.utility", eff.utility, 0.0, 2.0, 0.05),)
+        return ()
 
 
 # --------------------------------------------------------------------------- the registry
