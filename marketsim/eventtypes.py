@@ -18,7 +18,7 @@ class also says:
 A :class:`Registry` is built explicitly from a tuple of these classes (:data:`REGISTRY`, from :data:`TYPES` and
 :data:`EFFECT_TYPES`); the validator, the format (schema.py), the engine, ``validate``, the live page and the chart
 labels all go through it or through the action's own methods. Adding an event type means writing its class,
-adding it to :data:`TYPES`, its test and its paragraph in docs/scenarios.md.
+adding it to :data:`TYPES`, its test, and regenerating the published format (``marketsim schema --write``).
 """
 
 from __future__ import annotations
