@@ -216,13 +216,13 @@ class RemoveLogin(EventType):
             return []
         sc = t.scenario
         bf, fr = sc.behaviour.beta_friction, sc.friction
-        p = f"{key}.migration_cost"
-        return [(p, self.migration_cost,
-                 f"{self.retailer} drops {self.provider} login {when}; for a customer who logged in with it, the "
-                 f"migration offer changes the probability of choosing {self.retailer} by "
-                 f"{t.change(p, self.migration_cost, lambda x: -bf * (x - fr.sso), self.retailer)} against logging in as "
-                 f"before, and by {t.change(p, self.migration_cost, lambda x: bf * (fr.create - min(x, fr.create)), self.retailer)} "
-                 f"against no offer (a new account)")]
+        p, c, r = f"{key}.migration_cost", self.migration_cost, self.retailer
+        vs_before = t.change(p, c, lambda x: -bf * (x - fr.sso), r)
+        vs_new_account = t.change(p, c, lambda x: bf * (fr.create - min(x, fr.create)), r)
+        return [(p, c,
+                 f"{r} drops {self.provider} login {when}; for a customer who logged in with it, the migration offer "
+                 f"changes the probability of choosing {r} by {vs_before} against logging in as before, and by "
+                 f"{vs_new_account} against no offer (a new account)")]
 
     def live_text(self) -> str:
         return f"{self.retailer} stops accepting {self.provider} login"
@@ -387,10 +387,10 @@ class PriceChange(EventType):
         sc = t.scenario
         p0 = sc.retailers[sc.retailer_index(self.retailer)].price_index
         bp = sc.behaviour.beta_price
+        by = t.change(f"{key}.price_index", self.price_index, lambda x: -bp * math.log(x / p0), self.retailer)
         return [(f"{key}.price_index", self.price_index,
                  f"{self.retailer}'s price index {p0:g} -> {self.price_index:g} {when}: changes a typical shopper's "
-                 f"probability of choosing {self.retailer} by "
-                 f"{t.change(f'{key}.price_index', self.price_index, lambda x: -bp * math.log(x / p0), self.retailer)}")]
+                 f"probability of choosing {self.retailer} by {by}")]
 
     def live_text(self) -> str:
         return f"{self.retailer} price index to {self.price_index:g}"

@@ -125,7 +125,8 @@ def test_validate_output_names_every_event_type_and_its_business_terms(every_typ
     out = describe.render(sc, given="evtypes.yaml", prov=None)
     for name in REGISTRY:
         assert f"type: {name}" in out
-    for path in ("events.drop.migration_cost", "events.boost.factor", "events.promo.utility", "events.price.price_index",
+    for path in ("events.drop.migration_cost", "events.boost.factor", "events.promo.utility",
+                 "events.price.price_index",
                  "events.stake.effects.0.factor", "events.stake.effects.1.utility"):
         assert f"#   - {path}: " in out, path
 
@@ -188,8 +189,10 @@ def test_a_new_type_validates(with_tax):
              " effects: [{type: sales_tax, retailer: A, rate: 0.1}]}]")
     assert parse_text(YAML.format(events=stake), events=with_tax).events[0].action.effects == (Tax("A", 0.1),)
     # its per-field checks come from its fields, its rule from its class: one line, file:line: field: ...
-    for bad, msg in (("{type: sales_tax, step: 1, retailer: B, rate: 2}", r"^<scenario>:\d+: events\[0\]\.rate: .*<= 1"),
-                     ("{type: sales_tax, step: 1, retailer: Q, rate: 0.1}", r"^<scenario>:\d+: events\[0\]\.retailer: .*'Q'"),
+    for bad, msg in (("{type: sales_tax, step: 1, retailer: B, rate: 2}",
+                      r"^<scenario>:\d+: events\[0\]\.rate: .*<= 1"),
+                     ("{type: sales_tax, step: 1, retailer: Q, rate: 0.1}",
+                      r"^<scenario>:\d+: events\[0\]\.retailer: .*'Q'"),
                      ("{type: sales_tax, step: 1, retailer: A, rate: 0.8}",
                       r"^<scenario>:\d+: events\[0\]\.rate: 0.8 is too high for a platform; allowed: at most 0.5$")):
         with pytest.raises(ScenarioError) as ei:
