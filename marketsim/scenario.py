@@ -34,7 +34,7 @@ from . import schema as S
 from . import yamlsafe
 from .errors import ScenarioError  # noqa: F401  (defined in errors.py so yamlsafe can raise it; re-exported here)
 from .eventtypes import (  # noqa: F401  (the event actions, public here as before)
-    REGISTRY, AddLogin, EquityStake, EventType, PriceChange, Promotion, Reading, Registry, RemoveLogin, SocialBoost,
+    REGISTRY, AddLogin, EquityStake, PriceChange, Promotion, Reading, Registry, RemoveLogin, SocialBoost,
 )
 from .schema import (  # noqa: F401  (the format's constants, public here as before)
     MAX_CONSUMERS, MAX_MARKET_SIZE, MAX_PROVIDERS, MAX_RETAILERS, MAX_STEPS, PRIORS, SCHEMA, SCHEMAS,
