@@ -240,29 +240,25 @@ def knobs(scenario: Scenario) -> list[Knob]:
         return Knob(key, label, path, value, min(lo, value), max(hi, value), step, fmt, integer)
 
     cal = scenario.calendar
-    out = []
-    drop = next((e for e in scenario.events if e.action.type == "remove_login"), None)
-    if drop is not None:
-        # the slider sets the event's date, or its step if the file placed it by step
-        raw = [e for e in (getattr(scenario, "raw", {}) or {}).get("events") or [] if isinstance(e, dict)]
-        by_step = "step" in next((e for e in raw if e.get("id") == drop.id), {})
-        out.append(knob("drop_week", f"Week {drop.action.retailer} drops {drop.action.provider} login",
-                        f"events.{drop.id}.{'step' if by_step else 'date'}", drop.step, 0, cal.steps - 1, 1,
-                        lambda w: f"week {int(w)} · {cal.date_of(int(w)).isoformat()}", integer=True))
-        if getattr(drop.action, "migration_cost", None) is not None:
-            out.append(knob("migration_cost", "Migration cost for those customers", f"events.{drop.id}.migration_cost",
-                            drop.action.migration_cost, 0.0, 5.0, 0.1))
+    raw = [e for e in (getattr(scenario, "raw", {}) or {}).get("events") or [] if isinstance(e, dict)]
+    lead, trail, seen = [], [], set()
+    for e in scenario.events:  # the first event of each type with sliders (eventtypes: EventType.live_sliders)
+        if e.action.type in seen:
+            continue
+        by_step = "step" in next((r for r in raw if r.get("id") == e.id), {})
+        sliders = e.action.live_sliders(e, cal, by_step)
+        if sliders is None:
+            continue
+        seen.add(e.action.type)
+        for s in sliders:
+            fmt = (lambda w: f"week {int(w)} · {cal.date_of(int(w)).isoformat()}") if s.week else _utils
+            (lead if s.lead else trail).append(knob(s.key, s.label, s.path, s.value, s.lo, s.hi, s.step, fmt,
+                                                    integer=s.week))
+    out = lead
     out.append(knob("create_cost", "New-account cost", "friction.create", scenario.friction.create, 0.0, 5.0, 0.1))
     out.append(knob("social_weight", "Social influence (all friends at one retailer)", "behaviour.beta_social",
                     scenario.behaviour.beta_social, 0.0, 5.0, 0.1))
-    for e in scenario.events:
-        if e.action.type == "equity_stake":
-            for i, eff in enumerate(e.action.effects):
-                if eff.type == "promotion":
-                    out.append(knob("promotion", f"{eff.retailer} promotion to {eff.audience or 'everyone'} users",
-                                    f"events.{e.id}.effects.{i}.utility", eff.utility, 0.0, 2.0, 0.05))
-                    break
-            break
+    out += trail
     return out
 
 
@@ -351,18 +347,7 @@ def _describe(ev) -> str:
     """An event in words (falls back to its type)."""
     a = ev.action
     try:
-        if a.type == "remove_login":
-            return f"{a.retailer} stops accepting {a.provider} login"
-        if a.type == "add_login":
-            return f"{a.retailer} accepts {a.provider} login"
-        if a.type == "equity_stake":
-            return f"{a.investor} buys {a.stake:.0%} of {a.target}"
-        if a.type == "promotion":
-            return f"{a.retailer} promotion to {(a.audience + ' users') if a.audience else 'everyone'}"
-        if a.type == "social_boost":
-            return f"{a.retailer} ties on {a.layer} weigh x{a.factor:g}"
-        if a.type == "price_change":
-            return f"{a.retailer} price index to {a.price_index:g}"
+        return a.live_text()
     except AttributeError:
         pass
     return a.type.replace("_", " ")

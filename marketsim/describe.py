@@ -28,8 +28,8 @@ from typing import Any, Iterable
 import yaml
 
 from .schema import PRIORS, SCHEMA
-from .scenario import (MERGE_KEYS, AddLogin, EquityStake, Event, PriceChange, Promotion, RemoveLogin, Scenario,
-                       Series, SocialBoost, Uncertain, item_key)
+from .eventtypes import Terms
+from .scenario import MERGE_KEYS, Event, Scenario, Series, Uncertain, item_key
 
 WIDTH = 79  # comment lines fit an 80-column terminal
 
@@ -68,30 +68,7 @@ def _series(s: Series) -> Any:
 
 def _action(a: Any, key: str, num, cal) -> dict:
     """The fields of one event action (or effect) in file form; ``key`` is its dotted path for uncertain values."""
-    if isinstance(a, RemoveLogin):
-        out = {"retailer": a.retailer, "provider": a.provider}
-        if a.migration_cost is not None:
-            out["migration_cost"] = num(a.migration_cost, f"{key}.migration_cost")
-        return out
-    if isinstance(a, AddLogin):
-        return {"retailer": a.retailer, "provider": a.provider}
-    if isinstance(a, SocialBoost):
-        return {"layer": a.layer, "retailer": a.retailer, "factor": num(a.factor, f"{key}.factor")}
-    if isinstance(a, Promotion):
-        out = {"retailer": a.retailer, "utility": num(a.utility, f"{key}.utility"), "audience": a.audience or "everyone"}
-        if a.until_step is not None:
-            out["until"] = cal.date_of(a.until_step)
-        return out
-    if isinstance(a, PriceChange):
-        return {"retailer": a.retailer, "price_index": num(a.price_index, f"{key}.price_index")}
-    if isinstance(a, EquityStake):
-        out = {"investor": a.investor, "target": a.target, "stake": _tidy(a.stake)}
-        if a.amount_usd is not None:
-            out["amount_usd"] = _tidy(a.amount_usd)
-        out["effects"] = [{"type": eff.type, **_action(eff, f"{key}.effects.{k}", num, cal)}
-                          for k, eff in enumerate(a.effects)]
-        return out
-    raise AssertionError(a)  # pragma: no cover
+    return a.file_fields(key, num, cal)
 
 
 def events_in_file_order(sc: Scenario) -> list[Event]:
@@ -343,40 +320,12 @@ def utility_effects(sc: Scenario) -> tuple[Shopper, list[Effect]]:
         per = "; ".join(f"{r} {change(path, v, lambda x: -bf * (x - fr.sso), r)}" for r in sc.retailer_names)
         add(path, v, f"a shopper who {what} there (instead of a free single sign-on) is less likely to choose "
                      f"the retailer: {per}")
+    terms = Terms(sc, shop, change)
     for e in sc.events:
         for k, a in enumerate(e.actions()):
-            key = f"events.{e.id}" if not isinstance(e.action, EquityStake) else f"events.{e.id}.effects.{k}"
-            when = f"from {e.date}"
-            if isinstance(a, Promotion):
-                who = "everyone" if a.audience is None else f"{a.audience} holders"
-                until = "" if a.until_step is None else f" until {sc.calendar.date_of(a.until_step)}"
-                add(f"{key}.utility", a.utility,
-                    f"promotion of {a.retailer} to {who} {when}{until}: changes such a shopper's probability of "
-                    f"choosing {a.retailer} by {change(f'{key}.utility', a.utility, lambda x: x, a.retailer)}")
-            elif isinstance(a, RemoveLogin) and a.migration_cost is not None:
-                p = f"{key}.migration_cost"
-                add(p, a.migration_cost,
-                    f"{a.retailer} drops {a.provider} login {when}; for a customer who logged in with it, the "
-                    f"migration offer changes the probability of choosing {a.retailer} by "
-                    f"{change(p, a.migration_cost, lambda x: -bf * (x - fr.sso), a.retailer)} against logging in as "
-                    f"before, and by {change(p, a.migration_cost, lambda x: bf * (fr.create - min(x, fr.create)), a.retailer)} "
-                    f"against no offer (a new account)")
-            elif isinstance(a, SocialBoost):
-                w = sc.providers[sc.provider_index(a.layer)].weight
-                s = shop.shares[a.retailer]
-                bs = sc.behaviour.beta_social
-                add(f"{key}.factor", a.factor,
-                    f"{a.layer} ties weigh x{a.factor:g} for {a.retailer} {when}: for a {a.layer} user whose friends "
-                    f"buy like the market ({s * 100:.0f}% of them last at {a.retailer}), the probability of choosing "
-                    f"{a.retailer} changes by "
-                    f"{change(f'{key}.factor', a.factor, lambda x: bs * w * (x - 1) * s, a.retailer)}")
-            elif isinstance(a, PriceChange):
-                p0 = sc.retailers[sc.retailer_index(a.retailer)].price_index
-                bp = sc.behaviour.beta_price
-                add(f"{key}.price_index", a.price_index,
-                    f"{a.retailer}'s price index {p0:g} -> {a.price_index:g} {when}: changes a typical shopper's "
-                    f"probability of choosing {a.retailer} by "
-                    f"{change(f'{key}.price_index', a.price_index, lambda x: -bp * math.log(x / p0), a.retailer)}")
+            key = f"events.{e.id}" if a is e.action else f"events.{e.id}.effects.{k}"
+            for path, value, text in a.business_terms(key, f"from {e.date}", terms):
+                add(path, value, text)
     return shop, out
 
 

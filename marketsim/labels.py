@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .eventtypes import REGISTRY
+
 #: Provider names as they are written in prose.
 PROVIDER_NAMES = {"qq": "QQ", "weibo": "Weibo", "wechat": "WeChat", "taobao": "Taobao", "sohu": "Sohu",
                   "alipay": "Alipay", "baidu": "Baidu"}
@@ -88,13 +90,9 @@ _PROVIDER_FIELDS = {
 }
 
 #: events.<id>.<field> (also inside an event's effects): label template ({e} = event), unit, scale.
+#: Each event type's fields come from its class (eventtypes.py); ``step`` is every event's.
 _EVENT_FIELDS = {
-    "migration_cost": ("{e}: cost of migrating the account", "utility", 1.0),
-    "utility": ("{e}: promotion strength", "utility", 1.0),
-    "factor": ("{e}: social boost factor", "x", 1.0),
-    "stake": ("{e}: stake", "%", PCT),
-    "amount_usd": ("{e}: amount", "USD m", 1e-6),
-    "price_index": ("{e}: new price index", "1 = market price", 1.0),
+    **REGISTRY.labels(),
     "step": ("{e}: week of the event", "step", 1.0),
 }
 

@@ -511,7 +511,7 @@ def _lost_login(proj: Projection) -> dict:
     first = next(iter(proj.options))
     return {"consumers": consumers, "consumers_rounded": round_to(consumers),
             "destinations_scenario": dest[first], "destinations_baseline": dest[BASELINE],
-            "removal_in_baseline": any(e.action.type == "remove_login" for e in proj.baseline.events)}
+            "removal_in_baseline": any(e.action.revokes_logins for e in proj.baseline.events)}
 
 
 def _fit_summary(proj: Projection) -> dict | None:

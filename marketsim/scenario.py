@@ -33,6 +33,9 @@ from typing import Any, Mapping
 from . import schema as S
 from . import yamlsafe
 from .errors import ScenarioError  # noqa: F401  (defined in errors.py so yamlsafe can raise it; re-exported here)
+from .eventtypes import (  # noqa: F401  (the event actions, public here as before)
+    REGISTRY, AddLogin, EquityStake, PriceChange, Promotion, Reading, Registry, RemoveLogin, SocialBoost,
+)
 from .schema import (  # noqa: F401  (the format's constants, public here as before)
     MAX_CONSUMERS, MAX_MARKET_SIZE, MAX_PROVIDERS, MAX_RETAILERS, MAX_STEPS, PRIORS, SCHEMA, SCHEMAS,
 )
@@ -169,56 +172,7 @@ class Friction:
     create: float
 
 
-# Event actions (MODEL.md section 7) ---------------------------------------
-
-
-@dataclass(frozen=True)
-class RemoveLogin:
-    retailer: str
-    provider: str
-    migration_cost: float | None = None
-    type: str = "remove_login"
-
-
-@dataclass(frozen=True)
-class AddLogin:
-    retailer: str
-    provider: str
-    type: str = "add_login"
-
-
-@dataclass(frozen=True)
-class SocialBoost:
-    layer: str
-    retailer: str
-    factor: float
-    type: str = "social_boost"
-
-
-@dataclass(frozen=True)
-class Promotion:
-    retailer: str
-    audience: str | None  # a provider name, or None for everyone
-    utility: float
-    until_step: int | None = None  # last step (exclusive) the promotion is active; None = for ever
-    type: str = "promotion"
-
-
-@dataclass(frozen=True)
-class PriceChange:
-    retailer: str
-    price_index: float
-    type: str = "price_change"
-
-
-@dataclass(frozen=True)
-class EquityStake:
-    investor: str
-    target: str
-    stake: float
-    amount_usd: float | None
-    effects: tuple[Any, ...]
-    type: str = "equity_stake"
+# Event actions (docs/model.md section 7): one class per event type, in eventtypes.py.
 
 
 @dataclass(frozen=True)
@@ -232,9 +186,7 @@ class Event:
 
     def actions(self) -> tuple[Any, ...]:
         """The primitive actions this event performs (an equity stake performs its effects)."""
-        if isinstance(self.action, EquityStake):
-            return self.action.effects
-        return (self.action,)
+        return self.action.actions()
 
 
 @dataclass(frozen=True)
@@ -603,8 +555,8 @@ def item_key(item: Any, key: str) -> Any:
         return None
     if key in item:
         return item[key]
-    if key == "id" and item.get("type") in _Validator.ACTION_KEYS:
-        req = _Validator.ACTION_KEYS[item["type"]][0]
+    if key == "id" and item.get("type") in REGISTRY:
+        req = REGISTRY.required_keys(item["type"])
         return ":".join([item["type"]] + [str(item.get(k)) for k in req[:2]])
     return None
 
@@ -649,15 +601,17 @@ def _merge_list(base: list, top: list, key: str, *, tr: _Track | None = None, bp
     return out
 
 
-def parse_text(text: str, source: str = "<scenario>") -> Scenario:
+def parse_text(text: str, source: str = "<scenario>", *, events: Registry = REGISTRY) -> Scenario:
+    """Validate a scenario file's text; ``events``: the event types it may use."""
     data, lines = yamlsafe.load(text, source)
-    return parse_scenario(data, source=source, lines=lines, strict_horizon=True)
+    return parse_scenario(data, source=source, lines=lines, strict_horizon=True, events=events)
 
 
 def parse_scenario(data: Any, source: str = "<scenario>", lines: "_Lines | None" = None, *,
-                   strict_horizon: bool = False) -> Scenario:
-    """Validate plain data (as from ``yaml.safe_load``) into a frozen :class:`Scenario`."""
-    v = _Validator(source, lines or _Lines(None, source), strict_horizon=strict_horizon)
+                   strict_horizon: bool = False, events: Registry = REGISTRY) -> Scenario:
+    """Validate plain data (as from ``yaml.safe_load``) into a frozen :class:`Scenario`; ``events``: the event types
+    it may use."""
+    v = _Validator(source, lines or _Lines(None, source), strict_horizon=strict_horizon, events=events)
     return v.scenario(data)
 
 
@@ -679,14 +633,12 @@ class _Validator:
     field; the rules between fields (shares summing to 1, sso_share within logins, event dates inside the
     calendar, observations' identifiability) are written out below."""
 
-    #: event type -> (required keys, optional keys) besides ``type`` and the common id/date/step/note.
-    ACTION_KEYS = {t: (b.required_keys, b.optional_keys) for t, b in S.ACTIONS.items()}
-    EFFECT_TYPES = S.EFFECT_TYPES
     #: network model -> {parameter: (lo, hi, integer)}
     NETWORK_PARAMS = {m: {f.key: (f.lo, f.hi, f.type == "integer") for f in b.fields} for m, b in S.NETWORK.variants.items()}
 
-    def __init__(self, source: str, lines: _Lines, *, strict_horizon: bool = False):
+    def __init__(self, source: str, lines: _Lines, *, strict_horizon: bool = False, events: Registry = REGISTRY):
         self.source, self.lines = source, lines
+        self.types = events  # the event types files may use (eventtypes.REGISTRY)
         self.strict_horizon = strict_horizon  # a file's own events must fall inside its own calendar
         self.uncertain: list[Uncertain] = []  # uncertain parameters met so far (scenario files only)
 
@@ -1124,7 +1076,7 @@ class _Validator:
 
     # --- events -------------------------------------------------------------
     def events(self, d: Any, cal: Calendar, pnames, rnames) -> tuple[Event, ...]:
-        E = S.EVENTS.item
+        E = S.events_spec(self.types.actions).item
         if not isinstance(d, list):
             self.fail("events", f"expected a list of events, got {_kind(d)}")
         out, ids = [], set()
@@ -1154,13 +1106,16 @@ class _Validator:
                                              f"before {cal.date_of(cal.steps)}, or lengthen calendar.steps")
             if "note" in e:
                 self.get(V, e, "note", path)
-            req = self.ACTION_KEYS[etype][0]
+            req = self.types.required_keys(etype)
             default_id = ":".join([etype] + [str(e[k]) for k in req[:2]])
             eid = self.get(V, e, "id", path) if "id" in e else default_id
-            if not re.match(V["id"].pattern, str(eid)):
+            if "id" in e and not re.match(V["id"].pattern, str(eid)):
                 self.fail(f"{path}.id", f"event id {eid!r} contains '.'; allowed: any text without '.' (paths such as "
                                         f"events.ID.field address an event by its id), e.g. {str(eid).replace('.', '_')!r}")
             action = self.action(etype, e, path, cal, pnames, rnames, allow_effects=True, key=f"events.{eid}")
+            if "id" not in e and not re.match(V["id"].pattern, str(eid)):
+                self.fail(path, f"its default id {eid!r} contains '.', which paths such as events.ID.field cannot "
+                                f"address; allowed: give the event an 'id' without '.'")
             if eid in ids:
                 self.fail(f"{path}.id", f"duplicate event id {eid!r}; give each event a unique 'id'")
             ids.add(eid)
@@ -1169,31 +1124,17 @@ class _Validator:
         return tuple(out)
 
     def action(self, etype, e, path, cal, pnames, rnames, allow_effects, key):
-        A = S.ACTIONS[etype]
+        """The action of one event (or effect) of type ``etype``: its fields checked against their spec, then built
+        by the event type, which checks the rules between them."""
+        A = self.types.actions[etype]
 
         def get(k, **kw):
             f = A[k]
             choices = {"retailer": rnames, "provider": pnames}.get(f.refers)
             return self.get(A, e, k, path, ukey=f"{key}.{k}", choices=choices, **kw)
 
-        if etype == "remove_login":
-            return RemoveLogin(get("retailer"), get("provider"), get("migration_cost"))
-        if etype == "add_login":
-            return AddLogin(get("retailer"), get("provider"))
-        if etype == "social_boost":
-            return SocialBoost(get("layer"), get("retailer"), get("factor"))
-        if etype == "promotion":
-            aud = get("audience")
-            until = get("until")
-            if isinstance(until, dt.date):
-                until = cal.step_of(until)
-            return Promotion(get("retailer"), None if aud == "everyone" else aud, get("utility"), until)
-        if etype == "price_change":
-            return PriceChange(get("retailer"), get("price_index"))
-        if etype == "equity_stake":
-            if not allow_effects:
-                self.fail(path, "an equity_stake cannot be the effect of another")
-            EF = S.EFFECTS
+        def effects() -> tuple:
+            EF = self.types.effects_spec
             effects = _or(e.get("effects"), [])
             if not isinstance(effects, list):
                 self.fail(f"{path}.effects", f"expected a list of effects, got {_kind(effects)}")
@@ -1205,9 +1146,10 @@ class _Validator:
                 et = self.string(eff[EF.tag], f"{ep}.{EF.tag}", tuple(EF.variants), what=EF.what)
                 self.block(EF.block(et), eff, ep)
                 acts.append(self.action(et, eff, ep, cal, pnames, rnames, allow_effects=False, key=f"{key}.effects.{k}"))
-            return EquityStake(investor=get("investor"), target=get("target"), stake=get("stake"),
-                               amount_usd=get("amount_usd"), effects=tuple(acts))
-        raise AssertionError(etype)
+            return tuple(acts)
+
+        return self.types[etype].parse(Reading(get=get, fail=self.fail, path=path, calendar=cal,
+                                               nested=not allow_effects, effects=effects))
 
 
 # --------------------------------------------------------------------------- helpers

@@ -15,14 +15,18 @@ differ from what these definitions generate. The generated JSON Schema uses only
 draft 7 shares (no ``prefixItems``, no ``$ref`` beside other keywords), so editors that implement draft 7
 (VS Code's YAML extension) check it fully.
 
-This module is pure data and text: it imports nothing from the rest of the package.
+This module is pure data and text: it declares the formats with :mod:`marketsim.fieldspec` and takes the event
+types' fields from :mod:`marketsim.eventtypes`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
-from typing import Any, Iterator, Union
+from dataclasses import replace
+from typing import Any, Iterator
+
+from .eventtypes import REGISTRY
+from .fieldspec import UTILITY, Block, Field, ListOf, MapOf, Node, Variants  # noqa: F401  (public here as before)
 
 SCHEMA = "marketsim/v2"
 #: v2 (turnover, dated series, trends, observations, uncertain parameters) reads every v1 file unchanged:
@@ -67,148 +71,7 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {"normal": ("mean", "sd"), "lognorma
                                              "triangular": ("lo", "mode", "hi")}
 
 
-# --------------------------------------------------------------------------- the spec objects
-
-
-@dataclass(frozen=True)
-class Field:
-    """One value in a file.
-
-    ``type`` is ``number``, ``integer``, ``string``, ``name`` (a letter, then letters, digits or _), ``date``
-    (YYYY-MM-DD), ``period`` (2012, 2013H1, 2012Q3 or {start, end}), ``date_or_step``, ``names`` (a list of
-    names), ``pair`` ([lo, hi]), ``list`` (a list of anything), ``strings`` (a list of strings) or
-    ``all_or_strings`` ('all' or a list of strings). ``refers`` names what a string must be one of in the
-    file itself (``provider``, ``retailer``, ``event``, ``source``): the validator knows those names, the
-    JSON Schema cannot. ``default`` is used when the key is absent (or null where ``nullable``);
-    ``default_text`` says it in words where it is not a constant; ``source`` says where the default comes
-    from. ``uncertain``: the number may be a range or prior mapping; ``series``: a mapping of dates to
-    numbers; ``calibrate``: the word 'calibrate' (fit it) instead of a number."""
-
-    key: str
-    type: str
-    doc: str
-    unit: str = ""
-    required: bool = False
-    default: Any = None
-    default_text: str = ""
-    source: str = ""
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False
-    choices: tuple[str, ...] = ()
-    what: str = "value"  # the noun in "unknown <what> 'x'"
-    refers: str = ""
-    extra_choices: tuple[str, ...] = ()  # allowed besides the referred names (audience: 'everyone')
-    uncertain: bool = False
-    series: bool = False
-    calibrate: bool = False
-    nullable: bool = False
-    pattern: str = ""
-    file_only: bool = False  # read before validation (``base``): in the JSON Schema and docs, not the validator
-    only_if: tuple[str, str] | None = None  # allowed only when the sibling key has this value: ("kind", "platform")
-    multiple_of: int | None = None
-    hint: str = ""  # a short reason shown with a multiple_of error
-
-
-@dataclass(frozen=True)
-class Block:
-    """A mapping with known keys (``calendar``, one retailer, ...)."""
-
-    key: str
-    doc: str
-    fields: tuple["Node", ...]
-    required: bool = False
-    nullable: bool = False
-    default_text: str = ""
-    one_of: tuple[tuple[str, ...], ...] = ()  # groups of keys of which exactly one must be given
-
-    def __getitem__(self, key: str) -> "Node":
-        for f in self.fields:
-            if f.key == key:
-                return f
-        raise KeyError(key)
-
-    def __contains__(self, key: str) -> bool:
-        return any(f.key == key for f in self.fields)
-
-    @property
-    def checked(self) -> tuple["Node", ...]:
-        """The fields the validator sees (without file-only keys such as ``base``)."""
-        return tuple(f for f in self.fields if not getattr(f, "file_only", False))
-
-    @property
-    def required_keys(self) -> tuple[str, ...]:
-        return tuple(f.key for f in self.checked if f.required)
-
-    @property
-    def optional_keys(self) -> tuple[str, ...]:
-        return tuple(f.key for f in self.checked if not f.required)
-
-
-@dataclass(frozen=True)
-class MapOf:
-    """A mapping whose keys are names the file chooses (providers, sso_share, shares), each to ``value``."""
-
-    key: str
-    doc: str
-    keys: str  # "name" | "provider" | "retailer"
-    value: "Node"
-    required: bool = False
-    nullable: bool = False
-    min_items: int = 0
-    max_items: int | None = None
-    default_text: str = ""
-    source: str = ""
-
-
-@dataclass(frozen=True)
-class ListOf:
-    """A list of ``item``. ``merge_key``: a file with ``base:`` merges this list into its base's item by item
-    by that key (``{<key>: X, remove: true}`` removes an item); other lists replace the base's."""
-
-    key: str
-    doc: str
-    item: "Node"
-    required: bool = False
-    nullable: bool = False
-    min_items: int = 0
-    max_items: int | None = None
-    merge_key: str | None = None
-    default_text: str = ""
-
-
-@dataclass(frozen=True)
-class Variants:
-    """A mapping whose ``tag`` key (``type``, ``model``) picks its other fields: ``common`` to all, plus those of
-    ``variants[tag]``."""
-
-    key: str
-    doc: str
-    tag: str
-    tag_doc: str
-    what: str  # noun for the tag's values: "event type", "network model"
-    variants: dict[str, Block]
-    common: tuple[Field, ...] = ()
-    required: bool = False
-    nullable: bool = False
-    default_text: str = ""
-    one_of: tuple[tuple[str, ...], ...] = ()  # groups of keys of which exactly one must be given
-
-    def block(self, tag: str) -> Block:
-        """The full block of one variant: the tag, the common fields, then the variant's own."""
-        v = self.variants[tag]
-        tag_field = Field(self.tag, "string", self.tag_doc, required=True, choices=tuple(self.variants), what=self.what)
-        req = [f for f in v.fields if f.required]
-        opt = [f for f in v.fields if not f.required]
-        return Block(tag, v.doc, (tag_field, *req, *self.common, *opt))
-
-
-Node = Union[Field, Block, MapOf, ListOf, Variants]
-
-
 # --------------------------------------------------------------------------- shared pieces
-
-UTILITY = "utility"
 
 #: The mapping an uncertain number may be written as (docs/model.md section 8, "Uncertain parameters").
 UNCERTAIN = Block("uncertain", "A number no source pins, as a range or a prior with its reason. A run uses `value` "
@@ -360,73 +223,30 @@ FRICTION = Block("friction", "Utility costs of reaching checkout (docs/model.md 
 ))
 
 
-def _retailer_ref(key="retailer", doc="The retailer it applies to.") -> Field:
-    return Field(key, "string", doc, required=True, refers="retailer", what="retailer")
+#: The event types' fields, by type (the registry in eventtypes.py holds them), and the types an equity stake may
+#: carry as effects.
+ACTIONS: dict[str, Block] = REGISTRY.actions
+EFFECT_TYPES = REGISTRY.effect_types
+EFFECTS = REGISTRY.effects_spec
 
 
-def _provider_ref(key="provider", doc="The identity provider.") -> Field:
-    return Field(key, "string", doc, required=True, refers="provider", what="provider")
+def events_spec(actions: dict[str, Block]) -> ListOf:
+    """The ``events`` list of a scenario file whose event types have the fields ``actions`` (type -> block)."""
+    return ListOf("events", "The timeline (docs/model.md section 7): each event has a `type`, a `date` or a `step`, an "
+                  "optional `id`, and the fields of its type. A file's events must fall inside its calendar.",
+                  Variants("event", "An event.", "type", "What happens.", "event type", actions, common=(
+                      Field("id", "string", "Its name: `--baseline-without ID`, --set paths (events.ID.field) and "
+                            "merging with a base file use it; no '.'.", default_text="type:retailer:provider (its "
+                            "first two fields)", pattern=EVENT_ID_PATTERN),
+                      Field("date", "date", "When it applies: at the start of the step containing the date. Give "
+                            "exactly one of date or step."),
+                      Field("step", "integer", "When it applies, as a step number (0-based).", unit="step", lo=0,
+                            hi=MAX_STEPS),
+                      Field("note", "string", "Free text."),
+                  ), one_of=(("date", "step"),)), nullable=True, merge_key="id", default_text="[] (no events)")
 
 
-ACTIONS: dict[str, Block] = {
-    "remove_login": Block("remove_login", "The retailer stops accepting the provider's single sign-on: every "
-                          "customer logging in through it loses access (docs/model.md section 7).", (
-        _retailer_ref(), _provider_ref(),
-        Field("migration_cost", "number", "With it, the retailer offers to keep the account at this cost (state "
-              "`migrate`); without it, those customers have no access.", unit=UTILITY, lo=0, hi=100,
-              uncertain=True, nullable=True, default_text="no migration offer"))),
-    "add_login": Block("add_login", "The retailer starts accepting the provider's single sign-on.",
-                       (_retailer_ref(), _provider_ref())),
-    "social_boost": Block("social_boost", "Ties on a layer weigh `factor` times as much for the retailer "
-                          "(g_pj <- factor, docs/model.md section 3).", (
-        _provider_ref("layer", "The provider whose social layer changes (it needs a `network`)."),
-        _retailer_ref(),
-        Field("factor", "number", "New weight factor of the layer's ties for the retailer (1 = unchanged).",
-              unit="x", required=True, lo=0, hi=100, uncertain=True))),
-    "promotion": Block("promotion", "Adds `utility` to the retailer for consumers holding the audience provider "
-                       "(or everyone), from the event until `until` (docs/model.md section 7).", (
-        _retailer_ref(),
-        Field("utility", "number", "Utility added for the audience (negative: a penalty). `marketsim validate` "
-              "translates it into a change of a typical shopper's choice probability.", unit=UTILITY,
-              required=True, lo=-20, hi=20, uncertain=True),
-        Field("audience", "string", "A provider: only its holders see the promotion; or `everyone`.",
-              refers="provider", extra_choices=("everyone",), what="audience", default="everyone"),
-        Field("until", "date_or_step", "When it ends, exclusive: a date (the promotion stops at the start of the "
-              "step containing it) or a step number. `marketsim validate` writes it back as the first day of that "
-              "step; the scenario object holds the step number as `until_step`.",
-              nullable=True, default_text="never ends"))),
-    "price_change": Block("price_change", "The retailer's price index changes.", (
-        _retailer_ref(),
-        Field("price_index", "number", "The new price index.", unit="1 = market price", required=True, lo=0.01,
-              hi=100, uncertain=True))),
-}
-EFFECT_TYPES = ("social_boost", "promotion", "add_login")
-EFFECTS = Variants("effects[]", "One effect of an equity stake.", "type", "What the effect does.", "effect type",
-                   {t: ACTIONS[t] for t in EFFECT_TYPES})
-ACTIONS["equity_stake"] = Block("equity_stake", "A fact on the timeline: an investor buys a stake. It does nothing "
-                                "by itself; its `effects` are what happens.", (
-    Field("investor", "string", "Who buys (free text, e.g. Alibaba).", required=True),
-    Field("target", "string", "What is bought (free text: a provider, a retailer, a company; nothing checks or "
-          "uses it).", required=True),
-    Field("stake", "number", "Share bought.", unit="fraction of 1", required=True, lo=0, lo_open=True, hi=1),
-    Field("amount_usd", "number", "Price paid, for the record.", unit="USD", lo=0, hi=1e13, nullable=True,
-          default_text="not stated"),
-    ListOf("effects", "What the deal does: a list of actions of type social_boost, promotion or add_login, dated "
-           "with the stake.", EFFECTS, nullable=True, default_text="[] (none)"),
-))
-
-EVENTS = ListOf("events", "The timeline (docs/model.md section 7): each event has a `type`, a `date` or a `step`, an "
-                "optional `id`, and the fields of its type. A file's events must fall inside its calendar.",
-                Variants("event", "An event.", "type", "What happens.", "event type", ACTIONS, common=(
-                    Field("id", "string", "Its name: `--baseline-without ID`, --set paths (events.ID.field) and "
-                          "merging with a base file use it; no '.'.", default_text="type:retailer:provider (its first two "
-                          "fields)", pattern=EVENT_ID_PATTERN),
-                    Field("date", "date", "When it applies: at the start of the step containing the date. Give "
-                          "exactly one of date or step."),
-                    Field("step", "integer", "When it applies, as a step number (0-based).", unit="step", lo=0,
-                          hi=MAX_STEPS),
-                    Field("note", "string", "Free text."),
-                ), one_of=(("date", "step"),)), nullable=True, merge_key="id", default_text="[] (no events)")
+EVENTS = events_spec(ACTIONS)
 
 OBSERVATION = Block("observation", "Observed GMV shares of some retailers over a period, from one source "
                     "(docs/model.md section 8).", (
