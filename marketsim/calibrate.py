@@ -34,14 +34,13 @@ and parameters and refuses, naming what is missing, when the residual degrees of
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
 
+from .digest import digest
 from .engine import PILOT_CONSUMERS, Market, PilotState, run_pilot
 from .errors import UserError
 from .population import build_world
@@ -463,7 +462,7 @@ def cache_key(scenario: Scenario, until: dt.date | None = None, tol_pp: float | 
     d["_observations"] = [[o.source, o.start.isoformat(), o.end.isoformat(), list(map(list, o.shares))] for o in obs]
     d["consumers"]["count"] = fit_consumers(scenario)
     d["_method"] = [METHOD_VERSION, tol_pp or default_tolerance(scenario), COARSE_CONSUMERS, FIT_CONSUMERS]
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return digest(d, 20, spaced=True)
 
 
 def fit_consumers(scenario: Scenario) -> int:

@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import hashlib
 import itertools
-import json
 import math
 import time
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
@@ -38,6 +36,7 @@ import numpy as np
 
 from . import dataset, store, yamlsafe
 from . import schema as S
+from .digest import digest
 from .errors import Interrupted, UserError
 from .executor import WorkerLost, deferred_interrupt, open_executor
 from .scenario import Scenario, ScenarioError, Validator, did_you_mean, load_scenario, read_yaml
@@ -110,7 +109,7 @@ class Sweep:
             spec["parameters"] = [{k: v for k, v in p.items() if k not in NEUTRAL_PARAMETER_KEYS}
                                   if isinstance(p, dict) else p for p in spec["parameters"]]
         d = {"spec": spec, "base": self.base.digest() if self.base else None}
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return digest(d, 16, spaced=True)
 
     @property
     def n_runs(self) -> int:
@@ -356,7 +355,7 @@ def _identity_change(base: Scenario, sc: Scenario) -> str | None:
 def _simulated(sc: Scenario) -> str:
     """Digest of what a run simulates: the resolved scenario without its labels and seed."""
     d = {k: v for k, v in sc.to_dict().items() if k not in ("name", "description", "seed", "currency")}
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+    return digest(d, spaced=True)
 
 
 def _what(x: Any) -> str:

@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from .digest import digest
 from .calibrate import ALPHA_LIMIT, TREND_LIMIT, Calibration, CalibrationError, cache_key, calibrate
 from .scenario import Scenario
 
@@ -46,7 +47,7 @@ def cache_dir(results_root: str | Path) -> Path:
 
 def checksum(fit: dict) -> str:
     """sha256 of the canonical JSON of a fit (sorted keys, no spaces)."""
-    return hashlib.sha256(json.dumps(fit, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return digest(fit, default=None)
 
 
 def entry(cal: Calibration) -> dict:

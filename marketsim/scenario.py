@@ -21,8 +21,6 @@ import copy
 import dataclasses
 import datetime as dt
 import difflib
-import hashlib
-import json
 import math
 import os
 import re
@@ -32,6 +30,7 @@ from typing import Any, Mapping
 
 from . import schema as S
 from . import yamlsafe
+from .digest import digest
 from .errors import ScenarioError  # noqa: F401  (defined in errors.py so yamlsafe can raise it; re-exported here)
 from .schema import (  # noqa: F401  (the format's constants, public here as before)
     MAX_CONSUMERS, MAX_MARKET_SIZE, MAX_PROVIDERS, MAX_RETAILERS, MAX_STEPS, PRIORS, SCHEMA, SCHEMAS,
@@ -380,8 +379,7 @@ class Scenario:
 
     def digest(self) -> str:
         """sha256 of the resolved scenario: two scenarios with the same digest simulate identically."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return digest(self.to_dict(), default=None)
 
     # --- derived scenarios (always re-validated) --------------------------
     def with_values(self, values: Mapping[str, Any]) -> "Scenario":
