@@ -35,7 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from .digest import digest
+from .fitoptions import FitOptions
 from .scenario import Scenario, Uncertain
+from .tasks import fit_task, map_jobs, with_draw
 from .uncertainty import Draws, prior_draws, weighted_quantile
 
 FORMAT = "marketsim-posterior/v1"
@@ -241,7 +243,7 @@ def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = D
     """Weigh ``k`` prior draws by how well their fits meet the observations (see the module docstring).
     Returns the posterior and a summary (per-parameter report, failed draws, effective sample size)."""
     from .errors import UserError
-    from .projection import _map, _with_draw, central_fit, fit_task
+    from .projection import central_fit
 
     if not scenario.uncertain:
         raise UserError(f"{scenario.source}: no uncertain parameter (a range or a prior) to condition on the data")
@@ -259,8 +261,8 @@ def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = D
     draws = prior_draws(scenario, k, scenario.seed)
     cache = None if cache_dir is None else str(cache_dir)
     start = central_fit(scenario, cache)
-    fits = _map(executor, fit_task, [(_with_draw(scenario, v), cache, True, None, False, start) for v in draws.values],
-                "fits", on_progress)
+    fits = map_jobs(executor, fit_task, [(with_draw(scenario, v), cache, FitOptions(allow_fixed=True, start=start))
+                                         for v in draws.values], "fits", on_progress)
     residuals = [None if "error" in f else np.asarray(f["residuals"], dtype=float) for f in fits]
     w = kernel_weights(residuals, sigma_pp)
     if w.sum() == 0:
