@@ -18,6 +18,7 @@ from typing import Callable
 
 from . import __version__
 from .errors import UserError
+from .numbers import points, share, shift
 from .progress import bar, stderr
 
 
@@ -299,9 +300,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         t.add_column(col, justify="right", no_wrap=True)
     for k, o in enumerate(cal.observations):
         row = [o["source"], o["period"]["label"], o["retailer"], f"{o['observed']:.1f}", f"{o['simulated']:.2f}",
-               f"{o['residual_pp']:+.2f}"]
+               points(o['residual_pp'])]
         if full:
-            row.append(f"{full['observations'][k]['residual_pp']:+.2f}")
+            row.append(points(full['observations'][k]['residual_pp']))
         t.add_row(*row)
     con = console()
     con.print(t)
@@ -314,7 +315,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for n in sc.retailer_names:
         p.add_row(n, f"{cal.alpha[n]:.3f}" + ("" if n in fitted_alpha else " (given)"),
                   f"{cal.trend[n]:+.3f}" + ("" if n in fitted_trend else " (given)"),
-                  *[(f"{d[n]:+.2f}" if n in d else "-") for d in cal.offsets.values()])
+                  *[(points(d[n]) if n in d else "-") for d in cal.offsets.values()])
     con.print(p)
     con.print(f"conversion residual {cal.conversion_residual_pp:+.2f} pp; {cal.iterations} solver steps, "
               f"{cal.evaluations} simulations; tolerance {cal.tol_pp:.3g} pp; cache key {cal.key}")
@@ -386,11 +387,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     for col in (f"{summary['first_date']} %", f"{summary['last_date']} %", "change pp"):
         t.add_column(col, justify="right", no_wrap=True)
     def pct(x):
-        return f"{x * 100:.1f}" if x == x else "no purchases"
+        return share(x, unit="") if x == x else "no purchases"
 
     for n in sc.retailer_names:
         d = last[n] - first[n]
-        t.add_row(n, pct(first[n]), pct(last[n]), f"{d * 100:+.1f}" if d == d else "-")
+        t.add_row(n, pct(first[n]), pct(last[n]), shift(d, 1) if d == d else "-")
     con = console()
     con.print(t)
     if cal is not None:
