@@ -199,17 +199,16 @@ def fit_cache(args: argparse.Namespace) -> Path:
     return cache_dir(results_root(args))
 
 
-def fit_params(scenario, args: argparse.Namespace, quiet: bool = False, **kw):
-    """Attractiveness and trends for ``scenario``: given, or fitted (cached under results/calibration/).
-    Returns :class:`marketsim.fitcache.Fitted`."""
+def fit_params(scenario, args: argparse.Namespace, quiet: bool = False):
+    """Attractiveness and trends for ``scenario``: given, or fitted (cached under results/calibration/) up to
+    ``--until`` within ``--tolerance``. Returns :class:`marketsim.fitcache.Fitted`."""
     from .fitcache import fitted
+    from .fitoptions import FitOptions
 
-    kw.setdefault("until", getattr(args, "until", None))
-    if getattr(args, "tolerance", None) is not None:
-        kw["tol_pp"] = args.tolerance
+    options = FitOptions(until=getattr(args, "until", None), tol_pp=getattr(args, "tolerance", None))
     with bar("fitting to the observations", None, "simulations", enabled=not quiet) as update:
-        fit = fitted(scenario, fit_cache(args),
-                     on_progress=lambda stage, k, worst: update(completed=k), **kw)
+        fit = fitted(scenario, fit_cache(args), options=options,
+                     on_progress=lambda stage, k, worst: update(completed=k))
     if fit.note:
         stderr.print(f"marketsim: {fit.note}", markup=False, soft_wrap=True)
     cal = fit.calibration
