@@ -122,12 +122,7 @@ def _unit_x(manifest: dict, pm: pd.DataFrame, params: list[str]) -> np.ndarray:
             lo, hi = p.args
             cols.append((x - lo) / (hi - lo))
         else:
-            from scipy import stats as st
-
-            dist = {"normal": lambda: st.norm(p.args[0], p.args[1]),
-                    "lognormal": lambda: st.lognorm(s=p.args[1], scale=math.exp(p.args[0])),
-                    "triangular": lambda: st.triang(c=(p.args[1] - p.args[0]) / (p.args[2] - p.args[0]), loc=p.args[0], scale=p.args[2] - p.args[0])}[p.kind]()
-            cols.append(dist.cdf(x))
+            cols.append(p.distribution().cdf(x))
     return np.column_stack(cols)
 
 

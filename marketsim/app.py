@@ -50,6 +50,7 @@ import solara
 import solara.lab
 
 from .engine import Market
+from .numbers import count, points, share
 from .population import build_world
 from .scenario import Scenario, load_scenario
 
@@ -491,32 +492,24 @@ def agents_svg_dynamic(model: LiveModel, colors: list[str]) -> str:
     return "".join(parts)
 
 
-def _people(x: float) -> str:
-    """A count of real shoppers, rounded to what a sample-based model can know."""
-    if x >= 1e6:
-        return f"{x / 1e6:.1f} million"
-    if x >= 1e4:
-        return f"{round(x, -3):,.0f}"
-    return f"{x:,.0f}"
-
-
 def numbers_html(model: LiveModel, colors: list[str]) -> str:
     sc, t = model.market_scenario, model.t
     rows = []
     for j, n in enumerate(sc.retailer_names):
         if t and np.isfinite(model.share[:, t - 1, j]).all():
-            s, c = model.share[0, t - 1, j] * 100, model.share[1, t - 1, j] * 100
-            cells = f"<td class='share'>{s:.1f}%</td><td class='cf'>{c:.1f}%</td><td class='gap'>{s - c:+.2f}</td>"
+            s, c = model.share[0, t - 1, j], model.share[1, t - 1, j]
+            cells = (f"<td class='share'>{share(s)}</td><td class='cf'>{share(c)}</td>"
+                     f"<td class='gap'>{points(s * 100 - c * 100)}</td>")
         else:  # not started, or nobody bought this week
             cells = "<td class='share'>–</td><td class='cf'>–</td><td class='gap'>–</td>"
         rows.append(f"<tr><td><span style='color:{colors[j]}'>&#9679;</span> {escape(n)}</td>{cells}"
-                    f"<td>{_people(model.accounts[j])}</td></tr>")
+                    f"<td>{count(model.accounts[j])}</td></tr>")
     lost = model.market.lost_login.sum() * model.world.scale
     moved = model.switched().sum() * model.world.scale
     return ("<table id='marketsim-numbers'><tr><th>retailer</th><th>GMV share</th><th>without the events</th>"
             "<th>gap (points)</th><th>accounts created</th></tr>" + "".join(rows) + "</table>"
-            f"<div class='facts'>Shoppers who lost a login: <b id='marketsim-lost'>{_people(lost)}</b> · "
-            f"buying elsewhere because of the events: <b id='marketsim-moved'>{_people(moved)}</b></div>")
+            f"<div class='facts'>Shoppers who lost a login: <b id='marketsim-lost'>{count(lost)}</b> · "
+            f"buying elsewhere because of the events: <b id='marketsim-moved'>{count(moved)}</b></div>")
 
 
 def events_html(model: LiveModel) -> str:
@@ -679,7 +672,7 @@ def WeekLine(holder: _Holder, tick: solara.Reactive):
     if m.t and m.fired and np.isfinite(m.share[:, m.t - 1]).all():
         gaps = (m.share[0, m.t - 1] - m.share[1, m.t - 1]) * 100
         text += " · <b>the events so far</b>: " + ", ".join(
-            f"<span style='color:{c}'>{escape(n)}</span> {g:+.1f} points"
+            f"<span style='color:{c}'>{escape(n)}</span> {points(g, 1)} points"
             for n, c, g in zip(sc.retailer_names, holder.colors, gaps))
     done = "" if m.running else (f"<div id='marketsim-finished' style='color:#1a7f37;font-weight:600'>Run finished: "
                                  f"all {m.horizon} weeks simulated. Reset to run again.</div>")

@@ -25,7 +25,9 @@ from .calibrate import FitPath, expected_path, fit_problem
 from .conditioning import DEFAULT_SIGMA_PP
 from .errors import UserError
 from .figstyle import figure_function
-from .projection import _map, _with_draw, fit_task, replicate_seeds
+from .fitoptions import FitOptions
+from .projection import replicate_seeds
+from .tasks import fit_task, map_jobs, with_draw
 from .scenario import Observation, Scenario
 from .uncertainty import Draws, weighted_quantile
 
@@ -86,15 +88,16 @@ def backtest(scenario: Scenario, until: dt.date, *, draws: Draws, replicates: in
     fixed = [f"trend[{r.name}] fixed at 0 (no two periods of it before {until})"
              for j, r in enumerate(sc.retailers) if r.calibrate_trend and j not in full.free_trend]
     cache = None if cache_dir is None else str(cache_dir)
-    fits = _map(executor, fit_task, [(_with_draw(sc, v), cache, False, cut, True) for v in draws.values], "fits",
-                on_progress)
+    options = FitOptions(until=cut, drop_unidentified=True)
+    fits = map_jobs(executor, fit_task, [(with_draw(sc, v), cache, options) for v in draws.values], "fits",
+                    on_progress)
     kept = [k for k, f in enumerate(fits) if "error" not in f]
     if not kept:
         raise UserError(f"no parameter draw could be fitted to the observations before {until}; the first: {fits[0]['error']}")
     horizon = max(sc.calendar.step_of(o.end) for o in later) + 1
     seeds = replicate_seeds(sc.seed, replicates)
-    jobs = [(_with_draw(sc, draws.values[k]), fits[k]["alpha"], fits[k]["trend"], s, horizon) for k in kept for s in seeds]
-    paths = _map(executor, _path_task, jobs, "replicates", on_progress)
+    jobs = [(with_draw(sc, draws.values[k]), fits[k]["alpha"], fits[k]["trend"], s, horizon) for k in kept for s in seeds]
+    paths = map_jobs(executor, _path_task, jobs, "replicates", on_progress)
     w = np.repeat(draws.weights[kept] / draws.weights[kept].sum() / replicates, replicates)
 
     names = sc.retailer_names

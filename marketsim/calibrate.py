@@ -34,16 +34,16 @@ and parameters and refuses, naming what is missing, when the residual degrees of
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
 
+from .digest import digest
 from .engine import PILOT_CONSUMERS, Market, PilotState, run_pilot
 from .errors import UserError
+from .fitoptions import FitOptions, fit_options
 from .population import build_world
 from .scenario import Observation, Scenario
 
@@ -463,7 +463,7 @@ def cache_key(scenario: Scenario, until: dt.date | None = None, tol_pp: float | 
     d["_observations"] = [[o.source, o.start.isoformat(), o.end.isoformat(), list(map(list, o.shares))] for o in obs]
     d["consumers"]["count"] = fit_consumers(scenario)
     d["_method"] = [METHOD_VERSION, tol_pp or default_tolerance(scenario), COARSE_CONSUMERS, FIT_CONSUMERS]
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return digest(d, 20, spaced=True)
 
 
 def fit_consumers(scenario: Scenario) -> int:
@@ -509,31 +509,32 @@ def initial_theta(prob: FitProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 def calibrate(
     scenario: Scenario,
     *,
-    until: dt.date | None = None,
-    tol_pp: float | None = None,
+    options: FitOptions | None = None,
     on_progress: Callable[[str, int, float], None] | None = None,
-    drop_unidentified: bool = False,
-    allow_fixed: bool = False,
-    start: Calibration | None = None,
+    **fields,
 ) -> Calibration:
     """Fit the scenario's calibrated attractiveness and trends to its observations up to the cut-off.
 
-    Deterministic for the scenario's seed (and ``start``). ``on_progress(stage, simulations, worst_pp)`` after
+    ``options``: :class:`marketsim.fitoptions.FitOptions` (cut-off, tolerance, ...); keyword ``fields`` change
+    single ones (``calibrate(sc, until=d)``). Deterministic for the scenario's seed (and ``start``). ``on_progress(stage, simulations, worst_pp)`` after
     each simulation. ``start``: the fit of a nearby scenario (the central values of a projection's draws): its
     values and Jacobian start the final stage directly, skipping the coarse one; if that does not converge, the
     fit starts over. Raises :class:`CalibrationError` (one line) when the fit is not identified or cannot meet
     an observation.
     """
+    options = fit_options(options, fields)
+    start = options.start
     if start is not None and start.jacobian is not None:
         try:
-            return _calibrate(scenario, until, tol_pp, on_progress, drop_unidentified, allow_fixed, start)
+            return _calibrate(scenario, options, on_progress)
         except CalibrationError:
             pass
-    return _calibrate(scenario, until, tol_pp, on_progress, drop_unidentified, allow_fixed, None)
+    return _calibrate(scenario, options.but(start=None), on_progress)
 
 
-def _calibrate(scenario, until, tol_pp, on_progress, drop_unidentified, allow_fixed, start) -> Calibration:
-    prob = fit_problem(scenario, until, drop_unidentified=drop_unidentified, allow_fixed=allow_fixed)
+def _calibrate(scenario: Scenario, options: FitOptions, on_progress) -> Calibration:
+    until, tol_pp, start = options.until, options.tol_pp, options.start
+    prob = fit_problem(scenario, until, drop_unidentified=options.drop_unidentified, allow_fixed=options.allow_fixed)
     tol_pp = tol_pp or default_tolerance(scenario)
     alpha0, trend0, theta = initial_theta(prob)
     obj = _Objective(prob, alpha0, trend0, scenario.seed)

@@ -18,6 +18,7 @@ from typing import Callable
 
 from . import __version__
 from .errors import UserError
+from .numbers import points, share, shift
 from .progress import bar, stderr
 
 
@@ -198,17 +199,16 @@ def fit_cache(args: argparse.Namespace) -> Path:
     return cache_dir(results_root(args))
 
 
-def fit_params(scenario, args: argparse.Namespace, quiet: bool = False, **kw):
-    """Attractiveness and trends for ``scenario``: given, or fitted (cached under results/calibration/).
-    Returns :class:`marketsim.fitcache.Fitted`."""
+def fit_params(scenario, args: argparse.Namespace, quiet: bool = False):
+    """Attractiveness and trends for ``scenario``: given, or fitted (cached under results/calibration/) up to
+    ``--until`` within ``--tolerance``. Returns :class:`marketsim.fitcache.Fitted`."""
     from .fitcache import fitted
+    from .fitoptions import FitOptions
 
-    kw.setdefault("until", getattr(args, "until", None))
-    if getattr(args, "tolerance", None) is not None:
-        kw["tol_pp"] = args.tolerance
+    options = FitOptions(until=getattr(args, "until", None), tol_pp=getattr(args, "tolerance", None))
     with bar("fitting to the observations", None, "simulations", enabled=not quiet) as update:
-        fit = fitted(scenario, fit_cache(args),
-                     on_progress=lambda stage, k, worst: update(completed=k), **kw)
+        fit = fitted(scenario, fit_cache(args), options=options,
+                     on_progress=lambda stage, k, worst: update(completed=k))
     if fit.note:
         stderr.print(f"marketsim: {fit.note}", markup=False, soft_wrap=True)
     cal = fit.calibration
@@ -299,9 +299,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         t.add_column(col, justify="right", no_wrap=True)
     for k, o in enumerate(cal.observations):
         row = [o["source"], o["period"]["label"], o["retailer"], f"{o['observed']:.1f}", f"{o['simulated']:.2f}",
-               f"{o['residual_pp']:+.2f}"]
+               points(o['residual_pp'])]
         if full:
-            row.append(f"{full['observations'][k]['residual_pp']:+.2f}")
+            row.append(points(full['observations'][k]['residual_pp']))
         t.add_row(*row)
     con = console()
     con.print(t)
@@ -314,7 +314,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for n in sc.retailer_names:
         p.add_row(n, f"{cal.alpha[n]:.3f}" + ("" if n in fitted_alpha else " (given)"),
                   f"{cal.trend[n]:+.3f}" + ("" if n in fitted_trend else " (given)"),
-                  *[(f"{d[n]:+.2f}" if n in d else "-") for d in cal.offsets.values()])
+                  *[(points(d[n]) if n in d else "-") for d in cal.offsets.values()])
     con.print(p)
     con.print(f"conversion residual {cal.conversion_residual_pp:+.2f} pp; {cal.iterations} solver steps, "
               f"{cal.evaluations} simulations; tolerance {cal.tol_pp:.3g} pp; cache key {cal.key}")
@@ -386,11 +386,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     for col in (f"{summary['first_date']} %", f"{summary['last_date']} %", "change pp"):
         t.add_column(col, justify="right", no_wrap=True)
     def pct(x):
-        return f"{x * 100:.1f}" if x == x else "no purchases"
+        return share(x, unit="") if x == x else "no purchases"
 
     for n in sc.retailer_names:
         d = last[n] - first[n]
-        t.add_row(n, pct(first[n]), pct(last[n]), f"{d * 100:+.1f}" if d == d else "-")
+        t.add_row(n, pct(first[n]), pct(last[n]), shift(d, 1) if d == d else "-")
     con = console()
     con.print(t)
     if cal is not None:

@@ -27,7 +27,6 @@ collapse every interval a projection draws from it. A stored posterior is checke
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -35,7 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .digest import digest
+from .fitoptions import FitOptions
 from .scenario import Scenario, Uncertain
+from .tasks import fit_task, map_jobs, with_draw
 from .uncertainty import Draws, prior_draws, weighted_quantile
 
 FORMAT = "marketsim-posterior/v1"
@@ -117,8 +119,7 @@ def acts_before(scenario: Scenario, path: str, until: dt.date) -> bool:
 def prior_key(scenario: Scenario, k: int, sigma_pp: float, cache_key: str) -> str:
     """The posterior's key: the central fit's key, the priors, the design size and the kernel's sigma."""
     priors = [[p.path, p.prior, list(p.args), list(p.bounds)] for p in scenario.uncertain]
-    blob = json.dumps([cache_key, priors, k, sigma_pp, scenario.seed], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    return digest([cache_key, priors, k, sigma_pp, scenario.seed], 20, spaced=True)
 
 
 def posterior_path(scenario: Scenario, cache_dir: str | Path) -> Path:
@@ -137,7 +138,7 @@ def save_posterior(post: Posterior, scenario: Scenario, cache_dir: str | Path, r
     body = {"params": [p.path for p in post.params], "samples": post.samples, "weights": post.weights.tolist(),
             "sigma_pp": post.sigma_pp, "priors": [[p.path, p.prior, list(p.args)] for p in post.params],
             "report": report}
-    doc = {"format": FORMAT, "sha256": hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest(), **body}
+    doc = {"format": FORMAT, "sha256": digest(body, spaced=True, default=None), **body}
     path = posterior_path(scenario, cache_dir)
     store_entry(path, doc, "the posterior")
     return path
@@ -180,7 +181,7 @@ def check_posterior(doc, scenario: Scenario, path: Path | None = None) -> Poster
     if missing:
         raise BadEntry(f"lacks {', '.join(missing)}")
     body = {k: doc[k] for k in KEYS}
-    if doc["sha256"] != hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest():
+    if doc["sha256"] != digest(body, spaced=True, default=None):
         raise BadEntry("fails its checksum (edited or corrupted)")
     params = scenario.uncertain
     want = [p.path for p in params]
@@ -242,7 +243,7 @@ def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = D
     """Weigh ``k`` prior draws by how well their fits meet the observations (see the module docstring).
     Returns the posterior and a summary (per-parameter report, failed draws, effective sample size)."""
     from .errors import UserError
-    from .projection import _map, _with_draw, central_fit, fit_task
+    from .projection import central_fit
 
     if not scenario.uncertain:
         raise UserError(f"{scenario.source}: no uncertain parameter (a range or a prior) to condition on the data")
@@ -260,8 +261,8 @@ def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = D
     draws = prior_draws(scenario, k, scenario.seed)
     cache = None if cache_dir is None else str(cache_dir)
     start = central_fit(scenario, cache)
-    fits = _map(executor, fit_task, [(_with_draw(scenario, v), cache, True, None, False, start) for v in draws.values],
-                "fits", on_progress)
+    fits = map_jobs(executor, fit_task, [(with_draw(scenario, v), cache, FitOptions(allow_fixed=True, start=start))
+                                         for v in draws.values], "fits", on_progress)
     residuals = [None if "error" in f else np.asarray(f["residuals"], dtype=float) for f in fits]
     w = kernel_weights(residuals, sigma_pp)
     if w.sum() == 0:

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import store
+from .digest import digest
 from .errors import UserError
 
 PART_GLOB = "part-*.parquet"
@@ -201,7 +202,7 @@ def write_part(path: str | Path, rows: list[dict], spec_hash: str | None = None)
 def manifest_checksum(d: dict) -> str:
     """sha256 of a manifest's content without its own ``sha256`` key (canonical JSON)."""
     body = {k: v for k, v in d.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return digest(body, default=None)
 
 
 def write_manifest(path: str | Path, d: dict) -> Path:

@@ -24,13 +24,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import hashlib
 import itertools
-import json
 import math
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,10 +37,13 @@ import numpy as np
 
 from . import dataset, store, yamlsafe
 from . import schema as S
+from .digest import digest
+from .distributions import FAMILIES, OLD_SPELLINGS, Distribution, Lognormal, make, old_spelling_note
 from .errors import Interrupted, UserError
 from .executor import WorkerLost, deferred_interrupt, open_executor
 from .scenario import Scenario, ScenarioError, Validator, did_you_mean, load_scenario, read_yaml
 from .schema import DESIGNS, METRICS, STAND_INS, SWEEP_SCHEMA  # noqa: F401  (the file format: schema.py)
+from .tasks import run_forked
 
 MAX_RUNS = 1_000_000
 #: Spec keys that do not change any stored row: editing them keeps the spec hash (and resuming works).
@@ -56,26 +58,27 @@ MAX_CHECKED_POINTS = 100_000
 class Parameter:
     path: str
     kind: str  # "range" | "values" | "normal" | "lognormal" | "triangular"
-    args: tuple  # (lo, hi) | values | (mean, sd) | (mu, sigma) | (lo, mode, hi)
+    args: tuple  # as the manifest records them: (lo, hi) | values | (mean, sd) | (mu, sigma) | (lo, mode, hi)
     label: str | None = None  # for tables and charts; None: a readable form of the path (labels.py)
+    #: The distribution drawn from (:mod:`marketsim.distributions`); None: the one ``kind`` and ``args`` give.
+    law: Distribution | None = field(default=None, compare=False)
+
+    def distribution(self) -> Distribution | None:
+        """The distribution the values are drawn from (a ``range`` is uniform); None for a list of ``values``.
+        The manifest records a lognormal as (mu, sigma): median = exp(mu)."""
+        if self.law is not None or self.kind == "values":
+            return self.law
+        if self.kind == "lognormal":
+            return Lognormal((math.exp(self.args[0]), self.args[1]))
+        return make("uniform" if self.kind == "range" else self.kind, self.args)
 
     def from_unit(self, u: np.ndarray) -> np.ndarray | list:
         """Map unit-hypercube coordinates to parameter values (inverse CDF)."""
-        from scipy import stats
-
-        u = np.clip(np.asarray(u, dtype=float), 1e-9, 1 - 1e-9)
-        if self.kind == "range":
-            lo, hi = self.args
-            return lo + u * (hi - lo)
         if self.kind == "values":
+            u = np.clip(np.asarray(u, dtype=float), 1e-9, 1 - 1e-9)
             idx = np.minimum((u * len(self.args)).astype(int), len(self.args) - 1)
             return [self.args[i] for i in idx]
-        if self.kind == "normal":
-            return stats.norm.ppf(u, loc=self.args[0], scale=self.args[1])
-        if self.kind == "lognormal":
-            return stats.lognorm.ppf(u, s=self.args[1], scale=math.exp(self.args[0]))
-        lo, mode, hi = self.args
-        return stats.triang.ppf(u, c=(mode - lo) / (hi - lo), loc=lo, scale=hi - lo)
+        return self.distribution().ppf(u, eps=1e-9)
 
     @property
     def name(self) -> str:
@@ -110,7 +113,7 @@ class Sweep:
             spec["parameters"] = [{k: v for k, v in p.items() if k not in NEUTRAL_PARAMETER_KEYS}
                                   if isinstance(p, dict) else p for p in spec["parameters"]]
         d = {"spec": spec, "base": self.base.digest() if self.base else None}
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return digest(d, 16, spaced=True)
 
     @property
     def n_runs(self) -> int:
@@ -282,18 +285,37 @@ def _parameters(v: Validator, d: Any, design: str, model: str) -> tuple[tuple[Pa
             if not isinstance(dist, dict) or DV.tag not in dist:
                 v.fail(dp, f"expected a mapping with 'type' ({', '.join(DV.variants)}) and its parameters")
             t = v.string(dist[DV.tag], f"{dp}.{DV.tag}", tuple(DV.variants), what=DV.what)
-            B = DV.block(t)
-            keys = B.required_keys[1:]
-            v.mapping(dist, dp, (DV.tag,), keys)
-            for k in keys:
-                if k not in dist:
-                    v.fail(dp, f"a {t} distribution needs {', '.join(keys)}")
-            args = tuple(v.check(B[k], dist[k], f"{dp}.{k}") for k in keys)
-            if t in ("normal", "lognormal") and args[1] <= 0:
-                v.fail(dp, "the spread must be > 0")
-            if t == "triangular" and not (args[0] <= args[1] <= args[2] and args[0] < args[2]):
-                v.fail(dp, "need lo <= mode <= hi and lo < hi")
-            par = Parameter(path, t, args, label)
+            B, F = DV.block(t), FAMILIES[t]
+            keys = F.keys
+            old = OLD_SPELLINGS.get(t)
+            if old and not any(k in dist for k in keys if k not in old[0]) and all(k in dist for k in old[0]):
+                v.mapping(dist, dp, (DV.tag,), B.required_keys[1:] + B.optional_keys)
+                given = tuple(v.check(B[k], dist[k], f"{dp}.{k}") for k in old[0])
+                source, line = v.lines.find(dp)
+                print(f"marketsim: note: {old_spelling_note(f'{source}:{line}: {dp}' if line else dp, t, dict(zip(old[0], given)))}",
+                      file=sys.stderr)
+                args = old[1](*given)
+                if t == "lognormal" and args[1] <= 0:
+                    v.fail(dp, "the spread must be > 0")
+                par = Parameter(path, t, given, label, make(t, args))
+            else:
+                v.mapping(dist, dp, (DV.tag,), B.required_keys[1:] + B.optional_keys)
+                for k in old[0] if old else ():
+                    if k in dist and k not in keys:
+                        new = [n for n in keys if n not in old[0]]
+                        v.fail(f"{dp}.{k}", f"{k!r} is the old spelling of {', '.join(map(repr, new))} ({old[2]}); "
+                                            f"give only {', '.join(map(repr, new))}")
+                for k in keys:
+                    if k not in dist:
+                        v.fail(dp, f"a {t} distribution needs {', '.join(keys)}")
+                args = tuple(v.check(B[k], dist[k], f"{dp}.{k}") for k in keys)
+                law = make(t, args)
+                if t in ("normal", "lognormal") and args[-1] <= 0:
+                    v.fail(dp, "the spread must be > 0")
+                if F.rule and not law.ok():
+                    v.fail(dp, f"need {F.rule}")
+                # the manifest records a lognormal as (mu, sigma), as it always has
+                par = Parameter(path, t, (math.log(args[0]), args[1]) if t == "lognormal" else args, label, law)
             probes = [(float(x), f"{fp}.distribution") for x in par.from_unit(np.array([0.001, 0.999]))]
         if model != "marketsim" and path not in ("x1", "x2", "x3"):
             v.fail(f"{fp}.path", f"the ishigami stand-in has parameters x1, x2, x3, not {path!r}")
@@ -356,7 +378,7 @@ def _identity_change(base: Scenario, sc: Scenario) -> str | None:
 def _simulated(sc: Scenario) -> str:
     """Digest of what a run simulates: the resolved scenario without its labels and seed."""
     d = {k: v for k, v in sc.to_dict().items() if k not in ("name", "description", "seed", "currency")}
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+    return digest(d, spaced=True)
 
 
 def _what(x: Any) -> str:
@@ -480,15 +502,8 @@ def run_task(sweep: Sweep, alpha, task: Task) -> list[dict]:
     if sweep.shift_against is not None:
         arms["shift"] = sc.without_events(list(sweep.shift_against) or None)
     # the arms are one market until their events differ, then it forks (as a projection's arms do)
-    from .projection import _divergence
-
     lead = Market(sc, world, alpha, task.seed, trend=trend)
-    split = min(_divergence(sc, arms["shift"]), steps) if "shift" in arms else steps
-    shared = [lead.step() for _ in range(split)]
-    forks = {arm: lead.fork(scen) for arm, scen in arms.items() if arm}
-    recorded: dict[str, list] = {"": shared + [lead.step() for _ in range(steps - split)]}
-    for arm, m in forks.items():
-        recorded[arm] = shared + [m.step() for _ in range(steps - split)]
+    recorded = {arm: recs for arm, (_, recs) in zip(arms, run_forked(lead, list(arms.items()), steps))}
     k = min(sweep.average_last, steps)
 
     def value(arm: str, metric: str, t: int, j: int) -> float:

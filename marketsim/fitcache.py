@@ -18,7 +18,6 @@ the cache folder.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from typing import Callable
 import numpy as np
 
 from .calibrate import ALPHA_LIMIT, TREND_LIMIT, Calibration, CalibrationError, cache_key, calibrate
+from .digest import digest
+from .fitoptions import FitOptions, fit_options
 from .scenario import Scenario
 
 FORMAT = "marketsim-fit/v1"
@@ -46,7 +47,7 @@ def cache_dir(results_root: str | Path) -> Path:
 
 def checksum(fit: dict) -> str:
     """sha256 of the canonical JSON of a fit (sorted keys, no spaces)."""
-    return hashlib.sha256(json.dumps(fit, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return digest(fit, default=None)
 
 
 def entry(cal: Calibration) -> dict:
@@ -216,16 +217,16 @@ def cached_calibration(
     scenario: Scenario,
     cache_dir: str | Path | None,
     *,
-    until: dt.date | None = None,
-    tol_pp: float | None = None,
+    options: FitOptions | None = None,
     on_progress: Callable[[str, int, float], None] | None = None,
-    drop_unidentified: bool = False,
-    allow_fixed: bool = False,
-    start: Calibration | None = None,
+    **fields,
 ) -> tuple[Calibration, bool, str | None]:
-    """The fit for ``scenario``: from ``cache_dir/<key>.json`` if a valid entry is stored, else fitted now and
+    """The fit for ``scenario`` with ``options`` (:class:`marketsim.fitoptions.FitOptions`; keyword ``fields``
+    change single ones): from ``cache_dir/<key>.json`` if a valid entry is stored, else fitted now and
     stored (atomically). Returns (calibration, was_cached, note): ``note`` is one line when a stored entry was
     refused and refitted. ``cache_dir=None`` never caches."""
+    options = fit_options(options, fields)
+    until, tol_pp = options.until, options.tol_pp
     from .store import remove_stale_temps  # result files are the store's business; imported when a cache is used
 
     key = cache_key(scenario, until, tol_pp)
@@ -247,8 +248,7 @@ def cached_calibration(
     if path is not None:
         check_writable(Path(cache_dir), "this scenario's fit (none usable is stored)")  # before the costly fit: a result that could not be stored
     try:
-        cal = calibrate(scenario, until=until, tol_pp=tol_pp, on_progress=on_progress,
-                        drop_unidentified=drop_unidentified, allow_fixed=allow_fixed, start=start)
+        cal = calibrate(scenario, options=options, on_progress=on_progress)
     except CalibrationError as e:
         if path is not None and not str(e).startswith(f"{scenario.source}: no "):  # not "no observation..." etc.
             body = {"format": FORMAT, "key": key, "error": str(e)}
@@ -284,11 +284,13 @@ class Fitted:
     note: str | None = None  # one line when a cache entry was refused
 
 
-def fitted(scenario: Scenario, cache_dir: str | Path | None, **kw) -> Fitted:
+def fitted(scenario: Scenario, cache_dir: str | Path | None, *, options: FitOptions | None = None,
+           on_progress: Callable[[str, int, float], None] | None = None, **fields) -> Fitted:
     """Given parameters, or the (cached) fit of every 'calibrate' one. Keywords as :func:`cached_calibration`
-    (with ``allow_fixed`` a scenario with nothing to fit but observations gets its residuals evaluated)."""
-    if not scenario.needs_fit and not (kw.get("allow_fixed") and scenario.observations):
+    (with ``options.allow_fixed`` a scenario with nothing to fit but observations gets its residuals evaluated)."""
+    options = fit_options(options, fields)
+    if not scenario.needs_fit and not (options.allow_fixed and scenario.observations):
         return Fitted(np.array([r.attractiveness for r in scenario.retailers], dtype=float),
                       np.array([r.trend for r in scenario.retailers], dtype=float), None)
-    cal, cached, note = cached_calibration(scenario, cache_dir, **kw)
+    cal, cached, note = cached_calibration(scenario, cache_dir, options=options, on_progress=on_progress)
     return Fitted(cal.alpha_vector(scenario), cal.trend_vector(scenario), cal, cached, note)

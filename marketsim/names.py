@@ -15,13 +15,13 @@ the names of the others and a digest of all the settings (``--steps10-set-thresh
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
+from .digest import digest as _digest
 from .errors import UserError
 
 #: An id or option name used as written in a folder name.
@@ -42,8 +42,7 @@ NOT_COMPARED = ("scenario_file", "scenario_file_hash")
 
 def digest(obj: Any, n: int = DIGEST_CHARS) -> str:
     """The first ``n`` hex digits of the sha256 of ``obj`` as canonical JSON."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:n]
+    return _digest(obj, n)
 
 
 def readable(text: str, n: int = 32) -> str:

@@ -20,6 +20,8 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task
 from rich.table import Column, Table
 from rich.text import Text
 
+from . import numbers
+
 #: stderr console shared by the CLI's progress bars and messages. Messages carry user text (paths, names:
 #: ``--out 'r_[red]x'``), so rich markup is off: square brackets print as they are.
 stderr = Console(stderr=True, highlight=False, markup=False)
@@ -171,6 +173,4 @@ def table(title: str, caption: str | None = None) -> Table:
                  show_edge=False, pad_edge=False, title_justify="left", caption_justify="left")
 
 
-def interval(lo: float, hi: float, fmt: str = "{:+.2f}") -> str:
-    """An interval as one unbreakable cell: ``[-0.95, +0.86]`` (use it in a ``no_wrap`` column)."""
-    return f"[{fmt.format(lo)}, {fmt.format(hi)}]"
+interval = numbers.interval  # an interval as one unbreakable cell (use it in a ``no_wrap`` column)

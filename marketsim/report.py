@@ -14,9 +14,10 @@ import pandas as pd
 
 from . import store
 from .labels import parameter_quantity
+from .numbers import count, interval, points, probability, share, shift
 from .figstyle import figure_function
 from .plots import close, mark_events, plt, retailer_colors, subplots
-from .projection import BASELINE, Projection, round_to
+from .projection import BASELINE, Projection
 from .uncertainty import weighted_quantile
 
 FIGSIZE, DPI = (10, 5.6), 150  # 1500 x 840 pixels: a 16:9 slide
@@ -91,8 +92,8 @@ def shift_figure(proj: Projection, summary: dict):
         if proj.draws.k > 1:
             half = 1.96 * np.sqrt(s["variance"]["noise"]) * 100
             ax.plot([m - half, m + half], [yi, yi], color="black", lw=5, alpha=0.35, solid_capstyle="butt")
-        share = f"; {s['variance']['share_assumptions'] * 100:.0f}% of the spread from assumptions" if proj.draws.k > 1 else ""
-        ax.annotate(f"{m:+.2f} pp [{lo:+.2f}, {hi:+.2f}]{share}", xy=(max(hi, m, 0), yi), xytext=(8, 0),
+        part = f"; {share(s['variance']['share_assumptions'], 0)} of the spread from assumptions" if proj.draws.k > 1 else ""
+        ax.annotate(f"{points(m)} pp {interval(lo, hi)}{part}", xy=(max(hi, m, 0), yi), xytext=(8, 0),
                     textcoords="offset points", va="center", fontsize=9)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(y, names, fontsize=11)
@@ -127,7 +128,7 @@ def flows_figure(proj: Projection, summary: dict):
     ax.set_ylim(0, top * 1.3)  # room for the legend above the bars
     ax.set_ylabel("% of the consumers who lost a login")
     if ll["consumers"] > 0:
-        ax.set_title(f"Where the about {_people(ll['consumers_rounded'])} shoppers who lost a login bought last at "
+        ax.set_title(f"Where the about {count(ll['consumers'])} shoppers who lost a login bought last at "
                      f"{summary['horizon']}", fontsize=11)
     else:
         ax.set_title("No consumer lost a login in this scenario", fontsize=11)
@@ -152,7 +153,7 @@ def compare_figure(proj: Projection, summary: dict):
             yv = len(names) - 1 - j + (p - (len(pairs) - 1) / 2) * height
             ax.barh(yv, m, height=height * 0.9, color=colors[n], alpha=0.5 + 0.5 * (p == 0))
             ax.errorbar([m], [yv], xerr=[[m - lo], [hi - m]], fmt="none", ecolor="black", capsize=4)
-            ax.annotate(f"{pair}: {m:+.2f} [{lo:+.2f}, {hi:+.2f}]", xy=(max(hi, 0), yv), xytext=(6, 0),
+            ax.annotate(f"{pair}: {points(m)} {interval(lo, hi)}", xy=(max(hi, 0), yv), xytext=(6, 0),
                         textcoords="offset points", va="center", fontsize=8)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(np.arange(len(names))[::-1], names, fontsize=11)
@@ -195,11 +196,6 @@ def note_settings(fig, settings: dict | None) -> None:
         fig.text(0.995, 0.005, f"settings: {said}", ha="right", va="bottom", fontsize=7, color="0.3", wrap=True)
 
 
-def _people(x: float) -> str:
-    x = round_to(x)
-    return f"{x / 1e6:.2g} million" if x >= 1e6 else f"{x:,.0f}"
-
-
 def assumptions(proj: Projection) -> list[dict]:
     """Every uncertain parameter: label, unit, value, range or prior, and source (or "assumption: ...")."""
     out = []
@@ -233,8 +229,7 @@ def _draws_from(summary: dict) -> str:
 def report_markdown(proj: Projection, summary: dict) -> str:
     sc = proj.scenario
     names = proj.names
-    pct = lambda v: f"{v * 100:.1f}%"  # noqa: E731
-    pp = lambda v: f"{v * 100:+.2f}"  # noqa: E731
+    pct, pp = share, shift
     first_shift = summary["shift"][names[0]]
     lines = [f"# {sc.name}: projection report", "", sc.description.strip(), ""]
     for w in summary.get("warnings") or []:
@@ -260,18 +255,18 @@ def report_markdown(proj: Projection, summary: dict) -> str:
         v = s["variance"]
         lines.append(f"| {n} | {pct(summary['share_scenario'][n])} | {pct(summary['share_baseline'][n])} | "
                      f"{pp(s['mean'])} | [{pp(s['ci95'][0])}, {pp(s['ci95'][1])}] | "
-                     f"{v['share_assumptions'] * 100:.0f}% | {(1 - v['share_assumptions']) * 100:.0f}% |")
+                     f"{share(v['share_assumptions'], 0)} | {share(1 - v['share_assumptions'], 0)} |")
     lines += [""]
     for n in names:
         s = summary["shift"][n]
         lines.append(f"- **{n}**: {pp(s['mean'])} points of GMV share at {summary['horizon']} ({direction(s)}).")
         if s["drivers"]:
             top = sorted(s["drivers"].items(), key=lambda kv: -kv[1])[:3]
-            lines.append("  Driven by " + ", ".join(f"{parameter_quantity(p).label} (`{p}`, {sh * 100:.0f}%)"
+            lines.append("  Driven by " + ", ".join(f"{parameter_quantity(p).label} (`{p}`, {share(sh, 0)})"
                                                     for p, sh in top)
                          + f" of the assumptions' part (a linear reading explains {s['drivers_r2'] * 100:.0f}% of it).")
         for t, prob in s["p_below"].items():
-            lines.append(f"  Probability that the shift is below {float(t) * 100:+.2f} points: {prob * 100:.0f}%.")
+            lines.append(f"  Probability that the shift is below {shift(float(t))} points: {probability(prob)}.")
     rv = summary["revenue_shift"]
     lines += ["", f"Revenue shift from {rv['from']} (the first event the baseline lacks) to {rv['to']} "
               f"({rv['currency']}, millions, mean and 95% interval): "
@@ -281,7 +276,7 @@ def report_markdown(proj: Projection, summary: dict) -> str:
     if ll["consumers"] > 0:
         both = (" The baseline keeps the login removal too, so these consumers lost their login in both arms; "
                 "the comparison shows what the other events did to them." if ll["removal_in_baseline"] else "")
-        lines += ["", f"About {_people(ll['consumers_rounded'])} shoppers lost a login. At the horizon they last bought "
+        lines += ["", f"About {count(ll['consumers'])} shoppers lost a login. At the horizon they last bought "
                   "at: " + ", ".join(f"{n} {pct(ll['destinations_scenario'][n])}" for n in names)
                   + " (the same shoppers in the baseline: "
                   + ", ".join(f"{n} {pct(ll['destinations_baseline'][n])}" for n in names) + ")." + both]
@@ -295,8 +290,8 @@ def report_markdown(proj: Projection, summary: dict) -> str:
                 lines.append(f"| {pair} | {n} | {pp(s['mean'])} | [{pp(s['ci95'][0])}, {pp(s['ci95'][1])}] |")
         lines += ["", "![Options compared](compare.png)"]
     lines += ["", "## What was assumed", ""]
-    lines += [f"- Market: about {_people(sc.market_size.at(sc.calendar.start))} online shoppers at {sc.calendar.start}, "
-              f"{_people(sc.market_size.at(sc.calendar.date_of(proj.steps - 1)))} at the horizon (a dated series in the "
+    lines += [f"- Market: about {count(sc.market_size.at(sc.calendar.start))} online shoppers at {sc.calendar.start}, "
+              f"{count(sc.market_size.at(sc.calendar.date_of(proj.steps - 1)))} at the horizon (a dated series in the "
               f"scenario), simulated by {sc.consumers.count:,} consumer agents; one step is "
               f"{sc.calendar.step_days} days, from {sc.calendar.start} to {summary['horizon']}, after a burn-in."]
     cal = summary.get("calibration")
@@ -330,7 +325,7 @@ def report_markdown(proj: Projection, summary: dict) -> str:
 
 def print_summary(summary: dict, proj: Projection) -> None:
     """The terminal table (80 columns): shares, shifts with their interval and its parts, drivers, thresholds."""
-    from .progress import console, interval, table
+    from .progress import console, table
 
     con = console()
     names = proj.names
@@ -345,10 +340,10 @@ def print_summary(summary: dict, proj: Projection) -> None:
         t.add_column(c, justify="right", no_wrap=True)
     for n in names:
         s = summary["shift"][n]
-        row = [n, f"{summary['share_scenario'][n] * 100:.1f}", f"{summary['share_baseline'][n] * 100:.1f}",
-               f"{s['mean'] * 100:+.2f}", interval(s["ci95"][0] * 100, s["ci95"][1] * 100)]
+        row = [n, share(summary['share_scenario'][n], unit=""), share(summary['share_baseline'][n], unit=""),
+               shift(s['mean']), interval(s["ci95"][0] * 100, s["ci95"][1] * 100)]
         if proj.draws.k > 1:
-            row.append(f"{s['variance']['share_assumptions'] * 100:.0f}%")
+            row.append(share(s['variance']['share_assumptions'], 0))
         t.add_row(*row)
     con.print(t)
     if proj.draws.k > 1:
@@ -357,10 +352,10 @@ def print_summary(summary: dict, proj: Projection) -> None:
         if d:
             top = sorted(d.items(), key=lambda kv: -kv[1])[:3]
             con.print(f"{worst}'s spread from the assumptions is driven by: "
-                      + ", ".join(f"{p} {sh * 100:.0f}%" for p, sh in top))
+                      + ", ".join(f"{p} {share(sh, 0)}" for p, sh in top))
     for n in names:
         for th, prob in summary["shift"][n]["p_below"].items():
-            con.print(f"P({n}'s shift < {float(th) * 100:+.2f} pp) = {prob * 100:.0f}%")
+            con.print(f"P({n}'s shift < {shift(float(th))} pp) = {probability(prob)}")
     if proj.failed:
         con.print(f"{len(proj.failed)} of {proj.draws.k} draws could not be fitted to the observations and were left "
                   f"out (see report.md for why)")
@@ -370,10 +365,10 @@ def print_summary(summary: dict, proj: Projection) -> None:
         for n in names:
             c.add_column(n, justify="right", no_wrap=True)
         for pair, per in summary["compare"].items():
-            c.add_row(pair, *[f"{per[n]['mean'] * 100:+.2f} {interval(per[n]['ci95'][0] * 100, per[n]['ci95'][1] * 100)}"
+            c.add_row(pair, *[f"{shift(per[n]['mean'])} {interval(per[n]['ci95'][0] * 100, per[n]['ci95'][1] * 100)}"
                               for n in names])
         con.print(c)
     ll = summary["lost_login"]
     if ll["consumers"] > 0:
-        con.print(f"about {_people(ll['consumers_rounded'])} shoppers lost a login; at the horizon they last bought at "
-                  + ", ".join(f"{n} {ll['destinations_scenario'][n] * 100:.0f}%" for n in names))
+        con.print(f"about {count(ll['consumers'])} shoppers lost a login; at the horizon they last bought at "
+                  + ", ".join(f"{n} {share(ll['destinations_scenario'][n], 0)}" for n in names))

@@ -21,8 +21,6 @@ import copy
 import dataclasses
 import datetime as dt
 import difflib
-import hashlib
-import json
 import math
 import os
 import re
@@ -32,6 +30,8 @@ from typing import Any, Mapping
 
 from . import schema as S
 from . import yamlsafe
+from .digest import digest
+from .distributions import Distribution, make
 from .errors import ScenarioError  # noqa: F401  (defined in errors.py so yamlsafe can raise it; re-exported here)
 from .eventtypes import (  # noqa: F401  (the event actions, public here as before)
     REGISTRY, AddLogin, EquityStake, PriceChange, Promotion, Reading, Registry, RemoveLogin, SocialBoost,
@@ -222,37 +222,22 @@ class Uncertain:
     bounds: tuple[float, float]
     integer: bool = False
 
+    @property
+    def law(self) -> Distribution:
+        """The range or prior as a distribution of the table (:mod:`marketsim.distributions`)."""
+        return make(self.prior, self.args)
+
     def ppf(self, u):
         """Values at unit-interval coordinates ``u`` (inverse CDF of the prior truncated to ``bounds``)."""
-        import numpy as np
-
-        dist = self.distribution()
-        lo, hi = self.bounds
-        flo, fhi = dist.cdf(lo), dist.cdf(hi)
-        u = np.clip(np.asarray(u, dtype=float), 1e-12, 1 - 1e-12)
-        x = dist.ppf(flo + u * (fhi - flo))
-        return np.clip(x, lo, hi)
+        return self.law.ppf(u, self.bounds)
 
     def distribution(self):
-        from scipy import stats
-
-        a = self.args
-        if self.prior == "uniform":
-            return stats.uniform(loc=a[0], scale=a[1] - a[0])
-        if self.prior == "normal":
-            return stats.norm(loc=a[0], scale=a[1])
-        if self.prior == "lognormal":
-            return stats.lognorm(s=a[1], scale=a[0])
-        lo, mode, hi = a
-        return stats.triang(c=(mode - lo) / (hi - lo), loc=lo, scale=hi - lo)
+        """The prior (untruncated) as a frozen ``scipy.stats`` distribution."""
+        return self.law.frozen()
 
     def describe(self) -> str:
         """One line: the range or prior, e.g. ``range 1 .. 2.5`` or ``lognormal(median 0.4, sigma 0.5)``."""
-        a = self.args
-        if self.prior == "uniform":
-            return f"range {a[0]:g} .. {a[1]:g}"
-        keys = PRIORS[self.prior][0]
-        return f"{self.prior}(" + ", ".join(f"{k} {v:g}" for k, v in zip(keys, a)) + ")"
+        return self.law.describe()
 
 
 @dataclass(frozen=True)
@@ -332,8 +317,7 @@ class Scenario:
 
     def digest(self) -> str:
         """sha256 of the resolved scenario: two scenarios with the same digest simulate identically."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return digest(self.to_dict(), default=None)
 
     # --- derived scenarios (always re-validated) --------------------------
     def with_values(self, values: Mapping[str, Any]) -> "Scenario":
@@ -766,7 +750,7 @@ class _Validator:
             prior, args, central = "uniform", (a, b), (a + b) / 2
         else:
             prior = self.check(U["prior"], x["prior"], f"{path}.prior")
-            keys, ckey = PRIORS[prior]
+            keys = PRIORS[prior][0]
             for k in x:
                 if k in prior_keys and k not in keys:
                     self.fail(f"{path}.{k}", f"a {prior} prior has no {k!r}; it takes {', '.join(keys)}")
@@ -779,9 +763,10 @@ class _Validator:
             for k, v in zip(keys, args):  # sd, sigma, median: > 0 (their specs say so)
                 if U[k].lo is not None and v <= U[k].lo:
                     self.fail(f"{path}.{k}", f"{v:g} is out of range; allowed: x > {U[k].lo:g}")
-            if prior == "triangular" and not (args[0] <= args[1] <= args[2] and args[0] < args[2]):
-                self.fail(path, "a triangular prior needs lo <= mode <= hi and lo < hi")
-            central = (args[0] + args[1]) / 2 if prior == "uniform" else args[keys.index(ckey)]
+            law = make(prior, args)
+            if law.rule and not law.ok():
+                self.fail(path, f"a {prior} prior needs {law.rule}")
+            central = law.centre
         value = self.number(x.get("value", central), f"{path}.value", lo, hi, lo_open=lo_open, integer=integer)
         if prior in ("uniform", "triangular") and not args[0] <= value <= args[-1]:
             self.fail(f"{path}.value", f"{value:g} lies outside its own range {args[0]:g} .. {args[-1]:g}")

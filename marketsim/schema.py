@@ -28,6 +28,8 @@ from typing import Any, Iterator
 from .eventtypes import REGISTRY
 from .fieldspec import UTILITY, Block, Field, ListOf, MapOf, Node, Variants  # noqa: F401  (public here as before)
 
+from .distributions import FAMILIES
+
 SCHEMA = "marketsim/v2"
 #: v2 (turnover, dated series, trends, observations, uncertain parameters) reads every v1 file unchanged:
 #: the new fields are optional and their defaults reproduce v1.
@@ -54,21 +56,17 @@ PERIOD_PATTERN = r"^[0-9]{4}(Q[1-4]|H[12])?$"
 #: An event id is free text without '.': dotted paths (--set, uncertain parameters, sweeps) address events by id.
 EVENT_ID_PATTERN = r"^[^.]+$"
 
-#: Prior families for uncertain numbers: name -> (required keys in order, the key of the default central value).
-PRIORS: dict[str, tuple[tuple[str, ...], str]] = {
-    "uniform": (("lo", "hi"), ""),
-    "normal": (("mean", "sd"), "mean"),
-    "lognormal": (("median", "sigma"), "median"),
-    "triangular": (("lo", "mode", "hi"), "mode"),
-}
+#: Prior families for uncertain numbers: name -> (required keys in order, the key of the default central value)
+#: (the table of distributions, :mod:`marketsim.distributions`).
+PRIORS: dict[str, tuple[tuple[str, ...], str]] = {n: (c.keys, c.centre_key) for n, c in FAMILIES.items()}
 
 # Sweep vocabulary (experiment.py imports these).
 DESIGNS = ("grid", "lhs", "sobol", "morris")
 METRICS = ("gmv_share", "gmv", "revenue", "buyer_share", "accounts_created")
 #: Closed-form stand-ins with known answers, for checking designs and sensitivity analysis end to end.
 STAND_INS = ("ishigami",)
-DISTRIBUTIONS: dict[str, tuple[str, ...]] = {"normal": ("mean", "sd"), "lognormal": ("mu", "sigma"),
-                                             "triangular": ("lo", "mode", "hi")}
+#: A sweep parameter's distributions (a ``range`` is the uniform one): name -> keys in order.
+DISTRIBUTIONS: dict[str, tuple[str, ...]] = {n: c.keys for n, c in FAMILIES.items() if n != "uniform"}
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -295,8 +293,10 @@ PARAMETER = Block("parameter", "A scenario number the sweep varies: its dotted p
         "normal": Block("normal", "Normal.", (Field("mean", "number", "Mean.", required=True),
                                               Field("sd", "number", "Standard deviation (> 0).", required=True))),
         "lognormal": Block("lognormal", "Lognormal: exp of a normal.", (
-            Field("mu", "number", "Mean of the log.", required=True),
-            Field("sigma", "number", "Standard deviation of the log (> 0).", required=True))),
+            Field("median", "number", "Median (> 0): exp of the mean of the log.", required=True, lo=0, lo_open=True),
+            Field("sigma", "number", "Standard deviation of the log (> 0).", required=True),
+            Field("mu", "number", "Old spelling: the mean of the log, read as median = exp(mu) with a note; write "
+                  "`median` instead."))),
         "triangular": Block("triangular", "Triangular.", (
             Field("lo", "number", "Lower end.", required=True), Field("mode", "number", "Most likely value.", required=True),
             Field("hi", "number", "Upper end.", required=True))),
