@@ -14,7 +14,7 @@ import yaml
 from marketsim import describe
 from marketsim.scenario import load_scenario
 
-from .conftest import ROOT, SCENARIOS
+from tests.helpers import ROOT, SCENARIOS
 
 SOURCES = ROOT / "docs" / "sources.md"
 GUIDE = ROOT / "docs" / "scenarios.md"

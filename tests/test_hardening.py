@@ -21,7 +21,7 @@ from marketsim import dataset, store, yamlsafe
 from marketsim.errors import ScenarioError, UserError
 from marketsim.executor import local_executor, worker_count
 
-from .conftest import SCENARIOS, alive, child_pids, marketsim_cli
+from tests.helpers import SCENARIOS, alive, child_pids, run_process as marketsim_cli
 
 ENV = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 RUN_FILES = ("timeseries.csv", "timeseries.parquet", "flows.csv", "flows.parquet", "summary.json", "shares.png")

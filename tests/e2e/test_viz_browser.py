@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SCENARIOS
+from tests.helpers import SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

@@ -20,7 +20,7 @@ import pytest
 from marketsim import dataset, resultsindex, store
 from marketsim.errors import UserError
 
-from .conftest import SCENARIOS
+from tests.helpers import SCENARIOS
 
 # the layout, spelled out (a test of it must not take it from the code under test)
 HIDDEN, MARKER, SET_SCHEMA, LEGACY = ".marketsim", ".marketsim.json", "marketsim-result-set/v1", ".marketsim-sets"

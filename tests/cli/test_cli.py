@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from .conftest import BUNDLED, SCENARIOS
+from tests.helpers import BUNDLED, SCENARIOS
 
 
 def marketsim(*args, cwd, timeout=300):

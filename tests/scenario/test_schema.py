@@ -19,7 +19,7 @@ from marketsim import describe, schema
 from marketsim.scenario import (ScenarioError, _Validator, _Lines, load_scenario, parse_scenario, parse_text,
                                 scenario_files)
 
-from .conftest import BUNDLED, ROOT, SCENARIOS
+from tests.helpers import BUNDLED, ROOT, SCENARIOS
 
 EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.yaml"))
 SCENARIO_FILES = BUNDLED + EXAMPLES

@@ -16,7 +16,7 @@ from marketsim.experiment import load_sweep, run_sweep
 from marketsim.labels import output_quantity, parameter_quantity
 from marketsim.plots import close
 
-from .conftest import SCENARIOS
+from tests.helpers import SCENARIOS
 
 PI = math.pi
 

@@ -10,7 +10,7 @@ from marketsim.projection import project, replicate_seeds
 from marketsim.uncertainty import central_draws
 from marketsim.scenario import parse_text
 
-from .conftest import SCENARIOS, simple_market_yaml
+from tests.helpers import SCENARIOS, simple_market_yaml
 
 
 def marketsim(*args, cwd):

@@ -18,7 +18,7 @@ from marketsim.projection import project
 from marketsim.scenario import Observation, parse_text
 from marketsim.uncertainty import central_draws, prior_draws, summarize, weighted_quantile
 
-from .conftest import fit_market_yaml, simple_market_yaml
+from tests.helpers import fit_market_yaml, simple_market_yaml
 
 
 def marketsim(*args, cwd, timeout=600):

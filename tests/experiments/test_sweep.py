@@ -17,7 +17,7 @@ from marketsim.analysis import sensitivity
 from marketsim.dataset import read_manifest
 from marketsim.experiment import load_sweep, run_sweep
 
-from .conftest import SCENARIOS
+from tests.helpers import SCENARIOS
 
 SMALL = f"""
 schema: marketsim-sweep/v1

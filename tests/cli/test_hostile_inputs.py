@@ -12,7 +12,7 @@ import pytest
 
 from marketsim.cli import main
 
-from .conftest import ROOT, SCENARIOS
+from tests.helpers import ROOT, SCENARIOS
 
 HOSTILE = r"$\notacommand$ a_b^c 50% {x}"  # TeX math, sub/superscript, percent and brace characters
 
@@ -123,7 +123,7 @@ def test_text_in_charts_is_never_markup(tmp_path, monkeypatch, capsys):
     assert not unmarked, f"figure functions not drawn with marketsim.figstyle.figure_function: {unmarked}"
 
     # run: the id of an event (marked on the chart)
-    from .conftest import simple_market_yaml
+    from tests.helpers import simple_market_yaml
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MARKETSIM_FIT_CACHE", str(tmp_path / "fits"))
@@ -193,7 +193,7 @@ def test_a_market_too_large_for_memory_is_refused_before_anything_is_allocated(t
     consumers.count (file and line), the network fields and the estimate against the memory available, instead of
     a MemoryError after allocating gigabytes (or the kernel's OOM killer). A real process, with its address space
     limited to 4 GB, so that a regression fails with a MemoryError rather than exhausting the machine."""
-    from .conftest import simple_market_yaml
+    from tests.helpers import simple_market_yaml
 
     big = tmp_path / "big.yaml"
     big.write_text(simple_market_yaml(n=10_000_000).replace("{model: barabasi_albert, m: 3}", "{model: barabasi_albert, m: 100}")
