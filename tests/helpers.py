@@ -193,6 +193,78 @@ def child_pids(pid: int) -> list[int]:
     return kids
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, seconds) that process ``pid`` has used so far (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except FileNotFoundError:
+        return 0.0
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def alive(pid: int) -> bool:
     """True if ``pid`` is a live process (a zombie is dead: it only waits to be reaped)."""
     return process_state(pid) not in (None, "Z", "X")
+
+
+# --------------------------------------------------------------------------- small runs and sweeps
+
+
+#: The files of a run's result set, and a run small enough for a second.
+RUN_FILES = ("timeseries.csv", "timeseries.parquet", "flows.csv", "flows.parquet", "summary.json", "shares.png")
+
+
+SMALL_RUN = ("--consumers", 1000, "--steps", 4)
+
+
+def tiny_seeded(folder: Path, seed: int) -> Path:
+    """tiny.yaml with the seed in the file, not on the command line: a result of another seed may then replace
+    it in the same --out (a result of other command-line settings is refused)."""
+    f = folder / f"tiny_s{seed}.yaml"
+    f.write_text(f"schema: marketsim/v2\nbase: {SCENARIOS / 'tiny.yaml'}\nname: tiny\nseed: {seed}\n")
+    return f
+
+
+#: A small sweep of tiny.yaml (8 runs), and a sweep of the Ishigami function (12 runs, no market), for tests of
+#: sweep specs and sweep folders.
+SWEEP = f"""
+schema: marketsim-sweep/v1
+name: hard
+base: {SCENARIOS / 'tiny.yaml'}
+seed: 7
+consumers: 600
+steps: 6
+replicates: 2
+design: {{method: grid, size: 2}}
+parameters:
+  - {{path: retailers.JD.sso_share.weibo, range: [0.02, 0.2]}}
+  - {{path: friction.create, range: [0.5, 3.0]}}
+outputs: [gmv_share.JD]
+batch_runs: 2
+"""
+
+
+ISHIGAMI = """
+schema: marketsim-sweep/v1
+name: ish
+model: ishigami
+seed: 3
+design: {method: lhs, size: 12}
+parameters:
+  - {path: x1, range: [-3.14, 3.14]}
+  - {path: x2, range: [-3.14, 3.14]}
+  - {path: x3, range: [-3.14, 3.14]}
+batch_runs: 3
+"""
+
+
+def ishigami_sweep(tmp_path, text=ISHIGAMI):
+    from marketsim.experiment import load_sweep, run_sweep
+
+    spec = tmp_path / "ish.yaml"
+    spec.write_text(text)
+    out = tmp_path / "ish"
+    run_sweep(load_sweep(spec), out, None)
+    return spec, out
