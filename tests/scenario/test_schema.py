@@ -7,8 +7,6 @@ import copy
 import datetime as dt
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,16 +17,16 @@ from marketsim import describe, schema
 from marketsim.scenario import (ScenarioError, _Validator, _Lines, load_scenario, parse_scenario, parse_text,
                                 scenario_files)
 
-from tests.helpers import BUNDLED, ROOT, SCENARIOS
+from tests.helpers import BUNDLED, ROOT, SCENARIOS, cli
 
 EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.yaml"))
 SCENARIO_FILES = BUNDLED + EXAMPLES
 SWEEP_FILES = sorted(SCENARIOS.glob("sweep_*.yaml"))
 
 
-def marketsim(*args, cwd, timeout=300):
-    return subprocess.run([sys.executable, "-m", "marketsim.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+def marketsim(*args, cwd):
+    """``marketsim ARGS`` in this process (tests/helpers.py ``cli``)."""
+    return cli(*args, cwd=cwd)
 
 
 def as_editor_sees(x):
