@@ -20,8 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-REF, UNITS, EVENTS, STATS = ("tests/test_reference.py", "tests/test_units.py", "tests/test_events.py",
-                             "tests/test_statistics.py")
+REF, UNITS, EVENTS, STATS = ("tests/engine/test_reference.py", "tests/engine/test_units.py", "tests/engine/test_events.py",
+                             "tests/experiments/test_statistics.py")
 
 SEQUENTIAL_OLD = "        pick = choice.gumbel_choice(V, u_pick)\n"
 SEQUENTIAL_NEW = """        pick = choice.gumbel_choice(V, u_pick)
@@ -91,7 +91,7 @@ PLANTS: dict[str, tuple[str, str, str, str, list[str]]] = {
                 "stats.t.ppf(0.975, R - 1)", "stats.norm.ppf(0.975)", [STATS]),
     "window_past_event": ("the calibration window running past the first event", "marketsim/scenario.py",
                           "first = min((e.date for e in self.events), default=None)", "first = None",
-                          ["tests/test_calibrate.py"]),
+                          ["tests/fit/test_calibrate.py"]),
 }
 
 

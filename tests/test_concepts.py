@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from scipy import stats
 
 from marketsim import dataset, fitcache, names
@@ -22,8 +23,7 @@ from marketsim.fitoptions import FitOptions
 from marketsim.numbers import count, interval, points, probability, share, shift
 from marketsim.scenario import Uncertain, load_scenario
 
-ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ROOT / "scenarios"
+from tests.helpers import SCENARIOS
 
 
 # --------------------------------------------------------------------------- one digest

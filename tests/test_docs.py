@@ -5,8 +5,6 @@ lines it shows appear in their output)."""
 import datetime as dt
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -14,7 +12,7 @@ import yaml
 from marketsim import describe
 from marketsim.scenario import load_scenario
 
-from .conftest import ROOT, SCENARIOS
+from tests.helpers import ROOT, SCENARIOS, cli
 
 SOURCES = ROOT / "docs" / "sources.md"
 GUIDE = ROOT / "docs" / "scenarios.md"
@@ -114,8 +112,7 @@ def test_the_tutorial_runs_as_written(tmp_path):
             (tmp_path / what).write_text(body)
             continue
         args = what.split()[1:]
-        r = subprocess.run([sys.executable, "-m", "marketsim.cli", *args], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=900)
+        r = cli(*args, cwd=tmp_path)
         out = _normal(r.stdout + "\n" + r.stderr)
         expect_error = any(line.startswith("marketsim: error:") for line in body)
         assert r.returncode == (2 if expect_error else 0), (what, r.stderr[-2000:])

@@ -18,7 +18,7 @@ import pytest
 
 from marketsim.cli import main
 
-from .conftest import BUNDLED, ROOT, SCENARIOS
+from tests.helpers import BUNDLED, ROOT, SCENARIOS
 
 GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("MARKETSIM_REGEN_GOLDEN") == "1"

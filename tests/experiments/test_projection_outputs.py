@@ -20,7 +20,7 @@ from marketsim.projection import BASELINE, _divergence, _with_draw, project, rep
 from marketsim.scenario import parse_text
 from marketsim.uncertainty import prior_draws
 
-from .conftest import fit_market_yaml
+from tests.helpers import fit_market_yaml
 
 OBS = ("primary_source: P\nobservations:\n"
        "  - {source: P, period: 2012, shares: {A: 0.5, B: 0.3}}\n")

@@ -20,11 +20,10 @@ import pytest
 from marketsim import dataset, resultsindex, store
 from marketsim.errors import UserError
 
-from .conftest import SCENARIOS
+from tests.helpers import SCENARIOS, process_env
 
 # the layout, spelled out (a test of it must not take it from the code under test)
 HIDDEN, MARKER, SET_SCHEMA, LEGACY = ".marketsim", ".marketsim.json", "marketsim-result-set/v1", ".marketsim-sets"
-ENV = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 ISHIGAMI = """
 schema: marketsim-sweep/v1
 name: ish
@@ -215,7 +214,7 @@ def test_a_reader_waits_for_a_swap_and_finishes_a_killed_one(tmp_path):
     out = tmp_path / "R"
     _write(out, {n: "A" * 1000 for n in ("a.txt", "b.txt", "c.txt")})
     p = subprocess.Popen([sys.executable, "-c", WRITER, str(out), "B"], stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, **ENV, "MARKETSIM_TEST_PAUSE": "moved a.txt@60"})
+                         env=process_env({"MARKETSIM_TEST_PAUSE": "moved a.txt@60"}))
     try:
         assert p.stderr.readline().strip() == "marketsim-test-pause moved a.txt"
         # mid-swap: a reader that opens files by path without the protocol sees two sets...
@@ -223,7 +222,7 @@ def test_a_reader_waits_for_a_swap_and_finishes_a_killed_one(tmp_path):
         got = {}
         reader = threading.Thread(target=lambda: got.update(store.read_result(out).data))
         reader.start()
-        time.sleep(1.0)
+        time.sleep(1.0)  # a wait for something not to happen: the reader is still waiting a second later
         assert reader.is_alive(), "read_result did not wait for the swap"  # ...read_result waits for it
         p.kill()  # the writer dies mid-swap: the reader finishes its swap (the staged set is complete)
         reader.join(60)

@@ -8,7 +8,7 @@ from marketsim.engine import Market, simulate
 from marketsim.population import build_world
 from marketsim.scenario import load_scenario, parse_text
 
-from .conftest import SCENARIOS, fit_market_yaml, simple_market_yaml
+from tests.helpers import SCENARIOS, fit_market_yaml, simple_market_yaml
 
 TINY_ALPHA = np.array([-4.1, -4.4, -4.2])
 
@@ -66,7 +66,7 @@ def test_4_shares_do_not_depend_on_n():
     does not shrink above 20,000 consumers: every market starts from a burn-in pilot of that size.)"""
     from marketsim.calibrate import calibrate, expected_path
 
-    from .test_calibrate import synthetic_observations
+    from tests.fit.test_calibrate import synthetic_observations
 
     obs, conv = synthetic_observations()
     sc = parse_text(fit_market_yaml(obs, n=10_000, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5)))

@@ -4,8 +4,6 @@ the posterior's contraction and coverage, the back-test's naive forecasts, and e
 import datetime as dt
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,12 +16,12 @@ from marketsim.projection import project
 from marketsim.scenario import Observation, parse_text
 from marketsim.uncertainty import central_draws, prior_draws, summarize, weighted_quantile
 
-from .conftest import fit_market_yaml, simple_market_yaml
+from tests.helpers import cli, fit_market_yaml, simple_market_yaml
 
 
-def marketsim(*args, cwd, timeout=600):
-    return subprocess.run([sys.executable, "-m", "marketsim.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+def marketsim(*args, cwd):
+    """``marketsim ARGS`` in this process (tests/helpers.py ``cli``)."""
+    return cli(*args, cwd=cwd)
 
 
 def _one_param_scenario(range_=(0.0, 1.0)):

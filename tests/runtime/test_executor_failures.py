@@ -21,7 +21,7 @@ from marketsim.executor import available_cores, local_executor
 from marketsim.experiment import _run_batch as real_run_batch
 from marketsim.projection import _map
 
-from .conftest import ROOT, SCENARIOS
+from tests.helpers import ROOT, SCENARIOS
 
 SWEEP = f"""
 schema: marketsim-sweep/v1

@@ -20,7 +20,7 @@ from marketsim.errors import UserError
 from marketsim.fitcache import CACHE_ENV, cached_calibration
 from marketsim.scenario import load_scenario, parse_text
 
-from .conftest import SCENARIOS, fit_market_yaml, simple_market_yaml
+from tests.helpers import SCENARIOS, fit_market_yaml, simple_market_yaml
 
 TINY = SCENARIOS / "tiny.yaml"
 KEYS = ("params", "samples", "weights", "sigma_pp", "priors", "report")  # what a posterior file's checksum covers
@@ -191,7 +191,7 @@ def test_observed_shares_that_leave_nothing_for_the_rest(capsys):
 
 
 def _small_fit_market():
-    from .test_calibrate import synthetic_observations
+    from tests.fit.test_calibrate import synthetic_observations
 
     obs, conv = synthetic_observations()
     return parse_text(fit_market_yaml(obs, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5)))

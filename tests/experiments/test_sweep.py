@@ -5,8 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -17,7 +15,7 @@ from marketsim.analysis import sensitivity
 from marketsim.dataset import read_manifest
 from marketsim.experiment import load_sweep, run_sweep
 
-from .conftest import SCENARIOS
+from tests.helpers import SCENARIOS, cli, start_process, wait_until
 
 SMALL = f"""
 schema: marketsim-sweep/v1
@@ -38,9 +36,9 @@ batch_runs: 2
 """
 
 
-def marketsim(*args, cwd, timeout=300):
-    return subprocess.run([sys.executable, "-m", "marketsim.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+def marketsim(*args, cwd):
+    """``marketsim ARGS`` in this process (tests/helpers.py ``cli``)."""
+    return cli(*args, cwd=cwd)
 
 
 def _rows(path):
@@ -81,11 +79,9 @@ def test_sigkill_then_resume_loses_nothing(tmp_path):
                     .replace("  - {path: friction.create, values: [1.0, 2.5]}", "  - {path: friction.create, range: [1.0, 2.5]}")
                     .replace("steps: 12", "steps: 26"))
     out = tmp_path / "killed"
-    p = subprocess.Popen([sys.executable, "-m", "marketsim.cli", "sweep", str(spec), "--workers", "1", "--out", str(out)],
-                         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(out.glob("part-*.parquet")):
-        time.sleep(0.05)
+    p = start_process("sweep", spec, "--workers", 1, "--out", out, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)  # a real process: it is killed
+    wait_until(lambda: list(out.glob("part-*.parquet")) or p.poll() is not None, timeout=120, what="a stored part")
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
     stored = _rows(out)["run_id"].nunique()

@@ -4,7 +4,7 @@ import pytest
 
 from marketsim.scenario import ScenarioError, load_scenario, parse_text
 
-from .conftest import BUNDLED, SCENARIOS
+from tests.helpers import BUNDLED, SCENARIOS
 
 
 @pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.name)

@@ -1,21 +1,17 @@
-"""The CLI end to end, as a user runs it (real subprocesses)."""
+"""The CLI end to end, as a user runs it: ``marketsim.cli.main`` in this process (tests/helpers.py ``cli``); an
+interrupted run, where the process is the point, is in tests/e2e/test_signals.py."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
 
-from .conftest import BUNDLED, SCENARIOS
+from tests.helpers import BUNDLED, SCENARIOS, cli
 
 
-def marketsim(*args, cwd, timeout=300):
-    return subprocess.run([sys.executable, "-m", "marketsim.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+def marketsim(*args, cwd):
+    return cli(*args, cwd=cwd)
 
 
 def test_run_tiny_end_to_end(tmp_path):
@@ -92,20 +88,6 @@ def test_every_bundled_scenario_runs(tmp_path, path):
     assert r.returncode == 0, r.stderr
 
 
-def test_interrupt_leaves_no_half_written_files(tmp_path):
-    p = subprocess.Popen([sys.executable, "-m", "marketsim.cli", "run", str(SCENARIOS / "battle_lines_2013.yaml"),
-                          "--consumers", "400000", "--out", str(tmp_path / "out")],
-                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
-    p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=60)
-    assert p.returncode == 130, err
-    assert "Traceback" not in err and "interrupted" in err
-    leftovers = [f for f in tmp_path.rglob("*") if f.is_file()]
-    assert not [f for f in leftovers if f.name.endswith(".tmp")], leftovers
-    assert not (tmp_path / "out" / "summary.json").exists()
-
-
 # --------------------------------------------------------------------------- help, and output at 80 columns
 
 
@@ -128,8 +110,7 @@ def _width(line: str) -> int:
 def test_help_works_and_says_what_a_command_does(tmp_path, command):
     """The first thing a newcomer types; every subcommand found in the parser (new ones are covered too)."""
     args = ([command] if command else []) + ["--help"]
-    r = subprocess.run([sys.executable, "-m", "marketsim.cli", *args], cwd=tmp_path, capture_output=True, text=True,
-                       env={**os.environ, "COLUMNS": "80"}, timeout=60)
+    r = cli(*args, cwd=tmp_path, columns=80)
     assert r.returncode == 0 and "Traceback" not in r.stderr + r.stdout, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("usage: marketsim")
@@ -148,8 +129,7 @@ def _unbroken_intervals(text: str) -> bool:
 
 
 def _narrow(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "marketsim.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, "COLUMNS": "80"}, timeout=300)
+    return cli(*args, cwd=cwd, columns=80)
 
 
 def _fits(r) -> None:

@@ -3,8 +3,6 @@ charts' axes (read from the matplotlib figure objects), labels neutral for the s
 
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,7 +14,7 @@ from marketsim.experiment import load_sweep, run_sweep
 from marketsim.labels import output_quantity, parameter_quantity
 from marketsim.plots import close
 
-from .conftest import SCENARIOS
+from tests.helpers import SCENARIOS, cli
 
 PI = math.pi
 
@@ -188,7 +186,7 @@ def test_labels_are_neutral_for_the_spec_hash_and_reach_the_manifest(tmp_path):
     pq, _ = quantities(read_manifest(out))
     assert pq["friction.create"].label == "New-account hassle"
     spec.write_text(SMALL.replace('label: "New-account hassle"', "label: [1, 2]"))
-    r = subprocess.run([sys.executable, "-m", "marketsim.cli", "sweep", str(spec)], cwd=tmp_path, capture_output=True, text=True)
+    r = cli("sweep", spec, cwd=tmp_path)
     assert r.returncode == 2 and "parameters[1].label: expected a string" in r.stderr, r.stderr
 
 
@@ -225,12 +223,11 @@ def test_output_labels():
 def test_incomplete_sweep_names_the_sweep_file_to_resume(tmp_path, ishigami_sobol):
     spec = tmp_path / "inc.yaml"
     spec.write_text(ishigami_spec("sobol", 8).replace("batch_runs: 100000", "batch_runs: 4"))
-    r = subprocess.run([sys.executable, "-m", "marketsim.cli", "sweep", "inc.yaml", "--out", "out/inc"], cwd=tmp_path,
-                       capture_output=True, text=True)
+    r = cli("sweep", "inc.yaml", "--out", "out/inc", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     parts = sorted((tmp_path / "out" / "inc").glob("part-*.parquet"))
     parts[-1].unlink()
-    r = subprocess.run([sys.executable, "-m", "marketsim.cli", "analyze", "out/inc"], cwd=tmp_path, capture_output=True, text=True)
+    r = cli("analyze", "out/inc", cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "finish it with `marketsim sweep inc.yaml --out out/inc`" in r.stderr, r.stderr
 
@@ -238,10 +235,9 @@ def test_incomplete_sweep_names_the_sweep_file_to_resume(tmp_path, ishigami_sobo
 def test_analyze_writes_effects_to_json_and_charts(tmp_path):
     spec = tmp_path / "ish.yaml"
     spec.write_text(ishigami_spec("sobol", 256))
-    r = subprocess.run([sys.executable, "-m", "marketsim.cli", "sweep", str(spec), "--out", "o"], cwd=tmp_path,
-                       capture_output=True, text=True)
+    r = cli("sweep", spec, "--out", "o", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, "-m", "marketsim.cli", "analyze", "o", "--json"], cwd=tmp_path, capture_output=True, text=True)
+    r = cli("analyze", "o", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res == json.loads((tmp_path / "o" / "analysis.json").read_text())

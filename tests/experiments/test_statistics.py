@@ -14,7 +14,7 @@ from marketsim.projection import project, summary
 from marketsim.scenario import parse_text
 from marketsim.uncertainty import Draws, central_draws, summarize
 
-from .conftest import simple_market_yaml
+from tests.helpers import simple_market_yaml
 
 T_975_3 = 3.182446305284263  # t(0.975, 3 degrees of freedom), from the tables
 ONE_DRAW = Draws((), np.zeros((1, 0)), [{}], np.ones(1), "central")

@@ -14,7 +14,7 @@ from marketsim.engine import Market, initial_alpha, simulate
 from marketsim.population import build_world
 from marketsim.scenario import RemoveLogin, parse_text
 
-from .conftest import simple_market_yaml
+from tests.helpers import simple_market_yaml
 
 COLUMNS = ["step", "date", "retailer", "gmv", "gmv_share", "buyers", "buyer_share", "revenue", "accounts_created",
            "logins_linked", "access_lost", "lost_login_consumers", "shoppers", "no_purchase_rate", "newcomers"]

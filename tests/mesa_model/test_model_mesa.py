@@ -6,7 +6,7 @@ import numpy as np
 from marketsim.engine import initial_alpha
 from marketsim.model import MarketModel
 
-from .conftest import SCENARIOS
+from tests.helpers import SCENARIOS
 
 ALPHA = {"Tmall": -4.1, "JD": -4.4, "Other": -4.2}
 

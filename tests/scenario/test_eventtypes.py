@@ -23,7 +23,7 @@ from marketsim.fieldspec import Field
 from marketsim.population import build_world
 from marketsim.scenario import parse_text
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # A small market with one event of every registered type (an equity stake carrying every effect type).
 YAML = """

@@ -1,8 +1,6 @@
 """Projections: paired intervals that cover known shifts, CRN, worker-count independence, the report."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 
@@ -10,12 +8,12 @@ from marketsim.projection import project, replicate_seeds
 from marketsim.uncertainty import central_draws
 from marketsim.scenario import parse_text
 
-from .conftest import SCENARIOS, simple_market_yaml
+from tests.helpers import SCENARIOS, cli, simple_market_yaml
 
 
 def marketsim(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "marketsim.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    """``marketsim ARGS`` in this process (tests/helpers.py ``cli``)."""
+    return cli(*args, cwd=cwd)
 
 
 def test_project_cli_end_to_end_and_workers(tmp_path):

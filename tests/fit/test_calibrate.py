@@ -14,7 +14,7 @@ from marketsim.fitcache import cached_calibration
 from marketsim.population import build_world
 from marketsim.scenario import load_scenario, parse_text
 
-from .conftest import SCENARIOS, fit_market_yaml, simple_market_yaml
+from tests.helpers import SCENARIOS, fit_market_yaml, simple_market_yaml
 
 TRUE_ALPHA, TRUE_TREND, TRUE_OFFSET = (-0.6, -0.9, -1.0), (-0.3, 0.2, 0.0), (2.0, -1.5)  # offsets in points
 

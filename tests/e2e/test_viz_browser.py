@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SCENARIOS
+from tests.helpers import SCENARIOS, process_env
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -47,7 +46,7 @@ def _free_port() -> int:
 
 
 def _viz(args, cwd, extra_env=None, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **(extra_env or {})}
+    env = process_env(extra_env)
     env.pop("MARKETSIM_FIT_CACHE", None)  # the page's own cache under its results/ (a test breaks it on purpose)
     return subprocess.Popen([sys.executable, "-m", "marketsim.cli", "viz", *map(str, args)], cwd=cwd, env=env, **kw)
 
