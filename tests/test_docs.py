@@ -11,8 +11,8 @@ import sys
 import pytest
 import yaml
 
-from marketsim import describe
-from marketsim.scenario import load_scenario
+from marketsim.scenario import describe
+from marketsim.scenario.core import load_scenario
 
 from .conftest import ROOT, SCENARIOS
 

@@ -17,9 +17,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from marketsim import dataset, store, yamlsafe
+from marketsim.io import dataset
+from marketsim.io import store
+from marketsim.scenario import yamlsafe
 from marketsim.errors import ScenarioError, UserError
-from marketsim.executor import local_executor, worker_count
+from marketsim.runtime.executor import local_executor, worker_count
 
 from .conftest import SCENARIOS, alive, child_pids, marketsim_cli
 
@@ -199,7 +201,7 @@ batch_runs: 3
 
 
 def _ishigami_sweep(tmp_path, text=ISHIGAMI):
-    from marketsim.experiment import load_sweep, run_sweep
+    from marketsim.experiments.sweep.runner import load_sweep, run_sweep
 
     spec = tmp_path / "ish.yaml"
     spec.write_text(text)
@@ -259,7 +261,7 @@ def _bitflip(f: Path):
 
 @pytest.mark.parametrize("damage", [_truncate, _zero, _overwrite, _bitflip], ids=lambda f: f.__name__.strip("_"))
 def test_damaged_part_is_named_then_set_aside_and_redone(tmp_path, damage):
-    from marketsim.experiment import load_sweep, run_sweep
+    from marketsim.experiments.sweep.runner import load_sweep, run_sweep
 
     spec, out = _ishigami_sweep(tmp_path)
     clean = dataset.load_results(out)
@@ -281,7 +283,7 @@ def test_damaged_part_is_named_then_set_aside_and_redone(tmp_path, damage):
 
 
 def test_duplicate_run_ids_and_broken_manifest(tmp_path):
-    from marketsim.experiment import load_sweep, run_sweep
+    from marketsim.experiments.sweep.runner import load_sweep, run_sweep
 
     spec, out = _ishigami_sweep(tmp_path)
     clean = dataset.load_results(out)
@@ -407,7 +409,7 @@ def test_base_that_is_not_a_yaml_file(tmp_path, kind, variant):
 
 
 def test_huge_grid_refused_before_building(tmp_path):
-    from marketsim.experiment import load_sweep
+    from marketsim.experiments.sweep.runner import load_sweep
 
     spec = tmp_path / "g.yaml"
     spec.write_text(ISHIGAMI.replace("design: {method: lhs, size: 12}", "design: {method: grid, size: 3000}"))
@@ -532,7 +534,7 @@ def test_brackets_in_paths_are_printed_as_they_are(tmp_path, name):
 
 
 def test_worker_count_is_capped_by_work_and_cores(tmp_path):
-    from marketsim.executor import available_cores
+    from marketsim.runtime.executor import available_cores
 
     cores = available_cores()
     assert worker_count(1000, 2) == min(2, cores) and worker_count(None, 1) == 1 and worker_count(3, 0) == 1

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from marketsim.errors import UserError
-from marketsim.projection import BASELINE, _divergence, _with_draw, project, replicate_seeds, round_to, summary
-from marketsim.scenario import parse_text
-from marketsim.uncertainty import prior_draws
+from marketsim.experiments.projection import BASELINE, _divergence, _with_draw, project, replicate_seeds, round_to, summary
+from marketsim.scenario.core import parse_text
+from marketsim.experiments.uncertainty import prior_draws
 
 from .conftest import fit_market_yaml
 
@@ -223,7 +223,7 @@ def test_round_to_two_significant_figures():
 def test_a_draw_that_cannot_be_fitted_is_dropped_and_reported(tmp_path):
     """Two draws of the social weight, one (6: the market tips) that the observations rule out: the projection
     keeps the other, and says which values failed and why; with no draw left it is one line."""
-    from marketsim.uncertainty import Draws
+    from marketsim.experiments.uncertainty import Draws
 
     obs = ("primary_source: P\nobservations:\n"
            "  - {source: P, period: 2012H1, shares: {A: 0.52, B: 0.3}}\n"

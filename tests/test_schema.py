@@ -15,8 +15,9 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator, Draft202012Validator
 
-from marketsim import describe, schema
-from marketsim.scenario import (ScenarioError, _Validator, _Lines, load_scenario, parse_scenario, parse_text,
+from marketsim.scenario import describe
+from marketsim.scenario import schema
+from marketsim.scenario.core import (ScenarioError, _Validator, _Lines, load_scenario, parse_scenario, parse_text,
                                 scenario_files)
 
 from .conftest import BUNDLED, ROOT, SCENARIOS
@@ -99,8 +100,8 @@ def test_schema_uses_no_keyword_draft7_reads_differently():
 
 
 def test_the_spec_matches_the_model_registries():
-    from marketsim.events import HANDLERS
-    from marketsim.network import GENERATORS
+    from marketsim.engine.events import HANDLERS
+    from marketsim.engine.network import GENERATORS
 
     assert set(schema.NETWORK.variants) == set(GENERATORS)
     assert set(schema.ACTIONS) == set(HANDLERS)
@@ -299,7 +300,7 @@ def _distribution(dist):
 
 
 def test_bad_sweep_files_are_rejected_by_both(validators, tmp_path):
-    from marketsim.experiment import load_sweep
+    from marketsim.experiments.sweep.runner import load_sweep
 
     good = yaml.safe_load((SCENARIOS / "sweep_weibo_login.yaml").read_text())
     good["base"] = str(SCENARIOS / good["base"])

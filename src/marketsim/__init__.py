@@ -9,11 +9,11 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "MarketModel": ("marketsim.model", "MarketModel"),
-    "load_scenario": ("marketsim.scenario", "load_scenario"),
-    "simulate": ("marketsim.engine", "simulate"),
-    "load_results": ("marketsim.dataset", "load_results"),
-    "read_result": ("marketsim.store", "read_result"),
+    "MarketModel": ("marketsim.mesa_model.model", "MarketModel"),
+    "load_scenario": ("marketsim.scenario.core", "load_scenario"),
+    "simulate": ("marketsim.engine.market", "simulate"),
+    "load_results": ("marketsim.io.dataset", "load_results"),
+    "read_result": ("marketsim.io.store", "read_result"),
 }
 
 

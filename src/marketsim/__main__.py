@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from marketsim.cli.entry import main
 
 sys.exit(main())

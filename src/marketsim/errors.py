@@ -10,8 +10,8 @@ class UserError(Exception):
 class ScenarioError(UserError, ValueError):
     """A scenario (or sweep) file is invalid. ``str(err)`` is one line: file:line: field: problem.
 
-    Defined here (and re-exported by :mod:`marketsim.scenario`) so that the YAML reader
-    (:mod:`marketsim.yamlsafe`) can raise it without importing the scenario schema."""
+    Defined here (and re-exported by :mod:`marketsim.scenario.core`) so that the YAML reader
+    (:mod:`marketsim.scenario.yamlsafe`) can raise it without importing the scenario schema."""
 
     def __init__(self, message: str, *, source: str = "<scenario>", path: str = "", line: int | None = None):
         self.source, self.path, self.line, self.problem = source, path, line, message

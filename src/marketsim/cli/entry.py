@@ -16,9 +16,9 @@ import textwrap
 from pathlib import Path
 from typing import Callable
 
-from . import __version__
-from .errors import UserError
-from .progress import bar, stderr
+from marketsim import __version__
+from marketsim.errors import UserError
+from marketsim.report.progress import bar, stderr
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -86,7 +86,7 @@ def load(args: argparse.Namespace, *, steps: bool = True, memory: bool = True):
     """The scenario named on the command line with its --set values and --seed / --consumers (and --steps
     unless ``steps=False``: calibration uses the scenario's own calendar, so a shorter run reuses the same fit),
     checked to fit in memory unless ``memory=False`` (``validate`` checks the file, not this machine)."""
-    from .scenario import load_scenario, with_settings
+    from marketsim.scenario.core import load_scenario, with_settings
 
     sc = load_scenario(args.scenario)
     if getattr(args, "set", None):
@@ -94,7 +94,7 @@ def load(args: argparse.Namespace, *, steps: bool = True, memory: bool = True):
     sc = sc.with_overrides(seed=getattr(args, "seed", None), consumers=getattr(args, "consumers", None),
                            steps=getattr(args, "steps", None) if steps else None)
     if memory:  # a market that cannot fit in this machine's memory is refused before any fit or allocation
-        from .population import check_memory
+        from marketsim.engine.population import check_memory
 
         check_memory(sc)
     return sc
@@ -123,7 +123,7 @@ def settings_of(args: argparse.Namespace) -> dict:
     """What produced a result, recorded in its JSON as ``settings``: the scenario file and the sha256 of its
     resolved content (before command-line settings), then every option of :data:`SETTINGS` the user gave
     (``set`` as {path: value as typed}; dates as YYYY-MM-DD). Folder names and --out checks use it."""
-    from .scenario import load_scenario
+    from marketsim.scenario.core import load_scenario
 
     out: dict = {"scenario_file": args.scenario, "scenario_file_hash": load_scenario(args.scenario).digest()}
     defaults = ARG_DEFAULTS.get(args.command, {})
@@ -144,9 +144,9 @@ def settings_of(args: argparse.Namespace) -> dict:
 def result_folder(args: argparse.Namespace, settings: dict, scenario_name: str, leaf: str | None = None,
                   named: tuple[str, ...] = ()) -> Path:
     """Where a command writes: --out, else <results>/<scenario>[/<leaf>] with the settings' suffix on the last
-    part (:mod:`marketsim.names`: plain names as written, other text as a slug and digest; never outside
+    part (:mod:`marketsim.io.names`: plain names as written, other text as a slug and digest; never outside
     <results>)."""
-    from . import names
+    from marketsim.io import names
 
     if getattr(args, "out", None):
         return Path(args.out)
@@ -160,7 +160,8 @@ def result_folder(args: argparse.Namespace, settings: dict, scenario_name: str, 
 def check_settings(out: Path, result_file: str, settings: dict) -> None:
     """Refuse (one line) to replace a result in ``out`` that was made with other settings (read from its
     ``result_file``); a result from before results recorded their settings is replaced as before."""
-    from . import names, store
+    from marketsim.io import names
+    from marketsim.io import store
 
     if store.result_kind(out) is None:  # nothing marketsim provably wrote there: no settings to keep apart
         return
@@ -178,7 +179,7 @@ def check_settings(out: Path, result_file: str, settings: dict) -> None:
 
 def settings_caption(settings: dict) -> str:
     """``"; settings: --set ..., --steps 10"`` for a table caption or chart, or "" with no settings."""
-    from .names import describe
+    from marketsim.io.names import describe
 
     d = describe(settings)
     return f"; settings: {d}" if d else ""
@@ -186,22 +187,22 @@ def settings_caption(settings: dict) -> str:
 
 def note_settings(fig, settings: dict) -> None:
     """Write the command-line settings (if any) in small type at the bottom right of a chart."""
-    from .report import note_settings as note
+    from marketsim.report.projection import note_settings as note
 
     note(fig, settings)
 
 
 def fit_cache(args: argparse.Namespace) -> Path:
     """The fit cache folder: $MARKETSIM_FIT_CACHE, or <--results>/calibration."""
-    from .fitcache import cache_dir
+    from marketsim.fit.cache import cache_dir
 
     return cache_dir(results_root(args))
 
 
 def fit_params(scenario, args: argparse.Namespace, quiet: bool = False, **kw):
     """Attractiveness and trends for ``scenario``: given, or fitted (cached under results/calibration/).
-    Returns :class:`marketsim.fitcache.Fitted`."""
-    from .fitcache import fitted
+    Returns :class:`marketsim.fit.cache.Fitted`."""
+    from marketsim.fit.cache import fitted
 
     kw.setdefault("until", getattr(args, "until", None))
     if getattr(args, "tolerance", None) is not None:
@@ -223,8 +224,8 @@ def fit_params(scenario, args: argparse.Namespace, quiet: bool = False, **kw):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .describe import provenance, render
-    from .scenario import scenario_files
+    from marketsim.scenario.describe import provenance, render
+    from marketsim.scenario.core import scenario_files
 
     sc = load(args, memory=False)
     settings = [f"{k}={v}" for k, v in (args.set or [])]
@@ -234,7 +235,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from . import schema, store
+    from marketsim.scenario import schema
+    from marketsim.io import store
 
     if not args.write:
         print(schema.reference_markdown() if args.kind == "reference" else schema.schema_text(args.kind), end="")
@@ -258,8 +260,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from . import plots, store
-    from .progress import console, table
+    from marketsim.figures import plots
+    from marketsim.io import store
+    from marketsim.report.progress import console, table
 
     sc = load(args)
     if not sc.needs_fit:
@@ -271,7 +274,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     cal = fit.calibration
     full = None
     if sc.consumers.count > cal.consumers:  # fitted at fewer consumers (property 11.4): residuals at full N too
-        from .calibrate import residuals_at
+        from marketsim.fit.calibrate import residuals_at
 
         full = residuals_at(sc, cal)
     doc = cal.summary()
@@ -284,7 +287,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         store.save_figure(fig, new / "fit.png")
         plots.close(fig)
         store.write_json(new / "fit.json", doc)
-    from . import resultsindex
+    from marketsim.io import resultsindex
     resultsindex.update(results_root(args))  # results/index.md lists every result
     if args.json:
         print(store.dumps(doc))
@@ -325,9 +328,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import plots, store
-    from .calibrate import residuals_at
-    from .engine import simulate
+    from marketsim.figures import plots
+    from marketsim.io import store
+    from marketsim.fit.calibrate import residuals_at
+    from marketsim.engine.market import simulate
 
     sc = load(args)
     settings = settings_of(args)
@@ -373,12 +377,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.save_figure(fig, new / "shares.png")
         plots.close(fig)
         store.write_json(new / "summary.json", summary)
-    from . import resultsindex
+    from marketsim.io import resultsindex
     resultsindex.update(results_root(args))  # results/index.md lists every result
     if args.json:
         print(store.dumps(summary))
         return 0
-    from .progress import console, table
+    from marketsim.report.progress import console, table
 
     t = table(f"{sc.name}: GMV share by retailer, first and last week",
               caption=f"seed {sc.seed}, {sc.consumers.count:,} consumers{settings_caption(settings)}")
@@ -417,17 +421,20 @@ DEFAULT_REPLICATES = 20
 def projection_label(baseline_without: list[str] | None, options: list[str]) -> str:
     """A folder name saying what a projection compared: ``vs-no-events``, ``vs-without-jd_drops_weibo``, plus
     ``-options-a-b`` when options were compared; ids and names that are not plain become a slug and a digest
-    (:func:`marketsim.names.projection_label`), so the name is always one safe path part."""
-    from .names import projection_label as label
+    (:func:`marketsim.io.names.projection_label`), so the name is always one safe path part."""
+    from marketsim.io.names import projection_label as label
 
     return label(baseline_without, options)
 
 
 def cmd_project(args: argparse.Namespace) -> int:
-    from . import projection, report, resultsindex, store
-    from .conditioning import load_posterior
-    from .scenario import load_scenario
-    from .uncertainty import central_draws, posterior_draws, prior_draws
+    from marketsim.experiments import projection
+    from marketsim.report import projection as report
+    from marketsim.io import resultsindex
+    from marketsim.io import store
+    from marketsim.experiments.posterior import load_posterior
+    from marketsim.scenario.core import load_scenario
+    from marketsim.experiments.uncertainty import central_draws, posterior_draws, prior_draws
 
     sc = load(args)
     sc.without_events(args.baseline_without)  # checks the event ids before any work
@@ -442,7 +449,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     for path in args.compare or []:
         v = load_scenario(path)
         if getattr(args, "set", None):
-            from .scenario import with_settings
+            from marketsim.scenario.core import with_settings
 
             v = with_settings(v, args.set)
         v = v.with_overrides(seed=sc.seed, consumers=sc.consumers.count, steps=sc.calendar.steps)
@@ -480,7 +487,7 @@ def cmd_project(args: argparse.Namespace) -> int:
                         named=("baseline_without", "compare"))
     store.check_output_dir(out, kind="projection")  # before any work
     check_settings(out, "projection.json", settings)
-    from .executor import open_executor
+    from marketsim.runtime.executor import open_executor
 
     jobs = draws.k * (len(options) + R)
     with open_executor(jobs, workers=args.workers, scheduler=args.scheduler) as pool:
@@ -521,10 +528,11 @@ def cmd_project(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from . import resultsindex, store
-    from .conditioning import condition, save_posterior
-    from .executor import open_executor
-    from .progress import console, table
+    from marketsim.io import resultsindex
+    from marketsim.io import store
+    from marketsim.experiments.posterior import condition, save_posterior
+    from marketsim.runtime.executor import open_executor
+    from marketsim.report.progress import console, table
 
     sc = load(args)
     settings = settings_of(args)
@@ -568,11 +576,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from . import plots, resultsindex, store
-    from .backtest import backtest, backtest_figure
-    from .executor import open_executor
-    from .progress import console, interval, table
-    from .uncertainty import central_draws, prior_draws
+    from marketsim.figures import plots
+    from marketsim.io import resultsindex
+    from marketsim.io import store
+    from marketsim.experiments.backtest import backtest, backtest_figure
+    from marketsim.runtime.executor import open_executor
+    from marketsim.report.progress import console, interval, table
+    from marketsim.experiments.uncertainty import central_draws, prior_draws
 
     sc = load(args)
     settings = settings_of(args)
@@ -634,16 +644,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 #: command -> "module:function" taking the parsed arguments and returning an exit code (imported lazily).
 COMMANDS: dict[str, str] = {
-    "run": "marketsim.cli:cmd_run",
-    "validate": "marketsim.cli:cmd_validate",
-    "schema": "marketsim.cli:cmd_schema",
-    "calibrate": "marketsim.cli:cmd_calibrate",
-    "project": "marketsim.cli:cmd_project",
-    "fit": "marketsim.cli:cmd_fit",
-    "backtest": "marketsim.cli:cmd_backtest",
-    "viz": "marketsim.app:cmd_viz",
-    "sweep": "marketsim.experiment:cmd_sweep",
-    "analyze": "marketsim.analysis:cmd_analyze",
+    "run": "marketsim.cli.entry:cmd_run",
+    "validate": "marketsim.cli.entry:cmd_validate",
+    "schema": "marketsim.cli.entry:cmd_schema",
+    "calibrate": "marketsim.cli.entry:cmd_calibrate",
+    "project": "marketsim.cli.entry:cmd_project",
+    "fit": "marketsim.cli.entry:cmd_fit",
+    "backtest": "marketsim.cli.entry:cmd_backtest",
+    "viz": "marketsim.viz.app:cmd_viz",
+    "sweep": "marketsim.experiments.sweep.runner:cmd_sweep",
+    "analyze": "marketsim.experiments.sweep.analysis:cmd_analyze",
 }
 
 
@@ -873,8 +883,8 @@ def preflight(args: argparse.Namespace) -> None:
         return
     import os
 
-    from .fitcache import CACHE_ENV
-    from .store import check_output_dir
+    from marketsim.fit.cache import CACHE_ENV
+    from marketsim.io.store import check_output_dir
 
     if getattr(args, "results", None) and not os.environ.get(CACHE_ENV):
         # a shared cache ($MARKETSIM_FIT_CACHE) may be read-only: it is only read unless a fit is missing, and
@@ -905,7 +915,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return _closed_pipe()
     except OSError as e:
-        from .store import disk_problem
+        from marketsim.io.store import disk_problem
 
         problem = disk_problem(e)
         if problem is None:
@@ -955,11 +965,11 @@ def _exit_now(code: int) -> None:
 def _interrupted(e: KeyboardInterrupt) -> str:
     """What Ctrl-C left: the command's own account (errors.Interrupted), else which result sets were swapped
     in completely before it (store.committed_sets), else nothing changed."""
-    from .errors import Interrupted
+    from marketsim.errors import Interrupted
 
     if isinstance(e, Interrupted) and str(e):
         return str(e)
-    done = sys.modules.get("marketsim.store")
+    done = sys.modules.get("marketsim.io.store")
     sets = done.committed_sets() if done is not None else []
     if sets:
         return f"interrupted after {', '.join(map(str, sets))} was written completely; nothing else was changed"

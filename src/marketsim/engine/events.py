@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from .choice import MIGRATE, NONE, SSO
-from .scenario import AddLogin, EquityStake, PriceChange, Promotion, RemoveLogin, SocialBoost
+from marketsim.engine.choice import MIGRATE, NONE, SSO
+from marketsim.scenario.core import AddLogin, EquityStake, PriceChange, Promotion, RemoveLogin, SocialBoost
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import Market
+    from marketsim.engine.market import Market
 
 
 def remove_login(m: "Market", a: RemoveLogin, step: int) -> None:

@@ -3,7 +3,7 @@
 :class:`Market` is the one place the dynamic state lives: last retailer and access per consumer,
 accepted logins, social factors, promotions, prices, and per-layer counts of each consumer's
 neighbours by last retailer (kept up to date incrementally: only the neighbours of consumers who
-switched are touched). The decision rule itself is the pure functions of :mod:`marketsim.choice`.
+switched are touched). The decision rule itself is the pure functions of :mod:`marketsim.engine.choice`.
 
 Every step draws the same random numbers whatever the state (one uniform per consumer: shop?; R+1 per
 shopper: which option?; one per consumer: does it leave?; a basket per newcomer), so a scenario and its
@@ -21,10 +21,11 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from . import choice, events
-from .choice import NATIVE, NONE, SSO
-from .population import World, build_world, child_seed, relative_baskets, seed_streams
-from .scenario import Scenario
+from marketsim.engine import choice
+from marketsim.engine import events
+from marketsim.engine.choice import NATIVE, NONE, SSO
+from marketsim.engine.population import World, build_world, child_seed, relative_baskets, seed_streams
+from marketsim.scenario.core import Scenario
 
 #: Days per year for trends (utility per year, MODEL.md section 4).
 DAYS_PER_YEAR = 365.25
@@ -509,14 +510,14 @@ def simulate(
 ) -> RunResult:
     """Run ``scenario`` for ``steps`` (default: its calendar) with attractiveness ``alpha``.
 
-    ``alpha`` is required when a retailer's attractiveness is 'calibrate' (see :mod:`marketsim.calibrate`);
+    ``alpha`` is required when a retailer's attractiveness is 'calibrate' (see :mod:`marketsim.fit.calibrate`);
     ``trend`` (utility per year) defaults to the scenario's trends (0 where 'calibrate').
     ``world`` may be passed to reuse the consumers drawn for the same seed (e.g. a counterfactual).
     ``on_step(done, total)`` is called after each step (progress bars).
     """
     if alpha is None:
         if any(r.calibrate for r in scenario.retailers):
-            raise ValueError("retailers marked 'calibrate' need fitted alphas: use marketsim.calibrate.calibrate()")
+            raise ValueError("retailers marked 'calibrate' need fitted alphas: use marketsim.fit.calibrate.calibrate()")
         alpha = initial_alpha(scenario)
     seed = scenario.seed if seed is None else seed
     steps = scenario.calendar.steps if steps is None else steps

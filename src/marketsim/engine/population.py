@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import network
-from .choice import ACCESS_DTYPE, NATIVE, SSO
-from .errors import ScenarioError
-from .scenario import Scenario
+from marketsim.engine import network
+from marketsim.engine.choice import ACCESS_DTYPE, NATIVE, SSO
+from marketsim.errors import ScenarioError
+from marketsim.scenario.core import Scenario
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class World:
     basket: np.ndarray  # float64 (N,), relative basket value (mean 1): x basket.mean(t) gives the currency
     login_pref: np.ndarray  # float32 (N,) uniform: which held provider a one-click sign-up uses (engine.Market)
     last0: np.ndarray  # int16 (N,), initial last retailer (-1 = none)
-    access0: np.ndarray  # int16 (N, R), initial access codes (see marketsim.choice)
+    access0: np.ndarray  # int16 (N, R), initial access codes (see marketsim.engine.choice)
     layers: tuple[Layer, ...]
     scale: float  # real shoppers per agent at the calendar start = market.size(start) / N (it may grow: Market.scale)
 
@@ -130,7 +130,7 @@ BYTES_PER_CONSUMER_PROVIDER = 20
 #: plus 4 per retailer (the neighbour counts, int32).
 BYTES_PER_CONSUMER_LAYER = 20
 #: Bytes per tie a generator draws (members x m, x k/2 or x mean_degree/2): kept, the CSR entry of each end
-#: (int32); while its layer is built, the generator's and :func:`marketsim.network.from_edges`' int64/float64
+#: (int32); while its layer is built, the generator's and :func:`marketsim.engine.network.from_edges`' int64/float64
 #: temporaries (one layer at a time: the largest counts).
 BYTES_PER_TIE_KEPT = 8
 BYTES_PER_TIE_BUILDING = 100
@@ -235,7 +235,7 @@ def check_memory(scenario: Scenario, n: int | None = None) -> MemoryEstimate:
 
 def field_location(source: str, path: str) -> tuple[str, int | None]:
     """The file and line where a scenario file (and its bases) sets ``path``; (source, None) if unknown."""
-    from .scenario import load_lines
+    from marketsim.scenario.core import load_lines
 
     try:
         return load_lines(source).find(path)

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .calibrate import FitPath, expected_path, fit_problem
-from .conditioning import DEFAULT_SIGMA_PP
-from .errors import UserError
-from .figstyle import figure_function
-from .projection import _map, _with_draw, fit_task, replicate_seeds
-from .scenario import Observation, Scenario
-from .uncertainty import Draws, weighted_quantile
+from marketsim.fit.calibrate import FitPath, expected_path, fit_problem
+from marketsim.experiments.posterior import DEFAULT_SIGMA_PP
+from marketsim.errors import UserError
+from marketsim.figures.style import figure_function
+from marketsim.experiments.projection import _map, _with_draw, fit_task, replicate_seeds
+from marketsim.scenario.core import Observation, Scenario
+from marketsim.experiments.uncertainty import Draws, weighted_quantile
 
 
 def _mid(o: Observation) -> float:
@@ -144,7 +144,7 @@ def backtest_figure(bt: Backtest):
     """The observed series (filled: fitted, hollow: held out) with the predictive 90% band of every retailer."""
     import pandas as pd
 
-    from .plots import mark_events, retailer_colors, subplots
+    from marketsim.figures.plots import mark_events, retailer_colors, subplots
 
     sc = bt.scenario
     colors = retailer_colors(sc)

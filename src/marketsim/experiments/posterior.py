@@ -2,8 +2,8 @@
 
 Approximate Bayesian computation by importance sampling over a space-filling prior design (Beaumont, Zhang &
 Balding 2002; Sisson, Fan & Beaumont 2018, "Handbook of ABC", chapter 1): K draws from the priors
-(:func:`marketsim.uncertainty.prior_draws`), each fitted like any scenario (its attractiveness, trends and
-source offsets fitted to the observations; :mod:`marketsim.fitcache`), each weighted by a Gaussian kernel of
+(:func:`marketsim.experiments.uncertainty.prior_draws`), each fitted like any scenario (its attractiveness, trends and
+source offsets fitted to the observations; :mod:`marketsim.fit.cache`), each weighted by a Gaussian kernel of
 its residuals, exp(-sum_i r_i^2 / (2 sigma^2)), with sigma the observation error in points. A draw that no
 fit can reconcile with the observations (the market tips, an attractiveness runs away) gets weight 0.
 
@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .scenario import Scenario, Uncertain
-from .uncertainty import Draws, prior_draws, weighted_quantile
+from marketsim.scenario.core import Scenario, Uncertain
+from marketsim.experiments.uncertainty import Draws, prior_draws, weighted_quantile
 
 FORMAT = "marketsim-posterior/v1"
 #: Default observation error (points of share) of the kernel: the sources disagree by 2-4 points on JD's
@@ -124,7 +124,7 @@ def prior_key(scenario: Scenario, k: int, sigma_pp: float, cache_key: str) -> st
 def posterior_path(scenario: Scenario, cache_dir: str | Path) -> Path:
     """Where ``marketsim fit`` stores the posterior of ``scenario`` (next to the fit cache, keyed by the fit's
     key): the latest one fitted for this market and these priors."""
-    from .calibrate import cache_key
+    from marketsim.fit.calibrate import cache_key
 
     return Path(cache_dir) / f"{cache_key(scenario)}.posterior.json"
 
@@ -132,7 +132,7 @@ def posterior_path(scenario: Scenario, cache_dir: str | Path) -> Path:
 def save_posterior(post: Posterior, scenario: Scenario, cache_dir: str | Path, report: list[dict]) -> Path:
     """Store ``post`` where :func:`load_posterior` finds it (atomically; a folder or FIFO in its place is
     cleared, or one line says why it cannot be)."""
-    from .fitcache import store_entry
+    from marketsim.fit.cache import store_entry
 
     body = {"params": [p.path for p in post.params], "samples": post.samples, "weights": post.weights.tolist(),
             "sigma_pp": post.sigma_pp, "priors": [[p.path, p.prior, list(p.args)] for p in post.params],
@@ -151,8 +151,8 @@ def load_posterior(scenario: Scenario, cache_dir: str | Path) -> Posterior | Non
     checked in full (:func:`check_posterior`): anything wrong with it (damaged, edited, fitted under other priors
     or parameters, weights worth fewer draws than :func:`ess_floor`) raises a UserError naming the file and
     the problem; it is never silently replaced by the priors."""
-    from .errors import UserError
-    from .fitcache import BadEntry, read_regular, what_is
+    from marketsim.errors import UserError
+    from marketsim.fit.cache import BadEntry, read_regular, what_is
 
     path = posterior_path(scenario, cache_dir)
     if what_is(path) is None:
@@ -170,9 +170,9 @@ def check_posterior(doc, scenario: Scenario, path: Path | None = None) -> Poster
     checksum; the parameters and priors are the scenario's uncertain ones; every sample gives each of them a
     number inside its support (the prior's, truncated to the field's bounds); the weights are finite,
     non-negative, one per sample, with a positive sum; the kernel's sigma is a positive number; the effective
-    sample size is at least :func:`ess_floor`. Raises :class:`marketsim.fitcache.BadEntry` saying what is wrong
+    sample size is at least :func:`ess_floor`. Raises :class:`marketsim.fit.cache.BadEntry` saying what is wrong
     (a phrase that follows "the posterior stored by `marketsim fit`")."""
-    from .fitcache import BadEntry
+    from marketsim.fit.cache import BadEntry
 
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise BadEntry(f"is not a {FORMAT} document")
@@ -241,8 +241,8 @@ def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = D
               cache_dir: str | Path | None = None, on_progress=None) -> tuple[Posterior, dict]:
     """Weigh ``k`` prior draws by how well their fits meet the observations (see the module docstring).
     Returns the posterior and a summary (per-parameter report, failed draws, effective sample size)."""
-    from .errors import UserError
-    from .projection import _map, _with_draw, central_fit, fit_task
+    from marketsim.errors import UserError
+    from marketsim.experiments.projection import _map, _with_draw, central_fit, fit_task
 
     if not scenario.uncertain:
         raise UserError(f"{scenario.source}: no uncertain parameter (a range or a prior) to condition on the data")
@@ -253,7 +253,7 @@ def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = D
                         f"the floor of {ess_floor(k):g} a posterior needs to be stored; give --draws {DEFAULT_DRAWS} "
                         f"(the default) or more")
     if cache_dir is not None:
-        from .fitcache import check_folder, check_writable
+        from marketsim.fit.cache import check_folder, check_writable
 
         check_folder(Path(cache_dir))
         check_writable(Path(cache_dir), "the posterior (and any missing fit)")  # before the costly fits

@@ -1,12 +1,12 @@
 """Projections (MODEL.md section 10): a scenario (and the options it is compared with) against its
 counterfactual baseline, over draws of the uncertain parameters and replicates of the simulation.
 
-For each parameter draw k (:mod:`marketsim.uncertainty`) every arm is fitted (:mod:`marketsim.fitcache`: a draw
+For each parameter draw k (:mod:`marketsim.experiments.uncertainty`) every arm is fitted (:mod:`marketsim.fit.cache`: a draw
 that does not change the market before the fit's cut-off reuses a stored fit); the counterfactual baseline
 keeps the fit of the first option and drops its events. Then every draw runs the same R replicates: replicate
 r's seed is ``SeedSequence(scenario.seed).spawn(R)[r]`` for every draw and arm (common random numbers), and
 the arms of a replicate share one World and one market up to the first step where their events differ, where
-the market forks (:meth:`marketsim.engine.Market.fork`). Everything runs as tasks on one executor (local
+the market forks (:meth:`marketsim.engine.market.Market.fork`). Everything runs as tasks on one executor (local
 processes or a Dask cluster) and is collected by index, so the numbers depend on the seed alone.
 """
 
@@ -21,11 +21,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .engine import Market
-from .errors import UserError
-from .population import build_world, child_seed
-from .scenario import Scenario, ScenarioError
-from .uncertainty import Draws, Summary, summarize
+from marketsim.engine.market import Market
+from marketsim.errors import UserError
+from marketsim.engine.population import build_world, child_seed
+from marketsim.scenario.core import Scenario, ScenarioError
+from marketsim.experiments.uncertainty import Draws, Summary, summarize
 
 BASELINE = "baseline"
 METRICS = ("gmv_share", "gmv", "revenue", "accounts_created")
@@ -45,8 +45,8 @@ def fit_task(scenario: Scenario, cache_dir: str | None, allow_fixed: bool = Fals
     """Fit one arm of one draw: {"alpha", "trend", "key", "max_residual_pp", "dof", "residuals", "offsets"} or
     {"error": one line}. ``allow_fixed``: evaluate the residuals of a scenario with nothing to fit;
     ``until``/``drop_unidentified``: a back-test's earlier cut-off; ``start``: a nearby fit to start from."""
-    from .calibrate import CalibrationError
-    from .fitcache import fitted
+    from marketsim.fit.calibrate import CalibrationError
+    from marketsim.fit.cache import fitted
 
     try:
         fit = fitted(scenario, cache_dir, allow_fixed=allow_fixed, until=until, drop_unidentified=drop_unidentified,
@@ -172,7 +172,7 @@ class Projection:
 
     def shift(self, arm: str) -> dict[str, Summary]:
         """Per retailer: the horizon GMV share of ``arm`` minus the baseline's (fractions), summarised over the
-        draws and replicates (:func:`marketsim.uncertainty.summarize`)."""
+        draws and replicates (:func:`marketsim.experiments.uncertainty.summarize`)."""
         d = self.horizon(arm) - self.horizon(BASELINE)
         return {n: summarize(d[:, :, j], self.kept_draws(), tuple(t / 100 for t in self.thresholds))
                 for j, n in enumerate(self.names)}
@@ -235,7 +235,7 @@ def project(
     """Project ``scenario`` (and the other ``options``, compared on the same draws and seeds) against the
     baseline without ``baseline_without`` (default: all of the scenario's events).
 
-    ``draws``: the parameter sets (:mod:`marketsim.uncertainty`); a draw's values are set in each option (and the
+    ``draws``: the parameter sets (:mod:`marketsim.experiments.uncertainty`); a draw's values are set in each option (and the
     baseline) at the paths that option itself declares uncertain with the same prior (:func:`_with_draw`,
     :func:`check_shared_draws`); the options must be the same market (:func:`market_differences`). Options
     whose results are identical in every draw and replicate are named in ``Projection.warnings``.
@@ -335,8 +335,8 @@ def central_fit(scenario: Scenario, cache_dir: str | None):
     """The fit of ``scenario`` at its central values (cached), which every draw's fit starts from (its values and
     Jacobian: a draw near the centre then needs a few simulations instead of a full fit); None if nothing is
     fitted or it cannot be fitted."""
-    from .calibrate import CalibrationError
-    from .fitcache import fitted
+    from marketsim.fit.calibrate import CalibrationError
+    from marketsim.fit.cache import fitted
 
     try:
         return fitted(scenario, cache_dir).calibration

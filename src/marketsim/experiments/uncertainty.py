@@ -1,11 +1,11 @@
 """Parameter uncertainty (MODEL.md sections 8 and 10): draws of the uncertain parameters, and what the
 spread of an answer across them means.
 
-A scenario marks a number no source pins as a range or a prior (:class:`marketsim.scenario.Uncertain`).
+A scenario marks a number no source pins as a range or a prior (:class:`marketsim.scenario.core.Uncertain`).
 :func:`prior_draws` is a space-filling design over them: a Latin hypercube (McKay, Beckman & Conover 1979;
 ``scipy.stats.qmc``) in the unit cube, mapped through each prior's inverse CDF, so that K draws cover
 every parameter's range evenly whatever K is. :func:`posterior_draws` resamples a weighted sample
-(:mod:`marketsim.conditioning`) instead.
+(:mod:`marketsim.experiments.posterior`) instead.
 
 For an answer computed on every draw k and replicate r (a share shift, say), :func:`summarize` gives
 
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from .scenario import Scenario, Uncertain
+from marketsim.scenario.core import Scenario, Uncertain
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def posterior_draws(params: tuple[Uncertain, ...], samples: list[dict[str, float
                     seed: int) -> Draws:
     """``k`` draws resampled from a weighted posterior sample (systematic resampling: each sample appears
     in proportion to its weight, with the least added noise; Kitagawa 1996). The weights must be finite and
-    non-negative with a positive sum, one per sample (:func:`marketsim.conditioning.check_posterior` checks a
+    non-negative with a positive sum, one per sample (:func:`marketsim.experiments.posterior.check_posterior` checks a
     stored posterior so); anything else raises ValueError rather than resampling garbage."""
     w = np.asarray(weights, dtype=float)
     if w.shape != (len(samples),) or not len(w) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:

@@ -1,5 +1,5 @@
 """Figures (matplotlib, drawn off-screen with the Agg backend). Every figure shows its text as written, never
-as TeX math: see :mod:`marketsim.figstyle` (:func:`subplots` and :class:`PlainTextFigure` are its half here).
+as TeX math: see :mod:`marketsim.figures.style` (:func:`subplots` and :class:`PlainTextFigure` are its half here).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import matplotlib.text as mtext  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .figstyle import STYLE, figure_function  # noqa: E402
-from .scenario import Scenario  # noqa: E402
+from marketsim.figures.style import STYLE, figure_function  # noqa: E402
+from marketsim.scenario.core import Scenario  # noqa: E402
 
 
 class PlainTextFigure(Figure):

@@ -4,8 +4,8 @@ with a matplotlib parse error), and no text is typeset by LaTeX.
 
 One mechanism does it for all figures: a function that makes a figure is decorated with
 :func:`figure_function` (its body runs under :data:`STYLE`, so every text is plain from its creation, which
-``tight_layout`` inside the function needs) and makes the figure with :func:`marketsim.plots.subplots` (a
-:class:`marketsim.plots.PlainTextFigure`, drawn under :data:`STYLE` too, so tick labels made while the figure
+``tight_layout`` inside the function needs) and makes the figure with :func:`marketsim.figures.plots.subplots` (a
+:class:`marketsim.figures.plots.PlainTextFigure`, drawn under :data:`STYLE` too, so tick labels made while the figure
 is saved are plain as well). This module imports nothing heavy: matplotlib is imported when a figure is made.
 """
 
@@ -20,19 +20,19 @@ STYLE = {"text.parse_math": False, "text.usetex": False}
 
 def figure_function(fn):
     """Decorator of every function that makes a figure: its body runs under :data:`STYLE`, and it must return a
-    :class:`marketsim.plots.PlainTextFigure` (made by :func:`marketsim.plots.subplots`), else TypeError (a
+    :class:`marketsim.figures.plots.PlainTextFigure` (made by :func:`marketsim.figures.plots.subplots`), else TypeError (a
     programming error, met by any test that makes the figure)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         import matplotlib
 
-        from .plots import PlainTextFigure
+        from marketsim.figures.plots import PlainTextFigure
 
         with matplotlib.rc_context(STYLE):
             fig = fn(*args, **kwargs)
         if not isinstance(fig, PlainTextFigure):
-            raise TypeError(f"{fn.__qualname__} must make its figure with marketsim.plots.subplots")
+            raise TypeError(f"{fn.__qualname__} must make its figure with marketsim.figures.plots.subplots")
         return fig
 
     wrapper.plain_text = True  # marks a figure function: tests check that every *_figure function has it

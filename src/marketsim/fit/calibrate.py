@@ -42,10 +42,10 @@ from typing import Callable
 
 import numpy as np
 
-from .engine import PILOT_CONSUMERS, Market, PilotState, run_pilot
-from .errors import UserError
-from .population import build_world
-from .scenario import Observation, Scenario
+from marketsim.engine.market import PILOT_CONSUMERS, Market, PilotState, run_pilot
+from marketsim.errors import UserError
+from marketsim.engine.population import build_world
+from marketsim.scenario.core import Observation, Scenario
 
 #: Default solver accuracy: the fit stops when one more step would move no fitted share (or the conversion)
 #: by more than this many percentage points (MODEL.md section 8: 0.2 points) ...

@@ -27,8 +27,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import store
-from .errors import UserError
+from marketsim.io import store
+from marketsim.errors import UserError
 
 PART_GLOB = "part-*.parquet"
 #: A part file's name: the first run id it holds and the sha256 of its bytes.
@@ -158,7 +158,7 @@ def repair(path: str | Path) -> tuple[Scan, list[str]]:
 
 def remove_stray_temp_files(path: str | Path) -> int:
     """Delete the temporary files a killed writer left: ``.part-*.tmp`` (only the sweep writes here; call while
-    holding its lock) and any other stale temporary file of :func:`marketsim.store.atomic_path`."""
+    holding its lock) and any other stale temporary file of :func:`marketsim.io.store.atomic_path`."""
     n = 0
     for f in Path(path).glob(".part-*.tmp"):
         if f.is_symlink() or not f.is_file():

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from marketsim.errors import UserError
 
 #: An id or option name used as written in a folder name.
 PLAIN_PART = re.compile(r"[a-z0-9_]{1,64}")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import store
-from .errors import UserError
+from marketsim.io import store
+from marketsim.errors import UserError
 
 #: The index's file names, in order of preference.
 NAMES = ("index.md", "marketsim-index.md")
@@ -62,7 +62,7 @@ def _cell(text: str) -> str:
 
 def entry(folder: Path) -> tuple[str, str] | None:
     """(kind, what) of a folder marketsim provably wrote, read consistently; None for anything else."""
-    from . import dataset
+    from marketsim.io import dataset
 
     if not store._real_dir(folder):
         return None

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 
 import pandas as pd
 
-from .errors import UserError
+from marketsim.errors import UserError
 
 #: Where results go unless --out says otherwise (relative to the working directory).
 RESULTS_DIR = Path("results")
@@ -307,7 +307,7 @@ def is_result_folder(p: str | Path) -> bool:
         return False
     if result_kind(p) is not None:
         return True
-    from . import dataset
+    from marketsim.io import dataset
 
     return _real_file(p / dataset.MANIFEST) and dataset.manifest_problem(p) is None
 
@@ -481,8 +481,8 @@ def result_set(out: str | Path, kind: str, *, writer: str | None = None) -> Iter
     or "the new set was swapped in" (:func:`committed_sets` says which). A full disk or a read-only folder
     is one line (UserError). ``writer`` (e.g. "marketsim run") and the package version and time go into the
     manifest."""
-    from . import __version__
-    from .executor import deferred_interrupt
+    from marketsim import __version__
+    from marketsim.runtime.executor import deferred_interrupt
 
     out = Path(out)
     check_output_dir(out, kind=kind)
@@ -645,7 +645,7 @@ def _recover(out: Path) -> None:
     hidden = out / HIDDEN
     j = _journal(out)
     if j is not None:
-        from .executor import deferred_interrupt
+        from marketsim.runtime.executor import deferred_interrupt
 
         rfd = _open_lock(hidden / READ_LOCK)
         try:

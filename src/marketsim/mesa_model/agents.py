@@ -1,4 +1,4 @@
-"""Retailers as Mesa agents (the consumers stay rows of numpy arrays in :mod:`marketsim.engine`)."""
+"""Retailers as Mesa agents (the consumers stay rows of numpy arrays in :mod:`marketsim.engine.market`)."""
 
 from __future__ import annotations
 

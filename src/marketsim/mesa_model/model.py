@@ -3,7 +3,7 @@
 Built from keyword arguments, with an ``rng`` keyword, and with ``step()``, ``running`` and a
 ``DataCollector`` whose model reporters carry the per-step outputs of MODEL.md section 9, so Mesa's
 own tools (``batch_run``, SolaraViz) work on it. The consumers are rows of numpy arrays inside
-:class:`marketsim.engine.Market`; retailers are Mesa agents. This module imports no UI, CLI or
+:class:`marketsim.engine.market.Market`; retailers are Mesa agents. This module imports no UI, CLI or
 result-file code.
 """
 
@@ -15,15 +15,14 @@ from typing import Any, Mapping
 import mesa
 import numpy as np
 
-from .agents import RetailerAgent
-from .calibrate import calibrate
-from .engine import Market, initial_alpha
-from .population import build_world
-from .scenario import Scenario, load_scenario
+from marketsim.mesa_model.agents import RetailerAgent
+from marketsim.fit.calibrate import calibrate
+from marketsim.engine.market import Market, initial_alpha
+from marketsim.engine.population import build_world
+from marketsim.scenario import bundled
+from marketsim.scenario.core import Scenario, load_scenario
 
 
-#: The small bundled scenario (used when a tool builds the model with no arguments).
-DEFAULT_SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "tiny.yaml"
 
 
 def _reporters(names: tuple[str, ...]) -> dict[str, Any]:
@@ -48,7 +47,8 @@ class MarketModel(mesa.Model):
     """Consumers choosing among online retailers (MODEL.md).
 
     Args:
-        scenario: a :class:`Scenario` or the path of a scenario YAML file.
+        scenario: a :class:`Scenario`, the path of a scenario YAML file or the name of a bundled one
+                (``"battle_lines_2013"``); default the small bundled ``tiny``.
         consumers: override ``consumers.count`` (N agents).
         steps: override ``calendar.steps`` (the model stops running after that many steps).
         values: further overrides by dotted scenario path, e.g. ``{"friction.create": 3.0}``.
@@ -60,7 +60,7 @@ class MarketModel(mesa.Model):
 
     def __init__(
         self,
-        scenario: Scenario | str | Path = DEFAULT_SCENARIO,
+        scenario: Scenario | str | Path | None = None,
         *,
         consumers: int | None = None,
         steps: int | None = None,
@@ -71,6 +71,8 @@ class MarketModel(mesa.Model):
     ):
         if isinstance(rng, np.random.Generator):
             rng = int(rng.integers(2**63 - 1))
+        if scenario is None:  # the small bundled scenario, when a tool builds the model with no arguments
+            scenario = bundled.path(bundled.TINY)
         sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         if values:
             sc = sc.with_values(dict(values))

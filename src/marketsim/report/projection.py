@@ -12,12 +12,12 @@ import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 
-from . import store
-from .labels import parameter_quantity
-from .figstyle import figure_function
-from .plots import close, mark_events, plt, retailer_colors, subplots
-from .projection import BASELINE, Projection, round_to
-from .uncertainty import weighted_quantile
+from marketsim.io import store
+from marketsim.scenario.labels import parameter_quantity
+from marketsim.figures.style import figure_function
+from marketsim.figures.plots import close, mark_events, plt, retailer_colors, subplots
+from marketsim.experiments.projection import BASELINE, Projection, round_to
+from marketsim.experiments.uncertainty import weighted_quantile
 
 FIGSIZE, DPI = (10, 5.6), 150  # 1500 x 840 pixels: a 16:9 slide
 
@@ -181,14 +181,14 @@ def write_report(proj: Projection, summary: dict, out: Path) -> None:
 def settings_text(summary: dict) -> str:
     """The command-line settings recorded in ``summary["settings"]`` (``--set PATH=VALUE``, ``--steps`` ...), as
     one line; "" if none were given."""
-    from .names import describe
+    from marketsim.io.names import describe
 
     return describe(summary.get("settings"))
 
 
 def note_settings(fig, settings: dict | None) -> None:
     """Write the command-line settings that made a chart's numbers (if any) in small type at its bottom right."""
-    from .names import describe
+    from marketsim.io.names import describe
 
     said = describe(settings)
     if said:
@@ -330,7 +330,7 @@ def report_markdown(proj: Projection, summary: dict) -> str:
 
 def print_summary(summary: dict, proj: Projection) -> None:
     """The terminal table (80 columns): shares, shifts with their interval and its parts, drivers, thresholds."""
-    from .progress import console, interval, table
+    from marketsim.report.progress import console, interval, table
 
     con = console()
     names = proj.names

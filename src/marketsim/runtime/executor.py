@@ -34,7 +34,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from .errors import UserError
+from marketsim.errors import UserError
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 

@@ -3,7 +3,7 @@
 A scenario is a YAML file (``schema: marketsim/v2``; v1 files are read unchanged) describing everything in
 MODEL.md sections 1-8: calendar, market size, consumers, identity providers and
 their social networks, retailers, behaviour coefficients, friction costs and
-the event timeline. :func:`load_scenario` reads it with :mod:`marketsim.yamlsafe`
+the event timeline. :func:`load_scenario` reads it with :mod:`marketsim.scenario.yamlsafe`
 (plain data only; alias bombs, deep nesting and duplicate keys refused), validates every
 field and returns a frozen :class:`Scenario`. Inside the package the types are
 trusted: nothing re-checks them.
@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import schema as S
-from . import yamlsafe
-from .errors import ScenarioError  # noqa: F401  (defined in errors.py so yamlsafe can raise it; re-exported here)
-from .schema import (  # noqa: F401  (the format's constants, public here as before)
+from marketsim.scenario import schema as S
+from marketsim.scenario import bundled, yamlsafe
+from marketsim.errors import ScenarioError  # noqa: F401  (defined in errors.py so yamlsafe can raise it; re-exported here)
+from marketsim.scenario.schema import (  # noqa: F401  (the format's constants, public here as before)
     MAX_CONSUMERS, MAX_MARKET_SIZE, MAX_PROVIDERS, MAX_RETAILERS, MAX_STEPS, PRIORS, SCHEMA, SCHEMAS,
 )
 
@@ -111,7 +111,7 @@ class Consumers:
 
 @dataclass(frozen=True)
 class Network:
-    model: str  # a key of marketsim.network.GENERATORS
+    model: str  # a key of marketsim.engine.network.GENERATORS
     params: tuple[tuple[str, float], ...]
 
     @property
@@ -422,7 +422,7 @@ class Scenario:
 # --------------------------------------------------------------------------- loading
 
 
-#: The line map of a loaded file (field path -> file and line): see :class:`marketsim.yamlsafe.LineMap`.
+#: The line map of a loaded file (field path -> file and line): see :class:`marketsim.scenario.yamlsafe.LineMap`.
 _Lines = yamlsafe.LineMap
 
 
@@ -432,7 +432,10 @@ def load_scenario(path: str | Path) -> Scenario:
     A file may start from another with ``base: other.yaml`` (a path relative to the file): see :func:`_merge`.
     A file's own events must fall inside its own calendar (a derived scenario, e.g. a shorter ``--steps``,
     may leave events beyond its horizon: :attr:`Scenario.events_outside`).
+    A bare name that is not a file here (``"battle_lines_2013"``) means the bundled scenario of that name
+    (:func:`marketsim.scenario.bundled.resolve`).
     """
+    path = bundled.resolve(str(path))
     _refuse_other_kinds(path)
     data, lines = _read_with_bases(Path(path))
     return parse_scenario(data, source=str(path), lines=lines, strict_horizon=True)
@@ -452,12 +455,12 @@ def _refuse_other_kinds(path: str | Path) -> None:
 
 
 def _read_text(p: Path, source: str) -> str:
-    """The text of a scenario file: only a regular UTF-8 file of bounded size (see :func:`marketsim.yamlsafe.read_file`)."""
+    """The text of a scenario file: only a regular UTF-8 file of bounded size (see :func:`marketsim.scenario.yamlsafe.read_file`)."""
     return yamlsafe.read_file(p, source=source)
 
 
 def _safe_load(text: str, source: str) -> Any:
-    """Plain data from YAML text, refusing hostile or ambiguous YAML (see :mod:`marketsim.yamlsafe`)."""
+    """Plain data from YAML text, refusing hostile or ambiguous YAML (see :mod:`marketsim.scenario.yamlsafe`)."""
     return yamlsafe.load(text, source)[0]
 
 
@@ -491,7 +494,7 @@ def _base_chain(path: str | Path) -> list[FileLayer]:
     with its own data and lines. Iterative; refuses (one line, at the offending ``base:`` line) a base that is
     not a usable path (not text, empty, a NUL character), a cycle (on real paths, so through symbolic links
     too), a chain of more than :data:`MAX_BASE_FILES` files, and a base that is not a readable YAML mapping
-    (:func:`marketsim.yamlsafe.load_file`, which also names a symbolic-link loop). Paths of bases are joined to
+    (:func:`marketsim.scenario.yamlsafe.load_file`, which also names a symbolic-link loop). Paths of bases are joined to
     their file's folder; a layer's ``source`` is the path as reached from the file given (normalised: a '..' after
     a symbolic link is still read as the system resolves it)."""
     p, referrer = Path(path), None
@@ -527,7 +530,7 @@ def _base_chain(path: str | Path) -> list[FileLayer]:
                  f"bases that ends in a file without 'base:'")
         if len(layers) >= MAX_BASE_FILES:
             fail(f"{base[:200]!r} would be file {len(layers) + 1} of the chain of bases from {layers[0].source}; allowed: "
-                 f"at most {MAX_BASE_FILES} files in one chain (marketsim.scenario.MAX_BASE_FILES)")
+                 f"at most {MAX_BASE_FILES} files in one chain (marketsim.scenario.core.MAX_BASE_FILES)")
         referrer = yamlsafe.Referrer(source, line, "base", f"base scenario {base[:200]!r}")
         p = bp
 
@@ -673,7 +676,7 @@ _MISSING = object()
 
 
 class _Validator:
-    """Checks plain data against the declared format (:mod:`marketsim.schema`) and builds the frozen objects.
+    """Checks plain data against the declared format (:mod:`marketsim.scenario.schema`) and builds the frozen objects.
 
     Per-field checks (type, range, allowed values, defaults, unknown and required keys) come from the spec of the
     field; the rules between fields (shares summing to 1, sso_share within logins, event dates inside the

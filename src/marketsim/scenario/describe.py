@@ -14,7 +14,7 @@ from, its uncertain parameters, and its utilities in business terms (``marketsim
   share in the latest observation of the primary source before the fit cut-off) and d the utility change.
 * :func:`render` writes it all as one YAML document with comments.
 
-Pure functions of a :class:`~marketsim.scenario.Scenario` (and of the files' own contents for provenance).
+Pure functions of a :class:`~marketsim.scenario.core.Scenario` (and of the files' own contents for provenance).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any, Iterable
 
 import yaml
 
-from .schema import PRIORS, SCHEMA
-from .scenario import (MERGE_KEYS, AddLogin, EquityStake, Event, PriceChange, Promotion, RemoveLogin, Scenario,
+from marketsim.scenario.schema import PRIORS, SCHEMA
+from marketsim.scenario.core import (MERGE_KEYS, AddLogin, EquityStake, Event, PriceChange, Promotion, RemoveLogin, Scenario,
                        Series, SocialBoost, Uncertain, item_key)
 
 WIDTH = 79  # comment lines fit an 80-column terminal
@@ -218,7 +218,7 @@ class Provenance:
 
 
 def provenance(layers) -> Provenance:
-    """From the files a scenario is built of (:func:`marketsim.scenario.scenario_files`, root base first)."""
+    """From the files a scenario is built of (:func:`marketsim.scenario.core.scenario_files`, root base first)."""
     blocks: dict[str, list[Origin]] = {}
     items: dict[tuple[str, str], list[Origin]] = {}
     removed = []

@@ -4,7 +4,7 @@ Every field of a scenario file (``schema: marketsim/v2``) and of a sweep file (`
 is one spec object below, with its key, type, unit, allowed range or values, default, whether it may be
 an uncertain number (a range or prior mapping), its meaning and the source of its default. From these:
 
-* the validator (:class:`marketsim.scenario._Validator`, and :func:`marketsim.experiment.load_sweep`) takes
+* the validator (:class:`marketsim.scenario.core._Validator`, and :func:`marketsim.experiments.sweep.runner.load_sweep`) takes
   every per-field check: types, ranges, allowed values, unknown keys with "did you mean", required keys and
   defaults (rules between fields, such as shares summing to 1, stay in the validator);
 * :func:`json_schema` generates the JSON Schema (draft 2020-12) published in ``schema/`` for editors;

@@ -35,7 +35,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import (AliasEvent, CollectionEndEvent, CollectionStartEvent, DocumentStartEvent, ScalarEvent)
 from yaml.nodes import ScalarNode, SequenceNode
 
-from .errors import ScenarioError
+from marketsim.errors import ScenarioError
 
 #: Deepest nesting of mappings and lists accepted (a scenario file uses about 5).
 MAX_DEPTH = 64

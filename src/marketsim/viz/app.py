@@ -1,13 +1,13 @@
 """The live browser page: a scenario and its counterfactual stepping side by side, with the controls.
 
 Run it with ``marketsim viz SCENARIO [--host 127.0.0.1] [--port 8765] [--consumers N] [--max-sessions N]``, or Solara's
-way: ``solara run marketsim.app`` (scenario from $MARKETSIM_VIZ_SCENARIO, default
+way: ``solara run marketsim.viz.app`` (scenario from $MARKETSIM_VIZ_SCENARIO, default
 scenarios/battle_lines_2013.yaml). This is the only module that imports solara; the model does not
 know it exists.
 
 The page is built from Solara components around :class:`LiveModel` (a ``mesa.Model``): two
-:class:`~marketsim.engine.Market` s on one World, attractiveness and seed, the scenario and the same
-scenario without its events (common random numbers, as in :mod:`marketsim.projection`), so that the gap
+:class:`~marketsim.engine.market.Market` s on one World, attractiveness and seed, the scenario and the same
+scenario without its events (common random numbers, as in :mod:`marketsim.experiments.projection`), so that the gap
 between them is the effect of the events and not noise. Mesa's SolaraViz is not used: its page always
 shows its own controls (play interval, render interval, threads, page tabs) that mean nothing here.
 
@@ -49,12 +49,11 @@ import numpy as np
 import solara
 import solara.lab
 
-from .engine import Market
-from .population import build_world
-from .scenario import Scenario, load_scenario
+from marketsim.engine.market import Market
+from marketsim.engine.population import build_world
+from marketsim.scenario import bundled
+from marketsim.scenario.core import Scenario, load_scenario
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SCENARIO = ROOT / "scenarios" / "battle_lines_2013.yaml"
 #: Consumers drawn in the agent picture.
 SAMPLE_SIZE = 300
 #: Seconds between steps while playing.
@@ -71,7 +70,7 @@ _MODELS: weakref.WeakSet = weakref.WeakSet()
 
 
 def _env_scenario() -> Path:
-    return Path(os.environ.get("MARKETSIM_VIZ_SCENARIO", str(DEFAULT_SCENARIO)))
+    return Path(os.environ.get("MARKETSIM_VIZ_SCENARIO") or bundled.path(bundled.HEADLINE))
 
 
 def _env_consumers() -> int | None:
@@ -80,7 +79,7 @@ def _env_consumers() -> int | None:
 
 
 def _results_root() -> Path:
-    from .store import RESULTS_DIR
+    from marketsim.io.store import RESULTS_DIR
 
     return Path(os.environ.get("MARKETSIM_VIZ_RESULTS") or RESULTS_DIR)
 
@@ -92,7 +91,7 @@ def _fitted_alpha(scenario: Scenario, on_iter: Callable[[int, float], None] | No
     The one place the page depends on the calibration: cached on disk under <results>/calibration/
     ($MARKETSIM_VIZ_RESULTS, default results/) and in this process. ``on_iter(simulations, worst residual)``
     is called while a fit runs. Raises whatever the fit raises (the page shows it as one line)."""
-    from .fitcache import cache_dir, fitted
+    from marketsim.fit.cache import cache_dir, fitted
 
     root = _results_root()
     key = f"{root}:{scenario.digest()}"
@@ -297,7 +296,7 @@ def scenario_with(base: Scenario, values: dict[str, float], seed: int) -> Scenar
 def one_line(e: BaseException) -> str:
     """An exception as one line a user can read (never a traceback)."""
     msg = " ".join(str(e).split()) or type(e).__name__
-    from .errors import UserError
+    from marketsim.errors import UserError
 
     if not isinstance(e, UserError):
         msg = f"{type(e).__name__}: {msg}"
@@ -308,7 +307,7 @@ def build_failure(e: BaseException, base: Scenario, values: dict[str, float], co
     """What the page says when the model for the sliders' ``values`` cannot be built, in words, and the full
     technical reason ("" when the words are it). A failed fit is said plainly (where the market tips: that it
     does, and which way to move the slider), never as a cut-off calibration message."""
-    from .calibrate import CalibrationError
+    from marketsim.fit.calibrate import CalibrationError
 
     keep = "; the previous run continues" if continuing else ""
     if not isinstance(e, CalibrationError):
@@ -332,7 +331,7 @@ def build_failure(e: BaseException, base: Scenario, values: dict[str, float], co
 
 
 def _colors(scenario: Scenario) -> list[str]:
-    from .plots import retailer_colors  # the colours of every other chart
+    from marketsim.figures.plots import retailer_colors  # the colours of every other chart
 
     c = retailer_colors(scenario)
     return [c[n] for n in scenario.retailer_names]
@@ -762,7 +761,7 @@ def Numbers(holder: _Holder, tick: solara.Reactive):
 
 @solara.component
 def Page():
-    """The page of ``solara run marketsim.app``: one model per browser session, built in the background."""
+    """The page of ``solara run marketsim.viz.app``: one model per browser session, built in the background."""
     base, knob_list, load_error = solara.use_memo(_load_base, dependencies=[])
     holder = solara.use_memo(lambda: None if base is None else _SESSIONS.open(), dependencies=[])
     if base is None:
@@ -946,7 +945,7 @@ def _load_base() -> tuple[Scenario | None, list[Knob], str]:
 
 def _check_port(host: str, port: int) -> None:
     """Refuse, before anything starts, a port out of range or one already in use on ``host``."""
-    from .errors import UserError
+    from marketsim.errors import UserError
 
     if not 1 <= port <= 65535:
         raise UserError(f"--port {port}: out of range; allowed: 1 to 65535")
@@ -1088,8 +1087,8 @@ def _prefit(sc: Scenario, path: str) -> None:
     first load finds it in the cache and a fit that fails is one line here."""
     import contextlib
 
-    from .errors import UserError
-    from .progress import bar
+    from marketsim.errors import UserError
+    from marketsim.report.progress import bar
 
     with contextlib.ExitStack() as stack:
         update = None
@@ -1109,7 +1108,7 @@ def _prefit(sc: Scenario, path: str) -> None:
 
 
 def cmd_viz(args: argparse.Namespace) -> int:
-    from .errors import UserError
+    from marketsim.errors import UserError
 
     _check_port(args.host, args.port)
     sc = load_scenario(args.scenario)  # validate before starting anything
@@ -1121,7 +1120,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
     warn = os.environ.get("PYTHONWARNINGS")
     token = None if _loopback_only(args.host) else secrets.token_urlsafe(24)
     env = {**os.environ, "MARKETSIM_VIZ_SCENARIO": str(Path(args.scenario).resolve()),
-           "SOLARA_APP": "marketsim.app", "SOLARA_MODE": "production",
+           "SOLARA_APP": "marketsim.viz.app", "SOLARA_MODE": "production",
            "SOLARA_THEME_LOADER": "plain",  # no Solara banner
            "MARKETSIM_VIZ_MAX_SESSIONS": str(args.max_sessions),
            # no usage telemetry (Solara's mixpanel) from a strategist's machine
@@ -1140,7 +1139,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
     if args.consumers:
         env["MARKETSIM_VIZ_CONSUMERS"] = str(args.consumers)
     # not `solara run`: that would also ask pypi.org for Solara's latest version, and cannot wrap the app
-    cmd = [sys.executable, "-c", "import sys; from marketsim.app import _serve; _serve(sys.argv[1], int(sys.argv[2]))",
+    cmd = [sys.executable, "-c", "import sys; from marketsim.viz.app import _serve; _serve(sys.argv[1], int(sys.argv[2]))",
            args.host, str(args.port)]
     proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent())
 

@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import dataset, store
-from .errors import UserError
-from .figstyle import figure_function
-from .labels import Quantity, output_quantity, parameter_quantity
+from marketsim.io import dataset
+from marketsim.io import store
+from marketsim.errors import UserError
+from marketsim.figures.style import figure_function
+from marketsim.scenario.labels import Quantity, output_quantity, parameter_quantity
 
 #: Main effects: "low" and "high" are the mean output over this fraction of the lowest and highest parameter values.
 EFFECT_FRACTION = 0.2
@@ -112,7 +113,7 @@ def sensitivity(manifest: dict, df: pd.DataFrame, path: str | Path | None = None
 
 def _unit_x(manifest: dict, pm: pd.DataFrame, params: list[str]) -> np.ndarray:
     """Parameter values back in the unit hypercube (Morris works on the design's own grid)."""
-    from .experiment import Parameter
+    from marketsim.experiments.sweep.runner import Parameter
 
     cols = []
     for spec in manifest["parameters"]:
@@ -240,13 +241,13 @@ def intervals(manifest: dict, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _plt():
-    from .plots import plt
+    from marketsim.figures.plots import plt
 
     return plt
 
 
 def _plots():
-    from . import plots
+    from marketsim.figures import plots
 
     return plots
 
@@ -425,7 +426,7 @@ def effects_file(manifest: dict, output: str) -> str:
 
 def write_figures(manifest: dict, df: pd.DataFrame, indices: dict | None, effects: dict, out: Path) -> list[str]:
     """Draw and store (atomically) every chart of the analysis; returns the file names."""
-    from .plots import close
+    from marketsim.figures.plots import close
 
     figs = []
     if indices is not None:
@@ -457,7 +458,7 @@ def _unit(q: Quantity, diff: bool = False) -> str:
 def _tables(manifest: dict, indices: dict | None, effects: dict, points: pd.DataFrame | None) -> list:
     """Rich tables that read at 80 columns: per output, the parameters (most influential first) with their
     indices and effect sizes in the output's display unit; for grid and LHS also the per-point intervals."""
-    from .progress import interval, table
+    from marketsim.report.progress import interval, table
 
     pq, oq = quantities(manifest)
     method = manifest["design"]["method"]
@@ -523,7 +524,7 @@ _EFFECT_NOTE = ("range: max - min of the mean output across the parameter's valu
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .progress import console
+    from marketsim.report.progress import console
 
     path = Path(args.path)
     manifest = dataset.read_manifest(path) if (path / "manifest.json").is_file() else None

@@ -11,7 +11,7 @@ the unit hypercube; each parameter maps its unit coordinate through the inverse 
 (uniform over ``range``, or ``normal``/``lognormal``/``triangular``), or through its list of ``values``.
 
 Execution uses one code path, the ``concurrent.futures`` interface: local worker processes by default, or
-a Dask cluster (:mod:`marketsim.executor`).
+a Dask cluster (:mod:`marketsim.runtime.executor`).
 
 Everything is checked before the first run: the file, the size of the design (computed from the spec,
 before any point is built), every parameter value (each must make a valid scenario that keeps what the
@@ -36,12 +36,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import dataset, store, yamlsafe
-from . import schema as S
-from .errors import Interrupted, UserError
-from .executor import WorkerLost, deferred_interrupt, open_executor
-from .scenario import Scenario, ScenarioError, Validator, did_you_mean, load_scenario, read_yaml
-from .schema import DESIGNS, METRICS, STAND_INS, SWEEP_SCHEMA  # noqa: F401  (the file format: schema.py)
+from marketsim.io import dataset
+from marketsim.io import store
+from marketsim.scenario import yamlsafe
+from marketsim.scenario import schema as S
+from marketsim.errors import Interrupted, UserError
+from marketsim.runtime.executor import WorkerLost, deferred_interrupt, open_executor
+from marketsim.scenario import bundled
+from marketsim.scenario.core import Scenario, ScenarioError, Validator, did_you_mean, load_scenario, read_yaml
+from marketsim.scenario.schema import DESIGNS, METRICS, STAND_INS, SWEEP_SCHEMA  # noqa: F401  (the file format: schema.py)
 
 MAX_RUNS = 1_000_000
 #: Spec keys that do not change any stored row: editing them keeps the spec hash (and resuming works).
@@ -177,6 +180,7 @@ def load_sweep(path: str | Path) -> Sweep:
     """Read and check a sweep file: per-field checks from its declared format (``schema.SWEEP``), then the rules
     between fields and against the base scenario. Raises :class:`ScenarioError` (one line)."""
     T = S.SWEEP
+    path = bundled.resolve(str(path))  # a bare name means the bundled sweep of that name
     data, lines = read_yaml(path)
     v = Validator(str(path), lines)
     v.wrong_kind(data, "sweep")
@@ -464,8 +468,8 @@ def run_task(sweep: Sweep, alpha, task: Task) -> list[dict]:
             **{f"param.{k}": v for k, v in task.values.items()}}
     if sweep.model == "ishigami":
         return [{**head, "step": 0, "date": "", "y": ishigami(**task.values)}]
-    from .engine import Market
-    from .population import build_world
+    from marketsim.engine.market import Market
+    from marketsim.engine.population import build_world
 
     sc = sweep.base.with_values(task.values).with_overrides(seed=task.seed)
     # the base scenario's fitted alphas and trends, except where the point itself gives a retailer's
@@ -480,7 +484,7 @@ def run_task(sweep: Sweep, alpha, task: Task) -> list[dict]:
     if sweep.shift_against is not None:
         arms["shift"] = sc.without_events(list(sweep.shift_against) or None)
     # the arms are one market until their events differ, then it forks (as a projection's arms do)
-    from .projection import _divergence
+    from marketsim.experiments.projection import _divergence
 
     lead = Market(sc, world, alpha, task.seed, trend=trend)
     split = min(_divergence(sc, arms["shift"]), steps) if "shift" in arms else steps
@@ -521,7 +525,7 @@ def sweep_alpha(sweep: Sweep, results_root: Path):
     """(alpha, trend) for every point: the base scenario's fit (the sweep asks "what if" of one calibrated market)."""
     if sweep.model != "marketsim":
         return None
-    from .fitcache import cache_dir, fitted
+    from marketsim.fit.cache import cache_dir, fitted
 
     fit = fitted(sweep.base, cache_dir(results_root))
     return fit.alpha, fit.trend
@@ -529,7 +533,7 @@ def sweep_alpha(sweep: Sweep, results_root: Path):
 
 def manifest_data(sweep: Sweep, n_points: int, n_runs: int) -> dict:
     """The manifest: the spec, its hash, and labels and display units of parameters and outputs (labels.py)."""
-    from .labels import output_quantity, parameter_quantity
+    from marketsim.scenario.labels import output_quantity, parameter_quantity
 
     cur = sweep.base.currency if sweep.base else ""
     step_days = sweep.base.calendar.step_days if sweep.base else 7
@@ -790,11 +794,11 @@ def _exclusive(out: Path):
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .progress import bar, stderr
+    from marketsim.report.progress import bar, stderr
 
     sweep = load_sweep(args.sweep)
-    from . import names
-    from .population import check_memory
+    from marketsim.io import names
+    from marketsim.engine.population import check_memory
 
     if sweep.base is not None:  # refused before any run, not in every worker
         check_memory(sweep.base)
@@ -808,7 +812,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             counts = run_sweep(sweep, out, pool.executor, workers=pool.slots,
                                on_progress=lambda k, n: update(completed=k, total=n),
                                on_note=lambda m: stderr.print(m, soft_wrap=True), announce_resume=not args.resume)
-    from . import resultsindex
+    from marketsim.io import resultsindex
     resultsindex.update(Path("results"))  # results/index.md lists every result (the sweep's too, if it is there)
     stderr.print(f"{counts['ran']} runs in {time.perf_counter() - t0:.1f} s ({counts['skipped']} already stored); "
                  f"{counts['total']} runs in {out}/ (part-*.parquet, manifest.json); next: marketsim analyze {out}", soft_wrap=True)
