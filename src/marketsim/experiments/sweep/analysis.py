@@ -9,8 +9,6 @@ stores (``labels.py``; manifests written before labels existed get the same defa
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import shlex
 import textwrap
@@ -20,7 +18,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from marketsim.io import dataset
 from marketsim.io import store
 from marketsim.errors import UserError
 from marketsim.figures.style import figure_function
@@ -252,7 +249,7 @@ def _plots():
     return plots
 
 
-def _order(manifest: dict, indices: dict | None, effects: dict, output: str) -> list[str]:
+def influence_order(manifest: dict, indices: dict | None, effects: dict, output: str) -> list[str]:
     """Parameters, most influential first: by ST (Sobol) or mu* (Morris), else by the main effect's range."""
     params = [p["path"] for p in manifest["parameters"]]
     if indices is not None:
@@ -288,7 +285,7 @@ def sensitivity_figure(manifest: dict, indices: dict):
     pq, oq = quantities(manifest)
     sobol = manifest["design"]["method"] == "sobol"
     outs = list(indices)
-    order = _order(manifest, indices, {}, outs[0])[::-1]  # barh draws bottom-up: most influential last, on top
+    order = influence_order(manifest, indices, {}, outs[0])[::-1]  # barh draws bottom-up: most influential last, on top
     ncols = min(3, len(outs))
     nrows = math.ceil(len(outs) / ncols)
     with plt.rc_context(_RC):
@@ -343,9 +340,9 @@ def effects_figure(manifest: dict, effects: dict, output: str):
     plt = _plt()
     pq, oq = quantities(manifest)
     q = oq[output]
-    order = _order(manifest, None, effects, output)
+    order = influence_order(manifest, None, effects, output)
     specs = {p["path"]: p for p in manifest["parameters"]}
-    d = _decimals([effects[output][p][k] * q.scale for p in order for k in ("range", "low", "high")])
+    d = decimals([effects[output][p][k] * q.scale for p in order for k in ("range", "low", "high")])
     ncols = min(len(order), 4 if len(order) in (4, 7, 8) else 3)
     nrows = math.ceil(len(order) / ncols)
     with plt.rc_context(_RC):
@@ -370,7 +367,7 @@ def effects_figure(manifest: dict, effects: dict, output: str):
             if lo_all < 0 < hi_all or output.startswith("shift."):
                 ax.axhline(0, color=_GREY, lw=0.8)
             ax.set_title(_wrap(pq[p].label, 30 if ncols <= 3 else 24), loc="left", pad=22)
-            ax.text(0, 1.02, f"effect: {e['range'] * q.scale:.{d}f}{_unit(q, diff=True)}",
+            ax.text(0, 1.02, f"effect: {e['range'] * q.scale:.{d}f}{unit_suffix(q, diff=True)}",
                     transform=ax.transAxes, va="bottom", ha="left", fontsize=10.5, fontweight="bold", color=_BLUE)
             ax.set_xlabel(pq[p].unit or "value")
             ax.grid(alpha=0.3)
@@ -433,7 +430,7 @@ def write_figures(manifest: dict, df: pd.DataFrame, indices: dict | None, effect
         figs.append(("sensitivity.png", sensitivity_figure(manifest, indices)))
     for o in manifest["outputs"]:
         figs.append((effects_file(manifest, o), effects_figure(manifest, effects, o)))
-    figs.append(("response.png", response_figure(manifest, df, _order(manifest, indices, effects, manifest["outputs"][0])[:2])))
+    figs.append(("response.png", response_figure(manifest, df, influence_order(manifest, indices, effects, manifest["outputs"][0])[:2])))
     for name, fig in figs:
         store.save_figure(fig, out / name)
         close(fig)
@@ -443,119 +440,13 @@ def write_figures(manifest: dict, df: pd.DataFrame, indices: dict | None, effect
 # --------------------------------------------------------------------------- the command
 
 
-def _decimals(values) -> int:
+def decimals(values) -> int:
     """Decimals that give the largest of ``values`` three significant digits (0 to 4)."""
     top = max((abs(v) for v in values if v == v and v != 0), default=1.0)
     return int(np.clip(2 - math.floor(math.log10(top)), 0, 4))
 
 
-def _unit(q: Quantity, diff: bool = False) -> str:
+def unit_suffix(q: Quantity, diff: bool = False) -> str:
     """`` unit`` (or the unit of a difference, ``diff``), or nothing."""
     u = q.diff_unit if diff else q.unit
     return f" {u}" if u else ""
-
-
-def _tables(manifest: dict, indices: dict | None, effects: dict, points: pd.DataFrame | None) -> list:
-    """Rich tables that read at 80 columns: per output, the parameters (most influential first) with their
-    indices and effect sizes in the output's display unit; for grid and LHS also the per-point intervals."""
-    from marketsim.report.progress import interval, table
-
-    pq, oq = quantities(manifest)
-    method = manifest["design"]["method"]
-    out = []
-    for o in manifest["outputs"]:
-        q = oq[o]
-        ef = effects[o]
-        d = _decimals([ef[p][k] * q.scale for p in ef for k in ("range", "low", "high")])
-        sign = "+" if o.startswith("shift.") else ""
-        t = table(f"{q.axis()}, {method.capitalize()} indices and effect sizes" if indices else f"{q.axis()}, effect sizes")
-        t.add_column("parameter")
-        if method == "sobol" and indices:
-            t.add_column("S1 %", justify="right", no_wrap=True)
-            t.add_column("ST %", justify="right", no_wrap=True)
-        elif indices:
-            md = _decimals([indices[o][p]["mu_star"] * q.scale for p in ef])
-            t.add_column(f"mu*{_unit(q, diff=True)}", justify="right", no_wrap=True)
-            t.add_column(f"sigma{_unit(q, diff=True)}", justify="right", no_wrap=True)
-        t.add_column(f"range{_unit(q, diff=True)}", justify="right", no_wrap=True)
-        t.add_column(f"low → high{_unit(q)}", justify="right", no_wrap=True)
-        for p in _order(manifest, indices, effects, o):
-            e = ef[p]
-            cells = []
-            if method == "sobol" and indices:
-                v = indices[o][p]
-                cells = [f"{v['S1'] * 100:.0f} ± {v['S1_ci95'] * 100:.0f}", f"{v['ST'] * 100:.0f} ± {v['ST_ci95'] * 100:.0f}"]
-            elif indices:
-                v = indices[o][p]
-                cells = [f"{v['mu_star'] * q.scale:.{md}f} ± {v['mu_star_ci95'] * q.scale:.{md}f}", f"{v['sigma'] * q.scale:.{md}f}"]
-            t.add_row(pq[p].label, *cells, f"{e['range'] * q.scale:.{d}f}",
-                      f"{e['low'] * q.scale:{sign}.{d}f} → {e['high'] * q.scale:{sign}.{d}f}")
-        out.append(t)
-    if points is not None:
-        params = [p["path"] for p in manifest["parameters"]]
-        for o in manifest["outputs"]:
-            q = oq[o]
-            d = _decimals([v * q.scale for v in points[o]])
-            t = table(f"{q.axis()}: mean and 95% interval per point ({method})")
-            t.add_column("point", justify="right", no_wrap=True)
-            num = {p: all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in points[p]) for p in params}
-            pd_ = {p: _decimals([v * pq[p].scale for v in points[p]]) for p in params if num[p]}
-            for p in params:
-                t.add_column(pq[p].axis(), justify="right")
-            t.add_column(f"mean{_unit(q)}", justify="right", no_wrap=True)
-            t.add_column(f"95% interval{_unit(q)}", justify="right", no_wrap=True)
-            for _, r in points.iterrows():
-                lo, hi = r[f"{o}.ci95"]
-                t.add_row(str(r["point_id"]),
-                          *[f"{r[p] * pq[p].scale:.{pd_[p]}f}" if num[p] else str(r[p]) for p in params],
-                          f"{r[o] * q.scale:.{d}f}",
-                          interval(lo * q.scale, hi * q.scale, f"{{:.{d}f}}") if lo == lo else "(1 replicate)")
-            out.append(t)
-    return out
-
-
-_NOTES = {
-    "sobol": "S1: % of the output's variance the parameter explains alone; ST: with its interactions (± 95%).",
-    "morris": "mu*: mean absolute change of the output when the parameter moves over its range (± 95%); sigma: "
-              "how much that change varies (interactions, non-linearity).",
-}
-_EFFECT_NOTE = ("range: max - min of the mean output across the parameter's values (the main effect); low → high: "
-                f"mean output over the lowest and highest {EFFECT_FRACTION:.0%} of the parameter's values.")
-
-
-def cmd_analyze(args: argparse.Namespace) -> int:
-    from marketsim.report.progress import console
-
-    path = Path(args.path)
-    manifest = dataset.read_manifest(path) if (path / "manifest.json").is_file() else None
-    if manifest is None:
-        raise UserError(f"{path}: not a sweep results folder (no manifest.json); run `marketsim sweep SWEEP.yaml` first")
-    df = dataset.load_results(path)
-    if df.empty:
-        raise UserError(f"{path}: no finished runs stored yet; run `{resume_command(manifest, path)}`")
-    method = manifest["design"]["method"]
-    pq, oq = quantities(manifest)
-    idx = sensitivity(manifest, df, path) if method in ("sobol", "morris") else None
-    effects = main_effects(manifest, df)
-    tab = None if idx is not None else intervals(manifest, df)
-    figs = write_figures(manifest, df, idx, effects, path)
-    result = {"method": method, "sweep": manifest["name"], "runs_stored": int(df["run_id"].nunique()),
-              "parameters": {p: q.to_dict() for p, q in pq.items()}, "outputs": {o: q.to_dict() for o, q in oq.items()}}
-    if idx is not None:
-        result["indices"] = idx
-    else:
-        result["points"] = json.loads(tab.to_json(orient="records"))
-    result["effects"] = effects
-    result["figures"] = figs
-    store.write_json(path / "analysis.json", result)
-    if args.json:
-        print(store.dumps(result))
-        return 0
-    con = console()
-    for t in _tables(manifest, idx, effects, tab):
-        con.print(t)
-        con.print()
-    con.print(" ".join(([_NOTES[method]] if method in _NOTES else []) + [_EFFECT_NOTE]
-                       + ["Shares are in %, share shifts in percentage points (pp)."]))
-    con.print(f"wrote {path}/: analysis.json, {', '.join(figs)}")
-    return 0

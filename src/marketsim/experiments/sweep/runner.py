@@ -21,7 +21,6 @@ row against the spec (:func:`check_stored`).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import hashlib
@@ -41,7 +40,7 @@ from marketsim.io import store
 from marketsim.scenario import yamlsafe
 from marketsim.scenario import schema as S
 from marketsim.errors import Interrupted, UserError
-from marketsim.runtime.executor import WorkerLost, deferred_interrupt, open_executor
+from marketsim.runtime.executor import WorkerLost, deferred_interrupt
 from marketsim.scenario import bundled
 from marketsim.scenario.core import Scenario, ScenarioError, Validator, did_you_mean, load_scenario, read_yaml
 from marketsim.scenario.schema import DESIGNS, METRICS, STAND_INS, SWEEP_SCHEMA  # noqa: F401  (the file format: schema.py)
@@ -788,32 +787,3 @@ def _exclusive(out: Path):
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from marketsim.report.progress import bar, stderr
-
-    sweep = load_sweep(args.sweep)
-    from marketsim.io import names
-    from marketsim.engine.population import check_memory
-
-    if sweep.base is not None:  # refused before any run, not in every worker
-        check_memory(sweep.base)
-
-    out = Path(args.out) if args.out else names.inside("results", Path("results") / names.scenario_folder(sweep.name))
-    store.check_output_dir(out)  # before any work: a bad --out costs nothing
-    pending = sweep.n_runs - len(check_folder(sweep, out))
-    t0 = time.perf_counter()
-    with open_executor(pending, workers=args.workers, scheduler=args.scheduler) as pool:
-        with bar(f"sweep {sweep.name} on {pool.where}", None, "runs") as update:
-            counts = run_sweep(sweep, out, pool.executor, workers=pool.slots,
-                               on_progress=lambda k, n: update(completed=k, total=n),
-                               on_note=lambda m: stderr.print(m, soft_wrap=True), announce_resume=not args.resume)
-    from marketsim.io import resultsindex
-    resultsindex.update(Path("results"))  # results/index.md lists every result (the sweep's too, if it is there)
-    stderr.print(f"{counts['ran']} runs in {time.perf_counter() - t0:.1f} s ({counts['skipped']} already stored); "
-                 f"{counts['total']} runs in {out}/ (part-*.parquet, manifest.json); next: marketsim analyze {out}", soft_wrap=True)
-    return 0

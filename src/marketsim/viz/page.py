@@ -1,11 +1,11 @@
 """The live browser page: a scenario and its counterfactual stepping side by side, with the controls.
 
 Run it with ``marketsim viz SCENARIO [--host 127.0.0.1] [--port 8765] [--consumers N] [--max-sessions N]``, or Solara's
-way: ``solara run marketsim.viz.app`` (scenario from $MARKETSIM_VIZ_SCENARIO, default
-scenarios/battle_lines_2013.yaml). This is the only module that imports solara; the model does not
-know it exists.
+way: ``solara run marketsim.viz.page`` (scenario from $MARKETSIM_VIZ_SCENARIO, default
+the bundled battle_lines_2013). With :mod:`marketsim.viz.server` the only modules that import solara; the model
+(:mod:`marketsim.mesa_model.live`) does not know it exists.
 
-The page is built from Solara components around :class:`LiveModel` (a ``mesa.Model``): two
+The page is built from Solara components around :class:`~marketsim.mesa_model.live.LiveModel` (a ``mesa.Model``): two
 :class:`~marketsim.engine.market.Market` s on one World, attractiveness and seed, the scenario and the same
 scenario without its events (common random numbers, as in :mod:`marketsim.experiments.projection`), so that the gap
 between them is the effect of the events and not noise. Mesa's SolaraViz is not used: its page always
@@ -23,50 +23,33 @@ renders.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import hmac
-import ipaddress
-import json
 import math
 import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-import weakref
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Callable
 
-import mesa
 import numpy as np
 import solara
 import solara.lab
 
-from marketsim.engine.market import Market
-from marketsim.engine.population import build_world
+from marketsim.errors import UserError
+from marketsim.figures.plots import retailer_colors  # the colours of every other chart
+from marketsim.fit.calibrate import CalibrationError
+from marketsim.mesa_model.live import MODELS, LiveModel, fitted_alpha
 from marketsim.scenario import bundled
 from marketsim.scenario.core import Scenario, load_scenario
 
-#: Consumers drawn in the agent picture.
-SAMPLE_SIZE = 300
 #: Seconds between steps while playing.
 PLAY_PERIOD = 0.25
 #: Seeds the scenario format accepts.
 SEED_MAX = 2**63 - 1
-#: In-process cache of fitted attractiveness (by scenario digest), on top of the results/ cache.
-_ALPHA: dict[str, np.ndarray] = {}
-_ALPHA_LOCK = threading.Lock()
 #: Live sessions (browser tabs) a server holds a model for, unless $MARKETSIM_VIZ_MAX_SESSIONS says otherwise.
 MAX_SESSIONS = 4
-#: Every LiveModel still in memory (a model leaves it when nothing references it any more).
-_MODELS: weakref.WeakSet = weakref.WeakSet()
 
 
 def _env_scenario() -> Path:
@@ -78,135 +61,15 @@ def _env_consumers() -> int | None:
     return int(v) if v else None
 
 
-def _results_root() -> Path:
-    from marketsim.io.store import RESULTS_DIR
-
-    return Path(os.environ.get("MARKETSIM_VIZ_RESULTS") or RESULTS_DIR)
 
 
-def _fitted_alpha(scenario: Scenario, on_iter: Callable[[int, float], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Attractiveness and trend per retailer (scenario order) for ``scenario``: given, or fitted to its
-    observations.
-
-    The one place the page depends on the calibration: cached on disk under <results>/calibration/
-    ($MARKETSIM_VIZ_RESULTS, default results/) and in this process. ``on_iter(simulations, worst residual)``
-    is called while a fit runs. Raises whatever the fit raises (the page shows it as one line)."""
-    from marketsim.fit.cache import cache_dir, fitted
-
-    root = _results_root()
-    key = f"{root}:{scenario.digest()}"
-    with _ALPHA_LOCK:
-        if key not in _ALPHA:
-            fit = fitted(scenario, cache_dir(root),
-                         on_progress=None if on_iter is None else (lambda stage, k, worst: on_iter(k, worst)))
-            _ALPHA[key] = (fit.alpha, fit.trend)
-        return _ALPHA[key]
 
 
 # --------------------------------------------------------------------------- the model behind the page
 
 
-class LiveModel(mesa.Model):
-    """The scenario and its counterfactual (the same scenario without its events), stepped together.
-
-    Both arms are :class:`Market` s on one World, with the same attractiveness ``alpha`` and seed: they draw
-    the same random numbers for the same consumer at the same step, so they are identical until the first
-    event and every later difference is caused by the events. A real ``mesa.Model`` (``step()``,
-    ``running``), so Mesa's tools can drive it too.
-
-    Attributes: ``market`` (the scenario arm), ``counterfactual``, ``world``, ``share`` (array (2, steps,
-    retailers): GMV share as a fraction, arm 0 = scenario, 1 = counterfactual; NaN for steps not run yet),
-    ``accounts`` (accounts created so far in the scenario arm, real units), ``fired`` (events applied so
-    far, in order), ``sample`` / ``edges`` / ``pos`` (the drawn consumers, their ties, their layout).
-    """
-
-    def __init__(self, scenario: Scenario, alpha: np.ndarray, trend: np.ndarray | None = None,
-                 sample_size: int = SAMPLE_SIZE):
-        super().__init__(rng=scenario.seed)
-        self.market_scenario = scenario
-        self.alpha = np.asarray(alpha, dtype=float)
-        self.world = build_world(scenario, scenario.seed)
-        self.trend = None if trend is None else np.asarray(trend, dtype=float)
-        self.market = Market(scenario, self.world, self.alpha, scenario.seed, trend=self.trend)
-        # the counterfactual starts from the scenario's settled market (events never fire during the burn-in)
-        self.counterfactual = Market(scenario.without_events(), self.world, self.alpha, scenario.seed, trend=self.trend,
-                                     start=self.market.consumer_state())
-        T, R = scenario.calendar.steps, len(scenario.retailers)
-        self.share = np.full((2, T, R), np.nan)
-        self.accounts = np.zeros(R)
-        self.fired: list = []
-        self.sample, self.edges, self.pos = _sample_and_layout(self.world, scenario.seed, sample_size)
-        self.running = T > 0
-        _MODELS.add(self)
-
-    @property
-    def t(self) -> int:
-        """Steps done."""
-        return self.market.t
-
-    @property
-    def horizon(self) -> int:
-        """Steps in the run (the calendar's)."""
-        return self.market_scenario.calendar.steps
-
-    def step(self) -> None:
-        if not self.running:
-            return
-        t = self.market.t
-        rec = self.market.step()
-        cf = self.counterfactual.step()
-        self.fired.extend(e for e in self.market_scenario.events if e.step == t)  # applied before week t's choices
-        self.share[0, t] = rec.gmv_share
-        self.share[1, t] = cf.gmv_share
-        self.accounts += rec.accounts_created
-        self.running = self.market.t < self.horizon
-
-    def switched(self) -> np.ndarray:
-        """Consumers (bool per consumer) whose last retailer differs from the counterfactual's: moved by an event."""
-        return self.market.last != self.counterfactual.last
 
 
-def _sample_and_layout(world, seed: int, k: int):
-    """A snowball sample of ``k`` consumers over the social layers, its ties (i, j, layer) and a fixed layout."""
-    import networkx as nx
-
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
-    layers = [lay.graph for lay in world.layers]
-    k = min(k, world.n)
-    if not layers:
-        sample = np.sort(rng.choice(world.n, size=k, replace=False))
-        return sample, [], np.array([(math.cos(i), math.sin(i)) for i in range(k)])
-    chosen: dict[int, None] = {}
-    frontier: list[int] = []
-    while len(chosen) < k:
-        if not frontier:
-            start = int(rng.integers(world.n))
-            if start in chosen:
-                continue
-            chosen[start] = None
-            frontier = [start]
-        v = frontier.pop(0)
-        for g in layers:
-            for u in rng.permutation(g.neighbours(v))[:3]:  # a few ties per consumer keep the sample spread out
-                if len(chosen) >= k:
-                    break
-                if int(u) not in chosen:
-                    chosen[int(u)] = None
-                    frontier.append(int(u))
-    sample = np.array(sorted(chosen), dtype=np.int64)
-    local = {int(g): i for i, g in enumerate(sample)}
-    edges = []
-    for li, g in enumerate(layers):
-        for i, v in enumerate(sample):
-            for u in g.neighbours(int(v)):
-                j = local.get(int(u))
-                if j is not None and j > i:
-                    edges.append((i, j, li))
-    G = nx.Graph()
-    G.add_nodes_from(range(len(sample)))
-    G.add_edges_from((i, j) for i, j, _ in edges)
-    pos = nx.spring_layout(G, seed=int(rng.integers(2**31)), iterations=60)
-    return sample, edges, np.array([pos[i] for i in range(len(sample))])
 
 
 # --------------------------------------------------------------------------- the knobs
@@ -296,8 +159,6 @@ def scenario_with(base: Scenario, values: dict[str, float], seed: int) -> Scenar
 def one_line(e: BaseException) -> str:
     """An exception as one line a user can read (never a traceback)."""
     msg = " ".join(str(e).split()) or type(e).__name__
-    from marketsim.errors import UserError
-
     if not isinstance(e, UserError):
         msg = f"{type(e).__name__}: {msg}"
     return msg if len(msg) <= 300 else msg[:297] + "..."
@@ -307,8 +168,6 @@ def build_failure(e: BaseException, base: Scenario, values: dict[str, float], co
     """What the page says when the model for the sliders' ``values`` cannot be built, in words, and the full
     technical reason ("" when the words are it). A failed fit is said plainly (where the market tips: that it
     does, and which way to move the slider), never as a cut-off calibration message."""
-    from marketsim.fit.calibrate import CalibrationError
-
     keep = "; the previous run continues" if continuing else ""
     if not isinstance(e, CalibrationError):
         return f"Could not build the market{keep}: {one_line(e)}", ""
@@ -331,8 +190,6 @@ def build_failure(e: BaseException, base: Scenario, values: dict[str, float], co
 
 
 def _colors(scenario: Scenario) -> list[str]:
-    from marketsim.figures.plots import retailer_colors  # the colours of every other chart
-
     c = retailer_colors(scenario)
     return [c[n] for n in scenario.retailer_names]
 
@@ -658,7 +515,7 @@ def status() -> dict:
     """What this server holds: ``sessions`` (tabs holding a model), ``max_sessions`` and ``models`` (LiveModels
     still in memory after a garbage collection; a closed tab's model must not be among them)."""
     gc.collect()
-    return {"sessions": _SESSIONS.count(), "max_sessions": _max_sessions(), "models": len(_MODELS)}
+    return {"sessions": _SESSIONS.count(), "max_sessions": _max_sessions(), "models": len(MODELS)}
 
 
 @solara.component
@@ -761,7 +618,7 @@ def Numbers(holder: _Holder, tick: solara.Reactive):
 
 @solara.component
 def Page():
-    """The page of ``solara run marketsim.viz.app``: one model per browser session, built in the background."""
+    """The page of ``solara run marketsim.viz.page``: one model per browser session, built in the background."""
     base, knob_list, load_error = solara.use_memo(_load_base, dependencies=[])
     holder = solara.use_memo(lambda: None if base is None else _SESSIONS.open(), dependencies=[])
     if base is None:
@@ -803,7 +660,7 @@ def LivePage(base: Scenario, knob_list: list[Knob], holder: _Holder):
         values, seed_str = dict(settings.value), seed_text.value
         try:
             sc = scenario_with(base, values, parse_seed(seed_str))
-            model = LiveModel(sc, *_fitted_alpha(sc))
+            model = LiveModel(sc, *fitted_alpha(sc))
             colors = _colors(sc)
         except Exception as e:  # a failed fit, an impossible value: one line, the previous run continues
             said, detail = build_failure(e, base, values, holder.model is not None)
@@ -943,242 +800,21 @@ def _load_base() -> tuple[Scenario | None, list[Knob], str]:
 # --------------------------------------------------------------------------- CLI
 
 
-def _check_port(host: str, port: int) -> None:
-    """Refuse, before anything starts, a port out of range or one already in use on ``host``."""
-    from marketsim.errors import UserError
-
-    if not 1 <= port <= 65535:
-        raise UserError(f"--port {port}: out of range; allowed: 1 to 65535")
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as e:
-        raise UserError(f"--host {host}: cannot be resolved ({e.strerror}); e.g. 127.0.0.1") from None
-    family, _, _, _, addr = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server's own socket (uvicorn)
-        try:
-            s.bind(addr)
-        except OSError as e:
-            raise UserError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); "
-                            "choose another --port") from None
 
 
-def _loopback_only(host: str) -> bool:
-    """True when every address ``host`` stands for is this machine's loopback (127.0.0.1, ::1, localhost)."""
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback for i in infos)
 
 
-#: The page's assets that ``solara-assets`` installs (Solara's CDN cache), served here and never fetched.
-CDN_PATH = "/_solara/cdn"
-#: What the page server reports about itself (JSON, see :func:`status`).
-STATUS_PATH = "/_marketsim/status"
 
 
-class PageGuard:
-    """ASGI middleware around Solara's app, what ``marketsim viz`` serves.
-
-    - With a ``token`` (a server reachable from the network): every request, web socket included, needs it,
-      as ``?token=`` once (answered by a redirect to the same address without it, with a cookie holding it)
-      or that cookie; anything else is refused with 403.
-    - Solara's page assets under ``/_solara/cdn/`` come from ``cdn_dir`` (the ``solara-assets`` package's
-      files) or are 404: Solara's asset proxy, which fetches a missing one from a public CDN, is off.
-    - ``/_marketsim/status``: :func:`status` as JSON (sessions, their cap, models in memory).
-    """
-
-    def __init__(self, app, token: str | None, cdn_dir: Path, port: int):
-        self.app, self.token, self.cdn_dir = app, token, Path(cdn_dir).resolve()
-        self.cookie = f"marketsim-viz-token-{port}"  # cookies ignore the port: one per server
-
-    def _ok(self, given: str | None) -> bool:
-        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
-
-    async def __call__(self, scope, receive, send):
-        from starlette.requests import HTTPConnection
-        from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
-
-        if scope["type"] not in ("http", "websocket"):
-            return await self.app(scope, receive, send)
-        conn = HTTPConnection(scope)
-        if self.token is not None:
-            via_query = self._ok(conn.query_params.get("token"))
-            if not (via_query or self._ok(conn.cookies.get(self.cookie))):
-                if scope["type"] == "websocket":
-                    return await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
-                return await PlainTextResponse(
-                    "marketsim viz: this page needs its token: open the address `marketsim viz` printed "
-                    "(it ends in ?token=...)\n", status_code=403)(scope, receive, send)
-            if via_query and scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
-                from urllib.parse import urlencode
-
-                rest = urlencode([(k, v) for k, v in conn.query_params.multi_items() if k != "token"])
-                resp = RedirectResponse(conn.url.path + (f"?{rest}" if rest else ""), status_code=303)
-                resp.set_cookie(self.cookie, self.token, httponly=True, samesite="strict")
-                return await resp(scope, receive, send)
-        path = scope["path"]
-        if scope["type"] == "http" and path == STATUS_PATH:
-            return await Response(json.dumps(status()), media_type="application/json")(scope, receive, send)
-        if scope["type"] == "http" and path.startswith(CDN_PATH + "/"):
-            local = self._asset(path[len(CDN_PATH) + 1:])
-            if local is None:
-                return await PlainTextResponse("not among the page's assets\n", status_code=404)(scope, receive, send)
-            return await FileResponse(local)(scope, receive, send)
-        return await self.app(scope, receive, send)
-
-    def _asset(self, rel: str) -> Path | None:
-        """The local file for an asset path (a bare package name means its __main.js, as Solara stores it)."""
-        from urllib.parse import unquote
-
-        rel = unquote(rel)
-        if "/" not in rel.strip("/"):
-            rel = rel.strip("/") + "/__main.js"
-        p = (self.cdn_dir / rel).resolve()
-        return p if self.cdn_dir in p.parents and p.is_file() else None
 
 
-def _serve(host: str, port: int) -> None:
-    """The page server (run by ``marketsim viz`` in a child process): Solara's app behind :class:`PageGuard`,
-    on uvicorn. Solara's settings come from the environment ``cmd_viz`` gives it; the token from
-    $MARKETSIM_VIZ_TOKEN (an environment variable, not an argument that any user's ``ps`` shows)."""
-    import solara.server.settings
-    import solara.server.starlette
-    import uvicorn
-
-    app = PageGuard(solara.server.starlette.app, os.environ.pop("MARKETSIM_VIZ_TOKEN", None) or None,
-                    solara.server.settings.assets.proxy_cache_dir, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn that makes the child receive SIGTERM when this process dies, even by SIGKILL (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    parent = os.getpid()
-
-    def preexec():
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
-def _wait_until_listening(proc: subprocess.Popen, host: str, port: int, timeout: float = 180.0) -> bool:
-    """True once the server accepts connections; False if it exited first or did not start in time."""
-    probe = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            with socket.create_connection((probe, port), timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.2)
-    return False
 
 
-def _prefit(sc: Scenario, path: str) -> None:
-    """Fit the attractiveness before serving (a progress bar while it runs; none when cached), so the page's
-    first load finds it in the cache and a fit that fails is one line here."""
-    import contextlib
-
-    from marketsim.errors import UserError
-    from marketsim.report.progress import bar
-
-    with contextlib.ExitStack() as stack:
-        update = None
-
-        def on_iter(it: int, worst: float) -> None:
-            nonlocal update
-            if update is None:
-                update = stack.enter_context(bar(f"fitting {sc.name}", None, "it"))
-            update(completed=it)
-
-        try:
-            _fitted_alpha(sc, on_iter=on_iter)
-        except UserError:
-            raise
-        except Exception as e:
-            raise UserError(f"{path}: cannot fit the attractiveness: {one_line(e)}") from None
 
 
-def cmd_viz(args: argparse.Namespace) -> int:
-    from marketsim.errors import UserError
-
-    _check_port(args.host, args.port)
-    sc = load_scenario(args.scenario)  # validate before starting anything
-    if args.consumers:
-        sc = sc.with_overrides(consumers=args.consumers)
-    os.environ["MARKETSIM_VIZ_RESULTS"] = str(Path(args.results).resolve())  # here and in the page server
-    _prefit(sc, args.scenario)
-    print(f"marketsim viz: starting the page server for {sc.name} ...", file=sys.stderr, flush=True)
-    warn = os.environ.get("PYTHONWARNINGS")
-    token = None if _loopback_only(args.host) else secrets.token_urlsafe(24)
-    env = {**os.environ, "MARKETSIM_VIZ_SCENARIO": str(Path(args.scenario).resolve()),
-           "SOLARA_APP": "marketsim.viz.app", "SOLARA_MODE": "production",
-           "SOLARA_THEME_LOADER": "plain",  # no Solara banner
-           "MARKETSIM_VIZ_MAX_SESSIONS": str(args.max_sessions),
-           # no usage telemetry (Solara's mixpanel) from a strategist's machine
-           "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False",
-           # Solara's asset proxy fetches an asset it does not have from a public CDN: off. The page's assets
-           # come from the solara-assets package's files, served by PageGuard at the same address
-           "SOLARA_ASSETS_PROXY": "False", "SOLARA_ASSETS_CDN": CDN_PATH,
-           # Solara's default keeps a tab that vanished without closing (no unload beacon) for 24 hours
-           "SOLARA_KERNEL_CULL_TIMEOUT": os.environ.get("SOLARA_KERNEL_CULL_TIMEOUT", "2m"),
-           # Solara warns on every page load over plain http on an address other than "localhost" (its cookie
-           # falls back to samesite=lax, which is right for a page served to this machine)
-           "PYTHONWARNINGS": ",".join(filter(None, [warn, "ignore:Cookies with samesite=none require https:UserWarning"]))}
-    env.pop("MARKETSIM_VIZ_TOKEN", None)
-    if token is not None:
-        env["MARKETSIM_VIZ_TOKEN"] = token
-    if args.consumers:
-        env["MARKETSIM_VIZ_CONSUMERS"] = str(args.consumers)
-    # not `solara run`: that would also ask pypi.org for Solara's latest version, and cannot wrap the app
-    cmd = [sys.executable, "-c", "import sys; from marketsim.viz.app import _serve; _serve(sys.argv[1], int(sys.argv[2]))",
-           args.host, str(args.port)]
-    proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent())
-
-    def stop(signum, frame):  # SIGTERM (a service manager, a test) stops the server like Ctrl-C does
-        raise _Terminated
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        if not _wait_until_listening(proc, args.host, args.port):
-            rc = proc.poll()
-            raise UserError(f"the page server did not start on {args.host}:{args.port}"
-                            + (f" (it exited with code {rc}; its messages are above)" if rc is not None else " in time"))
-        if token is None:
-            print(f"marketsim viz: serving {sc.name} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
-        else:
-            wild = args.host in ("0.0.0.0", "::", "")
-            host = socket.gethostname() if wild else args.host
-            host = f"[{host}]" if ":" in host else host
-            print(f"marketsim viz: serving {sc.name} at http://{host}:{args.port}/?token={token} (Ctrl-C stops); "
-                  f"the page is reachable from the network (--host {args.host}): anyone who can reach this machine "
-                  f"and has this address, token included, can use it"
-                  + (f"; on this machine: http://127.0.0.1:{args.port}/?token={token}" if wild else ""), flush=True)
-        rc = proc.wait()
-        if rc:
-            raise UserError(f"the page server stopped with exit code {rc} (its messages are above)")
-        return 0
-    except KeyboardInterrupt:
-        print("marketsim viz: stopped", file=sys.stderr)
-        return 130
-    except _Terminated:
-        return 128 + signal.SIGTERM
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
-class _Terminated(Exception):
-    """SIGTERM arrived."""
