@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from marketsim.fit.calibrate import CalibrationError, calibrate, default_tolerance, expected_path, fit_problem, residuals_at
-from marketsim.engine.market import simulate
+from marketsim.engine.run import simulate
 from marketsim.fit.cache import cached_calibration
 from marketsim.engine.population import build_world
 from marketsim.scenario.core import load_scenario, parse_text

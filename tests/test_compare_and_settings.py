@@ -17,8 +17,8 @@ import pytest
 
 from marketsim.cli import main
 from marketsim.errors import UserError
-from marketsim.cli import projection_label
-from marketsim.experiments.projection import _with_draw
+from marketsim.cli.project import projection_label
+from marketsim.experiments.tasks import with_draw
 from marketsim.scenario.core import parse_text
 from marketsim.experiments.uncertainty import prior_draws
 
@@ -132,7 +132,7 @@ def test_property_a_draw_never_overrides_what_an_option_says(tmp_path):
         if kind in ("wider", "shifted"):
             continue
         for values in draws.values:
-            got = _with_draw(opt, values)
+            got = with_draw(opt, values)
             assert got.behaviour.beta_social == pytest.approx(values["behaviour.beta_social"])
             cost = [e.action.migration_cost for e in got.events]
             want = {"same": [pytest.approx(values[path])], "plain": [pytest.approx(plain)], "null": [None],

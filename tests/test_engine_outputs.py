@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from marketsim.engine import events
-from marketsim.engine.market import Market, initial_alpha, simulate
+from marketsim.engine.market import Market, initial_alpha
+from marketsim.engine.run import simulate
 from marketsim.engine.population import build_world
 from marketsim.scenario.core import RemoveLogin, parse_text
 

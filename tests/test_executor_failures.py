@@ -20,7 +20,7 @@ from marketsim.cli import main
 from marketsim.errors import UserError
 from marketsim.runtime.executor import available_cores, local_executor
 from marketsim.experiments.sweep.runner import _run_batch as real_run_batch
-from marketsim.experiments.projection import _map
+from marketsim.experiments.tasks import map_jobs
 
 from .conftest import ROOT, SCENARIOS
 
@@ -169,7 +169,7 @@ def test_killed_local_worker_is_one_line_and_a_sweep_resumes(tmp_path, monkeypat
     with deadline(60, "a local pool whose worker was killed"):
         with pytest.raises(UserError) as e:
             with local_executor(2) as ex:
-                _map(ex, _die, [(1,), (2,), (3,)], "fits", None)
+                map_jobs(ex, _die, [(1,), (2,), (3,)], "fits", None)
     said = str(e.value)
     assert "worker process was killed by signal 9 (SIGKILL" in said and "out-of-memory" in said, said
     assert "try fewer --workers or fewer consumers" in said, said

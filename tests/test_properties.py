@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from marketsim.engine import choice
-from marketsim.engine.market import Market, simulate
+from marketsim.engine.market import Market
+from marketsim.engine.run import simulate
 from marketsim.engine.population import build_world
 from marketsim.scenario.core import load_scenario, parse_text
 

@@ -25,7 +25,8 @@ import math
 import numpy as np
 import pytest
 
-from marketsim.engine.market import Market, simulate
+from marketsim.engine.market import Market
+from marketsim.engine.run import simulate
 from marketsim.engine.population import build_world
 from marketsim.scenario.core import parse_text
 

@@ -6,12 +6,12 @@ sweeps) are imported when first used.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from marketsim._version import __version__
 
 _LAZY = {
     "MarketModel": ("marketsim.mesa_model.model", "MarketModel"),
     "load_scenario": ("marketsim.scenario.core", "load_scenario"),
-    "simulate": ("marketsim.engine.market", "simulate"),
+    "simulate": ("marketsim.engine.run", "simulate"),
     "load_results": ("marketsim.io.dataset", "load_results"),
     "read_result": ("marketsim.io.store", "read_result"),
 }

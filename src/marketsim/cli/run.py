@@ -14,7 +14,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from marketsim.figures import plots
     from marketsim.io import store
     from marketsim.fit.calibrate import residuals_at
-    from marketsim.engine.market import simulate
+    from marketsim.engine.run import simulate
 
     sc = load(args)
     settings = settings_of(args)

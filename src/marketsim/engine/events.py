@@ -7,16 +7,35 @@ the access of the consumers who used it. ``HANDLERS`` is the explicit registry.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
+
+import numpy as np
 
 from marketsim.engine.choice import MIGRATE, NONE, SSO
 from marketsim.scenario.core import AddLogin, EquityStake, PriceChange, Promotion, RemoveLogin, SocialBoost
 
-if TYPE_CHECKING:  # pragma: no cover
-    from marketsim.engine.market import Market
+
+class MarketState(Protocol):
+    """What an event handler may read and change in a :class:`marketsim.engine.market.Market` (and nothing else):
+    the retailer-side state and, for a removed login, the consumers' access. Declared here so that this module
+    does not import the market that calls it."""
+
+    retailer_index: dict[str, int]  # retailer name -> column j
+    provider_index: dict[str, int]  # provider name -> row p
+    accepts: np.ndarray  # bool (providers, retailers): p in L_j
+    access: np.ndarray  # per consumer and retailer: the access code (choice.NONE, NATIVE, SSO + p, MIGRATE)
+    lost_login: np.ndarray  # bool per consumer: lost an SSO login to an event
+    migrate_cost: np.ndarray  # per retailer: utility cost of the migration offer (inf: none)
+    pending_access_lost: np.ndarray  # per retailer: consumers who lost access this step (reported with it)
+    price: np.ndarray  # per retailer: price index
+    promotions: list  # (retailer j, audience provider or -1, utility, until step or None)
+
+    def logins_changed(self) -> None: ...
+    def forget_lost_index(self) -> None: ...
+    def set_social_factor(self, layer: str, retailer: str, factor: float) -> None: ...
 
 
-def remove_login(m: "Market", a: RemoveLogin, step: int) -> None:
+def remove_login(m: "MarketState", a: RemoveLogin, step: int) -> None:
     """p leaves L_j; every A[i,j] = sso(p) loses access (to ``migrate`` if a migration cost is offered)."""
     j, p = m.retailer_index[a.retailer], m.provider_index[a.provider]
     m.accepts[p, j] = False
@@ -31,34 +50,34 @@ def remove_login(m: "Market", a: RemoveLogin, step: int) -> None:
     m.pending_access_lost[j] += int(hit.sum())
 
 
-def add_login(m: "Market", a: AddLogin, step: int) -> None:
+def add_login(m: "MarketState", a: AddLogin, step: int) -> None:
     """p joins L_j."""
     m.accepts[m.provider_index[a.provider], m.retailer_index[a.retailer]] = True
     m.logins_changed()
 
 
-def social_boost(m: "Market", a: SocialBoost, step: int) -> None:
+def social_boost(m: "MarketState", a: SocialBoost, step: int) -> None:
     """g_pj <- factor on layer p for retailer j."""
     m.set_social_factor(a.layer, a.retailer, a.factor)
 
 
-def promotion(m: "Market", a: Promotion, step: int) -> None:
+def promotion(m: "MarketState", a: Promotion, step: int) -> None:
     """Adds ``utility`` to M[i,j] for holders of the audience provider (or everyone) until ``until_step``."""
     aud = -1 if a.audience is None else m.provider_index[a.audience]
     m.promotions.append((m.retailer_index[a.retailer], aud, a.utility, a.until_step))
 
 
-def price_change(m: "Market", a: PriceChange, step: int) -> None:
+def price_change(m: "MarketState", a: PriceChange, step: int) -> None:
     m.price[m.retailer_index[a.retailer]] = a.price_index
 
 
-def equity_stake(m: "Market", a: EquityStake, step: int) -> None:
+def equity_stake(m: "MarketState", a: EquityStake, step: int) -> None:
     """A fact on the timeline; it does what its attached effects do."""
     for eff in a.effects:
         HANDLERS[eff.type](m, eff, step)
 
 
-HANDLERS: dict[str, Callable[["Market", object, int], None]] = {
+HANDLERS: dict[str, Callable[["MarketState", object, int], None]] = {
     "remove_login": remove_login,
     "add_login": add_login,
     "social_boost": social_boost,
@@ -68,6 +87,6 @@ HANDLERS: dict[str, Callable[["Market", object, int], None]] = {
 }
 
 
-def apply(m: "Market", action: object, step: int) -> None:
+def apply(m: "MarketState", action: object, step: int) -> None:
     HANDLERS[action.type](m, action, step)  # type: ignore[attr-defined]
 

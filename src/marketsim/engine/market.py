@@ -16,10 +16,8 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import numpy as np
-import pandas as pd
 
 from marketsim.engine import choice
 from marketsim.engine import events
@@ -402,26 +400,6 @@ class Market:
 # --------------------------------------------------------------------------- whole runs
 
 
-@dataclass
-class RunResult:
-    scenario: Scenario
-    seed: int
-    consumers: int
-    steps: int
-    alpha: np.ndarray
-    records: list[StepRecord]
-
-    def timeseries(self) -> pd.DataFrame:
-        """Tidy per-step, per-retailer table (one row per step and retailer)."""
-        return records_to_frame(self.scenario, self.records)
-
-    def flows(self) -> pd.DataFrame:
-        return flows_to_frame(self.scenario, self.records)
-
-    def share(self, step: int) -> dict[str, float]:
-        return dict(zip(self.scenario.retailer_names, map(float, self.records[step].gmv_share)))
-
-
 @dataclass(frozen=True)
 class PilotState:
     """A burn-in pilot (docs/model.md 12.2) after ``steps`` steps: its consumers and their state."""
@@ -458,33 +436,6 @@ def pilot_steps(turnover: float) -> int:
     return 0 if turnover <= 0 else min(MAX_PILOT_STEPS, int(math.ceil(PILOT_LIFETIMES / turnover)))
 
 
-def records_to_frame(scenario: Scenario, records: Iterable[StepRecord]) -> pd.DataFrame:
-    names = scenario.retailer_names
-    rows = []
-    for rec in records:
-        date = scenario.calendar.date_of(rec.step).isoformat()
-        share, bshare, npr = rec.gmv_share, rec.buyer_share, rec.no_purchase_rate
-        for j, name in enumerate(names):
-            rows.append((rec.step, date, name, rec.gmv[j], share[j], rec.buyers[j], bshare[j], rec.revenue[j],
-                         rec.accounts_created[j], rec.logins_linked[j], rec.access_lost[j], rec.lost_login_last[j],
-                         rec.shoppers, npr, rec.newcomers))
-    return pd.DataFrame(rows, columns=["step", "date", "retailer", "gmv", "gmv_share", "buyers", "buyer_share", "revenue",
-                                       "accounts_created", "logins_linked", "access_lost", "lost_login_consumers",
-                                       "shoppers", "no_purchase_rate", "newcomers"])
-
-
-def flows_to_frame(scenario: Scenario, records: Iterable[StepRecord]) -> pd.DataFrame:
-    names = scenario.retailer_names
-    src = list(names) + ["(none)"]
-    rows = []
-    for rec in records:
-        for a in range(len(src)):
-            for j, name in enumerate(names):
-                if rec.flows[a, j]:
-                    rows.append((rec.step, src[a], name, rec.flows[a, j]))
-    return pd.DataFrame(rows, columns=["step", "from", "to", "buyers"])
-
-
 def initial_alpha(scenario: Scenario) -> np.ndarray:
     """Given attractiveness, or for 'calibrate' a start: the closed-form static logit ln(conv*s_j/(1-conv)),
     less the habit bonus that every consumer has at its own last retailer."""
@@ -496,36 +447,3 @@ def initial_alpha(scenario: Scenario) -> np.ndarray:
         else:
             out.append(math.log(conv * max(r.target_share, 1e-9) / (1 - conv)) - scenario.behaviour.beta_habit)
     return np.array(out)
-
-
-def simulate(
-    scenario: Scenario,
-    alpha: np.ndarray | None = None,
-    *,
-    trend: np.ndarray | None = None,
-    seed: int | None = None,
-    steps: int | None = None,
-    world: World | None = None,
-    on_step: Callable[[int, int], None] | None = None,
-) -> RunResult:
-    """Run ``scenario`` for ``steps`` (default: its calendar) with attractiveness ``alpha``.
-
-    ``alpha`` is required when a retailer's attractiveness is 'calibrate' (see :mod:`marketsim.fit.calibrate`);
-    ``trend`` (utility per year) defaults to the scenario's trends (0 where 'calibrate').
-    ``world`` may be passed to reuse the consumers drawn for the same seed (e.g. a counterfactual).
-    ``on_step(done, total)`` is called after each step (progress bars).
-    """
-    if alpha is None:
-        if any(r.calibrate for r in scenario.retailers):
-            raise ValueError("retailers marked 'calibrate' need fitted alphas: use marketsim.fit.calibrate.calibrate()")
-        alpha = initial_alpha(scenario)
-    seed = scenario.seed if seed is None else seed
-    steps = scenario.calendar.steps if steps is None else steps
-    world = world if world is not None else build_world(scenario, seed)
-    m = Market(scenario, world, alpha, seed, trend=trend)
-    recs = []
-    for t in range(steps):
-        recs.append(m.step())
-        if on_step is not None:
-            on_step(t + 1, steps)
-    return RunResult(scenario=scenario, seed=seed, consumers=world.n, steps=steps, alpha=np.asarray(alpha), records=recs)

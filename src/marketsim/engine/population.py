@@ -16,6 +16,7 @@ from marketsim.engine import network
 from marketsim.engine.choice import ACCESS_DTYPE, NATIVE, SSO
 from marketsim.errors import ScenarioError
 from marketsim.scenario.core import Scenario
+from marketsim.scenario.core import load_lines
 
 
 @dataclass(frozen=True)
@@ -235,8 +236,6 @@ def check_memory(scenario: Scenario, n: int | None = None) -> MemoryEstimate:
 
 def field_location(source: str, path: str) -> tuple[str, int | None]:
     """The file and line where a scenario file (and its bases) sets ``path``; (source, None) if unknown."""
-    from marketsim.scenario.core import load_lines
-
     try:
         return load_lines(source).find(path)
     except Exception:  # not a file any more, or not readable: the message goes without a line

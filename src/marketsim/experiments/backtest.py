@@ -25,9 +25,11 @@ from marketsim.fit.calibrate import FitPath, expected_path, fit_problem
 from marketsim.experiments.posterior import DEFAULT_SIGMA_PP
 from marketsim.errors import UserError
 from marketsim.figures.style import figure_function
-from marketsim.experiments.projection import _map, _with_draw, fit_task, replicate_seeds
+from marketsim.experiments.projection import fit_task, replicate_seeds
+from marketsim.experiments.tasks import map_jobs, with_draw
 from marketsim.scenario.core import Observation, Scenario
 from marketsim.experiments.uncertainty import Draws, weighted_quantile
+from marketsim.figures.plots import mark_events, retailer_colors, subplots
 
 
 def _mid(o: Observation) -> float:
@@ -86,15 +88,15 @@ def backtest(scenario: Scenario, until: dt.date, *, draws: Draws, replicates: in
     fixed = [f"trend[{r.name}] fixed at 0 (no two periods of it before {until})"
              for j, r in enumerate(sc.retailers) if r.calibrate_trend and j not in full.free_trend]
     cache = None if cache_dir is None else str(cache_dir)
-    fits = _map(executor, fit_task, [(_with_draw(sc, v), cache, False, cut, True) for v in draws.values], "fits",
+    fits = map_jobs(executor, fit_task, [(with_draw(sc, v), cache, False, cut, True) for v in draws.values], "fits",
                 on_progress)
     kept = [k for k, f in enumerate(fits) if "error" not in f]
     if not kept:
         raise UserError(f"no parameter draw could be fitted to the observations before {until}; the first: {fits[0]['error']}")
     horizon = max(sc.calendar.step_of(o.end) for o in later) + 1
     seeds = replicate_seeds(sc.seed, replicates)
-    jobs = [(_with_draw(sc, draws.values[k]), fits[k]["alpha"], fits[k]["trend"], s, horizon) for k in kept for s in seeds]
-    paths = _map(executor, _path_task, jobs, "replicates", on_progress)
+    jobs = [(with_draw(sc, draws.values[k]), fits[k]["alpha"], fits[k]["trend"], s, horizon) for k in kept for s in seeds]
+    paths = map_jobs(executor, _path_task, jobs, "replicates", on_progress)
     w = np.repeat(draws.weights[kept] / draws.weights[kept].sum() / replicates, replicates)
 
     names = sc.retailer_names
@@ -144,7 +146,6 @@ def backtest_figure(bt: Backtest):
     """The observed series (filled: fitted, hollow: held out) with the predictive 90% band of every retailer."""
     import pandas as pd
 
-    from marketsim.figures.plots import mark_events, retailer_colors, subplots
 
     sc = bt.scenario
     colors = retailer_colors(sc)

@@ -37,6 +37,11 @@ import numpy as np
 
 from marketsim.scenario.core import Scenario, Uncertain
 from marketsim.experiments.uncertainty import Draws, prior_draws, weighted_quantile
+from marketsim.fit.calibrate import cache_key
+from marketsim.fit.cache import BadEntry, check_folder, check_writable, read_regular, store_entry, what_is
+from marketsim.errors import UserError
+from marketsim.experiments.projection import central_fit, fit_task
+from marketsim.experiments.tasks import map_jobs, with_draw
 
 FORMAT = "marketsim-posterior/v1"
 #: Default observation error (points of share) of the kernel: the sources disagree by 2-4 points on JD's
@@ -124,16 +129,12 @@ def prior_key(scenario: Scenario, k: int, sigma_pp: float, cache_key: str) -> st
 def posterior_path(scenario: Scenario, cache_dir: str | Path) -> Path:
     """Where ``marketsim fit`` stores the posterior of ``scenario`` (next to the fit cache, keyed by the fit's
     key): the latest one fitted for this market and these priors."""
-    from marketsim.fit.calibrate import cache_key
-
     return Path(cache_dir) / f"{cache_key(scenario)}.posterior.json"
 
 
 def save_posterior(post: Posterior, scenario: Scenario, cache_dir: str | Path, report: list[dict]) -> Path:
     """Store ``post`` where :func:`load_posterior` finds it (atomically; a folder or FIFO in its place is
     cleared, or one line says why it cannot be)."""
-    from marketsim.fit.cache import store_entry
-
     body = {"params": [p.path for p in post.params], "samples": post.samples, "weights": post.weights.tolist(),
             "sigma_pp": post.sigma_pp, "priors": [[p.path, p.prior, list(p.args)] for p in post.params],
             "report": report}
@@ -151,9 +152,6 @@ def load_posterior(scenario: Scenario, cache_dir: str | Path) -> Posterior | Non
     checked in full (:func:`check_posterior`): anything wrong with it (damaged, edited, fitted under other priors
     or parameters, weights worth fewer draws than :func:`ess_floor`) raises a UserError naming the file and
     the problem; it is never silently replaced by the priors."""
-    from marketsim.errors import UserError
-    from marketsim.fit.cache import BadEntry, read_regular, what_is
-
     path = posterior_path(scenario, cache_dir)
     if what_is(path) is None:
         return None
@@ -172,8 +170,6 @@ def check_posterior(doc, scenario: Scenario, path: Path | None = None) -> Poster
     non-negative, one per sample, with a positive sum; the kernel's sigma is a positive number; the effective
     sample size is at least :func:`ess_floor`. Raises :class:`marketsim.fit.cache.BadEntry` saying what is wrong
     (a phrase that follows "the posterior stored by `marketsim fit`")."""
-    from marketsim.fit.cache import BadEntry
-
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise BadEntry(f"is not a {FORMAT} document")
     missing = [k for k in (*KEYS, "sha256") if k not in doc]
@@ -241,9 +237,6 @@ def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = D
               cache_dir: str | Path | None = None, on_progress=None) -> tuple[Posterior, dict]:
     """Weigh ``k`` prior draws by how well their fits meet the observations (see the module docstring).
     Returns the posterior and a summary (per-parameter report, failed draws, effective sample size)."""
-    from marketsim.errors import UserError
-    from marketsim.experiments.projection import _map, _with_draw, central_fit, fit_task
-
     if not scenario.uncertain:
         raise UserError(f"{scenario.source}: no uncertain parameter (a range or a prior) to condition on the data")
     if not scenario.observations:
@@ -253,14 +246,12 @@ def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = D
                         f"the floor of {ess_floor(k):g} a posterior needs to be stored; give --draws {DEFAULT_DRAWS} "
                         f"(the default) or more")
     if cache_dir is not None:
-        from marketsim.fit.cache import check_folder, check_writable
-
         check_folder(Path(cache_dir))
         check_writable(Path(cache_dir), "the posterior (and any missing fit)")  # before the costly fits
     draws = prior_draws(scenario, k, scenario.seed)
     cache = None if cache_dir is None else str(cache_dir)
     start = central_fit(scenario, cache)
-    fits = _map(executor, fit_task, [(_with_draw(scenario, v), cache, True, None, False, start) for v in draws.values],
+    fits = map_jobs(executor, fit_task, [(with_draw(scenario, v), cache, True, None, False, start) for v in draws.values],
                 "fits", on_progress)
     residuals = [None if "error" in f else np.asarray(f["residuals"], dtype=float) for f in fits]
     w = kernel_weights(residuals, sigma_pp)

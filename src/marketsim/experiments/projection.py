@@ -24,8 +24,11 @@ import pandas as pd
 from marketsim.engine.market import Market
 from marketsim.errors import UserError
 from marketsim.engine.population import build_world, child_seed
-from marketsim.scenario.core import Scenario, ScenarioError
+from marketsim.scenario.core import Scenario
 from marketsim.experiments.uncertainty import Draws, Summary, summarize
+from marketsim.fit.calibrate import CalibrationError
+from marketsim.fit.cache import fitted
+from marketsim.experiments.tasks import divergence, map_jobs, with_draw
 
 BASELINE = "baseline"
 METRICS = ("gmv_share", "gmv", "revenue", "accounts_created")
@@ -45,9 +48,6 @@ def fit_task(scenario: Scenario, cache_dir: str | None, allow_fixed: bool = Fals
     """Fit one arm of one draw: {"alpha", "trend", "key", "max_residual_pp", "dof", "residuals", "offsets"} or
     {"error": one line}. ``allow_fixed``: evaluate the residuals of a scenario with nothing to fit;
     ``until``/``drop_unidentified``: a back-test's earlier cut-off; ``start``: a nearby fit to start from."""
-    from marketsim.fit.calibrate import CalibrationError
-    from marketsim.fit.cache import fitted
-
     try:
         fit = fitted(scenario, cache_dir, allow_fixed=allow_fixed, until=until, drop_unidentified=drop_unidentified,
                      start=start)
@@ -58,14 +58,6 @@ def fit_task(scenario: Scenario, cache_dir: str | None, allow_fixed: bool = Fals
             "max_residual_pp": None if cal is None else cal.max_residual_pp, "dof": None if cal is None else cal.dof,
             "residuals": None if cal is None else [o["residual_pp"] for o in cal.observations],
             "offsets": None if cal is None else cal.offsets}
-
-
-def _divergence(a: Scenario, b: Scenario) -> int:
-    """First step at which the event timelines of ``a`` and ``b`` differ (a large number if never)."""
-    ea = {(e.id, e.step, repr(e.action)) for e in a.events}
-    eb = {(e.id, e.step, repr(e.action)) for e in b.events}
-    diff = ea ^ eb
-    return min((step for _, step, _ in diff), default=10**9)
 
 
 def _record(m: Market, steps: int, out: dict) -> None:
@@ -96,7 +88,7 @@ def replicate_task(arms: list[tuple[str, Scenario]], params: dict[str, tuple[np.
         a, tr = params[name0]
         w = world if (s == seed and _world_key(sc0) == _world_key(first)) else build_world(sc0, s)
         lead = Market(sc0, w, a, s, trend=tr)
-        split = min([_divergence(sc0, sc) for _, sc in members[1:]] + [steps])
+        split = min([divergence(sc0, sc) for _, sc in members[1:]] + [steps])
         shared = {k: [] for k in METRICS}
         _record(lead, split, shared)
         forks = [(name, lead.fork(sc)) for name, sc in members[1:]]  # before the lead moves on
@@ -168,7 +160,7 @@ class Projection:
 
     def removed_from(self, arm: str) -> int:
         """First step at which ``arm`` and the baseline differ (where a shift can begin)."""
-        return min(_divergence(self.options[arm], self.baseline), self.steps - 1)
+        return min(divergence(self.options[arm], self.baseline), self.steps - 1)
 
     def shift(self, arm: str) -> dict[str, Summary]:
         """Per retailer: the horizon GMV share of ``arm`` minus the baseline's (fractions), summarised over the
@@ -236,7 +228,7 @@ def project(
     baseline without ``baseline_without`` (default: all of the scenario's events).
 
     ``draws``: the parameter sets (:mod:`marketsim.experiments.uncertainty`); a draw's values are set in each option (and the
-    baseline) at the paths that option itself declares uncertain with the same prior (:func:`_with_draw`,
+    baseline) at the paths that option itself declares uncertain with the same prior (:func:`with_draw`,
     :func:`check_shared_draws`); the options must be the same market (:func:`market_differences`). Options
     whose results are identical in every draw and replicate are named in ``Projection.warnings``.
     ``executor``: any ``concurrent.futures.Executor`` (None runs inline). ``on_progress(stage,
@@ -255,8 +247,8 @@ def project(
     cache = None if cache_dir is None else str(cache_dir)
     arms_of = []  # per draw: [(name, scenario)] with the baseline last
     for values in draws.values:
-        arms = [(name, _with_draw(sc, values)) for name, sc in options.items()]
-        arms.append((BASELINE, _with_draw(baseline_full, values)))
+        arms = [(name, with_draw(sc, values)) for name, sc in options.items()]
+        arms.append((BASELINE, with_draw(baseline_full, values)))
         arms_of.append(arms)
 
     # fits: every distinct (draw, option) market; identical ones (same key) are fitted once by the cache
@@ -265,7 +257,7 @@ def project(
     t0 = time.perf_counter()
     fit_jobs = [(k, name, sc) for k, arms in enumerate(arms_of) for name, sc in arms if name != BASELINE]
     start = central_fit(options[first], cache) if draws.k > 1 else None
-    fits = _map(executor, fit_task, [(sc, cache, False, None, False, start) for _, _, sc in fit_jobs], "fits",
+    fits = map_jobs(executor, fit_task, [(sc, cache, False, None, False, start) for _, _, sc in fit_jobs], "fits",
                 on_progress)
     by_draw: dict[int, dict[str, dict]] = {}
     for (k, name, _), f in zip(fit_jobs, fits):
@@ -289,7 +281,7 @@ def project(
         params[BASELINE] = params[first]  # the counterfactual keeps the fitted values and drops the events
         for r in range(replicates):
             jobs.append((arms_of[k], params, seeds[r], steps, bseeds[r] if independent_baseline else None))
-    results = _map(executor, replicate_task, jobs, "replicates", on_progress)
+    results = map_jobs(executor, replicate_task, jobs, "replicates", on_progress)
 
     K, R = len(kept), replicates
     arm_names = [name for name, _ in arms_of[kept[0]]]
@@ -335,28 +327,10 @@ def central_fit(scenario: Scenario, cache_dir: str | None):
     """The fit of ``scenario`` at its central values (cached), which every draw's fit starts from (its values and
     Jacobian: a draw near the centre then needs a few simulations instead of a full fit); None if nothing is
     fitted or it cannot be fitted."""
-    from marketsim.fit.calibrate import CalibrationError
-    from marketsim.fit.cache import fitted
-
     try:
         return fitted(scenario, cache_dir).calibration
     except CalibrationError:
         return None
-
-
-def _with_draw(sc: Scenario, values: dict) -> Scenario:
-    """``sc`` with the draw's values at the paths ``sc`` itself declares uncertain (its own range or prior). A
-    path where ``sc`` has a plain number (an option that sets the migration cost, or has no offer) or that it
-    lacks (an option without the event) keeps ``sc``'s own value: a draw never gives an option back what it took
-    out. :func:`check_shared_draws` makes sure the options that declare a path declare the same prior."""
-    mine = {u.path for u in sc.uncertain}
-    own = {p: v for p, v in values.items() if p in mine}
-    if not own:
-        return sc
-    try:
-        return sc.with_values(own)
-    except ScenarioError as e:
-        raise UserError(f"parameter draw {own} makes an invalid scenario: {e}") from None
 
 
 def _spec(u) -> tuple:
@@ -415,31 +389,6 @@ def identical_options(arrays: dict[str, dict[str, np.ndarray]], names: list[str]
     """Pairs of options whose every metric is identical in every draw, replicate, step and retailer."""
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
             if all(np.array_equal(arrays[a][m], arrays[b][m]) for m in METRICS)]
-
-
-def _map(executor: Executor | None, fn, jobs: list[tuple], stage: str, on_progress) -> list:
-    """Run ``fn(*job)`` for every job, in order, inline or on ``executor``; report progress as jobs finish."""
-    from concurrent.futures import as_completed
-
-    out: list = [None] * len(jobs)
-    if on_progress:
-        on_progress(stage, 0, len(jobs))
-    if executor is None:
-        for i, job in enumerate(jobs):
-            out[i] = fn(*job)
-            if on_progress:
-                on_progress(stage, i + 1, len(jobs))
-        return out
-    futs = {executor.submit(fn, *job): i for i, job in enumerate(jobs)}
-    try:
-        for done, fut in enumerate(as_completed(futs), 1):
-            out[futs[fut]] = fut.result()
-            if on_progress:
-                on_progress(stage, done, len(jobs))
-    finally:
-        for f in futs:
-            f.cancel()
-    return out
 
 
 # --------------------------------------------------------------------------- the summary

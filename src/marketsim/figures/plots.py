@@ -20,6 +20,9 @@ from marketsim.scenario.core import Scenario  # noqa: E402
 class PlainTextFigure(Figure):
     """A figure drawn under :data:`STYLE`, every text in it set to plain first (also one added to it later)."""
 
+    #: What :func:`marketsim.figures.style.figure_function` checks that a figure function returned.
+    plain_text_figure = True
+
     def draw(self, renderer):
         with matplotlib.rc_context(STYLE):
             for t in self.findobj(mtext.Text):

@@ -27,11 +27,10 @@ def figure_function(fn):
     def wrapper(*args, **kwargs):
         import matplotlib
 
-        from marketsim.figures.plots import PlainTextFigure
-
         with matplotlib.rc_context(STYLE):
             fig = fn(*args, **kwargs)
-        if not isinstance(fig, PlainTextFigure):
+        # PlainTextFigure says what it is (checked by a class flag, so that this module need not import plots)
+        if not getattr(type(fig), "plain_text_figure", False):
             raise TypeError(f"{fn.__qualname__} must make its figure with marketsim.figures.plots.subplots")
         return fig
 

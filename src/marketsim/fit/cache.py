@@ -29,6 +29,8 @@ import numpy as np
 
 from marketsim.fit.calibrate import ALPHA_LIMIT, TREND_LIMIT, Calibration, CalibrationError, cache_key, calibrate
 from marketsim.scenario.core import Scenario
+from marketsim.errors import UserError
+from marketsim.io.store import disk_problem, remove_stale_temps, write_json
 
 FORMAT = "marketsim-fit/v1"
 #: Environment variable naming a fit cache folder shared by every results root (default: <results>/calibration).
@@ -114,7 +116,6 @@ def make_room(path: Path, what: str) -> None:
     it cannot be (a folder with something in it is never touched)."""
     import os
 
-    from marketsim.errors import UserError
 
     kind = what_is(path)
     if kind in (None, "a file"):
@@ -131,7 +132,6 @@ def check_folder(folder: Path) -> None:
     when a fit is stored), or lies under a file."""
     import os
 
-    from marketsim.errors import UserError
 
     q = folder
     while not os.path.lexists(q) and q != q.parent:
@@ -148,7 +148,6 @@ def check_writable(folder: Path, what: str) -> None:
     (the cache may not be under --results at all)."""
     import os
 
-    from marketsim.errors import UserError
 
     if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
         raise UserError(f"{folder}: the fit cache is not writable, so {what} cannot be stored there; make it "
@@ -159,9 +158,6 @@ def check_writable(folder: Path, what: str) -> None:
 def store_entry(path: Path, doc: dict, what: str) -> None:
     """Write ``doc`` at ``path`` (atomically), first clearing a non-file at that name (:func:`make_room`); a cache
     that refuses the write is one line naming it and $MARKETSIM_FIT_CACHE."""
-    from marketsim.errors import UserError
-    from marketsim.io.store import disk_problem, write_json
-
     make_room(path, what)
     try:
         write_json(path, doc)
@@ -226,8 +222,6 @@ def cached_calibration(
     """The fit for ``scenario``: from ``cache_dir/<key>.json`` if a valid entry is stored, else fitted now and
     stored (atomically). Returns (calibration, was_cached, note): ``note`` is one line when a stored entry was
     refused and refitted. ``cache_dir=None`` never caches."""
-    from marketsim.io.store import remove_stale_temps  # result files are the store's business; imported when a cache is used
-
     key = cache_key(scenario, until, tol_pp)
     path = None if cache_dir is None else Path(cache_dir) / f"{key}.json"
     note = None

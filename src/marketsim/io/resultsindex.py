@@ -13,6 +13,7 @@ from pathlib import Path
 
 from marketsim.io import store
 from marketsim.errors import UserError
+from marketsim.io import dataset
 
 #: The index's file names, in order of preference.
 NAMES = ("index.md", "marketsim-index.md")
@@ -62,8 +63,6 @@ def _cell(text: str) -> str:
 
 def entry(folder: Path) -> tuple[str, str] | None:
     """(kind, what) of a folder marketsim provably wrote, read consistently; None for anything else."""
-    from marketsim.io import dataset
-
     if not store._real_dir(folder):
         return None
     kind = store.result_kind(folder)

@@ -34,6 +34,8 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 
 from marketsim.errors import UserError
+from marketsim._version import __version__
+from marketsim.runtime.executor import deferred_interrupt
 
 #: Where results go unless --out says otherwise (relative to the working directory).
 RESULTS_DIR = Path("results")
@@ -481,9 +483,6 @@ def result_set(out: str | Path, kind: str, *, writer: str | None = None) -> Iter
     or "the new set was swapped in" (:func:`committed_sets` says which). A full disk or a read-only folder
     is one line (UserError). ``writer`` (e.g. "marketsim run") and the package version and time go into the
     manifest."""
-    from marketsim import __version__
-    from marketsim.runtime.executor import deferred_interrupt
-
     out = Path(out)
     check_output_dir(out, kind=kind)
     hidden = out / HIDDEN
@@ -645,8 +644,6 @@ def _recover(out: Path) -> None:
     hidden = out / HIDDEN
     j = _journal(out)
     if j is not None:
-        from marketsim.runtime.executor import deferred_interrupt
-
         rfd = _open_lock(hidden / READ_LOCK)
         try:
             _flock(rfd, blocking=True)

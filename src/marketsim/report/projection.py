@@ -18,6 +18,8 @@ from marketsim.figures.style import figure_function
 from marketsim.figures.plots import close, mark_events, plt, retailer_colors, subplots
 from marketsim.experiments.projection import BASELINE, Projection, round_to
 from marketsim.experiments.uncertainty import weighted_quantile
+from marketsim.io.names import describe
+from marketsim.report.progress import console, interval, table
 
 FIGSIZE, DPI = (10, 5.6), 150  # 1500 x 840 pixels: a 16:9 slide
 
@@ -181,15 +183,11 @@ def write_report(proj: Projection, summary: dict, out: Path) -> None:
 def settings_text(summary: dict) -> str:
     """The command-line settings recorded in ``summary["settings"]`` (``--set PATH=VALUE``, ``--steps`` ...), as
     one line; "" if none were given."""
-    from marketsim.io.names import describe
-
     return describe(summary.get("settings"))
 
 
 def note_settings(fig, settings: dict | None) -> None:
     """Write the command-line settings that made a chart's numbers (if any) in small type at its bottom right."""
-    from marketsim.io.names import describe
-
     said = describe(settings)
     if said:
         fig.text(0.995, 0.005, f"settings: {said}", ha="right", va="bottom", fontsize=7, color="0.3", wrap=True)
@@ -330,8 +328,6 @@ def report_markdown(proj: Projection, summary: dict) -> str:
 
 def print_summary(summary: dict, proj: Projection) -> None:
     """The terminal table (80 columns): shares, shifts with their interval and its parts, drivers, thresholds."""
-    from marketsim.report.progress import console, interval, table
-
     con = console()
     names = proj.names
     first = summary["shift"][names[0]]

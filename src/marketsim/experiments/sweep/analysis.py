@@ -22,6 +22,9 @@ from marketsim.io import store
 from marketsim.errors import UserError
 from marketsim.figures.style import figure_function
 from marketsim.scenario.labels import Quantity, output_quantity, parameter_quantity
+from marketsim.experiments.sweep.runner import Parameter
+from marketsim.figures.plots import close, plt
+from marketsim.figures import plots
 
 #: Main effects: "low" and "high" are the mean output over this fraction of the lowest and highest parameter values.
 EFFECT_FRACTION = 0.2
@@ -110,8 +113,6 @@ def sensitivity(manifest: dict, df: pd.DataFrame, path: str | Path | None = None
 
 def _unit_x(manifest: dict, pm: pd.DataFrame, params: list[str]) -> np.ndarray:
     """Parameter values back in the unit hypercube (Morris works on the design's own grid)."""
-    from marketsim.experiments.sweep.runner import Parameter
-
     cols = []
     for spec in manifest["parameters"]:
         p = Parameter(spec["path"], spec["kind"], tuple(spec["args"]))
@@ -238,14 +239,10 @@ def intervals(manifest: dict, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _plt():
-    from marketsim.figures.plots import plt
-
     return plt
 
 
 def _plots():
-    from marketsim.figures import plots
-
     return plots
 
 
@@ -423,8 +420,6 @@ def effects_file(manifest: dict, output: str) -> str:
 
 def write_figures(manifest: dict, df: pd.DataFrame, indices: dict | None, effects: dict, out: Path) -> list[str]:
     """Draw and store (atomically) every chart of the analysis; returns the file names."""
-    from marketsim.figures.plots import close
-
     figs = []
     if indices is not None:
         figs.append(("sensitivity.png", sensitivity_figure(manifest, indices)))

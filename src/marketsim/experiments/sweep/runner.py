@@ -44,6 +44,11 @@ from marketsim.runtime.executor import WorkerLost, deferred_interrupt
 from marketsim.scenario import bundled
 from marketsim.scenario.core import Scenario, ScenarioError, Validator, did_you_mean, load_scenario, read_yaml
 from marketsim.scenario.schema import DESIGNS, METRICS, STAND_INS, SWEEP_SCHEMA  # noqa: F401  (the file format: schema.py)
+from marketsim.engine.market import Market
+from marketsim.engine.population import build_world
+from marketsim.experiments.tasks import divergence
+from marketsim.fit.cache import cache_dir, fitted
+from marketsim.scenario.labels import output_quantity, parameter_quantity
 
 MAX_RUNS = 1_000_000
 #: Spec keys that do not change any stored row: editing them keeps the spec hash (and resuming works).
@@ -467,8 +472,6 @@ def run_task(sweep: Sweep, alpha, task: Task) -> list[dict]:
             **{f"param.{k}": v for k, v in task.values.items()}}
     if sweep.model == "ishigami":
         return [{**head, "step": 0, "date": "", "y": ishigami(**task.values)}]
-    from marketsim.engine.market import Market
-    from marketsim.engine.population import build_world
 
     sc = sweep.base.with_values(task.values).with_overrides(seed=task.seed)
     # the base scenario's fitted alphas and trends, except where the point itself gives a retailer's
@@ -483,10 +486,9 @@ def run_task(sweep: Sweep, alpha, task: Task) -> list[dict]:
     if sweep.shift_against is not None:
         arms["shift"] = sc.without_events(list(sweep.shift_against) or None)
     # the arms are one market until their events differ, then it forks (as a projection's arms do)
-    from marketsim.experiments.projection import _divergence
 
     lead = Market(sc, world, alpha, task.seed, trend=trend)
-    split = min(_divergence(sc, arms["shift"]), steps) if "shift" in arms else steps
+    split = min(divergence(sc, arms["shift"]), steps) if "shift" in arms else steps
     shared = [lead.step() for _ in range(split)]
     forks = {arm: lead.fork(scen) for arm, scen in arms.items() if arm}
     recorded: dict[str, list] = {"": shared + [lead.step() for _ in range(steps - split)]}
@@ -524,7 +526,6 @@ def sweep_alpha(sweep: Sweep, results_root: Path):
     """(alpha, trend) for every point: the base scenario's fit (the sweep asks "what if" of one calibrated market)."""
     if sweep.model != "marketsim":
         return None
-    from marketsim.fit.cache import cache_dir, fitted
 
     fit = fitted(sweep.base, cache_dir(results_root))
     return fit.alpha, fit.trend
@@ -532,8 +533,6 @@ def sweep_alpha(sweep: Sweep, results_root: Path):
 
 def manifest_data(sweep: Sweep, n_points: int, n_runs: int) -> dict:
     """The manifest: the spec, its hash, and labels and display units of parameters and outputs (labels.py)."""
-    from marketsim.scenario.labels import output_quantity, parameter_quantity
-
     cur = sweep.base.currency if sweep.base else ""
     step_days = sweep.base.calendar.step_days if sweep.base else 7
     return {
