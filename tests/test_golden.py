@@ -31,6 +31,8 @@ def _clean(x):
         return {k: _clean(v) for k, v in sorted(x.items()) if k not in VOLATILE}
     if isinstance(x, list):
         return [_clean(v) for v in x]
+    if isinstance(x, str) and x.endswith(".yaml") and "/" in x:  # a file given on the command line: where the
+        return Path(x).name                                       # checkout lies is not an output
     return x
 
 

@@ -219,6 +219,6 @@ def fit_params(scenario, args: argparse.Namespace, quiet: bool = False, **kw):
 
 
 def executor_args(p: argparse.ArgumentParser) -> None:
-    """--workers and --scheduler: where the parallel work of a command runs (marketsim/executor.py)."""
+    """--workers and --scheduler: where the parallel work of a command runs (src/marketsim/runtime/executor.py)."""
     p.add_argument("--workers", type=positive_int, help="local worker processes (default: CPU count, at most the work)")
     p.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786 (default: local processes)")

@@ -127,11 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc = _command(
         sub, "schema", "Print the JSON Schema of scenario or sweep files (for editors), or the field reference.",
         "Prints the JSON Schema (draft 2020-12) generated from the format's definitions\n"
-        "(marketsim/schema.py), the same the validator uses; `reference` prints the field reference\n"
+        "(src/marketsim/scenario/schema.py), the same the validator uses; `reference` prints the field reference\n"
         "of docs/scenarios.md. --write (from the repository root) writes schema/scenario.schema.json,\n"
         "schema/sweep.schema.json and the reference in docs/scenarios.md.",
         ["marketsim schema > scenario.schema.json", "marketsim schema sweep",
-         "marketsim schema --write      # after editing marketsim/schema.py"])
+         "marketsim schema --write      # after editing src/marketsim/scenario/schema.py"])
     sc.add_argument("kind", nargs="?", choices=("scenario", "sweep", "reference"), default="scenario",
                     help="which: scenario (default), sweep, or reference (markdown)")
     sc.add_argument("--write", action="store_true", help="write the published files under --root instead of printing")

@@ -556,7 +556,7 @@ def json_schema(kind: str = "scenario") -> dict:
         return {"$schema": "https://json-schema.org/draft/2020-12/schema",
                 "title": f"marketsim sweep file ({SWEEP_SCHEMA})",
                 "description": "A parameter sweep over a base scenario (docs/sweeps.md, docs/scenarios.md). "
-                               "Generated from marketsim/schema.py by `marketsim schema --write`.",
+                               "Generated from src/marketsim/scenario/schema.py by `marketsim schema --write`.",
                 **{k: v for k, v in body.items() if k != "description"},
                 "$defs": {"uncertain": _uncertain_def()}}
     if kind != "scenario":
@@ -566,7 +566,7 @@ def json_schema(kind: str = "scenario") -> dict:
         "title": f"marketsim scenario file ({SCHEMA})",
         "description": "A market and its timeline (docs/scenarios.md). A file with `base:` gives only what "
                        "differs from its base (nothing is required; retailers merge by name, events by id). "
-                       "Generated from marketsim/schema.py by `marketsim schema --write`.",
+                       "Generated from src/marketsim/scenario/schema.py by `marketsim schema --write`.",
         "type": "object",
         "if": {"required": ["base"]},
         "then": {"$ref": "#/$defs/scenario_over_base"},
@@ -951,7 +951,7 @@ def reference_markdown() -> str:
 
 
 #: Markers around the generated reference in docs/scenarios.md.
-BEGIN = "<!-- BEGIN GENERATED REFERENCE (marketsim schema --write; edit marketsim/schema.py, not this) -->"
+BEGIN = "<!-- BEGIN GENERATED REFERENCE (marketsim schema --write; edit src/marketsim/scenario/schema.py, not this) -->"
 END = "<!-- END GENERATED REFERENCE -->"
 
 
