@@ -25,7 +25,7 @@ from marketsim.runtime.executor import local_executor, worker_count
 
 from .conftest import SCENARIOS, alive, child_pids, marketsim_cli
 
-ENV = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+ENV = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
 RUN_FILES = ("timeseries.csv", "timeseries.parquet", "flows.csv", "flows.parquet", "summary.json", "shares.png")
 SMALL_RUN = ("--consumers", 1000, "--steps", 4)
 

@@ -174,7 +174,7 @@ parameters:
 def test_closed_pipe_is_a_quiet_exit(tmp_path):
     """``marketsim validate X | head -1``: the reader closes the pipe; marketsim stops quietly (no traceback,
     not even Python's 'Exception ignored' at exit), as Unix tools do: exit 141 (128 + SIGPIPE)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     battle = str(SCENARIOS / "battle_lines_2013.yaml")
     r = subprocess.run(f"{sys.executable} -m marketsim validate {battle} | head -1",
                        shell=True, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
@@ -200,7 +200,7 @@ def test_a_market_too_large_for_memory_is_refused_before_anything_is_allocated(t
                    .replace("{model: watts_strogatz, k: 6,", "{model: watts_strogatz, k: 200,"))
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)); "
             "from marketsim.cli import main; sys.exit(main(sys.argv[1:]))")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "MARKETSIM_FIT_CACHE": str(tmp_path / "fits")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OPENBLAS_NUM_THREADS": "1", "MARKETSIM_FIT_CACHE": str(tmp_path / "fits")}
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-c", code, "run", str(big), "--results", str(tmp_path / "r"), "--json"],
                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)

@@ -26,7 +26,7 @@ from .conftest import SCENARIOS
 
 # the layout, spelled out (a test of it must not take it from the code under test)
 HIDDEN, MARKER, SET_SCHEMA, LEGACY = ".marketsim", ".marketsim.json", "marketsim-result-set/v1", ".marketsim-sets"
-ENV = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+ENV = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
 ISHIGAMI = """
 schema: marketsim-sweep/v1
 name: ish

@@ -47,7 +47,7 @@ def _free_port() -> int:
 
 
 def _viz(args, cwd, extra_env=None, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **(extra_env or {})}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **(extra_env or {})}
     env.pop("MARKETSIM_FIT_CACHE", None)  # the page's own cache under its results/ (a test breaks it on purpose)
     return subprocess.Popen([sys.executable, "-m", "marketsim.cli", "viz", *map(str, args)], cwd=cwd, env=env, **kw)
 
