@@ -1,4 +1,4 @@
-"""The file formats, declared once (marketsim/schema.py): the published JSON Schema and the docs' field
+"""The file formats, declared once (src/marketsim/scenario/schema.py): the published JSON Schema and the docs' field
 reference are what the definitions generate; the JSON Schema and the validator agree (the schema never
 flags a file the validator accepts, and flags the per-field problems it reports); `marketsim validate`
 prints a file that loads back to the same scenario; a file of the wrong kind names its command."""
@@ -68,7 +68,7 @@ def schema_errors(validators, kind, data) -> list[str]:
 @pytest.mark.parametrize("kind", ["scenario", "sweep"])
 def test_published_schema_is_what_the_definitions_generate(kind):
     published = (ROOT / "schema" / f"{kind}.schema.json").read_text()
-    assert published == schema.schema_text(kind), "run `marketsim schema --write` after editing marketsim/schema.py"
+    assert published == schema.schema_text(kind), "run `marketsim schema --write` after editing src/marketsim/scenario/schema.py"
     doc = json.loads(published)
     Draft202012Validator.check_schema(doc)
     Draft7Validator.check_schema(doc)
@@ -77,7 +77,7 @@ def test_published_schema_is_what_the_definitions_generate(kind):
 
 def test_docs_field_reference_is_what_the_definitions_generate():
     doc = (ROOT / "docs" / "scenarios.md").read_text()
-    assert schema.with_reference(doc) == doc, "run `marketsim schema --write` after editing marketsim/schema.py"
+    assert schema.with_reference(doc) == doc, "run `marketsim schema --write` after editing src/marketsim/scenario/schema.py"
     for path in ("`consumers.turnover`", "`retailers[].sso_share.PROVIDER`", "`events[].migration_cost`",
                  "`observations[].period`", "`FIELD.range`", "`design.method`"):
         assert path in doc
