@@ -75,6 +75,25 @@ def test_a_script_next_to_the_clone_imports_the_installed_package(installed):
     assert r.stdout.split()[-1] == "tiny" and str(installed["bin"].parent) in r.stdout, r.stdout
 
 
+@pytest.mark.slow
+def test_a_script_next_to_an_editable_clone_imports_the_package(tmp_path):
+    """The reported case: ``pip install -e .`` in a clone named ``marketsim``, then a script in the folder that
+    holds it. With the package at the clone's root, the clone shadowed it (``ImportError ... marketsim.schema
+    (unknown location)``); under src/ it cannot."""
+    clone = tmp_path / "marketsim"
+    clone.mkdir()
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / part, clone / part)
+    shutil.copytree(ROOT / "src", clone / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    venv = tmp_path / "venv"
+    _sh([sys.executable, "-m", "venv", "--system-site-packages", venv], cwd=tmp_path)
+    _sh([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "-e", clone], cwd=tmp_path)
+    (tmp_path / "script.py").write_text("import marketsim.scenario.core, marketsim\nprint(marketsim.__file__)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = _sh([venv / "bin" / "python", "script.py"], cwd=tmp_path, env=env)
+    assert r.stdout.strip() == str(clone / "src" / "marketsim" / "__init__.py"), r.stdout
+
+
 def test_the_readme_python_snippet_runs(tmp_path, monkeypatch, capsys):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Using it from Python"):]
