@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HEADLINE = ROOT / "scenarios" / "battle_lines_2013.yaml"
+HEADLINE = ROOT / "src" / "marketsim" / "scenarios" / "battle_lines_2013.yaml"
 
 
 def _core_one(n: int, steps: int) -> dict:
@@ -30,10 +30,10 @@ def _core_one(n: int, steps: int) -> dict:
     import resource
 
 
-    from marketsim.engine import Market
-    from marketsim.fitcache import cache_dir, fitted
-    from marketsim.population import build_world
-    from marketsim.scenario import load_scenario
+    from marketsim.engine.market import Market
+    from marketsim.fit.cache import cache_dir, fitted
+    from marketsim.engine.population import build_world
+    from marketsim.scenario.core import load_scenario
 
     base = load_scenario(HEADLINE)
     fit = fitted(base, cache_dir(ROOT / "results"))  # the fit at 20,000 consumers serves every N (MODEL 11.4)
@@ -63,8 +63,8 @@ def _naive_one(n: int, steps: int) -> dict:
 
     import mesa
 
-    from marketsim.population import build_world
-    from marketsim.scenario import load_scenario
+    from marketsim.engine.population import build_world
+    from marketsim.scenario.core import load_scenario
 
     sc = load_scenario(HEADLINE).with_values({"consumers.count": n})
     world = build_world(sc)

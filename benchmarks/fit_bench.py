@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HEADLINE = ROOT / "scenarios" / "battle_lines_2013.yaml"
-BASELINE = ROOT / "scenarios" / "baseline_2013q2.yaml"
+HEADLINE = ROOT / "src" / "marketsim" / "scenarios" / "battle_lines_2013.yaml"
+BASELINE = ROOT / "src" / "marketsim" / "scenarios" / "baseline_2013q2.yaml"
 
 
 def _cli(*args, cwd, env_extra=None) -> float:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env_extra or {})}
     env.pop("MARKETSIM_FIT_CACHE", None)
     t = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "marketsim.cli", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True)
@@ -39,7 +39,7 @@ def _cli(*args, cwd, env_extra=None) -> float:
 
 def fit_table() -> None:
     """Cold fit (empty cache), cached fit, and a run, per size."""
-    from marketsim.calibrate import FIT_CONSUMERS
+    from marketsim.fit.calibrate import FIT_CONSUMERS
 
     print("\n## Fit (battle_lines_2013.yaml): seconds, one process")
     print(f"{'consumers':>10} {'cold fit':>9} {'cached fit':>11} {'run 105 wk':>11} {'fit at':>8}")
@@ -76,9 +76,9 @@ def drift(n: int = 100_000, seeds: int = 4) -> None:
     set to 0, and the slope of each share in points a year (MODEL.md property 7), per seed and on average."""
     import numpy as np
 
-    from marketsim.calibrate import expected_path
-    from marketsim.fitcache import cache_dir, fitted
-    from marketsim.scenario import load_scenario
+    from marketsim.fit.calibrate import expected_path
+    from marketsim.fit.cache import cache_dir, fitted
+    from marketsim.scenario.core import load_scenario
 
     sc = load_scenario(BASELINE)
     fit = fitted(sc, cache_dir(ROOT / "results"))
@@ -107,7 +107,7 @@ def project_bench() -> None:
     import json
 
     with tempfile.TemporaryDirectory() as d:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         env.pop("MARKETSIM_FIT_CACHE", None)
         t = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "marketsim.cli", "project", str(HEADLINE), "--consumers", "50000",
@@ -128,7 +128,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["fit", "cold", "drift", "project"])
     a = ap.parse_args()
-    sys.path.insert(0, str(ROOT))  # this checkout's marketsim, for the sections that import it here
+    sys.path.insert(0, str(ROOT / "src"))  # this checkout's marketsim, for the sections that import it here
     for name, fn in (("fit", fit_table), ("cold", cold_vs_cached), ("drift", drift), ("project", project_bench)):
         if a.only in (None, name):
             fn()

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = f"""
 schema: marketsim-sweep/v1
 name: bench64
-base: {ROOT / 'scenarios' / 'jd_drops_weibo_login.yaml'}
+base: {ROOT / "src" / "marketsim" / "scenarios" / "jd_drops_weibo_login.yaml"}
 seed: 1
 consumers: 20000
 replicates: 1
@@ -34,7 +34,7 @@ batch_runs: 8
 def bench_sweep() -> list[dict]:
     """Rows: executor, runs, seconds (the 64-run sweep, on warm workers), s_per_run, first_use_s (starting the
     executor's processes and a 2-run warm-up sweep: imports, first calibration lookup)."""
-    from marketsim.experiment import load_sweep, run_sweep
+    from marketsim.experiments.sweep.runner import load_sweep, run_sweep
 
     tmp = Path(tempfile.mkdtemp(prefix="marketsim-bench-"))
     try:

@@ -66,7 +66,7 @@ def start_server(scenario: Path, consumers: int | None, port: int, cwd: Path, lo
     cmd = [sys.executable, "-m", "marketsim.cli", "viz", str(scenario), "--port", str(port)]
     if consumers:
         cmd += ["--consumers", str(consumers)]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env=env)
     deadline = time.time() + 600
@@ -111,7 +111,7 @@ def measure(url: str, steps: int, warmup: int, pause: float) -> tuple[list[float
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scenario", type=Path, default=ROOT / "scenarios" / "battle_lines_2013.yaml")
+    ap.add_argument("--scenario", type=Path, default=ROOT / "src" / "marketsim" / "scenarios" / "battle_lines_2013.yaml")
     ap.add_argument("--consumers", type=int, help="override consumers.count (default: the scenario's)")
     ap.add_argument("--steps", type=int, default=20, help="measured steps (default 20)")
     ap.add_argument("--warmup", type=int, default=3, help="unmeasured steps first (default 3)")

@@ -56,7 +56,7 @@ def shared_fit_cache(tmp_path_factory):
     about the default cache location use the ``own_fit_cache`` fixture."""
     import os
 
-    from marketsim.fitcache import CACHE_ENV
+    from marketsim.fit.cache import CACHE_ENV
 
     old = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("fit-cache"))
@@ -70,6 +70,6 @@ def shared_fit_cache(tmp_path_factory):
 @pytest.fixture
 def own_fit_cache(monkeypatch):
     """The default fit cache location (<results>/calibration), for tests about it."""
-    from marketsim.fitcache import CACHE_ENV
+    from marketsim.fit.cache import CACHE_ENV
 
     monkeypatch.delenv(CACHE_ENV, raising=False)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ROOT / "scenarios"
+#: The bundled scenarios, shipped inside the package (src/marketsim/scenarios/).
+SCENARIOS = ROOT / "src" / "marketsim" / "scenarios"
 BUNDLED = sorted(p for p in SCENARIOS.glob("*.yaml") if not p.name.startswith("sweep_"))
 
 
@@ -261,7 +262,7 @@ batch_runs: 3
 
 
 def ishigami_sweep(tmp_path, text=ISHIGAMI):
-    from marketsim.experiment import load_sweep, run_sweep
+    from marketsim.experiments.sweep.runner import load_sweep, run_sweep
 
     spec = tmp_path / "ish.yaml"
     spec.write_text(text)

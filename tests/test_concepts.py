@@ -13,15 +13,17 @@ import pytest
 
 from scipy import stats
 
-from marketsim import dataset, fitcache, names
-from marketsim.calibrate import cache_key
-from marketsim.conditioning import prior_key
-from marketsim.digest import canonical_json, digest
-from marketsim.distributions import FAMILIES, Lognormal, Normal, Triangular, Uniform, make
-from marketsim.experiment import _simulated, load_sweep
-from marketsim.fitoptions import FitOptions
-from marketsim.numbers import count, interval, points, probability, share, shift
-from marketsim.scenario import Uncertain, load_scenario
+from marketsim.io import dataset
+from marketsim.fit import cache as fitcache
+from marketsim.io import names
+from marketsim.fit.calibrate import cache_key
+from marketsim.experiments.posterior import prior_key
+from marketsim.runtime.digest import canonical_json, digest
+from marketsim.scenario.distributions import FAMILIES, Lognormal, Normal, Triangular, Uniform, make
+from marketsim.experiments.sweep.runner import _simulated, load_sweep
+from marketsim.fit.options import FitOptions
+from marketsim.report.numbers import count, interval, points, probability, share, shift
+from marketsim.scenario.core import Uncertain, load_scenario
 
 from tests.helpers import SCENARIOS
 
@@ -122,8 +124,8 @@ def test_sweep_lognormal_is_written_like_a_prior_and_the_old_spelling_loads_with
 def test_fit_options_travel_by_keyword_to_the_fit(monkeypatch):
     """FitOptions pickles (it goes to worker processes) and reaches calibrate unchanged through the fit task,
     the cache and the calibration; the fields still work one by one."""
-    from marketsim import calibrate as C
-    from marketsim.tasks import fit_task
+    from marketsim.fit import calibrate as C
+    from marketsim.experiments.tasks import fit_task
 
     opts = FitOptions(until=dt.date(2013, 1, 1), tol_pp=0.7, drop_unidentified=True, allow_fixed=True)
     assert pickle.loads(pickle.dumps(opts)) == opts and opts.but(tol_pp=None).tol_pp is None
@@ -144,10 +146,10 @@ def test_fit_options_travel_by_keyword_to_the_fit(monkeypatch):
 
 
 def test_run_forked_is_the_same_as_running_each_arm_alone():
-    from marketsim.engine import Market
-    from marketsim.fitcache import fitted
-    from marketsim.population import build_world
-    from marketsim.tasks import divergence, run_forked
+    from marketsim.engine.market import Market
+    from marketsim.fit.cache import fitted
+    from marketsim.engine.population import build_world
+    from marketsim.experiments.tasks import divergence, run_forked
 
     sc = load_scenario(SCENARIOS / "tiny.yaml").with_overrides(consumers=1000)
     base = sc.without_events(None)
@@ -180,7 +182,8 @@ def test_numbers_are_written_one_way():
 
 def test_the_report_and_the_live_page_write_a_count_alike():
     """The same count reads the same in the projection report and on the live page (15.6 million, not 16)."""
-    from marketsim import app, report
+    from marketsim import report
+    from marketsim.viz import page as app
 
     assert "count" in vars(report) and "count" in vars(app)
     assert report.count is app.count is count

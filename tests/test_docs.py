@@ -9,8 +9,8 @@ import shutil
 import pytest
 import yaml
 
-from marketsim import describe
-from marketsim.scenario import load_scenario
+from marketsim.scenario import describe
+from marketsim.scenario.core import load_scenario
 
 from tests.helpers import ROOT, SCENARIOS, cli
 
@@ -103,7 +103,7 @@ def test_the_tutorials_final_file_is_the_bundled_example():
 
 @pytest.mark.slow
 def test_the_tutorial_runs_as_written(tmp_path):
-    shutil.copytree(SCENARIOS, tmp_path / "scenarios")
+    shutil.copytree(SCENARIOS, tmp_path / "src" / "marketsim" / "scenarios")  # where the tutorial's base: points
     shutil.copytree(ROOT / "schema", tmp_path / "schema")
     ran = 0
     for kind, what, body in tutorial_steps():

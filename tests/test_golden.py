@@ -43,7 +43,7 @@ def _compare(name: str, doc: dict) -> None:
         path.write_text(text, encoding="utf-8")
         return
     assert path.is_file(), f"no golden file {path}: record it with MARKETSIM_REGEN_GOLDEN=1"
-    want = path.read_text(encoding="utf-8")
+    want = json.dumps(_clean(json.loads(path.read_text(encoding="utf-8"))), indent=1, sort_keys=True) + "\n"
     assert text == want, f"{name}: output differs from {path} (a number changed; regenerate only on purpose)"
 
 

@@ -189,7 +189,7 @@ def _bar_output(monkeypatch, body, width=80) -> str:
 
     from rich.console import Console
 
-    from marketsim import progress
+    from marketsim.report import progress
 
     buf = io.StringIO()
     monkeypatch.setattr(progress, "stderr", Console(file=buf, width=width, highlight=False))

@@ -36,7 +36,7 @@ def test_base_chain_limits_cycles_and_unusable_paths(tmp_path, capsys):
     t0 = time.perf_counter()
     msg = _one_line_error(capsys, main(["validate", str(chain / "b999.yaml")]))
     assert time.perf_counter() - t0 < 5
-    from marketsim.scenario import MAX_BASE_FILES
+    from marketsim.scenario.core import MAX_BASE_FILES
 
     last = 999 - (MAX_BASE_FILES - 1)  # the 32nd file (b968) names the 33rd
     assert f"b{last}.yaml:2: base: 'b{last - 1}.yaml' would be file {MAX_BASE_FILES + 1}" in msg, msg
@@ -105,7 +105,7 @@ events:
     assert f"{base}:11: events[0].provider: " in msg, msg
 
 
-FIGURE_MODULES = ("marketsim.plots", "marketsim.report", "marketsim.analysis", "marketsim.backtest")
+FIGURE_MODULES = ("marketsim.figures.plots", "marketsim.report.projection", "marketsim.experiments.sweep.analysis", "marketsim.experiments.backtest")
 
 
 def test_text_in_charts_is_never_markup(tmp_path, monkeypatch, capsys):
@@ -118,7 +118,7 @@ def test_text_in_charts_is_never_markup(tmp_path, monkeypatch, capsys):
     assert len(figure_functions) >= 10, figure_functions
     unmarked = [name for name in figure_functions
                 if not getattr(importlib.import_module(name.rsplit(".", 1)[0]), name.rsplit(".", 1)[1]).__dict__.get("plain_text")]
-    assert not unmarked, f"figure functions not drawn with marketsim.figstyle.figure_function: {unmarked}"
+    assert not unmarked, f"figure functions not drawn with marketsim.figures.style.figure_function: {unmarked}"
 
     # run: the id of an event (marked on the chart)
     from tests.helpers import simple_market_yaml
@@ -136,7 +136,7 @@ def test_text_in_charts_is_never_markup(tmp_path, monkeypatch, capsys):
     # text added to a figure after it is made, and tick labels made while it is saved, are plain too
     import io
 
-    from marketsim import plots
+    from marketsim.figures import plots
 
     fig, ax = plots.subplots()
     ax.set_xticks([0, 1], [HOSTILE, "$x_1$"])
@@ -145,10 +145,10 @@ def test_text_in_charts_is_never_markup(tmp_path, monkeypatch, capsys):
     plots.close(fig)
 
     # analyze's three figures, with the sweep's parameter label on tick labels, titles and axes (drawn on save)
-    from marketsim.analysis import main_effects, sensitivity, write_figures
-    from marketsim.dataset import read_manifest
+    from marketsim.experiments.sweep.analysis import main_effects, sensitivity, write_figures
+    from marketsim.io.dataset import read_manifest
     from marketsim import load_results
-    from marketsim.experiment import load_sweep, run_sweep
+    from marketsim.experiments.sweep.runner import load_sweep, run_sweep
 
     spec = tmp_path / "ish.yaml"
     spec.write_text(f"""schema: marketsim-sweep/v1

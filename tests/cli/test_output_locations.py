@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from marketsim import dataset, store
+from marketsim.io import dataset
+from marketsim.io import store
 
 from tests.helpers import ISHIGAMI, RUN_FILES, SCENARIOS, SMALL_RUN, SWEEP, cli, one_line_error, tiny_seeded
 

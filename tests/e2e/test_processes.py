@@ -55,9 +55,9 @@ def test_a_market_too_large_for_memory_is_refused_before_anything_is_allocated(t
 
     import numpy as np
 
-    from marketsim.engine import Market
-    from marketsim.population import build_world, memory_estimate
-    from marketsim.scenario import load_scenario
+    from marketsim.engine.market import Market
+    from marketsim.engine.population import build_world, memory_estimate
+    from marketsim.scenario.core import load_scenario
 
     sc = load_scenario(SCENARIOS / "tiny.yaml").with_overrides(consumers=50_000)
     tracemalloc.start()

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from marketsim import dataset, store
+from marketsim.io import dataset
+from marketsim.io import store
 
 from tests.helpers import (RUN_FILES, SCENARIOS, SMALL_RUN, SWEEP, alive, child_pids, cli, cpu_seconds,
                            start_process, tiny_seeded, wait_until)

@@ -1,7 +1,7 @@
 """An independent reference of one market step, written from MODEL.md (sections 2, 3, 5, 6 and 7) and the
 choices docs/model.md section 12 documents, in plain Python loops over consumers.
 
-It imports nothing from ``marketsim``: it reads a loaded :class:`marketsim.scenario.Scenario` (only its public
+It imports nothing from ``marketsim``: it reads a loaded :class:`marketsim.scenario.core.Scenario` (only its public
 fields) and a consumer state given as plain Python values, and computes from them, its own way, what the
 engine must do: the retailer-side state at a step (accepted logins, migration offers, the social factors g_pj,
 active promotions, prices: by replaying the scenario's events), each consumer's social exposure per layer,

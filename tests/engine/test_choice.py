@@ -4,8 +4,8 @@ import math
 
 import numpy as np
 
-from marketsim import choice
-from marketsim.choice import MIGRATE, NATIVE, NONE, SSO
+from marketsim.engine import choice
+from marketsim.engine.choice import MIGRATE, NATIVE, NONE, SSO
 
 COSTS = dict(f_native=0.2, f_sso=0.0, f_link=0.5, f_create=3.0)
 

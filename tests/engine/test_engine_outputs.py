@@ -9,10 +9,11 @@ import math
 import numpy as np
 import pytest
 
-from marketsim import events
-from marketsim.engine import Market, initial_alpha, simulate
-from marketsim.population import build_world
-from marketsim.scenario import RemoveLogin, parse_text
+from marketsim.engine import events
+from marketsim.engine.market import Market, initial_alpha
+from marketsim.engine.run import simulate
+from marketsim.engine.population import build_world
+from marketsim.scenario.core import RemoveLogin, parse_text
 
 from tests.helpers import simple_market_yaml
 
@@ -143,7 +144,7 @@ def test_without_turnover_a_market_starts_from_its_world_and_a_bad_trend_is_refu
 def test_a_market_adopts_the_state_of_pilot_consumers_with_its_own_accounts():
     """docs/model.md 12.2: each consumer takes the last retailer and access of a pilot consumer holding the same
     identity accounts (the hot deck); the pilot runs 2 lifetimes and can be continued for a few more steps."""
-    from marketsim.engine import pilot_steps, run_pilot
+    from marketsim.engine.market import pilot_steps, run_pilot
 
     sc = _turnover_sc(turnover=0.05, n=3000)
     alpha, trend = np.array([-1.0, -0.5]), np.zeros(2)

@@ -15,11 +15,12 @@ import copy
 import numpy as np
 import pytest
 
-from marketsim import choice, events
-from marketsim.choice import MIGRATE, NATIVE, NONE, SSO
-from marketsim.engine import Market
-from marketsim.population import build_world
-from marketsim.scenario import AddLogin, EquityStake, PriceChange, Promotion, RemoveLogin, SocialBoost, parse_text
+from marketsim.engine import choice
+from marketsim.engine import events
+from marketsim.engine.choice import MIGRATE, NATIVE, NONE, SSO
+from marketsim.engine.market import Market
+from marketsim.engine.population import build_world
+from marketsim.scenario.core import AddLogin, EquityStake, PriceChange, Promotion, RemoveLogin, SocialBoost, parse_text
 
 EVENTS_YAML = """
 schema: marketsim/v2

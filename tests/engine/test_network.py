@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from marketsim import network as nw
+from marketsim.engine import network as nw
 
 
 def _check_csr(g):

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from marketsim import choice
-from marketsim.engine import Market, simulate
-from marketsim.population import build_world
-from marketsim.scenario import load_scenario, parse_text
+from marketsim.engine import choice
+from marketsim.engine.market import Market
+from marketsim.engine.run import simulate
+from marketsim.engine.population import build_world
+from marketsim.scenario.core import load_scenario, parse_text
 
 from tests.helpers import SCENARIOS, fit_market_yaml, simple_market_yaml
 
@@ -64,7 +65,7 @@ def test_4_shares_do_not_depend_on_n():
     expected GMV shares over two years agree within 4 standard deviations of their difference, estimated from
     12 and 6 seeds; that bound is under 0.7 points, so a 1-point dependence on N fails. (The seed-to-seed spread
     does not shrink above 20,000 consumers: every market starts from a burn-in pilot of that size.)"""
-    from marketsim.calibrate import calibrate, expected_path
+    from marketsim.fit.calibrate import calibrate, expected_path
 
     from tests.fit.test_calibrate import synthetic_observations
 
@@ -168,8 +169,8 @@ def test_7_calibrated_event_free_market_holds_still():
     104 weeks after the burn-in the slope of every retailer's share is under 0.3 points a year (expected
     shares, averaged over four seeds: one seed's slope has a noise of about 0.3 points a year). Before
     version 2 (no turnover) the same run drifted by -0.6 (Tmall) and +0.45 (JD) points a year."""
-    from marketsim.calibrate import expected_path
-    from marketsim.fitcache import cache_dir, fitted
+    from marketsim.fit.calibrate import expected_path
+    from marketsim.fit.cache import cache_dir, fitted
 
     sc = load_scenario(SCENARIOS / "baseline_2013q2.yaml")
     assert sc.consumers.turnover > 0 and not sc.events

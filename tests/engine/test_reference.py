@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from marketsim import choice
-from marketsim.engine import Market
-from marketsim.population import build_world
-from marketsim.scenario import parse_text
+from marketsim.engine import choice
+from marketsim.engine.market import Market
+from marketsim.engine.population import build_world
+from marketsim.scenario.core import parse_text
 
 from . import refmodel as ref
 
@@ -79,7 +79,7 @@ SEEDS = 150
 
 
 def _access_tuple(code: int, pnames) -> tuple:
-    """The engine's access code (marketsim.choice: 0 none, 1 native, 2 migrate, 3 + p sso(p)) in the reference's form."""
+    """The engine's access code (marketsim.engine.choice: 0 none, 1 native, 2 migrate, 3 + p sso(p)) in the reference's form."""
     return {0: ref.NONE, 1: ref.NATIVE, 2: ref.MIGRATE}.get(int(code)) or ("sso", pnames[int(code) - 3])
 
 

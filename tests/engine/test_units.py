@@ -25,9 +25,10 @@ import math
 import numpy as np
 import pytest
 
-from marketsim.engine import Market, simulate
-from marketsim.population import build_world
-from marketsim.scenario import parse_text
+from marketsim.engine.market import Market
+from marketsim.engine.run import simulate
+from marketsim.engine.population import build_world
+from marketsim.scenario.core import parse_text
 
 from .refmodel import date_of, series_at
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from marketsim import load_results
-from marketsim.analysis import effects_figure, main_effects, quantities, response_figure, sensitivity, sensitivity_figure
-from marketsim.dataset import read_manifest
-from marketsim.experiment import load_sweep, run_sweep
-from marketsim.labels import output_quantity, parameter_quantity
-from marketsim.plots import close
+from marketsim.experiments.sweep.analysis import effects_figure, main_effects, quantities, response_figure, sensitivity, sensitivity_figure
+from marketsim.io.dataset import read_manifest
+from marketsim.experiments.sweep.runner import load_sweep, run_sweep
+from marketsim.scenario.labels import output_quantity, parameter_quantity
+from marketsim.figures.plots import close
 
 from tests.helpers import SCENARIOS, cli
 
@@ -173,7 +173,7 @@ def test_labels_are_neutral_for_the_spec_hash_and_reach_the_manifest(tmp_path):
     # and a file without labels keeps the hash it had before labels existed (its stored results still resume)
     import hashlib
 
-    from marketsim.experiment import NEUTRAL_KEYS
+    from marketsim.experiments.sweep.runner import NEUTRAL_KEYS
 
     before = {"spec": {k: v for k, v in plain.raw.items() if k not in NEUTRAL_KEYS}, "base": plain.base.digest()}
     assert plain.digest() == hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]

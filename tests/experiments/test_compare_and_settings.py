@@ -17,10 +17,10 @@ import pytest
 
 from marketsim.cli import main
 from marketsim.errors import UserError
-from marketsim.cli import projection_label
-from marketsim.projection import _with_draw
-from marketsim.scenario import parse_text
-from marketsim.uncertainty import prior_draws
+from marketsim.cli.project import projection_label
+from marketsim.experiments.tasks import with_draw
+from marketsim.scenario.core import parse_text
+from marketsim.experiments.uncertainty import prior_draws
 
 MIGRATION = "{value: 0.5, range: [0.2, 1.5], assumption: test}"
 
@@ -132,13 +132,13 @@ def test_property_a_draw_never_overrides_what_an_option_says(tmp_path):
         if kind in ("wider", "shifted"):
             continue
         for values in draws.values:
-            got = _with_draw(opt, values)
+            got = with_draw(opt, values)
             assert got.behaviour.beta_social == pytest.approx(values["behaviour.beta_social"])
             cost = [e.action.migration_cost for e in got.events]
             want = {"same": [pytest.approx(values[path])], "plain": [pytest.approx(plain)], "null": [None],
                     "absent": []}[kind]
             assert cost == want, (kind, cost)
-    from marketsim.projection import check_shared_draws
+    from marketsim.experiments.projection import check_shared_draws
 
     for kind, _, options in cases:
         if kind in ("wider", "shifted"):
@@ -261,7 +261,7 @@ def test_property_names_from_user_text_are_safe_and_never_collide(tmp_path):
         assert "/" not in label and "\\" not in label and "\n" not in label, label
         key = (tuple(ids or ()), tuple(options[1:]))
         assert labels.setdefault(label, key) == key, f"{label}: {key} and {labels[label]}"
-    from marketsim.names import inside, part, scenario_folder, settings_suffix
+    from marketsim.io.names import inside, part, scenario_folder, settings_suffix
 
     def text():
         return "".join(ALPHABET[i] for i in rng.integers(len(ALPHABET), size=rng.integers(1, 8)))

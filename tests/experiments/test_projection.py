@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 
-from marketsim.projection import project, replicate_seeds
-from marketsim.uncertainty import central_draws
-from marketsim.scenario import parse_text
+from marketsim.experiments.projection import project, replicate_seeds
+from marketsim.experiments.uncertainty import central_draws
+from marketsim.scenario.core import parse_text
 
 from tests.helpers import SCENARIOS, cli, simple_market_yaml
 

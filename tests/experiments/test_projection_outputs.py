@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from marketsim.errors import UserError
-from marketsim.projection import BASELINE, _divergence, _with_draw, project, replicate_seeds, round_to, summary
-from marketsim.scenario import parse_text
-from marketsim.uncertainty import prior_draws
+from marketsim.experiments.projection import BASELINE, project, replicate_seeds, round_to, summary
+from marketsim.experiments.tasks import divergence, with_draw
+from marketsim.scenario.core import parse_text
+from marketsim.experiments.uncertainty import prior_draws
 
 from tests.helpers import fit_market_yaml
 
@@ -94,8 +95,8 @@ def _arms_seeds_and_shapes(runs):
     assert np.abs(d[:, :, :14]).max() == 0 and np.abs(d[:, :, 14:]).max() > 0
     # the draw's migration cost reaches the drop arm only where the arm has that path
     assert [v["events.drop.migration_cost"] for v in runs["draws"].values] != [0.8, 0.8]
-    assert _with_draw(runs["keep"], runs["draws"].values[0]) is runs["keep"]
-    assert _with_draw(runs["drop"], runs["draws"].values[0]).events[0].action.migration_cost == \
+    assert with_draw(runs["keep"], runs["draws"].values[0]) is runs["keep"]
+    assert with_draw(runs["drop"], runs["draws"].values[0]).events[0].action.migration_cost == \
         pytest.approx(runs["draws"].values[0]["events.drop.migration_cost"])
 
 
@@ -103,10 +104,10 @@ def test_divergence_and_an_invalid_draw():
     a = _sc(DROP)
     b = _sc(DROP.replace("step: 14", "step: 15"))
     c = _sc(DROP.replace("retailer: B, provider: weibo", "retailer: B, provider: qq"))
-    assert _divergence(a, a) >= 10**9 and _divergence(a, b) == 14 and _divergence(b, a) == 14
-    assert _divergence(a, c) == 14, "same id and step, another action"
+    assert divergence(a, a) >= 10**9 and divergence(a, b) == 14 and divergence(b, a) == 14
+    assert divergence(a, c) == 14, "same id and step, another action"
     with pytest.raises(UserError, match=r"parameter draw .*events.drop.migration_cost"):
-        _with_draw(a, {"events.drop.migration_cost": -1.0})
+        with_draw(a, {"events.drop.migration_cost": -1.0})
 
 
 def _summary_numbers_recomputed(runs):
@@ -223,7 +224,7 @@ def test_round_to_two_significant_figures():
 def test_a_draw_that_cannot_be_fitted_is_dropped_and_reported(tmp_path):
     """Two draws of the social weight, one (6: the market tips) that the observations rule out: the projection
     keeps the other, and says which values failed and why; with no draw left it is one line."""
-    from marketsim.uncertainty import Draws
+    from marketsim.experiments.uncertainty import Draws
 
     obs = ("primary_source: P\nobservations:\n"
            "  - {source: P, period: 2012H1, shares: {A: 0.52, B: 0.3}}\n"

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from marketsim.projection import project, summary
-from marketsim.scenario import parse_text
-from marketsim.uncertainty import Draws, central_draws, summarize
+from marketsim.experiments.projection import project, summary
+from marketsim.scenario.core import parse_text
+from marketsim.experiments.uncertainty import Draws, central_draws, summarize
 
 from tests.helpers import simple_market_yaml
 

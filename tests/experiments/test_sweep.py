@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from marketsim import load_results
-from marketsim.analysis import sensitivity
-from marketsim.dataset import read_manifest
-from marketsim.experiment import load_sweep, run_sweep
+from marketsim.experiments.sweep.analysis import sensitivity
+from marketsim.io.dataset import read_manifest
+from marketsim.experiments.sweep.runner import load_sweep, run_sweep
 
 from tests.helpers import SCENARIOS, cli, start_process, wait_until
 
@@ -188,7 +188,7 @@ def test_corners_checked_together(tmp_path):
 
 def test_attractiveness_parameter_reaches_the_run(tmp_path):
     """A sweep over a fixed retailer's attractiveness must use each point's value, not the base scenario's."""
-    from marketsim.experiment import run_task, sweep_alpha, tasks
+    from marketsim.experiments.sweep.runner import run_task, sweep_alpha, tasks
 
     spec = tmp_path / "a.yaml"
     spec.write_text(SMALL.replace("  - {path: friction.create, values: [1.0, 2.5]}\n", "")

@@ -14,7 +14,7 @@ from tests.helpers import ISHIGAMI, SWEEP, cli, one_line_error
 
 
 def test_huge_grid_refused_before_building(tmp_path):
-    from marketsim.experiment import load_sweep
+    from marketsim.experiments.sweep.runner import load_sweep
 
     spec = tmp_path / "g.yaml"
     spec.write_text(ISHIGAMI.replace("design: {method: lhs, size: 12}", "design: {method: grid, size: 3000}"))

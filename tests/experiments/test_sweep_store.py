@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from marketsim import dataset
+from marketsim.io import dataset
 from marketsim.errors import UserError
 
 from tests.helpers import SWEEP, cli, ishigami_sweep, one_line_error
@@ -65,7 +65,7 @@ def _bitflip(f: Path):
 
 @pytest.mark.parametrize("damage", [_truncate, _zero, _overwrite, _bitflip], ids=lambda f: f.__name__.strip("_"))
 def test_damaged_part_is_named_then_set_aside_and_redone(tmp_path, damage):
-    from marketsim.experiment import load_sweep, run_sweep
+    from marketsim.experiments.sweep.runner import load_sweep, run_sweep
 
     spec, out = ishigami_sweep(tmp_path)
     clean = dataset.load_results(out)
@@ -87,7 +87,7 @@ def test_damaged_part_is_named_then_set_aside_and_redone(tmp_path, damage):
 
 
 def test_duplicate_run_ids_and_broken_manifest(tmp_path):
-    from marketsim.experiment import load_sweep, run_sweep
+    from marketsim.experiments.sweep.runner import load_sweep, run_sweep
 
     spec, out = ishigami_sweep(tmp_path)
     clean = dataset.load_results(out)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from marketsim.backtest import naive_forecasts
-from marketsim.calibrate import expected_path, fit_problem
-from marketsim.conditioning import kernel_weights
-from marketsim.projection import project
-from marketsim.scenario import Observation, parse_text
-from marketsim.uncertainty import central_draws, prior_draws, summarize, weighted_quantile
+from marketsim.experiments.backtest import naive_forecasts
+from marketsim.fit.calibrate import expected_path, fit_problem
+from marketsim.experiments.posterior import kernel_weights
+from marketsim.experiments.projection import project
+from marketsim.scenario.core import Observation, parse_text
+from marketsim.experiments.uncertainty import central_draws, prior_draws, summarize, weighted_quantile
 
 from tests.helpers import cli, fit_market_yaml, simple_market_yaml
 

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from marketsim.calibrate import CalibrationError, calibrate, default_tolerance, expected_path, fit_problem, residuals_at
-from marketsim.engine import simulate
-from marketsim.fitcache import cached_calibration
-from marketsim.population import build_world
-from marketsim.scenario import load_scenario, parse_text
+from marketsim.fit.calibrate import CalibrationError, calibrate, default_tolerance, expected_path, fit_problem, residuals_at
+from marketsim.engine.run import simulate
+from marketsim.fit.cache import cached_calibration
+from marketsim.engine.population import build_world
+from marketsim.scenario.core import load_scenario, parse_text
 
 from tests.helpers import SCENARIOS, fit_market_yaml, simple_market_yaml
 
@@ -365,7 +365,7 @@ def test_a_stage_reuses_pilots_and_points_without_changing_a_number():
     """Speed without a different answer: the fit's evaluations share the burn-in pilot when their alphas are the
     same (a finite difference in a trend) and never simulate a point twice; each result equals the same point
     simulated alone in a fresh stage, and a changed alpha does get its own pilot."""
-    from marketsim.calibrate import _Objective, _Stage, initial_theta
+    from marketsim.fit.calibrate import _Objective, _Stage, initial_theta
 
     obs, conv = synthetic_observations()
     sc = parse_text(fit_market_yaml(obs, n=3000, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5)))
@@ -385,7 +385,7 @@ def test_a_stage_reuses_pilots_and_points_without_changing_a_number():
 def test_an_over_determined_fit_stops_where_simulations_cannot_confirm_a_step():
     """The convergence rule with residual degrees of freedom (calibrate._settled), on exact numbers at 20,000
     consumers (jumps of sigma = 30 / sqrt(20,000) = 0.2121 points per share) with the tolerance 0.2121."""
-    from marketsim.calibrate import _settled
+    from marketsim.fit.calibrate import _settled
 
     tol, n, m = 30 / np.sqrt(20000), 20000, 8
     assert _settled(np.zeros(m), np.full(m, 0.099), tol, n), "a move under tol / 2 in rms: settled, whatever r"
@@ -407,7 +407,7 @@ def test_a_failed_step_renews_the_jacobian_instead_of_halving_what_cannot_help()
     Jacobian is measured afresh (2 simulations) and one step reaches the exact optimum."""
     from types import SimpleNamespace
 
-    from marketsim.calibrate import _gauss_newton
+    from marketsim.fit.calibrate import _gauss_newton
 
     A = np.array([[10.0, 2.0], [-3.0, 8.0], [4.0, 4.0]])
     b = np.array([5.0, -2.0, 9.0])

@@ -13,12 +13,12 @@ import threading
 import numpy as np
 import pytest
 
-from marketsim.calibrate import CalibrationError, calibrate, cache_key
+from marketsim.fit.calibrate import CalibrationError, calibrate, cache_key
 from marketsim.cli import main
-from marketsim.conditioning import FORMAT, posterior_path
+from marketsim.experiments.posterior import FORMAT, posterior_path
 from marketsim.errors import UserError
-from marketsim.fitcache import CACHE_ENV, cached_calibration
-from marketsim.scenario import load_scenario, parse_text
+from marketsim.fit.cache import CACHE_ENV, cached_calibration
+from marketsim.scenario.core import load_scenario, parse_text
 
 from tests.helpers import SCENARIOS, fit_market_yaml, simple_market_yaml
 
@@ -59,7 +59,7 @@ def test_fit_refuses_a_posterior_under_the_ess_floor(tmp_path, monkeypatch, caps
     line = _error_line(capsys)
     assert "--draws 1" in line and "floor of 10" in line and "--draws 64" in line, line
     assert not list((tmp_path / "cache").glob("*.posterior.json")) and not (tmp_path / "res" / "tiny" / "fit").exists()
-    from marketsim import conditioning
+    from marketsim.experiments import posterior as conditioning
 
     assert conditioning.ess_floor(64) == 10 and conditioning.ess_floor(1000) == 50  # max(10, 5% of the draws)
 
@@ -156,8 +156,8 @@ def test_a_flat_market_is_never_converged(monkeypatch):
     """The solver's own guard: where the shares do not respond to the fitted parameters (the simulation is
     replaced by one that ignores them) and the observations are 3 points away (close enough for the coarse
     stage to hand over), the fit fails; it never returns "converged" at its starting point."""
-    import marketsim.calibrate as cal
-    from marketsim.calibrate import expected_path
+    import marketsim.fit.calibrate as cal
+    from marketsim.fit.calibrate import expected_path
 
     fixed = np.array([-1.0, -1.5, -2.0])
     probe = parse_text(fit_market_yaml("", turnover=0))  # no burn-in pilot (it would see the real alphas)

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from marketsim import store
+from marketsim.io import store
 from marketsim.errors import UserError
 
 from tests.helpers import SCENARIOS, SMALL_RUN, cli, one_line_error

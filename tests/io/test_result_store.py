@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marketsim import dataset, resultsindex, store
+from marketsim.io import dataset
+from marketsim.io import resultsindex
+from marketsim.io import store
 from marketsim.errors import UserError
 
 from tests.helpers import SCENARIOS, process_env
@@ -203,7 +205,7 @@ def test_run_and_sweep_update_the_index(tmp_path, monkeypatch):
 
 WRITER = """
 import sys
-from marketsim import store
+from marketsim.io import store
 with store.result_set(sys.argv[1], "run") as new:
     for n in ("a.txt", "b.txt", "c.txt"):
         (new / n).write_text(sys.argv[2] * 1000)
@@ -311,7 +313,7 @@ def _attack(rng, tmp: Path, root: Path, out: Path, sentinel: Path, sweep: Path) 
 
 
 def test_property_no_link_layout_makes_marketsim_touch_anything_outside(tmp_path):
-    from marketsim.experiment import load_sweep, run_sweep
+    from marketsim.experiments.sweep.runner import load_sweep, run_sweep
 
     spec = tmp_path / "ish.yaml"
     spec.write_text(ISHIGAMI)
@@ -340,7 +342,7 @@ def test_property_no_link_layout_makes_marketsim_touch_anything_outside(tmp_path
                     data = store.read_result(out).data
                     assert not any(b"SENTINEL" in b for b in data.values()), (planted, data)
                 elif writer == "sweep":
-                    from marketsim.experiment import check_sweep_folder
+                    from marketsim.experiments.sweep.runner import check_sweep_folder
 
                     check_sweep_folder(sweep)
                     run_sweep(sweep_spec, sweep, None)

@@ -3,8 +3,8 @@
 import mesa
 import numpy as np
 
-from marketsim.engine import initial_alpha
-from marketsim.model import MarketModel
+from marketsim.engine.market import initial_alpha
+from marketsim.mesa_model.model import MarketModel
 
 from tests.helpers import SCENARIOS
 

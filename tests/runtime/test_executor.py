@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from marketsim.executor import available_cores, local_executor, worker_count
+from marketsim.runtime.executor import available_cores, local_executor, worker_count
 
 from tests.helpers import ISHIGAMI, alive, cli
 
@@ -14,7 +14,7 @@ from tests.helpers import ISHIGAMI, alive, cli
 
 
 def test_worker_count_is_capped_by_work_and_cores(tmp_path):
-    from marketsim.executor import available_cores
+    from marketsim.runtime.executor import available_cores
 
     cores = available_cores()
     assert worker_count(1000, 2) == min(2, cores) and worker_count(None, 1) == 1 and worker_count(3, 0) == 1

@@ -14,12 +14,13 @@ import time
 
 import pytest
 
-from marketsim import dataset, executor
+from marketsim.io import dataset
+from marketsim.runtime import executor
 from marketsim.cli import main
 from marketsim.errors import UserError
-from marketsim.executor import available_cores, local_executor
-from marketsim.experiment import _run_batch as real_run_batch
-from marketsim.projection import _map
+from marketsim.runtime.executor import available_cores, local_executor
+from marketsim.experiments.sweep.runner import _run_batch as real_run_batch
+from marketsim.experiments.tasks import map_jobs
 
 from tests.helpers import ROOT, SCENARIOS
 
@@ -104,7 +105,7 @@ def _start_worker(address: str) -> subprocess.Popen:
     """A Dask worker process (no nanny: killed, it stays dead) for the scheduler at ``address``."""
     return subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
                              "--no-nanny", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
 
 
 def test_dask_cluster_without_workers_stops_with_one_line(tmp_path, monkeypatch, capsys):
@@ -168,7 +169,7 @@ def test_killed_local_worker_is_one_line_and_a_sweep_resumes(tmp_path, monkeypat
     with deadline(60, "a local pool whose worker was killed"):
         with pytest.raises(UserError) as e:
             with local_executor(2) as ex:
-                _map(ex, _die, [(1,), (2,), (3,)], "fits", None)
+                map_jobs(ex, _die, [(1,), (2,), (3,)], "fits", None)
     said = str(e.value)
     assert "worker process was killed by signal 9 (SIGKILL" in said and "out-of-memory" in said, said
     assert "try fewer --workers or fewer consumers" in said, said
@@ -177,7 +178,7 @@ def test_killed_local_worker_is_one_line_and_a_sweep_resumes(tmp_path, monkeypat
         pytest.skip("needs 2 cores for 2 local workers")
     monkeypatch.chdir(tmp_path)
     spec, out = sweep_spec(tmp_path), tmp_path / "out"
-    monkeypatch.setattr("marketsim.experiment._run_batch", _batch_or_die)
+    monkeypatch.setattr("marketsim.experiments.sweep.runner._run_batch", _batch_or_die)
     with deadline(120, "a sweep whose worker was killed"):
         rc = main(["sweep", str(spec), "--workers", "2", "--out", str(out)])
     line = one_error_line(capsys.readouterr().err)

@@ -15,13 +15,17 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from marketsim import app, describe, events, labels, schema
-from marketsim.engine import Market
+from marketsim.viz import page as app
+from marketsim.scenario import describe
+from marketsim.engine import events
+from marketsim.scenario import labels
+from marketsim.scenario import schema
+from marketsim.engine.market import Market
 from marketsim.errors import ScenarioError
-from marketsim.eventtypes import REGISTRY, EventType, Reading, Registry
-from marketsim.fieldspec import Field
-from marketsim.population import build_world
-from marketsim.scenario import parse_text
+from marketsim.scenario.eventtypes import REGISTRY, EventType, Reading, Registry
+from marketsim.scenario.fieldspec import Field
+from marketsim.engine.population import build_world
+from marketsim.scenario.core import parse_text
 
 ROOT = Path(__file__).resolve().parents[2]
 

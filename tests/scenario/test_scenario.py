@@ -2,7 +2,7 @@
 
 import pytest
 
-from marketsim.scenario import ScenarioError, load_scenario, parse_text
+from marketsim.scenario.core import ScenarioError, load_scenario, parse_text
 
 from tests.helpers import BUNDLED, SCENARIOS
 

@@ -1,4 +1,4 @@
-"""The file formats, declared once (marketsim/schema.py): the published JSON Schema and the docs' field
+"""The file formats, declared once (src/marketsim/scenario/schema.py): the published JSON Schema and the docs' field
 reference are what the definitions generate; the JSON Schema and the validator agree (the schema never
 flags a file the validator accepts, and flags the per-field problems it reports); `marketsim validate`
 prints a file that loads back to the same scenario; a file of the wrong kind names its command."""
@@ -14,8 +14,9 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator, Draft202012Validator
 
-from marketsim import describe, schema
-from marketsim.scenario import (ScenarioError, _Validator, _Lines, load_scenario, parse_scenario, parse_text,
+from marketsim.scenario import describe
+from marketsim.scenario import schema
+from marketsim.scenario.core import (ScenarioError, _Validator, _Lines, load_scenario, parse_scenario, parse_text,
                                 scenario_files)
 
 from tests.helpers import BUNDLED, ROOT, SCENARIOS, cli
@@ -68,7 +69,7 @@ def schema_errors(validators, kind, data) -> list[str]:
 @pytest.mark.parametrize("kind", ["scenario", "sweep"])
 def test_published_schema_is_what_the_definitions_generate(kind):
     published = (ROOT / "schema" / f"{kind}.schema.json").read_text()
-    assert published == schema.schema_text(kind), "run `marketsim schema --write` after editing marketsim/schema.py"
+    assert published == schema.schema_text(kind), "run `marketsim schema --write` after editing src/marketsim/scenario/schema.py"
     doc = json.loads(published)
     Draft202012Validator.check_schema(doc)
     Draft7Validator.check_schema(doc)
@@ -77,7 +78,7 @@ def test_published_schema_is_what_the_definitions_generate(kind):
 
 def test_docs_field_reference_is_what_the_definitions_generate():
     doc = (ROOT / "docs" / "scenarios.md").read_text()
-    assert schema.with_reference(doc) == doc, "run `marketsim schema --write` after editing marketsim/schema.py"
+    assert schema.with_reference(doc) == doc, "run `marketsim schema --write` after editing src/marketsim/scenario/schema.py"
     for path in ("`consumers.turnover`", "`retailers[].sso_share.PROVIDER`", "`events[].migration_cost`",
                  "`observations[].period`", "`FIELD.range`", "`design.method`"):
         assert path in doc
@@ -100,8 +101,8 @@ def test_schema_uses_no_keyword_draft7_reads_differently():
 
 
 def test_the_spec_matches_the_model_registries():
-    from marketsim.events import HANDLERS
-    from marketsim.network import GENERATORS
+    from marketsim.engine.events import HANDLERS
+    from marketsim.engine.network import GENERATORS
 
     assert set(schema.NETWORK.variants) == set(GENERATORS)
     assert set(schema.ACTIONS) == set(HANDLERS)
@@ -300,7 +301,7 @@ def _distribution(dist):
 
 
 def test_bad_sweep_files_are_rejected_by_both(validators, tmp_path):
-    from marketsim.experiment import load_sweep
+    from marketsim.experiments.sweep.runner import load_sweep
 
     good = yaml.safe_load((SCENARIOS / "sweep_weibo_login.yaml").read_text())
     good["base"] = str(SCENARIOS / good["base"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from marketsim import yamlsafe
+from marketsim.scenario import yamlsafe
 from marketsim.errors import ScenarioError
 
 from tests.helpers import SCENARIOS, SWEEP, cli, one_line_error

@@ -1,0 +1,7 @@
+"""``python -m marketsim.cli``: the same as the ``marketsim`` command."""
+
+import sys
+
+from marketsim.cli.entry import main
+
+sys.exit(main())

@@ -1,0 +1,90 @@
+"""``marketsim run``: simulate a scenario once and write its time series, charts and summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from marketsim import __version__
+from marketsim.report.numbers import share, shift
+from marketsim.report.progress import bar, stderr
+from marketsim.cli.args import check_settings, fit_params, load, note_settings, result_folder, results_root, settings_caption, settings_of
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from marketsim.figures import plots
+    from marketsim.io import store
+    from marketsim.fit.calibrate import residuals_at
+    from marketsim.engine.run import simulate
+
+    sc = load(args)
+    settings = settings_of(args)
+    out = result_folder(args, settings, sc.name)
+    store.check_output_dir(out, kind="run")  # before any work: a bad --out costs nothing
+    check_settings(out, "summary.json", settings)
+    fit = fit_params(load(args, steps=False), args, quiet=args.json)
+    cal = fit.calibration
+    steps = sc.calendar.steps
+    for e in sc.events_outside:
+        stderr.print(f"marketsim: note: event {e.id} ({e.date}) falls after the last step of this {steps}-step run: "
+                     f"it does not fire", markup=False, soft_wrap=True)
+    with bar(f"simulating {sc.name}", steps, "steps", enabled=True) as update:
+        res = simulate(sc, fit.alpha, trend=fit.trend, on_step=lambda done, total: update(completed=done))
+    ts, flows = res.timeseries(), res.flows()
+    first, last = res.share(0), res.share(steps - 1)
+    summary = {
+        "scenario": sc.name,
+        "scenario_hash": sc.digest(),
+        "seed": sc.seed,
+        "consumers": sc.consumers.count,
+        "steps": steps,
+        "version": __version__,
+        "first_date": sc.calendar.date_of(0).isoformat(),
+        "last_date": sc.calendar.date_of(steps - 1).isoformat(),
+        "share_first": first,
+        "share_last": last,
+        "attractiveness": dict(zip(sc.retailer_names, map(float, fit.alpha))),
+        "trend": dict(zip(sc.retailer_names, map(float, fit.trend))),
+        "calibration": None if cal is None else {
+            "key": cal.key, "consumers": cal.consumers, "dof": cal.dof, "max_residual_pp": cal.max_residual_pp,
+            "this_run": residuals_at(sc, cal, res.records)["observations"]},
+        "events": [{"id": e.id, "step": e.step, "date": e.date.isoformat(), "type": e.action.type,
+                    "outside_horizon": e.step >= steps} for e in sc.events],
+        "files": {"timeseries": ["timeseries.csv", "timeseries.parquet"], "flows": ["flows.csv", "flows.parquet"], "plot": "shares.png"},
+        "settings": settings,
+    }
+    with store.result_set(out, "run", writer="marketsim run") as new:  # all files appear together, or none
+        store.write_table(ts, new / "timeseries")
+        store.write_table(flows, new / "flows")
+        fig = plots.shares_figure(sc, ts)
+        note_settings(fig, settings)
+        store.save_figure(fig, new / "shares.png")
+        plots.close(fig)
+        store.write_json(new / "summary.json", summary)
+    from marketsim.io import resultsindex
+    resultsindex.update(results_root(args))  # results/index.md lists every result
+    if args.json:
+        print(store.dumps(summary))
+        return 0
+    from marketsim.report.progress import console, table
+
+    t = table(f"{sc.name}: GMV share by retailer, first and last week",
+              caption=f"seed {sc.seed}, {sc.consumers.count:,} consumers{settings_caption(settings)}")
+    t.add_column("retailer")
+    for col in (f"{summary['first_date']} %", f"{summary['last_date']} %", "change pp"):
+        t.add_column(col, justify="right", no_wrap=True)
+    def pct(x):
+        return share(x, unit="") if x == x else "no purchases"
+
+    for n in sc.retailer_names:
+        d = last[n] - first[n]
+        t.add_row(n, pct(first[n]), pct(last[n]), shift(d, 1) if d == d else "-")
+    con = console()
+    con.print(t)
+    if cal is not None:
+        worst = max((abs(o["residual_pp"]) for o in summary["calibration"]["this_run"]), default=None)
+        if worst is not None:
+            con.print(f"the fit's observations in this run ({sc.consumers.count:,} consumers): largest residual "
+                      f"{worst:.2f} pp (the fit was made at {cal.consumers:,})")
+    con.print(f"wrote {out}/: timeseries.csv, timeseries.parquet, flows.csv, flows.parquet, summary.json, shares.png")
+    return 0

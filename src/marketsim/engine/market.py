@@ -1,0 +1,449 @@
+"""The market's state and its step (MODEL.md sections 5, 6, 7 and 9), on numpy arrays.
+
+:class:`Market` is the one place the dynamic state lives: last retailer and access per consumer,
+accepted logins, social factors, promotions, prices, and per-layer counts of each consumer's
+neighbours by last retailer (kept up to date incrementally: only the neighbours of consumers who
+switched are touched). The decision rule itself is the pure functions of :mod:`marketsim.engine.choice`.
+
+Every step draws the same random numbers whatever the state (one uniform per consumer: shop?; R+1 per
+shopper: which option?; one per consumer: does it leave?; a basket per newcomer), so a scenario and its
+counterfactual on the same seed use the same random numbers for the same consumer at the same step
+(common random numbers, MODEL.md section 10).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from marketsim.engine import choice
+from marketsim.engine import events
+from marketsim.engine.choice import NATIVE, NONE, SSO
+from marketsim.engine.population import World, build_world, child_seed, relative_baskets, seed_streams
+from marketsim.scenario.core import Scenario
+
+#: Days per year for trends (utility per year, MODEL.md section 4).
+DAYS_PER_YEAR = 365.25
+#: Relative weight of a provider a retailer accepts without a stated sso_share, in one-click sign-ups.
+LINK_WEIGHT_FLOOR = 1e-3
+#: Burn-in pilot (docs/model.md 12.2): consumers, and its length in expected lifetimes (1 / turnover).
+PILOT_CONSUMERS = 20000
+PILOT_LIFETIMES = 2.0
+MAX_PILOT_STEPS = 5_000
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """The outputs of one step (MODEL.md section 9). Totals are in real units (x market.size / N)."""
+
+    step: int
+    shoppers: float
+    buyers: np.ndarray  # (R,)
+    gmv: np.ndarray  # (R,) currency
+    revenue: np.ndarray  # (R,) currency: take_rate or margin x GMV
+    accounts_created: np.ndarray  # (R,) new native accounts (created, or migrated after a login removal)
+    logins_linked: np.ndarray  # (R,) one-click sign-ups through an accepted provider
+    access_lost: np.ndarray  # (R,) consumer accesses lost by events this step
+    flows: np.ndarray  # (R+1, R): from last retailer (row R = none) to this step's retailer, buyers
+    lost_login_last: np.ndarray  # (R,) consumers who lost a login by an event, by their current last retailer
+    newcomers: float  # consumers who left at the end of this step, each replaced by a newcomer (MODEL.md 2)
+    expected_gmv: np.ndarray | None  # (R,) GMV expected from the choice probabilities (if Market.track_expected)
+    expected_buyers: np.ndarray | None  # (R,) buyers expected from the choice probabilities (idem)
+
+    @property
+    def gmv_share(self) -> np.ndarray:
+        tot = self.gmv.sum()
+        return self.gmv / tot if tot > 0 else np.full_like(self.gmv, np.nan)
+
+    @property
+    def buyer_share(self) -> np.ndarray:
+        tot = self.buyers.sum()
+        return self.buyers / tot if tot > 0 else np.full_like(self.buyers, np.nan)
+
+    @property
+    def no_purchase_rate(self) -> float:
+        return float(1 - self.buyers.sum() / self.shoppers) if self.shoppers > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class ConsumerState:
+    """The consumers' dynamic state at one moment (arrays are copies): where each last bought, its access at
+    every retailer, its relative basket and login preference (these two change when a newcomer arrives)."""
+
+    last: np.ndarray
+    access: np.ndarray
+    basket: np.ndarray
+    login_pref: np.ndarray
+
+
+class Market:
+    """A running market: a :class:`World` plus the state that changes. Use :meth:`step`."""
+
+    def __init__(self, scenario: Scenario, world: World, alpha: np.ndarray, seed: int, *, trend: np.ndarray | None = None,
+                 track_expected: bool = False, settle: bool = True, start: ConsumerState | None = None,
+                 pilot: "PilotState | None" = None):
+        """``alpha``: attractiveness per retailer at the calendar start; ``trend``: utility per year added from
+        the start (default: the scenario's trends, 0 where a trend is 'calibrate'). The market settles (burn-in
+        pilot and warm-up, docs/model.md 12.2) unless ``settle`` is False or it starts from ``start``, the state
+        of another market of the same World (e.g. a settled one: :meth:`consumer_state`). ``pilot`` is a burn-in
+        pilot already run for these values and this seed (:func:`run_pilot`); by default the market runs its own."""
+        if len(alpha) != len(scenario.retailers) or not np.all(np.isfinite(alpha)):
+            raise ValueError(f"alpha must be {len(scenario.retailers)} finite numbers, got {alpha!r}")
+        trend = np.array([r.trend or 0.0 for r in scenario.retailers]) if trend is None else np.asarray(trend, float)
+        if trend.shape != (len(scenario.retailers),) or not np.all(np.isfinite(trend)):
+            raise ValueError(f"trend must be {len(scenario.retailers)} finite numbers, got {trend!r}")
+        self.scenario, self.world = scenario, world
+        self.n = world.n
+        self.retailer_index = {r.name: j for j, r in enumerate(scenario.retailers)}
+        self.provider_index = {p.name: k for k, p in enumerate(scenario.providers)}
+        R, P = len(scenario.retailers), len(scenario.providers)
+        self.R, self.P = R, P
+        self.alpha = np.asarray(alpha, dtype=np.float64).copy()
+        self.trend = trend.copy()
+        self.turnover = scenario.consumers.turnover
+        self.basket = world.basket.copy()  # relative baskets; newcomers draw fresh ones (the World is shared)
+        self.track_expected = track_expected  # also report purchases in expectation (calibration uses them)
+        self.price = np.array([r.price_index for r in scenario.retailers])
+        self.revenue_rate = np.array([r.revenue_rate for r in scenario.retailers])
+        self.accepts = np.zeros((P, R), dtype=bool)
+        # link_weight[p, j]: how likely a one-click sign-up at j goes through provider p, among the accepted
+        # providers the consumer holds: j's sso_share of p, or LINK_WEIGHT_FLOOR for a provider j accepts without
+        # a stated share (docs/model.md 12.4). A consumer's login_pref (a uniform) picks by inverse CDF.
+        self.link_weight = np.full((P, R), LINK_WEIGHT_FLOOR)
+        for j, r in enumerate(scenario.retailers):
+            for p in r.logins:
+                self.accepts[self.provider_index[p], j] = True
+            for p, share in r.sso_share:
+                self.link_weight[self.provider_index[p], j] = max(share, LINK_WEIGHT_FLOOR)
+        self.login_pref = world.login_pref.copy()  # newcomers draw their own (the World is shared)
+        self.holds_bits = choice.provider_bits(world.holds)
+        self._tables: tuple | None = None  # friction lookup tables; rebuilt after an event changes logins
+        self.migrate_cost = np.full(R, np.inf)
+        self.social_factor = np.ones((len(world.layers), R))
+        self.promotions: list[tuple[int, int, float, int | None]] = []
+        self.last = world.last0.copy()
+        self.access = world.access0.copy()
+        self.lost_login = np.zeros(self.n, dtype=bool)
+        self._lost_index: np.ndarray | None = None
+        self.pending_access_lost = np.zeros(R, dtype=np.int64)
+        self.counts = [self._full_counts(layer.graph) for layer in world.layers]
+        self.rng = np.random.default_rng(seed_streams(seed)["dynamics"])
+        self.t = 0
+        self.schedule: dict[int, list] = {}
+        for ev in scenario.events:
+            self.schedule.setdefault(ev.step, []).append(ev)
+        self.last_record: StepRecord | None = None
+        self.warmup_records: list[StepRecord] = []
+        self.last_purchases: tuple[np.ndarray, np.ndarray] = (np.empty(0, np.int64), np.empty(0, np.int64))
+        self.fired: list = []  # events applied so far
+        self.pilot_steps = 0
+        if start is not None:
+            self.last, self.access = start.last.copy(), start.access.copy()
+            self.basket, self.login_pref = start.basket.copy(), start.login_pref.copy()
+            self.counts = self.recount()
+        elif settle:
+            if self.turnover > 0:
+                if pilot is None:
+                    pilot = run_pilot(scenario, self.alpha, self.trend, seed, self.n)
+                self.adopt_pilot_state(pilot, seed)
+            if scenario.calendar.warmup:
+                self.warm_up(scenario.calendar.warmup, seed)
+
+    def friction_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """The friction lookup tables for the current logins and migration offers (cached)."""
+        if self._tables is None:
+            f = self.scenario.friction
+            self._tables = choice.friction_tables(self.accepts, f_native=f.native, f_sso=f.sso, f_link=f.link,
+                                                  f_create=f.create, f_migrate=self.migrate_cost)
+        return self._tables
+
+    def logins_changed(self) -> None:
+        """Call after changing ``accepts`` or ``migrate_cost`` (events do): the friction tables are rebuilt."""
+        self._tables = None
+
+    def consumer_state(self) -> ConsumerState:
+        """A copy of the consumers' dynamic state (to start another market from it)."""
+        return ConsumerState(self.last.copy(), self.access.copy(), self.basket.copy(), self.login_pref.copy())
+
+    # --- state helpers ------------------------------------------------------
+    def _full_counts(self, g) -> np.ndarray:
+        """counts[v, j] = number of v's neighbours whose last retailer is j (one pass over the CSR)."""
+        counts = np.zeros((self.n, self.R), dtype=np.int32)
+        nb_last = self.last[g.indices]
+        for j in range(self.R):
+            c = np.zeros(len(g.indices) + 1, dtype=np.int64)
+            np.cumsum(nb_last == j, out=c[1:])
+            counts[:, j] = c[g.indptr[1:]] - c[g.indptr[:-1]]
+        return counts
+
+    def recount(self) -> list[np.ndarray]:
+        """Neighbour counts recomputed from scratch (the incremental ones must equal these)."""
+        return [self._full_counts(layer.graph) for layer in self.world.layers]
+
+    def lost_index(self) -> np.ndarray:
+        """Indices of the consumers who lost a login by an event (cached until the next removal)."""
+        if self._lost_index is None:
+            self._lost_index = np.flatnonzero(self.lost_login)
+        return self._lost_index
+
+    def forget_lost_index(self) -> None:
+        self._lost_index = None
+
+    def set_social_factor(self, layer: str, retailer: str, factor: float) -> None:
+        for li, lay in enumerate(self.world.layers):
+            if lay.name == layer:
+                self.social_factor[li, self.retailer_index[retailer]] = factor
+
+    def social_exposure(self, idx: np.ndarray) -> np.ndarray:
+        """S[i, j] for consumers ``idx`` (MODEL.md section 3)."""
+        S = np.zeros((len(idx), self.R), dtype=np.float32)
+        for li, (lay, cnt) in enumerate(zip(self.world.layers, self.counts)):
+            if lay.weight == 0:
+                continue
+            w = (lay.weight * self.social_factor[li]).astype(np.float32)
+            S += np.take(cnt, idx, axis=0).astype(np.float32) * (lay.inv_degree[idx, None] * w[None, :])
+        return S
+
+    def link_provider(self, who: np.ndarray, retailer: np.ndarray) -> np.ndarray:
+        """The provider index through which consumers ``who`` sign up at ``retailer`` in one click: among the
+        providers each holds that the retailer accepts, drawn in proportion to ``link_weight`` by the consumer's
+        ``login_pref`` uniform (every consumer given must hold at least one accepted provider)."""
+        w = np.where(self.world.holds[who] & self.accepts[:, retailer].T, self.link_weight[:, retailer].T, 0.0)
+        cum = np.cumsum(w, axis=1)
+        target = self.login_pref[who].astype(np.float64)[:, None] * cum[:, -1:]
+        return np.minimum((cum <= target).sum(axis=1), self.P - 1)
+
+    def alpha_at(self, t: int) -> np.ndarray:
+        """alpha_j(t) = alpha_j + trend_j x years since the calendar start (MODEL.md 4); the burn-in uses t = 0."""
+        return self.alpha + self.trend * (max(t, 0) * self.scenario.calendar.step_days / DAYS_PER_YEAR)
+
+    def scale_at(self, t: int) -> float:
+        """Real shoppers per agent at step t: market.size(date) / N (MODEL.md 2)."""
+        return self.scenario.market_size.at(self.scenario.calendar.date_of(max(t, 0))) / self.n
+
+    def basket_mean_at(self, t: int) -> float:
+        """Mean spend per order at step t, in the market's currency."""
+        return self.scenario.consumers.basket.mean.at(self.scenario.calendar.date_of(max(t, 0)))
+
+    def _update_counts(self, who: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
+        """Neighbour counts after consumers ``who`` changed last retailer from ``old`` to ``new`` (-1 = none)."""
+        R = self.R
+        for lay, cnt in zip(self.world.layers, self.counts):
+            g = lay.graph
+            starts, ends = g.indptr[who], g.indptr[who + 1]
+            lens = ends - starts
+            tot = int(lens.sum())
+            if tot == 0:
+                continue
+            offs = np.repeat(starts - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
+            nb = g.indices[offs + np.arange(tot)].astype(np.int64)
+            flat = cnt.reshape(-1)
+            o, w = np.repeat(old, lens), np.repeat(new, lens)
+            has_old, has_new = o >= 0, w >= 0
+            keys = np.concatenate([nb[has_old] * R + o[has_old], nb[has_new] * R + w[has_new]])
+            signs = np.ones(len(keys), dtype=np.int32)
+            signs[: int(has_old.sum())] = -1
+            np.add.at(flat, keys, signs)
+
+    # --- the step -----------------------------------------------------------
+    def step(self) -> StepRecord:
+        """Apply this step's events, then one synchronous round of choices; returns the step's outputs."""
+        t = self.t
+        for ev in self.schedule.get(t, ()):
+            for act in ev.actions():
+                events.apply(self, act, t)
+            self.fired.append(ev)
+        self.promotions = [p for p in self.promotions if p[3] is None or t < p[3]]
+        rec = self._shop(self.rng)
+        self.last_record = rec
+        self.t += 1
+        return rec
+
+    def fork(self, scenario: Scenario) -> "Market":
+        """A copy of this market, from its current step on, that follows ``scenario``'s events instead (the same
+        World, values and random stream state). A scenario and its counterfactual are identical until the first
+        step where their events differ, so a projection runs that common part once and forks there; the fork
+        is exactly the market a fresh run of ``scenario`` would have at this step (the test suite checks)."""
+        keep = {id(self.world): self.world, id(self.scenario): self.scenario, id(self.warmup_records): []}
+        m = copy.deepcopy(self, memo=keep)
+        m.scenario = scenario
+        m.schedule = {}
+        for ev in scenario.events:
+            m.schedule.setdefault(ev.step, []).append(ev)
+        return m
+
+    def adopt_pilot_state(self, pilot: "PilotState", seed: int) -> None:
+        """Start from the stationary state of the event-free market (docs/model.md 12.2): each consumer here
+        takes the last retailer and access of a random consumer of the burn-in pilot (:func:`run_pilot`) with the
+        same identity accounts (the state's distribution given the accounts is what the pilot learned; ties
+        between friends are then restored by the warm-up at full size). Consumers whose accounts no pilot
+        consumer has keep their initial draw."""
+        bits = np.int64(1) << np.arange(self.P, dtype=np.int64)
+        kp = pilot.world.holds.astype(np.int64) @ bits
+        kh = self.world.holds.astype(np.int64) @ bits
+        order = np.argsort(kp, kind="stable")
+        lo, hi = np.searchsorted(kp[order], kh, "left"), np.searchsorted(kp[order], kh, "right")
+        found = hi > lo
+        u = np.random.default_rng(seed_streams(seed)["pilot"]).random(self.n)
+        src = order[np.minimum(lo + (u * (hi - lo)).astype(np.int64), len(order) - 1)]
+        self.last[found] = pilot.state.last[src[found]]
+        self.access[found] = pilot.state.access[src[found]]
+        self.counts = self.recount()
+        self.pilot_steps = pilot.steps
+
+    def warm_up(self, steps: int, seed: int) -> None:
+        """Run ``steps`` unreported steps before step 0 (no events), from their own random stream, so that
+        habits, accounts and social counts settle from the initial draw. Step 0 starts from the result."""
+        rng = np.random.default_rng(seed_streams(seed)["warmup"])
+        t0 = self.t
+        self.warmup_records = []
+        for k in range(steps):
+            self.t = k - steps  # negative: the burn-in runs at the calendar start's values
+            self.warmup_records.append(self._shop(rng))
+        self.t = t0
+        self.pending_access_lost[:] = 0
+
+    def _shop(self, rng: np.random.Generator) -> StepRecord:
+        sc, t, R = self.scenario, self.t, self.R
+        # One uniform per consumer (shop?), then R+1 per shopper (which option?), then one per consumer (leave?)
+        # and a basket per newcomer. None of the counts depends on the state, so a scenario and its
+        # counterfactual draw the same numbers for the same consumers (common random numbers).
+        u_shop = rng.random(self.n, dtype=np.float32)
+        idx = np.flatnonzero(u_shop < sc.consumers.shopping_rate)
+        u_pick = rng.random((len(idx), R + 1), dtype=np.float32)
+
+        b = sc.behaviour
+        F, path = choice.friction_lookup(self.friction_tables(), self.access[idx],
+                                         choice.can_link(self.holds_bits[idx], self.accepts))
+        last = self.last[idx].astype(np.int64)
+        habit = (last[:, None] == np.arange(R)[None, :]).astype(np.float32)
+        promo = np.zeros((len(idx), R), dtype=np.float32) if self.promotions else 0.0
+        for j, aud, util, _ in self.promotions:
+            promo[:, j] += util if aud < 0 else util * self.world.holds[idx, aud]
+        social = self.social_exposure(idx) if b.beta_social else 0.0
+        V = choice.utilities(self.alpha_at(t).astype(np.float32), np.log(self.price).astype(np.float32), habit, social,
+                             F.astype(np.float32), promo,
+                             beta_price=b.beta_price, beta_social=b.beta_social,
+                             beta_habit=b.beta_habit, beta_friction=b.beta_friction)
+        pick = choice.gumbel_choice(V, u_pick)
+        prob = choice.logit_probabilities(V) if self.track_expected else None
+
+        bought = pick >= 0
+        bi, bj = idx[bought], pick[bought]
+        self.last_purchases = (bi, bj)  # read-only record of this step's purchases (consumer, retailer)
+        bpath = path[np.flatnonzero(bought), bj]
+        scale = self.scale_at(t)
+        money = self.basket_mean_at(t) * scale  # currency per unit of relative basket, in real units
+
+        # counters
+        new_native = (bpath == choice.PATH_CREATE) | (bpath == choice.PATH_MIGRATE)
+        linked = bpath == choice.PATH_LINK
+        accounts_created = np.bincount(bj[new_native], minlength=R) * scale
+        logins_linked = np.bincount(bj[linked], minlength=R) * scale
+        from_row = np.where(last[bought] >= 0, last[bought], R)
+        flows = np.bincount(from_row * R + bj, minlength=(R + 1) * R).reshape(R + 1, R) * scale
+        gmv = np.bincount(bj, weights=self.basket[bi], minlength=R) * money
+
+        # synchronous update: access, then last retailer, then neighbour counts
+        if linked.any():
+            li, lj = bi[linked], bj[linked]
+            self.access[li, lj] = SSO + self.link_provider(li, lj)
+        self.access[bi[new_native], bj[new_native]] = NATIVE
+        switched = self.last[bi] != bj
+        who, old, new = bi[switched], self.last[bi[switched]].astype(np.int64), bj[switched]
+        self.last[who] = new
+
+        lost = self.lost_index()
+        lost_last = np.bincount(self.last[lost][self.last[lost] >= 0], minlength=R) * scale if len(lost) else np.zeros(R)
+        expected_gmv = expected_buyers = None
+        if self.track_expected:
+            expected_gmv = (self.basket[idx] @ prob[:, 1:]) * money
+            expected_buyers = prob[:, 1:].sum(axis=0) * scale
+        gone, gone_last = self._turnover(rng)
+        if self.counts and (len(who) or len(gone)):  # one pass for purchases and departures (additive)
+            self._update_counts(np.concatenate([who, gone]), np.concatenate([old, gone_last]),
+                                np.concatenate([new, np.full(len(gone), -1, dtype=np.int64)]))
+        rec = StepRecord(
+            step=t, shoppers=len(idx) * scale, buyers=np.bincount(bj, minlength=R) * scale, gmv=gmv,
+            revenue=gmv * self.revenue_rate, accounts_created=accounts_created, logins_linked=logins_linked,
+            access_lost=self.pending_access_lost * scale, flows=flows, lost_login_last=lost_last[:R],
+            newcomers=len(gone) * scale, expected_gmv=expected_gmv, expected_buyers=expected_buyers,
+        )
+        self.pending_access_lost = np.zeros(R, dtype=np.int64)
+        return rec
+
+    def _turnover(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Each consumer leaves with probability ``turnover`` at the end of the step; a newcomer takes the slot
+        with its identity accounts and social ties, a fresh basket, no last retailer and no access anywhere
+        (MODEL.md section 2). Returns who left and their last retailer (the caller updates neighbour counts)."""
+        none = np.empty(0, dtype=np.int64)
+        if self.turnover <= 0:
+            return none, none
+        u = rng.random(self.n, dtype=np.float32)
+        gone = np.flatnonzero(u < self.turnover)
+        if not len(gone):
+            return none, none
+        self.basket[gone] = relative_baskets(rng, self.scenario.consumers.basket.sigma, len(gone))
+        self.login_pref[gone] = rng.random(len(gone), dtype=np.float32)
+        old = self.last[gone].astype(np.int64)
+        self.last[gone] = -1
+        self.access[gone] = NONE
+        if self.lost_login[gone].any():
+            self.lost_login[gone] = False
+            self.forget_lost_index()
+        return gone, old
+
+
+# --------------------------------------------------------------------------- whole runs
+
+
+@dataclass(frozen=True)
+class PilotState:
+    """A burn-in pilot (docs/model.md 12.2) after ``steps`` steps: its consumers and their state."""
+
+    world: World
+    state: ConsumerState
+    steps: int
+
+
+def run_pilot(scenario: Scenario, alpha: np.ndarray, trend: np.ndarray, seed: int, n: int, *,
+              start: PilotState | None = None, steps: int | None = None) -> PilotState:
+    """Run the burn-in pilot of the run with ``seed`` and ``n`` consumers (docs/model.md 12.2).
+
+    With turnover the state relaxes on the time scale of a consumer's lifetime (1 / turnover steps: years),
+    far longer than a warm-up at full size could afford. So a pilot market of min(n, PILOT_CONSUMERS)
+    consumers, on its own seed spawned from ``seed``, runs PILOT_LIFETIMES lifetimes without events at the
+    calendar start's values, from the initial draw (or, for ``start``, continues an earlier pilot of the same
+    run for ``steps`` more steps: a fit moving between nearby values does that); a market then draws its
+    consumers' state from it (:meth:`Market.adopt_pilot_state`)."""
+    pilot_seed = child_seed(seed_streams(seed)["pilot"])
+    world = start.world if start is not None else build_world(scenario, pilot_seed, n=min(n, PILOT_CONSUMERS))
+    pm = Market(scenario, world, alpha, pilot_seed, trend=trend, settle=False,
+                start=None if start is None else start.state)
+    steps = pilot_steps(scenario.consumers.turnover) if steps is None else steps
+    rng = np.random.default_rng(seed_streams(pilot_seed)["warmup"])
+    for k in range(steps):
+        pm.t = k - steps  # negative: the calendar start's values
+        pm._shop(rng)
+    return PilotState(world, pm.consumer_state(), steps)
+
+
+def pilot_steps(turnover: float) -> int:
+    """Length of the burn-in pilot: PILOT_LIFETIMES expected lifetimes (0 without turnover)."""
+    return 0 if turnover <= 0 else min(MAX_PILOT_STEPS, int(math.ceil(PILOT_LIFETIMES / turnover)))
+
+
+def initial_alpha(scenario: Scenario) -> np.ndarray:
+    """Given attractiveness, or for 'calibrate' a start: the closed-form static logit ln(conv*s_j/(1-conv)),
+    less the habit bonus that every consumer has at its own last retailer."""
+    conv = scenario.consumers.conversion or 0.5
+    out = []
+    for r in scenario.retailers:
+        if r.attractiveness is not None:
+            out.append(r.attractiveness)
+        else:
+            out.append(math.log(conv * max(r.target_share, 1e-9) / (1 - conv)) - scenario.behaviour.beta_habit)
+    return np.array(out)

@@ -1,0 +1,68 @@
+"""One whole run of a scenario (:func:`simulate`) and what it returns (:class:`RunResult`: the step records, and
+their tables from :mod:`marketsim.engine.outputs`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from marketsim.engine.market import Market, StepRecord, initial_alpha
+from marketsim.engine.outputs import flows_to_frame, records_to_frame
+from marketsim.engine.population import World, build_world
+from marketsim.scenario.core import Scenario
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    seed: int
+    consumers: int
+    steps: int
+    alpha: np.ndarray
+    records: list[StepRecord]
+
+    def timeseries(self) -> pd.DataFrame:
+        """Tidy per-step, per-retailer table (one row per step and retailer)."""
+        return records_to_frame(self.scenario, self.records)
+
+    def flows(self) -> pd.DataFrame:
+        return flows_to_frame(self.scenario, self.records)
+
+    def share(self, step: int) -> dict[str, float]:
+        return dict(zip(self.scenario.retailer_names, map(float, self.records[step].gmv_share)))
+
+
+def simulate(
+    scenario: Scenario,
+    alpha: np.ndarray | None = None,
+    *,
+    trend: np.ndarray | None = None,
+    seed: int | None = None,
+    steps: int | None = None,
+    world: World | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """Run ``scenario`` for ``steps`` (default: its calendar) with attractiveness ``alpha``.
+
+    ``alpha`` is required when a retailer's attractiveness is 'calibrate' (see :mod:`marketsim.fit.calibrate`);
+    ``trend`` (utility per year) defaults to the scenario's trends (0 where 'calibrate').
+    ``world`` may be passed to reuse the consumers drawn for the same seed (e.g. a counterfactual).
+    ``on_step(done, total)`` is called after each step (progress bars).
+    """
+    if alpha is None:
+        if any(r.calibrate for r in scenario.retailers):
+            raise ValueError("retailers marked 'calibrate' need fitted alphas: use marketsim.fit.calibrate.calibrate()")
+        alpha = initial_alpha(scenario)
+    seed = scenario.seed if seed is None else seed
+    steps = scenario.calendar.steps if steps is None else steps
+    world = world if world is not None else build_world(scenario, seed)
+    m = Market(scenario, world, alpha, seed, trend=trend)
+    recs = []
+    for t in range(steps):
+        recs.append(m.step())
+        if on_step is not None:
+            on_step(t + 1, steps)
+    return RunResult(scenario=scenario, seed=seed, consumers=world.n, steps=steps, alpha=np.asarray(alpha), records=recs)

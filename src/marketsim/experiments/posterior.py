@@ -1,0 +1,276 @@
+"""Conditioning the uncertain parameters on the observations (``marketsim fit``, MODEL.md section 8).
+
+Approximate Bayesian computation by importance sampling over a space-filling prior design (Beaumont, Zhang &
+Balding 2002; Sisson, Fan & Beaumont 2018, "Handbook of ABC", chapter 1): K draws from the priors
+(:func:`marketsim.experiments.uncertainty.prior_draws`), each fitted like any scenario (its attractiveness, trends and
+source offsets fitted to the observations; :mod:`marketsim.fit.cache`), each weighted by a Gaussian kernel of
+its residuals, exp(-sum_i r_i^2 / (2 sigma^2)), with sigma the observation error in points. A draw that no
+fit can reconcile with the observations (the market tips, an attractiveness runs away) gets weight 0.
+
+Why not ABC-SMC (pyabc): every particle here needs a fit of several nuisance parameters (tens of
+simulations), so the thousands of particles an SMC run spends would take hours on two cores; one pass over a
+Latin hypercube of K draws costs K fits, the same fits a projection over the priors makes (and caches), and
+its effective sample size is reported so that a too-concentrated posterior shows. The price: the posterior
+is only as fine as the design (K points).
+
+What the data can say: observations dated before an event carry nothing on its effect, and the fitted
+attractiveness, trends and offsets absorb most of the rest; so the fit reports, per parameter, how much the
+posterior narrowed against the prior (1 - posterior sd / prior sd), and says which parameters act before the
+cut-off (only those can be informed by the data at all).
+
+When the posterior is worth too few draws (effective sample size under :func:`ess_floor`), nothing is stored
+and nothing is reported as narrowed: a posterior on one or two points says nothing about the data and would
+collapse every interval a projection draws from it. A stored posterior is checked in full when it is used
+(:func:`load_posterior`); a damaged or inconsistent one is an error naming the file, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from marketsim.runtime.digest import digest
+from marketsim.fit.options import FitOptions
+from marketsim.scenario.core import Scenario, Uncertain
+from marketsim.experiments.uncertainty import Draws, prior_draws, weighted_quantile
+from marketsim.fit.calibrate import cache_key
+from marketsim.fit.cache import BadEntry, check_folder, check_writable, read_regular, store_entry, what_is
+from marketsim.errors import UserError
+from marketsim.experiments.projection import central_fit
+from marketsim.experiments.tasks import fit_task, map_jobs, with_draw
+
+FORMAT = "marketsim-posterior/v1"
+#: Default observation error (points of share) of the kernel: the sources disagree by 2-4 points on JD's
+#: share (FACTS.md), and a fitted market misses single observations by about half a point; 1 point is an
+#: assumption, stated in the output and settable with --sigma.
+DEFAULT_SIGMA_PP = 1.0
+DEFAULT_DRAWS = 64
+#: Effective-sample-size floor, absolute part: the posterior 90% interval is the span between the weighted 5%
+#: and 95% quantiles, and with fewer than 10 equally weighted points it is set by one or two draws (and the
+#: posterior sd's relative error, 1 / sqrt(2 (n - 1)), exceeds 24%).
+ESS_MIN = 10.0
+#: ... relative part: weights concentrated on under 5% of the design mean the kernel (--sigma) is narrower than
+#: the design's spacing, so the posterior shows where the design's points fell rather than what the data say.
+ESS_FRACTION = 0.05
+
+
+def ess_floor(k: int) -> float:
+    """The smallest effective sample size a posterior of ``k`` design draws must have to be stored and used:
+    max(ESS_MIN, ESS_FRACTION x k) (see those constants for the reasons)."""
+    return max(ESS_MIN, ESS_FRACTION * k)
+
+
+@dataclass(frozen=True)
+class Posterior:
+    params: tuple[Uncertain, ...]
+    samples: list[dict[str, float]]  # the design's draws
+    weights: np.ndarray  # (K,) normalised importance weights
+    sigma_pp: float
+    path: Path | None = None
+
+    @property
+    def ess(self) -> float:
+        """Effective sample size, 1 / sum w^2 (Kish): how many equally weighted draws the posterior is worth."""
+        return float(1.0 / np.sum(self.weights**2)) if self.weights.sum() > 0 else 0.0
+
+
+def kernel_weights(residuals: list[np.ndarray | None], sigma_pp: float) -> np.ndarray:
+    """Normalised Gaussian-kernel weights of draws from their residual vectors (points); None = no fit (weight 0)."""
+    logw = np.array([-0.5 * float(np.sum((r / sigma_pp) ** 2)) if r is not None else -np.inf for r in residuals])
+    if not np.isfinite(logw).any():
+        return np.zeros(len(residuals))
+    w = np.exp(logw - logw[np.isfinite(logw)].max())
+    return w / w.sum()
+
+
+def parameter_report(draws: Draws, weights: np.ndarray, scenario: Scenario, until: dt.date) -> list[dict]:
+    """Per parameter: prior and posterior mean, sd and 90% interval, the narrowing, and whether it can be
+    informed at all (it acts on the market before the cut-off)."""
+    out = []
+    for d, p in enumerate(draws.params):
+        x = np.array([v[p.path] for v in draws.values], dtype=float)
+        dist = p.distribution()
+        lo, hi = p.bounds
+        prior_lo, prior_hi = float(p.ppf(0.05)), float(p.ppf(0.95))
+        prior_sd = float(np.std(p.ppf((np.arange(2000) + 0.5) / 2000)))
+        mean = float(weights @ x)
+        sd = float(math.sqrt(max(weights @ (x - mean) ** 2, 0.0)))
+        q5, q95 = weighted_quantile(x, weights, [0.05, 0.95])
+        out.append({"path": p.path, "prior": p.describe(), "reason": p.reason,
+                    "prior_mean": float(np.mean(p.ppf((np.arange(2000) + 0.5) / 2000))), "prior_sd": prior_sd,
+                    "prior_90": [prior_lo, prior_hi], "posterior_mean": mean, "posterior_sd": sd,
+                    "posterior_90": [float(q5), float(q95)], "narrowing": 1 - sd / prior_sd if prior_sd > 0 else 0.0,
+                    "before_cutoff": acts_before(scenario, p.path, until)})
+        del dist, lo, hi
+    return out
+
+
+def acts_before(scenario: Scenario, path: str, until: dt.date) -> bool:
+    """True if the parameter at ``path`` changes the market before the fit's cut-off: a market parameter, or a
+    parameter of an event dated before it."""
+    parts = path.split(".")
+    if parts[0] != "events":
+        return True
+    ev = next((e for e in scenario.events if e.id == parts[1]), None)
+    return ev is not None and ev.date < until
+
+
+def prior_key(scenario: Scenario, k: int, sigma_pp: float, cache_key: str) -> str:
+    """The posterior's key: the central fit's key, the priors, the design size and the kernel's sigma."""
+    priors = [[p.path, p.prior, list(p.args), list(p.bounds)] for p in scenario.uncertain]
+    return digest([cache_key, priors, k, sigma_pp, scenario.seed], 20, spaced=True)
+
+
+def posterior_path(scenario: Scenario, cache_dir: str | Path) -> Path:
+    """Where ``marketsim fit`` stores the posterior of ``scenario`` (next to the fit cache, keyed by the fit's
+    key): the latest one fitted for this market and these priors."""
+    return Path(cache_dir) / f"{cache_key(scenario)}.posterior.json"
+
+
+def save_posterior(post: Posterior, scenario: Scenario, cache_dir: str | Path, report: list[dict]) -> Path:
+    """Store ``post`` where :func:`load_posterior` finds it (atomically; a folder or FIFO in its place is
+    cleared, or one line says why it cannot be)."""
+    body = {"params": [p.path for p in post.params], "samples": post.samples, "weights": post.weights.tolist(),
+            "sigma_pp": post.sigma_pp, "priors": [[p.path, p.prior, list(p.args)] for p in post.params],
+            "report": report}
+    doc = {"format": FORMAT, "sha256": digest(body, spaced=True, default=None), **body}
+    path = posterior_path(scenario, cache_dir)
+    store_entry(path, doc, "the posterior")
+    return path
+
+
+KEYS = ("params", "samples", "weights", "sigma_pp", "priors", "report")
+
+
+def load_posterior(scenario: Scenario, cache_dir: str | Path) -> Posterior | None:
+    """The stored posterior for this market and these priors, or None when none is stored. A stored one is
+    checked in full (:func:`check_posterior`): anything wrong with it (damaged, edited, fitted under other priors
+    or parameters, weights worth fewer draws than :func:`ess_floor`) raises a UserError naming the file and
+    the problem; it is never silently replaced by the priors."""
+    path = posterior_path(scenario, cache_dir)
+    if what_is(path) is None:
+        return None
+    try:
+        return check_posterior(json.loads(read_regular(path)), scenario, path)
+    except (BadEntry, ValueError) as e:
+        problem = str(e) if isinstance(e, BadEntry) else "not valid JSON (truncated or damaged)"
+        raise UserError(f"{path}: the posterior stored by `marketsim fit` {problem}; `marketsim fit` remakes it, "
+                        f"--prior ignores it") from None
+
+
+def check_posterior(doc, scenario: Scenario, path: Path | None = None) -> Posterior:
+    """The posterior in ``doc`` (a parsed posterior file) for ``scenario``, checked in full: format, keys and
+    checksum; the parameters and priors are the scenario's uncertain ones; every sample gives each of them a
+    number inside its support (the prior's, truncated to the field's bounds); the weights are finite,
+    non-negative, one per sample, with a positive sum; the kernel's sigma is a positive number; the effective
+    sample size is at least :func:`ess_floor`. Raises :class:`marketsim.fit.cache.BadEntry` saying what is wrong
+    (a phrase that follows "the posterior stored by `marketsim fit`")."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise BadEntry(f"is not a {FORMAT} document")
+    missing = [k for k in (*KEYS, "sha256") if k not in doc]
+    if missing:
+        raise BadEntry(f"lacks {', '.join(missing)}")
+    body = {k: doc[k] for k in KEYS}
+    if doc["sha256"] != digest(body, spaced=True, default=None):
+        raise BadEntry("fails its checksum (edited or corrupted)")
+    params = scenario.uncertain
+    want = [p.path for p in params]
+    if body["params"] != want:
+        raise BadEntry(f"was fitted for the uncertain parameters {_names(body['params'])}, not the scenario's "
+                       f"{_names(want)}")
+    if body["priors"] != [[p.path, p.prior, list(p.args)] for p in params]:
+        raise BadEntry(f"was fitted under other priors than the scenario's ({'; '.join(p.path + ': ' + p.describe() for p in params)})")
+    sigma = body["sigma_pp"]
+    if not _number(sigma) or sigma <= 0:
+        raise BadEntry(f"has sigma_pp {sigma!r}, not a positive number of points")
+    samples, weights = body["samples"], body["weights"]
+    if not isinstance(samples, list) or not samples:
+        raise BadEntry("has no samples")
+    if not isinstance(weights, list) or len(weights) != len(samples):
+        raise BadEntry(f"has {len(weights) if isinstance(weights, list) else 'no list of'} weights for "
+                       f"{len(samples)} samples")
+    for i, w in enumerate(weights):
+        if not _number(w) or w < 0:
+            raise BadEntry(f"has weights[{i}] = {w!r}, not a finite non-negative number")
+    if not 0 < sum(weights) < math.inf:
+        raise BadEntry(f"has weights that sum to {sum(weights):g}, not a positive finite number")
+    support = {p.path: _support(p) for p in params}
+    for i, v in enumerate(samples):
+        if not isinstance(v, dict) or sorted(v) != sorted(want):
+            raise BadEntry(f"has samples[{i}] that does not give exactly the parameters {_names(want)}")
+        for p in params:
+            x, (lo, hi) = v[p.path], support[p.path]
+            if not _number(x) or not lo <= x <= hi or (p.integer and x != int(x)):
+                raise BadEntry(f"has samples[{i}].{p.path} = {x!r}, outside its support {lo:g} .. {hi:g}"
+                               f"{' (an integer)' if p.integer else ''}")
+    post = Posterior(params, samples, np.asarray(weights, dtype=float) / sum(weights), float(sigma), path)
+    floor = ess_floor(len(samples))
+    if post.ess < floor:
+        raise BadEntry(f"is worth {post.ess:.1f} draws (effective sample size) of {len(samples)}, under the floor "
+                       f"of {floor:g}")
+    return post
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _names(paths) -> str:
+    return ", ".join(map(str, paths)) if isinstance(paths, list) and paths else "(none)"
+
+
+def _support(p: Uncertain) -> tuple[float, float]:
+    """Where draws of ``p`` can fall: its prior's support within the field's bounds (a little slack for the
+    rounding of the stored numbers)."""
+    a, b = p.distribution().support()
+    lo, hi = max(p.bounds[0], float(a)), min(p.bounds[1], float(b))
+    eps = 1e-9 * max(1.0, abs(lo), abs(hi))
+    return lo - eps, hi + eps
+
+
+def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = DEFAULT_SIGMA_PP, executor=None,
+              cache_dir: str | Path | None = None, on_progress=None) -> tuple[Posterior, dict]:
+    """Weigh ``k`` prior draws by how well their fits meet the observations (see the module docstring).
+    Returns the posterior and a summary (per-parameter report, failed draws, effective sample size)."""
+    if not scenario.uncertain:
+        raise UserError(f"{scenario.source}: no uncertain parameter (a range or a prior) to condition on the data")
+    if not scenario.observations:
+        raise UserError(f"{scenario.source}: no observations to condition on")
+    if k < ess_floor(k):  # the effective sample size never exceeds the number of draws: refuse before any fit
+        raise UserError(f"--draws {k}: a posterior of {k} draws is worth at most {k} (effective sample size), under "
+                        f"the floor of {ess_floor(k):g} a posterior needs to be stored; give --draws {DEFAULT_DRAWS} "
+                        f"(the default) or more")
+    if cache_dir is not None:
+        check_folder(Path(cache_dir))
+        check_writable(Path(cache_dir), "the posterior (and any missing fit)")  # before the costly fits
+    draws = prior_draws(scenario, k, scenario.seed)
+    cache = None if cache_dir is None else str(cache_dir)
+    start = central_fit(scenario, cache)
+    fits = map_jobs(executor, fit_task, [(with_draw(scenario, v), cache, FitOptions(allow_fixed=True, start=start))
+                                         for v in draws.values], "fits", on_progress)
+    residuals = [None if "error" in f else np.asarray(f["residuals"], dtype=float) for f in fits]
+    w = kernel_weights(residuals, sigma_pp)
+    if w.sum() == 0:
+        first = next((f["error"] for f in fits if "error" in f), "no draw could be fitted")
+        raise UserError(f"no parameter draw could be fitted to the observations; the first: {first}")
+    post = Posterior(draws.params, draws.values, w, sigma_pp)
+    floor = ess_floor(k)
+    if post.ess < floor:  # a posterior on a handful of points: neither stored nor reported as "narrowing"
+        kept = posterior_path(scenario, cache_dir) if cache_dir is not None else None
+        kept = f"; the posterior stored before ({kept}) is left as it was" if kept is not None and kept.exists() else ""
+        raise UserError(
+            f"{scenario.source}: the posterior is worth {post.ess:.1f} draws (effective sample size: the fits of "
+            f"{k} prior draws, weighted by a kernel of --sigma {sigma_pp:g} points), under the floor of {floor:g}; "
+            f"nothing was stored{kept}; give more --draws (e.g. {max(2 * k, DEFAULT_DRAWS)}) or a larger --sigma "
+            f"(the observation error you assume, in points)")
+    until = scenario.fit_cutoff()
+    report = parameter_report(draws, w, scenario, until)
+    summary = {"scenario": scenario.name, "draws": k, "fitted": sum(r is not None for r in residuals),
+               "sigma_pp": sigma_pp, "ess": post.ess, "ess_floor": floor, "until": until.isoformat(), "parameters": report,
+               "failed": [{"values": v, "reason": f["error"]} for v, f in zip(draws.values, fits) if "error" in f]}
+    return post, summary

@@ -1,0 +1,451 @@
+"""Projections (MODEL.md section 10): a scenario (and the options it is compared with) against its
+counterfactual baseline, over draws of the uncertain parameters and replicates of the simulation.
+
+For each parameter draw k (:mod:`marketsim.experiments.uncertainty`) every arm is fitted (:mod:`marketsim.fit.cache`: a draw
+that does not change the market before the fit's cut-off reuses a stored fit); the counterfactual baseline
+keeps the fit of the first option and drops its events. Then every draw runs the same R replicates: replicate
+r's seed is ``SeedSequence(scenario.seed).spawn(R)[r]`` for every draw and arm (common random numbers), and
+the arms of a replicate share one World and one market up to the first step where their events differ, where
+the market forks (:meth:`marketsim.engine.market.Market.fork`). Everything runs as tasks on one executor (local
+processes or a Dask cluster) and is collected by index, so the numbers depend on the seed alone.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from marketsim.engine.market import Market
+from marketsim.errors import UserError
+from marketsim.engine.population import build_world, child_seed
+from marketsim.fit.options import FitOptions
+from marketsim.scenario.core import Scenario
+from marketsim.experiments.tasks import divergence, fit_task, map_jobs, run_forked, with_draw
+from marketsim.experiments.uncertainty import Draws, Summary, summarize
+
+# the tasks' older private names (marketsim.tasks holds them now)
+_map, _with_draw, _divergence = map_jobs, with_draw, divergence
+
+BASELINE = "baseline"
+METRICS = ("gmv_share", "gmv", "revenue", "accounts_created")
+
+
+def replicate_seeds(seed: int, replicates: int, stream: int = 0) -> list[int]:
+    """Integer seeds of the replicates, spawned from the scenario seed (``stream`` 1 gives an independent set)."""
+    root = np.random.SeedSequence(seed, spawn_key=(stream,)) if stream else np.random.SeedSequence(seed)
+    return [child_seed(c) for c in root.spawn(replicates)]
+
+
+# --------------------------------------------------------------------------- tasks (run on the executor)
+
+
+def replicate_task(arms: list[tuple[str, Scenario]], params: dict[str, tuple[np.ndarray, np.ndarray]], seed: int,
+                   steps: int, baseline_seed: int | None = None) -> dict:
+    """One replicate of every arm (``arms``: name -> scenario; ``params``: name -> (alpha, trend)).
+
+    Arms with the same World and values share one market until their events differ, then fork. Returns per arm
+    the per-step metrics (steps x retailers), and for the consumers who lost a login in the first arm, where
+    they last bought at the horizon in every arm."""
+    first_name, first = arms[0]
+    world = build_world(first, seed)
+    out: dict = {}
+    markets: dict[str, Market] = {}
+    groups: dict = {}
+    for name, sc in arms:
+        a, tr = params[name]
+        s = seed if name != BASELINE or baseline_seed is None else baseline_seed
+        groups.setdefault((a.tobytes(), tr.tobytes(), s, _world_key(sc)), []).append((name, sc))
+    for (_, _, s, _), members in groups.items():
+        name0, sc0 = members[0]
+        a, tr = params[name0]
+        w = world if (s == seed and _world_key(sc0) == _world_key(first)) else build_world(sc0, s)
+        lead = Market(sc0, w, a, s, trend=tr)
+        for (name, _), (m, recs) in zip(members, run_forked(lead, members, steps)):
+            out[name] = {k: np.array([getattr(r, k) for r in recs]) for k in METRICS}
+            markets[name] = m
+    m0 = markets[first_name]
+    lost = m0.lost_index()
+    R = m0.R
+    dest = {name: (np.bincount(m.last[lost][m.last[lost] >= 0], minlength=R).astype(float)
+                   if m.world is m0.world else np.full(R, np.nan)) for name, m in markets.items()}
+    return {"arms": out, "lost": len(lost), "destinations": dest, "scale": m0.scale_at(steps - 1)}
+
+
+def _world_key(sc: Scenario) -> str:
+    """What a World depends on: providers, consumers, retailers' starting shares and logins, the market size."""
+    d = sc.to_dict()
+    return repr((d["providers"], d["consumers"], [(r["name"], r["initial_share"], r["sso_share"], r["logins"])
+                                                   for r in d["retailers"]], d["market_size"], d["calendar"]["start"]))
+
+
+# --------------------------------------------------------------------------- the projection
+
+
+@dataclass
+class Projection:
+    """The results of :func:`project`: per arm, metric arrays of shape (draws, replicates, steps, retailers)."""
+
+    scenario: Scenario  # the first option
+    options: dict[str, Scenario]  # the options compared (name -> scenario), the first being ``scenario``
+    baseline: Scenario
+    draws: Draws
+    kept: np.ndarray  # indices (into the design) of the draws that could be fitted
+    failed: list[tuple[dict, str]]  # (draw values, reason) of draws that could not be fitted
+    seeds: list[int]
+    baseline_seeds: list[int]
+    steps: int
+    arrays: dict[str, dict[str, np.ndarray]]
+    lost: np.ndarray  # (draws, replicates) agents who lost a login (first option)
+    destinations: dict[str, np.ndarray]  # arm -> (draws, replicates, retailers)
+    scale: float  # shoppers per agent at the horizon
+    fits: list[dict]  # per kept draw: the first option's fit summary
+    thresholds: tuple[float, ...] = ()
+    extra: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # one line each: e.g. two options identical in every draw
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.scenario.retailer_names
+
+    @property
+    def paired(self) -> bool:
+        return self.seeds == self.baseline_seeds
+
+    @property
+    def weights(self) -> np.ndarray:
+        w = self.draws.weights[self.kept]
+        return w / w.sum()
+
+    def kept_draws(self) -> Draws:
+        d = self.draws
+        return Draws(d.params, d.unit[self.kept], [d.values[i] for i in self.kept], self.weights, d.source)
+
+    def horizon(self, arm: str, metric: str = "gmv_share") -> np.ndarray:
+        """(draws, replicates, retailers) at the last step."""
+        return self.arrays[arm][metric][:, :, -1, :]
+
+    def removed_from(self, arm: str) -> int:
+        """First step at which ``arm`` and the baseline differ (where a shift can begin)."""
+        return min(divergence(self.options[arm], self.baseline), self.steps - 1)
+
+    def shift(self, arm: str) -> dict[str, Summary]:
+        """Per retailer: the horizon GMV share of ``arm`` minus the baseline's (fractions), summarised over the
+        draws and replicates (:func:`marketsim.experiments.uncertainty.summarize`)."""
+        d = self.horizon(arm) - self.horizon(BASELINE)
+        return {n: summarize(d[:, :, j], self.kept_draws(), tuple(t / 100 for t in self.thresholds))
+                for j, n in enumerate(self.names)}
+
+    def revenue_shift(self, arm: str) -> dict[str, Summary]:
+        """Per retailer: revenue (currency) from the first step the arm differs from the baseline to the horizon."""
+        lo = self.removed_from(arm)
+        s = self.arrays[arm]["revenue"][:, :, lo:, :].sum(axis=2) - self.arrays[BASELINE]["revenue"][:, :, lo:, :].sum(axis=2)
+        return {n: summarize(s[:, :, j], self.kept_draws()) for j, n in enumerate(self.names)}
+
+    def difference(self, a: str, b: str) -> dict[str, Summary]:
+        """Per retailer: horizon share of option ``a`` minus option ``b`` (same draws and seeds)."""
+        d = self.horizon(a) - self.horizon(b)
+        return {n: summarize(d[:, :, j], self.kept_draws(), tuple(t / 100 for t in self.thresholds))
+                for j, n in enumerate(self.names)}
+
+    def destination_shares(self) -> dict[str, dict[str, float]]:
+        w = self.weights
+        out = {}
+        for arm, d in self.destinations.items():
+            tot = np.einsum("k,krj->j", w, d)
+            s = tot.sum()
+            out[arm] = {n: (float(tot[j] / s) if s > 0 and np.isfinite(s) else math.nan) for j, n in enumerate(self.names)}
+        return out
+
+    def tidy(self) -> pd.DataFrame:
+        """One row per draw, replicate, arm, step and retailer."""
+        frames = []
+        for arm, a in self.arrays.items():
+            K, R, T, J = a["gmv_share"].shape
+            seeds = self.baseline_seeds if arm == BASELINE else self.seeds
+            dates = np.array([self.scenario.calendar.date_of(t).isoformat() for t in range(T)])
+            frames.append(pd.DataFrame({
+                "draw": np.repeat(self.kept, R * T * J),
+                "replicate": np.tile(np.repeat(np.arange(R), T * J), K),
+                "seed": np.tile(np.repeat(np.array(seeds, dtype=np.uint64), T * J), K),
+                "arm": arm,
+                "step": np.tile(np.repeat(np.arange(T), J), K * R),
+                "date": np.tile(np.repeat(dates, J), K * R),
+                "retailer": np.tile(np.array(self.names), K * R * T),
+                **{k: v.reshape(-1) for k, v in a.items()},
+            }))
+        return pd.concat(frames, ignore_index=True)
+
+
+def project(
+    scenario: Scenario,
+    *,
+    draws: Draws,
+    replicates: int,
+    options: dict[str, Scenario] | None = None,
+    baseline_without: list[str] | None = None,
+    steps: int | None = None,
+    executor: Executor | None = None,
+    cache_dir: str | Path | None = None,
+    independent_baseline: bool = False,
+    thresholds: tuple[float, ...] = (),
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> Projection:
+    """Project ``scenario`` (and the other ``options``, compared on the same draws and seeds) against the
+    baseline without ``baseline_without`` (default: all of the scenario's events).
+
+    ``draws``: the parameter sets (:mod:`marketsim.experiments.uncertainty`); a draw's values are set in each option (and the
+    baseline) at the paths that option itself declares uncertain with the same prior (:func:`marketsim.experiments.tasks.with_draw`,
+    :func:`check_shared_draws`); the options must be the same market (:func:`market_differences`). Options
+    whose results are identical in every draw and replicate are named in ``Projection.warnings``.
+    ``executor``: any ``concurrent.futures.Executor`` (None runs inline). ``on_progress(stage,
+    done, total)`` reports the fits, then the replicates. Draws that cannot be fitted are dropped and reported
+    (they are parameter values the observations rule out); if none can, the first one's reason is raised."""
+    options = dict(options or {"scenario": scenario})
+    first = next(iter(options))
+    for name, sc in options.items():
+        diff = market_differences(options[first], sc)
+        if diff:
+            raise UserError(f"option {name} is another market than {first} ({'; '.join(diff)}); options must differ "
+                            f"only in their events and assumptions")
+    check_shared_draws(options, draws.params)
+    baseline_full = options[first].without_events(baseline_without)
+    steps = steps or scenario.calendar.steps
+    cache = None if cache_dir is None else str(cache_dir)
+    arms_of = []  # per draw: [(name, scenario)] with the baseline last
+    for values in draws.values:
+        arms = [(name, with_draw(sc, values)) for name, sc in options.items()]
+        arms.append((BASELINE, with_draw(baseline_full, values)))
+        arms_of.append(arms)
+
+    # fits: every distinct (draw, option) market; identical ones (same key) are fitted once by the cache
+    import time
+
+    t0 = time.perf_counter()
+    fit_jobs = [(k, name, sc) for k, arms in enumerate(arms_of) for name, sc in arms if name != BASELINE]
+    start = central_fit(options[first], cache) if draws.k > 1 else None
+    fits = map_jobs(executor, fit_task, [(sc, cache, FitOptions(start=start)) for _, _, sc in fit_jobs], "fits",
+                    on_progress)
+    by_draw: dict[int, dict[str, dict]] = {}
+    for (k, name, _), f in zip(fit_jobs, fits):
+        by_draw.setdefault(k, {})[name] = f
+    kept, failed = [], []
+    for k in range(draws.k):
+        bad = next((f["error"] for f in by_draw[k].values() if "error" in f), None)
+        if bad is None:
+            kept.append(k)
+        else:
+            failed.append((draws.values[k], bad))
+    if not kept:
+        raise UserError(f"no parameter draw could be fitted; the first: {failed[0][1]}")
+
+    t_fit = time.perf_counter() - t0
+    seeds = replicate_seeds(scenario.seed, replicates)
+    bseeds = replicate_seeds(scenario.seed, replicates, stream=1) if independent_baseline else seeds
+    jobs = []
+    for k in kept:
+        params = {name: (f["alpha"], f["trend"]) for name, f in by_draw[k].items()}
+        params[BASELINE] = params[first]  # the counterfactual keeps the fitted values and drops the events
+        for r in range(replicates):
+            jobs.append((arms_of[k], params, seeds[r], steps, bseeds[r] if independent_baseline else None))
+    results = map_jobs(executor, replicate_task, jobs, "replicates", on_progress)
+
+    K, R = len(kept), replicates
+    arm_names = [name for name, _ in arms_of[kept[0]]]
+    arrays = {arm: {m: np.stack([res["arms"][arm][m] for res in results]).reshape(K, R, steps, -1) for m in METRICS}
+              for arm in arm_names}
+    for arm in arm_names:  # shares of no purchases are undefined: one line naming why, never nan shares
+        empty = ~np.isfinite(arrays[arm]["gmv_share"][:, :, -1, :]).all(axis=-1)
+        if empty.any():
+            k, r = map(int, np.argwhere(empty)[0])
+            raise UserError(no_purchases_cause(dict(arms_of[kept[k]])[arm], arm, r, steps))
+    warnings = [f"options {a} and {b} gave identical results in every draw and replicate: check that they differ "
+                f"(a draw sets a parameter only where an option declares it uncertain)"
+                for a, b in identical_options(arrays, list(options))]
+    return Projection(
+        scenario=options[first], options=options, baseline=baseline_full, draws=draws, kept=np.array(kept),
+        failed=failed, seeds=seeds, baseline_seeds=bseeds, steps=steps, arrays=arrays,
+        lost=np.array([res["lost"] for res in results]).reshape(K, R),
+        destinations={arm: np.stack([res["destinations"][arm] for res in results]).reshape(K, R, -1) for arm in arm_names},
+        scale=results[0]["scale"], fits=[by_draw[k][first] for k in kept], thresholds=tuple(thresholds),
+        extra={"seconds": {"fits": round(t_fit, 2), "replicates": round(time.perf_counter() - t0 - t_fit, 2)}},
+        warnings=warnings,
+    )
+
+
+def no_purchases_cause(sc: Scenario, arm: str, replicate: int, steps: int) -> str:
+    """One line for a projection whose arm ``arm`` had no simulated purchase at the horizon (its shares would be
+    0 / 0), naming the cause from the scenario's own values: a shopping rate that leaves no shoppers, or
+    frictions that leave no buyer."""
+    c, f, b = sc.consumers, sc.friction, sc.behaviour
+    when = f"at the horizon ({sc.calendar.date_of(steps - 1)}) in {arm}, replicate {replicate}"
+    per_step = c.shopping_rate * c.count
+    if per_step < 1:
+        return (f"{sc.source}: consumers.shopping_rate {c.shopping_rate:g} per {sc.calendar.step_days}-day step: "
+                f"{per_step:.2g} simulated shoppers a step at {c.count:,} consumers, so no purchase {when} and no "
+                f"shares; raise consumers.shopping_rate (or --consumers)")
+    return (f"{sc.source}: no simulated shopper bought {when}, so there are no shares: every retailer's friction "
+            f"(native {f.native:g}, sso {f.sso:g}, link {f.link:g}, create {f.create:g} utility, times "
+            f"behaviour.beta_friction {b.beta_friction:g}) and attractiveness leave the purchase probability ~0; lower "
+            f"the frictions or raise the attractiveness")
+
+
+def central_fit(scenario: Scenario, cache_dir: str | None):
+    """The fit of ``scenario`` at its central values (cached), which every draw's fit starts from (its values and
+    Jacobian: a draw near the centre then needs a few simulations instead of a full fit); None if nothing is
+    fitted or it cannot be fitted."""
+    try:
+        return fitted(scenario, cache_dir).calibration
+    except CalibrationError:
+        return None
+
+
+def _spec(u) -> tuple:
+    """What an uncertain parameter's draws depend on: central value, prior, its parameters, bounds, integer."""
+    return (u.value, u.prior, tuple(u.args), tuple(u.bounds), u.integer)
+
+
+def check_shared_draws(options: dict[str, Scenario], params) -> None:
+    """Every option draws its uncertain parameters from the first option's draws (``params``): refuse (one line)
+    an option that declares a parameter uncertain that the first does not, or with another range or prior."""
+    first = next(iter(options))
+    by_path = {p.path: p for p in params}
+    for name, sc in options.items():
+        for u in sc.uncertain:
+            m = by_path.get(u.path)
+            if m is None:
+                raise UserError(f"option {name}: {u.path} is uncertain there ({u.describe()}) but not in {first}, whose "
+                                f"parameter draws every option shares; give it the same range or prior in {first}, or "
+                                f"a plain number in {name}")
+            if _spec(m) != _spec(u):
+                raise UserError(f"option {name}: {u.path} is {u.describe()} with central value {u.value:g} there but "
+                                f"{m.describe()} with central value {m.value:g} in {first}; options share one draw per "
+                                f"parameter, so give both the same range, prior and central value (or a plain number)")
+
+
+#: The fields that make two scenario files the same market (the ones --compare may not change).
+MARKET_FIELDS = ("retailers", "calendar", "seed", "consumers", "market_size", "currency", "observations",
+                 "primary_source", "fit_until")
+
+
+def market_differences(a: Scenario, b: Scenario) -> list[str]:
+    """``field: a's value vs b's`` (shortened) for each market field in which ``b`` differs from ``a``: retailers
+    (names and order), the calendar, seed, consumer count, market size, currency, observations, primary source
+    and fit cut-off. Options compared in one projection must be the same market."""
+    da, db = a.to_dict(), b.to_dict()
+    out = []
+    for f in MARKET_FIELDS:
+        va, vb = da.get(f), db.get(f)
+        if f == "retailers":
+            va, vb = [r["name"] for r in va], [r["name"] for r in vb]
+        elif f == "consumers":
+            va, vb = va["count"], vb["count"]
+        if va != vb:
+            out.append(f"{f}: {_short(va)} vs {_short(vb)}")
+    return out
+
+
+def _short(v, n: int = 40) -> str:
+    import json
+
+    t = json.dumps(v, default=str) if not isinstance(v, str) else v
+    return t if len(t) <= n else t[: n - 3] + "..."
+
+
+def identical_options(arrays: dict[str, dict[str, np.ndarray]], names: list[str]) -> list[tuple[str, str]]:
+    """Pairs of options whose every metric is identical in every draw, replicate, step and retailer."""
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+            if all(np.array_equal(arrays[a][m], arrays[b][m]) for m in METRICS)]
+
+
+# --------------------------------------------------------------------------- the summary
+
+
+def summary(proj: Projection) -> dict:
+    """The projection as plain data (``project --json``, projection.json, the report)."""
+    sc = proj.scenario
+    w = proj.weights
+    horizon = sc.calendar.date_of(proj.steps - 1).isoformat()
+
+    def share(arm):
+        return {n: float(np.einsum("k,kr->", w, proj.horizon(arm)[:, :, j]) / proj.horizon(arm).shape[1])
+                for j, n in enumerate(proj.names)}
+
+    outside = [e.id for e in sc.events if e.step >= proj.steps]
+    removed = [e.id for e in sc.events if e not in proj.baseline.events]
+    options = {}
+    for arm in proj.options:
+        lo = proj.removed_from(arm)
+        options[arm] = {
+            "share": share(arm),
+            "shift": {n: s.to_dict() for n, s in proj.shift(arm).items()},
+            "revenue_shift": {"from": sc.calendar.date_of(lo).isoformat(), "to": horizon, "currency": sc.currency,
+                              **{n: s.to_dict() for n, s in proj.revenue_shift(arm).items()}},
+        }
+    first = next(iter(proj.options))
+    out = {
+        "scenario": sc.name,
+        "scenario_hash": sc.digest(),
+        "seed": sc.seed,
+        "consumers": sc.consumers.count,
+        "steps": proj.steps,
+        "horizon": horizon,
+        "draws": {"k": len(proj.kept), "designed": proj.draws.k, "source": proj.draws.source,
+                  "parameters": [{"path": p.path, "value": p.value, "range": p.describe(), "reason": p.reason}
+                                 for p in proj.draws.params],
+                  "failed": [{"values": v, "reason": why} for v, why in proj.failed]},
+        "replicates": len(proj.seeds),
+        "paired_seeds": proj.paired,
+        "baseline_without": removed,
+        "events_outside_horizon": outside,
+        "share_scenario": options[first]["share"],
+        "share_baseline": share(BASELINE),
+        "shift": options[first]["shift"],
+        "revenue_shift": options[first]["revenue_shift"],
+        "interval_covers": next(iter(options[first]["shift"].values()))["covers"],
+        "thresholds_pp": list(proj.thresholds),
+        "lost_login": _lost_login(proj),
+        "calibration": _fit_summary(proj),
+        "seconds": proj.extra.get("seconds"),
+        "warnings": list(proj.warnings),
+    }
+    if len(proj.options) > 1:
+        names = list(proj.options)
+        out["options"] = options
+        out["compare"] = {f"{a} - {names[0]}": {n: s.to_dict() for n, s in proj.difference(a, names[0]).items()}
+                          for a in names[1:]}
+    return out
+
+
+def _lost_login(proj: Projection) -> dict:
+    """Consumers who lost a login by an event of the first option, and where they last bought at the horizon in
+    that option and in the baseline. ``removal_in_baseline`` is true when the baseline keeps a login removal
+    (a ``--baseline-without`` of other events): then those consumers lost it in both arms."""
+    w = proj.weights
+    consumers = float(w @ proj.lost.mean(axis=1)) * proj.scale
+    dest = proj.destination_shares()
+    first = next(iter(proj.options))
+    return {"consumers": consumers, "consumers_rounded": round_to(consumers),
+            "destinations_scenario": dest[first], "destinations_baseline": dest[BASELINE],
+            "removal_in_baseline": any(e.action.revokes_logins for e in proj.baseline.events)}
+
+
+def _fit_summary(proj: Projection) -> dict | None:
+    f = [x for x in proj.fits if x.get("key")]
+    if not f:
+        return None
+    res = [x["max_residual_pp"] for x in f]
+    return {"fits": len(f), "distinct": len({x["key"] for x in f}), "dof": f[0]["dof"],
+            "max_residual_pp": max(res), "median_max_residual_pp": float(np.median(res)), "key": f[0]["key"]}
+
+
+def round_to(x: float, digits: int = 2) -> float:
+    """``x`` to ``digits`` significant figures (what a model of this kind can know: 3,585,344 -> 3,600,000)."""
+    if not x or not math.isfinite(x):
+        return x
+    return float(round(x, -int(math.floor(math.log10(abs(x)))) + digits - 1))

@@ -1,0 +1,798 @@
+"""The live browser page: a scenario and its counterfactual stepping side by side, with the controls.
+
+Run it with ``marketsim viz SCENARIO [--host 127.0.0.1] [--port 8765] [--consumers N] [--max-sessions N]``, or Solara's
+way: ``solara run marketsim.viz.page`` (scenario from $MARKETSIM_VIZ_SCENARIO, default
+the bundled battle_lines_2013). With :mod:`marketsim.viz.server` the only modules that import solara; the model
+(:mod:`marketsim.mesa_model.live`) does not know it exists.
+
+The page is built from Solara components around :class:`~marketsim.mesa_model.live.LiveModel` (a ``mesa.Model``): two
+:class:`~marketsim.engine.market.Market` s on one World, attractiveness and seed, the scenario and the same
+scenario without its events (common random numbers, as in :mod:`marketsim.experiments.projection`), so that the gap
+between them is the effect of the events and not noise. Mesa's SolaraViz is not used: its page always
+shows its own controls (play interval, render interval, threads, page tabs) that mean nothing here.
+
+The pictures are SVG written here from a few arrays (no plotting library in the step's path): a step
+reaches the screen in tens of milliseconds at 100,000 consumers (``benchmarks/viz_latency.py``).
+The agent picture draws a sample of a few hundred consumers chosen once per model (a snowball sample over
+the social layers, so that it has ties), laid out once; only their colours change as the model steps.
+
+Importing this module imports solara (it defines the ``Page`` component ``solara run`` looks for) but
+builds nothing: each browser session builds its own model, in a background thread, when its page first
+renders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import math
+import os
+import threading
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import solara
+import solara.lab
+
+from marketsim.errors import UserError
+from marketsim.figures.plots import retailer_colors  # the colours of every other chart
+from marketsim.fit.calibrate import CalibrationError
+from marketsim.mesa_model.live import MODELS, LiveModel, fitted_alpha
+from marketsim.report.numbers import count, points, share
+from marketsim.scenario import bundled
+from marketsim.scenario.core import Scenario, load_scenario
+
+#: Seconds between steps while playing.
+PLAY_PERIOD = 0.25
+#: Seeds the scenario format accepts.
+SEED_MAX = 2**63 - 1
+#: Live sessions (browser tabs) a server holds a model for, unless $MARKETSIM_VIZ_MAX_SESSIONS says otherwise.
+MAX_SESSIONS = 4
+
+
+def _env_scenario() -> Path:
+    return Path(os.environ.get("MARKETSIM_VIZ_SCENARIO") or bundled.path(bundled.HEADLINE))
+
+
+def _env_consumers() -> int | None:
+    v = os.environ.get("MARKETSIM_VIZ_CONSUMERS")
+    return int(v) if v else None
+
+
+
+
+
+
+# --------------------------------------------------------------------------- the model behind the page
+
+
+
+
+
+
+# --------------------------------------------------------------------------- the knobs
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A slider: what it sets (``path`` in the scenario), its range and how its value reads."""
+
+    key: str
+    label: str
+    path: str
+    value: float  # the scenario's own value
+    lo: float
+    hi: float
+    step: float
+    fmt: Callable[[float], str]  # value -> text with its unit
+    integer: bool = False
+
+
+def _utils(x: float) -> str:
+    return f"{x:.2f} utils"
+
+
+def knobs(scenario: Scenario) -> list[Knob]:
+    """The sliders for ``scenario`` (only those it has events for), with ranges that cover the values a
+    scenario may reasonably take (and always the scenario's own value)."""
+
+    def knob(key, label, path, value, lo, hi, step, fmt=_utils, integer=False):
+        return Knob(key, label, path, value, min(lo, value), max(hi, value), step, fmt, integer)
+
+    cal = scenario.calendar
+    raw = [e for e in (getattr(scenario, "raw", {}) or {}).get("events") or [] if isinstance(e, dict)]
+    lead, trail, seen = [], [], set()
+    for e in scenario.events:  # the first event of each type with sliders (eventtypes: EventType.live_sliders)
+        if e.action.type in seen:
+            continue
+        by_step = "step" in next((r for r in raw if r.get("id") == e.id), {})
+        sliders = e.action.live_sliders(e, cal, by_step)
+        if sliders is None:
+            continue
+        seen.add(e.action.type)
+        for s in sliders:
+            fmt = (lambda w: f"week {int(w)} · {cal.date_of(int(w)).isoformat()}") if s.week else _utils
+            (lead if s.lead else trail).append(knob(s.key, s.label, s.path, s.value, s.lo, s.hi, s.step, fmt,
+                                                    integer=s.week))
+    out = lead
+    out.append(knob("create_cost", "New-account cost", "friction.create", scenario.friction.create, 0.0, 5.0, 0.1))
+    out.append(knob("social_weight", "Social influence (all friends at one retailer)", "behaviour.beta_social",
+                    scenario.behaviour.beta_social, 0.0, 5.0, 0.1))
+    out += trail
+    return out
+
+
+def parse_seed(text: str) -> int:
+    """The seed typed on the page, or ValueError saying what is wrong (one line)."""
+    s = (text or "").strip()
+    try:
+        v = int(s)
+    except ValueError:
+        raise ValueError(f"seed must be a whole number from 0 to {SEED_MAX}; got {s[:30]!r}") from None
+    if not 0 <= v <= SEED_MAX:
+        raise ValueError(f"seed must be from 0 to {SEED_MAX}; got {s[:30]}")
+    return v
+
+
+def scenario_with(base: Scenario, values: dict[str, float], seed: int) -> Scenario:
+    """``base`` with the knobs' values (by key) and the seed."""
+    by_key = {k.key: k for k in knobs(base)}
+    paths = {}
+    for key, v in values.items():
+        k = by_key.get(key)
+        if k is None or v == k.value:
+            continue
+        if key == "drop_week":
+            paths[k.path] = int(v) if k.path.endswith(".step") else base.calendar.date_of(int(v)).isoformat()
+        else:
+            paths[k.path] = float(v)
+    sc = base.with_values(paths) if paths else base
+    return sc.with_overrides(seed=seed) if seed != sc.seed else sc
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line a user can read (never a traceback)."""
+    msg = " ".join(str(e).split()) or type(e).__name__
+    if not isinstance(e, UserError):
+        msg = f"{type(e).__name__}: {msg}"
+    return msg if len(msg) <= 300 else msg[:297] + "..."
+
+
+def build_failure(e: BaseException, base: Scenario, values: dict[str, float], continuing: bool) -> tuple[str, str]:
+    """What the page says when the model for the sliders' ``values`` cannot be built, in words, and the full
+    technical reason ("" when the words are it). A failed fit is said plainly (where the market tips: that it
+    does, and which way to move the slider), never as a cut-off calibration message."""
+    keep = "; the previous run continues" if continuing else ""
+    if not isinstance(e, CalibrationError):
+        return f"Could not build the market{keep}: {one_line(e)}", ""
+    detail = " ".join(str(e).split())
+    knob = {k.key: k for k in knobs(base)}.get("social_weight")
+    social = values.get("social_weight") if knob is not None else None
+    raised = social is not None and social > knob.value
+    if "market tips" in detail:  # calibrate's diagnosis: simulated shares jump between far-apart values
+        at = f"at social influence {knob.fmt(social)}" if raised else "with these settings"
+        lower = (f"Lower the social influence (this scenario's own: {knob.fmt(knob.value)})" if raised
+                 else "Move the settings back toward the scenario's own values")
+        return (f"No market to run {at}: the market tips. Friends' choices, habit and account lock-in reinforce "
+                f"whichever retailer leads until it has nearly every shopper, so no attractiveness reproduces the "
+                f"observed shares. {lower} and press Reset{keep}.", detail)
+    return (f"No market to run with these settings: no attractiveness reproduces the observed shares. Move the "
+            f"settings back toward the scenario's own values and press Reset{keep}.", detail)
+
+
+# --------------------------------------------------------------------------- pictures (SVG and HTML text)
+
+
+def _colors(scenario: Scenario) -> list[str]:
+    c = retailer_colors(scenario)
+    return [c[n] for n in scenario.retailer_names]
+
+
+def _nice_step(span: float, target: int = 5) -> float:
+    raw = span / max(target, 1)
+    mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
+    for m in (1, 2, 2.5, 5, 10):
+        if raw <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def _describe(ev) -> str:
+    """An event in words (falls back to its type)."""
+    a = ev.action
+    try:
+        return a.live_text()
+    except AttributeError:
+        pass
+    return a.type.replace("_", " ")
+
+
+def share_chart_svg(scenario: Scenario, share: np.ndarray, t: int, colors: list[str], fired_ids: set[str]) -> str:
+    """GMV share in % by week: the scenario solid, the counterfactual dashed, the gap between them shaded;
+    below, the gap in percentage points; the events as vertical lines (dark once fired). ``share`` is
+    (2, steps, R), fractions; ``t`` steps are drawn. The root carries ``data-week="t"``."""
+    cal, names = scenario.calendar, scenario.retailer_names
+    T = cal.steps
+    W, L, Rm = 660, 44, 92
+    top, h1 = 42, 220
+    gap_top, h2 = top + h1 + 34, 92
+    pw = W - L - Rm
+    H = gap_top + h2 + 24
+
+    def x(s):
+        return L + (pw * s / (T - 1) if T > 1 else pw / 2)
+
+    done = share[:, :t, :] * 100
+    init = np.array([r.initial_share for r in scenario.retailers]) * 100
+    ymax = float(np.concatenate([init, done[np.isfinite(done)]]).max())  # NaN: a week with no purchases
+    ystep = _nice_step(ymax, 5)
+    ytop = ystep * math.ceil(ymax * 1.08 / ystep)
+
+    def y(v):
+        return top + h1 * (1 - v / ytop)
+
+    gap = done[0] - done[1]
+    g = max(float(np.abs(gap[np.isfinite(gap)]).max(initial=0.0)), 0.4) * 1.15
+    gstep = _nice_step(2 * g, 4)
+    glim = gstep * max(1, math.ceil(g / gstep))
+
+    def yg(v):
+        return gap_top + h2 / 2 * (1 - v / glim)
+
+    out = [f'<svg id="marketsim-share-chart" data-week="{t}" viewBox="0 0 {W} {H}" width="100%" '
+           f'xmlns="http://www.w3.org/2000/svg" style="font:12px sans-serif;display:block">']
+    v = 0.0
+    while v <= ytop + 1e-9:
+        out.append(f'<line x1="{L}" x2="{L + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e6e6e6"/>'
+                   f'<text x="{L - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#666">{v:g}%</text>')
+        v += ystep
+    v = -glim
+    while v <= glim + 1e-9:
+        zero = abs(v) < 1e-9
+        out.append(f'<line x1="{L}" x2="{L + pw}" y1="{yg(v):.1f}" y2="{yg(v):.1f}" stroke="{"#999" if zero else "#eee"}"/>'
+                   f'<text x="{L - 6}" y="{yg(v) + 4:.1f}" text-anchor="end" fill="#666">{"0" if zero else f"{v:+g}"}</text>')
+        v += gstep
+    out.append(f'<text x="{L}" y="{gap_top - 10}" fill="#333" font-weight="bold">'
+               f'Gap: scenario minus the same market without the events (percentage points)</text>')
+    last_month = None
+    for s in range(T):
+        d = cal.date_of(s)
+        if (d.year, d.month) != last_month:
+            label = d.strftime("%b %Y") if last_month is None or d.month == 1 else d.strftime("%b")
+            out.append(f'<line x1="{x(s):.1f}" x2="{x(s):.1f}" y1="{gap_top + h2}" y2="{gap_top + h2 + 4}" stroke="#888"/>'
+                       f'<text x="{x(s):.1f}" y="{gap_top + h2 + 17}" text-anchor="middle" fill="#666">{label}</text>')
+            last_month = (d.year, d.month)
+    for k, e in enumerate(e for e in scenario.events if e.step < T):
+        on = e.id in fired_ids
+        col, xe = ("#222" if on else "#aaa"), x(e.step)
+        ly = 13 + 14 * (k % 2)
+        anchor = "end" if xe > L + pw * 0.75 else "start"
+        out.append(f'<line class="event" x1="{xe:.1f}" x2="{xe:.1f}" y1="{ly + 3}" y2="{gap_top + h2}" stroke="{col}" '
+                   f'stroke-dasharray="3 3"/><text x="{xe + (-4 if anchor == "end" else 4):.1f}" y="{ly}" fill="{col}" '
+                   f'text-anchor="{anchor}" font-size="11">{escape(e.date.isoformat())} {escape(e.id.replace("_", " "))}</text>')
+    if t:
+        xs = [f"{x(s):.1f}" for s in range(t)]
+        ends = [done[0, np.isfinite(done[0, :, j]), j] for j in range(len(names))]
+        label_y = _spread([y(e[-1]) if len(e) else top + h1 for e in ends], 14)
+        for j, c in enumerate(colors):
+            ok = [s for s in range(t) if np.isfinite(gap[s, j])]  # weeks where both arms had purchases
+            s_pts = " ".join(f"{xs[s]},{y(done[0, s, j]):.1f}" for s in ok)
+            c_pts = " ".join(f"{xs[s]},{y(done[1, s, j]):.1f}" for s in ok)
+            back = " ".join(f"{xs[s]},{y(done[1, s, j]):.1f}" for s in reversed(ok))
+            g_pts = " ".join(f"{xs[s]},{yg(gap[s, j]):.1f}" for s in ok)
+            last = f"{ends[j][-1]:.1f}%" if len(ends[j]) else "no purchases"
+            out.append(f'<polygon points="{s_pts} {back}" fill="{c}" fill-opacity="0.22" stroke="none"/>'
+                       f'<polyline class="counterfactual" points="{c_pts}" fill="none" stroke="{c}" stroke-width="1.5" '
+                       f'stroke-dasharray="5 4"/>'
+                       f'<polyline class="scenario" points="{s_pts}" fill="none" stroke="{c}" stroke-width="2.2"/>'
+                       f'<polyline class="gap" points="{g_pts}" fill="none" stroke="{c}" stroke-width="1.8"/>'
+                       f'<text x="{float(xs[-1]) + 5:.1f}" y="{label_y[j] + 4:.1f}" fill="{c}" font-weight="bold">'
+                       f'{escape(names[j])} {last}</text>')
+        out.append(f'<line x1="{xs[-1]}" x2="{xs[-1]}" y1="{top}" y2="{gap_top + h2}" stroke="#000" stroke-opacity="0.2"/>')
+    else:
+        out.append(f'<text x="{L + pw / 2}" y="{top + h1 / 2}" text-anchor="middle" fill="#999">Press Step or Play</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _spread(ys: list[float], gap: float) -> list[float]:
+    """Label positions near ``ys`` at least ``gap`` apart (same order)."""
+    order = sorted(range(len(ys)), key=lambda i: ys[i])
+    out = list(ys)
+    for a, b in zip(order, order[1:]):
+        out[b] = max(out[b], out[a] + gap)
+    return out
+
+
+def agents_svg_static(model: LiveModel) -> str:
+    """The sampled consumers' ties (drawn once per model): one path per social layer."""
+    xy = _screen_xy(model.pos)
+    style = ["#CC79A7", "#9a9a9a", "#777"]
+    paths: dict[int, list[str]] = {}
+    for i, j, li in model.edges:
+        paths.setdefault(li, []).append(f"M{xy[i, 0]:.0f} {xy[i, 1]:.0f}L{xy[j, 0]:.0f} {xy[j, 1]:.0f}")
+    body = "".join(f'<path d="{"".join(p)}" stroke="{style[li % 3]}" stroke-width="0.6" stroke-opacity="0.7" fill="none"/>'
+                   for li, p in paths.items())
+    return f'<svg viewBox="0 0 {_AW} {_AH}" width="100%" xmlns="http://www.w3.org/2000/svg">{body}</svg>'
+
+
+_AW, _AH = 520, 420
+
+
+def _screen_xy(pos: np.ndarray) -> np.ndarray:
+    lo, hi = pos.min(axis=0), pos.max(axis=0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    return 14 + (pos - lo) / span * np.array([_AW - 28, _AH - 28])
+
+
+def agents_svg_dynamic(model: LiveModel, colors: list[str]) -> str:
+    """The sampled consumers coloured by where they last bought; ringed black when they lost a login,
+    haloed red when an event moved them (their last retailer differs from the counterfactual's)."""
+    xy = _screen_xy(model.pos)
+    last = model.market.last[model.sample]
+    lost = model.market.lost_login[model.sample]
+    moved = model.switched()[model.sample]
+    parts = [f'<svg id="marketsim-agents" data-week="{model.t}" data-moved="{int(moved.sum())}" viewBox="0 0 {_AW} {_AH}" '
+             f'width="100%" xmlns="http://www.w3.org/2000/svg">']
+    for i in np.flatnonzero(moved):
+        parts.append(f'<circle class="moved" cx="{xy[i, 0]:.1f}" cy="{xy[i, 1]:.1f}" r="9" fill="#d7191c" fill-opacity="0.25" '
+                     f'stroke="#d7191c" stroke-width="1.6"/>')
+    for i in range(len(model.sample)):
+        c = colors[last[i]] if last[i] >= 0 else "#fff"
+        ring = ' stroke="#000" stroke-width="1.8"' if lost[i] else ' stroke="#fff" stroke-width="0.6"'
+        parts.append(f'<circle cx="{xy[i, 0]:.1f}" cy="{xy[i, 1]:.1f}" r="4.2" fill="{c}"{ring}/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def numbers_html(model: LiveModel, colors: list[str]) -> str:
+    sc, t = model.market_scenario, model.t
+    rows = []
+    for j, n in enumerate(sc.retailer_names):
+        if t and np.isfinite(model.share[:, t - 1, j]).all():
+            s, c = model.share[0, t - 1, j], model.share[1, t - 1, j]
+            cells = (f"<td class='share'>{share(s)}</td><td class='cf'>{share(c)}</td>"
+                     f"<td class='gap'>{points(s * 100 - c * 100)}</td>")
+        else:  # not started, or nobody bought this week
+            cells = "<td class='share'>–</td><td class='cf'>–</td><td class='gap'>–</td>"
+        rows.append(f"<tr><td><span style='color:{colors[j]}'>&#9679;</span> {escape(n)}</td>{cells}"
+                    f"<td>{count(model.accounts[j])}</td></tr>")
+    lost = model.market.lost_login.sum() * model.world.scale
+    moved = model.switched().sum() * model.world.scale
+    return ("<table id='marketsim-numbers'><tr><th>retailer</th><th>GMV share</th><th>without the events</th>"
+            "<th>gap (points)</th><th>accounts created</th></tr>" + "".join(rows) + "</table>"
+            f"<div class='facts'>Shoppers who lost a login: <b id='marketsim-lost'>{count(lost)}</b> · "
+            f"buying elsewhere because of the events: <b id='marketsim-moved'>{count(moved)}</b></div>")
+
+
+def events_html(model: LiveModel) -> str:
+    sc = model.market_scenario
+    fired = {e.id for e in model.fired}
+    items = []
+    for e in sc.events:
+        on = e.id in fired
+        state = "fired" if on else ("upcoming" if e.step < model.horizon else "after the last week")
+        items.append(f"<li data-id='{escape(e.id)}' data-fired='{str(on).lower()}' class='{'fired' if on else 'upcoming'}'>"
+                     f"<b>{e.date.isoformat()}</b> (week {e.step}) {escape(_describe(e))} "
+                     f"<span class='id'>{escape(e.id)} · {state}</span></li>")
+    return "<ul id='marketsim-events'>" + ("".join(items) or "<li>no events: the two arms stay identical</li>") + "</ul>"
+
+
+def _line_sample(dash: str = "", width: float = 2.2, fill: str = "") -> str:
+    if fill:
+        return f'<svg width="26" height="10"><rect x="1" y="1" width="24" height="8" fill="{fill}" fill-opacity="0.3"/></svg>'
+    return (f'<svg width="26" height="10"><line x1="1" x2="25" y1="5" y2="5" stroke="#444" stroke-width="{width}" '
+            f'stroke-dasharray="{dash}"/></svg>')
+
+
+_CHART_LEGEND = (f"<b>GMV share by week</b><span>{_line_sample()} the scenario</span>"
+                 f"<span>{_line_sample('5 4', 1.5)} the same market without its events (same consumers and seed)</span>"
+                 f"<span>{_line_sample(fill='#888')} the gap</span>")
+
+
+_CSS = """
+.marketsim table#marketsim-numbers {border-collapse: collapse; margin: 4px 0 8px 0; font-size: 14px}
+.marketsim #marketsim-numbers th {font-weight: 600; text-align: right; padding: 2px 10px; color: #444; border-bottom: 1px solid #ccc}
+.marketsim #marketsim-numbers th:first-child, .marketsim #marketsim-numbers td:first-child {text-align: left}
+.marketsim #marketsim-numbers td {text-align: right; padding: 2px 10px; font-variant-numeric: tabular-nums}
+.marketsim #marketsim-numbers td.share {font-weight: 700}
+.marketsim .facts {font-size: 14px; color: #333}
+.marketsim #marketsim-events {list-style: none; padding-left: 0; font-size: 14px; margin: 0}
+.marketsim #marketsim-events li {padding: 3px 0 3px 10px; border-left: 3px solid #ddd; margin-bottom: 4px}
+.marketsim #marketsim-events li.fired {border-left-color: #d7191c}
+.marketsim #marketsim-events li.upcoming {color: #999}
+.marketsim #marketsim-events .id {font-size: 12px; color: #888}
+.marketsim .knob-head {display: flex; justify-content: space-between; font-size: 13px; margin-top: 6px}
+.marketsim .knob-value {font-weight: 700; white-space: nowrap; padding-left: 6px}
+.marketsim .legend {font-size: 12px; color: #444; display: flex; flex-wrap: wrap; gap: 2px 14px; align-items: center}
+.marketsim .legend > span {white-space: nowrap}
+.marketsim .views {display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 1fr); gap: 24px; align-items: start}
+@media (max-width: 1100px) {.marketsim .views {grid-template-columns: minmax(0, 1fr)}}
+.marketsim h3 {font-size: 15px; font-weight: 600; margin: 0 0 4px 0}
+.marketsim .agents {position: relative; width: 100%; max-width: 520px}
+.marketsim .agents > div {position: absolute; inset: 0}
+.marketsim .agents > div:first-child {position: relative}
+"""
+
+
+# --------------------------------------------------------------------------- the page
+
+
+class _Holder:
+    """A browser session's model (swapped by Reset) and the lock that keeps steps and swaps apart.
+    ``closed`` once the session ended: the model is dropped and a build still running is discarded."""
+
+    def __init__(self):
+        self.model: LiveModel | None = None
+        self.lock = threading.RLock()
+        self.colors: list[str] = []
+        self.closed = False
+
+    def close(self) -> None:
+        """Let the model go (the session ended)."""
+        with self.lock:
+            self.closed = True
+            self.model = None
+
+
+def _cull_timeout() -> str:
+    """Solara's wait before it closes a session whose page is gone without a word, as text ("2m": 2 minutes)."""
+    import solara.server.settings
+
+    t = solara.server.settings.kernel.cull_timeout
+    return {"s": f"{t[:-1]} seconds", "m": f"{t[:-1]} minutes", "h": f"{t[:-1]} hours"}.get(t[-1:], t)
+
+
+def _max_sessions() -> int:
+    v = os.environ.get("MARKETSIM_VIZ_MAX_SESSIONS")
+    return int(v) if v else MAX_SESSIONS
+
+
+class _Sessions:
+    """The browser sessions (tabs) of this server that hold a model, at most ``_max_sessions()``.
+
+    Each session holds a whole market in memory (about 100 MB at 300,000 consumers), so a tab over the cap
+    gets a message instead of a model. A session ends when Solara closes its kernel: at once when its tab
+    is closed or reloaded (the page's unload beacon), or after Solara's cull timeout when the tab vanished
+    without a word (``marketsim viz`` sets $SOLARA_KERNEL_CULL_TIMEOUT to 2 minutes; Solara's own is 24 hours)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._live: set[int] = set()
+
+    def open(self) -> _Holder | None:
+        """A holder for the current kernel's session, released when the kernel closes; None at the cap."""
+        with self._lock:
+            if len(self._live) >= _max_sessions():
+                return None
+            holder = _Holder()
+            self._live.add(id(holder))
+
+        def release() -> None:
+            holder.close()
+            with self._lock:
+                self._live.discard(id(holder))
+
+        from solara.server.kernel_context import get_current_context
+
+        get_current_context().on_close(release)
+        return holder
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._live)
+
+
+_SESSIONS = _Sessions()
+
+
+def status() -> dict:
+    """What this server holds: ``sessions`` (tabs holding a model), ``max_sessions`` and ``models`` (LiveModels
+    still in memory after a garbage collection; a closed tab's model must not be among them)."""
+    gc.collect()
+    return {"sessions": _SESSIONS.count(), "max_sessions": _max_sessions(), "models": len(MODELS)}
+
+
+@solara.component
+def KnobSlider(knob: Knob, settings: solara.Reactive, disabled: bool):
+    value = settings.value.get(knob.key, knob.value)
+
+    def set_value(v):
+        settings.set({**settings.value, knob.key: int(v) if knob.integer else round(float(v), 4)})
+
+    with solara.Div(classes=["marketsim-knob"]):
+        solara.HTML(tag="div", classes=["knob-head"], unsafe_innerHTML=(
+            f"<span class='knob-label'>{escape(knob.label)}</span><span class='knob-value'>{escape(knob.fmt(value))}</span>"))
+        if knob.integer:
+            solara.SliderInt("", value=int(value), min=int(knob.lo), max=int(knob.hi), step=int(knob.step),
+                             on_value=set_value, thumb_label=False, disabled=disabled)
+        else:
+            solara.SliderFloat("", value=float(value), min=knob.lo, max=knob.hi, step=knob.step,
+                               on_value=set_value, thumb_label=False, disabled=disabled)
+
+
+@solara.component
+def WeekLine(holder: _Holder, tick: solara.Reactive):
+    _ = tick.value
+    m = holder.model
+    if m is None:
+        return solara.HTML(tag="div", unsafe_innerHTML="")
+    sc = m.market_scenario
+    if m.t == 0:
+        text = f"<b>Week 0</b> of {m.horizon} · starts {sc.calendar.date_of(0).isoformat()}"
+    else:
+        text = f"<b>Week {m.t}</b> of {m.horizon} · {sc.calendar.date_of(m.t - 1).isoformat()}"
+    if m.t and m.fired and np.isfinite(m.share[:, m.t - 1]).all():
+        gaps = (m.share[0, m.t - 1] - m.share[1, m.t - 1]) * 100
+        text += " · <b>the events so far</b>: " + ", ".join(
+            f"<span style='color:{c}'>{escape(n)}</span> {points(g, 1)} points"
+            for n, c, g in zip(sc.retailer_names, holder.colors, gaps))
+    done = "" if m.running else (f"<div id='marketsim-finished' style='color:#1a7f37;font-weight:600'>Run finished: "
+                                 f"all {m.horizon} weeks simulated. Reset to run again.</div>")
+    return solara.HTML(tag="div", unsafe_innerHTML=f"<div id='marketsim-week'>{text}</div>{done}")
+
+
+def _guarded(holder: _Holder, render, fallback, prefix: str = ""):
+    """``render()`` under the model's lock; an exception gives ``fallback(error box)`` instead: one line on the
+    page, never a traceback."""
+    with holder.lock:
+        try:
+            return render()
+        except Exception as e:
+            return fallback(f"<div class='error'>{prefix}{escape(one_line(e))}</div>")
+
+
+@solara.component
+def ShareChart(holder: _Holder, tick: solara.Reactive):
+    _ = tick.value
+    m = holder.model
+    if m is None:
+        return solara.HTML(tag="div", unsafe_innerHTML="")
+    svg = _guarded(holder, lambda: share_chart_svg(m.market_scenario, m.share, m.t, holder.colors,
+                                                   {e.id for e in m.fired}),
+                   lambda box: box, "chart failed: ")
+    return solara.HTML(tag="div", unsafe_innerHTML=svg, attributes={"id": "marketsim-share-box"})
+
+
+@solara.component
+def Agents(holder: _Holder, tick: solara.Reactive):
+    _ = tick.value
+    m = holder.model
+    static = solara.use_memo(lambda: "" if m is None else agents_svg_static(m), dependencies=[id(m)])
+    if m is None:
+        return solara.HTML(tag="div", unsafe_innerHTML="")
+    dyn, moved = _guarded(holder, lambda: (agents_svg_dynamic(m, holder.colors), int(m.switched()[m.sample].sum())),
+                          lambda box: (box, 0))
+    names = [lay.name for lay in m.world.layers]
+    tie_colors = ["#CC79A7", "#9a9a9a", "#777"]
+    legend = "".join(f"<span><span style='color:{c}'>&#9679;</span> last bought at {escape(n)}</span>"
+                     for n, c in zip(m.market_scenario.retailer_names, holder.colors))
+    legend += ("<span>&#9711; lost a login</span>"
+               "<span><span style='color:#d7191c'>&#11044;</span> buying elsewhere because of an event</span>")
+    legend += "".join(f"<span style='color:{tie_colors[i % 3]}'>&#8212; {escape(n)} tie</span>" for i, n in enumerate(names))
+    with solara.Column(gap="4px"):
+        solara.HTML(tag="h3", unsafe_innerHTML=(
+            f"{len(m.sample)} of {m.world.n:,} consumers and their social ties · "
+            f"<span id='marketsim-moved-sample'>{moved}</span> moved by the events"))
+        with solara.Div(classes=["agents"]):
+            solara.HTML(tag="div", unsafe_innerHTML=static)
+            solara.HTML(tag="div", unsafe_innerHTML=dyn)
+        solara.HTML(tag="div", classes=["legend"], unsafe_innerHTML=legend)
+
+
+@solara.component
+def Numbers(holder: _Holder, tick: solara.Reactive):
+    _ = tick.value
+    m = holder.model
+    if m is None:
+        return solara.HTML(tag="div", unsafe_innerHTML="")
+    html = _guarded(holder, lambda: numbers_html(m, holder.colors) + "<h3 style='margin-top:12px'>Events</h3>"
+                    + events_html(m), lambda box: box)
+    return solara.HTML(tag="div", unsafe_innerHTML=html)
+
+
+@solara.component
+def Page():
+    """The page of ``solara run marketsim.viz.page``: one model per browser session, built in the background."""
+    base, knob_list, load_error = solara.use_memo(_load_base, dependencies=[])
+    holder = solara.use_memo(lambda: None if base is None else _SESSIONS.open(), dependencies=[])
+    if base is None:
+        solara.Title("marketsim")
+        return solara.HTML(tag="div", attributes={"id": "marketsim-error"}, style="color:#b00020;padding:16px",
+                           unsafe_innerHTML=escape(f"marketsim: {load_error}"))
+    if holder is None:
+        solara.Title("marketsim")
+        n = _max_sessions()
+        return solara.HTML(tag="div", attributes={"id": "marketsim-full", "role": "alert"},
+                           style="font-size:16px;padding:24px;max-width:640px", unsafe_innerHTML=(
+                               f"<b>This page is already open in {n} browser tab{'s' if n != 1 else ''}</b>, as many as "
+                               f"this server runs at once (each tab runs its own market of {base.consumers.count:,} "
+                               f"consumers in the server's memory). Close one of them, then reload this page "
+                               f"(a tab that vanished without closing, in a crashed browser, is let go after "
+                               f"{escape(_cull_timeout())}). <code>marketsim viz --max-sessions</code> sets the number."))
+    return LivePage(base, knob_list, holder)
+
+
+@solara.component
+def LivePage(base: Scenario, knob_list: list[Knob], holder: _Holder):
+    """The page for the scenario ``base``: controls in the sidebar, the two arms' pictures and numbers.
+    ``holder`` keeps this session's model."""
+    tick = solara.use_reactive(0)
+    playing = solara.use_reactive(False)
+    error = solara.use_reactive("")
+    error_detail = solara.use_reactive("")  # the full technical reason behind a message in words
+    seed_error = solara.use_reactive("")
+    reset_count = solara.use_reactive(0)
+    # use_reactive re-syncs to its argument whenever that changes between renders: give it one object
+    initial = solara.use_memo(lambda: {k.key: k.value for k in knob_list}, dependencies=[])
+    settings = solara.use_reactive(initial)  # what the sliders show
+    applied = solara.use_reactive(initial)  # what the running model was built with
+    seed_text = solara.use_reactive(str(base.seed))
+    finished = solara.use_reactive(False)
+
+    def build():
+        """Build a model with the current settings (in a thread; the page shows it is busy meanwhile)."""
+        values, seed_str = dict(settings.value), seed_text.value
+        try:
+            sc = scenario_with(base, values, parse_seed(seed_str))
+            model = LiveModel(sc, *fitted_alpha(sc))
+            colors = _colors(sc)
+        except Exception as e:  # a failed fit, an impossible value: one line, the previous run continues
+            said, detail = build_failure(e, base, values, holder.model is not None)
+            error.set(said)
+            error_detail.set(detail)
+            return
+        with holder.lock:
+            if holder.closed:  # the tab went while this model was built: do not keep it
+                return
+            holder.model, holder.colors = model, colors
+        applied.set(values)
+        error.set("")
+        error_detail.set("")
+        finished.set(not model.running)
+        tick.set(tick.value + 1)
+
+    building = solara.lab.use_task(build, dependencies=[reset_count.value], raise_error=False)
+    busy = building.pending
+
+    def do_step() -> None:
+        with holder.lock:
+            m = holder.model
+            if m is None or not m.running:
+                return
+            try:
+                m.step()
+            except Exception as e:
+                error.set(f"Step failed: {one_line(e)}")
+                playing.set(False)
+                return
+            done = not m.running
+        tick.set(tick.value + 1)
+        if done:
+            finished.set(True)
+            playing.set(False)
+
+    async def play_loop():
+        while playing.value:
+            await asyncio.sleep(PLAY_PERIOD)
+            if not playing.value:
+                break
+            do_step()
+
+    solara.lab.use_task(play_loop, dependencies=[playing.value], prefer_threaded=False, raise_error=False)
+
+    def on_seed(text: str) -> None:
+        seed_text.set(text)
+        try:
+            parse_seed(text)
+            seed_error.set("")
+            if error.value.startswith("Not reset"):
+                error.set("")
+        except ValueError as e:
+            seed_error.set(str(e))
+
+    def on_reset() -> None:
+        try:
+            parse_seed(seed_text.value)
+        except ValueError as e:
+            seed_error.set(str(e))
+            error.set(f"Not reset: {e}")
+            return
+        seed_error.set("")
+        playing.set(False)
+        reset_count.set(reset_count.value + 1)
+
+    model = holder.model
+    solara.Title(f"marketsim · {base.name}")
+    solara.Style(_CSS)
+    with solara.AppBarTitle():
+        solara.Text(f"marketsim · {base.name} · {base.consumers.count:,} consumers")
+
+    with solara.Sidebar():
+        with solara.Column(classes=["marketsim"], style={"padding": "12px"}):
+            with solara.Row(gap="6px", style={"flex-wrap": "wrap"}):
+                no_run = busy or model is None or finished.value
+                if playing.value:
+                    solara.Button("Pause", icon_name="mdi-pause", on_click=lambda: playing.set(False), color="primary")
+                else:
+                    solara.Button("Play", icon_name="mdi-play", on_click=lambda: playing.set(True), color="primary",
+                                  disabled=no_run)
+                solara.Button("Step", icon_name="mdi-step-forward", on_click=do_step, disabled=no_run or playing.value,
+                              outlined=True)
+                solara.Button("Reset", icon_name="mdi-restore", on_click=on_reset, disabled=busy, outlined=True,
+                              loading=busy)
+            solara.HTML(tag="h3", style="margin-top:14px", unsafe_innerHTML="Settings (applied by Reset)")
+            for k in knob_list:
+                KnobSlider(k, settings, busy)
+            solara.InputText("seed", value=seed_text.value, on_value=on_seed, continuous_update=True,
+                             error=seed_error.value or False, disabled=busy)
+            if settings.value != applied.value and not busy:
+                solara.HTML(tag="div", style="font-size:12px;color:#8a5a00",
+                            unsafe_innerHTML="Settings changed: press Reset to run with them.")
+            solara.HTML(tag="div", style="font-size:12px;color:#666;margin-top:10px", unsafe_innerHTML=(
+                "utils: utility units of the choice model (docs/model.md). Both arms run on the same consumers "
+                "and random numbers; the dashed lines are the same market without the scenario's events."))
+
+    with solara.Column(classes=["marketsim"], style={"padding": "8px 16px"}):
+        if busy:
+            with solara.Div(attributes={"id": "marketsim-busy"}, style={"max-width": "720px"}):
+                solara.ProgressLinear(True)
+                solara.HTML(tag="div", style="font-size:14px;margin-top:4px", unsafe_innerHTML=(
+                    f"<b>Building the market</b>: fitting attractiveness to the target shares, drawing "
+                    f"{base.consumers.count:,} consumers and their ties, warming up both arms. This takes a few "
+                    "seconds, longer after a setting changed."
+                    + (" The current run stays on screen until the new one is ready." if model is not None else "")))
+        if error.value:
+            solara.HTML(tag="div", attributes={"id": "marketsim-error", "role": "alert"},
+                        style="color:#b00020;font-size:14px;font-weight:500", unsafe_innerHTML=escape(error.value))
+            if error_detail.value:
+                solara.HTML(tag="details", style="font-size:12px;color:#666", unsafe_innerHTML=(
+                    f"<summary>the fit's own words</summary>{escape(error_detail.value)}"))
+        if model is None:
+            return
+        WeekLine(holder, tick)
+        with solara.Div(classes=["views"]):
+            with solara.Column():
+                solara.HTML(tag="div", classes=["legend"], unsafe_innerHTML=_CHART_LEGEND)
+                ShareChart(holder, tick)
+                Numbers(holder, tick)
+            with solara.Column():
+                Agents(holder, tick)
+
+
+def _load_base() -> tuple[Scenario | None, list[Knob], str]:
+    """The scenario the server was started with (and --consumers) and its sliders, or the one-line reason
+    it cannot load."""
+    try:
+        base = load_scenario(_env_scenario())
+        n = _env_consumers()
+        base = base.with_overrides(consumers=n) if n else base
+        return base, knobs(base), ""
+    except Exception as e:
+        return None, [], one_line(e)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
