@@ -5,8 +5,9 @@ is one spec object below, with its key, type, unit, allowed range or values, def
 an uncertain number (a range or prior mapping), its meaning and the source of its default. From these:
 
 * the validator (:class:`marketsim.scenario.core._Validator`, and :func:`marketsim.experiments.sweep.runner.load_sweep`) takes
-  every per-field check: types, ranges, allowed values, unknown keys with "did you mean", required keys and
-  defaults (rules between fields, such as shares summing to 1, stay in the validator);
+  every per-field and per-container check: types, ranges, allowed values, patterns, unknown keys with "did you
+  mean", required keys and defaults; lists and mappings (non-empty, at most ``max_items``, their keys), a
+  variant's tag, unique merge keys (rules between fields, such as shares summing to 1, stay in the validator);
 * :func:`json_schema` generates the JSON Schema (draft 2020-12) published in ``schema/`` for editors;
 * :func:`reference_markdown` generates the field reference in ``docs/scenarios.md``.
 

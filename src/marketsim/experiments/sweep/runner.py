@@ -183,8 +183,8 @@ def _plain(x):
 
 
 def load_sweep(path: str | Path) -> Sweep:
-    """Read and check a sweep file: per-field checks from its declared format (``schema.SWEEP``), then the rules
-    between fields and against the base scenario. Raises :class:`ScenarioError` (one line)."""
+    """Read and check a sweep file: per-field and per-container checks from its declared format (``schema.SWEEP``),
+    then the rules between fields and against the base scenario. Raises :class:`ScenarioError` (one line)."""
     T = S.SWEEP
     path = bundled.resolve(str(path))  # a bare name means the bundled sweep of that name
     data, lines = read_yaml(path)
