@@ -208,6 +208,45 @@ def test_typical_bad_files_are_rejected_by_both(validators, edit, needle):
     assert schema_errors(validators, "scenario", data), f"the schema accepts what the validator refuses: {needle}"
 
 
+def _append(path, k):
+    def edit(d):
+        node = d
+        for p in path:
+            node = node[p]
+        node.append(copy.deepcopy(node[k]))
+    return edit
+
+
+CONTAINERS = [  # (edit, the whole message): the shape of a container, from its spec node (schema.py)
+    (_set(("providers",), {}), "providers: expected a non-empty mapping of provider name -> settings, got a mapping"),
+    (_set(("providers",), {f"p{i}": {"penetration": 0.1} for i in range(schema.MAX_PROVIDERS + 1)}),
+     f"providers: {schema.MAX_PROVIDERS + 1} providers; allowed: at most {schema.MAX_PROVIDERS}"),
+    (_set(("providers", "qq", "network"), "ws"), "providers.qq.network: expected a mapping with 'model' (barabasi_albert, "
+                                                 "watts_strogatz, erdos_renyi) and its parameters, got string 'ws'"),
+    (_set(("retailers",), []), "retailers: expected a non-empty list of retailers, got a list"),
+    (_append(("retailers",), 1), "retailers[3].name: duplicate retailer name 'JD'; give each retailer a unique 'name'"),
+    (_set(("retailers", 1, "sso_share"), {"wechat": 0.1}), "retailers[1].sso_share.wechat: unknown provider 'wechat'; "
+                                                            "allowed: weibo, qq, sohu, taobao"),
+    (_set(("events", 0), {"date": "2013-01-01"}), "events[0]: expected a mapping with 'type' ("),
+    (_set(("events", 0, "effects"), {}), "events[0].effects: expected a list of effects, got a mapping"),
+    (_set(("observations",), {}), "observations: expected a list of observations, got a mapping"),
+    (_set(("observations", 0, "shares"), {}), "observations[0].shares: expected a non-empty mapping retailer -> share "
+                                             "(a fraction), got a mapping"),
+    (_set(("name",), "-x"), "name: invalid scenario name '-x'; allowed: letters, digits, '_', '-', '.' (it names the "
+                            "results folder)"),
+    (_set(("schema",), 2), "schema: unsupported schema 2; allowed: marketsim/v1, marketsim/v2"),
+]
+
+
+@pytest.mark.parametrize("edit,message", CONTAINERS, ids=[m[:40] for _, m in CONTAINERS])
+def test_container_shapes_are_checked_from_the_spec(edit, message):
+    data = _battle()
+    edit(data)
+    with pytest.raises(ScenarioError) as ei:
+        parse_scenario(data, source="bad.yaml", strict_horizon=True)
+    assert f"bad.yaml: {message}" in str(ei.value)
+
+
 #: Validator messages about one field alone: the schema must flag these too. The rest are rules between
 #: fields (shares summing to 1, names of the file's own providers, a value inside its own range, ...).
 PER_FIELD = ("expected ", "is out of range", "unknown key", "invalid name", "is odd", "unknown kind",

@@ -36,6 +36,7 @@ from marketsim.errors import ScenarioError  # noqa: F401  (defined in errors.py 
 from marketsim.scenario.eventtypes import (  # noqa: F401  (the event actions, public here as before)
     REGISTRY, AddLogin, EquityStake, PriceChange, Promotion, Reading, Registry, RemoveLogin, SocialBoost,
 )
+from marketsim.scenario.fieldspec import ListOf, MapOf, Node, Variants
 from marketsim.scenario.schema import (  # noqa: F401  (the format's constants, public here as before)
     MAX_CONSUMERS, MAX_MARKET_SIZE, MAX_PROVIDERS, MAX_RETAILERS, MAX_STEPS, PRIORS, SCHEMA, SCHEMAS,
 )
@@ -502,7 +503,7 @@ class _Track:
 
 
 #: Lists a file merges into its base item by item, by this key (docs/scenarios.md, "Building on a file").
-MERGE_KEYS = {"retailers": "name", "events": "id"}
+MERGE_KEYS = {n.key: n.merge_key for n in S.SCENARIO.fields if isinstance(n, ListOf) and n.merge_key}
 
 
 def _merge(base: dict, top: dict, path: str = "", *, tr: _Track | None = None, bp: str = "", tp: str = "",
@@ -616,12 +617,11 @@ _MISSING = object()
 class _Validator:
     """Checks plain data against the declared format (:mod:`marketsim.scenario.schema`) and builds the frozen objects.
 
-    Per-field checks (type, range, allowed values, defaults, unknown and required keys) come from the spec of the
-    field; the rules between fields (shares summing to 1, sso_share within logins, event dates inside the
-    calendar, observations' identifiability) are written out below."""
-
-    #: network model -> {parameter: (lo, hi, integer)}
-    NETWORK_PARAMS = {m: {f.key: (f.lo, f.hi, f.type == "integer") for f in b.fields} for m, b in S.NETWORK.variants.items()}
+    Per-field and per-container checks (type, range, allowed values, patterns, defaults, unknown and required
+    keys; kind of container, non-empty, at most max_items, a variant's tag, duplicate merge keys) come from the
+    spec (:meth:`get`, :meth:`check`, :meth:`block`, :meth:`container`, :meth:`unique`); the rules between fields
+    (shares summing to 1, sso_share within logins, event dates inside the calendar, observations'
+    identifiability) are written out below."""
 
     def __init__(self, source: str, lines: _Lines, *, strict_horizon: bool = False, events: Registry = REGISTRY):
         self.source, self.lines = source, lines
@@ -649,6 +649,36 @@ class _Validator:
     def block(self, spec: "S.Block", x: Any, path: str) -> dict:
         """``x`` as a mapping with the keys ``spec`` allows (unknown keys: "did you mean"; required keys present)."""
         return self.mapping(x, path, spec.required_keys, spec.optional_keys)
+
+    def container(self, node: Node, x: Any, path: str, names: Mapping[str, tuple[str, ...]] | None = None) -> Any:
+        """``x`` checked against the container ``node`` declares: a list or a mapping (null is empty where it may be
+        null), non-empty and at most ``max_items`` where declared, a name map's keys (names, or the file's own
+        ``names[node.keys]``); a variant's mapping and tag, returning the variant's full block."""
+        if isinstance(node, Variants):
+            if not isinstance(x, dict) or node.tag not in x:
+                got = "" if isinstance(x, dict) else f", got {_kind(x)}"
+                self.fail(path, f"expected a mapping with '{node.tag}' ({', '.join(node.variants)}) and its parameters{got}")
+            return node.block(self.string(x[node.tag], f"{path}.{node.tag}", tuple(node.variants), what=node.what))
+        is_list = isinstance(node, ListOf)
+        x = _or(x, [] if is_list else {}) if node.nullable else x
+        if not isinstance(x, list if is_list else dict) or len(x) < node.min_items:
+            what = f"list of {node.what or node.key}" if is_list else f"mapping {node.what}"
+            self.fail(path, f"expected a {'non-empty ' if node.min_items else ''}{what}, got {_kind(x)}")
+        if node.max_items is not None and len(x) > node.max_items:
+            self.fail(path, f"{len(x)} {node.key}; allowed: at most {node.max_items}")
+        for k in x if isinstance(node, MapOf) else ():
+            if node.keys == "name":
+                self.name(k, f"{path}.{k}")
+            else:
+                self.string(k, f"{path}.{k}", names[node.keys], what=node.keys)
+        return x
+
+    def unique(self, node: ListOf, seen: set, key: Any, path: str) -> None:
+        """The merge key of the item at ``path`` (a retailer's name, an event's id) must differ from earlier items'."""
+        if key in seen:
+            noun, k = node.item.key, node.merge_key
+            self.fail(f"{path}.{k}", f"duplicate {noun} {k} {key!r}; give each {noun} a unique '{k}'")
+        seen.add(key)
 
     def get(self, spec: "S.Block", d: dict, key: str, path: str, *, ukey: str | None = None,
             choices: tuple[str, ...] | None = None, default: Any = _MISSING) -> Any:
@@ -682,7 +712,10 @@ class _Validator:
             return v
         if t == "string":
             allowed = choices if choices is not None else (f.choices or None)
-            return self.string(x, path, None if allowed is None else tuple(allowed) + f.extra_choices, what=f.what)
+            s = self.string(x, path, None if allowed is None else tuple(allowed) + f.extra_choices, what=f.what)
+            if f.pattern and not re.match(f.pattern, s):
+                self.fail(path, f"invalid {f.what} {s!r}; allowed: {f.hint or f'text matching {f.pattern}'}")
+            return s
         if t == "name":
             return self.name(x, path)
         if t == "date":
@@ -701,6 +734,10 @@ class _Validator:
             if len(set(x)) != len(x):
                 self.fail(path, f"a {f.refers} is listed twice")
             return tuple(x)
+        if t in ("pair", "list"):  # a pair's numbers: its reader checks them (their bounds depend on the use)
+            if not isinstance(x, list) or (len(x) != 2 if t == "pair" else not x):
+                self.fail(path, f"expected {'[lo, hi]' if t == 'pair' else 'a non-empty list'}, got {_kind(x)}")
+            return x
         raise AssertionError(t)  # pragma: no cover - every scenario field type is handled above
 
     def number(self, x: Any, path: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
@@ -740,9 +777,7 @@ class _Validator:
         bounds = (-math.inf if lo is None else lo, math.inf if hi is None else hi)
         prior_keys = {k for ks, _ in PRIORS.values() for k in ks}
         if "range" in x:
-            r = x["range"]
-            if not isinstance(r, list) or len(r) != 2:
-                self.fail(f"{path}.range", f"expected [lo, hi], got {_kind(r)}")
+            r = self.check(U["range"], x["range"], f"{path}.range")
             a = self.number(r[0], f"{path}.range[0]", lo, hi, lo_open=lo_open)
             b = self.number(r[1], f"{path}.range[1]", lo, hi, lo_open=lo_open)
             if not a < b:
@@ -820,6 +855,11 @@ class _Validator:
         self.fail(path, f"expected a date YYYY-MM-DD, got {x!r}")
         raise AssertionError
 
+    def version(self, spec: "S.Block", d: dict) -> None:
+        """The file's ``schema:`` must be a version its format (``spec``) reads."""
+        if d["schema"] not in spec["schema"].choices:
+            self.fail("schema", f"unsupported schema {d['schema']!r}; allowed: {', '.join(spec['schema'].choices)}")
+
     def wrong_kind(self, d: Any, expected: str) -> None:
         """Refuse a file of another kind (a sweep given where a scenario goes, or the reverse), naming the command
         that takes it, before any other check would call its keys unknown."""
@@ -834,12 +874,8 @@ class _Validator:
         T = S.SCENARIO
         self.wrong_kind(d, "scenario")
         d = self.block(T, d, "")
-        schema = d["schema"]
-        if schema not in T["schema"].choices:
-            self.fail("schema", f"unsupported schema {schema!r}; allowed: {', '.join(T['schema'].choices)}")
-        name = self.string(d["name"], "name")
-        if not re.match(T["name"].pattern, name):
-            self.fail("name", f"invalid scenario name {name!r}; allowed: letters, digits, '_', '-', '.' (it names the results folder)")
+        self.version(T, d)
+        name = self.get(T, d, "name", "")
         description = self.get(T, d, "description", "")
         seed = self.get(T, d, "seed", "")
         cal = self.calendar(d["calendar"])
@@ -852,7 +888,7 @@ class _Validator:
         consumers = self.consumers(d["consumers"], any(r.calibrate for r in retailers))
         behaviour = self.behaviour(d.get("behaviour", {}))
         friction = self.friction(d.get("friction", {}))
-        events = self.events(_or(d.get("events"), []), cal, pnames, tuple(r.name for r in retailers))
+        events = self.events(d.get("events"), cal, pnames, tuple(r.name for r in retailers))
         fit_until = self.get(T, d, "fit_until", "")
         observations, primary = self.observations(d, cal, retailers, events, fit_until)
         return Scenario(
@@ -898,8 +934,7 @@ class _Validator:
                 i = given_targets[0]
                 self.fail(f"retailers[{i}].target_share", "give calibration targets either as 'observations' or as "
                                                           "target_share, not both (target_share is shorthand for one observation)")
-            if not isinstance(raw, list):
-                self.fail("observations", f"expected a list of observations, got {_kind(raw)}")
+            self.container(S.SCENARIO["observations"], raw, "observations")
             out, seen = [], set()
             for i, o in enumerate(raw):
                 path = f"observations[{i}]"
@@ -909,13 +944,8 @@ class _Validator:
                 if start < cal.start:
                     self.fail(f"{path}.period", f"{label} starts {start}, before the calendar ({cal.start}); allowed: move "
                                                 f"calendar.start back (a burn-in runs before it) or drop the observation")
-                sh = o["shares"]
-                if not isinstance(sh, dict) or not sh:
-                    self.fail(f"{path}.shares", f"expected a mapping retailer -> share (a fraction), got {_kind(sh)}")
-                shares = []
-                for rn, v in sh.items():
-                    self.string(rn, f"{path}.shares.{rn}", rnames, what="retailer")
-                    shares.append((rn, self.check(O["shares"].value, v, f"{path}.shares.{rn}")))
+                sh = self.container(O["shares"], o["shares"], f"{path}.shares", {"retailer": rnames})
+                shares = [(rn, self.check(O["shares"].value, v, f"{path}.shares.{rn}")) for rn, v in sh.items()]
                 if sum(v for _, v in shares) > 1.05:  # sources round, and define the market differently (offsets)
                     self.fail(f"{path}.shares", f"shares sum to {sum(v for _, v in shares):.4g}; allowed: at most 1.05 "
                                                 f"(fractions, not percent)")
@@ -972,28 +1002,17 @@ class _Validator:
         raise AssertionError
 
     def providers(self, d: Any) -> tuple[Provider, ...]:
-        M, P = S.PROVIDERS, S.PROVIDER
-        if not isinstance(d, dict) or not d:
-            self.fail("providers", f"expected a non-empty mapping of provider name -> settings, got {_kind(d)}")
-        if len(d) > M.max_items:
-            self.fail("providers", f"{len(d)} providers; allowed: at most {M.max_items}")
+        P = S.PROVIDER
         out = []
-        for pname, spec in d.items():
+        for pname, spec in self.container(S.PROVIDERS, d, "providers").items():
             path = f"providers.{pname}"
-            self.name(pname, path)
             spec = self.block(P, spec, path)
-            net = None
-            if spec.get("network") is not None:
-                nd = spec["network"]
-                npath = f"{path}.network"
-                N = S.NETWORK
-                if not isinstance(nd, dict) or N.tag not in nd:
-                    self.fail(npath, f"expected a mapping with 'model' ({', '.join(N.variants)}) and its parameters")
-                model = self.string(nd[N.tag], f"{npath}.{N.tag}", tuple(N.variants), what=N.what)
-                V = N.block(model)
+            net, nd, npath = None, spec.get("network"), f"{path}.network"
+            if nd is not None:
+                V = self.container(S.NETWORK, nd, npath)
                 self.block(V, nd, npath)
                 params = tuple((f.key, self.check(f, nd[f.key], f"{npath}.{f.key}")) for f in V.fields[1:])
-                net = Network(model, params)
+                net = Network(nd[S.NETWORK.tag], params)
             out.append(Provider(
                 name=pname,
                 penetration=self.get(P, spec, "penetration", path, ukey=f"{path}.penetration"),
@@ -1004,20 +1023,14 @@ class _Validator:
 
     def retailers(self, d: Any, pnames: tuple[str, ...]) -> tuple[Retailer, ...]:
         L, R = S.SCENARIO["retailers"], S.RETAILER
-        if not isinstance(d, list) or not d:
-            self.fail("retailers", f"expected a non-empty list of retailers, got {_kind(d)}")
-        if len(d) > L.max_items:
-            self.fail("retailers", f"{len(d)} retailers; allowed: at most {L.max_items}")
-        self.raw_retailers = d
+        self.raw_retailers = d = self.container(L, d, "retailers")
         out, seen = [], set()
         for i, r in enumerate(d):
             path = f"retailers[{i}]"
             r = self.block(R, r, path)
             name = self.get(R, r, "name", path)
             key = f"retailers.{name}"
-            if name in seen:
-                self.fail(f"{path}.name", f"duplicate retailer name {name!r}; names must be unique")
-            seen.add(name)
+            self.unique(L, seen, name, path)
             kind = self.get(R, r, "kind", path)
             rate_key, other = ("take_rate", "margin") if kind == "platform" else ("margin", "take_rate")
             if other in r:
@@ -1026,12 +1039,8 @@ class _Validator:
             alpha = self.get(R, r, "attractiveness", path, ukey=f"{key}.attractiveness")
             trend = self.get(R, r, "trend", path, ukey=f"{key}.trend")
             logins = self.get(R, r, "logins", path, choices=pnames)
-            sso = _or(r.get("sso_share"), {})
-            if not isinstance(sso, dict):
-                self.fail(f"{path}.sso_share", f"expected a mapping provider -> share, got {_kind(sso)}")
             sso_items = []
-            for p, s in sso.items():
-                self.string(p, f"{path}.sso_share.{p}", pnames, what="provider")
+            for p, s in self.container(R["sso_share"], r.get("sso_share"), f"{path}.sso_share", {"provider": pnames}).items():
                 if p not in logins:
                     self.fail(f"{path}.sso_share.{p}", f"{name} does not accept {p} login; allowed: providers in its logins ({', '.join(logins) or 'none'})")
                 sso_items.append((p, self.check(R["sso_share"].value, s, f"{path}.sso_share.{p}", ukey=f"{key}.sso_share.{p}")))
@@ -1064,19 +1073,13 @@ class _Validator:
 
     # --- events -------------------------------------------------------------
     def events(self, d: Any, cal: Calendar, pnames, rnames) -> tuple[Event, ...]:
-        E = S.events_spec(self.types.actions).item
-        if not isinstance(d, list):
-            self.fail("events", f"expected a list of events, got {_kind(d)}")
+        L = S.events_spec(self.types.actions)
         out, ids = [], set()
-        for i, e in enumerate(d):
+        for i, e in enumerate(self.container(L, d, "events")):
             path = f"events[{i}]"
-            if not isinstance(e, dict):
-                self.fail(path, f"expected a mapping with 'type' and 'date' or 'step', got {_kind(e)}")
-            if E.tag not in e:
-                self.fail(path, f"missing required key 'type'; allowed: {', '.join(E.variants)}")
-            etype = self.string(e[E.tag], f"{path}.{E.tag}", tuple(E.variants), what=E.what)
-            V = E.block(etype)
+            V = self.container(L.item, e, path)
             self.block(V, e, path)
+            etype = e[L.item.tag]
             if ("date" in e) == ("step" in e):
                 self.fail(path, "give exactly one of 'date' (YYYY-MM-DD) or 'step' (0-based)")
             if "date" in e:
@@ -1096,7 +1099,7 @@ class _Validator:
                 self.get(V, e, "note", path)
             req = self.types.required_keys(etype)
             default_id = ":".join([etype] + [str(e[k]) for k in req[:2]])
-            eid = self.get(V, e, "id", path) if "id" in e else default_id
+            eid = self.string(e["id"], f"{path}.id") if "id" in e else default_id  # its pattern: the rule below
             if "id" in e and not re.match(V["id"].pattern, str(eid)):
                 self.fail(f"{path}.id", f"event id {eid!r} contains '.'; allowed: any text without '.' (paths such as "
                                         f"events.ID.field address an event by its id), e.g. {str(eid).replace('.', '_')!r}")
@@ -1104,9 +1107,7 @@ class _Validator:
             if "id" not in e and not re.match(V["id"].pattern, str(eid)):
                 self.fail(path, f"its default id {eid!r} contains '.', which paths such as events.ID.field cannot "
                                 f"address; allowed: give the event an 'id' without '.'")
-            if eid in ids:
-                self.fail(f"{path}.id", f"duplicate event id {eid!r}; give each event a unique 'id'")
-            ids.add(eid)
+            self.unique(L, ids, eid, path)
             out.append(Event(id=eid, step=step, date=date, action=action))
         out.sort(key=lambda ev: ev.step)  # stable: file order within a step
         return tuple(out)
@@ -1122,18 +1123,13 @@ class _Validator:
             return self.get(A, e, k, path, ukey=f"{key}.{k}", choices=choices, **kw)
 
         def effects() -> tuple:
-            EF = self.types.effects_spec
-            effects = _or(e.get("effects"), [])
-            if not isinstance(effects, list):
-                self.fail(f"{path}.effects", f"expected a list of effects, got {_kind(effects)}")
+            L = A["effects"]
             acts = []
-            for k, eff in enumerate(effects):
+            for k, eff in enumerate(self.container(L, e.get("effects"), f"{path}.effects")):
                 ep = f"{path}.effects[{k}]"
-                if not isinstance(eff, dict) or EF.tag not in eff:
-                    self.fail(ep, f"expected a mapping with 'type' ({', '.join(EF.variants)})")
-                et = self.string(eff[EF.tag], f"{ep}.{EF.tag}", tuple(EF.variants), what=EF.what)
-                self.block(EF.block(et), eff, ep)
-                acts.append(self.action(et, eff, ep, cal, pnames, rnames, allow_effects=False, key=f"{key}.effects.{k}"))
+                self.block(self.container(L.item, eff, ep), eff, ep)
+                acts.append(self.action(eff[L.item.tag], eff, ep, cal, pnames, rnames, allow_effects=False,
+                                        key=f"{key}.effects.{k}"))
             return tuple(acts)
 
         return self.types[etype].parse(Reading(get=get, fail=self.fail, path=path, calendar=cal,

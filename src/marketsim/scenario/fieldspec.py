@@ -2,7 +2,9 @@
 
 A :class:`Field` is one value; a :class:`Block` a mapping with known keys; a :class:`MapOf` a mapping whose keys
 the file chooses; a :class:`ListOf` a list; a :class:`Variants` a mapping whose tag key picks its other fields
-(event types, network models). The validator, the JSON Schema and the field reference all read these objects.
+(event types, network models). The validator, the JSON Schema and the field reference all read these objects:
+the validator takes every check of one value or one container from them (type, range, choices, pattern, kind of
+container, non-empty, at most ``max_items``, the tag, keys unknown, required or duplicated by ``merge_key``).
 
 Pure data: it imports nothing from the rest of the package.
 """
@@ -53,7 +55,7 @@ class Field:
     file_only: bool = False  # read before validation (``base``): in the JSON Schema and docs, not the validator
     only_if: tuple[str, str] | None = None  # allowed only when the sibling key has this value: ("kind", "platform")
     multiple_of: int | None = None
-    hint: str = ""  # a short reason shown with a multiple_of error
+    hint: str = ""  # shown with a multiple_of error (the reason) or a pattern error (what the pattern allows)
 
 
 @dataclass(frozen=True)
@@ -97,14 +99,15 @@ class MapOf:
 
     key: str
     doc: str
-    keys: str  # "name" | "provider" | "retailer"
+    keys: str  # "name" | "provider" | "retailer" (names of the file's own providers or retailers)
     value: "Node"
     required: bool = False
     nullable: bool = False
-    min_items: int = 0
+    min_items: int = 0  # 1: non-empty
     max_items: int | None = None
     default_text: str = ""
     source: str = ""
+    what: str = ""  # the words after "expected a mapping": "provider -> share"
 
 
 @dataclass(frozen=True)
@@ -117,10 +120,11 @@ class ListOf:
     item: "Node"
     required: bool = False
     nullable: bool = False
-    min_items: int = 0
+    min_items: int = 0  # 1: non-empty
     max_items: int | None = None
-    merge_key: str | None = None
+    merge_key: str | None = None  # also unique among the items
     default_text: str = ""
+    what: str = ""  # the words after "expected a list of" (default: the key)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ is one spec object below, with its key, type, unit, allowed range or values, def
 an uncertain number (a range or prior mapping), its meaning and the source of its default. From these:
 
 * the validator (:class:`marketsim.scenario.core._Validator`, and :func:`marketsim.experiments.sweep.runner.load_sweep`) takes
-  every per-field check: types, ranges, allowed values, unknown keys with "did you mean", required keys and
-  defaults (rules between fields, such as shares summing to 1, stay in the validator);
+  every per-field and per-container check: types, ranges, allowed values, patterns, unknown keys with "did you
+  mean", required keys and defaults; lists and mappings (non-empty, at most ``max_items``, their keys), a
+  variant's tag, unique merge keys (rules between fields, such as shares summing to 1, stay in the validator);
 * :func:`json_schema` generates the JSON Schema (draft 2020-12) published in ``schema/`` for editors;
 * :func:`reference_markdown` generates the field reference in ``docs/scenarios.md``.
 
@@ -163,7 +164,8 @@ PROVIDER = Block("provider", "An identity provider (weibo, qq, sohu, taobao, ...
 
 PROVIDERS = MapOf("providers", "Identity providers by name (a letter, then letters, digits or _). A retailer's "
                   "`logins`, an event's `provider`, `layer` or `audience` must name one of them.",
-                  "name", PROVIDER, required=True, min_items=1, max_items=MAX_PROVIDERS)
+                  "name", PROVIDER, required=True, min_items=1, max_items=MAX_PROVIDERS,
+                  what="of provider name -> settings")
 
 RETAILER = Block("retailer", "A retailer (docs/model.md section 4).", (
     Field("name", "name", "Its name; events, observations and --set paths refer to it "
@@ -193,7 +195,7 @@ RETAILER = Block("retailer", "A retailer (docs/model.md section 4).", (
     MapOf("sso_share", "Share of its current customers who log in through each accepted provider (the rest use "
           "native accounts); shares sum to at most 1.", "provider",
           _share("PROVIDER", "Share of its customers logging in through this provider.", uncertain=True),
-          nullable=True, default_text="{} (everyone native)"),
+          nullable=True, default_text="{} (everyone native)", what="provider -> share"),
 ))
 
 BEHAVIOUR = Block("behaviour", "Coefficients of the choice rule (docs/model.md section 6), in utility.", (
@@ -254,7 +256,7 @@ OBSERVATION = Block("observation", "Observed GMV shares of some retailers over a
           "dates).", required=True),
     MapOf("shares", "Observed share of each retailer named (fractions, not percent; a rest-of-market retailer may "
           "be left out).", "retailer", _share("RETAILER", "Observed GMV share.", lo_open=True), required=True,
-          min_items=1),
+          min_items=1, what="retailer -> share (a fraction)"),
     Field("note", "string", "Free text.", default=""),
 ))
 
@@ -263,7 +265,8 @@ SCENARIO = Block("scenario", "A scenario file.", (
     Field("base", "string", "Another scenario file this one starts from (a path relative to this file); this "
           "file then gives only what differs (docs/scenarios.md, Building on a file).", file_only=True),
     Field("name", "string", "Names the results folder: letters, digits, '_', '-', '.'.", required=True,
-          pattern=SCENARIO_NAME_PATTERN),
+          pattern=SCENARIO_NAME_PATTERN, what="scenario name",
+          hint="letters, digits, '_', '-', '.' (it names the results folder)"),
     Field("description", "string", "One sentence for people.", default=""),
     Field("seed", "integer", "Seed of every random stream of a run (numpy SeedSequence).", lo=0, hi=2**63 - 1,
           default=0),
@@ -308,7 +311,8 @@ PARAMETER = Block("parameter", "A scenario number the sweep varies: its dotted p
 SWEEP = Block("sweep", "A sweep file (docs/sweeps.md).", (
     Field("schema", "string", "The format version.", required=True, choices=(SWEEP_SCHEMA,), what="schema"),
     Field("name", "name", "Names the results folder.", required=True),
-    ListOf("parameters", "The numbers varied.", PARAMETER, required=True, min_items=1),
+    ListOf("parameters", "The numbers varied.", PARAMETER, required=True, min_items=1,
+           what="parameters, each with 'path' and one of range, values, distribution"),
     Block("design", "How the points are chosen.", (
         Field("method", "string", "grid, lhs (Latin hypercube), sobol (Saltelli) or morris.", required=True,
               choices=DESIGNS, what="design"),

@@ -183,16 +183,15 @@ def _plain(x):
 
 
 def load_sweep(path: str | Path) -> Sweep:
-    """Read and check a sweep file: per-field checks from its declared format (``schema.SWEEP``), then the rules
-    between fields and against the base scenario. Raises :class:`ScenarioError` (one line)."""
+    """Read and check a sweep file: per-field and per-container checks from its declared format (``schema.SWEEP``),
+    then the rules between fields and against the base scenario. Raises :class:`ScenarioError` (one line)."""
     T = S.SWEEP
     path = bundled.resolve(str(path))  # a bare name means the bundled sweep of that name
     data, lines = read_yaml(path)
     v = Validator(str(path), lines)
     v.wrong_kind(data, "sweep")
     d = v.block(T, data, "")
-    if d["schema"] != SWEEP_SCHEMA:
-        v.fail("schema", f"unsupported schema {d['schema']!r}; allowed: {SWEEP_SCHEMA}")
+    v.version(T, d)
     name = v.get(T, d, "name", "")
     model = v.get(T, d, "model", "")
     base = None
@@ -256,11 +255,9 @@ def _parameters(v: Validator, d: Any, design: str, model: str) -> tuple[tuple[Pa
     """The parameters' shapes (no scenario is built yet) and, per parameter, the values to probe with
     :func:`_probe_parameter` (each with the sweep field it comes from)."""
     P = S.PARAMETER
-    if not isinstance(d, list) or not d:
-        v.fail("parameters", "expected a non-empty list of parameters, each with 'path' and one of range, values, distribution")
     out = []
     all_probes = []
-    for i, p in enumerate(d):
+    for i, p in enumerate(v.container(S.SWEEP["parameters"], d, "parameters")):
         fp = f"parameters[{i}]"
         p = v.block(P, p, fp)
         path = v.get(P, p, "path", fp)
@@ -270,18 +267,14 @@ def _parameters(v: Validator, d: Any, design: str, model: str) -> tuple[tuple[Pa
             v.fail(fp, "give exactly one of 'range: [lo, hi]', 'values: [...]' or 'distribution: {type: ..., ...}'")
         kind = given[0]
         if kind == "range":
-            r = p["range"]
-            if not isinstance(r, list) or len(r) != 2:
-                v.fail(f"{fp}.range", "expected [lo, hi]")
+            r = v.check(P["range"], p["range"], f"{fp}.range")
             lo, hi = v.number(r[0], f"{fp}.range[0]"), v.number(r[1], f"{fp}.range[1]")
             if not lo < hi:
                 v.fail(f"{fp}.range", f"lo {lo} is not below hi {hi}")
             par = Parameter(path, "range", (lo, hi), label)
             probes = [(lo, f"{fp}.range[0]"), (hi, f"{fp}.range[1]")]
         elif kind == "values":
-            vals = p["values"]
-            if not isinstance(vals, list) or not vals:
-                v.fail(f"{fp}.values", "expected a non-empty list")
+            vals = v.check(P["values"], p["values"], f"{fp}.values")
             if design in ("sobol", "morris"):
                 v.fail(f"{fp}.values", f"a {design} design needs continuous parameters; use 'range' or 'distribution'")
             par = Parameter(path, "values", tuple(vals), label)
@@ -289,14 +282,13 @@ def _parameters(v: Validator, d: Any, design: str, model: str) -> tuple[tuple[Pa
         else:
             DV, dp = P["distribution"], f"{fp}.distribution"
             dist = p["distribution"]
-            if not isinstance(dist, dict) or DV.tag not in dist:
-                v.fail(dp, f"expected a mapping with 'type' ({', '.join(DV.variants)}) and its parameters")
-            t = v.string(dist[DV.tag], f"{dp}.{DV.tag}", tuple(DV.variants), what=DV.what)
-            B, F = DV.block(t), FAMILIES[t]
+            B = v.container(DV, dist, dp)  # its keys: below (an old spelling lacks the required ones)
+            t = dist[DV.tag]
+            F = FAMILIES[t]
             keys = F.keys
             old = OLD_SPELLINGS.get(t)
+            v.mapping(dist, dp, (DV.tag,), B.required_keys[1:] + B.optional_keys)
             if old and not any(k in dist for k in keys if k not in old[0]) and all(k in dist for k in old[0]):
-                v.mapping(dist, dp, (DV.tag,), B.required_keys[1:] + B.optional_keys)
                 given = tuple(v.check(B[k], dist[k], f"{dp}.{k}") for k in old[0])
                 source, line = v.lines.find(dp)
                 print(f"marketsim: note: {old_spelling_note(f'{source}:{line}: {dp}' if line else dp, t, dict(zip(old[0], given)))}",
@@ -306,7 +298,6 @@ def _parameters(v: Validator, d: Any, design: str, model: str) -> tuple[tuple[Pa
                     v.fail(dp, "the spread must be > 0")
                 par = Parameter(path, t, given, label, make(t, args))
             else:
-                v.mapping(dist, dp, (DV.tag,), B.required_keys[1:] + B.optional_keys)
                 for k in old[0] if old else ():
                     if k in dist and k not in keys:
                         new = [n for n in keys if n not in old[0]]
