@@ -1,4 +1,5 @@
-"""marketsim benchmark: prints tables of speed and memory (targets from issue 2 and issue 5).
+"""marketsim benchmark: prints tables of speed and memory against the targets below (the engine's and the
+sweeps').
 
     python benchmarks/bench.py                 # core table + headline run + naive Mesa comparison + sweeps
     python benchmarks/bench.py --only core     # just the core table and headline run
@@ -36,7 +37,7 @@ def _core_one(n: int, steps: int) -> dict:
     from marketsim.scenario.core import load_scenario
 
     base = load_scenario(HEADLINE)
-    fit = fitted(base, cache_dir(ROOT / "results"))  # the fit at 20,000 consumers serves every N (MODEL 11.4)
+    fit = fitted(base, cache_dir(ROOT / "results"))  # a fit at 20,000 consumers serves any N (docs/model.md property 4)
     sc = base.with_values({"consumers.count": n})
     t0 = time.perf_counter()
     world = build_world(sc)

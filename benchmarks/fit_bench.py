@@ -1,4 +1,5 @@
-"""Fit, drift and projection benchmarks (issues 8 and 9). Prints tables; nothing here is a test.
+"""Fit, drift and projection benchmarks (the cold-start, drift and projection targets below). Prints tables;
+nothing here is a test.
 
     python benchmarks/fit_bench.py                 # every section (about 15 minutes on 2 cores)
     python benchmarks/fit_bench.py --only fit      # cold and cached fit next to the run, at 10^5 and 10^6
@@ -6,8 +7,8 @@
     python benchmarks/fit_bench.py --only drift    # quarterly shares of a 104-week event-free run (trends 0)
     python benchmarks/fit_bench.py --only project  # 64 draws x 4 replicates at 50,000 consumers, 2 workers
 
-Targets: a cold 10^6-consumer run in under 2x the same run with the fit cached (median of 3); property 7
-(share slopes under 0.3 points a year); the projection under 4 minutes on 2 local workers.
+Targets: a cold 10^6-consumer run in under 2x the same run with the fit cached (median of 3); docs/model.md
+property 7 (share slopes under 0.3 points a year); the projection under 4 minutes on 2 local workers.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def fit_table() -> None:
 
 
 def cold_vs_cached(repeats: int = 3) -> None:
-    """The issue's target: `marketsim run battle_lines --consumers 1000000 --steps 52`, no fit cached at any N,
+    """The cold-start target: `marketsim run battle_lines --consumers 1000000 --steps 52`, no fit cached at any N,
     against the same command with the fit cached; median of ``repeats``."""
     cold, warm = [], []
     for _ in range(repeats):
@@ -73,7 +74,7 @@ def cold_vs_cached(repeats: int = 3) -> None:
 
 def drift(n: int = 100_000, seeds: int = 4) -> None:
     """Quarterly GMV shares (expected) of a 104-week event-free run of the calibrated baseline with its trends
-    set to 0, and the slope of each share in points a year (MODEL.md property 7), per seed and on average."""
+    set to 0, and the slope of each share in points a year (docs/model.md property 7), per seed and on average."""
     import numpy as np
 
     from marketsim.fit.calibrate import expected_path

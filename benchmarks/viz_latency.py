@@ -8,7 +8,7 @@ Prints the median, 90th percentile and maximum, then stops the server.
 
     python benchmarks/viz_latency.py [--scenario FILE] [--consumers N] [--steps 20] [--warmup 3]
 
-Target (issue 11): median click-to-share-chart under 150 ms at 100,000 consumers.
+Target (the live page's responsiveness): median click-to-share-chart under 150 ms at 100,000 consumers.
 """
 
 from __future__ import annotations

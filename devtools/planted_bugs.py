@@ -1,5 +1,7 @@
-"""Plant, one at a time, each bug kind listed in issue 12 ("Tests that catch real bugs in the model") in a scratch
-copy of the code, run the tests that should catch it, and print which test failed first.
+"""Plant, one at a time, each kind of real model bug the tests must catch (PLANTS below: social exposure, boosts,
+synchronous purchases, real units, access paths, events, promotions, the initial draw, the projection's horizon and
+interval, the fit window) in a scratch copy of the code, run the tests that should catch it, and print which test
+failed first.
 
     python devtools/planted_bugs.py              # all (a few minutes on two cores)
     python devtools/planted_bugs.py boost_all    # one
@@ -43,7 +45,7 @@ SEQUENTIAL_NEW = """        pick = choice.gumbel_choice(V, u_pick)
             self.last[fi[sw]] = was
 """
 
-#: name -> (the bug as issue 12 words it, file, old text, new text, tests to run)
+#: name -> (the bug in words, file, old text, new text, tests to run)
 PLANTS: dict[str, tuple[str, str, str, str, list[str]]] = {
     "layer_other_degree": ("social exposure of one layer normalised by another layer's degree", "src/marketsim/engine/market.py",
                            "(lay.inv_degree[idx, None] * w[None, :])",

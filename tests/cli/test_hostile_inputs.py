@@ -1,5 +1,5 @@
-"""Inputs that used to end in a traceback or a hang (issue 17, class 3): each ends in one line on stderr, exit 2,
-naming the file, line and field and what would be right (a closed pipe: a quiet exit, as Unix tools do)."""
+"""Hostile inputs that used to end in a traceback or a hang: each ends in one line on stderr, exit 2, naming the
+file, line and field and what would be right (a closed pipe: a quiet exit, as Unix tools do)."""
 
 import importlib
 import inspect

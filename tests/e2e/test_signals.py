@@ -63,7 +63,7 @@ def _start_paused(args, cwd, point, seconds):
 
 
 @pytest.mark.parametrize("sig,point,expect", [
-    (signal.SIGKILL, "wrote timeseries.csv", 1),    # the case: first file renamed into place, then killed
+    (signal.SIGKILL, "wrote timeseries.csv", 1),    # once left a mix: first file renamed into place, then killed
     (signal.SIGKILL, "wrote shares.png", 1),
     (signal.SIGKILL, "wrote .marketsim.json", 1),   # every file written, nothing swapped yet
     (signal.SIGKILL, "before swap", 1),             # new per-file links made, `current` not yet replaced

@@ -1,4 +1,4 @@
-"""The live page off loopback, its sessions, its assets and its words (issue 17, "the live page"): a real
+"""The live page off loopback, its sessions, its assets and its words: a real
 `marketsim viz --host 0.0.0.0` (reached only through 127.0.0.1) driven by Debian's chromium.
 
 - Off loopback the server needs the token it prints (with a warning that the page is reachable from the

@@ -1,5 +1,5 @@
-"""An independent reference of one market step, written from MODEL.md (sections 2, 3, 5, 6 and 7) and the
-choices docs/model.md section 12 documents, in plain Python loops over consumers.
+"""An independent reference of one market step, written from docs/model.md (sections 2, 3, 5, 6 and 7)
+and the choices its section 12 documents, in plain Python loops over consumers.
 
 It imports nothing from ``marketsim``: it reads a loaded :class:`marketsim.scenario.core.Scenario` (only its public
 fields) and a consumer state given as plain Python values, and computes from them, its own way, what the
@@ -24,7 +24,7 @@ DAYS_PER_YEAR = 365.25  # docs/model.md 12.12: trends are utility per year of 36
 
 @dataclass
 class RetailerSide:
-    """What events change (MODEL.md section 7), at one step, after that step's events."""
+    """What events change (docs/model.md section 7), at one step, after that step's events."""
 
     accepts: list[set[str]]  # per retailer: the providers whose single sign-on it accepts (L_j)
     migrate_cost: list[float | None]  # per retailer: the migration offer, if any
@@ -101,7 +101,7 @@ def date_of(sc, t: int):
 
 
 def exposure(sc, side: RetailerSide, neighbours: dict[str, list[list[int]]], last: list[int], i: int) -> dict[str, list[float]]:
-    """S_p[i, j] per layer p (MODEL.md 3): w_p g_pj n_p(i, j) / deg_p(i), 0 where i has no tie on layer p."""
+    """S_p[i, j] per layer p (docs/model.md 3): w_p g_pj n_p(i, j) / deg_p(i), 0 where i has no tie on layer p."""
     R = len(sc.retailers)
     out = {}
     for prov in sc.providers:
@@ -118,7 +118,7 @@ def exposure(sc, side: RetailerSide, neighbours: dict[str, list[list[int]]], las
 
 
 def friction(sc, side: RetailerSide, acc: tuple, holds: set[str], j: int) -> tuple[float, str]:
-    """(F[i, j], path) of MODEL.md 5: path is 'native', 'sso', 'link', 'create' or 'migrate'."""
+    """(F[i, j], path) of docs/model.md section 5: path is 'native', 'sso', 'link', 'create' or 'migrate'."""
     f = sc.friction
     linkable = bool(holds & side.accepts[j])
     no_access = (f.link, "link") if linkable else (f.create, "create")
@@ -132,7 +132,7 @@ def friction(sc, side: RetailerSide, acc: tuple, holds: set[str], j: int) -> tup
 
 
 def utilities(sc, side: RetailerSide, t: int, state: "State", i: int) -> dict:
-    """Every term of V[i, j] (MODEL.md 6) for consumer i at step t, and V itself."""
+    """Every term of V[i, j] (docs/model.md section 6) for consumer i at step t, and V itself."""
     b = sc.behaviour
     R = len(sc.retailers)
     years = t * sc.calendar.step_days / DAYS_PER_YEAR
@@ -152,7 +152,7 @@ def utilities(sc, side: RetailerSide, t: int, state: "State", i: int) -> dict:
 
 
 def probabilities(V: list[float]) -> list[float]:
-    """[no purchase, retailer 0, ...]: exp(V_j) / (1 + sum_k exp(V_k)) (MODEL.md 6)."""
+    """[no purchase, retailer 0, ...]: exp(V_j) / (1 + sum_k exp(V_k)) (docs/model.md section 6)."""
     e = [1.0] + [math.exp(v) for v in V]
     tot = sum(e)
     return [x / tot for x in e]
@@ -187,9 +187,9 @@ class State:
 
 
 def after_purchases(sc, side: RetailerSide, state: State, purchases: list[tuple[int, int]], paths) -> State:
-    """The state after all of a step's purchases, applied together (MODEL.md 6): the buyer's last retailer, and
-    access by the purchase's path (link: sso(p); create, migrate: native; MODEL.md 5). ``paths[i][j]`` is the
-    path of consumer i at j computed before any purchase."""
+    """The state after all of a step's purchases, applied together (docs/model.md section 6): the buyer's last
+    retailer, and access by the purchase's path (link: sso(p); create, migrate: native; docs/model.md section 5).
+    ``paths[i][j]`` is the path of consumer i at j computed before any purchase."""
     last = list(state.last)
     access = [list(row) for row in state.access]
     for i, j in purchases:

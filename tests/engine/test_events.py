@@ -1,5 +1,5 @@
-"""Event semantics (MODEL.md section 7): for each event type, the exact change it makes to a running market's
-state and everything it must leave alone, then what consumers can and cannot do afterwards.
+"""Event semantics (docs/model.md section 7): for each event type, the exact change it makes to a running
+market's state and everything it must leave alone, then what consumers can and cannot do afterwards.
 
 Each event is applied to a settled market through the engine's handler, between two snapshots of the whole
 state (accepted logins, migration offers, social factors, promotions, prices, every consumer's access and last

@@ -1,4 +1,4 @@
-"""MODEL.md section 11: the properties every implementation must show."""
+"""docs/model.md section 11: the properties every implementation must show."""
 
 import numpy as np
 import pytest
@@ -165,7 +165,7 @@ def test_crn_identical_until_first_event(seed):
 
 @pytest.mark.slow
 def test_7_calibrated_event_free_market_holds_still():
-    """MODEL.md property 7: the calibrated bundled baseline, trends set to 0, no events, 10^5 consumers: over
+    """docs/model.md property 7: the calibrated bundled baseline, trends set to 0, no events, 10^5 consumers: over
     104 weeks after the burn-in the slope of every retailer's share is under 0.3 points a year (expected
     shares, averaged over four seeds: one seed's slope has a noise of about 0.3 points a year). Before
     version 2 (no turnover) the same run drifted by -0.6 (Tmall) and +0.45 (JD) points a year."""

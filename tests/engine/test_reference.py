@@ -1,5 +1,5 @@
-"""One step of the engine against an independent reference (tests/refmodel.py: plain Python loops over a few
-hundred consumers, written from MODEL.md sections 2, 3, 5, 6 and 7, importing nothing from marketsim).
+"""One step of the engine against an independent reference (tests/engine/refmodel.py: plain Python loops over a
+few hundred consumers, written from docs/model.md sections 2, 3, 5, 6 and 7, importing nothing from marketsim).
 
 A market with every feature switched on (three social layers of different weights, trends, prices, turnover, a
 dated market size and basket mean, every access state) runs through a timeline with every kind of event. Before
@@ -249,7 +249,7 @@ def test_purchases_update_and_outputs_match_the_reference(reference_run, t):
     # the state after the step: every purchase applied together, from the paths computed before any of them
     paths = {int(i): tm["path"] for i, tm in zip(idx, terms)}
     after = ref.after_purchases(sc, side, state, sorted(bought.items()), paths)
-    for i in gone.tolist():  # newcomers take the slots of those who left (MODEL.md 2)
+    for i in gone.tolist():  # newcomers take the slots of those who left (docs/model.md section 2)
         after.last[i] = -1
         after.access[i] = [ref.NONE] * R
     last, access, basket, login_pref = st.after
@@ -307,7 +307,7 @@ def test_the_reference_run_exercises_every_state_and_event(reference_run):
 
 
 def test_initial_draw_matches_model_section_2():
-    """MODEL.md 2: last retailer from the initial shares; customers of j log in through p with j's sso_share of p
+    """docs/model.md 2: last retailer from the initial shares; customers of j log in through p with j's sso_share of p
     and hold p; the others are native at j; nobody has access elsewhere; accounts ~ Bernoulli(penetration) apart
     from those sso customers. Binomial bounds at 20,000 consumers; the social layers are graphs over holders."""
     sc = parse_text(REFERENCE_YAML.replace("count: 400", "count: 20000"))

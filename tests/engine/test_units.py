@@ -1,9 +1,9 @@
-"""Every reported total in real units (MODEL.md sections 2 and 9): shoppers, buyers, GMV, revenue, accounts
+"""Every reported total in real units (docs/model.md sections 2 and 9): shoppers, buyers, GMV, revenue, accounts
 created, one-click sign-ups, access lost and newcomers against closed forms, with a dated market size and a
 dated basket mean, at two numbers of agents (the same closed form must hold at 10^4 and 10^5).
 
 The market: no habit, social or friction effects, so every shopper picks retailer j with the static logit
-probability p_j whatever its state (MODEL.md 6), and a consumer's access evolves in closed form:
+probability p_j whatever its state (docs/model.md section 6), and a consumer's access evolves in closed form:
 A accepts no single sign-on, B accepts QQ until the event at step 8 removes it. With r the shopping rate,
 s(t) the market size and m(t) the basket mean at step t's date, s0_j the initial shares, pi the QQ penetration
 and q_j = 1 - r p_j the chance of not buying at j in a step:
@@ -146,7 +146,7 @@ def test_accounts_sign_ups_and_access_lost_in_real_units(units_run):
 
 
 def test_newcomers_in_real_units():
-    """Each agent leaves with probability `turnover` per step (MODEL.md 2): s(t) x turnover newcomers."""
+    """Each agent leaves with probability `turnover` per step (docs/model.md section 2): s(t) x turnover newcomers."""
     n, turnover = 10_000, 0.05
     sc = _scenario(n, steps=10, turnover=turnover)
     res = simulate(sc, np.array([-0.5, -1.0]))

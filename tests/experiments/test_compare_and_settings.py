@@ -1,4 +1,4 @@
-"""No silent wrong answers, nothing written outside its folder (issue 17): ``--compare`` options keep what they
+"""No silent wrong answers, nothing written outside its folder: ``--compare`` options keep what they
 say (a draw sets a parameter only where the option declares it uncertain), options of another market are
 refused, non-finite numbers are refused, every result records the settings that made it and results of other
 settings are kept apart, and no name built from user text leaves the results folder or collides with another.

@@ -1,6 +1,6 @@
-"""The error bars (MODEL.md section 10): the single-draw t interval on fixed data, the mixture interval over
-weighted parameter draws on a case with a known answer, the horizon a projection reports, and the coverage of
-the projection's 95% interval measured with enough trials to tell a t interval from a z interval."""
+"""The error bars (docs/model.md section 10): the single-draw t interval on fixed data, the mixture interval over
+weighted parameter draws on a case with a known answer, the horizon a projection reports, and the coverage of the
+projection's 95% interval measured with enough trials to tell a t interval from a z interval."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Parameter uncertainty (MODEL.md sections 8 and 10, property 9): intervals over draws, their decomposition,
-the posterior's contraction and coverage, the back-test's naive forecasts, and executor independence."""
+"""Parameter uncertainty (docs/model.md sections 8 and 10, property 9): intervals over draws, their
+decomposition, the posterior's contraction and coverage, the back-test's naive forecasts, and executor
+independence."""
 
 import datetime as dt
 import json
@@ -80,7 +81,7 @@ def test_projection_decomposition_matches_closed_form_logit():
 
 @pytest.mark.slow
 def test_property_9_posterior_contracts_and_covers():
-    """MODEL.md property 9 on a cheap synthetic design: a promotion of unknown utility u ~ U(0, 1) starts at
+    """docs/model.md property 9 on a cheap synthetic design: a promotion of unknown utility u ~ U(0, 1) starts at
     month 8; the primary source observes A and B quarterly; the fit uses the quarters through month 16 and
     holds out the rest. Over 40 trials (u drawn from the prior, observations simulated on another seed plus
     0.5-point noise), the 90% posterior interval must cover u and the held-out observations about 90% of the

@@ -1,4 +1,4 @@
-"""Calibration to a share series (MODEL.md section 8 and properties 7-8): recovery of known parameters,
+"""Calibration to a share series (docs/model.md section 8 and properties 7-8): recovery of known parameters,
 identifiability refusals, convergence over the reachable parameter range, the target_share shorthand,
 reproduction on other seeds, and the fit cache."""
 
@@ -203,7 +203,7 @@ def test_target_share_shorthand_still_fits():
 
 
 def test_property_8_fit_reproduces_on_other_seeds():
-    """MODEL.md property 8: the fitted path, re-run on seeds other than the fit's, matches the fitted shares
+    """docs/model.md property 8: the fitted path, re-run on seeds other than the fit's, matches the fitted shares
     within sampling bounds (measured here from five other seeds)."""
     obs, conv = synthetic_observations(n=20000)
     sc = parse_text(fit_market_yaml(obs, n=20000, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5)))
@@ -248,8 +248,8 @@ def test_converges_or_says_why_over_the_reachable_range(values):
 
 
 def test_the_fit_window_ends_at_the_first_event():
-    """MODEL.md 8: without fit_until the cut-off is the first event's date; observations that end after it (the
-    2013 figures here, after a login removal in December 2012) are left to the projection, not fitted; an
+    """docs/model.md section 8: without fit_until the cut-off is the first event's date; observations that end after
+    it (the 2013 figures here, after a login removal in December 2012) are left to the projection, not fitted; an
     explicit fit_until (or --until) moves the cut-off, even past the event."""
     obs = ("primary_source: P\nobservations:\n"
            "  - {source: P, period: 2012H1, shares: {A: 0.5, B: 0.3}}\n"

@@ -1,4 +1,4 @@
-"""No silent wrong answers from a fit or a posterior (issue 17): a posterior worth too few draws is refused and
+"""No silent wrong answers from a fit or a posterior: a posterior worth too few draws is refused and
 a stored one is checked in full where it is used (its effective sample size shown); a market where nobody buys,
 or observations that leave nothing for the rest, fail in one line naming the cause (never "converged", never
 cached as a fit); a fit-cache entry that is not a regular file is never opened, and a read-only shared cache is
@@ -34,7 +34,7 @@ def _error_line(capsys) -> str:
     return err[-1]
 
 
-# --------------------------------------------------------------------------- class 1: the posterior
+# --------------------------------------------------------------------------- the posterior
 
 
 def _posterior_doc(sc, samples, weights, sigma=1.0) -> dict:
@@ -114,7 +114,7 @@ def test_project_uses_a_checked_posterior_and_shows_its_ess(tmp_path, monkeypatc
     assert "is a FIFO" in _error_line(capsys)
 
 
-# --------------------------------------------------------------------------- class 2: a market nobody buys in
+# --------------------------------------------------------------------------- a market nobody buys in
 
 
 def test_a_market_where_nobody_buys_fails_naming_the_cause(tmp_path, monkeypatch, capsys):
@@ -187,7 +187,7 @@ def test_observed_shares_that_leave_nothing_for_the_rest(capsys):
             in str(e.value)) and "tips" not in str(e.value), e.value
 
 
-# --------------------------------------------------------------------------- class 3: the fit cache
+# --------------------------------------------------------------------------- the fit cache
 
 
 def _small_fit_market():

@@ -1,7 +1,8 @@
-"""Issue 17, class 2: marketsim removes only what it can prove it made, inside its own folder, and follows no
-link to delete; a sweep folder is recognised by marketsim's own manifest; the results index never overwrites
-a user's file and lists every result; a reader that follows the protocol never sees a mix; a result folder
-is made of real files (it survives a zip or a copy); the older symlink layout is still read and migrated."""
+"""Nothing lost, nothing removed that is not marketsim's: marketsim removes only what it can prove it made,
+inside its own folder, and follows no link to delete; a sweep folder is recognised by marketsim's own manifest;
+the results index never overwrites a user's file and lists every result; a reader that follows the protocol never
+sees a mix; a result folder is made of real files (it survives a zip or a copy); the older symlink layout is
+still read and migrated."""
 
 import hashlib
 import json

@@ -1,7 +1,7 @@
-"""Where the parallel work runs fails (issue 17, class 3): a --scheduler address that cannot work, a Dask cluster
-without workers (none at the start, or all dead mid-run), a local worker process killed (as by the
-out-of-memory killer). Each is one line on stderr and exit 2, never a traceback or a hang; a sweep keeps the
-runs it finished and says how to continue from them."""
+"""Where the parallel work runs fails (hostile conditions that used to end in a traceback or a hang): a
+--scheduler address that cannot work, a Dask cluster without workers (none at the start, or all dead mid-run), a
+local worker process killed (as by the out-of-memory killer). Each is one line on stderr and exit 2, never a
+traceback or a hang; a sweep keeps the runs it finished and says how to continue from them."""
 
 import contextlib
 import multiprocessing

@@ -24,7 +24,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     fit = fit_params(sc, args, quiet=args.json)
     cal = fit.calibration
     full = None
-    if sc.consumers.count > cal.consumers:  # fitted at fewer consumers (property 11.4): residuals at full N too
+    # fitted at fewer consumers (shares do not depend on N: docs/model.md property 4): residuals at full N too
+    if sc.consumers.count > cal.consumers:
         from marketsim.fit.calibrate import residuals_at
 
         full = residuals_at(sc, cal)

@@ -1,4 +1,4 @@
-"""The decision rule (MODEL.md sections 5 and 6) as pure functions over arrays.
+"""The decision rule (docs/model.md sections 5 and 6) as pure functions over arrays.
 
 Shapes: k shoppers (rows), R retailers (columns), P identity providers.
 Access codes per (consumer, retailer): :data:`NONE`, :data:`NATIVE`, :data:`MIGRATE`, or
@@ -34,7 +34,7 @@ def can_link(holds: np.ndarray, accepts: np.ndarray) -> np.ndarray:
 def friction_tables(
     accepts: np.ndarray, *, f_native: float, f_sso: float, f_link: float, f_create: float, f_migrate: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lookup tables of the friction and purchase path (MODEL.md section 5), indexed [can link?, access code,
+    """Lookup tables of the friction and purchase path (docs/model.md section 5), indexed [can link?, access code,
     retailer]: (2, SSO + P, R) float64 costs in utility units and int8 path codes. They change only when an
     event changes the accepted logins or a migration offer, so a market builds them once per change."""
     P, R = accepts.shape
@@ -76,7 +76,7 @@ def friction(
     f_create: float,
     f_migrate: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Login friction F[i, j] and the path a purchase would take (MODEL.md section 5).
+    """Login friction F[i, j] and the path a purchase would take (docs/model.md section 5).
 
     access: (k, R) access codes; holds: (k, P) bool; accepts: (P, R) bool (L_j as columns);
     f_migrate: (R,) migration cost offered by each retailer (inf where none is offered).
@@ -100,7 +100,8 @@ def utilities(
     beta_habit: float,
     beta_friction: float,
 ) -> np.ndarray:
-    """V[i,j] = alpha_j - beta_price ln P_j + beta_social S + beta_habit 1[c_i=j] - beta_friction F + M (MODEL.md 6)."""
+    """V[i,j] = alpha_j - beta_price ln P_j + beta_social S + beta_habit 1[c_i=j] - beta_friction F + M
+    (docs/model.md section 6)."""
     V = (alpha - beta_price * log_price)[None, :] + beta_social * social - beta_friction * friction_cost + promo
     if beta_habit:
         V = V + beta_habit * habit

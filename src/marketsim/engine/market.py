@@ -1,4 +1,4 @@
-"""The market's state and its step (MODEL.md sections 5, 6, 7 and 9), on numpy arrays.
+"""The market's state and its step (docs/model.md sections 5, 6, 7 and 9), on numpy arrays.
 
 :class:`Market` is the one place the dynamic state lives: last retailer and access per consumer,
 accepted logins, social factors, promotions, prices, and per-layer counts of each consumer's
@@ -8,7 +8,7 @@ switched are touched). The decision rule itself is the pure functions of :mod:`m
 Every step draws the same random numbers whatever the state (one uniform per consumer: shop?; R+1 per
 shopper: which option?; one per consumer: does it leave?; a basket per newcomer), so a scenario and its
 counterfactual on the same seed use the same random numbers for the same consumer at the same step
-(common random numbers, MODEL.md section 10).
+(common random numbers, docs/model.md section 10).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from marketsim.engine.choice import NATIVE, NONE, SSO
 from marketsim.engine.population import World, build_world, child_seed, relative_baskets, seed_streams
 from marketsim.scenario.core import Scenario
 
-#: Days per year for trends (utility per year, MODEL.md section 4).
+#: Days per year for trends (utility per year, docs/model.md section 4).
 DAYS_PER_YEAR = 365.25
 #: Relative weight of a provider a retailer accepts without a stated sso_share, in one-click sign-ups.
 LINK_WEIGHT_FLOOR = 1e-3
@@ -37,7 +37,7 @@ MAX_PILOT_STEPS = 5_000
 
 @dataclass(frozen=True)
 class StepRecord:
-    """The outputs of one step (MODEL.md section 9). Totals are in real units (x market.size / N)."""
+    """The outputs of one step (docs/model.md section 9). Totals are in real units (x market.size / N)."""
 
     step: int
     shoppers: float
@@ -49,7 +49,7 @@ class StepRecord:
     access_lost: np.ndarray  # (R,) consumer accesses lost by events this step
     flows: np.ndarray  # (R+1, R): from last retailer (row R = none) to this step's retailer, buyers
     lost_login_last: np.ndarray  # (R,) consumers who lost a login by an event, by their current last retailer
-    newcomers: float  # consumers who left at the end of this step, each replaced by a newcomer (MODEL.md 2)
+    newcomers: float  # consumers who left at the end of this step, each replaced by a newcomer (docs/model.md 2)
     expected_gmv: np.ndarray | None  # (R,) GMV expected from the choice probabilities (if Market.track_expected)
     expected_buyers: np.ndarray | None  # (R,) buyers expected from the choice probabilities (idem)
 
@@ -198,7 +198,7 @@ class Market:
                 self.social_factor[li, self.retailer_index[retailer]] = factor
 
     def social_exposure(self, idx: np.ndarray) -> np.ndarray:
-        """S[i, j] for consumers ``idx`` (MODEL.md section 3)."""
+        """S[i, j] for consumers ``idx`` (docs/model.md section 3)."""
         S = np.zeros((len(idx), self.R), dtype=np.float32)
         for li, (lay, cnt) in enumerate(zip(self.world.layers, self.counts)):
             if lay.weight == 0:
@@ -217,11 +217,12 @@ class Market:
         return np.minimum((cum <= target).sum(axis=1), self.P - 1)
 
     def alpha_at(self, t: int) -> np.ndarray:
-        """alpha_j(t) = alpha_j + trend_j x years since the calendar start (MODEL.md 4); the burn-in uses t = 0."""
+        """alpha_j(t) = alpha_j + trend_j x years since the calendar start (docs/model.md section 4); the burn-in
+        uses t = 0."""
         return self.alpha + self.trend * (max(t, 0) * self.scenario.calendar.step_days / DAYS_PER_YEAR)
 
     def scale_at(self, t: int) -> float:
-        """Real shoppers per agent at step t: market.size(date) / N (MODEL.md 2)."""
+        """Real shoppers per agent at step t: market.size(date) / N (docs/model.md section 2)."""
         return self.scenario.market_size.at(self.scenario.calendar.date_of(max(t, 0))) / self.n
 
     def basket_mean_at(self, t: int) -> float:
@@ -378,7 +379,7 @@ class Market:
     def _turnover(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Each consumer leaves with probability ``turnover`` at the end of the step; a newcomer takes the slot
         with its identity accounts and social ties, a fresh basket, no last retailer and no access anywhere
-        (MODEL.md section 2). Returns who left and their last retailer (the caller updates neighbour counts)."""
+        (docs/model.md section 2). Returns who left and their last retailer (the caller updates neighbour counts)."""
         none = np.empty(0, dtype=np.int64)
         if self.turnover <= 0:
             return none, none

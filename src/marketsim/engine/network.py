@@ -1,4 +1,4 @@
-"""Social graphs (MODEL.md section 3) as CSR arrays, with vectorised generators.
+"""Social graphs (docs/model.md section 3) as CSR arrays, with vectorised generators.
 
 Every generator takes a :class:`numpy.random.Generator` (spawned from the scenario seed) and uses no
 other randomness. All three are vectorised numpy: a million-node layer builds in about a second

@@ -1,4 +1,4 @@
-"""The consumers at step 0 (MODEL.md sections 2 and 3), drawn once from the scenario seed.
+"""The consumers at step 0 (docs/model.md sections 2 and 3), drawn once from the scenario seed.
 
 A :class:`World` is everything about a market that does not change while it runs and that a scenario
 and its counterfactual share on the same seed: identity accounts, baskets, social layers, and the

@@ -1,13 +1,13 @@
 """Back-tests (``marketsim backtest SCENARIO --until DATE``): fit on the observations that end before DATE,
 project the rest with the full uncertainty, and compare with what was observed and with two naive forecasts.
 
-The fit is the scenario's own (MODEL.md section 8) with the earlier cut-off; parameters that the earlier data
+The fit is the scenario's own (docs/model.md section 8) with the earlier cut-off; parameters that the earlier data
 cannot identify (a trend seen in one period only, an offset the primary source cannot anchor) are fixed at 0
 or dropped, and the output says so. The prediction for a held-out observation is the simulated share over its
 period plus its source's fitted offset (none if the source's offset for that retailer could not be fitted),
 over K parameter draws x R replicates; its 90% interval is the 5th-95th percentile of that mixture plus the
 observation's own error (a normal of ``sigma_pp`` points: 1 by default, an assumption shared with
-``marketsim fit``; sources disagree by several points, FACTS.md).
+``marketsim fit``; sources disagree by several points, docs/sources.md).
 
 Naive forecasts, per held-out observation, from the same source's earlier observations of the retailer:
 *persistence* holds the last observed share flat; *trend* extends the least-squares line through them (by the

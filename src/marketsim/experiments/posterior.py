@@ -1,4 +1,4 @@
-"""Conditioning the uncertain parameters on the observations (``marketsim fit``, MODEL.md section 8).
+"""Conditioning the uncertain parameters on the observations (``marketsim fit``, docs/model.md section 8).
 
 Approximate Bayesian computation by importance sampling over a space-filling prior design (Beaumont, Zhang &
 Balding 2002; Sisson, Fan & Beaumont 2018, "Handbook of ABC", chapter 1): K draws from the priors
@@ -45,9 +45,9 @@ from marketsim.experiments.projection import central_fit
 from marketsim.experiments.tasks import fit_task, map_jobs, with_draw
 
 FORMAT = "marketsim-posterior/v1"
-#: Default observation error (points of share) of the kernel: the sources disagree by 2-4 points on JD's
-#: share (FACTS.md), and a fitted market misses single observations by about half a point; 1 point is an
-#: assumption, stated in the output and settable with --sigma.
+#: Default observation error (points of share) of the kernel: the sources disagree by 2-4 points on JD's share
+#: (docs/sources.md: [cecrc-2013h1] against [iresearch-2013q2]), and a fitted market misses single observations by
+#: about half a point; 1 point is an assumption, stated in the output and settable with --sigma.
 DEFAULT_SIGMA_PP = 1.0
 DEFAULT_DRAWS = 64
 #: Effective-sample-size floor, absolute part: the posterior 90% interval is the span between the weighted 5%

@@ -1,4 +1,4 @@
-"""Projections (MODEL.md section 10): a scenario (and the options it is compared with) against its
+"""Projections (docs/model.md section 10): a scenario (and the options it is compared with) against its
 counterfactual baseline, over draws of the uncertain parameters and replicates of the simulation.
 
 For each parameter draw k (:mod:`marketsim.experiments.uncertainty`) every arm is fitted (:mod:`marketsim.fit.cache`: a draw

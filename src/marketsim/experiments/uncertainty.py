@@ -1,4 +1,4 @@
-"""Parameter uncertainty (MODEL.md sections 8 and 10): draws of the uncertain parameters, and what the
+"""Parameter uncertainty (docs/model.md sections 8 and 10): draws of the uncertain parameters, and what the
 spread of an answer across them means.
 
 A scenario marks a number no source pins as a range or a prior (:class:`marketsim.scenario.core.Uncertain`).

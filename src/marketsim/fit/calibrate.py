@@ -1,4 +1,4 @@
-"""Calibration to an observed share series (MODEL.md section 8, version 2).
+"""Calibration to an observed share series (docs/model.md section 8, version 2).
 
 The fitted parameters are the attractiveness alpha_j of every retailer marked ``attractiveness: calibrate`` and
 the trend of every retailer marked ``trend: calibrate`` (utility per year). Each non-primary source gets a
@@ -18,14 +18,14 @@ sum of squares (Dennis & Schnabel 1996, chapters 6 and 8). The Jacobian starts f
 a wide step (0.15 utility units; the map is simulated on one fixed seed, so it is deterministic, but it has
 small jumps wherever a consumer's sampled choice flips, and a wide step averages over them).
 
-Multi-fidelity: the solver first runs on COARSE_CONSUMERS consumers (cheap evaluations, same equations),
-then polishes on ``min(N, FIT_CONSUMERS)`` consumers starting from the coarse solution and its Jacobian
-(typically two to four evaluations). Shares do not depend on N beyond sampling noise (MODEL.md property
-11.4), so a fit at FIT_CONSUMERS serves every larger N; a run at full N reports its own residuals. Most of an
-evaluation's time is its burn-in pilot (engine.run_pilot: min(N, 20,000) consumers over two lifetimes), so
-evaluations that share their alphas share their pilot, and no point is simulated twice.
+Multi-fidelity: the solver first runs on COARSE_CONSUMERS consumers (cheap evaluations, same equations), then
+polishes on ``min(N, FIT_CONSUMERS)`` consumers starting from the coarse solution and its Jacobian (typically two
+to four evaluations). Shares do not depend on N beyond sampling noise (docs/model.md property 4), so a fit at
+FIT_CONSUMERS serves every larger N; a run at full N reports its own residuals. Most of an evaluation's time is
+its burn-in pilot (engine.run_pilot: min(N, 20,000) consumers over two lifetimes), so evaluations that share
+their alphas share their pilot, and no point is simulated twice.
 
-Identifiability (MODEL.md 8): one retailer's trend is the reference (fixed); a trend needs two or more
+Identifiability (docs/model.md section 8): one retailer's trend is the reference (fixed); a trend needs two or more
 non-nested periods of its retailer from one source; an offset for (source, j) needs j observed by the primary
 source; at most one calibrated retailer may go unobserved (its share is the rest). The fit counts equations
 and parameters and refuses, naming what is missing, when the residual degrees of freedom are negative.
@@ -48,7 +48,7 @@ from marketsim.engine.population import build_world
 from marketsim.scenario.core import Observation, Scenario
 
 #: Default solver accuracy: the fit stops when one more step would move no fitted share (or the conversion)
-#: by more than this many percentage points (MODEL.md section 8: 0.2 points) ...
+#: by more than this many percentage points (docs/model.md section 8: 0.2 points) ...
 DEFAULT_TOL_PP = 0.2
 #: ... or, on fewer consumers, by more than the size of the jumps of the simulated shares there (a consumer's
 #: flipped choice moves a share by 1/N and the habit, account and social feedback carry it on): measured
@@ -158,7 +158,7 @@ class FitProblem:
 
 def fit_problem(scenario: Scenario, until: dt.date | None = None, *, drop_unidentified: bool = False,
                 allow_fixed: bool = False) -> FitProblem:
-    """The fit problem of ``scenario`` with cut-off ``until`` (default: MODEL.md 8). Raises
+    """The fit problem of ``scenario`` with cut-off ``until`` (default: docs/model.md section 8). Raises
     :class:`CalibrationError` naming what is missing when a fitted parameter is not identified or the degrees of
     freedom are negative. ``drop_unidentified`` (the back-test, which fits on less data than the scenario was
     written for) fixes unidentified trends at 0 and drops unidentified offsets instead of refusing.
@@ -392,7 +392,7 @@ class _Exhausted(Exception):
 
 @dataclass(frozen=True)
 class Calibration:
-    """A fit (MODEL.md section 8): parameters, per-observation residuals, offsets, degrees of freedom."""
+    """A fit (docs/model.md section 8): parameters, per-observation residuals, offsets, degrees of freedom."""
 
     alpha: dict[str, float]  # fitted (and given) attractiveness per retailer at the calendar start
     trend: dict[str, float]  # fitted (and given) trend per retailer, utility per year
@@ -468,8 +468,8 @@ def cache_key(scenario: Scenario, until: dt.date | None = None, tol_pp: float | 
 
 def fit_consumers(scenario: Scenario) -> int:
     """Consumers of the final stage: the scenario's N, within [COARSE_CONSUMERS, FIT_CONSUMERS]. Shares do not
-    depend on N beyond sampling noise (property 11.4), so a large run reuses a fit made at FIT_CONSUMERS and a
-    small one gets a fit less noisy than its own size would allow."""
+    depend on N beyond sampling noise (docs/model.md property 4), so a large run reuses a fit made at FIT_CONSUMERS
+    and a small one gets a fit less noisy than its own size would allow."""
     return max(COARSE_CONSUMERS, min(scenario.consumers.count, FIT_CONSUMERS))
 
 
@@ -609,7 +609,7 @@ def observation_rows(prob: FitProblem, path: FitPath, offsets: dict[str, dict[st
 
 def residuals_at(scenario: Scenario, cal: Calibration, records=None) -> dict:
     """The fit's observations against a run of ``scenario`` at its own N and seed (sampled purchases, the fitted
-    offsets): how well a fit made at fewer consumers carries over (MODEL.md property 11.4). ``records`` are the
+    offsets): how well a fit made at fewer consumers carries over (docs/model.md property 4). ``records`` are the
     run's step records when it already ran (only observations inside them are compared); else it runs now."""
     prob = fit_problem(scenario, dt.date.fromisoformat(cal.until), drop_unidentified=True)
     if records is None:

@@ -1,7 +1,7 @@
 """``MarketModel``: the market as a Mesa model (Mesa's examples' ``model.py``).
 
 Built from keyword arguments, with an ``rng`` keyword, and with ``step()``, ``running`` and a
-``DataCollector`` whose model reporters carry the per-step outputs of MODEL.md section 9, so Mesa's
+``DataCollector`` whose model reporters carry the per-step outputs of docs/model.md section 9, so Mesa's
 own tools (``batch_run``, SolaraViz) work on it. The consumers are rows of numpy arrays inside
 :class:`marketsim.engine.market.Market`; retailers are Mesa agents. This module imports no UI, CLI or
 result-file code.
@@ -44,7 +44,7 @@ def _reporters(names: tuple[str, ...]) -> dict[str, Any]:
 
 
 class MarketModel(mesa.Model):
-    """Consumers choosing among online retailers (MODEL.md).
+    """Consumers choosing among online retailers (docs/model.md).
 
     Args:
         scenario: a :class:`Scenario`, the path of a scenario YAML file or the name of a bundled one

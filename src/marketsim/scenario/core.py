@@ -1,7 +1,7 @@
 """Scenario files: the versioned schema, checked once at the boundary.
 
 A scenario is a YAML file (``schema: marketsim/v2``; v1 files are read unchanged) describing everything in
-MODEL.md sections 1-8: calendar, market size, consumers, identity providers and
+docs/model.md sections 1-8: calendar, market size, consumers, identity providers and
 their social networks, retailers, behaviour coefficients, friction costs and
 the event timeline. :func:`load_scenario` reads it with :mod:`marketsim.scenario.yamlsafe`
 (plain data only; alias bombs, deep nesting and duplicate keys refused), validates every
@@ -49,7 +49,7 @@ NAME_RE = re.compile(S.NAME_PATTERN)
 
 @dataclass(frozen=True)
 class Calendar:
-    """Discrete time (MODEL.md section 1): step 0 starts on ``start``; a step lasts ``step_days`` days."""
+    """Discrete time (docs/model.md section 1): step 0 starts on ``start``; a step lasts ``step_days`` days."""
 
     start: dt.date
     step_days: int
@@ -70,7 +70,7 @@ class Calendar:
 @dataclass(frozen=True)
 class Series:
     """A number that may change over time: ``(date, value)`` points, linear in between and constant before
-    the first and after the last point (MODEL.md section 2: a dated ``market.size``). One point = a constant."""
+    the first and after the last point (docs/model.md section 2: a dated ``market.size``). One point = a constant."""
 
     points: tuple[tuple[dt.date, float], ...]
 
@@ -110,7 +110,7 @@ class Consumers:
     shopping_rate: float  # probability a consumer shops in a step
     conversion: float | None  # share of shoppers who buy (pins calibration); None if nothing calibrates
     basket: Basket
-    turnover: float = 0.0  # probability per step that a consumer leaves and a newcomer takes its slot (MODEL.md 2)
+    turnover: float = 0.0  # probability per step that a consumer leaves and a newcomer takes its slot (docs/model.md 2)
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ class Retailer:
     initial_share: float
     target_share: float  # calibration target (defaults to initial_share)
     sso_share: tuple[tuple[str, float], ...]  # share of current customers logging in through p
-    trend: float | None = 0.0  # utility per year added to alpha from the calendar start; None = fit (MODEL.md 4)
+    trend: float | None = 0.0  # utility per year added to alpha from the calendar start; None = fit (docs/model.md 4)
 
     @property
     def calibrate(self) -> bool:
@@ -165,7 +165,7 @@ class Behaviour:
 
 @dataclass(frozen=True)
 class Friction:
-    """Login friction costs in utility units (MODEL.md section 5)."""
+    """Login friction costs in utility units (docs/model.md section 5)."""
 
     native: float
     sso: float
@@ -192,7 +192,7 @@ class Event:
 
 @dataclass(frozen=True)
 class Observation:
-    """Observed GMV shares (fractions) of some retailers over a period, from one source (MODEL.md section 8)."""
+    """Observed GMV shares (fractions) of some retailers over a period, from one source (docs/model.md section 8)."""
 
     source: str
     label: str  # the period as written: "2012Q3", "2013H1", "2012", or "START..END"
@@ -207,7 +207,7 @@ class Observation:
 
 @dataclass(frozen=True)
 class Uncertain:
-    """A number no source pins, given as a range or a prior (MODEL.md section 8, "Uncertain parameters").
+    """A number no source pins, given as a range or a prior (docs/model.md section 8, "Uncertain parameters").
 
     ``path`` is the dotted scenario path (``retailers.JD.sso_share.weibo``, ``events.<id>.effects.0.factor``)
     that :meth:`Scenario.with_values` sets; ``value`` is the central value a point run uses; ``prior`` is
@@ -298,8 +298,8 @@ class Scenario:
         return any(r.calibrate or r.calibrate_trend for r in self.retailers)
 
     def fit_cutoff(self, until: dt.date | None = None) -> dt.date:
-        """The fit cut-off (MODEL.md 8): ``until``, else ``fit_until``, else the first event's date, else the
-        day after the calendar ends."""
+        """The fit cut-off (docs/model.md section 8): ``until``, else ``fit_until``, else the first event's date,
+        else the day after the calendar ends."""
         if until is not None:
             return until
         if self.fit_until is not None:
@@ -924,7 +924,7 @@ class _Validator:
         )
 
     def observations(self, d: dict, cal: Calendar, retailers: tuple[Retailer, ...], events, fit_until):
-        """Observed share series (MODEL.md 8), or the ``target_share`` shorthand as one observation."""
+        """Observed share series (docs/model.md section 8), or the ``target_share`` shorthand as one observation."""
         O = S.OBSERVATION
         rnames = tuple(r.name for r in retailers)
         raw = d.get("observations")
