@@ -22,8 +22,9 @@ from tests.helpers import BUNDLED, ROOT, SCENARIOS
 
 GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("MARKETSIM_REGEN_GOLDEN") == "1"
-#: Keys whose values depend on the machine, the clock or where the files are, not on the model.
-VOLATILE = {"seconds", "version", "posterior_file", "scenario_file", "path", "file", "where", "cache_key", "key"}
+#: Keys whose values depend on the machine, the clock or where the files are (or on the bytes of a scenario file,
+#: comments included), not on the model.
+VOLATILE = {"seconds", "version", "posterior_file", "scenario_file", "scenario_file_hash", "path", "file", "where", "cache_key", "key"}
 
 
 def _clean(x):
