@@ -200,7 +200,7 @@ class Market:
     def social_exposure(self, idx: np.ndarray) -> np.ndarray:
         """S[i, j] for consumers ``idx`` (MODEL.md section 3)."""
         S = np.zeros((len(idx), self.R), dtype=np.float32)
-        for li, (lay, cnt) in enumerate(zip(self.world.layers, self.counts)):
+        for li, (lay, cnt) in enumerate(zip(self.world.layers, self.counts, strict=True)):
             if lay.weight == 0:
                 continue
             w = (lay.weight * self.social_factor[li]).astype(np.float32)
@@ -231,7 +231,7 @@ class Market:
     def _update_counts(self, who: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
         """Neighbour counts after consumers ``who`` changed last retailer from ``old`` to ``new`` (-1 = none)."""
         R = self.R
-        for lay, cnt in zip(self.world.layers, self.counts):
+        for lay, cnt in zip(self.world.layers, self.counts, strict=True):
             g = lay.graph
             starts, ends = g.indptr[who], g.indptr[who + 1]
             lens = ends - starts

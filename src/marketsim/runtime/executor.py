@@ -205,7 +205,7 @@ class _RecordingContext:
         self._ctx = ctx
         self.processes: list = []
 
-    def Process(self, *args, **kwargs):  # noqa: N802 (the multiprocessing name)
+    def Process(self, *args, **kwargs):  # (named as multiprocessing names it)
         p = self._ctx.Process(*args, **kwargs)
         self.processes.append(p)
         return p
@@ -340,7 +340,7 @@ def _worker_threads(client) -> int | None:
     """Threads of the scheduler's workers now (0: no worker), or None if the scheduler does not answer."""
     try:
         return sum(client.nthreads().values())
-    except Exception:  # noqa: BLE001 (closed comm, timeout, ...: the scheduler is not answering)
+    except Exception:  # closed comm, timeout, ...: the scheduler is not answering
         return None
 
 

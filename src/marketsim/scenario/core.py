@@ -25,14 +25,15 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn
 
 from marketsim.scenario import schema as S
 from marketsim.scenario import bundled, yamlsafe
 from marketsim.runtime.digest import digest
 from marketsim.scenario.distributions import Distribution, make
-from marketsim.errors import ScenarioError  # noqa: F401  (defined in errors.py so yamlsafe can raise it; re-exported here)
+from marketsim.errors import ScenarioError  # defined in errors.py so yamlsafe can raise it; public here too
 from marketsim.scenario.eventtypes import (  # noqa: F401  (the event actions, public here as before)
     REGISTRY, AddLogin, EquityStake, PriceChange, Promotion, Reading, Registry, RemoveLogin, SocialBoost,
 )
@@ -85,7 +86,7 @@ class Series:
         pts = self.points
         if date <= pts[0][0]:
             return pts[0][1]
-        for (d0, v0), (d1, v1) in zip(pts, pts[1:]):
+        for (d0, v0), (d1, v1) in pairwise(pts):
             if date <= d1:
                 return v0 + (v1 - v0) * (date - d0).days / (d1 - d0).days
         return pts[-1][1]
@@ -445,7 +446,7 @@ def _base_chain(path: str | Path) -> list[FileLayer]:
             return layers[::-1]
         base, line = data["base"], lines.get("base")
 
-        def fail(problem: str):
+        def fail(problem: str, source: str = source, line: int | None = line) -> NoReturn:  # this file's values
             raise ScenarioError(problem, source=source, path="base", line=line)
 
         if not isinstance(base, str):
@@ -763,7 +764,7 @@ class _Validator:
             args = tuple(self.number(x[k], f"{path}.{k}") for k in keys)
             if prior == "uniform" and not args[0] < args[1]:
                 self.fail(path, f"lo {args[0]:g} is not below hi {args[1]:g}")
-            for k, v in zip(keys, args):  # sd, sigma, median: > 0 (their specs say so)
+            for k, v in zip(keys, args, strict=True):  # sd, sigma, median: > 0 (their specs say so)
                 if U[k].lo is not None and v <= U[k].lo:
                     self.fail(f"{path}.{k}", f"{v:g} is out of range; allowed: x > {U[k].lo:g}")
             law = make(prior, args)
@@ -789,7 +790,7 @@ class _Validator:
             d = self.date(k, f"{path}.{k}")
             pts.append((d, self.number(v, f"{path}.{k}", lo, hi, lo_open=lo_open)))
         pts.sort()
-        for (d0, _), (d1, _) in zip(pts, pts[1:]):
+        for (d0, _), (d1, _) in pairwise(pts):
             if d0 == d1:
                 self.fail(path, f"the date {d0} is given twice")
         return Series(tuple(pts))
@@ -889,7 +890,7 @@ class _Validator:
 
     def observations(self, d: dict, cal: Calendar, retailers: tuple[Retailer, ...], events, fit_until):
         """Observed share series (MODEL.md 8), or the ``target_share`` shorthand as one observation."""
-        O = S.OBSERVATION
+        OB = S.OBSERVATION
         rnames = tuple(r.name for r in retailers)
         raw = d.get("observations")
         given_targets = [i for i, r in enumerate(self.raw_retailers) if isinstance(r, dict) and "target_share" in r]
@@ -903,9 +904,9 @@ class _Validator:
             out, seen = [], set()
             for i, o in enumerate(raw):
                 path = f"observations[{i}]"
-                o = self.block(O, o, path)
-                src = self.get(O, o, "source", path)
-                label, start, end = self.get(O, o, "period", path)
+                o = self.block(OB, o, path)
+                src = self.get(OB, o, "source", path)
+                label, start, end = self.get(OB, o, "period", path)
                 if start < cal.start:
                     self.fail(f"{path}.period", f"{label} starts {start}, before the calendar ({cal.start}); allowed: move "
                                                 f"calendar.start back (a burn-in runs before it) or drop the observation")
@@ -915,14 +916,14 @@ class _Validator:
                 shares = []
                 for rn, v in sh.items():
                     self.string(rn, f"{path}.shares.{rn}", rnames, what="retailer")
-                    shares.append((rn, self.check(O["shares"].value, v, f"{path}.shares.{rn}")))
+                    shares.append((rn, self.check(OB["shares"].value, v, f"{path}.shares.{rn}")))
                 if sum(v for _, v in shares) > 1.05:  # sources round, and define the market differently (offsets)
                     self.fail(f"{path}.shares", f"shares sum to {sum(v for _, v in shares):.4g}; allowed: at most 1.05 "
                                                 f"(fractions, not percent)")
                 if (src, start, end) in seen:
                     self.fail(path, f"{src} {label} is given twice")
                 seen.add((src, start, end))
-                note = self.get(O, o, "note", path)
+                note = self.get(OB, o, "note", path)
                 out.append(Observation(src, label, start, end, tuple(shares), note))
             sources = sorted({o.source for o in out})
             if d.get("primary_source") is None:

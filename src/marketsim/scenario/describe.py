@@ -52,7 +52,7 @@ def uncertain_mapping(u: Uncertain) -> dict:
         m["range"] = [_tidy(a) for a in u.args]
     else:
         m["prior"] = u.prior
-        m.update({k: _tidy(a) for k, a in zip(PRIORS[u.prior][0], u.args)})
+        m.update({k: _tidy(a) for k, a in zip(PRIORS[u.prior][0], u.args, strict=True)})
     if u.reason.startswith("assumption: "):
         m["assumption"] = u.reason[len("assumption: "):]
     else:

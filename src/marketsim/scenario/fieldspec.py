@@ -10,7 +10,7 @@ Pure data: it imports nothing from the rest of the package.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 #: The unit of utilities (a field's ``unit``).
 UTILITY = "utility"
@@ -149,4 +149,4 @@ class Variants:
         return Block(tag, v.doc, (tag_field, *req, *self.common, *opt))
 
 
-Node = Union[Field, Block, MapOf, ListOf, Variants]
+Node = Field | Block | MapOf | ListOf | Variants

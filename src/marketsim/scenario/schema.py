@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any, Iterator
 
 from marketsim.scenario.eventtypes import REGISTRY
-from marketsim.scenario.fieldspec import UTILITY, Block, Field, ListOf, MapOf, Node, Variants  # noqa: F401  (public here as before)
+from marketsim.scenario.fieldspec import UTILITY, Block, Field, ListOf, MapOf, Node, Variants  # (public here as before)
 
 from marketsim.scenario.distributions import FAMILIES
 
