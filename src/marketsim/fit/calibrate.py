@@ -291,6 +291,7 @@ def expected_path(scenario: Scenario, alpha: np.ndarray, trend: np.ndarray, seed
     gmv, buyers, shoppers = np.zeros((horizon, len(alpha))), np.zeros(horizon), np.zeros(horizon)
     for t in range(horizon):
         rec = m.step()
+        assert rec.expected_buyers is not None  # (the market tracks expected values)
         gmv[t], buyers[t], shoppers[t] = rec.expected_gmv, rec.expected_buyers.sum(), rec.shoppers
     return FitPath(gmv, buyers, shoppers)
 
@@ -480,7 +481,7 @@ def mean_observed(prob: FitProblem) -> np.ndarray:
     R = len(names)
     mean = np.full(R, np.nan)
     for j, n in enumerate(names):
-        vals = [o.share(n) for o in prob.observations if o.share(n) is not None]
+        vals = [s for o in prob.observations if (s := o.share(n)) is not None]
         if vals:
             mean[j] = np.mean(vals)
     missing = np.isnan(mean)
@@ -544,6 +545,7 @@ def _calibrate(scenario: Scenario, options: FitOptions, on_progress) -> Calibrat
         r, path = _Stage(obj, n_fit, "fine", on_progress).evaluate(theta)
         return _result(scenario, prob, obj, theta, r, path, 0, tol_pp, until)
     if start is not None:
+        assert start.jacobian is not None  # calibrate() passes a start only with its Jacobian
         names = scenario.retailer_names
         if len(start.jacobian[0]) != prob.n_params or len(start.jacobian) != len(prob.equations) + (prob.conversion is not None):
             raise CalibrationError("the start's Jacobian does not fit this problem")

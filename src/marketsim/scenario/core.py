@@ -33,6 +33,7 @@ from marketsim.scenario import schema as S
 from marketsim.scenario import bundled, yamlsafe
 from marketsim.runtime.digest import digest
 from marketsim.scenario.distributions import Distribution, make
+from marketsim.scenario.fieldspec import expect
 from marketsim.errors import ScenarioError  # defined in errors.py so yamlsafe can raise it; public here too
 from marketsim.scenario.eventtypes import (  # noqa: F401  (the event actions, public here as before)
     REGISTRY, AddLogin, EquityStake, PriceChange, Promotion, Reading, Registry, RemoveLogin, SocialBoost,
@@ -485,7 +486,8 @@ class _Track:
     map field paths of the two inputs to (file, line); ``out`` the paths of the merged data."""
 
     def __init__(self, base: dict[str, tuple[str, int]], top: dict[str, tuple[str, int]]):
-        self.base, self.top, self.out = base, top, {}
+        self.base, self.top = base, top
+        self.out: dict[str, tuple[str, int]] = {}
 
     @staticmethod
     def _under(p: str, prefix: str) -> bool:
@@ -622,7 +624,7 @@ class _Validator:
     calendar, observations' identifiability) are written out below."""
 
     #: network model -> {parameter: (lo, hi, integer)}
-    NETWORK_PARAMS = {m: {f.key: (f.lo, f.hi, f.type == "integer") for f in b.fields} for m, b in S.NETWORK.variants.items()}
+    NETWORK_PARAMS = {m: {f.key: (f.lo, f.hi, f.type == "integer") for f in b.plain_fields} for m, b in S.NETWORK.variants.items()}
 
     def __init__(self, source: str, lines: _Lines, *, strict_horizon: bool = False, events: Registry = REGISTRY):
         self.source, self.lines = source, lines
@@ -630,7 +632,7 @@ class _Validator:
         self.strict_horizon = strict_horizon  # a file's own events must fall inside its own calendar
         self.uncertain: list[Uncertain] = []  # uncertain parameters met so far (scenario files only)
 
-    def fail(self, path: str, msg: str) -> None:
+    def fail(self, path: str, msg: str) -> NoReturn:
         source, line = self.lines.find(path)
         raise ScenarioError(msg, source=source if line is not None else self.source, path=path, line=line)
 
@@ -657,7 +659,7 @@ class _Validator:
         the key is absent, or null where the field may be null. ``ukey``: the dotted scenario path under which an
         uncertain value is recorded; ``choices``: the allowed names when the field refers to the file's own
         providers or retailers; ``default``: a default that depends on other fields (target_share)."""
-        f = spec[key]
+        f = spec.field(key)
         fp = f"{path}.{key}" if path else key
         if key not in d or (d[key] is None and f.nullable):
             dv = f.default if default is _MISSING else default
@@ -734,12 +736,13 @@ class _Validator:
             self.fail(path, "say why the number is uncertain: give exactly one of 'assumption: <why this range>' "
                             "or 'source: <where the prior comes from>'")
         reason_key = "assumption" if "assumption" in x else "source"
-        reason = self.check(U[reason_key], x[reason_key], f"{path}.{reason_key}")
+        reason = self.check(U.field(reason_key), x[reason_key], f"{path}.{reason_key}")
         reason = reason if reason_key == "source" else f"assumption: {reason}"
         if "unit" in x:
-            self.check(U["unit"], x["unit"], f"{path}.unit")
+            self.check(U.field("unit"), x["unit"], f"{path}.unit")
         bounds = (-math.inf if lo is None else lo, math.inf if hi is None else hi)
         prior_keys = {k for ks, _ in PRIORS.values() for k in ks}
+        args: tuple[float, ...]  # (lo, hi) of a range, else the prior's parameters in its order
         if "range" in x:
             r = x["range"]
             if not isinstance(r, list) or len(r) != 2:
@@ -753,7 +756,7 @@ class _Validator:
                 self.fail(f"{path}.{extra[0]}", f"{extra[0]!r} belongs to a prior; with 'range' give only value and the reason")
             prior, args, central = "uniform", (a, b), (a + b) / 2
         else:
-            prior = self.check(U["prior"], x["prior"], f"{path}.prior")
+            prior = self.check(U.field("prior"), x["prior"], f"{path}.prior")
             keys = PRIORS[prior][0]
             for k in x:
                 if k in prior_keys and k not in keys:
@@ -765,8 +768,9 @@ class _Validator:
             if prior == "uniform" and not args[0] < args[1]:
                 self.fail(path, f"lo {args[0]:g} is not below hi {args[1]:g}")
             for k, v in zip(keys, args, strict=True):  # sd, sigma, median: > 0 (their specs say so)
-                if U[k].lo is not None and v <= U[k].lo:
-                    self.fail(f"{path}.{k}", f"{v:g} is out of range; allowed: x > {U[k].lo:g}")
+                lo_k = U.field(k).lo
+                if lo_k is not None and v <= lo_k:
+                    self.fail(f"{path}.{k}", f"{v:g} is out of range; allowed: x > {lo_k:g}")
             law = make(prior, args)
             if law.rule and not law.ok():
                 self.fail(path, f"a {prior} prior needs {law.rule}")
@@ -836,10 +840,10 @@ class _Validator:
         self.wrong_kind(d, "scenario")
         d = self.block(T, d, "")
         schema = d["schema"]
-        if schema not in T["schema"].choices:
-            self.fail("schema", f"unsupported schema {schema!r}; allowed: {', '.join(T['schema'].choices)}")
+        if schema not in T.field("schema").choices:
+            self.fail("schema", f"unsupported schema {schema!r}; allowed: {', '.join(T.field('schema').choices)}")
         name = self.string(d["name"], "name")
-        if not re.match(T["name"].pattern, name):
+        if not re.match(T.field("name").pattern, name):
             self.fail("name", f"invalid scenario name {name!r}; allowed: letters, digits, '_', '-', '.' (it names the results folder)")
         description = self.get(T, d, "description", "")
         seed = self.get(T, d, "seed", "")
@@ -873,7 +877,7 @@ class _Validator:
         return cal
 
     def consumers(self, d: Any, needs_conversion: bool) -> Consumers:
-        C, B = S.CONSUMERS, S.CONSUMERS["basket"]
+        C, B = S.CONSUMERS, S.CONSUMERS.at("basket", S.Block)
         d = self.block(C, d, "consumers")
         b = self.block(B, d["basket"], "consumers.basket")
         if d.get("conversion") is None and needs_conversion:
@@ -916,7 +920,7 @@ class _Validator:
                 shares = []
                 for rn, v in sh.items():
                     self.string(rn, f"{path}.shares.{rn}", rnames, what="retailer")
-                    shares.append((rn, self.check(OB["shares"].value, v, f"{path}.shares.{rn}")))
+                    shares.append((rn, self.check(expect(OB.at("shares", S.MapOf).value, S.Field), v, f"{path}.shares.{rn}")))
                 if sum(v for _, v in shares) > 1.05:  # sources round, and define the market differently (offsets)
                     self.fail(f"{path}.shares", f"shares sum to {sum(v for _, v in shares):.4g}; allowed: at most 1.05 "
                                                 f"(fractions, not percent)")
@@ -976,7 +980,7 @@ class _Validator:
         M, P = S.PROVIDERS, S.PROVIDER
         if not isinstance(d, dict) or not d:
             self.fail("providers", f"expected a non-empty mapping of provider name -> settings, got {_kind(d)}")
-        if len(d) > M.max_items:
+        if M.max_items is not None and len(d) > M.max_items:
             self.fail("providers", f"{len(d)} providers; allowed: at most {M.max_items}")
         out = []
         for pname, spec in d.items():
@@ -993,7 +997,7 @@ class _Validator:
                 model = self.string(nd[N.tag], f"{npath}.{N.tag}", tuple(N.variants), what=N.what)
                 V = N.block(model)
                 self.block(V, nd, npath)
-                params = tuple((f.key, self.check(f, nd[f.key], f"{npath}.{f.key}")) for f in V.fields[1:])
+                params = tuple((f.key, self.check(f, nd[f.key], f"{npath}.{f.key}")) for f in V.plain_fields[1:])
                 net = Network(model, params)
             out.append(Provider(
                 name=pname,
@@ -1004,10 +1008,10 @@ class _Validator:
         return tuple(out)
 
     def retailers(self, d: Any, pnames: tuple[str, ...]) -> tuple[Retailer, ...]:
-        L, R = S.SCENARIO["retailers"], S.RETAILER
+        L, R = S.SCENARIO.at("retailers", S.ListOf), S.RETAILER
         if not isinstance(d, list) or not d:
             self.fail("retailers", f"expected a non-empty list of retailers, got {_kind(d)}")
-        if len(d) > L.max_items:
+        if L.max_items is not None and len(d) > L.max_items:
             self.fail("retailers", f"{len(d)} retailers; allowed: at most {L.max_items}")
         self.raw_retailers = d
         out, seen = [], set()
@@ -1035,7 +1039,7 @@ class _Validator:
                 self.string(p, f"{path}.sso_share.{p}", pnames, what="provider")
                 if p not in logins:
                     self.fail(f"{path}.sso_share.{p}", f"{name} does not accept {p} login; allowed: providers in its logins ({', '.join(logins) or 'none'})")
-                sso_items.append((p, self.check(R["sso_share"].value, s, f"{path}.sso_share.{p}", ukey=f"{key}.sso_share.{p}")))
+                sso_items.append((p, self.check(expect(R.at("sso_share", S.MapOf).value, S.Field), s, f"{path}.sso_share.{p}", ukey=f"{key}.sso_share.{p}")))
             if sum(s for _, s in sso_items) > 1 + 1e-9:
                 self.fail(f"{path}.sso_share", f"shares sum to {sum(s for _, s in sso_items):.4g}; allowed: at most 1 (the rest use native accounts)")
             init = self.get(R, r, "initial_share", path)
@@ -1065,7 +1069,7 @@ class _Validator:
 
     # --- events -------------------------------------------------------------
     def events(self, d: Any, cal: Calendar, pnames, rnames) -> tuple[Event, ...]:
-        E = S.events_spec(self.types.actions).item
+        E = expect(S.events_spec(self.types.actions).item, S.Variants)
         if not isinstance(d, list):
             self.fail("events", f"expected a list of events, got {_kind(d)}")
         out, ids = [], set()
@@ -1098,11 +1102,11 @@ class _Validator:
             req = self.types.required_keys(etype)
             default_id = ":".join([etype] + [str(e[k]) for k in req[:2]])
             eid = self.get(V, e, "id", path) if "id" in e else default_id
-            if "id" in e and not re.match(V["id"].pattern, str(eid)):
+            if "id" in e and not re.match(V.field("id").pattern, str(eid)):
                 self.fail(f"{path}.id", f"event id {eid!r} contains '.'; allowed: any text without '.' (paths such as "
                                         f"events.ID.field address an event by its id), e.g. {str(eid).replace('.', '_')!r}")
             action = self.action(etype, e, path, cal, pnames, rnames, allow_effects=True, key=f"events.{eid}")
-            if "id" not in e and not re.match(V["id"].pattern, str(eid)):
+            if "id" not in e and not re.match(V.field("id").pattern, str(eid)):
                 self.fail(path, f"its default id {eid!r} contains '.', which paths such as events.ID.field cannot "
                                 f"address; allowed: give the event an 'id' without '.'")
             if eid in ids:
@@ -1118,7 +1122,7 @@ class _Validator:
         A = self.types.actions[etype]
 
         def get(k, **kw):
-            f = A[k]
+            f = A.field(k)
             choices = {"retailer": rnames, "provider": pnames}.get(f.refers)
             return self.get(A, e, k, path, ukey=f"{key}.{k}", choices=choices, **kw)
 
