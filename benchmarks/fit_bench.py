@@ -98,7 +98,7 @@ def drift(n: int = 100_000, seeds: int = 4) -> None:
         print(f"Q{k + 1:<6} " + " ".join(f"{v:8.2f}" for v in row))
     sl = np.array(slopes)
     print("slope pp/yr per seed: " + "; ".join(" ".join(f"{x:+.2f}" for x in row) for row in sl))
-    print("mean slope pp/yr: " + " ".join(f"{n} {x:+.3f}" for n, x in zip(names, sl.mean(axis=0)))
+    print("mean slope pp/yr: " + " ".join(f"{n} {x:+.3f}" for n, x in zip(names, sl.mean(axis=0), strict=True))
           + " (target: under 0.3 in absolute value)")
 
 

@@ -160,11 +160,11 @@ def test_run_forked_is_the_same_as_running_each_arm_alone():
     def fresh(s):
         return Market(s, build_world(sc, sc.seed), fit.alpha, sc.seed, trend=fit.trend)
     got = run_forked(fresh(sc), [("s", sc), ("b", base)], steps)
-    for (m, recs), s in zip(got, (sc, base)):
+    for (_, recs), s in zip(got, (sc, base), strict=True):
         alone = fresh(s)
         want = [alone.step() for _ in range(steps)]
         assert len(recs) == steps
-        assert all(np.array_equal(a.gmv, b.gmv) for a, b in zip(recs, want))
+        assert all(np.array_equal(a.gmv, b.gmv) for a, b in zip(recs, want, strict=True))
 
 
 # --------------------------------------------------------------------------- one number formatter

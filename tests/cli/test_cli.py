@@ -71,7 +71,7 @@ def test_errors_are_one_line_exit_2(tmp_path, args, needle):
     r = marketsim(*args, cwd=tmp_path)
     assert r.returncode == 2
     assert needle in r.stderr and "Traceback" not in r.stderr
-    assert len([l for l in r.stderr.splitlines() if "error" in l]) == 1
+    assert len([ln for ln in r.stderr.splitlines() if "error" in ln]) == 1
 
 
 def test_bad_field_error_names_file_line_field(tmp_path):
@@ -118,7 +118,7 @@ def test_help_works_and_says_what_a_command_does(tmp_path, command):
     # a description paragraph between the usage and the argument lists
     assert len(body) > 2 and body[1].strip() and not body[1].startswith(("positional", "options")), r.stdout
     assert "examples:" in r.stdout and f"  marketsim {command or ''}" in r.stdout
-    assert max(map(_width, lines)) <= 80, [l for l in lines if _width(l) > 80]
+    assert max(map(_width, lines)) <= 80, [ln for ln in lines if _width(ln) > 80]
     if command is None:
         for c in _subcommands():
             assert f"    {c}" in r.stdout  # every command is listed with its one-line summary
@@ -136,8 +136,8 @@ def _fits(r) -> None:
     """Tables (stdout) and progress bars (stderr) fit 80 columns; one-line messages on stderr soft-wrap in the
     terminal instead (a path in them stays whole for copying)."""
     assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines() + [l for l in r.stderr.splitlines() if "━" in l]
-    assert max(map(_width, lines)) <= 80, [l for l in lines if _width(l) > 80]
+    lines = r.stdout.splitlines() + [ln for ln in r.stderr.splitlines() if "━" in ln]
+    assert max(map(_width, lines)) <= 80, [ln for ln in lines if _width(ln) > 80]
     assert _unbroken_intervals(r.stdout), r.stdout
 
 
@@ -228,7 +228,7 @@ def test_bar_fits_the_width_and_shows_user_text_as_is(monkeypatch, width):
 
     out = _bar_output(monkeypatch, body, width)
     lines = out.splitlines()
-    assert len(lines) == 2 and all(_width(l) <= width for l in lines), out
+    assert len(lines) == 2 and all(_width(ln) <= width for ln in lines), out
     assert lines[0].startswith("sweep [" if width < 80 else "sweep [red]my_sweep") and "…" in lines[0] and "39/640 runs" in lines[0] and "ETA" in lines[0]
     assert lines[1].startswith("calibrating") and "2 it" in lines[1] and "ETA" not in lines[1] and "?" not in lines[1]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 NONE, NATIVE, MIGRATE = ("none",), ("native",), ("migrate",)
 #: Weight of a provider a retailer accepts without a stated sso_share, in one-click sign-ups (docs/model.md 12.4).
@@ -88,7 +89,7 @@ def series_at(points, date) -> float:
     pts = sorted(points)
     if date <= pts[0][0]:
         return pts[0][1]
-    for (d0, v0), (d1, v1) in zip(pts, pts[1:]):
+    for (d0, v0), (d1, v1) in pairwise(pts):
         if date <= d1:
             return v0 + (v1 - v0) * (date - d0).days / (d1 - d0).days
     return pts[-1][1]

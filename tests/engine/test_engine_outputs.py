@@ -154,7 +154,7 @@ def test_a_market_adopts_the_state_of_pilot_consumers_with_its_own_accounts():
     assert m.pilot_steps == 40
     key = lambda holds: holds.astype(np.int64) @ (1 << np.arange(holds.shape[1]))  # noqa: E731
     kp, km = key(pilot.world.holds), key(m.world.holds)
-    pairs = {(int(k), int(last), bytes(acc)) for k, last, acc in zip(kp, pilot.state.last, pilot.state.access)}
+    pairs = {(int(k), int(last), bytes(acc)) for k, last, acc in zip(kp, pilot.state.last, pilot.state.access, strict=True)}
     found = np.isin(km, kp)
     assert found.mean() > 0.95
     for i in np.flatnonzero(found):

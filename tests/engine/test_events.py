@@ -70,7 +70,7 @@ def changed(before: dict, after: dict) -> set[str]:
     for k in STATE:
         a, b = before[k], after[k]
         if k == "counts":
-            same = all(np.array_equal(x, y) for x, y in zip(a, b))
+            same = all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
         elif k == "promotions":
             same = a == b
         else:

@@ -147,7 +147,7 @@ def test_incremental_social_counts_match_recount():
     m = Market(sc, build_world(sc), TINY_ALPHA, 9)
     for _ in range(26):
         m.step()
-    for inc, full in zip(m.counts, m.recount()):
+    for inc, full in zip(m.counts, m.recount(), strict=True):
         assert np.array_equal(inc, full)
 
 
@@ -158,9 +158,9 @@ def test_crn_identical_until_first_event(seed):
     a = simulate(sc, TINY_ALPHA, seed=seed, world=world)
     b = simulate(sc.without_events(), TINY_ALPHA, seed=seed, world=world)
     first = sc.events[0].step
-    for ra, rb in zip(a.records[:first], b.records[:first]):
+    for ra, rb in zip(a.records[:first], b.records[:first], strict=True):
         assert np.array_equal(ra.gmv, rb.gmv)
-    assert any(not np.array_equal(ra.gmv, rb.gmv) for ra, rb in zip(a.records[first:], b.records[first:]))
+    assert any(not np.array_equal(ra.gmv, rb.gmv) for ra, rb in zip(a.records[first:], b.records[first:], strict=True))
 
 
 @pytest.mark.slow

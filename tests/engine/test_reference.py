@@ -232,7 +232,7 @@ def test_purchases_update_and_outputs_match_the_reference(reference_run, t):
     n, R = st.frozen.n, len(sc.retailers)
     # choices: the option with the largest utility + Gumbel noise (column 0: no purchase, utility 0)
     picks, close = {}, 0
-    for row, (i, tm) in enumerate(zip(idx, terms)):
+    for row, (i, tm) in enumerate(zip(idx, terms, strict=True)):
         x = [0.0 - math.log(-math.log(float(u_pick[row, 0])))] + [
             v - math.log(-math.log(float(u_pick[row, j + 1]))) for j, v in enumerate(tm["V"])]
         order = sorted(range(R + 1), key=lambda k: -x[k])
@@ -242,12 +242,12 @@ def test_purchases_update_and_outputs_match_the_reference(reference_run, t):
         picks[int(i)] = order[0] - 1
     assert close <= 2
     bi, bj = st.purchases
-    bought = dict(zip(bi.tolist(), bj.tolist()))
+    bought = dict(zip(bi.tolist(), bj.tolist(), strict=True))
     assert set(bought) <= set(idx.tolist()), "only shoppers buy"
     for i, j in picks.items():
         assert bought.get(i, -1) == j, f"step {t}: consumer {i} picked {bought.get(i, -1)}, reference {j}"
     # the state after the step: every purchase applied together, from the paths computed before any of them
-    paths = {int(i): tm["path"] for i, tm in zip(idx, terms)}
+    paths = {int(i): tm["path"] for i, tm in zip(idx, terms, strict=True)}
     after = ref.after_purchases(sc, side, state, sorted(bought.items()), paths)
     for i in gone.tolist():  # newcomers take the slots of those who left (docs/model.md section 2)
         after.last[i] = -1
@@ -291,7 +291,7 @@ def test_the_reference_run_exercises_every_state_and_event(reference_run):
     seen: dict = {}
     for t, st in steps.items():
         side, state, lost, idx, _, _, terms = _reference_step(sc, st, t)
-        for i, tm in zip(idx, terms):
+        for i, tm in zip(idx, terms, strict=True):
             for j, path in enumerate(tm["path"]):
                 acc = state.access[int(i)][j][0]
                 seen[(acc, path)] = seen.get((acc, path), 0) + 1

@@ -62,7 +62,7 @@ def test_ishigami_main_effects_match_the_closed_form(ishigami_sobol):
     assert abs(eff["x2"]["change"]) < 0.3  # symmetric: no direction, though a large effect
     curve = eff["x2"]["curve"]
     assert len(curve["x"]) == 30 and sum(curve["n"]) == len(df)
-    assert all(lo <= m <= hi for lo, m, hi in zip(curve["lo"], curve["mean"], curve["hi"]))
+    assert all(lo <= m <= hi for lo, m, hi in zip(curve["lo"], curve["mean"], curve["hi"], strict=True))
 
 
 def test_grid_main_effects_are_the_exact_marginal_means(tmp_path):
@@ -142,7 +142,7 @@ def test_shares_in_points_and_units_on_every_axis(tmp_path):
     try:
         ax = {a.get_title(loc="left").replace("\n", " "): a for a in fig.axes}["JD: share of customers logging in with Weibo"]
         assert ax.get_xlabel() == "%" and "(pp)" in fig.axes[0].get_ylabel()
-        line = next(l for l in ax.get_lines() if len(l.get_xdata()) > 1)
+        line = next(ln for ln in ax.get_lines() if len(ln.get_xdata()) > 1)
         curve = eff["shift.gmv_share.JD"]["retailers.JD.sso_share.weibo"]["curve"]
         np.testing.assert_allclose(line.get_xdata(), np.array(curve["x"]) * 100)  # shares in %
         np.testing.assert_allclose(line.get_ydata(), np.array(curve["mean"]) * 100)  # share shifts in pp

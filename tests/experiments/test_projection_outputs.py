@@ -164,7 +164,7 @@ def _summary_numbers_recomputed(runs):
     assert ll["removal_in_baseline"] is False
     for arm, key in (("drop", "destinations_scenario"), (BASELINE, "destinations_baseline")):
         tot = p.destinations[arm].sum(axis=(0, 1))
-        assert ll[key] == pytest.approx(dict(zip("ABC", tot / tot.sum())))
+        assert ll[key] == pytest.approx(dict(zip("ABC", tot / tot.sum(), strict=True)))
     assert ll["destinations_scenario"]["B"] < ll["destinations_baseline"]["B"]
     # the fit: one per draw (the migration cost does not touch the market before the cut-off: one distinct fit)
     cal = s["calibration"]

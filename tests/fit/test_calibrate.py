@@ -376,7 +376,7 @@ def test_a_stage_reuses_pilots_and_points_without_changing_a_number():
     stage = _Stage(obj, 3000, "fine", None)
     together = [stage.evaluate(p)[0] for p in points]
     assert obj.evals == 4, "the repeated point is not simulated again"
-    for p, r in zip(points, together):
+    for p, r in zip(points, together, strict=True):
         alone = _Stage(_Objective(prob, alpha0, trend0, sc.seed), 3000, "fine", None).evaluate(p)[0]
         assert np.array_equal(r, alone), (p, r - alone)
     assert not np.allclose(together[0], together[1]) and not np.allclose(together[0], together[2])

@@ -69,7 +69,7 @@ def test_login_names_unknown_provider(tmp_path):
     text = (SCENARIOS / "baseline_2013q2.yaml").read_text().replace("logins: [qq, sohu, weibo]", "logins: [wechat, sohu, weibo]")
     msg = _error(_write(tmp_path, text))
     assert "retailers[1].logins[0]: unknown provider 'wechat'; allowed: weibo, qq, sohu, taobao" in msg
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if "wechat" in l)
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "wechat" in ln)
     assert f"bad.yaml:{line}:" in msg
 
 

@@ -20,7 +20,7 @@ from tests.helpers import SCENARIOS, SWEEP, cli, one_line_error
 
 
 BOMB = "".join(f"{a}: &{a} [{', '.join([f'*{p}'] * 9) if p else ', '.join(['x'] * 9)}]\n"
-               for p, a in zip([None, *"abcdefgh"], "abcdefghi"))
+               for p, a in zip([None, *"abcdefgh"], "abcdefghi", strict=True))
 
 
 def _refusal_cost(text: str):

@@ -43,8 +43,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "last_date": sc.calendar.date_of(steps - 1).isoformat(),
         "share_first": first,
         "share_last": last,
-        "attractiveness": dict(zip(sc.retailer_names, map(float, fit.alpha))),
-        "trend": dict(zip(sc.retailer_names, map(float, fit.trend))),
+        "attractiveness": dict(zip(sc.retailer_names, map(float, fit.alpha), strict=True)),
+        "trend": dict(zip(sc.retailer_names, map(float, fit.trend), strict=True)),
         "calibration": None if cal is None else {
             "key": cal.key, "consumers": cal.consumers, "dof": cal.dof, "max_residual_pp": cal.max_residual_pp,
             "this_run": residuals_at(sc, cal, res.records)["observations"]},

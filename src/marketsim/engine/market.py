@@ -200,7 +200,7 @@ class Market:
     def social_exposure(self, idx: np.ndarray) -> np.ndarray:
         """S[i, j] for consumers ``idx`` (docs/model.md section 3)."""
         S = np.zeros((len(idx), self.R), dtype=np.float32)
-        for li, (lay, cnt) in enumerate(zip(self.world.layers, self.counts)):
+        for li, (lay, cnt) in enumerate(zip(self.world.layers, self.counts, strict=True)):
             if lay.weight == 0:
                 continue
             w = (lay.weight * self.social_factor[li]).astype(np.float32)
@@ -232,7 +232,7 @@ class Market:
     def _update_counts(self, who: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
         """Neighbour counts after consumers ``who`` changed last retailer from ``old`` to ``new`` (-1 = none)."""
         R = self.R
-        for lay, cnt in zip(self.world.layers, self.counts):
+        for lay, cnt in zip(self.world.layers, self.counts, strict=True):
             g = lay.graph
             starts, ends = g.indptr[who], g.indptr[who + 1]
             lens = ends - starts
@@ -321,9 +321,11 @@ class Market:
                                          choice.can_link(self.holds_bits[idx], self.accepts))
         last = self.last[idx].astype(np.int64)
         habit = (last[:, None] == np.arange(R)[None, :]).astype(np.float32)
-        promo = np.zeros((len(idx), R), dtype=np.float32) if self.promotions else 0.0
-        for j, aud, util, _ in self.promotions:
-            promo[:, j] += util if aud < 0 else util * self.world.holds[idx, aud]
+        promo: np.ndarray | float = 0.0
+        if self.promotions:
+            promo = np.zeros((len(idx), R), dtype=np.float32)
+            for j, aud, util, _ in self.promotions:
+                promo[:, j] += util if aud < 0 else util * self.world.holds[idx, aud]
         social = self.social_exposure(idx) if b.beta_social else 0.0
         V = choice.utilities(self.alpha_at(t).astype(np.float32), np.log(self.price).astype(np.float32), habit, social,
                              F.astype(np.float32), promo,
@@ -360,7 +362,7 @@ class Market:
         lost = self.lost_index()
         lost_last = np.bincount(self.last[lost][self.last[lost] >= 0], minlength=R) * scale if len(lost) else np.zeros(R)
         expected_gmv = expected_buyers = None
-        if self.track_expected:
+        if prob is not None:  # (tracking expected values)
             expected_gmv = (self.basket[idx] @ prob[:, 1:]) * money
             expected_buyers = prob[:, 1:].sum(axis=0) * scale
         gone, gone_last = self._turnover(rng)

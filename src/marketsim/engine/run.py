@@ -32,7 +32,7 @@ class RunResult:
         return flows_to_frame(self.scenario, self.records)
 
     def share(self, step: int) -> dict[str, float]:
-        return dict(zip(self.scenario.retailer_names, map(float, self.records[step].gmv_share)))
+        return dict(zip(self.scenario.retailer_names, map(float, self.records[step].gmv_share), strict=True))
 
 
 def simulate(

@@ -92,7 +92,7 @@ def parameter_report(draws: Draws, weights: np.ndarray, scenario: Scenario, unti
     """Per parameter: prior and posterior mean, sd and 90% interval, the narrowing, and whether it can be
     informed at all (it acts on the market before the cut-off)."""
     out = []
-    for d, p in enumerate(draws.params):
+    for p in draws.params:
         x = np.array([v[p.path] for v in draws.values], dtype=float)
         dist = p.distribution()
         lo, hi = p.bounds
@@ -272,5 +272,5 @@ def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = D
     report = parameter_report(draws, w, scenario, until)
     summary = {"scenario": scenario.name, "draws": k, "fitted": sum(r is not None for r in residuals),
                "sigma_pp": sigma_pp, "ess": post.ess, "ess_floor": floor, "until": until.isoformat(), "parameters": report,
-               "failed": [{"values": v, "reason": f["error"]} for v, f in zip(draws.values, fits) if "error" in f]}
+               "failed": [{"values": v, "reason": f["error"]} for v, f in zip(draws.values, fits, strict=True) if "error" in f]}
     return post, summary

@@ -68,7 +68,7 @@ def replicate_task(arms: list[tuple[str, Scenario]], params: dict[str, tuple[np.
         a, tr = params[name0]
         w = world if (s == seed and _world_key(sc0) == _world_key(first)) else build_world(sc0, s)
         lead = Market(sc0, w, a, s, trend=tr)
-        for (name, _), (m, recs) in zip(members, run_forked(lead, members, steps)):
+        for (name, _), (m, recs) in zip(members, run_forked(lead, members, steps), strict=True):
             out[name] = {k: np.array([getattr(r, k) for r in recs]) for k in METRICS}
             markets[name] = m
     m0 = markets[first_name]
@@ -234,7 +234,7 @@ def project(
     fits = map_jobs(executor, fit_task, [(sc, cache, FitOptions(start=start)) for _, _, sc in fit_jobs], "fits",
                     on_progress)
     by_draw: dict[int, dict[str, dict]] = {}
-    for (k, name, _), f in zip(fit_jobs, fits):
+    for (k, name, _), f in zip(fit_jobs, fits, strict=True):
         by_draw.setdefault(k, {})[name] = f
     kept, failed = [], []
     for k in range(draws.k):

@@ -177,4 +177,4 @@ def _drivers(draws: Draws, means: np.ndarray, w: np.ndarray) -> tuple[dict[str, 
     r2 = float(1 - (w @ (yc - fitted) ** 2) / (w @ yc**2))
     tot = src2.sum()
     shares = src2 / tot if tot > 0 else src2
-    return {p.path: float(s) for p, s in zip(draws.params, shares)}, r2
+    return {p.path: float(s) for p, s in zip(draws.params, shares, strict=True)}, r2

@@ -239,7 +239,7 @@ def cached_calibration(
         except BadEntry as e:
             note = f"calibration cache {path}: {e}; refitting"
             make_room(path, "a fit")  # a folder or FIFO there: cleared now (or one line), not after the fit
-    if path is not None:
+    if cache_dir is not None:  # (so path is not None)
         check_writable(Path(cache_dir), "this scenario's fit (none usable is stored)")  # before the costly fit: a result that could not be stored
     try:
         cal = calibrate(scenario, options=options, on_progress=on_progress)

@@ -291,6 +291,7 @@ def expected_path(scenario: Scenario, alpha: np.ndarray, trend: np.ndarray, seed
     gmv, buyers, shoppers = np.zeros((horizon, len(alpha))), np.zeros(horizon), np.zeros(horizon)
     for t in range(horizon):
         rec = m.step()
+        assert rec.expected_buyers is not None  # (the market tracks expected values)
         gmv[t], buyers[t], shoppers[t] = rec.expected_gmv, rec.expected_buyers.sum(), rec.shoppers
     return FitPath(gmv, buyers, shoppers)
 
@@ -331,7 +332,7 @@ class _Objective:
         gap = (self.observed - sim) * 100
         out: dict[str, dict[str, float]] = {}
         names = self.prob.scenario.retailer_names
-        for (s, j), g in zip(self.prob.offsets, self.groups):
+        for (s, j), g in zip(self.prob.offsets, self.groups, strict=True):
             out.setdefault(s, {})[names[j]] = float(gap[g].mean())
         return out
 
@@ -458,7 +459,7 @@ def cache_key(scenario: Scenario, until: dt.date | None = None, tol_pp: float | 
     cut = scenario.fit_cutoff(until)
     obs = scenario.fit_observations(until)
     horizon = max((scenario.calendar.step_of(o.end) for o in obs), default=-1) + 1
-    d["events"] = [e for e, ev in zip(d["events"], scenario.events) if ev.step < horizon]
+    d["events"] = [e for e, ev in zip(d["events"], scenario.events, strict=True) if ev.step < horizon]
     d["fit_until"] = cut.isoformat()
     d["_observations"] = [[o.source, o.start.isoformat(), o.end.isoformat(), list(map(list, o.shares))] for o in obs]
     d["consumers"]["count"] = fit_consumers(scenario)
@@ -480,7 +481,7 @@ def mean_observed(prob: FitProblem) -> np.ndarray:
     R = len(names)
     mean = np.full(R, np.nan)
     for j, n in enumerate(names):
-        vals = [o.share(n) for o in prob.observations if o.share(n) is not None]
+        vals = [s for o in prob.observations if (s := o.share(n)) is not None]
         if vals:
             mean[j] = np.mean(vals)
     missing = np.isnan(mean)
@@ -544,6 +545,7 @@ def _calibrate(scenario: Scenario, options: FitOptions, on_progress) -> Calibrat
         r, path = _Stage(obj, n_fit, "fine", on_progress).evaluate(theta)
         return _result(scenario, prob, obj, theta, r, path, 0, tol_pp, until)
     if start is not None:
+        assert start.jacobian is not None  # calibrate() passes a start only with its Jacobian
         names = scenario.retailer_names
         if len(start.jacobian[0]) != prob.n_params or len(start.jacobian) != len(prob.equations) + (prob.conversion is not None):
             raise CalibrationError("the start's Jacobian does not fit this problem")
@@ -581,7 +583,7 @@ def _result(scenario, prob, obj, theta, r, path, iterations, tol_pp, until, J=No
     offsets = obj.offsets(path)
     rows = observation_rows(prob, path, offsets)
     return Calibration(
-        alpha=dict(zip(names, map(float, a))), trend=dict(zip(names, map(float, tr))), offsets=offsets,
+        alpha=dict(zip(names, map(float, a), strict=True)), trend=dict(zip(names, map(float, tr), strict=True)), offsets=offsets,
         observations=rows, conversion_residual_pp=float(r[-1]) if prob.conversion is not None else math.nan,
         dof=prob.dof, iterations=iterations, evaluations=obj.evals, consumers=fit_consumers(scenario), seed=scenario.seed,
         tol_pp=tol_pp,
@@ -620,7 +622,7 @@ def residuals_at(scenario: Scenario, cal: Calibration, records=None) -> dict:
     path = FitPath(np.array([r.gmv for r in records[:T]]), np.array([r.buyers.sum() for r in records[:T]]),
                    np.array([r.shoppers for r in records[:T]]))
     inside = [k for k, o in enumerate(prob.observations) if scenario.calendar.step_of(o.end) < T]
-    rows = [row for row, e in zip(observation_rows(prob, path, cal.offsets, steps=T), prob.equations) if e.obs in inside]
+    rows = [row for row, e in zip(observation_rows(prob, path, cal.offsets, steps=T), prob.equations, strict=True) if e.obs in inside]
     return {"consumers": scenario.consumers.count, "seed": scenario.seed, "observations": rows}
 
 
@@ -654,7 +656,7 @@ def _berry(stage: _Stage, theta: np.ndarray, *, good_log: float = 0.05, max_step
             t2 = theta.copy()
             t2[k] += 2 * FD_STEP
             J[:, k] = (err(stage.evaluate(t2)[1]) - e) / (2 * FD_STEP)
-        for steps in range(1, max_steps + 1):
+        for steps in range(1, max_steps + 1):  # noqa: B007  (returned: the number of steps taken)
             if np.max(np.abs(e)) < good_log:
                 break
             step = -np.linalg.lstsq(J, e, rcond=None)[0]

@@ -93,7 +93,7 @@ def settings_suffix(settings: dict, named: tuple[str, ...] = ()) -> str:
     if len(tokens) == len(s):  # integers and flags only: readable as it stands, and unambiguous
         return "--" + "-".join(tokens)
     tokens += sorted(readable(k) for k in s if k not in READABLE_INT + READABLE_FLAG)
-    shown = []
+    shown: list[str] = []
     for t in tokens:  # as many whole tokens as fit in 60 characters
         if len("-".join(shown + [t])) > 60:
             break

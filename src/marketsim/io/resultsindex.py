@@ -59,7 +59,7 @@ def settings_text(settings: object) -> str:
     return "; ".join(parts)
 
 
-def _cell(text: str) -> str:
+def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
@@ -70,13 +70,13 @@ def entry(folder: Path) -> tuple[str, str] | None:
     kind = store.result_kind(folder)
     if kind is not None:
         main, label = MAIN.get(kind, (None, kind))
-        doc: object = {}
+        doc: dict = {}
         if main is not None:
             try:
-                doc = store.read_result(folder, [main]).json(main)
+                got = store.read_result(folder, [main]).json(main)
             except (UserError, ValueError, OSError):
-                doc = {}
-        doc = doc if isinstance(doc, dict) else {}
+                got = {}
+            doc = got if isinstance(got, dict) else {}
     elif store._real_file(folder / dataset.MANIFEST) and dataset.manifest_problem(folder) is None:
         label, doc = "sweep", store.read_json(folder / dataset.MANIFEST)
     else:

@@ -108,7 +108,7 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
     else is touched: a user's ``.notes.tmp`` does not match the pattern."""
     import time
 
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -774,10 +774,12 @@ def consistent_read(out: str | Path) -> Iterator[ResultView]:
         if not _real_dir(out / HIDDEN):  # a copy of the files and the manifest, or the older layout: no writer here
             man = set_manifest(out)
             legacy = None if man is not None else _legacy_current(out)
-            if man is None and legacy is None:
+            if man is not None:
+                yield ResultView(out, man)
+            elif legacy is not None:
+                yield ResultView(legacy, {**_read_json_nofollow(legacy / MARKER), "id": legacy.name})
+            else:
                 raise _not_a_result(out)
-            yield (ResultView(out, man) if man is not None else
-                   ResultView(legacy, {**_read_json_nofollow(legacy / MARKER), "id": legacy.name}))
             return
         try:
             fd: int | None = _open_lock(out / HIDDEN / READ_LOCK, create=False)

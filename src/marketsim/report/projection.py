@@ -50,7 +50,7 @@ def fan_figure(proj: Projection):
     axes = np.atleast_1d(axes)
     w = proj.weights
     total_label = "assumptions + noise" if proj.draws.k > 1 else "noise"
-    for j, (ax, n) in enumerate(zip(axes, names)):
+    for j, (ax, n) in enumerate(zip(axes, names, strict=True)):
         for arm, style, col, label in ((BASELINE, "--", "0.45", "baseline"), (first, "-", colors[n], "scenario")):
             b = _bands(proj.arrays[arm]["gmv_share"][:, :, :, j] * 100, w)
             ax.fill_between(dates, b["lo"], b["hi"], color=col, alpha=0.15, lw=0,
@@ -86,7 +86,7 @@ def shift_figure(proj: Projection, summary: dict):
     colors = retailer_colors(proj.scenario)
     fig, ax = subplots(figsize=FIGSIZE, dpi=DPI)
     y = np.arange(len(names))[::-1]
-    for yi, n in zip(y, names):
+    for yi, n in zip(y, names, strict=True):
         s = summary["shift"][n]
         m, (lo, hi) = s["mean"] * 100, (s["ci95"][0] * 100, s["ci95"][1] * 100)
         ax.barh(yi, m, color=colors[n], alpha=0.8, height=0.5)

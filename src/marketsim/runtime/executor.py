@@ -32,7 +32,8 @@ import time
 from concurrent.futures import Executor, Future, InvalidStateError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from multiprocessing.context import BaseContext
+from typing import Callable, Iterator, cast
 
 from marketsim.errors import UserError
 
@@ -129,7 +130,8 @@ class LocalExecutor(ProcessPoolExecutor):
         self._marketsim_pid_queue = ctx.SimpleQueue()
         self._marketsim_pids: set[int] = set()
         self._marketsim_lost: WorkerLost | None = None
-        super().__init__(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+        # the wrapper stands in for the context it wraps (it forwards every other attribute): cast for the checker
+        super().__init__(max_workers=workers, mp_context=cast(BaseContext, ctx), initializer=_init_worker,
                          initargs=(os.getpid(), self._marketsim_pid_queue))
         # start the workers now (the fork start method forks them all at the first submit), while this process
         # may still have a single thread: forking while another thread (a progress bar) holds a lock is unsafe
@@ -205,7 +207,7 @@ class _RecordingContext:
         self._ctx = ctx
         self.processes: list = []
 
-    def Process(self, *args, **kwargs):  # noqa: N802 (the multiprocessing name)
+    def Process(self, *args, **kwargs):  # (named as multiprocessing names it)
         p = self._ctx.Process(*args, **kwargs)
         self.processes.append(p)
         return p
@@ -244,7 +246,7 @@ def _quiet_cancelled_future_race() -> None:
             return
         previous(args)
 
-    hook._marketsim = True
+    hook._marketsim = True  # type: ignore[attr-defined]  # (marks the hook as this one: installed once)
     threading.excepthook = hook
 
 
@@ -340,7 +342,7 @@ def _worker_threads(client) -> int | None:
     """Threads of the scheduler's workers now (0: no worker), or None if the scheduler does not answer."""
     try:
         return sum(client.nthreads().values())
-    except Exception:  # noqa: BLE001 (closed comm, timeout, ...: the scheduler is not answering)
+    except Exception:  # closed comm, timeout, ...: the scheduler is not answering
         return None
 
 

@@ -25,14 +25,16 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn
 
 from marketsim.scenario import schema as S
 from marketsim.scenario import bundled, yamlsafe
 from marketsim.runtime.digest import digest
 from marketsim.scenario.distributions import Distribution, make
-from marketsim.errors import ScenarioError  # noqa: F401  (defined in errors.py so yamlsafe can raise it; re-exported here)
+from marketsim.scenario.fieldspec import expect
+from marketsim.errors import ScenarioError  # defined in errors.py so yamlsafe can raise it; public here too
 from marketsim.scenario.eventtypes import (  # noqa: F401  (the event actions, public here as before)
     REGISTRY, AddLogin, EquityStake, PriceChange, Promotion, Reading, Registry, RemoveLogin, SocialBoost,
 )
@@ -86,7 +88,7 @@ class Series:
         pts = self.points
         if date <= pts[0][0]:
             return pts[0][1]
-        for (d0, v0), (d1, v1) in zip(pts, pts[1:]):
+        for (d0, v0), (d1, v1) in pairwise(pts):
             if date <= d1:
                 return v0 + (v1 - v0) * (date - d0).days / (d1 - d0).days
         return pts[-1][1]
@@ -446,7 +448,7 @@ def _base_chain(path: str | Path) -> list[FileLayer]:
             return layers[::-1]
         base, line = data["base"], lines.get("base")
 
-        def fail(problem: str):
+        def fail(problem: str, source: str = source, line: int | None = line) -> NoReturn:  # this file's values
             raise ScenarioError(problem, source=source, path="base", line=line)
 
         if not isinstance(base, str):
@@ -485,7 +487,8 @@ class _Track:
     map field paths of the two inputs to (file, line); ``out`` the paths of the merged data."""
 
     def __init__(self, base: dict[str, tuple[str, int]], top: dict[str, tuple[str, int]]):
-        self.base, self.top, self.out = base, top, {}
+        self.base, self.top = base, top
+        self.out: dict[str, tuple[str, int]] = {}
 
     @staticmethod
     def _under(p: str, prefix: str) -> bool:
@@ -629,7 +632,7 @@ class _Validator:
         self.strict_horizon = strict_horizon  # a file's own events must fall inside its own calendar
         self.uncertain: list[Uncertain] = []  # uncertain parameters met so far (scenario files only)
 
-    def fail(self, path: str, msg: str) -> None:
+    def fail(self, path: str, msg: str) -> NoReturn:
         source, line = self.lines.find(path)
         raise ScenarioError(msg, source=source if line is not None else self.source, path=path, line=line)
 
@@ -659,6 +662,8 @@ class _Validator:
                 got = "" if isinstance(x, dict) else f", got {_kind(x)}"
                 self.fail(path, f"expected a mapping with '{node.tag}' ({', '.join(node.variants)}) and its parameters{got}")
             return node.block(self.string(x[node.tag], f"{path}.{node.tag}", tuple(node.variants), what=node.what))
+        if not isinstance(node, (ListOf, MapOf)):
+            raise TypeError(f"{node.key!r} is declared as a {type(node).__name__}, not a container")
         is_list = isinstance(node, ListOf)
         x = _or(x, [] if is_list else {}) if node.nullable else x
         if not isinstance(x, list if is_list else dict) or len(x) < node.min_items:
@@ -666,11 +671,13 @@ class _Validator:
             self.fail(path, f"expected a {'non-empty ' if node.min_items else ''}{what}, got {_kind(x)}")
         if node.max_items is not None and len(x) > node.max_items:
             self.fail(path, f"{len(x)} {node.key}; allowed: at most {node.max_items}")
-        for k in x if isinstance(node, MapOf) else ():
-            if node.keys == "name":
-                self.name(k, f"{path}.{k}")
-            else:
-                self.string(k, f"{path}.{k}", names[node.keys], what=node.keys)
+        if isinstance(node, MapOf):
+            for k in x:
+                if node.keys == "name":
+                    self.name(k, f"{path}.{k}")
+                else:
+                    assert names is not None, f"{node.key}: its keys name the file's own {node.keys}s"
+                    self.string(k, f"{path}.{k}", names[node.keys], what=node.keys)
         return x
 
     def unique(self, node: ListOf, seen: set, key: Any, path: str) -> None:
@@ -686,7 +693,7 @@ class _Validator:
         the key is absent, or null where the field may be null. ``ukey``: the dotted scenario path under which an
         uncertain value is recorded; ``choices``: the allowed names when the field refers to the file's own
         providers or retailers; ``default``: a default that depends on other fields (target_share)."""
-        f = spec[key]
+        f = spec.field(key)
         fp = f"{path}.{key}" if path else key
         if key not in d or (d[key] is None and f.nullable):
             dv = f.default if default is _MISSING else default
@@ -770,14 +777,15 @@ class _Validator:
             self.fail(path, "say why the number is uncertain: give exactly one of 'assumption: <why this range>' "
                             "or 'source: <where the prior comes from>'")
         reason_key = "assumption" if "assumption" in x else "source"
-        reason = self.check(U[reason_key], x[reason_key], f"{path}.{reason_key}")
+        reason = self.check(U.field(reason_key), x[reason_key], f"{path}.{reason_key}")
         reason = reason if reason_key == "source" else f"assumption: {reason}"
         if "unit" in x:
-            self.check(U["unit"], x["unit"], f"{path}.unit")
+            self.check(U.field("unit"), x["unit"], f"{path}.unit")
         bounds = (-math.inf if lo is None else lo, math.inf if hi is None else hi)
         prior_keys = {k for ks, _ in PRIORS.values() for k in ks}
+        args: tuple[float, ...]  # (lo, hi) of a range, else the prior's parameters in its order
         if "range" in x:
-            r = self.check(U["range"], x["range"], f"{path}.range")
+            r = self.check(U.field("range"), x["range"], f"{path}.range")
             a = self.number(r[0], f"{path}.range[0]", lo, hi, lo_open=lo_open)
             b = self.number(r[1], f"{path}.range[1]", lo, hi, lo_open=lo_open)
             if not a < b:
@@ -787,7 +795,7 @@ class _Validator:
                 self.fail(f"{path}.{extra[0]}", f"{extra[0]!r} belongs to a prior; with 'range' give only value and the reason")
             prior, args, central = "uniform", (a, b), (a + b) / 2
         else:
-            prior = self.check(U["prior"], x["prior"], f"{path}.prior")
+            prior = self.check(U.field("prior"), x["prior"], f"{path}.prior")
             keys = PRIORS[prior][0]
             for k in x:
                 if k in prior_keys and k not in keys:
@@ -798,9 +806,10 @@ class _Validator:
             args = tuple(self.number(x[k], f"{path}.{k}") for k in keys)
             if prior == "uniform" and not args[0] < args[1]:
                 self.fail(path, f"lo {args[0]:g} is not below hi {args[1]:g}")
-            for k, v in zip(keys, args):  # sd, sigma, median: > 0 (their specs say so)
-                if U[k].lo is not None and v <= U[k].lo:
-                    self.fail(f"{path}.{k}", f"{v:g} is out of range; allowed: x > {U[k].lo:g}")
+            for k, v in zip(keys, args, strict=True):  # sd, sigma, median: > 0 (their specs say so)
+                lo_k = U.field(k).lo
+                if lo_k is not None and v <= lo_k:
+                    self.fail(f"{path}.{k}", f"{v:g} is out of range; allowed: x > {lo_k:g}")
             law = make(prior, args)
             if law.rule and not law.ok():
                 self.fail(path, f"a {prior} prior needs {law.rule}")
@@ -824,7 +833,7 @@ class _Validator:
             d = self.date(k, f"{path}.{k}")
             pts.append((d, self.number(v, f"{path}.{k}", lo, hi, lo_open=lo_open)))
         pts.sort()
-        for (d0, _), (d1, _) in zip(pts, pts[1:]):
+        for (d0, _), (d1, _) in pairwise(pts):
             if d0 == d1:
                 self.fail(path, f"the date {d0} is given twice")
         return Series(tuple(pts))
@@ -857,8 +866,9 @@ class _Validator:
 
     def version(self, spec: "S.Block", d: dict) -> None:
         """The file's ``schema:`` must be a version its format (``spec``) reads."""
-        if d["schema"] not in spec["schema"].choices:
-            self.fail("schema", f"unsupported schema {d['schema']!r}; allowed: {', '.join(spec['schema'].choices)}")
+        choices = spec.field("schema").choices
+        if d["schema"] not in choices:
+            self.fail("schema", f"unsupported schema {d['schema']!r}; allowed: {', '.join(choices)}")
 
     def wrong_kind(self, d: Any, expected: str) -> None:
         """Refuse a file of another kind (a sweep given where a scenario goes, or the reverse), naming the command
@@ -908,7 +918,7 @@ class _Validator:
         return cal
 
     def consumers(self, d: Any, needs_conversion: bool) -> Consumers:
-        C, B = S.CONSUMERS, S.CONSUMERS["basket"]
+        C, B = S.CONSUMERS, S.CONSUMERS.at("basket", S.Block)
         d = self.block(C, d, "consumers")
         b = self.block(B, d["basket"], "consumers.basket")
         if d.get("conversion") is None and needs_conversion:
@@ -925,7 +935,7 @@ class _Validator:
 
     def observations(self, d: dict, cal: Calendar, retailers: tuple[Retailer, ...], events, fit_until):
         """Observed share series (docs/model.md section 8), or the ``target_share`` shorthand as one observation."""
-        O = S.OBSERVATION
+        OB = S.OBSERVATION
         rnames = tuple(r.name for r in retailers)
         raw = d.get("observations")
         given_targets = [i for i, r in enumerate(self.raw_retailers) if isinstance(r, dict) and "target_share" in r]
@@ -934,25 +944,26 @@ class _Validator:
                 i = given_targets[0]
                 self.fail(f"retailers[{i}].target_share", "give calibration targets either as 'observations' or as "
                                                           "target_share, not both (target_share is shorthand for one observation)")
-            self.container(S.SCENARIO["observations"], raw, "observations")
+            raw = self.container(S.SCENARIO["observations"], raw, "observations")
             out, seen = [], set()
             for i, o in enumerate(raw):
                 path = f"observations[{i}]"
-                o = self.block(O, o, path)
-                src = self.get(O, o, "source", path)
-                label, start, end = self.get(O, o, "period", path)
+                o = self.block(OB, o, path)
+                src = self.get(OB, o, "source", path)
+                label, start, end = self.get(OB, o, "period", path)
                 if start < cal.start:
                     self.fail(f"{path}.period", f"{label} starts {start}, before the calendar ({cal.start}); allowed: move "
                                                 f"calendar.start back (a burn-in runs before it) or drop the observation")
-                sh = self.container(O["shares"], o["shares"], f"{path}.shares", {"retailer": rnames})
-                shares = [(rn, self.check(O["shares"].value, v, f"{path}.shares.{rn}")) for rn, v in sh.items()]
+                sh = self.container(OB["shares"], o["shares"], f"{path}.shares", {"retailer": rnames})
+                shares = [(rn, self.check(expect(OB.at("shares", S.MapOf).value, S.Field), v, f"{path}.shares.{rn}"))
+                          for rn, v in sh.items()]
                 if sum(v for _, v in shares) > 1.05:  # sources round, and define the market differently (offsets)
                     self.fail(f"{path}.shares", f"shares sum to {sum(v for _, v in shares):.4g}; allowed: at most 1.05 "
                                                 f"(fractions, not percent)")
                 if (src, start, end) in seen:
                     self.fail(path, f"{src} {label} is given twice")
                 seen.add((src, start, end))
-                note = self.get(O, o, "note", path)
+                note = self.get(OB, o, "note", path)
                 out.append(Observation(src, label, start, end, tuple(shares), note))
             sources = sorted({o.source for o in out})
             if d.get("primary_source") is None:
@@ -1022,9 +1033,10 @@ class _Validator:
         return tuple(out)
 
     def retailers(self, d: Any, pnames: tuple[str, ...]) -> tuple[Retailer, ...]:
-        L, R = S.SCENARIO["retailers"], S.RETAILER
+        L, R = S.SCENARIO.at("retailers", S.ListOf), S.RETAILER
         self.raw_retailers = d = self.container(L, d, "retailers")
-        out, seen = [], set()
+        out: list[Retailer] = []
+        seen: set[str] = set()
         for i, r in enumerate(d):
             path = f"retailers[{i}]"
             r = self.block(R, r, path)
@@ -1043,7 +1055,7 @@ class _Validator:
             for p, s in self.container(R["sso_share"], r.get("sso_share"), f"{path}.sso_share", {"provider": pnames}).items():
                 if p not in logins:
                     self.fail(f"{path}.sso_share.{p}", f"{name} does not accept {p} login; allowed: providers in its logins ({', '.join(logins) or 'none'})")
-                sso_items.append((p, self.check(R["sso_share"].value, s, f"{path}.sso_share.{p}", ukey=f"{key}.sso_share.{p}")))
+                sso_items.append((p, self.check(expect(R.at("sso_share", S.MapOf).value, S.Field), s, f"{path}.sso_share.{p}", ukey=f"{key}.sso_share.{p}")))
             if sum(s for _, s in sso_items) > 1 + 1e-9:
                 self.fail(f"{path}.sso_share", f"shares sum to {sum(s for _, s in sso_items):.4g}; allowed: at most 1 (the rest use native accounts)")
             init = self.get(R, r, "initial_share", path)
@@ -1074,12 +1086,14 @@ class _Validator:
     # --- events -------------------------------------------------------------
     def events(self, d: Any, cal: Calendar, pnames, rnames) -> tuple[Event, ...]:
         L = S.events_spec(self.types.actions)
-        out, ids = [], set()
+        item = expect(L.item, S.Variants)
+        out: list = []
+        ids: set = set()
         for i, e in enumerate(self.container(L, d, "events")):
             path = f"events[{i}]"
             V = self.container(L.item, e, path)
             self.block(V, e, path)
-            etype = e[L.item.tag]
+            etype = e[item.tag]
             if ("date" in e) == ("step" in e):
                 self.fail(path, "give exactly one of 'date' (YYYY-MM-DD) or 'step' (0-based)")
             if "date" in e:
@@ -1104,7 +1118,7 @@ class _Validator:
                 self.fail(f"{path}.id", f"event id {eid!r} contains '.'; allowed: any text without '.' (paths such as "
                                         f"events.ID.field address an event by its id), e.g. {str(eid).replace('.', '_')!r}")
             action = self.action(etype, e, path, cal, pnames, rnames, allow_effects=True, key=f"events.{eid}")
-            if "id" not in e and not re.match(V["id"].pattern, str(eid)):
+            if "id" not in e and not re.match(V.field("id").pattern, str(eid)):
                 self.fail(path, f"its default id {eid!r} contains '.', which paths such as events.ID.field cannot "
                                 f"address; allowed: give the event an 'id' without '.'")
             self.unique(L, ids, eid, path)
@@ -1118,17 +1132,18 @@ class _Validator:
         A = self.types.actions[etype]
 
         def get(k, **kw):
-            f = A[k]
+            f = A.field(k)
             choices = {"retailer": rnames, "provider": pnames}.get(f.refers)
             return self.get(A, e, k, path, ukey=f"{key}.{k}", choices=choices, **kw)
 
         def effects() -> tuple:
-            L = A["effects"]
+            L = A.at("effects", S.ListOf)
+            item = expect(L.item, S.Variants)
             acts = []
             for k, eff in enumerate(self.container(L, e.get("effects"), f"{path}.effects")):
                 ep = f"{path}.effects[{k}]"
-                self.block(self.container(L.item, eff, ep), eff, ep)
-                acts.append(self.action(eff[L.item.tag], eff, ep, cal, pnames, rnames, allow_effects=False,
+                self.block(self.container(item, eff, ep), eff, ep)
+                acts.append(self.action(eff[item.tag], eff, ep, cal, pnames, rnames, allow_effects=False,
                                         key=f"{key}.effects.{k}"))
             return tuple(acts)
 

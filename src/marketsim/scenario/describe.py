@@ -52,7 +52,7 @@ def uncertain_mapping(u: Uncertain) -> dict:
         m["range"] = [_tidy(a) for a in u.args]
     else:
         m["prior"] = u.prior
-        m.update({k: _tidy(a) for k, a in zip(PRIORS[u.prior][0], u.args)})
+        m.update({k: _tidy(a) for k, a in zip(PRIORS[u.prior][0], u.args, strict=True)})
     if u.reason.startswith("assumption: "):
         m["assumption"] = u.reason[len("assumption: "):]
     else:
@@ -124,8 +124,8 @@ def scenario_document(sc: Scenario) -> dict:
         k = f"retailers.{r.name}"
         rate = "take_rate" if r.kind == "platform" else "margin"
         d = {"name": r.name, "kind": r.kind, rate: num(r.revenue_rate, f"{k}.{rate}"),
-             "attractiveness": "calibrate" if r.calibrate else num(r.attractiveness, f"{k}.attractiveness"),
-             "trend": "calibrate" if r.calibrate_trend else num(r.trend, f"{k}.trend"),
+             "attractiveness": "calibrate" if r.attractiveness is None else num(r.attractiveness, f"{k}.attractiveness"),
+             "trend": "calibrate" if r.trend is None else num(r.trend, f"{k}.trend"),
              "price_index": num(r.price_index, f"{k}.price_index"), "logins": list(r.logins),
              "initial_share": _tidy(r.initial_share)}
         if targets:
@@ -247,7 +247,10 @@ def typical_shopper(sc: Scenario) -> Shopper:
     names = sc.retailer_names
     init = {r.name: r.initial_share for r in sc.retailers}
     if sc.consumers.conversion is None:
-        ex = {r.name: math.exp(r.attractiveness) for r in sc.retailers}
+        ex = {}
+        for r in sc.retailers:
+            assert r.attractiveness is not None  # nothing to fit without a conversion (the validator's rule)
+            ex[r.name] = math.exp(r.attractiveness)
         tot = sum(ex.values())
         return Shopper(tot / (1 + tot), {n: ex[n] / tot for n in names}, "shares of the given attractiveness (logit)")
     obs = [o for o in sc.fit_observations() if o.source == sc.primary_source] or list(sc.observations)
@@ -288,7 +291,8 @@ def _ends(u: Uncertain | None) -> tuple[float, float] | None:
     if u is None:
         return None
     if u.prior == "uniform":
-        return u.args
+        lo, hi = u.args
+        return lo, hi
     lo, hi = (float(x) for x in u.ppf([0.05, 0.95]))
     return lo, hi
 

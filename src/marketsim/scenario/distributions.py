@@ -75,7 +75,7 @@ class Distribution:
 
     def describe(self) -> str:
         """One line, e.g. ``lognormal(median 0.4, sigma 0.5)``."""
-        return f"{self.family}(" + ", ".join(f"{k} {v:g}" for k, v in zip(self.keys, self.args)) + ")"
+        return f"{self.family}(" + ", ".join(f"{k} {v:g}" for k, v in zip(self.keys, self.args, strict=True)) + ")"
 
 
 @dataclass(frozen=True)
@@ -174,6 +174,6 @@ def old_spelling_note(where: str, family: str, given: dict[str, Any]) -> str:
     median: 1.6487 (= exp(mu)), sigma: 0.5``."""
     old, convert, _ = OLD_SPELLINGS[family]
     new = convert(*(given[k] for k in old))
-    now = ", ".join(f"{k}: {v:.6g}" for k, v in zip(FAMILIES[family].keys, new))
+    now = ", ".join(f"{k}: {v:.6g}" for k, v in zip(FAMILIES[family].keys, new, strict=True))
     return (f"{where}: {', '.join(repr(k) for k in old if k not in FAMILIES[family].keys)} is the old spelling of "
             f"a {family}; write {now} (median = exp(mu)); the old spelling still loads")

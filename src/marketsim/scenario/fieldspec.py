@@ -12,10 +12,12 @@ Pure data: it imports nothing from the rest of the package.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, TypeVar
 
 #: The unit of utilities (a field's ``unit``).
 UTILITY = "utility"
+
+_N = TypeVar("_N", "Field", "Block", "MapOf", "ListOf", "Variants")  # a kind of node (:func:`expect`)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,19 @@ class Block:
 
     def __contains__(self, key: str) -> bool:
         return any(f.key == key for f in self.fields)
+
+    def field(self, key: str) -> Field:
+        """``self[key]``, which the code reading it takes for one value (:func:`expect`)."""
+        return expect(self[key], Field)
+
+    def at(self, key: str, kind: type[_N]) -> _N:
+        """``self[key]`` as the kind of node the code reading it takes it for (:func:`expect`)."""
+        return expect(self[key], kind)
+
+    @property
+    def plain_fields(self) -> tuple[Field, ...]:
+        """:attr:`fields` of a block of plain values only (uncertain, a network model's parameters)."""
+        return tuple(expect(f, Field) for f in self.fields)
 
     @property
     def checked(self) -> tuple["Node", ...]:
@@ -153,4 +168,12 @@ class Variants:
         return Block(tag, v.doc, (tag_field, *req, *self.common, *opt))
 
 
-Node = Union[Field, Block, MapOf, ListOf, Variants]
+Node = Field | Block | MapOf | ListOf | Variants
+
+
+def expect(node: Node, kind: type[_N]) -> _N:
+    """``node`` as the kind of node the code reading it takes it for: a TypeError naming both if the format
+    declares another kind there (a slip in the declarations, never in a file)."""
+    if not isinstance(node, kind):
+        raise TypeError(f"{node.key!r} is declared as a {type(node).__name__}; the code reads it as a {kind.__name__}")
+    return node

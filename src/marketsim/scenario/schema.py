@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 from marketsim.scenario.eventtypes import REGISTRY
-from marketsim.scenario.fieldspec import UTILITY, Block, Field, ListOf, MapOf, Node, Variants  # noqa: F401  (public here as before)
+from marketsim.scenario.fieldspec import UTILITY, Block, Field, ListOf, MapOf, Node, Variants, expect  # (public here as before)
 
 from marketsim.scenario.distributions import FAMILIES
 
@@ -365,7 +365,7 @@ def field_at(path: str, root: Block = SCENARIO) -> Node:
     return node
 
 
-def _raise(path):
+def _raise(path: str) -> NoReturn:
     raise KeyError(path)
 
 
@@ -415,7 +415,8 @@ def _describe(node: Node) -> str:
             parts.append(f"Only where {node.only_if[0]} is {node.only_if[1]}.")
     d = _default_text(node)
     if d:
-        parts.append(f"Default: {d}" + (f" ({node.source})." if getattr(node, "source", "") else "."))
+        source = getattr(node, "source", "")
+        parts.append(f"Default: {d}" + (f" ({source})." if source else "."))
     elif getattr(node, "required", False):
         parts.append("Required.")
     return " ".join(parts)
@@ -453,7 +454,7 @@ def _only_if(block: "Block") -> list[dict]:
 def _uncertain_def() -> dict:
     """The generic uncertain-number mapping (each field adds its own bounds for ``value`` and ``range``)."""
     props = {}
-    for f in UNCERTAIN.fields:
+    for f in UNCERTAIN.plain_fields:
         if f.key == "range":
             props[f.key] = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
                             "description": f.doc}
@@ -480,7 +481,7 @@ def _uncertain_json(f: Field, partial: bool) -> dict:
         props = {u.key: ({"type": "array", "items": num, "minItems": 2, "maxItems": 2} if u.key == "range" else
                          {"enum": list(PRIORS)} if u.key == "prior" else
                          {"type": "string"} if u.type == "string" else num if u.key == "value" else {"type": "number"})
-                 for u in UNCERTAIN.fields}
+                 for u in UNCERTAIN.plain_fields}
         return {"type": "object", "properties": props, "additionalProperties": False}
     return {"allOf": [{"$ref": "#/$defs/uncertain"}, bounds]}
 
@@ -586,8 +587,8 @@ def _json(node: Node, partial: bool) -> dict:
         for f in node.common:
             props[f.key] = _json(f, partial)
         for v in node.variants.values():  # every key any variant has: editors complete and describe them all
-            for f in v.fields:
-                props.setdefault(f.key, _json(f, partial))
+            for vf in v.fields:
+                props.setdefault(vf.key, _json(vf, partial))
         rules = []
         for t in tags:
             b = node.block(t)
@@ -736,7 +737,7 @@ def reference_markdown() -> str:
     section("Top level", SCENARIO.doc, leaves(SCENARIO, ""))
     section("calendar", CALENDAR.doc, leaves(CALENDAR, "calendar"))
     section("market", MARKET.doc, leaves(MARKET, "market"))
-    basket = CONSUMERS["basket"]
+    basket = CONSUMERS.at("basket", Block)
     section("consumers", CONSUMERS.doc, leaves(CONSUMERS, "consumers") + leaves(basket, "consumers.basket"))
     section("providers", PROVIDERS.doc, leaves(PROVIDER, "providers.NAME"))
     L += [f"**`providers.NAME.network`**: {NETWORK.doc} `model` is one of "
@@ -746,10 +747,10 @@ def reference_markdown() -> str:
                  for m, b in NETWORK.variants.items() for f in b.fields])
     L += [""]
     section("retailers", RETAILER.doc + " A list; a file with `base:` merges it into the base's by `name`.",
-            leaves(RETAILER, "retailers[]") + [("retailers[].sso_share.PROVIDER", RETAILER["sso_share"].value)])
+            leaves(RETAILER, "retailers[]") + [("retailers[].sso_share.PROVIDER", RETAILER.at("sso_share", MapOf).value)])
     section("behaviour", BEHAVIOUR.doc, leaves(BEHAVIOUR, "behaviour"))
     section("friction", FRICTION.doc, leaves(FRICTION, "friction"))
-    ev = EVENTS.item
+    ev = expect(EVENTS.item, Variants)
     section("events", EVENTS.doc + " A file with `base:` merges the list into the base's by `id`.",
             [("events[].type", ev.block(next(iter(ev.variants)))["type"])] + [(f"events[].{f.key}", f) for f in ev.common])
     for t, b in ev.variants.items():
@@ -761,7 +762,7 @@ def reference_markdown() -> str:
           "addressed as `events.ID.effects.K.FIELD` (K counts from 0).", ""]
     section("observations", OBSERVATION.doc + " A list (a file's list replaces its base's).",
             leaves(OBSERVATION, "observations[]")[:2]
-            + [("observations[].shares.RETAILER", replace(OBSERVATION["shares"].value, required=True,
+            + [("observations[].shares.RETAILER", replace(expect(OBSERVATION.at("shares", MapOf).value, Field), required=True,
                                                           doc=OBSERVATION["shares"].doc))]
             + leaves(OBSERVATION, "observations[]")[3:])
     section("Uncertain numbers (range or prior)",
@@ -770,9 +771,9 @@ def reference_markdown() -> str:
             leaves(UNCERTAIN, "FIELD"))
     L += ["### Sweep files (`schema: " + SWEEP_SCHEMA + "`)", "",
           SWEEP.doc + " Each sweep parameter path names a scenario field above.", "",
-          *_table(leaves(SWEEP, "") + leaves(SWEEP["design"], "design") + leaves(PARAMETER, "parameters[]")
+          *_table(leaves(SWEEP, "") + leaves(SWEEP.at("design", Block), "design") + leaves(PARAMETER, "parameters[]")
                   + [(f"parameters[].distribution.{f.key}", replace(f, doc=f"{t}: {f.doc}"))
-                     for t, b in PARAMETER["distribution"].variants.items() for f in b.fields]), ""]
+                     for t, b in PARAMETER.at("distribution", Variants).variants.items() for f in b.fields]), ""]
     return "\n".join(L).rstrip() + "\n"
 
 

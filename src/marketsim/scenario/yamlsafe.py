@@ -28,7 +28,7 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
@@ -141,7 +141,7 @@ def read_file(path: str | Path, *, source: str | None = None, referrer: Referrer
     p = Path(path)
     source = source or str(p)
 
-    def fail(problem: str):
+    def fail(problem: str) -> NoReturn:
         if referrer is None:
             raise ScenarioError(problem, source=source)
         raise ScenarioError(f"{referrer.label} {problem}", source=referrer.source, path=referrer.field, line=referrer.line)
@@ -238,7 +238,7 @@ def check_events(text: str, source: str = "<scenario>") -> None:
     added = 0  # nodes added by expanding aliases
     cap = MAX_ALIAS_NODES + 1
 
-    def fail(ev, problem: str):
+    def fail(ev, problem: str) -> NoReturn:
         raise ScenarioError(problem, source=source, line=ev.start_mark.line + 1)
 
     def finish(size: int, height: int) -> None:
@@ -300,7 +300,7 @@ class _Builder:
         self.source, self.lines = source, lines
         self.ctor = SafeConstructor()
 
-    def fail(self, node, path: str, problem: str):
+    def fail(self, node, path: str, problem: str) -> NoReturn:
         raise ScenarioError(problem, source=self.source, path=path, line=node.start_mark.line + 1)
 
     def build(self, node, path: str) -> Any:

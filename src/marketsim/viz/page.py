@@ -30,6 +30,7 @@ import os
 import threading
 from dataclasses import dataclass
 from html import escape
+from itertools import pairwise
 from pathlib import Path
 from typing import Callable
 
@@ -302,7 +303,7 @@ def _spread(ys: list[float], gap: float) -> list[float]:
     """Label positions near ``ys`` at least ``gap`` apart (same order)."""
     order = sorted(range(len(ys)), key=lambda i: ys[i])
     out = list(ys)
-    for a, b in zip(order, order[1:]):
+    for a, b in pairwise(order):
         out[b] = max(out[b], out[a] + gap)
     return out
 
@@ -529,7 +530,7 @@ def WeekLine(holder: _Holder, tick: solara.Reactive):
         gaps = (m.share[0, m.t - 1] - m.share[1, m.t - 1]) * 100
         text += " · <b>the events so far</b>: " + ", ".join(
             f"<span style='color:{c}'>{escape(n)}</span> {points(g, 1)} points"
-            for n, c, g in zip(sc.retailer_names, holder.colors, gaps))
+            for n, c, g in zip(sc.retailer_names, holder.colors, gaps, strict=True))
     done = "" if m.running else (f"<div id='marketsim-finished' style='color:#1a7f37;font-weight:600'>Run finished: "
                                  f"all {m.horizon} weeks simulated. Reset to run again.</div>")
     return solara.HTML(tag="div", unsafe_innerHTML=f"<div id='marketsim-week'>{text}</div>{done}")
@@ -569,7 +570,7 @@ def Agents(holder: _Holder, tick: solara.Reactive):
     names = [lay.name for lay in m.world.layers]
     tie_colors = ["#CC79A7", "#9a9a9a", "#777"]
     legend = "".join(f"<span><span style='color:{c}'>&#9679;</span> last bought at {escape(n)}</span>"
-                     for n, c in zip(m.market_scenario.retailer_names, holder.colors))
+                     for n, c in zip(m.market_scenario.retailer_names, holder.colors, strict=True))
     legend += ("<span>&#9711; lost a login</span>"
                "<span><span style='color:#d7191c'>&#11044;</span> buying elsewhere because of an event</span>")
     legend += "".join(f"<span style='color:{tie_colors[i % 3]}'>&#8212; {escape(n)} tie</span>" for i, n in enumerate(names))

@@ -183,7 +183,7 @@ def main_effects(manifest: dict, df: pd.DataFrame) -> dict:
         s2 = float(resid @ resid / max(1, ok.sum() - np.linalg.matrix_rank(X[ok])))
         res[o] = {}
         at = 1
-        for (idx, centers, discrete), p in zip(binned, params):
+        for (idx, centers, discrete), p in zip(binned, params, strict=True):
             k = len(centers)
             step = np.concatenate([[0.0], coef[at:at + k - 1]])
             at += k - 1

@@ -223,7 +223,7 @@ def load_sweep(path: str | Path) -> Sweep:
         v.fail("design", f"{n:,} runs ({design} design, size {size}, {len(params)} parameters, {replicates} replicates); "
                          f"allowed: at most {MAX_RUNS:,}")
     if model == "marketsim":
-        for i, (par, par_probes) in enumerate(zip(params, probes)):
+        for i, (par, par_probes) in enumerate(zip(params, probes, strict=True)):
             _probe_parameter(v, par, par_probes, base, f"parameters[{i}]")
     outputs = _outputs(v, d.get("outputs"), base, model)
     shift = d.get("shift_against")
@@ -291,7 +291,7 @@ def _parameters(v: Validator, d: Any, design: str, model: str) -> tuple[tuple[Pa
             if old and not any(k in dist for k in keys if k not in old[0]) and all(k in dist for k in old[0]):
                 given = tuple(v.check(B[k], dist[k], f"{dp}.{k}") for k in old[0])
                 source, line = v.lines.find(dp)
-                print(f"marketsim: note: {old_spelling_note(f'{source}:{line}: {dp}' if line else dp, t, dict(zip(old[0], given)))}",
+                print(f"marketsim: note: {old_spelling_note(f'{source}:{line}: {dp}' if line else dp, t, dict(zip(old[0], given, strict=True)))}",
                       file=sys.stderr)
                 args = old[1](*given)
                 if t == "lognormal" and args[1] <= 0:
@@ -406,7 +406,7 @@ def _check_corners(v: Validator, params: tuple[Parameter, ...], base: Scenario) 
         else:
             ends.append(tuple(float(x) for x in p.from_unit(np.array([0.001, 0.999]))))
     for corner in itertools.product(*ends):
-        vals = {p.path: _plain(x) for p, x in zip(params, corner)}
+        vals = {p.path: _plain(x) for p, x in zip(params, corner, strict=True)}
         try:
             base.with_values(vals)
         except ScenarioError as e:
@@ -499,7 +499,7 @@ def run_task(sweep: Sweep, alpha, task: Task) -> list[dict]:
         arms["shift"] = sc.without_events(list(sweep.shift_against) or None)
     # the arms are one market until their events differ, then it forks (as a projection's arms do)
     lead = Market(sc, world, alpha, task.seed, trend=trend)
-    recorded = {arm: recs for arm, (_, recs) in zip(arms, run_forked(lead, list(arms.items()), steps))}
+    recorded = {arm: recs for arm, (_, recs) in zip(arms, run_forked(lead, list(arms.items()), steps), strict=True)}
     k = min(sweep.average_last, steps)
 
     def value(arm: str, metric: str, t: int, j: int) -> float:
@@ -597,7 +597,7 @@ def check_stored(sweep: Sweep, out: Path, scan: dataset.Scan, all_tasks: list[Ta
                                      f"({'missing ' + ', '.join(missing) if missing else 'extra ' + ', '.join(extra)})")
         df = pd.read_parquet(f, columns=key_cols).drop_duplicates("run_id")
         for row in df.itertuples(index=False, name=None):
-            rec = dict(zip(key_cols, row))
+            rec = dict(zip(key_cols, row, strict=True))
             rid = int(rec["run_id"])
             t = by_id.get(rid)
             if t is None:
