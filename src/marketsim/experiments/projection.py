@@ -24,6 +24,8 @@ import pandas as pd
 from marketsim.engine.market import Market
 from marketsim.errors import UserError
 from marketsim.engine.population import build_world, child_seed
+from marketsim.fit.cache import fitted
+from marketsim.fit.calibrate import CalibrationError
 from marketsim.fit.options import FitOptions
 from marketsim.scenario.core import Scenario
 from marketsim.experiments.tasks import divergence, fit_task, map_jobs, run_forked, with_draw
