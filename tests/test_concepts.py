@@ -182,7 +182,7 @@ def test_numbers_are_written_one_way():
 
 def test_the_report_and_the_live_page_write_a_count_alike():
     """The same count reads the same in the projection report and on the live page (15.6 million, not 16)."""
-    from marketsim import report
+    from marketsim.report import projection as report
     from marketsim.viz import page as app
 
     assert "count" in vars(report) and "count" in vars(app)
