@@ -109,7 +109,9 @@ def plant(name: str) -> tuple[bool, str]:
             return False, f"plant does not apply: {rel} has {src.count(old)} copies of the text to change"
         (Path(tmp) / rel).write_text(src.replace(old, new))
         env = dict(os.environ, PYTHONPATH=str(Path(tmp) / "src"), MARKETSIM_FIT_CACHE=str(Path(tmp) / "fitcache"))
-        r = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not browser",
+        # one process (-p no:xdist): the first failure is then the first failing test in file order
+        r = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                            "-m", "not browser",
                             *tests], cwd=tmp, env=env, capture_output=True, text=True)
         failed = re.findall(r"^FAILED (\S+)", r.stdout, re.M)
         if r.returncode == 1 and failed:

@@ -6,6 +6,17 @@ from tests.helpers import (  # noqa: F401  (re-exported: older tests import them
     BUNDLED, ROOT, SCENARIOS, alive, child_pids, fit_market_yaml, process_state, run_process, simple_market_yaml)
 
 
+def pytest_addoption(parser, pluginmanager):
+    """pyproject.toml's addopts run the suite on 2 pytest-xdist workers (``-n 2 --dist loadgroup``). Where xdist is
+    not loaded (``-p no:xdist`` for debugging, or an environment without the ``test`` extra), those two options are
+    accepted here and ignored, and the suite runs in this one process."""
+    if pluginmanager.has_plugin("xdist"):
+        return
+    group = parser.getgroup("xdist", "distributed testing (pytest-xdist is not loaded: ignored)")
+    group._addoption("-n", "--numprocesses", dest="ignored_numprocesses", help="ignored without pytest-xdist")
+    group._addoption("--dist", dest="ignored_dist", help="ignored without pytest-xdist")
+
+
 def pytest_collection_modifyitems(config, items):
     """Under mutmut (docs/testing.md), run a mutant's tests quickest first: mutmut stops at the first failure, so a
     killed mutant then costs its quickest failing test rather than whatever test came first. (mutmut passes the
@@ -52,14 +63,21 @@ def tmpfs(tmp_path):
 @pytest.fixture(autouse=True, scope="session")
 def shared_fit_cache(tmp_path_factory):
     """One fit cache for the whole session ($MARKETSIM_FIT_CACHE, inherited by the CLI subprocesses): a fit's key
-    names everything it depends on, so tests that fit the same scenario share it instead of refitting. Tests
-    about the default cache location use the ``own_fit_cache`` fixture."""
+    names everything it depends on, so tests that fit the same scenario share it instead of refitting. Under
+    pytest-xdist the workers share one cache too (in the run's temporary folder, above each worker's own): the
+    cache is made for concurrent writers (atomic, locked writes of deterministic fits). Tests about the default
+    cache location use the ``own_fit_cache`` fixture."""
     import os
 
     from marketsim.fit.cache import CACHE_ENV
 
     old = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("fit-cache"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the worker's basetemp is <the run's basetemp>/popen-gwN
+        cache = tmp_path_factory.getbasetemp().parent / "fit-cache"
+        cache.mkdir(exist_ok=True)
+    else:
+        cache = tmp_path_factory.mktemp("fit-cache")
+    os.environ[CACHE_ENV] = str(cache)
     yield
     if old is None:
         os.environ.pop(CACHE_ENV, None)

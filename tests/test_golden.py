@@ -22,6 +22,9 @@ from marketsim.cli import main
 
 from tests.helpers import BUNDLED, ROOT, SCENARIOS
 
+#: one worker (pytest-xdist) compares (or, with MARKETSIM_REGEN_GOLDEN=1, writes) the golden files
+pytestmark = pytest.mark.xdist_group("golden")
+
 GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("MARKETSIM_REGEN_GOLDEN") == "1"
 #: Keys whose values depend on the machine, the clock or where the files are (or on the bytes of a scenario file,

@@ -15,6 +15,9 @@ import pytest
 
 from .conftest import ROOT
 
+#: one worker (pytest-xdist) builds the wheel and the venv once, for every test of this module
+pytestmark = pytest.mark.xdist_group("packaging")
+
 
 def _sh(args, cwd, **kw):
     r = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=900, **kw)

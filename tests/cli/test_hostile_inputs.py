@@ -23,6 +23,7 @@ def _one_line_error(capsys, rc: int) -> str:
     return lines[0]
 
 
+@pytest.mark.xdist_group("cores")  # both cores or a timing: one such test at a time (pyproject.toml)
 def test_base_chain_limits_cycles_and_unusable_paths(tmp_path, capsys):
     """A chain of 1,000 bases (was a RecursionError), a NUL byte in ``base:`` (ValueError), a ``base:`` that is
     a loop of symbolic links (RuntimeError) and a cycle through a symbolic link: one line each, at the

@@ -16,6 +16,7 @@ from tests.helpers import ISHIGAMI, RUN_FILES, SCENARIOS, SMALL_RUN, SWEEP, cli,
 # --------------------------------------------------------------------------- 10. output locations
 
 
+@pytest.mark.xdist_group("cores")  # both cores or a timing: one such test at a time (pyproject.toml)
 def test_bad_output_locations_are_one_line_before_any_work(tmp_path, own_fit_cache):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")

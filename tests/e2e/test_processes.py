@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.helpers import SCENARIOS, process_env, simple_market_yaml
 
 
@@ -26,6 +28,7 @@ def test_closed_pipe_is_a_quiet_exit(tmp_path):
         assert p.wait(timeout=120) == 141 and err == "", err
 
 
+@pytest.mark.xdist_group("cores")  # both cores or a timing: one such test at a time (pyproject.toml)
 def test_a_market_too_large_for_memory_is_refused_before_anything_is_allocated(tmp_path):
     """10^7 consumers on layers of m = 100 and k = 200 ties need ~100 GB: refused at once, in one line naming
     consumers.count (file and line), the network fields and the estimate against the memory available, instead of

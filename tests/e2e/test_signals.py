@@ -118,6 +118,7 @@ def _sweep_with_workers(tmp_path):
     return p, out, workers
 
 
+@pytest.mark.xdist_group("cores")  # both cores or a timing: one such test at a time (pyproject.toml)
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
@@ -135,6 +136,7 @@ def test_killed_sweep_leaves_no_worker(tmp_path, sig):
     assert dataset.scan(out).bad == {} and dataset.scan(out).good
 
 
+@pytest.mark.xdist_group("cores")  # both cores or a timing: one such test at a time (pyproject.toml)
 @pytest.mark.slow
 def test_ctrl_c_twice_stops_a_sweep_promptly(tmp_path):
     if (os.cpu_count() or 1) < 2:

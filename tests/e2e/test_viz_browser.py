@@ -26,6 +26,9 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 pytest.importorskip("solara")
+#: one worker (pytest-xdist) runs the browser tests: one server and one Chromium per module, and the latency check
+#: never shares the machine with another browser
+pytestmark = pytest.mark.xdist_group("browser")
 needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)")
 STEPS = 8
 #: tiny's market for 8 weeks: JD drops Weibo login in week 2, a Tmall promotion starts in week 5.
@@ -186,10 +189,10 @@ def page(server, browser):
 def _close_tab(pg) -> None:
     """Close the tab as a user does (its unload handlers run: the page tells the server it is gone, which
     frees its session at once), then its browser context."""
-    pg.close(run_before_unload=True)
-    deadline = time.time() + 10
-    while not pg.is_closed() and time.time() < deadline:
-        time.sleep(0.1)
+    # Playwright's sync API handles the page's events only inside its own calls (time.sleep never lets the tab
+    # report that it closed): wait for the close event itself
+    with pg.expect_event("close", timeout=10_000):
+        pg.close(run_before_unload=True)
     time.sleep(0.5)  # the unload beacon is on its way
     pg.context.close()
 

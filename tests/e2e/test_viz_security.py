@@ -22,7 +22,7 @@ import pytest
 from .test_viz_browser import (CHROMIUM, CHROMIUM_ARGS, SHORT, _accepts, _close_tab, _free_port, _viz, _wait_serving,
                                needs_chromium)
 
-pytestmark = [pytest.mark.browser, needs_chromium]
+pytestmark = [pytest.mark.browser, needs_chromium, pytest.mark.xdist_group("browser")]
 MAX_SESSIONS = 2
 
 

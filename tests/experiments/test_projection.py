@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from marketsim.experiments.projection import project, replicate_seeds
 from marketsim.experiments.uncertainty import central_draws
@@ -16,6 +17,7 @@ def marketsim(*args, cwd):
     return cli(*args, cwd=cwd)
 
 
+@pytest.mark.xdist_group("cores")  # both cores or a timing: one such test at a time (pyproject.toml)
 def test_project_cli_end_to_end_and_workers(tmp_path):
     outs = []
     for w in (1, 2):

@@ -177,6 +177,7 @@ def _summary_numbers_recomputed(runs):
     assert set(s["seconds"]) == {"fits", "replicates"} and min(s["seconds"].values()) >= 0
 
 
+@pytest.mark.xdist_group("cores")  # both cores or a timing: one such test at a time (pyproject.toml)
 def test_a_single_option_has_no_compare_block(tmp_path, monkeypatch):
     import time
 

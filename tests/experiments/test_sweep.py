@@ -45,6 +45,7 @@ def _rows(path):
     return load_results(path).sort_values(["run_id", "step"]).reset_index(drop=True)
 
 
+@pytest.mark.xdist_group("cores")  # both cores or a timing: one such test at a time (pyproject.toml)
 def test_same_rows_on_1_and_2_workers_and_dask(tmp_path):
     spec = tmp_path / "small.yaml"
     spec.write_text(SMALL)
@@ -72,6 +73,7 @@ def test_same_rows_on_1_and_2_workers_and_dask(tmp_path):
     assert sorted(p.name for p in (tmp_path / "w1").glob("part-*.parquet")) == before
 
 
+@pytest.mark.xdist_group("cores")  # both cores or a timing: one such test at a time (pyproject.toml)
 def test_sigkill_then_resume_loses_nothing(tmp_path):
     spec = tmp_path / "kill.yaml"
     spec.write_text(SMALL.replace("name: small", "name: kill").replace("design: {method: grid, size: 2}",

@@ -13,6 +13,7 @@ from tests.helpers import ISHIGAMI, SWEEP, cli, one_line_error
 # --------------------------------------------------------------------------- 8, 9. sweep sizes and parameters
 
 
+@pytest.mark.xdist_group("cores")  # both cores or a timing: one such test at a time (pyproject.toml)
 def test_huge_grid_refused_before_building(tmp_path):
     from marketsim.experiments.sweep.runner import load_sweep
 

@@ -177,6 +177,7 @@ def test_backtest_command_on_a_small_market(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("cores")  # both cores or a timing: one such test at a time (pyproject.toml)
 def test_same_numbers_inline_local_processes_and_dask(tmp_path):
     sc = _one_param_scenario()
     path = tmp_path / "one.yaml"

@@ -345,6 +345,7 @@ def test_fit_cache_is_checked_and_a_bad_entry_refit(tmp_path):
     assert cached_calibration(sc, tmp_path)[2] is not None
 
 
+@pytest.mark.xdist_group("cores")  # both cores or a timing: one such test at a time (pyproject.toml)
 def test_a_failed_fit_is_cached_as_a_failure(tmp_path):
     import time
 

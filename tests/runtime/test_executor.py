@@ -9,6 +9,9 @@ from marketsim.runtime.executor import available_cores, local_executor, worker_c
 
 from tests.helpers import ISHIGAMI, alive, cli
 
+#: worker pools on both cores, and a timing: one such test at a time (pyproject.toml, addopts)
+pytestmark = pytest.mark.xdist_group("cores")
+
 
 # --------------------------------------------------------------------------- 17, 18. processes
 

@@ -24,6 +24,9 @@ from marketsim.experiments.tasks import map_jobs
 
 from tests.helpers import ROOT, SCENARIOS
 
+#: Dask clusters and worker pools on both cores: one such test at a time (pyproject.toml, addopts)
+pytestmark = pytest.mark.xdist_group("cores")
+
 SWEEP = f"""
 schema: marketsim-sweep/v1
 name: fails
