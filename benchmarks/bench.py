@@ -30,10 +30,9 @@ def _core_one(n: int, steps: int) -> dict:
     """Build + steps at n consumers (runs inside a fresh subprocess)."""
     import resource
 
-
     from marketsim.engine.market import Market
-    from marketsim.fit.cache import cache_dir, fitted
     from marketsim.engine.population import build_world
+    from marketsim.fit.cache import cache_dir, fitted
     from marketsim.scenario.core import load_scenario
 
     base = load_scenario(HEADLINE)
@@ -51,9 +50,16 @@ def _core_one(n: int, steps: int) -> dict:
     t_steps = time.perf_counter() - t2
     ties = sum(layer.graph.n_edges for layer in world.layers)
     return {
-        "consumers": n, "ties": ties, "build_s": t_build, "warmup_steps": sc.calendar.warmup, "pilot_steps": m.pilot_steps,
-        "warmup_s": t_warm, "steps": steps, "ms_per_step": 1000 * t_steps / steps,
-        "us_per_consumer_step": 1e6 * t_steps / steps / n, "total_s": time.perf_counter() - t0,
+        "consumers": n,
+        "ties": ties,
+        "build_s": t_build,
+        "warmup_steps": sc.calendar.warmup,
+        "pilot_steps": m.pilot_steps,
+        "warmup_s": t_warm,
+        "steps": steps,
+        "ms_per_step": 1000 * t_steps / steps,
+        "us_per_consumer_step": 1e6 * t_steps / steps / n,
+        "total_s": time.perf_counter() - t0,
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -126,10 +132,17 @@ def _naive_one(n: int, steps: int) -> dict:
 
 
 def _in_subprocess(fn: str, **kw) -> dict:
-    code = (f"import json, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import bench; "
-            f"print(json.dumps(bench.{fn}(**{kw!r})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import bench; "
+        f"print(json.dumps(bench.{fn}(**{kw!r})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    )
     if out.returncode:
         raise SystemExit(f"benchmark {fn}({kw}) failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -145,16 +158,22 @@ def core_table(sizes=(10_000, 100_000, 1_000_000), steps=52) -> list[dict]:
 
 def print_core(rows: list[dict]) -> None:
     print("\n## Core engine (one core; headline scenario battle_lines_2013.yaml, events included)")
-    print(f"{'consumers':>10} {'ties':>11} {'build s':>8} {'burn-in s':>10} {'ms/step':>8} {'us/cons-step':>13} {'total s':>8} {'peak MB':>8}")
+    print(
+        f"{'consumers':>10} {'ties':>11} {'build s':>8} {'burn-in s':>10} {'ms/step':>8} {'us/cons-step':>13} {'total s':>8} {'peak MB':>8}"
+    )
     for r in rows:
-        print(f"{r['consumers']:>10,} {r['ties']:>11,} {r['build_s']:>8.2f} {r['warmup_s']:>10.2f} {r['ms_per_step']:>8.1f} "
-              f"{r['us_per_consumer_step']:>13.3f} {r['total_s']:>8.2f} {r['peak_mb']:>8.0f}")
+        print(
+            f"{r['consumers']:>10,} {r['ties']:>11,} {r['build_s']:>8.2f} {r['warmup_s']:>10.2f} {r['ms_per_step']:>8.1f} "
+            f"{r['us_per_consumer_step']:>13.3f} {r['total_s']:>8.2f} {r['peak_mb']:>8.0f}"
+        )
     big = [r for r in rows if r["consumers"] == 1_000_000]
     if big:
         r = big[0]
-        print(f"\nheadline 52-week run at 10^6 (build + a {r['pilot_steps']}-week pilot at 20,000 + {r['warmup_steps']} warm-up "
-              f"weeks + 52 weeks): {r['total_s']:.2f} s "
-              f"(target < 10 s); {r['ms_per_step']:.1f} ms/step (target < 80); peak {r['peak_mb']:.0f} MB (target < 1024)")
+        print(
+            f"\nheadline 52-week run at 10^6 (build + a {r['pilot_steps']}-week pilot at 20,000 + {r['warmup_steps']} warm-up "
+            f"weeks + 52 weeks): {r['total_s']:.2f} s "
+            f"(target < 10 s); {r['ms_per_step']:.1f} ms/step (target < 80); peak {r['peak_mb']:.0f} MB (target < 1024)"
+        )
 
 
 def main() -> None:

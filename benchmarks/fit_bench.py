@@ -32,7 +32,9 @@ def _cli(*args, cwd, env_extra=None) -> float:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env_extra or {})}
     env.pop("MARKETSIM_FIT_CACHE", None)
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "marketsim.cli", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "marketsim.cli", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True
+    )
     if r.returncode:
         raise SystemExit(f"marketsim {' '.join(map(str, args))} failed:\n{r.stderr[-2000:]}")
     return time.perf_counter() - t
@@ -66,10 +68,13 @@ def cold_vs_cached(repeats: int = 3) -> None:
         finally:
             shutil.rmtree(d, ignore_errors=True)
     c, w = statistics.median(cold), statistics.median(warm)
-    print("\n## Cold vs cached run (battle_lines_2013.yaml, 10^6 consumers, 52 weeks; wall seconds, median of "
-          f"{repeats})")
-    print(f"cold {c:.1f} s (runs {', '.join(f'{x:.1f}' for x in cold)}); cached {w:.1f} s "
-          f"(runs {', '.join(f'{x:.1f}' for x in warm)}); ratio {c / w:.2f} (target < 2)")
+    print(
+        f"\n## Cold vs cached run (battle_lines_2013.yaml, 10^6 consumers, 52 weeks; wall seconds, median of {repeats})"
+    )
+    print(
+        f"cold {c:.1f} s (runs {', '.join(f'{x:.1f}' for x in cold)}); cached {w:.1f} s "
+        f"(runs {', '.join(f'{x:.1f}' for x in warm)}); ratio {c / w:.2f} (target < 2)"
+    )
 
 
 def drift(n: int = 100_000, seeds: int = 4) -> None:
@@ -77,8 +82,8 @@ def drift(n: int = 100_000, seeds: int = 4) -> None:
     set to 0, and the slope of each share in points a year (docs/model.md property 7), per seed and on average."""
     import numpy as np
 
-    from marketsim.fit.calibrate import expected_path
     from marketsim.fit.cache import cache_dir, fitted
+    from marketsim.fit.calibrate import expected_path
     from marketsim.scenario.core import load_scenario
 
     sc = load_scenario(BASELINE)
@@ -91,15 +96,18 @@ def drift(n: int = 100_000, seeds: int = 4) -> None:
         sh = path.shares * 100
         years = np.arange(104) * 7 / 365.25
         slopes.append(np.polyfit(years, sh, 1)[0])
-        quarters.append([sh[q * 13:(q + 1) * 13].mean(axis=0) for q in range(8)])
+        quarters.append([sh[q * 13 : (q + 1) * 13].mean(axis=0) for q in range(8)])
     q = np.mean(quarters, axis=0)
     print("quarter " + " ".join(f"{n:>8}" for n in names))
     for k, row in enumerate(q):
         print(f"Q{k + 1:<6} " + " ".join(f"{v:8.2f}" for v in row))
     sl = np.array(slopes)
     print("slope pp/yr per seed: " + "; ".join(" ".join(f"{x:+.2f}" for x in row) for row in sl))
-    print("mean slope pp/yr: " + " ".join(f"{n} {x:+.3f}" for n, x in zip(names, sl.mean(axis=0), strict=True))
-          + " (target: under 0.3 in absolute value)")
+    print(
+        "mean slope pp/yr: "
+        + " ".join(f"{n} {x:+.3f}" for n, x in zip(names, sl.mean(axis=0), strict=True))
+        + " (target: under 0.3 in absolute value)"
+    )
 
 
 def project_bench() -> None:
@@ -111,18 +119,39 @@ def project_bench() -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         env.pop("MARKETSIM_FIT_CACHE", None)
         t = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "marketsim.cli", "project", str(HEADLINE), "--consumers", "50000",
-                            "--draws", "64", "--replicates", "4", "--workers", "2", "--json"], cwd=d, env=env,
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "marketsim.cli",
+                "project",
+                str(HEADLINE),
+                "--consumers",
+                "50000",
+                "--draws",
+                "64",
+                "--replicates",
+                "4",
+                "--workers",
+                "2",
+                "--json",
+            ],
+            cwd=d,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         total = time.perf_counter() - t
     if r.returncode:
         raise SystemExit(f"project failed:\n{r.stderr[-2000:]}")
     out = json.loads(r.stdout)
     sec = out["seconds"]
     print("\n## Projection: battle_lines_2013.yaml, 64 draws x 4 replicates, 50,000 consumers, 2 local workers")
-    print(f"wall {total:.0f} s (target < 240 s): fitting {sec['fits']:.0f} s ({sec['fits'] / total * 100:.0f}%), "
-          f"replicates {sec['replicates']:.0f} s; {out['calibration']['distinct']} distinct fits; "
-          f"{len(out['draws']['failed'])} draws could not be fitted")
+    print(
+        f"wall {total:.0f} s (target < 240 s): fitting {sec['fits']:.0f} s ({sec['fits'] / total * 100:.0f}%), "
+        f"replicates {sec['replicates']:.0f} s; {out['calibration']['distinct']} distinct fits; "
+        f"{len(out['draws']['failed'])} draws could not be fitted"
+    )
 
 
 def main() -> None:

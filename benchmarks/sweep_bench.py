@@ -1,6 +1,6 @@
 """Sweep benchmark: 64 runs on 1 and 2 local worker processes, and on a Dask LocalCluster (2 workers).
 
-    python benchmarks/sweep_bench.py      (also run by benchmarks/bench.py)
+python benchmarks/sweep_bench.py      (also run by benchmarks/bench.py)
 """
 
 from __future__ import annotations
@@ -58,8 +58,15 @@ def bench_sweep() -> list[dict]:
                 t = time.perf_counter()
                 run_sweep(sweep, tmp / f"run-{len(rows)}", executor, results_root=root, workers=workers)
                 secs = time.perf_counter() - t
-            rows.append({"executor": label, "runs": 64, "seconds": round(secs, 3), "s_per_run": round(secs / 64, 4),
-                         "first_use_s": round(first, 2)})
+            rows.append(
+                {
+                    "executor": label,
+                    "runs": 64,
+                    "seconds": round(secs, 3),
+                    "s_per_run": round(secs / 64, 4),
+                    "first_use_s": round(first, 2),
+                }
+            )
 
         timed("inline (1 process)", contextlib.nullcontext)
         timed("local pool, 1 worker", lambda: ProcessPoolExecutor(max_workers=1))
@@ -69,8 +76,10 @@ def bench_sweep() -> list[dict]:
         def dask_executor():
             from distributed import Client, LocalCluster
 
-            with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster, \
-                    Client(cluster) as client:
+            with (
+                LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster,
+                Client(cluster) as client,
+            ):
                 client.wait_for_workers(2)
                 yield client.get_executor()
 
@@ -85,7 +94,9 @@ def print_table(rows: list[dict]) -> None:
     one, two = by["local pool, 1 worker"], by["local pool, 2 workers"]
     print(f"{'executor':<30} {'runs':>5} {'wall s':>8} {'s/run':>7} {'first use s':>12}")
     for r in rows:
-        print(f"{r['executor']:<30} {r['runs']:>5} {r['seconds']:>8.2f} {r['s_per_run']:>7.3f} {r['first_use_s']:>12.2f}")
+        print(
+            f"{r['executor']:<30} {r['runs']:>5} {r['seconds']:>8.2f} {r['s_per_run']:>7.3f} {r['first_use_s']:>12.2f}"
+        )
     print(f"speed-up 2 vs 1 local workers: {one / two:.2f}x")
     dask = by["Dask LocalCluster, 2 workers"]
     print(f"Dask overhead per run against the local pool (2 workers each): {(dask - two) / 64 * 1000:+.1f} ms")

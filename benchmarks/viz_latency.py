@@ -26,8 +26,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 #: Runs in the page: click Step, resolve with [ms to the painted share chart of `week`, ms to the week counter].
 MEASURE_JS = """
@@ -111,7 +118,9 @@ def measure(url: str, steps: int, warmup: int, pause: float) -> tuple[list[float
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scenario", type=Path, default=ROOT / "src" / "marketsim" / "scenarios" / "battle_lines_2013.yaml")
+    ap.add_argument(
+        "--scenario", type=Path, default=ROOT / "src" / "marketsim" / "scenarios" / "battle_lines_2013.yaml"
+    )
     ap.add_argument("--consumers", type=int, help="override consumers.count (default: the scenario's)")
     ap.add_argument("--steps", type=int, default=20, help="measured steps (default 20)")
     ap.add_argument("--warmup", type=int, default=3, help="unmeasured steps first (default 3)")
@@ -134,8 +143,10 @@ def main() -> int:
         p90 = xs[min(len(xs) - 1, int(round(0.9 * (len(xs) - 1))))]
         return f"| {name:<38} | {statistics.median(xs):7.1f} | {p90:7.1f} | {max(xs):7.1f} |"
 
-    print(f"\n{args.scenario.name}, {n:,} consumers, {len(chart)} steps (after {args.warmup} unmeasured), "
-          f"headless Chromium, {os.cpu_count()} cores")
+    print(
+        f"\n{args.scenario.name}, {n:,} consumers, {len(chart)} steps (after {args.warmup} unmeasured), "
+        f"headless Chromium, {os.cpu_count()} cores"
+    )
     print("| click -> ...                           | median  |   p90   |   max   |   (ms)")
     print("|----------------------------------------|---------|---------|---------|")
     print(row("share chart repainted (the target)", chart))

@@ -22,8 +22,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-REF, UNITS, EVENTS, STATS = ("tests/engine/test_reference.py", "tests/engine/test_units.py", "tests/engine/test_events.py",
-                             "tests/experiments/test_statistics.py")
+REF, UNITS, EVENTS, STATS = (
+    "tests/engine/test_reference.py",
+    "tests/engine/test_units.py",
+    "tests/engine/test_events.py",
+    "tests/experiments/test_statistics.py",
+)
 
 SEQUENTIAL_OLD = "        pick = choice.gumbel_choice(V, u_pick)\n"
 SEQUENTIAL_NEW = """        pick = choice.gumbel_choice(V, u_pick)
@@ -47,54 +51,132 @@ SEQUENTIAL_NEW = """        pick = choice.gumbel_choice(V, u_pick)
 
 #: name -> (the bug in words, file, old text, new text, tests to run)
 PLANTS: dict[str, tuple[str, str, str, str, list[str]]] = {
-    "layer_other_degree": ("social exposure of one layer normalised by another layer's degree", "src/marketsim/engine/market.py",
-                           "(lay.inv_degree[idx, None] * w[None, :])",
-                           "(self.world.layers[0].inv_degree[idx, None] * w[None, :])", [REF]),
-    "boost_all": ("a social_boost applied to every layer", "src/marketsim/engine/market.py",
-                  "            if lay.name == layer:\n", "            if True:\n", [REF, EVENTS]),
-    "boost_ignored": ("the boost factor g_pj ignored", "src/marketsim/engine/market.py",
-                      "w = (lay.weight * self.social_factor[li]).astype(np.float32)",
-                      "w = (lay.weight * np.ones_like(self.social_factor[li])).astype(np.float32)", [REF, EVENTS]),
-    "sequential": ("purchases applied in sequential blocks instead of synchronously", "src/marketsim/engine/market.py",
-                   SEQUENTIAL_OLD, SEQUENTIAL_NEW, [REF]),
-    "gmv_unscaled": ("GMV not scaled by market size / N", "src/marketsim/engine/market.py",
-                     "money = self.basket_mean_at(t) * scale", "money = self.basket_mean_at(t)", [UNITS]),
-    "access_lost_unscaled": ("access_lost not scaled by market size / N", "src/marketsim/engine/market.py",
-                             "access_lost=self.pending_access_lost * scale", "access_lost=self.pending_access_lost",
-                             [UNITS, EVENTS]),
-    "buyers_unscaled": ("buyers not scaled by market size / N", "src/marketsim/engine/market.py",
-                        "buyers=np.bincount(bj, minlength=R) * scale", "buyers=np.bincount(bj, minlength=R)", [UNITS]),
-    "basket_correction": ("a basket whose mean is off by the log-normal correction", "src/marketsim/engine/population.py",
-                          "rng.lognormal(-0.5 * sigma**2, sigma, size=n)", "rng.lognormal(0.0, sigma, size=n)",
-                          [UNITS]),
-    "link_gives_native": ("a link purchase giving native access instead of sso(p)", "src/marketsim/engine/market.py",
-                          "self.access[li, lj] = SSO + self.link_provider(li, lj)", "self.access[li, lj] = NATIVE",
-                          [REF, EVENTS]),
-    "accounts_count_links": ("accounts_created also counting links", "src/marketsim/engine/market.py",
-                             "accounts_created = np.bincount(bj[new_native], minlength=R) * scale",
-                             "accounts_created = np.bincount(bj[new_native | linked], minlength=R) * scale",
-                             [UNITS, REF]),
-    "add_login_noop": ("add_login doing nothing", "src/marketsim/scenario/eventtypes.py",
-                       "        m.accepts[m.provider_index[self.provider], m.retailer_index[self.retailer]] = True\n", "",
-                       [EVENTS]),
-    "remove_login_keeps_accepted": ("remove_login leaving the provider accepted",
-                                    "src/marketsim/scenario/eventtypes.py", "        m.accepts[p, j] = False\n", "",
-                                    [EVENTS]),
-    "promotion_everyone": ("a promotion reaching everyone instead of its audience", "src/marketsim/engine/market.py",
-                           "promo[:, j] += util if aud < 0 else util * self.world.holds[idx, aud]",
-                           "promo[:, j] += util", [EVENTS, REF]),
-    "promotion_until_inclusive": ("a promotion's until made inclusive", "src/marketsim/engine/market.py",
-                                  "p[3] is None or t < p[3]", "p[3] is None or t <= p[3]", [EVENTS, REF]),
-    "initial_sso_not_holders": ("initial SSO customers not made holders of their provider", "src/marketsim/engine/population.py",
-                                "            holds[sel, p] = True  # \"those customers hold p\"\n", "", [REF, EVENTS]),
-    "horizon_first_step": ("the projection reporting the first step instead of the horizon", "src/marketsim/experiments/projection.py",
-                           "return self.arrays[arm][metric][:, :, -1, :]", "return self.arrays[arm][metric][:, :, 0, :]",
-                           [STATS]),
-    "z_not_t": ("the 95% interval using z instead of t", "src/marketsim/experiments/uncertainty.py",
-                "stats.t.ppf(0.975, R - 1)", "stats.norm.ppf(0.975)", [STATS]),
-    "window_past_event": ("the calibration window running past the first event", "src/marketsim/scenario/core.py",
-                          "first = min((e.date for e in self.events), default=None)", "first = None",
-                          ["tests/fit/test_calibrate.py"]),
+    "layer_other_degree": (
+        "social exposure of one layer normalised by another layer's degree",
+        "src/marketsim/engine/market.py",
+        "(lay.inv_degree[idx, None] * w[None, :])",
+        "(self.world.layers[0].inv_degree[idx, None] * w[None, :])",
+        [REF],
+    ),
+    "boost_all": (
+        "a social_boost applied to every layer",
+        "src/marketsim/engine/market.py",
+        "            if lay.name == layer:\n",
+        "            if True:\n",
+        [REF, EVENTS],
+    ),
+    "boost_ignored": (
+        "the boost factor g_pj ignored",
+        "src/marketsim/engine/market.py",
+        "w = (lay.weight * self.social_factor[li]).astype(np.float32)",
+        "w = (lay.weight * np.ones_like(self.social_factor[li])).astype(np.float32)",
+        [REF, EVENTS],
+    ),
+    "sequential": (
+        "purchases applied in sequential blocks instead of synchronously",
+        "src/marketsim/engine/market.py",
+        SEQUENTIAL_OLD,
+        SEQUENTIAL_NEW,
+        [REF],
+    ),
+    "gmv_unscaled": (
+        "GMV not scaled by market size / N",
+        "src/marketsim/engine/market.py",
+        "money = self.basket_mean_at(t) * scale",
+        "money = self.basket_mean_at(t)",
+        [UNITS],
+    ),
+    "access_lost_unscaled": (
+        "access_lost not scaled by market size / N",
+        "src/marketsim/engine/market.py",
+        "access_lost=self.pending_access_lost * scale",
+        "access_lost=self.pending_access_lost",
+        [UNITS, EVENTS],
+    ),
+    "buyers_unscaled": (
+        "buyers not scaled by market size / N",
+        "src/marketsim/engine/market.py",
+        "buyers=np.bincount(bj, minlength=R) * scale",
+        "buyers=np.bincount(bj, minlength=R)",
+        [UNITS],
+    ),
+    "basket_correction": (
+        "a basket whose mean is off by the log-normal correction",
+        "src/marketsim/engine/population.py",
+        "rng.lognormal(-0.5 * sigma**2, sigma, size=n)",
+        "rng.lognormal(0.0, sigma, size=n)",
+        [UNITS],
+    ),
+    "link_gives_native": (
+        "a link purchase giving native access instead of sso(p)",
+        "src/marketsim/engine/market.py",
+        "self.access[li, lj] = SSO + self.link_provider(li, lj)",
+        "self.access[li, lj] = NATIVE",
+        [REF, EVENTS],
+    ),
+    "accounts_count_links": (
+        "accounts_created also counting links",
+        "src/marketsim/engine/market.py",
+        "accounts_created = np.bincount(bj[new_native], minlength=R) * scale",
+        "accounts_created = np.bincount(bj[new_native | linked], minlength=R) * scale",
+        [UNITS, REF],
+    ),
+    "add_login_noop": (
+        "add_login doing nothing",
+        "src/marketsim/scenario/eventtypes.py",
+        "        m.accepts[m.provider_index[self.provider], m.retailer_index[self.retailer]] = True\n",
+        "",
+        [EVENTS],
+    ),
+    "remove_login_keeps_accepted": (
+        "remove_login leaving the provider accepted",
+        "src/marketsim/scenario/eventtypes.py",
+        "        m.accepts[p, j] = False\n",
+        "",
+        [EVENTS],
+    ),
+    "promotion_everyone": (
+        "a promotion reaching everyone instead of its audience",
+        "src/marketsim/engine/market.py",
+        "promo[:, j] += util if aud < 0 else util * self.world.holds[idx, aud]",
+        "promo[:, j] += util",
+        [EVENTS, REF],
+    ),
+    "promotion_until_inclusive": (
+        "a promotion's until made inclusive",
+        "src/marketsim/engine/market.py",
+        "p[3] is None or t < p[3]",
+        "p[3] is None or t <= p[3]",
+        [EVENTS, REF],
+    ),
+    "initial_sso_not_holders": (
+        "initial SSO customers not made holders of their provider",
+        "src/marketsim/engine/population.py",
+        '            holds[sel, p] = True  # "those customers hold p"\n',
+        "",
+        [REF, EVENTS],
+    ),
+    "horizon_first_step": (
+        "the projection reporting the first step instead of the horizon",
+        "src/marketsim/experiments/projection.py",
+        "return self.arrays[arm][metric][:, :, -1, :]",
+        "return self.arrays[arm][metric][:, :, 0, :]",
+        [STATS],
+    ),
+    "z_not_t": (
+        "the 95% interval using z instead of t",
+        "src/marketsim/experiments/uncertainty.py",
+        "stats.t.ppf(0.975, R - 1)",
+        "stats.norm.ppf(0.975)",
+        [STATS],
+    ),
+    "window_past_event": (
+        "the calibration window running past the first event",
+        "src/marketsim/scenario/core.py",
+        "first = min((e.date for e in self.events), default=None)",
+        "first = None",
+        ["tests/fit/test_calibrate.py"],
+    ),
 }
 
 
@@ -110,9 +192,26 @@ def plant(name: str) -> tuple[bool, str]:
         (Path(tmp) / rel).write_text(src.replace(old, new))
         env = dict(os.environ, PYTHONPATH=str(Path(tmp) / "src"), MARKETSIM_FIT_CACHE=str(Path(tmp) / "fitcache"))
         # one process (-p no:xdist): the first failure is then the first failing test in file order
-        r = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-                            "-m", "not browser",
-                            *tests], cwd=tmp, env=env, capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-x",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:xdist",
+                "-m",
+                "not browser",
+                *tests,
+            ],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         failed = re.findall(r"^FAILED (\S+)", r.stdout, re.M)
         if r.returncode == 1 and failed:
             return True, failed[0]

@@ -3,7 +3,16 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import (  # noqa: F401  (re-exported: older tests import them from here)
-    BUNDLED, ROOT, SCENARIOS, alive, child_pids, fit_market_yaml, process_state, run_process, simple_market_yaml)
+    BUNDLED,
+    ROOT,
+    SCENARIOS,
+    alive,
+    child_pids,
+    fit_market_yaml,
+    process_state,
+    run_process,
+    simple_market_yaml,
+)
 
 
 def pytest_addoption(parser, pluginmanager):

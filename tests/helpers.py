@@ -69,8 +69,9 @@ def cli(*args, cwd=None, env: dict | None = None, columns: int = 80) -> Result:
 def run_process(*args, cwd, timeout=300, env: dict | None = None, **popen) -> subprocess.CompletedProcess:
     """Run ``python -m marketsim.cli ARGS`` as a user would (a real subprocess, with this checkout first on
     PYTHONPATH). For tests where the process is the point; everything else calls ``cli``."""
-    return subprocess.run(process_args(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=process_env(env), **popen)
+    return subprocess.run(
+        process_args(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=process_env(env), **popen
+    )
 
 
 def start_process(*args, cwd, env: dict | None = None, **popen) -> subprocess.Popen:
@@ -119,31 +120,57 @@ def one_line_error(r, *needles, alone=True) -> str:
 
 def simple_market_yaml(**over) -> str:
     """A small market with no habit, social or friction effects unless overridden (closed-form logit)."""
-    d = dict(n=20000, steps=30, beta_social=0.0, beta_habit=0.0, native=0.0, sso=0.0, link=0.0, create=0.0,
-             alpha_a=-1.0, alpha_b=-0.5, price_b=1.0, sigma=0.0, events="[]", rate=0.5, warmup=0)
+    d = dict(
+        n=20000,
+        steps=30,
+        beta_social=0.0,
+        beta_habit=0.0,
+        native=0.0,
+        sso=0.0,
+        link=0.0,
+        create=0.0,
+        alpha_a=-1.0,
+        alpha_b=-0.5,
+        price_b=1.0,
+        sigma=0.0,
+        events="[]",
+        rate=0.5,
+        warmup=0,
+    )
     d.update(over)
     return f"""
 schema: marketsim/v1
 name: simple
 seed: 11
-calendar: {{start: 2020-01-06, steps: {d['steps']}, warmup: {d['warmup']}}}
+calendar: {{start: 2020-01-06, steps: {d["steps"]}, warmup: {d["warmup"]}}}
 market: {{size: 1000000}}
-consumers: {{count: {d['n']}, shopping_rate: {d['rate']}, basket: {{mean: 100, sigma: {d['sigma']}}}}}
+consumers: {{count: {d["n"]}, shopping_rate: {d["rate"]}, basket: {{mean: 100, sigma: {d["sigma"]}}}}}
 providers:
   weibo: {{penetration: 0.4, network: {{model: barabasi_albert, m: 3}}, weight: 1.0}}
   qq: {{penetration: 0.9, network: {{model: watts_strogatz, k: 6, rewire: 0.1}}}}
 retailers:
-  - {{name: A, kind: platform, take_rate: 0.05, attractiveness: {d['alpha_a']}, initial_share: 0.6, logins: [qq]}}
-  - {{name: B, kind: direct, margin: 0.1, attractiveness: {d['alpha_b']}, initial_share: 0.4, price_index: {d['price_b']},
+  - {{name: A, kind: platform, take_rate: 0.05, attractiveness: {d["alpha_a"]}, initial_share: 0.6, logins: [qq]}}
+  - {{name: B, kind: direct, margin: 0.1, attractiveness: {d["alpha_b"]}, initial_share: 0.4, price_index: {d["price_b"]},
       logins: [qq, weibo], sso_share: {{weibo: 0.3, qq: 0.2}}}}
-behaviour: {{beta_price: 2.0, beta_social: {d['beta_social']}, beta_habit: {d['beta_habit']}, beta_friction: 1.0}}
-friction: {{native: {d['native']}, sso: {d['sso']}, link: {d['link']}, create: {d['create']}}}
-events: {d['events']}
+behaviour: {{beta_price: 2.0, beta_social: {d["beta_social"]}, beta_habit: {d["beta_habit"]}, beta_friction: 1.0}}
+friction: {{native: {d["native"]}, sso: {d["sso"]}, link: {d["link"]}, create: {d["create"]}}}
+events: {d["events"]}
 """
 
 
-def fit_market_yaml(observations: str, *, n=5000, turnover=0.02, alpha=("calibrate",) * 3, trend=(0, 0, 0),
-                    beta_social=0.5, beta_habit=1.0, create=1.0, conversion=0.6, extra="") -> str:
+def fit_market_yaml(
+    observations: str,
+    *,
+    n=5000,
+    turnover=0.02,
+    alpha=("calibrate",) * 3,
+    trend=(0, 0, 0),
+    beta_social=0.5,
+    beta_habit=1.0,
+    create=1.0,
+    conversion=0.6,
+    extra="",
+) -> str:
     """A small market on monthly steps (cheap to fit: 24 steps cover two years), three retailers A (platform),
     B and C (direct), with turnover (so a burn-in pilot runs) and the given ``observations`` block."""
     a, t = alpha, trend
@@ -176,7 +203,7 @@ def process_state(pid: int) -> str | None:
             stat = fh.read()
     except FileNotFoundError:
         return None
-    return stat[stat.rfind(b")") + 2:].split()[0].decode()
+    return stat[stat.rfind(b")") + 2 :].split()[0].decode()
 
 
 def child_pids(pid: int) -> list[int]:
@@ -189,7 +216,7 @@ def child_pids(pid: int) -> list[int]:
                     stat = fh.read()
             except OSError:
                 continue
-            if int(stat[stat.rfind(b")") + 2:].split()[1]) == pid:
+            if int(stat[stat.rfind(b")") + 2 :].split()[1]) == pid:
                 kids.append(int(d))
     return kids
 
@@ -201,7 +228,7 @@ def cpu_seconds(pid: int) -> float:
             stat = fh.read()
     except FileNotFoundError:
         return 0.0
-    fields = stat[stat.rfind(b")") + 2:].split()
+    fields = stat[stat.rfind(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -233,7 +260,7 @@ def tiny_seeded(folder: Path, seed: int) -> Path:
 SWEEP = f"""
 schema: marketsim-sweep/v1
 name: hard
-base: {SCENARIOS / 'tiny.yaml'}
+base: {SCENARIOS / "tiny.yaml"}
 seed: 7
 consumers: 600
 steps: 6

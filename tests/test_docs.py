@@ -12,7 +12,6 @@ import yaml
 
 from marketsim.scenario import describe
 from marketsim.scenario.core import load_scenario
-
 from tests.helpers import ROOT, SCENARIOS, cli
 
 SOURCES = ROOT / "docs" / "sources.md"
@@ -57,8 +56,17 @@ def test_every_cited_source_is_an_entry_of_sources_md():
     for f in files:
         for k in cited_keys(f):
             cited.setdefault(k, []).append(f.name)
-    assert {"iresearch-2013q2", "cecrc-2012", "jd-prospectus", "seed-article-2013", "baymard", "bapna-umyarov-2015",
-            "brock-durlauf-2001", "weibo-taobao-links", "tencent-2013q4"} <= set(cited)
+    assert {
+        "iresearch-2013q2",
+        "cecrc-2012",
+        "jd-prospectus",
+        "seed-article-2013",
+        "baymard",
+        "bapna-umyarov-2015",
+        "brock-durlauf-2001",
+        "weibo-taobao-links",
+        "tencent-2013q4",
+    } <= set(cited)
     missing = {k: v for k, v in cited.items() if k not in entries}
     assert not missing, f"cited but not in docs/sources.md: {missing}"
     # the field reference cites keys for the sources of defaults: they resolve too
@@ -111,11 +119,23 @@ def test_nothing_cites_documents_a_reader_does_not_have():
 
 
 def test_the_citation_rule_would_catch_them():
-    for text in ("MODEL" + ".md section 8", "see FACTS" + ".md", "(issue" + " 17, class 3)", "Issue" + " 12 lists",
-                 "(issues" + " 8 and 9)", "issue " + "#" + "12"):
+    for text in (
+        "MODEL" + ".md section 8",
+        "see FACTS" + ".md",
+        "(issue" + " 17, class 3)",
+        "Issue" + " 12 lists",
+        "(issues" + " 8 and 9)",
+        "issue " + "#" + "12",
+    ):
         assert UNSHIPPED.search(text), text
-    for text in ("docs/model.md section 8", "docs/sources.md", "a tissue 3", "issue a warning", "#E69F00",
-                 "docs/model.md property 4"):
+    for text in (
+        "docs/model.md section 8",
+        "docs/sources.md",
+        "a tissue 3",
+        "issue a warning",
+        "#E69F00",
+        "docs/model.md property 4",
+    ):
         assert not UNSHIPPED.search(text), text
 
 
@@ -128,7 +148,7 @@ def tutorial_steps():
     """The tutorial in order: ("file", path, text) for a YAML block under ``<!-- file: PATH -->``, and
     ("run", command, expected lines) for each ``console`` block."""
     text = GUIDE.read_text()
-    text = text[text.index("## Tutorial"):text.index("## Field reference")]
+    text = text[text.index("## Tutorial") : text.index("## Field reference")]
     steps = []
     for m in re.finditer(r"(<!-- file: (\S+) -->\n)?```(yaml|console)\n(.*?)```", text, flags=re.S):
         marker, path, kind, body = m.groups()
@@ -175,9 +195,15 @@ def test_until_is_as_the_tutorial_says():
     promo = next(e for e in sc.events if e.id == "tencent_buys_jd_stake").action.effects[1]
     assert promo.until_step == 121 and sc.calendar.date_of(121) == dt.date(2014, 4, 27)
     doc = describe.scenario_document(sc)
-    assert next(e for e in doc["events"] if e["id"] == "tencent_buys_jd_stake")["effects"][1]["until"] == dt.date(2014, 4, 27)
+    assert next(e for e in doc["events"] if e["id"] == "tencent_buys_jd_stake")["effects"][1]["until"] == dt.date(
+        2014, 4, 27
+    )
     guide = " ".join(GUIDE.read_text().split())
-    assert "`until: 2014-04-27`" in guide and "`until_step: 121`" in guide and "(step 121, which starts on 2014-04-27)" in guide
+    assert (
+        "`until: 2014-04-27`" in guide
+        and "`until_step: 121`" in guide
+        and "(step 121, which starts on 2014-04-27)" in guide
+    )
     resolved = next(e for e in sc.to_dict()["events"] if e["id"] == "tencent_buys_jd_stake")
     assert resolved["action"]["effects"][1]["until_step"] == 121
 

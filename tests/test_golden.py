@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from marketsim.cli import main
-
-from tests.helpers import BUNDLED, ROOT, SCENARIOS
+from tests.helpers import BUNDLED, SCENARIOS
 
 #: one worker (pytest-xdist) compares (or, with MARKETSIM_REGEN_GOLDEN=1, writes) the golden files
 pytestmark = pytest.mark.xdist_group("golden")
@@ -29,7 +28,18 @@ GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("MARKETSIM_REGEN_GOLDEN") == "1"
 #: Keys whose values depend on the machine, the clock or where the files are (or on the bytes of a scenario file,
 #: comments included), not on the model.
-VOLATILE = {"seconds", "version", "posterior_file", "scenario_file", "scenario_file_hash", "path", "file", "where", "cache_key", "key"}
+VOLATILE = {
+    "seconds",
+    "version",
+    "posterior_file",
+    "scenario_file",
+    "scenario_file_hash",
+    "path",
+    "file",
+    "where",
+    "cache_key",
+    "key",
+}
 
 
 def _clean(x):
@@ -38,7 +48,7 @@ def _clean(x):
     if isinstance(x, list):
         return [_clean(v) for v in x]
     if isinstance(x, str) and x.endswith(".yaml") and "/" in x:  # a file given on the command line: where the
-        return Path(x).name                                       # checkout lies is not an output
+        return Path(x).name  # checkout lies is not an output
     return x
 
 
@@ -118,9 +128,24 @@ def test_calibrate(place, capsys):
 
 @pytest.mark.slow
 def test_small_projection(place, capsys):
-    doc = _json(capsys, ["project", str(SCENARIOS / "battle_lines_2013.yaml"), "--consumers", "2000", "--draws", "2",
-                         "--replicates", "2", "--workers", "1", "--compare",
-                         str(SCENARIOS / "jd_drops_weibo_no_offer.yaml"), "--json"])
+    doc = _json(
+        capsys,
+        [
+            "project",
+            str(SCENARIOS / "battle_lines_2013.yaml"),
+            "--consumers",
+            "2000",
+            "--draws",
+            "2",
+            "--replicates",
+            "2",
+            "--workers",
+            "1",
+            "--compare",
+            str(SCENARIOS / "jd_drops_weibo_no_offer.yaml"),
+            "--json",
+        ],
+    )
     _compare("project-battle_lines_2013", doc)
 
 
@@ -129,9 +154,10 @@ def test_small_sweep(place, capsys):
     from marketsim import load_results
 
     spec = place / "sweep.yaml"
-    spec.write_text(f"""schema: marketsim-sweep/v1
+    spec.write_text(
+        f"""schema: marketsim-sweep/v1
 name: golden_sweep
-base: {SCENARIOS / 'jd_drops_weibo_login.yaml'}
+base: {SCENARIOS / "jd_drops_weibo_login.yaml"}
 seed: 5
 consumers: 1500
 replicates: 1
@@ -142,7 +168,9 @@ parameters:
 outputs: [shift.gmv_share.JD, gmv_share.JD]
 shift_against: all
 average_last: 4
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     assert main(["sweep", str(spec), "--workers", "1", "--out", str(place / "sw")]) == 0
     df = load_results(place / "sw")
     cols = sorted(c for c in df.columns if not c.startswith("_") and c not in {"seconds", "worker", "finished"})

@@ -71,13 +71,20 @@ def test_no_function_level_import_of_marketsim_outside_the_cli():
         if path.relative_to(PACKAGE).parts[0] == "cli":
             continue
         me = _module_name(path)
-        late += [f"{path.relative_to(ROOT)}:{line}: {name}" for line, name in _late_imports(path)
-                 if not any(me == a and (name == b or name.startswith(b + ".")) for a, b in ALLOWED_LATE)]
+        late += [
+            f"{path.relative_to(ROOT)}:{line}: {name}"
+            for line, name in _late_imports(path)
+            if not any(me == a and (name == b or name.startswith(b + ".")) for a, b in ALLOWED_LATE)
+        ]
     assert not late, "import these at the top of the module (a late import hides a wrong-way edge):\n" + "\n".join(late)
 
 
 def test_no_relative_imports():
     """Absolute imports only: a module's imports say which layer they reach."""
-    rel = [f"{p.relative_to(ROOT)}:{n.lineno}" for p in sorted(PACKAGE.rglob("*.py"))
-           for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))) if isinstance(n, ast.ImportFrom) and n.level]
+    rel = [
+        f"{p.relative_to(ROOT)}:{n.lineno}"
+        for p in sorted(PACKAGE.rglob("*.py"))
+        for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+        if isinstance(n, ast.ImportFrom) and n.level
+    ]
     assert not rel, rel

@@ -50,7 +50,8 @@ def test_the_wheel_carries_the_scenarios(installed):
     names = zipfile.ZipFile(installed["wheel"]).namelist()
     assert "marketsim/scenarios/battle_lines_2013.yaml" in names
     assert sum(n.startswith("marketsim/scenarios/") and n.endswith(".yaml") for n in names) == len(
-        list((ROOT / "src" / "marketsim" / "scenarios").glob("*.yaml")))
+        list((ROOT / "src" / "marketsim" / "scenarios").glob("*.yaml"))
+    )
 
 
 @pytest.mark.slow
@@ -58,12 +59,23 @@ def test_installed_package_runs_the_headline_scenario_from_another_folder(instal
     env = {**installed["env"], "MARKETSIM_FIT_CACHE": str(tmp_path / "cache")}
     where = _sh([installed["py"], "-c", "import marketsim; print(marketsim.__file__)"], cwd=tmp_path, env=env).stdout
     assert str(installed["bin"].parent) in where and str(ROOT) not in where, where
-    r = _sh([installed["bin"] / "marketsim", "run", "battle_lines_2013", "--consumers", "2000", "--steps", "4", "--json"],
-            cwd=tmp_path, env=env)
+    r = _sh(
+        [installed["bin"] / "marketsim", "run", "battle_lines_2013", "--consumers", "2000", "--steps", "4", "--json"],
+        cwd=tmp_path,
+        env=env,
+    )
     assert '"scenario": "battle_lines_2013"' in r.stdout
     assert (tmp_path / "results" / "battle_lines_2013--consumers2000-steps4" / "summary.json").is_file()
-    _sh([installed["py"], "-c", "from marketsim import MarketModel; m = MarketModel(consumers=500, steps=2); m.step(); "
-                                "import marketsim.viz.page as p; print(p.Page)"], cwd=tmp_path, env=env)
+    _sh(
+        [
+            installed["py"],
+            "-c",
+            "from marketsim import MarketModel; m = MarketModel(consumers=500, steps=2); m.step(); "
+            "import marketsim.viz.page as p; print(p.Page)",
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
 
 
 @pytest.mark.slow
@@ -71,8 +83,10 @@ def test_a_script_next_to_the_clone_imports_the_installed_package(installed):
     """The folder that holds the clone (named ``marketsim``) is where a new user's script often lives; the clone's
     root must not shadow the installed package (it did, as an empty namespace package, before the src layout)."""
     holder = installed["clone"].parent
-    (holder / "script.py").write_text("import marketsim.scenario.schema, marketsim\nprint(marketsim.__file__)\n"
-                                      "print(marketsim.load_scenario('tiny').name)\n")
+    (holder / "script.py").write_text(
+        "import marketsim.scenario.schema, marketsim\nprint(marketsim.__file__)\n"
+        "print(marketsim.load_scenario('tiny').name)\n"
+    )
     r = _sh([installed["py"], "script.py"], cwd=holder, env=installed["env"])
     assert r.stdout.split()[-1] == "tiny" and str(installed["bin"].parent) in r.stdout, r.stdout
 
@@ -98,7 +112,7 @@ def test_a_script_next_to_an_editable_clone_imports_the_package(tmp_path):
 
 def test_the_readme_python_snippet_runs(tmp_path, monkeypatch, capsys):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Using it from Python"):]
+    section = readme[readme.index("## Using it from Python") :]
     snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert "import marketsim" in snippet
     monkeypatch.chdir(tmp_path)

@@ -31,8 +31,20 @@ def test_run_tiny_end_to_end(tmp_path):
     assert abs(sum(s["share_last"].values()) - 1) < 1e-9
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*tmp"))
     # --json prints the same summary; overrides are reflected
-    j = marketsim("run", SCENARIOS / "tiny.yaml", "--json", "--seed", 5, "--consumers", 1000, "--steps", 4,
-                  "--out", tmp_path / "o", cwd=tmp_path)
+    j = marketsim(
+        "run",
+        SCENARIOS / "tiny.yaml",
+        "--json",
+        "--seed",
+        5,
+        "--consumers",
+        1000,
+        "--steps",
+        4,
+        "--out",
+        tmp_path / "o",
+        cwd=tmp_path,
+    )
     assert j.returncode == 0, j.stderr
     got = json.loads(j.stdout)
     assert got == json.loads((tmp_path / "o" / "summary.json").read_text())
@@ -48,7 +60,16 @@ def test_calibrate_command(tmp_path, own_fit_cache):
     r = marketsim("calibrate", SCENARIOS / "tiny.yaml", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     cal = json.loads(r.stdout)
-    for k in ("primary_source", "observations", "alpha", "trend", "offsets", "conversion_residual_pp", "dof", "iterations"):
+    for k in (
+        "primary_source",
+        "observations",
+        "alpha",
+        "trend",
+        "offsets",
+        "conversion_residual_pp",
+        "dof",
+        "iterations",
+    ):
         assert k in cal, k
     assert cal["dof"] == 0 and {o["retailer"] for o in cal["observations"]} == {"Tmall", "JD", "Other"}
     for o in cal["observations"]:
@@ -61,12 +82,15 @@ def test_calibrate_command(tmp_path, own_fit_cache):
     assert "; tolerance 0.424 pp;" in " ".join(r2.stdout.split())  # 30 / sqrt(5,000), not 17 digits of it
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["run", "nowhere.yaml"], "nowhere.yaml: no such file"),
-    (["run", SCENARIOS / "tiny.yaml", "--consumers", "0"], "expected a positive integer"),
-    (["run", SCENARIOS / "tiny.yaml", "--consumers", "100000000000"], "consumers.count"),
-    (["project", SCENARIOS / "tiny.yaml", "--baseline-without", "nope"], "unknown event 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["run", "nowhere.yaml"], "nowhere.yaml: no such file"),
+        (["run", SCENARIOS / "tiny.yaml", "--consumers", "0"], "expected a positive integer"),
+        (["run", SCENARIOS / "tiny.yaml", "--consumers", "100000000000"], "consumers.count"),
+        (["project", SCENARIOS / "tiny.yaml", "--baseline-without", "nope"], "unknown event 'nope'"),
+    ],
+)
 def test_errors_are_one_line_exit_2(tmp_path, args, needle):
     r = marketsim(*args, cwd=tmp_path)
     assert r.returncode == 2
@@ -76,7 +100,9 @@ def test_errors_are_one_line_exit_2(tmp_path, args, needle):
 
 def test_bad_field_error_names_file_line_field(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text((SCENARIOS / "baseline_2013q2.yaml").read_text().replace("  shopping_rate: 0.2", "  shopping_rate: -0.2"))
+    bad.write_text(
+        (SCENARIOS / "baseline_2013q2.yaml").read_text().replace("  shopping_rate: 0.2", "  shopping_rate: -0.2")
+    )
     r = marketsim("run", bad, cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "bad.yaml:" in r.stderr and "consumers.shopping_rate: -0.2 is out of range" in r.stderr
@@ -159,7 +185,7 @@ def test_sweep_and_analyze_read_at_80_columns(tmp_path):
     spec.write_text(f"""
 schema: marketsim-sweep/v1
 name: a_sweep_with_a_rather_long_name_to_see_the_bar_cut
-base: {SCENARIOS / 'tiny.yaml'}
+base: {SCENARIOS / "tiny.yaml"}
 seed: 3
 consumers: 600
 steps: 8
@@ -229,7 +255,12 @@ def test_bar_fits_the_width_and_shows_user_text_as_is(monkeypatch, width):
     out = _bar_output(monkeypatch, body, width)
     lines = out.splitlines()
     assert len(lines) == 2 and all(_width(ln) <= width for ln in lines), out
-    assert lines[0].startswith("sweep [" if width < 80 else "sweep [red]my_sweep") and "…" in lines[0] and "39/640 runs" in lines[0] and "ETA" in lines[0]
+    assert (
+        lines[0].startswith("sweep [" if width < 80 else "sweep [red]my_sweep")
+        and "…" in lines[0]
+        and "39/640 runs" in lines[0]
+        and "ETA" in lines[0]
+    )
     assert lines[1].startswith("calibrating") and "2 it" in lines[1] and "ETA" not in lines[1] and "?" not in lines[1]
 
 

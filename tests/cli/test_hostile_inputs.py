@@ -9,7 +9,6 @@ import time
 import pytest
 
 from marketsim.cli import main
-
 from tests.helpers import SCENARIOS
 
 HOSTILE = r"$\notacommand$ a_b^c 50% {x}"  # TeX math, sub/superscript, percent and brace characters
@@ -30,8 +29,11 @@ def test_base_chain_limits_cycles_and_unusable_paths(tmp_path, capsys):
     offending ``base:`` line."""
     chain = tmp_path / "chain"
     chain.mkdir()
-    (chain / "b0.yaml").write_text((SCENARIOS / "tiny.yaml").read_text().replace("base: baseline_2013q2.yaml",
-                                                                              f"base: {SCENARIOS / 'baseline_2013q2.yaml'}"))
+    (chain / "b0.yaml").write_text(
+        (SCENARIOS / "tiny.yaml")
+        .read_text()
+        .replace("base: baseline_2013q2.yaml", f"base: {SCENARIOS / 'baseline_2013q2.yaml'}")
+    )
     for i in range(1, 1000):
         (chain / f"b{i}.yaml").write_text(f"# layer {i}\nbase: b{i - 1}.yaml\n")
     t0 = time.perf_counter()
@@ -68,7 +70,7 @@ def test_an_error_in_a_base_file_is_reported_in_that_file_at_its_line(tmp_path, 
     base file's, at the base file's line, not the user's file at the line of the user's own event."""
     base = tmp_path / "base.yaml"
     base.write_text(f"""schema: marketsim/v2
-base: {SCENARIOS / 'tiny.yaml'}
+base: {SCENARIOS / "tiny.yaml"}
 name: b
 events:
   - id: jd_drops_weibo
@@ -101,12 +103,21 @@ events:
     assert f"{top}:12: events[0].migration_cost: " in msg, msg
     # the base's own fields of that merged event stay the base's
     top.write_text(top.read_text().replace("migration_cost: 900}", "migration_cost: 0.5}"))
-    base.write_text(base.read_text().replace("    provider: weibo\n    migration_cost: 700", "    provider: nobody\n    migration_cost: 700"))
+    base.write_text(
+        base.read_text().replace(
+            "    provider: weibo\n    migration_cost: 700", "    provider: nobody\n    migration_cost: 700"
+        )
+    )
     msg = _one_line_error(capsys, main(["validate", str(top)]))
     assert f"{base}:11: events[0].provider: " in msg, msg
 
 
-FIGURE_MODULES = ("marketsim.figures.plots", "marketsim.report.projection", "marketsim.experiments.sweep.analysis", "marketsim.experiments.backtest")
+FIGURE_MODULES = (
+    "marketsim.figures.plots",
+    "marketsim.report.projection",
+    "marketsim.experiments.sweep.analysis",
+    "marketsim.experiments.backtest",
+)
 
 
 def test_text_in_charts_is_never_markup(tmp_path, monkeypatch, capsys):
@@ -114,11 +125,20 @@ def test_text_in_charts_is_never_markup(tmp_path, monkeypatch, capsys):
     drawn as written by every figure function (``run``, ``project``, ``analyze``, ``calibrate``, ``backtest``
     crashed in matplotlib's math parser)."""
     # the mechanism: every figure function of marketsim is built and drawn with math text and usetex off
-    figure_functions = [f"{m}.{n}" for m in FIGURE_MODULES for n, f in vars(importlib.import_module(m)).items()
-                        if n.endswith("_figure") and inspect.isfunction(f) and f.__module__ == m]
+    figure_functions = [
+        f"{m}.{n}"
+        for m in FIGURE_MODULES
+        for n, f in vars(importlib.import_module(m)).items()
+        if n.endswith("_figure") and inspect.isfunction(f) and f.__module__ == m
+    ]
     assert len(figure_functions) >= 10, figure_functions
-    unmarked = [name for name in figure_functions
-                if not getattr(importlib.import_module(name.rsplit(".", 1)[0]), name.rsplit(".", 1)[1]).__dict__.get("plain_text")]
+    unmarked = [
+        name
+        for name in figure_functions
+        if not getattr(importlib.import_module(name.rsplit(".", 1)[0]), name.rsplit(".", 1)[1]).__dict__.get(
+            "plain_text"
+        )
+    ]
     assert not unmarked, f"figure functions not drawn with marketsim.figures.style.figure_function: {unmarked}"
 
     # run: the id of an event (marked on the chart)
@@ -127,8 +147,11 @@ def test_text_in_charts_is_never_markup(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MARKETSIM_FIT_CACHE", str(tmp_path / "fits"))
     sc = tmp_path / "tex.yaml"
-    sc.write_text(simple_market_yaml(n=400, steps=8, events=f"[{{id: '{HOSTILE}', type: remove_login, step: 3, "
-                                                             f"retailer: B, provider: weibo}}]"))
+    sc.write_text(
+        simple_market_yaml(
+            n=400, steps=8, events=f"[{{id: '{HOSTILE}', type: remove_login, step: 3, retailer: B, provider: weibo}}]"
+        )
+    )
     rc = main(["run", str(sc), "--results", str(tmp_path / "r"), "--json"])
     assert rc == 0, capsys.readouterr().err
     assert __import__("json").loads(capsys.readouterr().out)["events"][0]["id"] == HOSTILE
@@ -146,10 +169,10 @@ def test_text_in_charts_is_never_markup(tmp_path, monkeypatch, capsys):
     plots.close(fig)
 
     # analyze's three figures, with the sweep's parameter label on tick labels, titles and axes (drawn on save)
-    from marketsim.experiments.sweep.analysis import main_effects, sensitivity, write_figures
-    from marketsim.io.dataset import read_manifest
     from marketsim import load_results
+    from marketsim.experiments.sweep.analysis import main_effects, sensitivity, write_figures
     from marketsim.experiments.sweep.runner import load_sweep, run_sweep
+    from marketsim.io.dataset import read_manifest
 
     spec = tmp_path / "ish.yaml"
     spec.write_text(f"""schema: marketsim-sweep/v1

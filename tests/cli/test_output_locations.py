@@ -7,11 +7,8 @@ import time
 
 import pytest
 
-from marketsim.io import dataset
-from marketsim.io import store
-
+from marketsim.io import dataset, store
 from tests.helpers import ISHIGAMI, RUN_FILES, SCENARIOS, SMALL_RUN, SWEEP, cli, one_line_error, tiny_seeded
-
 
 # --------------------------------------------------------------------------- 10. output locations
 
@@ -22,10 +19,19 @@ def test_bad_output_locations_are_one_line_before_any_work(tmp_path, own_fit_cac
     a_file.write_text("x")
     big = ("--consumers", 5_000_000)  # minutes of simulation, if the check came after it
     cases = [
-        (["run", SCENARIOS / "tiny.yaml", *big, "--out", a_file], f"{a_file}: is a file, not a folder; choose a folder for --out"),
-        (["run", SCENARIOS / "tiny.yaml", *big, "--out", a_file / "sub"], f"{a_file / 'sub'}: is under a file, not a folder"),
+        (
+            ["run", SCENARIOS / "tiny.yaml", *big, "--out", a_file],
+            f"{a_file}: is a file, not a folder; choose a folder for --out",
+        ),
+        (
+            ["run", SCENARIOS / "tiny.yaml", *big, "--out", a_file / "sub"],
+            f"{a_file / 'sub'}: is under a file, not a folder",
+        ),
         (["run", SCENARIOS / "tiny.yaml", *big, "--results", a_file], f"{a_file / 'calibration'}: is under a file"),
-        (["calibrate", SCENARIOS / "tiny.yaml", "--results", a_file / "x"], f"{a_file / 'x' / 'calibration'}: is under a file"),
+        (
+            ["calibrate", SCENARIOS / "tiny.yaml", "--results", a_file / "x"],
+            f"{a_file / 'x' / 'calibration'}: is under a file",
+        ),
         (["sweep", SCENARIOS / "sweep_weibo_login.yaml", "--out", a_file], f"{a_file}: is a file, not a folder"),
     ]
     for args, needle in cases:
@@ -53,18 +59,26 @@ def test_read_only_and_full_disk(tmp_path, tmpfs):
     room = shutil.disk_usage(full).free
     (full / "filler").write_bytes(b"\0" * (room - 96 * 1024))  # the 64 KB probe fits, the new set (~140 KB) does not
     r = cli("run", tiny_seeded(tmp_path, 2), "--out", out, cwd=tmp_path)
-    one_line_error(r, f"{out}: no space left on device while writing the result set", "no result set was changed", alone=False)
+    one_line_error(
+        r, f"{out}: no space left on device while writing the result set", "no result set was changed", alone=False
+    )
     assert {f: (out / f).read_bytes() for f in RUN_FILES} == before
     assert sorted(os.listdir(out / store.HIDDEN)) == ["lock", "write.lock"]  # the partial set's staging is gone
     # a sweep on a full disk: one line, the parts stored before are intact
     (full / "filler").unlink()
     spec = tmp_path / "s.yaml"
-    spec.write_text(SWEEP.replace("design: {method: grid, size: 2}", "design: {method: lhs, size: 400}")
-                    .replace("replicates: 2", "replicates: 1").replace("batch_runs: 2", "batch_runs: 4")
-                    .replace("consumers: 600", "consumers: 100").replace("steps: 6", "steps: 2"))
+    spec.write_text(
+        SWEEP.replace("design: {method: grid, size: 2}", "design: {method: lhs, size: 400}")
+        .replace("replicates: 2", "replicates: 1")
+        .replace("batch_runs: 2", "batch_runs: 4")
+        .replace("consumers: 600", "consumers: 100")
+        .replace("steps: 6", "steps: 2")
+    )
     (full / "filler").write_bytes(b"\0" * (shutil.disk_usage(full).free - 120 * 1024))
     r = cli("sweep", spec, "--workers", 1, "--out", full / "sw", cwd=tmp_path)
-    one_line_error(r, f"{full / 'sw'}: no space left on device while storing", "the parts stored before are intact", alone=False)
+    one_line_error(
+        r, f"{full / 'sw'}: no space left on device while storing", "the parts stored before are intact", alone=False
+    )
     kept = dataset.scan(full / "sw")
     assert kept.bad == {} and 0 < len(kept.run_ids) < 400 and not list((full / "sw").glob(".*.tmp"))
 

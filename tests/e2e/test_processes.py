@@ -16,13 +16,25 @@ def test_closed_pipe_is_a_quiet_exit(tmp_path):
     not even Python's 'Exception ignored' at exit), as Unix tools do: exit 141 (128 + SIGPIPE)."""
     env = process_env()
     battle = str(SCENARIOS / "battle_lines_2013.yaml")
-    r = subprocess.run(f"{sys.executable} -m marketsim validate {battle} | head -1",
-                       shell=True, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    r = subprocess.run(
+        f"{sys.executable} -m marketsim validate {battle} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
     assert len(r.stdout.splitlines()) == 1 and "valid" in r.stdout and r.stderr == "", r.stderr
     # the reader is gone before marketsim writes a byte (closed while it starts): every write fails
     for args in (["validate", battle], ["schema"]):
-        p = subprocess.Popen([sys.executable, "-m", "marketsim", *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, cwd=tmp_path, env=env)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "marketsim", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+            env=env,
+        )
         p.stdout.close()
         err = p.stderr.read().decode()
         assert p.wait(timeout=120) == 141 and err == "", err
@@ -35,14 +47,25 @@ def test_a_market_too_large_for_memory_is_refused_before_anything_is_allocated(t
     a MemoryError after allocating gigabytes (or the kernel's OOM killer). A real process, with its address space
     limited to 4 GB, so that a regression fails with a MemoryError rather than exhausting the machine."""
     big = tmp_path / "big.yaml"
-    big.write_text(simple_market_yaml(n=10_000_000).replace("{model: barabasi_albert, m: 3}", "{model: barabasi_albert, m: 100}")
-                   .replace("{model: watts_strogatz, k: 6,", "{model: watts_strogatz, k: 200,"))
-    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)); "
-            "from marketsim.cli import main; sys.exit(main(sys.argv[1:]))")
+    big.write_text(
+        simple_market_yaml(n=10_000_000)
+        .replace("{model: barabasi_albert, m: 3}", "{model: barabasi_albert, m: 100}")
+        .replace("{model: watts_strogatz, k: 6,", "{model: watts_strogatz, k: 200,")
+    )
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)); "
+        "from marketsim.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     env = process_env({"OPENBLAS_NUM_THREADS": "1", "MARKETSIM_FIT_CACHE": tmp_path / "fits"})
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", code, "run", str(big), "--results", str(tmp_path / "r"), "--json"],
-                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", code, "run", str(big), "--results", str(tmp_path / "r"), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     took = time.perf_counter() - t0
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
     msg = r.stderr.strip()

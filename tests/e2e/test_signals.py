@@ -13,12 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from marketsim.io import dataset
-from marketsim.io import store
-
-from tests.helpers import (RUN_FILES, SCENARIOS, SMALL_RUN, SWEEP, alive, child_pids, cli, cpu_seconds,
-                           start_process, tiny_seeded, wait_until)
-
+from marketsim.io import dataset, store
+from tests.helpers import (
+    RUN_FILES,
+    SCENARIOS,
+    SMALL_RUN,
+    SWEEP,
+    alive,
+    child_pids,
+    cli,
+    cpu_seconds,
+    start_process,
+    tiny_seeded,
+    wait_until,
+)
 
 # --------------------------------------------------------------------------- a killed run: the old result set or the new one
 
@@ -47,8 +55,14 @@ def _the_set_in(out: Path, refs: dict) -> int:
 
 
 def _start_paused(args, cwd, point, seconds):
-    p = start_process(*args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                      env={"MARKETSIM_TEST_PAUSE": f"{point}@{seconds}"})
+    p = start_process(
+        *args,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"MARKETSIM_TEST_PAUSE": f"{point}@{seconds}"},
+    )
     seen = []
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -62,17 +76,19 @@ def _start_paused(args, cwd, point, seconds):
     raise AssertionError(f"the writer never reached {point!r}: {''.join(seen)[-2000:]}")
 
 
-@pytest.mark.parametrize("sig,point,expect", [
-    (signal.SIGKILL, "wrote timeseries.csv", 1),    # once left a mix: first file renamed into place, then killed
-    (signal.SIGKILL, "wrote shares.png", 1),
-    (signal.SIGKILL, "wrote .marketsim.json", 1),   # every file written, nothing swapped yet
-    (signal.SIGKILL, "before swap", 1),             # new per-file links made, `current` not yet replaced
-    (signal.SIGKILL, "after swap", 2),              # swapped; the old set not yet removed
-    (signal.SIGINT, "wrote timeseries.csv", 1),     # Ctrl-C while writing: nothing changes
-    (signal.SIGINT, "before swap", 2),              # Ctrl-C during the commit: held back, the commit completes
-], ids=lambda x: getattr(x, "name", str(x).replace(" ", "_")))
-
-
+@pytest.mark.parametrize(
+    "sig,point,expect",
+    [
+        (signal.SIGKILL, "wrote timeseries.csv", 1),  # once left a mix: first file renamed into place, then killed
+        (signal.SIGKILL, "wrote shares.png", 1),
+        (signal.SIGKILL, "wrote .marketsim.json", 1),  # every file written, nothing swapped yet
+        (signal.SIGKILL, "before swap", 1),  # new per-file links made, `current` not yet replaced
+        (signal.SIGKILL, "after swap", 2),  # swapped; the old set not yet removed
+        (signal.SIGINT, "wrote timeseries.csv", 1),  # Ctrl-C while writing: nothing changes
+        (signal.SIGINT, "before swap", 2),  # Ctrl-C during the commit: held back, the commit completes
+    ],
+    ids=lambda x: getattr(x, "name", str(x).replace(" ", "_")),
+)
 def test_killed_run_leaves_old_set_or_new_set(tmp_path, run_refs, sig, point, expect):
     root, refs = run_refs
     out = tmp_path / "R"
@@ -82,8 +98,12 @@ def test_killed_run_leaves_old_set_or_new_set(tmp_path, run_refs, sig, point, ex
     (out / "mine" / "data.csv").write_text("a,b\n1,2\n")
     assert _the_set_in(out, refs) == 1
     # the writer pauses there (long enough to be signalled; a Ctrl-C held back during the commit waits it out)
-    p = _start_paused(["run", tiny_seeded(root, 2), *SMALL_RUN, "--out", out], root, point,
-                      2 if (sig, point) == (signal.SIGINT, "before swap") else 30)
+    p = _start_paused(
+        ["run", tiny_seeded(root, 2), *SMALL_RUN, "--out", out],
+        root,
+        point,
+        2 if (sig, point) == (signal.SIGINT, "before swap") else 30,
+    )
     os.kill(p.pid, sig)
     _, err = p.communicate(timeout=60)
     assert _the_set_in(out, refs) == expect
@@ -91,8 +111,11 @@ def test_killed_run_leaves_old_set_or_new_set(tmp_path, run_refs, sig, point, ex
     if sig == signal.SIGINT:
         assert p.returncode == 130 and "Traceback" not in err
         said = [line for line in err.splitlines() if line.startswith("marketsim:")]
-        assert said == (["marketsim: interrupted; no result set was changed"] if expect == 1 else
-                        [f"marketsim: interrupted after {out} was written completely; nothing else was changed"]), err
+        assert said == (
+            ["marketsim: interrupted; no result set was changed"]
+            if expect == 1
+            else [f"marketsim: interrupted after {out} was written completely; nothing else was changed"]
+        ), err
     # the next run into the same place cleans up what the killed one left, and keeps the user's files
     r = cli("run", tiny_seeded(root, 2), *SMALL_RUN, "--out", out, cwd=root)
     assert r.returncode == 0, r.stderr
@@ -102,16 +125,29 @@ def test_killed_run_leaves_old_set_or_new_set(tmp_path, run_refs, sig, point, ex
     assert not any((out / f).is_symlink() for f in os.listdir(out))  # real files: a zip or copy keeps them
 
 
-KILL_SWEEP = SWEEP.replace("design: {method: grid, size: 2}", "design: {method: lhs, size: 40}").replace(
-    "consumers: 600", "consumers: 60000").replace("steps: 6", "steps: 40")
+KILL_SWEEP = (
+    SWEEP.replace("design: {method: grid, size: 2}", "design: {method: lhs, size: 40}")
+    .replace("consumers: 600", "consumers: 60000")
+    .replace("steps: 6", "steps: 40")
+)
 
 
 def _sweep_with_workers(tmp_path):
     spec = tmp_path / "k.yaml"
     spec.write_text(KILL_SWEEP)
     out = tmp_path / "k"
-    p = start_process("sweep", spec, "--workers", 2, "--out", out, cwd=tmp_path, stdout=subprocess.PIPE,
-                      stderr=subprocess.PIPE, text=True)
+    p = start_process(
+        "sweep",
+        spec,
+        "--workers",
+        2,
+        "--out",
+        out,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_until(lambda: dataset.part_files(out) or p.poll() is not None, timeout=180, what="a stored part")
     workers = [k for k in child_pids(p.pid) if alive(k)]
     assert dataset.part_files(out) and p.poll() is None, "the sweep must be running, with a part stored"
@@ -151,7 +187,9 @@ def test_ctrl_c_twice_stops_a_sweep_promptly(tmp_path):
     assert "Traceback" not in err and "Exception" not in err, err
     said = [line for line in err.splitlines() if line.startswith("marketsim:")]
     stored = dataset.stored_run_ids(out)
-    assert said == [f"marketsim: interrupted; {len(stored)} of 80 runs are stored in {out}; run the same command again to resume"], err
+    assert said == [
+        f"marketsim: interrupted; {len(stored)} of 80 runs are stored in {out}; run the same command again to resume"
+    ], err
     assert dataset.scan(out).bad == {} and 0 < len(stored) < 80
     deadline = time.time() + 5
     while time.time() < deadline and any(alive(w) for w in workers):
@@ -160,8 +198,18 @@ def test_ctrl_c_twice_stops_a_sweep_promptly(tmp_path):
 
 
 def test_interrupt_leaves_no_half_written_files(tmp_path):
-    p = start_process("run", SCENARIOS / "battle_lines_2013.yaml", "--consumers", 400000, "--out", tmp_path / "out",
-                      cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = start_process(
+        "run",
+        SCENARIOS / "battle_lines_2013.yaml",
+        "--consumers",
+        400000,
+        "--out",
+        tmp_path / "out",
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # interrupted in the middle of the work: once it has used 3 s of CPU (imports take about 1 s; the fit or the
     # simulation of 400,000 consumers many more), however loaded the machine is
     wait_until(lambda: cpu_seconds(p.pid) > 3 or p.poll() is not None, timeout=120, what="3 s of work")

@@ -23,17 +23,26 @@ import pytest
 from tests.helpers import SCENARIOS, process_env
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 pytest.importorskip("solara")
 #: one worker (pytest-xdist) runs the browser tests: one server and one Chromium per module, and the latency check
 #: never shares the machine with another browser
 pytestmark = pytest.mark.xdist_group("browser")
-needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)")
+needs_chromium = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
+)
 STEPS = 8
 #: tiny's market for 8 weeks: JD drops Weibo login in week 2, a Tmall promotion starts in week 5.
 SHORT = f"""
-base: {SCENARIOS / 'tiny.yaml'}
+base: {SCENARIOS / "tiny.yaml"}
 name: short
 calendar: {{steps: {STEPS}}}
 events:
@@ -79,7 +88,13 @@ def _children(pid: int) -> list[int]:
 
 
 def test_port_out_of_range_is_one_line_before_serving(tmp_path):
-    proc = _viz([SCENARIOS / "tiny.yaml", "--port", "70000"], tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _viz(
+        [SCENARIOS / "tiny.yaml", "--port", "70000"],
+        tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, (out, err)
     assert "serving" not in out and "Traceback" not in err
@@ -91,7 +106,13 @@ def test_port_in_use_is_one_line_before_serving(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = _viz([SCENARIOS / "tiny.yaml", "--port", port], tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = _viz(
+            [SCENARIOS / "tiny.yaml", "--port", port],
+            tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, (out, err)
     assert "serving" not in out and "Traceback" not in err
@@ -158,8 +179,9 @@ def server(tmp_path_factory):
     deadline = time.time() + 10
     while _accepts(port) and time.time() < deadline:
         time.sleep(0.2)
-    assert not _accepts(port) and not any(os.path.exists(f"/proc/{c}/cmdline") and Path(f"/proc/{c}/cmdline").read_bytes()
-                                          for c in children), "marketsim viz left its solara server running"
+    assert not _accepts(port) and not any(
+        os.path.exists(f"/proc/{c}/cmdline") and Path(f"/proc/{c}/cmdline").read_bytes() for c in children
+    ), "marketsim viz left its solara server running"
 
 
 @pytest.fixture(scope="module")
@@ -218,8 +240,10 @@ def _knob(pg, text):
 
 def _fired(pg) -> dict[str, bool]:
     items = pg.locator("#marketsim-events li")
-    return {items.nth(i).get_attribute("data-id"): items.nth(i).get_attribute("data-fired") == "true"
-            for i in range(items.count())}
+    return {
+        items.nth(i).get_attribute("data-id"): items.nth(i).get_attribute("data-fired") == "true"
+        for i in range(items.count())
+    }
 
 
 #: times the click on Step to the next painted frame after the share chart shows the new week (ms)
@@ -281,7 +305,10 @@ def test_step_draws_scenario_and_counterfactual_and_lists_events_as_they_fire(pa
     # after the event the arms part: some consumers buy elsewhere because of it, and the sample shows who
     assert page.locator("#marketsim-numbers td.gap").all_inner_texts() != ["+0.00"] * 3
     assert page.locator("#marketsim-moved").inner_text() != "0"
-    assert int(page.locator("#marketsim-agents").get_attribute("data-moved")) == page.locator("#marketsim-agents circle.moved").count()
+    assert (
+        int(page.locator("#marketsim-agents").get_attribute("data-moved"))
+        == page.locator("#marketsim-agents circle.moved").count()
+    )
     page.screenshot(path=str(tmp_path / "viz_after_6_steps.png"), full_page=True)
     assert not page.errors, page.errors
 
@@ -294,8 +321,9 @@ def test_bad_seed_says_what_is_wrong_and_the_model_keeps_running(page):
     for bad in ("abc", "-1", "12345678901234567890"):
         seed.fill(bad)
         page.get_by_role("button", name="Reset").click()
-        page.wait_for_function("t => (document.getElementById('marketsim-error') || {}).innerText?.includes(t)", arg=bad,
-                               timeout=10_000)
+        page.wait_for_function(
+            "t => (document.getElementById('marketsim-error') || {}).innerText?.includes(t)", arg=bad, timeout=10_000
+        )
         assert "seed must be" in page.locator("#marketsim-error").inner_text()
         assert "seed must be" in " ".join(page.locator(".v-messages").all_inner_texts())  # in the field itself
         before = _week(page)

@@ -19,8 +19,17 @@ import urllib.request
 
 import pytest
 
-from .test_viz_browser import (CHROMIUM, CHROMIUM_ARGS, SHORT, _accepts, _close_tab, _free_port, _viz, _wait_serving,
-                               needs_chromium)
+from .test_viz_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SHORT,
+    _accepts,
+    _close_tab,
+    _free_port,
+    _viz,
+    _wait_serving,
+    needs_chromium,
+)
 
 pytestmark = [pytest.mark.browser, needs_chromium, pytest.mark.xdist_group("browser")]
 MAX_SESSIONS = 2
@@ -58,8 +67,13 @@ def server(tmp_path_factory):
     env.update(NO_PROXY="", no_proxy="")
     log = cwd / "server.log"
     with open(log, "w") as f:
-        proc = _viz(["short.yaml", "--host", "0.0.0.0", "--port", port, "--max-sessions", MAX_SESSIONS], cwd, env,
-                    stdout=f, stderr=subprocess.STDOUT)
+        proc = _viz(
+            ["short.yaml", "--host", "0.0.0.0", "--port", port, "--max-sessions", MAX_SESSIONS],
+            cwd,
+            env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
     try:
         _wait_serving(proc, log)
         line = next(x for x in log.read_text().splitlines() if "serving" in x)
@@ -124,7 +138,13 @@ def test_off_loopback_the_page_needs_its_token(server, browser):
     line, token, base = server["line"], server["token"], server["base"]
     assert token, f"no tokenized address printed: {line}"
     assert f":{base.rsplit(':', 1)[1]}/?token={token}" in line and "reachable from the network" in line, line
-    for bad in ("/", "/?token=wrong", f"/?token={token[:-1]}", "/_marketsim/status", "/_solara/cdn/requirejs@2.3.6/require.js"):
+    for bad in (
+        "/",
+        "/?token=wrong",
+        f"/?token={token[:-1]}",
+        "/_marketsim/status",
+        "/_solara/cdn/requirejs@2.3.6/require.js",
+    ):
         with pytest.raises(urllib.error.HTTPError) as e:
             _opener().open(base + bad, timeout=30)
         assert e.value.code in (401, 403), (bad, e.value.code)
@@ -172,8 +192,11 @@ def test_a_missing_asset_is_404_and_no_cdn_is_contacted(server):
     assert "/_solara/cdn/requirejs@2.3.6/require.js" in page and "cdn.jsdelivr.net" not in page
     assert op.open(f"{base}/_solara/cdn/requirejs@2.3.6/require.js", timeout=30).status == 200  # the local copy
     before = trap.hits
-    for missing in ("marketsim-no-such-package@0.0.1/dist/index.js", "marketsim-no-such-package@0.0.1",
-                    "@widgetti/solara-vuetify-app@10.1.1/dist/no-such-file.js"):
+    for missing in (
+        "marketsim-no-such-package@0.0.1/dist/index.js",
+        "marketsim-no-such-package@0.0.1",
+        "@widgetti/solara-vuetify-app@10.1.1/dist/no-such-file.js",
+    ):
         with pytest.raises(urllib.error.HTTPError) as e:
             op.open(f"{base}/_solara/cdn/{missing}", timeout=30)
         assert e.value.code == 404, (missing, e.value.code)

@@ -45,8 +45,13 @@ def retailer_side(sc, t: int) -> RetailerSide:
     """Replay the scenario's events of steps 0..t (in file order within a step) from the retailers' initial
     settings; promotions are active from their step up to ``until`` (exclusive)."""
     names = [r.name for r in sc.retailers]
-    side = RetailerSide(accepts=[set(r.logins) for r in sc.retailers], migrate_cost=[None] * len(names), g={},
-                        promotions=[], price=[r.price_index for r in sc.retailers])
+    side = RetailerSide(
+        accepts=[set(r.logins) for r in sc.retailers],
+        migrate_cost=[None] * len(names),
+        g={},
+        promotions=[],
+        price=[r.price_index for r in sc.retailers],
+    )
     for ev in sc.events:
         if ev.step > t:
             continue
@@ -101,7 +106,9 @@ def date_of(sc, t: int):
     return sc.calendar.start + dt.timedelta(days=sc.calendar.step_days * t)
 
 
-def exposure(sc, side: RetailerSide, neighbours: dict[str, list[list[int]]], last: list[int], i: int) -> dict[str, list[float]]:
+def exposure(
+    sc, side: RetailerSide, neighbours: dict[str, list[list[int]]], last: list[int], i: int
+) -> dict[str, list[float]]:
     """S_p[i, j] per layer p (docs/model.md 3): w_p g_pj n_p(i, j) / deg_p(i), 0 where i has no tie on layer p."""
     R = len(sc.retailers)
     out = {}
@@ -132,7 +139,7 @@ def friction(sc, side: RetailerSide, acc: tuple, holds: set[str], j: int) -> tup
     return no_access
 
 
-def utilities(sc, side: RetailerSide, t: int, state: "State", i: int) -> dict:
+def utilities(sc, side: RetailerSide, t: int, state: State, i: int) -> dict:
     """Every term of V[i, j] (docs/model.md section 6) for consumer i at step t, and V itself."""
     b = sc.behaviour
     R = len(sc.retailers)
@@ -146,10 +153,25 @@ def utilities(sc, side: RetailerSide, t: int, state: "State", i: int) -> dict:
     for j, aud, u in side.promotions:
         if aud is None or aud in state.holds[i]:
             M[j] += u
-    V = [alpha[j] - b.beta_price * math.log(side.price[j]) + b.beta_social * S[j] + b.beta_habit * habit[j]
-         - b.beta_friction * FP[j][0] + M[j] for j in range(R)]
-    return {"alpha": alpha, "layers": layers, "S": S, "habit": habit, "F": [x[0] for x in FP],
-            "path": [x[1] for x in FP], "M": M, "V": V}
+    V = [
+        alpha[j]
+        - b.beta_price * math.log(side.price[j])
+        + b.beta_social * S[j]
+        + b.beta_habit * habit[j]
+        - b.beta_friction * FP[j][0]
+        + M[j]
+        for j in range(R)
+    ]
+    return {
+        "alpha": alpha,
+        "layers": layers,
+        "S": S,
+        "habit": habit,
+        "F": [x[0] for x in FP],
+        "path": [x[1] for x in FP],
+        "M": M,
+        "V": V,
+    }
 
 
 def probabilities(V: list[float]) -> list[float]:
@@ -164,8 +186,11 @@ def link_provider(sc, side: RetailerSide, holds: set[str], pref: float, j: int) 
     the consumer holds, in provider order, drawn in proportion to j's sso_share of each (UNSTATED_LINK_WEIGHT for
     an accepted provider without a stated share) by the consumer's own uniform ``pref``."""
     shares = dict(sc.retailers[j].sso_share)
-    cands = [(p.name, max(shares.get(p.name, 0.0), UNSTATED_LINK_WEIGHT)) for p in sc.providers
-             if p.name in holds and p.name in side.accepts[j]]
+    cands = [
+        (p.name, max(shares.get(p.name, 0.0), UNSTATED_LINK_WEIGHT))
+        for p in sc.providers
+        if p.name in holds and p.name in side.accepts[j]
+    ]
     total = sum(w for _, w in cands)
     acc = 0.0
     for name, w in cands:

@@ -13,12 +13,15 @@ COSTS = dict(f_native=0.2, f_sso=0.0, f_link=0.5, f_create=3.0)
 def test_friction_each_access_state():
     # providers: 0 = weibo, 1 = qq; retailers: 0 accepts qq, 1 accepts weibo (and offers migration at 1.0)
     accepts = np.array([[False, True], [True, False]])
-    access = np.array([
-        [NATIVE, NONE],         # native at 0; nothing at 1, holds weibo -> link at 1
-        [SSO + 1, SSO + 1],     # sso(qq) at 0 works; sso(qq) at 1 is not accepted -> no access
-        [NONE, MIGRATE],        # none at 0 without qq -> create; migrate at 1: min(1.0, link 0.5) -> link
-        [NONE, MIGRATE],        # same but holds nothing: migrate at 1 costs 1.0 (< create)
-    ], dtype=np.int16)
+    access = np.array(
+        [
+            [NATIVE, NONE],  # native at 0; nothing at 1, holds weibo -> link at 1
+            [SSO + 1, SSO + 1],  # sso(qq) at 0 works; sso(qq) at 1 is not accepted -> no access
+            [NONE, MIGRATE],  # none at 0 without qq -> create; migrate at 1: min(1.0, link 0.5) -> link
+            [NONE, MIGRATE],  # same but holds nothing: migrate at 1 costs 1.0 (< create)
+        ],
+        dtype=np.int16,
+    )
     holds = np.array([[True, False], [False, True], [True, False], [False, False]])
     F, path = choice.friction(access, holds, accepts, f_migrate=np.array([np.inf, 1.0]), **COSTS)
     assert F.tolist() == [[0.2, 0.5], [0.0, 3.0], [3.0, 0.5], [3.0, 1.0]]
@@ -70,7 +73,16 @@ def test_gumbel_choice_coupling():
 
 
 def test_utilities_formula():
-    V = choice.utilities(np.array([1.0, 2.0]), np.log(np.array([1.0, 2.0])), np.array([[1.0, 0.0]]),
-                         np.array([[0.5, 0.25]]), np.array([[0.2, 3.0]]), np.array([[0.0, 0.1]]),
-                         beta_price=2.0, beta_social=1.0, beta_habit=1.5, beta_friction=1.0)
+    V = choice.utilities(
+        np.array([1.0, 2.0]),
+        np.log(np.array([1.0, 2.0])),
+        np.array([[1.0, 0.0]]),
+        np.array([[0.5, 0.25]]),
+        np.array([[0.2, 3.0]]),
+        np.array([[0.0, 0.1]]),
+        beta_price=2.0,
+        beta_social=1.0,
+        beta_habit=1.5,
+        beta_friction=1.0,
+    )
     assert np.allclose(V, [[1 + 0.5 + 1.5 - 0.2, 2 - 2 * math.log(2) + 0.25 - 3.0 + 0.1]])

@@ -11,14 +11,28 @@ import pytest
 
 from marketsim.engine import events
 from marketsim.engine.market import Market, initial_alpha
-from marketsim.engine.run import simulate
 from marketsim.engine.population import build_world
+from marketsim.engine.run import simulate
 from marketsim.scenario.core import RemoveLogin, parse_text
-
 from tests.helpers import simple_market_yaml
 
-COLUMNS = ["step", "date", "retailer", "gmv", "gmv_share", "buyers", "buyer_share", "revenue", "accounts_created",
-           "logins_linked", "access_lost", "lost_login_consumers", "shoppers", "no_purchase_rate", "newcomers"]
+COLUMNS = [
+    "step",
+    "date",
+    "retailer",
+    "gmv",
+    "gmv_share",
+    "buyers",
+    "buyer_share",
+    "revenue",
+    "accounts_created",
+    "logins_linked",
+    "access_lost",
+    "lost_login_consumers",
+    "shoppers",
+    "no_purchase_rate",
+    "newcomers",
+]
 
 
 def _sc(**over):
@@ -26,9 +40,18 @@ def _sc(**over):
 
 
 def test_timeseries_and_flows_tables_hold_the_records():
-    sc = parse_text(simple_market_yaml(n=3000, steps=6, beta_habit=1.0, create=1.0, link=0.3,
-                                       events="[{id: d, type: remove_login, step: 2, retailer: B, provider: weibo}]")
-                    .replace("marketsim/v1", "marketsim/v2").replace("shopping_rate: 0.5,", "shopping_rate: 0.5, turnover: 0.05,"))
+    sc = parse_text(
+        simple_market_yaml(
+            n=3000,
+            steps=6,
+            beta_habit=1.0,
+            create=1.0,
+            link=0.3,
+            events="[{id: d, type: remove_login, step: 2, retailer: B, provider: weibo}]",
+        )
+        .replace("marketsim/v1", "marketsim/v2")
+        .replace("shopping_rate: 0.5,", "shopping_rate: 0.5, turnover: 0.05,")
+    )
     seen = []
     run = simulate(sc, on_step=lambda done, total: seen.append((done, total)))
     assert seen == [(t + 1, 6) for t in range(6)]
@@ -40,9 +63,20 @@ def test_timeseries_and_flows_tables_hold_the_records():
         for j, name in enumerate(("A", "B")):
             row = ts[(ts.step == rec.step) & (ts.retailer == name)].iloc[0]
             assert row.date == sc.calendar.date_of(rec.step).isoformat()
-            want = (rec.gmv[j], rec.gmv_share[j], rec.buyers[j], rec.buyer_share[j], rec.revenue[j],
-                    rec.accounts_created[j], rec.logins_linked[j], rec.access_lost[j], rec.lost_login_last[j],
-                    rec.shoppers, rec.no_purchase_rate, rec.newcomers)
+            want = (
+                rec.gmv[j],
+                rec.gmv_share[j],
+                rec.buyers[j],
+                rec.buyer_share[j],
+                rec.revenue[j],
+                rec.accounts_created[j],
+                rec.logins_linked[j],
+                rec.access_lost[j],
+                rec.lost_login_last[j],
+                rec.shoppers,
+                rec.no_purchase_rate,
+                rec.newcomers,
+            )
             assert tuple(row[COLUMNS[3:]]) == pytest.approx(want)
         assert run.share(rec.step) == pytest.approx({"A": rec.gmv_share[0], "B": rec.gmv_share[1]})
     assert ts[ts.step == 2].access_lost.sum() > 0 and ts[ts.step != 2].access_lost.sum() == 0
@@ -68,20 +102,26 @@ def test_simulate_defaults_and_arguments():
     assert (c.seed, c.steps, len(c.records)) == (12, 3, 3) and c.records[0].gmv.tolist() != a.records[0].gmv.tolist()
     t = simulate(sc, trend=np.array([0.0, 3.0]))
     assert t.records[-1].gmv_share[1] > a.records[-1].gmv_share[1] + 0.02, "the trend is used"
-    cal = parse_text(simple_market_yaml(n=500, steps=2).replace("attractiveness: -1.0", "attractiveness: calibrate")
-                     .replace("initial_share: 0.6", "initial_share: 0.6, target_share: 0.5")
-                     .replace("initial_share: 0.4", "initial_share: 0.4, target_share: 0.5")
-                     .replace("shopping_rate: 0.5,", "shopping_rate: 0.5, conversion: 0.6,"))
+    cal = parse_text(
+        simple_market_yaml(n=500, steps=2)
+        .replace("attractiveness: -1.0", "attractiveness: calibrate")
+        .replace("initial_share: 0.6", "initial_share: 0.6, target_share: 0.5")
+        .replace("initial_share: 0.4", "initial_share: 0.4, target_share: 0.5")
+        .replace("shopping_rate: 0.5,", "shopping_rate: 0.5, conversion: 0.6,")
+    )
     with pytest.raises(ValueError, match="need fitted alphas"):
         simulate(cal)
 
 
 def test_initial_alpha_is_the_static_logit_less_the_habit_bonus():
     """The fit's starting point, ln(conv x s_j / (1 - conv)) - beta_habit (docs/model.md 12): a closed form."""
-    text = (simple_market_yaml(beta_habit=0.7).replace("attractiveness: -1.0", "attractiveness: calibrate")
-            .replace("initial_share: 0.6", "initial_share: 0.6, target_share: 0.45")
-            .replace("initial_share: 0.4", "initial_share: 0.4, target_share: 0.55")
-            .replace("shopping_rate: 0.5,", "shopping_rate: 0.5, conversion: 0.8,"))
+    text = (
+        simple_market_yaml(beta_habit=0.7)
+        .replace("attractiveness: -1.0", "attractiveness: calibrate")
+        .replace("initial_share: 0.6", "initial_share: 0.6, target_share: 0.45")
+        .replace("initial_share: 0.4", "initial_share: 0.4, target_share: 0.55")
+        .replace("shopping_rate: 0.5,", "shopping_rate: 0.5, conversion: 0.8,")
+    )
     sc = parse_text(text)
     assert initial_alpha(sc).tolist() == pytest.approx([math.log(0.8 * 0.45 / 0.2) - 0.7, -0.5])
 
@@ -125,10 +165,19 @@ def test_lost_index_follows_each_removal():
 
 
 def _turnover_sc(turnover=0.05, n=3000, warmup=0):
-    return parse_text(simple_market_yaml(n=n, steps=6, beta_habit=1.0, create=1.0, link=0.3, warmup=warmup,
-                                         events="[{id: d, type: remove_login, step: 2, retailer: B, provider: weibo}]")
-                      .replace("marketsim/v1", "marketsim/v2")
-                      .replace("shopping_rate: 0.5,", f"shopping_rate: 0.5, turnover: {turnover},"))
+    return parse_text(
+        simple_market_yaml(
+            n=n,
+            steps=6,
+            beta_habit=1.0,
+            create=1.0,
+            link=0.3,
+            warmup=warmup,
+            events="[{id: d, type: remove_login, step: 2, retailer: B, provider: weibo}]",
+        )
+        .replace("marketsim/v1", "marketsim/v2")
+        .replace("shopping_rate: 0.5,", f"shopping_rate: 0.5, turnover: {turnover},")
+    )
 
 
 def test_without_turnover_a_market_starts_from_its_world_and_a_bad_trend_is_refused():
@@ -154,7 +203,9 @@ def test_a_market_adopts_the_state_of_pilot_consumers_with_its_own_accounts():
     assert m.pilot_steps == 40
     key = lambda holds: holds.astype(np.int64) @ (1 << np.arange(holds.shape[1]))  # noqa: E731
     kp, km = key(pilot.world.holds), key(m.world.holds)
-    pairs = {(int(k), int(last), bytes(acc)) for k, last, acc in zip(kp, pilot.state.last, pilot.state.access, strict=True)}
+    pairs = {
+        (int(k), int(last), bytes(acc)) for k, last, acc in zip(kp, pilot.state.last, pilot.state.access, strict=True)
+    }
     found = np.isin(km, kp)
     assert found.mean() > 0.95
     for i in np.flatnonzero(found):

@@ -15,8 +15,7 @@ import copy
 import numpy as np
 import pytest
 
-from marketsim.engine import choice
-from marketsim.engine import events
+from marketsim.engine import choice, events
 from marketsim.engine.choice import MIGRATE, NATIVE, NONE, SSO
 from marketsim.engine.market import Market
 from marketsim.engine.population import build_world
@@ -44,8 +43,20 @@ events: {events}
 """
 A, B, C = 0, 1, 2
 WEIBO, QQ, TAOBAO = 0, 1, 2
-STATE = ("accepts", "migrate_cost", "social_factor", "promotions", "price", "access", "last", "lost_login",
-         "pending_access_lost", "counts", "basket", "login_pref")
+STATE = (
+    "accepts",
+    "migrate_cost",
+    "social_factor",
+    "promotions",
+    "price",
+    "access",
+    "last",
+    "lost_login",
+    "pending_access_lost",
+    "counts",
+    "basket",
+    "login_pref",
+)
 
 
 def _scenario(n=3000, events="[]"):
@@ -144,8 +155,9 @@ def test_remove_login_with_migration(settled):
     m, before, after = _apply(settled, RemoveLogin("B", "weibo", migration_cost=0.5))
     hit = before["access"][:, B] == SSO + WEIBO
     assert changed(before, after) == {"accepts", "access", "lost_login", "pending_access_lost", "migrate_cost"}
-    assert (after["access"][hit, B] == MIGRATE).all() and np.array_equal(before["access"] != after["access"],
-                                                                         np.outer(hit, np.arange(3) == B))
+    assert (after["access"][hit, B] == MIGRATE).all() and np.array_equal(
+        before["access"] != after["access"], np.outer(hit, np.arange(3) == B)
+    )
     assert after["migrate_cost"][B] == 0.5 and np.isinf(after["migrate_cost"][[A, C]]).all()
     assert not after["accepts"][WEIBO, B]
     # friction of the migrate state: min(migration cost, a one-click sign-up where one applies)
@@ -250,9 +262,13 @@ class _Spy:
 
         def spy(alpha, log_price, habit, social, friction_cost, promo, **kw):
             V = original(alpha, log_price, habit, social, friction_cost, promo, **kw)
-            self.calls.append({"log_price": np.array(log_price, dtype=np.float64),
-                               "F": np.asarray(friction_cost, dtype=np.float64).copy(),
-                               "promo": np.broadcast_to(np.asarray(promo, dtype=np.float64), V.shape).copy()})
+            self.calls.append(
+                {
+                    "log_price": np.array(log_price, dtype=np.float64),
+                    "F": np.asarray(friction_cost, dtype=np.float64).copy(),
+                    "promo": np.broadcast_to(np.asarray(promo, dtype=np.float64), V.shape).copy(),
+                }
+            )
             return V
 
         mp.setattr(choice, "utilities", spy)
@@ -268,8 +284,11 @@ def _shoppers(m: Market) -> np.ndarray:
 def test_promotion_reaches_its_audience_until_it_ends(monkeypatch, audience, until):
     """From its step to `until` (exclusive; a date means the step containing it), +utility at its retailer for
     holders of the audience provider (or everyone), nothing for anyone else or any other retailer."""
-    ev = (f"[{{id: p, type: promotion, step: 3, retailer: B, audience: {audience}, utility: 0.8"
-          + ("" if until is None else f", until: {until}") + "}]")
+    ev = (
+        f"[{{id: p, type: promotion, step: 3, retailer: B, audience: {audience}, utility: 0.8"
+        + ("" if until is None else f", until: {until}")
+        + "}]"
+    )
     sc = _scenario(n=1500, events=ev)
     assert sc.events[0].action.until_step == (None if until is None else 6)  # 2020-02-19 lies in step 6
     m = _market(sc, steps=0)
@@ -333,10 +352,12 @@ def test_events_fire_before_their_steps_choices(monkeypatch):
 
 
 def test_events_of_one_step_apply_in_file_order():
-    ev = ("[{id: drop, type: remove_login, step: 4, retailer: B, provider: weibo},"
-          " {id: back, type: add_login, step: 4, retailer: B, provider: weibo},"
-          " {id: add2, type: add_login, step: 6, retailer: A, provider: qq},"
-          " {id: drop2, type: remove_login, step: 6, retailer: A, provider: qq}]")
+    ev = (
+        "[{id: drop, type: remove_login, step: 4, retailer: B, provider: weibo},"
+        " {id: back, type: add_login, step: 4, retailer: B, provider: weibo},"
+        " {id: add2, type: add_login, step: 6, retailer: A, provider: qq},"
+        " {id: drop2, type: remove_login, step: 6, retailer: A, provider: qq}]"
+    )
     sc = _scenario(n=1500, events=ev)
     m = _market(sc, steps=4)
     holders = m.access[:, B] == SSO + WEIBO
@@ -370,4 +391,5 @@ def test_removals_accumulate_within_a_step_and_across_steps(settled):
     assert not m.accepts[[WEIBO, QQ], B].any() and not m.accepts[QQ, C] and m.accepts[TAOBAO, A]
     rec = m.step()
     assert rec.access_lost.tolist() == pytest.approx(
-        [0, (hit_bw.sum() + hit_bq.sum()) * m.scale_at(rec.step), hit_c.sum() * m.scale_at(rec.step)])
+        [0, (hit_bw.sum() + hit_bq.sum()) * m.scale_at(rec.step), hit_c.sum() * m.scale_at(rec.step)]
+    )

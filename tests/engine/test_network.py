@@ -23,11 +23,14 @@ def test_from_edges_known_result():
     assert g.indptr.tolist() == [0, 2, 4, 5, 6] and g.indices.tolist() == [1, 3, 0, 2, 1, 0]
 
 
-@pytest.mark.parametrize("make", [
-    lambda r: nw.barabasi_albert(20_000, 4, r),
-    lambda r: nw.watts_strogatz(20_000, 8, 0.2, r),
-    lambda r: nw.erdos_renyi(20_000, 6.0, r),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda r: nw.barabasi_albert(20_000, 4, r),
+        lambda r: nw.watts_strogatz(20_000, 8, 0.2, r),
+        lambda r: nw.erdos_renyi(20_000, 6.0, r),
+    ],
+)
 def test_invariants_and_determinism(make):
     g = make(np.random.default_rng(1))
     _check_csr(g)

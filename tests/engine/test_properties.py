@@ -5,10 +5,9 @@ import pytest
 
 from marketsim.engine import choice
 from marketsim.engine.market import Market
-from marketsim.engine.run import simulate
 from marketsim.engine.population import build_world
+from marketsim.engine.run import simulate
 from marketsim.scenario.core import load_scenario, parse_text
-
 from tests.helpers import SCENARIOS, fit_market_yaml, simple_market_yaml
 
 TINY_ALPHA = np.array([-4.1, -4.4, -4.2])
@@ -30,8 +29,16 @@ def test_1_shares_sum_to_one_and_counts_non_negative():
         assert np.allclose(rec.gmv, gmv, rtol=1e-12) and np.allclose(rec.buyers, np.bincount(bj, minlength=m.R) * per)
         assert rec.buyers.sum() > 0 and np.allclose(rec.gmv_share, gmv / gmv.sum(), rtol=1e-12)
         assert abs(rec.gmv_share.sum() - 1) < 1e-12 and abs(rec.buyer_share.sum() - 1) < 1e-12
-        for arr in (rec.gmv, rec.buyers, rec.revenue, rec.accounts_created, rec.logins_linked, rec.access_lost,
-                    rec.flows, rec.lost_login_last):
+        for arr in (
+            rec.gmv,
+            rec.buyers,
+            rec.revenue,
+            rec.accounts_created,
+            rec.logins_linked,
+            rec.access_lost,
+            rec.flows,
+            rec.lost_login_last,
+        ):
             assert (arr >= 0).all()
         assert np.isclose(rec.flows.sum(), rec.buyers.sum())  # every purchase is one flow
         assert 0 <= rec.no_purchase_rate <= 1
@@ -66,7 +73,6 @@ def test_4_shares_do_not_depend_on_n():
     12 and 6 seeds; that bound is under 0.7 points, so a 1-point dependence on N fails. (The seed-to-seed spread
     does not shrink above 20,000 consumers: every market starts from a burn-in pilot of that size.)"""
     from marketsim.fit.calibrate import calibrate, expected_path
-
     from tests.fit.test_calibrate import synthetic_observations
 
     obs, conv = synthetic_observations()
@@ -83,8 +89,10 @@ def test_4_shares_do_not_depend_on_n():
         return np.array(out)
 
     small, big = shares(10_000, range(101, 113)), shares(100_000, range(201, 207))
-    pooled = np.sqrt(((len(small) - 1) * small.var(axis=0, ddof=1) + (len(big) - 1) * big.var(axis=0, ddof=1))
-                     / (len(small) + len(big) - 2))
+    pooled = np.sqrt(
+        ((len(small) - 1) * small.var(axis=0, ddof=1) + (len(big) - 1) * big.var(axis=0, ddof=1))
+        / (len(small) + len(big) - 2)
+    )
     bound = 4 * pooled * np.sqrt(1 / len(small) + 1 / len(big))
     gap = np.abs(small.mean(axis=0) - big.mean(axis=0))
     assert np.all(gap < bound), (small.mean(axis=0), big.mean(axis=0), bound)
@@ -92,14 +100,25 @@ def test_4_shares_do_not_depend_on_n():
 
 
 def test_5_removing_a_login_only_lowers_share_among_its_users():
-    text = simple_market_yaml(n=20000, steps=30, beta_habit=1.0, beta_social=0.5, native=0.2, link=0.3, create=2.0,
-                              events="[{id: drop, type: remove_login, step: 5, retailer: B, provider: weibo}]")
+    text = simple_market_yaml(
+        n=20000,
+        steps=30,
+        beta_habit=1.0,
+        beta_social=0.5,
+        native=0.2,
+        link=0.3,
+        create=2.0,
+        events="[{id: drop, type: remove_login, step: 5, retailer: B, provider: weibo}]",
+    )
     sc = parse_text(text)
     base = sc.without_events()
     diffs = []
     for seed in (1, 2, 3):
         world = build_world(sc, seed)
-        with_ev, without = Market(sc, world, np.array([-1.0, -0.5]), seed), Market(base, world, np.array([-1.0, -0.5]), seed)
+        with_ev, without = (
+            Market(sc, world, np.array([-1.0, -0.5]), seed),
+            Market(base, world, np.array([-1.0, -0.5]), seed),
+        )
         for _ in range(5):
             with_ev.step(), without.step()
         affected = (with_ev.access[:, 1] == choice.SSO + 0) & ~with_ev.world.holds[:, 1]  # weibo only, no qq route
@@ -115,9 +134,16 @@ def test_5_removing_a_login_only_lowers_share_among_its_users():
 
 
 def test_6_access_changes_only_by_purchase_or_event():
-    text = simple_market_yaml(n=5000, steps=20, beta_habit=1.0, native=0.2, link=0.3, create=1.0,
-                              events="[{id: drop, type: remove_login, step: 4, retailer: B, provider: weibo, migration_cost: 0.5},"
-                                     " {id: add, type: add_login, step: 8, retailer: A, provider: weibo}]")
+    text = simple_market_yaml(
+        n=5000,
+        steps=20,
+        beta_habit=1.0,
+        native=0.2,
+        link=0.3,
+        create=1.0,
+        events="[{id: drop, type: remove_login, step: 4, retailer: B, provider: weibo, migration_cost: 0.5},"
+        " {id: add, type: add_login, step: 8, retailer: A, provider: weibo}]",
+    )
     sc = parse_text(text)
     m = Market(sc, build_world(sc, 3), np.array([-1.0, -0.5]), 3)
     initial = m.access.copy()
@@ -169,8 +195,8 @@ def test_7_calibrated_event_free_market_holds_still():
     104 weeks after the burn-in the slope of every retailer's share is under 0.3 points a year (expected
     shares, averaged over four seeds: one seed's slope has a noise of about 0.3 points a year). Before
     version 2 (no turnover) the same run drifted by -0.6 (Tmall) and +0.45 (JD) points a year."""
-    from marketsim.fit.calibrate import expected_path
     from marketsim.fit.cache import cache_dir, fitted
+    from marketsim.fit.calibrate import expected_path
 
     sc = load_scenario(SCENARIOS / "baseline_2013q2.yaml")
     assert sc.consumers.turnover > 0 and not sc.events

@@ -87,11 +87,18 @@ def reference_state(m: Market) -> ref.State:
     """The frozen consumer state of engine market ``m``, as plain Python values."""
     pnames = [p.name for p in m.scenario.providers]
     holds = [{pnames[k] for k in np.flatnonzero(row)} for row in m.world.holds]
-    neighbours = {lay.name: [lay.graph.indices[lay.graph.indptr[i]:lay.graph.indptr[i + 1]].tolist() for i in range(m.n)]
-                  for lay in m.world.layers}
-    return ref.State(last=[int(x) for x in m.last], access=[[_access_tuple(c, pnames) for c in row] for row in m.access],
-                     holds=holds, basket=[float(x) for x in m.basket], login_pref=[float(x) for x in m.login_pref],
-                     neighbours=neighbours)
+    neighbours = {
+        lay.name: [lay.graph.indices[lay.graph.indptr[i] : lay.graph.indptr[i + 1]].tolist() for i in range(m.n)]
+        for lay in m.world.layers
+    }
+    return ref.State(
+        last=[int(x) for x in m.last],
+        access=[[_access_tuple(c, pnames) for c in row] for row in m.access],
+        holds=holds,
+        basket=[float(x) for x in m.basket],
+        login_pref=[float(x) for x in m.login_pref],
+        neighbours=neighbours,
+    )
 
 
 def _engine_layers(m: Market, idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -115,7 +122,14 @@ class _Step:
     step's record and purchases, and the consumer state after it."""
 
     def __init__(self, frozen, rng, calls, record, purchases, after):
-        self.frozen, self.rng, self.calls, self.record, self.purchases, self.after = frozen, rng, calls, record, purchases, after
+        self.frozen, self.rng, self.calls, self.record, self.purchases, self.after = (
+            frozen,
+            rng,
+            calls,
+            record,
+            purchases,
+            after,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -130,13 +144,20 @@ def reference_run():
     def spy(alpha_t, log_price, habit, social, friction_cost, promo, **kw):
         V = original(alpha_t, log_price, habit, social, friction_cost, promo, **kw)
         k = len(V)
-        calls.append({"alpha": np.array(alpha_t, dtype=np.float64), "log_price": np.array(log_price, dtype=np.float64),
-                      "habit": np.broadcast_to(np.asarray(habit, dtype=np.float64), V.shape).copy(),
-                      "social": np.broadcast_to(np.asarray(social, dtype=np.float64), V.shape).copy(),
-                      "F": np.asarray(friction_cost, dtype=np.float64).copy(),
-                      "promo": np.broadcast_to(np.asarray(promo, dtype=np.float64), V.shape).copy(),
-                      "V": np.asarray(V, dtype=np.float64).copy(), "kw": dict(kw), "rows": k,
-                      "layers": _engine_layers(ctx["m"], ctx["idx"])})
+        calls.append(
+            {
+                "alpha": np.array(alpha_t, dtype=np.float64),
+                "log_price": np.array(log_price, dtype=np.float64),
+                "habit": np.broadcast_to(np.asarray(habit, dtype=np.float64), V.shape).copy(),
+                "social": np.broadcast_to(np.asarray(social, dtype=np.float64), V.shape).copy(),
+                "F": np.asarray(friction_cost, dtype=np.float64).copy(),
+                "promo": np.broadcast_to(np.asarray(promo, dtype=np.float64), V.shape).copy(),
+                "V": np.asarray(V, dtype=np.float64).copy(),
+                "kw": dict(kw),
+                "rows": k,
+                "layers": _engine_layers(ctx["m"], ctx["idx"]),
+            }
+        )
         return V
 
     steps = {}
@@ -150,8 +171,14 @@ def reference_run():
             calls.clear()
             rec = m.step()
             bi, bj = m.last_purchases
-            steps[t] = _Step(frozen, rng, list(calls), rec, (bi.copy(), bj.copy()),
-                             (m.last.copy(), m.access.copy(), m.basket.copy(), m.login_pref.copy()))
+            steps[t] = _Step(
+                frozen,
+                rng,
+                list(calls),
+                rec,
+                (bi.copy(), bj.copy()),
+                (m.last.copy(), m.access.copy(), m.basket.copy(), m.login_pref.copy()),
+            )
     return sc, steps
 
 
@@ -195,8 +222,12 @@ def test_utilities_and_probabilities_match_the_reference_layer_by_layer(referenc
     assert len(eng["V"]) == len(idx), "one utility row per shopper of the step"
     b = sc.behaviour
     call = st.calls[0]
-    assert call["kw"] == {"beta_price": b.beta_price, "beta_social": b.beta_social, "beta_habit": b.beta_habit,
-                          "beta_friction": b.beta_friction}
+    assert call["kw"] == {
+        "beta_price": b.beta_price,
+        "beta_social": b.beta_social,
+        "beta_habit": b.beta_habit,
+        "beta_friction": b.beta_friction,
+    }
     # attractiveness with its trend, and prices, at step t
     assert np.allclose(call["alpha"], terms[0]["alpha"], atol=1e-6, rtol=0)
     assert np.allclose(call["log_price"], [math.log(p) for p in side.price], atol=1e-6, rtol=0)
@@ -234,7 +265,8 @@ def test_purchases_update_and_outputs_match_the_reference(reference_run, t):
     picks, close = {}, 0
     for row, (i, tm) in enumerate(zip(idx, terms, strict=True)):
         x = [0.0 - math.log(-math.log(float(u_pick[row, 0])))] + [
-            v - math.log(-math.log(float(u_pick[row, j + 1]))) for j, v in enumerate(tm["V"])]
+            v - math.log(-math.log(float(u_pick[row, j + 1]))) for j, v in enumerate(tm["V"])
+        ]
         order = sorted(range(R + 1), key=lambda k: -x[k])
         if x[order[0]] - x[order[1]] < 1e-4:
             close += 1  # a near tie: float32 rounding may decide it either way
@@ -258,7 +290,9 @@ def test_purchases_update_and_outputs_match_the_reference(reference_run, t):
     for i in range(n):
         assert [_access_tuple(c, pnames) for c in access[i]] == after.access[i], f"step {t}: access of consumer {i}"
     stay = np.setdiff1d(np.arange(n), gone)
-    assert np.array_equal(basket[stay], np.array(state.basket)[stay]) and np.all(basket[gone] != np.array(state.basket)[gone])
+    assert np.array_equal(basket[stay], np.array(state.basket)[stay]) and np.all(
+        basket[gone] != np.array(state.basket)[gone]
+    )
     assert np.array_equal(login_pref[stay], np.array(state.login_pref, dtype=np.float32)[stay])
     # the outputs, in real units: size(date) / N per consumer, basket.mean(date) per unit of relative basket
     rec = st.record
@@ -301,8 +335,14 @@ def test_the_reference_run_exercises_every_state_and_event(reference_run):
             assert lost[2] > 5  # QQ logins at C lost (to none)
         if t == 10:
             assert lost[0] > 5  # Taobao logins at A lost (to migrate, dearer than a Weibo link)
-    for key in [("native", "native"), ("sso", "sso"), ("none", "link"), ("none", "create"), ("migrate", "migrate"),
-                ("migrate", "link")]:
+    for key in [
+        ("native", "native"),
+        ("sso", "sso"),
+        ("none", "link"),
+        ("none", "create"),
+        ("migrate", "migrate"),
+        ("migrate", "link"),
+    ]:
         assert seen.get(key, 0) >= 5, (key, seen)
 
 

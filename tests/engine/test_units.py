@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 from marketsim.engine.market import Market
-from marketsim.engine.run import simulate
 from marketsim.engine.population import build_world
+from marketsim.engine.run import simulate
 from marketsim.scenario.core import parse_text
 
 from .refmodel import date_of, series_at
@@ -97,7 +97,7 @@ def test_shoppers_buyers_gmv_and_revenue_in_real_units(units_run):
         assert np.allclose(rec.revenue, rec.gmv * RATE, rtol=1e-12)
     buyers = np.array([r.buyers for r in recs]) / per[:, None]  # agents
     gmv = np.array([r.gmv for r in recs]) / (per * mean)[:, None]  # agents x relative basket
-    cv2 = math.exp(sc.consumers.basket.sigma ** 2) - 1  # variance of a relative basket (mean 1)
+    cv2 = math.exp(sc.consumers.basket.sigma**2) - 1  # variance of a relative basket (mean 1)
     for j in range(2):
         q = R_SHOP * P[j]
         _near(buyers[:, j].sum(), T * n * q, math.sqrt(T * n * q), f"buyers of {'AB'[j]}")
@@ -109,7 +109,9 @@ def test_shoppers_buyers_gmv_and_revenue_in_real_units(units_run):
             _near(gmv[lo:hi, j].sum(), k * n * q, sd, f"GMV of {'AB'[j]}, steps {lo}-{hi - 1}")
         # expected GMV (choice probabilities x baskets of the step's shoppers) tells the same story, with less noise
         eg = np.array([r.expected_gmv[j] for r in recs]) / (per * mean)
-        _near(eg.sum(), T * n * q, math.sqrt(T * n * q * cv2 + (T * n * q) ** 2 * cv2 / n), f"expected GMV of {'AB'[j]}")
+        _near(
+            eg.sum(), T * n * q, math.sqrt(T * n * q * cv2 + (T * n * q) ** 2 * cv2 / n), f"expected GMV of {'AB'[j]}"
+        )
 
 
 def test_accounts_sign_ups_and_access_lost_in_real_units(units_run):
@@ -123,7 +125,7 @@ def test_accounts_sign_ups_and_access_lost_in_real_units(units_run):
     ts = np.arange(len(recs))
     pre, post = ts < EVENT, ts >= EVENT
     # A: each non-customer creates one account at its first purchase there (A accepts no sign-on)
-    pA = (1 - S0[0]) * qA ** ts * R_SHOP * P[0]
+    pA = (1 - S0[0]) * qA**ts * R_SHOP * P[0]
     _near(created[:, 0].sum(), n * pA.sum(), math.sqrt(n * pA.sum()), "accounts created at A")
     assert (linked[:, 0] == 0).all() and (lost[:, 0] == 0).all()
     # B before the event: A's customers holding QQ sign up in one click (logins_linked), the others create
@@ -132,11 +134,11 @@ def test_accounts_sign_ups_and_access_lost_in_real_units(units_run):
     _near(linked[pre, 1].sum(), n * pL.sum(), math.sqrt(n * pL.sum()), "one-click sign-ups at B")
     _near(created[pre, 1].sum(), n * pC.sum(), math.sqrt(n * pC.sum()), "accounts created at B before the event")
     # the event: every QQ login at B is lost, the initial ones and the sign-ups
-    p_lost = S0[1] * SSO_B + S0[0] * PI * (1 - qB ** EVENT)
+    p_lost = S0[1] * SSO_B + S0[0] * PI * (1 - qB**EVENT)
     assert (lost[ts != EVENT] == 0).all()
     _near(lost[EVENT, 1], n * p_lost, math.sqrt(n * p_lost * (1 - p_lost)), "access lost at B")
     # after it nobody can sign up at B; whoever has no access creates an account at the first purchase there
-    none_B = S0[1] * SSO_B + S0[0] * (PI + (1 - PI) * qB ** EVENT)
+    none_B = S0[1] * SSO_B + S0[0] * (PI + (1 - PI) * qB**EVENT)
     pC2 = none_B * qB ** (ts[post] - EVENT) * R_SHOP * P[1]
     assert (linked[post, 1] == 0).all()
     _near(created[post, 1].sum(), n * pC2.sum(), math.sqrt(n * pC2.sum()), "accounts created at B after the event")

@@ -8,12 +8,18 @@ import numpy as np
 import pytest
 
 from marketsim import load_results
-from marketsim.experiments.sweep.analysis import effects_figure, main_effects, quantities, response_figure, sensitivity, sensitivity_figure
-from marketsim.io.dataset import read_manifest
+from marketsim.experiments.sweep.analysis import (
+    effects_figure,
+    main_effects,
+    quantities,
+    response_figure,
+    sensitivity,
+    sensitivity_figure,
+)
 from marketsim.experiments.sweep.runner import load_sweep, run_sweep
-from marketsim.scenario.labels import output_quantity, parameter_quantity
 from marketsim.figures.plots import close
-
+from marketsim.io.dataset import read_manifest
+from marketsim.scenario.labels import output_quantity, parameter_quantity
 from tests.helpers import SCENARIOS, cli
 
 PI = math.pi
@@ -114,7 +120,7 @@ def test_labels_on_the_axes_and_slide_size(ishigami_sobol):
 SMALL = f"""
 schema: marketsim-sweep/v1
 name: small
-base: {SCENARIOS / 'tiny.yaml'}
+base: {SCENARIOS / "tiny.yaml"}
 seed: 7
 consumers: 600
 steps: 12
@@ -134,13 +140,18 @@ def test_shares_in_points_and_units_on_every_axis(tmp_path):
     p0, p1 = manifest["parameters"]
     assert (p0["label"], p0["unit"], p0["scale"]) == ("JD: share of customers logging in with Weibo", "%", 100.0)
     assert (p1["label"], p1["unit"]) == ("New-account hassle", "utility")
-    assert manifest["output_labels"]["shift.gmv_share.JD"] == {"label": "JD: GMV share shift from the events",
-                                                               "unit": "pp", "scale": 100.0}
+    assert manifest["output_labels"]["shift.gmv_share.JD"] == {
+        "label": "JD: GMV share shift from the events",
+        "unit": "pp",
+        "scale": 100.0,
+    }
     assert manifest["output_labels"]["revenue.Tmall"]["unit"] == "RMB m"
     eff = main_effects(manifest, df)
     fig = effects_figure(manifest, eff, "shift.gmv_share.JD")
     try:
-        ax = {a.get_title(loc="left").replace("\n", " "): a for a in fig.axes}["JD: share of customers logging in with Weibo"]
+        ax = {a.get_title(loc="left").replace("\n", " "): a for a in fig.axes}[
+            "JD: share of customers logging in with Weibo"
+        ]
         assert ax.get_xlabel() == "%" and "(pp)" in fig.axes[0].get_ylabel()
         line = next(ln for ln in ax.get_lines() if len(ln.get_xdata()) > 1)
         curve = eff["shift.gmv_share.JD"]["retailers.JD.sso_share.weibo"]["curve"]
@@ -191,22 +202,27 @@ def test_labels_are_neutral_for_the_spec_hash_and_reach_the_manifest(tmp_path):
 
 
 def test_old_manifest_without_labels_gets_the_defaults():
-    manifest = {"parameters": [{"path": "behaviour.beta_social", "kind": "range", "args": [0, 2]}],
-                "outputs": ["shift.gmv_share.JD"]}
+    manifest = {
+        "parameters": [{"path": "behaviour.beta_social", "kind": "range", "args": [0, 2]}],
+        "outputs": ["shift.gmv_share.JD"],
+    }
     pq, oq = quantities(manifest)
     assert pq["behaviour.beta_social"].axis() == "Social influence: weight of friends' purchases (utility)"
     assert oq["shift.gmv_share.JD"].axis() == "JD: GMV share shift from the events (pp)"
 
 
-@pytest.mark.parametrize("path,label,unit", [
-    ("retailers.JD.sso_share.weibo", "JD: share of customers logging in with Weibo", "%"),
-    ("retailers.Tmall.sso_share.qq", "Tmall: share of customers logging in with QQ", "%"),
-    ("providers.weibo.penetration", "Share of consumers with a Weibo account", "%"),
-    ("providers.qq.network.k", "QQ network: neighbours per member", "neighbours"),
-    ("events.jd_drops_weibo.migration_cost", "jd drops weibo: cost of migrating the account", "utility"),
-    ("consumers.basket.mean", "Mean basket value", "RMB"),
-    ("behaviour.beta_novelty", "Behaviour: beta novelty", ""),  # not a known field: the readable fallback
-])
+@pytest.mark.parametrize(
+    "path,label,unit",
+    [
+        ("retailers.JD.sso_share.weibo", "JD: share of customers logging in with Weibo", "%"),
+        ("retailers.Tmall.sso_share.qq", "Tmall: share of customers logging in with QQ", "%"),
+        ("providers.weibo.penetration", "Share of consumers with a Weibo account", "%"),
+        ("providers.qq.network.k", "QQ network: neighbours per member", "neighbours"),
+        ("events.jd_drops_weibo.migration_cost", "jd drops weibo: cost of migrating the account", "utility"),
+        ("consumers.basket.mean", "Mean basket value", "RMB"),
+        ("behaviour.beta_novelty", "Behaviour: beta novelty", ""),  # not a known field: the readable fallback
+    ],
+)
 def test_parameter_labels(path, label, unit):
     q = parameter_quantity(path)
     assert (q.label, q.unit) == (label, unit)
@@ -217,7 +233,10 @@ def test_output_labels():
     assert output_quantity("gmv_share.JD").axis() == "JD: GMV share (%)"
     assert output_quantity("gmv_share.JD").diff_unit == "pp"  # a difference of two shares is in points
     assert output_quantity("revenue.Tmall", currency="USD").axis() == "Tmall: revenue per week (USD m)"
-    assert output_quantity("shift.accounts_created.JD", step_days=30).label == "JD: extra new accounts per 30 days from the events"
+    assert (
+        output_quantity("shift.accounts_created.JD", step_days=30).label
+        == "JD: extra new accounts per 30 days from the events"
+    )
 
 
 def test_incomplete_sweep_names_the_sweep_file_to_resume(tmp_path, ishigami_sobol):

@@ -9,18 +9,17 @@ A small market with given attractiveness (nothing to fit) keeps the command-line
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from marketsim.cli import main
-from marketsim.errors import UserError
 from marketsim.cli.project import projection_label
+from marketsim.errors import UserError
 from marketsim.experiments.tasks import with_draw
-from marketsim.scenario.core import parse_text
 from marketsim.experiments.uncertainty import prior_draws
+from marketsim.scenario.core import parse_text
 
 MIGRATION = "{value: 0.5, range: [0.2, 1.5], assumption: test}"
 
@@ -77,17 +76,38 @@ def test_an_option_without_the_offer_keeps_it_out_and_identical_options_are_name
     same as the scenario is named in a warning (stderr, projection.json, report.md)."""
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "offer", market())
-    write(tmp_path, "nooffer", f"schema: marketsim/v2\nbase: offer.yaml\nname: nooffer\n"
-                               "events:\n  - {id: drop, migration_cost: null}\n")
+    write(
+        tmp_path,
+        "nooffer",
+        "schema: marketsim/v2\nbase: offer.yaml\nname: nooffer\nevents:\n  - {id: drop, migration_cost: null}\n",
+    )
     write(tmp_path, "same", "schema: marketsim/v2\nbase: offer.yaml\nname: same\n")
-    assert run("project", "offer.yaml", "--compare", "nooffer.yaml", "same.yaml", "--draws", 3, "--replicates", 2,
-               "--workers", 1, "--out", "p") == 0
+    assert (
+        run(
+            "project",
+            "offer.yaml",
+            "--compare",
+            "nooffer.yaml",
+            "same.yaml",
+            "--draws",
+            3,
+            "--replicates",
+            2,
+            "--workers",
+            1,
+            "--out",
+            "p",
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     doc = json.loads((tmp_path / "p" / "projection.json").read_text())
     diff = doc["compare"]["nooffer - mkt"]["B"]
     assert diff["ci95"] != [0.0, 0.0] and diff["mean"] < 0, "without the offer B keeps fewer Weibo customers"
-    assert doc["warnings"] == ["options mkt and same gave identical results in every draw and replicate: check that "
-                               "they differ (a draw sets a parameter only where an option declares it uncertain)"]
+    assert doc["warnings"] == [
+        "options mkt and same gave identical results in every draw and replicate: check that "
+        "they differ (a draw sets a parameter only where an option declares it uncertain)"
+    ]
     assert "warning: options mkt and same gave identical results" in " ".join(err.split())
     assert "identical results in every draw" in (tmp_path / "p" / "report.md").read_text()
 
@@ -96,8 +116,15 @@ def test_an_option_with_its_own_range_for_a_shared_path_is_refused(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "offer", market())
     write(tmp_path, "wide", market("wide", "{value: 0.5, range: [0.1, 3.0], assumption: wider}"))
-    write(tmp_path, "extra", market("extra", extra_events="  - {id: promo, type: promotion, step: 3, retailer: A, "
-                                    "utility: {value: 0.2, range: [0.0, 0.4], assumption: test}}\n"))
+    write(
+        tmp_path,
+        "extra",
+        market(
+            "extra",
+            extra_events="  - {id: promo, type: promotion, step: 3, retailer: A, "
+            "utility: {value: 0.2, range: [0.0, 0.4], assumption: test}}\n",
+        ),
+    )
     assert run("project", "offer.yaml", "--compare", "wide.yaml", "--draws", 2, "--replicates", 2, "--out", "p") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "events.drop.migration_cost" in err and "range 0.1 .. 3" in err
@@ -122,11 +149,19 @@ def test_property_a_draw_never_overrides_what_an_option_says(tmp_path):
     for case in range(40):
         kind = KINDS[rng.integers(len(KINDS))]
         plain = float(np.round(rng.uniform(0.0, 3.0), 3))
-        migration = {"same": MIGRATION, "plain": plain, "null": "null", "absent": None,
-                     "wider": "{value: 0.5, range: [0.2, 2.5], assumption: t}",
-                     "shifted": "{value: 0.7, range: [0.2, 1.5], assumption: t}"}[kind]
-        text = market(f"o{case}", migration) if migration is not None else \
-            market(f"o{case}", MIGRATION).split("events:")[0] + "events: []\n"
+        migration = {
+            "same": MIGRATION,
+            "plain": plain,
+            "null": "null",
+            "absent": None,
+            "wider": "{value: 0.5, range: [0.2, 2.5], assumption: t}",
+            "shifted": "{value: 0.7, range: [0.2, 1.5], assumption: t}",
+        }[kind]
+        text = (
+            market(f"o{case}", migration)
+            if migration is not None
+            else market(f"o{case}", MIGRATION).split("events:")[0] + "events: []\n"
+        )
         opt = parse_text(text)
         cases.append((kind, opt, {"mkt": main_sc, f"o{case}": opt}))
         if kind in ("wider", "shifted"):
@@ -135,8 +170,12 @@ def test_property_a_draw_never_overrides_what_an_option_says(tmp_path):
             got = with_draw(opt, values)
             assert got.behaviour.beta_social == pytest.approx(values["behaviour.beta_social"])
             cost = [e.action.migration_cost for e in got.events]
-            want = {"same": [pytest.approx(values[path])], "plain": [pytest.approx(plain)], "null": [None],
-                    "absent": []}[kind]
+            want = {
+                "same": [pytest.approx(values[path])],
+                "plain": [pytest.approx(plain)],
+                "null": [None],
+                "absent": [],
+            }[kind]
             assert cost == want, (kind, cost)
     from marketsim.experiments.projection import check_shared_draws
 
@@ -155,10 +194,19 @@ def test_compare_with_another_market_is_refused_naming_what_differs(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "offer", market())
     write(tmp_path, "later", market("later", start="2021-03-01"))
-    write(tmp_path, "three", market("three").replace(
-        "logins: [qq, weibo],", "logins: [qq, weibo],", 1).replace(
-        "retailers:\n", "retailers:\n  - {name: C, kind: direct, margin: 0.1, attractiveness: -2, initial_share: 0.1, "
-                        "logins: []}\n", 1).replace("initial_share: 0.5, logins: [qq]}", "initial_share: 0.4, logins: [qq]}"))
+    write(
+        tmp_path,
+        "three",
+        market("three")
+        .replace("logins: [qq, weibo],", "logins: [qq, weibo],", 1)
+        .replace(
+            "retailers:\n",
+            "retailers:\n  - {name: C, kind: direct, margin: 0.1, attractiveness: -2, initial_share: 0.1, "
+            "logins: []}\n",
+            1,
+        )
+        .replace("initial_share: 0.5, logins: [qq]}", "initial_share: 0.4, logins: [qq]}"),
+    )
     assert run("project", "offer.yaml", "--compare", "later.yaml", "--draws", 1, "--replicates", 2, "--out", "p") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "later.yaml: another market than offer.yaml" in err
@@ -199,8 +247,21 @@ def test_settings_are_recorded_and_other_settings_never_replace_a_result(tmp_pat
     assert s["settings"]["scenario_file"] == "offer.yaml" and len(s["settings"]["scenario_file_hash"]) == 64
     assert json.loads((tmp_path / "results" / "mkt" / "summary.json").read_text())["settings"]["scenario_file"]
     # the projection: its settings in projection.json, report.md and the folder name
-    assert run("project", "offer.yaml", "--draws", 2, "--replicates", 2, "--set", "behaviour.beta_habit=0.5",
-               "--workers", 1) == 0
+    assert (
+        run(
+            "project",
+            "offer.yaml",
+            "--draws",
+            2,
+            "--replicates",
+            2,
+            "--set",
+            "behaviour.beta_habit=0.5",
+            "--workers",
+            1,
+        )
+        == 0
+    )
     out = capsys.readouterr()
     (proj,) = (tmp_path / "results" / "mkt").glob("projection-*")
     assert proj.name.startswith("projection-vs-no-events--draws2-replicates2-set-")
@@ -213,8 +274,10 @@ def test_settings_are_recorded_and_other_settings_never_replace_a_result(tmp_pat
     before = (tmp_path / "o" / "summary.json").read_text()
     assert run("run", "offer.yaml", "--steps", 5, "--out", "o") == 2
     err = capsys.readouterr().err.strip()
-    assert err.splitlines()[-1] == ("marketsim: error: o: holds a result made with other settings (steps 4 -> 5); "
-                                    "choose another --out or remove the folder")
+    assert err.splitlines()[-1] == (
+        "marketsim: error: o: holds a result made with other settings (steps 4 -> 5); "
+        "choose another --out or remove the folder"
+    )
     assert (tmp_path / "o" / "summary.json").read_text() == before
     assert run("run", "offer.yaml", "--steps", 4, "--out", "o") == 0
 
@@ -228,8 +291,21 @@ def test_a_crafted_event_id_stays_inside_the_results_folder(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "dots", market(event_id="x/../../../escaped", migration=0.5))
     before = all_files(tmp_path)
-    assert run("project", "dots.yaml", "--baseline-without", "x/../../../escaped", "--draws", 1, "--replicates", 2,
-               "--workers", 1) == 2
+    assert (
+        run(
+            "project",
+            "dots.yaml",
+            "--baseline-without",
+            "x/../../../escaped",
+            "--draws",
+            1,
+            "--replicates",
+            2,
+            "--workers",
+            1,
+        )
+        == 2
+    )
     assert "events[0].id: event id 'x/../../../escaped' contains '.'" in capsys.readouterr().err
     assert all_files(tmp_path) == before
     evil = "x//~/\\escaped"
@@ -253,10 +329,16 @@ def test_property_names_from_user_text_are_safe_and_never_collide(tmp_path):
     rng = np.random.default_rng(3)
     labels: dict[str, tuple] = {}
     for _ in range(2000):  # what cmd_project names its folder by
-        ids = None if rng.random() < 0.2 else sorted({"".join(ALPHABET[i] for i in rng.integers(len(ALPHABET), size=3))
-                                                      for _ in range(rng.integers(1, 3))})
-        options = ["main"] + ["".join(ALPHABET[i] for i in rng.integers(len(ALPHABET), size=3))
-                              for _ in range(rng.integers(0, 3))]
+        ids = (
+            None
+            if rng.random() < 0.2
+            else sorted(
+                {"".join(ALPHABET[i] for i in rng.integers(len(ALPHABET), size=3)) for _ in range(rng.integers(1, 3))}
+            )
+        )
+        options = ["main"] + [
+            "".join(ALPHABET[i] for i in rng.integers(len(ALPHABET), size=3)) for _ in range(rng.integers(0, 3))
+        ]
         label = projection_label(ids, options)
         assert "/" not in label and "\\" not in label and "\n" not in label, label
         key = (tuple(ids or ()), tuple(options[1:]))

@@ -8,7 +8,6 @@ import pytest
 from marketsim.experiments.projection import project, replicate_seeds
 from marketsim.experiments.uncertainty import central_draws
 from marketsim.scenario.core import parse_text
-
 from tests.helpers import SCENARIOS, cli, simple_market_yaml
 
 
@@ -21,8 +20,20 @@ def marketsim(*args, cwd):
 def test_project_cli_end_to_end_and_workers(tmp_path):
     outs = []
     for w in (1, 2):
-        r = marketsim("project", SCENARIOS / "tiny.yaml", "--draws", 1, "--replicates", 4, "--workers", w, "--json",
-                      "--out", tmp_path / f"w{w}", cwd=tmp_path)
+        r = marketsim(
+            "project",
+            SCENARIOS / "tiny.yaml",
+            "--draws",
+            1,
+            "--replicates",
+            4,
+            "--workers",
+            w,
+            "--json",
+            "--out",
+            tmp_path / f"w{w}",
+            cwd=tmp_path,
+        )
         assert r.returncode == 0, r.stderr
         outs.append(json.loads(r.stdout))
     a, b = outs
@@ -47,8 +58,19 @@ def test_project_cli_end_to_end_and_workers(tmp_path):
 
 def test_projection_folders_say_what_was_compared(tmp_path):
     r1 = marketsim("project", SCENARIOS / "tiny.yaml", "--draws", 1, "--replicates", 2, "--steps", 12, cwd=tmp_path)
-    r2 = marketsim("project", SCENARIOS / "tiny.yaml", "--draws", 1, "--replicates", 2, "--steps", 12,
-                   "--baseline-without", "jd_drops_weibo", cwd=tmp_path)
+    r2 = marketsim(
+        "project",
+        SCENARIOS / "tiny.yaml",
+        "--draws",
+        1,
+        "--replicates",
+        2,
+        "--steps",
+        12,
+        "--baseline-without",
+        "jd_drops_weibo",
+        cwd=tmp_path,
+    )
     assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
     root = tmp_path / "results" / "tiny"
     # the command-line settings are part of the name, so other settings never replace this result
@@ -59,12 +81,26 @@ def test_projection_folders_say_what_was_compared(tmp_path):
 
 
 def test_event_without_effect_gives_exactly_zero_shift(tmp_path):
-    text = (f"schema: marketsim/v1\nbase: {SCENARIOS / 'tiny.yaml'}\nname: noop\ncalendar: {{steps: 10}}\n"
-            "events:\n  - {id: noop, type: price_change, step: 2, retailer: JD, price_index: 1.0}\n"
-            "  - {id: drop, type: remove_login, step: 3, retailer: JD, provider: weibo}\n")
+    text = (
+        f"schema: marketsim/v1\nbase: {SCENARIOS / 'tiny.yaml'}\nname: noop\ncalendar: {{steps: 10}}\n"
+        "events:\n  - {id: noop, type: price_change, step: 2, retailer: JD, price_index: 1.0}\n"
+        "  - {id: drop, type: remove_login, step: 3, retailer: JD, provider: weibo}\n"
+    )
     (tmp_path / "noop.yaml").write_text(text)
-    r = marketsim("project", tmp_path / "noop.yaml", "--replicates", 3, "--workers", 1, "--baseline-without", "noop",
-                  "--draws", 1, "--json", cwd=tmp_path)
+    r = marketsim(
+        "project",
+        tmp_path / "noop.yaml",
+        "--replicates",
+        3,
+        "--workers",
+        1,
+        "--baseline-without",
+        "noop",
+        "--draws",
+        1,
+        "--json",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["baseline_without"] == ["noop"]
@@ -75,8 +111,9 @@ def test_event_without_effect_gives_exactly_zero_shift(tmp_path):
 
 def _closed_form_case(seed):
     # no habit, no social ties, no friction: both arms are static logit markets; B's price rises at step 0
-    text = simple_market_yaml(n=3000, steps=1, rate=0.6,
-                              events="[{id: hike, type: price_change, step: 0, retailer: B, price_index: 1.3}]")
+    text = simple_market_yaml(
+        n=3000, steps=1, rate=0.6, events="[{id: hike, type: price_change, step: 0, retailer: B, price_index: 1.3}]"
+    )
     return parse_text(text).with_overrides(seed=seed)
 
 

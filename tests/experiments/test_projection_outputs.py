@@ -18,17 +18,17 @@ import pytest
 from marketsim.errors import UserError
 from marketsim.experiments.projection import BASELINE, project, replicate_seeds, round_to, summary
 from marketsim.experiments.tasks import divergence, with_draw
-from marketsim.scenario.core import parse_text
 from marketsim.experiments.uncertainty import prior_draws
-
+from marketsim.scenario.core import parse_text
 from tests.helpers import fit_market_yaml
 
-OBS = ("primary_source: P\nobservations:\n"
-       "  - {source: P, period: 2012, shares: {A: 0.5, B: 0.3}}\n")
-DROP = ("events:\n"
-        "  - {id: drop, type: remove_login, step: 14, retailer: B, provider: weibo,\n"
-        "     migration_cost: {value: 0.8, range: [0.4, 1.6], assumption: test}}\n"
-        "  - {id: later, type: price_change, step: 20, retailer: C, price_index: 0.5}\n")
+OBS = "primary_source: P\nobservations:\n  - {source: P, period: 2012, shares: {A: 0.5, B: 0.3}}\n"
+DROP = (
+    "events:\n"
+    "  - {id: drop, type: remove_login, step: 14, retailer: B, provider: weibo,\n"
+    "     migration_cost: {value: 0.8, range: [0.4, 1.6], assumption: test}}\n"
+    "  - {id: later, type: price_change, step: 20, retailer: C, price_index: 0.5}\n"
+)
 STEPS = 20  # the price change at step 20 lies just past the horizon (steps 0..19)
 K, R = 2, 3
 
@@ -45,12 +45,27 @@ def _runs(tmp_path_factory):
     draws = prior_draws(drop, K, seed=3)
     cache = tmp_path_factory.mktemp("fits")
     calls = []
-    inline = project(drop, draws=draws, replicates=R, steps=STEPS, cache_dir=cache, thresholds=(-0.5, 0.0),
-                     options={"drop": drop, "qq": offer, "keep": keep},
-                     on_progress=lambda *a: calls.append(a))
+    inline = project(
+        drop,
+        draws=draws,
+        replicates=R,
+        steps=STEPS,
+        cache_dir=cache,
+        thresholds=(-0.5, 0.0),
+        options={"drop": drop, "qq": offer, "keep": keep},
+        on_progress=lambda *a: calls.append(a),
+    )
     with ThreadPoolExecutor(2) as pool:
-        pooled = project(drop, draws=draws, replicates=R, steps=STEPS, cache_dir=cache, executor=pool,
-                         options={"drop": drop, "qq": offer, "keep": keep}, independent_baseline=True)
+        pooled = project(
+            drop,
+            draws=draws,
+            replicates=R,
+            steps=STEPS,
+            cache_dir=cache,
+            executor=pool,
+            options={"drop": drop, "qq": offer, "keep": keep},
+            independent_baseline=True,
+        )
     assert drop.raw == raw_before, "projecting must not change the scenario it was given"
     return dict(drop=drop, offer=offer, keep=keep, draws=draws, inline=inline, pooled=pooled, calls=calls)
 
@@ -67,7 +82,7 @@ def test_projection_checked_from_outside(tmp_path_factory):
 
 def _progress_is_reported_stage_by_stage(runs):
     fits, reps = K * 3, K * R
-    want = ([("fits", i, fits) for i in range(fits + 1)] + [("replicates", i, reps) for i in range(reps + 1)])
+    want = [("fits", i, fits) for i in range(fits + 1)] + [("replicates", i, reps) for i in range(reps + 1)]
     assert runs["calls"] == want
 
 
@@ -96,8 +111,9 @@ def _arms_seeds_and_shapes(runs):
     # the draw's migration cost reaches the drop arm only where the arm has that path
     assert [v["events.drop.migration_cost"] for v in runs["draws"].values] != [0.8, 0.8]
     assert with_draw(runs["keep"], runs["draws"].values[0]) is runs["keep"]
-    assert with_draw(runs["drop"], runs["draws"].values[0]).events[0].action.migration_cost == \
-        pytest.approx(runs["draws"].values[0]["events.drop.migration_cost"])
+    assert with_draw(runs["drop"], runs["draws"].values[0]).events[0].action.migration_cost == pytest.approx(
+        runs["draws"].values[0]["events.drop.migration_cost"]
+    )
 
 
 def test_divergence_and_an_invalid_draw():
@@ -113,12 +129,39 @@ def test_divergence_and_an_invalid_draw():
 def _summary_numbers_recomputed(runs):
     p, drop = runs["inline"], runs["drop"]
     s = summary(p)
-    assert set(s) == {"scenario", "scenario_hash", "seed", "consumers", "steps", "horizon", "draws", "replicates",
-                      "paired_seeds", "baseline_without", "events_outside_horizon", "share_scenario", "share_baseline",
-                      "shift", "revenue_shift", "interval_covers", "thresholds_pp", "lost_login", "calibration",
-                      "seconds", "warnings", "options", "compare"}
-    assert (s["scenario"], s["scenario_hash"], s["seed"], s["consumers"], s["steps"], s["replicates"]) == \
-        ("fitmarket", drop.digest(), 5, 1500, STEPS, R)
+    assert set(s) == {
+        "scenario",
+        "scenario_hash",
+        "seed",
+        "consumers",
+        "steps",
+        "horizon",
+        "draws",
+        "replicates",
+        "paired_seeds",
+        "baseline_without",
+        "events_outside_horizon",
+        "share_scenario",
+        "share_baseline",
+        "shift",
+        "revenue_shift",
+        "interval_covers",
+        "thresholds_pp",
+        "lost_login",
+        "calibration",
+        "seconds",
+        "warnings",
+        "options",
+        "compare",
+    }
+    assert (s["scenario"], s["scenario_hash"], s["seed"], s["consumers"], s["steps"], s["replicates"]) == (
+        "fitmarket",
+        drop.digest(),
+        5,
+        1500,
+        STEPS,
+        R,
+    )
     assert s["horizon"] == drop.calendar.date_of(STEPS - 1).isoformat() and s["paired_seeds"] is True
     assert s["baseline_without"] == ["drop", "later"] and s["events_outside_horizon"] == ["later"]
     assert s["thresholds_pp"] == [-0.5, 0.0]
@@ -126,8 +169,9 @@ def _summary_numbers_recomputed(runs):
     assert set(d) == {"k", "designed", "source", "parameters", "failed"}
     assert (d["k"], d["designed"], d["failed"]) == (K, K, [])
     assert d["source"] == runs["draws"].source
-    assert d["parameters"] == [{"path": "events.drop.migration_cost", "value": 0.8, "range": "range 0.4 .. 1.6",
-                                "reason": "assumption: test"}]
+    assert d["parameters"] == [
+        {"path": "events.drop.migration_cost", "value": 0.8, "range": "range 0.4 .. 1.6", "reason": "assumption: test"}
+    ]
     w = p.weights
     assert w == pytest.approx(np.full(K, 1 / K))
     hz = {arm: p.arrays[arm]["gmv_share"][:, :, STEPS - 1, :] for arm in p.arrays}
@@ -139,7 +183,9 @@ def _summary_numbers_recomputed(runs):
         assert set(sh) == {"mean", "ci95", "covers", "variance", "drivers", "drivers_r2", "p_below"}
         assert set(sh["p_below"]) == {"-0.005", "0"}
         assert sh["p_below"]["0"] == pytest.approx(((hz["drop"] - hz[BASELINE])[:, :, j] < 0).mean(), abs=0.5)
-        rev = (p.arrays["drop"]["revenue"][:, :, 14:, j].sum(axis=2) - p.arrays[BASELINE]["revenue"][:, :, 14:, j].sum(axis=2))
+        rev = p.arrays["drop"]["revenue"][:, :, 14:, j].sum(axis=2) - p.arrays[BASELINE]["revenue"][:, :, 14:, j].sum(
+            axis=2
+        )
         assert s["revenue_shift"][n]["mean"] == pytest.approx(rev.mean())
     assert s["revenue_shift"]["from"] == drop.calendar.date_of(14).isoformat()
     assert s["revenue_shift"]["to"] == s["horizon"] and s["revenue_shift"]["currency"] == drop.currency
@@ -156,10 +202,17 @@ def _summary_numbers_recomputed(runs):
     assert set(s["compare"]["qq - drop"]["B"]["p_below"]) == {"-0.005", "0"}
     # consumers who lost a login, in real units, and where they bought at the horizon
     ll = s["lost_login"]
-    assert set(ll) == {"consumers", "consumers_rounded", "destinations_scenario", "destinations_baseline",
-                       "removal_in_baseline"}
+    assert set(ll) == {
+        "consumers",
+        "consumers_rounded",
+        "destinations_scenario",
+        "destinations_baseline",
+        "removal_in_baseline",
+    }
     assert p.lost.shape == (K, R) and p.lost.min() > 10
-    assert ll["consumers"] == pytest.approx(p.lost.mean() * p.scale) and ll["consumers_rounded"] == round_to(ll["consumers"])
+    assert ll["consumers"] == pytest.approx(p.lost.mean() * p.scale) and ll["consumers_rounded"] == round_to(
+        ll["consumers"]
+    )
     assert p.scale == pytest.approx(1_000_000 / 1500)
     assert ll["removal_in_baseline"] is False
     for arm, key in (("drop", "destinations_scenario"), (BASELINE, "destinations_baseline")):
@@ -169,7 +222,9 @@ def _summary_numbers_recomputed(runs):
     # the fit: one per draw (the migration cost does not touch the market before the cut-off: one distinct fit)
     cal = s["calibration"]
     assert set(cal) == {"fits", "distinct", "dof", "max_residual_pp", "median_max_residual_pp", "key"}
-    assert (cal["fits"], cal["distinct"]) == (K, 1) and cal["key"] == p.fits[0]["key"] and cal["dof"] == p.fits[0]["dof"]
+    assert (
+        (cal["fits"], cal["distinct"]) == (K, 1) and cal["key"] == p.fits[0]["key"] and cal["dof"] == p.fits[0]["dof"]
+    )
     assert cal["max_residual_pp"] == max(f["max_residual_pp"] for f in p.fits) < 3.0  # a 1,500-consumer market
     assert cal["median_max_residual_pp"] == pytest.approx(float(np.median([f["max_residual_pp"] for f in p.fits])))
     assert set(p.fits[0]) == {"alpha", "trend", "key", "max_residual_pp", "dof", "residuals", "offsets"}
@@ -184,8 +239,9 @@ def test_a_single_option_has_no_compare_block(tmp_path, monkeypatch):
     drop = _sc(DROP)
     monkeypatch.chdir(tmp_path)
     t0 = time.perf_counter()
-    one = project(drop, draws=prior_draws(drop, K, seed=3), replicates=2, steps=16, cache_dir=None,
-                  baseline_without=["later"])
+    one = project(
+        drop, draws=prior_draws(drop, K, seed=3), replicates=2, steps=16, cache_dir=None, baseline_without=["later"]
+    )
     took = time.perf_counter() - t0
     assert list(tmp_path.iterdir()) == [], "no cache folder: none was asked for"
     s = summary(one)
@@ -200,8 +256,19 @@ def test_a_single_option_has_no_compare_block(tmp_path, monkeypatch):
 def _tidy_rows(runs):
     p = runs["pooled"]
     t = p.tidy()
-    assert list(t.columns) == ["draw", "replicate", "seed", "arm", "step", "date", "retailer", "gmv_share", "gmv",
-                               "revenue", "accounts_created"]
+    assert list(t.columns) == [
+        "draw",
+        "replicate",
+        "seed",
+        "arm",
+        "step",
+        "date",
+        "retailer",
+        "gmv_share",
+        "gmv",
+        "revenue",
+        "accounts_created",
+    ]
     assert len(t) == 4 * K * R * STEPS * 3 and t.seed.dtype == np.uint64
     rng = np.random.default_rng(0)
     for _ in range(25):
@@ -227,16 +294,24 @@ def test_a_draw_that_cannot_be_fitted_is_dropped_and_reported(tmp_path):
     keeps the other, and says which values failed and why; with no draw left it is one line."""
     from marketsim.experiments.uncertainty import Draws
 
-    obs = ("primary_source: P\nobservations:\n"
-           "  - {source: P, period: 2012H1, shares: {A: 0.52, B: 0.3}}\n"
-           "  - {source: P, period: 2012H2, shares: {A: 0.53, B: 0.29}}\n")
+    obs = (
+        "primary_source: P\nobservations:\n"
+        "  - {source: P, period: 2012H1, shares: {A: 0.52, B: 0.3}}\n"
+        "  - {source: P, period: 2012H2, shares: {A: 0.53, B: 0.29}}\n"
+    )
     text = fit_market_yaml(obs, n=1500, trend=("calibrate", 0, 0), extra=DROP).replace(
-        "beta_social: 0.5,", "beta_social: {value: 0.5, range: [0.0, 6.0], assumption: test},")
+        "beta_social: 0.5,", "beta_social: {value: 0.5, range: [0.0, 6.0], assumption: test},"
+    )
     sc = parse_text(text)
     p = sc.uncertain
     assert [u.path for u in p] == ["behaviour.beta_social", "events.drop.migration_cost"]
-    draws = Draws(p, np.array([[0.1, 0.5], [1.0, 0.5]]), [{p[0].path: 0.6, p[1].path: 0.8}, {p[0].path: 6.0, p[1].path: 0.8}],
-                  np.array([0.5, 0.5]), "prior")
+    draws = Draws(
+        p,
+        np.array([[0.1, 0.5], [1.0, 0.5]]),
+        [{p[0].path: 0.6, p[1].path: 0.8}, {p[0].path: 6.0, p[1].path: 0.8}],
+        np.array([0.5, 0.5]),
+        "prior",
+    )
     proj = project(sc, draws=draws, replicates=2, steps=16, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.json"))) >= 2, "the fits (and the failure) are cached where asked"
     s = summary(proj)

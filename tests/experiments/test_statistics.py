@@ -11,9 +11,8 @@ import pytest
 from scipy import stats
 
 from marketsim.experiments.projection import project, summary
-from marketsim.scenario.core import parse_text
 from marketsim.experiments.uncertainty import Draws, central_draws, summarize
-
+from marketsim.scenario.core import parse_text
 from tests.helpers import simple_market_yaml
 
 T_975_3 = 3.182446305284263  # t(0.975, 3 degrees of freedom), from the tables
@@ -56,8 +55,12 @@ def test_mixture_interval_over_weighted_draws_has_the_known_answer():
 
 def _hike_at(step, steps, n=1000):
     """A static logit market (no habit, social ties or friction): B's price rises by 30% at ``step``."""
-    text = simple_market_yaml(n=n, steps=steps, rate=0.6, events=(
-        f"[{{id: hike, type: price_change, step: {step}, retailer: B, price_index: 1.3}}]"))
+    text = simple_market_yaml(
+        n=n,
+        steps=steps,
+        rate=0.6,
+        events=(f"[{{id: hike, type: price_change, step: {step}, retailer: B, price_index: 1.3}}]"),
+    )
     return parse_text(text)
 
 

@@ -12,15 +12,14 @@ import pytest
 
 from marketsim import load_results
 from marketsim.experiments.sweep.analysis import sensitivity
-from marketsim.io.dataset import read_manifest
 from marketsim.experiments.sweep.runner import load_sweep, run_sweep
-
+from marketsim.io.dataset import read_manifest
 from tests.helpers import SCENARIOS, cli, start_process, wait_until
 
 SMALL = f"""
 schema: marketsim-sweep/v1
 name: small
-base: {SCENARIOS / 'tiny.yaml'}
+base: {SCENARIOS / "tiny.yaml"}
 seed: 7
 consumers: 600
 steps: 12
@@ -63,7 +62,9 @@ def test_same_rows_on_1_and_2_workers_and_dask(tmp_path):
     frames.append(_rows(tmp_path / "dask"))
     a = frames[0]
     assert len(a) == 4 * 2 * 3 and a["run_id"].nunique() == 8  # 4 points x 2 replicates x 3 recorded steps
-    assert {"run_id", "point_id", "replicate", "seed", "step", "param.friction.create", "shift.gmv_share.JD"} <= set(a.columns)
+    assert {"run_id", "point_id", "replicate", "seed", "step", "param.friction.create", "shift.gmv_share.JD"} <= set(
+        a.columns
+    )
     for other in frames[1:]:
         pd.testing.assert_frame_equal(a, other)
     # re-running a finished sweep changes nothing
@@ -76,13 +77,16 @@ def test_same_rows_on_1_and_2_workers_and_dask(tmp_path):
 @pytest.mark.xdist_group("cores")  # both cores or a timing: one such test at a time (pyproject.toml)
 def test_sigkill_then_resume_loses_nothing(tmp_path):
     spec = tmp_path / "kill.yaml"
-    spec.write_text(SMALL.replace("name: small", "name: kill").replace("design: {method: grid, size: 2}",
-                                                                        "design: {method: lhs, size: 30}")
-                    .replace("  - {path: friction.create, values: [1.0, 2.5]}", "  - {path: friction.create, range: [1.0, 2.5]}")
-                    .replace("steps: 12", "steps: 26"))
+    spec.write_text(
+        SMALL.replace("name: small", "name: kill")
+        .replace("design: {method: grid, size: 2}", "design: {method: lhs, size: 30}")
+        .replace("  - {path: friction.create, values: [1.0, 2.5]}", "  - {path: friction.create, range: [1.0, 2.5]}")
+        .replace("steps: 12", "steps: 26")
+    )
     out = tmp_path / "killed"
-    p = start_process("sweep", spec, "--workers", 1, "--out", out, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                      stderr=subprocess.DEVNULL)  # a real process: it is killed
+    p = start_process(
+        "sweep", spec, "--workers", 1, "--out", out, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )  # a real process: it is killed
     wait_until(lambda: list(out.glob("part-*.parquet")) or p.poll() is not None, timeout=120, what="a stored part")
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
@@ -127,9 +131,11 @@ batch_runs: 100000
 
 def test_morris_and_grid_analysis(tmp_path):
     spec = tmp_path / "m.yaml"
-    spec.write_text("schema: marketsim-sweep/v1\nname: m\nmodel: ishigami\nseed: 2\ndesign: {method: morris, size: 20, levels: 4}\n"
-                    "parameters:\n  - {path: x1, range: [-3.14159, 3.14159]}\n  - {path: x2, range: [-3.14159, 3.14159]}\n"
-                    "  - {path: x3, range: [-3.14159, 3.14159]}\n")
+    spec.write_text(
+        "schema: marketsim-sweep/v1\nname: m\nmodel: ishigami\nseed: 2\ndesign: {method: morris, size: 20, levels: 4}\n"
+        "parameters:\n  - {path: x1, range: [-3.14159, 3.14159]}\n  - {path: x2, range: [-3.14159, 3.14159]}\n"
+        "  - {path: x3, range: [-3.14159, 3.14159]}\n"
+    )
     run_sweep(load_sweep(spec), tmp_path / "m", None)
     idx = sensitivity(read_manifest(tmp_path / "m"), load_results(tmp_path / "m"))["y"]
     assert idx["x2"]["mu_star"] > idx["x3"]["mu_star"]  # x2 matters alone; x3 only with x1
@@ -140,15 +146,33 @@ def test_morris_and_grid_analysis(tmp_path):
     assert r.returncode == 0 and "95% interval per point" in r.stdout
 
 
-@pytest.mark.parametrize("edit,needle", [
-    (lambda s: s.replace("replicates: 2", "replicate: 2"), "replicate: unknown key 'replicate' (did you mean 'replicates'?)"),
-    (lambda s: s.replace("retailers.JD.sso_share.weibo", "retailers.JDD.sso_share.weibo"), "parameters[0].path: retailers.JDD: no item named 'JDD'"),
-    (lambda s: s.replace("range: [0.02, 0.2]", "range: [0.02, 1.5]"), "parameters[0].range[1]: value 1.5 for retailers.JD.sso_share.weibo makes an invalid scenario"),
-    (lambda s: s.replace("method: grid", "method: sobel"), "design.method: unknown design 'sobel' (did you mean 'sobol'?)"),
-    (lambda s: s.replace("gmv_share.JD,", "gmv_shares.JD,"), "outputs[0]: unknown output 'gmv_shares.JD'"),
-    (lambda s: s.replace("values: [1.0, 2.5]", "values: [1.0, 250]"), "parameters[1].values[1]: value 250"),
-    (lambda s: s.replace("design: {method: grid, size: 2}", "design: {method: sobol, size: 6}"), "design.size: 6 is not a power of 2"),
-])
+@pytest.mark.parametrize(
+    "edit,needle",
+    [
+        (
+            lambda s: s.replace("replicates: 2", "replicate: 2"),
+            "replicate: unknown key 'replicate' (did you mean 'replicates'?)",
+        ),
+        (
+            lambda s: s.replace("retailers.JD.sso_share.weibo", "retailers.JDD.sso_share.weibo"),
+            "parameters[0].path: retailers.JDD: no item named 'JDD'",
+        ),
+        (
+            lambda s: s.replace("range: [0.02, 0.2]", "range: [0.02, 1.5]"),
+            "parameters[0].range[1]: value 1.5 for retailers.JD.sso_share.weibo makes an invalid scenario",
+        ),
+        (
+            lambda s: s.replace("method: grid", "method: sobel"),
+            "design.method: unknown design 'sobel' (did you mean 'sobol'?)",
+        ),
+        (lambda s: s.replace("gmv_share.JD,", "gmv_shares.JD,"), "outputs[0]: unknown output 'gmv_shares.JD'"),
+        (lambda s: s.replace("values: [1.0, 2.5]", "values: [1.0, 250]"), "parameters[1].values[1]: value 250"),
+        (
+            lambda s: s.replace("design: {method: grid, size: 2}", "design: {method: sobol, size: 6}"),
+            "design.size: 6 is not a power of 2",
+        ),
+    ],
+)
 def test_bad_sweep_file_one_line_exit_2(tmp_path, edit, needle):
     spec = tmp_path / "bad.yaml"
     spec.write_text(edit(SMALL))
@@ -169,7 +193,9 @@ def test_spec_change_refused_but_neutral_edits_resume(tmp_path):
     out = tmp_path / "o"
     assert marketsim("sweep", spec, "--workers", 1, "--out", out, cwd=tmp_path).returncode == 0
     # a new description or batch size changes no stored row: same hash, nothing re-run
-    spec.write_text(SMALL.replace("replicates: 2", "replicates: 1").replace("batch_runs: 2", "batch_runs: 3\ndescription: x"))
+    spec.write_text(
+        SMALL.replace("replicates: 2", "replicates: 1").replace("batch_runs: 2", "batch_runs: 3\ndescription: x")
+    )
     r = marketsim("sweep", spec, "--out", out, cwd=tmp_path)
     assert r.returncode == 0 and "0 runs in" in r.stderr, r.stderr
     # a different seed would mix two sweeps in one folder: refused, one line, exit 2
@@ -181,9 +207,12 @@ def test_spec_change_refused_but_neutral_edits_resume(tmp_path):
 def test_corners_checked_together(tmp_path):
     spec = tmp_path / "c.yaml"
     # each share alone is fine, but the (0.6, 0.6) corner sums to 1.2 > 1 (JD accepts qq and weibo in tiny.yaml)
-    spec.write_text(SMALL.replace("  - {path: friction.create, values: [1.0, 2.5]}",
-                                  "  - {path: retailers.JD.sso_share.qq, range: [0.0, 0.6]}")
-                    .replace("range: [0.02, 0.2]", "range: [0.0, 0.6]"))
+    spec.write_text(
+        SMALL.replace(
+            "  - {path: friction.create, values: [1.0, 2.5]}",
+            "  - {path: retailers.JD.sso_share.qq, range: [0.0, 0.6]}",
+        ).replace("range: [0.02, 0.2]", "range: [0.0, 0.6]")
+    )
     r = marketsim("sweep", spec, cwd=tmp_path)
     assert r.returncode == 2 and "parameters: the corner" in r.stderr and "sum" in r.stderr, r.stderr
 
@@ -193,9 +222,14 @@ def test_attractiveness_parameter_reaches_the_run(tmp_path):
     from marketsim.experiments.sweep.runner import run_task, sweep_alpha, tasks
 
     spec = tmp_path / "a.yaml"
-    spec.write_text(SMALL.replace("  - {path: friction.create, values: [1.0, 2.5]}\n", "")
-                    .replace("path: retailers.JD.sso_share.weibo, range: [0.02, 0.2]", "path: retailers.Tmall.attractiveness, values: [-6.0, 3.0]")
-                    .replace("replicates: 2", "replicates: 1"))
+    spec.write_text(
+        SMALL.replace("  - {path: friction.create, values: [1.0, 2.5]}\n", "")
+        .replace(
+            "path: retailers.JD.sso_share.weibo, range: [0.02, 0.2]",
+            "path: retailers.Tmall.attractiveness, values: [-6.0, 3.0]",
+        )
+        .replace("replicates: 2", "replicates: 1")
+    )
     sweep = load_sweep(spec)
     alpha = sweep_alpha(sweep, tmp_path)
     lo, hi = (run_task(sweep, alpha, t)[-1]["revenue.Tmall"] for t in tasks(sweep))

@@ -8,11 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from marketsim.io import dataset
 from marketsim.errors import UserError
-
+from marketsim.io import dataset
 from tests.helpers import SWEEP, cli, ishigami_sweep, one_line_error
-
 
 # --------------------------------------------------------------------------- 2. a sweep folder holds one sweep
 
@@ -32,7 +30,9 @@ def test_resume_checks_rows_against_the_spec_not_only_the_manifest(tmp_path):
     (out / "manifest.json").unlink()
     spec.write_text(SWEEP.replace("range: [0.5, 3.0]", "range: [0.5, 2.0]"))
     r = cli("sweep", spec, "--out", out, cwd=tmp_path)
-    one_line_error(r, f"{out}: stored run 0 does not match this sweep spec (param.friction.create is 1.125 there, 0.875 here)")
+    one_line_error(
+        r, f"{out}: stored run 0 does not match this sweep spec (param.friction.create is 1.125 there, 0.875 here)"
+    )
     assert not (out / "manifest.json").exists()
     kept = pd.concat([pd.read_parquet(f) for f in dataset.part_files(out)]).sort_values(["run_id", "step"])
     pd.testing.assert_frame_equal(kept.reset_index(drop=True), rows)  # nothing stored was touched
@@ -95,7 +95,9 @@ def test_duplicate_run_ids_and_broken_manifest(tmp_path):
     # a sound part (valid checksum, this spec) that stores run 4 again
     again = dataset.write_part(out, clean[clean.run_id == 4].to_dict("records"), spec_hash=sweep.digest())
     assert again.name.startswith("part-0000004-") and len(dataset.part_files(out)) == 4
-    with pytest.raises(UserError, match=r"part-0000004-[0-9a-f]{64}.parquet: stores run 4 again \(also in part-0000004-"):
+    with pytest.raises(
+        UserError, match=r"part-0000004-[0-9a-f]{64}.parquet: stores run 4 again \(also in part-0000004-"
+    ):
         dataset.load_results(out)
     notes = []
     run_sweep(sweep, out, None, on_note=notes.append)  # the later of the two (by name) is set aside, its runs redone
@@ -119,10 +121,15 @@ def test_duplicate_run_ids_and_broken_manifest(tmp_path):
 
 def test_a_date_and_an_option_can_vary(tmp_path):
     spec = tmp_path / "d.yaml"
-    spec.write_text(SWEEP.replace("  - {path: friction.create, range: [0.5, 3.0]}",
-                                  "  - {path: events.jd_drops_weibo.date, values: [2013-02-04, 2013-03-04]}\n"
-                                  "  - {path: events.jd_drops_weibo.provider, values: [weibo, qq]}")
-                    .replace("  - {path: retailers.JD.sso_share.weibo, range: [0.02, 0.2]}\n", "").replace("replicates: 2", "replicates: 1"))
+    spec.write_text(
+        SWEEP.replace(
+            "  - {path: friction.create, range: [0.5, 3.0]}",
+            "  - {path: events.jd_drops_weibo.date, values: [2013-02-04, 2013-03-04]}\n"
+            "  - {path: events.jd_drops_weibo.provider, values: [weibo, qq]}",
+        )
+        .replace("  - {path: retailers.JD.sso_share.weibo, range: [0.02, 0.2]}\n", "")
+        .replace("replicates: 2", "replicates: 1")
+    )
     out = tmp_path / "o"
     assert cli("sweep", spec, "--out", out, cwd=tmp_path).returncode == 0
     r = cli("sweep", spec, "--out", out, cwd=tmp_path)  # stored dates compare equal to the spec's on resume

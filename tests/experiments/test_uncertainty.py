@@ -11,12 +11,11 @@ import pytest
 from scipy import stats
 
 from marketsim.experiments.backtest import naive_forecasts
-from marketsim.fit.calibrate import expected_path, fit_problem
 from marketsim.experiments.posterior import kernel_weights
 from marketsim.experiments.projection import project
-from marketsim.scenario.core import Observation, parse_text
 from marketsim.experiments.uncertainty import central_draws, prior_draws, summarize, weighted_quantile
-
+from marketsim.fit.calibrate import expected_path, fit_problem
+from marketsim.scenario.core import Observation, parse_text
 from tests.helpers import cli, fit_market_yaml, simple_market_yaml
 
 
@@ -26,9 +25,14 @@ def marketsim(*args, cwd):
 
 
 def _one_param_scenario(range_=(0.0, 1.0)):
-    text = simple_market_yaml(n=2000, steps=4, events=(
-        f"[{{id: promo, type: promotion, step: 0, retailer: A, utility: {{value: {sum(range_) / 2}, range: [{range_[0]}, "
-        f"{range_[1]}], assumption: test}}}}]"))
+    text = simple_market_yaml(
+        n=2000,
+        steps=4,
+        events=(
+            f"[{{id: promo, type: promotion, step: 0, retailer: A, utility: {{value: {sum(range_) / 2}, range: [{range_[0]}, "
+            f"{range_[1]}], assumption: test}}}}]"
+        ),
+    )
     return parse_text(text)
 
 
@@ -87,10 +91,13 @@ def test_property_9_posterior_contracts_and_covers():
     0.5-point noise), the 90% posterior interval must cover u and the held-out observations about 90% of the
     time, and the posterior must be much narrower than the prior (a posterior equal to the prior would pass
     coverage, not contraction)."""
-    quarters = [(dt.date(2012, 1, 1) + dt.timedelta(days=90 * q), dt.date(2012, 1, 1) + dt.timedelta(days=90 * q + 89))
-                for q in range(8)]
+    quarters = [
+        (dt.date(2012, 1, 1) + dt.timedelta(days=90 * q), dt.date(2012, 1, 1) + dt.timedelta(days=90 * q + 89))
+        for q in range(8)
+    ]
     obs = "primary_source: P\nfit_until: 2013-05-01\nobservations:\n" + "".join(
-        f"  - {{source: P, period: {{start: {a}, end: {b}}}, shares: {{A: 0.5, B: 0.3}}}}\n" for a, b in quarters)
+        f"  - {{source: P, period: {{start: {a}, end: {b}}}, shares: {{A: 0.5, B: 0.3}}}}\n" for a, b in quarters
+    )
     promo = "events:\n  - {id: promo, type: promotion, step: 8, retailer: A, utility: {value: 0.5, range: [0, 1], assumption: test}}"
     sc = parse_text(fit_market_yaml(obs, n=3000, alpha=(-0.6, -0.9, -1.0), trend=(0, 0, 0), extra=promo))
     prob = fit_problem(sc, dt.date(2014, 1, 1), allow_fixed=True)
@@ -126,8 +133,10 @@ def test_property_9_posterior_contracts_and_covers():
         covered_obs += int(((plo <= held) & (held <= phi)).sum())
         n_obs += held.size
     rate_u, rate_obs = covered_u / trials, covered_obs / n_obs
-    print(f"property 9: u covered in {covered_u}/{trials} trials, held-out observations in {covered_obs}/{n_obs}; "
-          f"mean posterior sd {np.mean(sds):.3f} vs prior {1 / math.sqrt(12):.3f}")
+    print(
+        f"property 9: u covered in {covered_u}/{trials} trials, held-out observations in {covered_obs}/{n_obs}; "
+        f"mean posterior sd {np.mean(sds):.3f} vs prior {1 / math.sqrt(12):.3f}"
+    )
     assert 0.75 <= rate_u <= 1.0 and 0.75 <= rate_obs <= 0.99
     assert np.mean(sds) < 0.5 / math.sqrt(12)
 
@@ -135,7 +144,7 @@ def test_property_9_posterior_contracts_and_covers():
 def test_naive_forecasts_on_a_hand_made_series():
     def obs(src, y, q, a, b):
         start = dt.date(y, 3 * q - 2, 1)
-        end = (dt.date(y + (q == 4), 1 if q == 4 else 3 * q + 1, 1) - dt.timedelta(days=1))
+        end = dt.date(y + (q == 4), 1 if q == 4 else 3 * q + 1, 1) - dt.timedelta(days=1)
         return Observation(src, f"{y}Q{q}", start, end, (("A", a), ("B", b)))
 
     past = [obs("P", 2012, 1, 0.50, 0.20), obs("P", 2012, 3, 0.54, 0.18), obs("Q", 2012, 2, 0.60, 0.25)]
@@ -151,13 +160,17 @@ def test_naive_forecasts_on_a_hand_made_series():
 
 
 def test_backtest_command_on_a_small_market(tmp_path):
-    obs = ("primary_source: P\nobservations:\n"
-           "  - {source: P, period: 2012Q1, shares: {A: 0.52, B: 0.30}}\n"
-           "  - {source: P, period: 2012Q3, shares: {A: 0.53, B: 0.29}}\n"
-           "  - {source: P, period: 2013Q1, shares: {A: 0.55, B: 0.28}}\n")
+    obs = (
+        "primary_source: P\nobservations:\n"
+        "  - {source: P, period: 2012Q1, shares: {A: 0.52, B: 0.30}}\n"
+        "  - {source: P, period: 2012Q3, shares: {A: 0.53, B: 0.29}}\n"
+        "  - {source: P, period: 2013Q1, shares: {A: 0.55, B: 0.28}}\n"
+    )
     f = tmp_path / "m.yaml"
     f.write_text(fit_market_yaml(obs, n=3000))
-    r = marketsim("backtest", f, "--until", "2013-01-01", "--draws", 1, "--replicates", 2, "--json", "--workers", 1, cwd=tmp_path)
+    r = marketsim(
+        "backtest", f, "--until", "2013-01-01", "--draws", 1, "--replicates", 2, "--json", "--workers", 1, cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert set(out) >= {"heldout", "mae", "coverage90"} and len(out["heldout"]) == 2
@@ -181,8 +194,15 @@ def test_backtest_command_on_a_small_market(tmp_path):
 def test_same_numbers_inline_local_processes_and_dask(tmp_path):
     sc = _one_param_scenario()
     path = tmp_path / "one.yaml"
-    path.write_text(simple_market_yaml(n=2000, steps=4, events=(
-        "[{id: promo, type: promotion, step: 1, retailer: A, utility: {value: 0.5, range: [0, 1], assumption: test}}]")))
+    path.write_text(
+        simple_market_yaml(
+            n=2000,
+            steps=4,
+            events=(
+                "[{id: promo, type: promotion, step: 1, retailer: A, utility: {value: 0.5, range: [0, 1], assumption: test}}]"
+            ),
+        )
+    )
     runs = []
     for extra in (["--workers", 1], ["--workers", 2]):
         r = marketsim("project", path, "--draws", 3, "--replicates", 2, "--json", *extra, cwd=tmp_path)
@@ -191,8 +211,18 @@ def test_same_numbers_inline_local_processes_and_dask(tmp_path):
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0") as cluster:
-        r = marketsim("project", path, "--draws", 3, "--replicates", 2, "--json", "--scheduler", cluster.scheduler_address,
-                      cwd=tmp_path)
+        r = marketsim(
+            "project",
+            path,
+            "--draws",
+            3,
+            "--replicates",
+            2,
+            "--json",
+            "--scheduler",
+            cluster.scheduler_address,
+            cwd=tmp_path,
+        )
         assert r.returncode == 0, r.stderr
         runs.append(json.loads(r.stdout))
     for other in runs[1:]:

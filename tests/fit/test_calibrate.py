@@ -8,12 +8,18 @@ import json
 import numpy as np
 import pytest
 
-from marketsim.fit.calibrate import CalibrationError, calibrate, default_tolerance, expected_path, fit_problem, residuals_at
+from marketsim.engine.population import build_world
 from marketsim.engine.run import simulate
 from marketsim.fit.cache import cached_calibration
-from marketsim.engine.population import build_world
+from marketsim.fit.calibrate import (
+    CalibrationError,
+    calibrate,
+    default_tolerance,
+    expected_path,
+    fit_problem,
+    residuals_at,
+)
 from marketsim.scenario.core import load_scenario, parse_text
-
 from tests.helpers import SCENARIOS, fit_market_yaml, simple_market_yaml
 
 TRUE_ALPHA, TRUE_TREND, TRUE_OFFSET = (-0.6, -0.9, -1.0), (-0.3, 0.2, 0.0), (2.0, -1.5)  # offsets in points
@@ -22,8 +28,13 @@ TRUE_ALPHA, TRUE_TREND, TRUE_OFFSET = (-0.6, -0.9, -1.0), (-0.3, 0.2, 0.0), (2.0
 def _period_shares(sc, path, start, end):
     """GMV shares over [start, end]: each step's expected GMV weighted by the share of its days inside the period."""
     cal = sc.calendar
-    w = np.array([max(0, (min(cal.date_of(t + 1), end + dt.timedelta(days=1)) - max(cal.date_of(t), start)).days)
-                  / cal.step_days for t in range(len(path.gmv))])
+    w = np.array(
+        [
+            max(0, (min(cal.date_of(t + 1), end + dt.timedelta(days=1)) - max(cal.date_of(t), start)).days)
+            / cal.step_days
+            for t in range(len(path.gmv))
+        ]
+    )
     g = w @ path.gmv
     return g / g.sum()
 
@@ -33,16 +44,26 @@ def synthetic_observations(n=5000, seed_shift=0):
     in H1 2012 and H1 2013; source Q observes them in 2012 and 2013, each shifted by its offset."""
     true = parse_text(fit_market_yaml("", n=n, alpha=TRUE_ALPHA, trend=TRUE_TREND))
     path = expected_path(true, np.array(TRUE_ALPHA), np.array(TRUE_TREND), true.seed + seed_shift, n, 24)
-    periods = {"P": [("2012H1", dt.date(2012, 1, 1), dt.date(2012, 6, 30)), ("2013H1", dt.date(2013, 1, 1), dt.date(2013, 6, 30))],
-               "Q": [("2012", dt.date(2012, 1, 1), dt.date(2012, 12, 31)), ("2013", dt.date(2013, 1, 1), dt.date(2013, 11, 30))]}
+    periods = {
+        "P": [
+            ("2012H1", dt.date(2012, 1, 1), dt.date(2012, 6, 30)),
+            ("2013H1", dt.date(2013, 1, 1), dt.date(2013, 6, 30)),
+        ],
+        "Q": [
+            ("2012", dt.date(2012, 1, 1), dt.date(2012, 12, 31)),
+            ("2013", dt.date(2013, 1, 1), dt.date(2013, 11, 30)),
+        ],
+    }
     lines = ["primary_source: P", "fit_until: 2013-12-01", "observations:"]
     for src, ps in periods.items():
         for label, a, b in ps:
             s = _period_shares(true, path, a, b)
             off = TRUE_OFFSET if src == "Q" else (0.0, 0.0)
             period = label if src == "P" or label == "2012" else f"{{start: {a}, end: {b}}}"
-            lines.append(f"  - {{source: {src}, period: {period}, shares: {{A: {s[0] + off[0] / 100:.5f}, "
-                         f"B: {s[1] + off[1] / 100:.5f}}}}}")
+            lines.append(
+                f"  - {{source: {src}, period: {period}, shares: {{A: {s[0] + off[0] / 100:.5f}, "
+                f"B: {s[1] + off[1] / 100:.5f}}}}}"
+            )
     return "\n".join(lines), path.conversion
 
 
@@ -74,11 +95,23 @@ def test_fit_recovers_known_alpha_trend_and_offsets():
     gmv = np.array([r.gmv for r in run.records])
     for o in at["observations"]:
         start, end = (dt.date.fromisoformat(o["period"][k]) for k in ("start", "end"))
-        w = np.array([max(0, (min(sc.calendar.date_of(t + 1), end + dt.timedelta(days=1)) - max(sc.calendar.date_of(t), start)).days)
-                      / sc.calendar.step_days for t in range(len(gmv))])
+        w = np.array(
+            [
+                max(
+                    0,
+                    (
+                        min(sc.calendar.date_of(t + 1), end + dt.timedelta(days=1)) - max(sc.calendar.date_of(t), start)
+                    ).days,
+                )
+                / sc.calendar.step_days
+                for t in range(len(gmv))
+            ]
+        )
         share = (w @ gmv)[sc.retailer_names.index(o["retailer"])] / (w @ gmv).sum() * 100
         mine = share + cal.offsets.get(o["source"], {}).get(o["retailer"], 0.0)
-        assert o["simulated"] == pytest.approx(mine, abs=1e-6) and o["residual_pp"] == pytest.approx(mine - o["observed"], abs=1e-6)
+        assert o["simulated"] == pytest.approx(mine, abs=1e-6) and o["residual_pp"] == pytest.approx(
+            mine - o["observed"], abs=1e-6
+        )
         assert abs(o["residual_pp"]) < 1.5, o  # sampled purchases at 5,000 consumers: within the noise
     short = residuals_at(sc, cal, run.records[:14])["observations"]  # steps 0-13 end 2013-02-25: the 2012 periods
     assert {(o["source"], o["period"]["label"]) for o in short} == {("P", "2012H1"), ("Q", "2012")}
@@ -103,7 +136,9 @@ def test_a_warm_start_from_a_nearby_fit_is_cheaper_and_lands_on_the_same_fit():
     assert warm.max_residual_pp <= warm.tol_pp and warm.key == cold.key
     assert np.allclose(warm.alpha_vector(near), cold.alpha_vector(near), atol=0.05)
     assert np.allclose(warm.trend_vector(near), cold.trend_vector(near), atol=0.05)
-    other = parse_text(fit_market_yaml(obs, trend=("calibrate", TRUE_TREND[1], 0), conversion=round(conv, 5)))  # 4 parameters
+    other = parse_text(
+        fit_market_yaml(obs, trend=("calibrate", TRUE_TREND[1], 0), conversion=round(conv, 5))
+    )  # 4 parameters
     assert calibrate(other, start=centre).to_dict() == calibrate(other).to_dict()
 
 
@@ -128,15 +163,20 @@ def test_with_nothing_to_fit_the_given_values_residuals_are_reported():
 def test_degrees_of_freedom_refusal_names_what_is_missing():
     obs = "observations:\n  - {source: P, period: 2012, shares: {A: 0.5}}"
     sc = parse_text(fit_market_yaml(obs))
-    with pytest.raises(CalibrationError, match=r"^<scenario>: fit until 2013-12-21: 2 independent equations \(1 observed shares in 1 observations "
-                       r"\+ the conversion\) for 3 parameters \(alpha\[A\], alpha\[B\], alpha\[C\]\): 1 short; never "
-                       r"observed: B, C; add observations"):
+    with pytest.raises(
+        CalibrationError,
+        match=r"^<scenario>: fit until 2013-12-21: 2 independent equations \(1 observed shares in 1 observations "
+        r"\+ the conversion\) for 3 parameters \(alpha\[A\], alpha\[B\], alpha\[C\]\): 1 short; never "
+        r"observed: B, C; add observations",
+    ):
         fit_problem(sc)
 
 
 def test_trend_needs_two_periods_of_one_source():
-    obs = ("primary_source: P\nobservations:\n  - {source: P, period: 2012, shares: {A: 0.5, B: 0.3}}\n"
-           "  - {source: Q, period: 2013H1, shares: {A: 0.45, B: 0.3}}")
+    obs = (
+        "primary_source: P\nobservations:\n  - {source: P, period: 2012, shares: {A: 0.5, B: 0.3}}\n"
+        "  - {source: Q, period: 2013H1, shares: {A: 0.45, B: 0.3}}"
+    )
     sc = parse_text(fit_market_yaml(obs, trend=("calibrate", 0, 0)))
     with pytest.raises(CalibrationError, match=r"retailers.A.trend: 'calibrate' needs A observed in two periods"):
         fit_problem(sc)
@@ -166,11 +206,26 @@ def test_bundled_baseline_problem_has_one_degree_of_freedom():
 def test_target_share_shorthand_still_fits():
     """A scenario with only target_share (no observations) is one observation over the steps before the first
     event, as before version 2."""
-    text = simple_market_yaml(n=4000, steps=12, beta_habit=1.0, native=0.2, link=0.3, create=1.0,
-                              events="[{id: promo, type: promotion, step: 8, retailer: B, utility: 1.5}]").replace(
-        "attractiveness: -1.0, initial_share: 0.6", "attractiveness: calibrate, initial_share: 0.6, target_share: 0.55").replace(
-        "attractiveness: -0.5, initial_share: 0.4,", "attractiveness: calibrate, initial_share: 0.4, target_share: 0.45,").replace(
-        "basket: {mean: 100", "conversion: 0.5, basket: {mean: 100")
+    text = (
+        simple_market_yaml(
+            n=4000,
+            steps=12,
+            beta_habit=1.0,
+            native=0.2,
+            link=0.3,
+            create=1.0,
+            events="[{id: promo, type: promotion, step: 8, retailer: B, utility: 1.5}]",
+        )
+        .replace(
+            "attractiveness: -1.0, initial_share: 0.6",
+            "attractiveness: calibrate, initial_share: 0.6, target_share: 0.55",
+        )
+        .replace(
+            "attractiveness: -0.5, initial_share: 0.4,",
+            "attractiveness: calibrate, initial_share: 0.4, target_share: 0.45,",
+        )
+        .replace("basket: {mean: 100", "conversion: 0.5, basket: {mean: 100")
+    )
     sc = parse_text(text)
     assert [o.source for o in sc.observations] == ["target_share"]
     cal = calibrate(sc)
@@ -209,7 +264,9 @@ def test_property_8_fit_reproduces_on_other_seeds():
     sc = parse_text(fit_market_yaml(obs, n=20000, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5)))
     cal = calibrate(sc)
     prob = fit_problem(sc)
-    fitted = np.array([o["simulated"] - cal.offsets.get(o["source"], {}).get(o["retailer"], 0.0) for o in cal.observations])
+    fitted = np.array(
+        [o["simulated"] - cal.offsets.get(o["source"], {}).get(o["retailer"], 0.0) for o in cal.observations]
+    )
     others = []
     for k in range(1, 6):
         path = expected_path(sc, cal.alpha_vector(sc), cal.trend_vector(sc), sc.seed + k, 20000, prob.horizon)
@@ -221,22 +278,37 @@ def test_property_8_fit_reproduces_on_other_seeds():
     assert np.all(gap < 4 * sd * np.sqrt(1 + 1 / len(others)) + cal.tol_pp), (gap, sd)
     assert sd.max() < 0.6  # bounds tight enough that a one-point miss would fail
     # and against the observations themselves (less the fitted offsets): within the noise and the fit's residual
-    target = np.array([o["observed"] - cal.offsets.get(o["source"], {}).get(o["retailer"], 0.0) for o in cal.observations])
+    target = np.array(
+        [o["observed"] - cal.offsets.get(o["source"], {}).get(o["retailer"], 0.0) for o in cal.observations]
+    )
     resid = np.abs([o["residual_pp"] for o in cal.observations])
     assert np.all(np.abs(others.mean(axis=0) - target) < 4 * sd / np.sqrt(len(others)) + resid + cal.tol_pp)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("values", [
-    {"behaviour.beta_social": 0.0}, {"behaviour.beta_social": 1.0}, {"behaviour.beta_social": 2.5},
-    {"behaviour.beta_social": 5.0}, {"friction.create": 0.0}, {"friction.create": 5.0}, {"friction.link": 5.0},
-    {"friction.native": 5.0}, {"behaviour.beta_habit": 0.0}, {"behaviour.beta_habit": 4.0},
-], ids=lambda v: ",".join(f"{k.split('.')[-1]}={x}" for k, x in v.items()))
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"behaviour.beta_social": 0.0},
+        {"behaviour.beta_social": 1.0},
+        {"behaviour.beta_social": 2.5},
+        {"behaviour.beta_social": 5.0},
+        {"friction.create": 0.0},
+        {"friction.create": 5.0},
+        {"friction.link": 5.0},
+        {"friction.native": 5.0},
+        {"behaviour.beta_habit": 0.0},
+        {"behaviour.beta_habit": 4.0},
+    ],
+    ids=lambda v: ",".join(f"{k.split('.')[-1]}={x}" for k, x in v.items()),
+)
 def test_converges_or_says_why_over_the_reachable_range(values):
     """Every value a user can reach (sliders, sweep ranges, 0-5 for social influence and frictions): the fit
     converges, or fails with one line naming an observation and a reason (the market tips)."""
     obs, conv = synthetic_observations()
-    sc = parse_text(fit_market_yaml(obs, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5))).with_values(values)
+    sc = parse_text(fit_market_yaml(obs, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5))).with_values(
+        values
+    )
     try:
         cal = calibrate(sc)
     except CalibrationError as e:
@@ -251,10 +323,12 @@ def test_the_fit_window_ends_at_the_first_event():
     """docs/model.md section 8: without fit_until the cut-off is the first event's date; observations that end after
     it (the 2013 figures here, after a login removal in December 2012) are left to the projection, not fitted; an
     explicit fit_until (or --until) moves the cut-off, even past the event."""
-    obs = ("primary_source: P\nobservations:\n"
-           "  - {source: P, period: 2012H1, shares: {A: 0.5, B: 0.3}}\n"
-           "  - {source: P, period: 2012Q4, shares: {A: 0.52, B: 0.29}}\n"
-           "  - {source: P, period: 2013H1, shares: {A: 0.55, B: 0.25}}\n")
+    obs = (
+        "primary_source: P\nobservations:\n"
+        "  - {source: P, period: 2012H1, shares: {A: 0.5, B: 0.3}}\n"
+        "  - {source: P, period: 2012Q4, shares: {A: 0.52, B: 0.29}}\n"
+        "  - {source: P, period: 2013H1, shares: {A: 0.55, B: 0.25}}\n"
+    )
     ev = "events:\n  - {id: drop, type: remove_login, step: 12, retailer: B, provider: weibo}\n"
     sc = parse_text(fit_market_yaml(obs, extra=ev))
     event_day = sc.calendar.date_of(12)
@@ -267,8 +341,11 @@ def test_the_fit_window_ends_at_the_first_event():
     assert later.fit_cutoff() == dt.date(2013, 7, 1) and len(fit_problem(later).observations) == 3
     none = parse_text(fit_market_yaml(obs))
     assert none.fit_cutoff() == none.calendar.date_of(none.calendar.steps)
-    with pytest.raises(CalibrationError, match=r"^<scenario>: no observation ends on or before the cut-off 2012-03-01; "
-                                               r"observations: P 2012H1 \(ends 2012-06-30\)"):
+    with pytest.raises(
+        CalibrationError,
+        match=r"^<scenario>: no observation ends on or before the cut-off 2012-03-01; "
+        r"observations: P 2012H1 \(ends 2012-06-30\)",
+    ):
         fit_problem(sc, dt.date(2012, 3, 1))
 
 
@@ -302,21 +379,27 @@ def test_a_market_that_tips_fails_with_its_numbers():
 
     obs, conv = synthetic_observations()
     sc = parse_text(fit_market_yaml(obs, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5))).with_values(
-        {"behaviour.beta_social": 5.0})
+        {"behaviour.beta_social": 5.0}
+    )
     with pytest.raises(CalibrationError) as ei:
         calibrate(sc)
     msg = str(ei.value)
-    m = re.fullmatch(r"<scenario> \(with behaviour\.beta_social\): observation (P|Q) (\S+) ([ABC]) ([\d.]+)% cannot be met \(closest simulated ([\d.]+)%, "
-                     r"residual ([+-][\d.]+) pp\) at ([\d,]+) consumers: the simulated market tips: across the fit's "
-                     r"simulations ([ABC])'s share jumped between (\d+)% and (\d+)%, with no stable state in between "
-                     r"\(social influence 5, habit 1 and account lock-in reinforce whoever leads\); with weaker social "
-                     r"influence a fit exists", msg)
+    m = re.fullmatch(
+        r"<scenario> \(with behaviour\.beta_social\): observation (P|Q) (\S+) ([ABC]) ([\d.]+)% cannot be met \(closest simulated ([\d.]+)%, "
+        r"residual ([+-][\d.]+) pp\) at ([\d,]+) consumers: the simulated market tips: across the fit's "
+        r"simulations ([ABC])'s share jumped between (\d+)% and (\d+)%, with no stable state in between "
+        r"\(social influence 5, habit 1 and account lock-in reinforce whoever leads\); with weaker social "
+        r"influence a fit exists",
+        msg,
+    )
     assert m, msg
     observed, simulated, resid = float(m[4]), float(m[5]), float(m[6])
     # the primary source has no offset: its residual is simulated - observed, up to the printed rounding
     assert abs(simulated - observed - resid) < (0.06 if m[1] == "P" else 5) and abs(resid) > 1, msg
-    assert any(o.source == m[1] and o.label == m[2] and dict(o.shares)[m[3]] * 100 == pytest.approx(observed, abs=0.05)
-               for o in sc.observations), msg
+    assert any(
+        o.source == m[1] and o.label == m[2] and dict(o.shares)[m[3]] * 100 == pytest.approx(observed, abs=0.05)
+        for o in sc.observations
+    ), msg
     lo, hi = int(m[9]), int(m[10])
     assert 0 <= lo < hi <= 100 and hi - lo > 50, msg
     assert int(m[7].replace(",", "")) >= 5000
@@ -331,9 +414,12 @@ def test_fit_cache_is_checked_and_a_bad_entry_refit(tmp_path):
     assert cached and again == cal
     entry = next(tmp_path.glob("*.json"))
     doc = json.loads(entry.read_text())
-    for edit in (lambda d: d["fit"]["alpha"].update(B=d["fit"]["alpha"]["B"] + 3),  # plausible, but checksum fails
-                 lambda d: d["fit"]["alpha"].update(B=1e308), lambda d: d["fit"].update(alpha={}),
-                 lambda d: d.update(sha256=None)):
+    for edit in (
+        lambda d: d["fit"]["alpha"].update(B=d["fit"]["alpha"]["B"] + 3),  # plausible, but checksum fails
+        lambda d: d["fit"]["alpha"].update(B=1e308),
+        lambda d: d["fit"].update(alpha={}),
+        lambda d: d.update(sha256=None),
+    ):
         bad = json.loads(json.dumps(doc))
         edit(bad)
         entry.write_text(json.dumps(bad))
@@ -351,7 +437,8 @@ def test_a_failed_fit_is_cached_as_a_failure(tmp_path):
 
     obs, conv = synthetic_observations()
     sc = parse_text(fit_market_yaml(obs, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5))).with_values(
-        {"behaviour.beta_social": 5.0})
+        {"behaviour.beta_social": 5.0}
+    )
     with pytest.raises(CalibrationError) as first:
         cached_calibration(sc, tmp_path)
     stored = json.loads(next(tmp_path.glob("*.json")).read_text())
@@ -394,11 +481,14 @@ def test_an_over_determined_fit_stops_where_simulations_cannot_confirm_a_step():
     mid = np.full(m, 0.15)  # rms move 0.15 points: between tol / 2 and tol; |move|^2 = 0.18
     assert _settled(np.full(m, 1.0), mid, tol, n), "residuals of 1 point: 2 sigma |r| = 1.2 > 0.18"
     assert not _settled(np.full(m, 0.05), mid, tol, n), "near-exact data: 2 sigma |r| = 0.06 < 0.18, step on"
-    assert not _settled(np.full(m, 0.149), mid, tol, n) and _settled(np.full(m, 0.151), mid, tol, n)  # 2 sigma |r| = 0.18
+    assert not _settled(np.full(m, 0.149), mid, tol, n) and _settled(
+        np.full(m, 0.151), mid, tol, n
+    )  # 2 sigma |r| = 0.18
     assert not _settled(np.full(m, 50.0), np.full(m, 0.22), tol, n), "a move over the tolerance is always taken"
     assert _settled(np.full(m, 50.0), np.full(m, 0.21), tol, n)
-    assert _settled(np.full(m, 0.25), mid, tol, n) and not _settled(np.full(m, 0.25), mid, tol, 5 * n), \
+    assert _settled(np.full(m, 0.25), mid, tol, n) and not _settled(np.full(m, 0.25), mid, tol, 5 * n), (
         "five times the consumers: jumps sqrt(5) times smaller, so the same step can be confirmed"
+    )
 
 
 def test_a_failed_step_renews_the_jacobian_instead_of_halving_what_cannot_help():

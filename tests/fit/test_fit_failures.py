@@ -13,13 +13,12 @@ import threading
 import numpy as np
 import pytest
 
-from marketsim.fit.calibrate import CalibrationError, calibrate, cache_key
 from marketsim.cli import main
-from marketsim.experiments.posterior import FORMAT, posterior_path
 from marketsim.errors import UserError
+from marketsim.experiments.posterior import FORMAT, posterior_path
 from marketsim.fit.cache import CACHE_ENV, cached_calibration
+from marketsim.fit.calibrate import CalibrationError, cache_key, calibrate
 from marketsim.scenario.core import load_scenario, parse_text
-
 from tests.helpers import SCENARIOS, fit_market_yaml, simple_market_yaml
 
 TINY = SCENARIOS / "tiny.yaml"
@@ -40,8 +39,14 @@ def _error_line(capsys) -> str:
 def _posterior_doc(sc, samples, weights, sigma=1.0) -> dict:
     """A posterior file as `marketsim fit` writes it (with a valid checksum), for ``samples`` and ``weights``."""
     params = sc.uncertain
-    body = {"params": [p.path for p in params], "samples": samples, "weights": weights, "sigma_pp": sigma,
-            "priors": [[p.path, p.prior, list(p.args)] for p in params], "report": []}
+    body = {
+        "params": [p.path for p in params],
+        "samples": samples,
+        "weights": weights,
+        "sigma_pp": sigma,
+        "priors": [[p.path, p.prior, list(p.args)] for p in params],
+        "report": [],
+    }
     return {"format": FORMAT, "sha256": hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest(), **body}
 
 
@@ -95,9 +100,12 @@ def test_project_uses_a_checked_posterior_and_shows_its_ess(tmp_path, monkeypatc
         "a missing key": json.dumps(_resigned({k: v for k, v in good.items() if k != "weights"})),
         "a string weight": json.dumps(_resigned({**good, "weights": ["1"] + good["weights"][1:]})),
         "a negative weight": json.dumps(_resigned({**good, "weights": [-1.0] + good["weights"][1:]})),
-        "a value outside the support": json.dumps(_resigned(
-            {**good, "samples": [{**centre, p0.path: p0.bounds[1] + 5}] + good["samples"][1:]})),
-        "other priors": json.dumps(_resigned({**good, "priors": [[p0.path, "uniform", [0, 1e6]]] + good["priors"][1:]})),
+        "a value outside the support": json.dumps(
+            _resigned({**good, "samples": [{**centre, p0.path: p0.bounds[1] + 5}] + good["samples"][1:]})
+        ),
+        "other priors": json.dumps(
+            _resigned({**good, "priors": [[p0.path, "uniform", [0, 1e6]]] + good["priors"][1:]})
+        ),
         "one effective draw": json.dumps(_posterior_doc(sc, [dict(centre)] * 16, [1.0] + [0.0] * 15)),
         "edited": json.dumps({**good, "weights": [5.0] + good["weights"][1:]}),
     }
@@ -127,18 +135,37 @@ def test_a_market_where_nobody_buys_fails_naming_the_cause(tmp_path, monkeypatch
     monkeypatch.setenv(CACHE_ENV, str(cache))
     assert main(["calibrate", str(TINY), "--set", "consumers.shopping_rate=0.000000001", "--results", "res"]) == 2
     line = _error_line(capsys)
-    assert re.search(r"consumers\.shopping_rate 1e-09 per 7-day step: the simulated market had 0 shoppers and 0 "
-                     r"purchases in target_share", line), line
+    assert re.search(
+        r"consumers\.shopping_rate 1e-09 per 7-day step: the simulated market had 0 shoppers and 0 "
+        r"purchases in target_share",
+        line,
+    ), line
     stored = [json.loads(p.read_text()) for p in cache.glob("*.json")]
     assert stored and all("error" in d and "fit" not in d for d in stored), stored  # a failure, never a fit
-    assert main(["project", str(TINY), "--set", "consumers.shopping_rate=0.000000001", *SMALL, "--replicates", "2",
-                 "--out", str(tmp_path / "proj")]) == 2
+    assert (
+        main(
+            [
+                "project",
+                str(TINY),
+                "--set",
+                "consumers.shopping_rate=0.000000001",
+                *SMALL,
+                "--replicates",
+                "2",
+                "--out",
+                str(tmp_path / "proj"),
+            ]
+        )
+        == 2
+    )
     line = _error_line(capsys)
     assert "shopping_rate 1e-09" in line and "nan" not in line, line
 
     # given attractiveness (nothing to fit): the projection printed nan shares
-    for over, cause in (({"rate": "0.000000001"}, "consumers.shopping_rate 1e-09 per 7-day step"),
-                        ({"native": 100, "sso": 100, "link": 100, "create": 100}, "native 100, sso 100, link 100")):
+    for over, cause in (
+        ({"rate": "0.000000001"}, "consumers.shopping_rate 1e-09 per 7-day step"),
+        ({"native": 100, "sso": 100, "link": 100, "create": 100}, "native 100, sso 100, link 100"),
+    ):
         f = tmp_path / "given.yaml"
         f.write_text(simple_market_yaml(n=2000, steps=5, **over))
         assert main(["project", str(f), "--replicates", "2", "--out", str(tmp_path / "given")]) == 2
@@ -163,9 +190,15 @@ def test_a_flat_market_is_never_converged(monkeypatch):
     probe = parse_text(fit_market_yaml("", turnover=0))  # no burn-in pilot (it would see the real alphas)
     path = expected_path(probe, fixed, np.zeros(3), probe.seed, 5000, 12)
     s = path.gmv.sum(axis=0) / path.gmv.sum()
-    obs = "\n".join(["primary_source: P", "fit_until: 2013-01-01", "observations:",
-                     f"  - {{source: P, period: 2012H1, shares: {{A: {s[0] + 0.03:.4f}, B: {s[1] - 0.03:.4f}}}}}",
-                     f"  - {{source: P, period: 2012H2, shares: {{A: {s[0] - 0.03:.4f}, B: {s[1] + 0.03:.4f}}}}}"])
+    obs = "\n".join(
+        [
+            "primary_source: P",
+            "fit_until: 2013-01-01",
+            "observations:",
+            f"  - {{source: P, period: 2012H1, shares: {{A: {s[0] + 0.03:.4f}, B: {s[1] - 0.03:.4f}}}}}",
+            f"  - {{source: P, period: 2012H2, shares: {{A: {s[0] - 0.03:.4f}, B: {s[1] + 0.03:.4f}}}}}",
+        ]
+    )
     sc = parse_text(fit_market_yaml(obs, turnover=0, conversion=round(path.conversion + 0.03, 4)))
 
     def frozen(scenario, alpha, trend, *a, **kw):  # the shares and conversion of fixed alphas, whatever is asked
@@ -177,14 +210,21 @@ def test_a_flat_market_is_never_converged(monkeypatch):
 
 
 def test_observed_shares_that_leave_nothing_for_the_rest(capsys):
-    obs = "\n".join(["primary_source: P", "fit_until: 2013-01-01", "observations:",
-                     "  - {source: P, period: 2012H1, shares: {A: 0.7, B: 0.3}}",
-                     "  - {source: P, period: 2012H2, shares: {A: 0.6, B: 0.3}}"])
+    obs = "\n".join(
+        [
+            "primary_source: P",
+            "fit_until: 2013-01-01",
+            "observations:",
+            "  - {source: P, period: 2012H1, shares: {A: 0.7, B: 0.3}}",
+            "  - {source: P, period: 2012H2, shares: {A: 0.6, B: 0.3}}",
+        ]
+    )
     sc = parse_text(fit_market_yaml(obs))
     with pytest.raises(CalibrationError) as e:
         calibrate(sc)
-    assert ("observations[0].shares: the observed shares for P 2012H1 sum to 100.0%: nothing is left for C"
-            in str(e.value)) and "tips" not in str(e.value), e.value
+    assert (
+        "observations[0].shares: the observed shares for P 2012H1 sum to 100.0%: nothing is left for C" in str(e.value)
+    ) and "tips" not in str(e.value), e.value
 
 
 # --------------------------------------------------------------------------- the fit cache

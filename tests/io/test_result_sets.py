@@ -6,9 +6,8 @@ import shutil
 
 import pytest
 
-from marketsim.io import store
 from marketsim.errors import UserError
-
+from marketsim.io import store
 from tests.helpers import SCENARIOS, SMALL_RUN, cli, one_line_error
 
 

@@ -18,11 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marketsim.io import dataset
-from marketsim.io import resultsindex
-from marketsim.io import store
 from marketsim.errors import UserError
-
+from marketsim.io import dataset, resultsindex, store
 from tests.helpers import SCENARIOS, process_env
 
 # the layout, spelled out (a test of it must not take it from the code under test)
@@ -55,9 +52,17 @@ def _sentinel(root: Path) -> Path:
     (s / "sub" / "deep.txt").write_text("SENTINEL deep")
     body = b"SENTINEL a"
     (s / "a.txt").write_bytes(body)
-    (s / MARKER).write_text(json.dumps({
-        "schema": SET_SCHEMA, "id": "x", "kind": "projection", "writer": "SENTINEL",
-        "files": {"a.txt": {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}}}))
+    (s / MARKER).write_text(
+        json.dumps(
+            {
+                "schema": SET_SCHEMA,
+                "id": "x",
+                "kind": "projection",
+                "writer": "SENTINEL",
+                "files": {"a.txt": {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}},
+            }
+        )
+    )
     return s
 
 
@@ -78,8 +83,9 @@ def _legacy(out: Path, files: dict, kind="run") -> None:
     d.mkdir(parents=True)
     for n, text in files.items():
         (d / n).write_text(text)
-    (d / MARKER).write_text(json.dumps({"kind": kind, "writer": f"marketsim {kind}", "version": "0.1.0",
-                                              "files": sorted(files)}))
+    (d / MARKER).write_text(
+        json.dumps({"kind": kind, "writer": f"marketsim {kind}", "version": "0.1.0", "files": sorted(files)})
+    )
     (sets / ".lock").write_text("")
     os.symlink(d.name, sets / "current")
     for n in [*files, MARKER]:
@@ -147,7 +153,9 @@ def test_sweep_out_with_foreign_part_files_is_refused_and_nothing_moved(tmp_path
     before = _snapshot(out)
     assert main(["sweep", str(spec), "--workers", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"marketsim: error: {out}: not empty and not a marketsim sweep folder"), err
+    assert len(err) == 1 and err[0].startswith(
+        f"marketsim: error: {out}: not empty and not a marketsim sweep folder"
+    ), err
     assert "nothing was moved" in err[0] and _snapshot(out) == before and not (out / "quarantine").exists()
     # a real sweep folder whose manifest is damaged is still recognised (by its checksummed parts) and repaired
     sw = tmp_path / "sw"
@@ -164,16 +172,29 @@ def test_index_keeps_a_users_index_md_and_survives_a_result_named_index_md(tmp_p
     root = tmp_path / "results"
     root.mkdir()
     (root / "index.md").write_text("# my own index\n")
-    _write(root / "tiny", {"summary.json": json.dumps({"consumers": 1000, "seed": 1, "first_date": "2020-01-01",
-                                                         "last_date": "2020-02-01",
-                                                         "settings": {"set": {"behaviour.beta_social": 2.5},
-                                                                      "steps": 4}})})
+    _write(
+        root / "tiny",
+        {
+            "summary.json": json.dumps(
+                {
+                    "consumers": 1000,
+                    "seed": 1,
+                    "first_date": "2020-01-01",
+                    "last_date": "2020-02-01",
+                    "settings": {"set": {"behaviour.beta_social": 2.5}, "steps": 4},
+                }
+            )
+        },
+    )
     (root / "notes").mkdir()  # a user's folder: not listed
     (root / "notes" / "summary.json").write_text("{}")
     path = resultsindex.update(root)
     assert (root / "index.md").read_text() == "# my own index\n" and path == root / "marketsim-index.md"
     text = path.read_text()
-    assert "| `tiny/` | run | 1,000 consumers, seed 1" in text and "settings: set behaviour.beta_social=2.5; steps 4" in text
+    assert (
+        "| `tiny/` | run | 1,000 consumers, seed 1" in text
+        and "settings: set behaviour.beta_social=2.5; steps 4" in text
+    )
     assert "notes" not in text
     # a scenario named index.md: its result folder takes that name; every later command still works
     (root / "index.md").unlink()
@@ -216,8 +237,12 @@ with store.result_set(sys.argv[1], "run") as new:
 def test_a_reader_waits_for_a_swap_and_finishes_a_killed_one(tmp_path):
     out = tmp_path / "R"
     _write(out, {n: "A" * 1000 for n in ("a.txt", "b.txt", "c.txt")})
-    p = subprocess.Popen([sys.executable, "-c", WRITER, str(out), "B"], stderr=subprocess.PIPE, text=True,
-                         env=process_env({"MARKETSIM_TEST_PAUSE": "moved a.txt@60"}))
+    p = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(out), "B"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=process_env({"MARKETSIM_TEST_PAUSE": "moved a.txt@60"}),
+    )
     try:
         assert p.stderr.readline().strip() == "marketsim-test-pause moved a.txt"
         # mid-swap: a reader that opens files by path without the protocol sees two sets...
@@ -234,7 +259,9 @@ def test_a_reader_waits_for_a_swap_and_finishes_a_killed_one(tmp_path):
         p.kill()
         p.wait()
     assert got == {n: b"B" * 1000 for n in ("a.txt", "b.txt", "c.txt")}
-    assert {n: (out / n).read_text() for n in ("a.txt", "b.txt", "c.txt")} == {n: "B" * 1000 for n in ("a.txt", "b.txt", "c.txt")}
+    assert {n: (out / n).read_text() for n in ("a.txt", "b.txt", "c.txt")} == {
+        n: "B" * 1000 for n in ("a.txt", "b.txt", "c.txt")
+    }
     assert sorted(os.listdir(out / HIDDEN)) == ["lock", "write.lock"]
 
 
@@ -282,8 +309,7 @@ def test_the_older_symlink_layout_is_read_and_migrated(tmp_path):
 
 def _attack(rng, tmp: Path, root: Path, out: Path, sentinel: Path, sweep: Path) -> list[str]:
     """Plant a random set of links pointing outside (at the sentinel folder or a file in it)."""
-    target = {"dir": sentinel, "file": sentinel / "keep.txt", "manifest": sentinel / MARKER,
-              "a": sentinel / "a.txt"}
+    target = {"dir": sentinel, "file": sentinel / "keep.txt", "manifest": sentinel / MARKER, "a": sentinel / "a.txt"}
     done = []
 
     def link(path: Path, what: str):
@@ -297,13 +323,24 @@ def _attack(rng, tmp: Path, root: Path, out: Path, sentinel: Path, sweep: Path) 
         done.append(f"{path.relative_to(tmp)} -> {what}")
 
     places = [
-        (out / HIDDEN, "dir"), (out / HIDDEN / "lock", "file"),
-        (out / HIDDEN / "write.lock", "file"), (out / HIDDEN / "journal.json", "manifest"),
-        (out / HIDDEN / "staging-1-abcdefgh", "dir"), (out / LEGACY, "dir"),
-        (out / LEGACY / "current", "dir"), (out / MARKER, "manifest"), (out / "a.txt", "a"),
-        (out / "b.txt", "file"), (out / "c.txt", "file"), (root / "index.md", "file"),
-        (root / "marketsim-index.md", "file"), (root / "L", "dir"), (sweep / "manifest.json", "file"),
-        (sweep / "quarantine", "dir"), (sweep / ".lock", "file"), (sweep / f"part-0000000-{'0' * 64}.parquet", "file"),
+        (out / HIDDEN, "dir"),
+        (out / HIDDEN / "lock", "file"),
+        (out / HIDDEN / "write.lock", "file"),
+        (out / HIDDEN / "journal.json", "manifest"),
+        (out / HIDDEN / "staging-1-abcdefgh", "dir"),
+        (out / LEGACY, "dir"),
+        (out / LEGACY / "current", "dir"),
+        (out / MARKER, "manifest"),
+        (out / "a.txt", "a"),
+        (out / "b.txt", "file"),
+        (out / "c.txt", "file"),
+        (root / "index.md", "file"),
+        (root / "marketsim-index.md", "file"),
+        (root / "L", "dir"),
+        (sweep / "manifest.json", "file"),
+        (sweep / "quarantine", "dir"),
+        (sweep / ".lock", "file"),
+        (sweep / f"part-0000000-{'0' * 64}.parquet", "file"),
     ]
     if rng.random() < 0.15:
         places.append((out, "dir"))  # the result folder itself

@@ -10,16 +10,25 @@ from tests.helpers import SCENARIOS, SMALL_RUN, cli, ishigami_sweep
 
 def _hold_lock(path: Path) -> subprocess.Popen:
     """A live process holding an exclusive flock on ``path``, as a writer in atomic_path does."""
-    h = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
-                          "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)", str(path)],
-                         stdout=subprocess.PIPE, text=True)
+    h = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+            "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert h.stdout.readline().strip() == "held"
     return h
 
 
 def test_stale_temp_files_are_removed_live_and_foreign_ones_kept(tmp_path, own_fit_cache):
-    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                                  text=True).stdout)  # a process that has exited
+    dead_pid = int(
+        subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    )  # a process that has exited
     folders = {"result": tmp_path / "R", "cache": tmp_path / "results" / "calibration", "sweep": tmp_path / "ish"}
     r = cli("run", SCENARIOS / "tiny.yaml", *SMALL_RUN, "--out", folders["result"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr

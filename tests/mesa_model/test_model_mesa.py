@@ -5,7 +5,6 @@ import numpy as np
 
 from marketsim.engine.market import initial_alpha
 from marketsim.mesa_model.model import MarketModel
-
 from tests.helpers import SCENARIOS
 
 ALPHA = {"Tmall": -4.1, "JD": -4.4, "Other": -4.2}
@@ -19,8 +18,16 @@ def test_steps_and_datacollector():
     assert m.market.t == 4
     df = m.datacollector.get_model_vars_dataframe()
     assert len(df) == 4
-    for col in ("gmv_share[JD]", "gmv[Tmall]", "revenue[Other]", "accounts_created[JD]", "access_lost[JD]",
-                "buyer_share[Tmall]", "no_purchase_rate", "date"):
+    for col in (
+        "gmv_share[JD]",
+        "gmv[Tmall]",
+        "revenue[Other]",
+        "accounts_created[JD]",
+        "access_lost[JD]",
+        "buyer_share[Tmall]",
+        "no_purchase_rate",
+        "date",
+    ):
         assert col in df.columns
     shares = df[[f"gmv_share[{n}]" for n in ALPHA]].sum(axis=1)
     assert np.allclose(shares, 1)
@@ -63,6 +70,10 @@ def test_mesa_batch_run():
     results = mesa.batch_run(
         MarketModel,
         parameters={"scenario": str(SCENARIOS / "tiny.yaml"), "consumers": 1000, "alpha": [ALPHA], "rng": [1, 2]},
-        iterations=1, max_steps=3, number_processes=1, data_collection_period=1, display_progress=False,
+        iterations=1,
+        max_steps=3,
+        number_processes=1,
+        data_collection_period=1,
+        display_progress=False,
     )
     assert len(results) > 0 and "gmv_share[JD]" in results[0]

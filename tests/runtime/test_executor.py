@@ -6,7 +6,6 @@ import time
 import pytest
 
 from marketsim.runtime.executor import available_cores, local_executor, worker_count
-
 from tests.helpers import ISHIGAMI, alive, cli
 
 #: worker pools on both cores, and a timing: one such test at a time (pyproject.toml, addopts)
@@ -17,7 +16,6 @@ pytestmark = pytest.mark.xdist_group("cores")
 
 
 def test_worker_count_is_capped_by_work_and_cores(tmp_path):
-    from marketsim.runtime.executor import available_cores
 
     cores = available_cores()
     assert worker_count(1000, 2) == min(2, cores) and worker_count(None, 1) == 1 and worker_count(3, 0) == 1

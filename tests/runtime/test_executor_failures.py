@@ -14,14 +14,13 @@ import time
 
 import pytest
 
-from marketsim.io import dataset
-from marketsim.runtime import executor
 from marketsim.cli import main
 from marketsim.errors import UserError
-from marketsim.runtime.executor import available_cores, local_executor
 from marketsim.experiments.sweep.runner import _run_batch as real_run_batch
 from marketsim.experiments.tasks import map_jobs
-
+from marketsim.io import dataset
+from marketsim.runtime import executor
+from marketsim.runtime.executor import available_cores, local_executor
 from tests.helpers import ROOT, SCENARIOS
 
 #: Dask clusters and worker pools on both cores: one such test at a time (pyproject.toml, addopts)
@@ -30,7 +29,7 @@ pytestmark = pytest.mark.xdist_group("cores")
 SWEEP = f"""
 schema: marketsim-sweep/v1
 name: fails
-base: {SCENARIOS / 'tiny.yaml'}
+base: {SCENARIOS / "tiny.yaml"}
 seed: 7
 consumers: 600
 steps: 12
@@ -106,9 +105,21 @@ def test_scheduler_addresses_that_cannot_work_are_one_line(tmp_path, monkeypatch
 
 def _start_worker(address: str) -> subprocess.Popen:
     """A Dask worker process (no nanny: killed, it stays dead) for the scheduler at ``address``."""
-    return subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                             "--no-nanny", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_worker",
+            address,
+            "--nthreads",
+            "1",
+            "--no-nanny",
+            "--no-dashboard",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
 
 
 def test_dask_cluster_without_workers_stops_with_one_line(tmp_path, monkeypatch, capsys):

@@ -15,17 +15,15 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from marketsim.viz import page as app
-from marketsim.scenario import describe
 from marketsim.engine import events
-from marketsim.scenario import labels
-from marketsim.scenario import schema
 from marketsim.engine.market import Market
+from marketsim.engine.population import build_world
 from marketsim.errors import ScenarioError
+from marketsim.scenario import describe, labels, schema
+from marketsim.scenario.core import parse_text
 from marketsim.scenario.eventtypes import REGISTRY, EventType, Reading, Registry
 from marketsim.scenario.fieldspec import Field
-from marketsim.engine.population import build_world
-from marketsim.scenario.core import parse_text
+from marketsim.viz import page as app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,9 +127,14 @@ def test_validate_output_names_every_event_type_and_its_business_terms(every_typ
     out = describe.render(sc, given="evtypes.yaml", prov=None)
     for name in REGISTRY:
         assert f"type: {name}" in out
-    for path in ("events.drop.migration_cost", "events.boost.factor", "events.promo.utility",
-                 "events.price.price_index",
-                 "events.stake.effects.0.factor", "events.stake.effects.1.utility"):
+    for path in (
+        "events.drop.migration_cost",
+        "events.boost.factor",
+        "events.promo.utility",
+        "events.price.price_index",
+        "events.stake.effects.0.factor",
+        "events.stake.effects.1.utility",
+    ):
         assert f"#   - {path}: " in out, path
 
 
@@ -154,7 +157,7 @@ class Tax(EventType):
     labels: ClassVar[dict] = {"rate": ("{e}: tax rate", "%", 100.0)}
 
     @classmethod
-    def parse(cls, r: Reading) -> "Tax":
+    def parse(cls, r: Reading) -> Tax:
         t = cls(r.get("retailer"), r.get("rate"))
         if t.rate > 0.5 and t.retailer == "A":  # a rule between fields, reported as every other
             r.fail(f"{r.path}.rate", f"{t.rate} is too high for a platform; allowed: at most 0.5")
@@ -189,16 +192,20 @@ def test_a_new_type_validates(with_tax):
     assert e.action == Tax("B", 0.2) and e.id == "tax" and e.step == 2
     assert [u.path for u in sc.uncertain] == ["events.tax.rate"]
     # as an effect of an equity stake too
-    stake = ("[{id: s, type: equity_stake, step: 1, investor: X, target: Y, stake: 0.1,"
-             " effects: [{type: sales_tax, retailer: A, rate: 0.1}]}]")
+    stake = (
+        "[{id: s, type: equity_stake, step: 1, investor: X, target: Y, stake: 0.1,"
+        " effects: [{type: sales_tax, retailer: A, rate: 0.1}]}]"
+    )
     assert parse_text(YAML.format(events=stake), events=with_tax).events[0].action.effects == (Tax("A", 0.1),)
     # its per-field checks come from its fields, its rule from its class: one line, file:line: field: ...
-    for bad, msg in (("{type: sales_tax, step: 1, retailer: B, rate: 2}",
-                      r"^<scenario>:\d+: events\[0\]\.rate: .*<= 1"),
-                     ("{type: sales_tax, step: 1, retailer: Q, rate: 0.1}",
-                      r"^<scenario>:\d+: events\[0\]\.retailer: .*'Q'"),
-                     ("{type: sales_tax, step: 1, retailer: A, rate: 0.8}",
-                      r"^<scenario>:\d+: events\[0\]\.rate: 0.8 is too high for a platform; allowed: at most 0.5$")):
+    for bad, msg in (
+        ("{type: sales_tax, step: 1, retailer: B, rate: 2}", r"^<scenario>:\d+: events\[0\]\.rate: .*<= 1"),
+        ("{type: sales_tax, step: 1, retailer: Q, rate: 0.1}", r"^<scenario>:\d+: events\[0\]\.retailer: .*'Q'"),
+        (
+            "{type: sales_tax, step: 1, retailer: A, rate: 0.8}",
+            r"^<scenario>:\d+: events\[0\]\.rate: 0.8 is too high for a platform; allowed: at most 0.5$",
+        ),
+    ):
         with pytest.raises(ScenarioError) as ei:
             parse_text(YAML.format(events=f"[{bad}]"), events=with_tax)
         assert re.search(msg, str(ei.value)) and "\n" not in str(ei.value), str(ei.value)

@@ -3,7 +3,6 @@
 import pytest
 
 from marketsim.scenario.core import ScenarioError, load_scenario, parse_text
-
 from tests.helpers import BUNDLED, SCENARIOS
 
 
@@ -66,7 +65,11 @@ def test_shares_must_sum_to_one(tmp_path):
 
 
 def test_login_names_unknown_provider(tmp_path):
-    text = (SCENARIOS / "baseline_2013q2.yaml").read_text().replace("logins: [qq, sohu, weibo]", "logins: [wechat, sohu, weibo]")
+    text = (
+        (SCENARIOS / "baseline_2013q2.yaml")
+        .read_text()
+        .replace("logins: [qq, sohu, weibo]", "logins: [wechat, sohu, weibo]")
+    )
     msg = _error(_write(tmp_path, text))
     assert "retailers[1].logins[0]: unknown provider 'wechat'; allowed: weibo, qq, sohu, taobao" in msg
     line = next(i for i, ln in enumerate(text.splitlines(), 1) if "wechat" in ln)
@@ -80,12 +83,16 @@ def test_sso_share_for_provider_not_accepted(tmp_path):
 
 
 def test_event_for_unknown_retailer(tmp_path):
-    msg = _error(_base_ref(tmp_path, "events:\n  - {type: remove_login, date: 2013-05-01, retailer: Amazon, provider: weibo}\n"))
+    msg = _error(
+        _base_ref(tmp_path, "events:\n  - {type: remove_login, date: 2013-05-01, retailer: Amazon, provider: weibo}\n")
+    )
     assert "events[0].retailer: unknown retailer 'Amazon'; allowed: Tmall, JD, Other" in msg
 
 
 def test_event_before_start(tmp_path):
-    msg = _error(_base_ref(tmp_path, "events:\n  - {type: add_login, date: 2011-12-31, retailer: JD, provider: taobao}\n"))
+    msg = _error(
+        _base_ref(tmp_path, "events:\n  - {type: add_login, date: 2011-12-31, retailer: JD, provider: taobao}\n")
+    )
     assert "events[0].date: 2011-12-31 is before the scenario starts (2012-01-01)" in msg
 
 
@@ -123,10 +130,14 @@ def test_duplicate_retailer(tmp_path):
 
 def test_duplicate_in_one_file_over_a_base_is_not_merged_away(tmp_path):
     """Items merge into the base's by name or id, but two items of one file with the same name stay two."""
-    body = "retailers:\n  - {name: A, kind: direct, initial_share: 0.5}\n  - {name: A, kind: direct, initial_share: 0.5}\n"
+    body = (
+        "retailers:\n  - {name: A, kind: direct, initial_share: 0.5}\n  - {name: A, kind: direct, initial_share: 0.5}\n"
+    )
     assert "retailers[4].name: duplicate retailer name 'A'" in _error(_base_ref(tmp_path, body))
-    body = ("events:\n  - {id: x, type: add_login, date: 2013-02-01, retailer: JD, provider: taobao}\n"
-            "  - {id: x, type: add_login, date: 2013-03-01, retailer: JD, provider: taobao}\n")
+    body = (
+        "events:\n  - {id: x, type: add_login, date: 2013-02-01, retailer: JD, provider: taobao}\n"
+        "  - {id: x, type: add_login, date: 2013-03-01, retailer: JD, provider: taobao}\n"
+    )
     assert "duplicate event id 'x'" in _error(_base_ref(tmp_path, body))
 
 
@@ -155,8 +166,9 @@ def test_calibrate_needs_conversion():
 
 def test_with_values_and_without_events():
     sc = load_scenario(SCENARIOS / "battle_lines_2013.yaml")
-    s2 = sc.with_values({"retailers.JD.sso_share.weibo": 0.1, "events.jd_drops_weibo.migration_cost": 0.9,
-                         "friction.create": 2.5})
+    s2 = sc.with_values(
+        {"retailers.JD.sso_share.weibo": 0.1, "events.jd_drops_weibo.migration_cost": 0.9, "friction.create": 2.5}
+    )
     assert dict(s2.retailers[1].sso_share)["weibo"] == 0.1
     assert [e for e in s2.events if e.id == "jd_drops_weibo"][0].action.migration_cost == 0.9
     assert s2.friction.create == 2.5 and s2.digest() != sc.digest()

@@ -14,11 +14,16 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator, Draft202012Validator
 
-from marketsim.scenario import describe
-from marketsim.scenario import schema
-from marketsim.scenario.core import (ScenarioError, _Validator, _Lines, load_scenario, parse_scenario, parse_text,
-                                scenario_files)
-
+from marketsim.scenario import describe, schema
+from marketsim.scenario.core import (
+    ScenarioError,
+    _Lines,
+    _Validator,
+    load_scenario,
+    parse_scenario,
+    parse_text,
+    scenario_files,
+)
 from tests.helpers import BUNDLED, ROOT, SCENARIOS, cli
 
 EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.yaml"))
@@ -58,7 +63,10 @@ def schema_errors(validators, kind, data) -> list[str]:
     validation stops there, which keeps the 2,000 edits below fast.)"""
     v20, v7 = validators[kind]
     data = as_editor_sees(data)
-    e20, e7 = [e.message for e in islice(v20.iter_errors(data), 1)], [e.message for e in islice(v7.iter_errors(data), 1)]
+    e20, e7 = (
+        [e.message for e in islice(v20.iter_errors(data), 1)],
+        [e.message for e in islice(v7.iter_errors(data), 1)],
+    )
     assert bool(e20) == bool(e7), (e20, e7)
     return e20
 
@@ -69,7 +77,9 @@ def schema_errors(validators, kind, data) -> list[str]:
 @pytest.mark.parametrize("kind", ["scenario", "sweep"])
 def test_published_schema_is_what_the_definitions_generate(kind):
     published = (ROOT / "schema" / f"{kind}.schema.json").read_text()
-    assert published == schema.schema_text(kind), "run `marketsim schema --write` after editing src/marketsim/scenario/schema.py"
+    assert published == schema.schema_text(kind), (
+        "run `marketsim schema --write` after editing src/marketsim/scenario/schema.py"
+    )
     doc = json.loads(published)
     Draft202012Validator.check_schema(doc)
     Draft7Validator.check_schema(doc)
@@ -78,14 +88,23 @@ def test_published_schema_is_what_the_definitions_generate(kind):
 
 def test_docs_field_reference_is_what_the_definitions_generate():
     doc = (ROOT / "docs" / "scenarios.md").read_text()
-    assert schema.with_reference(doc) == doc, "run `marketsim schema --write` after editing src/marketsim/scenario/schema.py"
-    for path in ("`consumers.turnover`", "`retailers[].sso_share.PROVIDER`", "`events[].migration_cost`",
-                 "`observations[].period`", "`FIELD.range`", "`design.method`"):
+    assert schema.with_reference(doc) == doc, (
+        "run `marketsim schema --write` after editing src/marketsim/scenario/schema.py"
+    )
+    for path in (
+        "`consumers.turnover`",
+        "`retailers[].sso_share.PROVIDER`",
+        "`events[].migration_cost`",
+        "`observations[].period`",
+        "`FIELD.range`",
+        "`design.method`",
+    ):
         assert path in doc
 
 
 def test_schema_uses_no_keyword_draft7_reads_differently():
     """VS Code's YAML extension implements draft 7: no prefixItems/$defs-only features, no $ref with siblings."""
+
     def walk(x):
         if isinstance(x, dict):
             assert not {"prefixItems", "unevaluatedProperties", "dependentRequired", "$dynamicRef"} & set(x)
@@ -96,6 +115,7 @@ def test_schema_uses_no_keyword_draft7_reads_differently():
         elif isinstance(x, list):
             for v in x:
                 walk(v)
+
     for kind in ("scenario", "sweep"):
         walk(schema.json_schema(kind))
 
@@ -151,6 +171,7 @@ def _set(path, value):
         for p in path[:-1]:
             node = node[p]
         node[path[-1]] = value
+
     return edit
 
 
@@ -160,6 +181,7 @@ def _drop(path):
         for p in path[:-1]:
             node = node[p]
         del node[path[-1]]
+
     return edit
 
 
@@ -178,8 +200,13 @@ BAD = [  # (edit of the merged headline scenario, what the validator says)
     (_set(("providers", "qq", "network", "k"), 9), "providers.qq.network.k: 9 is odd"),
     (_set(("providers", "qq", "network", "model"), "small_world"), "unknown network model"),
     (_set(("providers", "weibo", "network", "p"), 0.1), "unknown key 'p'"),
-    (_set(("behaviour", "beta_social"), {"value": 1, "range": [0, 2], "prior": "normal", "mean": 1, "sd": 1,
-                                        "assumption": "x"}), "exactly one of 'range"),
+    (
+        _set(
+            ("behaviour", "beta_social"),
+            {"value": 1, "range": [0, 2], "prior": "normal", "mean": 1, "sd": 1, "assumption": "x"},
+        ),
+        "exactly one of 'range",
+    ),
     (_set(("behaviour", "beta_social"), {"value": 1, "range": [0, 2]}), "say why the number is uncertain"),
     (_set(("behaviour", "beta_social"), {"prior": "lognormal", "median": 1, "source": "s"}), "a lognormal prior needs"),
     (_set(("friction", "create"), {"value": 1, "range": [0, 2], "assumption": "a", "mean": 1}), "belongs to a prior"),
@@ -214,26 +241,38 @@ def _append(path, k):
         for p in path:
             node = node[p]
         node.append(copy.deepcopy(node[k]))
+
     return edit
 
 
 CONTAINERS = [  # (edit, the whole message): the shape of a container, from its spec node (schema.py)
     (_set(("providers",), {}), "providers: expected a non-empty mapping of provider name -> settings, got a mapping"),
-    (_set(("providers",), {f"p{i}": {"penetration": 0.1} for i in range(schema.MAX_PROVIDERS + 1)}),
-     f"providers: {schema.MAX_PROVIDERS + 1} providers; allowed: at most {schema.MAX_PROVIDERS}"),
-    (_set(("providers", "qq", "network"), "ws"), "providers.qq.network: expected a mapping with 'model' (barabasi_albert, "
-                                                 "watts_strogatz, erdos_renyi) and its parameters, got string 'ws'"),
+    (
+        _set(("providers",), {f"p{i}": {"penetration": 0.1} for i in range(schema.MAX_PROVIDERS + 1)}),
+        f"providers: {schema.MAX_PROVIDERS + 1} providers; allowed: at most {schema.MAX_PROVIDERS}",
+    ),
+    (
+        _set(("providers", "qq", "network"), "ws"),
+        "providers.qq.network: expected a mapping with 'model' (barabasi_albert, "
+        "watts_strogatz, erdos_renyi) and its parameters, got string 'ws'",
+    ),
     (_set(("retailers",), []), "retailers: expected a non-empty list of retailers, got a list"),
     (_append(("retailers",), 1), "retailers[3].name: duplicate retailer name 'JD'; give each retailer a unique 'name'"),
-    (_set(("retailers", 1, "sso_share"), {"wechat": 0.1}), "retailers[1].sso_share.wechat: unknown provider 'wechat'; "
-                                                            "allowed: weibo, qq, sohu, taobao"),
+    (
+        _set(("retailers", 1, "sso_share"), {"wechat": 0.1}),
+        "retailers[1].sso_share.wechat: unknown provider 'wechat'; allowed: weibo, qq, sohu, taobao",
+    ),
     (_set(("events", 0), {"date": "2013-01-01"}), "events[0]: expected a mapping with 'type' ("),
     (_set(("events", 0, "effects"), {}), "events[0].effects: expected a list of effects, got a mapping"),
     (_set(("observations",), {}), "observations: expected a list of observations, got a mapping"),
-    (_set(("observations", 0, "shares"), {}), "observations[0].shares: expected a non-empty mapping retailer -> share "
-                                             "(a fraction), got a mapping"),
-    (_set(("name",), "-x"), "name: invalid scenario name '-x'; allowed: letters, digits, '_', '-', '.' (it names the "
-                            "results folder)"),
+    (
+        _set(("observations", 0, "shares"), {}),
+        "observations[0].shares: expected a non-empty mapping retailer -> share (a fraction), got a mapping",
+    ),
+    (
+        _set(("name",), "-x"),
+        "name: invalid scenario name '-x'; allowed: letters, digits, '_', '-', '.' (it names the results folder)",
+    ),
     (_set(("schema",), 2), "schema: unsupported schema 2; allowed: marketsim/v1, marketsim/v2"),
 ]
 
@@ -249,12 +288,41 @@ def test_container_shapes_are_checked_from_the_spec(edit, message):
 
 #: Validator messages about one field alone: the schema must flag these too. The rest are rules between
 #: fields (shares summing to 1, names of the file's own providers, a value inside its own range, ...).
-PER_FIELD = ("expected ", "is out of range", "unknown key", "invalid name", "is odd", "unknown kind",
-             "unknown network model", "unknown event type", "unknown effect type", "unknown prior",
-             "unsupported schema", "give exactly one of", "exactly one of 'range", "say why the number",
-             "belongs to a prior", "prior has no", "prior needs", "earns by")
-VALUES = ["x", -1, 1e12, None, {}, [], True, 0.5, 3, "2013-01-01", "calibrate",
-          {"value": 0.5, "range": [0, 1]}, {"prior": "normal", "mean": 0.3, "sd": 0.1, "source": "s"}]
+PER_FIELD = (
+    "expected ",
+    "is out of range",
+    "unknown key",
+    "invalid name",
+    "is odd",
+    "unknown kind",
+    "unknown network model",
+    "unknown event type",
+    "unknown effect type",
+    "unknown prior",
+    "unsupported schema",
+    "give exactly one of",
+    "exactly one of 'range",
+    "say why the number",
+    "belongs to a prior",
+    "prior has no",
+    "prior needs",
+    "earns by",
+)
+VALUES = [
+    "x",
+    -1,
+    1e12,
+    None,
+    {},
+    [],
+    True,
+    0.5,
+    3,
+    "2013-01-01",
+    "calibrate",
+    {"value": 0.5, "range": [0, 1]},
+    {"prior": "normal", "mean": 0.3, "sd": 0.1, "source": "s"},
+]
 
 
 def _paths(x, path=()):
@@ -305,8 +373,12 @@ def test_schema_over_a_base_never_flags_what_the_validator_accepts(validators, t
     """A file with base: gives only what differs: the schema requires nothing there, but still checks types."""
     raw = yaml.safe_load((SCENARIOS / "tiny.yaml").read_text())
     raw["base"] = str(SCENARIOS / raw["base"])
-    edits = [("consumers", "count", 500), ("consumers", "count", "many"), ("retailers", 0, "trend", "up"),
-             ("retailers", 0, "kind", "platform")]
+    edits = [
+        ("consumers", "count", 500),
+        ("consumers", "count", "many"),
+        ("retailers", 0, "trend", "up"),
+        ("retailers", 0, "kind", "platform"),
+    ]
     samples = [raw]
     for *path, value in edits:
         d = copy.deepcopy(raw)
@@ -336,6 +408,7 @@ def _distribution(dist):
     def edit(d):
         del d["parameters"][0]["range"]
         d["parameters"][0]["distribution"] = dist
+
     return edit
 
 
@@ -344,12 +417,14 @@ def test_bad_sweep_files_are_rejected_by_both(validators, tmp_path):
 
     good = yaml.safe_load((SCENARIOS / "sweep_weibo_login.yaml").read_text())
     good["base"] = str(SCENARIOS / good["base"])
-    for edit, needle in [(_set(("replicate",), 2), "unknown key 'replicate'"),
-                         (_set(("design", "method"), "sobel"), "unknown design 'sobel'"),
-                         (_set(("parameters", 0, "values"), [1, 2]), "give exactly one of"),
-                         (_set(("batch_runs",), 0), "0 is out of range"),
-                         (_distribution({"type": "normal", "mean": 1, "sd": 1, "lo": 0}), "unknown key 'lo'"),
-                         (_distribution({"type": "normal", "mean": 1}), "a normal distribution needs mean, sd")]:
+    for edit, needle in [
+        (_set(("replicate",), 2), "unknown key 'replicate'"),
+        (_set(("design", "method"), "sobel"), "unknown design 'sobel'"),
+        (_set(("parameters", 0, "values"), [1, 2]), "give exactly one of"),
+        (_set(("batch_runs",), 0), "0 is out of range"),
+        (_distribution({"type": "normal", "mean": 1, "sd": 1, "lo": 0}), "unknown key 'lo'"),
+        (_distribution({"type": "normal", "mean": 1}), "a normal distribution needs mean, sd"),
+    ]:
         d = copy.deepcopy(good)
         edit(d)
         f = tmp_path / "s.yaml"
@@ -395,7 +470,10 @@ def test_validate_says_which_file_sets_what(tmp_path):
     tiny, base = SCENARIOS / "tiny.yaml", SCENARIOS / "baseline_2013q2.yaml"
     text = describe.render(load_scenario(tiny), given="tiny", prov=describe.provenance(scenario_files(tiny)))
     flat = " ".join(line.lstrip("# ").strip() for line in text.splitlines())
-    assert f"calendar: {tiny}:{_line(tiny, 'calendar:')} (start, steps, warmup) over {base}:{_line(base, 'calendar:')}" in flat
+    assert (
+        f"calendar: {tiny}:{_line(tiny, 'calendar:')} (start, steps, warmup) over {base}:{_line(base, 'calendar:')}"
+        in flat
+    )
     assert f"market: {base}:{_line(base, 'market:')}" in flat
     assert f"JD: {tiny}:{_line(tiny, '  - {name: JD')} (trend, target_share) over" in flat
     battle, stake = SCENARIOS / "battle_lines_2013.yaml", SCENARIOS / "alibaba_weibo_stake.yaml"
@@ -406,7 +484,9 @@ def test_validate_says_which_file_sets_what(tmp_path):
     assert f"Built from: {base} <- {stake} <- {battle}" in flat
     # a removal is reported where it happens
     child = tmp_path / "child.yaml"
-    child.write_text(f"schema: marketsim/v2\nbase: {battle}\nname: child\nevents:\n  - {{id: jd_drops_weibo, remove: true}}\n")
+    child.write_text(
+        f"schema: marketsim/v2\nbase: {battle}\nname: child\nevents:\n  - {{id: jd_drops_weibo, remove: true}}\n"
+    )
     text = describe.render(load_scenario(child), given="c", prov=describe.provenance(scenario_files(child)))
     flat = " ".join(line.lstrip("# ").strip() for line in text.splitlines())
     assert f"jd_drops_weibo: removed by {child}:5" in flat and "- id: jd_drops_weibo" not in text
@@ -462,11 +542,20 @@ retailers:
 # --------------------------------------------------------------------------- the wrong kind of file
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["run", SCENARIOS / "sweep_weibo_login.yaml"], "this is a sweep file (marketsim-sweep/v1), not a scenario file; use it with: marketsim sweep"),
-    (["validate", SCENARIOS / "sweep_weibo_login.yaml"], "not a scenario file; use it with: marketsim sweep"),
-    (["sweep", SCENARIOS / "tiny.yaml"], "this is a scenario file (marketsim/v2), not a sweep file; use it with: marketsim run"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (
+            ["run", SCENARIOS / "sweep_weibo_login.yaml"],
+            "this is a sweep file (marketsim-sweep/v1), not a scenario file; use it with: marketsim sweep",
+        ),
+        (["validate", SCENARIOS / "sweep_weibo_login.yaml"], "not a scenario file; use it with: marketsim sweep"),
+        (
+            ["sweep", SCENARIOS / "tiny.yaml"],
+            "this is a scenario file (marketsim/v2), not a sweep file; use it with: marketsim run",
+        ),
+    ],
+)
 def test_a_file_of_the_other_kind_names_the_command_that_takes_it(tmp_path, args, needle):
     r = marketsim(*args, cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
@@ -488,6 +577,8 @@ def test_schema_command_prints_and_writes(tmp_path):
     r = marketsim("schema", "--write", "--root", tmp_path, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "docs" / "scenarios.md").read_text() == (ROOT / "docs" / "scenarios.md").read_text()
-    assert (tmp_path / "schema" / "sweep.schema.json").read_text() == (ROOT / "schema" / "sweep.schema.json").read_text()
+    assert (tmp_path / "schema" / "sweep.schema.json").read_text() == (
+        ROOT / "schema" / "sweep.schema.json"
+    ).read_text()
     r = marketsim("schema", "--write", "--root", tmp_path / "nowhere", cwd=tmp_path)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "docs/scenarios.md: not found" in r.stderr

@@ -11,8 +11,16 @@ import pandas as pd
 
 from marketsim.errors import UserError
 from marketsim.experiments.sweep.analysis import (
-    EFFECT_FRACTION, decimals, influence_order, intervals, main_effects, quantities, resume_command, sensitivity,
-    unit_suffix, write_figures,
+    EFFECT_FRACTION,
+    decimals,
+    influence_order,
+    intervals,
+    main_effects,
+    quantities,
+    resume_command,
+    sensitivity,
+    unit_suffix,
+    write_figures,
 )
 from marketsim.io import dataset, store
 from marketsim.report.progress import console, interval, table
@@ -29,7 +37,9 @@ def _tables(manifest: dict, indices: dict | None, effects: dict, points: pd.Data
         ef = effects[o]
         d = decimals([ef[p][k] * q.scale for p in ef for k in ("range", "low", "high")])
         sign = "+" if o.startswith("shift.") else ""
-        t = table(f"{q.axis()}, {method.capitalize()} indices and effect sizes" if indices else f"{q.axis()}, effect sizes")
+        t = table(
+            f"{q.axis()}, {method.capitalize()} indices and effect sizes" if indices else f"{q.axis()}, effect sizes"
+        )
         t.add_column("parameter")
         if method == "sobol" and indices:
             t.add_column("S1 %", justify="right", no_wrap=True)
@@ -45,12 +55,22 @@ def _tables(manifest: dict, indices: dict | None, effects: dict, points: pd.Data
             cells = []
             if method == "sobol" and indices:
                 v = indices[o][p]
-                cells = [f"{v['S1'] * 100:.0f} ± {v['S1_ci95'] * 100:.0f}", f"{v['ST'] * 100:.0f} ± {v['ST_ci95'] * 100:.0f}"]
+                cells = [
+                    f"{v['S1'] * 100:.0f} ± {v['S1_ci95'] * 100:.0f}",
+                    f"{v['ST'] * 100:.0f} ± {v['ST_ci95'] * 100:.0f}",
+                ]
             elif indices:
                 v = indices[o][p]
-                cells = [f"{v['mu_star'] * q.scale:.{md}f} ± {v['mu_star_ci95'] * q.scale:.{md}f}", f"{v['sigma'] * q.scale:.{md}f}"]
-            t.add_row(pq[p].label, *cells, f"{e['range'] * q.scale:.{d}f}",
-                      f"{e['low'] * q.scale:{sign}.{d}f} → {e['high'] * q.scale:{sign}.{d}f}")
+                cells = [
+                    f"{v['mu_star'] * q.scale:.{md}f} ± {v['mu_star_ci95'] * q.scale:.{md}f}",
+                    f"{v['sigma'] * q.scale:.{md}f}",
+                ]
+            t.add_row(
+                pq[p].label,
+                *cells,
+                f"{e['range'] * q.scale:.{d}f}",
+                f"{e['low'] * q.scale:{sign}.{d}f} → {e['high'] * q.scale:{sign}.{d}f}",
+            )
         out.append(t)
     if points is not None:
         params = [p["path"] for p in manifest["parameters"]]
@@ -67,10 +87,12 @@ def _tables(manifest: dict, indices: dict | None, effects: dict, points: pd.Data
             t.add_column(f"95% interval{unit_suffix(q)}", justify="right", no_wrap=True)
             for _, r in points.iterrows():
                 lo, hi = r[f"{o}.ci95"]
-                t.add_row(str(r["point_id"]),
-                          *[f"{r[p] * pq[p].scale:.{pd_[p]}f}" if num[p] else str(r[p]) for p in params],
-                          f"{r[o] * q.scale:.{d}f}",
-                          interval(lo * q.scale, hi * q.scale, f"{{:.{d}f}}") if lo == lo else "(1 replicate)")
+                t.add_row(
+                    str(r["point_id"]),
+                    *[f"{r[p] * pq[p].scale:.{pd_[p]}f}" if num[p] else str(r[p]) for p in params],
+                    f"{r[o] * q.scale:.{d}f}",
+                    interval(lo * q.scale, hi * q.scale, f"{{:.{d}f}}") if lo == lo else "(1 replicate)",
+                )
             out.append(t)
     return out
 
@@ -78,19 +100,23 @@ def _tables(manifest: dict, indices: dict | None, effects: dict, points: pd.Data
 _NOTES = {
     "sobol": "S1: % of the output's variance the parameter explains alone; ST: with its interactions (± 95%).",
     "morris": "mu*: mean absolute change of the output when the parameter moves over its range (± 95%); sigma: "
-              "how much that change varies (interactions, non-linearity).",
+    "how much that change varies (interactions, non-linearity).",
 }
 
 
-_EFFECT_NOTE = ("range: max - min of the mean output across the parameter's values (the main effect); low → high: "
-                f"mean output over the lowest and highest {EFFECT_FRACTION:.0%} of the parameter's values.")
+_EFFECT_NOTE = (
+    "range: max - min of the mean output across the parameter's values (the main effect); low → high: "
+    f"mean output over the lowest and highest {EFFECT_FRACTION:.0%} of the parameter's values."
+)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     path = Path(args.path)
     manifest = dataset.read_manifest(path) if (path / "manifest.json").is_file() else None
     if manifest is None:
-        raise UserError(f"{path}: not a sweep results folder (no manifest.json); run `marketsim sweep SWEEP.yaml` first")
+        raise UserError(
+            f"{path}: not a sweep results folder (no manifest.json); run `marketsim sweep SWEEP.yaml` first"
+        )
     df = dataset.load_results(path)
     if df.empty:
         raise UserError(f"{path}: no finished runs stored yet; run `{resume_command(manifest, path)}`")
@@ -100,8 +126,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     effects = main_effects(manifest, df)
     tab = None if idx is not None else intervals(manifest, df)
     figs = write_figures(manifest, df, idx, effects, path)
-    result = {"method": method, "sweep": manifest["name"], "runs_stored": int(df["run_id"].nunique()),
-              "parameters": {p: q.to_dict() for p, q in pq.items()}, "outputs": {o: q.to_dict() for o, q in oq.items()}}
+    result = {
+        "method": method,
+        "sweep": manifest["name"],
+        "runs_stored": int(df["run_id"].nunique()),
+        "parameters": {p: q.to_dict() for p, q in pq.items()},
+        "outputs": {o: q.to_dict() for o, q in oq.items()},
+    }
     if idx is not None:
         result["indices"] = idx
     else:
@@ -116,7 +147,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for t in _tables(manifest, idx, effects, tab):
         con.print(t)
         con.print()
-    con.print(" ".join(([_NOTES[method]] if method in _NOTES else []) + [_EFFECT_NOTE]
-                       + ["Shares are in %, share shifts in percentage points (pp)."]))
+    con.print(
+        " ".join(
+            ([_NOTES[method]] if method in _NOTES else [])
+            + [_EFFECT_NOTE]
+            + ["Shares are in %, share shifts in percentage points (pp)."]
+        )
+    )
     con.print(f"wrote {path}/: analysis.json, {', '.join(figs)}")
     return 0

@@ -8,8 +8,8 @@ import argparse
 from pathlib import Path
 
 from marketsim.errors import UserError
-from marketsim.scenario import bundled
 from marketsim.report.progress import bar, stderr
+from marketsim.scenario import bundled
 
 
 def positive_int(text: str) -> int:
@@ -85,8 +85,11 @@ def load(args: argparse.Namespace, *, steps: bool = True, memory: bool = True):
     sc = load_scenario(args.scenario)
     if getattr(args, "set", None):
         sc = with_settings(sc, args.set)
-    sc = sc.with_overrides(seed=getattr(args, "seed", None), consumers=getattr(args, "consumers", None),
-                           steps=getattr(args, "steps", None) if steps else None)
+    sc = sc.with_overrides(
+        seed=getattr(args, "seed", None),
+        consumers=getattr(args, "consumers", None),
+        steps=getattr(args, "steps", None) if steps else None,
+    )
     if memory:  # a market that cannot fit in this machine's memory is refused before any fit or allocation
         from marketsim.engine.population import check_memory
 
@@ -103,8 +106,19 @@ def results_root(args: argparse.Namespace) -> Path:
 SETTINGS = {
     "run": ("set", "seed", "consumers", "steps"),
     "calibrate": ("set", "seed", "consumers", "until", "tolerance"),
-    "project": ("set", "seed", "consumers", "steps", "draws", "replicates", "prior", "baseline_without", "compare",
-                "threshold", "independent_baseline"),
+    "project": (
+        "set",
+        "seed",
+        "consumers",
+        "steps",
+        "draws",
+        "replicates",
+        "prior",
+        "baseline_without",
+        "compare",
+        "threshold",
+        "independent_baseline",
+    ),
     "fit": ("set", "seed", "consumers", "draws", "sigma"),
     "backtest": ("set", "seed", "consumers", "until", "draws", "replicates", "sigma"),
 }
@@ -113,8 +127,10 @@ SETTINGS = {
 FIT_DRAWS, SIGMA_PP, BACKTEST_REPLICATES = 64, 1.0, 2
 
 
-ARG_DEFAULTS = {"fit": {"draws": FIT_DRAWS, "sigma": SIGMA_PP},
-                "backtest": {"replicates": BACKTEST_REPLICATES, "sigma": SIGMA_PP}}
+ARG_DEFAULTS = {
+    "fit": {"draws": FIT_DRAWS, "sigma": SIGMA_PP},
+    "backtest": {"replicates": BACKTEST_REPLICATES, "sigma": SIGMA_PP},
+}
 
 
 def settings_of(args: argparse.Namespace) -> dict:
@@ -139,8 +155,9 @@ def settings_of(args: argparse.Namespace) -> dict:
     return out
 
 
-def result_folder(args: argparse.Namespace, settings: dict, scenario_name: str, leaf: str | None = None,
-                  named: tuple[str, ...] = ()) -> Path:
+def result_folder(
+    args: argparse.Namespace, settings: dict, scenario_name: str, leaf: str | None = None, named: tuple[str, ...] = ()
+) -> Path:
     """Where a command writes: --out, else <results>/<scenario>[/<leaf>] with the settings' suffix on the last
     part (:mod:`marketsim.io.names`: plain names as written, other text as a slug and digest; never outside
     <results>)."""
@@ -158,8 +175,7 @@ def result_folder(args: argparse.Namespace, settings: dict, scenario_name: str, 
 def check_settings(out: Path, result_file: str, settings: dict) -> None:
     """Refuse (one line) to replace a result in ``out`` that was made with other settings (read from its
     ``result_file``); a result from before results recorded their settings is replaced as before."""
-    from marketsim.io import names
-    from marketsim.io import store
+    from marketsim.io import names, store
 
     if store.result_kind(out) is None:  # nothing marketsim provably wrote there: no settings to keep apart
         return
@@ -171,8 +187,10 @@ def check_settings(out: Path, result_file: str, settings: dict) -> None:
         return
     diff = names.differences(prev, settings)
     if diff:
-        raise UserError(f"{out}: holds a result made with other settings ({'; '.join(diff)}); choose another --out "
-                        f"or remove the folder")
+        raise UserError(
+            f"{out}: holds a result made with other settings ({'; '.join(diff)}); choose another --out "
+            f"or remove the folder"
+        )
 
 
 def settings_caption(settings: dict) -> str:
@@ -205,15 +223,19 @@ def fit_params(scenario, args: argparse.Namespace, quiet: bool = False):
 
     options = FitOptions(until=getattr(args, "until", None), tol_pp=getattr(args, "tolerance", None))
     with bar("fitting to the observations", None, "simulations", enabled=not quiet) as update:
-        fit = fitted(scenario, fit_cache(args), options=options,
-                     on_progress=lambda stage, k, worst: update(completed=k))
+        fit = fitted(
+            scenario, fit_cache(args), options=options, on_progress=lambda stage, k, worst: update(completed=k)
+        )
     if fit.note:
         stderr.print(f"marketsim: {fit.note}", markup=False, soft_wrap=True)
     cal = fit.calibration
     if cal is not None and not quiet:
-        stderr.print(f"fit {'(cached) ' if fit.cached else ''}to {len(cal.observations)} observed shares: "
-                     f"{cal.evaluations} simulations, largest residual {cal.max_residual_pp:.2f} pp, "
-                     f"{cal.dof} residual degree{'s' if cal.dof != 1 else ''} of freedom", markup=False)
+        stderr.print(
+            f"fit {'(cached) ' if fit.cached else ''}to {len(cal.observations)} observed shares: "
+            f"{cal.evaluations} simulations, largest residual {cal.max_residual_pp:.2f} pp, "
+            f"{cal.dof} residual degree{'s' if cal.dof != 1 else ''} of freedom",
+            markup=False,
+        )
     return fit
 
 

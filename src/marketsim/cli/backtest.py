@@ -1,22 +1,29 @@
-"""``marketsim backtest``: fit before a date, project past it, compare with what was observed.
-"""
+"""``marketsim backtest``: fit before a date, project past it, compare with what was observed."""
 
 from __future__ import annotations
 
 import argparse
 
+from marketsim.cli.args import (
+    check_settings,
+    fit_cache,
+    load,
+    note_settings,
+    result_folder,
+    results_root,
+    settings_caption,
+    settings_of,
+)
 from marketsim.report.progress import bar, stderr
-from marketsim.cli.args import check_settings, fit_cache, load, note_settings, result_folder, results_root, settings_caption, settings_of
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from marketsim.figures import plots
-    from marketsim.io import resultsindex
-    from marketsim.io import store
     from marketsim.experiments.backtest import backtest, backtest_figure
-    from marketsim.runtime.executor import open_executor
-    from marketsim.report.progress import console, interval, table
     from marketsim.experiments.uncertainty import central_draws, prior_draws
+    from marketsim.figures import plots
+    from marketsim.io import resultsindex, store
+    from marketsim.report.progress import console, interval, table
+    from marketsim.runtime.executor import open_executor
 
     sc = load(args)
     settings = settings_of(args)
@@ -26,15 +33,25 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     draws = prior_draws(sc, k, sc.seed) if k > 1 else central_draws(sc)
     R = args.replicates
     with open_executor(draws.k * (R + 1), workers=args.workers, scheduler=args.scheduler) as pool:
-        with bar(f"back-testing {sc.name} from {args.until}: {draws.k} draws x {R} replicates", None, "tasks") as update:
+        with bar(
+            f"back-testing {sc.name} from {args.until}: {draws.k} draws x {R} replicates", None, "tasks"
+        ) as update:
             done = {}
 
             def progress(stage, k_done, total):
                 done[stage] = (k_done, total)
                 update(completed=sum(d for d, _ in done.values()), total=draws.k * (R + 1))
 
-            bt = backtest(sc, args.until, draws=draws, replicates=R, executor=pool.executor,
-                          cache_dir=fit_cache(args), on_progress=progress, sigma_pp=args.sigma)
+            bt = backtest(
+                sc,
+                args.until,
+                draws=draws,
+                replicates=R,
+                executor=pool.executor,
+                cache_dir=fit_cache(args),
+                on_progress=progress,
+                sigma_pp=args.sigma,
+            )
     doc = bt.to_dict()
     doc["settings"] = settings
     with store.result_set(out, "backtest", writer="marketsim backtest") as new:
@@ -48,11 +65,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(store.dumps(doc))
         return 0
     con = console()
-    t = table(f"{sc.name}: back-test, fitted until {args.until}, held-out observations",
-              caption=f"{bt.draws} parameter draws x {bt.replicates} replicates; interval: 90% of the mixture plus a "
-                      f"{args.sigma:g}-point observation error (an assumption); naive: "
-                      f"persistence (last value held) and trend (a line through the source's earlier values)"
-                      f"{settings_caption(settings)}")
+    t = table(
+        f"{sc.name}: back-test, fitted until {args.until}, held-out observations",
+        caption=f"{bt.draws} parameter draws x {bt.replicates} replicates; interval: 90% of the mixture plus a "
+        f"{args.sigma:g}-point observation error (an assumption); naive: "
+        f"persistence (last value held) and trend (a line through the source's earlier values)"
+        f"{settings_caption(settings)}",
+    )
     t.add_column("source")
     t.add_column("period")
     t.add_column("retailer")
@@ -60,12 +79,22 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         t.add_column(c, justify="right", no_wrap=True)
     for h in bt.heldout:
         fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
-        t.add_row(h["source"], h["period"]["label"], h["retailer"], f"{h['observed']:.1f}", f"{h['predicted']:.1f}",
-                  interval(h["lo90"], h["hi90"], "{:.1f}"), fmt(h["persistence"]), fmt(h["trend"]))
+        t.add_row(
+            h["source"],
+            h["period"]["label"],
+            h["retailer"],
+            f"{h['observed']:.1f}",
+            f"{h['predicted']:.1f}",
+            interval(h["lo90"], h["hi90"], "{:.1f}"),
+            fmt(h["persistence"]),
+            fmt(h["trend"]),
+        )
     con.print(t)
     mae = doc["mae"]
-    con.print("mean absolute error (pp): " + "; ".join(
-        f"{k} {v:.2f} over {doc['mae_n'][k]}" if v is not None else f"{k}: none" for k, v in mae.items()))
+    con.print(
+        "mean absolute error (pp): "
+        + "; ".join(f"{k} {v:.2f} over {doc['mae_n'][k]}" if v is not None else f"{k}: none" for k, v in mae.items())
+    )
     con.print(f"coverage of the 90% intervals: {doc['coverage90_count']}")
     for f in bt.fixed:
         con.print(f"note: {f}")

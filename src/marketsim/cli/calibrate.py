@@ -1,13 +1,21 @@
-"""``marketsim calibrate``: fit attractiveness and trends to a scenario's observations; print and store the fit.
-"""
+"""``marketsim calibrate``: fit attractiveness and trends to a scenario's observations; print and store the fit."""
 
 from __future__ import annotations
 
 import argparse
 
+from marketsim.cli.args import (
+    check_settings,
+    fit_params,
+    load,
+    note_settings,
+    result_folder,
+    results_root,
+    settings_caption,
+    settings_of,
+)
 from marketsim.errors import UserError
 from marketsim.report.numbers import points
-from marketsim.cli.args import check_settings, fit_params, load, note_settings, result_folder, results_root, settings_caption, settings_of
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -40,21 +48,30 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         plots.close(fig)
         store.write_json(new / "fit.json", doc)
     from marketsim.io import resultsindex
+
     resultsindex.update(results_root(args))  # results/index.md lists every result
     if args.json:
         print(store.dumps(doc))
         return 0
-    t = table(f"{sc.name}: fit to {len(cal.observations)} observed GMV shares until {cal.until}",
-              caption=f"primary source {cal.primary_source}; seed {cal.seed}, {cal.consumers:,} consumers; "
-                      f"{cal.dof} residual degree{'s' if cal.dof != 1 else ''} of freedom{settings_caption(settings)}")
+    t = table(
+        f"{sc.name}: fit to {len(cal.observations)} observed GMV shares until {cal.until}",
+        caption=f"primary source {cal.primary_source}; seed {cal.seed}, {cal.consumers:,} consumers; "
+        f"{cal.dof} residual degree{'s' if cal.dof != 1 else ''} of freedom{settings_caption(settings)}",
+    )
     t.add_column("source")
     t.add_column("period")
     t.add_column("retailer")
     for col in ("observed %", "simulated %", "residual pp") + (("at full N pp",) if full else ()):
         t.add_column(col, justify="right", no_wrap=True)
     for k, o in enumerate(cal.observations):
-        row = [o["source"], o["period"]["label"], o["retailer"], f"{o['observed']:.1f}", f"{o['simulated']:.2f}",
-               points(o["residual_pp"])]
+        row = [
+            o["source"],
+            o["period"]["label"],
+            o["retailer"],
+            f"{o['observed']:.1f}",
+            f"{o['simulated']:.2f}",
+            points(o["residual_pp"]),
+        ]
         if full:
             row.append(points(full["observations"][k]["residual_pp"]))
         t.add_row(*row)
@@ -67,12 +84,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     fitted_alpha = {r.name for r in sc.retailers if r.calibrate}
     fitted_trend = {r.name for r in sc.retailers if r.calibrate_trend}
     for n in sc.retailer_names:
-        p.add_row(n, f"{cal.alpha[n]:.3f}" + ("" if n in fitted_alpha else " (given)"),
-                  f"{cal.trend[n]:+.3f}" + ("" if n in fitted_trend else " (given)"),
-                  *[(points(d[n]) if n in d else "-") for d in cal.offsets.values()])
+        p.add_row(
+            n,
+            f"{cal.alpha[n]:.3f}" + ("" if n in fitted_alpha else " (given)"),
+            f"{cal.trend[n]:+.3f}" + ("" if n in fitted_trend else " (given)"),
+            *[(points(d[n]) if n in d else "-") for d in cal.offsets.values()],
+        )
     con.print(p)
-    con.print(f"conversion residual {cal.conversion_residual_pp:+.2f} pp; {cal.iterations} solver steps, "
-              f"{cal.evaluations} simulations; tolerance {cal.tol_pp:.3g} pp; cache key {cal.key}")
+    con.print(
+        f"conversion residual {cal.conversion_residual_pp:+.2f} pp; {cal.iterations} solver steps, "
+        f"{cal.evaluations} simulations; tolerance {cal.tol_pp:.3g} pp; cache key {cal.key}"
+    )
     if cal.dof == 0:
         con.print("the fit is saturated (as many parameters as equations): zero residuals say nothing about the model")
     con.print(f"wrote {out}/: fit.png, fit.json")

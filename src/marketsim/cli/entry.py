@@ -13,16 +13,25 @@ import contextlib
 import importlib
 import sys
 import textwrap
-from typing import Callable
+from collections.abc import Callable
 
 from marketsim import __version__
-from marketsim.errors import UserError
 from marketsim.cli.args import (
-    BACKTEST_REPLICATES, FIT_DRAWS, SIGMA_PP, executor_args, finite_float, fit_cache, iso_date, positive_float,
-    positive_int, scenario_file, seed_int, set_value,
+    BACKTEST_REPLICATES,
+    FIT_DRAWS,
+    SIGMA_PP,
+    executor_args,
+    finite_float,
+    fit_cache,
+    iso_date,
+    positive_float,
+    positive_int,
+    scenario_file,
+    seed_int,
+    set_value,
 )
 from marketsim.cli.project import DEFAULT_DRAWS, DEFAULT_REPLICATES, DEFAULT_REPLICATES_WITH_DRAWS
-
+from marketsim.errors import UserError
 
 # --------------------------------------------------------------------------- the parser
 
@@ -59,37 +68,58 @@ class _HelpFormatter(argparse.HelpFormatter):
             if any(line.startswith("  ") for line in para.splitlines()):
                 paras.append("\n".join(indent + line for line in para.splitlines()))
             else:
-                paras.append(textwrap.fill(" ".join(para.split()), width, initial_indent=indent, subsequent_indent=indent))
+                paras.append(
+                    textwrap.fill(" ".join(para.split()), width, initial_indent=indent, subsequent_indent=indent)
+                )
         return "\n\n".join(paras)
 
 
 def _command(sub, name: str, summary: str, details: str, examples: list[str]) -> argparse.ArgumentParser:
     """A subcommand whose ``--help`` says what it does (``summary``), what it writes (``details``) and how to call
     it (``examples``). argparse %-formats the one-line ``help`` (the command list), so a literal % is escaped."""
-    return sub.add_parser(name, help=summary.replace("%", "%%"), description=f"{summary}\n\n{details}",
-                          epilog="examples:\n" + "\n".join(f"  {e}" for e in examples), formatter_class=_HelpFormatter)
-
-
+    return sub.add_parser(
+        name,
+        help=summary.replace("%", "%%"),
+        description=f"{summary}\n\n{details}",
+        epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+        formatter_class=_HelpFormatter,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="marketsim", formatter_class=_HelpFormatter,
-                description="Agent-based simulator of competition between online retailers: consumers choose by "
-                            "price, habit, login friction and what their friends bought; events (a retailer "
-                            "dropping a login, an equity stake) move the shares.",
-                epilog="examples:\n"
-                       "  marketsim run battle_lines_2013\n"
-                       "  marketsim project battle_lines_2013\n"
-                       "  marketsim COMMAND --help      # what a command does and writes")
+    p = _Parser(
+        prog="marketsim",
+        formatter_class=_HelpFormatter,
+        description="Agent-based simulator of competition between online retailers: consumers choose by "
+        "price, habit, login friction and what their friends bought; events (a retailer "
+        "dropping a login, an equity stake) move the shares.",
+        epilog="examples:\n"
+        "  marketsim run battle_lines_2013\n"
+        "  marketsim project battle_lines_2013\n"
+        "  marketsim COMMAND --help      # what a command does and writes",
+    )
     p.add_argument("--version", action="version", version=f"marketsim {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
-    def scenario_cmd(name: str, summary: str, details: str, examples: list[str], *, seed=True, consumers=True,
-                     steps=True, json_flag=True, settings=True):
+    def scenario_cmd(
+        name: str,
+        summary: str,
+        details: str,
+        examples: list[str],
+        *,
+        seed=True,
+        consumers=True,
+        steps=True,
+        json_flag=True,
+        settings=True,
+    ):
         s = _command(sub, name, summary, details, examples)
-        s.add_argument("scenario", type=scenario_file,
-                       help="scenario YAML file, or the name of a bundled one (e.g. battle_lines_2013; "
-                            "`marketsim scenarios` lists them)")
+        s.add_argument(
+            "scenario",
+            type=scenario_file,
+            help="scenario YAML file, or the name of a bundled one (e.g. battle_lines_2013; "
+            "`marketsim scenarios` lists them)",
+        )
         if seed:
             s.add_argument("--seed", type=seed_int, help="override the scenario's seed")
         if consumers:
@@ -97,60 +127,88 @@ def build_parser() -> argparse.ArgumentParser:
         if steps:
             s.add_argument("--steps", type=positive_int, help="override calendar.steps")
         if settings:
-            s.add_argument("--set", action="append", type=set_value, metavar="PATH=VALUE",
-                           help="set a scenario field by its dotted path, as sweeps do (repeatable): "
-                                "--set behaviour.beta_social=2.5 --set retailers.JD.sso_share.weibo=0.1")
+            s.add_argument(
+                "--set",
+                action="append",
+                type=set_value,
+                metavar="PATH=VALUE",
+                help="set a scenario field by its dotted path, as sweeps do (repeatable): "
+                "--set behaviour.beta_social=2.5 --set retailers.JD.sso_share.weibo=0.1",
+            )
         if json_flag:
             s.add_argument("--json", action="store_true", help="print JSON to stdout instead of the table")
-        s.add_argument("--results", default="results", help="results root (calibration cache, default outputs); default: results")
+        s.add_argument(
+            "--results", default="results", help="results root (calibration cache, default outputs); default: results"
+        )
         return s
 
     r = scenario_cmd(
-        "run", "Run one simulation and show each retailer's GMV share at the first and last week.",
+        "run",
+        "Run one simulation and show each retailer's GMV share at the first and last week.",
         "Fits attractiveness first if the scenario asks for it (cached under results/calibration/).\n"
         "Writes results/<scenario>/: timeseries.csv and .parquet (one row per retailer and week),\n"
         "flows.csv and .parquet (who switched where), summary.json and shares.png. Command-line\n"
         "settings name their own folder (results/tiny--consumers1000-steps10/) and are recorded in\n"
         "summary.json, so a run with other settings never replaces this one.",
-        ["marketsim run battle_lines_2013",
-         "marketsim run tiny --consumers 1000 --steps 10 --json"])
+        ["marketsim run battle_lines_2013", "marketsim run tiny --consumers 1000 --steps 10 --json"],
+    )
     r.add_argument("--out", help="output folder (default: results/<scenario-name>/)")
     scenario_cmd(
-        "validate", "Check a scenario file and print the resolved scenario, itself a valid scenario file.",
+        "validate",
+        "Check a scenario file and print the resolved scenario, itself a valid scenario file.",
         "Every problem is one line: file:line: field: what is wrong; what is allowed (exit code 2).\n"
         "Otherwise prints the scenario with defaults filled in and base files merged, with comments\n"
         "saying which file sets each block, retailer and event, every uncertain parameter, and each\n"
         "promotion, friction, migration cost and social boost as the change it makes to a typical\n"
         "shopper's probability of choosing the retailer. Writes nothing.",
-        ["marketsim validate jd_drops_weibo_login",
-         "marketsim validate battle_lines_2013 > resolved.yaml"], json_flag=False)
+        ["marketsim validate jd_drops_weibo_login", "marketsim validate battle_lines_2013 > resolved.yaml"],
+        json_flag=False,
+    )
     sc = _command(
-        sub, "schema", "Print the JSON Schema of scenario or sweep files (for editors), or the field reference.",
+        sub,
+        "schema",
+        "Print the JSON Schema of scenario or sweep files (for editors), or the field reference.",
         "Prints the JSON Schema (draft 2020-12) generated from the format's definitions\n"
         "(src/marketsim/scenario/schema.py), the same the validator uses; `reference` prints the field reference\n"
         "of docs/scenarios.md. --write (from the repository root) writes schema/scenario.schema.json,\n"
         "schema/sweep.schema.json and the reference in docs/scenarios.md.",
-        ["marketsim schema > scenario.schema.json", "marketsim schema sweep",
-         "marketsim schema --write      # after editing src/marketsim/scenario/schema.py"])
-    sc.add_argument("kind", nargs="?", choices=("scenario", "sweep", "reference"), default="scenario",
-                    help="which: scenario (default), sweep, or reference (markdown)")
+        [
+            "marketsim schema > scenario.schema.json",
+            "marketsim schema sweep",
+            "marketsim schema --write      # after editing src/marketsim/scenario/schema.py",
+        ],
+    )
+    sc.add_argument(
+        "kind",
+        nargs="?",
+        choices=("scenario", "sweep", "reference"),
+        default="scenario",
+        help="which: scenario (default), sweep, or reference (markdown)",
+    )
     sc.add_argument("--write", action="store_true", help="write the published files under --root instead of printing")
     sc.add_argument("--root", default=".", help="repository root for --write (default: the current folder)")
     c = scenario_cmd(
-        "calibrate", "Fit attractiveness, trends and source offsets to the observed share series and show the fit.",
+        "calibrate",
+        "Fit attractiveness, trends and source offsets to the observed share series and show the fit.",
         "Uses every observation that ends on or before the cut-off (the scenario's fit_until, --until,\n"
         "or the first event's date). Shows per observation the observed and simulated share and the\n"
         "residual, the fitted parameters, and the residual degrees of freedom. Writes the fit to\n"
         "results/calibration/ (reused by run, project and sweep) and results/<scenario>/fit.png.",
-        ["marketsim calibrate baseline_2013q2",
-         "marketsim calibrate baseline_2013q2 --until 2013-01-01 --json",
-         "marketsim calibrate tiny --set behaviour.beta_social=0.5"], steps=False)
+        [
+            "marketsim calibrate baseline_2013q2",
+            "marketsim calibrate baseline_2013q2 --until 2013-01-01 --json",
+            "marketsim calibrate tiny --set behaviour.beta_social=0.5",
+        ],
+        steps=False,
+    )
     c.add_argument("--until", type=iso_date, help="fit cut-off date YYYY-MM-DD (default: the scenario's fit_until)")
-    c.add_argument("--tolerance", type=positive_float, metavar="PP",
-                   help="solver accuracy in percentage points (default 0.2)")
+    c.add_argument(
+        "--tolerance", type=positive_float, metavar="PP", help="solver accuracy in percentage points (default 0.2)"
+    )
 
     pr = scenario_cmd(
-        "project", "Project a scenario against its counterfactual, over the assumptions' ranges, with a report.",
+        "project",
+        "Project a scenario against its counterfactual, over the assumptions' ranges, with a report.",
         "Draws the uncertain parameters (ranges and priors in the scenario, or the posterior stored by\n"
         "`marketsim fit`), fits each draw, and runs R replicates of the scenario and of the same market\n"
         "without its events (or without --baseline-without EVENT ...) on the same seeds. Shows each\n"
@@ -159,101 +217,178 @@ def build_parser() -> argparse.ArgumentParser:
         "options (scenario files) on the same draws and seeds. Writes\n"
         "results/<scenario>/projection-<what was compared>[--<settings>]/: replicates.parquet, projection.json, fan.png,\n"
         "shift.png, flows.png (compare.png) and report.md; results/index.md lists every result.",
-        ["marketsim project battle_lines_2013",
-         "marketsim project battle_lines_2013 \\",
-         "    --baseline-without jd_drops_weibo",
-         "marketsim project battle_lines_2013 --threshold -0.5 \\",
-         "    --compare jd_keeps_weibo_login"])
-    pr.add_argument("--draws", type=positive_int, metavar="K",
-                    help=f"parameter draws over the uncertain parameters (default {DEFAULT_DRAWS} when the scenario has "
-                         f"any, else 1)")
-    pr.add_argument("--replicates", type=positive_int, metavar="R",
-                    help=f"replicates per draw (default {DEFAULT_REPLICATES_WITH_DRAWS} with draws, "
-                         f"{DEFAULT_REPLICATES} without)")
-    pr.add_argument("--prior", action="store_true", help="draw from the priors even if `marketsim fit` stored a posterior")
-    pr.add_argument("--compare", nargs="+", metavar="VARIANT.yaml",
-                    help="other options (scenario files) projected on the same draws and seeds, and compared")
-    pr.add_argument("--threshold", type=finite_float, action="append", metavar="PP",
-                    help="also report the probability that a shift is below PP points (repeatable)")
+        [
+            "marketsim project battle_lines_2013",
+            "marketsim project battle_lines_2013 \\",
+            "    --baseline-without jd_drops_weibo",
+            "marketsim project battle_lines_2013 --threshold -0.5 \\",
+            "    --compare jd_keeps_weibo_login",
+        ],
+    )
+    pr.add_argument(
+        "--draws",
+        type=positive_int,
+        metavar="K",
+        help=f"parameter draws over the uncertain parameters (default {DEFAULT_DRAWS} when the scenario has "
+        f"any, else 1)",
+    )
+    pr.add_argument(
+        "--replicates",
+        type=positive_int,
+        metavar="R",
+        help=f"replicates per draw (default {DEFAULT_REPLICATES_WITH_DRAWS} with draws, {DEFAULT_REPLICATES} without)",
+    )
+    pr.add_argument(
+        "--prior", action="store_true", help="draw from the priors even if `marketsim fit` stored a posterior"
+    )
+    pr.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="VARIANT.yaml",
+        help="other options (scenario files) projected on the same draws and seeds, and compared",
+    )
+    pr.add_argument(
+        "--threshold",
+        type=finite_float,
+        action="append",
+        metavar="PP",
+        help="also report the probability that a shift is below PP points (repeatable)",
+    )
     executor_args(pr)
-    pr.add_argument("--baseline-without", nargs="+", metavar="EVENT", help="event ids removed in the baseline (default: all events)")
+    pr.add_argument(
+        "--baseline-without", nargs="+", metavar="EVENT", help="event ids removed in the baseline (default: all events)"
+    )
     pr.add_argument("--out", help="output folder (default: results/<scenario>/projection-<what was compared>/)")
-    pr.add_argument("--independent-baseline", action="store_true",
-                    help="run the baseline on independent seeds (to measure what common random numbers save)")
+    pr.add_argument(
+        "--independent-baseline",
+        action="store_true",
+        help="run the baseline on independent seeds (to measure what common random numbers save)",
+    )
 
     f = scenario_cmd(
-        "fit", "Condition the uncertain parameters on the observations (a posterior for project).",
+        "fit",
+        "Condition the uncertain parameters on the observations (a posterior for project).",
         "Draws the uncertain parameters from their priors (a Latin hypercube), fits each draw to the\n"
         "observations, and weighs each by how well its fit meets them (approximate Bayesian computation\n"
         "with a Gaussian kernel of --sigma points). Shows per parameter the prior and posterior 90%\n"
         "intervals and how much the data narrowed it. Stores the posterior next to the fit cache\n"
         "(results/calibration/), where `marketsim project` finds it, and results/<scenario>/fit/.",
-        ["marketsim fit battle_lines_2013",
-         "marketsim fit battle_lines_2013 --draws 32 --sigma 0.5"], steps=False)
-    f.add_argument("--draws", type=positive_int, default=FIT_DRAWS, metavar="K", help=f"prior draws (default {FIT_DRAWS})")
-    f.add_argument("--sigma", type=positive_float, default=SIGMA_PP, metavar="PP",
-                   help="observation error of the kernel, in points of share (default 1; an assumption)")
+        ["marketsim fit battle_lines_2013", "marketsim fit battle_lines_2013 --draws 32 --sigma 0.5"],
+        steps=False,
+    )
+    f.add_argument(
+        "--draws", type=positive_int, default=FIT_DRAWS, metavar="K", help=f"prior draws (default {FIT_DRAWS})"
+    )
+    f.add_argument(
+        "--sigma",
+        type=positive_float,
+        default=SIGMA_PP,
+        metavar="PP",
+        help="observation error of the kernel, in points of share (default 1; an assumption)",
+    )
     executor_args(f)
     b = scenario_cmd(
-        "backtest", "Fit on the observations before a date and predict the later ones, against naive forecasts.",
+        "backtest",
+        "Fit on the observations before a date and predict the later ones, against naive forecasts.",
         "Fits on the observations that end before --until, projects the rest over the uncertain\n"
         "parameters' draws and replicates, and shows per held-out observation the observed share, the\n"
         "prediction with its 90% interval, and two naive forecasts (the last value held flat; a line\n"
         "through the source's earlier values); then the mean absolute errors and the coverage of the\n"
         "90% intervals. Writes results/<scenario>/backtest-<date>/: backtest.json, backtest.png.",
-        ["marketsim backtest baseline_2013q2 --until 2013-01-01",
-         "marketsim backtest baseline_2013q2 --until 2013-01-01 --json"], steps=False)
+        [
+            "marketsim backtest baseline_2013q2 --until 2013-01-01",
+            "marketsim backtest baseline_2013q2 --until 2013-01-01 --json",
+        ],
+        steps=False,
+    )
     b.add_argument("--until", type=iso_date, required=True, help="fit on observations that end before this date")
     b.add_argument("--draws", type=positive_int, metavar="K", help="parameter draws (default 16 when uncertain)")
-    b.add_argument("--replicates", type=positive_int, default=BACKTEST_REPLICATES, metavar="R",
-                   help=f"replicates per draw (default {BACKTEST_REPLICATES})")
-    b.add_argument("--sigma", type=positive_float, default=SIGMA_PP, metavar="PP",
-                   help="an observation's own error, in points, added to the predictive interval (default 1; an assumption)")
+    b.add_argument(
+        "--replicates",
+        type=positive_int,
+        default=BACKTEST_REPLICATES,
+        metavar="R",
+        help=f"replicates per draw (default {BACKTEST_REPLICATES})",
+    )
+    b.add_argument(
+        "--sigma",
+        type=positive_float,
+        default=SIGMA_PP,
+        metavar="PP",
+        help="an observation's own error, in points, added to the predictive interval (default 1; an assumption)",
+    )
     executor_args(b)
 
     v = scenario_cmd(
-        "viz", "Serve the live browser visualization (needs the 'viz' extra).",
+        "viz",
+        "Serve the live browser visualization (needs the 'viz' extra).",
         "Serves a page with the market's consumers, their ties and each retailer's share, step by step,\n"
         "with sliders for the key assumptions. Writes nothing; Ctrl-C stops the server.",
         ["marketsim viz battle_lines_2013   # then http://127.0.0.1:8765/"],
-        steps=False, json_flag=False, seed=False)
-    v.add_argument("--host", default="127.0.0.1",
-                   help="interface to bind (default: loopback only; any other needs the token in the printed address)")
+        steps=False,
+        json_flag=False,
+        seed=False,
+    )
+    v.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to bind (default: loopback only; any other needs the token in the printed address)",
+    )
     v.add_argument("--port", type=positive_int, default=8765, help="port (default 8765)")
-    v.add_argument("--max-sessions", type=positive_int, default=4, metavar="N",
-                   help="browser tabs served at once, each with its own market in memory (default 4)")
+    v.add_argument(
+        "--max-sessions",
+        type=positive_int,
+        default=4,
+        metavar="N",
+        help="browser tabs served at once, each with its own market in memory (default 4)",
+    )
 
     sw = _command(
-        sub, "sweep", "Run a parameter sweep (local processes or a Dask cluster).",
+        sub,
+        "sweep",
+        "Run a parameter sweep (local processes or a Dask cluster).",
         "Runs the base scenario of a sweep file (schema marketsim-sweep/v1) at every point of its design\n"
         "(grid, lhs, sobol or morris), with replicates. Writes results/<sweep-name>/: manifest.json and\n"
         "part-*.parquet, stored as runs finish; re-running resumes where a killed sweep stopped.\n"
         "Then `marketsim analyze` the folder. File format: docs/sweeps.md.",
-        ["marketsim sweep sweep_weibo_login",
-         "marketsim sweep sweep_weibo_login --workers 4 --out results/w4",
-         "marketsim sweep sweep_weibo_login \\\n      --scheduler tcp://10.0.0.5:8786"])
-    sw.add_argument("sweep", type=scenario_file, help="sweep YAML file, or the name of a bundled one (e.g. sweep_weibo_login)")
+        [
+            "marketsim sweep sweep_weibo_login",
+            "marketsim sweep sweep_weibo_login --workers 4 --out results/w4",
+            "marketsim sweep sweep_weibo_login \\\n      --scheduler tcp://10.0.0.5:8786",
+        ],
+    )
+    sw.add_argument(
+        "sweep", type=scenario_file, help="sweep YAML file, or the name of a bundled one (e.g. sweep_weibo_login)"
+    )
     sw.add_argument("--workers", type=positive_int, help="local worker processes (default: CPU count)")
     sw.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786 (default: local processes)")
     sw.add_argument("--resume", action="store_true", help="skip runs already stored (re-running does this too)")
     sw.add_argument("--out", help="output folder (default: results/<sweep-name>/)")
 
     an = _command(
-        sub, "analyze", "Sensitivity and effect sizes of a finished sweep: which assumption matters, and by how much.",
+        sub,
+        "analyze",
+        "Sensitivity and effect sizes of a finished sweep: which assumption matters, and by how much.",
         "Shows per output and parameter the Sobol indices (or Morris mu*, or per-point intervals for\n"
         "grid and lhs designs) and the main effect: the output's range over the parameter's range.\n"
         "Writes into the results folder: analysis.json, sensitivity.png (sobol, morris), effects.png\n"
         "(one panel per parameter) and response.png.",
-        ["marketsim analyze results/sweep_weibo_login",
-         "marketsim analyze results/sweep_weibo_login --json > analysis.json"])
+        [
+            "marketsim analyze results/sweep_weibo_login",
+            "marketsim analyze results/sweep_weibo_login --json > analysis.json",
+        ],
+    )
     an.add_argument("path", help="sweep results folder, e.g. results/sweep_weibo_login")
     an.add_argument("--json", action="store_true", help="print JSON to stdout instead of the table")
     sc = _command(
-        sub, "scenarios", "The scenarios bundled with marketsim: list them, or copy them into a folder to edit.",
+        sub,
+        "scenarios",
+        "The scenarios bundled with marketsim: list them, or copy them into a folder to edit.",
         "list (the default) prints the bundled scenario and sweep files. copy DIR copies them all into DIR\n"
         "(made if missing; a file already there is never overwritten); their base: references are relative,\n"
         "so the copies keep working together. A bundled name also works wherever a scenario file goes.",
-        ["marketsim scenarios", "marketsim scenarios copy my_scenarios"])
+        ["marketsim scenarios", "marketsim scenarios copy my_scenarios"],
+    )
     sc.add_argument("action", nargs="?", choices=("list", "copy"), default="list", help="list (default) or copy")
     sc.add_argument("dir", nargs="?", help="the folder to copy into (copy)")
     return p
@@ -312,13 +447,19 @@ def main(argv: list[str] | None = None) -> int:
         problem = disk_problem(e)
         if problem is None:
             raise
-        print(f"marketsim: error: {problem} writing {e.filename or 'an output file'}; free space or choose another "
-              f"--out/--results", file=sys.stderr)
+        print(
+            f"marketsim: error: {problem} writing {e.filename or 'an output file'}; free space or choose another "
+            f"--out/--results",
+            file=sys.stderr,
+        )
         return 2
     except ModuleNotFoundError as e:
         extra = {"solara": "viz", "dask": "distributed", "distributed": "distributed"}.get((e.name or "").split(".")[0])
         if extra:
-            print(f"marketsim: error: {args.command} needs the '{extra}' extra: pip install -e '.[{extra}]'", file=sys.stderr)
+            print(
+                f"marketsim: error: {args.command} needs the '{extra}' extra: pip install -e '.[{extra}]'",
+                file=sys.stderr,
+            )
             return 2
         raise
 

@@ -1,14 +1,12 @@
-"""``marketsim project``: the scenario against its baseline over draws of the uncertain inputs; the report.
-"""
+"""``marketsim project``: the scenario against its baseline over draws of the uncertain inputs; the report."""
 
 from __future__ import annotations
 
 import argparse
 
+from marketsim.cli.args import check_settings, fit_cache, load, result_folder, results_root, settings_of
 from marketsim.errors import UserError
 from marketsim.report.progress import bar, stderr
-from marketsim.cli.args import check_settings, fit_cache, load, result_folder, results_root, settings_of
-
 
 #: Default parameter draws of a projection whose scenario has uncertain parameters, and the replicates per
 #: draw (with no uncertain parameter: one draw and DEFAULT_REPLICATES replicates). 32 x 4 keeps the
@@ -34,22 +32,27 @@ def projection_label(baseline_without: list[str] | None, options: list[str]) -> 
 
 def cmd_project(args: argparse.Namespace) -> int:
     from marketsim.experiments import projection
-    from marketsim.report import projection as report
-    from marketsim.io import resultsindex
-    from marketsim.io import store
     from marketsim.experiments.posterior import load_posterior
-    from marketsim.scenario.core import load_scenario
     from marketsim.experiments.uncertainty import central_draws, posterior_draws, prior_draws
+    from marketsim.io import resultsindex, store
+    from marketsim.report import projection as report
+    from marketsim.scenario.core import load_scenario
 
     sc = load(args)
     sc.without_events(args.baseline_without)  # checks the event ids before any work
     for e in sc.events_outside:
         if args.baseline_without and e.id in args.baseline_without:
-            raise UserError(f"--baseline-without {e.id}: the event ({e.date}) falls after the last step of this "
-                            f"{sc.calendar.steps}-step projection, so there is nothing to compare; drop --steps or "
-                            f"choose another event")
-        stderr.print(f"marketsim: note: event {e.id} ({e.date}) falls after the last step of this "
-                     f"{sc.calendar.steps}-step projection: it does not fire", markup=False, soft_wrap=True)
+            raise UserError(
+                f"--baseline-without {e.id}: the event ({e.date}) falls after the last step of this "
+                f"{sc.calendar.steps}-step projection, so there is nothing to compare; drop --steps or "
+                f"choose another event"
+            )
+        stderr.print(
+            f"marketsim: note: event {e.id} ({e.date}) falls after the last step of this "
+            f"{sc.calendar.steps}-step projection: it does not fire",
+            markup=False,
+            soft_wrap=True,
+        )
     options = {sc.name: sc}
     for path in args.compare or []:
         v = load_scenario(path)
@@ -62,8 +65,10 @@ def cmd_project(args: argparse.Namespace) -> int:
             raise UserError(f"{path}: option name {v.name!r} is used twice; give each compared scenario its own name")
         diff = projection.market_differences(sc, v)
         if diff:
-            raise UserError(f"{path}: another market than {args.scenario} ({'; '.join(diff)}); options must differ only "
-                            f"in their events and assumptions")
+            raise UserError(
+                f"{path}: another market than {args.scenario} ({'; '.join(diff)}); options must differ only "
+                f"in their events and assumptions"
+            )
         options[v.name] = v
     projection.check_shared_draws(options, sc.uncertain)
     settings = settings_of(args)
@@ -76,20 +81,36 @@ def cmd_project(args: argparse.Namespace) -> int:
         draws = central_draws(sc)
     elif post is not None:
         draws = posterior_draws(post.params, post.samples, post.weights, k, sc.seed)
-        draws_from = {"source": "posterior", "posterior": str(post.path), "ess": round(post.ess, 2),
-                      "design_draws": len(post.samples), "sigma_pp": post.sigma_pp}
-        stderr.print(f"drawing the uncertain parameters from the posterior stored by `marketsim fit` ({post.path}; "
-                     f"effective sample size {post.ess:.1f} of {len(post.samples)} fitted draws); --prior draws from "
-                     f"the priors", markup=False, soft_wrap=True)
+        draws_from = {
+            "source": "posterior",
+            "posterior": str(post.path),
+            "ess": round(post.ess, 2),
+            "design_draws": len(post.samples),
+            "sigma_pp": post.sigma_pp,
+        }
+        stderr.print(
+            f"drawing the uncertain parameters from the posterior stored by `marketsim fit` ({post.path}; "
+            f"effective sample size {post.ess:.1f} of {len(post.samples)} fitted draws); --prior draws from "
+            f"the priors",
+            markup=False,
+            soft_wrap=True,
+        )
     else:
         draws = prior_draws(sc, k, sc.seed)
         draws_from = {"source": "prior"}
     R = args.replicates or (DEFAULT_REPLICATES if draws.k == 1 else DEFAULT_REPLICATES_WITH_DRAWS)
     if draws.k == 1 and R < 2:
-        raise UserError("--replicates 1 with a single parameter draw gives no interval: the spread of one replicate "
-                        "is unknown; give --replicates 2 or more (or --draws 2 or more)")
-    out = result_folder(args, settings, sc.name, "projection-" + projection_label(args.baseline_without, list(options)),
-                        named=("baseline_without", "compare"))
+        raise UserError(
+            "--replicates 1 with a single parameter draw gives no interval: the spread of one replicate "
+            "is unknown; give --replicates 2 or more (or --draws 2 or more)"
+        )
+    out = result_folder(
+        args,
+        settings,
+        sc.name,
+        "projection-" + projection_label(args.baseline_without, list(options)),
+        named=("baseline_without", "compare"),
+    )
     store.check_output_dir(out, kind="projection")  # before any work
     check_settings(out, "projection.json", settings)
     from marketsim.runtime.executor import open_executor
@@ -97,19 +118,33 @@ def cmd_project(args: argparse.Namespace) -> int:
     jobs = draws.k * (len(options) + R)
     with open_executor(jobs, workers=args.workers, scheduler=args.scheduler) as pool:
         executor, where = pool.executor, pool.where
-        with bar(f"projecting {sc.name}: {draws.k} draw{'s' if draws.k > 1 else ''} x {R} replicates on {where}",
-                 None, "tasks") as update:
+        with bar(
+            f"projecting {sc.name}: {draws.k} draw{'s' if draws.k > 1 else ''} x {R} replicates on {where}",
+            None,
+            "tasks",
+        ) as update:
             done = {"fits": 0, "replicates": 0}
             totals = {"fits": draws.k * len(options), "replicates": 0}
 
             def progress(stage, k_done, total):
                 done[stage], totals[stage] = k_done, total
-                update(completed=done["fits"] + done["replicates"], total=totals["fits"] + (totals["replicates"] or draws.k * R))
+                update(
+                    completed=done["fits"] + done["replicates"],
+                    total=totals["fits"] + (totals["replicates"] or draws.k * R),
+                )
 
-            proj = projection.project(sc, draws=draws, replicates=R, options=options,
-                                      baseline_without=args.baseline_without, executor=executor, cache_dir=cache,
-                                      independent_baseline=args.independent_baseline,
-                                      thresholds=tuple(args.threshold or ()), on_progress=progress)
+            proj = projection.project(
+                sc,
+                draws=draws,
+                replicates=R,
+                options=options,
+                baseline_without=args.baseline_without,
+                executor=executor,
+                cache_dir=cache,
+                independent_baseline=args.independent_baseline,
+                thresholds=tuple(args.threshold or ()),
+                on_progress=progress,
+            )
     summ = projection.summary(proj)
     summ["settings"] = settings
     for w in proj.warnings:
@@ -124,6 +159,9 @@ def cmd_project(args: argparse.Namespace) -> int:
         print(store.dumps(summ))
         return 0
     report.print_summary(summ, proj)
-    stderr.print(f"wrote {out}/: replicates.parquet, projection.json, fan.png, shift.png, flows.png, report.md",
-                 markup=False, soft_wrap=True)
+    stderr.print(
+        f"wrote {out}/: replicates.parquet, projection.json, fan.png, shift.png, flows.png, report.md",
+        markup=False,
+        soft_wrap=True,
+    )
     return 0

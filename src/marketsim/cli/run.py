@@ -1,21 +1,29 @@
-"""``marketsim run``: simulate a scenario once and write its time series, charts and summary.
-"""
+"""``marketsim run``: simulate a scenario once and write its time series, charts and summary."""
 
 from __future__ import annotations
 
 import argparse
 
 from marketsim import __version__
+from marketsim.cli.args import (
+    check_settings,
+    fit_params,
+    load,
+    note_settings,
+    result_folder,
+    results_root,
+    settings_caption,
+    settings_of,
+)
 from marketsim.report.numbers import share, shift
 from marketsim.report.progress import bar, stderr
-from marketsim.cli.args import check_settings, fit_params, load, note_settings, result_folder, results_root, settings_caption, settings_of
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from marketsim.figures import plots
-    from marketsim.io import store
-    from marketsim.fit.calibrate import residuals_at
     from marketsim.engine.run import simulate
+    from marketsim.figures import plots
+    from marketsim.fit.calibrate import residuals_at
+    from marketsim.io import store
 
     sc = load(args)
     settings = settings_of(args)
@@ -26,8 +34,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     cal = fit.calibration
     steps = sc.calendar.steps
     for e in sc.events_outside:
-        stderr.print(f"marketsim: note: event {e.id} ({e.date}) falls after the last step of this {steps}-step run: "
-                     f"it does not fire", markup=False, soft_wrap=True)
+        stderr.print(
+            f"marketsim: note: event {e.id} ({e.date}) falls after the last step of this {steps}-step run: "
+            f"it does not fire",
+            markup=False,
+            soft_wrap=True,
+        )
     with bar(f"simulating {sc.name}", steps, "steps", enabled=True) as update:
         res = simulate(sc, fit.alpha, trend=fit.trend, on_step=lambda done, total: update(completed=done))
     ts, flows = res.timeseries(), res.flows()
@@ -45,12 +57,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         "share_last": last,
         "attractiveness": dict(zip(sc.retailer_names, map(float, fit.alpha), strict=True)),
         "trend": dict(zip(sc.retailer_names, map(float, fit.trend), strict=True)),
-        "calibration": None if cal is None else {
-            "key": cal.key, "consumers": cal.consumers, "dof": cal.dof, "max_residual_pp": cal.max_residual_pp,
-            "this_run": residuals_at(sc, cal, res.records)["observations"]},
-        "events": [{"id": e.id, "step": e.step, "date": e.date.isoformat(), "type": e.action.type,
-                    "outside_horizon": e.step >= steps} for e in sc.events],
-        "files": {"timeseries": ["timeseries.csv", "timeseries.parquet"], "flows": ["flows.csv", "flows.parquet"], "plot": "shares.png"},
+        "calibration": None
+        if cal is None
+        else {
+            "key": cal.key,
+            "consumers": cal.consumers,
+            "dof": cal.dof,
+            "max_residual_pp": cal.max_residual_pp,
+            "this_run": residuals_at(sc, cal, res.records)["observations"],
+        },
+        "events": [
+            {
+                "id": e.id,
+                "step": e.step,
+                "date": e.date.isoformat(),
+                "type": e.action.type,
+                "outside_horizon": e.step >= steps,
+            }
+            for e in sc.events
+        ],
+        "files": {
+            "timeseries": ["timeseries.csv", "timeseries.parquet"],
+            "flows": ["flows.csv", "flows.parquet"],
+            "plot": "shares.png",
+        },
         "settings": settings,
     }
     with store.result_set(out, "run", writer="marketsim run") as new:  # all files appear together, or none
@@ -62,17 +92,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         plots.close(fig)
         store.write_json(new / "summary.json", summary)
     from marketsim.io import resultsindex
+
     resultsindex.update(results_root(args))  # results/index.md lists every result
     if args.json:
         print(store.dumps(summary))
         return 0
     from marketsim.report.progress import console, table
 
-    t = table(f"{sc.name}: GMV share by retailer, first and last week",
-              caption=f"seed {sc.seed}, {sc.consumers.count:,} consumers{settings_caption(settings)}")
+    t = table(
+        f"{sc.name}: GMV share by retailer, first and last week",
+        caption=f"seed {sc.seed}, {sc.consumers.count:,} consumers{settings_caption(settings)}",
+    )
     t.add_column("retailer")
     for col in (f"{summary['first_date']} %", f"{summary['last_date']} %", "change pp"):
         t.add_column(col, justify="right", no_wrap=True)
+
     def pct(x):
         return share(x, unit="") if x == x else "no purchases"
 
@@ -84,7 +118,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cal is not None:
         worst = max((abs(o["residual_pp"]) for o in summary["calibration"]["this_run"]), default=None)
         if worst is not None:
-            con.print(f"the fit's observations in this run ({sc.consumers.count:,} consumers): largest residual "
-                      f"{worst:.2f} pp (the fit was made at {cal.consumers:,})")
+            con.print(
+                f"the fit's observations in this run ({sc.consumers.count:,} consumers): largest residual "
+                f"{worst:.2f} pp (the fit was made at {cal.consumers:,})"
+            )
     con.print(f"wrote {out}/: timeseries.csv, timeseries.parquet, flows.csv, flows.parquet, summary.json, shares.png")
     return 0

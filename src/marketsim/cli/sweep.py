@@ -24,10 +24,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with open_executor(pending, workers=args.workers, scheduler=args.scheduler) as pool:
         with bar(f"sweep {sweep.name} on {pool.where}", None, "runs") as update:
-            counts = run_sweep(sweep, out, pool.executor, workers=pool.slots,
-                               on_progress=lambda k, n: update(completed=k, total=n),
-                               on_note=lambda m: stderr.print(m, soft_wrap=True), announce_resume=not args.resume)
+            counts = run_sweep(
+                sweep,
+                out,
+                pool.executor,
+                workers=pool.slots,
+                on_progress=lambda k, n: update(completed=k, total=n),
+                on_note=lambda m: stderr.print(m, soft_wrap=True),
+                announce_resume=not args.resume,
+            )
     resultsindex.update(Path("results"))  # results/index.md lists every result (the sweep's too, if it is there)
-    stderr.print(f"{counts['ran']} runs in {time.perf_counter() - t0:.1f} s ({counts['skipped']} already stored); "
-                 f"{counts['total']} runs in {out}/ (part-*.parquet, manifest.json); next: marketsim analyze {out}", soft_wrap=True)
+    stderr.print(
+        f"{counts['ran']} runs in {time.perf_counter() - t0:.1f} s ({counts['skipped']} already stored); "
+        f"{counts['total']} runs in {out}/ (part-*.parquet, manifest.json); next: marketsim analyze {out}",
+        soft_wrap=True,
+    )
     return 0

@@ -32,7 +32,13 @@ def can_link(holds: np.ndarray, accepts: np.ndarray) -> np.ndarray:
 
 
 def friction_tables(
-    accepts: np.ndarray, *, f_native: float, f_sso: float, f_link: float, f_create: float, f_migrate: np.ndarray,
+    accepts: np.ndarray,
+    *,
+    f_native: float,
+    f_sso: float,
+    f_link: float,
+    f_create: float,
+    f_migrate: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lookup tables of the friction and purchase path (docs/model.md section 5), indexed [can link?, access code,
     retailer]: (2, SSO + P, R) float64 costs in utility units and int8 path codes. They change only when an
@@ -56,7 +62,9 @@ def friction_tables(
     return np.stack([t[0] for t in tables]), np.stack([t[1] for t in tables])
 
 
-def friction_lookup(tables: tuple[np.ndarray, np.ndarray], access: np.ndarray, linkable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def friction_lookup(
+    tables: tuple[np.ndarray, np.ndarray], access: np.ndarray, linkable: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(F, path) for consumers with ``access`` codes (k, R) and ``linkable`` (k, R) bool, from
     :func:`friction_tables`: one gather per cell instead of a mask per case."""
     F_all, path_all = tables
@@ -82,8 +90,9 @@ def friction(
     f_migrate: (R,) migration cost offered by each retailer (inf where none is offered).
     Returns (F, path): float64 (k, R) costs in utility units, int8 (k, R) path codes.
     """
-    tables = friction_tables(accepts, f_native=f_native, f_sso=f_sso, f_link=f_link, f_create=f_create,
-                             f_migrate=f_migrate)
+    tables = friction_tables(
+        accepts, f_native=f_native, f_sso=f_sso, f_link=f_link, f_create=f_create, f_migrate=f_migrate
+    )
     return friction_lookup(tables, access, can_link(holds, accepts))
 
 

@@ -7,7 +7,7 @@ for a removed login, the access of the consumers who used it). ``HANDLERS`` name
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from marketsim.scenario.eventtypes import REGISTRY, EventType, MarketState
 

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from marketsim.engine import choice
-from marketsim.engine import events
+from marketsim.engine import choice, events
 from marketsim.engine.choice import NATIVE, NONE, SSO
 from marketsim.engine.population import World, build_world, child_seed, relative_baskets, seed_streams
 from marketsim.scenario.core import Scenario
@@ -82,9 +81,19 @@ class ConsumerState:
 class Market:
     """A running market: a :class:`World` plus the state that changes. Use :meth:`step`."""
 
-    def __init__(self, scenario: Scenario, world: World, alpha: np.ndarray, seed: int, *, trend: np.ndarray | None = None,
-                 track_expected: bool = False, settle: bool = True, start: ConsumerState | None = None,
-                 pilot: "PilotState | None" = None):
+    def __init__(
+        self,
+        scenario: Scenario,
+        world: World,
+        alpha: np.ndarray,
+        seed: int,
+        *,
+        trend: np.ndarray | None = None,
+        track_expected: bool = False,
+        settle: bool = True,
+        start: ConsumerState | None = None,
+        pilot: PilotState | None = None,
+    ):
         """``alpha``: attractiveness per retailer at the calendar start; ``trend``: utility per year added from
         the start (default: the scenario's trends, 0 where a trend is 'calibrate'). The market settles (burn-in
         pilot and warm-up, docs/model.md 12.2) unless ``settle`` is False or it starts from ``start``, the state
@@ -156,8 +165,14 @@ class Market:
         """The friction lookup tables for the current logins and migration offers (cached)."""
         if self._tables is None:
             f = self.scenario.friction
-            self._tables = choice.friction_tables(self.accepts, f_native=f.native, f_sso=f.sso, f_link=f.link,
-                                                  f_create=f.create, f_migrate=self.migrate_cost)
+            self._tables = choice.friction_tables(
+                self.accepts,
+                f_native=f.native,
+                f_sso=f.sso,
+                f_link=f.link,
+                f_create=f.create,
+                f_migrate=self.migrate_cost,
+            )
         return self._tables
 
     def logins_changed(self) -> None:
@@ -263,7 +278,7 @@ class Market:
         self.t += 1
         return rec
 
-    def fork(self, scenario: Scenario) -> "Market":
+    def fork(self, scenario: Scenario) -> Market:
         """A copy of this market, from its current step on, that follows ``scenario``'s events instead (the same
         World, values and random stream state). A scenario and its counterfactual are identical until the first
         step where their events differ, so a projection runs that common part once and forks there; the fork
@@ -276,7 +291,7 @@ class Market:
             m.schedule.setdefault(ev.step, []).append(ev)
         return m
 
-    def adopt_pilot_state(self, pilot: "PilotState", seed: int) -> None:
+    def adopt_pilot_state(self, pilot: PilotState, seed: int) -> None:
         """Start from the stationary state of the event-free market (docs/model.md 12.2): each consumer here
         takes the last retailer and access of a random consumer of the burn-in pilot (:func:`run_pilot`) with the
         same identity accounts (the state's distribution given the accounts is what the pilot learned; ties
@@ -317,8 +332,9 @@ class Market:
         u_pick = rng.random((len(idx), R + 1), dtype=np.float32)
 
         b = sc.behaviour
-        F, path = choice.friction_lookup(self.friction_tables(), self.access[idx],
-                                         choice.can_link(self.holds_bits[idx], self.accepts))
+        F, path = choice.friction_lookup(
+            self.friction_tables(), self.access[idx], choice.can_link(self.holds_bits[idx], self.accepts)
+        )
         last = self.last[idx].astype(np.int64)
         habit = (last[:, None] == np.arange(R)[None, :]).astype(np.float32)
         promo: np.ndarray | float = 0.0
@@ -327,10 +343,18 @@ class Market:
             for j, aud, util, _ in self.promotions:
                 promo[:, j] += util if aud < 0 else util * self.world.holds[idx, aud]
         social = self.social_exposure(idx) if b.beta_social else 0.0
-        V = choice.utilities(self.alpha_at(t).astype(np.float32), np.log(self.price).astype(np.float32), habit, social,
-                             F.astype(np.float32), promo,
-                             beta_price=b.beta_price, beta_social=b.beta_social,
-                             beta_habit=b.beta_habit, beta_friction=b.beta_friction)
+        V = choice.utilities(
+            self.alpha_at(t).astype(np.float32),
+            np.log(self.price).astype(np.float32),
+            habit,
+            social,
+            F.astype(np.float32),
+            promo,
+            beta_price=b.beta_price,
+            beta_social=b.beta_social,
+            beta_habit=b.beta_habit,
+            beta_friction=b.beta_friction,
+        )
         pick = choice.gumbel_choice(V, u_pick)
         prob = choice.logit_probabilities(V) if self.track_expected else None
 
@@ -360,20 +384,34 @@ class Market:
         self.last[who] = new
 
         lost = self.lost_index()
-        lost_last = np.bincount(self.last[lost][self.last[lost] >= 0], minlength=R) * scale if len(lost) else np.zeros(R)
+        lost_last = (
+            np.bincount(self.last[lost][self.last[lost] >= 0], minlength=R) * scale if len(lost) else np.zeros(R)
+        )
         expected_gmv = expected_buyers = None
         if prob is not None:  # (tracking expected values)
             expected_gmv = (self.basket[idx] @ prob[:, 1:]) * money
             expected_buyers = prob[:, 1:].sum(axis=0) * scale
         gone, gone_last = self._turnover(rng)
         if self.counts and (len(who) or len(gone)):  # one pass for purchases and departures (additive)
-            self._update_counts(np.concatenate([who, gone]), np.concatenate([old, gone_last]),
-                                np.concatenate([new, np.full(len(gone), -1, dtype=np.int64)]))
+            self._update_counts(
+                np.concatenate([who, gone]),
+                np.concatenate([old, gone_last]),
+                np.concatenate([new, np.full(len(gone), -1, dtype=np.int64)]),
+            )
         rec = StepRecord(
-            step=t, shoppers=len(idx) * scale, buyers=np.bincount(bj, minlength=R) * scale, gmv=gmv,
-            revenue=gmv * self.revenue_rate, accounts_created=accounts_created, logins_linked=logins_linked,
-            access_lost=self.pending_access_lost * scale, flows=flows, lost_login_last=lost_last[:R],
-            newcomers=len(gone) * scale, expected_gmv=expected_gmv, expected_buyers=expected_buyers,
+            step=t,
+            shoppers=len(idx) * scale,
+            buyers=np.bincount(bj, minlength=R) * scale,
+            gmv=gmv,
+            revenue=gmv * self.revenue_rate,
+            accounts_created=accounts_created,
+            logins_linked=logins_linked,
+            access_lost=self.pending_access_lost * scale,
+            flows=flows,
+            lost_login_last=lost_last[:R],
+            newcomers=len(gone) * scale,
+            expected_gmv=expected_gmv,
+            expected_buyers=expected_buyers,
         )
         self.pending_access_lost = np.zeros(R, dtype=np.int64)
         return rec
@@ -412,8 +450,16 @@ class PilotState:
     steps: int
 
 
-def run_pilot(scenario: Scenario, alpha: np.ndarray, trend: np.ndarray, seed: int, n: int, *,
-              start: PilotState | None = None, steps: int | None = None) -> PilotState:
+def run_pilot(
+    scenario: Scenario,
+    alpha: np.ndarray,
+    trend: np.ndarray,
+    seed: int,
+    n: int,
+    *,
+    start: PilotState | None = None,
+    steps: int | None = None,
+) -> PilotState:
     """Run the burn-in pilot of the run with ``seed`` and ``n`` consumers (docs/model.md 12.2).
 
     With turnover the state relaxes on the time scale of a consumer's lifetime (1 / turnover steps: years),
@@ -424,8 +470,9 @@ def run_pilot(scenario: Scenario, alpha: np.ndarray, trend: np.ndarray, seed: in
     consumers' state from it (:meth:`Market.adopt_pilot_state`)."""
     pilot_seed = child_seed(seed_streams(seed)["pilot"])
     world = start.world if start is not None else build_world(scenario, pilot_seed, n=min(n, PILOT_CONSUMERS))
-    pm = Market(scenario, world, alpha, pilot_seed, trend=trend, settle=False,
-                start=None if start is None else start.state)
+    pm = Market(
+        scenario, world, alpha, pilot_seed, trend=trend, settle=False, start=None if start is None else start.state
+    )
     steps = pilot_steps(scenario.consumers.turnover) if steps is None else steps
     rng = np.random.default_rng(seed_streams(pilot_seed)["warmup"])
     for k in range(steps):

@@ -11,8 +11,8 @@ and duplicate edges produced by a generator are dropped (documented per generato
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -36,9 +36,9 @@ class CSRGraph:
         return np.diff(self.indptr)
 
     def neighbours(self, v: int) -> np.ndarray:
-        return self.indices[self.indptr[v]: self.indptr[v + 1]]
+        return self.indices[self.indptr[v] : self.indptr[v + 1]]
 
-    def relabel(self, members: np.ndarray, n_total: int) -> "CSRGraph":
+    def relabel(self, members: np.ndarray, n_total: int) -> CSRGraph:
         """This graph placed in a larger id space: local node i becomes ``members[i]`` (sorted ascending);
         nodes not in ``members`` get degree 0. Used to put a layer over the holders of an account into the
         global consumer index space."""

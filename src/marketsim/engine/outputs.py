@@ -3,7 +3,7 @@ flows between retailers, built from the :class:`marketsim.engine.market.StepReco
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -18,12 +18,45 @@ def records_to_frame(scenario: Scenario, records: Iterable[StepRecord]) -> pd.Da
         date = scenario.calendar.date_of(rec.step).isoformat()
         share, bshare, npr = rec.gmv_share, rec.buyer_share, rec.no_purchase_rate
         for j, name in enumerate(names):
-            rows.append((rec.step, date, name, rec.gmv[j], share[j], rec.buyers[j], bshare[j], rec.revenue[j],
-                         rec.accounts_created[j], rec.logins_linked[j], rec.access_lost[j], rec.lost_login_last[j],
-                         rec.shoppers, npr, rec.newcomers))
-    return pd.DataFrame(rows, columns=["step", "date", "retailer", "gmv", "gmv_share", "buyers", "buyer_share", "revenue",
-                                       "accounts_created", "logins_linked", "access_lost", "lost_login_consumers",
-                                       "shoppers", "no_purchase_rate", "newcomers"])
+            rows.append(
+                (
+                    rec.step,
+                    date,
+                    name,
+                    rec.gmv[j],
+                    share[j],
+                    rec.buyers[j],
+                    bshare[j],
+                    rec.revenue[j],
+                    rec.accounts_created[j],
+                    rec.logins_linked[j],
+                    rec.access_lost[j],
+                    rec.lost_login_last[j],
+                    rec.shoppers,
+                    npr,
+                    rec.newcomers,
+                )
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "step",
+            "date",
+            "retailer",
+            "gmv",
+            "gmv_share",
+            "buyers",
+            "buyer_share",
+            "revenue",
+            "accounts_created",
+            "logins_linked",
+            "access_lost",
+            "lost_login_consumers",
+            "shoppers",
+            "no_purchase_rate",
+            "newcomers",
+        ],
+    )
 
 
 def flows_to_frame(scenario: Scenario, records: Iterable[StepRecord]) -> pd.DataFrame:

@@ -15,8 +15,7 @@ import numpy as np
 from marketsim.engine import network
 from marketsim.engine.choice import ACCESS_DTYPE, NATIVE, SSO
 from marketsim.errors import ScenarioError
-from marketsim.scenario.core import Scenario
-from marketsim.scenario.core import load_lines
+from marketsim.scenario.core import Scenario, load_lines
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,9 @@ def build_world(scenario: Scenario, seed: int | None = None, n: int | None = Non
         if prov.network is None:
             continue
         members = np.flatnonzero(holds[:, p])
-        g = network.generate(prov.network.model, len(members), prov.network.kwargs, np.random.default_rng(net_children[p]))
+        g = network.generate(
+            prov.network.model, len(members), prov.network.kwargs, np.random.default_rng(net_children[p])
+        )
         g = g.relabel(members, n)
         deg = g.degree()
         inv = np.zeros(n, dtype=np.float32)
@@ -100,8 +101,16 @@ def build_world(scenario: Scenario, seed: int | None = None, n: int | None = Non
         inv[nz] = 1.0 / deg[nz]
         layers.append(Layer(p, prov.name, prov.weight, g, inv))
 
-    return World(n=n, holds=holds, basket=basket, login_pref=login_pref, last0=last0, access0=access0, layers=tuple(layers),
-                 scale=scenario.market_size.at(scenario.calendar.start) / n)
+    return World(
+        n=n,
+        holds=holds,
+        basket=basket,
+        login_pref=login_pref,
+        last0=last0,
+        access0=access0,
+        layers=tuple(layers),
+        scale=scenario.market_size.at(scenario.calendar.start) / n,
+    )
 
 
 def relative_baskets(rng: np.random.Generator, sigma: float, n: int) -> np.ndarray:
@@ -164,8 +173,11 @@ def memory_estimate(scenario: Scenario, n: int | None = None) -> MemoryEstimate:
         extra = sum(r.initial_share * s for r in scenario.retailers for pn, s in r.sso_share if pn == prov.name)
         members = int(round(n * min(1.0, prov.penetration + extra)))
         kw = prov.network.kwargs
-        per = {"barabasi_albert": kw.get("m", 0), "watts_strogatz": kw.get("k", 0) / 2,
-               "erdos_renyi": kw.get("mean_degree", 0) / 2}.get(prov.network.model, 0)
+        per = {
+            "barabasi_albert": kw.get("m", 0),
+            "watts_strogatz": kw.get("k", 0) / 2,
+            "erdos_renyi": kw.get("mean_degree", 0) / 2,
+        }.get(prov.network.model, 0)
         ties = int(members * per)
         layers.append((f"providers.{prov.name}.network", prov.network.model, dict(kw), members, ties))
         total += ties * BYTES_PER_TIE_KEPT + n * (BYTES_PER_CONSUMER_LAYER + 4 * R)
@@ -223,15 +235,20 @@ def check_memory(scenario: Scenario, n: int | None = None) -> MemoryEstimate:
         return est
     gb = 1e9
     biggest = sorted(est.layers, key=lambda x: -x[4])
-    nets = "; ".join(f"{path} ({model}, {', '.join(f'{k}: {v:g}' for k, v in kw.items())}): ~{ties:,} ties over "
-                     f"{members:,} members" for path, model, kw, members, ties in biggest)
+    nets = "; ".join(
+        f"{path} ({model}, {', '.join(f'{k}: {v:g}' for k, v in kw.items())}): ~{ties:,} ties over {members:,} members"
+        for path, model, kw, members, ties in biggest
+    )
     fields = ", ".join(f"{path}.{k}" for path, _, kw, _, _ in biggest for k in kw if k in ("m", "k", "mean_degree"))
     source, line = field_location(scenario.source, "consumers.count")
     raise ScenarioError(
         f"{est.n:,} consumers need about {est.total / gb:,.1f} GB of memory{' (social layers: ' + nets + ')' if nets else ''}; "
         f"{avail / gb:,.1f} GB is available; allowed: fewer consumers (consumers.count, or --consumers)"
         f"{', or fewer ties (' + fields + ')' if fields else ''}, or a machine with more memory",
-        source=source, path="consumers.count", line=line)
+        source=source,
+        path="consumers.count",
+        line=line,
+    )
 
 
 def field_location(source: str, path: str) -> tuple[str, int | None]:

@@ -3,8 +3,8 @@ their tables from :mod:`marketsim.engine.outputs`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -65,4 +65,6 @@ def simulate(
         recs.append(m.step())
         if on_step is not None:
             on_step(t + 1, steps)
-    return RunResult(scenario=scenario, seed=seed, consumers=world.n, steps=steps, alpha=np.asarray(alpha), records=recs)
+    return RunResult(
+        scenario=scenario, seed=seed, consumers=world.n, steps=steps, alpha=np.asarray(alpha), records=recs
+    )

@@ -34,15 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
-from marketsim.runtime.digest import digest
-from marketsim.fit.options import FitOptions
-from marketsim.scenario.core import Scenario, Uncertain
-from marketsim.experiments.uncertainty import Draws, prior_draws, weighted_quantile
-from marketsim.fit.calibrate import cache_key
-from marketsim.fit.cache import BadEntry, check_folder, check_writable, read_regular, store_entry, what_is
 from marketsim.errors import UserError
 from marketsim.experiments.projection import central_fit
 from marketsim.experiments.tasks import fit_task, map_jobs, with_draw
+from marketsim.experiments.uncertainty import Draws, prior_draws, weighted_quantile
+from marketsim.fit.cache import BadEntry, check_folder, check_writable, read_regular, store_entry, what_is
+from marketsim.fit.calibrate import cache_key
+from marketsim.fit.options import FitOptions
+from marketsim.runtime.digest import digest
+from marketsim.scenario.core import Scenario, Uncertain
 
 FORMAT = "marketsim-posterior/v1"
 #: Default observation error (points of share) of the kernel: the sources disagree by 2-4 points on JD's share
@@ -101,11 +101,21 @@ def parameter_report(draws: Draws, weights: np.ndarray, scenario: Scenario, unti
         mean = float(weights @ x)
         sd = float(math.sqrt(max(weights @ (x - mean) ** 2, 0.0)))
         q5, q95 = weighted_quantile(x, weights, [0.05, 0.95])
-        out.append({"path": p.path, "prior": p.describe(), "reason": p.reason,
-                    "prior_mean": float(np.mean(p.ppf((np.arange(2000) + 0.5) / 2000))), "prior_sd": prior_sd,
-                    "prior_90": [prior_lo, prior_hi], "posterior_mean": mean, "posterior_sd": sd,
-                    "posterior_90": [float(q5), float(q95)], "narrowing": 1 - sd / prior_sd if prior_sd > 0 else 0.0,
-                    "before_cutoff": acts_before(scenario, p.path, until)})
+        out.append(
+            {
+                "path": p.path,
+                "prior": p.describe(),
+                "reason": p.reason,
+                "prior_mean": float(np.mean(p.ppf((np.arange(2000) + 0.5) / 2000))),
+                "prior_sd": prior_sd,
+                "prior_90": [prior_lo, prior_hi],
+                "posterior_mean": mean,
+                "posterior_sd": sd,
+                "posterior_90": [float(q5), float(q95)],
+                "narrowing": 1 - sd / prior_sd if prior_sd > 0 else 0.0,
+                "before_cutoff": acts_before(scenario, p.path, until),
+            }
+        )
         del dist, lo, hi
     return out
 
@@ -135,9 +145,14 @@ def posterior_path(scenario: Scenario, cache_dir: str | Path) -> Path:
 def save_posterior(post: Posterior, scenario: Scenario, cache_dir: str | Path, report: list[dict]) -> Path:
     """Store ``post`` where :func:`load_posterior` finds it (atomically; a folder or FIFO in its place is
     cleared, or one line says why it cannot be)."""
-    body = {"params": [p.path for p in post.params], "samples": post.samples, "weights": post.weights.tolist(),
-            "sigma_pp": post.sigma_pp, "priors": [[p.path, p.prior, list(p.args)] for p in post.params],
-            "report": report}
+    body = {
+        "params": [p.path for p in post.params],
+        "samples": post.samples,
+        "weights": post.weights.tolist(),
+        "sigma_pp": post.sigma_pp,
+        "priors": [[p.path, p.prior, list(p.args)] for p in post.params],
+        "report": report,
+    }
     doc = {"format": FORMAT, "sha256": digest(body, spaced=True, default=None), **body}
     path = posterior_path(scenario, cache_dir)
     store_entry(path, doc, "the posterior")
@@ -159,8 +174,9 @@ def load_posterior(scenario: Scenario, cache_dir: str | Path) -> Posterior | Non
         return check_posterior(json.loads(read_regular(path)), scenario, path)
     except (BadEntry, ValueError) as e:
         problem = str(e) if isinstance(e, BadEntry) else "not valid JSON (truncated or damaged)"
-        raise UserError(f"{path}: the posterior stored by `marketsim fit` {problem}; `marketsim fit` remakes it, "
-                        f"--prior ignores it") from None
+        raise UserError(
+            f"{path}: the posterior stored by `marketsim fit` {problem}; `marketsim fit` remakes it, --prior ignores it"
+        ) from None
 
 
 def check_posterior(doc, scenario: Scenario, path: Path | None = None) -> Posterior:
@@ -181,10 +197,13 @@ def check_posterior(doc, scenario: Scenario, path: Path | None = None) -> Poster
     params = scenario.uncertain
     want = [p.path for p in params]
     if body["params"] != want:
-        raise BadEntry(f"was fitted for the uncertain parameters {_names(body['params'])}, not the scenario's "
-                       f"{_names(want)}")
+        raise BadEntry(
+            f"was fitted for the uncertain parameters {_names(body['params'])}, not the scenario's {_names(want)}"
+        )
     if body["priors"] != [[p.path, p.prior, list(p.args)] for p in params]:
-        raise BadEntry(f"was fitted under other priors than the scenario's ({'; '.join(p.path + ': ' + p.describe() for p in params)})")
+        raise BadEntry(
+            f"was fitted under other priors than the scenario's ({'; '.join(p.path + ': ' + p.describe() for p in params)})"
+        )
     sigma = body["sigma_pp"]
     if not _number(sigma) or sigma <= 0:
         raise BadEntry(f"has sigma_pp {sigma!r}, not a positive number of points")
@@ -192,8 +211,9 @@ def check_posterior(doc, scenario: Scenario, path: Path | None = None) -> Poster
     if not isinstance(samples, list) or not samples:
         raise BadEntry("has no samples")
     if not isinstance(weights, list) or len(weights) != len(samples):
-        raise BadEntry(f"has {len(weights) if isinstance(weights, list) else 'no list of'} weights for "
-                       f"{len(samples)} samples")
+        raise BadEntry(
+            f"has {len(weights) if isinstance(weights, list) else 'no list of'} weights for {len(samples)} samples"
+        )
     for i, w in enumerate(weights):
         if not _number(w) or w < 0:
             raise BadEntry(f"has weights[{i}] = {w!r}, not a finite non-negative number")
@@ -206,13 +226,16 @@ def check_posterior(doc, scenario: Scenario, path: Path | None = None) -> Poster
         for p in params:
             x, (lo, hi) = v[p.path], support[p.path]
             if not _number(x) or not lo <= x <= hi or (p.integer and x != int(x)):
-                raise BadEntry(f"has samples[{i}].{p.path} = {x!r}, outside its support {lo:g} .. {hi:g}"
-                               f"{' (an integer)' if p.integer else ''}")
+                raise BadEntry(
+                    f"has samples[{i}].{p.path} = {x!r}, outside its support {lo:g} .. {hi:g}"
+                    f"{' (an integer)' if p.integer else ''}"
+                )
     post = Posterior(params, samples, np.asarray(weights, dtype=float) / sum(weights), float(sigma), path)
     floor = ess_floor(len(samples))
     if post.ess < floor:
-        raise BadEntry(f"is worth {post.ess:.1f} draws (effective sample size) of {len(samples)}, under the floor "
-                       f"of {floor:g}")
+        raise BadEntry(
+            f"is worth {post.ess:.1f} draws (effective sample size) of {len(samples)}, under the floor of {floor:g}"
+        )
     return post
 
 
@@ -233,8 +256,15 @@ def _support(p: Uncertain) -> tuple[float, float]:
     return lo - eps, hi + eps
 
 
-def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = DEFAULT_SIGMA_PP, executor=None,
-              cache_dir: str | Path | None = None, on_progress=None) -> tuple[Posterior, dict]:
+def condition(
+    scenario: Scenario,
+    *,
+    k: int = DEFAULT_DRAWS,
+    sigma_pp: float = DEFAULT_SIGMA_PP,
+    executor=None,
+    cache_dir: str | Path | None = None,
+    on_progress=None,
+) -> tuple[Posterior, dict]:
     """Weigh ``k`` prior draws by how well their fits meet the observations (see the module docstring).
     Returns the posterior and a summary (per-parameter report, failed draws, effective sample size)."""
     if not scenario.uncertain:
@@ -242,17 +272,24 @@ def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = D
     if not scenario.observations:
         raise UserError(f"{scenario.source}: no observations to condition on")
     if k < ess_floor(k):  # the effective sample size never exceeds the number of draws: refuse before any fit
-        raise UserError(f"--draws {k}: a posterior of {k} draws is worth at most {k} (effective sample size), under "
-                        f"the floor of {ess_floor(k):g} a posterior needs to be stored; give --draws {DEFAULT_DRAWS} "
-                        f"(the default) or more")
+        raise UserError(
+            f"--draws {k}: a posterior of {k} draws is worth at most {k} (effective sample size), under "
+            f"the floor of {ess_floor(k):g} a posterior needs to be stored; give --draws {DEFAULT_DRAWS} "
+            f"(the default) or more"
+        )
     if cache_dir is not None:
         check_folder(Path(cache_dir))
         check_writable(Path(cache_dir), "the posterior (and any missing fit)")  # before the costly fits
     draws = prior_draws(scenario, k, scenario.seed)
     cache = None if cache_dir is None else str(cache_dir)
     start = central_fit(scenario, cache)
-    fits = map_jobs(executor, fit_task, [(with_draw(scenario, v), cache, FitOptions(allow_fixed=True, start=start))
-                                         for v in draws.values], "fits", on_progress)
+    fits = map_jobs(
+        executor,
+        fit_task,
+        [(with_draw(scenario, v), cache, FitOptions(allow_fixed=True, start=start)) for v in draws.values],
+        "fits",
+        on_progress,
+    )
     residuals = [None if "error" in f else np.asarray(f["residuals"], dtype=float) for f in fits]
     w = kernel_weights(residuals, sigma_pp)
     if w.sum() == 0:
@@ -267,10 +304,21 @@ def condition(scenario: Scenario, *, k: int = DEFAULT_DRAWS, sigma_pp: float = D
             f"{scenario.source}: the posterior is worth {post.ess:.1f} draws (effective sample size: the fits of "
             f"{k} prior draws, weighted by a kernel of --sigma {sigma_pp:g} points), under the floor of {floor:g}; "
             f"nothing was stored{kept}; give more --draws (e.g. {max(2 * k, DEFAULT_DRAWS)}) or a larger --sigma "
-            f"(the observation error you assume, in points)")
+            f"(the observation error you assume, in points)"
+        )
     until = scenario.fit_cutoff()
     report = parameter_report(draws, w, scenario, until)
-    summary = {"scenario": scenario.name, "draws": k, "fitted": sum(r is not None for r in residuals),
-               "sigma_pp": sigma_pp, "ess": post.ess, "ess_floor": floor, "until": until.isoformat(), "parameters": report,
-               "failed": [{"values": v, "reason": f["error"]} for v, f in zip(draws.values, fits, strict=True) if "error" in f]}
+    summary = {
+        "scenario": scenario.name,
+        "draws": k,
+        "fitted": sum(r is not None for r in residuals),
+        "sigma_pp": sigma_pp,
+        "ess": post.ess,
+        "ess_floor": floor,
+        "until": until.isoformat(),
+        "parameters": report,
+        "failed": [
+            {"values": v, "reason": f["error"]} for v, f in zip(draws.values, fits, strict=True) if "error" in f
+        ],
+    }
     return post, summary

@@ -13,23 +13,23 @@ processes or a Dask cluster) and is collected by index, so the numbers depend on
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from marketsim.engine.market import Market
-from marketsim.errors import UserError
 from marketsim.engine.population import build_world, child_seed
+from marketsim.errors import UserError
+from marketsim.experiments.tasks import divergence, fit_task, map_jobs, run_forked, with_draw
+from marketsim.experiments.uncertainty import Draws, Summary, summarize
 from marketsim.fit.cache import fitted
 from marketsim.fit.calibrate import CalibrationError
 from marketsim.fit.options import FitOptions
 from marketsim.scenario.core import Scenario
-from marketsim.experiments.tasks import divergence, fit_task, map_jobs, run_forked, with_draw
-from marketsim.experiments.uncertainty import Draws, Summary, summarize
 
 # the tasks' older private names (marketsim.tasks holds them now)
 _map, _with_draw, _divergence = map_jobs, with_draw, divergence
@@ -47,8 +47,13 @@ def replicate_seeds(seed: int, replicates: int, stream: int = 0) -> list[int]:
 # --------------------------------------------------------------------------- tasks (run on the executor)
 
 
-def replicate_task(arms: list[tuple[str, Scenario]], params: dict[str, tuple[np.ndarray, np.ndarray]], seed: int,
-                   steps: int, baseline_seed: int | None = None) -> dict:
+def replicate_task(
+    arms: list[tuple[str, Scenario]],
+    params: dict[str, tuple[np.ndarray, np.ndarray]],
+    seed: int,
+    steps: int,
+    baseline_seed: int | None = None,
+) -> dict:
     """One replicate of every arm (``arms``: name -> scenario; ``params``: name -> (alpha, trend)).
 
     Arms with the same World and values share one market until their events differ, then fork. Returns per arm
@@ -74,16 +79,29 @@ def replicate_task(arms: list[tuple[str, Scenario]], params: dict[str, tuple[np.
     m0 = markets[first_name]
     lost = m0.lost_index()
     R = m0.R
-    dest = {name: (np.bincount(m.last[lost][m.last[lost] >= 0], minlength=R).astype(float)
-                   if m.world is m0.world else np.full(R, np.nan)) for name, m in markets.items()}
+    dest = {
+        name: (
+            np.bincount(m.last[lost][m.last[lost] >= 0], minlength=R).astype(float)
+            if m.world is m0.world
+            else np.full(R, np.nan)
+        )
+        for name, m in markets.items()
+    }
     return {"arms": out, "lost": len(lost), "destinations": dest, "scale": m0.scale_at(steps - 1)}
 
 
 def _world_key(sc: Scenario) -> str:
     """What a World depends on: providers, consumers, retailers' starting shares and logins, the market size."""
     d = sc.to_dict()
-    return repr((d["providers"], d["consumers"], [(r["name"], r["initial_share"], r["sso_share"], r["logins"])
-                                                   for r in d["retailers"]], d["market_size"], d["calendar"]["start"]))
+    return repr(
+        (
+            d["providers"],
+            d["consumers"],
+            [(r["name"], r["initial_share"], r["sso_share"], r["logins"]) for r in d["retailers"]],
+            d["market_size"],
+            d["calendar"]["start"],
+        )
+    )
 
 
 # --------------------------------------------------------------------------- the projection
@@ -140,20 +158,26 @@ class Projection:
         """Per retailer: the horizon GMV share of ``arm`` minus the baseline's (fractions), summarised over the
         draws and replicates (:func:`marketsim.experiments.uncertainty.summarize`)."""
         d = self.horizon(arm) - self.horizon(BASELINE)
-        return {n: summarize(d[:, :, j], self.kept_draws(), tuple(t / 100 for t in self.thresholds))
-                for j, n in enumerate(self.names)}
+        return {
+            n: summarize(d[:, :, j], self.kept_draws(), tuple(t / 100 for t in self.thresholds))
+            for j, n in enumerate(self.names)
+        }
 
     def revenue_shift(self, arm: str) -> dict[str, Summary]:
         """Per retailer: revenue (currency) from the first step the arm differs from the baseline to the horizon."""
         lo = self.removed_from(arm)
-        s = self.arrays[arm]["revenue"][:, :, lo:, :].sum(axis=2) - self.arrays[BASELINE]["revenue"][:, :, lo:, :].sum(axis=2)
+        s = self.arrays[arm]["revenue"][:, :, lo:, :].sum(axis=2) - self.arrays[BASELINE]["revenue"][:, :, lo:, :].sum(
+            axis=2
+        )
         return {n: summarize(s[:, :, j], self.kept_draws()) for j, n in enumerate(self.names)}
 
     def difference(self, a: str, b: str) -> dict[str, Summary]:
         """Per retailer: horizon share of option ``a`` minus option ``b`` (same draws and seeds)."""
         d = self.horizon(a) - self.horizon(b)
-        return {n: summarize(d[:, :, j], self.kept_draws(), tuple(t / 100 for t in self.thresholds))
-                for j, n in enumerate(self.names)}
+        return {
+            n: summarize(d[:, :, j], self.kept_draws(), tuple(t / 100 for t in self.thresholds))
+            for j, n in enumerate(self.names)
+        }
 
     def destination_shares(self) -> dict[str, dict[str, float]]:
         w = self.weights
@@ -161,7 +185,9 @@ class Projection:
         for arm, d in self.destinations.items():
             tot = np.einsum("k,krj->j", w, d)
             s = tot.sum()
-            out[arm] = {n: (float(tot[j] / s) if s > 0 and np.isfinite(s) else math.nan) for j, n in enumerate(self.names)}
+            out[arm] = {
+                n: (float(tot[j] / s) if s > 0 and np.isfinite(s) else math.nan) for j, n in enumerate(self.names)
+            }
         return out
 
     def tidy(self) -> pd.DataFrame:
@@ -171,16 +197,20 @@ class Projection:
             K, R, T, J = a["gmv_share"].shape
             seeds = self.baseline_seeds if arm == BASELINE else self.seeds
             dates = np.array([self.scenario.calendar.date_of(t).isoformat() for t in range(T)])
-            frames.append(pd.DataFrame({
-                "draw": np.repeat(self.kept, R * T * J),
-                "replicate": np.tile(np.repeat(np.arange(R), T * J), K),
-                "seed": np.tile(np.repeat(np.array(seeds, dtype=np.uint64), T * J), K),
-                "arm": arm,
-                "step": np.tile(np.repeat(np.arange(T), J), K * R),
-                "date": np.tile(np.repeat(dates, J), K * R),
-                "retailer": np.tile(np.array(self.names), K * R * T),
-                **{k: v.reshape(-1) for k, v in a.items()},
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "draw": np.repeat(self.kept, R * T * J),
+                        "replicate": np.tile(np.repeat(np.arange(R), T * J), K),
+                        "seed": np.tile(np.repeat(np.array(seeds, dtype=np.uint64), T * J), K),
+                        "arm": arm,
+                        "step": np.tile(np.repeat(np.arange(T), J), K * R),
+                        "date": np.tile(np.repeat(dates, J), K * R),
+                        "retailer": np.tile(np.array(self.names), K * R * T),
+                        **{k: v.reshape(-1) for k, v in a.items()},
+                    }
+                )
+            )
         return pd.concat(frames, ignore_index=True)
 
 
@@ -213,8 +243,10 @@ def project(
     for name, sc in options.items():
         diff = market_differences(options[first], sc)
         if diff:
-            raise UserError(f"option {name} is another market than {first} ({'; '.join(diff)}); options must differ "
-                            f"only in their events and assumptions")
+            raise UserError(
+                f"option {name} is another market than {first} ({'; '.join(diff)}); options must differ "
+                f"only in their events and assumptions"
+            )
     check_shared_draws(options, draws.params)
     baseline_full = options[first].without_events(baseline_without)
     steps = steps or scenario.calendar.steps
@@ -231,8 +263,9 @@ def project(
     t0 = time.perf_counter()
     fit_jobs = [(k, name, sc) for k, arms in enumerate(arms_of) for name, sc in arms if name != BASELINE]
     start = central_fit(options[first], cache) if draws.k > 1 else None
-    fits = map_jobs(executor, fit_task, [(sc, cache, FitOptions(start=start)) for _, _, sc in fit_jobs], "fits",
-                    on_progress)
+    fits = map_jobs(
+        executor, fit_task, [(sc, cache, FitOptions(start=start)) for _, _, sc in fit_jobs], "fits", on_progress
+    )
     by_draw: dict[int, dict[str, dict]] = {}
     for (k, name, _), f in zip(fit_jobs, fits, strict=True):
         by_draw.setdefault(k, {})[name] = f
@@ -259,22 +292,38 @@ def project(
 
     K, R = len(kept), replicates
     arm_names = [name for name, _ in arms_of[kept[0]]]
-    arrays = {arm: {m: np.stack([res["arms"][arm][m] for res in results]).reshape(K, R, steps, -1) for m in METRICS}
-              for arm in arm_names}
+    arrays = {
+        arm: {m: np.stack([res["arms"][arm][m] for res in results]).reshape(K, R, steps, -1) for m in METRICS}
+        for arm in arm_names
+    }
     for arm in arm_names:  # shares of no purchases are undefined: one line naming why, never nan shares
         empty = ~np.isfinite(arrays[arm]["gmv_share"][:, :, -1, :]).all(axis=-1)
         if empty.any():
             k, r = map(int, np.argwhere(empty)[0])
             raise UserError(no_purchases_cause(dict(arms_of[kept[k]])[arm], arm, r, steps))
-    warnings = [f"options {a} and {b} gave identical results in every draw and replicate: check that they differ "
-                f"(a draw sets a parameter only where an option declares it uncertain)"
-                for a, b in identical_options(arrays, list(options))]
+    warnings = [
+        f"options {a} and {b} gave identical results in every draw and replicate: check that they differ "
+        f"(a draw sets a parameter only where an option declares it uncertain)"
+        for a, b in identical_options(arrays, list(options))
+    ]
     return Projection(
-        scenario=options[first], options=options, baseline=baseline_full, draws=draws, kept=np.array(kept),
-        failed=failed, seeds=seeds, baseline_seeds=bseeds, steps=steps, arrays=arrays,
+        scenario=options[first],
+        options=options,
+        baseline=baseline_full,
+        draws=draws,
+        kept=np.array(kept),
+        failed=failed,
+        seeds=seeds,
+        baseline_seeds=bseeds,
+        steps=steps,
+        arrays=arrays,
         lost=np.array([res["lost"] for res in results]).reshape(K, R),
-        destinations={arm: np.stack([res["destinations"][arm] for res in results]).reshape(K, R, -1) for arm in arm_names},
-        scale=results[0]["scale"], fits=[by_draw[k][first] for k in kept], thresholds=tuple(thresholds),
+        destinations={
+            arm: np.stack([res["destinations"][arm] for res in results]).reshape(K, R, -1) for arm in arm_names
+        },
+        scale=results[0]["scale"],
+        fits=[by_draw[k][first] for k in kept],
+        thresholds=tuple(thresholds),
         extra={"seconds": {"fits": round(t_fit, 2), "replicates": round(time.perf_counter() - t0 - t_fit, 2)}},
         warnings=warnings,
     )
@@ -288,13 +337,17 @@ def no_purchases_cause(sc: Scenario, arm: str, replicate: int, steps: int) -> st
     when = f"at the horizon ({sc.calendar.date_of(steps - 1)}) in {arm}, replicate {replicate}"
     per_step = c.shopping_rate * c.count
     if per_step < 1:
-        return (f"{sc.source}: consumers.shopping_rate {c.shopping_rate:g} per {sc.calendar.step_days}-day step: "
-                f"{per_step:.2g} simulated shoppers a step at {c.count:,} consumers, so no purchase {when} and no "
-                f"shares; raise consumers.shopping_rate (or --consumers)")
-    return (f"{sc.source}: no simulated shopper bought {when}, so there are no shares: every retailer's friction "
-            f"(native {f.native:g}, sso {f.sso:g}, link {f.link:g}, create {f.create:g} utility, times "
-            f"behaviour.beta_friction {b.beta_friction:g}) and attractiveness leave the purchase probability ~0; lower "
-            f"the frictions or raise the attractiveness")
+        return (
+            f"{sc.source}: consumers.shopping_rate {c.shopping_rate:g} per {sc.calendar.step_days}-day step: "
+            f"{per_step:.2g} simulated shoppers a step at {c.count:,} consumers, so no purchase {when} and no "
+            f"shares; raise consumers.shopping_rate (or --consumers)"
+        )
+    return (
+        f"{sc.source}: no simulated shopper bought {when}, so there are no shares: every retailer's friction "
+        f"(native {f.native:g}, sso {f.sso:g}, link {f.link:g}, create {f.create:g} utility, times "
+        f"behaviour.beta_friction {b.beta_friction:g}) and attractiveness leave the purchase probability ~0; lower "
+        f"the frictions or raise the attractiveness"
+    )
 
 
 def central_fit(scenario: Scenario, cache_dir: str | None):
@@ -321,18 +374,31 @@ def check_shared_draws(options: dict[str, Scenario], params) -> None:
         for u in sc.uncertain:
             m = by_path.get(u.path)
             if m is None:
-                raise UserError(f"option {name}: {u.path} is uncertain there ({u.describe()}) but not in {first}, whose "
-                                f"parameter draws every option shares; give it the same range or prior in {first}, or "
-                                f"a plain number in {name}")
+                raise UserError(
+                    f"option {name}: {u.path} is uncertain there ({u.describe()}) but not in {first}, whose "
+                    f"parameter draws every option shares; give it the same range or prior in {first}, or "
+                    f"a plain number in {name}"
+                )
             if _spec(m) != _spec(u):
-                raise UserError(f"option {name}: {u.path} is {u.describe()} with central value {u.value:g} there but "
-                                f"{m.describe()} with central value {m.value:g} in {first}; options share one draw per "
-                                f"parameter, so give both the same range, prior and central value (or a plain number)")
+                raise UserError(
+                    f"option {name}: {u.path} is {u.describe()} with central value {u.value:g} there but "
+                    f"{m.describe()} with central value {m.value:g} in {first}; options share one draw per "
+                    f"parameter, so give both the same range, prior and central value (or a plain number)"
+                )
 
 
 #: The fields that make two scenario files the same market (the ones --compare may not change).
-MARKET_FIELDS = ("retailers", "calendar", "seed", "consumers", "market_size", "currency", "observations",
-                 "primary_source", "fit_until")
+MARKET_FIELDS = (
+    "retailers",
+    "calendar",
+    "seed",
+    "consumers",
+    "market_size",
+    "currency",
+    "observations",
+    "primary_source",
+    "fit_until",
+)
 
 
 def market_differences(a: Scenario, b: Scenario) -> list[str]:
@@ -361,8 +427,12 @@ def _short(v, n: int = 40) -> str:
 
 def identical_options(arrays: dict[str, dict[str, np.ndarray]], names: list[str]) -> list[tuple[str, str]]:
     """Pairs of options whose every metric is identical in every draw, replicate, step and retailer."""
-    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
-            if all(np.array_equal(arrays[a][m], arrays[b][m]) for m in METRICS)]
+    return [
+        (a, b)
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        if all(np.array_equal(arrays[a][m], arrays[b][m]) for m in METRICS)
+    ]
 
 
 # --------------------------------------------------------------------------- the summary
@@ -375,8 +445,10 @@ def summary(proj: Projection) -> dict:
     horizon = sc.calendar.date_of(proj.steps - 1).isoformat()
 
     def share(arm):
-        return {n: float(np.einsum("k,kr->", w, proj.horizon(arm)[:, :, j]) / proj.horizon(arm).shape[1])
-                for j, n in enumerate(proj.names)}
+        return {
+            n: float(np.einsum("k,kr->", w, proj.horizon(arm)[:, :, j]) / proj.horizon(arm).shape[1])
+            for j, n in enumerate(proj.names)
+        }
 
     outside = [e.id for e in sc.events if e.step >= proj.steps]
     removed = [e.id for e in sc.events if e not in proj.baseline.events]
@@ -386,8 +458,12 @@ def summary(proj: Projection) -> dict:
         options[arm] = {
             "share": share(arm),
             "shift": {n: s.to_dict() for n, s in proj.shift(arm).items()},
-            "revenue_shift": {"from": sc.calendar.date_of(lo).isoformat(), "to": horizon, "currency": sc.currency,
-                              **{n: s.to_dict() for n, s in proj.revenue_shift(arm).items()}},
+            "revenue_shift": {
+                "from": sc.calendar.date_of(lo).isoformat(),
+                "to": horizon,
+                "currency": sc.currency,
+                **{n: s.to_dict() for n, s in proj.revenue_shift(arm).items()},
+            },
         }
     first = next(iter(proj.options))
     out = {
@@ -397,10 +473,15 @@ def summary(proj: Projection) -> dict:
         "consumers": sc.consumers.count,
         "steps": proj.steps,
         "horizon": horizon,
-        "draws": {"k": len(proj.kept), "designed": proj.draws.k, "source": proj.draws.source,
-                  "parameters": [{"path": p.path, "value": p.value, "range": p.describe(), "reason": p.reason}
-                                 for p in proj.draws.params],
-                  "failed": [{"values": v, "reason": why} for v, why in proj.failed]},
+        "draws": {
+            "k": len(proj.kept),
+            "designed": proj.draws.k,
+            "source": proj.draws.source,
+            "parameters": [
+                {"path": p.path, "value": p.value, "range": p.describe(), "reason": p.reason} for p in proj.draws.params
+            ],
+            "failed": [{"values": v, "reason": why} for v, why in proj.failed],
+        },
         "replicates": len(proj.seeds),
         "paired_seeds": proj.paired,
         "baseline_without": removed,
@@ -419,8 +500,9 @@ def summary(proj: Projection) -> dict:
     if len(proj.options) > 1:
         names = list(proj.options)
         out["options"] = options
-        out["compare"] = {f"{a} - {names[0]}": {n: s.to_dict() for n, s in proj.difference(a, names[0]).items()}
-                          for a in names[1:]}
+        out["compare"] = {
+            f"{a} - {names[0]}": {n: s.to_dict() for n, s in proj.difference(a, names[0]).items()} for a in names[1:]
+        }
     return out
 
 
@@ -432,9 +514,13 @@ def _lost_login(proj: Projection) -> dict:
     consumers = float(w @ proj.lost.mean(axis=1)) * proj.scale
     dest = proj.destination_shares()
     first = next(iter(proj.options))
-    return {"consumers": consumers, "consumers_rounded": round_to(consumers),
-            "destinations_scenario": dest[first], "destinations_baseline": dest[BASELINE],
-            "removal_in_baseline": any(e.action.revokes_logins for e in proj.baseline.events)}
+    return {
+        "consumers": consumers,
+        "consumers_rounded": round_to(consumers),
+        "destinations_scenario": dest[first],
+        "destinations_baseline": dest[BASELINE],
+        "removal_in_baseline": any(e.action.revokes_logins for e in proj.baseline.events),
+    }
 
 
 def _fit_summary(proj: Projection) -> dict | None:
@@ -442,8 +528,14 @@ def _fit_summary(proj: Projection) -> dict | None:
     if not f:
         return None
     res = [x["max_residual_pp"] for x in f]
-    return {"fits": len(f), "distinct": len({x["key"] for x in f}), "dof": f[0]["dof"],
-            "max_residual_pp": max(res), "median_max_residual_pp": float(np.median(res)), "key": f[0]["key"]}
+    return {
+        "fits": len(f),
+        "distinct": len({x["key"] for x in f}),
+        "dof": f[0]["dof"],
+        "max_residual_pp": max(res),
+        "median_max_residual_pp": float(np.median(res)),
+        "key": f[0]["key"],
+    }
 
 
 def round_to(x: float, digits: int = 2) -> float:

@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor, as_completed
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any
 
 from marketsim.engine.market import Market, StepRecord
 from marketsim.errors import UserError
@@ -24,8 +25,13 @@ from marketsim.scenario.core import Scenario, ScenarioError
 NEVER = 10**9
 
 
-def map_jobs(executor: Executor | None, fn: Callable[..., Any], jobs: list[tuple], stage: str,
-             on_progress: Callable[[str, int, int], None] | None) -> list:
+def map_jobs(
+    executor: Executor | None,
+    fn: Callable[..., Any],
+    jobs: list[tuple],
+    stage: str,
+    on_progress: Callable[[str, int, int], None] | None,
+) -> list:
     """``fn(*job)`` for every job, in the order of ``jobs``, inline (``executor`` None) or on ``executor``;
     ``on_progress(stage, done, total)`` as jobs finish. Jobs not yet started are cancelled if one fails."""
     out: list = [None] * len(jobs)
@@ -58,10 +64,15 @@ def fit_task(scenario: Scenario, cache_dir: str | None, options: FitOptions = Fi
     except CalibrationError as e:
         return {"error": str(e)}
     cal = fit.calibration
-    return {"alpha": fit.alpha, "trend": fit.trend, "key": None if cal is None else cal.key,
-            "max_residual_pp": None if cal is None else cal.max_residual_pp, "dof": None if cal is None else cal.dof,
-            "residuals": None if cal is None else [o["residual_pp"] for o in cal.observations],
-            "offsets": None if cal is None else cal.offsets}
+    return {
+        "alpha": fit.alpha,
+        "trend": fit.trend,
+        "key": None if cal is None else cal.key,
+        "max_residual_pp": None if cal is None else cal.max_residual_pp,
+        "dof": None if cal is None else cal.dof,
+        "residuals": None if cal is None else [o["residual_pp"] for o in cal.observations],
+        "offsets": None if cal is None else cal.offsets,
+    }
 
 
 def with_draw(sc: Scenario, values: dict) -> Scenario:
@@ -89,7 +100,9 @@ def divergence(a: Scenario, b: Scenario) -> int:
     return min((step for _, step, _ in diff), default=NEVER)
 
 
-def run_forked(lead: Market, arms: Sequence[tuple[Hashable, Scenario]], steps: int) -> list[tuple[Market, list[StepRecord]]]:
+def run_forked(
+    lead: Market, arms: Sequence[tuple[Hashable, Scenario]], steps: int
+) -> list[tuple[Market, list[StepRecord]]]:
     """Run ``steps`` steps of every arm (name, scenario) from one market: ``lead``, a fresh market of the first
     arm's scenario, runs alone up to the first step where any other arm's events differ from the first's
     (:func:`divergence`); there each other arm becomes a fork of it (same World, state and random streams,

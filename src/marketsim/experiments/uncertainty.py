@@ -72,8 +72,9 @@ def prior_draws(scenario: Scenario, k: int, seed: int) -> Draws:
     return Draws(params, unit, values, np.full(k, 1.0 / k), "prior")
 
 
-def posterior_draws(params: tuple[Uncertain, ...], samples: list[dict[str, float]], weights: np.ndarray, k: int,
-                    seed: int) -> Draws:
+def posterior_draws(
+    params: tuple[Uncertain, ...], samples: list[dict[str, float]], weights: np.ndarray, k: int, seed: int
+) -> Draws:
     """``k`` draws resampled from a weighted posterior sample (systematic resampling: each sample appears
     in proportion to its weight, with the least added noise; Kitagawa 1996). The weights must be finite and
     non-negative with a positive sum, one per sample (:func:`marketsim.experiments.posterior.check_posterior` checks a
@@ -116,11 +117,20 @@ class Summary:
         return self.var_assumptions / tot if tot > 0 else 0.0
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean, "ci95": list(self.interval), "covers": self.covers,
-                "variance": {"total": self.var_total, "assumptions": self.var_assumptions, "noise": self.var_noise,
-                             "share_assumptions": self.share_assumptions},
-                "drivers": self.drivers, "drivers_r2": self.drivers_r2,
-                "p_below": {f"{t:g}": p for t, p in self.below.items()}}
+        return {
+            "mean": self.mean,
+            "ci95": list(self.interval),
+            "covers": self.covers,
+            "variance": {
+                "total": self.var_total,
+                "assumptions": self.var_assumptions,
+                "noise": self.var_noise,
+                "share_assumptions": self.share_assumptions,
+            },
+            "drivers": self.drivers,
+            "drivers_r2": self.drivers_r2,
+            "p_below": {f"{t:g}": p for t, p in self.below.items()},
+        }
 
 
 def weighted_quantile(x: np.ndarray, w: np.ndarray, q) -> np.ndarray:
@@ -146,18 +156,35 @@ def summarize(values: np.ndarray, draws: Draws, thresholds: tuple[float, ...] = 
     var_noise = float(w @ within)
     if K == 1:
         if R < 2:
-            return Summary(mean, (math.nan, math.nan), "nothing: one replicate has no spread", 0.0, 0.0, 0.0, below=below)
+            return Summary(
+                mean, (math.nan, math.nan), "nothing: one replicate has no spread", 0.0, 0.0, 0.0, below=below
+            )
         half = float(stats.t.ppf(0.975, R - 1) * math.sqrt(within[0] / R))
-        return Summary(mean, (mean - half, mean + half),
-                       "simulation noise only: the 95% t interval of the mean over replicates, assumptions fixed",
-                       var_noise, 0.0, var_noise, below=below)
+        return Summary(
+            mean,
+            (mean - half, mean + half),
+            "simulation noise only: the 95% t interval of the mean over replicates, assumptions fixed",
+            var_noise,
+            0.0,
+            var_noise,
+            below=below,
+        )
     means = v.mean(axis=1)
     var_between = float(w @ (means - w @ means) ** 2)
     var_assumptions = max(var_between - var_noise / R, 0.0)
     lo, hi = weighted_quantile(flat, wr, [0.025, 0.975])
     drivers, r2 = _drivers(draws, means, w)
-    return Summary(mean, (float(lo), float(hi)), "assumptions and simulation noise: 95% of the draws x replicates",
-                   float(flat @ (wr * flat)) - mean**2, var_assumptions, var_noise, drivers, r2, below)
+    return Summary(
+        mean,
+        (float(lo), float(hi)),
+        "assumptions and simulation noise: 95% of the draws x replicates",
+        float(flat @ (wr * flat)) - mean**2,
+        var_assumptions,
+        var_noise,
+        drivers,
+        r2,
+        below,
+    )
 
 
 def _drivers(draws: Draws, means: np.ndarray, w: np.ndarray) -> tuple[dict[str, float], float]:

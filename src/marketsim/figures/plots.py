@@ -7,14 +7,14 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg", force=False)
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.text as mtext  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import matplotlib.text as mtext
+import pandas as pd
+from matplotlib.figure import Figure
 
-from marketsim.figures.style import STYLE, figure_function  # noqa: E402
-from marketsim.scenario.core import Scenario  # noqa: E402
+from marketsim.figures.style import STYLE, figure_function
+from marketsim.scenario.core import Scenario
 
 
 class PlainTextFigure(Figure):
@@ -52,8 +52,16 @@ def mark_events(ax, scenario: Scenario, steps: int | None = None) -> None:
             continue
         x = pd.Timestamp(scenario.calendar.date_of(ev.step))
         ax.axvline(x, color="0.4", ls="--", lw=0.9)
-        ax.annotate(ev.id.replace("_", " "), xy=(x, 1.0), xycoords=("data", "axes fraction"), rotation=90,
-                    va="top", ha="right", fontsize=7, color="0.3")
+        ax.annotate(
+            ev.id.replace("_", " "),
+            xy=(x, 1.0),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize=7,
+            color="0.3",
+        )
 
 
 @figure_function
@@ -77,7 +85,16 @@ def close(fig) -> None:
     plt.close(fig)
 
 
-__all__ = ["shares_figure", "fit_figure", "mark_events", "retailer_colors", "close", "subplots", "figure_function", "STYLE"]
+__all__ = [
+    "shares_figure",
+    "fit_figure",
+    "mark_events",
+    "retailer_colors",
+    "close",
+    "subplots",
+    "figure_function",
+    "STYLE",
+]
 
 
 @figure_function
@@ -96,8 +113,15 @@ def fit_figure(scenario: Scenario, cal):
         ax.plot(cal_dates, path[n], color=colors[n], lw=1.8, label=f"{n}: simulated (fit)")
         for source, offs in cal.offsets.items():
             if n in offs:
-                ax.plot(cal_dates, path[n] + offs[n], color=colors[n], lw=1, ls="--", alpha=0.7,
-                        label=f"{n}: simulated + {source} offset ({offs[n]:+.1f} pp)")
+                ax.plot(
+                    cal_dates,
+                    path[n] + offs[n],
+                    color=colors[n],
+                    lw=1,
+                    ls="--",
+                    alpha=0.7,
+                    label=f"{n}: simulated + {source} offset ({offs[n]:+.1f} pp)",
+                )
     for o in cal.observations:
         a, b = dt.date.fromisoformat(o["period"]["start"]), dt.date.fromisoformat(o["period"]["end"])
         mid = pd.Timestamp(a + (b - a) / 2)
@@ -105,13 +129,22 @@ def fit_figure(scenario: Scenario, cal):
         c = colors[o["retailer"]]
         ax.plot([pd.Timestamp(a), pd.Timestamp(b)], [o["observed"]] * 2, color=c, lw=1, alpha=0.6)
         ax.plot([mid], [o["observed"]], "o" if primary else "s", ms=7, color=c, mfc=c if primary else "white", mew=1.5)
-        ax.annotate(f"{o['source']} {o['period']['label']}", (mid, o["observed"]), textcoords="offset points",
-                    xytext=(0, 7), ha="center", fontsize=7, color="0.3")
+        ax.annotate(
+            f"{o['source']} {o['period']['label']}",
+            (mid, o["observed"]),
+            textcoords="offset points",
+            xytext=(0, 7),
+            ha="center",
+            fontsize=7,
+            color="0.3",
+        )
     mark_events(ax, scenario, len(cal.path))
     ax.set_ylabel("GMV share (%)")
-    ax.set_title(f"{scenario.name}: fit to the observed GMV shares until {cal.until}\n"
-                 f"points: observations (filled: {cal.primary_source}, the primary source; hollow: other sources)",
-                 fontsize=10)
+    ax.set_title(
+        f"{scenario.name}: fit to the observed GMV shares until {cal.until}\n"
+        f"points: observations (filled: {cal.primary_source}, the primary source; hollow: other sources)",
+        fontsize=10,
+    )
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)

@@ -17,21 +17,20 @@ the cache folder.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from marketsim.fit.calibrate import ALPHA_LIMIT, TREND_LIMIT, Calibration, CalibrationError, cache_key, calibrate
-from marketsim.runtime.digest import digest
-from marketsim.fit.options import FitOptions, fit_options
-from marketsim.scenario.core import Scenario
 from marketsim.errors import UserError
+from marketsim.fit.calibrate import ALPHA_LIMIT, TREND_LIMIT, Calibration, CalibrationError, cache_key, calibrate
+from marketsim.fit.options import FitOptions, fit_options
 from marketsim.io.store import disk_problem, remove_stale_temps, write_json
+from marketsim.runtime.digest import digest
+from marketsim.scenario.core import Scenario
 
 FORMAT = "marketsim-fit/v1"
 #: Environment variable naming a fit cache folder shared by every results root (default: <results>/calibration).
@@ -73,9 +72,15 @@ def what_is(path: Path) -> str | None:
         return None
     except OSError as e:
         return f"not accessible ({e.strerror})"
-    for test, what in ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
-                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
-                       (stat.S_ISBLK, "a device")):
+    for test, what in (
+        (stat.S_ISREG, "a file"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    ):
         if test(st.st_mode):
             return what
     return "not a regular file"
@@ -117,15 +122,16 @@ def make_room(path: Path, what: str) -> None:
     it cannot be (a folder with something in it is never touched)."""
     import os
 
-
     kind = what_is(path)
     if kind in (None, "a file"):
         return
     try:
         os.rmdir(path) if kind == "a folder" else os.unlink(path)
     except OSError as e:
-        raise UserError(f"{path}: is {kind}, not {what}, and cannot be replaced ({e.strerror}); remove it, or point "
-                        f"${CACHE_ENV} at another folder") from None
+        raise UserError(
+            f"{path}: is {kind}, not {what}, and cannot be replaced ({e.strerror}); remove it, or point "
+            f"${CACHE_ENV} at another folder"
+        ) from None
 
 
 def check_folder(folder: Path) -> None:
@@ -133,14 +139,15 @@ def check_folder(folder: Path) -> None:
     when a fit is stored), or lies under a file."""
     import os
 
-
     q = folder
     while not os.path.lexists(q) and q != q.parent:
         q = q.parent
     if not q.is_dir():
         where = "" if q == folder else f" ({q} is {what_is(q) or 'not a folder'})"
-        raise UserError(f"{folder}: the fit cache is not a folder{where}; point ${CACHE_ENV} at a folder "
-                        f"(unset, the cache is <--results>/calibration)")
+        raise UserError(
+            f"{folder}: the fit cache is not a folder{where}; point ${CACHE_ENV} at a folder "
+            f"(unset, the cache is <--results>/calibration)"
+        )
 
 
 def check_writable(folder: Path, what: str) -> None:
@@ -149,11 +156,12 @@ def check_writable(folder: Path, what: str) -> None:
     (the cache may not be under --results at all)."""
     import os
 
-
     if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"{folder}: the fit cache is not writable, so {what} cannot be stored there; make it "
-                        f"writable, or point ${CACHE_ENV} at a writable folder (unset, the cache is "
-                        f"<--results>/calibration)")
+        raise UserError(
+            f"{folder}: the fit cache is not writable, so {what} cannot be stored there; make it "
+            f"writable, or point ${CACHE_ENV} at a writable folder (unset, the cache is "
+            f"<--results>/calibration)"
+        )
 
 
 def store_entry(path: Path, doc: dict, what: str) -> None:
@@ -166,8 +174,10 @@ def store_entry(path: Path, doc: dict, what: str) -> None:
         problem = disk_problem(e)
         if problem is None and not isinstance(e, (IsADirectoryError, NotADirectoryError)):
             raise
-        raise UserError(f"{path.parent}: cannot store {what} in the fit cache ({problem or e.strerror}); free space, "
-                        f"make it writable, or point ${CACHE_ENV} at another folder") from None
+        raise UserError(
+            f"{path.parent}: cannot store {what} in the fit cache ({problem or e.strerror}); free space, "
+            f"make it writable, or point ${CACHE_ENV} at another folder"
+        ) from None
 
 
 def read_entry(path: Path, scenario: Scenario, key: str) -> Calibration:
@@ -194,7 +204,8 @@ def read_entry(path: Path, scenario: Scenario, key: str) -> Calibration:
                 raise BadEntry(f"{field}[{n}] = {v!r} is not a number within +-{limit:g}")
     offsets = fit.get("offsets")
     if not isinstance(offsets, dict) or not all(
-            isinstance(d, dict) and all(_number(v) and abs(v) <= 100 for v in d.values()) for d in offsets.values()):
+        isinstance(d, dict) and all(_number(v) and abs(v) <= 100 for v in d.values()) for d in offsets.values()
+    ):
         raise BadEntry("'offsets' are not numbers of points")
     try:
         cal = Calibration.from_dict(fit)
@@ -240,7 +251,9 @@ def cached_calibration(
             note = f"calibration cache {path}: {e}; refitting"
             make_room(path, "a fit")  # a folder or FIFO there: cleared now (or one line), not after the fit
     if cache_dir is not None:  # (so path is not None)
-        check_writable(Path(cache_dir), "this scenario's fit (none usable is stored)")  # before the costly fit: a result that could not be stored
+        check_writable(
+            Path(cache_dir), "this scenario's fit (none usable is stored)"
+        )  # before the costly fit: a result that could not be stored
     try:
         cal = calibrate(scenario, options=options, on_progress=on_progress)
     except CalibrationError as e:
@@ -262,7 +275,12 @@ def read_failure(path: Path, key: str) -> str | None:
     if not isinstance(doc, dict) or "error" not in doc:
         return None
     body = {k: doc.get(k) for k in ("format", "key", "error")}
-    if body["format"] != FORMAT or body["key"] != key or not isinstance(body["error"], str) or doc.get("sha256") != checksum(body):
+    if (
+        body["format"] != FORMAT
+        or body["key"] != key
+        or not isinstance(body["error"], str)
+        or doc.get("sha256") != checksum(body)
+    ):
         raise BadEntry("a stored failure that does not check out")
     return body["error"]
 
@@ -278,13 +296,22 @@ class Fitted:
     note: str | None = None  # one line when a cache entry was refused
 
 
-def fitted(scenario: Scenario, cache_dir: str | Path | None, *, options: FitOptions | None = None,
-           on_progress: Callable[[str, int, float], None] | None = None, **fields) -> Fitted:
+def fitted(
+    scenario: Scenario,
+    cache_dir: str | Path | None,
+    *,
+    options: FitOptions | None = None,
+    on_progress: Callable[[str, int, float], None] | None = None,
+    **fields,
+) -> Fitted:
     """Given parameters, or the (cached) fit of every 'calibrate' one. Keywords as :func:`cached_calibration`
     (with ``options.allow_fixed`` a scenario with nothing to fit but observations gets its residuals evaluated)."""
     options = fit_options(options, fields)
     if not scenario.needs_fit and not (options.allow_fixed and scenario.observations):
-        return Fitted(np.array([r.attractiveness for r in scenario.retailers], dtype=float),
-                      np.array([r.trend for r in scenario.retailers], dtype=float), None)
+        return Fitted(
+            np.array([r.attractiveness for r in scenario.retailers], dtype=float),
+            np.array([r.trend for r in scenario.retailers], dtype=float),
+            None,
+        )
     cal, cached, note = cached_calibration(scenario, cache_dir, options=options, on_progress=on_progress)
     return Fitted(cal.alpha_vector(scenario), cal.trend_vector(scenario), cal, cached, note)

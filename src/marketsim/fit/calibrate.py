@@ -35,16 +35,16 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from marketsim.runtime.digest import digest
 from marketsim.engine.market import PILOT_CONSUMERS, Market, PilotState, run_pilot
+from marketsim.engine.population import build_world
 from marketsim.errors import UserError
 from marketsim.fit.options import FitOptions, fit_options
-from marketsim.engine.population import build_world
+from marketsim.runtime.digest import digest
 from marketsim.scenario.core import Observation, Scenario
 
 #: Default solver accuracy: the fit stops when one more step would move no fitted share (or the conversion)
@@ -156,8 +156,9 @@ class FitProblem:
         return [f"alpha[{names[j]}]" for j in self.free_alpha] + [f"trend[{names[j]}]" for j in self.free_trend]
 
 
-def fit_problem(scenario: Scenario, until: dt.date | None = None, *, drop_unidentified: bool = False,
-                allow_fixed: bool = False) -> FitProblem:
+def fit_problem(
+    scenario: Scenario, until: dt.date | None = None, *, drop_unidentified: bool = False, allow_fixed: bool = False
+) -> FitProblem:
     """The fit problem of ``scenario`` with cut-off ``until`` (default: docs/model.md section 8). Raises
     :class:`CalibrationError` naming what is missing when a fitted parameter is not identified or the degrees of
     freedom are negative. ``drop_unidentified`` (the back-test, which fits on less data than the scenario was
@@ -180,8 +181,10 @@ def fit_problem(scenario: Scenario, until: dt.date | None = None, *, drop_uniden
     primary = sc.primary_source or obs[0].source
     where = f"{sc.source}: fit until {cut}"
     if len(free_trend) == R:
-        raise CalibrationError(f"{where}: every retailer's trend is 'calibrate'; one must be the reference (a number, "
-                               f"usually 0: shares fix trends only relative to each other)")
+        raise CalibrationError(
+            f"{where}: every retailer's trend is 'calibrate'; one must be the reference (a number, "
+            f"usually 0: shares fix trends only relative to each other)"
+        )
     for j in list(free_trend):
         if not _two_periods(obs, names[j]):
             if drop_unidentified:
@@ -190,12 +193,14 @@ def fit_problem(scenario: Scenario, until: dt.date | None = None, *, drop_uniden
             seen = ", ".join(f"{o.source} {o.label}" for o in obs if o.share(names[j]) is not None) or "none"
             raise CalibrationError(
                 f"{where}: retailers.{names[j]}.trend: 'calibrate' needs {names[j]} observed in two periods (neither inside "
-                f"the other) by one source; observations of {names[j]} used: {seen}; add one, or give the trend a number")
+                f"the other) by one source; observations of {names[j]} used: {seen}; add one, or give the trend a number"
+            )
     observed = {n for o in obs for n, _ in o.shares}
     unobserved = [names[j] for j in free_alpha if names[j] not in observed]
     primary_sees = {n for o in obs if o.source == primary for n, _ in o.shares}
-    offsets = sorted({(o.source, names.index(n)) for o in obs if o.source != primary for n, _ in o.shares
-                      if n in primary_sees})
+    offsets = sorted(
+        {(o.source, names.index(n)) for o in obs if o.source != primary for n, _ in o.shares if n in primary_sees}
+    )
     equations = tuple(Equation(k, names.index(n), v) for k, o in enumerate(obs) for n, v in o.shares)
     cal = sc.calendar
     horizon = max(cal.step_of(o.end) for o in obs) + 1
@@ -206,8 +211,19 @@ def fit_problem(scenario: Scenario, until: dt.date | None = None, *, drop_uniden
             days = (min(b, o.end + dt.timedelta(days=1)) - max(a, o.start)).days
             if days > 0:
                 W[k, t] = days / cal.step_days
-    prob = FitProblem(sc, cut, obs, primary, free_alpha, tuple(free_trend), tuple(offsets), equations, horizon, W,
-                      sc.consumers.conversion if free_alpha else None)
+    prob = FitProblem(
+        sc,
+        cut,
+        obs,
+        primary,
+        free_alpha,
+        tuple(free_trend),
+        tuple(offsets),
+        equations,
+        horizon,
+        W,
+        sc.consumers.conversion if free_alpha else None,
+    )
     missing = f"; never observed: {', '.join(unobserved)}" if unobserved else ""
     if prob.dof < 0:
         raise CalibrationError(
@@ -215,10 +231,13 @@ def fit_problem(scenario: Scenario, until: dt.date | None = None, *, drop_uniden
             f"observations{' + the conversion' if prob.conversion is not None else ''}) for {prob.n_params + len(offsets)} "
             f"parameters ({', '.join(prob.param_names())}{', ' if offsets else ''}"
             f"{', '.join(f'offset[{s},{names[j]}]' for s, j in offsets)}): {-prob.dof} short{missing}; add "
-            f"observations, or fix some trends or attractiveness at a number")
+            f"observations, or fix some trends or attractiveness at a number"
+        )
     if len(unobserved) > 1:
-        raise CalibrationError(f"{where}: {', '.join(unobserved)} are calibrated but never observed; at most one "
-                               f"retailer (the rest of the market) may go unobserved; add observations of the others")
+        raise CalibrationError(
+            f"{where}: {', '.join(unobserved)} are calibrated but never observed; at most one "
+            f"retailer (the rest of the market) may go unobserved; add observations of the others"
+        )
     return prob
 
 
@@ -238,7 +257,8 @@ def _check_room(sc: Scenario, obs: tuple[Observation, ...]) -> None:
                 f"{sc.source}: observations[{i}].shares: the observed shares for {o.source} {o.label} sum to "
                 f"{total * 100:.1f}%: nothing is left for {', '.join(left)} (not observed there, so its share is the "
                 f"rest of the market); allowed: less than 100% in all when a retailer is left out; give "
-                f"{', '.join(left)}'s share too, or correct the others")
+                f"{', '.join(left)}'s share too, or correct the others"
+            )
 
 
 def _two_periods(obs: tuple[Observation, ...], retailer: str) -> bool:
@@ -250,7 +270,11 @@ def _two_periods(obs: tuple[Observation, ...], retailer: str) -> bool:
     for group in by_source.values():
         for a in group:
             for b in group:
-                if a is not b and not (a.start <= b.start and b.end <= a.end) and not (b.start <= a.start and a.end <= b.end):
+                if (
+                    a is not b
+                    and not (a.start <= b.start and b.end <= a.end)
+                    and not (b.start <= a.start and a.end <= b.end)
+                ):
                     return True
     return False
 
@@ -281,8 +305,17 @@ class FitPath:
         return self.gmv / np.maximum(self.gmv.sum(axis=1, keepdims=True), 1e-300)
 
 
-def expected_path(scenario: Scenario, alpha: np.ndarray, trend: np.ndarray, seed: int, n: int, horizon: int, *,
-                  world=None, pilot: PilotState | None = None) -> FitPath:
+def expected_path(
+    scenario: Scenario,
+    alpha: np.ndarray,
+    trend: np.ndarray,
+    seed: int,
+    n: int,
+    horizon: int,
+    *,
+    world=None,
+    pilot: PilotState | None = None,
+) -> FitPath:
     """Simulate ``horizon`` steps (after the burn-in, with the events dated before them) at ``n`` consumers and
     return the expected outcomes per step. ``world`` may be given (built for ``seed`` and ``n``), and ``pilot``
     (the burn-in pilot of ``seed`` and ``n`` at these alphas: :func:`engine.run_pilot`)."""
@@ -307,8 +340,10 @@ class _Objective:
         self.rows = np.array([e.obs for e in eq])
         self.cols = np.array([e.j for e in eq])
         self.observed = np.array([e.observed for e in eq])
-        self.groups = [np.array([k for k, e in enumerate(eq) if prob.observations[e.obs].source == s and e.j == j])
-                       for s, j in prob.offsets]
+        self.groups = [
+            np.array([k for k, e in enumerate(eq) if prob.observations[e.obs].source == s and e.j == j])
+            for s, j in prob.offsets
+        ]
 
     def unpack(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a, tr = self.alpha0.copy(), self.trend0.copy()
@@ -444,7 +479,7 @@ class Calibration:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Calibration":
+    def from_dict(cls, d: dict) -> Calibration:
         return cls(**d)
 
 
@@ -496,9 +531,14 @@ def initial_theta(prob: FitProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     sc = prob.scenario
     conv = sc.consumers.conversion or 0.5
     mean = mean_observed(prob)
-    alpha0 = np.array([r.attractiveness if r.attractiveness is not None else
-                       math.log(conv * max(mean[j], 1e-6) / (1 - conv)) - sc.behaviour.beta_habit
-                       for j, r in enumerate(sc.retailers)])
+    alpha0 = np.array(
+        [
+            r.attractiveness
+            if r.attractiveness is not None
+            else math.log(conv * max(mean[j], 1e-6) / (1 - conv)) - sc.behaviour.beta_habit
+            for j, r in enumerate(sc.retailers)
+        ]
+    )
     trend0 = np.array([r.trend if r.trend is not None else 0.0 for r in sc.retailers])
     theta0 = np.concatenate([alpha0[list(prob.free_alpha)], trend0[list(prob.free_trend)]])
     return alpha0, trend0, theta0
@@ -547,14 +587,20 @@ def _calibrate(scenario: Scenario, options: FitOptions, on_progress) -> Calibrat
     if start is not None:
         assert start.jacobian is not None  # calibrate() passes a start only with its Jacobian
         names = scenario.retailer_names
-        if len(start.jacobian[0]) != prob.n_params or len(start.jacobian) != len(prob.equations) + (prob.conversion is not None):
+        if len(start.jacobian[0]) != prob.n_params or len(start.jacobian) != len(prob.equations) + (
+            prob.conversion is not None
+        ):
             raise CalibrationError("the start's Jacobian does not fit this problem")
-        theta = np.array([start.alpha[names[j]] for j in prob.free_alpha] + [start.trend[names[j]] for j in prob.free_trend])
+        theta = np.array(
+            [start.alpha[names[j]] for j in prob.free_alpha] + [start.trend[names[j]] for j in prob.free_trend]
+        )
         J = np.array(start.jacobian)
     else:
         stage = _Stage(obj, min(COARSE_CONSUMERS, n_fit), "coarse", on_progress)
         theta, iterations = _berry(stage, theta)
-    if start is None and n_fit > COARSE_CONSUMERS:  # a start and a Jacobian from the coarse stage, for the few costly steps
+    if (
+        start is None and n_fit > COARSE_CONSUMERS
+    ):  # a start and a Jacobian from the coarse stage, for the few costly steps
         try:
             r, path = stage.evaluate(theta)
             theta, J, r, path, its = _gauss_newton(stage, theta, None, r, path, COARSE_TOL_PP, strict=False)
@@ -563,8 +609,14 @@ def _calibrate(scenario: Scenario, options: FitOptions, on_progress) -> Calibrat
             theta = stage.best[1]
         ss, best_theta, best_r, best_path = stage.best
         if math.sqrt(ss / len(best_r)) > NO_FIT_PP:  # hopeless: say so now, not after costly steps
-            raise _no_fit(obj, best_theta, best_r, best_path, stage.n, "the coarse stage found no point within "
-                          f"{NO_FIT_PP:g} points of the observations")
+            raise _no_fit(
+                obj,
+                best_theta,
+                best_r,
+                best_path,
+                stage.n,
+                f"the coarse stage found no point within {NO_FIT_PP:g} points of the observations",
+            )
     stage = _Stage(obj, n_fit, "fine", on_progress)
     try:
         r, path = stage.evaluate(theta)
@@ -572,8 +624,9 @@ def _calibrate(scenario: Scenario, options: FitOptions, on_progress) -> Calibrat
         iterations += its
     except _Exhausted:
         _, best_theta, best_r, best_path = stage.best
-        raise _no_fit(obj, best_theta, best_r, best_path, stage.n,
-                      f"no convergence in {MAX_EVALS[stage.name]} simulations") from None
+        raise _no_fit(
+            obj, best_theta, best_r, best_path, stage.n, f"no convergence in {MAX_EVALS[stage.name]} simulations"
+        ) from None
     return _result(scenario, prob, obj, theta, r, path, iterations, tol_pp, until, J)
 
 
@@ -583,29 +636,47 @@ def _result(scenario, prob, obj, theta, r, path, iterations, tol_pp, until, J=No
     offsets = obj.offsets(path)
     rows = observation_rows(prob, path, offsets)
     return Calibration(
-        alpha=dict(zip(names, map(float, a), strict=True)), trend=dict(zip(names, map(float, tr), strict=True)), offsets=offsets,
-        observations=rows, conversion_residual_pp=float(r[-1]) if prob.conversion is not None else math.nan,
-        dof=prob.dof, iterations=iterations, evaluations=obj.evals, consumers=fit_consumers(scenario), seed=scenario.seed,
+        alpha=dict(zip(names, map(float, a), strict=True)),
+        trend=dict(zip(names, map(float, tr), strict=True)),
+        offsets=offsets,
+        observations=rows,
+        conversion_residual_pp=float(r[-1]) if prob.conversion is not None else math.nan,
+        dof=prob.dof,
+        iterations=iterations,
+        evaluations=obj.evals,
+        consumers=fit_consumers(scenario),
+        seed=scenario.seed,
         tol_pp=tol_pp,
-        until=prob.until.isoformat(), primary_source=prob.primary, horizon=prob.horizon,
-        path=[[float(x) for x in row] for row in path.shares], key=cache_key(scenario, until, tol_pp),
+        until=prob.until.isoformat(),
+        primary_source=prob.primary,
+        horizon=prob.horizon,
+        path=[[float(x) for x in row] for row in path.shares],
+        key=cache_key(scenario, until, tol_pp),
         jacobian=None if J is None else [[float(x) for x in row] for row in J],
     )
 
 
-def observation_rows(prob: FitProblem, path: FitPath, offsets: dict[str, dict[str, float]],
-                     steps: int | None = None) -> list[dict]:
+def observation_rows(
+    prob: FitProblem, path: FitPath, offsets: dict[str, dict[str, float]], steps: int | None = None
+) -> list[dict]:
     """Per (observation, retailer): source, period, retailer, observed, simulated (with its source's offset) and
     residual, in points (over the first ``steps`` steps of the path, default all)."""
     names = prob.scenario.retailer_names
-    sim = path.period_shares(prob.weights[:, :steps or prob.horizon])
+    sim = path.period_shares(prob.weights[:, : steps or prob.horizon])
     rows = []
     for e in prob.equations:
         o = prob.observations[e.obs]
         simulated = float(sim[e.obs, e.j] * 100 + offsets.get(o.source, {}).get(names[e.j], 0.0))
-        rows.append({"source": o.source, "period": {"label": o.label, "start": o.start.isoformat(), "end": o.end.isoformat()},
-                     "retailer": names[e.j], "observed": e.observed * 100, "simulated": simulated,
-                     "residual_pp": simulated - e.observed * 100})
+        rows.append(
+            {
+                "source": o.source,
+                "period": {"label": o.label, "start": o.start.isoformat(), "end": o.end.isoformat()},
+                "retailer": names[e.j],
+                "observed": e.observed * 100,
+                "simulated": simulated,
+                "residual_pp": simulated - e.observed * 100,
+            }
+        )
     return rows
 
 
@@ -615,14 +686,22 @@ def residuals_at(scenario: Scenario, cal: Calibration, records=None) -> dict:
     run's step records when it already ran (only observations inside them are compared); else it runs now."""
     prob = fit_problem(scenario, dt.date.fromisoformat(cal.until), drop_unidentified=True)
     if records is None:
-        m = Market(scenario, build_world(scenario), cal.alpha_vector(scenario), scenario.seed,
-                   trend=cal.trend_vector(scenario))
+        m = Market(
+            scenario, build_world(scenario), cal.alpha_vector(scenario), scenario.seed, trend=cal.trend_vector(scenario)
+        )
         records = [m.step() for _ in range(prob.horizon)]
     T = min(len(records), prob.horizon)
-    path = FitPath(np.array([r.gmv for r in records[:T]]), np.array([r.buyers.sum() for r in records[:T]]),
-                   np.array([r.shoppers for r in records[:T]]))
+    path = FitPath(
+        np.array([r.gmv for r in records[:T]]),
+        np.array([r.buyers.sum() for r in records[:T]]),
+        np.array([r.shoppers for r in records[:T]]),
+    )
     inside = [k for k, o in enumerate(prob.observations) if scenario.calendar.step_of(o.end) < T]
-    rows = [row for row, e in zip(observation_rows(prob, path, cal.offsets, steps=T), prob.equations, strict=True) if e.obs in inside]
+    rows = [
+        row
+        for row, e in zip(observation_rows(prob, path, cal.offsets, steps=T), prob.equations, strict=True)
+        if e.obs in inside
+    ]
     return {"consumers": scenario.consumers.count, "seed": scenario.seed, "observations": rows}
 
 
@@ -680,8 +759,15 @@ def _berry(stage: _Stage, theta: np.ndarray, *, good_log: float = 0.05, max_step
     return theta, steps
 
 
-def _gauss_newton(stage: _Stage, theta: np.ndarray, J: np.ndarray | None, r: np.ndarray, path: FitPath, tol: float,
-                  strict: bool = True):
+def _gauss_newton(
+    stage: _Stage,
+    theta: np.ndarray,
+    J: np.ndarray | None,
+    r: np.ndarray,
+    path: FitPath,
+    tol: float,
+    strict: bool = True,
+):
     """Gauss-Newton with Broyden updates and backtracking. Returns (theta, J, residuals, path, steps).
 
     Converged when the Gauss-Newton step would move no equation by ``tol`` points or more (for a square system
@@ -704,7 +790,9 @@ def _gauss_newton(stage: _Stage, theta: np.ndarray, J: np.ndarray | None, r: np.
                 t2 = th.copy()
                 t2[k] += h
                 d = stage.evaluate(t2)[0] - r0
-                if stage.name == "coarse" or np.max(np.abs(d)) <= FD_MAX_PP:  # the coarse stage's noise needs wide steps
+                if (
+                    stage.name == "coarse" or np.max(np.abs(d)) <= FD_MAX_PP
+                ):  # the coarse stage's noise needs wide steps
                     break
                 h /= 4
             out[:, k] = d / h
@@ -750,10 +838,21 @@ def _gauss_newton(stage: _Stage, theta: np.ndarray, J: np.ndarray | None, r: np.
                 # A square system stalled within STALL_ACCEPT_PP (or twice the tolerance) is at the noise floor of
                 # its size and window (a short window at a few thousand consumers): accepted, its residuals reported.
                 worst = np.max(np.abs(r))
-                if not strict or (stage.obj.prob.dof > 0 and worst < NO_FIT_PP) or worst < max(2 * tol, STALL_ACCEPT_PP):
+                if (
+                    not strict
+                    or (stage.obj.prob.dof > 0 and worst < NO_FIT_PP)
+                    or worst < max(2 * tol, STALL_ACCEPT_PP)
+                ):
                     return theta, J, r, path, steps
-                raise _no_fit(obj, theta, r, path, stage.n, "no step brings the simulated shares closer (the shares "
-                              "respond to attractiveness by jumps: the market tips between states)")
+                raise _no_fit(
+                    obj,
+                    theta,
+                    r,
+                    path,
+                    stage.n,
+                    "no step brings the simulated shares closer (the shares "
+                    "respond to attractiveness by jumps: the market tips between states)",
+                )
             J, fresh = jacobian(theta, r), True
 
 
@@ -763,8 +862,15 @@ def _check_moves(obj: _Objective, theta, J: np.ndarray, r: np.ndarray, path: Fit
     shares pinned by something else). Raises the failure, naming the cause; never "converged"."""
     worst = float(np.max(np.abs(r)))
     if worst > max(2 * tol, STALL_ACCEPT_PP) and float(np.max(np.abs(J), initial=0.0)) < tol:
-        raise _no_fit(obj, theta, r, path, n, "the simulated shares and conversion do not respond to the fitted "
-                      f"parameters (none moves any of them by {tol:.2g} points per unit): the model cannot move")
+        raise _no_fit(
+            obj,
+            theta,
+            r,
+            path,
+            n,
+            "the simulated shares and conversion do not respond to the fitted "
+            f"parameters (none moves any of them by {tol:.2g} points per unit): the model cannot move",
+        )
 
 
 def _too_few_shoppers(prob: FitProblem, path: FitPath, n: int) -> str | None:
@@ -780,10 +886,12 @@ def _too_few_shoppers(prob: FitProblem, path: FitPath, n: int) -> str | None:
         return None
     o = prob.observations[k]
     buyers = float(prob.weights[k] @ (path.buyers / np.maximum(scale, 1e-300)))
-    return (f"consumers.shopping_rate {sc.consumers.shopping_rate:g} per {cal.step_days}-day step: the simulated "
-            f"market had {agents[k]:.0f} shoppers and {buyers:.0f} purchases in {o.source} {o.label} at {n:,} "
-            f"consumers (a share needs at least {MIN_SHOPPERS}), whatever the attractiveness; raise "
-            f"consumers.shopping_rate")
+    return (
+        f"consumers.shopping_rate {sc.consumers.shopping_rate:g} per {cal.step_days}-day step: the simulated "
+        f"market had {agents[k]:.0f} shoppers and {buyers:.0f} purchases in {o.source} {o.label} at {n:,} "
+        f"consumers (a share needs at least {MIN_SHOPPERS}), whatever the attractiveness; raise "
+        f"consumers.shopping_rate"
+    )
 
 
 def _no_purchases(prob: FitProblem, path: FitPath, alpha_max: float) -> str | None:
@@ -797,12 +905,16 @@ def _no_purchases(prob: FitProblem, path: FitPath, alpha_max: float) -> str | No
     target = f" against consumers.conversion {prob.conversion:g}" if prob.conversion is not None else ""
     cheapest = min(f.native, f.sso, f.link, f.create) * b.beta_friction
     if cheapest > ALPHA_LIMIT / 4:
-        return (f"every retailer's friction (native {f.native:g}, sso {f.sso:g}, link {f.link:g}, create {f.create:g} "
-                f"utility, times behaviour.beta_friction {b.beta_friction:g}) makes the purchase probability ~0: the "
-                f"simulated conversion is {conv:.2g}{target} with attractiveness up to {alpha_max:.3g} (the fit's "
-                f"limit is {ALPHA_LIMIT:g}); lower the frictions")
-    return (f"the simulated shoppers almost never buy (conversion {conv:.2g}{target}) with attractiveness up to "
-            f"{alpha_max:.3g}: check the prices (behaviour.beta_price {b.beta_price:g}) and frictions")
+        return (
+            f"every retailer's friction (native {f.native:g}, sso {f.sso:g}, link {f.link:g}, create {f.create:g} "
+            f"utility, times behaviour.beta_friction {b.beta_friction:g}) makes the purchase probability ~0: the "
+            f"simulated conversion is {conv:.2g}{target} with attractiveness up to {alpha_max:.3g} (the fit's "
+            f"limit is {ALPHA_LIMIT:g}); lower the frictions"
+        )
+    return (
+        f"the simulated shoppers almost never buy (conversion {conv:.2g}{target}) with attractiveness up to "
+        f"{alpha_max:.3g}: check the prices (behaviour.beta_price {b.beta_price:g}) and frictions"
+    )
 
 
 def _settled(r: np.ndarray, move: np.ndarray, tol: float, n: int) -> bool:
@@ -816,7 +928,7 @@ def _settled(r: np.ndarray, move: np.ndarray, tol: float, n: int) -> bool:
     bundled fit at 20,000 consumers: 6 more simulations to lower the root-mean-square residual from 0.52 to
     0.51 points)."""
     m, dS = len(r), float(move @ move)
-    return dS < m * (tol / 2) ** 2 or (dS < m * tol ** 2 and not _confirmable(dS, r, n))
+    return dS < m * (tol / 2) ** 2 or (dS < m * tol**2 and not _confirmable(dS, r, n))
 
 
 def _confirmable(decrease: float, r: np.ndarray, n: int) -> bool:
@@ -852,22 +964,30 @@ def _no_fit(obj: _Objective, theta, r, path: FitPath, n: int, why: str) -> Calib
     elif at_limit:
         why = f"{', '.join(at_limit)} would need an attractiveness beyond +-{ALPHA_LIMIT:g} (unreachable with these frictions)"
     elif worst < 5 * default_tolerance(sc):
-        why = (f"it gets within {worst:.2f} points but no closer: at {n:,} consumers the simulated shares move by small "
-               f"jumps; give more consumers or a larger --tolerance")
+        why = (
+            f"it gets within {worst:.2f} points but no closer: at {n:,} consumers the simulated shares move by small "
+            f"jumps; give more consumers or a larger --tolerance"
+        )
     elif len(seen) and np.max(seen.max(axis=0) - seen.min(axis=0)) > TIPPING_SPREAD:
         j = int(np.argmax(seen.max(axis=0) - seen.min(axis=0)))
         b = sc.behaviour
-        why = (f"the simulated market tips: across the fit's simulations {names[j]}'s share jumped between "
-               f"{seen[:, j].min() * 100:.0f}% and {seen[:, j].max() * 100:.0f}%, with no stable state in between "
-               f"(social influence {b.beta_social:g}, habit {b.beta_habit:g} and account lock-in reinforce whoever "
-               f"leads); with weaker social influence a fit exists")
+        why = (
+            f"the simulated market tips: across the fit's simulations {names[j]}'s share jumped between "
+            f"{seen[:, j].min() * 100:.0f}% and {seen[:, j].max() * 100:.0f}%, with no stable state in between "
+            f"(social influence {b.beta_social:g}, habit {b.beta_habit:g} and account lock-in reinforce whoever "
+            f"leads); with weaker social influence a fit exists"
+        )
     if k < len(prob.equations):
         e = prob.equations[k]
         o = prob.observations[e.obs]
         sim = path.period_shares(prob.weights)[e.obs, e.j] * 100
-        what = (f"observation {o.source} {o.label} {names[e.j]} {e.observed * 100:.1f}% cannot be met "
-                f"(closest simulated {sim:.1f}%, residual {r[k]:+.2f} pp)")
+        what = (
+            f"observation {o.source} {o.label} {names[e.j]} {e.observed * 100:.1f}% cannot be met "
+            f"(closest simulated {sim:.1f}%, residual {r[k]:+.2f} pp)"
+        )
     else:
-        what = (f"the conversion {prob.conversion:.3f} cannot be met (closest simulated {path.conversion:.3f}, "
-                f"residual {r[k]:+.2f} pp)")
+        what = (
+            f"the conversion {prob.conversion:.3f} cannot be met (closest simulated {path.conversion:.3f}, "
+            f"residual {r[k]:+.2f} pp)"
+        )
     return CalibrationError(f"{sc.source}: {what} at {n:,} consumers: {why}")

@@ -38,9 +38,9 @@ class FitOptions:
     tol_pp: float | None = None
     drop_unidentified: bool = False
     allow_fixed: bool = False
-    start: "Calibration | None" = None
+    start: Calibration | None = None
 
-    def but(self, **fields: Any) -> "FitOptions":
+    def but(self, **fields: Any) -> FitOptions:
         """A copy with ``fields`` changed (TypeError for a name that is not a field)."""
         return dataclasses.replace(self, **fields) if fields else self
 

@@ -27,9 +27,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from marketsim.errors import UserError
 from marketsim.io import store
 from marketsim.runtime.digest import digest
-from marketsim.errors import UserError
 
 PART_GLOB = "part-*.parquet"
 #: A part file's name: the first run id it holds and the sha256 of its bytes.
@@ -41,8 +41,17 @@ SWEEP_FORMAT = "marketsim-sweep-results/v1"
 #: Parquet metadata key holding the spec hash of the sweep that wrote a part.
 SPEC_KEY = b"marketsim.spec_hash"
 #: Manifest keys the readers need, with their types.
-MANIFEST_FIELDS = {"name": str, "spec_hash": str, "design": dict, "parameters": list, "outputs": list,
-                   "replicates": int, "points": int, "runs": int, "seed": int}
+MANIFEST_FIELDS = {
+    "name": str,
+    "spec_hash": str,
+    "design": dict,
+    "parameters": list,
+    "outputs": list,
+    "replicates": int,
+    "points": int,
+    "runs": int,
+    "seed": int,
+}
 
 
 def part_files(path: str | Path) -> list[Path]:
@@ -128,8 +137,9 @@ def quarantine(path: str | Path, f: Path) -> Path:
     """Move ``f`` into ``path/quarantine/`` (never deleted; a name already there gets a numeric suffix)."""
     qdir = Path(path) / QUARANTINE
     if os.path.islink(qdir) or (qdir.exists() and not qdir.is_dir()):
-        raise UserError(f"{qdir}: is not a folder marketsim made (a link or a file); move it away and run again; "
-                        f"nothing was moved")
+        raise UserError(
+            f"{qdir}: is not a folder marketsim made (a link or a file); move it away and run again; nothing was moved"
+        )
     qdir.mkdir(exist_ok=True)
     target = qdir / f.name
     k = 1
@@ -153,7 +163,9 @@ def repair(path: str | Path) -> tuple[Scan, list[str]]:
     for first, later, run_id in s.duplicates:
         if later.exists():
             q = quarantine(path, later)
-            notes.append(f"{later}: stores run {run_id} again (also in {first.name}); moved to {q}, its runs will be run again")
+            notes.append(
+                f"{later}: stores run {run_id} again (also in {first.name}); moved to {q}, its runs will be run again"
+            )
     return (scan(path) if notes else s), notes
 
 
@@ -186,6 +198,7 @@ def write_part(path: str | Path, rows: list[dict], spec_hash: str | None = None)
     def by_checksum(tmp: Path) -> Path:
         named.append(path / f"part-{first:07d}-{sha256_file(tmp)}.parquet")
         return named[0]
+
     try:
         with store.atomic_path(path / f"part-{first:07d}.parquet", final=by_checksum) as tmp:
             pq.write_table(table, tmp)
@@ -194,8 +207,10 @@ def write_part(path: str | Path, rows: list[dict], spec_hash: str | None = None)
         if problem is None:
             raise
         runs = df["run_id"].nunique()
-        raise UserError(f"{path}: {problem} while storing {runs} finished runs; the parts stored before are intact; "
-                        f"free space, then run the same command to resume") from None
+        raise UserError(
+            f"{path}: {problem} while storing {runs} finished runs; the parts stored before are intact; "
+            f"free space, then run the same command to resume"
+        ) from None
     return named[0]
 
 
@@ -245,11 +260,15 @@ def read_manifest(path: str | Path) -> dict:
     path = Path(path)
     f = path / MANIFEST
     if not os.path.lexists(f):
-        raise UserError(f"{path}: not a sweep results folder (no {MANIFEST}); run `marketsim sweep SWEEP.yaml --out {path}` first")
+        raise UserError(
+            f"{path}: not a sweep results folder (no {MANIFEST}); run `marketsim sweep SWEEP.yaml --out {path}` first"
+        )
     problem = manifest_problem(path)
     if problem:
-        raise UserError(f"{f}: damaged ({problem}); run the sweep again into the same folder "
-                        f"(`marketsim sweep SWEEP.yaml --out {path}`) to rebuild it")
+        raise UserError(
+            f"{f}: damaged ({problem}); run the sweep again into the same folder "
+            f"(`marketsim sweep SWEEP.yaml --out {path}`) to rebuild it"
+        )
     return store.read_json(f)
 
 
@@ -296,8 +315,10 @@ def load_results(path: str | Path) -> pd.DataFrame:
             raise UserError(f"{later}: stores run {run_id} again (also in {first.name}); {resume}")
         for f, spec in s.spec_hashes.items():
             if spec is not None and spec != man["spec_hash"]:
-                raise UserError(f"{f}: written by another sweep spec (hash {spec}) than {MANIFEST} describes "
-                                f"({man['spec_hash']}); its rows are not this sweep's; move it out of {path}")
+                raise UserError(
+                    f"{f}: written by another sweep spec (hash {spec}) than {MANIFEST} describes "
+                    f"({man['spec_hash']}); its rows are not this sweep's; move it out of {path}"
+                )
         if not s.good:
             return pd.DataFrame()
         try:

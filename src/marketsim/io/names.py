@@ -21,8 +21,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from marketsim.runtime.digest import digest as _digest
 from marketsim.errors import UserError
+from marketsim.runtime.digest import digest as _digest
 
 #: An id or option name used as written in a folder name.
 PLAIN_PART = re.compile(r"[a-z0-9_]{1,64}")
@@ -105,14 +105,19 @@ def compared(settings: dict | None) -> dict:
     """The settings that decide a result (without the scenario file's path and hash), as plain JSON data."""
     if not settings:
         return {}
-    return json.loads(json.dumps({k: v for k, v in settings.items() if k not in NOT_COMPARED and v is not None},
-                                 default=str))
+    return json.loads(
+        json.dumps({k: v for k, v in settings.items() if k not in NOT_COMPARED and v is not None}, default=str)
+    )
 
 
 def differences(old: dict, new: dict) -> list[str]:
     """``key old -> new`` for each compared setting that differs (``-`` for one not given)."""
     a, b = compared(old), compared(new)
-    return [f"{k} {_short(a.get(k, '-'))} -> {_short(b.get(k, '-'))}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return [
+        f"{k} {_short(a.get(k, '-'))} -> {_short(b.get(k, '-'))}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
 
 
 def describe(settings: dict | None) -> str:

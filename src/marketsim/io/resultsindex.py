@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from marketsim.io import store
 from marketsim.errors import UserError
-from marketsim.io import dataset
+from marketsim.io import dataset, store
 
 #: The index's file names, in order of preference.
 NAMES = ("index.md", "marketsim-index.md")
@@ -21,8 +20,13 @@ NAMES = ("index.md", "marketsim-index.md")
 MARK = "<!-- marketsim results index: rewritten by marketsim after every command that stores a result -->"
 
 #: kind of a result set -> its main file and how the index names the kind.
-MAIN = {"run": ("summary.json", "run"), "projection": ("projection.json", "projection"), "fit": ("posterior.json", "fit"),
-        "backtest": ("backtest.json", "back-test"), "calibration": ("fit.json", "calibration")}
+MAIN = {
+    "run": ("summary.json", "run"),
+    "projection": ("projection.json", "projection"),
+    "fit": ("posterior.json", "fit"),
+    "backtest": ("backtest.json", "back-test"),
+    "calibration": ("fit.json", "calibration"),
+}
 
 
 def describe(folder: Path, kind: str, doc: dict) -> str:
@@ -30,9 +34,11 @@ def describe(folder: Path, kind: str, doc: dict) -> str:
         return f"{doc.get('consumers', '?'):,} consumers, seed {doc.get('seed')}, {doc.get('first_date')} to {doc.get('last_date')}"
     if kind == "projection":
         d = doc.get("draws", {})
-        return (f"vs without {', '.join(doc.get('baseline_without') or []) or 'no events'}; {d.get('k', 1)} draws x "
-                f"{doc.get('replicates')} replicates; horizon {doc.get('horizon')}"
-                + (f"; options {', '.join(doc['options'])}" if "options" in doc else ""))
+        return (
+            f"vs without {', '.join(doc.get('baseline_without') or []) or 'no events'}; {d.get('k', 1)} draws x "
+            f"{doc.get('replicates')} replicates; horizon {doc.get('horizon')}"
+            + (f"; options {', '.join(doc['options'])}" if "options" in doc else "")
+        )
     if kind == "back-test":
         return f"fit until {doc.get('until')}; MAE {doc.get('mae', {}).get('model', float('nan')):.2f} pp"
     if kind == "fit":
@@ -120,12 +126,16 @@ def update(root: Path) -> Path | None:
         if top.is_dir(follow_symlinks=False):
             folders.append(Path(top.path))
             with os.scandir(top.path) as it:
-                folders.extend(Path(e.path) for e in sorted(it, key=lambda e: e.name) if e.is_dir(follow_symlinks=False))
+                folders.extend(
+                    Path(e.path) for e in sorted(it, key=lambda e: e.name) if e.is_dir(follow_symlinks=False)
+                )
     rows = []
     for folder in folders:
         e = entry(folder)
         if e is not None:
             rows.append(f"| `{_cell(folder.relative_to(root))}/` | {e[0]} | {_cell(e[1])} |")
-    text = (f"{MARK}\n# Results\n\nWritten by marketsim after every command that stores a result.\n\n"
-            "| folder | kind | what |\n|---|---|---|\n" + "\n".join(rows) + "\n")
+    text = (
+        f"{MARK}\n# Results\n\nWritten by marketsim after every command that stores a result.\n\n"
+        "| folder | kind | what |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
     return store.write_text(target, text)

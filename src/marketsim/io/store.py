@@ -27,14 +27,15 @@ import shutil
 import socket
 import stat as _stat
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pandas as pd
 
-from marketsim.errors import UserError
 from marketsim._version import __version__
+from marketsim.errors import UserError
 from marketsim.runtime.executor import deferred_interrupt
 
 #: Where results go unless --out says otherwise (relative to the working directory).
@@ -182,9 +183,14 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _STAGING_RE = re.compile(r"^staging-\d+-[A-Za-z0-9_]+$")
 _LEGACY_SET_RE = re.compile(r"^(set|new)-[A-Za-z0-9_-]+$")
 
-_DISK_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
-                errno.EROFS: "read-only file system", errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-                errno.EFBIG: "file too large"}
+_DISK_ERRNOS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EFBIG: "file too large",
+}
 
 
 def disk_problem(e: BaseException) -> str | None:
@@ -208,8 +214,10 @@ def check_output_dir(path: str | Path, *, kind: str | None = None, option: str =
     same kind of result. Raises UserError (one line)."""
     p = Path(path)
     if os.path.islink(p):
-        raise UserError(f"{p}: is a symbolic link; marketsim writes only into a real folder, never through a link; "
-                        f"give the folder it points to, or another {option}")
+        raise UserError(
+            f"{p}: is a symbolic link; marketsim writes only into a real folder, never through a link; "
+            f"give the folder it points to, or another {option}"
+        )
     what = _what_is(p)
     if what not in (None, "a folder"):
         raise UserError(f"{p}: is {what}, not a folder; choose a folder for {option}")
@@ -217,19 +225,25 @@ def check_output_dir(path: str | Path, *, kind: str | None = None, option: str =
     while not os.path.lexists(q) and q != q.parent:
         q = q.parent
     if _what_is(q) != "a folder":
-        raise UserError(f"{p}: cannot create a folder there: {q} is {_what_is(q) or 'not a folder'}; choose another {option}")
+        raise UserError(
+            f"{p}: cannot create a folder there: {q} is {_what_is(q) or 'not a folder'}; choose another {option}"
+        )
     try:
         fd, probe = tempfile.mkstemp(prefix=f".marketsim-probe.{os.getpid()}-", suffix=".tmp", dir=q)
     except OSError as e:
-        raise UserError(f"{p}: cannot write in {q} ({disk_problem(e) or e.strerror}); choose another {option}") from None
+        raise UserError(
+            f"{p}: cannot write in {q} ({disk_problem(e) or e.strerror}); choose another {option}"
+        ) from None
     try:
         _flock(fd, blocking=True)
         block = memoryview(b"\0" * PROBE_BYTES)
         while block:  # a nearly full disk takes part of a write, then refuses the rest
-            block = block[os.write(fd, block):]
+            block = block[os.write(fd, block) :]
         os.fsync(fd)
     except OSError as e:
-        raise UserError(f"{p}: cannot write in {q} ({disk_problem(e) or e.strerror}); free space or choose another {option}") from None
+        raise UserError(
+            f"{p}: cannot write in {q} ({disk_problem(e) or e.strerror}); free space or choose another {option}"
+        ) from None
     finally:
         with contextlib.suppress(OSError):
             os.unlink(probe)
@@ -249,8 +263,14 @@ def _what_is(p: Path) -> str | None:
         return "under a file"
     except OSError as e:
         return f"not accessible ({e.strerror})"
-    for test, what in ((_stat.S_ISDIR, "a folder"), (_stat.S_ISREG, "a file"), (_stat.S_ISFIFO, "a FIFO"),
-                       (_stat.S_ISCHR, "a device"), (_stat.S_ISBLK, "a device"), (_stat.S_ISSOCK, "a socket")):
+    for test, what in (
+        (_stat.S_ISDIR, "a folder"),
+        (_stat.S_ISREG, "a file"),
+        (_stat.S_ISFIFO, "a FIFO"),
+        (_stat.S_ISCHR, "a device"),
+        (_stat.S_ISBLK, "a device"),
+        (_stat.S_ISSOCK, "a socket"),
+    ):
         if test(st.st_mode):
             return what
     return "not a folder"
@@ -277,8 +297,10 @@ def _check_hidden(out: Path) -> None:
     h = out / HIDDEN
     if os.path.lexists(h) and not _real_dir(h):
         what = "a symbolic link" if os.path.islink(h) else "not a folder"
-        raise UserError(f"{h}: is {what}, not marketsim's own folder (marketsim follows no link to delete or replace "
-                        f"anything); move it away and run again; nothing was changed")
+        raise UserError(
+            f"{h}: is {what}, not marketsim's own folder (marketsim follows no link to delete or replace "
+            f"anything); move it away and run again; nothing was changed"
+        )
 
 
 def _check_owner(p: Path, kind: str, option: str) -> None:
@@ -289,7 +311,9 @@ def _check_owner(p: Path, kind: str, option: str) -> None:
     old = result_kind(p)
     if old is not None:
         if old != kind:
-            raise UserError(f"{p}: holds a marketsim {old} result; this command writes a {kind} result; choose another {option}")
+            raise UserError(
+                f"{p}: holds a marketsim {old} result; this command writes a {kind} result; choose another {option}"
+            )
         return
     try:
         entries = os.listdir(p)
@@ -297,8 +321,10 @@ def _check_owner(p: Path, kind: str, option: str) -> None:
         raise UserError(f"{p}: cannot list the folder ({e.strerror}); choose another {option}") from None
     foreign = [e for e in entries if not (e == HIDDEN and _real_dir(p / e)) and not is_result_folder(p / e)]
     if foreign:
-        raise UserError(f"{p}: not empty and not made by marketsim (no {MARKER}); choose a new or empty folder for {option}, "
-                        f"or one marketsim wrote")
+        raise UserError(
+            f"{p}: not empty and not made by marketsim (no {MARKER}); choose a new or empty folder for {option}, "
+            f"or one marketsim wrote"
+        )
 
 
 def is_result_folder(p: str | Path) -> bool:
@@ -363,10 +389,16 @@ def set_manifest(out: str | Path) -> dict | None:
     """The manifest (``out/.marketsim.json``) of the result set in ``out``, if it is a regular file with
     marketsim's schema marker, else None."""
     d = _read_json_nofollow(Path(out) / MARKER)
-    if (isinstance(d, dict) and d.get("schema") == SET_SCHEMA and isinstance(d.get("id"), str)
-            and isinstance(d.get("kind"), str) and isinstance(d.get("files"), dict)
-            and all(isinstance(n, str) and n not in RESERVED and "/" not in n and n not in ("", ".", "..")
-                    for n in d["files"])):
+    if (
+        isinstance(d, dict)
+        and d.get("schema") == SET_SCHEMA
+        and isinstance(d.get("id"), str)
+        and isinstance(d.get("kind"), str)
+        and isinstance(d.get("files"), dict)
+        and all(
+            isinstance(n, str) and n not in RESERVED and "/" not in n and n not in ("", ".", "..") for n in d["files"]
+        )
+    ):
         return d
     return None
 
@@ -376,10 +408,16 @@ def _journal(out: Path) -> dict | None:
     if not _real_dir(out / HIDDEN):
         return None
     j = _read_json_nofollow(out / HIDDEN / JOURNAL)
-    if (isinstance(j, dict) and isinstance(j.get("staging"), str) and _STAGING_RE.match(j["staging"])
-            and isinstance(j.get("remove"), dict) and isinstance(j.get("legacy"), list)
-            and isinstance(j.get("manifest"), dict) and j["manifest"].get("schema") == SET_SCHEMA
-            and isinstance(j["manifest"].get("files"), dict)):
+    if (
+        isinstance(j, dict)
+        and isinstance(j.get("staging"), str)
+        and _STAGING_RE.match(j["staging"])
+        and isinstance(j.get("remove"), dict)
+        and isinstance(j.get("legacy"), list)
+        and isinstance(j.get("manifest"), dict)
+        and j["manifest"].get("schema") == SET_SCHEMA
+        and isinstance(j["manifest"].get("files"), dict)
+    ):
         return j
     return None
 
@@ -491,7 +529,9 @@ def result_set(out: str | Path, kind: str, *, writer: str | None = None) -> Iter
         _check_hidden(out)
         hidden.mkdir(exist_ok=True)
     except OSError as e:
-        raise UserError(f"{out}: cannot create the result folder ({disk_problem(e) or e.strerror}); choose another --out") from None
+        raise UserError(
+            f"{out}: cannot create the result folder ({disk_problem(e) or e.strerror}); choose another --out"
+        ) from None
     _check_hidden(out)
     wfd = _open_lock(hidden / WRITE_LOCK)
     try:
@@ -524,10 +564,14 @@ def result_set(out: str | Path, kind: str, *, writer: str | None = None) -> Iter
                     raise
                 what = f" ({Path(e.filename).name})" if e.filename else ""
                 if swapping:
-                    raise UserError(f"{out}: {problem} while swapping in the new result set{what}; the next marketsim "
-                                    f"command writing or reading here completes the swap") from None
-                raise UserError(f"{out}: {problem} while writing the result set{what}; "
-                                f"no result set was changed; free space or choose another --out") from None
+                    raise UserError(
+                        f"{out}: {problem} while swapping in the new result set{what}; the next marketsim "
+                        f"command writing or reading here completes the swap"
+                    ) from None
+                raise UserError(
+                    f"{out}: {problem} while writing the result set{what}; "
+                    f"no result set was changed; free space or choose another --out"
+                ) from None
         finally:
             if not swapping:
                 _remove_own_dir(staging)
@@ -544,10 +588,18 @@ def _stage_manifest(staging: Path, kind: str, writer: str, version: str) -> dict
         if not e.is_file(follow_symlinks=False):
             raise ValueError(f"{e.path}: a result set holds only regular files")
         files[e.name] = {"size": os.lstat(e.path).st_size, "sha256": _sha256(Path(e.path))}
-    now = _dt.datetime.now(_dt.timezone.utc)
-    manifest = {"schema": SET_SCHEMA, "id": f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(6)}", "kind": kind,
-                "writer": writer, "version": version, "created": now.isoformat(timespec="seconds"),
-                "host": socket.gethostname(), "pid": os.getpid(), "files": files}
+    now = _dt.datetime.now(_dt.UTC)
+    manifest = {
+        "schema": SET_SCHEMA,
+        "id": f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(6)}",
+        "kind": kind,
+        "writer": writer,
+        "version": version,
+        "created": now.isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "files": files,
+    }
     write_json(staging / MARKER, manifest)
     _fsync_dir(staging)
     return manifest
@@ -565,12 +617,21 @@ def _plan(out: Path, staging: Path, manifest: dict) -> dict:
         if n in old_files and _matches(t, old_files[n]):
             continue
         if n in old_files and _real_file(t):
-            raise UserError(f"{t}: changed since marketsim wrote it; move it away (it may hold your edits) and run "
-                            f"again; no result set was changed")
-        raise UserError(f"{t}: exists and was not written by marketsim; move it away and run again; no result set was changed")
+            raise UserError(
+                f"{t}: changed since marketsim wrote it; move it away (it may hold your edits) and run "
+                f"again; no result set was changed"
+            )
+        raise UserError(
+            f"{t}: exists and was not written by marketsim; move it away and run again; no result set was changed"
+        )
     remove = {n: m for n, m in old_files.items() if n not in manifest["files"] and _matches(out / n, m)}
-    return {"id": manifest["id"], "staging": staging.name, "manifest": manifest, "remove": remove,
-            "legacy": sorted(legacy - set(manifest["files"]) - {MARKER})}
+    return {
+        "id": manifest["id"],
+        "staging": staging.name,
+        "manifest": manifest,
+        "remove": remove,
+        "legacy": sorted(legacy - set(manifest["files"]) - {MARKER}),
+    }
 
 
 def _roll_forward(out: Path, j: dict) -> None:
@@ -585,10 +646,15 @@ def _roll_forward(out: Path, j: dict) -> None:
             continue  # moved in before
         if not _real_file(src):
             raise UserError(f"{src}: is not a file marketsim staged; move it away and run again")
-        if os.path.lexists(dst) and not _real_file(dst) and not (
-                os.path.islink(dst) and os.readlink(dst) == _legacy_target(n)):
-            raise UserError(f"{dst}: exists and was not written by marketsim; move it away and run again "
-                            f"(the new result set is staged in {staging} and is moved in then)")
+        if (
+            os.path.lexists(dst)
+            and not _real_file(dst)
+            and not (os.path.islink(dst) and os.readlink(dst) == _legacy_target(n))
+        ):
+            raise UserError(
+                f"{dst}: exists and was not written by marketsim; move it away and run again "
+                f"(the new result set is staged in {staging} and is moved in then)"
+            )
         os.replace(src, dst)
         _test_pause(f"moved {n}")
         if n == MARKER:
@@ -652,7 +718,9 @@ def _recover(out: Path) -> None:
         finally:
             os.close(rfd)
     elif os.path.lexists(hidden / JOURNAL) and not _real_file(hidden / JOURNAL):
-        raise UserError(f"{hidden / JOURNAL}: is not marketsim's journal (a link or a folder); move it away and run again")
+        raise UserError(
+            f"{hidden / JOURNAL}: is not marketsim's journal (a link or a folder); move it away and run again"
+        )
     for e in list(os.scandir(hidden)):
         if _STAGING_RE.match(e.name) and e.is_dir(follow_symlinks=False):
             _remove_own_dir(Path(e.path))
@@ -677,8 +745,10 @@ def _open_lock(path: Path, *, create: bool = True) -> int:
         fd = os.open(path, (os.O_RDWR | os.O_CREAT if create else os.O_RDONLY) | _NOFOLLOW, 0o666)
     except OSError as e:
         if e.errno == errno.ELOOP or os.path.islink(path):
-            raise UserError(f"{path}: is a symbolic link, not marketsim's lock file (marketsim follows no link in its "
-                            f"own folder); move it away and run again") from None
+            raise UserError(
+                f"{path}: is a symbolic link, not marketsim's lock file (marketsim follows no link in its "
+                f"own folder); move it away and run again"
+            ) from None
         if isinstance(e, FileNotFoundError) or disk_problem(e) is None:
             raise
         raise UserError(f"{path}: cannot open the lock file ({disk_problem(e)})") from None
@@ -735,8 +805,10 @@ class ResultSet:
 
 
 def _not_a_result(out: Path) -> UserError:
-    return UserError(f"{out}: not a marketsim result folder (no {MARKER} written by marketsim); give the folder a "
-                     f"`marketsim run` (or project, fit, backtest, calibrate) wrote")
+    return UserError(
+        f"{out}: not a marketsim result folder (no {MARKER} written by marketsim); give the folder a "
+        f"`marketsim run` (or project, fit, backtest, calibrate) wrote"
+    )
 
 
 def _finish_killed_swap(out: Path) -> None:
@@ -744,15 +816,19 @@ def _finish_killed_swap(out: Path) -> None:
     try:
         fd = _open_lock(out / HIDDEN / WRITE_LOCK, create=False)
     except OSError as e:
-        raise UserError(f"{out}: a writer was killed while swapping in a new result set, and it cannot be "
-                        f"finished from here ({e.strerror}); run the command that writes there again") from None
+        raise UserError(
+            f"{out}: a writer was killed while swapping in a new result set, and it cannot be "
+            f"finished from here ({e.strerror}); run the command that writes there again"
+        ) from None
     try:
         _flock(fd, blocking=True)
         _recover(out)
     except OSError as e:
-        raise UserError(f"{out}: a writer was killed while swapping in a new result set, and it cannot be "
-                        f"finished from here ({disk_problem(e) or e.strerror}); run the command that writes there "
-                        f"again") from None
+        raise UserError(
+            f"{out}: a writer was killed while swapping in a new result set, and it cannot be "
+            f"finished from here ({disk_problem(e) or e.strerror}); run the command that writes there "
+            f"again"
+        ) from None
     finally:
         os.close(fd)
 
@@ -768,8 +844,10 @@ def consistent_read(out: str | Path) -> Iterator[ResultView]:
     UserError (one line) if ``out`` is not a result folder marketsim wrote."""
     out = Path(out)
     if os.path.islink(out):
-        raise UserError(f"{out}: is a symbolic link; marketsim reads a result folder only as itself, never "
-                        f"through a link; give the folder it points to")
+        raise UserError(
+            f"{out}: is a symbolic link; marketsim reads a result folder only as itself, never "
+            f"through a link; give the folder it points to"
+        )
     for _ in range(5):
         if not _real_dir(out / HIDDEN):  # a copy of the files and the manifest, or the older layout: no writer here
             man = set_manifest(out)
@@ -822,15 +900,18 @@ def read_result(out: str | Path, names: list[str] | None = None) -> ResultSet:
                 try:
                     b = _read_nofollow(v.path / n)
                 except OSError as e:
-                    raise UserError(f"{v.path / n}: cannot be read ({e.strerror}); run the command that wrote "
-                                    f"{out} again") from None
+                    raise UserError(
+                        f"{v.path / n}: cannot be read ({e.strerror}); run the command that wrote {out} again"
+                    ) from None
                 meta = files[n] if isinstance(files, dict) else None
                 if meta is not None:
                     import hashlib
 
                     if len(b) != meta.get("size") or hashlib.sha256(b).hexdigest() != meta.get("sha256"):
-                        raise UserError(f"{v.path / n}: not the file marketsim wrote in this result set (edited, "
-                                        f"damaged or replaced); run the command that wrote {out} again")
+                        raise UserError(
+                            f"{v.path / n}: not the file marketsim wrote in this result set (edited, "
+                            f"damaged or replaced); run the command that wrote {out} again"
+                        )
                 data[n] = b
             view = v
         again = set_manifest(out)

@@ -9,8 +9,8 @@ import math
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import mesa
 import numpy as np
@@ -20,7 +20,6 @@ from marketsim.engine.population import build_world
 from marketsim.fit.cache import cache_dir, fitted
 from marketsim.io.store import RESULTS_DIR
 from marketsim.scenario.core import Scenario
-
 
 #: Consumers drawn in the agent picture.
 SAMPLE_SIZE = 300
@@ -41,7 +40,9 @@ def results_root() -> Path:
     return Path(os.environ.get("MARKETSIM_VIZ_RESULTS") or RESULTS_DIR)
 
 
-def fitted_alpha(scenario: Scenario, on_iter: Callable[[int, float], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fitted_alpha(
+    scenario: Scenario, on_iter: Callable[[int, float], None] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Attractiveness and trend per retailer (scenario order) for ``scenario``: given, or fitted to its
     observations.
 
@@ -52,8 +53,11 @@ def fitted_alpha(scenario: Scenario, on_iter: Callable[[int, float], None] | Non
     key = f"{root}:{scenario.digest()}"
     with _ALPHA_LOCK:
         if key not in _ALPHA:
-            fit = fitted(scenario, cache_dir(root),
-                         on_progress=None if on_iter is None else (lambda stage, k, worst: on_iter(k, worst)))
+            fit = fitted(
+                scenario,
+                cache_dir(root),
+                on_progress=None if on_iter is None else (lambda stage, k, worst: on_iter(k, worst)),
+            )
             _ALPHA[key] = (fit.alpha, fit.trend)
         return _ALPHA[key]
 
@@ -72,8 +76,9 @@ class LiveModel(mesa.Model):
     far, in order), ``sample`` / ``edges`` / ``pos`` (the drawn consumers, their ties, their layout).
     """
 
-    def __init__(self, scenario: Scenario, alpha: np.ndarray, trend: np.ndarray | None = None,
-                 sample_size: int = SAMPLE_SIZE):
+    def __init__(
+        self, scenario: Scenario, alpha: np.ndarray, trend: np.ndarray | None = None, sample_size: int = SAMPLE_SIZE
+    ):
         super().__init__(rng=scenario.seed)
         self.market_scenario = scenario
         self.alpha = np.asarray(alpha, dtype=float)
@@ -81,8 +86,14 @@ class LiveModel(mesa.Model):
         self.trend = None if trend is None else np.asarray(trend, dtype=float)
         self.market = Market(scenario, self.world, self.alpha, scenario.seed, trend=self.trend)
         # the counterfactual starts from the scenario's settled market (events never fire during the burn-in)
-        self.counterfactual = Market(scenario.without_events(), self.world, self.alpha, scenario.seed, trend=self.trend,
-                                     start=self.market.consumer_state())
+        self.counterfactual = Market(
+            scenario.without_events(),
+            self.world,
+            self.alpha,
+            scenario.seed,
+            trend=self.trend,
+            start=self.market.consumer_state(),
+        )
         T, R = scenario.calendar.steps, len(scenario.retailers)
         self.share = np.full((2, T, R), np.nan)
         self.accounts = np.zeros(R)

@@ -9,34 +9,37 @@ result-file code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import mesa
 import numpy as np
 
-from marketsim.mesa_model.agents import RetailerAgent
-from marketsim.fit.calibrate import calibrate
 from marketsim.engine.market import Market, initial_alpha
 from marketsim.engine.population import build_world
+from marketsim.fit.calibrate import calibrate
+from marketsim.mesa_model.agents import RetailerAgent
 from marketsim.scenario import bundled
 from marketsim.scenario.core import Scenario, load_scenario
 
 
-
-
 def _reporters(names: tuple[str, ...]) -> dict[str, Any]:
     def rec(attr, j=None):
-        def f(model: "MarketModel"):
+        def f(model: MarketModel):
             r = model.market.last_record
             if r is None:
                 return float("nan")
             v = getattr(r, attr)
             return float(v if j is None else v[j])
+
         return f
 
-    reps: dict[str, Any] = {"step": lambda m: m.market.t - 1, "date": lambda m: m.current_date.isoformat(),
-                            "no_purchase_rate": rec("no_purchase_rate")}
+    reps: dict[str, Any] = {
+        "step": lambda m: m.market.t - 1,
+        "date": lambda m: m.current_date.isoformat(),
+        "no_purchase_rate": rec("no_purchase_rate"),
+    }
     for j, n in enumerate(names):
         for attr in ("gmv_share", "gmv", "buyer_share", "revenue", "accounts_created", "logins_linked", "access_lost"):
             reps[f"{attr}[{n}]"] = rec(attr, j)

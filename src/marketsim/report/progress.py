@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from rich import box
 from rich.console import Console
@@ -30,6 +30,7 @@ stderr = Console(stderr=True, highlight=False, markup=False)
 def console() -> Console:
     """A console for stdout (tables, "wrote ..." lines) that, like ``stderr``, never reads user text as markup."""
     return Console(highlight=False, markup=False)
+
 
 #: Seconds before a bar whose work has not advanced yet is drawn anyway.
 DELAY = 0.5
@@ -95,23 +96,40 @@ class _LazyBar:
         if w_desc < min(8, len(self.description)):  # a narrow terminal: the description keeps 8 columns
             w_desc = min(8, len(self.description))
             w_bar = max(3, room - w_desc)
-        cols = [_Text(max(1, w_desc), lambda t: self.description, style="bold"),
-                BarColumn(bar_width=w_bar, table_column=Column(width=w_bar, no_wrap=True)),
-                _Text(w_count, lambda t: (f"{_count(t.completed)}/{_count(t.total)}" if t.total is not None
-                                          else _count(t.completed)) + unit, justify="right"),
-                _Text(8, lambda t: _rate(t.speed), justify="right"),
-                _Text(7, lambda t: _clock(time.monotonic() - self.t0), justify="right")]
+        cols = [
+            _Text(max(1, w_desc), lambda t: self.description, style="bold"),
+            BarColumn(bar_width=w_bar, table_column=Column(width=w_bar, no_wrap=True)),
+            _Text(
+                w_count,
+                lambda t: (
+                    (f"{_count(t.completed)}/{_count(t.total)}" if t.total is not None else _count(t.completed)) + unit
+                ),
+                justify="right",
+            ),
+            _Text(8, lambda t: _rate(t.speed), justify="right"),
+            _Text(7, lambda t: _clock(time.monotonic() - self.t0), justify="right"),
+        ]
         if self.total is not None:
-            cols.append(_Text(11, lambda t: f"ETA {_clock(t.time_remaining)}" if t.speed and t.time_remaining is not None
-                              and not t.finished else "", justify="right"))
+            cols.append(
+                _Text(
+                    11,
+                    lambda t: (
+                        f"ETA {_clock(t.time_remaining)}"
+                        if t.speed and t.time_remaining is not None and not t.finished
+                        else ""
+                    ),
+                    justify="right",
+                )
+            )
         return cols
 
     def _show(self) -> None:
         with self.lock:
             if self.closed or self.progress is not None:
                 return
-            self.progress = Progress(*self.columns(), console=self.console, transient=False, refresh_per_second=8,
-                                     expand=False)
+            self.progress = Progress(
+                *self.columns(), console=self.console, transient=False, refresh_per_second=8, expand=False
+            )
             self.task = self.progress.add_task("", total=self.total, completed=self.completed or 0)
             self.progress.start()
 
@@ -143,8 +161,9 @@ class _LazyBar:
 
 
 @contextlib.contextmanager
-def bar(description: str, total: float | None, unit: str = "", enabled: bool = True,
-        delay: float | None = None) -> Iterator[Callable[..., None]]:
+def bar(
+    description: str, total: float | None, unit: str = "", enabled: bool = True, delay: float | None = None
+) -> Iterator[Callable[..., None]]:
     """A progress bar on stderr with done/total, rate, elapsed time and ETA, fitting the terminal's width.
 
     Yields ``update(completed=None, advance=None, total=None)``. The first reported ``completed`` is the
@@ -169,8 +188,15 @@ def table(title: str, caption: str | None = None) -> Table:
 
     Put the unit in the column header (``"shift pp"``, ``"GMV share %"``), add numbers and intervals as
     ``table.add_column(header, justify="right", no_wrap=True)`` and let only text columns wrap."""
-    return Table(title=Text(title, style="bold"), caption=Text(caption) if caption else None, box=box.SIMPLE_HEAD,
-                 show_edge=False, pad_edge=False, title_justify="left", caption_justify="left")
+    return Table(
+        title=Text(title, style="bold"),
+        caption=Text(caption) if caption else None,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        title_justify="left",
+        caption_justify="left",
+    )
 
 
 interval = numbers.interval  # an interval as one unbreakable cell (use it in a ``no_wrap`` column)

@@ -12,15 +12,15 @@ import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 
-from marketsim.io import store
-from marketsim.scenario.labels import parameter_quantity
-from marketsim.report.numbers import count, interval, points, probability, share, shift
-from marketsim.figures.style import figure_function
-from marketsim.figures.plots import close, mark_events, plt, retailer_colors, subplots
 from marketsim.experiments.projection import BASELINE, Projection
 from marketsim.experiments.uncertainty import weighted_quantile
+from marketsim.figures.plots import close, mark_events, retailer_colors, subplots
+from marketsim.figures.style import figure_function
+from marketsim.io import store
 from marketsim.io.names import describe
+from marketsim.report.numbers import count, interval, points, probability, share, shift
 from marketsim.report.progress import console, table
+from marketsim.scenario.labels import parameter_quantity
 
 FIGSIZE, DPI = (10, 5.6), 150  # 1500 x 840 pixels: a 16:9 slide
 
@@ -53,11 +53,19 @@ def fan_figure(proj: Projection):
     for j, (ax, n) in enumerate(zip(axes, names, strict=True)):
         for arm, style, col, label in ((BASELINE, "--", "0.45", "baseline"), (first, "-", colors[n], "scenario")):
             b = _bands(proj.arrays[arm]["gmv_share"][:, :, :, j] * 100, w)
-            ax.fill_between(dates, b["lo"], b["hi"], color=col, alpha=0.15, lw=0,
-                            label=f"{label}: 95% band ({total_label})")
+            ax.fill_between(
+                dates, b["lo"], b["hi"], color=col, alpha=0.15, lw=0, label=f"{label}: 95% band ({total_label})"
+            )
             if proj.draws.k > 1:
-                ax.fill_between(dates, b["noise_lo"], b["noise_hi"], color=col, alpha=0.3, lw=0,
-                                label=f"{label}: 95% band (simulation noise)")
+                ax.fill_between(
+                    dates,
+                    b["noise_lo"],
+                    b["noise_hi"],
+                    color=col,
+                    alpha=0.3,
+                    lw=0,
+                    label=f"{label}: 95% band (simulation noise)",
+                )
             ax.plot(dates, b["median"], style, color=col, lw=1.6, label=f"{label}: median")
         mark_events(ax, sc, proj.steps)
         ax.set_title(n, fontsize=11)
@@ -74,8 +82,11 @@ def fan_figure(proj: Projection):
 
 def _what(proj: Projection) -> str:
     k, R = len(proj.kept), len(proj.seeds)
-    return (f"{k} parameter draws x {R} replicates" if proj.draws.k > 1 else f"{R} replicates, assumptions at "
-            f"their central values")
+    return (
+        f"{k} parameter draws x {R} replicates"
+        if proj.draws.k > 1
+        else f"{R} replicates, assumptions at their central values"
+    )
 
 
 @figure_function
@@ -94,17 +105,30 @@ def shift_figure(proj: Projection, summary: dict):
         if proj.draws.k > 1:
             half = 1.96 * np.sqrt(s["variance"]["noise"]) * 100
             ax.plot([m - half, m + half], [yi, yi], color="black", lw=5, alpha=0.35, solid_capstyle="butt")
-        part = f"; {share(s['variance']['share_assumptions'], 0)} of the spread from assumptions" if proj.draws.k > 1 else ""
-        ax.annotate(f"{points(m)} pp {interval(lo, hi)}{part}", xy=(max(hi, m, 0), yi), xytext=(8, 0),
-                    textcoords="offset points", va="center", fontsize=9)
+        part = (
+            f"; {share(s['variance']['share_assumptions'], 0)} of the spread from assumptions"
+            if proj.draws.k > 1
+            else ""
+        )
+        ax.annotate(
+            f"{points(m)} pp {interval(lo, hi)}{part}",
+            xy=(max(hi, m, 0), yi),
+            xytext=(8, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=9,
+        )
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(y, names, fontsize=11)
     ax.set_xlabel(f"GMV share shift at {summary['horizon']} (percentage points): mean and 95% interval", fontsize=10)
     lim = max(abs(ax.get_xlim()[0]), abs(ax.get_xlim()[1]))
     ax.set_xlim(-lim * 1.05, lim * 2.2)
     what = ", ".join(summary["baseline_without"]) or "nothing"
-    covers = ("thin bar: 95% of the draws x replicates (assumptions and noise); thick: simulation noise alone"
-              if proj.draws.k > 1 else "95% t interval of the mean over replicates: simulation noise only")
+    covers = (
+        "thin bar: 95% of the draws x replicates (assumptions and noise); thick: simulation noise alone"
+        if proj.draws.k > 1
+        else "95% t interval of the mean over replicates: simulation noise only"
+    )
     ax.set_title(f"{proj.scenario.name}: effect of {what}\n{covers}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -121,8 +145,11 @@ def flows_figure(proj: Projection, summary: dict):
     x = np.arange(len(names))
     s = [ll["destinations_scenario"][n] * 100 for n in names]
     b = [ll["destinations_baseline"][n] * 100 for n in names]
-    base_label = ("baseline (the login removal is in both arms here)" if ll["removal_in_baseline"]
-                  else f"without {', '.join(summary['baseline_without'])} (same consumers, same seeds)")
+    base_label = (
+        "baseline (the login removal is in both arms here)"
+        if ll["removal_in_baseline"]
+        else f"without {', '.join(summary['baseline_without'])} (same consumers, same seeds)"
+    )
     ax.bar(x - 0.2, b, 0.4, color="0.7", label=base_label)
     ax.bar(x + 0.2, s, 0.4, color=[colors[n] for n in names], label="with the events")
     ax.set_xticks(x, names, fontsize=11)
@@ -130,8 +157,10 @@ def flows_figure(proj: Projection, summary: dict):
     ax.set_ylim(0, top * 1.3)  # room for the legend above the bars
     ax.set_ylabel("% of the consumers who lost a login")
     if ll["consumers"] > 0:
-        ax.set_title(f"Where the about {count(ll['consumers'])} shoppers who lost a login bought last at "
-                     f"{summary['horizon']}", fontsize=11)
+        ax.set_title(
+            f"Where the about {count(ll['consumers'])} shoppers who lost a login bought last at {summary['horizon']}",
+            fontsize=11,
+        )
     else:
         ax.set_title("No consumer lost a login in this scenario", fontsize=11)
     ax.legend(fontsize=9, frameon=False, loc="upper left")
@@ -155,8 +184,14 @@ def compare_figure(proj: Projection, summary: dict):
             yv = len(names) - 1 - j + (p - (len(pairs) - 1) / 2) * height
             ax.barh(yv, m, height=height * 0.9, color=colors[n], alpha=0.5 + 0.5 * (p == 0))
             ax.errorbar([m], [yv], xerr=[[m - lo], [hi - m]], fmt="none", ecolor="black", capsize=4)
-            ax.annotate(f"{pair}: {points(m)} {interval(lo, hi)}", xy=(max(hi, 0), yv), xytext=(6, 0),
-                        textcoords="offset points", va="center", fontsize=8)
+            ax.annotate(
+                f"{pair}: {points(m)} {interval(lo, hi)}",
+                xy=(max(hi, 0), yv),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(np.arange(len(names))[::-1], names, fontsize=11)
     ax.set_xlabel(f"difference in GMV share at {summary['horizon']} (percentage points, 95% interval)")
@@ -170,8 +205,11 @@ def compare_figure(proj: Projection, summary: dict):
 
 def write_report(proj: Projection, summary: dict, out: Path) -> None:
     out = Path(out)
-    figs = [("fan.png", fan_figure(proj)), ("shift.png", shift_figure(proj, summary)),
-            ("flows.png", flows_figure(proj, summary))]
+    figs = [
+        ("fan.png", fan_figure(proj)),
+        ("shift.png", shift_figure(proj, summary)),
+        ("flows.png", flows_figure(proj, summary)),
+    ]
     if "compare" in summary:
         figs.append(("compare.png", compare_figure(proj, summary)))
     for name, fig in figs:
@@ -199,8 +237,16 @@ def assumptions(proj: Projection) -> list[dict]:
     out = []
     for p in proj.draws.params:
         q = parameter_quantity(p.path, currency=proj.scenario.currency)
-        out.append({"path": p.path, "label": q.label, "unit": q.unit or "-", "value": p.value, "range": p.describe(),
-                    "reason": p.reason})
+        out.append(
+            {
+                "path": p.path,
+                "label": q.label,
+                "unit": q.unit or "-",
+                "value": p.value,
+                "range": p.describe(),
+                "reason": p.reason,
+            }
+        )
     return out
 
 
@@ -219,8 +265,10 @@ def _draws_from(summary: dict) -> str:
     """Where the parameter draws came from: the priors, or the posterior's file and effective sample size."""
     d = summary.get("draws_from") or {}
     if d.get("source") == "posterior":
-        return (f"resampled from the posterior stored by `marketsim fit` at `{d['posterior']}`, effective sample "
-                f"size {d['ess']:.1f} of {d['design_draws']} fitted draws, kernel sigma {d['sigma_pp']:g} points")
+        return (
+            f"resampled from the posterior stored by `marketsim fit` at `{d['posterior']}`, effective sample "
+            f"size {d['ess']:.1f} of {d['design_draws']} fitted draws, kernel sigma {d['sigma_pp']:g} points"
+        )
     return summary["draws"]["source"]
 
 
@@ -234,90 +282,155 @@ def report_markdown(proj: Projection, summary: dict) -> str:
         lines += [f"**Warning:** {w}.", ""]
     if settings_text(summary):
         lines += [f"Settings given on the command line: `{settings_text(summary)}`.", ""]
-    lines += ["## What the intervals cover", "",
-              f"Each interval below covers **{first_shift['covers']}**. " + (
-                  f"It comes from {len(proj.kept)} draws of the uncertain parameters ({_draws_from(summary)}) "
-                  f"x {summary['replicates']} replicates; the part of its spread that comes from the assumptions "
-                  f"and the part from simulation noise are shown per retailer." if proj.draws.k > 1 else
-                  "The assumptions are held at their central values, so the interval says nothing about how "
-                  "wrong they could be; `--draws` projects over their ranges."), ""]
+    lines += [
+        "## What the intervals cover",
+        "",
+        f"Each interval below covers **{first_shift['covers']}**. "
+        + (
+            f"It comes from {len(proj.kept)} draws of the uncertain parameters ({_draws_from(summary)}) "
+            f"x {summary['replicates']} replicates; the part of its spread that comes from the assumptions "
+            f"and the part from simulation noise are shown per retailer."
+            if proj.draws.k > 1
+            else "The assumptions are held at their central values, so the interval says nothing about how "
+            "wrong they could be; `--draws` projects over their ranges."
+        ),
+        "",
+    ]
     if proj.failed:
-        lines += [f"{len(proj.failed)} of {proj.draws.k} parameter draws could not be fitted to the observations and were "
-                  f"left out (values the data cannot hold, or a fit that did not converge: see the reason); the first: "
-                  f"{proj.failed[0][1]}", ""]
-    lines += ["## What moved", "",
-              "| retailer | scenario | baseline | shift (pp) | 95% interval (pp) | from assumptions | from noise |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"{len(proj.failed)} of {proj.draws.k} parameter draws could not be fitted to the observations and were "
+            f"left out (values the data cannot hold, or a fit that did not converge: see the reason); the first: "
+            f"{proj.failed[0][1]}",
+            "",
+        ]
+    lines += [
+        "## What moved",
+        "",
+        "| retailer | scenario | baseline | shift (pp) | 95% interval (pp) | from assumptions | from noise |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for n in names:
         s = summary["shift"][n]
         v = s["variance"]
-        lines.append(f"| {n} | {pct(summary['share_scenario'][n])} | {pct(summary['share_baseline'][n])} | "
-                     f"{pp(s['mean'])} | [{pp(s['ci95'][0])}, {pp(s['ci95'][1])}] | "
-                     f"{share(v['share_assumptions'], 0)} | {share(1 - v['share_assumptions'], 0)} |")
+        lines.append(
+            f"| {n} | {pct(summary['share_scenario'][n])} | {pct(summary['share_baseline'][n])} | "
+            f"{pp(s['mean'])} | [{pp(s['ci95'][0])}, {pp(s['ci95'][1])}] | "
+            f"{share(v['share_assumptions'], 0)} | {share(1 - v['share_assumptions'], 0)} |"
+        )
     lines += [""]
     for n in names:
         s = summary["shift"][n]
         lines.append(f"- **{n}**: {pp(s['mean'])} points of GMV share at {summary['horizon']} ({direction(s)}).")
         if s["drivers"]:
             top = sorted(s["drivers"].items(), key=lambda kv: -kv[1])[:3]
-            lines.append("  Driven by " + ", ".join(f"{parameter_quantity(p).label} (`{p}`, {share(sh, 0)})"
-                                                    for p, sh in top)
-                         + f" of the assumptions' part (a linear reading explains {s['drivers_r2'] * 100:.0f}% of it).")
+            lines.append(
+                "  Driven by "
+                + ", ".join(f"{parameter_quantity(p).label} (`{p}`, {share(sh, 0)})" for p, sh in top)
+                + f" of the assumptions' part (a linear reading explains {s['drivers_r2'] * 100:.0f}% of it)."
+            )
         for t, prob in s["p_below"].items():
             lines.append(f"  Probability that the shift is below {shift(float(t))} points: {probability(prob)}.")
     rv = summary["revenue_shift"]
-    lines += ["", f"Revenue shift from {rv['from']} (the first event the baseline lacks) to {rv['to']} "
-              f"({rv['currency']}, millions, mean and 95% interval): "
-              + "; ".join(f"{n} {rv[n]['mean'] / 1e6:+,.0f} [{rv[n]['ci95'][0] / 1e6:+,.0f}, {rv[n]['ci95'][1] / 1e6:+,.0f}]"
-                          for n in names) + "."]
+    lines += [
+        "",
+        f"Revenue shift from {rv['from']} (the first event the baseline lacks) to {rv['to']} "
+        f"({rv['currency']}, millions, mean and 95% interval): "
+        + "; ".join(
+            f"{n} {rv[n]['mean'] / 1e6:+,.0f} [{rv[n]['ci95'][0] / 1e6:+,.0f}, {rv[n]['ci95'][1] / 1e6:+,.0f}]"
+            for n in names
+        )
+        + ".",
+    ]
     ll = summary["lost_login"]
     if ll["consumers"] > 0:
-        both = (" The baseline keeps the login removal too, so these consumers lost their login in both arms; "
-                "the comparison shows what the other events did to them." if ll["removal_in_baseline"] else "")
-        lines += ["", f"About {count(ll['consumers'])} shoppers lost a login. At the horizon they last bought "
-                  "at: " + ", ".join(f"{n} {pct(ll['destinations_scenario'][n])}" for n in names)
-                  + " (the same shoppers in the baseline: "
-                  + ", ".join(f"{n} {pct(ll['destinations_baseline'][n])}" for n in names) + ")." + both]
+        both = (
+            " The baseline keeps the login removal too, so these consumers lost their login in both arms; "
+            "the comparison shows what the other events did to them."
+            if ll["removal_in_baseline"]
+            else ""
+        )
+        lines += [
+            "",
+            f"About {count(ll['consumers'])} shoppers lost a login. At the horizon they last bought "
+            "at: "
+            + ", ".join(f"{n} {pct(ll['destinations_scenario'][n])}" for n in names)
+            + " (the same shoppers in the baseline: "
+            + ", ".join(f"{n} {pct(ll['destinations_baseline'][n])}" for n in names)
+            + ")."
+            + both,
+        ]
     if "compare" in summary:
-        lines += ["", "## Comparing the options", "", "Each option is projected on the same parameter draws and seeds; "
-                  "the differences are paired.", "", "| options | retailer | difference (pp) | 95% interval (pp) |",
-                  "|---|---|---:|---:|"]
+        lines += [
+            "",
+            "## Comparing the options",
+            "",
+            "Each option is projected on the same parameter draws and seeds; the differences are paired.",
+            "",
+            "| options | retailer | difference (pp) | 95% interval (pp) |",
+            "|---|---|---:|---:|",
+        ]
         for pair, per in summary["compare"].items():
             for n in names:
                 s = per[n]
                 lines.append(f"| {pair} | {n} | {pp(s['mean'])} | [{pp(s['ci95'][0])}, {pp(s['ci95'][1])}] |")
         lines += ["", "![Options compared](compare.png)"]
     lines += ["", "## What was assumed", ""]
-    lines += [f"- Market: about {count(sc.market_size.at(sc.calendar.start))} online shoppers at {sc.calendar.start}, "
-              f"{count(sc.market_size.at(sc.calendar.date_of(proj.steps - 1)))} at the horizon (a dated series in the "
-              f"scenario), simulated by {sc.consumers.count:,} consumer agents; one step is "
-              f"{sc.calendar.step_days} days, from {sc.calendar.start} to {summary['horizon']}, after a burn-in."]
+    lines += [
+        f"- Market: about {count(sc.market_size.at(sc.calendar.start))} online shoppers at {sc.calendar.start}, "
+        f"{count(sc.market_size.at(sc.calendar.date_of(proj.steps - 1)))} at the horizon (a dated series in the "
+        f"scenario), simulated by {sc.consumers.count:,} consumer agents; one step is "
+        f"{sc.calendar.step_days} days, from {sc.calendar.start} to {summary['horizon']}, after a burn-in."
+    ]
     cal = summary.get("calibration")
     if cal:
-        lines += [f"- Attractiveness and trends fitted to the observed share series (cut-off {sc.fit_cutoff()}; "
-                  f"{cal['fits']} fits, {cal['distinct']} distinct; {cal['dof']} residual degree(s) of freedom; "
-                  f"largest residual {cal['max_residual_pp']:.2f} points)."]
+        lines += [
+            f"- Attractiveness and trends fitted to the observed share series (cut-off {sc.fit_cutoff()}; "
+            f"{cal['fits']} fits, {cal['distinct']} distinct; {cal['dof']} residual degree(s) of freedom; "
+            f"largest residual {cal['max_residual_pp']:.2f} points)."
+        ]
     lines += ["- Events:"]
     for e in sc.events:
         mark = "" if e.id in summary["baseline_without"] else " (kept in the baseline)"
         outside = " (after the horizon: not simulated)" if e.id in summary["events_outside_horizon"] else ""
         lines.append(f"  - {e.date} `{e.id}`: {e.action.type.replace('_', ' ')}{mark}{outside}")
-    lines += [f"- Counterfactual baseline: the same market without {', '.join(summary['baseline_without']) or 'no event'}, "
-              f"with the same fitted values and seeds (common random numbers), so each difference is paired."]
+    lines += [
+        f"- Counterfactual baseline: the same market without {', '.join(summary['baseline_without']) or 'no event'}, "
+        f"with the same fitted values and seeds (common random numbers), so each difference is paired."
+    ]
     if proj.draws.params:
-        lines += ["", "Uncertain parameters (no source pins them; the projection draws them from these ranges):", "",
-                  "| parameter | path | unit | central value | range or prior | source |", "|---|---|---|---:|---|---|"]
+        lines += [
+            "",
+            "Uncertain parameters (no source pins them; the projection draws them from these ranges):",
+            "",
+            "| parameter | path | unit | central value | range or prior | source |",
+            "|---|---|---|---:|---|---|",
+        ]
         for a in assumptions(proj):
-            lines.append(f"| {a['label']} | `{a['path']}` | {a['unit']} | {a['value']:g} | {a['range']} | {a['reason']} |")
+            lines.append(
+                f"| {a['label']} | `{a['path']}` | {a['unit']} | {a['value']:g} | {a['range']} | {a['reason']} |"
+            )
     b, f = sc.behaviour, sc.friction
-    lines += ["", f"Other numbers (central values; each is cited or marked as an assumption in the scenario file): habit "
-              f"{b.beta_habit}, social influence {b.beta_social}, price {b.beta_price} (utility); login friction "
-              f"(utility): own password {f.native}, single sign-on {f.sso}, one-click sign-up {f.link}, new account "
-              f"{f.create}; turnover {sc.consumers.turnover} a week."]
-    lines += ["", "## Figures", "", "![GMV share fan chart](fan.png)", "", "![Share shift](shift.png)", "",
-              "![Where consumers who lost a login went](flows.png)", "",
-              f"Data: `replicates.parquet` (one row per draw, replicate, arm, step and retailer); numbers: "
-              f"`projection.json`. Scenario hash `{summary['scenario_hash'][:12]}`, seed {summary['seed']}.", ""]
+    lines += [
+        "",
+        f"Other numbers (central values; each is cited or marked as an assumption in the scenario file): habit "
+        f"{b.beta_habit}, social influence {b.beta_social}, price {b.beta_price} (utility); login friction "
+        f"(utility): own password {f.native}, single sign-on {f.sso}, one-click sign-up {f.link}, new account "
+        f"{f.create}; turnover {sc.consumers.turnover} a week.",
+    ]
+    lines += [
+        "",
+        "## Figures",
+        "",
+        "![GMV share fan chart](fan.png)",
+        "",
+        "![Share shift](shift.png)",
+        "",
+        "![Where consumers who lost a login went](flows.png)",
+        "",
+        f"Data: `replicates.parquet` (one row per draw, replicate, arm, step and retailer); numbers: "
+        f"`projection.json`. Scenario hash `{summary['scenario_hash'][:12]}`, seed {summary['seed']}.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -326,20 +439,28 @@ def print_summary(summary: dict, proj: Projection) -> None:
     con = console()
     names = proj.names
     first = summary["shift"][names[0]]
-    t = table(f"{proj.scenario.name}: GMV share at {summary['horizon']} vs without "
-              f"{', '.join(summary['baseline_without']) or 'no events'}", caption=f"{_what(proj)}; the 95% interval "
-              f"covers {first['covers'].split(':')[0]}" + (f"; settings: {settings_text(summary)}"
-                                                           if settings_text(summary) else ""))
+    t = table(
+        f"{proj.scenario.name}: GMV share at {summary['horizon']} vs without "
+        f"{', '.join(summary['baseline_without']) or 'no events'}",
+        caption=f"{_what(proj)}; the 95% interval "
+        f"covers {first['covers'].split(':')[0]}"
+        + (f"; settings: {settings_text(summary)}" if settings_text(summary) else ""),
+    )
     t.add_column("retailer")
     cols = ["scen. %", "base %", "shift pp", "95% pp"] + (["assum."] if proj.draws.k > 1 else [])
     for c in cols:
         t.add_column(c, justify="right", no_wrap=True)
     for n in names:
         s = summary["shift"][n]
-        row = [n, share(summary['share_scenario'][n], unit=""), share(summary['share_baseline'][n], unit=""),
-               shift(s['mean']), interval(s["ci95"][0] * 100, s["ci95"][1] * 100)]
+        row = [
+            n,
+            share(summary["share_scenario"][n], unit=""),
+            share(summary["share_baseline"][n], unit=""),
+            shift(s["mean"]),
+            interval(s["ci95"][0] * 100, s["ci95"][1] * 100),
+        ]
         if proj.draws.k > 1:
-            row.append(share(s['variance']['share_assumptions'], 0))
+            row.append(share(s["variance"]["share_assumptions"], 0))
         t.add_row(*row)
     con.print(t)
     if proj.draws.k > 1:
@@ -347,24 +468,35 @@ def print_summary(summary: dict, proj: Projection) -> None:
         d = summary["shift"][worst]["drivers"]
         if d:
             top = sorted(d.items(), key=lambda kv: -kv[1])[:3]
-            con.print(f"{worst}'s spread from the assumptions is driven by: "
-                      + ", ".join(f"{p} {share(sh, 0)}" for p, sh in top))
+            con.print(
+                f"{worst}'s spread from the assumptions is driven by: "
+                + ", ".join(f"{p} {share(sh, 0)}" for p, sh in top)
+            )
     for n in names:
         for th, prob in summary["shift"][n]["p_below"].items():
             con.print(f"P({n}'s shift < {shift(float(th))} pp) = {probability(prob)}")
     if proj.failed:
-        con.print(f"{len(proj.failed)} of {proj.draws.k} draws could not be fitted to the observations and were left "
-                  f"out (see report.md for why)")
+        con.print(
+            f"{len(proj.failed)} of {proj.draws.k} draws could not be fitted to the observations and were left "
+            f"out (see report.md for why)"
+        )
     if "compare" in summary:
         c = table("options compared on the same draws and seeds", caption="difference in GMV share, pp, 95% interval")
         c.add_column("options")
         for n in names:
             c.add_column(n, justify="right", no_wrap=True)
         for pair, per in summary["compare"].items():
-            c.add_row(pair, *[f"{shift(per[n]['mean'])} {interval(per[n]['ci95'][0] * 100, per[n]['ci95'][1] * 100)}"
-                              for n in names])
+            c.add_row(
+                pair,
+                *[
+                    f"{shift(per[n]['mean'])} {interval(per[n]['ci95'][0] * 100, per[n]['ci95'][1] * 100)}"
+                    for n in names
+                ],
+            )
         con.print(c)
     ll = summary["lost_login"]
     if ll["consumers"] > 0:
-        con.print(f"about {count(ll['consumers'])} shoppers lost a login; at the horizon they last bought at "
-                  + ", ".join(f"{n} {share(ll['destinations_scenario'][n], 0)}" for n in names))
+        con.print(
+            f"about {count(ll['consumers'])} shoppers lost a login; at the horizon they last bought at "
+            + ", ".join(f"{n} {share(ll['destinations_scenario'][n], 0)}" for n in names)
+        )

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 COMPACT = (",", ":")
 SPACED = (", ", ": ")
@@ -28,8 +29,9 @@ def canonical_json(obj: Any, *, spaced: bool = False, default: Callable[[Any], A
     return json.dumps(obj, sort_keys=True, separators=SPACED if spaced else COMPACT, default=default)
 
 
-def digest(obj: Any, length: int | None = None, *, spaced: bool = False,
-           default: Callable[[Any], Any] | None = str) -> str:
+def digest(
+    obj: Any, length: int | None = None, *, spaced: bool = False, default: Callable[[Any], Any] | None = str
+) -> str:
     """The sha256 of ``obj`` as canonical JSON (:func:`canonical_json`), as its first ``length`` hex digits
     (None: all 64)."""
     h = hashlib.sha256(canonical_json(obj, spaced=spaced, default=default).encode()).hexdigest()

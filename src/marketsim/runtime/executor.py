@@ -29,11 +29,12 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, InvalidStateError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
-from typing import Callable, Iterator, cast
+from typing import cast
 
 from marketsim.errors import UserError
 
@@ -131,8 +132,12 @@ class LocalExecutor(ProcessPoolExecutor):
         self._marketsim_pids: set[int] = set()
         self._marketsim_lost: WorkerLost | None = None
         # the wrapper stands in for the context it wraps (it forwards every other attribute): cast for the checker
-        super().__init__(max_workers=workers, mp_context=cast(BaseContext, ctx), initializer=_init_worker,
-                         initargs=(os.getpid(), self._marketsim_pid_queue))
+        super().__init__(
+            max_workers=workers,
+            mp_context=cast(BaseContext, ctx),
+            initializer=_init_worker,
+            initargs=(os.getpid(), self._marketsim_pid_queue),
+        )
         # start the workers now (the fork start method forks them all at the first submit), while this process
         # may still have a single thread: forking while another thread (a progress bar) holds a lock is unsafe
         self.submit(os.getpid).result()
@@ -170,8 +175,9 @@ class LocalExecutor(ProcessPoolExecutor):
         if code < 0:
             name = _signal_name(-code)
             why = "; on Linux usually the out-of-memory killer" if -code == signal.SIGKILL else ""
-            return WorkerLost(f"a local worker process was killed by signal {-code} ({name}{why}) while running a "
-                              f"task", advice)
+            return WorkerLost(
+                f"a local worker process was killed by signal {-code} ({name}{why}) while running a task", advice
+            )
         return WorkerLost(f"a local worker process exited with code {code} while running a task", advice)
 
     def worker_pids(self) -> set[int]:
@@ -260,7 +266,7 @@ def _is_our_child(pid: int) -> bool:
         return False
     except OSError:
         return True  # no /proc: trust the pid (it cannot be reused before its parent reaps it)
-    fields = stat[stat.rfind(b")") + 2:].split()
+    fields = stat[stat.rfind(b")") + 2 :].split()
     return int(fields[1]) == os.getpid() or multiprocessing.get_start_method() != "fork"
 
 
@@ -289,11 +295,15 @@ def check_scheduler_address(address: str) -> str:
         scheme, loc = "tcp", a
     scheme = scheme.lower()
     if scheme == "inproc":
-        raise UserError(f"--scheduler {address}: an inproc:// scheduler is reachable only inside the process that "
-                        f"started it; {right}")
+        raise UserError(
+            f"--scheduler {address}: an inproc:// scheduler is reachable only inside the process that "
+            f"started it; {right}"
+        )
     if scheme not in SCHEMES:
-        raise UserError(f"--scheduler {address}: unknown scheme {scheme + '://'!r} (supported: "
-                        f"{', '.join(s + '://' for s in SCHEMES)}); {right}")
+        raise UserError(
+            f"--scheduler {address}: unknown scheme {scheme + '://'!r} (supported: "
+            f"{', '.join(s + '://' for s in SCHEMES)}); {right}"
+        )
     from distributed.comm.addressing import parse_host_port
 
     try:
@@ -308,9 +318,11 @@ def check_scheduler_address(address: str) -> str:
         import importlib.util
 
         if not any(importlib.util.find_spec(m) for m in ("distributed_ucxx", "ucp")):
-            raise UserError(f"--scheduler {address}: ucx:// needs UCX support, which is not installed "
-                            f"(pip install distributed-ucxx-cu12, or ucx-py for an older Dask); or use the "
-                            f"scheduler's tcp:// address")
+            raise UserError(
+                f"--scheduler {address}: ucx:// needs UCX support, which is not installed "
+                f"(pip install distributed-ucxx-cu12, or ucx-py for an older Dask); or use the "
+                f"scheduler's tcp:// address"
+            )
     if scheme in ("tls", "wss"):
         _check_tls(address, scheme)
     return f"{scheme}://{loc}"
@@ -327,12 +339,16 @@ def _check_tls(address: str, scheme: str) -> None:
     try:
         ctx = Security().get_connection_args("client")["ssl_context"]
     except (OSError, ValueError) as e:
-        raise UserError(f"--scheduler {address}: the Dask TLS configuration does not load ({e}); fix the files "
-                        f"named in distributed.comm.tls (ca-file, client.cert, client.key)") from None
+        raise UserError(
+            f"--scheduler {address}: the Dask TLS configuration does not load ({e}); fix the files "
+            f"named in distributed.comm.tls (ca-file, client.cert, client.key)"
+        ) from None
     if ctx is None:
-        raise UserError(f"--scheduler {address}: {scheme}:// needs a TLS configuration, and the Dask config has "
-                        f"none; set distributed.comm.tls.ca-file, .client.cert and .client.key (e.g. "
-                        f"DASK_DISTRIBUTED__COMM__TLS__CA_FILE=ca.pem, ...), or use the scheduler's tcp:// address")
+        raise UserError(
+            f"--scheduler {address}: {scheme}:// needs a TLS configuration, and the Dask config has "
+            f"none; set distributed.comm.tls.ca-file, .client.cert and .client.key (e.g. "
+            f"DASK_DISTRIBUTED__COMM__TLS__CA_FILE=ca.pem, ...), or use the scheduler's tcp:// address"
+        )
 
 
 def _default_note(message: str) -> None:
@@ -378,9 +394,11 @@ class DaskExecutor(Executor):
         if type(e).__name__ == "KilledWorker":  # distributed.scheduler.KilledWorker (its message is many lines)
             tries = getattr(e, "allowed_failures", None)
             tries = f"{tries + 1} workers" if isinstance(tries, int) else "every worker"
-            return WorkerLost(f"a task's Dask workers at {self._address} died while running it ({tries} in turn, "
-                              f"Dask's KilledWorker), e.g. killed for using too much memory",
-                              "give the workers more memory or try fewer consumers, then run the command again")
+            return WorkerLost(
+                f"a task's Dask workers at {self._address} died while running it ({tries} in turn, "
+                f"Dask's KilledWorker), e.g. killed for using too much memory",
+                "give the workers more memory or try fewer consumers, then run the command again",
+            )
         return e
 
     def _watch(self) -> None:
@@ -401,16 +419,23 @@ class DaskExecutor(Executor):
                 since, said = now, False
             elif not said and now - since >= min(5.0, NO_WORKER_SECONDS / 2):  # not a nanny's quick restart
                 said = True
-                self._note(f"no Dask worker at {self._address} ("
-                           f"{'the scheduler does not answer' if threads is None else 'all gone'}); waiting up to "
-                           f"{NO_WORKER_SECONDS:g} s for one ...")
+                self._note(
+                    f"no Dask worker at {self._address} ("
+                    f"{'the scheduler does not answer' if threads is None else 'all gone'}); waiting up to "
+                    f"{NO_WORKER_SECONDS:g} s for one ..."
+                )
             if now - since >= NO_WORKER_SECONDS:
-                what = (f"the Dask scheduler at {self._address} has not answered for {NO_WORKER_SECONDS:g} s"
-                        if threads is None else
-                        f"the Dask scheduler at {self._address} has had no worker for {NO_WORKER_SECONDS:g} s "
-                        f"(its workers died, e.g. killed for using too much memory, or were stopped)")
-                lost = WorkerLost(what, f"start workers for it (dask worker {self._address}), with more memory if "
-                                        f"they were killed, then run the command again")
+                what = (
+                    f"the Dask scheduler at {self._address} has not answered for {NO_WORKER_SECONDS:g} s"
+                    if threads is None
+                    else f"the Dask scheduler at {self._address} has had no worker for {NO_WORKER_SECONDS:g} s "
+                    f"(its workers died, e.g. killed for using too much memory, or were stopped)"
+                )
+                lost = WorkerLost(
+                    what,
+                    f"start workers for it (dask worker {self._address}), with more memory if "
+                    f"they were killed, then run the command again",
+                )
                 for f in pending:
                     with contextlib.suppress(InvalidStateError):
                         f.set_exception(lost)
@@ -427,8 +452,9 @@ class DaskExecutor(Executor):
 
 
 @contextlib.contextmanager
-def dask_executor(address: str, *, timeout: str = "10s", on_note: Callable[[str], None] | None = None
-                  ) -> Iterator[tuple[Executor, int, str]]:
+def dask_executor(
+    address: str, *, timeout: str = "10s", on_note: Callable[[str], None] | None = None
+) -> Iterator[tuple[Executor, int, str]]:
     """``(executor, threads, description)`` for the Dask scheduler at ``address`` (checked first:
     :func:`check_scheduler_address`), once it has a worker (waiting at most :data:`NO_WORKER_SECONDS`, saying
     so through ``on_note``, default: a line on stderr); the client is closed on exit (which releases its tasks
@@ -442,8 +468,10 @@ def dask_executor(address: str, *, timeout: str = "10s", on_note: Callable[[str]
     try:
         client = Client(address, timeout=timeout)
     except (OSError, TimeoutError, ValueError, TypeError) as e:
-        raise UserError(f"cannot reach the Dask scheduler at {address}: {e}; is it running (dask scheduler)? check "
-                        f"the address and port") from None
+        raise UserError(
+            f"cannot reach the Dask scheduler at {address}: {e}; is it running (dask scheduler)? check "
+            f"the address and port"
+        ) from None
     ex = None
     try:
         threads = _worker_threads(client)
@@ -454,8 +482,10 @@ def dask_executor(address: str, *, timeout: str = "10s", on_note: Callable[[str]
                 time.sleep(min(0.2, _POLL_SECONDS))
                 threads = _worker_threads(client)
             if not threads:
-                raise UserError(f"no Dask worker joined the scheduler at {address} within {NO_WORKER_SECONDS:g} s; "
-                                f"start some (dask worker {address}) and run the command again")
+                raise UserError(
+                    f"no Dask worker joined the scheduler at {address} within {NO_WORKER_SECONDS:g} s; "
+                    f"start some (dask worker {address}) and run the command again"
+                )
         info = client.scheduler_info(n_workers=-1) if _takes_n_workers(client) else client.scheduler_info()
         ws = info.get("workers", {})
         threads = sum(int(w.get("nthreads", 1)) for w in ws.values()) or threads
@@ -487,8 +517,13 @@ class Pool:
 
 
 @contextlib.contextmanager
-def open_executor(tasks: int, *, workers: int | None = None, scheduler: str | None = None,
-                  on_note: Callable[[str], None] | None = None) -> Iterator[Pool]:
+def open_executor(
+    tasks: int,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> Iterator[Pool]:
     """The executor for ``tasks`` tasks: the Dask cluster at ``scheduler``, or ``worker_count(workers, tasks)``
     local processes (none if that is 1: the tasks run inline). ``on_note`` hears notices (waiting for a Dask
     worker); default: a line on stderr. Lost workers fail the tasks with :class:`WorkerLost`."""

@@ -53,8 +53,10 @@ def copy(dest: str | Path) -> list[Path]:
         raise UserError(f"{dest}: not a folder; name a folder to copy the bundled scenarios into")
     clash = [n for n in names() if (dest / n).exists()]
     if clash:
-        raise UserError(f"{dest / clash[0]}: already exists; copy into an empty folder or remove "
-                        f"{'it' if len(clash) == 1 else f'the {len(clash)} files of that name'}")
+        raise UserError(
+            f"{dest / clash[0]}: already exists; copy into an empty folder or remove "
+            f"{'it' if len(clash) == 1 else f'the {len(clash)} files of that name'}"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     out = []
     for n in names():

@@ -24,23 +24,38 @@ import difflib
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Mapping, NoReturn
+from typing import Any, NoReturn
 
-from marketsim.scenario import schema as S
-from marketsim.scenario import bundled, yamlsafe
-from marketsim.runtime.digest import digest
-from marketsim.scenario.distributions import Distribution, make
-from marketsim.scenario.fieldspec import expect
 from marketsim.errors import ScenarioError  # defined in errors.py so yamlsafe can raise it; public here too
+from marketsim.runtime.digest import digest
+from marketsim.scenario import bundled, yamlsafe
+from marketsim.scenario import schema as S
+from marketsim.scenario.distributions import Distribution, make
 from marketsim.scenario.eventtypes import (  # noqa: F401  (the event actions, public here as before)
-    REGISTRY, AddLogin, EquityStake, PriceChange, Promotion, Reading, Registry, RemoveLogin, SocialBoost,
+    REGISTRY,
+    AddLogin,
+    EquityStake,
+    PriceChange,
+    Promotion,
+    Reading,
+    Registry,
+    RemoveLogin,
+    SocialBoost,
 )
-from marketsim.scenario.fieldspec import ListOf, MapOf, Node, Variants
+from marketsim.scenario.fieldspec import ListOf, MapOf, Node, Variants, expect
 from marketsim.scenario.schema import (  # noqa: F401  (the format's constants, public here as before)
-    MAX_CONSUMERS, MAX_MARKET_SIZE, MAX_PROVIDERS, MAX_RETAILERS, MAX_STEPS, PRIORS, SCHEMA, SCHEMAS,
+    MAX_CONSUMERS,
+    MAX_MARKET_SIZE,
+    MAX_PROVIDERS,
+    MAX_RETAILERS,
+    MAX_STEPS,
+    PRIORS,
+    SCHEMA,
+    SCHEMAS,
 )
 
 NAME_RE = re.compile(S.NAME_PATTERN)
@@ -77,7 +92,7 @@ class Series:
     points: tuple[tuple[dt.date, float], ...]
 
     @classmethod
-    def constant(cls, value: float) -> "Series":
+    def constant(cls, value: float) -> Series:
         return cls(((dt.date(2000, 1, 1), float(value)),))
 
     @property
@@ -316,14 +331,16 @@ class Scenario:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario (defaults filled in) as plain JSON-able data."""
-        return _jsonable(dataclasses.asdict(self, dict_factory=lambda kv: {k: v for k, v in kv if k not in ("raw", "source")}))
+        return _jsonable(
+            dataclasses.asdict(self, dict_factory=lambda kv: {k: v for k, v in kv if k not in ("raw", "source")})
+        )
 
     def digest(self) -> str:
         """sha256 of the resolved scenario: two scenarios with the same digest simulate identically."""
         return digest(self.to_dict(), default=None)
 
     # --- derived scenarios (always re-validated) --------------------------
-    def with_values(self, values: Mapping[str, Any]) -> "Scenario":
+    def with_values(self, values: Mapping[str, Any]) -> Scenario:
         """A new scenario with fields set by dotted path, e.g. ``{"retailers.JD.sso_share.weibo": 0.1}``.
 
         List items may be addressed by their ``name`` (retailers) or ``id`` (events) or by index.
@@ -334,7 +351,9 @@ class Scenario:
             set_path(raw, path, value)
         return parse_scenario(raw, source=f"{self.source} (with {', '.join(values)})")
 
-    def with_overrides(self, *, seed: int | None = None, consumers: int | None = None, steps: int | None = None) -> "Scenario":
+    def with_overrides(
+        self, *, seed: int | None = None, consumers: int | None = None, steps: int | None = None
+    ) -> Scenario:
         vals: dict[str, Any] = {}
         if seed is not None:
             vals["seed"] = seed
@@ -344,13 +363,17 @@ class Scenario:
             vals["calendar.steps"] = steps
         return self.with_values(vals) if vals else self
 
-    def without_events(self, ids: list[str] | None = None) -> "Scenario":
+    def without_events(self, ids: list[str] | None = None) -> Scenario:
         """The counterfactual: this scenario minus the named events (all events if ``ids`` is None)."""
         known = [e.id for e in self.events]
         if ids is not None:
             for i in ids:
                 if i not in known:
-                    raise ScenarioError(f"unknown event {i!r}; events are: {', '.join(known) or '(none)'}{_suggest(i, known)}", source=self.source, path="events")
+                    raise ScenarioError(
+                        f"unknown event {i!r}; events are: {', '.join(known) or '(none)'}{_suggest(i, known)}",
+                        source=self.source,
+                        path="events",
+                    )
         raw = copy.deepcopy(dict(self.raw))
         evs = raw.get("events") or []
         keep = [] if ids is None else [ev for ev in evs if item_key(ev, "id") not in ids]  # raw order != step order
@@ -380,7 +403,7 @@ def load_scenario(path: str | Path) -> Scenario:
     return parse_scenario(data, source=str(path), lines=lines, strict_horizon=True)
 
 
-def load_lines(path: str | Path) -> "_Lines":
+def load_lines(path: str | Path) -> _Lines:
     """The line map of a scenario file with its bases (field path -> the file and line that set it), for a
     message about a field found after loading (e.g. consumers.count too large for memory)."""
     return _read_with_bases(Path(path))[1]
@@ -408,7 +431,7 @@ def _safe_load(text: str, source: str) -> Any:
 MAX_BASE_FILES = 32
 
 
-def _read_with_bases(p: Path) -> tuple[Any, "_Lines"]:
+def _read_with_bases(p: Path) -> tuple[Any, _Lines]:
     """The data of a scenario file merged over its bases (:func:`_merge`), and a line map that sends each field
     of the merged data to the file and line that wrote it (a base's event is reported in the base file)."""
     layers = _base_chain(p)
@@ -456,7 +479,9 @@ def _base_chain(path: str | Path) -> list[FileLayer]:
         if not base.strip():
             fail("is empty; allowed: the path of a base scenario file, relative to this file")
         if "\0" in base:
-            fail(f"{base[:200]!r} contains a NUL character; allowed: the path of a base scenario file, relative to this file")
+            fail(
+                f"{base[:200]!r} contains a NUL character; allowed: the path of a base scenario file, relative to this file"
+            )
         try:
             os.fsencode(base)
         except ValueError:  # a lone surrogate (a "\udXXX" escape): no file system path can hold it
@@ -465,11 +490,15 @@ def _base_chain(path: str | Path) -> list[FileLayer]:
         real = _real_path(bp)
         if real in seen:
             chain = " -> ".join([layer.source for layer in layers] + [os.path.normpath(bp)])
-            fail(f"{base[:200]!r} is already being read: bases form a cycle ({chain[:400]}); allowed: a chain of "
-                 f"bases that ends in a file without 'base:'")
+            fail(
+                f"{base[:200]!r} is already being read: bases form a cycle ({chain[:400]}); allowed: a chain of "
+                f"bases that ends in a file without 'base:'"
+            )
         if len(layers) >= MAX_BASE_FILES:
-            fail(f"{base[:200]!r} would be file {len(layers) + 1} of the chain of bases from {layers[0].source}; allowed: "
-                 f"at most {MAX_BASE_FILES} files in one chain (marketsim.scenario.core.MAX_BASE_FILES)")
+            fail(
+                f"{base[:200]!r} would be file {len(layers) + 1} of the chain of bases from {layers[0].source}; allowed: "
+                f"at most {MAX_BASE_FILES} files in one chain (marketsim.scenario.core.MAX_BASE_FILES)"
+            )
         referrer = yamlsafe.Referrer(source, line, "base", f"base scenario {base[:200]!r}")
         p = bp
 
@@ -498,7 +527,7 @@ class _Track:
         """Copy the places of ``src`` and everything under it in ``table`` to ``dst``."""
         for p, v in table.items():
             if self._under(p, src):
-                self.out[dst + p[len(src):]] = v  # src and dst are both the root (""), or both not
+                self.out[dst + p[len(src) :]] = v  # src and dst are both the root (""), or both not
 
     def drop(self, prefix: str, *, keep_self: bool = False) -> None:
         for p in [p for p in self.out if self._under(p, prefix) and not (keep_self and p == prefix)]:
@@ -509,8 +538,9 @@ class _Track:
 MERGE_KEYS = {n.key: n.merge_key for n in S.SCENARIO.fields if isinstance(n, ListOf) and n.merge_key}
 
 
-def _merge(base: dict, top: dict, path: str = "", *, tr: _Track | None = None, bp: str = "", tp: str = "",
-           op: str = "") -> dict:
+def _merge(
+    base: dict, top: dict, path: str = "", *, tr: _Track | None = None, bp: str = "", tp: str = "", op: str = ""
+) -> dict:
     """``top`` over ``base``: mappings merge key by key; ``retailers`` merge by ``name`` and ``events`` by ``id``
     (an item with a known key updates that item field by field, ``{id: X, remove: true}`` removes it, a new key
     is appended); any other value (numbers, other lists such as ``observations``) replaces the base's.
@@ -552,8 +582,9 @@ def item_key(item: Any, key: str) -> Any:
     return None
 
 
-def _merge_list(base: list, top: list, key: str, *, tr: _Track | None = None, bp: str = "", tp: str = "",
-                op: str = "") -> list:
+def _merge_list(
+    base: list, top: list, key: str, *, tr: _Track | None = None, bp: str = "", tp: str = "", op: str = ""
+) -> list:
     """``top``'s items over ``base``'s, by ``key``. Two items of ``top`` with the same key are not merged into one:
     both stay, and the validator reports the duplicate. ``tr``, ``bp``, ``tp``, ``op``: see :func:`_merge`."""
     out = [copy.deepcopy(b) for b in base]
@@ -565,8 +596,10 @@ def _merge_list(base: list, top: list, key: str, *, tr: _Track | None = None, bp
         if isinstance(item, dict) and item.get("remove") is True:
             if idx is None:
                 known = ", ".join(str(item_key(b, key)) for b in out) or "none"
-                raise ScenarioError(f"'remove: true' names {key} {k!r}, which the base does not have; its {key}s: {known}"
-                                    f"{_suggest(str(k), [str(item_key(b, key)) for b in out])}")
+                raise ScenarioError(
+                    f"'remove: true' names {key} {k!r}, which the base does not have; its {key}s: {known}"
+                    f"{_suggest(str(k), [str(item_key(b, key)) for b in out])}"
+                )
             del out[idx]
             del origin[idx]
             mine = {j - (j > idx) for j in mine}
@@ -598,8 +631,14 @@ def parse_text(text: str, source: str = "<scenario>", *, events: Registry = REGI
     return parse_scenario(data, source=source, lines=lines, strict_horizon=True, events=events)
 
 
-def parse_scenario(data: Any, source: str = "<scenario>", lines: "_Lines | None" = None, *,
-                   strict_horizon: bool = False, events: Registry = REGISTRY) -> Scenario:
+def parse_scenario(
+    data: Any,
+    source: str = "<scenario>",
+    lines: _Lines | None = None,
+    *,
+    strict_horizon: bool = False,
+    events: Registry = REGISTRY,
+) -> Scenario:
     """Validate plain data (as from ``yaml.safe_load``) into a frozen :class:`Scenario`; ``events``: the event types
     it may use."""
     v = _Validator(source, lines or _Lines(None, source), strict_horizon=strict_horizon, events=events)
@@ -643,13 +682,16 @@ class _Validator:
         allowed = required + optional
         for k in x:
             if k not in allowed:
-                self.fail(f"{path}.{k}" if path else str(k), f"unknown key {k!r}{_suggest(k, allowed)}; allowed: {', '.join(allowed)}")
+                self.fail(
+                    f"{path}.{k}" if path else str(k),
+                    f"unknown key {k!r}{_suggest(k, allowed)}; allowed: {', '.join(allowed)}",
+                )
         for k in required:
             if k not in x:
                 self.fail(path or "(top level)", f"missing required key {k!r}")
         return x
 
-    def block(self, spec: "S.Block", x: Any, path: str) -> dict:
+    def block(self, spec: S.Block, x: Any, path: str) -> dict:
         """``x`` as a mapping with the keys ``spec`` allows (unknown keys: "did you mean"; required keys present)."""
         return self.mapping(x, path, spec.required_keys, spec.optional_keys)
 
@@ -660,7 +702,9 @@ class _Validator:
         if isinstance(node, Variants):
             if not isinstance(x, dict) or node.tag not in x:
                 got = "" if isinstance(x, dict) else f", got {_kind(x)}"
-                self.fail(path, f"expected a mapping with '{node.tag}' ({', '.join(node.variants)}) and its parameters{got}")
+                self.fail(
+                    path, f"expected a mapping with '{node.tag}' ({', '.join(node.variants)}) and its parameters{got}"
+                )
             return node.block(self.string(x[node.tag], f"{path}.{node.tag}", tuple(node.variants), what=node.what))
         if not isinstance(node, (ListOf, MapOf)):
             raise TypeError(f"{node.key!r} is declared as a {type(node).__name__}, not a container")
@@ -687,8 +731,17 @@ class _Validator:
             self.fail(f"{path}.{k}", f"duplicate {noun} {k} {key!r}; give each {noun} a unique '{k}'")
         seen.add(key)
 
-    def get(self, spec: "S.Block", d: dict, key: str, path: str, *, ukey: str | None = None,
-            choices: tuple[str, ...] | None = None, default: Any = _MISSING) -> Any:
+    def get(
+        self,
+        spec: S.Block,
+        d: dict,
+        key: str,
+        path: str,
+        *,
+        ukey: str | None = None,
+        choices: tuple[str, ...] | None = None,
+        default: Any = _MISSING,
+    ) -> Any:
         """Field ``key`` of the mapping ``d`` (at ``path``), checked against its spec in ``spec``; its default when
         the key is absent, or null where the field may be null. ``ukey``: the dotted scenario path under which an
         uncertain value is recorded; ``choices``: the allowed names when the field refers to the file's own
@@ -700,8 +753,9 @@ class _Validator:
             return None if dv is None else self.check(f, copy.deepcopy(dv), fp, ukey=ukey, choices=choices)
         return self.check(f, d[key], fp, ukey=ukey, choices=choices)
 
-    def check(self, f: "S.Field", x: Any, path: str, *, ukey: str | None = None,
-              choices: tuple[str, ...] | None = None) -> Any:
+    def check(
+        self, f: S.Field, x: Any, path: str, *, ukey: str | None = None, choices: tuple[str, ...] | None = None
+    ) -> Any:
         """One value against its field spec: the value the dataclasses hold (None for 'calibrate')."""
         t = f.type
         if t in ("number", "integer"):
@@ -711,11 +765,16 @@ class _Validator:
                 self.fail(path, f"expected a number ({f.unit}) or 'calibrate', got {x!r}")
             if f.series:
                 return self.series(x, path, f.lo, f.hi, lo_open=f.lo_open)
-            v = self.number(x, path, f.lo, f.hi, lo_open=f.lo_open, integer=t == "integer",
-                            key=ukey if f.uncertain else None)
+            v = self.number(
+                x, path, f.lo, f.hi, lo_open=f.lo_open, integer=t == "integer", key=ukey if f.uncertain else None
+            )
             if f.multiple_of and v % f.multiple_of:
-                self.fail(path, f"{v} is odd; allowed: an even number ({f.hint})" if f.multiple_of == 2 else
-                                f"{v} is not a multiple of {f.multiple_of}; allowed: {f.multiple_of}, {2 * f.multiple_of}, ...")
+                self.fail(
+                    path,
+                    f"{v} is odd; allowed: an even number ({f.hint})"
+                    if f.multiple_of == 2
+                    else f"{v} is not a multiple of {f.multiple_of}; allowed: {f.multiple_of}, {2 * f.multiple_of}, ...",
+                )
             return v
         if t == "string":
             allowed = choices if choices is not None else (f.choices or None)
@@ -747,8 +806,17 @@ class _Validator:
             return x
         raise AssertionError(t)  # pragma: no cover - every scenario field type is handled above
 
-    def number(self, x: Any, path: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
-               integer: bool = False, key: str | None = None) -> float:
+    def number(
+        self,
+        x: Any,
+        path: str,
+        lo: float | None = None,
+        hi: float | None = None,
+        *,
+        lo_open: bool = False,
+        integer: bool = False,
+        key: str | None = None,
+    ) -> float:
         """A number in [lo, hi]. With ``key`` (the field's dotted scenario path) the field may instead be an
         uncertain parameter: ``{value, range, assumption|source}`` or ``{prior, <its parameters>, value?,
         assumption|source}``; it is recorded and its central value returned."""
@@ -771,11 +839,17 @@ class _Validator:
         U = S.UNCERTAIN
         self.block(U, x, path)
         if ("range" in x) == ("prior" in x):
-            self.fail(path, "an uncertain number needs exactly one of 'range: [lo, hi]' or 'prior: "
-                            f"{' | '.join(PRIORS)}' (with its parameters); or write a plain number")
+            self.fail(
+                path,
+                "an uncertain number needs exactly one of 'range: [lo, hi]' or 'prior: "
+                f"{' | '.join(PRIORS)}' (with its parameters); or write a plain number",
+            )
         if ("assumption" in x) == ("source" in x):
-            self.fail(path, "say why the number is uncertain: give exactly one of 'assumption: <why this range>' "
-                            "or 'source: <where the prior comes from>'")
+            self.fail(
+                path,
+                "say why the number is uncertain: give exactly one of 'assumption: <why this range>' "
+                "or 'source: <where the prior comes from>'",
+            )
         reason_key = "assumption" if "assumption" in x else "source"
         reason = self.check(U.field(reason_key), x[reason_key], f"{path}.{reason_key}")
         reason = reason if reason_key == "source" else f"assumption: {reason}"
@@ -792,7 +866,10 @@ class _Validator:
                 self.fail(f"{path}.range", f"lo {a:g} is not below hi {b:g}")
             extra = [k for k in x if k in prior_keys]
             if extra:
-                self.fail(f"{path}.{extra[0]}", f"{extra[0]!r} belongs to a prior; with 'range' give only value and the reason")
+                self.fail(
+                    f"{path}.{extra[0]}",
+                    f"{extra[0]!r} belongs to a prior; with 'range' give only value and the reason",
+                )
             prior, args, central = "uniform", (a, b), (a + b) / 2
         else:
             prior = self.check(U.field("prior"), x["prior"], f"{path}.prior")
@@ -864,7 +941,7 @@ class _Validator:
         self.fail(path, f"expected a date YYYY-MM-DD, got {x!r}")
         raise AssertionError
 
-    def version(self, spec: "S.Block", d: dict) -> None:
+    def version(self, spec: S.Block, d: dict) -> None:
         """The file's ``schema:`` must be a version its format (``spec``) reads."""
         choices = spec.field("schema").choices
         if d["schema"] not in choices:
@@ -876,8 +953,11 @@ class _Validator:
         kind = S.kind_of(d)
         if kind is not None and kind != expected:
             schema = d["schema"]
-            self.fail("schema", f"this is a {kind} file ({schema}), not a {expected} file; "
-                                f"use it with: {S.FILE_KINDS[schema][1]} {self.source}")
+            self.fail(
+                "schema",
+                f"this is a {kind} file ({schema}), not a {expected} file; "
+                f"use it with: {S.FILE_KINDS[schema][1]} {self.source}",
+            )
 
     # --- sections ---------------------------------------------------------
     def scenario(self, d: Any) -> Scenario:
@@ -902,10 +982,24 @@ class _Validator:
         fit_until = self.get(T, d, "fit_until", "")
         observations, primary = self.observations(d, cal, retailers, events, fit_until)
         return Scenario(
-            name=name, description=description, seed=seed, calendar=cal, market_size=size, currency=currency,
-            consumers=consumers, providers=providers, retailers=retailers, behaviour=behaviour, friction=friction,
-            events=events, observations=observations, primary_source=primary, fit_until=fit_until,
-            uncertain=tuple(self.uncertain), source=self.source, raw=copy.deepcopy(d),
+            name=name,
+            description=description,
+            seed=seed,
+            calendar=cal,
+            market_size=size,
+            currency=currency,
+            consumers=consumers,
+            providers=providers,
+            retailers=retailers,
+            behaviour=behaviour,
+            friction=friction,
+            events=events,
+            observations=observations,
+            primary_source=primary,
+            fit_until=fit_until,
+            uncertain=tuple(self.uncertain),
+            source=self.source,
+            raw=copy.deepcopy(d),
         )
 
     def calendar(self, d: Any) -> Calendar:
@@ -914,7 +1008,9 @@ class _Validator:
         cal = Calendar(**{k: self.get(C, d, k, "calendar") for k in ("start", "step_days", "steps", "warmup")})
         last = dt.date.max - dt.timedelta(days=cal.step_days * (S.MAX_STEPS + 1))
         if cal.start > last:
-            self.fail("calendar.start", f"{cal.start} leaves no room for the calendar; allowed: a start on or before {last}")
+            self.fail(
+                "calendar.start", f"{cal.start} leaves no room for the calendar; allowed: a start on or before {last}"
+            )
         return cal
 
     def consumers(self, d: Any, needs_conversion: bool) -> Consumers:
@@ -922,14 +1018,19 @@ class _Validator:
         d = self.block(C, d, "consumers")
         b = self.block(B, d["basket"], "consumers.basket")
         if d.get("conversion") is None and needs_conversion:
-            self.fail("consumers", "missing required key 'conversion' (share of shoppers who buy): a retailer's attractiveness is 'calibrate', and shares alone fix it only up to a constant")
+            self.fail(
+                "consumers",
+                "missing required key 'conversion' (share of shoppers who buy): a retailer's attractiveness is 'calibrate', and shares alone fix it only up to a constant",
+            )
         k = "consumers"
         return Consumers(
             count=self.get(C, d, "count", k),
             shopping_rate=self.get(C, d, "shopping_rate", k, ukey=f"{k}.shopping_rate"),
             conversion=None if d.get("conversion") is None else self.get(C, d, "conversion", k, ukey=f"{k}.conversion"),
-            basket=Basket(mean=self.get(B, b, "mean", f"{k}.basket"),
-                          sigma=self.get(B, b, "sigma", f"{k}.basket", ukey=f"{k}.basket.sigma")),
+            basket=Basket(
+                mean=self.get(B, b, "mean", f"{k}.basket"),
+                sigma=self.get(B, b, "sigma", f"{k}.basket", ukey=f"{k}.basket.sigma"),
+            ),
             turnover=self.get(C, d, "turnover", k, ukey=f"{k}.turnover"),
         )
 
@@ -942,8 +1043,11 @@ class _Validator:
         if _or(raw, []) != []:
             if given_targets:
                 i = given_targets[0]
-                self.fail(f"retailers[{i}].target_share", "give calibration targets either as 'observations' or as "
-                                                          "target_share, not both (target_share is shorthand for one observation)")
+                self.fail(
+                    f"retailers[{i}].target_share",
+                    "give calibration targets either as 'observations' or as "
+                    "target_share, not both (target_share is shorthand for one observation)",
+                )
             raw = self.container(S.SCENARIO["observations"], raw, "observations")
             out, seen = [], set()
             for i, o in enumerate(raw):
@@ -952,14 +1056,22 @@ class _Validator:
                 src = self.get(OB, o, "source", path)
                 label, start, end = self.get(OB, o, "period", path)
                 if start < cal.start:
-                    self.fail(f"{path}.period", f"{label} starts {start}, before the calendar ({cal.start}); allowed: move "
-                                                f"calendar.start back (a burn-in runs before it) or drop the observation")
+                    self.fail(
+                        f"{path}.period",
+                        f"{label} starts {start}, before the calendar ({cal.start}); allowed: move "
+                        f"calendar.start back (a burn-in runs before it) or drop the observation",
+                    )
                 sh = self.container(OB["shares"], o["shares"], f"{path}.shares", {"retailer": rnames})
-                shares = [(rn, self.check(expect(OB.at("shares", S.MapOf).value, S.Field), v, f"{path}.shares.{rn}"))
-                          for rn, v in sh.items()]
+                shares = [
+                    (rn, self.check(expect(OB.at("shares", S.MapOf).value, S.Field), v, f"{path}.shares.{rn}"))
+                    for rn, v in sh.items()
+                ]
                 if sum(v for _, v in shares) > 1.05:  # sources round, and define the market differently (offsets)
-                    self.fail(f"{path}.shares", f"shares sum to {sum(v for _, v in shares):.4g}; allowed: at most 1.05 "
-                                                f"(fractions, not percent)")
+                    self.fail(
+                        f"{path}.shares",
+                        f"shares sum to {sum(v for _, v in shares):.4g}; allowed: at most 1.05 "
+                        f"(fractions, not percent)",
+                    )
                 if (src, start, end) in seen:
                     self.fail(path, f"{src} {label} is given twice")
                 seen.add((src, start, end))
@@ -968,8 +1080,11 @@ class _Validator:
             sources = sorted({o.source for o in out})
             if d.get("primary_source") is None:
                 if len(sources) > 1:
-                    self.fail("primary_source", f"missing: observations come from {', '.join(sources)}; name the one "
-                                                "that sets the level (the others get per-retailer offsets)")
+                    self.fail(
+                        "primary_source",
+                        f"missing: observations come from {', '.join(sources)}; name the one "
+                        "that sets the level (the others get per-retailer offsets)",
+                    )
                 primary = sources[0]
             else:
                 primary = self.get(S.SCENARIO, d, "primary_source", "", choices=tuple(sources))
@@ -984,7 +1099,9 @@ class _Validator:
         if end < cal.start:
             end = cal.date_of(1) - dt.timedelta(days=1)
         label = f"{cal.start}..{end}"
-        return (Observation("target_share", label, cal.start, end, tuple((r.name, r.target_share) for r in retailers)),), "target_share"
+        return (
+            Observation("target_share", label, cal.start, end, tuple((r.name, r.target_share) for r in retailers)),
+        ), "target_share"
 
     def period(self, x: Any, path: str) -> tuple[str, dt.date, dt.date]:
         """A period: a year (2012), a half (2013H1), a quarter (2012Q3), or {start, end} (inclusive dates)."""
@@ -1008,8 +1125,11 @@ class _Validator:
                 first = dt.date(y, 1 + months * (k - 1), 1)
                 nxt = dt.date(y + 1, 1, 1) if months * k == 12 else dt.date(y, 1 + months * k, 1)
                 return text, first, nxt - dt.timedelta(days=1)
-        self.fail(path, f"expected a period: a year (2012), a half (2013H1), a quarter (2012Q3) or "
-                        f"{{start: YYYY-MM-DD, end: YYYY-MM-DD}}, got {x!r}")
+        self.fail(
+            path,
+            f"expected a period: a year (2012), a half (2013H1), a quarter (2012Q3) or "
+            f"{{start: YYYY-MM-DD, end: YYYY-MM-DD}}, got {x!r}",
+        )
         raise AssertionError
 
     def providers(self, d: Any) -> tuple[Provider, ...]:
@@ -1024,12 +1144,14 @@ class _Validator:
                 self.block(V, nd, npath)
                 params = tuple((f.key, self.check(f, nd[f.key], f"{npath}.{f.key}")) for f in V.fields[1:])
                 net = Network(nd[S.NETWORK.tag], params)
-            out.append(Provider(
-                name=pname,
-                penetration=self.get(P, spec, "penetration", path, ukey=f"{path}.penetration"),
-                network=net,
-                weight=self.get(P, spec, "weight", path, ukey=f"{path}.weight"),
-            ))
+            out.append(
+                Provider(
+                    name=pname,
+                    penetration=self.get(P, spec, "penetration", path, ukey=f"{path}.penetration"),
+                    network=net,
+                    weight=self.get(P, spec, "weight", path, ukey=f"{path}.weight"),
+                )
+            )
         return tuple(out)
 
     def retailers(self, d: Any, pnames: tuple[str, ...]) -> tuple[Retailer, ...]:
@@ -1052,25 +1174,58 @@ class _Validator:
             trend = self.get(R, r, "trend", path, ukey=f"{key}.trend")
             logins = self.get(R, r, "logins", path, choices=pnames)
             sso_items = []
-            for p, s in self.container(R["sso_share"], r.get("sso_share"), f"{path}.sso_share", {"provider": pnames}).items():
+            for p, s in self.container(
+                R["sso_share"], r.get("sso_share"), f"{path}.sso_share", {"provider": pnames}
+            ).items():
                 if p not in logins:
-                    self.fail(f"{path}.sso_share.{p}", f"{name} does not accept {p} login; allowed: providers in its logins ({', '.join(logins) or 'none'})")
-                sso_items.append((p, self.check(expect(R.at("sso_share", S.MapOf).value, S.Field), s, f"{path}.sso_share.{p}", ukey=f"{key}.sso_share.{p}")))
+                    self.fail(
+                        f"{path}.sso_share.{p}",
+                        f"{name} does not accept {p} login; allowed: providers in its logins ({', '.join(logins) or 'none'})",
+                    )
+                sso_items.append(
+                    (
+                        p,
+                        self.check(
+                            expect(R.at("sso_share", S.MapOf).value, S.Field),
+                            s,
+                            f"{path}.sso_share.{p}",
+                            ukey=f"{key}.sso_share.{p}",
+                        ),
+                    )
+                )
             if sum(s for _, s in sso_items) > 1 + 1e-9:
-                self.fail(f"{path}.sso_share", f"shares sum to {sum(s for _, s in sso_items):.4g}; allowed: at most 1 (the rest use native accounts)")
+                self.fail(
+                    f"{path}.sso_share",
+                    f"shares sum to {sum(s for _, s in sso_items):.4g}; allowed: at most 1 (the rest use native accounts)",
+                )
             init = self.get(R, r, "initial_share", path)
             target = self.get(R, r, "target_share", path, default=init)
             if alpha is None and target <= 0:
-                self.fail(f"{path}.target_share", "a retailer calibrated to a zero share has attractiveness minus infinity; allowed: a share > 0, or give 'attractiveness'")
-            out.append(Retailer(
-                name=name, kind=kind, revenue_rate=rate, attractiveness=alpha,
-                price_index=self.get(R, r, "price_index", path, ukey=f"{key}.price_index"),
-                logins=logins, initial_share=init, target_share=target, sso_share=tuple(sso_items), trend=trend,
-            ))
+                self.fail(
+                    f"{path}.target_share",
+                    "a retailer calibrated to a zero share has attractiveness minus infinity; allowed: a share > 0, or give 'attractiveness'",
+                )
+            out.append(
+                Retailer(
+                    name=name,
+                    kind=kind,
+                    revenue_rate=rate,
+                    attractiveness=alpha,
+                    price_index=self.get(R, r, "price_index", path, ukey=f"{key}.price_index"),
+                    logins=logins,
+                    initial_share=init,
+                    target_share=target,
+                    sso_share=tuple(sso_items),
+                    trend=trend,
+                )
+            )
         for key in ("initial_share", "target_share"):
             tot = sum(getattr(r, key) for r in out)
             if abs(tot - 1) > 1e-6:
-                self.fail("retailers", f"{key} values sum to {tot:.6g}; they must sum to 1 (add a retailer for the rest of the market)")
+                self.fail(
+                    "retailers",
+                    f"{key} values sum to {tot:.6g}; they must sum to 1 (add a retailer for the rest of the market)",
+                )
         return tuple(out)
 
     def behaviour(self, d: Any) -> Behaviour:
@@ -1099,28 +1254,40 @@ class _Validator:
             if "date" in e:
                 date = self.get(V, e, "date", path)
                 if date < cal.start:
-                    self.fail(f"{path}.date", f"{date} is before the scenario starts ({cal.start}); allowed: on or after {cal.start}")
+                    self.fail(
+                        f"{path}.date",
+                        f"{date} is before the scenario starts ({cal.start}); allowed: on or after {cal.start}",
+                    )
                 step = cal.step_of(date)
             else:
                 step = self.get(V, e, "step", path)
                 date = cal.date_of(step)
             if self.strict_horizon and step >= cal.steps:
                 where = "date" if "date" in e else "step"
-                self.fail(f"{path}.{where}", f"{date} (step {step}) is after the calendar's last step ({cal.steps - 1}, "
-                                             f"{cal.date_of(cal.steps - 1)}): the event would never fire; allowed: a date "
-                                             f"before {cal.date_of(cal.steps)}, or lengthen calendar.steps")
+                self.fail(
+                    f"{path}.{where}",
+                    f"{date} (step {step}) is after the calendar's last step ({cal.steps - 1}, "
+                    f"{cal.date_of(cal.steps - 1)}): the event would never fire; allowed: a date "
+                    f"before {cal.date_of(cal.steps)}, or lengthen calendar.steps",
+                )
             if "note" in e:
                 self.get(V, e, "note", path)
             req = self.types.required_keys(etype)
             default_id = ":".join([etype] + [str(e[k]) for k in req[:2]])
             eid = self.string(e["id"], f"{path}.id") if "id" in e else default_id  # its pattern: the rule below
             if "id" in e and not re.match(V["id"].pattern, str(eid)):
-                self.fail(f"{path}.id", f"event id {eid!r} contains '.'; allowed: any text without '.' (paths such as "
-                                        f"events.ID.field address an event by its id), e.g. {str(eid).replace('.', '_')!r}")
+                self.fail(
+                    f"{path}.id",
+                    f"event id {eid!r} contains '.'; allowed: any text without '.' (paths such as "
+                    f"events.ID.field address an event by its id), e.g. {str(eid).replace('.', '_')!r}",
+                )
             action = self.action(etype, e, path, cal, pnames, rnames, allow_effects=True, key=f"events.{eid}")
             if "id" not in e and not re.match(V.field("id").pattern, str(eid)):
-                self.fail(path, f"its default id {eid!r} contains '.', which paths such as events.ID.field cannot "
-                                f"address; allowed: give the event an 'id' without '.'")
+                self.fail(
+                    path,
+                    f"its default id {eid!r} contains '.', which paths such as events.ID.field cannot "
+                    f"address; allowed: give the event an 'id' without '.'",
+                )
             self.unique(L, ids, eid, path)
             out.append(Event(id=eid, step=step, date=date, action=action))
         out.sort(key=lambda ev: ev.step)  # stable: file order within a step
@@ -1143,12 +1310,16 @@ class _Validator:
             for k, eff in enumerate(self.container(L, e.get("effects"), f"{path}.effects")):
                 ep = f"{path}.effects[{k}]"
                 self.block(self.container(item, eff, ep), eff, ep)
-                acts.append(self.action(eff[item.tag], eff, ep, cal, pnames, rnames, allow_effects=False,
-                                        key=f"{key}.effects.{k}"))
+                acts.append(
+                    self.action(
+                        eff[item.tag], eff, ep, cal, pnames, rnames, allow_effects=False, key=f"{key}.effects.{k}"
+                    )
+                )
             return tuple(acts)
 
-        return self.types[etype].parse(Reading(get=get, fail=self.fail, path=path, calendar=cal,
-                                               nested=not allow_effects, effects=effects))
+        return self.types[etype].parse(
+            Reading(get=get, fail=self.fail, path=path, calendar=cal, nested=not allow_effects, effects=effects)
+        )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1194,7 +1365,7 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def with_settings(scenario: "Scenario", settings: list[tuple[str, str]]) -> "Scenario":
+def with_settings(scenario: Scenario, settings: list[tuple[str, str]]) -> Scenario:
     """``scenario`` with command-line ``--set PATH=VALUE`` settings applied (each VALUE read as a YAML scalar or
     flow value: ``2.5``, ``2013-09-25``, ``[1, 2]``). Raises :class:`ScenarioError` naming the setting."""
     values: dict[str, Any] = {}
@@ -1243,10 +1414,16 @@ def set_path(raw: dict, path: str, value: Any) -> None:
                 node[part] = value
             else:
                 if part not in node:
-                    if parts[depth + 1:] and depth + 1 == len(parts) - 1 and part in ("sso_share", "behaviour", "friction"):
+                    if (
+                        parts[depth + 1 :]
+                        and depth + 1 == len(parts) - 1
+                        and part in ("sso_share", "behaviour", "friction")
+                    ):
                         node[part] = {}
                     else:
-                        raise KeyError(f"{where}: no such field{_suggest(part, list(node))}; fields: {', '.join(map(str, node))}")
+                        raise KeyError(
+                            f"{where}: no such field{_suggest(part, list(node))}; fields: {', '.join(map(str, node))}"
+                        )
                 node = node[part]
         else:
             raise KeyError(f"{where}: cannot go inside a {_kind(node)}")

@@ -22,14 +22,15 @@ from __future__ import annotations
 import math
 import re
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
-from marketsim.scenario.schema import PRIORS, SCHEMA
-from marketsim.scenario.eventtypes import Terms
 from marketsim.scenario.core import MERGE_KEYS, Event, Scenario, Series, Uncertain, item_key
+from marketsim.scenario.eventtypes import Terms
+from marketsim.scenario.schema import PRIORS, SCHEMA
 
 WIDTH = 79  # comment lines fit an 80-column terminal
 
@@ -54,7 +55,7 @@ def uncertain_mapping(u: Uncertain) -> dict:
         m["prior"] = u.prior
         m.update({k: _tidy(a) for k, a in zip(PRIORS[u.prior][0], u.args, strict=True)})
     if u.reason.startswith("assumption: "):
-        m["assumption"] = u.reason[len("assumption: "):]
+        m["assumption"] = u.reason[len("assumption: ") :]
     else:
         m["source"] = u.reason
     return m
@@ -123,21 +124,30 @@ def scenario_document(sc: Scenario) -> dict:
     for r in sc.retailers:
         k = f"retailers.{r.name}"
         rate = "take_rate" if r.kind == "platform" else "margin"
-        d = {"name": r.name, "kind": r.kind, rate: num(r.revenue_rate, f"{k}.{rate}"),
-             "attractiveness": "calibrate" if r.attractiveness is None else num(r.attractiveness, f"{k}.attractiveness"),
-             "trend": "calibrate" if r.trend is None else num(r.trend, f"{k}.trend"),
-             "price_index": num(r.price_index, f"{k}.price_index"), "logins": list(r.logins),
-             "initial_share": _tidy(r.initial_share)}
+        d = {
+            "name": r.name,
+            "kind": r.kind,
+            rate: num(r.revenue_rate, f"{k}.{rate}"),
+            "attractiveness": "calibrate" if r.attractiveness is None else num(r.attractiveness, f"{k}.attractiveness"),
+            "trend": "calibrate" if r.trend is None else num(r.trend, f"{k}.trend"),
+            "price_index": num(r.price_index, f"{k}.price_index"),
+            "logins": list(r.logins),
+            "initial_share": _tidy(r.initial_share),
+        }
         if targets:
             d["target_share"] = _tidy(r.target_share)
         d["sso_share"] = {p: num(s, f"{k}.sso_share.{p}") for p, s in r.sso_share}
         rets.append(d)
     doc["retailers"] = rets
     b, f = sc.behaviour, sc.friction
-    doc["behaviour"] = {n: num(getattr(b, n), f"behaviour.{n}") for n in ("beta_price", "beta_social", "beta_habit", "beta_friction")}
+    doc["behaviour"] = {
+        n: num(getattr(b, n), f"behaviour.{n}") for n in ("beta_price", "beta_social", "beta_habit", "beta_friction")
+    }
     doc["friction"] = {n: num(getattr(f, n), f"friction.{n}") for n in ("native", "sso", "link", "create")}
-    doc["events"] = [{"id": e.id, "type": e.action.type, "date": e.date, **_action(e.action, f"events.{e.id}", num, cal)}
-                     for e in events_in_file_order(sc)]
+    doc["events"] = [
+        {"id": e.id, "type": e.action.type, "date": e.date, **_action(e.action, f"events.{e.id}", num, cal)}
+        for e in events_in_file_order(sc)
+    ]
     if not targets:
         obs = []
         for o in sc.observations:
@@ -183,7 +193,7 @@ class Provenance:
     removed: tuple[tuple[str, str, Origin], ...]  # (list, item key, where the removal is)
 
     def says(self, origins: Iterable[Origin]) -> str:
-        """"A:13" for one file; "B:7 (start, steps) over A:13" when a later file changes what an earlier set."""
+        """ "A:13" for one file; "B:7 (start, steps) over A:13" when a later file changes what an earlier set."""
         origins = list(origins)
         if not origins:
             return "a default (no file sets it)"
@@ -212,15 +222,22 @@ def provenance(layers) -> Provenance:
                 k = item_key(item, key)
                 if k is None:
                     continue
-                o = Origin(layer.source, lines.lines.get(f"{lst}[{i}]"),
-                           tuple(str(x) for x in item if x != key) if isinstance(item, dict) else ())
+                o = Origin(
+                    layer.source,
+                    lines.lines.get(f"{lst}[{i}]"),
+                    tuple(str(x) for x in item if x != key) if isinstance(item, dict) else (),
+                )
                 if isinstance(item, dict) and item.get("remove") is True:
                     removed.append((lst, str(k), o))
                     items.pop((lst, str(k)), None)
                 else:
                     items.setdefault((lst, str(k)), []).append(o)
-    return Provenance(tuple(layer.source for layer in layers), {k: tuple(v) for k, v in blocks.items()},
-                      {k: tuple(v) for k, v in items.items()}, tuple(removed))
+    return Provenance(
+        tuple(layer.source for layer in layers),
+        {k: tuple(v) for k, v in blocks.items()},
+        {k: tuple(v) for k, v in items.items()},
+        tuple(removed),
+    )
 
 
 # --------------------------------------------------------------------------- utilities in business terms
@@ -319,11 +336,18 @@ def utility_effects(sc: Scenario) -> tuple[Shopper, list[Effect]]:
 
     for name in ("native", "link", "create"):
         path, v = f"friction.{name}", getattr(fr, name)
-        what = {"native": "logs in with its own password", "link": "signs up in one click with an accepted account",
-                "create": "must create a new account"}[name]
+        what = {
+            "native": "logs in with its own password",
+            "link": "signs up in one click with an accepted account",
+            "create": "must create a new account",
+        }[name]
         per = "; ".join(f"{r} {change(path, v, lambda x: -bf * (x - fr.sso), r)}" for r in sc.retailer_names)
-        add(path, v, f"a shopper who {what} there (instead of a free single sign-on) is less likely to choose "
-                     f"the retailer: {per}")
+        add(
+            path,
+            v,
+            f"a shopper who {what} there (instead of a free single sign-on) is less likely to choose "
+            f"the retailer: {per}",
+        )
     terms = Terms(sc, shop, change)
     for e in sc.events:
         for k, a in enumerate(e.actions()):
@@ -339,8 +363,9 @@ def utility_effects(sc: Scenario) -> tuple[Shopper, list[Effect]]:
 def _comment(text: str, indent: str = "", bullet: bool = False) -> list[str]:
     """``text`` as comment lines within WIDTH columns (``bullet``: an item of a list under a comment heading)."""
     first, rest = (f"{indent}#   - ", f"{indent}#     ") if bullet else (f"{indent}# ", f"{indent}#   ")
-    return textwrap.wrap(text, WIDTH, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False,
-                         break_long_words=False)
+    return textwrap.wrap(
+        text, WIDTH, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False, break_long_words=False
+    )
 
 
 def _dump(obj: Any) -> str:
@@ -352,31 +377,41 @@ def render(sc: Scenario, *, given: str, prov: Provenance | None, settings: Itera
     parameters, its utilities in business terms), then the resolved scenario as a file, each block and each
     retailer and event with a comment saying which file sets it."""
     L: list[str] = _comment(f"{given}: valid ({sc.name}, schema {SCHEMA}, digest {sc.digest()[:12]})")
-    L += _comment("Below: the resolved scenario, itself a scenario file (defaults filled in, base files merged, "
-                  "events by date); `marketsim validate` reads it back to the same scenario.")
+    L += _comment(
+        "Below: the resolved scenario, itself a scenario file (defaults filled in, base files merged, "
+        "events by date); `marketsim validate` reads it back to the same scenario."
+    )
     if prov is not None and len(prov.files) > 1:
-        L += _comment("Built from: " + " <- ".join(prov.files) + " (each file changes what the ones before it "
-                      "set; retailers merge by name, events by id).")
+        L += _comment(
+            "Built from: " + " <- ".join(prov.files) + " (each file changes what the ones before it "
+            "set; retailers merge by name, events by id)."
+        )
     settings = list(settings)
     if settings:
         L += _comment("Set on the command line: " + ", ".join(settings) + ".")
     if sc.events_outside:
-        L += _comment(f"{len(sc.events_outside)} event(s) fall after the last step of this "
-                      f"{sc.calendar.steps}-step calendar: shown commented out (they never fire; a file may not hold them).")
+        L += _comment(
+            f"{len(sc.events_outside)} event(s) fall after the last step of this "
+            f"{sc.calendar.steps}-step calendar: shown commented out (they never fire; a file may not hold them)."
+        )
     L.append("#")
     if sc.uncertain:
-        L += _comment(f"Uncertain parameters ({len(sc.uncertain)}): a run uses the value; `marketsim project` draws "
-                      "from the range or prior.")
+        L += _comment(
+            f"Uncertain parameters ({len(sc.uncertain)}): a run uses the value; `marketsim project` draws "
+            "from the range or prior."
+        )
         for u in sc.uncertain:
             L += _comment(f"{u.path}: {u.value:g}, {u.describe()}; {u.reason}", bullet=True)
     else:
         L += _comment("Uncertain parameters: none (every number is a point value).")
     L.append("#")
     shop, effects = utility_effects(sc)
-    L += _comment(f"Utilities in business terms (docs/scenarios.md): a typical shopper buys in "
-                  f"{shop.conversion * 100:.0f}% of its shopping weeks, at the {shop.basis} ("
-                  + ", ".join(f"{n} {s * 100:.1f}%" for n, s in shop.shares.items())
-                  + "); each line is the relative change of its probability of choosing the retailer.")
+    L += _comment(
+        f"Utilities in business terms (docs/scenarios.md): a typical shopper buys in "
+        f"{shop.conversion * 100:.0f}% of its shopping weeks, at the {shop.basis} ("
+        + ", ".join(f"{n} {s * 100:.1f}%" for n, s in shop.shares.items())
+        + "); each line is the relative change of its probability of choosing the retailer."
+    )
     for e in effects:
         L += _comment(f"{e.path}: {e.value:g}; {e.text}", bullet=True)
     L.append("")
@@ -386,7 +421,9 @@ def render(sc: Scenario, *, given: str, prov: Provenance | None, settings: Itera
         origins = prov.blocks.get(key, ()) if prov is not None else ()
         if key in ("retailers", "events") and isinstance(value, list):
             if prov is not None:
-                L += _comment(f"{key}: merged by {MERGE_KEYS[key]}" + (f"; listed in {prov.says(origins)}" if origins else ""))
+                L += _comment(
+                    f"{key}: merged by {MERGE_KEYS[key]}" + (f"; listed in {prov.says(origins)}" if origins else "")
+                )
             if not value:
                 L.append(f"{key}: []")
                 continue
@@ -418,4 +455,3 @@ def render(sc: Scenario, *, given: str, prov: Provenance | None, settings: Itera
                 L += _comment(f"{key}: {prov.says(origins)}")
             L.append(text)
     return "\n".join(L) + "\n"
-

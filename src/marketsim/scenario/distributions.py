@@ -21,8 +21,9 @@ says how to write it now.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -175,5 +176,7 @@ def old_spelling_note(where: str, family: str, given: dict[str, Any]) -> str:
     old, convert, _ = OLD_SPELLINGS[family]
     new = convert(*(given[k] for k in old))
     now = ", ".join(f"{k}: {v:.6g}" for k, v in zip(FAMILIES[family].keys, new, strict=True))
-    return (f"{where}: {', '.join(repr(k) for k in old if k not in FAMILIES[family].keys)} is the old spelling of "
-            f"a {family}; write {now} (median = exp(mu)); the old spelling still loads")
+    return (
+        f"{where}: {', '.join(repr(k) for k in old if k not in FAMILIES[family].keys)} is the old spelling of "
+        f"a {family}; write {now} (median = exp(mu)); the old spelling still loads"
+    )

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -121,12 +122,12 @@ class EventType:
     revokes_logins: ClassVar[bool] = False  # it takes logins away (its consumers count as having lost one)
 
     @classmethod
-    def spec(cls, registry: "Registry") -> Block:
+    def spec(cls, registry: Registry) -> Block:
         """Its block in the file format (``registry``: for types whose fields name other types)."""
         return Block(cls.type, cls.doc, cls.format_fields)
 
     @classmethod
-    def parse(cls, r: Reading) -> "EventType":  # pragma: no cover - every type defines it
+    def parse(cls, r: Reading) -> EventType:  # pragma: no cover - every type defines it
         """The action from the validated fields; the rules between fields raise through ``r.fail``."""
         raise NotImplementedError(cls.type)
 
@@ -134,7 +135,7 @@ class EventType:
         """What it does to the market at the start of ``step``."""
         raise NotImplementedError(self.type)
 
-    def actions(self) -> tuple["EventType", ...]:
+    def actions(self) -> tuple[EventType, ...]:
         """The primitive actions it performs (itself; an equity stake: its effects)."""
         return (self,)
 
@@ -176,19 +177,33 @@ class RemoveLogin(EventType):
     migration_cost: float | None = None
     type: str = "remove_login"
 
-    doc: ClassVar[str] = ("The retailer stops accepting the provider's single sign-on: every customer logging in "
-                          "through it loses access (docs/model.md section 7).")
+    doc: ClassVar[str] = (
+        "The retailer stops accepting the provider's single sign-on: every customer logging in "
+        "through it loses access (docs/model.md section 7)."
+    )
     format_fields: ClassVar[tuple[Node, ...]] = (
-        _retailer_ref(), _provider_ref(),
-        Field("migration_cost", "number", "With it, the retailer offers to keep the account at this cost (state "
-              "`migrate`); without it, those customers have no access.", unit=UTILITY, lo=0, hi=100,
-              uncertain=True, nullable=True, default_text="no migration offer"))
+        _retailer_ref(),
+        _provider_ref(),
+        Field(
+            "migration_cost",
+            "number",
+            "With it, the retailer offers to keep the account at this cost (state "
+            "`migrate`); without it, those customers have no access.",
+            unit=UTILITY,
+            lo=0,
+            hi=100,
+            uncertain=True,
+            nullable=True,
+            default_text="no migration offer",
+        ),
+    )
     labels: ClassVar[dict[str, tuple[str, str, float]]] = {
-        "migration_cost": ("{e}: cost of migrating the account", "utility", 1.0)}
+        "migration_cost": ("{e}: cost of migrating the account", "utility", 1.0)
+    }
     revokes_logins: ClassVar[bool] = True
 
     @classmethod
-    def parse(cls, r: Reading) -> "RemoveLogin":
+    def parse(cls, r: Reading) -> RemoveLogin:
         return cls(r.get("retailer"), r.get("provider"), r.get("migration_cost"))
 
     def apply(self, m: MarketState, step: int) -> None:
@@ -219,22 +234,47 @@ class RemoveLogin(EventType):
         p, c, r = f"{key}.migration_cost", self.migration_cost, self.retailer
         vs_before = t.change(p, c, lambda x: -bf * (x - fr.sso), r)
         vs_new_account = t.change(p, c, lambda x: bf * (fr.create - min(x, fr.create)), r)
-        return [(p, c,
-                 f"{r} drops {self.provider} login {when}; for a customer who logged in with it, the migration offer "
-                 f"changes the probability of choosing {r} by {vs_before} against logging in as before, and by "
-                 f"{vs_new_account} against no offer (a new account)")]
+        return [
+            (
+                p,
+                c,
+                f"{r} drops {self.provider} login {when}; for a customer who logged in with it, the migration offer "
+                f"changes the probability of choosing {r} by {vs_before} against logging in as before, and by "
+                f"{vs_new_account} against no offer (a new account)",
+            )
+        ]
 
     def live_text(self) -> str:
         return f"{self.retailer} stops accepting {self.provider} login"
 
     def live_sliders(self, event, cal, by_step):
         """The week it happens (its date, or its step if the file placed it by step), and the migration cost."""
-        out = [Slider("drop_week", f"Week {self.retailer} drops {self.provider} login",
-                      f"events.{event.id}.{'step' if by_step else 'date'}", event.step, 0, cal.steps - 1, 1,
-                      week=True, lead=True)]
+        out = [
+            Slider(
+                "drop_week",
+                f"Week {self.retailer} drops {self.provider} login",
+                f"events.{event.id}.{'step' if by_step else 'date'}",
+                event.step,
+                0,
+                cal.steps - 1,
+                1,
+                week=True,
+                lead=True,
+            )
+        ]
         if self.migration_cost is not None:
-            out.append(Slider("migration_cost", "Migration cost for those customers",
-                              f"events.{event.id}.migration_cost", self.migration_cost, 0.0, 5.0, 0.1, lead=True))
+            out.append(
+                Slider(
+                    "migration_cost",
+                    "Migration cost for those customers",
+                    f"events.{event.id}.migration_cost",
+                    self.migration_cost,
+                    0.0,
+                    5.0,
+                    0.1,
+                    lead=True,
+                )
+            )
         return tuple(out)
 
 
@@ -248,7 +288,7 @@ class AddLogin(EventType):
     format_fields: ClassVar[tuple[Node, ...]] = (_retailer_ref(), _provider_ref())
 
     @classmethod
-    def parse(cls, r: Reading) -> "AddLogin":
+    def parse(cls, r: Reading) -> AddLogin:
         return cls(r.get("retailer"), r.get("provider"))
 
     def apply(self, m: MarketState, step: int) -> None:
@@ -270,17 +310,27 @@ class SocialBoost(EventType):
     factor: float
     type: str = "social_boost"
 
-    doc: ClassVar[str] = ("Ties on a layer weigh `factor` times as much for the retailer (g_pj <- factor, "
-                          "docs/model.md section 3).")
+    doc: ClassVar[str] = (
+        "Ties on a layer weigh `factor` times as much for the retailer (g_pj <- factor, docs/model.md section 3)."
+    )
     format_fields: ClassVar[tuple[Node, ...]] = (
         _provider_ref("layer", "The provider whose social layer changes (it needs a `network`)."),
         _retailer_ref(),
-        Field("factor", "number", "New weight factor of the layer's ties for the retailer (1 = unchanged).",
-              unit="x", required=True, lo=0, hi=100, uncertain=True))
+        Field(
+            "factor",
+            "number",
+            "New weight factor of the layer's ties for the retailer (1 = unchanged).",
+            unit="x",
+            required=True,
+            lo=0,
+            hi=100,
+            uncertain=True,
+        ),
+    )
     labels: ClassVar[dict[str, tuple[str, str, float]]] = {"factor": ("{e}: social boost factor", "x", 1.0)}
 
     @classmethod
-    def parse(cls, r: Reading) -> "SocialBoost":
+    def parse(cls, r: Reading) -> SocialBoost:
         return cls(r.get("layer"), r.get("retailer"), r.get("factor"))
 
     def apply(self, m: MarketState, step: int) -> None:
@@ -295,11 +345,16 @@ class SocialBoost(EventType):
         w = sc.providers[sc.provider_index(self.layer)].weight
         s = t.shopper.shares[self.retailer]
         bs = sc.behaviour.beta_social
-        return [(f"{key}.factor", self.factor,
-                 f"{self.layer} ties weigh x{self.factor:g} for {self.retailer} {when}: for a {self.layer} user whose "
-                 f"friends buy like the market ({s * 100:.0f}% of them last at {self.retailer}), the probability of "
-                 f"choosing {self.retailer} changes by "
-                 f"{t.change(f'{key}.factor', self.factor, lambda x: bs * w * (x - 1) * s, self.retailer)}")]
+        return [
+            (
+                f"{key}.factor",
+                self.factor,
+                f"{self.layer} ties weigh x{self.factor:g} for {self.retailer} {when}: for a {self.layer} user whose "
+                f"friends buy like the market ({s * 100:.0f}% of them last at {self.retailer}), the probability of "
+                f"choosing {self.retailer} changes by "
+                f"{t.change(f'{key}.factor', self.factor, lambda x: bs * w * (x - 1) * s, self.retailer)}",
+            )
+        ]
 
     def live_text(self) -> str:
         return f"{self.retailer} ties on {self.layer} weigh x{self.factor:g}"
@@ -313,23 +368,46 @@ class Promotion(EventType):
     until_step: int | None = None  # last step (exclusive) the promotion is active; None = for ever
     type: str = "promotion"
 
-    doc: ClassVar[str] = ("Adds `utility` to the retailer for consumers holding the audience provider (or everyone), "
-                          "from the event until `until` (docs/model.md section 7).")
+    doc: ClassVar[str] = (
+        "Adds `utility` to the retailer for consumers holding the audience provider (or everyone), "
+        "from the event until `until` (docs/model.md section 7)."
+    )
     format_fields: ClassVar[tuple[Node, ...]] = (
         _retailer_ref(),
-        Field("utility", "number", "Utility added for the audience (negative: a penalty). `marketsim validate` "
-              "translates it into a change of a typical shopper's choice probability.", unit=UTILITY,
-              required=True, lo=-20, hi=20, uncertain=True),
-        Field("audience", "string", "A provider: only its holders see the promotion; or `everyone`.",
-              refers="provider", extra_choices=("everyone",), what="audience", default="everyone"),
-        Field("until", "date_or_step", "When it ends, exclusive: a date (the promotion stops at the start of the "
-              "step containing it) or a step number. `marketsim validate` writes it back as the first day of that "
-              "step; the scenario object holds the step number as `until_step`.",
-              nullable=True, default_text="never ends"))
+        Field(
+            "utility",
+            "number",
+            "Utility added for the audience (negative: a penalty). `marketsim validate` "
+            "translates it into a change of a typical shopper's choice probability.",
+            unit=UTILITY,
+            required=True,
+            lo=-20,
+            hi=20,
+            uncertain=True,
+        ),
+        Field(
+            "audience",
+            "string",
+            "A provider: only its holders see the promotion; or `everyone`.",
+            refers="provider",
+            extra_choices=("everyone",),
+            what="audience",
+            default="everyone",
+        ),
+        Field(
+            "until",
+            "date_or_step",
+            "When it ends, exclusive: a date (the promotion stops at the start of the "
+            "step containing it) or a step number. `marketsim validate` writes it back as the first day of that "
+            "step; the scenario object holds the step number as `until_step`.",
+            nullable=True,
+            default_text="never ends",
+        ),
+    )
     labels: ClassVar[dict[str, tuple[str, str, float]]] = {"utility": ("{e}: promotion strength", "utility", 1.0)}
 
     @classmethod
-    def parse(cls, r: Reading) -> "Promotion":
+    def parse(cls, r: Reading) -> Promotion:
         aud = r.get("audience")
         until = r.get("until")
         if isinstance(until, dt.date):  # the step containing the date
@@ -342,8 +420,11 @@ class Promotion(EventType):
         m.promotions.append((m.retailer_index[self.retailer], aud, self.utility, self.until_step))
 
     def file_fields(self, key, num, cal) -> dict:
-        out = {"retailer": self.retailer, "utility": num(self.utility, f"{key}.utility"),
-               "audience": self.audience or "everyone"}
+        out = {
+            "retailer": self.retailer,
+            "utility": num(self.utility, f"{key}.utility"),
+            "audience": self.audience or "everyone",
+        }
         if self.until_step is not None:
             out["until"] = cal.date_of(self.until_step)
         return out
@@ -351,9 +432,14 @@ class Promotion(EventType):
     def business_terms(self, key, when, t):
         who = "everyone" if self.audience is None else f"{self.audience} holders"
         until = "" if self.until_step is None else f" until {t.scenario.calendar.date_of(self.until_step)}"
-        return [(f"{key}.utility", self.utility,
-                 f"promotion of {self.retailer} to {who} {when}{until}: changes such a shopper's probability of "
-                 f"choosing {self.retailer} by {t.change(f'{key}.utility', self.utility, lambda x: x, self.retailer)}")]
+        return [
+            (
+                f"{key}.utility",
+                self.utility,
+                f"promotion of {self.retailer} to {who} {when}{until}: changes such a shopper's probability of "
+                f"choosing {self.retailer} by {t.change(f'{key}.utility', self.utility, lambda x: x, self.retailer)}",
+            )
+        ]
 
     def live_text(self) -> str:
         return f"{self.retailer} promotion to {(self.audience + ' users') if self.audience else 'everyone'}"
@@ -368,13 +454,23 @@ class PriceChange(EventType):
     doc: ClassVar[str] = "The retailer's price index changes."
     format_fields: ClassVar[tuple[Node, ...]] = (
         _retailer_ref(),
-        Field("price_index", "number", "The new price index.", unit="1 = market price", required=True, lo=0.01,
-              hi=100, uncertain=True))
+        Field(
+            "price_index",
+            "number",
+            "The new price index.",
+            unit="1 = market price",
+            required=True,
+            lo=0.01,
+            hi=100,
+            uncertain=True,
+        ),
+    )
     labels: ClassVar[dict[str, tuple[str, str, float]]] = {
-        "price_index": ("{e}: new price index", "1 = market price", 1.0)}
+        "price_index": ("{e}: new price index", "1 = market price", 1.0)
+    }
 
     @classmethod
-    def parse(cls, r: Reading) -> "PriceChange":
+    def parse(cls, r: Reading) -> PriceChange:
         return cls(r.get("retailer"), r.get("price_index"))
 
     def apply(self, m: MarketState, step: int) -> None:
@@ -388,9 +484,14 @@ class PriceChange(EventType):
         p0 = sc.retailers[sc.retailer_index(self.retailer)].price_index
         bp = sc.behaviour.beta_price
         by = t.change(f"{key}.price_index", self.price_index, lambda x: -bp * math.log(x / p0), self.retailer)
-        return [(f"{key}.price_index", self.price_index,
-                 f"{self.retailer}'s price index {p0:g} -> {self.price_index:g} {when}: changes a typical shopper's "
-                 f"probability of choosing {self.retailer} by {by}")]
+        return [
+            (
+                f"{key}.price_index",
+                self.price_index,
+                f"{self.retailer}'s price index {p0:g} -> {self.price_index:g} {when}: changes a typical shopper's "
+                f"probability of choosing {self.retailer} by {by}",
+            )
+        ]
 
     def live_text(self) -> str:
         return f"{self.retailer} price index to {self.price_index:g}"
@@ -405,34 +506,60 @@ class EquityStake(EventType):
     effects: tuple[Any, ...]
     type: str = "equity_stake"
 
-    doc: ClassVar[str] = ("A fact on the timeline: an investor buys a stake. It does nothing by itself; its "
-                          "`effects` are what happens.")
+    doc: ClassVar[str] = (
+        "A fact on the timeline: an investor buys a stake. It does nothing by itself; its `effects` are what happens."
+    )
     format_fields: ClassVar[tuple[Node, ...]] = (
         Field("investor", "string", "Who buys (free text, e.g. Alibaba).", required=True),
-        Field("target", "string", "What is bought (free text: a provider, a retailer, a company; nothing checks or "
-              "uses it).", required=True),
+        Field(
+            "target",
+            "string",
+            "What is bought (free text: a provider, a retailer, a company; nothing checks or uses it).",
+            required=True,
+        ),
         Field("stake", "number", "Share bought.", unit="fraction of 1", required=True, lo=0, lo_open=True, hi=1),
-        Field("amount_usd", "number", "Price paid, for the record.", unit="USD", lo=0, hi=1e13, nullable=True,
-              default_text="not stated"))
+        Field(
+            "amount_usd",
+            "number",
+            "Price paid, for the record.",
+            unit="USD",
+            lo=0,
+            hi=1e13,
+            nullable=True,
+            default_text="not stated",
+        ),
+    )
     labels: ClassVar[dict[str, tuple[str, str, float]]] = {
-        "stake": ("{e}: stake", "%", 100.0), "amount_usd": ("{e}: amount", "USD m", 1e-6)}
+        "stake": ("{e}: stake", "%", 100.0),
+        "amount_usd": ("{e}: amount", "USD m", 1e-6),
+    }
 
     @classmethod
-    def spec(cls, registry: "Registry") -> Block:
+    def spec(cls, registry: Registry) -> Block:
         """Its fields, then ``effects``: a list of actions of the registry's effect types."""
         names = registry.effect_types
         kinds = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
-        effects = ListOf("effects", f"What the deal does: a list of actions of type {kinds}, dated with the stake.",
-                         registry.effects_spec, nullable=True, default_text="[] (none)")
+        effects = ListOf(
+            "effects",
+            f"What the deal does: a list of actions of type {kinds}, dated with the stake.",
+            registry.effects_spec,
+            nullable=True,
+            default_text="[] (none)",
+        )
         return Block(cls.type, cls.doc, (*cls.format_fields, effects))
 
     @classmethod
-    def parse(cls, r: Reading) -> "EquityStake":
+    def parse(cls, r: Reading) -> EquityStake:
         if r.nested:
             r.fail(r.path, "an equity_stake cannot be the effect of another")
         acts = r.effects()
-        return cls(investor=r.get("investor"), target=r.get("target"), stake=r.get("stake"),
-                   amount_usd=r.get("amount_usd"), effects=acts)
+        return cls(
+            investor=r.get("investor"),
+            target=r.get("target"),
+            stake=r.get("stake"),
+            amount_usd=r.get("amount_usd"),
+            effects=acts,
+        )
 
     def apply(self, m: MarketState, step: int) -> None:
         """A fact on the timeline; it does what its attached effects do."""
@@ -446,8 +573,9 @@ class EquityStake(EventType):
         out = {"investor": self.investor, "target": self.target, "stake": num(self.stake, f"{key}.stake")}
         if self.amount_usd is not None:
             out["amount_usd"] = num(self.amount_usd, f"{key}.amount_usd")
-        out["effects"] = [{"type": eff.type, **eff.file_fields(f"{key}.effects.{k}", num, cal)}
-                          for k, eff in enumerate(self.effects)]
+        out["effects"] = [
+            {"type": eff.type, **eff.file_fields(f"{key}.effects.{k}", num, cal)} for k, eff in enumerate(self.effects)
+        ]
         return out
 
     def live_text(self) -> str:
@@ -457,8 +585,17 @@ class EquityStake(EventType):
         """The utility of its first promotion effect."""
         for i, eff in enumerate(self.effects):
             if isinstance(eff, Promotion):
-                return (Slider("promotion", f"{eff.retailer} promotion to {eff.audience or 'everyone'} users",
-                               f"events.{event.id}.effects.{i}.utility", eff.utility, 0.0, 2.0, 0.05),)
+                return (
+                    Slider(
+                        "promotion",
+                        f"{eff.retailer} promotion to {eff.audience or 'everyone'} users",
+                        f"events.{event.id}.effects.{i}.utility",
+                        eff.utility,
+                        0.0,
+                        2.0,
+                        0.05,
+                    ),
+                )
         return ()
 
 
@@ -484,11 +621,17 @@ class Registry:
             for k, spec in t.labels.items():
                 if self._labels.setdefault(k, spec) != spec:
                     raise ValueError(f"two event types label field {k!r} differently")
-        self.effects_spec = Variants("effects[]", "One effect of an equity stake.", "type", "What the effect does.",
-                                     "effect type", {n: self.types[n].spec(self) for n in self.effect_types})
+        self.effects_spec = Variants(
+            "effects[]",
+            "One effect of an equity stake.",
+            "type",
+            "What the effect does.",
+            "effect type",
+            {n: self.types[n].spec(self) for n in self.effect_types},
+        )
         self.actions: dict[str, Block] = {n: t.spec(self) for n, t in self.types.items()}
 
-    def with_types(self, *types: type[EventType], effect: bool = False) -> "Registry":
+    def with_types(self, *types: type[EventType], effect: bool = False) -> Registry:
         """A new registry: this one's types, then ``types`` (also as effect types if ``effect``)."""
         eff = [self.types[n] for n in self.effect_types] + (list(types) if effect else [])
         return Registry([*self.types.values(), *types], eff)

@@ -66,13 +66,13 @@ class Block:
 
     key: str
     doc: str
-    fields: tuple["Node", ...]
+    fields: tuple[Node, ...]
     required: bool = False
     nullable: bool = False
     default_text: str = ""
     one_of: tuple[tuple[str, ...], ...] = ()  # groups of keys of which exactly one must be given
 
-    def __getitem__(self, key: str) -> "Node":
+    def __getitem__(self, key: str) -> Node:
         for f in self.fields:
             if f.key == key:
                 return f
@@ -95,7 +95,7 @@ class Block:
         return tuple(expect(f, Field) for f in self.fields)
 
     @property
-    def checked(self) -> tuple["Node", ...]:
+    def checked(self) -> tuple[Node, ...]:
         """The fields the validator sees (without file-only keys such as ``base``)."""
         return tuple(f for f in self.fields if not getattr(f, "file_only", False))
 
@@ -115,7 +115,7 @@ class MapOf:
     key: str
     doc: str
     keys: str  # "name" | "provider" | "retailer" (names of the file's own providers or retailers)
-    value: "Node"
+    value: Node
     required: bool = False
     nullable: bool = False
     min_items: int = 0  # 1: non-empty
@@ -132,7 +132,7 @@ class ListOf:
 
     key: str
     doc: str
-    item: "Node"
+    item: Node
     required: bool = False
     nullable: bool = False
     min_items: int = 0  # 1: non-empty

@@ -17,8 +17,15 @@ from dataclasses import asdict, dataclass
 from marketsim.scenario.eventtypes import REGISTRY
 
 #: Provider names as they are written in prose.
-PROVIDER_NAMES = {"qq": "QQ", "weibo": "Weibo", "wechat": "WeChat", "taobao": "Taobao", "sohu": "Sohu",
-                  "alipay": "Alipay", "baidu": "Baidu"}
+PROVIDER_NAMES = {
+    "qq": "QQ",
+    "weibo": "Weibo",
+    "wechat": "WeChat",
+    "taobao": "Taobao",
+    "sohu": "Sohu",
+    "alipay": "Alipay",
+    "baidu": "Baidu",
+}
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ class Quantity:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Quantity":
+    def from_dict(cls, d: dict) -> Quantity:
         return cls(str(d["label"]), str(d.get("unit", "")), float(d.get("scale", 1.0)))
 
 
@@ -102,8 +109,13 @@ _METRICS = {
     "buyer_share": ("{r}: share of buyers", "{r}: buyer share shift from the events", "%", "pp", PCT),
     "gmv": ("{r}: GMV per {step}", "{r}: GMV shift per {step} from the events", "{cur} m", "{cur} m", 1e-6),
     "revenue": ("{r}: revenue per {step}", "{r}: revenue shift per {step} from the events", "{cur} m", "{cur} m", 1e-6),
-    "accounts_created": ("{r}: new accounts per {step}", "{r}: extra new accounts per {step} from the events",
-                         "accounts", "accounts", 1.0),
+    "accounts_created": (
+        "{r}: new accounts per {step}",
+        "{r}: extra new accounts per {step} from the events",
+        "accounts",
+        "accounts",
+        1.0,
+    ),
 }
 
 

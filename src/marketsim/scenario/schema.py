@@ -23,13 +23,22 @@ types' fields from :mod:`marketsim.eventtypes`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, Iterator, NoReturn
-
-from marketsim.scenario.eventtypes import REGISTRY
-from marketsim.scenario.fieldspec import UTILITY, Block, Field, ListOf, MapOf, Node, Variants, expect  # (public here as before)
+from typing import Any, NoReturn
 
 from marketsim.scenario.distributions import FAMILIES
+from marketsim.scenario.eventtypes import REGISTRY
+from marketsim.scenario.fieldspec import (  # (public here as before)
+    UTILITY,
+    Block,
+    Field,
+    ListOf,
+    MapOf,
+    Node,
+    Variants,
+    expect,
+)
 
 SCHEMA = "marketsim/v2"
 #: v2 (turnover, dated series, trends, observations, uncertain parameters) reads every v1 file unchanged:
@@ -44,7 +53,9 @@ FILE_KINDS = {
 }
 
 #: Hard limits: anything beyond these is refused before work starts.
-MAX_CONSUMERS = 10_000_000  # 10^7 rows x (a few int8/float arrays + two graph layers) ~ 5 GB: the most one 24 GB machine takes
+MAX_CONSUMERS = (
+    10_000_000  # 10^7 rows x (a few int8/float arrays + two graph layers) ~ 5 GB: the most one 24 GB machine takes
+)
 MAX_STEPS = 5_200  # a century of weeks
 MAX_MARKET_SIZE = 1e10  # more shoppers than people on Earth is a typo
 MAX_RETAILERS = 50
@@ -73,25 +84,39 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {n: c.keys for n, c in FAMILIES.item
 # --------------------------------------------------------------------------- shared pieces
 
 #: The mapping an uncertain number may be written as (docs/model.md section 8, "Uncertain parameters").
-UNCERTAIN = Block("uncertain", "A number no source pins, as a range or a prior with its reason. A run uses `value` "
-                  "(default: the middle of the range, or the prior's centre); `marketsim project` draws from the "
-                  "range or prior. Exactly one of `range` or `prior`, and exactly one of `assumption` or `source`.", (
-    Field("value", "number", "The central value a single run uses (within the field's allowed range and the range).",
-          default_text="middle of `range`; the prior's `mean`, `median` or `mode` (uniform: the middle)"),
-    Field("range", "pair", "[lo, hi]: uniform over this interval (both ends within the field's allowed range)."),
-    Field("prior", "string", "A prior family instead of a range, with its parameters as keys.",
-          choices=tuple(PRIORS), what="prior"),
-    Field("assumption", "string", "Why this range: no source pins the number (the explanation)."),
-    Field("source", "string", "Where the prior comes from (a key of docs/sources.md, or a citation)."),
-    Field("unit", "string", "The unit, for readers (not used in computation)."),
-    Field("hi", "number", "Upper end (uniform, triangular)."),
-    Field("lo", "number", "Lower end (uniform, triangular)."),
-    Field("mean", "number", "Mean (normal)."),
-    Field("median", "number", "Median (lognormal; > 0).", lo=0, lo_open=True),
-    Field("mode", "number", "Most likely value (triangular; lo <= mode <= hi)."),
-    Field("sd", "number", "Standard deviation (normal; > 0).", lo=0, lo_open=True),
-    Field("sigma", "number", "Log standard deviation (lognormal; > 0).", lo=0, lo_open=True),
-), one_of=(("range", "prior"), ("assumption", "source")))
+UNCERTAIN = Block(
+    "uncertain",
+    "A number no source pins, as a range or a prior with its reason. A run uses `value` "
+    "(default: the middle of the range, or the prior's centre); `marketsim project` draws from the "
+    "range or prior. Exactly one of `range` or `prior`, and exactly one of `assumption` or `source`.",
+    (
+        Field(
+            "value",
+            "number",
+            "The central value a single run uses (within the field's allowed range and the range).",
+            default_text="middle of `range`; the prior's `mean`, `median` or `mode` (uniform: the middle)",
+        ),
+        Field("range", "pair", "[lo, hi]: uniform over this interval (both ends within the field's allowed range)."),
+        Field(
+            "prior",
+            "string",
+            "A prior family instead of a range, with its parameters as keys.",
+            choices=tuple(PRIORS),
+            what="prior",
+        ),
+        Field("assumption", "string", "Why this range: no source pins the number (the explanation)."),
+        Field("source", "string", "Where the prior comes from (a key of docs/sources.md, or a citation)."),
+        Field("unit", "string", "The unit, for readers (not used in computation)."),
+        Field("hi", "number", "Upper end (uniform, triangular)."),
+        Field("lo", "number", "Lower end (uniform, triangular)."),
+        Field("mean", "number", "Mean (normal)."),
+        Field("median", "number", "Median (lognormal; > 0).", lo=0, lo_open=True),
+        Field("mode", "number", "Most likely value (triangular; lo <= mode <= hi)."),
+        Field("sd", "number", "Standard deviation (normal; > 0).", lo=0, lo_open=True),
+        Field("sigma", "number", "Log standard deviation (lognormal; > 0).", lo=0, lo_open=True),
+    ),
+    one_of=(("range", "prior"), ("assumption", "source")),
+)
 
 
 def _share(key: str, doc: str, **kw) -> Field:
@@ -100,127 +125,442 @@ def _share(key: str, doc: str, **kw) -> Field:
 
 # --------------------------------------------------------------------------- the scenario format
 
-CALENDAR = Block("calendar", "Discrete time (docs/model.md section 1): step 0 starts on `start`; a step lasts "
-                 "`step_days` days.", (
-    Field("start", "date", "First day of step 0. Observations used by a fit must start on or after it.",
-          required=True),
-    Field("step_days", "integer", "Length of one step.", unit="days", lo=1, hi=366, default=7,
-          source="docs/model.md section 1: one step is one week"),
-    Field("steps", "integer", "Steps simulated and reported. Every event of the file must fall before the last "
-          "step ends (lengthen it to place a later event).", unit="steps", required=True, lo=1, hi=MAX_STEPS),
-    Field("warmup", "integer", "Unreported steps run before step 0 without events, so habits, accounts and ties "
-          "settle from the initial draw (docs/model.md section 12.2).", unit="steps", lo=0, hi=MAX_STEPS, default=0,
-          source="docs/model.md section 12.2; the bundled 2013 scenarios use 26"),
-), required=True)
+CALENDAR = Block(
+    "calendar",
+    "Discrete time (docs/model.md section 1): step 0 starts on `start`; a step lasts `step_days` days.",
+    (
+        Field(
+            "start", "date", "First day of step 0. Observations used by a fit must start on or after it.", required=True
+        ),
+        Field(
+            "step_days",
+            "integer",
+            "Length of one step.",
+            unit="days",
+            lo=1,
+            hi=366,
+            default=7,
+            source="docs/model.md section 1: one step is one week",
+        ),
+        Field(
+            "steps",
+            "integer",
+            "Steps simulated and reported. Every event of the file must fall before the last "
+            "step ends (lengthen it to place a later event).",
+            unit="steps",
+            required=True,
+            lo=1,
+            hi=MAX_STEPS,
+        ),
+        Field(
+            "warmup",
+            "integer",
+            "Unreported steps run before step 0 without events, so habits, accounts and ties "
+            "settle from the initial draw (docs/model.md section 12.2).",
+            unit="steps",
+            lo=0,
+            hi=MAX_STEPS,
+            default=0,
+            source="docs/model.md section 12.2; the bundled 2013 scenarios use 26",
+        ),
+    ),
+    required=True,
+)
 
-MARKET = Block("market", "The real market the agents stand for.", (
-    Field("size", "number", "Real shoppers: each agent stands for size / consumers.count of them, so totals are "
-          "in real units. A number, or a dated series {YYYY-MM-DD: value} (linear in between, constant outside).",
-          unit="shoppers", required=True, lo=0, lo_open=True, hi=MAX_MARKET_SIZE, series=True),
-    Field("currency", "string", "Currency of basket values and money totals (a label).", default="RMB",
-          source="the founding case is China"),
-), required=True)
+MARKET = Block(
+    "market",
+    "The real market the agents stand for.",
+    (
+        Field(
+            "size",
+            "number",
+            "Real shoppers: each agent stands for size / consumers.count of them, so totals are "
+            "in real units. A number, or a dated series {YYYY-MM-DD: value} (linear in between, constant outside).",
+            unit="shoppers",
+            required=True,
+            lo=0,
+            lo_open=True,
+            hi=MAX_MARKET_SIZE,
+            series=True,
+        ),
+        Field(
+            "currency",
+            "string",
+            "Currency of basket values and money totals (a label).",
+            default="RMB",
+            source="the founding case is China",
+        ),
+    ),
+    required=True,
+)
 
-CONSUMERS = Block("consumers", "The consumer agents (docs/model.md section 2).", (
-    Field("count", "integer", "N agents simulated (results are scaled to market.size; shares do not depend on N "
-          "beyond sampling noise).", unit="agents", required=True, lo=1, hi=MAX_CONSUMERS),
-    Field("shopping_rate", "number", "Probability that a consumer shops in a step.", unit="probability per step",
-          required=True, lo=0, lo_open=True, hi=1, uncertain=True),
-    Field("conversion", "number", "Share of shoppers who buy in a step; pins the level of fitted attractiveness "
-          "(docs/model.md section 8). Required when any attractiveness is 'calibrate'.", unit="fraction of shoppers",
-          lo=0.001, hi=0.999, uncertain=True, default_text="none (required when something is fitted)"),
-    Field("turnover", "number", "Probability per step that a consumer leaves and a newcomer (no history, no "
-          "accounts at retailers) takes its slot (docs/model.md section 2).", unit="probability per step", lo=0, hi=0.5,
-          default=0.0, uncertain=True, source="a closed market, as in v1"),
-    Block("basket", "Basket value per purchase: LogNormal with mean `mean` and log-sd `sigma`.", (
-        Field("mean", "number", "Mean basket value; a number or a dated series {YYYY-MM-DD: value}.",
-              unit="currency per order", required=True, lo=0, lo_open=True, hi=1e7, series=True),
-        Field("sigma", "number", "Log-sd of basket values across consumers (0 = everyone the same).",
-              unit="log-sd", lo=0, hi=5, default=0.0, uncertain=True, source="identical baskets"),
-    ), required=True),
-), required=True)
+CONSUMERS = Block(
+    "consumers",
+    "The consumer agents (docs/model.md section 2).",
+    (
+        Field(
+            "count",
+            "integer",
+            "N agents simulated (results are scaled to market.size; shares do not depend on N beyond sampling noise).",
+            unit="agents",
+            required=True,
+            lo=1,
+            hi=MAX_CONSUMERS,
+        ),
+        Field(
+            "shopping_rate",
+            "number",
+            "Probability that a consumer shops in a step.",
+            unit="probability per step",
+            required=True,
+            lo=0,
+            lo_open=True,
+            hi=1,
+            uncertain=True,
+        ),
+        Field(
+            "conversion",
+            "number",
+            "Share of shoppers who buy in a step; pins the level of fitted attractiveness "
+            "(docs/model.md section 8). Required when any attractiveness is 'calibrate'.",
+            unit="fraction of shoppers",
+            lo=0.001,
+            hi=0.999,
+            uncertain=True,
+            default_text="none (required when something is fitted)",
+        ),
+        Field(
+            "turnover",
+            "number",
+            "Probability per step that a consumer leaves and a newcomer (no history, no "
+            "accounts at retailers) takes its slot (docs/model.md section 2).",
+            unit="probability per step",
+            lo=0,
+            hi=0.5,
+            default=0.0,
+            uncertain=True,
+            source="a closed market, as in v1",
+        ),
+        Block(
+            "basket",
+            "Basket value per purchase: LogNormal with mean `mean` and log-sd `sigma`.",
+            (
+                Field(
+                    "mean",
+                    "number",
+                    "Mean basket value; a number or a dated series {YYYY-MM-DD: value}.",
+                    unit="currency per order",
+                    required=True,
+                    lo=0,
+                    lo_open=True,
+                    hi=1e7,
+                    series=True,
+                ),
+                Field(
+                    "sigma",
+                    "number",
+                    "Log-sd of basket values across consumers (0 = everyone the same).",
+                    unit="log-sd",
+                    lo=0,
+                    hi=5,
+                    default=0.0,
+                    uncertain=True,
+                    source="identical baskets",
+                ),
+            ),
+            required=True,
+        ),
+    ),
+    required=True,
+)
 
 NETWORK = Variants(
-    "network", "The provider's social layer: a graph over its holders (docs/model.md section 3). Absent or null: no layer.",
-    "model", "Graph generator.", "network model", {
-        "barabasi_albert": Block("barabasi_albert", "Preferential attachment: broadcast follow graphs, e.g. Weibo.", (
-            Field("m", "integer", "Ties each new member makes.", unit="ties", required=True, lo=1, hi=100),)),
-        "watts_strogatz": Block("watts_strogatz", "Small world: friend circles, e.g. QQ.", (
-            Field("k", "integer", "Neighbours per member on the ring (even).", unit="neighbours", required=True,
-                  lo=2, hi=200, multiple_of=2, hint="k/2 neighbours on each side of the ring"),
-            Field("rewire", "number", "Probability that a tie is rewired at random.", unit="probability",
-                  required=True, lo=0.0, hi=1.0))),
-        "erdos_renyi": Block("erdos_renyi", "Random graph.", (
-            Field("mean_degree", "number", "Mean ties per member.", unit="ties", required=True, lo=0.0, hi=200.0),)),
-    }, nullable=True, default_text="no social layer")
+    "network",
+    "The provider's social layer: a graph over its holders (docs/model.md section 3). Absent or null: no layer.",
+    "model",
+    "Graph generator.",
+    "network model",
+    {
+        "barabasi_albert": Block(
+            "barabasi_albert",
+            "Preferential attachment: broadcast follow graphs, e.g. Weibo.",
+            (Field("m", "integer", "Ties each new member makes.", unit="ties", required=True, lo=1, hi=100),),
+        ),
+        "watts_strogatz": Block(
+            "watts_strogatz",
+            "Small world: friend circles, e.g. QQ.",
+            (
+                Field(
+                    "k",
+                    "integer",
+                    "Neighbours per member on the ring (even).",
+                    unit="neighbours",
+                    required=True,
+                    lo=2,
+                    hi=200,
+                    multiple_of=2,
+                    hint="k/2 neighbours on each side of the ring",
+                ),
+                Field(
+                    "rewire",
+                    "number",
+                    "Probability that a tie is rewired at random.",
+                    unit="probability",
+                    required=True,
+                    lo=0.0,
+                    hi=1.0,
+                ),
+            ),
+        ),
+        "erdos_renyi": Block(
+            "erdos_renyi",
+            "Random graph.",
+            (Field("mean_degree", "number", "Mean ties per member.", unit="ties", required=True, lo=0.0, hi=200.0),),
+        ),
+    },
+    nullable=True,
+    default_text="no social layer",
+)
 
-PROVIDER = Block("provider", "An identity provider (weibo, qq, sohu, taobao, ...): each consumer holds an account "
-                 "with probability `penetration`, independently.", (
-    _share("penetration", "Share of consumers holding an account.", required=True, uncertain=True),
-    NETWORK,
-    Field("weight", "number", "Influence weight w_p of its social layer (docs/model.md section 3).", unit="relative weight",
-          lo=0, hi=100, default=1.0, uncertain=True, source="docs/model.md section 3: every layer weighs the same"),
-))
+PROVIDER = Block(
+    "provider",
+    "An identity provider (weibo, qq, sohu, taobao, ...): each consumer holds an account "
+    "with probability `penetration`, independently.",
+    (
+        _share("penetration", "Share of consumers holding an account.", required=True, uncertain=True),
+        NETWORK,
+        Field(
+            "weight",
+            "number",
+            "Influence weight w_p of its social layer (docs/model.md section 3).",
+            unit="relative weight",
+            lo=0,
+            hi=100,
+            default=1.0,
+            uncertain=True,
+            source="docs/model.md section 3: every layer weighs the same",
+        ),
+    ),
+)
 
-PROVIDERS = MapOf("providers", "Identity providers by name (a letter, then letters, digits or _). A retailer's "
-                  "`logins`, an event's `provider`, `layer` or `audience` must name one of them.",
-                  "name", PROVIDER, required=True, min_items=1, max_items=MAX_PROVIDERS,
-                  what="of provider name -> settings")
+PROVIDERS = MapOf(
+    "providers",
+    "Identity providers by name (a letter, then letters, digits or _). A retailer's "
+    "`logins`, an event's `provider`, `layer` or `audience` must name one of them.",
+    "name",
+    PROVIDER,
+    required=True,
+    min_items=1,
+    max_items=MAX_PROVIDERS,
+    what="of provider name -> settings",
+)
 
-RETAILER = Block("retailer", "A retailer (docs/model.md section 4).", (
-    Field("name", "name", "Its name; events, observations and --set paths refer to it "
-          "(retailers.NAME.field).", required=True),
-    Field("kind", "string", "`platform` earns take_rate x GMV; `direct` earns margin x GMV.", required=True,
-          choices=("platform", "direct"), what="kind"),
-    _share("initial_share", "GMV share at the start of the burn-in (where the initial last-retailer draw comes "
-           "from). The retailers' initial shares sum to 1.", required=True),
-    Field("attractiveness", "number", "alpha_j: the retailer's own utility, or 'calibrate' to fit it to the "
-          "observed shares (docs/model.md section 8).", unit=UTILITY, lo=-50, hi=50, uncertain=True, calibrate=True,
-          default="calibrate", source="fitted: the shares fix it, with consumers.conversion"),
-    Field("trend", "number", "Utility per year added to the attractiveness from the calendar start (docs/model.md section 4), "
-          "or 'calibrate' to fit it (needs two periods of the retailer from one source).",
-          unit="utility per year", lo=-10, hi=10, uncertain=True, calibrate=True, default=0.0,
-          source="no drift beyond what the model explains"),
-    Field("price_index", "number", "P_j: the retailer's prices relative to the market (enters as "
-          "-beta_price x ln P).", unit="1 = market price", lo=0.01, hi=100, default=1.0, uncertain=True,
-          source="market prices"),
-    _share("take_rate", "Commission and fees as a share of GMV.", default=0.0, uncertain=True,
-           only_if=("kind", "platform"), source="state it: the bundled scenarios use 0.05, an assumption"),
-    _share("margin", "Gross margin as a share of GMV.", default=0.0, uncertain=True, only_if=("kind", "direct"),
-           source="state it: the bundled scenarios use 0.08-0.10, assumptions"),
-    Field("logins", "names", "Providers whose single sign-on it accepts (its own native accounts always work), "
-          "in the order of its login page.", refers="provider", default=[], source="native accounts only"),
-    _share("target_share", "Shorthand for one observation: the GMV share to fit over the steps before the "
-           "first event. Not together with `observations`.", default_text="initial_share"),
-    MapOf("sso_share", "Share of its current customers who log in through each accepted provider (the rest use "
-          "native accounts); shares sum to at most 1.", "provider",
-          _share("PROVIDER", "Share of its customers logging in through this provider.", uncertain=True),
-          nullable=True, default_text="{} (everyone native)", what="provider -> share"),
-))
+RETAILER = Block(
+    "retailer",
+    "A retailer (docs/model.md section 4).",
+    (
+        Field(
+            "name",
+            "name",
+            "Its name; events, observations and --set paths refer to it (retailers.NAME.field).",
+            required=True,
+        ),
+        Field(
+            "kind",
+            "string",
+            "`platform` earns take_rate x GMV; `direct` earns margin x GMV.",
+            required=True,
+            choices=("platform", "direct"),
+            what="kind",
+        ),
+        _share(
+            "initial_share",
+            "GMV share at the start of the burn-in (where the initial last-retailer draw comes "
+            "from). The retailers' initial shares sum to 1.",
+            required=True,
+        ),
+        Field(
+            "attractiveness",
+            "number",
+            "alpha_j: the retailer's own utility, or 'calibrate' to fit it to the "
+            "observed shares (docs/model.md section 8).",
+            unit=UTILITY,
+            lo=-50,
+            hi=50,
+            uncertain=True,
+            calibrate=True,
+            default="calibrate",
+            source="fitted: the shares fix it, with consumers.conversion",
+        ),
+        Field(
+            "trend",
+            "number",
+            "Utility per year added to the attractiveness from the calendar start (docs/model.md section 4), "
+            "or 'calibrate' to fit it (needs two periods of the retailer from one source).",
+            unit="utility per year",
+            lo=-10,
+            hi=10,
+            uncertain=True,
+            calibrate=True,
+            default=0.0,
+            source="no drift beyond what the model explains",
+        ),
+        Field(
+            "price_index",
+            "number",
+            "P_j: the retailer's prices relative to the market (enters as -beta_price x ln P).",
+            unit="1 = market price",
+            lo=0.01,
+            hi=100,
+            default=1.0,
+            uncertain=True,
+            source="market prices",
+        ),
+        _share(
+            "take_rate",
+            "Commission and fees as a share of GMV.",
+            default=0.0,
+            uncertain=True,
+            only_if=("kind", "platform"),
+            source="state it: the bundled scenarios use 0.05, an assumption",
+        ),
+        _share(
+            "margin",
+            "Gross margin as a share of GMV.",
+            default=0.0,
+            uncertain=True,
+            only_if=("kind", "direct"),
+            source="state it: the bundled scenarios use 0.08-0.10, assumptions",
+        ),
+        Field(
+            "logins",
+            "names",
+            "Providers whose single sign-on it accepts (its own native accounts always work), "
+            "in the order of its login page.",
+            refers="provider",
+            default=[],
+            source="native accounts only",
+        ),
+        _share(
+            "target_share",
+            "Shorthand for one observation: the GMV share to fit over the steps before the "
+            "first event. Not together with `observations`.",
+            default_text="initial_share",
+        ),
+        MapOf(
+            "sso_share",
+            "Share of its current customers who log in through each accepted provider (the rest use "
+            "native accounts); shares sum to at most 1.",
+            "provider",
+            _share("PROVIDER", "Share of its customers logging in through this provider.", uncertain=True),
+            nullable=True,
+            default_text="{} (everyone native)",
+            what="provider -> share",
+        ),
+    ),
+)
 
-BEHAVIOUR = Block("behaviour", "Coefficients of the choice rule (docs/model.md section 6), in utility.", (
-    Field("beta_price", "number", "Price sensitivity: utility lost per unit of ln(price_index).",
-          unit="utility per log price", lo=0, hi=100, default=2.0, uncertain=True,
-          source="assumption; prices are fixed unless a price_change fires"),
-    Field("beta_social", "number", "Utility for j when every friend on a layer last bought at j (Brock & Durlauf "
-          "form).", unit=UTILITY, lo=0, hi=100, default=1.0, uncertain=True,
-          source="assumption; [bapna-umyarov-2015] implies about 4 at 10 friends, [brock-durlauf-2001]"),
-    Field("beta_habit", "number", "Utility of returning to the last retailer (switching costs).", unit=UTILITY,
-          lo=0, hi=100, default=1.0, uncertain=True, source="assumption [klemperer-1995]; the bundled scenarios use 2"),
-    Field("beta_friction", "number", "Weight of the login friction costs below.", unit="x friction costs",
-          lo=0, hi=100, default=1.0, uncertain=True, source="frictions are stated in utility"),
-))
+BEHAVIOUR = Block(
+    "behaviour",
+    "Coefficients of the choice rule (docs/model.md section 6), in utility.",
+    (
+        Field(
+            "beta_price",
+            "number",
+            "Price sensitivity: utility lost per unit of ln(price_index).",
+            unit="utility per log price",
+            lo=0,
+            hi=100,
+            default=2.0,
+            uncertain=True,
+            source="assumption; prices are fixed unless a price_change fires",
+        ),
+        Field(
+            "beta_social",
+            "number",
+            "Utility for j when every friend on a layer last bought at j (Brock & Durlauf form).",
+            unit=UTILITY,
+            lo=0,
+            hi=100,
+            default=1.0,
+            uncertain=True,
+            source="assumption; [bapna-umyarov-2015] implies about 4 at 10 friends, [brock-durlauf-2001]",
+        ),
+        Field(
+            "beta_habit",
+            "number",
+            "Utility of returning to the last retailer (switching costs).",
+            unit=UTILITY,
+            lo=0,
+            hi=100,
+            default=1.0,
+            uncertain=True,
+            source="assumption [klemperer-1995]; the bundled scenarios use 2",
+        ),
+        Field(
+            "beta_friction",
+            "number",
+            "Weight of the login friction costs below.",
+            unit="x friction costs",
+            lo=0,
+            hi=100,
+            default=1.0,
+            uncertain=True,
+            source="frictions are stated in utility",
+        ),
+    ),
+)
 
-FRICTION = Block("friction", "Utility costs of reaching checkout (docs/model.md section 5), times beta_friction.", (
-    Field("native", "number", "Logging in with the retailer's own password (forgotten passwords).", unit=UTILITY,
-          lo=0, hi=100, default=0.2, uncertain=True, source="assumption [janrain-harris-2012]"),
-    Field("sso", "number", "Logging in through an accepted provider one already uses there.", unit=UTILITY,
-          lo=0, hi=100, default=0.0, uncertain=True, source="about free"),
-    Field("link", "number", "One-click sign-up with a held, accepted provider.", unit=UTILITY, lo=0, hi=100,
-          default=0.5, uncertain=True, source="assumption [janrain-2011]; the bundled scenarios use 0.3"),
-    Field("create", "number", "Creating a new account (no accepted provider held).", unit=UTILITY, lo=0, hi=100,
-          default=2.0, uncertain=True, source="assumption [baymard]; the bundled scenarios use 1.5, range 0.5-3"),
-))
+FRICTION = Block(
+    "friction",
+    "Utility costs of reaching checkout (docs/model.md section 5), times beta_friction.",
+    (
+        Field(
+            "native",
+            "number",
+            "Logging in with the retailer's own password (forgotten passwords).",
+            unit=UTILITY,
+            lo=0,
+            hi=100,
+            default=0.2,
+            uncertain=True,
+            source="assumption [janrain-harris-2012]",
+        ),
+        Field(
+            "sso",
+            "number",
+            "Logging in through an accepted provider one already uses there.",
+            unit=UTILITY,
+            lo=0,
+            hi=100,
+            default=0.0,
+            uncertain=True,
+            source="about free",
+        ),
+        Field(
+            "link",
+            "number",
+            "One-click sign-up with a held, accepted provider.",
+            unit=UTILITY,
+            lo=0,
+            hi=100,
+            default=0.5,
+            uncertain=True,
+            source="assumption [janrain-2011]; the bundled scenarios use 0.3",
+        ),
+        Field(
+            "create",
+            "number",
+            "Creating a new account (no accepted provider held).",
+            unit=UTILITY,
+            lo=0,
+            hi=100,
+            default=2.0,
+            uncertain=True,
+            source="assumption [baymard]; the bundled scenarios use 1.5, range 0.5-3",
+        ),
+    ),
+)
 
 
 #: The event types' fields, by type (the registry in eventtypes.py holds them), and the types an equity stake may
@@ -232,116 +572,333 @@ EFFECTS = REGISTRY.effects_spec
 
 def events_spec(actions: dict[str, Block]) -> ListOf:
     """The ``events`` list of a scenario file whose event types have the fields ``actions`` (type -> block)."""
-    return ListOf("events", "The timeline (docs/model.md section 7): each event has a `type`, a `date` or a `step`, an "
-                  "optional `id`, and the fields of its type. A file's events must fall inside its calendar.",
-                  Variants("event", "An event.", "type", "What happens.", "event type", actions, common=(
-                      Field("id", "string", "Its name: `--baseline-without ID`, --set paths (events.ID.field) and "
-                            "merging with a base file use it; no '.'.", default_text="type:retailer:provider (its "
-                            "first two fields)", pattern=EVENT_ID_PATTERN),
-                      Field("date", "date", "When it applies: at the start of the step containing the date. Give "
-                            "exactly one of date or step."),
-                      Field("step", "integer", "When it applies, as a step number (0-based).", unit="step", lo=0,
-                            hi=MAX_STEPS),
-                      Field("note", "string", "Free text."),
-                  ), one_of=(("date", "step"),)), nullable=True, merge_key="id", default_text="[] (no events)")
+    return ListOf(
+        "events",
+        "The timeline (docs/model.md section 7): each event has a `type`, a `date` or a `step`, an "
+        "optional `id`, and the fields of its type. A file's events must fall inside its calendar.",
+        Variants(
+            "event",
+            "An event.",
+            "type",
+            "What happens.",
+            "event type",
+            actions,
+            common=(
+                Field(
+                    "id",
+                    "string",
+                    "Its name: `--baseline-without ID`, --set paths (events.ID.field) and "
+                    "merging with a base file use it; no '.'.",
+                    default_text="type:retailer:provider (its first two fields)",
+                    pattern=EVENT_ID_PATTERN,
+                ),
+                Field(
+                    "date",
+                    "date",
+                    "When it applies: at the start of the step containing the date. Give exactly one of date or step.",
+                ),
+                Field(
+                    "step", "integer", "When it applies, as a step number (0-based).", unit="step", lo=0, hi=MAX_STEPS
+                ),
+                Field("note", "string", "Free text."),
+            ),
+            one_of=(("date", "step"),),
+        ),
+        nullable=True,
+        merge_key="id",
+        default_text="[] (no events)",
+    )
 
 
 EVENTS = events_spec(ACTIONS)
 
-OBSERVATION = Block("observation", "Observed GMV shares of some retailers over a period, from one source "
-                    "(docs/model.md section 8).", (
-    Field("source", "name", "Who published it (a short name, e.g. iresearch); one source sets the level, the "
-          "others get fitted offsets.", required=True),
-    Field("period", "period", "A year (2012), a half (2013H1), a quarter (2012Q3), or {start, end} (inclusive "
-          "dates).", required=True),
-    MapOf("shares", "Observed share of each retailer named (fractions, not percent; a rest-of-market retailer may "
-          "be left out).", "retailer", _share("RETAILER", "Observed GMV share.", lo_open=True), required=True,
-          min_items=1, what="retailer -> share (a fraction)"),
-    Field("note", "string", "Free text.", default=""),
-))
+OBSERVATION = Block(
+    "observation",
+    "Observed GMV shares of some retailers over a period, from one source (docs/model.md section 8).",
+    (
+        Field(
+            "source",
+            "name",
+            "Who published it (a short name, e.g. iresearch); one source sets the level, the "
+            "others get fitted offsets.",
+            required=True,
+        ),
+        Field(
+            "period",
+            "period",
+            "A year (2012), a half (2013H1), a quarter (2012Q3), or {start, end} (inclusive dates).",
+            required=True,
+        ),
+        MapOf(
+            "shares",
+            "Observed share of each retailer named (fractions, not percent; a rest-of-market retailer may "
+            "be left out).",
+            "retailer",
+            _share("RETAILER", "Observed GMV share.", lo_open=True),
+            required=True,
+            min_items=1,
+            what="retailer -> share (a fraction)",
+        ),
+        Field("note", "string", "Free text.", default=""),
+    ),
+)
 
-SCENARIO = Block("scenario", "A scenario file.", (
-    Field("schema", "string", "The format version.", required=True, choices=SCHEMAS, what="schema"),
-    Field("base", "string", "Another scenario file this one starts from (a path relative to this file); this "
-          "file then gives only what differs (docs/scenarios.md, Building on a file).", file_only=True),
-    Field("name", "string", "Names the results folder: letters, digits, '_', '-', '.'.", required=True,
-          pattern=SCENARIO_NAME_PATTERN, what="scenario name",
-          hint="letters, digits, '_', '-', '.' (it names the results folder)"),
-    Field("description", "string", "One sentence for people.", default=""),
-    Field("seed", "integer", "Seed of every random stream of a run (numpy SeedSequence).", lo=0, hi=2**63 - 1,
-          default=0),
-    CALENDAR, MARKET, CONSUMERS, PROVIDERS,
-    ListOf("retailers", "The retailers (at least one; their initial shares sum to 1: add one for the rest of the "
-           "market).", RETAILER, required=True, min_items=1, max_items=MAX_RETAILERS, merge_key="name"),
-    BEHAVIOUR, FRICTION, EVENTS,
-    ListOf("observations", "Observed share series to fit (docs/model.md section 8). Without them, `target_share` (or "
-           "`initial_share`) is one observation over the steps before the first event.", OBSERVATION,
-           nullable=True, default_text="[] (target_share is the one observation)"),
-    Field("primary_source", "string", "The observations' source that sets the level (the others get offsets "
-          "per retailer). Required when observations come from more than one source.", refers="source",
-          what="source", nullable=True, default_text="the only source"),
-    Field("fit_until", "date", "Fit cut-off: observations ending on or before it are fitted.", nullable=True,
-          default_text="the first event's date"),
-))
+SCENARIO = Block(
+    "scenario",
+    "A scenario file.",
+    (
+        Field("schema", "string", "The format version.", required=True, choices=SCHEMAS, what="schema"),
+        Field(
+            "base",
+            "string",
+            "Another scenario file this one starts from (a path relative to this file); this "
+            "file then gives only what differs (docs/scenarios.md, Building on a file).",
+            file_only=True,
+        ),
+        Field(
+            "name",
+            "string",
+            "Names the results folder: letters, digits, '_', '-', '.'.",
+            required=True,
+            pattern=SCENARIO_NAME_PATTERN,
+            what="scenario name",
+            hint="letters, digits, '_', '-', '.' (it names the results folder)",
+        ),
+        Field("description", "string", "One sentence for people.", default=""),
+        Field(
+            "seed",
+            "integer",
+            "Seed of every random stream of a run (numpy SeedSequence).",
+            lo=0,
+            hi=2**63 - 1,
+            default=0,
+        ),
+        CALENDAR,
+        MARKET,
+        CONSUMERS,
+        PROVIDERS,
+        ListOf(
+            "retailers",
+            "The retailers (at least one; their initial shares sum to 1: add one for the rest of the market).",
+            RETAILER,
+            required=True,
+            min_items=1,
+            max_items=MAX_RETAILERS,
+            merge_key="name",
+        ),
+        BEHAVIOUR,
+        FRICTION,
+        EVENTS,
+        ListOf(
+            "observations",
+            "Observed share series to fit (docs/model.md section 8). Without them, `target_share` (or "
+            "`initial_share`) is one observation over the steps before the first event.",
+            OBSERVATION,
+            nullable=True,
+            default_text="[] (target_share is the one observation)",
+        ),
+        Field(
+            "primary_source",
+            "string",
+            "The observations' source that sets the level (the others get offsets "
+            "per retailer). Required when observations come from more than one source.",
+            refers="source",
+            what="source",
+            nullable=True,
+            default_text="the only source",
+        ),
+        Field(
+            "fit_until",
+            "date",
+            "Fit cut-off: observations ending on or before it are fitted.",
+            nullable=True,
+            default_text="the first event's date",
+        ),
+    ),
+)
 
 # --------------------------------------------------------------------------- the sweep format
 
-PARAMETER = Block("parameter", "A scenario number the sweep varies: its dotted path and one of range, values or "
-                  "distribution.", (
-    Field("path", "string", "Dotted scenario path, as --set takes it (retailers.JD.sso_share.weibo, "
-          "events.ID.field; list items by name or id).", required=True),
-    Field("range", "pair", "[lo, hi]: uniform over the interval."),
-    Field("values", "list", "A list of values (grid and lhs designs only)."),
-    Variants("distribution", "A distribution instead of a range.", "type", "Its family.", "distribution", {
-        "normal": Block("normal", "Normal.", (Field("mean", "number", "Mean.", required=True),
-                                              Field("sd", "number", "Standard deviation (> 0).", required=True))),
-        "lognormal": Block("lognormal", "Lognormal: exp of a normal.", (
-            Field("median", "number", "Median (> 0): exp of the mean of the log.", required=True, lo=0, lo_open=True),
-            Field("sigma", "number", "Standard deviation of the log (> 0).", required=True),
-            Field("mu", "number", "Old spelling: the mean of the log, read as median = exp(mu) with a note; write "
-                  "`median` instead."))),
-        "triangular": Block("triangular", "Triangular.", (
-            Field("lo", "number", "Lower end.", required=True), Field("mode", "number", "Most likely value.", required=True),
-            Field("hi", "number", "Upper end.", required=True))),
-    }),
-    Field("label", "string", "Name on tables and charts (changes no stored row).",
-          default_text="a readable form of the path"),
-), one_of=(("range", "values", "distribution"),))
+PARAMETER = Block(
+    "parameter",
+    "A scenario number the sweep varies: its dotted path and one of range, values or distribution.",
+    (
+        Field(
+            "path",
+            "string",
+            "Dotted scenario path, as --set takes it (retailers.JD.sso_share.weibo, "
+            "events.ID.field; list items by name or id).",
+            required=True,
+        ),
+        Field("range", "pair", "[lo, hi]: uniform over the interval."),
+        Field("values", "list", "A list of values (grid and lhs designs only)."),
+        Variants(
+            "distribution",
+            "A distribution instead of a range.",
+            "type",
+            "Its family.",
+            "distribution",
+            {
+                "normal": Block(
+                    "normal",
+                    "Normal.",
+                    (
+                        Field("mean", "number", "Mean.", required=True),
+                        Field("sd", "number", "Standard deviation (> 0).", required=True),
+                    ),
+                ),
+                "lognormal": Block(
+                    "lognormal",
+                    "Lognormal: exp of a normal.",
+                    (
+                        Field(
+                            "median",
+                            "number",
+                            "Median (> 0): exp of the mean of the log.",
+                            required=True,
+                            lo=0,
+                            lo_open=True,
+                        ),
+                        Field("sigma", "number", "Standard deviation of the log (> 0).", required=True),
+                        Field(
+                            "mu",
+                            "number",
+                            "Old spelling: the mean of the log, read as median = exp(mu) with a note; write "
+                            "`median` instead.",
+                        ),
+                    ),
+                ),
+                "triangular": Block(
+                    "triangular",
+                    "Triangular.",
+                    (
+                        Field("lo", "number", "Lower end.", required=True),
+                        Field("mode", "number", "Most likely value.", required=True),
+                        Field("hi", "number", "Upper end.", required=True),
+                    ),
+                ),
+            },
+        ),
+        Field(
+            "label",
+            "string",
+            "Name on tables and charts (changes no stored row).",
+            default_text="a readable form of the path",
+        ),
+    ),
+    one_of=(("range", "values", "distribution"),),
+)
 
-SWEEP = Block("sweep", "A sweep file (docs/sweeps.md).", (
-    Field("schema", "string", "The format version.", required=True, choices=(SWEEP_SCHEMA,), what="schema"),
-    Field("name", "name", "Names the results folder.", required=True),
-    ListOf("parameters", "The numbers varied.", PARAMETER, required=True, min_items=1,
-           what="parameters, each with 'path' and one of range, values, distribution"),
-    Block("design", "How the points are chosen.", (
-        Field("method", "string", "grid, lhs (Latin hypercube), sobol (Saltelli) or morris.", required=True,
-              choices=DESIGNS, what="design"),
-        Field("size", "integer", "grid: levels per range parameter; lhs: points; sobol: base sample N (a power "
-              "of 2); morris: trajectories.", lo=1, hi=100_000,
-              default_text="grid 3, lhs 16, sobol 8, morris 4"),
-        Field("levels", "integer", "Morris grid levels.", lo=2, hi=100, default=4),
-    ), required=True),
-    Field("description", "string", "One sentence for people.", default=""),
-    Field("seed", "integer", "Every run's seed is spawned from it and the run's index.", lo=0, hi=2**63 - 1, default=0),
-    Field("base", "string", "The scenario file varied (relative to this file). Required unless model is a "
-          "stand-in.", default_text="required for model marketsim"),
-    Field("model", "string", "`marketsim`, or a closed-form stand-in for testing the analysis.",
-          choices=("marketsim",) + STAND_INS, what="model", default="marketsim"),
-    Field("replicates", "integer", "Runs per design point (different seeds).", lo=1, hi=10_000, default=1),
-    Field("consumers", "integer", "Overrides the base scenario's consumers.count.", unit="agents", lo=1,
-          hi=MAX_CONSUMERS, default_text="the base scenario's"),
-    Field("steps", "integer", "Overrides the base scenario's calendar.steps.", unit="steps", lo=1, hi=MAX_STEPS,
-          default_text="the base scenario's"),
-    Field("outputs", "strings", "METRIC.RETAILER or shift.METRIC.RETAILER, METRIC one of "
-          + ", ".join(METRICS) + ".", default_text="gmv_share of every retailer"),
-    Field("shift_against", "all_or_strings", "'all' or a list of event ids: the events removed in the baseline "
-          "of shift.* outputs.", default_text="none (no shift outputs)"),
-    Field("record_every", "integer", "Also record every k-th step back from the horizon.", unit="steps", lo=1,
-          hi=MAX_STEPS, nullable=True, default_text="the horizon only"),
-    Field("average_last", "integer", "Horizon outputs are means over the last K steps.", unit="steps", lo=1,
-          hi=MAX_STEPS, default=1),
-    Field("batch_runs", "integer", "Finished runs per stored part file.", unit="runs", lo=1, hi=100_000, default=8),
-))
+SWEEP = Block(
+    "sweep",
+    "A sweep file (docs/sweeps.md).",
+    (
+        Field("schema", "string", "The format version.", required=True, choices=(SWEEP_SCHEMA,), what="schema"),
+        Field("name", "name", "Names the results folder.", required=True),
+        ListOf(
+            "parameters",
+            "The numbers varied.",
+            PARAMETER,
+            required=True,
+            min_items=1,
+            what="parameters, each with 'path' and one of range, values, distribution",
+        ),
+        Block(
+            "design",
+            "How the points are chosen.",
+            (
+                Field(
+                    "method",
+                    "string",
+                    "grid, lhs (Latin hypercube), sobol (Saltelli) or morris.",
+                    required=True,
+                    choices=DESIGNS,
+                    what="design",
+                ),
+                Field(
+                    "size",
+                    "integer",
+                    "grid: levels per range parameter; lhs: points; sobol: base sample N (a power "
+                    "of 2); morris: trajectories.",
+                    lo=1,
+                    hi=100_000,
+                    default_text="grid 3, lhs 16, sobol 8, morris 4",
+                ),
+                Field("levels", "integer", "Morris grid levels.", lo=2, hi=100, default=4),
+            ),
+            required=True,
+        ),
+        Field("description", "string", "One sentence for people.", default=""),
+        Field(
+            "seed", "integer", "Every run's seed is spawned from it and the run's index.", lo=0, hi=2**63 - 1, default=0
+        ),
+        Field(
+            "base",
+            "string",
+            "The scenario file varied (relative to this file). Required unless model is a stand-in.",
+            default_text="required for model marketsim",
+        ),
+        Field(
+            "model",
+            "string",
+            "`marketsim`, or a closed-form stand-in for testing the analysis.",
+            choices=("marketsim",) + STAND_INS,
+            what="model",
+            default="marketsim",
+        ),
+        Field("replicates", "integer", "Runs per design point (different seeds).", lo=1, hi=10_000, default=1),
+        Field(
+            "consumers",
+            "integer",
+            "Overrides the base scenario's consumers.count.",
+            unit="agents",
+            lo=1,
+            hi=MAX_CONSUMERS,
+            default_text="the base scenario's",
+        ),
+        Field(
+            "steps",
+            "integer",
+            "Overrides the base scenario's calendar.steps.",
+            unit="steps",
+            lo=1,
+            hi=MAX_STEPS,
+            default_text="the base scenario's",
+        ),
+        Field(
+            "outputs",
+            "strings",
+            "METRIC.RETAILER or shift.METRIC.RETAILER, METRIC one of " + ", ".join(METRICS) + ".",
+            default_text="gmv_share of every retailer",
+        ),
+        Field(
+            "shift_against",
+            "all_or_strings",
+            "'all' or a list of event ids: the events removed in the baseline of shift.* outputs.",
+            default_text="none (no shift outputs)",
+        ),
+        Field(
+            "record_every",
+            "integer",
+            "Also record every k-th step back from the horizon.",
+            unit="steps",
+            lo=1,
+            hi=MAX_STEPS,
+            nullable=True,
+            default_text="the horizon only",
+        ),
+        Field(
+            "average_last",
+            "integer",
+            "Horizon outputs are means over the last K steps.",
+            unit="steps",
+            lo=1,
+            hi=MAX_STEPS,
+            default=1,
+        ),
+        Field("batch_runs", "integer", "Finished runs per stored part file.", unit="runs", lo=1, hi=100_000, default=8),
+    ),
+)
 
 FORMATS = {"scenario": SCENARIO, "sweep": SWEEP}
 
@@ -379,26 +936,31 @@ def json_schema(kind: str = "scenario") -> dict:
     checks the merged result."""
     if kind == "sweep":
         body = _json(SWEEP, partial=False)
-        return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-                "title": f"marketsim sweep file ({SWEEP_SCHEMA})",
-                "description": "A parameter sweep over a base scenario (docs/sweeps.md, docs/scenarios.md). "
-                               "Generated from src/marketsim/scenario/schema.py by `marketsim schema --write`.",
-                **{k: v for k, v in body.items() if k != "description"},
-                "$defs": {"uncertain": _uncertain_def()}}
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": f"marketsim sweep file ({SWEEP_SCHEMA})",
+            "description": "A parameter sweep over a base scenario (docs/sweeps.md, docs/scenarios.md). "
+            "Generated from src/marketsim/scenario/schema.py by `marketsim schema --write`.",
+            **{k: v for k, v in body.items() if k != "description"},
+            "$defs": {"uncertain": _uncertain_def()},
+        }
     if kind != "scenario":
         raise ValueError(kind)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"marketsim scenario file ({SCHEMA})",
         "description": "A market and its timeline (docs/scenarios.md). A file with `base:` gives only what "
-                       "differs from its base (nothing is required; retailers merge by name, events by id). "
-                       "Generated from src/marketsim/scenario/schema.py by `marketsim schema --write`.",
+        "differs from its base (nothing is required; retailers merge by name, events by id). "
+        "Generated from src/marketsim/scenario/schema.py by `marketsim schema --write`.",
         "type": "object",
         "if": {"required": ["base"]},
         "then": {"$ref": "#/$defs/scenario_over_base"},
         "else": {"$ref": "#/$defs/scenario"},
-        "$defs": {"scenario": _json(SCENARIO, partial=False), "scenario_over_base": _json(SCENARIO, partial=True),
-                  "uncertain": _uncertain_def()},
+        "$defs": {
+            "scenario": _json(SCENARIO, partial=False),
+            "scenario_over_base": _json(SCENARIO, partial=True),
+            "uncertain": _uncertain_def(),
+        },
     }
 
 
@@ -440,14 +1002,18 @@ def _one_of(node, partial: bool) -> list[dict]:
     return [{"oneOf": [{"required": [k]} for k in group]} for group in node.one_of]
 
 
-def _only_if(block: "Block") -> list[dict]:
+def _only_if(block: Block) -> list[dict]:
     """JSON rules for fields allowed only when a sibling has a given value (margin only for direct retailers)."""
     rules = []
     for f in block.fields:
         if isinstance(f, Field) and f.only_if:
             k, v = f.only_if
-            rules.append({"if": {"required": [k], "properties": {k: {"not": {"const": v}}}},
-                          "then": {"properties": {f.key: False}}})
+            rules.append(
+                {
+                    "if": {"required": [k], "properties": {k: {"not": {"const": v}}}},
+                    "then": {"properties": {f.key: False}},
+                }
+            )
     return rules
 
 
@@ -456,8 +1022,13 @@ def _uncertain_def() -> dict:
     props = {}
     for f in UNCERTAIN.plain_fields:
         if f.key == "range":
-            props[f.key] = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
-                            "description": f.doc}
+            props[f.key] = {
+                "type": "array",
+                "items": {"type": "number"},
+                "minItems": 2,
+                "maxItems": 2,
+                "description": f.doc,
+            }
         elif f.key == "prior":
             props[f.key] = {"enum": list(PRIORS), "description": f.doc}
         elif f.type == "string":
@@ -466,22 +1037,42 @@ def _uncertain_def() -> dict:
             props[f.key] = {**_number_json(f), "description": f.doc}
     prior_keys = sorted({k for ks, _ in PRIORS.values() for k in ks})
     rules: list[dict] = _one_of(UNCERTAIN, False) + [
-        {"if": {"required": ["range"]}, "then": {"properties": {k: False for k in prior_keys}}}]
+        {"if": {"required": ["range"]}, "then": {"properties": {k: False for k in prior_keys}}}
+    ]
     for name, (keys, _) in PRIORS.items():
-        rules.append({"if": {"required": ["prior"], "properties": {"prior": {"const": name}}},
-                      "then": {"required": list(keys), "properties": {k: False for k in prior_keys if k not in keys}}})
-    return {"type": "object", "description": UNCERTAIN.doc, "properties": props, "additionalProperties": False,
-            "allOf": rules}
+        rules.append(
+            {
+                "if": {"required": ["prior"], "properties": {"prior": {"const": name}}},
+                "then": {"required": list(keys), "properties": {k: False for k in prior_keys if k not in keys}},
+            }
+        )
+    return {
+        "type": "object",
+        "description": UNCERTAIN.doc,
+        "properties": props,
+        "additionalProperties": False,
+        "allOf": rules,
+    }
 
 
 def _uncertain_json(f: Field, partial: bool) -> dict:
     num = _number_json(f)
     bounds = {"type": "object", "properties": {"value": num, "range": {"items": num}}}
     if partial:  # over a base, a mapping may update part of the base's (e.g. only its value)
-        props = {u.key: ({"type": "array", "items": num, "minItems": 2, "maxItems": 2} if u.key == "range" else
-                         {"enum": list(PRIORS)} if u.key == "prior" else
-                         {"type": "string"} if u.type == "string" else num if u.key == "value" else {"type": "number"})
-                 for u in UNCERTAIN.plain_fields}
+        props = {
+            u.key: (
+                {"type": "array", "items": num, "minItems": 2, "maxItems": 2}
+                if u.key == "range"
+                else {"enum": list(PRIORS)}
+                if u.key == "prior"
+                else {"type": "string"}
+                if u.type == "string"
+                else num
+                if u.key == "value"
+                else {"type": "number"}
+            )
+            for u in UNCERTAIN.plain_fields
+        }
         return {"type": "object", "properties": props, "additionalProperties": False}
     return {"allOf": [{"$ref": "#/$defs/uncertain"}, bounds]}
 
@@ -493,8 +1084,14 @@ def _field_json(f: Field, partial: bool) -> dict:
         num = _number_json(f)
         alts.append(num)
         if f.series:
-            alts.append({"type": "object", "minProperties": 1, "propertyNames": {"pattern": DATE_PATTERN},
-                         "additionalProperties": num})
+            alts.append(
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "propertyNames": {"pattern": DATE_PATTERN},
+                    "additionalProperties": num,
+                }
+            )
         if f.calibrate:
             alts.append({"const": "calibrate"})
         if f.uncertain:
@@ -513,14 +1110,23 @@ def _field_json(f: Field, partial: bool) -> dict:
     elif t == "date":
         alts.append({"type": "string", "format": "date", "pattern": DATE_PATTERN})
     elif t == "period":
-        alts += [{"type": "integer", "minimum": 1000, "maximum": 9999},
-                 {"type": "string", "pattern": PERIOD_PATTERN},
-                 {"type": "object", "required": ["start", "end"], "additionalProperties": False,
-                  "properties": {k: {"type": "string", "format": "date", "pattern": DATE_PATTERN}
-                                 for k in ("start", "end")}}]
+        alts += [
+            {"type": "integer", "minimum": 1000, "maximum": 9999},
+            {"type": "string", "pattern": PERIOD_PATTERN},
+            {
+                "type": "object",
+                "required": ["start", "end"],
+                "additionalProperties": False,
+                "properties": {
+                    k: {"type": "string", "format": "date", "pattern": DATE_PATTERN} for k in ("start", "end")
+                },
+            },
+        ]
     elif t == "date_or_step":
-        alts += [{"type": "integer", "minimum": 0, "maximum": MAX_STEPS},
-                 {"type": "string", "format": "date", "pattern": DATE_PATTERN}]
+        alts += [
+            {"type": "integer", "minimum": 0, "maximum": MAX_STEPS},
+            {"type": "string", "format": "date", "pattern": DATE_PATTERN},
+        ]
     elif t == "names":
         alts.append({"type": "array", "items": {"type": "string", "pattern": NAME_PATTERN}, "uniqueItems": True})
     elif t == "pair":
@@ -548,9 +1154,12 @@ def _json(node: Node, partial: bool) -> dict:
     if isinstance(node, Field):
         return _field_json(node, partial)
     if isinstance(node, Block):
-        s: dict[str, Any] = {"type": "object", "description": _describe(node),
-                             "properties": {f.key: _json(f, partial) for f in node.fields},
-                             "additionalProperties": False}
+        s: dict[str, Any] = {
+            "type": "object",
+            "description": _describe(node),
+            "properties": {f.key: _json(f, partial) for f in node.fields},
+            "additionalProperties": False,
+        }
         req = [f.key for f in node.fields if getattr(f, "required", False)]
         if req and not partial:
             s["required"] = req
@@ -559,8 +1168,12 @@ def _json(node: Node, partial: bool) -> dict:
             s["allOf"] = rules
         return _nullable(s, node)
     if isinstance(node, MapOf):
-        s = {"type": "object", "description": _describe(node), "propertyNames": {"pattern": NAME_PATTERN},
-             "additionalProperties": _json(node.value, partial)}
+        s = {
+            "type": "object",
+            "description": _describe(node),
+            "propertyNames": {"pattern": NAME_PATTERN},
+            "additionalProperties": _json(node.value, partial),
+        }
         if node.min_items and not partial:
             s["minProperties"] = node.min_items
         if node.max_items:
@@ -570,10 +1183,15 @@ def _json(node: Node, partial: bool) -> dict:
         merged = partial and node.merge_key is not None
         item = _json(node.item, merged)  # a list that replaces its base's holds complete items
         if merged:
-            remove = {"type": "object", "required": [node.merge_key, "remove"], "additionalProperties": False,
-                      "properties": {node.merge_key: {"type": "string"},
-                                     "remove": {"const": True, "description": "Remove the base's item with this "
-                                                                              f"{node.merge_key}."}}}
+            remove = {
+                "type": "object",
+                "required": [node.merge_key, "remove"],
+                "additionalProperties": False,
+                "properties": {
+                    node.merge_key: {"type": "string"},
+                    "remove": {"const": True, "description": f"Remove the base's item with this {node.merge_key}."},
+                },
+            }
             item = {"anyOf": [remove, item]}
         s = {"type": "array", "description": _describe(node), "items": item}
         if node.min_items and not partial:
@@ -597,7 +1215,12 @@ def _json(node: Node, partial: bool) -> dict:
             if req and not partial:
                 then["required"] = req
             rules.append({"if": {"required": [node.tag], "properties": {node.tag: {"const": t}}}, "then": then})
-        s = {"type": "object", "description": _describe(node), "properties": props, "allOf": _one_of(node, partial) + rules}
+        s = {
+            "type": "object",
+            "description": _describe(node),
+            "properties": props,
+            "allOf": _one_of(node, partial) + rules,
+        }
         if not partial:
             s["required"] = [node.tag]
         return _nullable(s, node)
@@ -655,11 +1278,17 @@ def _allowed_text(f: Field) -> str:
         if f.refers:
             return f"a {f.refers} of this file" + "".join(f", or `{c}`" for c in f.extra_choices)
         return "text" + (f" matching `{f.pattern}`" if f.pattern else "")
-    return {"name": "a letter, then letters, digits or _", "date": "YYYY-MM-DD",
-            "period": "2012, 2013H1, 2012Q3 or {start: DATE, end: DATE}", "date_or_step": "YYYY-MM-DD or a step",
-            "names": "a list of providers of this file", "pair": "[lo, hi], lo < hi", "list": "a non-empty list",
-            "strings": "a list of METRIC.RETAILER or shift.METRIC.RETAILER",
-            "all_or_strings": "`all` or a list of event ids"}[t]
+    return {
+        "name": "a letter, then letters, digits or _",
+        "date": "YYYY-MM-DD",
+        "period": "2012, 2013H1, 2012Q3 or {start: DATE, end: DATE}",
+        "date_or_step": "YYYY-MM-DD or a step",
+        "names": "a list of providers of this file",
+        "pair": "[lo, hi], lo < hi",
+        "list": "a non-empty list",
+        "strings": "a list of METRIC.RETAILER or shift.METRIC.RETAILER",
+        "all_or_strings": "`all` or a list of event ids",
+    }[t]
 
 
 def _default_text(node: Node) -> str:
@@ -669,7 +1298,7 @@ def _default_text(node: Node) -> str:
     if d is None:
         return ""
     if isinstance(d, str):
-        return f"`{d}`" if d else "\"\" (empty)"
+        return f"`{d}`" if d else '"" (empty)'
     if isinstance(d, list):
         return "[]"
     return _fmt(d)
@@ -699,8 +1328,10 @@ def _table(rows: list[tuple[str, Node]]) -> list[str]:
             d = _default_text(f)
             d = (f"{d} ({f.source})" if f.source else d) if d else ("required" if f.required else "-")
             unc = " †" if f.uncertain else ""
-            out.append(f"| `{path}`{req}{unc} | {_cell(f.doc + only)} | {_cell(f.unit) or '-'} | "
-                       f"{_cell(_allowed_text(f))} | {_cell(d)} |")
+            out.append(
+                f"| `{path}`{req}{unc} | {_cell(f.doc + only)} | {_cell(f.unit) or '-'} | "
+                f"{_cell(_allowed_text(f))} | {_cell(d)} |"
+            )
         else:
             req = " **required**" if getattr(f, "required", False) else ""
             d = _default_text(f) or ("required" if req else "-")
@@ -730,50 +1361,95 @@ def reference_markdown() -> str:
     def leaves(block: Block, prefix: str) -> list[tuple[str, Node]]:
         return [(f"{prefix}.{f.key}" if prefix else f.key, f) for f in block.fields]
 
-    L += ["Columns: the field's dotted path (`NAME` is a name you choose, `[]` an item of a list), its meaning, "
-          "unit, allowed values, and its default with the default's source (keys in brackets are entries of "
-          "[sources.md](sources.md)). **required**: the file (after merging with its base) must give it. "
-          "†: may be an uncertain number, a range or prior mapping (below).", ""]
+    L += [
+        "Columns: the field's dotted path (`NAME` is a name you choose, `[]` an item of a list), its meaning, "
+        "unit, allowed values, and its default with the default's source (keys in brackets are entries of "
+        "[sources.md](sources.md)). **required**: the file (after merging with its base) must give it. "
+        "†: may be an uncertain number, a range or prior mapping (below).",
+        "",
+    ]
     section("Top level", SCENARIO.doc, leaves(SCENARIO, ""))
     section("calendar", CALENDAR.doc, leaves(CALENDAR, "calendar"))
     section("market", MARKET.doc, leaves(MARKET, "market"))
     basket = CONSUMERS.at("basket", Block)
     section("consumers", CONSUMERS.doc, leaves(CONSUMERS, "consumers") + leaves(basket, "consumers.basket"))
     section("providers", PROVIDERS.doc, leaves(PROVIDER, "providers.NAME"))
-    L += [f"**`providers.NAME.network`**: {NETWORK.doc} `model` is one of "
-          + ", ".join(f"`{m}` ({b.doc[:1].lower() + b.doc[1:].rstrip('.')})" for m, b in NETWORK.variants.items())
-          + ", with its parameters:", ""]
-    L += _table([(f"providers.NAME.network.{f.key}", replace(f, doc=f"{m}: {f.doc}"))
-                 for m, b in NETWORK.variants.items() for f in b.fields])
+    L += [
+        f"**`providers.NAME.network`**: {NETWORK.doc} `model` is one of "
+        + ", ".join(f"`{m}` ({b.doc[:1].lower() + b.doc[1:].rstrip('.')})" for m, b in NETWORK.variants.items())
+        + ", with its parameters:",
+        "",
+    ]
+    L += _table(
+        [
+            (f"providers.NAME.network.{f.key}", replace(f, doc=f"{m}: {f.doc}"))
+            for m, b in NETWORK.variants.items()
+            for f in b.fields
+        ]
+    )
     L += [""]
-    section("retailers", RETAILER.doc + " A list; a file with `base:` merges it into the base's by `name`.",
-            leaves(RETAILER, "retailers[]") + [("retailers[].sso_share.PROVIDER", RETAILER.at("sso_share", MapOf).value)])
+    section(
+        "retailers",
+        RETAILER.doc + " A list; a file with `base:` merges it into the base's by `name`.",
+        leaves(RETAILER, "retailers[]") + [("retailers[].sso_share.PROVIDER", RETAILER.at("sso_share", MapOf).value)],
+    )
     section("behaviour", BEHAVIOUR.doc, leaves(BEHAVIOUR, "behaviour"))
     section("friction", FRICTION.doc, leaves(FRICTION, "friction"))
     ev = expect(EVENTS.item, Variants)
-    section("events", EVENTS.doc + " A file with `base:` merges the list into the base's by `id`.",
-            [("events[].type", ev.block(next(iter(ev.variants)))["type"])] + [(f"events[].{f.key}", f) for f in ev.common])
+    section(
+        "events",
+        EVENTS.doc + " A file with `base:` merges the list into the base's by `id`.",
+        [("events[].type", ev.block(next(iter(ev.variants)))["type"])] + [(f"events[].{f.key}", f) for f in ev.common],
+    )
     for t, b in ev.variants.items():
         L += [f"**`type: {t}`**: {b.doc}" + (" Also an effect of an equity_stake." if t in EFFECT_TYPES else ""), ""]
         L += _table([(f"events[].{f.key}", f) for f in b.fields])
         L += [""]
-    L += [f"**`effects[]`** of an equity_stake: each has a `type` ({', '.join(EFFECT_TYPES)}) and the fields of "
-          "that type above; no `id`, `date` or `step`: it happens with the stake. Its uncertain numbers are "
-          "addressed as `events.ID.effects.K.FIELD` (K counts from 0).", ""]
-    section("observations", OBSERVATION.doc + " A list (a file's list replaces its base's).",
-            leaves(OBSERVATION, "observations[]")[:2]
-            + [("observations[].shares.RETAILER", replace(expect(OBSERVATION.at("shares", MapOf).value, Field), required=True,
-                                                          doc=OBSERVATION["shares"].doc))]
-            + leaves(OBSERVATION, "observations[]")[3:])
-    section("Uncertain numbers (range or prior)",
-            UNCERTAIN.doc + " Priors: " + "; ".join(f"`{p}` ({', '.join(k)})" for p, (k, _) in PRIORS.items())
-            + ". Draws are truncated to the field's allowed range.",
-            leaves(UNCERTAIN, "FIELD"))
-    L += ["### Sweep files (`schema: " + SWEEP_SCHEMA + "`)", "",
-          SWEEP.doc + " Each sweep parameter path names a scenario field above.", "",
-          *_table(leaves(SWEEP, "") + leaves(SWEEP.at("design", Block), "design") + leaves(PARAMETER, "parameters[]")
-                  + [(f"parameters[].distribution.{f.key}", replace(f, doc=f"{t}: {f.doc}"))
-                     for t, b in PARAMETER.at("distribution", Variants).variants.items() for f in b.fields]), ""]
+    L += [
+        f"**`effects[]`** of an equity_stake: each has a `type` ({', '.join(EFFECT_TYPES)}) and the fields of "
+        "that type above; no `id`, `date` or `step`: it happens with the stake. Its uncertain numbers are "
+        "addressed as `events.ID.effects.K.FIELD` (K counts from 0).",
+        "",
+    ]
+    section(
+        "observations",
+        OBSERVATION.doc + " A list (a file's list replaces its base's).",
+        leaves(OBSERVATION, "observations[]")[:2]
+        + [
+            (
+                "observations[].shares.RETAILER",
+                replace(
+                    expect(OBSERVATION.at("shares", MapOf).value, Field), required=True, doc=OBSERVATION["shares"].doc
+                ),
+            )
+        ]
+        + leaves(OBSERVATION, "observations[]")[3:],
+    )
+    section(
+        "Uncertain numbers (range or prior)",
+        UNCERTAIN.doc
+        + " Priors: "
+        + "; ".join(f"`{p}` ({', '.join(k)})" for p, (k, _) in PRIORS.items())
+        + ". Draws are truncated to the field's allowed range.",
+        leaves(UNCERTAIN, "FIELD"),
+    )
+    L += [
+        "### Sweep files (`schema: " + SWEEP_SCHEMA + "`)",
+        "",
+        SWEEP.doc + " Each sweep parameter path names a scenario field above.",
+        "",
+        *_table(
+            leaves(SWEEP, "")
+            + leaves(SWEEP.at("design", Block), "design")
+            + leaves(PARAMETER, "parameters[]")
+            + [
+                (f"parameters[].distribution.{f.key}", replace(f, doc=f"{t}: {f.doc}"))
+                for t, b in PARAMETER.at("distribution", Variants).variants.items()
+                for f in b.fields
+            ]
+        ),
+        "",
+    ]
     return "\n".join(L).rstrip() + "\n"
 
 
@@ -795,4 +1471,3 @@ def kind_of(data: Any) -> str | None:
     if isinstance(data, dict) and isinstance(data.get("schema"), str):
         return FILE_KINDS.get(data["schema"], (None,))[0]
     return None
-

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple, NoReturn
 
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
-from yaml.events import (AliasEvent, CollectionEndEvent, CollectionStartEvent, DocumentStartEvent, ScalarEvent)
+from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, DocumentStartEvent, ScalarEvent
 from yaml.nodes import ScalarNode, SequenceNode
 
 from marketsim.errors import ScenarioError
@@ -51,8 +51,11 @@ _TOO_DEEP = f"nesting deeper than {MAX_DEPTH} levels; allowed: at most {MAX_DEPT
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _PLAIN_SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
-_WHAT = {"tag:yaml.org,2002:timestamp": "a valid date or time (YYYY-MM-DD, or YYYY-MM-DD HH:MM:SS)",
-         "tag:yaml.org,2002:int": "a valid integer", "tag:yaml.org,2002:float": "a valid number"}
+_WHAT = {
+    "tag:yaml.org,2002:timestamp": "a valid date or time (YYYY-MM-DD, or YYYY-MM-DD HH:MM:SS)",
+    "tag:yaml.org,2002:int": "a valid integer",
+    "tag:yaml.org,2002:float": "a valid number",
+}
 
 
 class LineMap:
@@ -66,11 +69,11 @@ class LineMap:
         self.source = source
         self.lines: dict[str, int] = dict(lines or {})
         self.sources: dict[str, str] = {}
-        self.fallback: "LineMap | None" = None
+        self.fallback: LineMap | None = None
         if text:
             self.lines.update(load(text, source)[1].lines)
 
-    def over(self, base: "LineMap") -> "LineMap":
+    def over(self, base: LineMap) -> LineMap:
         """Look fields up here first, then in ``base`` (the file this one starts from)."""
         self.fallback = base
         return self
@@ -116,9 +119,13 @@ def describe_path(p: Path) -> str | None:
 def _file_type(mode: int) -> str | None:
     if stat.S_ISREG(mode):
         return None
-    for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
+    for test, what in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return what
     return "not a regular file"
@@ -144,7 +151,9 @@ def read_file(path: str | Path, *, source: str | None = None, referrer: Referrer
     def fail(problem: str) -> NoReturn:
         if referrer is None:
             raise ScenarioError(problem, source=source)
-        raise ScenarioError(f"{referrer.label} {problem}", source=referrer.source, path=referrer.field, line=referrer.line)
+        raise ScenarioError(
+            f"{referrer.label} {problem}", source=referrer.source, path=referrer.field, line=referrer.line
+        )
 
     if "\0" in str(p):
         fail(f"({str(p)[:200]!r}) contains a NUL character; allowed: a file path without one")
@@ -152,8 +161,11 @@ def read_file(path: str | Path, *, source: str | None = None, referrer: Referrer
     if what is not None and what.startswith("missing"):
         fail(f"not found (looked for {p})" if referrer else "no such file")
     if what is not None:
-        fail(f"({p}) is {what}, not a regular file; allowed: a YAML file" if referrer
-             else f"is {what}, not a regular file; allowed: a YAML file")
+        fail(
+            f"({p}) is {what}, not a regular file; allowed: a YAML file"
+            if referrer
+            else f"is {what}, not a regular file; allowed: a YAML file"
+        )
     try:
         # O_NONBLOCK: should the path have become a FIFO since the stat, opening it must not block
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -188,10 +200,14 @@ def load_file(path: str | Path, *, source: str | None = None, referrer: Referrer
     source = source or str(path)
     data, lines = load(read_file(path, source=source, referrer=referrer), source)
     if not isinstance(data, dict):
-        problem = f"is not a YAML mapping of keys (it reads as {_kind(data)}); allowed: a YAML file of 'key: value' lines"
+        problem = (
+            f"is not a YAML mapping of keys (it reads as {_kind(data)}); allowed: a YAML file of 'key: value' lines"
+        )
         if referrer is None:
             raise ScenarioError(problem, source=source)
-        raise ScenarioError(f"{referrer.label} ({path}) {problem}", source=referrer.source, path=referrer.field, line=referrer.line)
+        raise ScenarioError(
+            f"{referrer.label} ({path}) {problem}", source=referrer.source, path=referrer.field, line=referrer.line
+        )
     return data, lines
 
 
@@ -267,15 +283,24 @@ def check_events(text: str, source: str = "<scenario>") -> None:
                 finish(1, 0)
             elif isinstance(ev, AliasEvent):
                 if ev.anchor in open_anchors:
-                    fail(ev, f"alias *{ev.anchor} refers to a node that contains it (a recursive structure); allowed: aliases of finished nodes")
+                    fail(
+                        ev,
+                        f"alias *{ev.anchor} refers to a node that contains it (a recursive structure); allowed: aliases of finished nodes",
+                    )
                 if ev.anchor not in done:
                     fail(ev, f"alias *{ev.anchor} refers to no anchor &{ev.anchor} defined before it")
                 size, height = done[ev.anchor]
                 if len(stack) + height > MAX_DEPTH:
-                    fail(ev, f"alias *{ev.anchor} nests deeper than {MAX_DEPTH} levels; allowed: at most {MAX_DEPTH} levels of mappings and lists")
+                    fail(
+                        ev,
+                        f"alias *{ev.anchor} nests deeper than {MAX_DEPTH} levels; allowed: at most {MAX_DEPTH} levels of mappings and lists",
+                    )
                 added += size
                 if added > MAX_ALIAS_NODES:
-                    fail(ev, f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes (an alias bomb?); allowed: at most {MAX_ALIAS_NODES:,}")
+                    fail(
+                        ev,
+                        f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes (an alias bomb?); allowed: at most {MAX_ALIAS_NODES:,}",
+                    )
                 finish(size, height)
             elif isinstance(ev, DocumentStartEvent):
                 done.clear()
@@ -320,8 +345,12 @@ class _Builder:
             key = self.key(k, path)
             line = k.start_mark.line + 1
             if key in seen:
-                self.fail(k, _join(path, key), f"duplicate key {str(key)[:80]!r} (first at line {seen[key]}, again at line {line}); "
-                                               f"allowed: each key once per mapping")
+                self.fail(
+                    k,
+                    _join(path, key),
+                    f"duplicate key {str(key)[:80]!r} (first at line {seen[key]}, again at line {line}); "
+                    f"allowed: each key once per mapping",
+                )
             seen[key] = line
         try:
             self.ctor.flatten_mapping(node)
@@ -342,7 +371,11 @@ class _Builder:
 
     def scalar(self, node: ScalarNode, path: str) -> Any:
         if node.tag not in _PLAIN_SCALAR_TAGS:
-            self.fail(node, path, f"unsupported tag {node.tag!r}; allowed: plain values (text, numbers, dates, true/false, null)")
+            self.fail(
+                node,
+                path,
+                f"unsupported tag {node.tag!r}; allowed: plain values (text, numbers, dates, true/false, null)",
+            )
         try:
             value = self.ctor.construct_object(node, deep=True)
         except (ValueError, OverflowError, ConstructorError) as e:
@@ -351,7 +384,7 @@ class _Builder:
             self.fail(node, path, f"{node.value[:40]!r} is not {what} ({detail})")
         if isinstance(value, dt.datetime) and value.tzinfo is not None:
             try:  # an aware time near the ends of the calendar can overflow when compared or converted
-                value.astimezone(dt.timezone.utc)
+                value.astimezone(dt.UTC)
             except OverflowError:
                 self.fail(node, path, f"{node.value[:40]!r} is not {_WHAT[node.tag]} (out of range)")
         return value

@@ -28,11 +28,11 @@ import gc
 import math
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 from itertools import pairwise
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import solara
@@ -63,15 +63,7 @@ def _env_consumers() -> int | None:
     return int(v) if v else None
 
 
-
-
-
-
 # --------------------------------------------------------------------------- the model behind the page
-
-
-
-
 
 
 # --------------------------------------------------------------------------- the knobs
@@ -116,12 +108,22 @@ def knobs(scenario: Scenario) -> list[Knob]:
         seen.add(e.action.type)
         for s in sliders:
             fmt = (lambda w: f"week {int(w)} · {cal.date_of(int(w)).isoformat()}") if s.week else _utils
-            (lead if s.lead else trail).append(knob(s.key, s.label, s.path, s.value, s.lo, s.hi, s.step, fmt,
-                                                    integer=s.week))
+            (lead if s.lead else trail).append(
+                knob(s.key, s.label, s.path, s.value, s.lo, s.hi, s.step, fmt, integer=s.week)
+            )
     out = lead
     out.append(knob("create_cost", "New-account cost", "friction.create", scenario.friction.create, 0.0, 5.0, 0.1))
-    out.append(knob("social_weight", "Social influence (all friends at one retailer)", "behaviour.beta_social",
-                    scenario.behaviour.beta_social, 0.0, 5.0, 0.1))
+    out.append(
+        knob(
+            "social_weight",
+            "Social influence (all friends at one retailer)",
+            "behaviour.beta_social",
+            scenario.behaviour.beta_social,
+            0.0,
+            5.0,
+            0.1,
+        )
+    )
     out += trail
     return out
 
@@ -175,13 +177,22 @@ def build_failure(e: BaseException, base: Scenario, values: dict[str, float], co
     raised = social is not None and social > knob.value
     if "market tips" in detail:  # calibrate's diagnosis: simulated shares jump between far-apart values
         at = f"at social influence {knob.fmt(social)}" if raised else "with these settings"
-        lower = (f"Lower the social influence (this scenario's own: {knob.fmt(knob.value)})" if raised
-                 else "Move the settings back toward the scenario's own values")
-        return (f"No market to run {at}: the market tips. Friends' choices, habit and account lock-in reinforce "
-                f"whichever retailer leads until it has nearly every shopper, so no attractiveness reproduces the "
-                f"observed shares. {lower} and press Reset{keep}.", detail)
-    return (f"No market to run with these settings: no attractiveness reproduces the observed shares. Move the "
-            f"settings back toward the scenario's own values and press Reset{keep}.", detail)
+        lower = (
+            f"Lower the social influence (this scenario's own: {knob.fmt(knob.value)})"
+            if raised
+            else "Move the settings back toward the scenario's own values"
+        )
+        return (
+            f"No market to run {at}: the market tips. Friends' choices, habit and account lock-in reinforce "
+            f"whichever retailer leads until it has nearly every shopper, so no attractiveness reproduces the "
+            f"observed shares. {lower} and press Reset{keep}.",
+            detail,
+        )
+    return (
+        f"No market to run with these settings: no attractiveness reproduces the observed shares. Move the "
+        f"settings back toward the scenario's own values and press Reset{keep}.",
+        detail,
+    )
 
 
 # --------------------------------------------------------------------------- pictures (SVG and HTML text)
@@ -243,37 +254,49 @@ def share_chart_svg(scenario: Scenario, share: np.ndarray, t: int, colors: list[
     def yg(v):
         return gap_top + h2 / 2 * (1 - v / glim)
 
-    out = [f'<svg id="marketsim-share-chart" data-week="{t}" viewBox="0 0 {W} {H}" width="100%" '
-           f'xmlns="http://www.w3.org/2000/svg" style="font:12px sans-serif;display:block">']
+    out = [
+        f'<svg id="marketsim-share-chart" data-week="{t}" viewBox="0 0 {W} {H}" width="100%" '
+        f'xmlns="http://www.w3.org/2000/svg" style="font:12px sans-serif;display:block">'
+    ]
     v = 0.0
     while v <= ytop + 1e-9:
-        out.append(f'<line x1="{L}" x2="{L + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e6e6e6"/>'
-                   f'<text x="{L - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#666">{v:g}%</text>')
+        out.append(
+            f'<line x1="{L}" x2="{L + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e6e6e6"/>'
+            f'<text x="{L - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#666">{v:g}%</text>'
+        )
         v += ystep
     v = -glim
     while v <= glim + 1e-9:
         zero = abs(v) < 1e-9
-        out.append(f'<line x1="{L}" x2="{L + pw}" y1="{yg(v):.1f}" y2="{yg(v):.1f}" stroke="{"#999" if zero else "#eee"}"/>'
-                   f'<text x="{L - 6}" y="{yg(v) + 4:.1f}" text-anchor="end" fill="#666">{"0" if zero else f"{v:+g}"}</text>')
+        out.append(
+            f'<line x1="{L}" x2="{L + pw}" y1="{yg(v):.1f}" y2="{yg(v):.1f}" stroke="{"#999" if zero else "#eee"}"/>'
+            f'<text x="{L - 6}" y="{yg(v) + 4:.1f}" text-anchor="end" fill="#666">{"0" if zero else f"{v:+g}"}</text>'
+        )
         v += gstep
-    out.append(f'<text x="{L}" y="{gap_top - 10}" fill="#333" font-weight="bold">'
-               f'Gap: scenario minus the same market without the events (percentage points)</text>')
+    out.append(
+        f'<text x="{L}" y="{gap_top - 10}" fill="#333" font-weight="bold">'
+        f"Gap: scenario minus the same market without the events (percentage points)</text>"
+    )
     last_month = None
     for s in range(T):
         d = cal.date_of(s)
         if (d.year, d.month) != last_month:
             label = d.strftime("%b %Y") if last_month is None or d.month == 1 else d.strftime("%b")
-            out.append(f'<line x1="{x(s):.1f}" x2="{x(s):.1f}" y1="{gap_top + h2}" y2="{gap_top + h2 + 4}" stroke="#888"/>'
-                       f'<text x="{x(s):.1f}" y="{gap_top + h2 + 17}" text-anchor="middle" fill="#666">{label}</text>')
+            out.append(
+                f'<line x1="{x(s):.1f}" x2="{x(s):.1f}" y1="{gap_top + h2}" y2="{gap_top + h2 + 4}" stroke="#888"/>'
+                f'<text x="{x(s):.1f}" y="{gap_top + h2 + 17}" text-anchor="middle" fill="#666">{label}</text>'
+            )
             last_month = (d.year, d.month)
     for k, e in enumerate(e for e in scenario.events if e.step < T):
         on = e.id in fired_ids
         col, xe = ("#222" if on else "#aaa"), x(e.step)
         ly = 13 + 14 * (k % 2)
         anchor = "end" if xe > L + pw * 0.75 else "start"
-        out.append(f'<line class="event" x1="{xe:.1f}" x2="{xe:.1f}" y1="{ly + 3}" y2="{gap_top + h2}" stroke="{col}" '
-                   f'stroke-dasharray="3 3"/><text x="{xe + (-4 if anchor == "end" else 4):.1f}" y="{ly}" fill="{col}" '
-                   f'text-anchor="{anchor}" font-size="11">{escape(e.date.isoformat())} {escape(e.id.replace("_", " "))}</text>')
+        out.append(
+            f'<line class="event" x1="{xe:.1f}" x2="{xe:.1f}" y1="{ly + 3}" y2="{gap_top + h2}" stroke="{col}" '
+            f'stroke-dasharray="3 3"/><text x="{xe + (-4 if anchor == "end" else 4):.1f}" y="{ly}" fill="{col}" '
+            f'text-anchor="{anchor}" font-size="11">{escape(e.date.isoformat())} {escape(e.id.replace("_", " "))}</text>'
+        )
     if t:
         xs = [f"{x(s):.1f}" for s in range(t)]
         ends = [done[0, np.isfinite(done[0, :, j]), j] for j in range(len(names))]
@@ -285,16 +308,22 @@ def share_chart_svg(scenario: Scenario, share: np.ndarray, t: int, colors: list[
             back = " ".join(f"{xs[s]},{y(done[1, s, j]):.1f}" for s in reversed(ok))
             g_pts = " ".join(f"{xs[s]},{yg(gap[s, j]):.1f}" for s in ok)
             last = f"{ends[j][-1]:.1f}%" if len(ends[j]) else "no purchases"
-            out.append(f'<polygon points="{s_pts} {back}" fill="{c}" fill-opacity="0.22" stroke="none"/>'
-                       f'<polyline class="counterfactual" points="{c_pts}" fill="none" stroke="{c}" stroke-width="1.5" '
-                       f'stroke-dasharray="5 4"/>'
-                       f'<polyline class="scenario" points="{s_pts}" fill="none" stroke="{c}" stroke-width="2.2"/>'
-                       f'<polyline class="gap" points="{g_pts}" fill="none" stroke="{c}" stroke-width="1.8"/>'
-                       f'<text x="{float(xs[-1]) + 5:.1f}" y="{label_y[j] + 4:.1f}" fill="{c}" font-weight="bold">'
-                       f'{escape(names[j])} {last}</text>')
-        out.append(f'<line x1="{xs[-1]}" x2="{xs[-1]}" y1="{top}" y2="{gap_top + h2}" stroke="#000" stroke-opacity="0.2"/>')
+            out.append(
+                f'<polygon points="{s_pts} {back}" fill="{c}" fill-opacity="0.22" stroke="none"/>'
+                f'<polyline class="counterfactual" points="{c_pts}" fill="none" stroke="{c}" stroke-width="1.5" '
+                f'stroke-dasharray="5 4"/>'
+                f'<polyline class="scenario" points="{s_pts}" fill="none" stroke="{c}" stroke-width="2.2"/>'
+                f'<polyline class="gap" points="{g_pts}" fill="none" stroke="{c}" stroke-width="1.8"/>'
+                f'<text x="{float(xs[-1]) + 5:.1f}" y="{label_y[j] + 4:.1f}" fill="{c}" font-weight="bold">'
+                f"{escape(names[j])} {last}</text>"
+            )
+        out.append(
+            f'<line x1="{xs[-1]}" x2="{xs[-1]}" y1="{top}" y2="{gap_top + h2}" stroke="#000" stroke-opacity="0.2"/>'
+        )
     else:
-        out.append(f'<text x="{L + pw / 2}" y="{top + h1 / 2}" text-anchor="middle" fill="#999">Press Step or Play</text>')
+        out.append(
+            f'<text x="{L + pw / 2}" y="{top + h1 / 2}" text-anchor="middle" fill="#999">Press Step or Play</text>'
+        )
     out.append("</svg>")
     return "".join(out)
 
@@ -315,8 +344,10 @@ def agents_svg_static(model: LiveModel) -> str:
     paths: dict[int, list[str]] = {}
     for i, j, li in model.edges:
         paths.setdefault(li, []).append(f"M{xy[i, 0]:.0f} {xy[i, 1]:.0f}L{xy[j, 0]:.0f} {xy[j, 1]:.0f}")
-    body = "".join(f'<path d="{"".join(p)}" stroke="{style[li % 3]}" stroke-width="0.6" stroke-opacity="0.7" fill="none"/>'
-                   for li, p in paths.items())
+    body = "".join(
+        f'<path d="{"".join(p)}" stroke="{style[li % 3]}" stroke-width="0.6" stroke-opacity="0.7" fill="none"/>'
+        for li, p in paths.items()
+    )
     return f'<svg viewBox="0 0 {_AW} {_AH}" width="100%" xmlns="http://www.w3.org/2000/svg">{body}</svg>'
 
 
@@ -336,11 +367,15 @@ def agents_svg_dynamic(model: LiveModel, colors: list[str]) -> str:
     last = model.market.last[model.sample]
     lost = model.market.lost_login[model.sample]
     moved = model.switched()[model.sample]
-    parts = [f'<svg id="marketsim-agents" data-week="{model.t}" data-moved="{int(moved.sum())}" viewBox="0 0 {_AW} {_AH}" '
-             f'width="100%" xmlns="http://www.w3.org/2000/svg">']
+    parts = [
+        f'<svg id="marketsim-agents" data-week="{model.t}" data-moved="{int(moved.sum())}" viewBox="0 0 {_AW} {_AH}" '
+        f'width="100%" xmlns="http://www.w3.org/2000/svg">'
+    ]
     for i in np.flatnonzero(moved):
-        parts.append(f'<circle class="moved" cx="{xy[i, 0]:.1f}" cy="{xy[i, 1]:.1f}" r="9" fill="#d7191c" fill-opacity="0.25" '
-                     f'stroke="#d7191c" stroke-width="1.6"/>')
+        parts.append(
+            f'<circle class="moved" cx="{xy[i, 0]:.1f}" cy="{xy[i, 1]:.1f}" r="9" fill="#d7191c" fill-opacity="0.25" '
+            f'stroke="#d7191c" stroke-width="1.6"/>'
+        )
     for i in range(len(model.sample)):
         c = colors[last[i]] if last[i] >= 0 else "#fff"
         ring = ' stroke="#000" stroke-width="1.8"' if lost[i] else ' stroke="#fff" stroke-width="0.6"'
@@ -355,18 +390,24 @@ def numbers_html(model: LiveModel, colors: list[str]) -> str:
     for j, n in enumerate(sc.retailer_names):
         if t and np.isfinite(model.share[:, t - 1, j]).all():
             s, c = model.share[0, t - 1, j], model.share[1, t - 1, j]
-            cells = (f"<td class='share'>{share(s)}</td><td class='cf'>{share(c)}</td>"
-                     f"<td class='gap'>{points(s * 100 - c * 100)}</td>")
+            cells = (
+                f"<td class='share'>{share(s)}</td><td class='cf'>{share(c)}</td>"
+                f"<td class='gap'>{points(s * 100 - c * 100)}</td>"
+            )
         else:  # not started, or nobody bought this week
             cells = "<td class='share'>–</td><td class='cf'>–</td><td class='gap'>–</td>"
-        rows.append(f"<tr><td><span style='color:{colors[j]}'>&#9679;</span> {escape(n)}</td>{cells}"
-                    f"<td>{count(model.accounts[j])}</td></tr>")
+        rows.append(
+            f"<tr><td><span style='color:{colors[j]}'>&#9679;</span> {escape(n)}</td>{cells}"
+            f"<td>{count(model.accounts[j])}</td></tr>"
+        )
     lost = model.market.lost_login.sum() * model.world.scale
     moved = model.switched().sum() * model.world.scale
-    return ("<table id='marketsim-numbers'><tr><th>retailer</th><th>GMV share</th><th>without the events</th>"
-            "<th>gap (points)</th><th>accounts created</th></tr>" + "".join(rows) + "</table>"
-            f"<div class='facts'>Shoppers who lost a login: <b id='marketsim-lost'>{count(lost)}</b> · "
-            f"buying elsewhere because of the events: <b id='marketsim-moved'>{count(moved)}</b></div>")
+    return (
+        "<table id='marketsim-numbers'><tr><th>retailer</th><th>GMV share</th><th>without the events</th>"
+        "<th>gap (points)</th><th>accounts created</th></tr>" + "".join(rows) + "</table>"
+        f"<div class='facts'>Shoppers who lost a login: <b id='marketsim-lost'>{count(lost)}</b> · "
+        f"buying elsewhere because of the events: <b id='marketsim-moved'>{count(moved)}</b></div>"
+    )
 
 
 def events_html(model: LiveModel) -> str:
@@ -376,22 +417,30 @@ def events_html(model: LiveModel) -> str:
     for e in sc.events:
         on = e.id in fired
         state = "fired" if on else ("upcoming" if e.step < model.horizon else "after the last week")
-        items.append(f"<li data-id='{escape(e.id)}' data-fired='{str(on).lower()}' class='{'fired' if on else 'upcoming'}'>"
-                     f"<b>{e.date.isoformat()}</b> (week {e.step}) {escape(_describe(e))} "
-                     f"<span class='id'>{escape(e.id)} · {state}</span></li>")
-    return "<ul id='marketsim-events'>" + ("".join(items) or "<li>no events: the two arms stay identical</li>") + "</ul>"
+        items.append(
+            f"<li data-id='{escape(e.id)}' data-fired='{str(on).lower()}' class='{'fired' if on else 'upcoming'}'>"
+            f"<b>{e.date.isoformat()}</b> (week {e.step}) {escape(_describe(e))} "
+            f"<span class='id'>{escape(e.id)} · {state}</span></li>"
+        )
+    return (
+        "<ul id='marketsim-events'>" + ("".join(items) or "<li>no events: the two arms stay identical</li>") + "</ul>"
+    )
 
 
 def _line_sample(dash: str = "", width: float = 2.2, fill: str = "") -> str:
     if fill:
         return f'<svg width="26" height="10"><rect x="1" y="1" width="24" height="8" fill="{fill}" fill-opacity="0.3"/></svg>'
-    return (f'<svg width="26" height="10"><line x1="1" x2="25" y1="5" y2="5" stroke="#444" stroke-width="{width}" '
-            f'stroke-dasharray="{dash}"/></svg>')
+    return (
+        f'<svg width="26" height="10"><line x1="1" x2="25" y1="5" y2="5" stroke="#444" stroke-width="{width}" '
+        f'stroke-dasharray="{dash}"/></svg>'
+    )
 
 
-_CHART_LEGEND = (f"<b>GMV share by week</b><span>{_line_sample()} the scenario</span>"
-                 f"<span>{_line_sample('5 4', 1.5)} the same market without its events (same consumers and seed)</span>"
-                 f"<span>{_line_sample(fill='#888')} the gap</span>")
+_CHART_LEGEND = (
+    f"<b>GMV share by week</b><span>{_line_sample()} the scenario</span>"
+    f"<span>{_line_sample('5 4', 1.5)} the same market without its events (same consumers and seed)</span>"
+    f"<span>{_line_sample(fill='#888')} the gap</span>"
+)
 
 
 _CSS = """
@@ -505,14 +554,35 @@ def KnobSlider(knob: Knob, settings: solara.Reactive, disabled: bool):
         settings.set({**settings.value, knob.key: int(v) if knob.integer else round(float(v), 4)})
 
     with solara.Div(classes=["marketsim-knob"]):
-        solara.HTML(tag="div", classes=["knob-head"], unsafe_innerHTML=(
-            f"<span class='knob-label'>{escape(knob.label)}</span><span class='knob-value'>{escape(knob.fmt(value))}</span>"))
+        solara.HTML(
+            tag="div",
+            classes=["knob-head"],
+            unsafe_innerHTML=(
+                f"<span class='knob-label'>{escape(knob.label)}</span><span class='knob-value'>{escape(knob.fmt(value))}</span>"
+            ),
+        )
         if knob.integer:
-            solara.SliderInt("", value=int(value), min=int(knob.lo), max=int(knob.hi), step=int(knob.step),
-                             on_value=set_value, thumb_label=False, disabled=disabled)
+            solara.SliderInt(
+                "",
+                value=int(value),
+                min=int(knob.lo),
+                max=int(knob.hi),
+                step=int(knob.step),
+                on_value=set_value,
+                thumb_label=False,
+                disabled=disabled,
+            )
         else:
-            solara.SliderFloat("", value=float(value), min=knob.lo, max=knob.hi, step=knob.step,
-                               on_value=set_value, thumb_label=False, disabled=disabled)
+            solara.SliderFloat(
+                "",
+                value=float(value),
+                min=knob.lo,
+                max=knob.hi,
+                step=knob.step,
+                on_value=set_value,
+                thumb_label=False,
+                disabled=disabled,
+            )
 
 
 @solara.component
@@ -530,9 +600,16 @@ def WeekLine(holder: _Holder, tick: solara.Reactive):
         gaps = (m.share[0, m.t - 1] - m.share[1, m.t - 1]) * 100
         text += " · <b>the events so far</b>: " + ", ".join(
             f"<span style='color:{c}'>{escape(n)}</span> {points(g, 1)} points"
-            for n, c, g in zip(sc.retailer_names, holder.colors, gaps, strict=True))
-    done = "" if m.running else (f"<div id='marketsim-finished' style='color:#1a7f37;font-weight:600'>Run finished: "
-                                 f"all {m.horizon} weeks simulated. Reset to run again.</div>")
+            for n, c, g in zip(sc.retailer_names, holder.colors, gaps, strict=True)
+        )
+    done = (
+        ""
+        if m.running
+        else (
+            f"<div id='marketsim-finished' style='color:#1a7f37;font-weight:600'>Run finished: "
+            f"all {m.horizon} weeks simulated. Reset to run again.</div>"
+        )
+    )
     return solara.HTML(tag="div", unsafe_innerHTML=f"<div id='marketsim-week'>{text}</div>{done}")
 
 
@@ -552,9 +629,12 @@ def ShareChart(holder: _Holder, tick: solara.Reactive):
     m = holder.model
     if m is None:
         return solara.HTML(tag="div", unsafe_innerHTML="")
-    svg = _guarded(holder, lambda: share_chart_svg(m.market_scenario, m.share, m.t, holder.colors,
-                                                   {e.id for e in m.fired}),
-                   lambda box: box, "chart failed: ")
+    svg = _guarded(
+        holder,
+        lambda: share_chart_svg(m.market_scenario, m.share, m.t, holder.colors, {e.id for e in m.fired}),
+        lambda box: box,
+        "chart failed: ",
+    )
     return solara.HTML(tag="div", unsafe_innerHTML=svg, attributes={"id": "marketsim-share-box"})
 
 
@@ -565,19 +645,30 @@ def Agents(holder: _Holder, tick: solara.Reactive):
     static = solara.use_memo(lambda: "" if m is None else agents_svg_static(m), dependencies=[id(m)])
     if m is None:
         return solara.HTML(tag="div", unsafe_innerHTML="")
-    dyn, moved = _guarded(holder, lambda: (agents_svg_dynamic(m, holder.colors), int(m.switched()[m.sample].sum())),
-                          lambda box: (box, 0))
+    dyn, moved = _guarded(
+        holder, lambda: (agents_svg_dynamic(m, holder.colors), int(m.switched()[m.sample].sum())), lambda box: (box, 0)
+    )
     names = [lay.name for lay in m.world.layers]
     tie_colors = ["#CC79A7", "#9a9a9a", "#777"]
-    legend = "".join(f"<span><span style='color:{c}'>&#9679;</span> last bought at {escape(n)}</span>"
-                     for n, c in zip(m.market_scenario.retailer_names, holder.colors, strict=True))
-    legend += ("<span>&#9711; lost a login</span>"
-               "<span><span style='color:#d7191c'>&#11044;</span> buying elsewhere because of an event</span>")
-    legend += "".join(f"<span style='color:{tie_colors[i % 3]}'>&#8212; {escape(n)} tie</span>" for i, n in enumerate(names))
+    legend = "".join(
+        f"<span><span style='color:{c}'>&#9679;</span> last bought at {escape(n)}</span>"
+        for n, c in zip(m.market_scenario.retailer_names, holder.colors, strict=True)
+    )
+    legend += (
+        "<span>&#9711; lost a login</span>"
+        "<span><span style='color:#d7191c'>&#11044;</span> buying elsewhere because of an event</span>"
+    )
+    legend += "".join(
+        f"<span style='color:{tie_colors[i % 3]}'>&#8212; {escape(n)} tie</span>" for i, n in enumerate(names)
+    )
     with solara.Column(gap="4px"):
-        solara.HTML(tag="h3", unsafe_innerHTML=(
-            f"{len(m.sample)} of {m.world.n:,} consumers and their social ties · "
-            f"<span id='marketsim-moved-sample'>{moved}</span> moved by the events"))
+        solara.HTML(
+            tag="h3",
+            unsafe_innerHTML=(
+                f"{len(m.sample)} of {m.world.n:,} consumers and their social ties · "
+                f"<span id='marketsim-moved-sample'>{moved}</span> moved by the events"
+            ),
+        )
         with solara.Div(classes=["agents"]):
             solara.HTML(tag="div", unsafe_innerHTML=static)
             solara.HTML(tag="div", unsafe_innerHTML=dyn)
@@ -590,8 +681,11 @@ def Numbers(holder: _Holder, tick: solara.Reactive):
     m = holder.model
     if m is None:
         return solara.HTML(tag="div", unsafe_innerHTML="")
-    html = _guarded(holder, lambda: numbers_html(m, holder.colors) + "<h3 style='margin-top:12px'>Events</h3>"
-                    + events_html(m), lambda box: box)
+    html = _guarded(
+        holder,
+        lambda: numbers_html(m, holder.colors) + "<h3 style='margin-top:12px'>Events</h3>" + events_html(m),
+        lambda box: box,
+    )
     return solara.HTML(tag="div", unsafe_innerHTML=html)
 
 
@@ -602,18 +696,27 @@ def Page():
     holder = solara.use_memo(lambda: None if base is None else _SESSIONS.open(), dependencies=[])
     if base is None:
         solara.Title("marketsim")
-        return solara.HTML(tag="div", attributes={"id": "marketsim-error"}, style="color:#b00020;padding:16px",
-                           unsafe_innerHTML=escape(f"marketsim: {load_error}"))
+        return solara.HTML(
+            tag="div",
+            attributes={"id": "marketsim-error"},
+            style="color:#b00020;padding:16px",
+            unsafe_innerHTML=escape(f"marketsim: {load_error}"),
+        )
     if holder is None:
         solara.Title("marketsim")
         n = _max_sessions()
-        return solara.HTML(tag="div", attributes={"id": "marketsim-full", "role": "alert"},
-                           style="font-size:16px;padding:24px;max-width:640px", unsafe_innerHTML=(
-                               f"<b>This page is already open in {n} browser tab{'s' if n != 1 else ''}</b>, as many as "
-                               f"this server runs at once (each tab runs its own market of {base.consumers.count:,} "
-                               f"consumers in the server's memory). Close one of them, then reload this page "
-                               f"(a tab that vanished without closing, in a crashed browser, is let go after "
-                               f"{escape(_cull_timeout())}). <code>marketsim viz --max-sessions</code> sets the number."))
+        return solara.HTML(
+            tag="div",
+            attributes={"id": "marketsim-full", "role": "alert"},
+            style="font-size:16px;padding:24px;max-width:640px",
+            unsafe_innerHTML=(
+                f"<b>This page is already open in {n} browser tab{'s' if n != 1 else ''}</b>, as many as "
+                f"this server runs at once (each tab runs its own market of {base.consumers.count:,} "
+                f"consumers in the server's memory). Close one of them, then reload this page "
+                f"(a tab that vanished without closing, in a crashed browser, is let go after "
+                f"{escape(_cull_timeout())}). <code>marketsim viz --max-sessions</code> sets the number."
+            ),
+        )
     return LivePage(base, knob_list, holder)
 
 
@@ -719,39 +822,76 @@ def LivePage(base: Scenario, knob_list: list[Knob], holder: _Holder):
                 if playing.value:
                     solara.Button("Pause", icon_name="mdi-pause", on_click=lambda: playing.set(False), color="primary")
                 else:
-                    solara.Button("Play", icon_name="mdi-play", on_click=lambda: playing.set(True), color="primary",
-                                  disabled=no_run)
-                solara.Button("Step", icon_name="mdi-step-forward", on_click=do_step, disabled=no_run or playing.value,
-                              outlined=True)
-                solara.Button("Reset", icon_name="mdi-restore", on_click=on_reset, disabled=busy, outlined=True,
-                              loading=busy)
+                    solara.Button(
+                        "Play",
+                        icon_name="mdi-play",
+                        on_click=lambda: playing.set(True),
+                        color="primary",
+                        disabled=no_run,
+                    )
+                solara.Button(
+                    "Step",
+                    icon_name="mdi-step-forward",
+                    on_click=do_step,
+                    disabled=no_run or playing.value,
+                    outlined=True,
+                )
+                solara.Button(
+                    "Reset", icon_name="mdi-restore", on_click=on_reset, disabled=busy, outlined=True, loading=busy
+                )
             solara.HTML(tag="h3", style="margin-top:14px", unsafe_innerHTML="Settings (applied by Reset)")
             for k in knob_list:
                 KnobSlider(k, settings, busy)
-            solara.InputText("seed", value=seed_text.value, on_value=on_seed, continuous_update=True,
-                             error=seed_error.value or False, disabled=busy)
+            solara.InputText(
+                "seed",
+                value=seed_text.value,
+                on_value=on_seed,
+                continuous_update=True,
+                error=seed_error.value or False,
+                disabled=busy,
+            )
             if settings.value != applied.value and not busy:
-                solara.HTML(tag="div", style="font-size:12px;color:#8a5a00",
-                            unsafe_innerHTML="Settings changed: press Reset to run with them.")
-            solara.HTML(tag="div", style="font-size:12px;color:#666;margin-top:10px", unsafe_innerHTML=(
-                "utils: utility units of the choice model (docs/model.md). Both arms run on the same consumers "
-                "and random numbers; the dashed lines are the same market without the scenario's events."))
+                solara.HTML(
+                    tag="div",
+                    style="font-size:12px;color:#8a5a00",
+                    unsafe_innerHTML="Settings changed: press Reset to run with them.",
+                )
+            solara.HTML(
+                tag="div",
+                style="font-size:12px;color:#666;margin-top:10px",
+                unsafe_innerHTML=(
+                    "utils: utility units of the choice model (docs/model.md). Both arms run on the same consumers "
+                    "and random numbers; the dashed lines are the same market without the scenario's events."
+                ),
+            )
 
     with solara.Column(classes=["marketsim"], style={"padding": "8px 16px"}):
         if busy:
             with solara.Div(attributes={"id": "marketsim-busy"}, style={"max-width": "720px"}):
                 solara.ProgressLinear(True)
-                solara.HTML(tag="div", style="font-size:14px;margin-top:4px", unsafe_innerHTML=(
-                    f"<b>Building the market</b>: fitting attractiveness to the target shares, drawing "
-                    f"{base.consumers.count:,} consumers and their ties, warming up both arms. This takes a few "
-                    "seconds, longer after a setting changed."
-                    + (" The current run stays on screen until the new one is ready." if model is not None else "")))
+                solara.HTML(
+                    tag="div",
+                    style="font-size:14px;margin-top:4px",
+                    unsafe_innerHTML=(
+                        f"<b>Building the market</b>: fitting attractiveness to the target shares, drawing "
+                        f"{base.consumers.count:,} consumers and their ties, warming up both arms. This takes a few "
+                        "seconds, longer after a setting changed."
+                        + (" The current run stays on screen until the new one is ready." if model is not None else "")
+                    ),
+                )
         if error.value:
-            solara.HTML(tag="div", attributes={"id": "marketsim-error", "role": "alert"},
-                        style="color:#b00020;font-size:14px;font-weight:500", unsafe_innerHTML=escape(error.value))
+            solara.HTML(
+                tag="div",
+                attributes={"id": "marketsim-error", "role": "alert"},
+                style="color:#b00020;font-size:14px;font-weight:500",
+                unsafe_innerHTML=escape(error.value),
+            )
             if error_detail.value:
-                solara.HTML(tag="details", style="font-size:12px;color:#666", unsafe_innerHTML=(
-                    f"<summary>the fit's own words</summary>{escape(error_detail.value)}"))
+                solara.HTML(
+                    tag="details",
+                    style="font-size:12px;color:#666",
+                    unsafe_innerHTML=(f"<summary>the fit's own words</summary>{escape(error_detail.value)}"),
+                )
         if model is None:
             return
         WeekLine(holder, tick)
@@ -777,23 +917,3 @@ def _load_base() -> tuple[Scenario | None, list[Knob], str]:
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

@@ -13,8 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from marketsim.errors import UserError
 from marketsim.viz.page import status
@@ -34,8 +34,9 @@ def check_port(host: str, port: int) -> None:
         try:
             s.bind(addr)
         except OSError as e:
-            raise UserError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); "
-                            "choose another --port") from None
+            raise UserError(
+                f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); choose another --port"
+            ) from None
 
 
 def loopback_only(host: str) -> bool:
@@ -87,7 +88,9 @@ class PageGuard:
                     return await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
                 return await PlainTextResponse(
                     "marketsim viz: this page needs its token: open the address `marketsim viz` printed "
-                    "(it ends in ?token=...)\n", status_code=403)(scope, receive, send)
+                    "(it ends in ?token=...)\n",
+                    status_code=403,
+                )(scope, receive, send)
             if via_query and scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
                 from urllib.parse import urlencode
 
@@ -99,7 +102,7 @@ class PageGuard:
         if scope["type"] == "http" and path == STATUS_PATH:
             return await Response(json.dumps(status()), media_type="application/json")(scope, receive, send)
         if scope["type"] == "http" and path.startswith(CDN_PATH + "/"):
-            local = self._asset(path[len(CDN_PATH) + 1:])
+            local = self._asset(path[len(CDN_PATH) + 1 :])
             if local is None:
                 return await PlainTextResponse("not among the page's assets\n", status_code=404)(scope, receive, send)
             return await FileResponse(local)(scope, receive, send)
@@ -124,8 +127,12 @@ def serve(host: str, port: int) -> None:
     import solara.server.starlette
     import uvicorn
 
-    app = PageGuard(solara.server.starlette.app, os.environ.pop("MARKETSIM_VIZ_TOKEN", None) or None,
-                    solara.server.settings.assets.proxy_cache_dir, port)
+    app = PageGuard(
+        solara.server.starlette.app,
+        os.environ.pop("MARKETSIM_VIZ_TOKEN", None) or None,
+        solara.server.settings.assets.proxy_cache_dir,
+        port,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 

@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from marketsim.io import store
 from marketsim.errors import UserError
-from marketsim.figures.style import figure_function
-from marketsim.scenario.labels import Quantity, output_quantity, parameter_quantity
 from marketsim.experiments.sweep.runner import Parameter
-from marketsim.figures.plots import close, plt
 from marketsim.figures import plots
+from marketsim.figures.plots import close, plt
+from marketsim.figures.style import figure_function
+from marketsim.io import store
+from marketsim.scenario.labels import Quantity, output_quantity, parameter_quantity
 
 #: Main effects: "low" and "high" are the mean output over this fraction of the lowest and highest parameter values.
 EFFECT_FRACTION = 0.2
@@ -36,8 +36,17 @@ POINTS_PER_BIN, MIN_BINS, MAX_BINS = 30, 3, 30
 BAND = (0.1, 0.9)
 #: Slide-sized figures: 16:9, 10 x 5.6 inches at 150 dpi (1500 x 840 pixels).
 FIGSIZE, DPI = (10.0, 5.6), 150
-_RC = {"font.size": 11, "axes.titlesize": 11.5, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
-       "legend.fontsize": 10, "figure.titlesize": 14, "axes.spines.top": False, "axes.spines.right": False}
+_RC = {
+    "font.size": 11,
+    "axes.titlesize": 11.5,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "figure.titlesize": 14,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
 _BLUE, _ORANGE, _GREY = "#0072B2", "#E69F00", "0.35"
 
 
@@ -88,8 +97,10 @@ def sensitivity(manifest: dict, df: pd.DataFrame, path: str | Path | None = None
     pm = point_means(df, outputs, params)
     expected = manifest["points"]
     if len(pm) != expected:
-        raise UserError(f"the sweep is incomplete: {len(pm)} of {expected} points stored; the {method} indices need "
-                        f"every point; finish it with `{resume_command(manifest, path)}`")
+        raise UserError(
+            f"the sweep is incomplete: {len(pm)} of {expected} points stored; the {method} indices need "
+            f"every point; finish it with `{resume_command(manifest, path)}`"
+        )
     problem = {"num_vars": len(params), "names": params, "bounds": [[0.0, 1.0]] * len(params)}
     res: dict = {}
     for o in outputs:
@@ -98,16 +109,30 @@ def sensitivity(manifest: dict, df: pd.DataFrame, path: str | Path | None = None
             from SALib.analyze import sobol
 
             si = sobol.analyze(problem, Y, calc_second_order=False, print_to_console=False, seed=manifest["seed"])
-            res[o] = {p: {"S1": float(si["S1"][k]), "S1_ci95": float(si["S1_conf"][k]),
-                          "ST": float(si["ST"][k]), "ST_ci95": float(si["ST_conf"][k])} for k, p in enumerate(params)}
+            res[o] = {
+                p: {
+                    "S1": float(si["S1"][k]),
+                    "S1_ci95": float(si["S1_conf"][k]),
+                    "ST": float(si["ST"][k]),
+                    "ST_ci95": float(si["ST_conf"][k]),
+                }
+                for k, p in enumerate(params)
+            }
         else:
             from SALib.analyze import morris
 
             X = _unit_x(manifest, pm, params)
-            si = morris.analyze(problem, X, Y, num_levels=manifest["design"]["levels"], print_to_console=False,
-                                seed=manifest["seed"])
-            res[o] = {p: {"mu_star": float(si["mu_star"][k]), "mu_star_ci95": float(si["mu_star_conf"][k]),
-                          "sigma": float(si["sigma"][k])} for k, p in enumerate(params)}
+            si = morris.analyze(
+                problem, X, Y, num_levels=manifest["design"]["levels"], print_to_console=False, seed=manifest["seed"]
+            )
+            res[o] = {
+                p: {
+                    "mu_star": float(si["mu_star"][k]),
+                    "mu_star_ci95": float(si["mu_star_conf"][k]),
+                    "sigma": float(si["sigma"][k]),
+                }
+                for k, p in enumerate(params)
+            }
     return res
 
 
@@ -185,7 +210,7 @@ def main_effects(manifest: dict, df: pd.DataFrame) -> dict:
         at = 1
         for (idx, centers, discrete), p in zip(binned, params, strict=True):
             k = len(centers)
-            step = np.concatenate([[0.0], coef[at:at + k - 1]])
+            step = np.concatenate([[0.0], coef[at : at + k - 1]])
             at += k - 1
             # the curve: the output's mean with the parameter in bin b, the others as they were drawn
             curve = float(y[ok].mean()) + step - float(step[idx[ok]].mean())
@@ -206,10 +231,14 @@ def main_effects(manifest: dict, df: pd.DataFrame) -> dict:
             low = float(curve[idx[sel_lo]].mean()) if n_lo else math.nan
             high = float(curve[idx[sel_hi]].mean()) if n_hi else math.nan
             finite = [m for m in mean if math.isfinite(m)]
-            res[o][p] = {"range": float(max(finite) - min(finite)) if finite else math.nan, "low": low, "high": high,
-                         "change": high - low,
-                         "change_ci95": 1.96 * math.sqrt(s2 / n_lo + s2 / n_hi) if n_lo and n_hi else math.nan,
-                         "curve": {"x": centers, "mean": mean, "lo": lo, "hi": hi, "n": n}}
+            res[o][p] = {
+                "range": float(max(finite) - min(finite)) if finite else math.nan,
+                "low": low,
+                "high": high,
+                "change": high - low,
+                "change_ci95": 1.96 * math.sqrt(s2 / n_lo + s2 / n_hi) if n_lo and n_hi else math.nan,
+                "curve": {"x": centers, "mean": mean, "lo": lo, "hi": hi, "n": n},
+            }
     return res
 
 
@@ -264,8 +293,16 @@ def _header(fig, title: str, handles: list, labels: list) -> None:
 def _footer(fig, manifest: dict, text: str) -> None:
     """Small grey notes under the panels: what the marks mean, then which sweep it is."""
     runs = manifest.get("runs", manifest["points"])
-    fig.text(0.01, 0.01, f"{text}\nSweep {manifest['name']}: {manifest['design']['method']} design, {runs:,} runs.",
-             fontsize=9, color=_GREY, ha="left", va="bottom", linespacing=1.4)
+    fig.text(
+        0.01,
+        0.01,
+        f"{text}\nSweep {manifest['name']}: {manifest['design']['method']} design, {runs:,} runs.",
+        fontsize=9,
+        color=_GREY,
+        ha="left",
+        va="bottom",
+        linespacing=1.4,
+    )
 
 
 @figure_function
@@ -292,23 +329,56 @@ def sensitivity_figure(manifest: dict, indices: dict):
             per = indices[o]
             if sobol:
                 err = {"ecolor": _GREY, "capsize": 3, "lw": 1}
-                ax.barh(y + 0.19, [per[p]["ST"] * 100 for p in order], xerr=[per[p]["ST_ci95"] * 100 for p in order],
-                        height=0.38, color=_BLUE, error_kw=err, label="total, with interactions (ST)")
-                ax.barh(y - 0.19, [per[p]["S1"] * 100 for p in order], xerr=[per[p]["S1_ci95"] * 100 for p in order],
-                        height=0.38, color=_ORANGE, error_kw=err, label="alone (S1)")
+                ax.barh(
+                    y + 0.19,
+                    [per[p]["ST"] * 100 for p in order],
+                    xerr=[per[p]["ST_ci95"] * 100 for p in order],
+                    height=0.38,
+                    color=_BLUE,
+                    error_kw=err,
+                    label="total, with interactions (ST)",
+                )
+                ax.barh(
+                    y - 0.19,
+                    [per[p]["S1"] * 100 for p in order],
+                    xerr=[per[p]["S1_ci95"] * 100 for p in order],
+                    height=0.38,
+                    color=_ORANGE,
+                    error_kw=err,
+                    label="alone (S1)",
+                )
                 ax.set_xlabel("% of the variance explained")
-                vals = [indices[o2][p][k] + sign * indices[o2][p][f"{k}_ci95"]
-                        for o2 in outs for p in order for k in ("S1", "ST") for sign in (-1, 1)]
+                vals = [
+                    indices[o2][p][k] + sign * indices[o2][p][f"{k}_ci95"]
+                    for o2 in outs
+                    for p in order
+                    for k in ("S1", "ST")
+                    for sign in (-1, 1)
+                ]
                 ax.set_xlim(min(0.0, np.nanmin(vals) * 100) - 2, max(100.0, np.nanmax(vals) * 100) + 2)
                 ax.xaxis.set_tick_params(labelbottom=True)
             else:
                 s = oq[o].scale
-                ax.barh(y, np.array([per[p]["mu_star"] for p in order]) * s,
-                        xerr=np.array([per[p]["mu_star_ci95"] for p in order]) * s, height=0.6, color=_BLUE,
-                        error_kw={"ecolor": _GREY, "capsize": 3, "lw": 1}, label="mean |effect| (mu*)")
-                ax.plot(np.array([per[p]["sigma"] for p in order]) * s, y, "D", color=_ORANGE, ms=6,
-                        label="spread of the effect (sigma)")
-                ax.set_xlabel(_wrap(f"change over the parameter's range{f' ({oq[o].diff_unit})' if oq[o].unit else ''}", 34))
+                ax.barh(
+                    y,
+                    np.array([per[p]["mu_star"] for p in order]) * s,
+                    xerr=np.array([per[p]["mu_star_ci95"] for p in order]) * s,
+                    height=0.6,
+                    color=_BLUE,
+                    error_kw={"ecolor": _GREY, "capsize": 3, "lw": 1},
+                    label="mean |effect| (mu*)",
+                )
+                ax.plot(
+                    np.array([per[p]["sigma"] for p in order]) * s,
+                    y,
+                    "D",
+                    color=_ORANGE,
+                    ms=6,
+                    label="spread of the effect (sigma)",
+                )
+                ax.set_xlabel(
+                    _wrap(f"change over the parameter's range{f' ({oq[o].diff_unit})' if oq[o].unit else ''}", 34)
+                )
             ax.axvline(0, color=_GREY, lw=0.8)
             ax.set_title(_wrap(oq[o].axis(), 34 if ncols > 1 else 70), loc="left")
             ax.grid(axis="x", alpha=0.3)
@@ -317,8 +387,12 @@ def sensitivity_figure(manifest: dict, indices: dict):
         handles, labels = axes[0][0].get_legend_handles_labels()
         if not sobol:  # the bars first
             handles, labels = handles[::-1], labels[::-1]
-        _header(fig, "Which assumption matters" + (": Sobol sensitivity indices" if sobol else ": Morris elementary effects"),
-                handles, labels)
+        _header(
+            fig,
+            "Which assumption matters" + (": Sobol sensitivity indices" if sobol else ": Morris elementary effects"),
+            handles,
+            labels,
+        )
         _footer(fig, manifest, "Whiskers: 95% intervals.")
         fig.tight_layout(rect=(0, 0.06, 1, 0.91), w_pad=2.5)
     return fig
@@ -346,7 +420,9 @@ def effects_figure(manifest: dict, effects: dict, output: str):
             p = order[k]
             e = effects[output][p]
             c = e["curve"]
-            cat = specs[p]["kind"] == "values" and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in c["x"])
+            cat = specs[p]["kind"] == "values" and not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in c["x"]
+            )
             x = np.arange(len(c["x"])) if cat else np.array(c["x"], dtype=float) * pq[p].scale
             mean, lo, hi = (np.array(c[key], dtype=float) * q.scale for key in ("mean", "lo", "hi"))
             ax.fill_between(x, lo, hi, color=_BLUE, alpha=0.18, lw=0, label=f"{BAND[0]:.0%}–{BAND[1]:.0%} of the runs")
@@ -359,16 +435,29 @@ def effects_figure(manifest: dict, effects: dict, output: str):
             if lo_all < 0 < hi_all or output.startswith("shift."):
                 ax.axhline(0, color=_GREY, lw=0.8)
             ax.set_title(_wrap(pq[p].label, 30 if ncols <= 3 else 24), loc="left", pad=22)
-            ax.text(0, 1.02, f"effect: {e['range'] * q.scale:.{d}f}{unit_suffix(q, diff=True)}",
-                    transform=ax.transAxes, va="bottom", ha="left", fontsize=10.5, fontweight="bold", color=_BLUE)
+            ax.text(
+                0,
+                1.02,
+                f"effect: {e['range'] * q.scale:.{d}f}{unit_suffix(q, diff=True)}",
+                transform=ax.transAxes,
+                va="bottom",
+                ha="left",
+                fontsize=10.5,
+                fontweight="bold",
+                color=_BLUE,
+            )
             ax.set_xlabel(pq[p].unit or "value")
             ax.grid(alpha=0.3)
             if k % ncols == 0:
                 ax.set_ylabel(_wrap(q.axis(), 30))
         handles, labels = axes[0][0].get_legend_handles_labels()
         _header(fig, f"What moves {q.label}", handles[::-1], labels[::-1])
-        _footer(fig, manifest, "Effect: max - min of the line over the parameter's range. Band: the spread of "
-                               "outcomes that the other parameters (and noise) give.")
+        _footer(
+            fig,
+            manifest,
+            "Effect: max - min of the line over the parameter's range. Band: the spread of "
+            "outcomes that the other parameters (and noise) give.",
+        )
         fig.tight_layout(rect=(0, 0.06, 1, 0.91), w_pad=2.5)
     return fig
 
@@ -392,7 +481,11 @@ def response_figure(manifest: dict, df: pd.DataFrame, order: list[str]):
             ys = pm[f"param.{order[1]}"]
             yv = ys.to_numpy(dtype=float) * pq[order[1]].scale if _numeric(ys) else ys.astype(str)
             lim = np.nanmax(np.abs(val)) if len(val) else 1.0
-            kw = {"cmap": "RdBu", "vmin": -lim, "vmax": lim} if np.nanmin(val) < 0 < np.nanmax(val) else {"cmap": "viridis"}
+            kw = (
+                {"cmap": "RdBu", "vmin": -lim, "vmax": lim}
+                if np.nanmin(val) < 0 < np.nanmax(val)
+                else {"cmap": "viridis"}
+            )
             sc = ax.scatter(x, yv, c=val, s=40, edgecolors="white", linewidths=0.4, **kw)
             fig.colorbar(sc, ax=ax, label=_wrap(q.axis(), 40))
             ax.set_ylabel(_wrap(pq[order[1]].axis(), 40))
@@ -401,8 +494,12 @@ def response_figure(manifest: dict, df: pd.DataFrame, order: list[str]):
             ax.set_ylabel(_wrap(q.axis(), 40))
         ax.set_xlabel(pq[order[0]].axis())
         ax.grid(alpha=0.3)
-        fig.suptitle(f"{q.label} over the two most influential parameters" if len(order) > 1 else q.label,
-                     x=0.01, ha="left", fontweight="bold")
+        fig.suptitle(
+            f"{q.label} over the two most influential parameters" if len(order) > 1 else q.label,
+            x=0.01,
+            ha="left",
+            fontweight="bold",
+        )
         _footer(fig, manifest, "One dot per design point.")
         fig.tight_layout(rect=(0, 0.06, 1, 0.95))
     return fig
@@ -420,7 +517,12 @@ def write_figures(manifest: dict, df: pd.DataFrame, indices: dict | None, effect
         figs.append(("sensitivity.png", sensitivity_figure(manifest, indices)))
     for o in manifest["outputs"]:
         figs.append((effects_file(manifest, o), effects_figure(manifest, effects, o)))
-    figs.append(("response.png", response_figure(manifest, df, influence_order(manifest, indices, effects, manifest["outputs"][0])[:2])))
+    figs.append(
+        (
+            "response.png",
+            response_figure(manifest, df, influence_order(manifest, indices, effects, manifest["outputs"][0])[:2]),
+        )
+    )
     for name, fig in figs:
         store.save_figure(fig, out / name)
         close(fig)

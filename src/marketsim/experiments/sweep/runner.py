@@ -27,29 +27,28 @@ import itertools
 import math
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from marketsim.io import dataset
-from marketsim.io import store
-from marketsim.scenario import yamlsafe
-from marketsim.scenario import schema as S
-from marketsim.runtime.digest import digest
-from marketsim.scenario.distributions import FAMILIES, OLD_SPELLINGS, Distribution, Lognormal, make, old_spelling_note
-from marketsim.errors import Interrupted, UserError
-from marketsim.runtime.executor import WorkerLost, deferred_interrupt
-from marketsim.scenario import bundled
-from marketsim.scenario.core import Scenario, ScenarioError, Validator, did_you_mean, load_scenario, read_yaml
-from marketsim.scenario.schema import DESIGNS, METRICS, STAND_INS, SWEEP_SCHEMA  # noqa: F401  (the file format: schema.py)
 from marketsim.engine.market import Market
 from marketsim.engine.population import build_world
+from marketsim.errors import Interrupted, UserError
 from marketsim.experiments.tasks import run_forked
 from marketsim.fit.cache import cache_dir, fitted
+from marketsim.io import dataset, store
+from marketsim.runtime.digest import digest
+from marketsim.runtime.executor import WorkerLost, deferred_interrupt
+from marketsim.scenario import bundled, yamlsafe
+from marketsim.scenario import schema as S
+from marketsim.scenario.core import Scenario, ScenarioError, Validator, did_you_mean, load_scenario, read_yaml
+from marketsim.scenario.distributions import FAMILIES, OLD_SPELLINGS, Distribution, Lognormal, make, old_spelling_note
 from marketsim.scenario.labels import output_quantity, parameter_quantity
+from marketsim.scenario.schema import DESIGNS, METRICS, STAND_INS, SWEEP_SCHEMA  # noqa: F401  (the file format: schema.py)
 
 MAX_RUNS = 1_000_000
 #: Spec keys that do not change any stored row: editing them keeps the spec hash (and resuming works).
@@ -116,8 +115,10 @@ class Sweep:
         the base file's path: its content is hashed instead; a parameter's label)."""
         spec = {k: v for k, v in self.raw.items() if k not in NEUTRAL_KEYS}
         if isinstance(spec.get("parameters"), list):
-            spec["parameters"] = [{k: v for k, v in p.items() if k not in NEUTRAL_PARAMETER_KEYS}
-                                  if isinstance(p, dict) else p for p in spec["parameters"]]
+            spec["parameters"] = [
+                {k: v for k, v in p.items() if k not in NEUTRAL_PARAMETER_KEYS} if isinstance(p, dict) else p
+                for p in spec["parameters"]
+            ]
         d = {"spec": spec, "base": self.base.digest() if self.base else None}
         return digest(d, 16, spaced=True)
 
@@ -149,8 +150,11 @@ class Sweep:
         return morris.sample(problem, self.size, num_levels=self.levels, seed=self.seed)
 
     def problem_unit(self) -> dict:
-        return {"num_vars": len(self.parameters), "names": [p.path for p in self.parameters],
-                "bounds": [[0.0, 1.0]] * len(self.parameters)}
+        return {
+            "num_vars": len(self.parameters),
+            "names": [p.path for p in self.parameters],
+            "bounds": [[0.0, 1.0]] * len(self.parameters),
+        }
 
     def points(self) -> list[dict[str, Any]]:
         U = self.unit_design()
@@ -201,7 +205,9 @@ def load_sweep(path: str | Path) -> Sweep:
         bname = v.get(T, d, "base", "")
         bpath = Path(path).parent / bname
         # what the path is, and that it holds a YAML mapping, reported at this file's 'base:' line
-        yamlsafe.load_file(bpath, referrer=yamlsafe.Referrer(str(path), lines.get("base"), "base", f"base scenario {bname[:200]!r}"))
+        yamlsafe.load_file(
+            bpath, referrer=yamlsafe.Referrer(str(path), lines.get("base"), "base", f"base scenario {bname[:200]!r}")
+        )
         base = load_scenario(bpath)
         over = {}
         if "consumers" in d:
@@ -214,14 +220,20 @@ def load_sweep(path: str | Path) -> Sweep:
     design = v.get(D, dd, "method", "design")
     size = v.get(D, dd, "size", "design", default={"grid": 3, "lhs": 16, "sobol": 8, "morris": 4}[design])
     if design == "sobol" and size & (size - 1):
-        v.fail("design.size", f"{size} is not a power of 2; allowed: 2, 4, 8, 16, ... (Sobol sequences balance at powers of 2)")
+        v.fail(
+            "design.size",
+            f"{size} is not a power of 2; allowed: 2, 4, 8, 16, ... (Sobol sequences balance at powers of 2)",
+        )
     levels = v.get(D, dd, "levels", "design")
     replicates = v.get(T, d, "replicates", "")
     params, probes = _parameters(v, d["parameters"], design, model)
     n = design_runs(design, size, params) * replicates  # before anything is built or run
     if n > MAX_RUNS:
-        v.fail("design", f"{n:,} runs ({design} design, size {size}, {len(params)} parameters, {replicates} replicates); "
-                         f"allowed: at most {MAX_RUNS:,}")
+        v.fail(
+            "design",
+            f"{n:,} runs ({design} design, size {size}, {len(params)} parameters, {replicates} replicates); "
+            f"allowed: at most {MAX_RUNS:,}",
+        )
     if model == "marketsim":
         for i, (par, par_probes) in enumerate(zip(params, probes, strict=True)):
             _probe_parameter(v, par, par_probes, base, f"parameters[{i}]")
@@ -242,16 +254,29 @@ def load_sweep(path: str | Path) -> Sweep:
     if model == "marketsim":
         _check_corners(v, params, base)
     sweep = Sweep(
-        name=name, source=str(path), seed=v.get(T, d, "seed", ""), model=model,
-        base=base, parameters=params, design=design, size=size, levels=levels,
-        replicates=replicates, outputs=outputs,
-        shift_against=shift, record_every=v.get(T, d, "record_every", ""),
-        average_last=v.get(T, d, "average_last", ""), batch_runs=v.get(T, d, "batch_runs", ""), raw=data,
+        name=name,
+        source=str(path),
+        seed=v.get(T, d, "seed", ""),
+        model=model,
+        base=base,
+        parameters=params,
+        design=design,
+        size=size,
+        levels=levels,
+        replicates=replicates,
+        outputs=outputs,
+        shift_against=shift,
+        record_every=v.get(T, d, "record_every", ""),
+        average_last=v.get(T, d, "average_last", ""),
+        batch_runs=v.get(T, d, "batch_runs", ""),
+        raw=data,
     )
     return sweep
 
 
-def _parameters(v: Validator, d: Any, design: str, model: str) -> tuple[tuple[Parameter, ...], list[list[tuple[Any, str]]]]:
+def _parameters(
+    v: Validator, d: Any, design: str, model: str
+) -> tuple[tuple[Parameter, ...], list[list[tuple[Any, str]]]]:
     """The parameters' shapes (no scenario is built yet) and, per parameter, the values to probe with
     :func:`_probe_parameter` (each with the sweep field it comes from)."""
     P = S.PARAMETER
@@ -291,8 +316,10 @@ def _parameters(v: Validator, d: Any, design: str, model: str) -> tuple[tuple[Pa
             if old and not any(k in dist for k in keys if k not in old[0]) and all(k in dist for k in old[0]):
                 given = tuple(v.check(B[k], dist[k], f"{dp}.{k}") for k in old[0])
                 source, line = v.lines.find(dp)
-                print(f"marketsim: note: {old_spelling_note(f'{source}:{line}: {dp}' if line else dp, t, dict(zip(old[0], given, strict=True)))}",
-                      file=sys.stderr)
+                print(
+                    f"marketsim: note: {old_spelling_note(f'{source}:{line}: {dp}' if line else dp, t, dict(zip(old[0], given, strict=True)))}",
+                    file=sys.stderr,
+                )
                 args = old[1](*given)
                 if t == "lognormal" and args[1] <= 0:
                     v.fail(dp, "the spread must be > 0")
@@ -301,8 +328,11 @@ def _parameters(v: Validator, d: Any, design: str, model: str) -> tuple[tuple[Pa
                 for k in old[0] if old else ():
                     if k in dist and k not in keys:
                         new = [n for n in keys if n not in old[0]]
-                        v.fail(f"{dp}.{k}", f"{k!r} is the old spelling of {', '.join(map(repr, new))} ({old[2]}); "
-                                            f"give only {', '.join(map(repr, new))}")
+                        v.fail(
+                            f"{dp}.{k}",
+                            f"{k!r} is the old spelling of {', '.join(map(repr, new))} ({old[2]}); "
+                            f"give only {', '.join(map(repr, new))}",
+                        )
                 for k in keys:
                     if k not in dist:
                         v.fail(dp, f"a {t} distribution needs {', '.join(keys)}")
@@ -338,8 +368,11 @@ def _probe_parameter(v: Validator, par: Parameter, probes: list[tuple[Any, str]]
     path = par.path
     parts = path.split(".")
     if path in IDENTITY_PATHS or parts[-1] in IDENTITY_KEYS:
-        v.fail(f"{fp}.path", f"{path} cannot vary: it names or identifies something (outputs, events and runs refer to it); "
-                             f"allowed: numbers, dates and options of the market")
+        v.fail(
+            f"{fp}.path",
+            f"{path} cannot vary: it names or identifies something (outputs, events and runs refer to it); "
+            f"allowed: numbers, dates and options of the market",
+        )
     seen = []
     for val, field_path in probes:
         val = _plain(val)
@@ -356,8 +389,11 @@ def _probe_parameter(v: Validator, par: Parameter, probes: list[tuple[Any, str]]
             v.fail(f"{fp}.path", f"{path} cannot vary: {problem}")
         seen.append(_simulated(sc))
     if len(set(seen)) == 1 and len({repr(_plain(x)) for x, _ in probes}) > 1:
-        v.fail(f"{fp}.path", f"{path} cannot vary: its values change nothing that is simulated "
-                             f"(allowed: numbers, dates and options of the market)")
+        v.fail(
+            f"{fp}.path",
+            f"{path} cannot vary: its values change nothing that is simulated "
+            f"(allowed: numbers, dates and options of the market)",
+        )
 
 
 def _identity_change(base: Scenario, sc: Scenario) -> str | None:
@@ -368,8 +404,10 @@ def _identity_change(base: Scenario, sc: Scenario) -> str | None:
     if sc.provider_names != base.provider_names:
         return "it changes the identity providers"
     if sc.calendar.steps != base.calendar.steps:
-        return ("it changes calendar.steps, so runs would end at different steps and their outputs could not be "
-                "compared; set the sweep's 'steps' instead")
+        return (
+            "it changes calendar.steps, so runs would end at different steps and their outputs could not be "
+            "compared; set the sweep's 'steps' instead"
+        )
     return None
 
 
@@ -414,7 +452,7 @@ def _check_corners(v: Validator, params: tuple[Parameter, ...], base: Scenario) 
             v.fail("parameters", f"the corner {shown} of the design makes an invalid scenario: {e.path}: {e.problem}")
 
 
-def check_points(sweep: "Sweep", todo: list["Task"]) -> None:
+def check_points(sweep: Sweep, todo: list[Task]) -> None:
     """Every design point must make a valid scenario (distributions have unbounded tails): checked before any
     run starts, for up to MAX_CHECKED_POINTS points (about 0.2 ms each)."""
     if sweep.model != "marketsim":
@@ -429,9 +467,15 @@ def check_points(sweep: "Sweep", todo: list["Task"]) -> None:
         try:
             sweep.base.with_values(t.values)
         except ScenarioError as e:
-            shown = ", ".join(f"{k}={x:g}" if isinstance(x, (int, float)) else f"{k}={x!r}" for k, x in t.values.items())
-            raise ScenarioError(f"design point {t.point_id} ({shown}) makes an invalid scenario: {e.path}: {e.problem}; "
-                                f"narrow the parameter's range or distribution", source=sweep.source, path="parameters") from None
+            shown = ", ".join(
+                f"{k}={x:g}" if isinstance(x, (int, float)) else f"{k}={x!r}" for k, x in t.values.items()
+            )
+            raise ScenarioError(
+                f"design point {t.point_id} ({shown}) makes an invalid scenario: {e.path}: {e.problem}; "
+                f"narrow the parameter's range or distribution",
+                source=sweep.source,
+                path="parameters",
+            ) from None
 
 
 def _outputs(v: Validator, d: Any, base: Scenario | None, model: str) -> tuple[str, ...]:
@@ -445,8 +489,11 @@ def _outputs(v: Validator, d: Any, base: Scenario | None, model: str) -> tuple[s
         v.fail("outputs", "expected a list of output names, e.g. [gmv_share.JD, shift.gmv_share.JD]")
     for i, o in enumerate(d):
         if o not in allowed:
-            v.fail(f"outputs[{i}]", f"unknown output {o!r}{did_you_mean(o, allowed)}; allowed: METRIC.RETAILER or shift.METRIC.RETAILER "
-                                    f"with METRIC in {', '.join(METRICS)} and RETAILER in {', '.join(names)}")
+            v.fail(
+                f"outputs[{i}]",
+                f"unknown output {o!r}{did_you_mean(o, allowed)}; allowed: METRIC.RETAILER or shift.METRIC.RETAILER "
+                f"with METRIC in {', '.join(METRICS)} and RETAILER in {', '.join(names)}",
+            )
     return tuple(d)
 
 
@@ -463,13 +510,18 @@ class Task:
 
 
 def run_seed(sweep_seed: int, run_id: int) -> int:
-    return int(np.random.SeedSequence(sweep_seed, spawn_key=(run_id,)).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+    return int(
+        np.random.SeedSequence(sweep_seed, spawn_key=(run_id,)).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)
+    )
 
 
 def tasks(sweep: Sweep) -> list[Task]:
     pts = sweep.points()
-    return [Task(p * sweep.replicates + r, p, r, run_seed(sweep.seed, p * sweep.replicates + r), pts[p])
-            for p in range(len(pts)) for r in range(sweep.replicates)]
+    return [
+        Task(p * sweep.replicates + r, p, r, run_seed(sweep.seed, p * sweep.replicates + r), pts[p])
+        for p in range(len(pts))
+        for r in range(sweep.replicates)
+    ]
 
 
 def ishigami(x1: float, x2: float, x3: float, a: float = 7.0, b: float = 0.1) -> float:
@@ -480,8 +532,13 @@ def ishigami(x1: float, x2: float, x3: float, a: float = 7.0, b: float = 0.1) ->
 
 def run_task(sweep: Sweep, alpha, task: Task) -> list[dict]:
     """One run: rows (one per recorded step) with run id, point, parameters, replicate, seed and outputs."""
-    head = {"run_id": task.run_id, "point_id": task.point_id, "replicate": task.replicate, "seed": task.seed,
-            **{f"param.{k}": v for k, v in task.values.items()}}
+    head = {
+        "run_id": task.run_id,
+        "point_id": task.point_id,
+        "replicate": task.replicate,
+        "seed": task.seed,
+        **{f"param.{k}": v for k, v in task.values.items()},
+    }
     if sweep.model == "ishigami":
         return [{**head, "step": 0, "date": "", "y": ishigami(**task.values)}]
 
@@ -503,8 +560,9 @@ def run_task(sweep: Sweep, alpha, task: Task) -> list[dict]:
     k = min(sweep.average_last, steps)
 
     def value(arm: str, metric: str, t: int, j: int) -> float:
-        recs = recorded[arm][t - k + 1: t + 1] if (t == steps - 1 and k > 1) else [recorded[arm][t]]
+        recs = recorded[arm][t - k + 1 : t + 1] if (t == steps - 1 and k > 1) else [recorded[arm][t]]
         return float(np.mean([getattr(r, metric)[j] for r in recs]))
+
     rows = []
     names = sc.retailer_names
     for t in keep:
@@ -542,15 +600,31 @@ def manifest_data(sweep: Sweep, n_points: int, n_runs: int) -> dict:
     cur = sweep.base.currency if sweep.base else ""
     step_days = sweep.base.calendar.step_days if sweep.base else 7
     return {
-        "name": sweep.name, "spec_hash": sweep.digest(), "spec": sweep.raw, "source": sweep.source, "model": sweep.model,
-        "base_scenario": None if sweep.base is None else {"name": sweep.base.name, "hash": sweep.base.digest(), "source": sweep.base.source},
+        "name": sweep.name,
+        "spec_hash": sweep.digest(),
+        "spec": sweep.raw,
+        "source": sweep.source,
+        "model": sweep.model,
+        "base_scenario": None
+        if sweep.base is None
+        else {"name": sweep.base.name, "hash": sweep.base.digest(), "source": sweep.base.source},
         "design": {"method": sweep.design, "size": sweep.size, "levels": sweep.levels},
-        "parameters": [{"path": p.path, "kind": p.kind, "args": list(p.args),
-                        **parameter_quantity(p.path, p.label, currency=cur).to_dict()} for p in sweep.parameters],
+        "parameters": [
+            {
+                "path": p.path,
+                "kind": p.kind,
+                "args": list(p.args),
+                **parameter_quantity(p.path, p.label, currency=cur).to_dict(),
+            }
+            for p in sweep.parameters
+        ],
         "outputs": list(sweep.outputs),
         "output_labels": {o: output_quantity(o, currency=cur, step_days=step_days).to_dict() for o in sweep.outputs},
-        "replicates": sweep.replicates, "points": n_points, "runs": n_runs,
-        "seed": sweep.seed, "shift_against": None if sweep.shift_against is None else list(sweep.shift_against),
+        "replicates": sweep.replicates,
+        "points": n_points,
+        "runs": n_runs,
+        "seed": sweep.seed,
+        "shift_against": None if sweep.shift_against is None else list(sweep.shift_against),
     }
 
 
@@ -571,7 +645,9 @@ def check_manifest(sweep: Sweep, out: Path) -> bool:
     old = store.read_json(out / dataset.MANIFEST)
     digest = sweep.digest()
     if old.get("spec_hash") != digest:
-        raise _refuse_other(out, f"holds results of a different sweep spec (hash {old.get('spec_hash')}, this spec {digest})")
+        raise _refuse_other(
+            out, f"holds results of a different sweep spec (hash {old.get('spec_hash')}, this spec {digest})"
+        )
     return True
 
 
@@ -593,8 +669,11 @@ def check_stored(sweep: Sweep, out: Path, scan: dataset.Scan, all_tasks: list[Ta
         extra = sorted(c for c in names - need if c.startswith("param.") or c in METRIC_COLUMNS(names))
         missing = sorted(need - names)
         if missing or extra:
-            raise _refuse_other(out, f"{f.name} holds other columns than this sweep's "
-                                     f"({'missing ' + ', '.join(missing) if missing else 'extra ' + ', '.join(extra)})")
+            raise _refuse_other(
+                out,
+                f"{f.name} holds other columns than this sweep's "
+                f"({'missing ' + ', '.join(missing) if missing else 'extra ' + ', '.join(extra)})",
+            )
         df = pd.read_parquet(f, columns=key_cols).drop_duplicates("run_id")
         for row in df.itertuples(index=False, name=None):
             rec = dict(zip(key_cols, row, strict=True))
@@ -602,15 +681,24 @@ def check_stored(sweep: Sweep, out: Path, scan: dataset.Scan, all_tasks: list[Ta
             t = by_id.get(rid)
             if t is None:
                 raise _refuse_other(out, f"stored run {rid} is not a run of this sweep (it has {len(all_tasks)} runs)")
-            want = {"seed": t.seed, "point_id": t.point_id, "replicate": t.replicate,
-                    **{f"param.{k}": x for k, x in t.values.items()}}
+            want = {
+                "seed": t.seed,
+                "point_id": t.point_id,
+                "replicate": t.replicate,
+                **{f"param.{k}": x for k, x in t.values.items()},
+            }
             for col, x in want.items():
                 if not _same(rec[col], x):
-                    raise _refuse_other(out, f"stored run {rid} does not match this sweep spec ({col} is {_show(rec[col])} "
-                                             f"there, {_show(x)} here): the folder holds another sweep's results")
+                    raise _refuse_other(
+                        out,
+                        f"stored run {rid} does not match this sweep spec ({col} is {_show(rec[col])} "
+                        f"there, {_show(x)} here): the folder holds another sweep's results",
+                    )
         spec = scan.spec_hashes.get(f)  # same runs, but other outputs (or how they are averaged)
         if spec is not None and spec != digest:
-            raise _refuse_other(out, f"{f.name} was written by a different sweep spec (hash {spec}, this spec {digest})")
+            raise _refuse_other(
+                out, f"{f.name} was written by a different sweep spec (hash {spec}, this spec {digest})"
+            )
 
 
 def METRIC_COLUMNS(names: set[str]) -> set[str]:
@@ -646,19 +734,24 @@ def check_sweep_folder(out: Path) -> None:
     checksummed manifest, or a sound part file; never file names alone): a sweep never writes its parts
     among files it did not make, nor moves them. Marketsim's own files there must not be links."""
     if out.is_symlink():
-        raise UserError(f"{out}: is a symbolic link; marketsim writes only into a real folder, never through a link; "
-                        f"give the folder it points to, or another --out")
+        raise UserError(
+            f"{out}: is a symbolic link; marketsim writes only into a real folder, never through a link; "
+            f"give the folder it points to, or another --out"
+        )
     if not out.is_dir():
         return
     if not any(out.iterdir()):
         return
     if not dataset.is_sweep_folder(out):
-        raise UserError(f"{out}: not empty and not a marketsim sweep folder (no {dataset.MANIFEST} or part file "
-                        f"written by marketsim); nothing was moved; choose a new or empty folder for --out")
+        raise UserError(
+            f"{out}: not empty and not a marketsim sweep folder (no {dataset.MANIFEST} or part file "
+            f"written by marketsim); nothing was moved; choose a new or empty folder for --out"
+        )
     for name in (".lock", dataset.QUARANTINE):
         if (out / name).is_symlink():
-            raise UserError(f"{out / name}: is a symbolic link, not marketsim's own; move it away and run again; "
-                            f"nothing was moved")
+            raise UserError(
+                f"{out / name}: is a symbolic link, not marketsim's own; move it away and run again; nothing was moved"
+            )
 
 
 def check_folder(sweep: Sweep, out: Path) -> set[int]:
@@ -674,10 +767,19 @@ def check_folder(sweep: Sweep, out: Path) -> set[int]:
     return scan.run_ids
 
 
-def run_sweep(sweep: Sweep, out: Path, executor: Executor | None, *, results_root: Path = Path("results"),
-              on_progress=None, batch_size: int | None = None, workers: int | None = None,
-              flush_seconds: float = 30.0, on_note: Callable[[str], None] | None = None,
-              announce_resume: bool = False) -> dict:
+def run_sweep(
+    sweep: Sweep,
+    out: Path,
+    executor: Executor | None,
+    *,
+    results_root: Path = Path("results"),
+    on_progress=None,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    flush_seconds: float = 30.0,
+    on_note: Callable[[str], None] | None = None,
+    announce_resume: bool = False,
+) -> dict:
     """Run every (point, replicate) pair not yet stored in ``out``; store rows in batches as they finish.
 
     ``executor`` None runs inline; otherwise any ``concurrent.futures.Executor`` (local processes or a Dask
@@ -707,8 +809,10 @@ def run_sweep(sweep: Sweep, out: Path, executor: Executor | None, *, results_roo
             if (out / dataset.MANIFEST).exists():
                 problem = dataset.manifest_problem(out)
                 q = dataset.quarantine(out, out / dataset.MANIFEST)
-                note(f"{out / dataset.MANIFEST}: damaged ({problem}); moved to {q} and rebuilt from the spec "
-                     f"(the stored rows match it)")
+                note(
+                    f"{out / dataset.MANIFEST}: damaged ({problem}); moved to {q} and rebuilt from the spec "
+                    f"(the stored rows match it)"
+                )
         # written on every run of the same spec too, so that edits that change no row (labels) reach the analysis
         dataset.write_manifest(out, manifest_data(sweep, len(all_tasks) // sweep.replicates, len(all_tasks)))
         done = scan.run_ids
@@ -721,7 +825,7 @@ def run_sweep(sweep: Sweep, out: Path, executor: Executor | None, *, results_roo
         slots = max(1, workers or getattr(executor, "_max_workers", None) or 2)
         # about 4 chunks per worker keeps every worker busy to the end without paying a submission per run
         chunk = max(1, min(size, math.ceil(len(todo) / (4 * slots))))
-        chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+        chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
         buffer: list[dict] = []
         buffered_runs = 0
         last_flush = time.monotonic()
@@ -767,11 +871,15 @@ def run_sweep(sweep: Sweep, out: Path, executor: Executor | None, *, results_roo
                 with deferred_interrupt():  # a second Ctrl-C waits for this store (milliseconds), then stops
                     flush(force=True)  # whatever finished is kept, also on an error or Ctrl-C
         except KeyboardInterrupt as e:
-            raise Interrupted(f"interrupted; {stored} of {len(all_tasks)} runs are stored in {out}; "
-                              f"run the same command again to resume") from e
+            raise Interrupted(
+                f"interrupted; {stored} of {len(all_tasks)} runs are stored in {out}; "
+                f"run the same command again to resume"
+            ) from e
         except WorkerLost as e:  # the finished runs are stored (above): say so, and how to go on from them
-            raise UserError(f"{e.what}; {stored} of {len(all_tasks)} runs are stored in {out}; {e.advice}, and run "
-                            f"the same command again (or with --resume) to continue from the stored runs") from None
+            raise UserError(
+                f"{e.what}; {stored} of {len(all_tasks)} runs are stored in {out}; {e.advice}, and run "
+                f"the same command again (or with --resume) to continue from the stored runs"
+            ) from None
     return {"total": len(all_tasks), "skipped": len(all_tasks) - len(todo), "ran": len(todo)}
 
 
@@ -787,7 +895,9 @@ def _exclusive(out: Path):
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise UserError(f"{out}: another `marketsim sweep` is writing there now; wait for it or use another --out") from None
+            raise UserError(
+                f"{out}: another `marketsim sweep` is writing there now; wait for it or use another --out"
+            ) from None
         try:
             yield
         finally:
