@@ -23,7 +23,8 @@ from marketsim.experiments.sweep.analysis import (
     write_figures,
 )
 from marketsim.io import dataset, store
-from marketsim.report.progress import console, interval, table
+from marketsim.report.numbers import interval
+from marketsim.report.progress import console, table
 
 
 def _tables(manifest: dict, indices: dict | None, effects: dict, points: pd.DataFrame | None) -> list:

@@ -208,6 +208,41 @@ def note_settings(fig, settings: dict) -> None:
     note(fig, settings)
 
 
+def store_result(
+    args: argparse.Namespace,
+    out: Path,
+    kind: str,
+    command: str,
+    doc_name: str,
+    doc: dict,
+    *,
+    figures: dict | None = None,
+    write=None,
+) -> bool:
+    """The tail every command that stores a result shares: one result set in ``out`` (all its files appear
+    together, or none) holding what ``write(folder)`` writes, each figure of ``figures`` (file name -> a function
+    drawing it) with the command-line settings noted on it, and the JSON document ``doc`` as ``doc_name``; then
+    results/index.md is brought up to date; then, with ``--json``, ``doc`` goes to stdout. Returns True when it
+    printed the JSON (the command has nothing more to show)."""
+    from marketsim.figures import plots
+    from marketsim.io import resultsindex, store
+
+    with store.result_set(out, kind, writer=f"marketsim {command}") as new:
+        if write is not None:
+            write(new)
+        for name, draw in (figures or {}).items():
+            fig = draw()
+            note_settings(fig, doc.get("settings") or {})
+            store.save_figure(fig, new / name)
+            plots.close(fig)
+        store.write_json(new / doc_name, doc)
+    resultsindex.update(results_root(args))  # results/index.md lists every result
+    if getattr(args, "json", False):
+        print(store.dumps(doc))
+        return True
+    return False
+
+
 def fit_cache(args: argparse.Namespace) -> Path:
     """The fit cache folder: $MARKETSIM_FIT_CACHE, or <--results>/calibration."""
     from marketsim.fit.cache import cache_dir

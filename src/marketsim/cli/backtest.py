@@ -8,11 +8,10 @@ from marketsim.cli.args import (
     check_settings,
     fit_cache,
     load,
-    note_settings,
     result_folder,
-    results_root,
     settings_caption,
     settings_of,
+    store_result,
 )
 from marketsim.report.progress import bar, stderr
 
@@ -20,9 +19,8 @@ from marketsim.report.progress import bar, stderr
 def cmd_backtest(args: argparse.Namespace) -> int:
     from marketsim.experiments.backtest import backtest, backtest_figure
     from marketsim.experiments.uncertainty import central_draws, prior_draws
-    from marketsim.figures import plots
-    from marketsim.io import resultsindex, store
-    from marketsim.report.progress import console, interval, table
+    from marketsim.report.numbers import interval
+    from marketsim.report.progress import console, table
     from marketsim.runtime.executor import open_executor
 
     sc = load(args)
@@ -54,15 +52,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             )
     doc = bt.to_dict()
     doc["settings"] = settings
-    with store.result_set(out, "backtest", writer="marketsim backtest") as new:
-        store.write_json(new / "backtest.json", doc)
-        fig = backtest_figure(bt)
-        note_settings(fig, settings)
-        store.save_figure(fig, new / "backtest.png")
-        plots.close(fig)
-    resultsindex.update(results_root(args))
-    if args.json:
-        print(store.dumps(doc))
+    if store_result(
+        args, out, "backtest", "backtest", "backtest.json", doc, figures={"backtest.png": lambda: backtest_figure(bt)}
+    ):
         return 0
     con = console()
     t = table(

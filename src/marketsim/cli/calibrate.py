@@ -8,11 +8,10 @@ from marketsim.cli.args import (
     check_settings,
     fit_params,
     load,
-    note_settings,
     result_folder,
-    results_root,
     settings_caption,
     settings_of,
+    store_result,
 )
 from marketsim.errors import UserError
 from marketsim.report.numbers import points
@@ -20,7 +19,6 @@ from marketsim.report.numbers import points
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from marketsim.figures import plots
-    from marketsim.io import store
     from marketsim.report.progress import console, table
 
     sc = load(args)
@@ -41,17 +39,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if full is not None:
         doc["full_size"] = full
     doc["settings"] = settings
-    with store.result_set(out, "calibration", writer="marketsim calibrate") as new:
-        fig = plots.fit_figure(sc, cal)
-        note_settings(fig, settings)
-        store.save_figure(fig, new / "fit.png")
-        plots.close(fig)
-        store.write_json(new / "fit.json", doc)
-    from marketsim.io import resultsindex
-
-    resultsindex.update(results_root(args))  # results/index.md lists every result
-    if args.json:
-        print(store.dumps(doc))
+    if store_result(
+        args, out, "calibration", "calibrate", "fit.json", doc, figures={"fit.png": lambda: plots.fit_figure(sc, cal)}
+    ):
         return 0
     t = table(
         f"{sc.name}: fit to {len(cal.observations)} observed GMV shares until {cal.until}",

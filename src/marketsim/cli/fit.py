@@ -9,16 +9,15 @@ from marketsim.cli.args import (
     fit_cache,
     load,
     result_folder,
-    results_root,
     settings_caption,
     settings_of,
+    store_result,
 )
 from marketsim.report.progress import bar, stderr
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from marketsim.experiments.posterior import condition, save_posterior
-    from marketsim.io import resultsindex, store
     from marketsim.report.progress import console, table
     from marketsim.runtime.executor import open_executor
 
@@ -42,11 +41,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     path = save_posterior(post, sc, cache, summ["parameters"])
     summ["posterior_file"] = str(path)
     summ["settings"] = settings
-    with store.result_set(out, "fit", writer="marketsim fit") as new:
-        store.write_json(new / "posterior.json", summ)
-    resultsindex.update(results_root(args))
-    if args.json:
-        print(store.dumps(summ))
+    if store_result(args, out, "fit", "fit", "posterior.json", summ):
         return 0
     con = console()
     t = table(

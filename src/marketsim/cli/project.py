@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from marketsim.cli.args import check_settings, fit_cache, load, result_folder, results_root, settings_of
+from marketsim.cli.args import check_settings, fit_cache, load, result_folder, settings_of, store_result
 from marketsim.errors import UserError
 from marketsim.report.progress import bar, stderr
 
@@ -34,7 +34,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     from marketsim.experiments import projection
     from marketsim.experiments.posterior import load_posterior
     from marketsim.experiments.uncertainty import central_draws, posterior_draws, prior_draws
-    from marketsim.io import resultsindex, store
+    from marketsim.io import store
     from marketsim.report import projection as report
     from marketsim.scenario.core import load_scenario
 
@@ -150,13 +150,12 @@ def cmd_project(args: argparse.Namespace) -> int:
     for w in proj.warnings:
         stderr.print(f"marketsim: warning: {w}", markup=False, soft_wrap=True)
     summ["draws_from"] = draws_from  # where the parameter draws came from (the posterior's file and ESS)
-    with store.result_set(out, "projection", writer="marketsim project") as new:  # all files, or none
+
+    def files(new):
         store.write_table(proj.tidy(), new / "replicates", formats=("parquet",))
         report.write_report(proj, summ, new)
-        store.write_json(new / "projection.json", summ)
-    resultsindex.update(results_root(args))
-    if args.json:
-        print(store.dumps(summ))
+
+    if store_result(args, out, "projection", "project", "projection.json", summ, write=files):
         return 0
     report.print_summary(summ, proj)
     stderr.print(

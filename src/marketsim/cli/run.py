@@ -9,11 +9,10 @@ from marketsim.cli.args import (
     check_settings,
     fit_params,
     load,
-    note_settings,
     result_folder,
-    results_root,
     settings_caption,
     settings_of,
+    store_result,
 )
 from marketsim.report.numbers import share, shift
 from marketsim.report.progress import bar, stderr
@@ -83,19 +82,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         },
         "settings": settings,
     }
-    with store.result_set(out, "run", writer="marketsim run") as new:  # all files appear together, or none
+
+    def tables(new):
         store.write_table(ts, new / "timeseries")
         store.write_table(flows, new / "flows")
-        fig = plots.shares_figure(sc, ts)
-        note_settings(fig, settings)
-        store.save_figure(fig, new / "shares.png")
-        plots.close(fig)
-        store.write_json(new / "summary.json", summary)
-    from marketsim.io import resultsindex
 
-    resultsindex.update(results_root(args))  # results/index.md lists every result
-    if args.json:
-        print(store.dumps(summary))
+    figures = {"shares.png": lambda: plots.shares_figure(sc, ts)}
+    if store_result(args, out, "run", "run", "summary.json", summary, figures=figures, write=tables):
         return 0
     from marketsim.report.progress import console, table
 

@@ -20,8 +20,6 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task
 from rich.table import Column, Table
 from rich.text import Text
 
-from marketsim.report import numbers
-
 #: stderr console shared by the CLI's progress bars and messages. Messages carry user text (paths, names:
 #: ``--out 'r_[red]x'``), so rich markup is off: square brackets print as they are.
 stderr = Console(stderr=True, highlight=False, markup=False)
@@ -197,6 +195,3 @@ def table(title: str, caption: str | None = None) -> Table:
         title_justify="left",
         caption_justify="left",
     )
-
-
-interval = numbers.interval  # an interval as one unbreakable cell (use it in a ``no_wrap`` column)
