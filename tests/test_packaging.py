@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,9 +26,23 @@ def _sh(args, cwd, **kw):
     return r
 
 
+def _venv(venv, cwd):
+    """A fresh venv that sees this interpreter's installed libraries (numpy, mesa, ...) after its own: a .pth file
+    names this environment's site-packages. (``--system-site-packages`` would show the base interpreter's, which
+    lack them when the tests themselves run in a venv, as CI's 3.12 line does.) Returns its python."""
+    import sysconfig
+
+    _sh([sys.executable, "-m", "venv", venv], cwd=cwd)
+    py = venv / "bin" / "python"
+    own = _sh([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=cwd).stdout.strip()
+    ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (Path(own) / "_marketsim_test_deps.pth").write_text("".join(f"{p}\n" for p in ours), encoding="utf-8")
+    return py
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """A fresh venv (system site-packages for the dependencies) with the wheel of this checkout installed."""
+    """A fresh venv (seeing this environment's libraries for the dependencies) with the wheel of this checkout installed."""
     tmp = tmp_path_factory.mktemp("pkg")
     src = tmp / "marketsim"  # a copy of the checkout, named as `git clone` names it (the build writes into it)
     for part in ("pyproject.toml", "README.md"):
@@ -36,8 +51,7 @@ def installed(tmp_path_factory):
     _sh([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp / "dist", src], cwd=tmp)
     wheel = next((tmp / "dist").glob("marketsim-*.whl"))
     venv = tmp / "venv"
-    _sh([sys.executable, "-m", "venv", "--system-site-packages", venv], cwd=tmp)
-    py = venv / "bin" / "python"
+    py = _venv(venv, tmp)
     _sh([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], cwd=tmp)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the installed package, not this checkout
     return {"py": py, "bin": venv / "bin", "clone": src, "env": env, "wheel": wheel}
@@ -102,8 +116,11 @@ def test_a_script_next_to_an_editable_clone_imports_the_package(tmp_path):
         shutil.copy(ROOT / part, clone / part)
     shutil.copytree(ROOT / "src", clone / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     venv = tmp_path / "venv"
-    _sh([sys.executable, "-m", "venv", "--system-site-packages", venv], cwd=tmp_path)
-    _sh([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "-e", clone], cwd=tmp_path)
+    _venv(venv, tmp_path)
+    _sh(
+        [venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "-e", clone],
+        cwd=tmp_path,
+    )
     (tmp_path / "script.py").write_text("import marketsim.scenario.core, marketsim\nprint(marketsim.__file__)\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     r = _sh([venv / "bin" / "python", "script.py"], cwd=tmp_path, env=env)
