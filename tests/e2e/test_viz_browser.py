@@ -227,7 +227,17 @@ def _step(pg, n: int = 1) -> None:
     for _ in range(n):
         w = _week(pg)
         pg.get_by_role("button", name="Step").click()
-        pg.locator(f"#marketsim-share-chart[data-week='{w + 1}']").wait_for(timeout=30_000)
+        _wait_week(pg, w + 1)
+
+
+#: the parts of the page that show a week; each is its own widget, and the browser may apply their updates in
+#: separate frames, so a step is over only when every one of them shows the new week
+_WEEK_PARTS = ("#marketsim-share-chart", "#marketsim-numbers", "#marketsim-events", "#marketsim-week")
+
+
+def _wait_week(pg, week: int, timeout: int = 30_000) -> None:
+    for sel in _WEEK_PARTS:
+        pg.locator(f"{sel}[data-week='{week}']").wait_for(timeout=timeout)
 
 
 def _shares(pg) -> list[str]:
@@ -332,7 +342,7 @@ def test_bad_seed_says_what_is_wrong_and_the_model_keeps_running(page):
         assert "Traceback" not in page.inner_text("body")
     seed.fill("7")
     page.get_by_role("button", name="Reset").click()
-    page.locator("#marketsim-share-chart[data-week='0']").wait_for(timeout=60_000)
+    _wait_week(page, 0, timeout=60_000)
     assert page.locator("#marketsim-error").count() == 0
     _step(page)
     assert not page.errors, page.errors
@@ -353,7 +363,7 @@ def test_reset_is_busy_then_runs_with_the_new_setting(page):
         if (document.getElementById('marketsim-busy')) window.sawBusy = true; })
         .observe(document.body, {subtree: true, childList: true}); }""")
     page.get_by_role("button", name="Reset").click()
-    page.locator("#marketsim-share-chart[data-week='0']").wait_for(timeout=120_000)
+    _wait_week(page, 0, timeout=120_000)
     page.locator("#marketsim-busy").wait_for(state="detached", timeout=120_000)
     assert page.evaluate("window.sawBusy"), "Reset showed no busy state"
     assert page.locator("#marketsim-error").count() == 0, page.locator("#marketsim-error").inner_text()
@@ -393,6 +403,7 @@ def test_a_failed_build_is_one_line_and_the_previous_run_keeps_going(page, serve
 def test_play_runs_to_the_end_and_says_it_finished(page):
     page.get_by_role("button", name="Play").click()
     page.locator("#marketsim-finished").wait_for(timeout=60_000)
+    _wait_week(page, STEPS)
     assert f"all {STEPS} weeks" in page.locator("#marketsim-finished").inner_text()
     assert f"Week {STEPS} of {STEPS}" in page.locator("#marketsim-week").inner_text()
     assert page.get_by_role("button", name="Play").is_disabled()

@@ -23,11 +23,11 @@ renders.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
@@ -403,7 +403,7 @@ def numbers_html(model: LiveModel, colors: list[str]) -> str:
     lost = model.market.lost_login.sum() * model.world.scale
     moved = model.switched().sum() * model.world.scale
     return (
-        "<table id='marketsim-numbers'><tr><th>retailer</th><th>GMV share</th><th>without the events</th>"
+        f"<table id='marketsim-numbers' data-week='{model.t}'><tr><th>retailer</th><th>GMV share</th><th>without the events</th>"
         "<th>gap (points)</th><th>accounts created</th></tr>" + "".join(rows) + "</table>"
         f"<div class='facts'>Shoppers who lost a login: <b id='marketsim-lost'>{count(lost)}</b> · "
         f"buying elsewhere because of the events: <b id='marketsim-moved'>{count(moved)}</b></div>"
@@ -423,7 +423,9 @@ def events_html(model: LiveModel) -> str:
             f"<span class='id'>{escape(e.id)} · {state}</span></li>"
         )
     return (
-        "<ul id='marketsim-events'>" + ("".join(items) or "<li>no events: the two arms stay identical</li>") + "</ul>"
+        f"<ul id='marketsim-events' data-week='{model.t}'>"
+        + ("".join(items) or "<li>no events: the two arms stay identical</li>")
+        + "</ul>"
     )
 
 
@@ -480,6 +482,7 @@ class _Holder:
         self.lock = threading.RLock()
         self.colors: list[str] = []
         self.closed = False
+        self.play_generation = 0  # which Play loop may step (see Page's play_loop)
 
     def close(self) -> None:
         """Let the model go (the session ended)."""
@@ -610,7 +613,7 @@ def WeekLine(holder: _Holder, tick: solara.Reactive):
             f"all {m.horizon} weeks simulated. Reset to run again.</div>"
         )
     )
-    return solara.HTML(tag="div", unsafe_innerHTML=f"<div id='marketsim-week'>{text}</div>{done}")
+    return solara.HTML(tag="div", unsafe_innerHTML=f"<div id='marketsim-week' data-week='{m.t}'>{text}</div>{done}")
 
 
 def _guarded(holder: _Holder, render, fallback, prefix: str = ""):
@@ -779,14 +782,26 @@ def LivePage(base: Scenario, knob_list: list[Knob], holder: _Holder):
             finished.set(True)
             playing.set(False)
 
-    async def play_loop():
-        while playing.value:
-            await asyncio.sleep(PLAY_PERIOD)
-            if not playing.value:
+    def play_loop():
+        """Step every PLAY_PERIOD seconds while Play is on, in a thread of its own.
+
+        A thread, not a coroutine: this effect may be set up from a render in a thread without an event loop
+        (one after a build), where a coroutine task cannot start. Each loop holds a generation number, so a loop
+        left over from an earlier Play stops instead of stepping alongside the new one."""
+        with holder.lock:
+            holder.play_generation += 1
+            mine = holder.play_generation
+
+        def current() -> bool:
+            return playing.value and holder.play_generation == mine and not holder.closed
+
+        while current():
+            time.sleep(PLAY_PERIOD)
+            if not current():
                 break
             do_step()
 
-    solara.lab.use_task(play_loop, dependencies=[playing.value], prefer_threaded=False, raise_error=False)
+    solara.lab.use_task(play_loop, dependencies=[playing.value], prefer_threaded=True, raise_error=False)
 
     def on_seed(text: str) -> None:
         seed_text.set(text)
