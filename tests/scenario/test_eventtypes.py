@@ -41,6 +41,7 @@ providers:
 retailers:
   - {{name: A, kind: platform, take_rate: 0.05, attractiveness: -0.5, initial_share: 0.6, logins: [qq]}}
   - {{name: B, kind: direct, margin: 0.1, attractiveness: -0.6, initial_share: 0.4, logins: [qq, weibo]}}
+  - {{name: C, kind: direct, margin: 0.1, attractiveness: -0.8, initial_share: 0, enters_later: true, logins: [qq]}}
 behaviour: {{beta_price: 2.0, beta_social: 0.5, beta_habit: 1.0, beta_friction: 1.0}}
 friction: {{native: 0.2, sso: 0.0, link: 0.3, create: 2.0}}
 events: {events}
@@ -54,6 +55,11 @@ ALL_EVENTS = """
   - {id: stake, type: equity_stake, step: 3, investor: X, target: Y, stake: 0.1, amount_usd: 1000000,
      effects: [{type: social_boost, layer: weibo, retailer: B, factor: 1.5},
                {type: promotion, retailer: A, utility: 0.2}, {type: add_login, retailer: A, provider: qq}]}
+  - {id: season, type: shopping_rate, step: 1, factor: 1.5, every: year, days: 3}
+  - {id: enter, type: entry, step: 2, retailer: C}
+  - {id: better, type: attractiveness_change, step: 2, retailer: A, utility: 0.2, over: 30}
+  - {id: buy, type: acquisition, step: 4, acquirer: A, target: C, retention: 0.5}
+  - {id: close, type: exit, step: 6, retailer: B}
 """
 
 
@@ -111,7 +117,7 @@ def test_every_type_describes_itself_and_labels_its_numbers(every_type, name):
     if a is not e.action:
         written = next(x for x in written["effects"] if x["type"] == name)
     spec = REGISTRY.actions[name]
-    assert set(written) - {"id", "type", "date"} <= {f.key for f in spec.fields}
+    assert set(written) - {"id", "type", "date", "every", "days"} <= {f.key for f in spec.fields}
     assert set(spec.required_keys) <= set(written)
     # the live page names it in words, not by its type's name
     text = app._describe(type("E", (), {"action": a})())
@@ -223,9 +229,9 @@ def test_a_new_type_runs_in_the_engine(with_tax):
     m = Market(sc, build_world(sc, sc.seed), np.array([r.attractiveness for r in sc.retailers]), sc.seed)
     for _ in range(2):
         m.step()
-    assert m.price.tolist() == [1.0, 1.0]
+    assert m.price.tolist() == [1.0, 1.0, 1.0]
     m.step()  # step 2: the tax applies before the step's choices
-    assert m.price.tolist() == [1.0, pytest.approx(1.2)]
+    assert m.price.tolist() == [1.0, pytest.approx(1.2), 1.0]
     assert [ev.id for ev in m.fired] == ["tax"]
     assert events.HANDLERS.keys() == set(REGISTRY)  # the bundled registry is untouched
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from marketsim.engine import choice, events
-from marketsim.engine.choice import NATIVE, NONE, SSO
-from marketsim.engine.population import World, build_world, child_seed, relative_baskets, seed_streams
+from marketsim.engine.choice import MIGRATE, NATIVE, NONE, SSO
+from marketsim.engine.population import World, build_world, child_seed, relative_baskets, seed_streams, step_stream
 from marketsim.scenario.core import Scenario
 
 #: Days per year for trends (utility per year, docs/model.md section 4).
@@ -65,6 +65,35 @@ class StepRecord:
     @property
     def no_purchase_rate(self) -> float:
         return float(1 - self.buyers.sum() / self.shoppers) if self.shoppers > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class MoveRecord:
+    """What a move that changes who is in the market did (docs/model.md 7): an ``entry``, an ``exit`` or an
+    ``acquisition`` at ``step``; ``moved``: shoppers whose habit moved to ``retailer`` (the acquirer) from
+    ``other`` (the target); ``lost``: shoppers who lost their habit (the target's customers not retained, or an
+    exiting retailer's customers). Real units (x market.size / N)."""
+
+    step: int
+    kind: str
+    retailer: str
+    other: str | None = None
+    moved: float = 0.0
+    lost: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Firing:
+    """One firing of a recurring effect in days since the calendar start, [lo, hi), and what it does."""
+
+    lo: int
+    hi: int
+    retailer: int  # -1: market-wide
+    audience: int  # -1: everyone
+    utility: float
+    price: float | None
+    shop_factor: float
+    event: object
 
 
 @dataclass(frozen=True)
@@ -140,10 +169,15 @@ class Market:
         self.pending_access_lost = np.zeros(R, dtype=np.int64)
         self.counts = [self._full_counts(layer.graph) for layer in world.layers]
         self.rng = np.random.default_rng(seed_streams(seed)["dynamics"])
+        self.seed = seed
         self.t = 0
-        self.schedule: dict[int, list] = {}
-        for ev in scenario.events:
-            self.schedule.setdefault(ev.step, []).append(ev)
+        # who is in the market (docs/model.md 4), moves of alpha, the market-wide shopping factor, and what the
+        # moves that change who is in the market did (events change them)
+        self.available = np.array([not r.enters_later for r in scenario.retailers])
+        self.alpha_moves: list[tuple[int, float, int, int | None]] = []  # (j, utility, from step, over days)
+        self.shop_factor = 1.0
+        self.moves: list[MoveRecord] = []
+        self._set_timeline(scenario)
         self.last_record: StepRecord | None = None
         self.warmup_records: list[StepRecord] = []
         self.last_purchases: tuple[np.ndarray, np.ndarray] = (np.empty(0, np.int64), np.empty(0, np.int64))
@@ -232,9 +266,17 @@ class Market:
         return np.minimum((cum <= target).sum(axis=1), self.P - 1)
 
     def alpha_at(self, t: int) -> np.ndarray:
-        """alpha_j(t) = alpha_j + trend_j x years since the calendar start (docs/model.md section 4); the burn-in
-        uses t = 0."""
-        return self.alpha + self.trend * (max(t, 0) * self.scenario.calendar.step_days / DAYS_PER_YEAR)
+        """alpha_j(t) = alpha_j + trend_j x years since the calendar start (docs/model.md section 4), plus the
+        attractiveness changes of events so far (each at once, or linearly over its days); the burn-in uses
+        t = 0."""
+        sd = self.scenario.calendar.step_days
+        a = self.alpha + self.trend * (max(t, 0) * sd / DAYS_PER_YEAR)
+        if self.alpha_moves:
+            a = a.copy()
+            for j, u, s, days in self.alpha_moves:
+                if t >= s:
+                    a[j] += u if days is None else u * min(1.0, (t - s + 1) * sd / days)
+        return a
 
     def scale_at(self, t: int) -> float:
         """Real shoppers per agent at step t: market.size(date) / N (docs/model.md section 2)."""
@@ -272,6 +314,7 @@ class Market:
             for act in ev.actions():
                 events.apply(self, act, t)
             self.fired.append(ev)
+        self.fired.extend(self._first_firing.get(t, ()))  # recurring effects: listed from their first firing
         self.promotions = [p for p in self.promotions if p[3] is None or t < p[3]]
         rec = self._shop(self.rng)
         self.last_record = rec
@@ -286,10 +329,89 @@ class Market:
         keep = {id(self.world): self.world, id(self.scenario): self.scenario, id(self.warmup_records): []}
         m = copy.deepcopy(self, memo=keep)
         m.scenario = scenario
-        m.schedule = {}
-        for ev in scenario.events:
-            m.schedule.setdefault(ev.step, []).append(ev)
+        m._set_timeline(scenario)
         return m
+
+    def _set_timeline(self, scenario: Scenario) -> None:
+        """The one-off events by step, and every firing of the recurring effects (docs/model.md 7)."""
+        self.schedule = {}
+        self.firings: list[_Firing] = []
+        self._first_firing: dict[int, list] = {}
+        cal = scenario.calendar
+        for ev in scenario.events:
+            if not ev.recurring:
+                self.schedule.setdefault(ev.step, []).append(ev)
+                continue
+            self._first_firing.setdefault(ev.step, []).append(ev)
+            w = ev.action.window()
+            j = -1 if w.retailer is None else self.retailer_index[w.retailer]
+            aud = -1 if w.audience is None else self.provider_index[w.audience]
+            for first, last in ev.firings(cal):
+                lo, hi = (first - cal.start).days, (last - cal.start).days + 1
+                self.firings.append(_Firing(lo, hi, j, aud, w.utility, w.price, w.shop_factor, ev))
+
+    def firings_at(self, t: int) -> list[tuple[float, float, _Firing]]:
+        """The recurring effects on during step ``t``: (first day, end day) within the step, and the firing."""
+        sd = self.scenario.calendar.step_days
+        a = t * sd
+        out = []
+        for f in self.firings:
+            lo, hi = max(f.lo - a, 0), min(f.hi - a, sd)
+            if hi > lo and t >= 0:
+                out.append((float(lo), float(hi), f))
+        return out
+
+    # --- what events do (MarketState) -----------------------------------------
+    def enter(self, retailer: str) -> None:
+        j = self.retailer_index[retailer]
+        self.available[j] = True
+        self.moves.append(MoveRecord(self.t, "entry", retailer))
+
+    def leave(self, retailer: str, step: int, record: bool = True) -> None:
+        j = self.retailer_index[retailer]
+        self.available[j] = False
+        who = np.flatnonzero(self.last == j)
+        if len(who):
+            self.last[who] = -1
+            self._update_counts(who, np.full(len(who), j, np.int64), np.full(len(who), -1, np.int64))
+        had = self.access[:, j] != NONE
+        self.pending_access_lost[j] += int(had.sum())
+        self.access[:, j] = NONE
+        if record:
+            self.moves.append(MoveRecord(step, "exit", retailer, lost=len(who) * self.scale_at(step)))
+
+    def acquire(self, acquirer: str, target: str, retention: float, keep_brand: bool, step: int) -> None:
+        ja, jb = self.retailer_index[acquirer], self.retailer_index[target]
+        u = step_stream(seed_streams(self.seed)["events"], max(step, 0)).random(self.n)
+        cust = np.flatnonzero(self.last == jb)
+        kept = u[cust] < retention
+        moved, lost = cust[kept], cust[~kept]
+        # access carries over where the retained customer has none at the acquirer: the same single sign-on
+        # where the acquirer accepts it, else a native account (the target's account, or a migration offer,
+        # becomes an account at the acquirer); no access stays no access
+        free = moved[self.access[moved, ja] == NONE]
+        ab = self.access[free, jb].astype(np.int64)
+        p = np.clip(ab - SSO, 0, self.P - 1)
+        sso_ok = (ab >= SSO) & self.accepts[p, ja]
+        self.access[free, ja] = np.where(
+            sso_ok, ab, np.where((ab == NATIVE) | (ab == MIGRATE) | (ab >= SSO), NATIVE, NONE)
+        )
+        self.logins_changed()
+        self.last[moved] = ja
+        self.last[lost] = -1
+        if len(cust):
+            new = np.where(kept, ja, -1).astype(np.int64)
+            self._update_counts(cust, np.full(len(cust), jb, np.int64), new)
+        scale = self.scale_at(step)
+        self.moves.append(MoveRecord(step, "acquisition", acquirer, target, len(moved) * scale, len(lost) * scale))
+        if not keep_brand:
+            self.leave(target, step, record=False)
+
+    def shift_attractiveness(self, retailer: str, utility: float, step: int, days: int | None) -> None:
+        self.alpha_moves.append((self.retailer_index[retailer], utility, step, days))
+
+    def set_shopping_factor(self, factor: float) -> None:
+        self.shop_factor = factor
 
     def adopt_pilot_state(self, pilot: PilotState, seed: int) -> None:
         """Start from the stationary state of the event-free market (docs/model.md 12.2): each consumer here
@@ -328,7 +450,18 @@ class Market:
         # and a basket per newcomer. None of the counts depends on the state, so a scenario and its
         # counterfactual draw the same numbers for the same consumers (common random numbers).
         u_shop = rng.random(self.n, dtype=np.float32)
-        idx = np.flatnonzero(u_shop < sc.consumers.shopping_rate)
+        on = self.firings_at(t)
+        if not on and self.shop_factor == 1.0:
+            idx = np.flatnonzero(u_shop < sc.consumers.shopping_rate)
+        else:  # a seasonal profile or a market-wide change of the shopping rate (docs/model.md 7)
+            thresh = np.full(self.n, sc.consumers.shopping_rate * self.shop_factor)
+            if on:  # each consumer's day within the step, from a stream of its own for this step
+                day = step_stream(seed_streams(self.seed)["days"], t).random(self.n) * sc.calendar.step_days
+                inside = [(day >= lo) & (day < hi) for lo, hi, _ in on]
+                for (_, _, f), w in zip(on, inside, strict=True):
+                    if f.shop_factor != 1.0:
+                        thresh[w] *= f.shop_factor
+            idx = np.flatnonzero(u_shop < thresh)
         u_pick = rng.random((len(idx), R + 1), dtype=np.float32)
 
         b = sc.behaviour
@@ -342,6 +475,19 @@ class Market:
             promo = np.zeros((len(idx), R), dtype=np.float32)
             for j, aud, util, _ in self.promotions:
                 promo[:, j] += util if aud < 0 else util * self.world.holds[idx, aud]
+        if on:  # recurring effects, for the shoppers of the days they cover
+            extra = np.zeros((len(idx), R), dtype=np.float32)
+            for (_, _, f), w in zip(on, inside, strict=True):
+                if f.retailer < 0:
+                    continue
+                wi = w[idx]
+                if f.audience >= 0:
+                    wi = wi & self.world.holds[idx, f.audience]
+                u = f.utility
+                if f.price is not None:  # the sale price instead of the retailer's current price
+                    u += -b.beta_price * (math.log(f.price) - math.log(self.price[f.retailer]))
+                extra[:, f.retailer] += np.float32(u) * wi
+            promo = promo + extra
         social = self.social_exposure(idx) if b.beta_social else 0.0
         V = choice.utilities(
             self.alpha_at(t).astype(np.float32),
@@ -355,6 +501,8 @@ class Market:
             beta_habit=b.beta_habit,
             beta_friction=b.beta_friction,
         )
+        if not self.available.all():  # retailers not (or no longer) in the market are no option
+            V[:, ~self.available] = -np.inf
         pick = choice.gumbel_choice(V, u_pick)
         prob = choice.logit_probabilities(V) if self.track_expected else None
 

@@ -43,8 +43,25 @@ class World:
 
 def seed_streams(seed: int) -> dict[str, np.random.SeedSequence]:
     """The named, independent random streams of one run, spawned from the run seed (SeedSequence)."""
-    pop, net, dyn, warm, pilot = np.random.SeedSequence(seed).spawn(5)
-    return {"population": pop, "network": net, "dynamics": dyn, "warmup": warm, "pilot": pilot}
+    # spawn(7) gives the same first five children as spawn(5) did: adding streams changes none of the others.
+    # "days": each consumer's day within a step while a recurring effect is on (one generator per step);
+    # "events": the draws of events that pick consumers (an acquisition's retained customers, one per step).
+    pop, net, dyn, warm, pilot, days, events = np.random.SeedSequence(seed).spawn(7)
+    return {
+        "population": pop,
+        "network": net,
+        "dynamics": dyn,
+        "warmup": warm,
+        "pilot": pilot,
+        "days": days,
+        "events": events,
+    }
+
+
+def step_stream(ss: np.random.SeedSequence, t: int) -> np.random.Generator:
+    """A generator of its own for step ``t`` (>= 0) of stream ``ss``: the same numbers whatever happened before
+    that step, so a scenario and its counterfactual draw them alike (common random numbers)."""
+    return np.random.default_rng(np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, int(t))))
 
 
 def child_seed(ss: np.random.SeedSequence) -> int:

@@ -162,6 +162,7 @@ class Retailer:
     target_share: float  # calibration target (defaults to initial_share)
     sso_share: tuple[tuple[str, float], ...]  # share of current customers logging in through p
     trend: float | None = 0.0  # utility per year added to alpha from the calendar start; None = fit (docs/model.md 4)
+    enters_later: bool = False  # not in the market at the start: an entry event brings it in (docs/model.md 4)
 
     @property
     def calibrate(self) -> bool:
@@ -195,16 +196,46 @@ class Friction:
 
 @dataclass(frozen=True)
 class Event:
-    """An action placed on the timeline at ``step`` (0-based; applied before that step's choices)."""
+    """An action placed on the timeline at ``step`` (0-based; applied before that step's choices).
+
+    A recurring effect (``every == "year"``, docs/model.md section 7) fires every year on the day and month of
+    ``date`` for ``days`` days, from ``date`` on; ``step`` is then the step of its first firing."""
 
     id: str
     step: int
     date: dt.date
     action: Any
+    every: str | None = None
+    days: int | None = None
 
     def actions(self) -> tuple[Any, ...]:
         """The primitive actions this event performs (an equity stake performs its effects)."""
         return self.action.actions()
+
+    @property
+    def recurring(self) -> bool:
+        return self.every is not None
+
+    def firings(self, calendar: Calendar, until: dt.date | None = None) -> tuple[tuple[dt.date, dt.date], ...]:
+        """Every firing as (first day, last day), inclusive, that starts before ``until`` (default: the day
+        after the calendar's last step). A one-off event fires once, on its date, for a day. A recurring one
+        fires on the same day and month each year (29 February: on 28 February in other years)."""
+        end = calendar.date_of(calendar.steps) if until is None else until
+        if not self.recurring:
+            return ((self.date, self.date),) if self.date < end else ()
+        assert self.days is not None  # (the validator requires days with every)
+        out = []
+        year = self.date.year
+        while True:
+            try:
+                first = self.date.replace(year=year)
+            except ValueError:  # 29 February in a common year
+                first = dt.date(year, 2, 28)
+            if first >= end:
+                break
+            out.append((first, first + dt.timedelta(days=self.days - 1)))
+            year += 1
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -295,8 +326,15 @@ class Scenario:
         return self.provider_names.index(name)
 
     @property
+    def one_off_events(self) -> tuple[Event, ...]:
+        """The events that happen once (not recurring effects, which are part of how the market behaves every
+        year: the fit simulates them, and a counterfactual keeps them)."""
+        return tuple(e for e in self.events if not e.recurring)
+
+    @property
     def first_event_step(self) -> int | None:
-        return min((e.step for e in self.events), default=None)
+        """The step of the first one-off event (recurring effects do not end the calibration window)."""
+        return min((e.step for e in self.one_off_events), default=None)
 
     @property
     def calibration_window(self) -> int:
@@ -321,7 +359,7 @@ class Scenario:
             return until
         if self.fit_until is not None:
             return self.fit_until
-        first = min((e.date for e in self.events), default=None)
+        first = min((e.date for e in self.one_off_events), default=None)
         return first if first is not None else self.calendar.date_of(self.calendar.steps)
 
     def fit_observations(self, until: dt.date | None = None) -> tuple[Observation, ...]:
@@ -330,9 +368,18 @@ class Scenario:
         return tuple(o for o in self.observations if o.end <= cut)
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved scenario (defaults filled in) as plain JSON-able data."""
+        """The resolved scenario (defaults filled in) as plain JSON-able data. Fields added by later versions of
+        the format are left out where they hold their default (a retailer in the market from the start, an event
+        that does not recur), so that the digest of a scenario that does not use them stays what it was: fit
+        caches and result folders keyed by it stay valid."""
+        quiet = {"enters_later": False, "every": None, "days": None}
         return _jsonable(
-            dataclasses.asdict(self, dict_factory=lambda kv: {k: v for k, v in kv if k not in ("raw", "source")})
+            dataclasses.asdict(
+                self,
+                dict_factory=lambda kv: {
+                    k: v for k, v in kv if k not in ("raw", "source") and not (k in quiet and v is quiet[k])
+                },
+            )
         )
 
     def digest(self) -> str:
@@ -364,7 +411,8 @@ class Scenario:
         return self.with_values(vals) if vals else self
 
     def without_events(self, ids: list[str] | None = None) -> Scenario:
-        """The counterfactual: this scenario minus the named events (all events if ``ids`` is None)."""
+        """The counterfactual: this scenario minus the named events (if ``ids`` is None, every one-off event:
+        recurring effects, such as a yearly sale, stay in both arms)."""
         known = [e.id for e in self.events]
         if ids is not None:
             for i in ids:
@@ -376,7 +424,10 @@ class Scenario:
                     )
         raw = copy.deepcopy(dict(self.raw))
         evs = raw.get("events") or []
-        keep = [] if ids is None else [ev for ev in evs if item_key(ev, "id") not in ids]  # raw order != step order
+        recurring = {e.id for e in self.events if e.recurring}
+        keep = [
+            ev for ev in evs if (item_key(ev, "id") in recurring if ids is None else item_key(ev, "id") not in ids)
+        ]  # raw order != step order
         raw["events"] = keep
         return parse_scenario(raw, source=self.source)
 
@@ -670,6 +721,8 @@ class _Validator:
         self.types = events  # the event types files may use (eventtypes.REGISTRY)
         self.strict_horizon = strict_horizon  # a file's own events must fall inside its own calendar
         self.uncertain: list[Uncertain] = []  # uncertain parameters met so far (scenario files only)
+        self.enters_later: dict[str, bool] = {}  # retailer -> not in the market at the start
+        self.event_paths: dict[str, str] = {}  # event id -> its path in the file (events[3])
 
     def fail(self, path: str, msg: str) -> NoReturn:
         source, line = self.lines.find(path)
@@ -782,6 +835,10 @@ class _Validator:
             if f.pattern and not re.match(f.pattern, s):
                 self.fail(path, f"invalid {f.what} {s!r}; allowed: {f.hint or f'text matching {f.pattern}'}")
             return s
+        if t == "boolean":
+            if not isinstance(x, bool):
+                self.fail(path, f"expected true or false, got {x!r}")
+            return x
         if t == "name":
             return self.name(x, path)
         if t == "date":
@@ -1200,6 +1257,19 @@ class _Validator:
                 )
             init = self.get(R, r, "initial_share", path)
             target = self.get(R, r, "target_share", path, default=init)
+            later = self.get(R, r, "enters_later", path)
+            self.enters_later[name] = later
+            if later and init > 0:
+                self.fail(
+                    f"{path}.initial_share",
+                    f"{name} enters later (enters_later: true), so it has no customers at the start; allowed: 0",
+                )
+            if later and (alpha is None or trend is None):
+                self.fail(
+                    f"{path}.{'attractiveness' if alpha is None else 'trend'}",
+                    f"{name} enters later (enters_later: true): no observation before it enters can fit it; "
+                    f"allowed: a number (with a range if it is uncertain)",
+                )
             if alpha is None and target <= 0:
                 self.fail(
                     f"{path}.target_share",
@@ -1217,6 +1287,7 @@ class _Validator:
                     target_share=target,
                     sso_share=tuple(sso_items),
                     trend=trend,
+                    enters_later=later,
                 )
             )
         for key in ("initial_share", "target_share"):
@@ -1282,6 +1353,7 @@ class _Validator:
                     f"events.ID.field address an event by its id), e.g. {str(eid).replace('.', '_')!r}",
                 )
             action = self.action(etype, e, path, cal, pnames, rnames, allow_effects=True, key=f"events.{eid}")
+            self.event_paths[eid] = path
             if "id" not in e and not re.match(V.field("id").pattern, str(eid)):
                 self.fail(
                     path,
@@ -1289,9 +1361,73 @@ class _Validator:
                     f"address; allowed: give the event an 'id' without '.'",
                 )
             self.unique(L, ids, eid, path)
-            out.append(Event(id=eid, step=step, date=date, action=action))
+            every, days = self.recurrence(V, e, path, action)
+            out.append(Event(id=eid, step=step, date=date, action=action, every=every, days=days))
         out.sort(key=lambda ev: ev.step)  # stable: file order within a step
+        self.presence(out, rnames)
         return tuple(out)
+
+    def recurrence(self, V, e, path: str, action) -> tuple[str | None, int | None]:
+        """``every`` and ``days`` of one event: both or neither, only on a type that can recur, at most a year."""
+        every = self.get(V, e, "every", path)
+        days = self.get(V, e, "days", path)
+        if every is None and days is not None:
+            self.fail(
+                f"{path}.days",
+                "days is the length of each firing of a recurring effect; allowed: with every: year, or remove it",
+            )
+        if every is None:
+            return None, None
+        kinds = [n for n in self.types if self.types[n].recurs]
+        if not action.recurs:
+            self.fail(
+                f"{path}.every",
+                f"a {action.type} cannot recur (it changes the market for good); allowed: every on a temporary "
+                f"effect ({', '.join(kinds)})",
+            )
+        if days is None:
+            raw = e.get("days")
+            self.fail(
+                f"{path}.days" if raw is not None else path,
+                "a recurring effect needs days: how long each firing lasts (1 for a one-day sale)",
+            )
+        why = action.recurring_conflict()
+        if why:
+            self.fail(f"{path}.{why[0]}", why[1])
+        return every, days
+
+    def presence(self, events: list[Event], rnames) -> None:
+        """The rules between events about which retailers are in the market (docs/model.md sections 4 and 7):
+        an entry brings in a retailer declared ``enters_later`` that is not in yet; an exit or an acquisition's
+        target must be in the market then; any other event about a retailer needs it in the market then."""
+        later = {r for r, flag in self.enters_later.items() if flag}
+        present = {r: r not in later for r in rnames}
+        gone: dict[str, str] = {}  # retailer -> why it is not there (for the message)
+        for ev in events:
+            path = self.event_paths.get(ev.id, f"events.{ev.id}")
+            for act in ev.actions():
+                when = f"on {ev.date} (step {ev.step})"
+                for r in act.retailers_needed():
+                    if not present.get(r, True):
+                        why = gone.get(r, "it enters later (enters_later: true) and has not entered yet")
+                        self.fail(
+                            path,
+                            f"{r} is not in the market {when}: {why}; allowed: an event about a retailer "
+                            f"while it is in the market",
+                        )
+                if act.type == "entry":
+                    if act.retailer not in later:
+                        self.fail(
+                            f"{path}.retailer",
+                            f"{act.retailer} is in the market from the start; allowed: an entry of a retailer with "
+                            f"enters_later: true (add it to {act.retailer}), or remove this event",
+                        )
+                    if present[act.retailer]:
+                        self.fail(f"{path}.retailer", f"{act.retailer} has already entered; allowed: one entry")
+                    present[act.retailer] = True
+                for r, why in act.leaves():
+                    present[r] = False
+                    gone[r] = f"{why} {when}"
 
     def action(self, etype, e, path, cal, pnames, rnames, allow_effects, key):
         """The action of one event (or effect) of type ``etype``: its fields checked against their spec, then built

@@ -137,6 +137,8 @@ def scenario_document(sc: Scenario) -> dict:
         if targets:
             d["target_share"] = _tidy(r.target_share)
         d["sso_share"] = {p: num(s, f"{k}.sso_share.{p}") for p, s in r.sso_share}
+        if r.enters_later:
+            d["enters_later"] = True
         rets.append(d)
     doc["retailers"] = rets
     b, f = sc.behaviour, sc.friction
@@ -145,7 +147,13 @@ def scenario_document(sc: Scenario) -> dict:
     }
     doc["friction"] = {n: num(getattr(f, n), f"friction.{n}") for n in ("native", "sso", "link", "create")}
     doc["events"] = [
-        {"id": e.id, "type": e.action.type, "date": e.date, **_action(e.action, f"events.{e.id}", num, cal)}
+        {
+            "id": e.id,
+            "type": e.action.type,
+            "date": e.date,
+            **({"every": e.every, "days": e.days} if e.recurring else {}),
+            **_action(e.action, f"events.{e.id}", num, cal),
+        }
         for e in events_in_file_order(sc)
     ]
     if not targets:
@@ -360,6 +368,21 @@ def utility_effects(sc: Scenario) -> tuple[Shopper, list[Effect]]:
 # --------------------------------------------------------------------------- the validate output
 
 
+def timeline(sc: Scenario) -> list[str]:
+    """Each event in words with its date (and step); a recurring effect with every date it fires in the calendar."""
+    out = []
+    for e in sc.events:
+        what = e.action.live_text()
+        if not e.recurring:
+            out.append(f"{e.date} (step {e.step}) {e.id}: {what}")
+            continue
+        dates = [f"{a}" if a == b else f"{a}..{b}" for a, b in e.firings(sc.calendar)]
+        each = "1 day" if e.days == 1 else f"{e.days} days"
+        fires = ", ".join(dates) if dates else "never within the calendar"
+        out.append(f"{e.id}: {what}, every year from {e.date} for {each}; fires {fires}")
+    return out
+
+
 def _comment(text: str, indent: str = "", bullet: bool = False) -> list[str]:
     """``text`` as comment lines within WIDTH columns (``bullet``: an item of a list under a comment heading)."""
     first, rest = (f"{indent}#   - ", f"{indent}#     ") if bullet else (f"{indent}# ", f"{indent}#   ")
@@ -414,6 +437,11 @@ def render(sc: Scenario, *, given: str, prov: Provenance | None, settings: Itera
     )
     for e in effects:
         L += _comment(f"{e.path}: {e.value:g}; {e.text}", bullet=True)
+    if sc.events:
+        L.append("#")
+        L += _comment(f"Timeline ({len(sc.events)} events, in the order they happen):")
+        for line in timeline(sc):
+            L += _comment(line, bullet=True)
     L.append("")
     doc = scenario_document(sc)
     outside = {e.id for e in sc.events_outside}

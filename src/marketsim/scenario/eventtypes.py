@@ -68,6 +68,35 @@ class MarketState(Protocol):
     def set_social_factor(self, layer: str, retailer: str, factor: float) -> None:
         """g_pj <- ``factor``: ties on ``layer`` weigh that much for ``retailer``."""
 
+    def enter(self, retailer: str) -> None:
+        """The retailer becomes an option (nobody has access or habit there yet)."""
+
+    def leave(self, retailer: str, step: int) -> None:
+        """The retailer stops being an option: its customers lose access and habit there."""
+
+    def acquire(self, acquirer: str, target: str, retention: float, keep_brand: bool, step: int) -> None:
+        """The target's customers become the acquirer's with probability ``retention`` (docs/model.md 7)."""
+
+    def shift_attractiveness(self, retailer: str, utility: float, step: int, days: int | None) -> None:
+        """alpha_j moves by ``utility`` from ``step``: at once, or linearly over ``days``."""
+
+    def set_shopping_factor(self, factor: float) -> None:
+        """Every consumer's shopping rate is ``factor`` x consumers.shopping_rate from now on."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a recurring effect does while it is on, to the shoppers of the days it covers (docs/model.md 7):
+    ``utility`` added to retailer ``retailer`` for holders of provider ``audience`` (None: everyone), the
+    retailer's price index set to ``price`` during the firing, or the shopping rate multiplied by
+    ``shop_factor``."""
+
+    retailer: str | None = None
+    audience: str | None = None
+    utility: float = 0.0
+    price: float | None = None
+    shop_factor: float = 1.0
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -120,6 +149,7 @@ class EventType:
     format_fields: ClassVar[tuple[Node, ...]] = ()  # its own fields, besides type/id/date/step/note
     labels: ClassVar[dict[str, tuple[str, str, float]]] = {}  # numeric field -> (label with {e}, unit, scale)
     revokes_logins: ClassVar[bool] = False  # it takes logins away (its consumers count as having lost one)
+    recurs: ClassVar[bool] = False  # it may carry every: year (a temporary effect: see :meth:`window`)
 
     @classmethod
     def spec(cls, registry: Registry) -> Block:
@@ -138,6 +168,23 @@ class EventType:
     def actions(self) -> tuple[EventType, ...]:
         """The primitive actions it performs (itself; an equity stake: its effects)."""
         return (self,)
+
+    def retailers_needed(self) -> tuple[str, ...]:
+        """The retailers that must be in the market when it happens (docs/model.md section 4)."""
+        r = getattr(self, "retailer", None)
+        return (r,) if isinstance(r, str) else ()
+
+    def leaves(self) -> tuple[tuple[str, str], ...]:
+        """The retailers it takes out of the market, each with the reason in words."""
+        return ()
+
+    def window(self) -> Window:  # pragma: no cover - every type with recurs defines it
+        """What it does during each firing, if it recurs."""
+        raise NotImplementedError(self.type)
+
+    def recurring_conflict(self) -> tuple[str, str] | None:
+        """A field that a recurring firing cannot have: (field, what is wrong; what would be right)."""
+        return None
 
     def file_fields(self, key: str, num: Callable[[float, str], Any], cal: Any) -> dict:
         """Its fields in file form (``marketsim validate``); ``num(x, path)`` writes a number (or its uncertain
@@ -327,7 +374,7 @@ class SocialBoost(EventType):
             uncertain=True,
         ),
     )
-    labels: ClassVar[dict[str, tuple[str, str, float]]] = {"factor": ("{e}: social boost factor", "x", 1.0)}
+    labels: ClassVar[dict[str, tuple[str, str, float]]] = {"factor": ("{e}: factor", "x", 1.0)}
 
     @classmethod
     def parse(cls, r: Reading) -> SocialBoost:
@@ -404,7 +451,16 @@ class Promotion(EventType):
             default_text="never ends",
         ),
     )
-    labels: ClassVar[dict[str, tuple[str, str, float]]] = {"utility": ("{e}: promotion strength", "utility", 1.0)}
+    labels: ClassVar[dict[str, tuple[str, str, float]]] = {"utility": ("{e}: utility added", "utility", 1.0)}
+    recurs: ClassVar[bool] = True
+
+    def window(self) -> Window:
+        return Window(retailer=self.retailer, audience=self.audience, utility=self.utility)
+
+    def recurring_conflict(self):
+        if self.until_step is not None:
+            return "until", "a recurring promotion lasts `days` each year; allowed: days, without until"
+        return None
 
     @classmethod
     def parse(cls, r: Reading) -> Promotion:
@@ -468,6 +524,10 @@ class PriceChange(EventType):
     labels: ClassVar[dict[str, tuple[str, str, float]]] = {
         "price_index": ("{e}: new price index", "1 = market price", 1.0)
     }
+    recurs: ClassVar[bool] = True
+
+    def window(self) -> Window:
+        return Window(retailer=self.retailer, price=self.price_index)
 
     @classmethod
     def parse(cls, r: Reading) -> PriceChange:
@@ -599,6 +659,258 @@ class EquityStake(EventType):
         return ()
 
 
+@dataclass(frozen=True)
+class Entry(EventType):
+    retailer: str
+    type: str = "entry"
+
+    doc: ClassVar[str] = (
+        "The retailer becomes an option from this date, with the attributes its `retailers` entry gives "
+        "(declare it there with `enters_later: true`); nobody has access or habit there yet (docs/model.md 7)."
+    )
+    format_fields: ClassVar[tuple[Node, ...]] = (_retailer_ref(doc="The retailer that enters (enters_later: true)."),)
+
+    @classmethod
+    def parse(cls, r: Reading) -> Entry:
+        return cls(r.get("retailer"))
+
+    def retailers_needed(self) -> tuple[str, ...]:
+        return ()  # (it brings the retailer in: the validator checks it is not in yet)
+
+    def apply(self, m: MarketState, step: int) -> None:
+        """The retailer becomes an option."""
+        m.enter(self.retailer)
+
+    def file_fields(self, key, num, cal) -> dict:
+        return {"retailer": self.retailer}
+
+    def live_text(self) -> str:
+        return f"{self.retailer} enters the market"
+
+
+@dataclass(frozen=True)
+class Exit(EventType):
+    retailer: str
+    type: str = "exit"
+
+    doc: ClassVar[str] = (
+        "The retailer stops being an option: its customers lose access and habit there and choose among the "
+        "others (docs/model.md 7)."
+    )
+    format_fields: ClassVar[tuple[Node, ...]] = (_retailer_ref(doc="The retailer that leaves the market."),)
+
+    @classmethod
+    def parse(cls, r: Reading) -> Exit:
+        return cls(r.get("retailer"))
+
+    def leaves(self) -> tuple[tuple[str, str], ...]:
+        return ((self.retailer, "it left the market"),)
+
+    def apply(self, m: MarketState, step: int) -> None:
+        """The retailer stops being an option; A[i,j] <- none and c_i <- none for its customers."""
+        m.leave(self.retailer, step)
+
+    def file_fields(self, key, num, cal) -> dict:
+        return {"retailer": self.retailer}
+
+    def live_text(self) -> str:
+        return f"{self.retailer} leaves the market"
+
+
+@dataclass(frozen=True)
+class Acquisition(EventType):
+    acquirer: str
+    target: str
+    retention: float
+    keep_brand: bool = False
+    type: str = "acquisition"
+
+    doc: ClassVar[str] = (
+        "The acquirer buys the target's business: each of the target's customers becomes the acquirer's with "
+        "probability `retention` (its habit moves, and its access carries over: as the same single sign-on where "
+        "the acquirer accepts that provider, else as a native account); the others lose their habit. Without "
+        "`keep_brand` the target then leaves the market. No consumer is created or lost (docs/model.md 7)."
+    )
+    format_fields: ClassVar[tuple[Node, ...]] = (
+        _retailer_ref("acquirer", "The retailer that buys."),
+        _retailer_ref("target", "The retailer whose customers it takes over."),
+        Field(
+            "retention",
+            "number",
+            "Share of the target's customers who stay with the acquirer (the rest lose their habit and choose afresh).",
+            unit="fraction of 1",
+            required=True,
+            lo=0,
+            hi=1,
+            uncertain=True,
+        ),
+        Field(
+            "keep_brand",
+            "boolean",
+            "True: the target stays an option under the acquirer's ownership; false: it leaves the market.",
+            default=False,
+            source="the target's site closes",
+        ),
+    )
+    labels: ClassVar[dict[str, tuple[str, str, float]]] = {"retention": ("{e}: customers retained", "%", 100.0)}
+
+    @classmethod
+    def parse(cls, r: Reading) -> Acquisition:
+        a, t = r.get("acquirer"), r.get("target")
+        if a == t:
+            r.fail(f"{r.path}.target", f"{a} cannot buy itself; allowed: another retailer of this file")
+        return cls(a, t, r.get("retention"), r.get("keep_brand"))
+
+    def retailers_needed(self) -> tuple[str, ...]:
+        return (self.acquirer, self.target)
+
+    def leaves(self) -> tuple[tuple[str, str], ...]:
+        return () if self.keep_brand else ((self.target, f"{self.acquirer} bought it"),)
+
+    def apply(self, m: MarketState, step: int) -> None:
+        """c_i <- acquirer for a retained share of the target's customers (access carried over), c_i <- none for
+        the others; the target leaves unless it keeps its brand."""
+        m.acquire(self.acquirer, self.target, self.retention, self.keep_brand, step)
+
+    def file_fields(self, key, num, cal) -> dict:
+        return {
+            "acquirer": self.acquirer,
+            "target": self.target,
+            "retention": num(self.retention, f"{key}.retention"),
+            "keep_brand": self.keep_brand,
+        }
+
+    def live_text(self) -> str:
+        brand = "keeps its brand" if self.keep_brand else "closes"
+        return f"{self.acquirer} buys {self.target} ({self.retention:.0%} of its customers retained; {self.target} {brand})"
+
+
+@dataclass(frozen=True)
+class AttractivenessChange(EventType):
+    retailer: str
+    utility: float
+    over_days: int | None = None
+    type: str = "attractiveness_change"
+
+    doc: ClassVar[str] = (
+        "The retailer's attractiveness alpha_j moves by `utility`: at once, or linearly over `over` days "
+        "(logistics, assortment, service; docs/model.md 7). Recurring (every: year), it is a sale-like boost "
+        "for the days it covers."
+    )
+    format_fields: ClassVar[tuple[Node, ...]] = (
+        _retailer_ref(),
+        Field(
+            "utility",
+            "number",
+            "Change of alpha_j (negative: worse). `marketsim validate` translates it into a change of a typical "
+            "shopper's choice probability.",
+            unit=UTILITY,
+            required=True,
+            lo=-20,
+            hi=20,
+            uncertain=True,
+        ),
+        Field(
+            "over",
+            "integer",
+            "Days over which the change builds up linearly from the event's date.",
+            unit="days",
+            lo=1,
+            hi=36_500,
+            nullable=True,
+            default_text="at once",
+        ),
+    )
+    labels: ClassVar[dict[str, tuple[str, str, float]]] = {
+        "utility": ("{e}: utility added", "utility", 1.0),
+        "over": ("{e}: days to build up", "days", 1.0),
+    }
+    recurs: ClassVar[bool] = True
+
+    @classmethod
+    def parse(cls, r: Reading) -> AttractivenessChange:
+        return cls(r.get("retailer"), r.get("utility"), r.get("over"))
+
+    def apply(self, m: MarketState, step: int) -> None:
+        """alpha_j(t) += utility x min(1, days since the event / over) from this step."""
+        m.shift_attractiveness(self.retailer, self.utility, step, self.over_days)
+
+    def window(self) -> Window:
+        return Window(retailer=self.retailer, utility=self.utility)
+
+    def recurring_conflict(self):
+        if self.over_days is not None:
+            return (
+                "over",
+                "a recurring change lasts `days` each year and does not build up; allowed: days, without over",
+            )
+        return None
+
+    def file_fields(self, key, num, cal) -> dict:
+        out = {"retailer": self.retailer, "utility": num(self.utility, f"{key}.utility")}
+        if self.over_days is not None:
+            out["over"] = self.over_days
+        return out
+
+    def business_terms(self, key, when, t):
+        how = "at once" if self.over_days is None else f"over {self.over_days} days"
+        by = t.change(f"{key}.utility", self.utility, lambda x: x, self.retailer)
+        return [
+            (
+                f"{key}.utility",
+                self.utility,
+                f"{self.retailer}'s attractiveness changes by {self.utility:+g} {when} ({how}): changes a typical "
+                f"shopper's probability of choosing {self.retailer} by {by}",
+            )
+        ]
+
+    def live_text(self) -> str:
+        how = "" if self.over_days is None else f" over {self.over_days} days"
+        return f"{self.retailer} attractiveness {self.utility:+.2f}{how}"
+
+
+@dataclass(frozen=True)
+class ShoppingRate(EventType):
+    factor: float
+    type: str = "shopping_rate"
+
+    doc: ClassVar[str] = (
+        "Market-wide: every consumer's shopping rate is multiplied by `factor` (no retailer). Recurring (every: "
+        "year, days: N), it is a seasonal profile: more shoppers on the days of a big sale (docs/model.md 7); "
+        "once, a lasting change from its date."
+    )
+    format_fields: ClassVar[tuple[Node, ...]] = (
+        Field(
+            "factor",
+            "number",
+            "Multiplier of consumers.shopping_rate (1 = unchanged); factor x shopping_rate must stay at most 1.",
+            unit="x",
+            required=True,
+            lo=0,
+            hi=100,
+            uncertain=True,
+        ),
+    )
+    labels: ClassVar[dict[str, tuple[str, str, float]]] = {"factor": ("{e}: factor", "x", 1.0)}
+    recurs: ClassVar[bool] = True
+
+    @classmethod
+    def parse(cls, r: Reading) -> ShoppingRate:
+        return cls(r.get("factor"))
+
+    def apply(self, m: MarketState, step: int) -> None:
+        m.set_shopping_factor(self.factor)
+
+    def window(self) -> Window:
+        return Window(shop_factor=self.factor)
+
+    def file_fields(self, key, num, cal) -> dict:
+        return {"factor": num(self.factor, f"{key}.factor")}
+
+    def live_text(self) -> str:
+        return f"shopping rate x{self.factor:g}"
+
+
 # --------------------------------------------------------------------------- the registry
 
 
@@ -655,7 +967,19 @@ class Registry:
 
 
 #: The event types, in the order the format and its reference list them.
-TYPES: tuple[type[EventType], ...] = (RemoveLogin, AddLogin, SocialBoost, Promotion, PriceChange, EquityStake)
+TYPES: tuple[type[EventType], ...] = (
+    RemoveLogin,
+    AddLogin,
+    SocialBoost,
+    Promotion,
+    PriceChange,
+    EquityStake,
+    Entry,
+    Exit,
+    Acquisition,
+    AttractivenessChange,
+    ShoppingRate,
+)
 #: The types an equity stake may carry as effects, in the order the format lists them.
 EFFECT_TYPES: tuple[type[EventType], ...] = (SocialBoost, Promotion, AddLogin)
 REGISTRY = Registry(TYPES, EFFECT_TYPES)

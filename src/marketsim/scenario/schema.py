@@ -441,6 +441,15 @@ RETAILER = Block(
             default=[],
             source="native accounts only",
         ),
+        Field(
+            "enters_later",
+            "boolean",
+            "True: the retailer is not in the market at the calendar start (no share, no customers, no access); an "
+            "`entry` event brings it in (docs/model.md section 4). Its initial_share must be 0 and its "
+            "attractiveness a number (no data before it enters can fit it).",
+            default=False,
+            source="in the market from the start",
+        ),
         _share(
             "target_share",
             "Shorthand for one observation: the GMV share to fit over the steps before the "
@@ -601,6 +610,30 @@ def events_spec(actions: dict[str, Block]) -> ListOf:
                     "step", "integer", "When it applies, as a step number (0-based).", unit="step", lo=0, hi=MAX_STEPS
                 ),
                 Field("note", "string", "Free text."),
+                Field(
+                    "every",
+                    "string",
+                    "`year`: a recurring effect (docs/model.md section 7): it fires every year on the day and month "
+                    "of its date, for `days` days, from its date to the end of the calendar (Singles' Day, 11 "
+                    "November; JD's 18 June sale). Only temporary effects recur: promotion, price_change, "
+                    "attractiveness_change and shopping_rate.",
+                    choices=("year",),
+                    what="recurrence",
+                    nullable=True,
+                    default_text="once (not recurring)",
+                ),
+                Field(
+                    "days",
+                    "integer",
+                    "How long each firing of a recurring effect lasts, in days (at most a year). Within a step, "
+                    "the shoppers of the covered days see it: each shopper's day within the step is drawn from its "
+                    "own random stream.",
+                    unit="days",
+                    lo=1,
+                    hi=365,
+                    nullable=True,
+                    default_text="required with `every`",
+                ),
             ),
             one_of=(("date", "step"),),
         ),
@@ -1133,6 +1166,8 @@ def _field_json(f: Field, partial: bool) -> dict:
         alts.append({"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2})
     elif t == "list":
         alts.append({"type": "array", "minItems": 1})
+    elif t == "boolean":
+        alts.append({"type": "boolean"})
     elif t == "strings":
         pattern = rf"^(shift\.)?({'|'.join(METRICS)})\.[A-Za-z][A-Za-z0-9_]*$"
         alts.append({"type": "array", "minItems": 1, "items": {"type": "string", "pattern": pattern}})
@@ -1286,6 +1321,7 @@ def _allowed_text(f: Field) -> str:
         "names": "a list of providers of this file",
         "pair": "[lo, hi], lo < hi",
         "list": "a non-empty list",
+        "boolean": "`true` or `false`",
         "strings": "a list of METRIC.RETAILER or shift.METRIC.RETAILER",
         "all_or_strings": "`all` or a list of event ids",
     }[t]
