@@ -505,7 +505,7 @@ def test_a_failed_step_renews_the_jacobian_instead_of_halving_what_cannot_help()
 
     class Linear:
         name, n = "fine", 20000
-        obj = SimpleNamespace(prob=SimpleNamespace(dof=1, free_alpha=(0, 1)))
+        obj = SimpleNamespace(prob=SimpleNamespace(dof=1, free_alpha=(0, 1), free_trend=()))
 
         def __init__(self):
             self.calls = []

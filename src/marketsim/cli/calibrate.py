@@ -19,6 +19,7 @@ from marketsim.report.numbers import points
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from marketsim.figures import plots
+    from marketsim.fit.calibrate import at_limit
     from marketsim.report.progress import console, table
 
     sc = load(args)
@@ -81,6 +82,20 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             *[(points(d[n]) if n in d else "-") for d in cal.offsets.values()],
         )
     con.print(p)
+    for path, v in cal.event_values.items():
+        se = cal.event_se.get(path, float("nan"))
+        if at_limit(v):
+            con.print(
+                f"{path} (recurring effect): {v:+.3f} utility, at the end of its range: the observations ask for "
+                f"more than this effect can give (lengthen its days, or model the season another way)",
+                markup=False,
+            )
+            continue
+        con.print(
+            f"{path} (recurring effect): {v:+.3f} utility, standard error {se:.3f} (95% about "
+            f"[{v - 1.96 * se:+.2f}, {v + 1.96 * se:+.2f}]; from the fit's Jacobian and residuals)",
+            markup=False,
+        )
     con.print(
         f"conversion residual {cal.conversion_residual_pp:+.2f} pp; {cal.iterations} solver steps, "
         f"{cal.evaluations} simulations; tolerance {cal.tol_pp:.3g} pp; cache key {cal.key}"

@@ -21,7 +21,7 @@ from marketsim.report.progress import bar, stderr
 def cmd_run(args: argparse.Namespace) -> int:
     from marketsim.engine.run import simulate
     from marketsim.figures import plots
-    from marketsim.fit.calibrate import residuals_at
+    from marketsim.fit.calibrate import residuals_at, with_event_values
     from marketsim.io import store
 
     sc = load(args)
@@ -40,7 +40,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
     with bar(f"simulating {sc.name}", steps, "steps", enabled=True) as update:
-        res = simulate(sc, fit.alpha, trend=fit.trend, on_step=lambda done, total: update(completed=done))
+        run_sc = sc if cal is None else with_event_values(sc, cal.event_values)  # fitted recurring effects
+        res = simulate(run_sc, fit.alpha, trend=fit.trend, on_step=lambda done, total: update(completed=done))
     ts, flows = res.timeseries(), res.flows()
     first, last = res.share(0), res.share(steps - 1)
     summary = {

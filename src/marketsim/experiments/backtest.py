@@ -28,7 +28,7 @@ from marketsim.experiments.tasks import fit_task, map_jobs, with_draw
 from marketsim.experiments.uncertainty import Draws, weighted_quantile
 from marketsim.figures.plots import mark_events, retailer_colors, subplots
 from marketsim.figures.style import figure_function
-from marketsim.fit.calibrate import FitPath, expected_path, fit_problem
+from marketsim.fit.calibrate import FitPath, expected_path, fit_problem, with_event_values
 from marketsim.fit.options import FitOptions
 from marketsim.scenario.core import Observation, Scenario
 
@@ -123,7 +123,15 @@ def backtest(
     horizon = max(sc.calendar.step_of(o.end) for o in later) + 1
     seeds = replicate_seeds(sc.seed, replicates)
     jobs = [
-        (with_draw(sc, draws.values[k]), fits[k]["alpha"], fits[k]["trend"], s, horizon) for k in kept for s in seeds
+        (
+            with_event_values(with_draw(sc, draws.values[k]), fits[k]["event_values"]),
+            fits[k]["alpha"],
+            fits[k]["trend"],
+            s,
+            horizon,
+        )
+        for k in kept
+        for s in seeds
     ]
     paths = map_jobs(executor, _path_task, jobs, "replicates", on_progress)
     w = np.repeat(draws.weights[kept] / draws.weights[kept].sum() / replicates, replicates)

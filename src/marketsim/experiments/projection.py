@@ -27,7 +27,7 @@ from marketsim.errors import UserError
 from marketsim.experiments.tasks import divergence, fit_task, map_jobs, run_forked, with_draw
 from marketsim.experiments.uncertainty import Draws, Summary, summarize
 from marketsim.fit.cache import fitted
-from marketsim.fit.calibrate import CalibrationError
+from marketsim.fit.calibrate import CalibrationError, with_event_values
 from marketsim.fit.options import FitOptions
 from marketsim.scenario.core import Scenario
 
@@ -286,8 +286,11 @@ def project(
     for k in kept:
         params = {name: (f["alpha"], f["trend"]) for name, f in by_draw[k].items()}
         params[BASELINE] = params[first]  # the counterfactual keeps the fitted values and drops the events
+        values = {name: f["event_values"] for name, f in by_draw[k].items()}
+        values[BASELINE] = values[first]  # (recurring effects are in both arms, with the same fitted sizes)
+        arms = [(name, with_event_values(sc, values[name])) for name, sc in arms_of[k]]
         for r in range(replicates):
-            jobs.append((arms_of[k], params, seeds[r], steps, bseeds[r] if independent_baseline else None))
+            jobs.append((arms, params, seeds[r], steps, bseeds[r] if independent_baseline else None))
     results = map_jobs(executor, replicate_task, jobs, "replicates", on_progress)
 
     K, R = len(kept), replicates

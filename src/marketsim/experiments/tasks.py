@@ -72,6 +72,7 @@ def fit_task(scenario: Scenario, cache_dir: str | None, options: FitOptions = Fi
         "dof": None if cal is None else cal.dof,
         "residuals": None if cal is None else [o["residual_pp"] for o in cal.observations],
         "offsets": None if cal is None else cal.offsets,
+        "event_values": {} if cal is None else cal.event_values,  # fitted recurring effects' sizes, by path
     }
 
 

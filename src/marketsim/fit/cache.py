@@ -26,7 +26,16 @@ from pathlib import Path
 import numpy as np
 
 from marketsim.errors import UserError
-from marketsim.fit.calibrate import ALPHA_LIMIT, TREND_LIMIT, Calibration, CalibrationError, cache_key, calibrate
+from marketsim.fit.calibrate import (
+    ALPHA_LIMIT,
+    EVENT_LIMIT,
+    TREND_LIMIT,
+    Calibration,
+    CalibrationError,
+    cache_key,
+    calibrate,
+    with_event_values,
+)
 from marketsim.fit.options import FitOptions, fit_options
 from marketsim.io.store import disk_problem, remove_stale_temps, write_json
 from marketsim.runtime.digest import digest
@@ -207,6 +216,11 @@ def read_entry(path: Path, scenario: Scenario, key: str) -> Calibration:
         isinstance(d, dict) and all(_number(v) and abs(v) <= 100 for v in d.values()) for d in offsets.values()
     ):
         raise BadEntry("'offsets' are not numbers of points")
+    events = fit.get("event_values", {})
+    if not isinstance(events, dict) or not set(events) <= set(scenario.calibrated_events):
+        raise BadEntry("'event_values' do not name exactly the scenario's calibrated recurring effects")
+    if not all(_number(v) and abs(v) <= EVENT_LIMIT for v in events.values()):
+        raise BadEntry(f"'event_values' are not numbers within +-{EVENT_LIMIT:g}")
     try:
         cal = Calibration.from_dict(fit)
     except TypeError as e:
@@ -287,13 +301,16 @@ def read_failure(path: Path, key: str) -> str | None:
 
 @dataclass(frozen=True)
 class Fitted:
-    """The parameters a run of ``scenario`` uses: attractiveness and trend per retailer (given, or fitted)."""
+    """The parameters a run of ``scenario`` uses: attractiveness and trend per retailer (given, or fitted), and
+    ``scenario`` itself with its fitted recurring effects' sizes (:func:`marketsim.fit.calibrate.with_event_values`):
+    the scenario to simulate."""
 
     alpha: np.ndarray
     trend: np.ndarray
     calibration: Calibration | None  # None when nothing is 'calibrate'
     cached: bool = False
     note: str | None = None  # one line when a cache entry was refused
+    scenario: Scenario | None = None  # the scenario with the fitted event sizes (None: the one given)
 
 
 def fitted(
@@ -314,4 +331,11 @@ def fitted(
             None,
         )
     cal, cached, note = cached_calibration(scenario, cache_dir, options=options, on_progress=on_progress)
-    return Fitted(cal.alpha_vector(scenario), cal.trend_vector(scenario), cal, cached, note)
+    return Fitted(
+        cal.alpha_vector(scenario),
+        cal.trend_vector(scenario),
+        cal,
+        cached,
+        note,
+        with_event_values(scenario, cal.event_values) if cal.event_values else None,
+    )

@@ -33,6 +33,8 @@ and parameters and refuses, naming what is missing, when the residual degrees of
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Callable
@@ -45,7 +47,7 @@ from marketsim.engine.population import build_world
 from marketsim.errors import UserError
 from marketsim.fit.options import FitOptions, fit_options
 from marketsim.runtime.digest import digest
-from marketsim.scenario.core import Observation, Scenario
+from marketsim.scenario.core import Observation, Scenario, set_path
 
 #: Default solver accuracy: the fit stops when one more step would move no fitted share (or the conversion)
 #: by more than this many percentage points (docs/model.md section 8: 0.2 points) ...
@@ -87,6 +89,8 @@ FD_MAX_PP = 4.0
 COARSE_TOL_PP = 1.0
 #: |alpha| beyond this means the observation is unreachable (exp(40) ~ 2e17).
 ALPHA_LIMIT = 40.0
+#: Largest |size| of a fitted recurring effect (utility): the range its field allows.
+EVENT_LIMIT = 20.0
 TREND_LIMIT = 10.0
 #: Bump when the calibration procedure changes, so cached fits are not reused. (6: a fit whose shares do not
 #: respond to its parameters, or whose market has no shoppers or purchases, fails instead of "converging".)
@@ -130,10 +134,11 @@ class FitProblem:
     horizon: int  # steps simulated (0 .. horizon-1): through the end of the last observation
     weights: np.ndarray = field(repr=False)  # (observations, horizon): share of each step's days inside the period
     conversion: float | None = None
+    free_events: tuple[str, ...] = ()  # paths of recurring effects' sizes fitted (events.ID.utility)
 
     @property
     def n_params(self) -> int:
-        return len(self.free_alpha) + len(self.free_trend)
+        return len(self.free_alpha) + len(self.free_trend) + len(self.free_events)
 
     @property
     def n_equations(self) -> int:
@@ -153,7 +158,11 @@ class FitProblem:
 
     def param_names(self) -> list[str]:
         names = self.scenario.retailer_names
-        return [f"alpha[{names[j]}]" for j in self.free_alpha] + [f"trend[{names[j]}]" for j in self.free_trend]
+        return (
+            [f"alpha[{names[j]}]" for j in self.free_alpha]
+            + [f"trend[{names[j]}]" for j in self.free_trend]
+            + list(self.free_events)
+        )
 
 
 def fit_problem(
@@ -173,7 +182,10 @@ def fit_problem(
     _check_room(sc, obs)
     free_alpha = tuple(j for j, r in enumerate(sc.retailers) if r.calibrate)
     free_trend = [j for j, r in enumerate(sc.retailers) if r.calibrate_trend]
-    if not free_alpha and not free_trend and not allow_fixed:
+    free_events = tuple(
+        p for p in sc.calibrated_events if not (drop_unidentified and not _season_identified(sc, obs, p))
+    )  # (the back-test, on less data, holds an unidentified one at 0)
+    if not free_alpha and not free_trend and not free_events and not allow_fixed:
         raise CalibrationError(f"{sc.source}: no retailer has attractiveness or trend 'calibrate'; nothing to fit")
     if not obs:
         have = ", ".join(f"{o.source} {o.label} (ends {o.end})" for o in sc.observations) or "none"
@@ -223,7 +235,11 @@ def fit_problem(
         horizon,
         W,
         sc.consumers.conversion if free_alpha else None,
+        free_events,
     )
+    for path in free_events:
+        if not _season_identified(sc, obs, path):
+            _refuse_season(sc, obs, path, where)
     missing = f"; never observed: {', '.join(unobserved)}" if unobserved else ""
     if prob.dof < 0:
         raise CalibrationError(
@@ -259,6 +275,52 @@ def _check_room(sc: Scenario, obs: tuple[Observation, ...]) -> None:
                 f"rest of the market); allowed: less than 100% in all when a retailer is left out; give "
                 f"{', '.join(left)}'s share too, or correct the others"
             )
+
+
+#: Two observations' exposures to a recurring effect (the share of their days it covers) must differ by this much,
+#: relative to the larger, to identify its size: a year against the next (1/366 against 1/365) does not.
+SEASON_CONTRAST = 0.1
+
+
+def season_exposure(sc: Scenario, event_id: str, o: Observation) -> float:
+    """The share of an observation's days that a recurring effect's firings cover."""
+    ev = next(e for e in sc.events if e.id == event_id)
+    covered = 0
+    for first, last in ev.firings(sc.calendar, until=o.end + dt.timedelta(days=1)):
+        lo, hi = max(first, o.start), min(last, o.end)
+        covered += max((hi - lo).days + 1, 0)
+    return covered / ((o.end - o.start).days + 1)
+
+
+def _exposures(sc: Scenario, obs: tuple[Observation, ...], path: str) -> dict[str, list[tuple[float, Observation]]]:
+    event_id = path.split(".")[1]
+    by_source: dict[str, list[tuple[float, Observation]]] = {}
+    for o in obs:
+        by_source.setdefault(o.source, []).append((season_exposure(sc, event_id, o), o))
+    return by_source
+
+
+def _season_identified(sc: Scenario, obs: tuple[Observation, ...], path: str) -> bool:
+    """A recurring effect's size is identified only by observations of one source, of a common retailer, that
+    cover its days unequally (a quarter without 11 November against the year that contains it: docs/model.md
+    section 8)."""
+    for group in _exposures(sc, obs, path).values():
+        for xa, a in group:
+            for xb, b in group:
+                common = {n for n, _ in a.shares} & {n for n, _ in b.shares}
+                if common and abs(xa - xb) > SEASON_CONTRAST * max(xa, xb):
+                    return True
+    return False
+
+
+def _refuse_season(sc: Scenario, obs: tuple[Observation, ...], path: str, where: str) -> None:
+    """One line naming the observations and the share of their days the effect covers."""
+    seen = ", ".join(f"{o.source} {o.label} {x * 100:.2g}%" for g in _exposures(sc, obs, path).values() for x, o in g)
+    raise CalibrationError(
+        f"{where}: {path}: 'calibrate' needs observations from one source that cover the effect's days "
+        f"unequally (a quarter without it against the year that contains it); the observations used cover "
+        f"these shares of their days: {seen}; add one, or give it a number"
+    )
 
 
 def _two_periods(obs: tuple[Observation, ...], retailer: str) -> bool:
@@ -347,10 +409,20 @@ class _Objective:
 
     def unpack(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a, tr = self.alpha0.copy(), self.trend0.copy()
-        na = len(self.prob.free_alpha)
+        na, nt = len(self.prob.free_alpha), len(self.prob.free_trend)
         a[list(self.prob.free_alpha)] = theta[:na]
-        tr[list(self.prob.free_trend)] = theta[na:]
+        tr[list(self.prob.free_trend)] = theta[na : na + nt]
         return a, tr
+
+    def event_values(self, theta: np.ndarray) -> dict[str, float]:
+        """The fitted recurring effects' sizes in ``theta``, by path."""
+        k = len(self.prob.free_alpha) + len(self.prob.free_trend)
+        return {p: float(v) for p, v in zip(self.prob.free_events, theta[k:], strict=True)}
+
+    def scenario(self, theta: np.ndarray) -> Scenario:
+        """The scenario to simulate at ``theta``: with the recurring effects' sizes it holds."""
+        values = self.event_values(theta)
+        return with_event_values(self.prob.scenario, values) if values else self.prob.scenario
 
     def from_path(self, path: FitPath) -> np.ndarray:
         sim = path.period_shares(self.prob.weights)[self.rows, self.cols]
@@ -396,7 +468,7 @@ class _Stage:
         if self.obj.evals >= self.budget:
             raise _Exhausted
         obj = self.obj
-        sc = obj.prob.scenario
+        sc = obj.scenario(theta)
         a, tr = obj.unpack(theta)
         obj.evals += 1
         pilot = None
@@ -447,7 +519,9 @@ class Calibration:
     path: list[list[float]]  # expected GMV share per step of the fit (steps x retailers), for fit.png
     key: str
     method: int = METHOD_VERSION
-    jacobian: list[list[float]] | None = None  # d residuals / d (fitted alphas, fitted trends) at the fit
+    jacobian: list[list[float]] | None = None  # d residuals / d (fitted alphas, trends, event sizes) at the fit
+    event_values: dict[str, float] = field(default_factory=dict)  # fitted recurring effects' sizes, by path
+    event_se: dict[str, float] = field(default_factory=dict)  # their standard errors (from the Jacobian), by path
 
     def alpha_vector(self, scenario: Scenario) -> np.ndarray:
         return np.array([self.alpha[name] for name in scenario.retailer_names])
@@ -470,7 +544,12 @@ class Calibration:
         return max((abs(o["residual_pp"]) for o in self.observations), default=0.0)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As plain data; a fit without recurring effects' sizes has no event keys (as fits stored before)."""
+        d = asdict(self)
+        for k in ("event_values", "event_se"):
+            if not d[k]:
+                del d[k]
+        return d
 
     def summary(self) -> dict:
         """The fit as the ``calibrate --json`` document (without the per-step path)."""
@@ -481,6 +560,22 @@ class Calibration:
     @classmethod
     def from_dict(cls, d: dict) -> Calibration:
         return cls(**d)
+
+
+def with_event_values(scenario: Scenario, values: dict[str, float]) -> Scenario:
+    """``scenario`` with its 'calibrate' recurring effects' sizes set to ``values`` (by path): the market a fit
+    describes. Built without validating again (the values are in their fields' range: the fit clips them)."""
+    if not values:
+        return scenario
+    events = []
+    for e in scenario.events:
+        fields = {p.split(".")[2]: v for p, v in values.items() if p.split(".")[1] == e.id}
+        events.append(dataclasses.replace(e, action=dataclasses.replace(e.action, **fields)) if fields else e)
+    left = tuple(p for p in scenario.calibrated_events if p not in values)
+    raw = copy.deepcopy(dict(scenario.raw))
+    for p, v in values.items():
+        set_path(raw, p, v)
+    return dataclasses.replace(scenario, events=tuple(events), calibrated_events=left, raw=raw)
 
 
 def cache_key(scenario: Scenario, until: dt.date | None = None, tol_pp: float | None = None) -> str:
@@ -540,7 +635,9 @@ def initial_theta(prob: FitProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         ]
     )
     trend0 = np.array([r.trend if r.trend is not None else 0.0 for r in sc.retailers])
-    theta0 = np.concatenate([alpha0[list(prob.free_alpha)], trend0[list(prob.free_trend)]])
+    theta0 = np.concatenate(
+        [alpha0[list(prob.free_alpha)], trend0[list(prob.free_trend)], np.zeros(len(prob.free_events))]
+    )
     return alpha0, trend0, theta0
 
 
@@ -592,7 +689,9 @@ def _calibrate(scenario: Scenario, options: FitOptions, on_progress) -> Calibrat
         ):
             raise CalibrationError("the start's Jacobian does not fit this problem")
         theta = np.array(
-            [start.alpha[names[j]] for j in prob.free_alpha] + [start.trend[names[j]] for j in prob.free_trend]
+            [start.alpha[names[j]] for j in prob.free_alpha]
+            + [start.trend[names[j]] for j in prob.free_trend]
+            + [start.event_values.get(p, 0.0) for p in prob.free_events]
         )
         J = np.array(start.jacobian)
     else:
@@ -653,7 +752,33 @@ def _result(scenario, prob, obj, theta, r, path, iterations, tol_pp, until, J=No
         path=[[float(x) for x in row] for row in path.shares],
         key=cache_key(scenario, until, tol_pp),
         jacobian=None if J is None else [[float(x) for x in row] for row in J],
+        event_values=obj.event_values(theta),
+        event_se=_event_se(prob, J, r),
     )
+
+
+def _event_se(prob: FitProblem, J, r: np.ndarray) -> dict[str, float]:
+    """Standard errors of the fitted recurring effects' sizes: the Gauss-Newton covariance s^2 (J'J)^-1, with
+    s^2 the residual variance per degree of freedom (in points^2; with no degree of freedom left, the
+    simulation noise floor of the fit, NOISE_PP_SQRT_N / sqrt(N), stands in). Offsets are profiled out of
+    the residuals, so this holds them at their fitted values: a lower bound where they are uncertain."""
+    if J is None or not prob.free_events:
+        return {}
+    J = np.asarray(J, dtype=float)
+    n_fit = fit_consumers(prob.scenario)
+    s2 = float(r @ r) / prob.dof if prob.dof > 0 else (NOISE_PP_SQRT_N / math.sqrt(n_fit)) ** 2
+    try:
+        cov = np.linalg.pinv(J.T @ J) * s2
+    except np.linalg.LinAlgError:
+        return {p: math.nan for p in prob.free_events}
+    k = len(prob.free_alpha) + len(prob.free_trend)
+    return {p: float(math.sqrt(max(cov[k + i, k + i], 0.0))) for i, p in enumerate(prob.free_events)}
+
+
+def at_limit(value: float) -> bool:
+    """A fitted recurring effect's size at the end of its range: the data push it further than the field allows,
+    and its standard error (from a Jacobian flattened by the clip) says nothing."""
+    return abs(value) >= EVENT_LIMIT - 1e-9
 
 
 def observation_rows(
@@ -686,8 +811,9 @@ def residuals_at(scenario: Scenario, cal: Calibration, records=None) -> dict:
     run's step records when it already ran (only observations inside them are compared); else it runs now."""
     prob = fit_problem(scenario, dt.date.fromisoformat(cal.until), drop_unidentified=True)
     if records is None:
+        run_sc = with_event_values(scenario, cal.event_values)  # (the fitted recurring effects' sizes)
         m = Market(
-            scenario, build_world(scenario), cal.alpha_vector(scenario), scenario.seed, trend=cal.trend_vector(scenario)
+            run_sc, build_world(run_sc), cal.alpha_vector(scenario), scenario.seed, trend=cal.trend_vector(scenario)
         )
         records = [m.step() for _ in range(prob.horizon)]
     T = min(len(records), prob.horizon)
@@ -939,10 +1065,11 @@ def _confirmable(decrease: float, r: np.ndarray, n: int) -> bool:
 
 
 def _clip(obj: _Objective, theta: np.ndarray) -> np.ndarray:
-    na = len(obj.prob.free_alpha)
+    na, nt = len(obj.prob.free_alpha), len(obj.prob.free_trend)
     out = theta.copy()
     out[:na] = np.clip(out[:na], -ALPHA_LIMIT, ALPHA_LIMIT)
-    out[na:] = np.clip(out[na:], -TREND_LIMIT, TREND_LIMIT)
+    out[na : na + nt] = np.clip(out[na : na + nt], -TREND_LIMIT, TREND_LIMIT)
+    out[na + nt :] = np.clip(out[na + nt :], -EVENT_LIMIT, EVENT_LIMIT)
     return out
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from marketsim.engine.market import Market
 from marketsim.engine.population import build_world
 from marketsim.fit.cache import cache_dir, fitted
+from marketsim.fit.calibrate import with_event_values
 from marketsim.io.store import RESULTS_DIR
 from marketsim.scenario.core import Scenario
 
@@ -27,6 +28,7 @@ SAMPLE_SIZE = 300
 
 #: In-process cache of fitted attractiveness (by scenario digest), on top of the results/ cache.
 _ALPHA: dict[str, np.ndarray] = {}
+_EVENTS: dict[str, dict[str, float]] = {}  # (the same key) -> fitted recurring effects' sizes
 
 
 _ALPHA_LOCK = threading.Lock()
@@ -59,7 +61,13 @@ def fitted_alpha(
                 on_progress=None if on_iter is None else (lambda stage, k, worst: on_iter(k, worst)),
             )
             _ALPHA[key] = (fit.alpha, fit.trend)
+            _EVENTS[key] = {} if fit.calibration is None else fit.calibration.event_values
         return _ALPHA[key]
+
+
+def fitted_events(scenario: Scenario) -> Scenario:
+    """``scenario`` with the sizes of its 'calibrate' recurring effects fitted (after :func:`fitted_alpha`)."""
+    return with_event_values(scenario, _EVENTS.get(f"{results_root()}:{scenario.digest()}", {}))
 
 
 class LiveModel(mesa.Model):

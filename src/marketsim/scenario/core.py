@@ -307,6 +307,7 @@ class Scenario:
     primary_source: str | None = None  # the source that sets the level; others get per-retailer offsets
     fit_until: dt.date | None = None  # fit cut-off: observations ending on or before it (default: first event)
     uncertain: tuple[Uncertain, ...] = ()  # parameters given as a range or prior (their central value is used)
+    calibrated_events: tuple[str, ...] = ()  # paths of recurring effects' sizes given as 'calibrate' (held at 0)
     source: str = field(default="<scenario>", compare=False)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -349,8 +350,8 @@ class Scenario:
 
     @property
     def needs_fit(self) -> bool:
-        """True if some attractiveness or trend is 'calibrate'."""
-        return any(r.calibrate or r.calibrate_trend for r in self.retailers)
+        """True if some attractiveness, trend or recurring effect's size is 'calibrate'."""
+        return any(r.calibrate or r.calibrate_trend for r in self.retailers) or bool(self.calibrated_events)
 
     def fit_cutoff(self, until: dt.date | None = None) -> dt.date:
         """The fit cut-off (docs/model.md section 8): ``until``, else ``fit_until``, else the first event's date,
@@ -372,12 +373,14 @@ class Scenario:
         the format are left out where they hold their default (a retailer in the market from the start, an event
         that does not recur), so that the digest of a scenario that does not use them stays what it was: fit
         caches and result folders keyed by it stay valid."""
-        quiet = {"enters_later": False, "every": None, "days": None}
+        quiet: dict[str, Any] = {"enters_later": False, "every": None, "days": None, "calibrated_events": ()}
         return _jsonable(
             dataclasses.asdict(
                 self,
                 dict_factory=lambda kv: {
-                    k: v for k, v in kv if k not in ("raw", "source") and not (k in quiet and v is quiet[k])
+                    k: v
+                    for k, v in kv
+                    if k not in ("raw", "source") and not (k in quiet and type(v) is type(quiet[k]) and v == quiet[k])
                 },
             )
         )
@@ -722,6 +725,7 @@ class _Validator:
         self.strict_horizon = strict_horizon  # a file's own events must fall inside its own calendar
         self.uncertain: list[Uncertain] = []  # uncertain parameters met so far (scenario files only)
         self.enters_later: dict[str, bool] = {}  # retailer -> not in the market at the start
+        self.calibrated_events: list[str] = []  # paths of recurring effects' sizes given as 'calibrate'
         self.event_paths: dict[str, str] = {}  # event id -> its path in the file (events[3])
 
     def fail(self, path: str, msg: str) -> NoReturn:
@@ -1055,6 +1059,7 @@ class _Validator:
             primary_source=primary,
             fit_until=fit_until,
             uncertain=tuple(self.uncertain),
+            calibrated_events=tuple(self.calibrated_events),
             source=self.source,
             raw=copy.deepcopy(d),
         )
@@ -1151,7 +1156,9 @@ class _Validator:
         if not any(r.calibrate or r.calibrate_trend for r in retailers):
             return (), None
         # the shorthand: target shares over the steps before the first event (or the cut-off, or the calendar's end)
-        ends = [cal.date_of(cal.steps)] + [e.date for e in events] + ([fit_until] if fit_until else [])
+        ends = (
+            [cal.date_of(cal.steps)] + [e.date for e in events if not e.recurring] + ([fit_until] if fit_until else [])
+        )
         end = min(ends) - dt.timedelta(days=1)
         if end < cal.start:
             end = cal.date_of(1) - dt.timedelta(days=1)
@@ -1362,6 +1369,7 @@ class _Validator:
                 )
             self.unique(L, ids, eid, path)
             every, days = self.recurrence(V, e, path, action)
+            action = self.calibrated_sizes(etype, action, eid, path, every)
             out.append(Event(id=eid, step=step, date=date, action=action, every=every, days=days))
         out.sort(key=lambda ev: ev.step)  # stable: file order within a step
         self.presence(out, rnames)
@@ -1395,6 +1403,26 @@ class _Validator:
         if why:
             self.fail(f"{path}.{why[0]}", why[1])
         return every, days
+
+    def calibrated_sizes(self, etype: str, action, eid: str, path: str, every: str | None):
+        """The fields of an event given as 'calibrate' (the validator gives them as None): only a recurring
+        effect's size may be fitted (observations of different lengths identify it, docs/model.md section 8).
+        Each is recorded by its path and held at 0 until a fit sets it."""
+        free = [
+            f.key
+            for f in self.types.actions[etype].fields
+            if isinstance(f, S.Field) and f.calibrate and getattr(action, f.key, 0) is None
+        ]
+        if not free:
+            return action
+        if every is None:
+            self.fail(
+                f"{path}.{free[0]}",
+                "'calibrate' fits the size of a recurring effect (every: year), which observations of different "
+                "lengths identify; allowed: a number (with a range if it is uncertain), or make the effect recur",
+            )
+        self.calibrated_events.extend(f"events.{eid}.{k}" for k in free)
+        return dataclasses.replace(action, **{k: 0.0 for k in free})
 
     def presence(self, events: list[Event], rnames) -> None:
         """The rules between events about which retailers are in the market (docs/model.md sections 4 and 7):

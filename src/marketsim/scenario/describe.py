@@ -94,7 +94,11 @@ def scenario_document(sc: Scenario) -> dict:
     to a scenario equal to ``sc``."""
     unc = {u.path: u for u in sc.uncertain}
 
+    fit = set(sc.calibrated_events)
+
     def num(x: float, key: str) -> Any:
+        if key in fit:
+            return "calibrate"
         return uncertain_mapping(unc[key]) if key in unc else _tidy(x)
 
     cal, c = sc.calendar, sc.consumers

@@ -425,12 +425,14 @@ class Promotion(EventType):
             "utility",
             "number",
             "Utility added for the audience (negative: a penalty). `marketsim validate` "
-            "translates it into a change of a typical shopper's choice probability.",
+            "translates it into a change of a typical shopper's choice probability. On a recurring promotion, "
+            "'calibrate' fits it to observations of different lengths (docs/model.md section 8).",
             unit=UTILITY,
             required=True,
             lo=-20,
             hi=20,
             uncertain=True,
+            calibrate=True,
         ),
         Field(
             "audience",
@@ -803,12 +805,14 @@ class AttractivenessChange(EventType):
             "utility",
             "number",
             "Change of alpha_j (negative: worse). `marketsim validate` translates it into a change of a typical "
-            "shopper's choice probability.",
+            "shopper's choice probability. On a recurring change, 'calibrate' fits it to observations of "
+            "different lengths (docs/model.md section 8).",
             unit=UTILITY,
             required=True,
             lo=-20,
             hi=20,
             uncertain=True,
+            calibrate=True,
         ),
         Field(
             "over",

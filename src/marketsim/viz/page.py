@@ -41,7 +41,7 @@ import solara.lab
 from marketsim.errors import UserError
 from marketsim.figures.plots import retailer_colors  # the colours of every other chart
 from marketsim.fit.calibrate import CalibrationError
-from marketsim.mesa_model.live import MODELS, LiveModel, fitted_alpha
+from marketsim.mesa_model.live import MODELS, LiveModel, fitted_alpha, fitted_events
 from marketsim.report.numbers import count, points, share
 from marketsim.scenario import bundled
 from marketsim.scenario.core import Scenario, load_scenario
@@ -745,7 +745,8 @@ def LivePage(base: Scenario, knob_list: list[Knob], holder: _Holder):
         values, seed_str = dict(settings.value), seed_text.value
         try:
             sc = scenario_with(base, values, parse_seed(seed_str))
-            model = LiveModel(sc, *fitted_alpha(sc))
+            alpha, trend = fitted_alpha(sc)
+            model = LiveModel(fitted_events(sc), alpha, trend)
             colors = _colors(sc)
         except Exception as e:  # a failed fit, an impossible value: one line, the previous run continues
             said, detail = build_failure(e, base, values, holder.model is not None)

@@ -592,6 +592,12 @@ def sweep_alpha(sweep: Sweep, results_root: Path):
         return None
 
     fit = fitted(sweep.base, cache_dir(results_root))
+    if sweep.base.calibrated_events:  # a sweep's points re-read the file, where these stay 'calibrate'
+        raise UserError(
+            f"{sweep.base.source}: a sweep does not carry the fitted sizes of recurring effects "
+            f"({', '.join(sweep.base.calibrated_events)}); write the values `marketsim calibrate` prints into the "
+            f"scenario file (with a range if uncertain) and sweep that"
+        )
     return fit.alpha, fit.trend
 
 
