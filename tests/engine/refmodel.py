@@ -1,6 +1,13 @@
 """An independent reference of one market step, written from docs/model.md (sections 2, 3, 5, 6 and 7)
 and the choices its section 12 documents, in plain Python loops over consumers.
 
+Version 3 of section 7 adds the moves that shape a market: ``entry`` and ``exit`` (which retailers are options,
+:func:`available`; an exit's consumer side, :func:`leave`), ``acquisition`` (:func:`acquire`: given one uniform
+per consumer, the draws the engine documents), ``attractiveness_change`` at once or linearly over days
+(:func:`alpha_at`), ``shopping_rate`` (:func:`shop_factor`) and recurring effects (``every: year``, ``days``:
+:func:`firing_dates`; a shopper sees one if its own day within the step falls inside a firing:
+:func:`shop_threshold` and :func:`recurring_terms`).
+
 It imports nothing from ``marketsim``: it reads a loaded :class:`marketsim.scenario.core.Scenario` (only its public
 fields) and a consumer state given as plain Python values, and computes from them, its own way, what the
 engine must do: the retailer-side state at a step (accepted logins, migration offers, the social factors g_pj,
@@ -18,6 +25,8 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 NONE, NATIVE, MIGRATE = ("none",), ("native",), ("migrate",)
+#: The event types of docs/model.md 7 (v3) that leave the retailer side above alone.
+MOVES = ("entry", "exit", "acquisition", "attractiveness_change", "shopping_rate")
 #: Weight of a provider a retailer accepts without a stated sso_share, in one-click sign-ups (docs/model.md 12.4).
 UNSTATED_LINK_WEIGHT = 1e-3
 DAYS_PER_YEAR = 365.25  # docs/model.md 12.12: trends are utility per year of 365.25 days
@@ -53,7 +62,7 @@ def retailer_side(sc, t: int) -> RetailerSide:
         price=[r.price_index for r in sc.retailers],
     )
     for ev in sc.events:
-        if ev.step > t:
+        if ev.step > t or ev.every is not None:  # recurring effects: see recurring_terms
             continue
         for a in primitive_actions(ev):
             if a.type == "remove_login":
@@ -72,6 +81,8 @@ def retailer_side(sc, t: int) -> RetailerSide:
                     side.promotions.append((names.index(a.retailer), a.audience, a.utility))
             elif a.type == "price_change":
                 side.price[names.index(a.retailer)] = a.price_index
+            elif a.type in MOVES:
+                pass  # who is in the market, alpha and the shopping rate: see available, alpha_at, shop_factor
             else:
                 raise AssertionError(a.type)
     return side
@@ -139,12 +150,13 @@ def friction(sc, side: RetailerSide, acc: tuple, holds: set[str], j: int) -> tup
     return no_access
 
 
-def utilities(sc, side: RetailerSide, t: int, state: State, i: int) -> dict:
-    """Every term of V[i, j] (docs/model.md section 6) for consumer i at step t, and V itself."""
+def utilities(sc, side: RetailerSide, t: int, state: State, i: int, day: float | None = None) -> dict:
+    """Every term of V[i, j] (docs/model.md section 6) for consumer i at step t, and V itself. ``day``: the
+    consumer's day within the step (in [0, step_days)), for the recurring effects (none if not given). ``V`` is
+    the formula for every retailer; ``available`` says which are options (the others cannot be picked)."""
     b = sc.behaviour
     R = len(sc.retailers)
-    years = t * sc.calendar.step_days / DAYS_PER_YEAR
-    alpha = [r.attractiveness + (r.trend or 0.0) * years for r in sc.retailers]
+    alpha = alpha_at(sc, t)
     layers = exposure(sc, side, state.neighbours, state.last, i)
     S = [sum(row[j] for row in layers.values()) for j in range(R)]
     habit = [1.0 if state.last[i] == j else 0.0 for j in range(R)]
@@ -152,6 +164,9 @@ def utilities(sc, side: RetailerSide, t: int, state: State, i: int) -> dict:
     M = [0.0] * R
     for j, aud, u in side.promotions:
         if aud is None or aud in state.holds[i]:
+            M[j] += u
+    if day is not None:
+        for j, u in enumerate(recurring_terms(sc, side, t, state.holds[i], day)):
             M[j] += u
     V = [
         alpha[j]
@@ -171,12 +186,15 @@ def utilities(sc, side: RetailerSide, t: int, state: State, i: int) -> dict:
         "path": [x[1] for x in FP],
         "M": M,
         "V": V,
+        "available": available(sc, t),
     }
 
 
-def probabilities(V: list[float]) -> list[float]:
-    """[no purchase, retailer 0, ...]: exp(V_j) / (1 + sum_k exp(V_k)) (docs/model.md section 6)."""
-    e = [1.0] + [math.exp(v) for v in V]
+def probabilities(V: list[float], avail: list[bool] | None = None) -> list[float]:
+    """[no purchase, retailer 0, ...]: exp(V_j) / (1 + sum_k exp(V_k)) (docs/model.md section 6), over the
+    retailers that are options (``avail``; all by default): the others have probability 0."""
+    avail = [True] * len(V) if avail is None else avail
+    e = [1.0] + [math.exp(v) if ok else 0.0 for v, ok in zip(V, avail, strict=True)]
     tot = sum(e)
     return [x / tot for x in e]
 
@@ -226,3 +244,156 @@ def after_purchases(sc, side: RetailerSide, state: State, purchases: list[tuple[
         elif path in ("create", "migrate"):
             access[i][j] = NATIVE
     return State(last, access, state.holds, state.basket, state.login_pref, state.neighbours)
+
+
+# --------------------------------------------------------------------------- v3: the moves that shape a market
+
+
+def _one_offs(sc, t: int, kind: str):
+    """The one-off events of type ``kind`` at steps 0..t, in timeline order, with their step."""
+    return [(ev.step, ev.action) for ev in sc.events if ev.every is None and ev.step <= t and ev.action.type == kind]
+
+
+def available(sc, t: int) -> list[bool]:
+    """Which retailers are options at step t (after its events): those in the market from the start, or since
+    their entry; not after their exit, nor after an acquisition without keep_brand of them."""
+    names = [r.name for r in sc.retailers]
+    out = [not r.enters_later for r in sc.retailers]
+    for ev in sc.events:
+        if ev.every is not None or ev.step > t:
+            continue
+        a = ev.action
+        if a.type == "entry":
+            out[names.index(a.retailer)] = True
+        elif a.type == "exit":
+            out[names.index(a.retailer)] = False
+        elif a.type == "acquisition" and not a.keep_brand:
+            out[names.index(a.target)] = False
+    return out
+
+
+def alpha_at(sc, t: int) -> list[float]:
+    """alpha_j(t): attractiveness plus trend x years since the start (section 4), plus every one-off
+    attractiveness_change of steps <= t: all of it at once, or the fraction min(1, (t - s + 1) x step_days / over)
+    of it at step t of one dated at step s (linear over ``over`` days, complete at the end of the step)."""
+    sd = sc.calendar.step_days
+    years = t * sd / DAYS_PER_YEAR
+    names = [r.name for r in sc.retailers]
+    alpha = [r.attractiveness + (r.trend or 0.0) * years for r in sc.retailers]
+    for s, a in _one_offs(sc, t, "attractiveness_change"):
+        frac = 1.0 if a.over_days is None else min(1.0, (t - s + 1) * sd / a.over_days)
+        alpha[names.index(a.retailer)] += a.utility * frac
+    return alpha
+
+
+def shop_factor(sc, t: int) -> float:
+    """The market-wide shopping factor at step t: that of the last one-off shopping_rate event so far (1 if none)."""
+    ev = _one_offs(sc, t, "shopping_rate")
+    return ev[-1][1].factor if ev else 1.0
+
+
+def firing_dates(sc, ev) -> list[tuple]:
+    """Each firing of recurring event ``ev`` as (first day, last day), inclusive: every year from its date, on the
+    same day and month (29 February: 28 February in a common year), for ``days`` days, while the first day is
+    before the day after the calendar's last step."""
+    import calendar as _cal
+    import datetime as dt
+
+    end = date_of(sc, sc.calendar.steps)
+    out = []
+    y = ev.date.year
+    while True:
+        d = ev.date.day
+        if ev.date.month == 2 and d == 29 and not _cal.isleap(y):
+            d = 28
+        first = dt.date(y, ev.date.month, d)
+        if first >= end:
+            return out
+        out.append((first, first + dt.timedelta(days=ev.days - 1)))
+        y += 1
+
+
+def consumer_date(sc, t: int, day: float):
+    """The calendar date of a shopper whose day within step t is ``day`` (in [0, step_days))."""
+    import datetime as dt
+
+    return date_of(sc, t) + dt.timedelta(days=math.floor(day))
+
+
+def firing_on(sc, t: int, day: float) -> list:
+    """The recurring effects a shopper of step t on its day ``day`` sees: those with a firing covering its date."""
+    d = consumer_date(sc, t, day)
+    return [ev for ev in sc.events if ev.every is not None and any(a <= d <= b for a, b in firing_dates(sc, ev))]
+
+
+def shop_threshold(sc, t: int, day: float) -> float:
+    """A consumer shops at step t if its uniform is below this: shopping_rate x the shopping factor x the factors
+    of the recurring shopping_rate effects on its day."""
+    x = sc.consumers.shopping_rate * shop_factor(sc, t)
+    for ev in firing_on(sc, t, day):
+        if ev.action.type == "shopping_rate":
+            x *= ev.action.factor
+    return x
+
+
+def recurring_terms(sc, side: RetailerSide, t: int, holds: set[str], day: float) -> list[float]:
+    """What the recurring effects on a shopper's day add to its utilities, per retailer: a promotion's utility (if
+    it holds the audience), an attractiveness change's utility, and for a sale price P' instead of P_j the change
+    -beta_price (ln P' - ln P_j) (the engine folds these into M; so does the reference)."""
+    names = [r.name for r in sc.retailers]
+    out = [0.0] * len(names)
+    for ev in firing_on(sc, t, day):
+        a = ev.action
+        if a.type == "promotion" and (a.audience is None or a.audience in holds):
+            out[names.index(a.retailer)] += a.utility
+        elif a.type == "attractiveness_change":
+            out[names.index(a.retailer)] += a.utility
+        elif a.type == "price_change":
+            j = names.index(a.retailer)
+            out[j] += -sc.behaviour.beta_price * (math.log(a.price_index) - math.log(side.price[j]))
+    return out
+
+
+def leave(state: State, j: int) -> tuple[State, int, int]:
+    """The consumer side of an exit of retailer j: its customers lose their habit (c_i <- none), everyone loses
+    access there. Returns the new state, how many lost their habit and how many had access there."""
+    last = [-1 if c == j else c for c in state.last]
+    access = [list(row) for row in state.access]
+    had = 0
+    for row in access:
+        had += row[j] != NONE
+        row[j] = NONE
+    lost = sum(1 for c in state.last if c == j)
+    return State(last, access, state.holds, state.basket, state.login_pref, state.neighbours), lost, had
+
+
+def acquire(
+    state: State, side: RetailerSide, ja: int, jb: int, retention: float, keep_brand: bool, u: list[float]
+) -> tuple[State, int, int, int]:
+    """An acquisition of jb by ja (docs/model.md 7, v3), given one uniform per consumer: a customer of jb
+    (c_i = jb) with u_i < retention becomes ja's (c_i <- ja); if it has no access at ja, its access at jb carries
+    over: sso(p) where ja accepts p, else a native account (no access stays none); the other customers lose their
+    habit (c_i <- none). Without keep_brand jb then exits. Returns (state, moved, lost, accesses lost at jb)."""
+    last = list(state.last)
+    access = [list(row) for row in state.access]
+    moved = lost = 0
+    for i, c in enumerate(state.last):
+        if c != jb:
+            continue
+        if u[i] < retention:
+            moved += 1
+            last[i] = ja
+            if access[i][ja] == NONE:
+                acc = access[i][jb]
+                if acc[0] == "sso" and acc[1] in side.accepts[ja]:
+                    access[i][ja] = acc
+                elif acc != NONE:
+                    access[i][ja] = NATIVE
+        else:
+            lost += 1
+            last[i] = -1
+    out = State(last, access, state.holds, state.basket, state.login_pref, state.neighbours)
+    had = 0
+    if not keep_brand:
+        out, _, had = leave(out, jb)
+    return out, moved, lost, had

@@ -841,7 +841,7 @@ class _Validator:
             return s
         if t == "boolean":
             if not isinstance(x, bool):
-                self.fail(path, f"expected true or false, got {x!r}")
+                self.fail(path, f"expected true or false, got {x!r}; allowed: true or false (unquoted)")
             return x
         if t == "name":
             return self.name(x, path)
@@ -1382,7 +1382,8 @@ class _Validator:
         if every is None and days is not None:
             self.fail(
                 f"{path}.days",
-                "days is the length of each firing of a recurring effect; allowed: with every: year, or remove it",
+                "days without every: days is how long each firing of a recurring effect lasts; allowed: add "
+                "every: year, or remove days",
             )
         if every is None:
             return None, None
@@ -1390,14 +1391,16 @@ class _Validator:
         if not action.recurs:
             self.fail(
                 f"{path}.every",
-                f"a {action.type} cannot recur (it changes the market for good); allowed: every on a temporary "
+                f"{'an' if action.type[0] in 'aeiou' else 'a'} {action.type} cannot recur (it changes the market for "
+                f"good); allowed: every on a temporary "
                 f"effect ({', '.join(kinds)})",
             )
         if days is None:
             raw = e.get("days")
             self.fail(
                 f"{path}.days" if raw is not None else path,
-                "a recurring effect needs days: how long each firing lasts (1 for a one-day sale)",
+                "every: year without days: a recurring effect needs how long each firing lasts; allowed: days: N, "
+                "1 <= N <= 365 (1 for a one-day sale)",
             )
         why = action.recurring_conflict()
         if why:
@@ -1431,17 +1434,23 @@ class _Validator:
         later = {r for r, flag in self.enters_later.items() if flag}
         present = {r: r not in later for r in rnames}
         gone: dict[str, str] = {}  # retailer -> why it is not there (for the message)
+        entered: dict[str, str] = {}  # retailer -> when it entered
         for ev in events:
             path = self.event_paths.get(ev.id, f"events.{ev.id}")
-            for act in ev.actions():
+            many = ev.actions() != (ev.action,)  # an equity stake's effects
+            for k, act in enumerate(ev.actions()):
+                at = f"{path}.effects[{k}]" if many else path
                 when = f"on {ev.date} (step {ev.step})"
                 for r in act.retailers_needed():
                     if not present.get(r, True):
                         why = gone.get(r, "it enters later (enters_later: true) and has not entered yet")
+                        field = next(
+                            (f for f in ("retailer", "acquirer", "target") if getattr(act, f, None) == r), None
+                        )
                         self.fail(
-                            path,
-                            f"{r} is not in the market {when}: {why}; allowed: an event about a retailer "
-                            f"while it is in the market",
+                            f"{at}.{field}" if field else at,
+                            f"{r} is not in the market {when}: {why}; allowed: an event about {r} while it is in "
+                            f"the market, or remove this event",
                         )
                 if act.type == "entry":
                     if act.retailer not in later:
@@ -1450,9 +1459,14 @@ class _Validator:
                             f"{act.retailer} is in the market from the start; allowed: an entry of a retailer with "
                             f"enters_later: true (add it to {act.retailer}), or remove this event",
                         )
-                    if present[act.retailer]:
-                        self.fail(f"{path}.retailer", f"{act.retailer} has already entered; allowed: one entry")
+                    if act.retailer in entered:
+                        self.fail(
+                            f"{path}.retailer",
+                            f"{act.retailer} already entered {entered[act.retailer]}; allowed: one entry per "
+                            f"retailer (remove this event)",
+                        )
                     present[act.retailer] = True
+                    entered[act.retailer] = when
                 for r, why in act.leaves():
                     present[r] = False
                     gone[r] = f"{why} {when}"
