@@ -144,11 +144,13 @@ def _normal(text: str) -> str:
     return " ".join(text.replace("#", " ").split())
 
 
-def tutorial_steps():
-    """The tutorial in order: ("file", path, text) for a YAML block under ``<!-- file: PATH -->``, and
-    ("run", command, expected lines) for each ``console`` block."""
+def tutorial_steps(heading: str = "## Tutorial"):
+    """A section of docs/scenarios.md (the tutorial by default; the worked case is tested in
+    tests/test_docs_worked_case.py) in order: ("file", path, text) for a YAML block under ``<!-- file: PATH -->``,
+    and ("run", command, expected lines) for each ``console`` block."""
     text = GUIDE.read_text()
-    text = text[text.index("## Tutorial") : text.index("## Field reference")]
+    start = text.index(heading)
+    text = text[start : text.index("\n## ", start)]
     steps = []
     for m in re.finditer(r"(<!-- file: (\S+) -->\n)?```(yaml|console)\n(.*?)```", text, flags=re.S):
         marker, path, kind, body = m.groups()

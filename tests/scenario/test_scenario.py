@@ -190,3 +190,20 @@ def test_event_dates_to_steps():
     assert sc.calibration_window == 69
     eq = sc.events[0].action
     assert eq.stake == 0.18 and eq.amount_usd == 586e6 and [a.type for a in eq.effects] == ["social_boost", "promotion"]
+
+
+def test_recurring_effects_do_not_end_the_calibration_window(tmp_path):
+    """docs/model.md section 7: a yearly sale is part of the market, not a move to evaluate. The window before the
+    first one-off event, the default fit cut-off and the target_share shorthand's period all ignore it (the
+    shorthand's period ended the day before the sale's first firing)."""
+    p = _write(
+        tmp_path,
+        f"schema: marketsim/v2\nbase: {SCENARIOS / 'tiny.yaml'}\nname: sale\nevents:\n"
+        "  - {id: sale, type: promotion, retailer: JD, utility: 1, date: 2013-01-20, every: year, days: 1}\n",
+    )
+    sc = load_scenario(p)
+    assert [e.id for e in sc.events] == ["sale", "jd_drops_weibo"]  # the sale (step 2) comes first
+    assert sc.first_event_step == sc.calibration_window == 8  # jd_drops_weibo, 2013-03-04
+    assert str(sc.fit_cutoff()) == "2013-03-04"
+    (obs,) = sc.observations
+    assert obs.source == "target_share" and str(obs.end) == "2013-03-03"

@@ -191,9 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
         "calibrate",
         "Fit attractiveness, trends and source offsets to the observed share series and show the fit.",
         "Uses every observation that ends on or before the cut-off (the scenario's fit_until, --until,\n"
-        "or the first event's date). Shows per observation the observed and simulated share and the\n"
-        "residual, the fitted parameters, and the residual degrees of freedom. Writes the fit to\n"
-        "results/calibration/ (reused by run, project and sweep) and results/<scenario>/fit.png.",
+        "or the first one-off event's date: recurring effects do not count). Shows per observation the\n"
+        "observed and simulated share and the residual, the fitted parameters, and the residual degrees\n"
+        "of freedom. Writes the fit to results/calibration/ (reused by run, project and sweep) and\n"
+        "results/<scenario>/fit.png.",
         [
             "marketsim calibrate baseline_2013q2",
             "marketsim calibrate baseline_2013q2 --until 2013-01-01 --json",

@@ -354,8 +354,8 @@ class Scenario:
         return any(r.calibrate or r.calibrate_trend for r in self.retailers) or bool(self.calibrated_events)
 
     def fit_cutoff(self, until: dt.date | None = None) -> dt.date:
-        """The fit cut-off (docs/model.md section 8): ``until``, else ``fit_until``, else the first event's date,
-        else the day after the calendar ends."""
+        """The fit cut-off (docs/model.md section 8): ``until``, else ``fit_until``, else the first one-off event's
+        date (recurring effects do not count), else the day after the calendar ends."""
         if until is not None:
             return until
         if self.fit_until is not None:
@@ -1155,7 +1155,8 @@ class _Validator:
             self.fail("primary_source", "there are no observations to take a primary source from")
         if not any(r.calibrate or r.calibrate_trend for r in retailers):
             return (), None
-        # the shorthand: target shares over the steps before the first event (or the cut-off, or the calendar's end)
+        # the shorthand: target shares over the steps before the first one-off event (recurring effects do not end
+        # the calibration window), or the cut-off, or the calendar's end
         ends = (
             [cal.date_of(cal.steps)] + [e.date for e in events if not e.recurring] + ([fit_until] if fit_until else [])
         )

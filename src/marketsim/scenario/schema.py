@@ -453,7 +453,7 @@ RETAILER = Block(
         _share(
             "target_share",
             "Shorthand for one observation: the GMV share to fit over the steps before the "
-            "first event. Not together with `observations`.",
+            "first one-off event (recurring effects do not count). Not together with `observations`.",
             default_text="initial_share",
         ),
         MapOf(
@@ -725,7 +725,8 @@ SCENARIO = Block(
         ListOf(
             "observations",
             "Observed share series to fit (docs/model.md section 8). Without them, `target_share` (or "
-            "`initial_share`) is one observation over the steps before the first event.",
+            "`initial_share`) is one observation over the steps before the first one-off event (recurring "
+            "effects do not count).",
             OBSERVATION,
             nullable=True,
             default_text="[] (target_share is the one observation)",
@@ -745,7 +746,7 @@ SCENARIO = Block(
             "date",
             "Fit cut-off: observations ending on or before it are fitted.",
             nullable=True,
-            default_text="the first event's date",
+            default_text="the first one-off event's date (recurring effects do not count)",
         ),
     ),
 )
