@@ -267,3 +267,16 @@ def test_a_retailer_that_enters_later(tmp_path, old, new, field, parts):
     )
     msg = _error(tmp_path, text + "  - {id: e, type: entry, step: 2, retailer: C}\n")
     _check(msg, C_LINE, field, *parts)
+
+
+def test_a_shopping_rate_factor_that_would_make_a_probability_above_1_is_refused():
+    from marketsim.scenario.core import parse_text
+    from tests.helpers import fit_market_yaml
+
+    bad = "events:\n  - {id: rush, type: shopping_rate, date: 2012-11-11, factor: 3, every: year, days: 1}\n"
+    with pytest.raises(ScenarioError) as e:
+        parse_text(fit_market_yaml(bad))
+    msg = str(e.value)
+    assert "events[0].factor: factor 3 x consumers.shopping_rate 0.5 = 1.5" in msg and "at most 2" in msg, msg
+    assert "\n" not in msg
+    parse_text(fit_market_yaml(bad.replace("factor: 3", "factor: 2")))  # exactly 1: allowed

@@ -1040,6 +1040,16 @@ class _Validator:
         behaviour = self.behaviour(d.get("behaviour", {}))
         friction = self.friction(d.get("friction", {}))
         events = self.events(d.get("events"), cal, pnames, tuple(r.name for r in retailers))
+        for ev in events:  # a shopping rate above 1 a step is no probability
+            for act in ev.actions():
+                f = getattr(act, "factor", None)
+                if act.type == "shopping_rate" and f is not None and f * consumers.shopping_rate > 1 + 1e-12:
+                    self.fail(
+                        f"{self.event_paths.get(ev.id, 'events')}.factor",
+                        f"factor {f:g} x consumers.shopping_rate {consumers.shopping_rate:g} = "
+                        f"{f * consumers.shopping_rate:.3g}: a consumer shops at most once a step; allowed: at most "
+                        f"{1 / consumers.shopping_rate:.3g}",
+                    )
         fit_until = self.get(T, d, "fit_until", "")
         observations, primary = self.observations(d, cal, retailers, events, fit_until)
         return Scenario(
