@@ -207,6 +207,9 @@ def read_entry(path: Path, scenario: Scenario, key: str) -> Calibration:
         isinstance(d, dict) and all(_number(v) and abs(v) <= 100 for v in d.values()) for d in offsets.values()
     ):
         raise BadEntry("'offsets' are not numbers of points")
+    levels = fit.get("level_sources", {})  # (absent in fits stored before it existed: none)
+    if not isinstance(levels, dict) or not all(n in names and isinstance(v, str) for n, v in levels.items()):
+        raise BadEntry("'level_sources' do not name the scenario's retailers and a source each")
     try:
         cal = Calibration.from_dict(fit)
     except TypeError as e:
