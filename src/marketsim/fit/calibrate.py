@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -254,7 +254,7 @@ def fit_problem(
     return prob
 
 
-def _level_sources(obs: tuple[Observation, ...], primary: str, names: list[str]) -> dict[str, str]:
+def _level_sources(obs: tuple[Observation, ...], primary: str, names: Sequence[str]) -> dict[str, str]:
     """retailer -> its level source, for every retailer observed in ``obs`` but never by ``primary``: the source
     with the most observations of it (ties: the first name in sort order). A source's numbers differ from
     another's by a constant per retailer (docs/model.md section 8), so such a retailer's fitted shares are at
