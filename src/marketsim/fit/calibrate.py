@@ -542,6 +542,13 @@ def cache_key(scenario: Scenario, until: dt.date | None = None, tol_pp: float | 
     d["fit_until"] = cut.isoformat()
     d["_observations"] = [[o.source, o.start.isoformat(), o.end.isoformat(), list(map(list, o.shares))] for o in obs]
     d["consumers"]["count"] = fit_consumers(scenario)
+    # offsets relative to a non-primary level source (a retailer the primary never observes, seen by two sources or
+    # more) are new with level_sources: such a fit differs from one stored before, so its key does too; every other
+    # key is unchanged (the fit is the same)
+    levels = _level_sources(obs, scenario.primary_source or obs[0].source, scenario.retailer_names) if obs else {}
+    relative = sorted({(o.source, n) for o in obs for n, _ in o.shares if n in levels and o.source != levels[n]})
+    if relative:
+        d["_relative_offsets"] = [list(p) for p in relative]
     d["_method"] = [METHOD_VERSION, tol_pp or default_tolerance(scenario), COARSE_CONSUMERS, FIT_CONSUMERS]
     return digest(d, 20, spaced=True)
 
