@@ -20,7 +20,7 @@ from marketsim.fit.calibrate import (
     residuals_at,
 )
 from marketsim.scenario.core import load_scenario, parse_text
-from tests.helpers import SCENARIOS, fit_market_yaml, simple_market_yaml
+from tests.helpers import SCENARIOS, cli, fit_market_yaml, simple_market_yaml
 
 TRUE_ALPHA, TRUE_TREND, TRUE_OFFSET = (-0.6, -0.9, -1.0), (-0.3, 0.2, 0.0), (2.0, -1.5)  # offsets in points
 
@@ -116,9 +116,14 @@ def test_fit_recovers_known_alpha_trend_and_offsets():
     short = residuals_at(sc, cal, run.records[:14])["observations"]  # steps 0-13 end 2013-02-25: the 2012 periods
     assert {(o["source"], o["period"]["label"]) for o in short} == {("P", "2012H1"), ("Q", "2012")}
     assert short == [o for o in at["observations"] if o["period"]["end"] < "2013-01-01"]
-    # the calibrate --json document is the fit without its per-step path
+    # the calibrate --json document is the fit without its per-step path (and without level_sources when every
+    # retailer is at the primary's level, as here: the document of such a fit is as before that field)
     summ = cal.summary()
-    assert set(summ) == set(cal.to_dict()) - {"path"} and summ["alpha"] == cal.alpha and "path" in cal.to_dict()
+    assert (
+        set(summ) == set(cal.to_dict()) - {"path", "level_sources"}
+        and summ["alpha"] == cal.alpha
+        and "path" in cal.to_dict()
+    )
 
 
 def test_a_warm_start_from_a_nearby_fit_is_cheaper_and_lands_on_the_same_fit():
@@ -520,3 +525,77 @@ def test_a_failed_step_renews_the_jacobian_instead_of_halving_what_cannot_help()
     best = np.linalg.lstsq(A, b, rcond=None)[0]
     assert np.allclose(theta, best, atol=1e-9) and np.allclose(J, A, atol=1e-6)
     assert len(stage.calls) == 4, [c.round(3) for c in stage.calls]  # uphill trial, 2 differences, the step
+
+
+def _level_source_market(n=5000):
+    """Observations simulated from known values (as synthetic_observations) in which C is never observed by the
+    primary source P: Q observes A, B, C in 2012 and 2013 (A and B shifted by Q's offsets, C at the true level),
+    R observes C once (H2 2012), shifted by +0.8 points."""
+    obs, conv = synthetic_observations(n=n)
+    true = parse_text(fit_market_yaml("", n=n, alpha=TRUE_ALPHA, trend=TRUE_TREND))
+    path = expected_path(true, np.array(TRUE_ALPHA), np.array(TRUE_TREND), true.seed, n, 24)
+    lines = []
+    for line in obs.splitlines():
+        if "source: Q" in line:
+            period = line.split("period: ")[1].split(", shares")[0]
+            a, b = (
+                (dt.date(2012, 1, 1), dt.date(2012, 12, 31))
+                if period == "2012"
+                else (dt.date(2013, 1, 1), dt.date(2013, 11, 30))
+            )
+            line = line[: -len("}}")] + f", C: {_period_shares(true, path, a, b)[2]:.5f}}}}}"
+        lines.append(line)
+    c_h2 = _period_shares(true, path, dt.date(2012, 7, 1), dt.date(2012, 12, 31))[2]
+    lines.append(f"  - {{source: R, period: 2012H2, shares: {{C: {c_h2 + 0.008:.5f}}}}}")
+    return "\n".join(lines), conv
+
+
+def test_a_retailer_the_primary_never_observes_is_fitted_at_its_source_level_and_said(tmp_path):
+    obs, conv = _level_source_market()
+    text = fit_market_yaml(obs, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5))
+    sc = parse_text(text)
+    prob = fit_problem(sc)
+    # C is seen by Q (twice) and R (once), never by P: Q sets its level; R gets an offset relative to Q
+    assert prob.level_sources == {"C": "Q"} and prob.level_source("A") == "P" and prob.level_source("C") == "Q"
+    assert prob.offsets == (("Q", 0), ("Q", 1), ("R", 2))
+    # equations: P 2 x 2, Q 2 x (3 - 1: its observations give every retailer), R 1, the conversion: 10;
+    # parameters: 3 alphas, 2 trends, 3 offsets: 8
+    assert (prob.n_equations, prob.n_params, len(prob.offsets), prob.dof) == (10, 5, 3, 2)
+    # ties go to the first name: with R observing C twice too, Q still sets its level
+    tied = text.replace(
+        "- {source: R, period: 2012H2",
+        "- {source: R, period: 2012Q1, shares: {C: 0.2}}\n  - {source: R, period: 2012H2",
+    )
+    assert fit_problem(parse_text(tied)).level_sources == {"C": "Q"}
+    cache = tmp_path / "cache"
+    cal, _, _ = cached_calibration(sc, cache)
+    assert cal.level_sources == {"C": "Q"} and "C" not in cal.offsets["Q"]
+    assert abs(cal.offsets["R"]["C"] - 0.8) < 0.3, cal.offsets
+    assert np.allclose(cal.alpha_vector(sc), TRUE_ALPHA, atol=0.03), cal.alpha
+    assert cal.max_residual_pp < default_tolerance(sc)  # (0.42 points at 5,000 consumers)
+    assert cal.level_notes() == ["C: observed only by Q and R, fitted at Q's level (no offset); R offset relative to Q"]
+    # stored and read back (the cache, and the calibrate JSON); a fit stored before the field reads as none
+    from marketsim.fit.calibrate import Calibration
+
+    again = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert again == cal and cal.summary()["level_sources"] == {"C": "Q"}
+    old = cal.to_dict()
+    old.pop("level_sources")
+    assert (
+        Calibration.from_dict(old).level_sources == {} and "level_sources" not in Calibration.from_dict(old).summary()
+    )
+    # marketsim calibrate prints one line for C (the stored fit is reused)
+    f = tmp_path / "c.yaml"
+    f.write_text(text, encoding="utf-8")
+    r = cli(
+        "calibrate",
+        f,
+        "--results",
+        tmp_path / "res",
+        cwd=tmp_path,
+        env={"MARKETSIM_FIT_CACHE": str(cache)},
+        columns=200,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "C: observed only by Q and R, fitted at Q's level (no offset); R offset relative to Q" in r.stdout
+    assert "2 residual degrees of freedom" in r.stdout

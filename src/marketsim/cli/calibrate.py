@@ -96,6 +96,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             f"[{v - 1.96 * se:+.2f}, {v + 1.96 * se:+.2f}]; from the fit's Jacobian and residuals)",
             markup=False,
         )
+    for line in cal.level_notes():  # retailers the primary source never observes: at another source's level
+        con.print(line)
     con.print(
         f"conversion residual {cal.conversion_residual_pp:+.2f} pp; {cal.iterations} solver steps, "
         f"{cal.evaluations} simulations; tolerance {cal.tol_pp:.3g} pp; cache key {cal.key}"

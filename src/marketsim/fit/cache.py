@@ -221,6 +221,9 @@ def read_entry(path: Path, scenario: Scenario, key: str) -> Calibration:
         raise BadEntry("'event_values' do not name exactly the scenario's calibrated recurring effects")
     if not all(_number(v) and abs(v) <= EVENT_LIMIT for v in events.values()):
         raise BadEntry(f"'event_values' are not numbers within +-{EVENT_LIMIT:g}")
+    levels = fit.get("level_sources", {})  # (absent in fits stored before it existed: none)
+    if not isinstance(levels, dict) or not all(n in names and isinstance(v, str) for n, v in levels.items()):
+        raise BadEntry("'level_sources' do not name the scenario's retailers and a source each")
     try:
         cal = Calibration.from_dict(fit)
     except TypeError as e:

@@ -1,8 +1,11 @@
 """Calibration to an observed share series (docs/model.md section 8, version 2).
 
 The fitted parameters are the attractiveness alpha_j of every retailer marked ``attractiveness: calibrate`` and
-the trend of every retailer marked ``trend: calibrate`` (utility per year). Each non-primary source gets a
-constant offset per retailer, in points, where the primary source observes that retailer too. The equations:
+the trend of every retailer marked ``trend: calibrate`` (utility per year). Each retailer has a level source:
+the primary source where it observes that retailer; else (a retailer the primary source never observes) the
+non-primary source with the most observations of it (ties: the first name in sort order), which the fit reports
+(``level_sources``). Every other source that observes the retailer gets a constant offset for it, in points,
+relative to its level source (so relative to the primary source wherever that observes it). The equations:
 
 * for every observation that ends on or before the cut-off, and every retailer it gives: the simulated GMV
   share over the observation's period (expected GMV of the period's steps; the shoppers' choice
@@ -26,8 +29,9 @@ its burn-in pilot (engine.run_pilot: min(N, 20,000) consumers over two lifetimes
 their alphas share their pilot, and no point is simulated twice.
 
 Identifiability (docs/model.md section 8): one retailer's trend is the reference (fixed); a trend needs two or more
-non-nested periods of its retailer from one source; an offset for (source, j) needs j observed by the primary
-source; at most one calibrated retailer may go unobserved (its share is the rest). The fit counts equations
+non-nested periods of its retailer from one source; an offset for (source, j) needs j observed by its level source
+(the primary source, or for a retailer the primary never observes the non-primary source that observes it most);
+at most one calibrated retailer may go unobserved (its share is the rest). The fit counts equations
 and parameters and refuses, naming what is missing, when the residual degrees of freedom are negative.
 """
 
@@ -37,7 +41,7 @@ import copy
 import dataclasses
 import datetime as dt
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -135,6 +139,14 @@ class FitProblem:
     weights: np.ndarray = field(repr=False)  # (observations, horizon): share of each step's days inside the period
     conversion: float | None = None
     free_events: tuple[str, ...] = ()  # paths of recurring effects' sizes fitted (events.ID.utility)
+    #: retailer -> the non-primary source that sets its level, for every observed retailer the primary source
+    #: never observes (in the fit's observations); that pair has no offset, and other sources observing the
+    #: retailer get offsets relative to it
+    level_sources: dict[str, str] = field(default_factory=dict)
+
+    def level_source(self, retailer: str) -> str:
+        """The source that sets ``retailer``'s level: the primary source unless named in ``level_sources``."""
+        return self.level_sources.get(retailer, self.primary)
 
     @property
     def n_params(self) -> int:
@@ -209,9 +221,9 @@ def fit_problem(
             )
     observed = {n for o in obs for n, _ in o.shares}
     unobserved = [names[j] for j in free_alpha if names[j] not in observed]
-    primary_sees = {n for o in obs if o.source == primary for n, _ in o.shares}
+    level_sources = _level_sources(obs, primary, names)
     offsets = sorted(
-        {(o.source, names.index(n)) for o in obs if o.source != primary for n, _ in o.shares if n in primary_sees}
+        {(o.source, names.index(n)) for o in obs for n, _ in o.shares if o.source != level_sources.get(n, primary)}
     )
     equations = tuple(Equation(k, names.index(n), v) for k, o in enumerate(obs) for n, v in o.shares)
     cal = sc.calendar
@@ -236,6 +248,7 @@ def fit_problem(
         W,
         sc.consumers.conversion if free_alpha else None,
         free_events,
+        level_sources,
     )
     for path in free_events:
         if not _season_identified(sc, obs, path):
@@ -255,6 +268,22 @@ def fit_problem(
             f"retailer (the rest of the market) may go unobserved; add observations of the others"
         )
     return prob
+
+
+def _level_sources(obs: tuple[Observation, ...], primary: str, names: Sequence[str]) -> dict[str, str]:
+    """retailer -> its level source, for every retailer observed in ``obs`` but never by ``primary``: the source
+    with the most observations of it (ties: the first name in sort order). A source's numbers differ from
+    another's by a constant per retailer (docs/model.md section 8), so such a retailer's fitted shares are at
+    that source's level: said, not silently taken as the primary's."""
+    out: dict[str, str] = {}
+    for n in names:
+        count: dict[str, int] = {}
+        for o in obs:
+            if o.share(n) is not None:
+                count[o.source] = count.get(o.source, 0) + 1
+        if count and primary not in count:
+            out[n] = min(count, key=lambda s: (-count[s], s))
+    return out
 
 
 def _check_room(sc: Scenario, obs: tuple[Observation, ...]) -> None:
@@ -522,6 +551,20 @@ class Calibration:
     jacobian: list[list[float]] | None = None  # d residuals / d (fitted alphas, trends, event sizes) at the fit
     event_values: dict[str, float] = field(default_factory=dict)  # fitted recurring effects' sizes, by path
     event_se: dict[str, float] = field(default_factory=dict)  # their standard errors (from the Jacobian), by path
+    jacobian: list[list[float]] | None = None  # d residuals / d (fitted alphas, fitted trends) at the fit
+    #: retailer -> the non-primary source that sets its level (the primary source never observes it; that pair has
+    #: no offset). Empty in fits stored before it existed (their retailers were all observed by the primary, or
+    #: silently at their one source's level)
+    level_sources: dict[str, str] = field(default_factory=dict)
+
+    def level_notes(self) -> list[str]:
+        """One line per retailer not levelled by the primary source (``marketsim calibrate`` prints them)."""
+        out = []
+        for n, s in self.level_sources.items():
+            others = sorted(src for src, d in self.offsets.items() if n in d)
+            rel = f"; {', '.join(others)} offset relative to {s}" if others else ""
+            out.append(f"{n}: observed only by {' and '.join([s, *others])}, fitted at {s}'s level (no offset){rel}")
+        return out
 
     def alpha_vector(self, scenario: Scenario) -> np.ndarray:
         return np.array([self.alpha[name] for name in scenario.retailer_names])
@@ -555,11 +598,13 @@ class Calibration:
         """The fit as the ``calibrate --json`` document (without the per-step path)."""
         d = self.to_dict()
         d.pop("path")
+        if not d["level_sources"]:  # every retailer at the primary's level: the document as before the field
+            d.pop("level_sources")
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Calibration:
-        return cls(**d)
+        return cls(**d)  # (a stored fit without level_sources gets the default: none)
 
 
 def with_event_values(scenario: Scenario, values: dict[str, float]) -> Scenario:
@@ -593,6 +638,13 @@ def cache_key(scenario: Scenario, until: dt.date | None = None, tol_pp: float | 
     d["fit_until"] = cut.isoformat()
     d["_observations"] = [[o.source, o.start.isoformat(), o.end.isoformat(), list(map(list, o.shares))] for o in obs]
     d["consumers"]["count"] = fit_consumers(scenario)
+    # offsets relative to a non-primary level source (a retailer the primary never observes, seen by two sources or
+    # more) are new with level_sources: such a fit differs from one stored before, so its key does too; every other
+    # key is unchanged (the fit is the same)
+    levels = _level_sources(obs, scenario.primary_source or obs[0].source, scenario.retailer_names) if obs else {}
+    relative = sorted({(o.source, n) for o in obs for n, _ in o.shares if n in levels and o.source != levels[n]})
+    if relative:
+        d["_relative_offsets"] = [list(p) for p in relative]
     d["_method"] = [METHOD_VERSION, tol_pp or default_tolerance(scenario), COARSE_CONSUMERS, FIT_CONSUMERS]
     return digest(d, 20, spaced=True)
 
@@ -754,6 +806,7 @@ def _result(scenario, prob, obj, theta, r, path, iterations, tol_pp, until, J=No
         jacobian=None if J is None else [[float(x) for x in row] for row in J],
         event_values=obj.event_values(theta),
         event_se=_event_se(prob, J, r),
+        level_sources=dict(prob.level_sources),
     )
 
 
