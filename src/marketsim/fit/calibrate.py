@@ -551,7 +551,6 @@ class Calibration:
     jacobian: list[list[float]] | None = None  # d residuals / d (fitted alphas, trends, event sizes) at the fit
     event_values: dict[str, float] = field(default_factory=dict)  # fitted recurring effects' sizes, by path
     event_se: dict[str, float] = field(default_factory=dict)  # their standard errors (from the Jacobian), by path
-    jacobian: list[list[float]] | None = None  # d residuals / d (fitted alphas, fitted trends) at the fit
     #: retailer -> the non-primary source that sets its level (the primary source never observes it; that pair has
     #: no offset). Empty in fits stored before it existed (their retailers were all observed by the primary, or
     #: silently at their one source's level)
