@@ -300,12 +300,12 @@ def ishigami_sweep(tmp_path, text=ISHIGAMI):
 
 #: A small market with every move that changes who is in it: Suning enters (step 3), JD buys Yihaodian (step 6,
 #: 60% of its customers retained; Yihaodian closes), Dangdang leaves (step 10), and Tmall's yearly sale
-#: (11 November, 3 days) fires twice within the 70 weekly steps. Every attractiveness is given: no fit.
+#: (11 November, 3 days) fires twice within the 100 weekly steps. Every attractiveness is given: no fit.
 MOVES_YAML = """
 schema: marketsim/v2
 name: moves
 seed: 7
-calendar: {start: 2013-01-07, step_days: 7, steps: 70}
+calendar: {start: 2013-01-07, step_days: 7, steps: 100}
 market: {size: 200000000}
 consumers: {count: 3000, shopping_rate: 0.5, basket: {mean: 100, sigma: 0.5}}
 providers:
