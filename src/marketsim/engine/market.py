@@ -334,7 +334,7 @@ class Market:
 
     def _set_timeline(self, scenario: Scenario) -> None:
         """The one-off events by step, and every firing of the recurring effects (docs/model.md 7)."""
-        self.schedule = {}
+        self.schedule: dict[int, list] = {}
         self.firings: list[_Firing] = []
         self._first_firing: dict[int, list] = {}
         cal = scenario.calendar

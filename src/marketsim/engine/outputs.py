@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from marketsim.engine.market import MoveRecord, StepRecord
@@ -90,7 +91,9 @@ def move_event(scenario: Scenario, move: MoveRecord) -> str | None:
     return None
 
 
-def moves_to_dicts(scenario: Scenario, moves: Iterable[MoveRecord], last_share: Sequence[float] | None) -> list[dict]:
+def moves_to_dicts(
+    scenario: Scenario, moves: Iterable[MoveRecord], last_share: Sequence[float] | np.ndarray | None
+) -> list[dict]:
     """Each entry, exit and acquisition as plain data, in the order they happened (summary.json "moves"):
     ``kind``, ``event`` (its id), ``step``, ``date``; an acquisition's ``acquirer``, ``target``, ``moved``
     (shoppers whose habit moved to the acquirer) and ``lost`` (the target's shoppers who lost their habit); an
