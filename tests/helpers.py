@@ -296,3 +296,32 @@ def ishigami_sweep(tmp_path, text=ISHIGAMI):
     out = tmp_path / "ish"
     run_sweep(load_sweep(spec), out, None)
     return spec, out
+
+
+#: A small market with every move that changes who is in it: Suning enters (step 3), JD buys Yihaodian (step 6,
+#: 60% of its customers retained; Yihaodian closes), Dangdang leaves (step 10), and Tmall's yearly sale
+#: (11 November, 3 days) fires twice within the 100 weekly steps. Every attractiveness is given: no fit.
+MOVES_YAML = """
+schema: marketsim/v2
+name: moves
+seed: 7
+calendar: {start: 2013-01-07, step_days: 7, steps: 100}
+market: {size: 200000000}
+consumers: {count: 3000, shopping_rate: 0.5, basket: {mean: 100, sigma: 0.5}}
+providers:
+  qq: {penetration: 0.6, network: {model: watts_strogatz, k: 6, rewire: 0.1}, weight: 1.0}
+retailers:
+  - {name: Tmall, kind: platform, take_rate: 0.05, attractiveness: -0.2, initial_share: 0.5, logins: [qq]}
+  - {name: JD, kind: direct, margin: 0.1, attractiveness: -0.5, initial_share: 0.25, logins: [qq]}
+  - {name: Yihaodian, kind: direct, margin: 0.1, attractiveness: -0.9, initial_share: 0.15, logins: [qq]}
+  - {name: Dangdang, kind: direct, margin: 0.1, attractiveness: -1.0, initial_share: 0.1, logins: []}
+  - {name: Suning, kind: direct, margin: 0.1, attractiveness: -0.6, initial_share: 0, enters_later: true,
+     logins: [qq]}
+behaviour: {beta_price: 2.0, beta_social: 0.3, beta_habit: 1.0, beta_friction: 1.0}
+friction: {native: 0.2, sso: 0.0, link: 0.3, create: 1.0}
+events:
+  - {id: singles_day, type: promotion, date: 2013-11-11, retailer: Tmall, utility: 0.5, every: year, days: 3}
+  - {id: suning_enters, type: entry, date: 2013-01-28, retailer: Suning}
+  - {id: jd_buys_yhd, type: acquisition, date: 2013-02-18, acquirer: JD, target: Yihaodian, retention: 0.6}
+  - {id: dangdang_leaves, type: exit, date: 2013-03-18, retailer: Dangdang}
+"""

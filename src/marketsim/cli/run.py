@@ -14,6 +14,7 @@ from marketsim.cli.args import (
     settings_of,
     store_result,
 )
+from marketsim.report.moves import move_lines
 from marketsim.report.numbers import share, shift
 from marketsim.report.progress import bar, stderr
 
@@ -76,6 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             }
             for e in sc.events
         ],
+        **({"moves": res.moves_summary()} if res.moves else {}),  # entries, exits, acquisitions (none: no key)
         "files": {
             "timeseries": ["timeseries.csv", "timeseries.parquet"],
             "flows": ["flows.csv", "flows.parquet"],
@@ -116,5 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"the fit's observations in this run ({sc.consumers.count:,} consumers): largest residual "
                 f"{worst:.2f} pp (the fit was made at {cal.consumers:,})"
             )
+    for line in move_lines(summary.get("moves"), summary["last_date"]):
+        con.print(line, markup=False, soft_wrap=True)
     con.print(f"wrote {out}/: timeseries.csv, timeseries.parquet, flows.csv, flows.parquet, summary.json, shares.png")
     return 0

@@ -1,13 +1,17 @@
 """The tables of a run (the only pandas in the engine): the per-step, per-retailer time series and the buyers'
-flows between retailers, built from the :class:`marketsim.engine.market.StepRecord` s a market returns."""
+flows between retailers, built from the :class:`marketsim.engine.market.StepRecord` s a market returns; and what
+the moves that change who is in the market did (:func:`moves_to_dicts`, from its
+:class:`marketsim.engine.market.MoveRecord` s)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
-from marketsim.engine.market import StepRecord
+from marketsim.engine.market import MoveRecord, StepRecord
 from marketsim.scenario.core import Scenario
 
 
@@ -69,3 +73,47 @@ def flows_to_frame(scenario: Scenario, records: Iterable[StepRecord]) -> pd.Data
                 if rec.flows[a, j]:
                     rows.append((rec.step, src[a], name, rec.flows[a, j]))
     return pd.DataFrame(rows, columns=["step", "from", "to", "buyers"])
+
+
+def move_event(scenario: Scenario, move: MoveRecord) -> str | None:
+    """The id of the event that made ``move`` (None if none matches: a move made by hand)."""
+    for e in scenario.events:
+        if e.step != move.step:
+            continue
+        for a in e.actions():
+            if a.type != move.kind:
+                continue
+            if move.kind == "acquisition":
+                if (a.acquirer, a.target) == (move.retailer, move.other):
+                    return e.id
+            elif getattr(a, "retailer", None) == move.retailer:
+                return e.id
+    return None
+
+
+def moves_to_dicts(
+    scenario: Scenario, moves: Iterable[MoveRecord], last_share: Sequence[float] | np.ndarray | None
+) -> list[dict]:
+    """Each entry, exit and acquisition as plain data, in the order they happened (summary.json "moves"):
+    ``kind``, ``event`` (its id), ``step``, ``date``; an acquisition's ``acquirer``, ``target``, ``moved``
+    (shoppers whose habit moved to the acquirer) and ``lost`` (the target's shoppers who lost their habit); an
+    exit's ``retailer`` and ``lost``; an entry's ``retailer`` and ``share_at_horizon`` (its GMV share at the last
+    step, a fraction; None without one). Shoppers in real units (x market size / consumers)."""
+    names = scenario.retailer_names
+    out = []
+    for mv in moves:
+        d: dict = {
+            "kind": mv.kind,
+            "event": move_event(scenario, mv),
+            "step": mv.step,
+            "date": scenario.calendar.date_of(mv.step).isoformat(),
+        }
+        if mv.kind == "acquisition":
+            d.update(acquirer=mv.retailer, target=mv.other, moved=float(mv.moved), lost=float(mv.lost))
+        elif mv.kind == "exit":
+            d.update(retailer=mv.retailer, lost=float(mv.lost))
+        else:
+            s = None if last_share is None else float(last_share[names.index(mv.retailer)])
+            d.update(retailer=mv.retailer, share_at_horizon=s if s is not None and math.isfinite(s) else None)
+        out.append(d)
+    return out

@@ -4,13 +4,13 @@ their tables from :mod:`marketsim.engine.outputs`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from marketsim.engine.market import Market, StepRecord, initial_alpha
-from marketsim.engine.outputs import flows_to_frame, records_to_frame
+from marketsim.engine.market import Market, MoveRecord, StepRecord, initial_alpha
+from marketsim.engine.outputs import flows_to_frame, moves_to_dicts, records_to_frame
 from marketsim.engine.population import World, build_world
 from marketsim.scenario.core import Scenario
 
@@ -23,6 +23,7 @@ class RunResult:
     steps: int
     alpha: np.ndarray
     records: list[StepRecord]
+    moves: list[MoveRecord] = field(default_factory=list)  # entries, exits and acquisitions, in the order they fired
 
     def timeseries(self) -> pd.DataFrame:
         """Tidy per-step, per-retailer table (one row per step and retailer)."""
@@ -30,6 +31,11 @@ class RunResult:
 
     def flows(self) -> pd.DataFrame:
         return flows_to_frame(self.scenario, self.records)
+
+    def moves_summary(self) -> list[dict]:
+        """What the entries, exits and acquisitions did, as plain data (:func:`marketsim.engine.outputs.moves_to_dicts`):
+        shoppers moved and lost in real units, an entrant's GMV share at the last step."""
+        return moves_to_dicts(self.scenario, self.moves, self.records[-1].gmv_share if self.records else None)
 
     def share(self, step: int) -> dict[str, float]:
         return dict(zip(self.scenario.retailer_names, map(float, self.records[step].gmv_share), strict=True))
@@ -66,5 +72,11 @@ def simulate(
         if on_step is not None:
             on_step(t + 1, steps)
     return RunResult(
-        scenario=scenario, seed=seed, consumers=world.n, steps=steps, alpha=np.asarray(alpha), records=recs
+        scenario=scenario,
+        seed=seed,
+        consumers=world.n,
+        steps=steps,
+        alpha=np.asarray(alpha),
+        records=recs,
+        moves=list(m.moves),
     )

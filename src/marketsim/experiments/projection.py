@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from marketsim.engine.market import Market
+from marketsim.engine.market import Market, MoveRecord
+from marketsim.engine.outputs import move_event
 from marketsim.engine.population import build_world, child_seed
 from marketsim.errors import UserError
 from marketsim.experiments.tasks import divergence, fit_task, map_jobs, run_forked, with_draw
@@ -58,7 +59,8 @@ def replicate_task(
 
     Arms with the same World and values share one market until their events differ, then fork. Returns per arm
     the per-step metrics (steps x retailers), and for the consumers who lost a login in the first arm, where
-    they last bought at the horizon in every arm."""
+    they last bought at the horizon in every arm, and per arm the moves that changed who is in the market (kind,
+    retailer, other, step, moved, lost: :class:`marketsim.engine.market.MoveRecord`)."""
     first_name, first = arms[0]
     world = build_world(first, seed)
     out: dict = {}
@@ -87,7 +89,11 @@ def replicate_task(
         )
         for name, m in markets.items()
     }
-    return {"arms": out, "lost": len(lost), "destinations": dest, "scale": m0.scale_at(steps - 1)}
+    moves = {
+        name: [(mv.kind, mv.retailer, mv.other, mv.step, mv.moved, mv.lost) for mv in m.moves]
+        for name, m in markets.items()
+    }
+    return {"arms": out, "lost": len(lost), "destinations": dest, "scale": m0.scale_at(steps - 1), "moves": moves}
 
 
 def _world_key(sc: Scenario) -> str:
@@ -128,6 +134,9 @@ class Projection:
     thresholds: tuple[float, ...] = ()
     extra: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # one line each: e.g. two options identical in every draw
+    #: arm -> its entries, exits and acquisitions in the order they happened: kind, retailer, other, step, and
+    #: moved / lost (draws, replicates) in real shoppers (:class:`marketsim.engine.market.MoveRecord`)
+    moves: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -329,7 +338,33 @@ def project(
         thresholds=tuple(thresholds),
         extra={"seconds": {"fits": round(t_fit, 2), "replicates": round(time.perf_counter() - t0 - t_fit, 2)}},
         warnings=warnings,
+        moves={arm: collect_moves([res["moves"][arm] for res in results], K, R) for arm in arm_names},
     )
+
+
+def collect_moves(per_result: list[list[tuple]], K: int, R: int) -> list[dict]:
+    """The moves of one arm over its K x R results (in order, draw-major): one dict per move (kind, retailer,
+    other, step) with ``moved`` and ``lost`` as (K, R) arrays (NaN where a result lacks that move)."""
+    keys: dict[tuple, int] = {}
+    for moves in per_result:
+        for kind, retailer, other, step, _, _ in moves:
+            keys.setdefault((kind, retailer, other, step), len(keys))
+    moved, lost = np.full((len(keys), K * R), np.nan), np.full((len(keys), K * R), np.nan)
+    for i, moves in enumerate(per_result):
+        for kind, retailer, other, step, mv, ls in moves:
+            k = keys[(kind, retailer, other, step)]
+            moved[k, i], lost[k, i] = mv, ls
+    return [
+        {
+            "kind": kind,
+            "retailer": retailer,
+            "other": other,
+            "step": step,
+            "moved": moved[k].reshape(K, R),
+            "lost": lost[k].reshape(K, R),
+        }
+        for (kind, retailer, other, step), k in keys.items()
+    ]
 
 
 def no_purchases_cause(sc: Scenario, arm: str, replicate: int, steps: int) -> str:
@@ -468,6 +503,8 @@ def summary(proj: Projection) -> dict:
                 **{n: s.to_dict() for n, s in proj.revenue_shift(arm).items()},
             },
         }
+        if proj.moves.get(arm):
+            options[arm]["moves"] = moves_summary(proj, arm)
     first = next(iter(proj.options))
     out = {
         "scenario": sc.name,
@@ -500,12 +537,47 @@ def summary(proj: Projection) -> dict:
         "seconds": proj.extra.get("seconds"),
         "warnings": list(proj.warnings),
     }
+    if "moves" in options[first]:  # entries, exits, acquisitions (a scenario without them: no key)
+        out["moves"] = options[first]["moves"]
     if len(proj.options) > 1:
         names = list(proj.options)
         out["options"] = options
         out["compare"] = {
             f"{a} - {names[0]}": {n: s.to_dict() for n, s in proj.difference(a, names[0]).items()} for a in names[1:]
         }
+    return out
+
+
+def moves_summary(proj: Projection, arm: str) -> list[dict]:
+    """The entries, exits and acquisitions of ``arm`` as plain data, in the order they happened: the fields of a
+    run's summary.json ``moves`` (:func:`marketsim.engine.outputs.moves_to_dicts`), each number (shoppers moved
+    and lost, an entrant's GMV share at the horizon) as its mean and 95% interval over the draws and replicates,
+    with what the interval covers."""
+    sc, draws = proj.options[arm], proj.kept_draws()
+
+    def stat(x: np.ndarray) -> dict:
+        s = summarize(x, draws)
+        return {"mean": s.mean, "ci95": list(s.interval), "covers": s.covers}
+
+    out = []
+    for mv in proj.moves[arm]:
+        rec = MoveRecord(mv["step"], mv["kind"], mv["retailer"], mv["other"])
+        d: dict = {
+            "kind": mv["kind"],
+            "event": move_event(sc, rec),
+            "step": mv["step"],
+            "date": sc.calendar.date_of(mv["step"]).isoformat(),
+        }
+        if mv["kind"] == "acquisition":
+            d.update(acquirer=mv["retailer"], target=mv["other"], moved=stat(mv["moved"]), lost=stat(mv["lost"]))
+        elif mv["kind"] == "exit":
+            d.update(retailer=mv["retailer"], lost=stat(mv["lost"]))
+        else:
+            d.update(
+                retailer=mv["retailer"],
+                share_at_horizon=stat(proj.horizon(arm)[:, :, proj.names.index(mv["retailer"])]),
+            )
+        out.append(d)
     return out
 
 

@@ -80,6 +80,9 @@ class LiveModel(mesa.Model):
 
     Attributes: ``market`` (the scenario arm), ``counterfactual``, ``world``, ``share`` (array (2, steps,
     retailers): GMV share as a fraction, arm 0 = scenario, 1 = counterfactual; NaN for steps not run yet),
+    ``present`` (same shape, bool: the retailer was in the market in that arm and step; an entrant before its
+    entry, a retailer after its exit or its acquisition are not), ``moves`` (the scenario arm's entries, exits and
+    acquisitions so far, :class:`marketsim.engine.market.MoveRecord`),
     ``accounts`` (accounts created so far in the scenario arm, real units), ``fired`` (events applied so
     far, in order), ``sample`` / ``edges`` / ``pos`` (the drawn consumers, their ties, their layout).
     """
@@ -104,6 +107,7 @@ class LiveModel(mesa.Model):
         )
         T, R = scenario.calendar.steps, len(scenario.retailers)
         self.share = np.full((2, T, R), np.nan)
+        self.present = np.ones((2, T, R), dtype=bool)
         self.accounts = np.zeros(R)
         self.fired: list = []
         self.sample, self.edges, self.pos = _sample_and_layout(self.world, scenario.seed, sample_size)
@@ -129,8 +133,15 @@ class LiveModel(mesa.Model):
         self.fired.extend(e for e in self.market_scenario.events if e.step == t)  # applied before week t's choices
         self.share[0, t] = rec.gmv_share
         self.share[1, t] = cf.gmv_share
+        self.present[0, t] = self.market.available
+        self.present[1, t] = self.counterfactual.available
         self.accounts += rec.accounts_created
         self.running = self.market.t < self.horizon
+
+    @property
+    def moves(self) -> list:
+        """The scenario arm's entries, exits and acquisitions so far, in order."""
+        return self.market.moves
 
     def switched(self) -> np.ndarray:
         """Consumers (bool per consumer) whose last retailer differs from the counterfactual's: moved by an event."""

@@ -18,6 +18,7 @@ from marketsim.figures.plots import close, mark_events, retailer_colors, subplot
 from marketsim.figures.style import figure_function
 from marketsim.io import store
 from marketsim.io.names import describe
+from marketsim.report.moves import move_lines
 from marketsim.report.numbers import count, interval, points, probability, share, shift
 from marketsim.report.progress import console, table
 from marketsim.scenario.labels import parameter_quantity
@@ -359,6 +360,16 @@ def report_markdown(proj: Projection, summary: dict) -> str:
             + ")."
             + both,
         ]
+    if summary.get("moves"):
+        lines += [
+            "",
+            "## Who entered, left and was bought",
+            "",
+            f"Shoppers in real numbers and shares at the horizon: mean and 95% interval "
+            f"({summary['moves'][0][_first_number(summary['moves'][0])]['covers']}).",
+            "",
+        ]
+        lines += [f"- {line}." for line in move_lines(summary["moves"], summary["horizon"])]
     if "compare" in summary:
         lines += [
             "",
@@ -434,6 +445,11 @@ def report_markdown(proj: Projection, summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _first_number(move: dict) -> str:
+    """The key of a move's first summarised number (``moved``, ``lost`` or ``share_at_horizon``)."""
+    return next(k for k in ("moved", "lost", "share_at_horizon") if k in move)
+
+
 def print_summary(summary: dict, proj: Projection) -> None:
     """The terminal table (80 columns): shares, shifts with their interval and its parts, drivers, thresholds."""
     con = console()
@@ -494,6 +510,8 @@ def print_summary(summary: dict, proj: Projection) -> None:
                 ],
             )
         con.print(c)
+    for line in move_lines(summary.get("moves"), summary["horizon"]):
+        con.print(line, markup=False, soft_wrap=True)
     ll = summary["lost_login"]
     if ll["consumers"] > 0:
         con.print(

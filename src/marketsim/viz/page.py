@@ -23,6 +23,7 @@ renders.
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import math
 import os
@@ -33,11 +34,13 @@ from dataclasses import dataclass
 from html import escape
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import solara
 import solara.lab
 
+from marketsim.engine.outputs import move_event
 from marketsim.errors import UserError
 from marketsim.figures.plots import retailer_colors  # the colours of every other chart
 from marketsim.fit.calibrate import CalibrationError
@@ -222,10 +225,20 @@ def _describe(ev) -> str:
     return a.type.replace("_", " ")
 
 
-def share_chart_svg(scenario: Scenario, share: np.ndarray, t: int, colors: list[str], fired_ids: set[str]) -> str:
+def share_chart_svg(
+    scenario: Scenario,
+    share: np.ndarray,
+    t: int,
+    colors: list[str],
+    fired_ids: set[str],
+    present: np.ndarray | None = None,
+) -> str:
     """GMV share in % by week: the scenario solid, the counterfactual dashed, the gap between them shaded;
-    below, the gap in percentage points; the events as vertical lines (dark once fired). ``share`` is
-    (2, steps, R), fractions; ``t`` steps are drawn. The root carries ``data-week="t"``."""
+    below, the gap in percentage points; the events as vertical lines (dark once fired; a recurring effect at
+    each of its firings). ``share`` is (2, steps, R), fractions; ``t`` steps are drawn. ``present`` (same
+    shape, bool; default all): whether the retailer was in the market in that arm and week: a line leaves out
+    the weeks it was not (an entrant before its entry, a retailer after it left), and its label says so; the
+    gap counts an absent retailer's share as 0. The root carries ``data-week="t"``."""
     cal, names = scenario.calendar, scenario.retailer_names
     T = cal.steps
     W, L, Rm = 660, 44, 92
@@ -287,32 +300,44 @@ def share_chart_svg(scenario: Scenario, share: np.ndarray, t: int, colors: list[
                 f'<text x="{x(s):.1f}" y="{gap_top + h2 + 17}" text-anchor="middle" fill="#666">{label}</text>'
             )
             last_month = (d.year, d.month)
-    for k, e in enumerate(e for e in scenario.events if e.step < T):
-        on = e.id in fired_ids
-        col, xe = ("#222" if on else "#aaa"), x(e.step)
+    for k, (step, day, e) in enumerate(_event_marks(scenario)):
+        on = e.id in fired_ids and (not e.recurring or step < t)
+        col, xe = ("#222" if on else "#aaa"), x(step)
         ly = 13 + 14 * (k % 2)
         anchor = "end" if xe > L + pw * 0.75 else "start"
         out.append(
             f'<line class="event" x1="{xe:.1f}" x2="{xe:.1f}" y1="{ly + 3}" y2="{gap_top + h2}" stroke="{col}" '
             f'stroke-dasharray="3 3"/><text x="{xe + (-4 if anchor == "end" else 4):.1f}" y="{ly}" fill="{col}" '
-            f'text-anchor="{anchor}" font-size="11">{escape(e.date.isoformat())} {escape(e.id.replace("_", " "))}</text>'
+            f'text-anchor="{anchor}" font-size="11">{escape(day.isoformat())} {escape(e.id.replace("_", " "))}</text>'
         )
     if t:
         xs = [f"{x(s):.1f}" for s in range(t)]
-        ends = [done[0, np.isfinite(done[0, :, j]), j] for j in range(len(names))]
-        label_y = _spread([y(e[-1]) if len(e) else top + h1 for e in ends], 14)
+        here = np.ones((2, t, len(names)), dtype=bool) if present is None else present[:, :t, :]
+        shown = np.isfinite(done) & here  # weeks a line is drawn: purchases, and the retailer in that arm's market
+        ends = [done[0, shown[0, :, j], j] for j in range(len(names))]
+        label_y = _spread([y(e[-1]) if len(e) else top + h1 for e in ends], 14)  # (one that left: where it left)
         for j, c in enumerate(colors):
             ok = [s for s in range(t) if np.isfinite(gap[s, j])]  # weeks where both arms had purchases
-            s_pts = " ".join(f"{xs[s]},{y(done[0, s, j]):.1f}" for s in ok)
-            c_pts = " ".join(f"{xs[s]},{y(done[1, s, j]):.1f}" for s in ok)
-            back = " ".join(f"{xs[s]},{y(done[1, s, j]):.1f}" for s in reversed(ok))
+            both = [s for s in ok if here[0, s, j] and here[1, s, j]]
+            s_pts = " ".join(f"{xs[s]},{y(done[0, s, j]):.1f}" for s in range(t) if shown[0, s, j])
+            c_pts = " ".join(f"{xs[s]},{y(done[1, s, j]):.1f}" for s in range(t) if shown[1, s, j])
+            fwd = " ".join(f"{xs[s]},{y(done[0, s, j]):.1f}" for s in both)
+            back = " ".join(f"{xs[s]},{y(done[1, s, j]):.1f}" for s in reversed(both))
             g_pts = " ".join(f"{xs[s]},{yg(gap[s, j]):.1f}" for s in ok)
-            last = f"{ends[j][-1]:.1f}%" if len(ends[j]) else "no purchases"
+            if not here[0, -1, j]:
+                last = "left the market" if here[0, :, j].any() else "not in the market yet"
+            else:
+                last = f"{ends[j][-1]:.1f}%" if len(ends[j]) else "no purchases"
+            if both:
+                out.append(f'<polygon points="{fwd} {back}" fill="{c}" fill-opacity="0.22" stroke="none"/>')
+            if c_pts:
+                out.append(
+                    f'<polyline class="counterfactual" points="{c_pts}" fill="none" stroke="{c}" '
+                    f'stroke-width="1.5" stroke-dasharray="5 4"/>'
+                )
+            if s_pts:
+                out.append(f'<polyline class="scenario" points="{s_pts}" fill="none" stroke="{c}" stroke-width="2.2"/>')
             out.append(
-                f'<polygon points="{s_pts} {back}" fill="{c}" fill-opacity="0.22" stroke="none"/>'
-                f'<polyline class="counterfactual" points="{c_pts}" fill="none" stroke="{c}" stroke-width="1.5" '
-                f'stroke-dasharray="5 4"/>'
-                f'<polyline class="scenario" points="{s_pts}" fill="none" stroke="{c}" stroke-width="2.2"/>'
                 f'<polyline class="gap" points="{g_pts}" fill="none" stroke="{c}" stroke-width="1.8"/>'
                 f'<text x="{float(xs[-1]) + 5:.1f}" y="{label_y[j] + 4:.1f}" fill="{c}" font-weight="bold">'
                 f"{escape(names[j])} {last}</text>"
@@ -326,6 +351,20 @@ def share_chart_svg(scenario: Scenario, share: np.ndarray, t: int, colors: list[
         )
     out.append("</svg>")
     return "".join(out)
+
+
+def _event_marks(scenario: Scenario) -> list[tuple[int, dt.date, Any]]:
+    """Where the chart marks the events: (step, date, event) for each one-off event and for each firing of a
+    recurring effect, within the calendar."""
+    cal = scenario.calendar
+    out = []
+    for e in scenario.events:
+        if not e.recurring:
+            if e.step < cal.steps:
+                out.append((e.step, e.date, e))
+            continue
+        out += [(cal.step_of(first), first, e) for first, _ in e.firings(cal)]
+    return out
 
 
 def _spread(ys: list[float], gap: float) -> list[float]:
@@ -384,18 +423,45 @@ def agents_svg_dynamic(model: LiveModel, colors: list[str]) -> str:
     return "".join(parts)
 
 
+def absence(model: LiveModel, arm: int, j: int) -> str | None:
+    """Why retailer ``j`` is not in the market of ``arm`` (0: the scenario, 1: without the events) now, in words
+    ("not in the market yet (enters on DATE)", "left on DATE", "left on DATE (bought by JD)"); None if it is in."""
+    m = model.market if arm == 0 else model.counterfactual
+    if m.available[j]:
+        return None
+    sc = model.market_scenario
+    name, cal = sc.retailer_names[j], sc.calendar
+    for mv in reversed(m.moves):
+        if mv.kind == "exit" and mv.retailer == name:
+            return f"left on {cal.date_of(mv.step).isoformat()}"
+        if mv.kind == "acquisition" and mv.other == name:
+            return f"left on {cal.date_of(mv.step).isoformat()} (bought by {mv.retailer})"
+    entry = next(
+        (e for e in m.scenario.events for a in e.actions() if a.type == "entry" and a.retailer == name),
+        None,
+    )
+    if entry is None:  # (the arm without the events never brings it in)
+        return "not in the market"
+    return f"not in the market yet (enters on {entry.date.isoformat()})"
+
+
 def numbers_html(model: LiveModel, colors: list[str]) -> str:
+    """The numbers table: each retailer's GMV share this week in both arms and the gap; a retailer that is not in
+    an arm's market says so in words (:func:`absence`) instead of a share."""
     sc, t = model.market_scenario, model.t
     rows = []
     for j, n in enumerate(sc.retailer_names):
-        if t and np.isfinite(model.share[:, t - 1, j]).all():
-            s, c = model.share[0, t - 1, j], model.share[1, t - 1, j]
-            cells = (
-                f"<td class='share'>{share(s)}</td><td class='cf'>{share(c)}</td>"
-                f"<td class='gap'>{points(s * 100 - c * 100)}</td>"
-            )
-        else:  # not started, or nobody bought this week
-            cells = "<td class='share'>–</td><td class='cf'>–</td><td class='gap'>–</td>"
+        gone = [absence(model, arm, j) for arm in (0, 1)]
+        vals = model.share[:, t - 1, j] if t else np.full(2, np.nan)
+        parts = []
+        for arm, cls in ((0, "share"), (1, "cf")):
+            if gone[arm]:
+                parts.append(f"<td class='{cls} absent'>{escape(gone[arm])}</td>")
+            else:  # not started, or nobody bought this week: –
+                parts.append(f"<td class='{cls}'>{share(vals[arm]) if np.isfinite(vals[arm]) else '–'}</td>")
+        in_one = not (gone[0] and gone[1])  # the gap of a retailer in one arm only: its share there
+        gap = points(vals[0] * 100 - vals[1] * 100) if t and in_one and np.isfinite(vals).all() else "–"
+        cells = "".join(parts) + f"<td class='gap'>{gap}</td>"
         rows.append(
             f"<tr><td><span style='color:{colors[j]}'>&#9679;</span> {escape(n)}</td>{cells}"
             f"<td>{count(model.accounts[j])}</td></tr>"
@@ -410,17 +476,57 @@ def numbers_html(model: LiveModel, colors: list[str]) -> str:
     )
 
 
+def _span(first: dt.date, last: dt.date) -> str:
+    return first.isoformat() if first == last else f"{first.isoformat()} to {last.isoformat()}"
+
+
+def firings_html(e, model: LiveModel) -> str:
+    """Every firing of the recurring effect ``e`` within the calendar, with its week; those already past
+    (the week it starts has been simulated) marked."""
+    cal = model.market_scenario.calendar
+    spans = []
+    for first, last in e.firings(cal):
+        step = cal.step_of(first)
+        past = step < model.t
+        spans.append(
+            f"<span class='firing{' past' if past else ''}' data-past='{str(past).lower()}'>"
+            f"{_span(first, last)} (week {step}){' ✓' if past else ''}</span>"
+        )
+    return ", ".join(spans) if spans else "never within the calendar"
+
+
+def move_text(model: LiveModel, e) -> str:
+    """What an entry, exit or acquisition that has happened did, in words ("" for other events or before)."""
+    sc = model.market_scenario
+    for mv in model.moves:
+        if move_event(sc, mv) != e.id:
+            continue
+        if mv.kind == "acquisition":
+            return f": moved {count(mv.moved)} shoppers to {mv.retailer} ({count(mv.lost)} lost their habit)"
+        if mv.kind == "exit":
+            return f": {count(mv.lost)} shoppers lost their habit there"
+    return ""
+
+
 def events_html(model: LiveModel) -> str:
+    """The timeline in words: each event with its date and week; a recurring effect with every date it fires
+    within the calendar (those past marked); an acquisition or exit that happened with the shoppers it moved."""
     sc = model.market_scenario
     fired = {e.id for e in model.fired}
     items = []
     for e in sc.events:
         on = e.id in fired
         state = "fired" if on else ("upcoming" if e.step < model.horizon else "after the last week")
+        if e.recurring:
+            each = "1 day" if e.days == 1 else f"{e.days} days"
+            when = f"<b>every year from {e.date.isoformat()}</b> for {each}"
+            what = f"{escape(_describe(e))}; fires {firings_html(e, model)}"
+        else:
+            when = f"<b>{e.date.isoformat()}</b> (week {e.step})"
+            what = escape(_describe(e) + (move_text(model, e) if on else ""))
         items.append(
             f"<li data-id='{escape(e.id)}' data-fired='{str(on).lower()}' class='{'fired' if on else 'upcoming'}'>"
-            f"<b>{e.date.isoformat()}</b> (week {e.step}) {escape(_describe(e))} "
-            f"<span class='id'>{escape(e.id)} · {state}</span></li>"
+            f"{when} {what} <span class='id'>{escape(e.id)} · {state}</span></li>"
         )
     return (
         f"<ul id='marketsim-events' data-week='{model.t}'>"
@@ -457,6 +563,8 @@ _CSS = """
 .marketsim #marketsim-events li.fired {border-left-color: #d7191c}
 .marketsim #marketsim-events li.upcoming {color: #999}
 .marketsim #marketsim-events .id {font-size: 12px; color: #888}
+.marketsim #marketsim-events .firing.past {color: #999}
+.marketsim #marketsim-numbers td.absent {font-weight: 400; color: #888; font-style: italic}
 .marketsim .knob-head {display: flex; justify-content: space-between; font-size: 13px; margin-top: 6px}
 .marketsim .knob-value {font-weight: 700; white-space: nowrap; padding-left: 6px}
 .marketsim .legend {font-size: 12px; color: #444; display: flex; flex-wrap: wrap; gap: 2px 14px; align-items: center}
@@ -634,7 +742,9 @@ def ShareChart(holder: _Holder, tick: solara.Reactive):
         return solara.HTML(tag="div", unsafe_innerHTML="")
     svg = _guarded(
         holder,
-        lambda: share_chart_svg(m.market_scenario, m.share, m.t, holder.colors, {e.id for e in m.fired}),
+        lambda: share_chart_svg(
+            m.market_scenario, m.share, m.t, holder.colors, {e.id for e in m.fired}, getattr(m, "present", None)
+        ),
         lambda box: box,
         "chart failed: ",
     )
