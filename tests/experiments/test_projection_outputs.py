@@ -227,7 +227,8 @@ def _summary_numbers_recomputed(runs):
     )
     assert cal["max_residual_pp"] == max(f["max_residual_pp"] for f in p.fits) < 3.0  # a 1,500-consumer market
     assert cal["median_max_residual_pp"] == pytest.approx(float(np.median([f["max_residual_pp"] for f in p.fits])))
-    assert set(p.fits[0]) == {"alpha", "trend", "key", "max_residual_pp", "dof", "residuals", "offsets"}
+    assert set(p.fits[0]) == {"alpha", "trend", "key", "max_residual_pp", "dof", "residuals", "offsets", "event_values"}
+    assert p.fits[0]["event_values"] == {}  # (no recurring effect's size is fitted here)
     assert len(p.fits[0]["residuals"]) == 2 and max(abs(r) for r in p.fits[0]["residuals"]) == cal["max_residual_pp"]
     assert set(s["seconds"]) == {"fits", "replicates"} and min(s["seconds"].values()) >= 0
 
