@@ -101,12 +101,15 @@ def moves_to_dicts(
     step, a fraction; None without one). Shoppers in real units (x market size / consumers)."""
     names = scenario.retailer_names
     out = []
+    dates = {e.id: e.date for e in scenario.events}
     for mv in moves:
+        eid = move_event(scenario, mv)
         d: dict = {
             "kind": mv.kind,
-            "event": move_event(scenario, mv),
+            "event": eid,
             "step": mv.step,
-            "date": scenario.calendar.date_of(mv.step).isoformat(),
+            # the event's own date (the step starts on or before it)
+            "date": (dates[eid] if eid in dates else scenario.calendar.date_of(mv.step)).isoformat(),
         }
         if mv.kind == "acquisition":
             d.update(acquirer=mv.retailer, target=mv.other, moved=float(mv.moved), lost=float(mv.lost))
