@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from rich.cells import cell_len
 
 from marketsim.experiments.rolling import baselines, horizon_quarters, plan_origins, rolling_backtest
 from marketsim.experiments.uncertainty import central_draws
@@ -140,11 +141,16 @@ def test_rolling_command_on_a_small_market(tmp_path):
         "backtest", f, "--rolling", "--draws", 1, "--replicates", 2, "--consumers", 3000, "--workers", 1, cwd=tmp_path
     )
     assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
     for h in out["horizons"]:
-        beats = h["mae"]["model"] < h["mae"]["persistence"]
-        q = f"{h['quarters']} quarter{'s' if h['quarters'] != 1 else ''} ahead"
-        assert (f"{q} ({h['n']}" in r.stdout) and (("the model beats persistence" in r.stdout) or not beats)
-    assert "skipped origin 2013-10-01: no observation ends on or after it" in r.stdout.replace("\n", " ")
+        m = h["mae"]
+        says = "beats persistence" if m["model"] < m["persistence"] else "does not beat persistence"
+        assert (
+            f"{h['quarters']} quarters ahead ({h['n']} held-out shares): the model {says} "
+            f"(MAE {m['model']:.2f} vs {m['persistence']:.2f} points)." in text
+        ), text
+    assert "marketsim: skipped origin 2013-10-01: no observation ends on or after it; nothing to predict\n" in r.stderr
+    assert max(cell_len(line) for line in r.stdout.splitlines()) <= 80  # the table and sentences at 80 columns
 
 
 def test_until_and_rolling_exclude_each_other(tmp_path):

@@ -135,9 +135,9 @@ def cmd_rolling(args: argparse.Namespace) -> int:
             )
     doc = rb.details()
     doc["settings"] = settings
+    for line in rb.skipped:  # one line each (on stderr, where one-line messages soft-wrap)
+        stderr.print(f"marketsim: skipped {line}", markup=False, soft_wrap=True)
     if store_result(args, out, "backtest", "backtest", "backtest.json", doc, printed=rb.to_dict()):
-        for line in rb.skipped:
-            stderr.print(f"marketsim: skipped {line}", markup=False, soft_wrap=True)
         return 0
     con = console()
     origins = ", ".join(o["origin"] for o in rb.origins)
@@ -174,8 +174,6 @@ def cmd_rolling(args: argparse.Namespace) -> int:
     for o in rb.origins:
         for f in o["fixed"]:
             con.print(f"note: at {o['origin']}: {f}")
-    for line in rb.skipped:
-        con.print(f"skipped {line}", markup=False, soft_wrap=True)
     stderr.print(f"wrote {out}/: backtest.json", markup=False, soft_wrap=True)
     return 0
 
