@@ -42,7 +42,8 @@ def describe(folder: Path, kind: str, doc: dict) -> str:
     if kind == "back-test" and doc.get("rolling"):
         hs = doc.get("horizons") or []
         maes = ", ".join(f"{h.get('quarters')}q {h.get('mae', {}).get('model', float('nan')):.2f}" for h in hs)
-        return f"rolling, {len(doc.get('origins') or [])} origins; model MAE by horizon (pp): {maes or 'none'}"
+        k = len(doc.get("origins") or [])
+        return f"rolling, {k} origin{'s' if k != 1 else ''}; model MAE by horizon (pp): {maes or 'none'}"
     if kind == "back-test":
         return f"fit until {doc.get('until')}; MAE {doc.get('mae', {}).get('model', float('nan')):.2f} pp"
     if kind == "fit":
