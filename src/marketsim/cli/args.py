@@ -120,7 +120,7 @@ SETTINGS = {
         "independent_baseline",
     ),
     "fit": ("set", "seed", "consumers", "draws", "sigma"),
-    "backtest": ("set", "seed", "consumers", "until", "draws", "replicates", "sigma"),
+    "backtest": ("set", "seed", "consumers", "until", "rolling", "draws", "replicates", "sigma"),
 }
 
 
@@ -218,12 +218,14 @@ def store_result(
     *,
     figures: dict | None = None,
     write=None,
+    printed: dict | None = None,
 ) -> bool:
     """The tail every command that stores a result shares: one result set in ``out`` (all its files appear
     together, or none) holding what ``write(folder)`` writes, each figure of ``figures`` (file name -> a function
     drawing it) with the command-line settings noted on it, and the JSON document ``doc`` as ``doc_name``; then
-    results/index.md is brought up to date; then, with ``--json``, ``doc`` goes to stdout. Returns True when it
-    printed the JSON (the command has nothing more to show)."""
+    results/index.md is brought up to date; then, with ``--json``, ``doc`` (or ``printed``, when the document
+    printed is not the one stored) goes to stdout. Returns True when it printed the JSON (the command has nothing
+    more to show)."""
     from marketsim.figures import plots
     from marketsim.io import resultsindex, store
 
@@ -238,7 +240,7 @@ def store_result(
         store.write_json(new / doc_name, doc)
     resultsindex.update(results_root(args))  # results/index.md lists every result
     if getattr(args, "json", False):
-        print(store.dumps(doc))
+        print(store.dumps(doc if printed is None else printed))
         return True
     return False
 

@@ -295,14 +295,26 @@ def build_parser() -> argparse.ArgumentParser:
         "parameters' draws and replicates, and shows per held-out observation the observed share, the\n"
         "prediction with its 90% interval, and two naive forecasts (the last value held flat; a line\n"
         "through the source's earlier values); then the mean absolute errors and the coverage of the\n"
-        "90% intervals. Writes results/<scenario>/backtest-<date>/: backtest.json, backtest.png.",
+        "90% intervals. Writes results/<scenario>/backtest-<date>/: backtest.json, backtest.png.\n\n"
+        "With --rolling instead of --until: a rolling-origin back-test. It fits at every cut-off in turn\n"
+        "(the day after each observation's end, where the earlier data identify a fit), predicts every\n"
+        "observation after it, and scores the predictions by horizon (quarters ahead) against persistence\n"
+        "and drift, with the coverage of the 50% and 90% intervals. Writes\n"
+        "results/<scenario>/backtest-rolling/: backtest.json.",
         [
             "marketsim backtest baseline_2013q2 --until 2013-01-01",
             "marketsim backtest baseline_2013q2 --until 2013-01-01 --json",
+            "marketsim backtest baseline_2013q2 --rolling --draws 4",
         ],
         steps=False,
     )
-    b.add_argument("--until", type=iso_date, required=True, help="fit on observations that end before this date")
+    when = b.add_mutually_exclusive_group(required=True)
+    when.add_argument("--until", type=iso_date, help="fit on observations that end before this date")
+    when.add_argument(
+        "--rolling",
+        action="store_true",
+        help="fit at every cut-off in turn (each observation's end + 1 day) and score the predictions by horizon",
+    )
     b.add_argument("--draws", type=positive_int, metavar="K", help="parameter draws (default 16 when uncertain)")
     b.add_argument(
         "--replicates",

@@ -7,7 +7,10 @@ or dropped, and the output says so. The prediction for a held-out observation is
 period plus its source's fitted offset (none if the source's offset for that retailer could not be fitted),
 over K parameter draws x R replicates; its 90% interval is the 5th-95th percentile of that mixture plus the
 observation's own error (a normal of ``sigma_pp`` points: 1 by default, an assumption shared with
-``marketsim fit``; sources disagree by several points, docs/sources.md).
+``marketsim fit``; sources disagree by several points, docs/sources.md), its 50% interval the 25th-75th
+percentile of the same sample.
+
+``marketsim backtest SCENARIO --rolling`` repeats this at every cut-off in turn: :mod:`marketsim.experiments.rolling`.
 
 Naive forecasts, per held-out observation, from the same source's earlier observations of the retailer:
 *persistence* holds the last observed share flat; *trend* extends the least-squares line through them (by the
@@ -133,55 +136,36 @@ def backtest(
         for k in kept
         for s in seeds
     ]
-    paths = map_jobs(executor, _path_task, jobs, "replicates", on_progress)
+    paths = map_jobs(executor, path_task, jobs, "replicates", on_progress)
     w = np.repeat(draws.weights[kept] / draws.weights[kept].sum() / replicates, replicates)
 
-    names = sc.retailer_names
-    cal = sc.calendar
     rng = np.random.default_rng(np.random.SeedSequence(sc.seed, spawn_key=(3,)))
+    preds = predict_heldout(sc, later, [fits[k] for k in kept], len(seeds), paths, w, horizon, rng, sigma_pp)
     rows, errs, covered, n = [], {"model": [], "persistence": [], "trend": []}, 0, 0
-    for o in later:
-        wts = np.array(
-            [
-                [
-                    max(0, (min(cal.date_of(t + 1), o.end + dt.timedelta(days=1)) - max(cal.date_of(t), o.start)).days)
-                    / cal.step_days
-                    for t in range(horizon)
-                ]
-            ]
-        )
-        for rn, obs_share in o.shares:
-            j = names.index(rn)
-            offs = np.array([(fits[k]["offsets"] or {}).get(o.source, {}).get(rn, 0.0) for k in kept for _ in seeds])
-            pred = np.array([p.period_shares(wts)[0, j] * 100 for p in paths]) + offs
-            mean = float(w @ pred)
-            # an observation is the simulated share plus the source's own error (sigma_pp points, an assumption
-            # shared with `marketsim fit`): the predictive interval is that of the sum
-            noisy = rng.choice(pred, size=20_000, p=w) + rng.normal(0, sigma_pp, size=20_000)
-            lo, hi = np.percentile(noisy, [5, 95])
-            pers, trend = naive_forecasts(past, o, rn)
-            row = {
-                "source": o.source,
-                "period": {"label": o.label, "start": o.start.isoformat(), "end": o.end.isoformat()},
-                "retailer": rn,
-                "observed": obs_share * 100,
-                "predicted": mean,
-                "lo90": float(lo),
-                "hi90": float(hi),
-                "persistence": None if pers is None else pers * 100,
-                "trend": None if trend is None else trend * 100,
-            }
-            rows.append(row)
-            errs["model"].append(abs(mean - obs_share * 100))
-            if pers is not None:
-                errs["persistence"].append(abs(pers - obs_share) * 100)
-            if trend is not None:
-                errs["trend"].append(abs(trend - obs_share) * 100)
-            covered += lo <= obs_share * 100 <= hi
-            n += 1
+    for o, rn, pred in preds:
+        obs_share = o.share(rn)
+        assert obs_share is not None
+        pers, trend = naive_forecasts(past, o, rn)
+        row = {
+            "source": o.source,
+            "period": {"label": o.label, "start": o.start.isoformat(), "end": o.end.isoformat()},
+            "retailer": rn,
+            "observed": obs_share * 100,
+            **pred,
+            "persistence": None if pers is None else pers * 100,
+            "trend": None if trend is None else trend * 100,
+        }
+        rows.append(row)
+        errs["model"].append(abs(pred["predicted"] - obs_share * 100))
+        if pers is not None:
+            errs["persistence"].append(abs(pers - obs_share) * 100)
+        if trend is not None:
+            errs["trend"].append(abs(trend - obs_share) * 100)
+        covered += pred["lo90"] <= obs_share * 100 <= pred["hi90"]
+        n += 1
     mae = {k: (float(np.mean(v)) if v else None) for k, v in errs.items()}
     bands = {}
-    for j, rn in enumerate(names):
+    for j, rn in enumerate(sc.retailer_names):
         x = np.array([p.shares[:, j] for p in paths]) * 100
         bands[rn] = {
             q: [float(weighted_quantile(x[:, t], w, qq)) for t in range(horizon)]
@@ -201,7 +185,63 @@ def backtest(
     )
 
 
-def _path_task(scenario: Scenario, alpha, trend, seed: int, horizon: int) -> FitPath:
+def predict_heldout(
+    sc: Scenario,
+    later: list[Observation],
+    fits: list[dict],
+    replicates: int,
+    paths: list[FitPath],
+    w: np.ndarray,
+    horizon: int,
+    rng: np.random.Generator,
+    sigma_pp: float = DEFAULT_SIGMA_PP,
+) -> list[tuple[Observation, str, dict]]:
+    """Per held-out share (observation of ``later``, retailer): the prediction in points, as
+    {"predicted", "lo50", "hi50", "lo90", "hi90"}. ``paths`` are ``replicates`` paths per fit of ``fits`` (in that
+    order) with mixture weights ``w``; the prediction is the weighted mean of the simulated share over the
+    observation's period plus the source's fitted offset; both intervals are percentiles (25-75, 5-95) of the same
+    sample of that mixture plus the observation's own error (a normal of ``sigma_pp`` points)."""
+    names = sc.retailer_names
+    cal = sc.calendar
+    out = []
+    for o in later:
+        wts = np.array(
+            [
+                [
+                    max(0, (min(cal.date_of(t + 1), o.end + dt.timedelta(days=1)) - max(cal.date_of(t), o.start)).days)
+                    / cal.step_days
+                    for t in range(horizon)
+                ]
+            ]
+        )
+        for rn, _ in o.shares:
+            j = names.index(rn)
+            offs = np.array(
+                [(f["offsets"] or {}).get(o.source, {}).get(rn, 0.0) for f in fits for _ in range(replicates)]
+            )
+            pred = np.array([p.period_shares(wts)[0, j] * 100 for p in paths]) + offs
+            mean = float(w @ pred)
+            # an observation is the simulated share plus the source's own error (sigma_pp points, an assumption
+            # shared with `marketsim fit`): the predictive interval is that of the sum
+            noisy = rng.choice(pred, size=20_000, p=w) + rng.normal(0, sigma_pp, size=20_000)
+            lo90, lo50, hi50, hi90 = np.percentile(noisy, [5, 25, 75, 95])
+            out.append(
+                (
+                    o,
+                    rn,
+                    {
+                        "predicted": mean,
+                        "lo50": float(lo50),
+                        "hi50": float(hi50),
+                        "lo90": float(lo90),
+                        "hi90": float(hi90),
+                    },
+                )
+            )
+    return out
+
+
+def path_task(scenario: Scenario, alpha, trend, seed: int, horizon: int) -> FitPath:
     return expected_path(scenario, alpha, trend, seed, scenario.consumers.count, horizon)
 
 

@@ -39,6 +39,11 @@ def describe(folder: Path, kind: str, doc: dict) -> str:
             f"{doc.get('replicates')} replicates; horizon {doc.get('horizon')}"
             + (f"; options {', '.join(doc['options'])}" if "options" in doc else "")
         )
+    if kind == "back-test" and doc.get("rolling"):
+        hs = doc.get("horizons") or []
+        maes = ", ".join(f"{h.get('quarters')}q {h.get('mae', {}).get('model', float('nan')):.2f}" for h in hs)
+        k = len(doc.get("origins") or [])
+        return f"rolling, {k} origin{'s' if k != 1 else ''}; model MAE by horizon (pp): {maes or 'none'}"
     if kind == "back-test":
         return f"fit until {doc.get('until')}; MAE {doc.get('mae', {}).get('model', float('nan')):.2f} pp"
     if kind == "fit":
