@@ -42,8 +42,12 @@ def _mid(o: Observation) -> float:
 
 def naive_forecasts(past: list[Observation], target: Observation, retailer: str) -> tuple[float | None, float | None]:
     """(persistence, trend) forecasts of ``retailer``'s share in ``target`` from ``past`` observations of the same
-    source (fractions), or None where they do not exist."""
-    same = sorted((o for o in past if o.source == target.source and o.share(retailer) is not None), key=lambda o: o.end)
+    source that end before it does (fractions), or None where they do not exist. (A held-out observation may lie
+    inside the fitted period: observations ending after it are not the past of it.)"""
+    same = sorted(
+        (o for o in past if o.source == target.source and o.share(retailer) is not None and o.end < target.end),
+        key=lambda o: o.end,
+    )
     if not same:
         return None, None
     persistence = same[-1].share(retailer)
