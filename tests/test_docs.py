@@ -51,7 +51,11 @@ def cited_keys(path) -> set[str]:
 def test_every_cited_source_is_an_entry_of_sources_md():
     entries = source_entries()
     assert len(entries) >= 20
-    files = sorted(SCENARIOS.glob("*.yaml")) + sorted((ROOT / "docs" / "examples").glob("*.yaml"))
+    files = (
+        sorted(SCENARIOS.glob("*.yaml"))
+        + sorted((ROOT / "docs" / "examples").glob("*.yaml"))
+        + sorted((ROOT / "validation").glob("*.yaml"))
+    )
     cited = {}
     for f in files:
         for k in cited_keys(f):
@@ -86,7 +90,7 @@ def test_a_missing_source_would_be_caught(tmp_path):
 #: does not match itself: "[.]" for the dot, "[0-9]" after the word.
 UNSHIPPED = re.compile(r"\b(?:MODEL|FACTS)[.]md\b|\b[Ii]ssues? #?[0-9]")
 #: Where the rule holds: the package (its bundled scenarios too), the tests, benchmarks, developer tools and docs.
-CHECKED = ("src", "tests", "benchmarks", "devtools", "docs", "README.md")
+CHECKED = ("src", "tests", "benchmarks", "devtools", "docs", "validation", "README.md")
 #: The one place the contract may be named: docs/model.md's title, which says whose twin the page is.
 TWIN_TITLE = ("docs/model.md", 1)
 

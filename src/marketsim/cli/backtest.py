@@ -65,6 +65,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         caption=f"{bt.draws} parameter draws x {bt.replicates} replicates; interval: 90% of the mixture plus a "
         f"{args.sigma:g}-point observation error (an assumption); naive: "
         f"persistence (last value held) and trend (a line through the source's earlier values)"
+        f"{'; *: held out (holdout: true), never fitted' if 'holdout' in doc else ''}"
         f"{settings_caption(settings)}",
     )
     t.add_column("source")
@@ -76,7 +77,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
         t.add_row(
             h["source"],
-            h["period"]["label"],
+            h["period"]["label"] + (" *" if h["holdout"] else ""),
             h["retailer"],
             f"{h['observed']:.1f}",
             f"{h['predicted']:.1f}",
@@ -91,6 +92,15 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         + "; ".join(f"{k} {v:.2f} over {doc['mae_n'][k]}" if v is not None else f"{k}: none" for k, v in mae.items())
     )
     con.print(f"coverage of the 90% intervals: {doc['coverage90_count']}")
+    if "holdout" in doc:
+        ho = doc["holdout"]
+        con.print(
+            "held-out observations (holdout: true) only: mean absolute error (pp): "
+            + "; ".join(
+                f"{k} {v:.2f} over {ho['mae_n'][k]}" if v is not None else f"{k}: none" for k, v in ho["mae"].items()
+            )
+            + f"; coverage of the 90% intervals: {ho['coverage90_count']}"
+        )
     for f in bt.fixed:
         con.print(f"note: {f}")
     stderr.print(f"wrote {out}/: backtest.json, backtest.png", markup=False, soft_wrap=True)

@@ -292,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
         "backtest",
         "Fit on the observations before a date and predict the later ones, against naive forecasts.",
         "Fits on the observations that end before --until, projects the rest over the uncertain\n"
-        "parameters' draws and replicates, and shows per held-out observation the observed share, the\n"
+        "parameters' draws and replicates (observations marked holdout: true are never fitted and always\n"
+        "predicted, whatever their dates), and shows per held-out observation the observed share, the\n"
         "prediction with its 90% interval, and two naive forecasts (the last value held flat; a line\n"
         "through the source's earlier values); then the mean absolute errors and the coverage of the\n"
         "90% intervals. Writes results/<scenario>/backtest-<date>/: backtest.json, backtest.png.\n\n"

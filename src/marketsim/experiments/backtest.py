@@ -1,5 +1,7 @@
 """Back-tests (``marketsim backtest SCENARIO --until DATE``): fit on the observations that end before DATE,
 project the rest with the full uncertainty, and compare with what was observed and with two naive forecasts.
+Held-out observations (``holdout: true``, docs/model.md section 8) are never fitted, whatever their dates: they are
+always among the observations predicted, in addition to those that end on or after DATE.
 
 The fit is the scenario's own (docs/model.md section 8) with the earlier cut-off; parameters that the earlier data
 cannot identify (a trend seen in one period only, an offset the primary source cannot anchor) are fixed at 0
@@ -43,8 +45,12 @@ def _mid(o: Observation) -> float:
 
 def naive_forecasts(past: list[Observation], target: Observation, retailer: str) -> tuple[float | None, float | None]:
     """(persistence, trend) forecasts of ``retailer``'s share in ``target`` from ``past`` observations of the same
-    source (fractions), or None where they do not exist."""
-    same = sorted((o for o in past if o.source == target.source and o.share(retailer) is not None), key=lambda o: o.end)
+    source that end before it does (fractions), or None where they do not exist. (A held-out observation may lie
+    inside the fitted period: observations ending after it are not the past of it.)"""
+    same = sorted(
+        (o for o in past if o.source == target.source and o.share(retailer) is not None and o.end < target.end),
+        key=lambda o: o.end,
+    )
     if not same:
         return None, None
     persistence = same[-1].share(retailer)
@@ -71,7 +77,7 @@ class Backtest:
 
     def to_dict(self) -> dict:
         k, n = self.coverage90
-        return {
+        doc = {
             "scenario": self.scenario.name,
             "until": self.until.isoformat(),
             "heldout": self.heldout,
@@ -82,6 +88,28 @@ class Backtest:
             "draws": self.draws,
             "replicates": self.replicates,
             "fixed": self.fixed,
+        }
+        summary = self.holdout_summary()
+        if summary is not None:
+            doc["holdout"] = summary
+        return doc
+
+    def holdout_summary(self) -> dict | None:
+        """The errors and the coverage over the held-out observations alone (``holdout: true``), or None if the
+        scenario has none: the comparison a validation file (validation/) is for."""
+        rows = [h for h in self.heldout if h["holdout"]]
+        if not rows:
+            return None
+        errs = {
+            f: [abs(h[f] - h["observed"]) for h in rows if h[f] is not None]
+            for f in ("predicted", "persistence", "trend")
+        }
+        covered = sum(h["lo90"] <= h["observed"] <= h["hi90"] for h in rows)
+        return {
+            "mae": {("model" if f == "predicted" else f): (float(np.mean(v)) if v else None) for f, v in errs.items()},
+            "mae_n": {("model" if f == "predicted" else f): len(v) for f, v in errs.items()},
+            "coverage90": covered / len(rows),
+            "coverage90_count": f"{covered} of {len(rows)}",
         }
 
 
@@ -96,16 +124,19 @@ def backtest(
     on_progress=None,
     sigma_pp: float = DEFAULT_SIGMA_PP,
 ) -> Backtest:
-    """Fit ``scenario`` on its observations ending before ``until`` and predict the later ones (module docstring)."""
-    past = [o for o in scenario.observations if o.end < until]
-    later = [o for o in scenario.observations if o.end >= until]
+    """Fit ``scenario`` on its observations ending before ``until`` and predict the later ones and every held-out
+    one (module docstring)."""
+    past = [o for o in scenario.observations if o.end < until and not o.holdout]
+    later = [o for o in scenario.observations if o.end >= until or o.holdout]
     if not past:
         raise UserError(
-            f"{scenario.source}: no observation ends before {until}: nothing to fit; choose a later --until"
+            f"{scenario.source}: no observation that may be fitted (not held out) ends before {until}: nothing to "
+            f"fit; choose a later --until"
         )
     if not later:
         raise UserError(
-            f"{scenario.source}: no observation ends on or after {until}: nothing to predict; choose an earlier --until"
+            f"{scenario.source}: no observation ends on or after {until} and none is held out: nothing to predict; "
+            f"choose an earlier --until"
         )
     cut = until - dt.timedelta(days=1)
     sc = scenario
@@ -149,6 +180,7 @@ def backtest(
         row = {
             "source": o.source,
             "period": {"label": o.label, "start": o.start.isoformat(), "end": o.end.isoformat()},
+            "holdout": o.holdout,
             "retailer": rn,
             "observed": obs_share * 100,
             **pred,

@@ -269,8 +269,8 @@ def condition(
     Returns the posterior and a summary (per-parameter report, failed draws, effective sample size)."""
     if not scenario.uncertain:
         raise UserError(f"{scenario.source}: no uncertain parameter (a range or a prior) to condition on the data")
-    if not scenario.observations:
-        raise UserError(f"{scenario.source}: no observations to condition on")
+    if not scenario.fittable_observations:  # held-out ones (holdout: true) never enter a fit
+        raise UserError(f"{scenario.source}: no observations to condition on (held-out ones are never fitted)")
     if k < ess_floor(k):  # the effective sample size never exceeds the number of draws: refuse before any fit
         raise UserError(
             f"--draws {k}: a posterior of {k} draws is worth at most {k} (effective sample size), under "

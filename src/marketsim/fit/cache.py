@@ -327,7 +327,7 @@ def fitted(
     """Given parameters, or the (cached) fit of every 'calibrate' one. Keywords as :func:`cached_calibration`
     (with ``options.allow_fixed`` a scenario with nothing to fit but observations gets its residuals evaluated)."""
     options = fit_options(options, fields)
-    if not scenario.needs_fit and not (options.allow_fixed and scenario.observations):
+    if not scenario.needs_fit and not (options.allow_fixed and scenario.fittable_observations):
         return Fitted(
             np.array([r.attractiveness for r in scenario.retailers], dtype=float),
             np.array([r.trend for r in scenario.retailers], dtype=float),

@@ -200,7 +200,13 @@ def fit_problem(
     if not free_alpha and not free_trend and not free_events and not allow_fixed:
         raise CalibrationError(f"{sc.source}: no retailer has attractiveness or trend 'calibrate'; nothing to fit")
     if not obs:
-        have = ", ".join(f"{o.source} {o.label} (ends {o.end})" for o in sc.observations) or "none"
+        have = (
+            ", ".join(
+                f"{o.source} {o.label} ({'held out, never fitted' if o.holdout else f'ends {o.end}'})"
+                for o in sc.observations
+            )
+            or "none"
+        )
         raise CalibrationError(f"{sc.source}: no observation ends on or before the cut-off {cut}; observations: {have}")
     primary = sc.primary_source or obs[0].source
     where = f"{sc.source}: fit until {cut}"

@@ -248,6 +248,7 @@ class Observation:
     end: dt.date  # last day (inclusive)
     shares: tuple[tuple[str, float], ...]  # (retailer, share)
     note: str = ""
+    holdout: bool = False  # held out: no fit ever uses it; back-tests compare predictions with it
 
     def share(self, retailer: str) -> float | None:
         return dict(self.shares).get(retailer)
@@ -364,16 +365,33 @@ class Scenario:
         return first if first is not None else self.calendar.date_of(self.calendar.steps)
 
     def fit_observations(self, until: dt.date | None = None) -> tuple[Observation, ...]:
-        """The observations a fit uses: those that end on or before the cut-off."""
+        """The observations a fit uses: those that end on or before the cut-off, never a held-out one
+        (``holdout: true``, docs/model.md section 8), whatever the cut-off."""
         cut = self.fit_cutoff(until)
-        return tuple(o for o in self.observations if o.end <= cut)
+        return tuple(o for o in self.observations if o.end <= cut and not o.holdout)
+
+    @property
+    def holdout_observations(self) -> tuple[Observation, ...]:
+        """The held-out observations (``holdout: true``): never fitted; back-tests compare predictions with them."""
+        return tuple(o for o in self.observations if o.holdout)
+
+    @property
+    def fittable_observations(self) -> tuple[Observation, ...]:
+        """Every observation a fit may use with some cut-off (all but the held-out ones)."""
+        return tuple(o for o in self.observations if not o.holdout)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario (defaults filled in) as plain JSON-able data. Fields added by later versions of
         the format are left out where they hold their default (a retailer in the market from the start, an event
-        that does not recur), so that the digest of a scenario that does not use them stays what it was: fit
+        that does not recur, an observation that is not held out), so that the digest of a scenario that does not use them stays what it was: fit
         caches and result folders keyed by it stay valid."""
-        quiet: dict[str, Any] = {"enters_later": False, "every": None, "days": None, "calibrated_events": ()}
+        quiet: dict[str, Any] = {
+            "enters_later": False,
+            "every": None,
+            "days": None,
+            "calibrated_events": (),
+            "holdout": False,
+        }
         return _jsonable(
             dataclasses.asdict(
                 self,
@@ -1148,8 +1166,11 @@ class _Validator:
                     self.fail(path, f"{src} {label} is given twice")
                 seen.add((src, start, end))
                 note = self.get(OB, o, "note", path)
-                out.append(Observation(src, label, start, end, tuple(shares), note))
-            sources = sorted({o.source for o in out})
+                holdout = self.get(OB, o, "holdout", path)
+                out.append(Observation(src, label, start, end, tuple(shares), note, holdout))
+            # the level is set by a source a fit can use: held-out observations' sources count only where every
+            # observation is held out (then no fit is possible anyway)
+            sources = sorted({o.source for o in out if not o.holdout} or {o.source for o in out})
             if d.get("primary_source") is None:
                 if len(sources) > 1:
                     self.fail(

@@ -172,6 +172,8 @@ def scenario_document(sc: Scenario) -> dict:
             d = {"source": o.source, "period": period, "shares": {n: _tidy(v) for n, v in o.shares}}
             if o.note:
                 d["note"] = o.note
+            if o.holdout:
+                d["holdout"] = True
             obs.append(d)
         doc["observations"] = obs
         doc["primary_source"] = sc.primary_source
@@ -282,7 +284,7 @@ def typical_shopper(sc: Scenario) -> Shopper:
             ex[r.name] = math.exp(r.attractiveness)
         tot = sum(ex.values())
         return Shopper(tot / (1 + tot), {n: ex[n] / tot for n in names}, "shares of the given attractiveness (logit)")
-    obs = [o for o in sc.fit_observations() if o.source == sc.primary_source] or list(sc.observations)
+    obs = [o for o in sc.fit_observations() if o.source == sc.primary_source] or list(sc.fittable_observations)
     shares, basis = dict(init), "initial shares"  # (no fit: nothing calibrates)
     if obs:
         last = max(obs, key=lambda o: o.end)

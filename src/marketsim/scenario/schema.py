@@ -673,6 +673,15 @@ OBSERVATION = Block(
             what="retailer -> share (a fraction)",
         ),
         Field("note", "string", "Free text.", default=""),
+        Field(
+            "holdout",
+            "boolean",
+            "True: held out. No fit ever uses it, whatever the cut-off (calibrate, run, project, fit, sweep); "
+            "`marketsim backtest` compares its predictions with it (docs/model.md section 8, Held-out "
+            "observations). For figures published after the decision a scenario is about (validation/).",
+            default=False,
+            source="fitted when it ends on or before the cut-off",
+        ),
     ),
 )
 
@@ -744,7 +753,7 @@ SCENARIO = Block(
         Field(
             "fit_until",
             "date",
-            "Fit cut-off: observations ending on or before it are fitted.",
+            "Fit cut-off: observations ending on or before it are fitted (never a `holdout` one).",
             nullable=True,
             default_text="the first one-off event's date (recurring effects do not count)",
         ),
