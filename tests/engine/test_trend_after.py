@@ -104,6 +104,7 @@ def test_without_the_setting_the_scenario_is_what_it_was():
     assert hold.digest() != sc.digest() and hold.to_dict()["forecast"] == {
         "trend_after": "hold",
         "half_life_years": None,
+        "trend_uncertainty": False,
     }
 
 

@@ -246,6 +246,7 @@ class Forecast:
 
     trend_after: str = "linear"
     half_life_years: float | None = None  # with damped only
+    trend_uncertainty: bool = False  # projections draw the fitted trends within their standard errors
 
     def trend_years(self, years: float, cut_years: float) -> float:
         """The years of trend accumulated ``years`` after the calendar start when the cut-off lies ``cut_years``
@@ -1370,7 +1371,7 @@ class _Validator:
                 "forecast.half_life_years",
                 f"a half-life is for trend_after: damped, not {rule}; remove it or write trend_after: damped",
             )
-        return Forecast(rule, half)
+        return Forecast(rule, half, self.get(F, d, "trend_uncertainty", "forecast"))
 
     def friction(self, d: Any) -> Friction:
         F = S.FRICTION

@@ -180,6 +180,7 @@ def scenario_document(sc: Scenario) -> dict:
     doc["forecast"] = {"trend_after": fc.trend_after}
     if fc.half_life_years is not None:
         doc["forecast"]["half_life_years"] = _tidy(fc.half_life_years)
+    doc["forecast"]["trend_uncertainty"] = fc.trend_uncertainty
     return doc
 
 

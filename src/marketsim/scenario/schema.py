@@ -707,6 +707,15 @@ FORECAST = Block(
             only_if=("trend_after", "damped"),
             default_text="none (required with damped)",
         ),
+        Field(
+            "trend_uncertainty",
+            "boolean",
+            "True: `marketsim project` draws every fitted trend within its standard error (each parameter draw "
+            "adds a normal with the fit's standard error to the trend fitted in that draw), so the intervals "
+            "widen with the horizon as far as `trend_after` lets a trend act; as `project --trend-uncertainty`.",
+            default=False,
+            source="the fitted trends at their point values, as before",
+        ),
     ),
     default_text="{trend_after: linear}",
 )
