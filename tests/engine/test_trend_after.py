@@ -16,7 +16,7 @@ from marketsim.engine.market import DAYS_PER_YEAR, Market
 from marketsim.engine.population import build_world
 from marketsim.engine.run import simulate
 from marketsim.errors import ScenarioError
-from marketsim.fit.calibrate import expected_path, fit_problem
+from marketsim.fit.calibrate import cache_key, expected_path, fit_problem
 from marketsim.scenario.core import load_scenario
 from tests.helpers import BUNDLED, SCENARIOS
 
@@ -145,6 +145,7 @@ def test_the_fit_never_reaches_past_its_cut_off():
     lin, hold = _tiny(), _tiny({"trend_after": "hold"})
     prob = fit_problem(hold)
     assert prob.horizon == 9  # the target_share shorthand: through 2013-03-03, the day before the event (step 8)
+    assert cache_key(hold) == cache_key(lin)  # so a stored fit serves every rule
     p1 = expected_path(lin, ALPHA, TREND, lin.seed, 600, 12, trend_cut=prob.until)
     p2 = expected_path(hold, ALPHA, TREND, hold.seed, 600, 12, trend_cut=prob.until)
     assert np.array_equal(p1.gmv[: prob.horizon], p2.gmv[: prob.horizon])

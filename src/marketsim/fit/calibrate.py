@@ -637,7 +637,7 @@ def cache_key(scenario: Scenario, until: dt.date | None = None, tol_pp: float | 
     of uncertain parameters), the events inside the fitted horizon, the observations used, the cut-off, the
     seed, the consumers of the final stage and the method."""
     d = scenario.to_dict()
-    for k in ("name", "description", "uncertain", "observations"):
+    for k in ("name", "description", "uncertain", "observations", "forecast"):  # (a fit never sees the forecast)
         d.pop(k, None)
     d["calendar"].pop("steps", None)
     cut = scenario.fit_cutoff(until)
