@@ -12,12 +12,14 @@ from marketsim.engine.population import build_world
 from marketsim.engine.run import simulate
 from marketsim.fit.cache import cached_calibration
 from marketsim.fit.calibrate import (
+    Calibration,
     CalibrationError,
     calibrate,
     default_tolerance,
     expected_path,
     fit_problem,
     residuals_at,
+    stored_trend_se,
 )
 from marketsim.scenario.core import load_scenario, parse_text
 from tests.helpers import SCENARIOS, cli, fit_market_yaml, simple_market_yaml
@@ -145,6 +147,41 @@ def test_a_warm_start_from_a_nearby_fit_is_cheaper_and_lands_on_the_same_fit():
         fit_market_yaml(obs, trend=("calibrate", TRUE_TREND[1], 0), conversion=round(conv, 5))
     )  # 4 parameters
     assert calibrate(other, start=centre).to_dict() == calibrate(other).to_dict()
+
+
+@pytest.mark.slow
+def test_trend_standard_errors_are_the_spread_of_refits():
+    """The fitted trends' standard errors (from the fit's Jacobian and residuals) against the spread of the trends
+    fitted to observations simulated on other seeds, each fitted on a seed of its own (the same true market, other
+    sampling noise in the data and in the fit's own simulation, both of which the residuals carry): of the same
+    order (a loose check, within a factor of 3: with 2 residual degrees of freedom each fit's own estimate of
+    the residual variance varies by a factor of several, so the root mean square over the refits is compared).
+    A stored fit from before the field gets the same numbers from its Jacobian and residuals."""
+    fits = []
+    for shift in range(8):
+        obs, conv = synthetic_observations(seed_shift=shift)
+        sc = parse_text(fit_market_yaml(obs, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5)))
+        fits.append(calibrate(sc.with_values({"seed": 1000 + shift})))
+    cal = fits[0]
+    assert set(cal.trend_se) == {"A", "B"} and all(v > 0 for v in cal.trend_se.values())
+    # from outside: s^2 (J'J)^-1 with the reported residuals (rows, then the conversion), at the trends' columns
+    # (the parameters in order alpha[A], alpha[B], alpha[C], trend[A], trend[B])
+    J = np.array(cal.jacobian)
+    r = np.array([o["residual_pp"] for o in cal.observations] + [cal.conversion_residual_pp])
+    cov = np.linalg.inv(J.T @ J) * (r @ r) / cal.dof
+    assert [cal.trend_se["A"], cal.trend_se["B"]] == pytest.approx(np.sqrt(np.diag(cov))[3:], rel=1e-6)
+    assert cal.to_dict()["trend_se"] == cal.trend_se and cal.summary()["trend_se"] == cal.trend_se
+    for n in ("A", "B"):
+        spread = float(np.std([f.trend[n] for f in fits], ddof=1))
+        se = float(np.sqrt(np.mean([f.trend_se[n] ** 2 for f in fits])))
+        assert spread / 3 < se < 3 * spread, (n, se, spread)
+    # a fit stored before trend_se existed: the same standard errors from what it stored
+    last, sc = fits[-1], sc.with_values({"seed": 1007})
+    old = Calibration.from_dict({k: v for k, v in last.to_dict().items() if k != "trend_se"})
+    assert old.trend_se == {} and stored_trend_se(sc, old) == pytest.approx(last.trend_se, rel=1e-9)
+    # a fit without fitted trends has no trend_se key (its documents are as before the field)
+    fixed = calibrate(parse_text(fit_market_yaml(obs, trend=TRUE_TREND, conversion=round(conv, 5))))
+    assert fixed.trend_se == {} and "trend_se" not in fixed.to_dict() and "trend_se" not in fixed.summary()
 
 
 def test_with_nothing_to_fit_the_given_values_residuals_are_reported():

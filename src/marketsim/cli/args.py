@@ -118,6 +118,7 @@ SETTINGS = {
         "compare",
         "threshold",
         "independent_baseline",
+        "trend_uncertainty",
     ),
     "fit": ("set", "seed", "consumers", "draws", "sigma"),
     "backtest": ("set", "seed", "consumers", "until", "rolling", "draws", "replicates", "sigma"),

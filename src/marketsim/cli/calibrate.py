@@ -68,9 +68,19 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         t.add_row(*row)
     con = console()
     con.print(t)
-    p = table("fitted parameters", caption="attractiveness in utility at the calendar start; trend in utility a year")
+    se_note = (
+        "; trend s.e.: its standard error from the fit's Jacobian and residuals (95% about trend +- 1.96 s.e.), "
+        "relative to the reference trend"
+        if cal.trend_se
+        else ""
+    )
+    p = table(
+        "fitted parameters",
+        caption=f"attractiveness in utility at the calendar start; trend in utility a year{se_note}",
+    )
     p.add_column("retailer")
-    for col in ("attractiveness", "trend /yr") + tuple(f"{s} offset pp" for s in cal.offsets):
+    se_cols = ("trend s.e.",) if cal.trend_se else ()
+    for col in ("attractiveness", "trend /yr", *se_cols) + tuple(f"{s} offset pp" for s in cal.offsets):
         p.add_column(col, justify="right", no_wrap=True)
     fitted_alpha = {r.name for r in sc.retailers if r.calibrate}
     fitted_trend = {r.name for r in sc.retailers if r.calibrate_trend}
@@ -79,6 +89,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             n,
             f"{cal.alpha[n]:.3f}" + ("" if n in fitted_alpha else " (given)"),
             f"{cal.trend[n]:+.3f}" + ("" if n in fitted_trend else " (given)"),
+            *([f"{cal.trend_se[n]:.3f}" if n in cal.trend_se else "-"] if se_cols else []),
             *[(points(d[n]) if n in d else "-") for d in cal.offsets.values()],
         )
     con.print(p)

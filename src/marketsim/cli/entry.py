@@ -265,6 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the baseline on independent seeds (to measure what common random numbers save)",
     )
+    pr.add_argument(
+        "--trend-uncertainty",
+        action="store_true",
+        help="draw every fitted trend within its standard error (each draw adds a normal with the fit's standard "
+        f"error; default draws then {DEFAULT_DRAWS} even without uncertain parameters); the scenario's "
+        "forecast.trend_uncertainty asks for it too",
+    )
 
     f = scenario_cmd(
         "fit",

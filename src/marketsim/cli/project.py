@@ -73,11 +73,16 @@ def cmd_project(args: argparse.Namespace) -> int:
     projection.check_shared_draws(options, sc.uncertain)
     settings = settings_of(args)
     cache = fit_cache(args)
-    k = args.draws if args.draws is not None else (DEFAULT_DRAWS if sc.uncertain else 1)
+    trends = bool(getattr(args, "trend_uncertainty", False) or sc.forecast.trend_uncertainty) and any(
+        r.calibrate_trend for r in sc.retailers
+    )  # the fitted trends vary between draws too
+    k = args.draws if args.draws is not None else (DEFAULT_DRAWS if sc.uncertain or trends else 1)
     # a stored posterior is checked in full where it would be used: a damaged one is one line, never the priors
     post = None if args.prior or k <= 1 or not sc.uncertain else load_posterior(sc, cache)
     draws_from = {"source": "central"}
-    if k <= 1 or not sc.uncertain:
+    if trends and not sc.uncertain and k > 1:
+        draws = central_draws(sc, k)  # the draws differ in their trends only
+    elif k <= 1 or not sc.uncertain:
         draws = central_draws(sc)
     elif post is not None:
         draws = posterior_draws(post.params, post.samples, post.weights, k, sc.seed)
@@ -144,6 +149,7 @@ def cmd_project(args: argparse.Namespace) -> int:
                 independent_baseline=args.independent_baseline,
                 thresholds=tuple(args.threshold or ()),
                 on_progress=progress,
+                trend_uncertainty=trends,
             )
     summ = projection.summary(proj)
     summ["settings"] = settings

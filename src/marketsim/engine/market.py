@@ -14,6 +14,7 @@ counterfactual on the same seed use the same random numbers for the same consume
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import math
 from dataclasses import dataclass
 
@@ -122,12 +123,15 @@ class Market:
         settle: bool = True,
         start: ConsumerState | None = None,
         pilot: PilotState | None = None,
+        trend_cut: dt.date | None = None,
     ):
         """``alpha``: attractiveness per retailer at the calendar start; ``trend``: utility per year added from
         the start (default: the scenario's trends, 0 where a trend is 'calibrate'). The market settles (burn-in
         pilot and warm-up, docs/model.md 12.2) unless ``settle`` is False or it starts from ``start``, the state
         of another market of the same World (e.g. a settled one: :meth:`consumer_state`). ``pilot`` is a burn-in
-        pilot already run for these values and this seed (:func:`run_pilot`); by default the market runs its own."""
+        pilot already run for these values and this seed (:func:`run_pilot`); by default the market runs its own.
+        ``trend_cut``: the fit cut-off after which trends follow the scenario's ``forecast.trend_after`` (default:
+        the scenario's own cut-off, :meth:`Scenario.fit_cutoff`; a fit passes its own)."""
         if len(alpha) != len(scenario.retailers) or not np.all(np.isfinite(alpha)):
             raise ValueError(f"alpha must be {len(scenario.retailers)} finite numbers, got {alpha!r}")
         trend = np.array([r.trend or 0.0 for r in scenario.retailers]) if trend is None else np.asarray(trend, float)
@@ -141,6 +145,10 @@ class Market:
         self.R, self.P = R, P
         self.alpha = np.asarray(alpha, dtype=np.float64).copy()
         self.trend = trend.copy()
+        self.forecast = scenario.forecast
+        cut = scenario.fit_cutoff() if trend_cut is None else trend_cut
+        #: the cut-off in years since the calendar start (docs/model.md section 4, "Trends beyond the data")
+        self.trend_cut_years = max((cut - scenario.calendar.start).days, 0) / DAYS_PER_YEAR
         self.turnover = scenario.consumers.turnover
         self.basket = world.basket.copy()  # relative baskets; newcomers draw fresh ones (the World is shared)
         self.track_expected = track_expected  # also report purchases in expectation (calibration uses them)
@@ -268,9 +276,11 @@ class Market:
     def alpha_at(self, t: int) -> np.ndarray:
         """alpha_j(t) = alpha_j + trend_j x years since the calendar start (docs/model.md section 4), plus the
         attractiveness changes of events so far (each at once, or linearly over its days); the burn-in uses
-        t = 0."""
+        t = 0. After the fit cut-off the years of trend follow ``forecast.trend_after``
+        (:meth:`marketsim.scenario.core.Forecast.trend_years`: linear, hold or damped)."""
         sd = self.scenario.calendar.step_days
-        a = self.alpha + self.trend * (max(t, 0) * sd / DAYS_PER_YEAR)
+        years = self.forecast.trend_years(max(t, 0) * sd / DAYS_PER_YEAR, self.trend_cut_years)
+        a = self.alpha + self.trend * years
         if self.alpha_moves:
             a = a.copy()
             for j, u, s, days in self.alpha_moves:

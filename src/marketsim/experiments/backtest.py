@@ -163,6 +163,7 @@ def backtest(
             fits[k]["trend"],
             s,
             horizon,
+            cut,
         )
         for k in kept
         for s in seeds
@@ -273,8 +274,10 @@ def predict_heldout(
     return out
 
 
-def path_task(scenario: Scenario, alpha, trend, seed: int, horizon: int) -> FitPath:
-    return expected_path(scenario, alpha, trend, seed, scenario.consumers.count, horizon)
+def path_task(scenario: Scenario, alpha, trend, seed: int, horizon: int, cut: dt.date | None = None) -> FitPath:
+    """The expected path of one draw and seed; after ``cut`` (the back-test's fit cut-off) the trends follow the
+    scenario's ``forecast`` rule, as they would after a real fit at that date."""
+    return expected_path(scenario, alpha, trend, seed, scenario.consumers.count, horizon, trend_cut=cut)
 
 
 @figure_function

@@ -236,6 +236,7 @@ def project(
     independent_baseline: bool = False,
     thresholds: tuple[float, ...] = (),
     on_progress: Callable[[str, int, int], None] | None = None,
+    trend_uncertainty: bool = False,
 ) -> Projection:
     """Project ``scenario`` (and the other ``options``, compared on the same draws and seeds) against the
     baseline without ``baseline_without`` (default: all of the scenario's events).
@@ -246,7 +247,10 @@ def project(
     whose results are identical in every draw and replicate are named in ``Projection.warnings``.
     ``executor``: any ``concurrent.futures.Executor`` (None runs inline). ``on_progress(stage,
     done, total)`` reports the fits, then the replicates. Draws that cannot be fitted are dropped and reported
-    (they are parameter values the observations rule out); if none can, the first one's reason is raised."""
+    (they are parameter values the observations rule out); if none can, the first one's reason is raised.
+    ``trend_uncertainty`` (or the first option's ``forecast.trend_uncertainty``): each draw adds to every trend
+    fitted in it a normal with that fit's standard error (:func:`perturb_trends`; the draws then name the trends
+    as parameters, so the report shows how much of the spread they drive)."""
     options = dict(options or {"scenario": scenario})
     first = next(iter(options))
     for name, sc in options.items():
@@ -272,9 +276,20 @@ def project(
     t0 = time.perf_counter()
     fit_jobs = [(k, name, sc) for k, arms in enumerate(arms_of) for name, sc in arms if name != BASELINE]
     start = central_fit(options[first], cache) if draws.k > 1 else None
-    fits = map_jobs(
-        executor, fit_task, [(sc, cache, FitOptions(start=start)) for _, _, sc in fit_jobs], "fits", on_progress
+    # identical markets (the same draw of a scenario without uncertain parameters, drawn again for its trends'
+    # uncertainty) are fitted once
+    digests = [sc.digest() for _, _, sc in fit_jobs]
+    unique = {d: i for i, d in reversed(list(enumerate(digests)))}
+    order = sorted(unique.values())
+    done = map_jobs(
+        executor,
+        fit_task,
+        [(fit_jobs[i][2], cache, FitOptions(start=start)) for i in order],
+        "fits",
+        on_progress,
     )
+    by_digest = {digests[i]: f for i, f in zip(order, done, strict=True)}
+    fits = [by_digest[d] for d in digests]
     by_draw: dict[int, dict[str, dict]] = {}
     for (k, name, _), f in zip(fit_jobs, fits, strict=True):
         by_draw.setdefault(k, {})[name] = f
@@ -288,6 +303,8 @@ def project(
     if not kept:
         raise UserError(f"no parameter draw could be fitted; the first: {failed[0][1]}")
 
+    if (trend_uncertainty or options[first].forecast.trend_uncertainty) and draws.k > 1:
+        draws, by_draw = perturb_trends(options[first], draws, by_draw, kept, first)
     t_fit = time.perf_counter() - t0
     seeds = replicate_seeds(scenario.seed, replicates)
     bseeds = replicate_seeds(scenario.seed, replicates, stream=1) if independent_baseline else seeds
@@ -365,6 +382,61 @@ def collect_moves(per_result: list[list[tuple]], K: int, R: int) -> list[dict]:
         }
         for (kind, retailer, other, step), k in keys.items()
     ]
+
+
+#: The stream of the trends' draws (spawn key of the scenario seed; replicates use 0 and 1, back-tests 3).
+TREND_STREAM = 4
+
+
+def perturb_trends(
+    scenario: Scenario, draws: Draws, by_draw: dict[int, dict[str, dict]], kept: list[int], first: str
+) -> tuple[Draws, dict[int, dict[str, dict]]]:
+    """The fitted trends' uncertainty in the draws (docs/model.md section 8, v3): draw k adds z[k, j] x se to
+    every trend j fitted in it, with z standard normal (one per draw and fitted trend, from the scenario seed's
+    stream TREND_STREAM, the same for every option of the draw) and se that option's own fitted standard error
+    (a nan one counts as 0). Returns the draws with one parameter per fitted trend appended (path
+    ``retailers.NAME.trend``, normal around the first kept draw's fit: the report's drivers then name the trends)
+    and the fits with their trends moved."""
+    from scipy import stats
+
+    from marketsim.scenario.core import Uncertain
+
+    names = scenario.retailer_names
+    ref = by_draw[kept[0]][first]
+    fitted = [n for n in names if n in ref.get("trend_se", {})]
+    if not fitted:
+        return draws, by_draw
+    rng = np.random.default_rng(np.random.SeedSequence(scenario.seed, spawn_key=(TREND_STREAM,)))
+    z = rng.standard_normal((draws.k, len(fitted)))
+    out: dict[int, dict[str, dict]] = {}
+    values = [dict(v) for v in draws.values]
+    for k, fits in by_draw.items():
+        out[k] = {}
+        for name, f in fits.items():
+            if "error" in f:
+                out[k][name] = f
+                continue
+            tr = np.array(f["trend"], dtype=float)
+            for i, n in enumerate(fitted):
+                se = f.get("trend_se", {}).get(n, 0.0)
+                tr[names.index(n)] += z[k, i] * (se if math.isfinite(se) else 0.0)
+            out[k][name] = {**f, "trend": tr}
+            if name == first:
+                values[k].update({f"retailers.{n}.trend": float(tr[names.index(n)]) for n in fitted})
+    ref_trend = np.asarray(ref["trend"], dtype=float)
+    params = tuple(
+        Uncertain(
+            f"retailers.{n}.trend",
+            float(ref_trend[names.index(n)]),
+            "normal",
+            (float(ref_trend[names.index(n)]), max(float(ref["trend_se"][n]), 1e-12)),
+            "fitted trend: a normal with its standard error from the fit (project --trend-uncertainty)",
+            (-math.inf, math.inf),
+        )
+        for n in fitted
+    )
+    unit = np.column_stack([draws.unit, stats.norm.cdf(z)])
+    return Draws(draws.params + params, unit, values, draws.weights, draws.source), out
 
 
 def no_purchases_cause(sc: Scenario, arm: str, replicate: int, steps: int) -> str:

@@ -209,6 +209,7 @@ def rolling_backtest(
             fits[k]["trend"],
             s,
             horizon,
+            p.cut,  # after the origin's cut-off the trends follow the scenario's forecast rule
         )
         for p, kept, fits in used
         for k in kept

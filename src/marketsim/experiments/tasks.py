@@ -73,6 +73,7 @@ def fit_task(scenario: Scenario, cache_dir: str | None, options: FitOptions = Fi
         "residuals": None if cal is None else [o["residual_pp"] for o in cal.observations],
         "offsets": None if cal is None else cal.offsets,
         "event_values": {} if cal is None else cal.event_values,  # fitted recurring effects' sizes, by path
+        "trend_se": {} if cal is None else cal.trend_se,  # fitted trends' standard errors, by retailer
     }
 
 

@@ -51,11 +51,13 @@ class Draws:
         return len(self.values)
 
 
-def central_draws(scenario: Scenario) -> Draws:
-    """One draw: every uncertain parameter at its central value (the point scenario)."""
+def central_draws(scenario: Scenario, k: int = 1) -> Draws:
+    """One draw: every uncertain parameter at its central value (the point scenario); ``k`` copies of it (equal
+    weights) for what varies between draws besides the uncertain parameters (the fitted trends' uncertainty)."""
     params = scenario.uncertain
     unit = np.array([[float(p.distribution().cdf(p.value)) for p in params]]) if params else np.zeros((1, 0))
-    return Draws(params, unit, [{p.path: p.value for p in params}], np.ones(1), "central")
+    values = [{p.path: p.value for p in params} for _ in range(k)]
+    return Draws(params, np.repeat(unit, k, axis=0), values, np.full(k, 1.0 / k), "central")
 
 
 def prior_draws(scenario: Scenario, k: int, seed: int) -> Draws:

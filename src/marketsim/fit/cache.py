@@ -17,6 +17,7 @@ the cache folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from marketsim.fit.calibrate import (
     CalibrationError,
     cache_key,
     calibrate,
+    stored_trend_se,
     with_event_values,
 )
 from marketsim.fit.options import FitOptions, fit_options
@@ -230,6 +232,13 @@ def read_entry(path: Path, scenario: Scenario, key: str) -> Calibration:
         raise BadEntry(f"missing or unknown fields ({e})") from None
     if not all(isinstance(o, dict) and _number(o.get("residual_pp")) for o in cal.observations):
         raise BadEntry("'observations' lack residuals")
+    se = fit.get("trend_se", {})
+    if not isinstance(se, dict) or not all(
+        n in names and isinstance(v, (int, float)) and not isinstance(v, bool) and not v < 0 for n, v in se.items()
+    ):
+        raise BadEntry("'trend_se' are not standard errors of the scenario's retailers' trends")
+    if "trend_se" not in fit:  # stored before the trends' standard errors: from its Jacobian and residuals
+        cal = dataclasses.replace(cal, trend_se=stored_trend_se(scenario, cal))
     return cal
 
 

@@ -412,12 +412,14 @@ def expected_path(
     *,
     world=None,
     pilot: PilotState | None = None,
+    trend_cut: dt.date | None = None,
 ) -> FitPath:
     """Simulate ``horizon`` steps (after the burn-in, with the events dated before them) at ``n`` consumers and
     return the expected outcomes per step. ``world`` may be given (built for ``seed`` and ``n``), and ``pilot``
-    (the burn-in pilot of ``seed`` and ``n`` at these alphas: :func:`engine.run_pilot`)."""
+    (the burn-in pilot of ``seed`` and ``n`` at these alphas: :func:`engine.run_pilot`); ``trend_cut``: the
+    cut-off after which trends follow the scenario's ``forecast`` (default: the scenario's own)."""
     world = build_world(scenario, seed, n=n) if world is None else world
-    m = Market(scenario, world, alpha, seed, trend=trend, track_expected=True, pilot=pilot)
+    m = Market(scenario, world, alpha, seed, trend=trend, track_expected=True, pilot=pilot, trend_cut=trend_cut)
     gmv, buyers, shoppers = np.zeros((horizon, len(alpha))), np.zeros(horizon), np.zeros(horizon)
     for t in range(horizon):
         rec = m.step()
@@ -512,7 +514,11 @@ class _Stage:
             self._pilots[a.tobytes()] = pilot
             while len(self._pilots) > self.PILOTS_KEPT:
                 del self._pilots[next(iter(self._pilots))]
-        path = expected_path(sc, a, tr, obj.seed, self.n, obj.prob.horizon, world=self.world, pilot=pilot)
+        # the fit's own cut-off: its steps all start on or before it (the horizon ends with the last observation
+        # used, which ends on or before the cut-off), so the forecast rule never acts inside the fit
+        path = expected_path(
+            sc, a, tr, obj.seed, self.n, obj.prob.horizon, world=self.world, pilot=pilot, trend_cut=obj.prob.until
+        )
         thin = _too_few_shoppers(obj.prob, path, self.n)
         if thin is not None:  # no attractiveness or trend changes who shops: fail now, naming the cause
             raise CalibrationError(f"{sc.source}: {thin}")
@@ -561,6 +567,9 @@ class Calibration:
     #: no offset). Empty in fits stored before it existed (their retailers were all observed by the primary, or
     #: silently at their one source's level)
     level_sources: dict[str, str] = field(default_factory=dict)
+    #: retailer -> standard error of its fitted trend (utility per year; from the Jacobian and residuals, as
+    #: event_se). Empty when no trend is fitted, and in fits stored before it existed
+    trend_se: dict[str, float] = field(default_factory=dict)
 
     def level_notes(self) -> list[str]:
         """One line per retailer not levelled by the primary source (``marketsim calibrate`` prints them)."""
@@ -592,9 +601,10 @@ class Calibration:
         return max((abs(o["residual_pp"]) for o in self.observations), default=0.0)
 
     def to_dict(self) -> dict:
-        """As plain data; a fit without recurring effects' sizes has no event keys (as fits stored before)."""
+        """As plain data; a fit without recurring effects' sizes has no event keys, and one without fitted trends
+        no trend_se (as fits stored before)."""
         d = asdict(self)
-        for k in ("event_values", "event_se"):
+        for k in ("event_values", "event_se", "trend_se"):
             if not d[k]:
                 del d[k]
         return d
@@ -633,7 +643,7 @@ def cache_key(scenario: Scenario, until: dt.date | None = None, tol_pp: float | 
     of uncertain parameters), the events inside the fitted horizon, the observations used, the cut-off, the
     seed, the consumers of the final stage and the method."""
     d = scenario.to_dict()
-    for k in ("name", "description", "uncertain", "observations"):
+    for k in ("name", "description", "uncertain", "observations", "forecast"):  # (a fit never sees the forecast)
         d.pop(k, None)
     d["calendar"].pop("steps", None)
     cut = scenario.fit_cutoff(until)
@@ -812,25 +822,67 @@ def _result(scenario, prob, obj, theta, r, path, iterations, tol_pp, until, J=No
         event_values=obj.event_values(theta),
         event_se=_event_se(prob, J, r),
         level_sources=dict(prob.level_sources),
+        trend_se=_trend_se(prob, J, r),
     )
 
 
-def _event_se(prob: FitProblem, J, r: np.ndarray) -> dict[str, float]:
-    """Standard errors of the fitted recurring effects' sizes: the Gauss-Newton covariance s^2 (J'J)^-1, with
-    s^2 the residual variance per degree of freedom (in points^2; with no degree of freedom left, the
-    simulation noise floor of the fit, NOISE_PP_SQRT_N / sqrt(N), stands in). Offsets are profiled out of
-    the residuals, so this holds them at their fitted values: a lower bound where they are uncertain."""
-    if J is None or not prob.free_events:
-        return {}
+def _param_se(prob: FitProblem, J, r: np.ndarray) -> np.ndarray | None:
+    """Standard errors of every fitted parameter (theta's order: alphas, trends, event sizes): the square roots
+    of the diagonal of the Gauss-Newton covariance s^2 (J'J)^-1, with s^2 the residual variance per degree of
+    freedom (in points^2; with no degree of freedom left, the simulation noise floor of the fit,
+    NOISE_PP_SQRT_N / sqrt(N), stands in). Offsets are profiled out of the residuals, so this holds them at
+    their fitted values: a lower bound where they are uncertain. None without a Jacobian; nan where the
+    pseudo-inverse fails."""
+    if J is None:
+        return None
     J = np.asarray(J, dtype=float)
     n_fit = fit_consumers(prob.scenario)
     s2 = float(r @ r) / prob.dof if prob.dof > 0 else (NOISE_PP_SQRT_N / math.sqrt(n_fit)) ** 2
     try:
         cov = np.linalg.pinv(J.T @ J) * s2
     except np.linalg.LinAlgError:
-        return {p: math.nan for p in prob.free_events}
+        return np.full(J.shape[1], math.nan)
+    return np.sqrt(np.maximum(np.diag(cov), 0.0))
+
+
+def _event_se(prob: FitProblem, J, r: np.ndarray) -> dict[str, float]:
+    """Standard errors of the fitted recurring effects' sizes, by path (:func:`_param_se`)."""
+    se = _param_se(prob, J, r) if prob.free_events else None
+    if se is None:
+        return {}
     k = len(prob.free_alpha) + len(prob.free_trend)
-    return {p: float(math.sqrt(max(cov[k + i, k + i], 0.0))) for i, p in enumerate(prob.free_events)}
+    return {p: float(se[k + i]) for i, p in enumerate(prob.free_events)}
+
+
+def stored_trend_se(scenario: Scenario, cal: Calibration) -> dict[str, float]:
+    """The trends' standard errors of a fit stored before ``Calibration.trend_se`` existed, from its stored
+    Jacobian and residuals (the residuals of its observation rows, then the conversion's): the numbers
+    :func:`_trend_se` gives. Empty if it has no Jacobian or fitted trend, or its Jacobian does not fit the
+    problem."""
+    if cal.jacobian is None:
+        return {}
+    try:
+        prob = fit_problem(scenario, dt.date.fromisoformat(cal.until), drop_unidentified=True, allow_fixed=True)
+    except CalibrationError:
+        return {}
+    r = [o["residual_pp"] for o in cal.observations]
+    if prob.conversion is not None:
+        r.append(cal.conversion_residual_pp)
+    J = np.asarray(cal.jacobian, dtype=float)
+    if J.shape != (len(r), prob.n_params) or len(cal.observations) != len(prob.equations):
+        return {}
+    return _trend_se(prob, J, np.asarray(r, dtype=float))
+
+
+def _trend_se(prob: FitProblem, J, r: np.ndarray) -> dict[str, float]:
+    """Standard errors of the fitted trends (utility per year), by retailer (:func:`_param_se`): how far the
+    observations pin each trend relative to the reference trend (given, usually 0). A trend at the end of its
+    range (TREND_LIMIT) gets one from a Jacobian the clip flattened: it says little."""
+    se = _param_se(prob, J, r) if prob.free_trend else None
+    if se is None:
+        return {}
+    names, na = prob.scenario.retailer_names, len(prob.free_alpha)
+    return {names[j]: float(se[na + i]) for i, j in enumerate(prob.free_trend)}
 
 
 def at_limit(value: float) -> bool:
@@ -871,7 +923,12 @@ def residuals_at(scenario: Scenario, cal: Calibration, records=None) -> dict:
     if records is None:
         run_sc = with_event_values(scenario, cal.event_values)  # (the fitted recurring effects' sizes)
         m = Market(
-            run_sc, build_world(run_sc), cal.alpha_vector(scenario), scenario.seed, trend=cal.trend_vector(scenario)
+            run_sc,
+            build_world(run_sc),
+            cal.alpha_vector(scenario),
+            scenario.seed,
+            trend=cal.trend_vector(scenario),
+            trend_cut=prob.until,
         )
         records = [m.step() for _ in range(prob.horizon)]
     T = min(len(records), prob.horizon)

@@ -239,6 +239,30 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Forecast:
+    """How trends continue after the fit cut-off (docs/model.md section 4, "Trends beyond the data"): ``linear``
+    (at full strength), ``hold`` (attractiveness frozen at its value at the cut-off) or ``damped`` (the slope
+    halves every ``half_life_years`` after the cut-off)."""
+
+    trend_after: str = "linear"
+    half_life_years: float | None = None  # with damped only
+    trend_uncertainty: bool = False  # projections draw the fitted trends within their standard errors
+
+    def trend_years(self, years: float, cut_years: float) -> float:
+        """The years of trend accumulated ``years`` after the calendar start when the cut-off lies ``cut_years``
+        after it: alpha_j(t) = alpha_j + trend_j x this. ``linear``: ``years``; after the cut-off ``hold`` stops
+        at ``cut_years`` and ``damped`` adds the integral of 2^(-(s - cut) / h) ds, h / ln 2 x (1 - 2^(-d / h))
+        for d = years - cut_years."""
+        if self.trend_after == "linear" or years <= cut_years:
+            return years
+        if self.trend_after == "hold":
+            return cut_years
+        h = self.half_life_years
+        assert h is not None  # (the validator requires it with damped)
+        return cut_years + h / math.log(2) * -math.expm1(-math.log(2) * (years - cut_years) / h)
+
+
+@dataclass(frozen=True)
 class Observation:
     """Observed GMV shares (fractions) of some retailers over a period, from one source (docs/model.md section 8)."""
 
@@ -309,6 +333,7 @@ class Scenario:
     fit_until: dt.date | None = None  # fit cut-off: observations ending on or before it (default: first event)
     uncertain: tuple[Uncertain, ...] = ()  # parameters given as a range or prior (their central value is used)
     calibrated_events: tuple[str, ...] = ()  # paths of recurring effects' sizes given as 'calibrate' (held at 0)
+    forecast: Forecast = Forecast()  # how trends continue after the fit cut-off (docs/model.md 4)
     source: str = field(default="<scenario>", compare=False)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -391,6 +416,7 @@ class Scenario:
             "days": None,
             "calibrated_events": (),
             "holdout": False,
+            "forecast": dataclasses.asdict(Forecast()),
         }
         return _jsonable(
             dataclasses.asdict(
@@ -450,6 +476,10 @@ class Scenario:
             ev for ev in evs if (item_key(ev, "id") in recurring if ids is None else item_key(ev, "id") not in ids)
         ]  # raw order != step order
         raw["events"] = keep
+        if self.forecast.trend_after != "linear" and self.fit_until is None:
+            # the counterfactual keeps the fit, and so the cut-off after which its trends hold or fade (without
+            # the events its default cut-off would move to the calendar's end); a linear trend has no cut-off
+            raw["fit_until"] = self.fit_cutoff()
         return parse_scenario(raw, source=self.source)
 
 
@@ -1070,6 +1100,7 @@ class _Validator:
                     )
         fit_until = self.get(T, d, "fit_until", "")
         observations, primary = self.observations(d, cal, retailers, events, fit_until)
+        forecast = self.forecast(d.get("forecast", {}))
         return Scenario(
             name=name,
             description=description,
@@ -1088,6 +1119,7 @@ class _Validator:
             fit_until=fit_until,
             uncertain=tuple(self.uncertain),
             calibrated_events=tuple(self.calibrated_events),
+            forecast=forecast,
             source=self.source,
             raw=copy.deepcopy(d),
         )
@@ -1342,6 +1374,20 @@ class _Validator:
         B = S.BEHAVIOUR
         d = self.block(B, d, "behaviour")
         return Behaviour(**{f.key: self.get(B, d, f.key, "behaviour", ukey=f"behaviour.{f.key}") for f in B.fields})
+
+    def forecast(self, d: Any) -> Forecast:
+        F = S.FORECAST
+        d = self.block(F, d, "forecast")
+        rule = self.get(F, d, "trend_after", "forecast")
+        half = self.get(F, d, "half_life_years", "forecast")
+        if rule == "damped" and half is None:
+            self.fail("forecast", "trend_after: damped needs 'half_life_years' (years for the trend's slope to halve)")
+        if rule != "damped" and half is not None:
+            self.fail(
+                "forecast.half_life_years",
+                f"a half-life is for trend_after: damped, not {rule}; remove it or write trend_after: damped",
+            )
+        return Forecast(rule, half, self.get(F, d, "trend_uncertainty", "forecast"))
 
     def friction(self, d: Any) -> Friction:
         F = S.FRICTION

@@ -178,6 +178,11 @@ def scenario_document(sc: Scenario) -> dict:
         doc["observations"] = obs
         doc["primary_source"] = sc.primary_source
     doc["fit_until"] = sc.fit_until
+    fc = sc.forecast
+    doc["forecast"] = {"trend_after": fc.trend_after}
+    if fc.half_life_years is not None:
+        doc["forecast"]["half_life_years"] = _tidy(fc.half_life_years)
+    doc["forecast"]["trend_uncertainty"] = fc.trend_uncertainty
     return doc
 
 

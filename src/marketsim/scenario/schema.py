@@ -685,6 +685,50 @@ OBSERVATION = Block(
     ),
 )
 
+#: How trends continue after the fit cut-off (docs/model.md section 4, "Trends beyond the data").
+TREND_AFTER = ("linear", "hold", "damped")
+
+FORECAST = Block(
+    "forecast",
+    'What the model carries beyond the data (docs/model.md section 4, "Trends beyond the data"): how every '
+    "retailer's trend continues after the fit cut-off (`fit_until`, or its default). The fit itself simulates "
+    "only up to its last observation, before the cut-off, so it is the same under every rule.",
+    (
+        Field(
+            "trend_after",
+            "string",
+            "`linear`: the trend continues at full strength after the cut-off; `hold`: each retailer's "
+            "attractiveness stays at its value at the cut-off; `damped`: the trend's slope halves every "
+            "`half_life_years` after the cut-off (its contribution then approaches trend x half_life / ln 2).",
+            choices=TREND_AFTER,
+            what="trend rule",
+            default="linear",
+            source="the v2 model: trends continue; a default chosen by back-tests may replace it",
+        ),
+        Field(
+            "half_life_years",
+            "number",
+            "Half-life of the trend's slope after the cut-off. Required with `trend_after: damped`.",
+            unit="years",
+            lo=0,
+            lo_open=True,
+            hi=100,
+            only_if=("trend_after", "damped"),
+            default_text="none (required with damped)",
+        ),
+        Field(
+            "trend_uncertainty",
+            "boolean",
+            "True: `marketsim project` draws every fitted trend within its standard error (each parameter draw "
+            "adds a normal with the fit's standard error to the trend fitted in that draw), so the intervals "
+            "widen with the horizon as far as `trend_after` lets a trend act; as `project --trend-uncertainty`.",
+            default=False,
+            source="the fitted trends at their point values, as before",
+        ),
+    ),
+    default_text="{trend_after: linear}",
+)
+
 SCENARIO = Block(
     "scenario",
     "A scenario file.",
@@ -757,6 +801,7 @@ SCENARIO = Block(
             nullable=True,
             default_text="the first one-off event's date (recurring effects do not count)",
         ),
+        FORECAST,
     ),
 )
 
@@ -1471,6 +1516,7 @@ def reference_markdown() -> str:
         ]
         + leaves(OBSERVATION, "observations[]")[3:],
     )
+    section("forecast", FORECAST.doc, leaves(FORECAST, "forecast"))
     section(
         "Uncertain numbers (range or prior)",
         UNCERTAIN.doc
