@@ -81,7 +81,9 @@ def test_projection_checked_from_outside(tmp_path_factory):
 
 
 def _progress_is_reported_stage_by_stage(runs):
-    fits, reps = K * 3, K * R
+    # identical markets are fitted once: the option "keep" declares no uncertain parameter, so its K draws are one
+    # market (the other two options differ in every draw)
+    fits, reps = K * 2 + 1, K * R
     want = [("fits", i, fits) for i in range(fits + 1)] + [("replicates", i, reps) for i in range(reps + 1)]
     assert runs["calls"] == want
 
@@ -227,7 +229,17 @@ def _summary_numbers_recomputed(runs):
     )
     assert cal["max_residual_pp"] == max(f["max_residual_pp"] for f in p.fits) < 3.0  # a 1,500-consumer market
     assert cal["median_max_residual_pp"] == pytest.approx(float(np.median([f["max_residual_pp"] for f in p.fits])))
-    assert set(p.fits[0]) == {"alpha", "trend", "key", "max_residual_pp", "dof", "residuals", "offsets", "event_values"}
+    assert set(p.fits[0]) == {
+        "alpha",
+        "trend",
+        "key",
+        "max_residual_pp",
+        "dof",
+        "residuals",
+        "offsets",
+        "event_values",
+        "trend_se",
+    }
     assert p.fits[0]["event_values"] == {}  # (no recurring effect's size is fitted here)
     assert len(p.fits[0]["residuals"]) == 2 and max(abs(r) for r in p.fits[0]["residuals"]) == cal["max_residual_pp"]
     assert set(s["seconds"]) == {"fits", "replicates"} and min(s["seconds"].values()) >= 0

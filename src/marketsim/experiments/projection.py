@@ -30,7 +30,7 @@ from marketsim.experiments.uncertainty import Draws, Summary, summarize
 from marketsim.fit.cache import fitted
 from marketsim.fit.calibrate import CalibrationError, with_event_values
 from marketsim.fit.options import FitOptions
-from marketsim.scenario.core import Scenario
+from marketsim.scenario.core import Scenario, Uncertain
 
 # the tasks' older private names (marketsim.tasks holds them now)
 _map, _with_draw, _divergence = map_jobs, with_draw, divergence
@@ -398,8 +398,6 @@ def perturb_trends(
     ``retailers.NAME.trend``, normal around the first kept draw's fit: the report's drivers then name the trends)
     and the fits with their trends moved."""
     from scipy import stats
-
-    from marketsim.scenario.core import Uncertain
 
     names = scenario.retailer_names
     ref = by_draw[kept[0]][first]
