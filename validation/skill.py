@@ -1,7 +1,7 @@
 """How good are the forecasts: run the rolling back-test of the bundled ``baseline_2013q2`` and the validation
 back-test (``validation/china_b2c_2012_2015.yaml --until 2013-09-26``), and render a Markdown section with their
 scores against these targets (the intervals' nominal rates, with a tolerance: docs/model.md section 11,
-property 9; persistence as the bar a forecast must clear):
+property 13; persistence as the bar a forecast must clear):
 
 * the model's mean absolute error no worse than persistence's at every horizon with 3 or more values;
 * the 90% intervals cover 80-97% of the held-out values, the 50% intervals 35-65%.
@@ -224,7 +224,7 @@ def render(summary: dict) -> str:
         + "); do not edit by hand. Targets: the model's mean absolute error (MAE, "
         f"points of GMV share) no worse than persistence's at every horizon with {MIN_N} or more values; 90% "
         "intervals covering 80-97% of the held-out values, 50% intervals 35-65% (their nominal rates, with a "
-        "tolerance: docs/model.md section 11, property 9).",
+        "tolerance: docs/model.md section 11, property 13).",
         "",
         f"**Rolling back-test** (`marketsim {' '.join(cmd['rolling'])}`): fitted at every cut-off in turn, each "
         "later observation predicted; persistence is the source's last value, drift adds the series' mean change.",
