@@ -117,3 +117,39 @@ def test_a_missing_or_tampered_file_is_refused(tmp_path, posterior, capsys):
     assert "fails its checksum" in line and f"{BETA}.prior.posterior" in line, line
     with pytest.raises(ScenarioError, match="checksum"):
         load_scenario(_scenario(tmp_path, f"../cache/{path.name}"))
+
+
+def test_a_projection_names_the_posterior_in_its_parameter_table(tmp_path, posterior, monkeypatch):
+    from marketsim.fit.cache import CACHE_ENV
+
+    path, _, _ = posterior
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "fits"))
+    out = tmp_path / "proj"
+    args = ["--consumers", "1000", "--steps", "10", "--draws", "3", "--replicates", "1", "--prior", "--out", str(out)]
+    assert main(["project", _scenario(tmp_path, f"../cache/{path.name}"), *args]) == 0
+    report = " ".join((out / "report.md").read_text().split())
+    assert f"posterior of tiny (../cache/{path.name}, ESS " in report and "posterior(median " in report
+
+
+def test_an_older_posterior_without_provenance_is_checked_by_range(tmp_path, posterior, capsys):
+    """A posterior file stored before files recorded where they come from (no `fitted` block): a parameter whose
+    draws leave the field's range is refused all the same."""
+    from marketsim.scenario.posterior_file import body_of, checksum
+
+    path, _, _ = posterior
+    doc = json.loads(path.read_text())
+    del doc["fitted"]
+    doc["sha256"] = checksum(body_of(doc))
+    path.write_text(json.dumps(doc))
+    assert main(["validate", _scenario(tmp_path, f"../cache/{path.name}")]) == 0
+    capsys.readouterr()
+    base = tmp_path / "b" / "baseline_2013q2.yaml"  # friction.create's draws (0.5 .. 3) as a share (0 .. 1)
+    old = "        value: 0.05\n        range: [0.02, 0.15]\n"
+    text = base.read_text()
+    assert old in text
+    base.write_text(
+        text.replace(old, f"        prior: {{posterior: ../cache/{path.name}, parameter: friction.create}}\n")
+    )
+    line = _refused(capsys, str(tmp_path / "b" / "tiny.yaml"))
+    assert "retailers[1].sso_share.weibo.prior.parameter" in line or "sso_share.weibo.prior.parameter" in line, line
+    assert "friction.create in ../cache/" in line and "outside this field's range (0 <= x <= 1)" in line, line
