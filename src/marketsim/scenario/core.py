@@ -413,7 +413,8 @@ class Scenario:
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario (defaults filled in) as plain JSON-able data. Fields added by later versions of
         the format are left out where they hold their default (a retailer in the market from the start, an event
-        that does not recur, an observation that is not held out), so that the digest of a scenario that does not use them stays what it was: fit
+        that does not recur, an observation that is not held out), and an uncertain parameter's unit and
+        posterior file (records, not the model: its draws and reason are in), so that the digest of a scenario that does not use them stays what it was: fit
         caches and result folders keyed by it stay valid."""
         quiet: dict[str, Any] = {
             "enters_later": False,
@@ -429,7 +430,8 @@ class Scenario:
                 dict_factory=lambda kv: {
                     k: v
                     for k, v in kv
-                    if k not in ("raw", "source") and not (k in quiet and type(v) is type(quiet[k]) and v == quiet[k])
+                    if k not in ("raw", "source", "unit", "posterior")
+                    and not (k in quiet and type(v) is type(quiet[k]) and v == quiet[k])
                 },
             )
         )
