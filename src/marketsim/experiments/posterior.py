@@ -43,26 +43,25 @@ from marketsim.fit.calibrate import cache_key
 from marketsim.fit.options import FitOptions
 from marketsim.runtime.digest import digest
 from marketsim.scenario.core import Scenario, Uncertain
+from marketsim.scenario.posterior_file import (  # noqa: F401  (public here as before)
+    ESS_FRACTION,
+    ESS_MIN,
+    FORMAT,
+    KEYS,
+    BadPosterior,
+    check_document,
+    checksum,
+    ess_floor,
+)
 
-FORMAT = "marketsim-posterior/v1"
 #: Default observation error (points of share) of the kernel: the sources disagree by 2-4 points on JD's share
 #: (docs/sources.md: [cecrc-2013h1] against [iresearch-2013q2]), and a fitted market misses single observations by
 #: about half a point; 1 point is an assumption, stated in the output and settable with --sigma.
 DEFAULT_SIGMA_PP = 1.0
 DEFAULT_DRAWS = 64
-#: Effective-sample-size floor, absolute part: the posterior 90% interval is the span between the weighted 5%
-#: and 95% quantiles, and with fewer than 10 equally weighted points it is set by one or two draws (and the
-#: posterior sd's relative error, 1 / sqrt(2 (n - 1)), exceeds 24%).
-ESS_MIN = 10.0
-#: ... relative part: weights concentrated on under 5% of the design mean the kernel (--sigma) is narrower than
-#: the design's spacing, so the posterior shows where the design's points fell rather than what the data say.
-ESS_FRACTION = 0.05
-
-
-def ess_floor(k: int) -> float:
-    """The smallest effective sample size a posterior of ``k`` design draws must have to be stored and used:
-    max(ESS_MIN, ESS_FRACTION x k) (see those constants for the reasons)."""
-    return max(ESS_MIN, ESS_FRACTION * k)
+#: The effective-sample-size floor (ESS_MIN, ESS_FRACTION, ess_floor) lives with the file's reader
+#: (:mod:`marketsim.scenario.posterior_file`): an effective sample size under max(10, 5% of the draws) means the
+#: posterior 90% interval is set by one or two draws, or the kernel (--sigma) is narrower than the design's spacing.
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,9 @@ def posterior_path(scenario: Scenario, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / f"{cache_key(scenario)}.posterior.json"
 
 
-def save_posterior(post: Posterior, scenario: Scenario, cache_dir: str | Path, report: list[dict]) -> Path:
+def save_posterior(
+    post: Posterior, scenario: Scenario, cache_dir: str | Path, report: list[dict], until: dt.date | None = None
+) -> Path:
     """Store ``post`` where :func:`load_posterior` finds it (atomically; a folder or FIFO in its place is
     cleared, or one line says why it cannot be)."""
     body = {
@@ -152,14 +153,20 @@ def save_posterior(post: Posterior, scenario: Scenario, cache_dir: str | Path, r
         "sigma_pp": post.sigma_pp,
         "priors": [[p.path, p.prior, list(p.args)] for p in post.params],
         "report": report,
+        "fitted": {  # where it comes from: read by a scenario that takes a prior from it
+            "scenario": scenario.name,
+            "file": scenario.source,
+            "until": (until or scenario.fit_cutoff()).isoformat(),
+            "fields": {
+                p.path: {"unit": p.unit, "bounds": [_finite(p.bounds[0]), _finite(p.bounds[1])], "integer": p.integer}
+                for p in post.params
+            },
+        },
     }
-    doc = {"format": FORMAT, "sha256": digest(body, spaced=True, default=None), **body}
+    doc = {"format": FORMAT, "sha256": checksum(body), **body}
     path = posterior_path(scenario, cache_dir)
     store_entry(path, doc, "the posterior")
     return path
-
-
-KEYS = ("params", "samples", "weights", "sigma_pp", "priors", "report")
 
 
 def load_posterior(scenario: Scenario, cache_dir: str | Path) -> Posterior | None:
@@ -186,14 +193,10 @@ def check_posterior(doc, scenario: Scenario, path: Path | None = None) -> Poster
     non-negative, one per sample, with a positive sum; the kernel's sigma is a positive number; the effective
     sample size is at least :func:`ess_floor`. Raises :class:`marketsim.fit.cache.BadEntry` saying what is wrong
     (a phrase that follows "the posterior stored by `marketsim fit`")."""
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise BadEntry(f"is not a {FORMAT} document")
-    missing = [k for k in (*KEYS, "sha256") if k not in doc]
-    if missing:
-        raise BadEntry(f"lacks {', '.join(missing)}")
-    body = {k: doc[k] for k in KEYS}
-    if doc["sha256"] != digest(body, spaced=True, default=None):
-        raise BadEntry("fails its checksum (edited or corrupted)")
+    try:
+        body = check_document(doc)
+    except BadPosterior as e:
+        raise BadEntry(str(e)) from None
     params = scenario.uncertain
     want = [p.path for p in params]
     if body["params"] != want:
@@ -204,21 +207,7 @@ def check_posterior(doc, scenario: Scenario, path: Path | None = None) -> Poster
         raise BadEntry(
             f"was fitted under other priors than the scenario's ({'; '.join(p.path + ': ' + p.describe() for p in params)})"
         )
-    sigma = body["sigma_pp"]
-    if not _number(sigma) or sigma <= 0:
-        raise BadEntry(f"has sigma_pp {sigma!r}, not a positive number of points")
-    samples, weights = body["samples"], body["weights"]
-    if not isinstance(samples, list) or not samples:
-        raise BadEntry("has no samples")
-    if not isinstance(weights, list) or len(weights) != len(samples):
-        raise BadEntry(
-            f"has {len(weights) if isinstance(weights, list) else 'no list of'} weights for {len(samples)} samples"
-        )
-    for i, w in enumerate(weights):
-        if not _number(w) or w < 0:
-            raise BadEntry(f"has weights[{i}] = {w!r}, not a finite non-negative number")
-    if not 0 < sum(weights) < math.inf:
-        raise BadEntry(f"has weights that sum to {sum(weights):g}, not a positive finite number")
+    sigma, samples, weights = body["sigma_pp"], body["samples"], body["weights"]
     support = {p.path: _support(p) for p in params}
     for i, v in enumerate(samples):
         if not isinstance(v, dict) or sorted(v) != sorted(want):
@@ -230,13 +219,17 @@ def check_posterior(doc, scenario: Scenario, path: Path | None = None) -> Poster
                     f"has samples[{i}].{p.path} = {x!r}, outside its support {lo:g} .. {hi:g}"
                     f"{' (an integer)' if p.integer else ''}"
                 )
-    post = Posterior(params, samples, np.asarray(weights, dtype=float) / sum(weights), float(sigma), path)
+    post = Posterior(params, samples, np.asarray(weights, dtype=float), float(sigma), path)
     floor = ess_floor(len(samples))
     if post.ess < floor:
         raise BadEntry(
             f"is worth {post.ess:.1f} draws (effective sample size) of {len(samples)}, under the floor of {floor:g}"
         )
     return post
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
 def _number(x) -> bool:

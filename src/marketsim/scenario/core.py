@@ -34,7 +34,7 @@ from marketsim.errors import ScenarioError  # defined in errors.py so yamlsafe c
 from marketsim.runtime.digest import digest
 from marketsim.scenario import bundled, yamlsafe
 from marketsim.scenario import schema as S
-from marketsim.scenario.distributions import Distribution, make
+from marketsim.scenario.distributions import Distribution, Empirical, make
 from marketsim.scenario.eventtypes import (  # noqa: F401  (the event actions, public here as before)
     REGISTRY,
     AddLogin,
@@ -47,6 +47,7 @@ from marketsim.scenario.eventtypes import (  # noqa: F401  (the event actions, p
     SocialBoost,
 )
 from marketsim.scenario.fieldspec import ListOf, MapOf, Node, Variants, expect
+from marketsim.scenario.posterior_file import BadPosterior, ess, read_document
 from marketsim.scenario.schema import (  # noqa: F401  (the format's constants, public here as before)
     MAX_CONSUMERS,
     MAX_MARKET_SIZE,
@@ -286,7 +287,9 @@ class Uncertain:
     that :meth:`Scenario.with_values` sets; ``value`` is the central value a point run uses; ``prior`` is
     ``uniform`` (a ``range``), ``normal``, ``lognormal`` or ``triangular`` with ``args`` in the order of
     :data:`PRIORS`; draws are truncated to the field's allowed interval ``bounds``. ``reason`` is the
-    source or the word "assumption" with its explanation."""
+    source or the word "assumption" with its explanation; a prior taken from a stored posterior
+    (``prior: {posterior: FILE, parameter: PATH}``) is ``posterior`` with the weighted draws as ``args``
+    (:class:`marketsim.scenario.distributions.Empirical`) and its provenance as ``reason``."""
 
     path: str
     value: float
@@ -295,6 +298,8 @@ class Uncertain:
     reason: str
     bounds: tuple[float, float]
     integer: bool = False
+    unit: str = ""  # the field's unit (its spec's), recorded in a stored posterior
+    posterior: tuple[str, ...] = ()  # (file, parameter) of a prior taken from a stored posterior
 
     @property
     def law(self) -> Distribution:
@@ -408,7 +413,8 @@ class Scenario:
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario (defaults filled in) as plain JSON-able data. Fields added by later versions of
         the format are left out where they hold their default (a retailer in the market from the start, an event
-        that does not recur, an observation that is not held out), so that the digest of a scenario that does not use them stays what it was: fit
+        that does not recur, an observation that is not held out), and an uncertain parameter's unit and
+        posterior file (records, not the model: its draws and reason are in), so that the digest of a scenario that does not use them stays what it was: fit
         caches and result folders keyed by it stay valid."""
         quiet: dict[str, Any] = {
             "enters_later": False,
@@ -424,7 +430,8 @@ class Scenario:
                 dict_factory=lambda kv: {
                     k: v
                     for k, v in kv
-                    if k not in ("raw", "source") and not (k in quiet and type(v) is type(quiet[k]) and v == quiet[k])
+                    if k not in ("raw", "source", "unit", "posterior")
+                    and not (k in quiet and type(v) is type(quiet[k]) and v == quiet[k])
                 },
             )
         )
@@ -871,7 +878,14 @@ class _Validator:
             if f.series:
                 return self.series(x, path, f.lo, f.hi, lo_open=f.lo_open)
             v = self.number(
-                x, path, f.lo, f.hi, lo_open=f.lo_open, integer=t == "integer", key=ukey if f.uncertain else None
+                x,
+                path,
+                f.lo,
+                f.hi,
+                lo_open=f.lo_open,
+                integer=t == "integer",
+                key=ukey if f.uncertain else None,
+                unit=f.unit or "",
             )
             if f.multiple_of and v % f.multiple_of:
                 self.fail(
@@ -925,12 +939,13 @@ class _Validator:
         lo_open: bool = False,
         integer: bool = False,
         key: str | None = None,
+        unit: str = "",
     ) -> float:
         """A number in [lo, hi]. With ``key`` (the field's dotted scenario path) the field may instead be an
         uncertain parameter: ``{value, range, assumption|source}`` or ``{prior, <its parameters>, value?,
         assumption|source}``; it is recorded and its central value returned."""
         if key is not None and isinstance(x, dict):
-            return self.uncertain_number(x, path, lo, hi, lo_open=lo_open, integer=integer, key=key)
+            return self.uncertain_number(x, path, lo, hi, lo_open=lo_open, integer=integer, key=key, unit=unit)
         if isinstance(x, bool) or not isinstance(x, (int, float)):
             self.fail(path, f"expected {'an integer' if integer else 'a number'}, got {_kind(x)}")
         if isinstance(x, float) and not math.isfinite(x):
@@ -944,7 +959,9 @@ class _Validator:
             self.fail(path, f"{x} is out of range; allowed: {rng}")
         return int(x) if integer else float(x)
 
-    def uncertain_number(self, x: dict, path: str, lo, hi, *, lo_open: bool, integer: bool, key: str) -> float:
+    def uncertain_number(
+        self, x: dict, path: str, lo, hi, *, lo_open: bool, integer: bool, key: str, unit: str = ""
+    ) -> float:
         U = S.UNCERTAIN
         self.block(U, x, path)
         if ("range" in x) == ("prior" in x):
@@ -967,6 +984,7 @@ class _Validator:
         bounds = (-math.inf if lo is None else lo, math.inf if hi is None else hi)
         prior_keys = {k for ks, _ in PRIORS.values() for k in ks}
         args: tuple[float, ...]  # (lo, hi) of a range, else the prior's parameters in its order
+        origin: tuple[str, ...] = ()  # (file, parameter) of a prior taken from a stored posterior
         if "range" in x:
             r = self.check(U.field("range"), x["range"], f"{path}.range")
             a = self.number(r[0], f"{path}.range[0]", lo, hi, lo_open=lo_open)
@@ -980,6 +998,15 @@ class _Validator:
                     f"{extra[0]!r} belongs to a prior; with 'range' give only value and the reason",
                 )
             prior, args, central = "uniform", (a, b), (a + b) / 2
+        elif isinstance(x["prior"], dict):
+            for k in x:
+                if k in prior_keys:
+                    self.fail(f"{path}.{k}", f"a prior from a posterior has no {k!r}; it takes posterior, parameter")
+            emp, origin, provenance = self.posterior_prior(x["prior"], f"{path}.prior", lo, hi, lo_open, integer, unit)
+            prior, args, central = emp.family, emp.args, emp.centre
+            if integer:
+                central = round(central)
+            reason = f"{provenance}; {reason}"
         else:
             prior = self.check(U.field("prior"), x["prior"], f"{path}.prior")
             keys = PRIORS[prior][0]
@@ -1003,10 +1030,82 @@ class _Validator:
         value = self.number(x.get("value", central), f"{path}.value", lo, hi, lo_open=lo_open, integer=integer)
         if prior in ("uniform", "triangular") and not args[0] <= value <= args[-1]:
             self.fail(f"{path}.value", f"{value:g} lies outside its own range {args[0]:g} .. {args[-1]:g}")
+        if prior == Empirical.family:
+            a, b = make(prior, args).frozen().support()
+            if not a <= value <= b:
+                self.fail(f"{path}.value", f"{value:g} lies outside the posterior's draws {a:g} .. {b:g}")
         if lo is not None and lo_open:
             bounds = (math.nextafter(lo, math.inf), bounds[1])
-        self.uncertain.append(Uncertain(key, value, prior, args, reason, bounds, integer))
+        self.uncertain.append(
+            Uncertain(key, value, prior, args, reason, bounds, integer, unit, origin if prior == "posterior" else ())
+        )
         return value
+
+    def posterior_prior(
+        self, spec: Any, path: str, lo, hi, lo_open: bool, integer: bool, unit: str
+    ) -> tuple[Empirical, tuple[str, str], str]:
+        """``prior: {posterior: FILE, parameter: PATH}``: the weighted draws of PATH in the posterior file FILE
+        (relative to this scenario's file) as a distribution, (FILE, PATH), and the provenance line. Refused in
+        one line: a missing or damaged file, a parameter the file lacks, a parameter of another unit or allowed
+        interval than this field, or draws outside this field's range."""
+        spec = self.mapping(spec, path, ("posterior", "parameter"))
+        name = self.string(spec["posterior"], f"{path}.posterior", what="posterior file")
+        param = self.string(spec["parameter"], f"{path}.parameter", what="parameter path")
+        file = Path(name).expanduser()
+        if not file.is_absolute():
+            src = Path(self.lines.find(path)[0] or self.source)
+            file = Path(os.path.normpath((src.parent if src.suffix else Path.cwd()) / file))
+        try:
+            body = read_document(file)
+        except BadPosterior as e:
+            what = (
+                "give the posterior file `marketsim fit OTHER.yaml` stored (relative to this scenario's file)"
+                if str(e) == "is missing"
+                else "run `marketsim fit` on its scenario again to remake it"
+            )
+            self.fail(f"{path}.posterior", f"{file}: the posterior {e}; {what}")
+        params = body["params"]
+        if param not in params:
+            self.fail(
+                f"{path}.parameter",
+                f"{param!r} is not a parameter of the posterior {name}{_suggest(param, params)}; "
+                f"it has: {', '.join(params) or '(none)'}",
+            )
+        xs = [float(v[param]) for v in body["samples"]]
+        law = Empirical.of(xs, body["weights"])
+        a, b = law.frozen().support()
+        fitted: dict = body["fitted"] if isinstance(body.get("fitted"), dict) else {}
+        theirs = (fitted.get("fields") or {}).get(param) if isinstance(fitted.get("fields"), dict) else None
+        mine = _range_text(lo, hi, lo_open)
+        if isinstance(theirs, dict):
+            t_unit = theirs.get("unit") or ""
+            t_lo, t_hi = (list(theirs.get("bounds") or [None, None]) + [None, None])[:2]
+            t_range = _range_text(t_lo, t_hi, False)
+            lo_ok = (lo is None and t_lo is None) or (
+                lo is not None and t_lo is not None and t_lo in (lo, math.nextafter(lo, math.inf))
+            )
+            same_bounds = lo_ok and t_hi == hi
+            if t_unit != unit or not same_bounds:
+                self.fail(
+                    f"{path}.parameter",
+                    f"{param} in {name} is a {t_unit or 'number'} ({t_range}), this field a {unit or 'number'} "
+                    f"({mine}); what would be right: a parameter of the same kind as this field",
+                )
+        if (lo is not None and (a < lo or (lo_open and a <= lo))) or (hi is not None and b > hi):
+            self.fail(
+                f"{path}.parameter",
+                f"{param} in {name} has draws {a:g} .. {b:g}, outside this field's range ({mine}); "
+                f"what would be right: a parameter of the same kind as this field",
+            )
+        if integer and not all(float(v).is_integer() for v in law.values):
+            self.fail(f"{path}.parameter", f"{param} in {name} has non-integer draws; this field is an integer")
+        scen = fitted.get("scenario") or "an unnamed scenario"
+        until = fitted.get("until") or "an unrecorded date"
+        provenance = (
+            f"posterior of {scen} ({name}, ESS {ess(body['weights']):.1f}, {len(xs)} draws, "
+            f"fitted on observations through {until})"
+        )
+        return law, (str(file), param), provenance
 
     def series(self, x: Any, path: str, lo: float | None, hi: float | None, *, lo_open: bool = False) -> Series:
         """A number, or a dated series ``{YYYY-MM-DD: value, ...}`` (linear in between, constant outside)."""
@@ -1604,6 +1703,8 @@ def _kind(x: Any) -> str:
 
 
 def _range_text(lo, hi, lo_open) -> str:
+    if lo is None and hi is None:
+        return "any number"
     if lo is not None and hi is not None:
         return f"{lo} {'<' if lo_open else '<='} x <= {hi:g}"
     if lo is not None:

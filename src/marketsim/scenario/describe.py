@@ -49,15 +49,19 @@ def uncertain_mapping(u: Uncertain) -> dict:
     """An uncertain parameter in the form a file writes it: ``{value, range, assumption}`` or ``{value, prior, ...,
     source}``."""
     m: dict[str, Any] = {"value": _tidy(u.value)}
+    reason = u.reason
     if u.prior == "uniform":
         m["range"] = [_tidy(a) for a in u.args]
+    elif u.posterior:  # taken from a stored posterior: name it (the draws are the file's), not its numbers
+        m["prior"] = {"posterior": u.posterior[0], "parameter": u.posterior[1]}
+        reason = reason.split("; ", 1)[1] if reason.startswith("posterior of ") and "; " in reason else reason
     else:
         m["prior"] = u.prior
         m.update({k: _tidy(a) for k, a in zip(PRIORS[u.prior][0], u.args, strict=True)})
-    if u.reason.startswith("assumption: "):
-        m["assumption"] = u.reason[len("assumption: ") :]
+    if reason.startswith("assumption: "):
+        m["assumption"] = reason[len("assumption: ") :]
     else:
-        m["source"] = u.reason
+        m["source"] = reason
     return m
 
 

@@ -13,6 +13,9 @@ family         parameters             distribution
 ``triangular`` ``lo``, ``mode``, ``hi``  triangular (lo <= mode <= hi, lo < hi)
 =============  =====================  ==============================================
 
+A stored posterior's weighted draws of one parameter are the one further kind, :class:`Empirical`
+(``posterior``): a file names it as ``prior: {posterior: FILE, parameter: PATH}``, never by its values.
+
 Sweep files written before wrote a lognormal as ``mu`` (the mean of the log): :data:`OLD_SPELLINGS` says how
 such a value is read (median = exp(mu), the same distribution) and :func:`old_spelling_note` the one line that
 says how to write it now.
@@ -160,6 +163,8 @@ FAMILIES: dict[str, type[Distribution]] = {c.family: c for c in (Uniform, Normal
 
 def make(family: str, args) -> Distribution:
     """The distribution of ``family`` with ``args`` in the order of its keys."""
+    if family == Empirical.family:
+        return Empirical(tuple(args))
     return FAMILIES[family](tuple(args))
 
 
@@ -180,3 +185,84 @@ def old_spelling_note(where: str, family: str, given: dict[str, Any]) -> str:
         f"{where}: {', '.join(repr(k) for k in old if k not in FAMILIES[family].keys)} is the old spelling of "
         f"a {family}; write {now} (median = exp(mu)); the old spelling still loads"
     )
+
+
+@dataclass(frozen=True)
+class Empirical(Distribution):
+    """A weighted sample, e.g. a stored posterior's draws of one parameter (``prior: {posterior: FILE,
+    parameter: PATH}``): ``args`` are the n values in increasing order, then their n weights (positive, sum 1).
+    Its quantiles are the weighted sample's (the midpoint rule of
+    :func:`marketsim.experiments.uncertainty.weighted_quantile`: the empirical CDF interpolated between the
+    points); its centre is the weighted median. Not a family a file writes by name."""
+
+    family: ClassVar[str] = "posterior"
+    rule: ClassVar[str | None] = "values in increasing order, positive weights"
+
+    @classmethod
+    def of(cls, values, weights) -> Empirical:
+        """The distribution of ``values`` weighted by ``weights`` (zero weights dropped, the rest normalised)."""
+        x, w = np.asarray(values, dtype=float), np.asarray(weights, dtype=float)
+        keep = w > 0
+        x, w = x[keep], w[keep]
+        order = np.argsort(x, kind="stable")
+        x, w = x[order], w[order]
+        w = w / w.sum() if w.size else w
+        return cls(tuple(float(v) for v in x) + tuple(float(v) for v in w))
+
+    @property
+    def values(self) -> np.ndarray:
+        return np.asarray(self.args[: len(self.args) // 2], dtype=float)
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.asarray(self.args[len(self.args) // 2 :], dtype=float)
+
+    def _grid(self) -> np.ndarray:
+        w = self.weights
+        return (np.cumsum(w) - 0.5 * w) / w.sum()
+
+    def ok(self) -> bool:
+        x, w = self.values, self.weights
+        return len(self.args) % 2 == 0 and x.size > 0 and bool(np.all(np.diff(x) >= 0)) and bool(np.all(w > 0))
+
+    @property
+    def centre(self) -> float:
+        return float(self._ppf(np.array(0.5)))
+
+    def cdf(self, x):
+        return np.interp(x, self.values, self._grid(), left=0.0, right=1.0)
+
+    def _ppf(self, q: np.ndarray) -> np.ndarray:
+        return np.interp(q, self._grid(), self.values)
+
+    def frozen(self):
+        return _FrozenSample(self)
+
+    def describe(self) -> str:
+        """``posterior(median m, 90% a .. b, n draws)``."""
+        q5, q50, q95 = self._ppf(np.array([0.05, 0.5, 0.95]))
+        return f"posterior(median {q50:.4g}, 90% {q5:.4g} .. {q95:.4g}, {self.values.size} draws)"
+
+
+class _FrozenSample:
+    """The few ``scipy.stats`` frozen-distribution methods the code uses, for an :class:`Empirical`."""
+
+    def __init__(self, law: Empirical):
+        self.law = law
+
+    def cdf(self, x):
+        return self.law.cdf(x)
+
+    def ppf(self, q):
+        return self.law._ppf(np.asarray(q, dtype=float))
+
+    def support(self) -> tuple[float, float]:
+        x = self.law.values
+        return float(x[0]), float(x[-1])
+
+    def mean(self) -> float:
+        return float(self.law.weights @ self.law.values)
+
+    def std(self) -> float:
+        m = self.mean()
+        return math.sqrt(max(float(self.law.weights @ (self.law.values - m) ** 2), 0.0))

@@ -100,7 +100,9 @@ UNCERTAIN = Block(
         Field(
             "prior",
             "string",
-            "A prior family instead of a range, with its parameters as keys.",
+            "A prior family instead of a range, with its parameters as keys; or `{posterior: FILE, parameter: PATH}`: "
+            "the weighted draws of PATH in the posterior `marketsim fit` stored in FILE (relative to this file; "
+            "its unit and allowed range must be this field's; the value defaults to the weighted median).",
             choices=tuple(PRIORS),
             what="prior",
         ),
@@ -1105,6 +1107,23 @@ def _only_if(block: Block) -> list[dict]:
     return rules
 
 
+#: ``prior: {posterior: FILE, parameter: PATH}``: a prior taken from a stored posterior (a weighted sample).
+POSTERIOR_PRIOR_JSON: dict = {
+    "type": "object",
+    "required": ["posterior", "parameter"],
+    "additionalProperties": False,
+    "properties": {
+        "posterior": {
+            "type": "string",
+            "description": "The posterior file `marketsim fit` stored (relative to this file).",
+        },
+        "parameter": {"type": "string", "description": "The parameter's path in that posterior."},
+    },
+    "description": "The weighted draws of one parameter of another scenario's stored posterior (a `posterior` "
+    "distribution: its quantiles are the weighted sample's, its default value the weighted median).",
+}
+
+
 def _uncertain_def() -> dict:
     """The generic uncertain-number mapping (each field adds its own bounds for ``value`` and ``range``)."""
     props = {}
@@ -1118,7 +1137,7 @@ def _uncertain_def() -> dict:
                 "description": f.doc,
             }
         elif f.key == "prior":
-            props[f.key] = {"enum": list(PRIORS), "description": f.doc}
+            props[f.key] = {"oneOf": [{"enum": list(PRIORS)}, POSTERIOR_PRIOR_JSON], "description": f.doc}
         elif f.type == "string":
             props[f.key] = {"type": "string", "description": f.doc}
         else:
@@ -1151,7 +1170,7 @@ def _uncertain_json(f: Field, partial: bool) -> dict:
             u.key: (
                 {"type": "array", "items": num, "minItems": 2, "maxItems": 2}
                 if u.key == "range"
-                else {"enum": list(PRIORS)}
+                else {"$ref": "#/$defs/uncertain/properties/prior"}
                 if u.key == "prior"
                 else {"type": "string"}
                 if u.type == "string"
@@ -1522,6 +1541,8 @@ def reference_markdown() -> str:
         UNCERTAIN.doc
         + " Priors: "
         + "; ".join(f"`{p}` ({', '.join(k)})" for p, (k, _) in PRIORS.items())
+        + "; or `prior: {posterior: FILE, parameter: PATH}` (another scenario's stored posterior: its weighted "
+        "draws of PATH, the reason line saying which scenario, how many draws, the ESS and the fit's cut-off)"
         + ". Draws are truncated to the field's allowed range.",
         leaves(UNCERTAIN, "FIELD"),
     )

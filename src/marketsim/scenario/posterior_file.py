@@ -1,0 +1,119 @@
+"""The posterior file ``marketsim fit`` stores (docs/model.md section 8), read and checked without the scenario it
+was fitted for: its format, keys and checksum, the kernel's sigma, the samples and their weights, the effective
+sample size floor. :mod:`marketsim.experiments.posterior` adds the checks against that scenario; the validator
+uses it to read a ``prior: {posterior: FILE, parameter: PATH}`` (a prior taken from another scenario's posterior).
+
+The optional ``fitted`` block (in the checksum when present) says where the posterior comes from: the scenario's
+name and file, the fit's cut-off, and per parameter the field's unit and allowed interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from marketsim.runtime.digest import digest
+
+FORMAT = "marketsim-posterior/v1"
+KEYS = ("params", "samples", "weights", "sigma_pp", "priors", "report")
+#: Effective-sample-size floor, absolute part (see marketsim.experiments.posterior for the reasons).
+ESS_MIN = 10.0
+#: ... relative part.
+ESS_FRACTION = 0.05
+
+
+class BadPosterior(ValueError):
+    """A posterior file that must not be used; ``str()`` says why, as a phrase after "the posterior"."""
+
+
+def ess_floor(k: int) -> float:
+    """The smallest effective sample size a posterior of ``k`` design draws must have: max(ESS_MIN, ESS_FRACTION x k)."""
+    return max(ESS_MIN, ESS_FRACTION * k)
+
+
+def body_of(doc: dict) -> dict:
+    """The part of a posterior document its checksum covers."""
+    body = {k: doc[k] for k in KEYS}
+    if "fitted" in doc:
+        body["fitted"] = doc["fitted"]
+    return body
+
+
+def checksum(body: dict) -> str:
+    return digest(body, spaced=True, default=None)
+
+
+def number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_document(doc: Any) -> dict:
+    """The checked body of a parsed posterior file, weights normalised. Raises :class:`BadPosterior`."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise BadPosterior(f"is not a {FORMAT} document")
+    missing = [k for k in (*KEYS, "sha256") if k not in doc]
+    if missing:
+        raise BadPosterior(f"lacks {', '.join(missing)}")
+    body = body_of(doc)
+    if doc["sha256"] != checksum(body):
+        raise BadPosterior("fails its checksum (edited or corrupted)")
+    sigma = body["sigma_pp"]
+    if not number(sigma) or sigma <= 0:
+        raise BadPosterior(f"has sigma_pp {sigma!r}, not a positive number of points")
+    samples, weights = body["samples"], body["weights"]
+    if not isinstance(samples, list) or not samples:
+        raise BadPosterior("has no samples")
+    if not isinstance(weights, list) or len(weights) != len(samples):
+        raise BadPosterior(
+            f"has {len(weights) if isinstance(weights, list) else 'no list of'} weights for {len(samples)} samples"
+        )
+    for i, w in enumerate(weights):
+        if not number(w) or w < 0:
+            raise BadPosterior(f"has weights[{i}] = {w!r}, not a finite non-negative number")
+    if not 0 < sum(weights) < math.inf:
+        raise BadPosterior(f"has weights that sum to {sum(weights):g}, not a positive finite number")
+    total = sum(weights)
+    return {**body, "weights": [w / total for w in weights]}
+
+
+def ess(weights) -> float:
+    """Effective sample size of normalised weights, 1 / sum w^2 (Kish)."""
+    s = sum(w * w for w in weights)
+    return 1.0 / s if s > 0 else 0.0
+
+
+def read_document(path: Path) -> dict:
+    """The checked body of the posterior file at ``path`` (a regular file, never a link, FIFO or folder), with
+    every sample giving each parameter a finite number and the effective sample size at the floor or above."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise BadPosterior("is missing") from None
+    except OSError as e:
+        raise BadPosterior(f"cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BadPosterior("is not a regular file")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadPosterior(f"cannot be read ({getattr(e, 'strerror', None) or e})") from None
+    except ValueError:
+        raise BadPosterior("is not valid JSON (truncated or damaged)") from None
+    body = check_document(doc)
+    params = body["params"]
+    if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+        raise BadPosterior("has no list of parameter paths")
+    for i, v in enumerate(body["samples"]):
+        if not isinstance(v, dict) or sorted(v) != sorted(params) or not all(number(v[p]) for p in params):
+            raise BadPosterior(f"has samples[{i}] that does not give each of its parameters a finite number")
+    floor = ess_floor(len(body["samples"]))
+    if ess(body["weights"]) < floor:
+        raise BadPosterior(
+            f"is worth {ess(body['weights']):.1f} draws (effective sample size) of {len(body['samples'])}, "
+            f"under the floor of {floor:g}"
+        )
+    return body
