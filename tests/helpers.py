@@ -325,3 +325,21 @@ events:
   - {id: jd_buys_yhd, type: acquisition, date: 2013-02-18, acquirer: JD, target: Yihaodian, retention: 0.6}
   - {id: dangdang_leaves, type: exit, date: 2013-03-18, retailer: Dangdang}
 """
+
+
+def slide_to_end(slider, key: str, shown, tries: int = 3, timeout: int = 10_000) -> None:
+    """Press ``key`` (``Home`` or ``End``) on a live-page slider until ``shown`` (a locator: the value label the
+    slider should then show) is visible. On a loaded machine the page may still be wiring the slider when the first
+    key arrives and drop it; pressing Home or End again on a slider already there changes nothing, so a retry is
+    safe. Raises the last wait's timeout if the label never shows."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(tries):
+        slider.focus()
+        slider.press(key)
+        try:
+            shown.wait_for(timeout=timeout)
+            return
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                raise

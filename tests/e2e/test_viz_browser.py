@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SCENARIOS, process_env
+from tests.helpers import SCENARIOS, process_env, slide_to_end
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -355,9 +355,8 @@ def test_reset_is_busy_then_runs_with_the_new_setting(page):
     before = _shares(page)
     knob = _knob(page, "Social influence")
     slider = knob.get_by_role("slider")
-    slider.focus()
-    slider.press("Home")  # no social influence: a market that fits (at 5 this market tips: no fit exists)
-    page.get_by_text("0.00 utils").wait_for(timeout=10_000)
+    # no social influence: a market that fits (at 5 this market tips: no fit exists)
+    slide_to_end(slider, "Home", page.get_by_text("0.00 utils"))
     page.get_by_text("press Reset to run with them").wait_for(timeout=10_000)
     page.evaluate("""() => { window.sawBusy = false; new MutationObserver(() => {
         if (document.getElementById('marketsim-busy')) window.sawBusy = true; })
@@ -383,9 +382,7 @@ def test_a_failed_build_is_one_line_and_the_previous_run_keeps_going(page, serve
     try:
         _step(page, 2)
         slider = _knob(page, "New-account cost").get_by_role("slider")
-        slider.focus()
-        slider.press("Home")
-        page.get_by_text("0.00 utils").wait_for(timeout=10_000)
+        slide_to_end(slider, "Home", page.get_by_text("0.00 utils"))
         page.get_by_role("button", name="Reset").click()
         page.locator("#marketsim-error").wait_for(timeout=120_000)
         msg = page.locator("#marketsim-error").inner_text()

@@ -19,6 +19,8 @@ import urllib.request
 
 import pytest
 
+from tests.helpers import slide_to_end
+
 from .test_viz_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -208,9 +210,7 @@ def test_social_influence_where_the_market_tips_is_said_in_words(server, browser
     pg = _tab(browser, server)
     knob = pg.locator(".marketsim-knob", has_text="Social influence")
     slider = knob.get_by_role("slider")
-    slider.focus()
-    slider.press("End")  # 5 utils: this market tips (no fit exists)
-    knob.get_by_text("5.00 utils").wait_for(timeout=10_000)
+    slide_to_end(slider, "End", knob.get_by_text("5.00 utils"))  # 5 utils: this market tips (no fit exists)
     pg.get_by_role("button", name="Reset").click()
     pg.locator("#marketsim-error").wait_for(timeout=120_000)
     msg = pg.locator("#marketsim-error").inner_text().strip()
