@@ -33,7 +33,7 @@ from marketsim.experiments.tasks import fit_task, map_jobs, with_draw
 from marketsim.experiments.uncertainty import Draws, weighted_quantile
 from marketsim.figures.plots import mark_events, retailer_colors, subplots
 from marketsim.figures.style import figure_function
-from marketsim.fit.calibrate import FitPath, expected_path, fit_problem, with_event_values
+from marketsim.fit.calibrate import FitPath, expected_path, fit_problem, period_weights, with_event_values
 from marketsim.fit.options import FitOptions
 from marketsim.scenario.core import Observation, Scenario
 
@@ -238,15 +238,7 @@ def predict_heldout(
     cal = sc.calendar
     out = []
     for o in later:
-        wts = np.array(
-            [
-                [
-                    max(0, (min(cal.date_of(t + 1), o.end + dt.timedelta(days=1)) - max(cal.date_of(t), o.start)).days)
-                    / cal.step_days
-                    for t in range(horizon)
-                ]
-            ]
-        )
+        wts = period_weights(cal, o, horizon)[None, :]
         for rn, _ in o.shares:
             j = names.index(rn)
             offs = np.array(

@@ -234,13 +234,7 @@ def fit_problem(
     equations = tuple(Equation(k, names.index(n), v) for k, o in enumerate(obs) for n, v in o.shares)
     cal = sc.calendar
     horizon = max(cal.step_of(o.end) for o in obs) + 1
-    W = np.zeros((len(obs), horizon))
-    for k, o in enumerate(obs):
-        for t in range(max(cal.step_of(o.start), 0), horizon):
-            a, b = cal.date_of(t), cal.date_of(t + 1)
-            days = (min(b, o.end + dt.timedelta(days=1)) - max(a, o.start)).days
-            if days > 0:
-                W[k, t] = days / cal.step_days
+    W = np.array([period_weights(cal, o, horizon) for o in obs]).reshape(len(obs), horizon)
     prob = FitProblem(
         sc,
         cut,
@@ -290,6 +284,18 @@ def _level_sources(obs: tuple[Observation, ...], primary: str, names: Sequence[s
         if count and primary not in count:
             out[n] = min(count, key=lambda s: (-count[s], s))
     return out
+
+
+def period_weights(cal, o: Observation, horizon: int) -> np.ndarray:
+    """(horizon,) the share of each step's days (steps 0 .. horizon-1) inside observation ``o``'s period: the weights
+    that average simulated per-step GMV over the period."""
+    w = np.zeros(horizon)
+    for t in range(max(cal.step_of(o.start), 0), horizon):
+        a, b = cal.date_of(t), cal.date_of(t + 1)
+        days = (min(b, o.end + dt.timedelta(days=1)) - max(a, o.start)).days
+        if days > 0:
+            w[t] = days / cal.step_days
+    return w
 
 
 def _check_room(sc: Scenario, obs: tuple[Observation, ...]) -> None:
