@@ -335,6 +335,8 @@ def slide_to_end(slider, key: str, shown, tries: int = 3, timeout: int = 10_000)
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     for attempt in range(tries):
+        # sliders are disabled while the page builds a model (the fit can take long on a loaded machine)
+        slider.page.locator("#marketsim-busy").wait_for(state="detached", timeout=120_000)
         slider.focus()
         slider.press(key)
         try:
