@@ -120,7 +120,7 @@ SETTINGS = {
         "independent_baseline",
         "trend_uncertainty",
     ),
-    "fit": ("set", "seed", "consumers", "draws", "sigma"),
+    "fit": ("set", "seed", "consumers", "draws", "sigma", "ex_post", "until"),
     "backtest": ("set", "seed", "consumers", "until", "rolling", "draws", "replicates", "sigma"),
 }
 

@@ -280,8 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
         "observations, and weighs each by how well its fit meets them (approximate Bayesian computation\n"
         "with a Gaussian kernel of --sigma points). Shows per parameter the prior and posterior 90%\n"
         "intervals and how much the data narrowed it. Stores the posterior next to the fit cache\n"
-        "(results/calibration/), where `marketsim project` finds it, and results/<scenario>/fit/.",
-        ["marketsim fit battle_lines_2013", "marketsim fit battle_lines_2013 --draws 32 --sigma 0.5"],
+        "(results/calibration/), where `marketsim project` finds it, and results/<scenario>/fit/.\n\n"
+        "With --ex-post --until DATE (an ex-post evaluation, docs/model.md section 8): the draws are\n"
+        "fitted as without it, but weighed also by the held-out observations (holdout: true) that end\n"
+        "by DATE: what followed the events. The posterior is stored apart (never used by `marketsim\n"
+        "project` of this scenario); another scenario may take a prior from it if its decision is on or\n"
+        "after DATE.",
+        [
+            "marketsim fit battle_lines_2013",
+            "marketsim fit battle_lines_2013 --draws 32 --sigma 0.5",
+            "marketsim fit validation/china_b2c_2012_2015.yaml --ex-post --until 2014-03-10 --draws 24 \\\n"
+            "      --consumers 5000 --save docs/examples/posteriors/china_b2c_2012_2015.expost-2014-03-10.json",
+        ],
         steps=False,
     )
     f.add_argument(
@@ -294,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PP",
         help="observation error of the kernel, in points of share (default 1; an assumption)",
     )
+    f.add_argument(
+        "--ex-post",
+        action="store_true",
+        help="an ex-post evaluation: weigh the draws also by the held-out observations that end by --until",
+    )
+    f.add_argument("--until", type=iso_date, help="with --ex-post: the last day of what followed (YYYY-MM-DD)")
+    f.add_argument("--save", metavar="FILE", help="also write the posterior to FILE (for another scenario's prior)")
     executor_args(f)
     b = scenario_cmd(
         "backtest",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
 from marketsim.cli.args import (
     check_settings,
@@ -13,6 +15,7 @@ from marketsim.cli.args import (
     settings_of,
     store_result,
 )
+from marketsim.errors import UserError
 from marketsim.report.progress import bar, stderr
 
 
@@ -22,6 +25,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from marketsim.runtime.executor import open_executor
 
     sc = load(args)
+    if args.ex_post != (args.until is not None):  # the one sanctioned use of held-out figures is asked for in full
+        raise UserError(
+            "--ex-post needs --until DATE (the last day of what followed the events, e.g. 2014-03-10)"
+            if args.ex_post
+            else f"--until {args.until}: only with --ex-post (an ex-post evaluation that weighs the draws by the "
+            f"held-out observations ending by then); without it `marketsim fit` uses the scenario's own cut-off"
+        )
     settings = settings_of(args)
     out = result_folder(args, settings, sc.name, "fit")
     check_settings(out, "posterior.json", settings)
@@ -37,13 +47,29 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 executor=pool.executor,
                 cache_dir=cache,
                 on_progress=lambda stage, k, n: update(completed=k, total=n),
+                ex_post_until=args.until,
             )
-    path = save_posterior(post, sc, cache, summ["parameters"])
+    path = save_posterior(post, sc, cache, summ["parameters"], ex_post=summ.get("ex_post"))
+    if args.save:
+        save_copy(path, Path(args.save))
+        summ["saved"] = args.save
     summ["posterior_file"] = str(path)
     summ["settings"] = settings
     if store_result(args, out, "fit", "fit", "posterior.json", summ):
         return 0
     con = console()
+    ex = summ.get("ex_post")
+    if ex:
+        t = table(
+            f"{sc.name}: EX POST: what the observations until {summ['until']} and the held-out figures up to "
+            f"{ex['until']} say about the uncertain parameters",
+            caption=f"{summ['fitted']} of {summ['draws']} prior draws could be fitted; effective sample size "
+            f"{summ['ess']:.1f} (floor {summ['ess_floor']:g}); kernel sigma {summ['sigma_pp']:g} pp (an assumption)"
+            f"{settings_caption(settings)}",
+        )
+        _ex_post_table(con, t, summ, ex)
+        stderr.print(f"wrote {path} (ex post) and {out}/posterior.json", markup=False, soft_wrap=True)
+        return 0
     t = table(
         f"{sc.name}: what the observations until {summ['until']} say about the uncertain parameters",
         caption=f"{summ['fitted']} of {summ['draws']} prior draws could be fitted; effective sample size "
@@ -74,3 +100,53 @@ def cmd_fit(args: argparse.Namespace) -> int:
         )
     stderr.print(f"wrote {path} (used by `marketsim project`) and {out}/posterior.json", markup=False, soft_wrap=True)
     return 0
+
+
+def save_copy(path: Path, dest: Path) -> None:
+    """--save FILE: the stored posterior copied to ``dest`` (e.g. docs/examples/posteriors/, for a scenario that
+    takes a prior from it); one line when it cannot be written."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+    except OSError as e:
+        raise UserError(f"--save {dest}: cannot write the posterior there ({e.strerror or e})") from None
+
+
+def _ex_post_table(con, t, summ: dict, ex: dict) -> None:
+    """The prior against the ex-post posterior, with what could inform each parameter, and plain words on what
+    was used and what the posterior may not be used for."""
+    for c in ("prior 90%", "posterior 90%", "narrowed", "data"):
+        t.add_column(c, justify="right" if c != "data" else "left", no_wrap=True)
+    for r in summ["parameters"]:
+        t.add_row(
+            r["path"],
+            f"{r['prior_90'][0]:.3g}..{r['prior_90'][1]:.3g}",
+            f"{r['posterior_90'][0]:.3g}..{r['posterior_90'][1]:.3g}",
+            f"{r['narrowing'] * 100:.0f}%",
+            "both" if r["before_cutoff"] else ("ex post" if r["ex_post_informs"] else "none"),
+        )
+    con.print(t)
+    con.print(
+        f"data: what can inform the parameter: both (it acts before the fit's cut-off {summ['until']}), ex post "
+        f"(it acts only between the cut-off and {ex['until']}: the held-out figures alone), none (it acts after "
+        f"{ex['until']}: its posterior is its prior, up to the design's noise)",
+        soft_wrap=True,
+    )
+    figs = "; ".join(
+        f"{f['source']} {f['period']} ({', '.join(f'{k} {v * 100:.1f}%' for k, v in f['shares'].items())})"
+        for f in ex["figures"]
+    )
+    con.print(
+        f"EX POST: the weights used the held-out figures that end by {ex['until']}: {figs}. They were never "
+        f"fitted (the attractiveness, trends and offsets of each draw are fitted on the observations until "
+        f"{summ['until']} only); they weigh the draws. This posterior is ex post: it may not be used to score "
+        f"{summ['scenario']}'s own forecasts (`marketsim project` and `backtest` of it refuse it); another "
+        f"scenario may take a prior from it (`prior: {{posterior: FILE, parameter: PATH}}`) only if its decision "
+        f"(fit cut-off) is on or after {ex['until']}.",
+        soft_wrap=True,
+    )
+    informed = [r for r in summ["parameters"] if r["ex_post_informs"] and r["narrowing"] > 0.2]
+    if informed:
+        con.print("the data narrowed: " + ", ".join(f"{r['path']} ({r['narrowing'] * 100:.0f}%)" for r in informed))
+    else:
+        con.print("the data narrowed no parameter by more than a fifth: treat the posterior as the prior")

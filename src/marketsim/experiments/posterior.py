@@ -18,6 +18,14 @@ attractiveness, trends and offsets absorb most of the rest; so the fit reports, 
 posterior narrowed against the prior (1 - posterior sd / prior sd), and says which parameters act before the
 cut-off (only those can be informed by the data at all).
 
+Ex post (``marketsim fit --ex-post --until DATE``, docs/model.md section 8, "Effects learned from history"): the
+draws are fitted exactly as above, on the observations a fit may use (never a held-out one); the kernel then
+weighs each draw also by how well its simulated path (at the fitted values, the scenario's seed) meets the
+held-out observations that end by DATE: what followed the events. The result is an *ex-post* posterior: it is
+stored apart from the decision-time one (:func:`expost_posterior_path`), it records the held-out figures it saw
+and DATE, :func:`check_posterior` refuses it for the scenario's own projections, and another scenario may take a
+prior from it only if its decision comes on or after DATE (:func:`marketsim.scenario.posterior_file.ex_post_refusal`).
+
 When the posterior is worth too few draws (effective sample size under :func:`ess_floor`), nothing is stored
 and nothing is reported as narrowed: a posterior on one or two points says nothing about the data and would
 collapse every interval a projection draws from it. A stored posterior is checked in full when it is used
@@ -39,10 +47,10 @@ from marketsim.experiments.projection import central_fit
 from marketsim.experiments.tasks import fit_task, map_jobs, with_draw
 from marketsim.experiments.uncertainty import Draws, prior_draws, weighted_quantile
 from marketsim.fit.cache import BadEntry, check_folder, check_writable, read_regular, store_entry, what_is
-from marketsim.fit.calibrate import cache_key
+from marketsim.fit.calibrate import cache_key, expected_path, period_weights, with_event_values
 from marketsim.fit.options import FitOptions
 from marketsim.runtime.digest import digest
-from marketsim.scenario.core import Scenario, Uncertain
+from marketsim.scenario.core import Observation, Scenario, Uncertain
 from marketsim.scenario.posterior_file import (  # noqa: F401  (public here as before)
     ESS_FRACTION,
     ESS_MIN,
@@ -52,6 +60,8 @@ from marketsim.scenario.posterior_file import (  # noqa: F401  (public here as b
     check_document,
     checksum,
     ess_floor,
+    ex_post_of,
+    figures_text,
 )
 
 #: Default observation error (points of share) of the kernel: the sources disagree by 2-4 points on JD's share
@@ -87,9 +97,12 @@ def kernel_weights(residuals: list[np.ndarray | None], sigma_pp: float) -> np.nd
     return w / w.sum()
 
 
-def parameter_report(draws: Draws, weights: np.ndarray, scenario: Scenario, until: dt.date) -> list[dict]:
+def parameter_report(
+    draws: Draws, weights: np.ndarray, scenario: Scenario, until: dt.date, ex_post_until: dt.date | None = None
+) -> list[dict]:
     """Per parameter: prior and posterior mean, sd and 90% interval, the narrowing, and whether it can be
-    informed at all (it acts on the market before the cut-off)."""
+    informed at all (it acts on the market before the cut-off); ex post (``ex_post_until``), also whether the
+    held-out figures up to that date can inform it (it acts before that date: ``ex_post_informs``)."""
     out = []
     for p in draws.params:
         x = np.array([v[p.path] for v in draws.values], dtype=float)
@@ -115,6 +128,8 @@ def parameter_report(draws: Draws, weights: np.ndarray, scenario: Scenario, unti
                 "before_cutoff": acts_before(scenario, p.path, until),
             }
         )
+        if ex_post_until is not None:
+            out[-1]["ex_post_informs"] = acts_before(scenario, p.path, ex_post_until)
         del dist, lo, hi
     return out
 
@@ -141,11 +156,24 @@ def posterior_path(scenario: Scenario, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / f"{cache_key(scenario)}.posterior.json"
 
 
+def expost_posterior_path(scenario: Scenario, cache_dir: str | Path, until: dt.date) -> Path:
+    """Where ``marketsim fit --ex-post --until DATE`` stores its posterior: next to the decision-time one, under
+    another name, so that ``marketsim project`` (:func:`load_posterior`) never finds it."""
+    return Path(cache_dir) / f"{cache_key(scenario)}.expost-{until.isoformat()}.posterior.json"
+
+
 def save_posterior(
-    post: Posterior, scenario: Scenario, cache_dir: str | Path, report: list[dict], until: dt.date | None = None
+    post: Posterior,
+    scenario: Scenario,
+    cache_dir: str | Path,
+    report: list[dict],
+    until: dt.date | None = None,
+    ex_post: dict | None = None,
 ) -> Path:
     """Store ``post`` where :func:`load_posterior` finds it (atomically; a folder or FIFO in its place is
-    cleared, or one line says why it cannot be)."""
+    cleared, or one line says why it cannot be). An ex-post posterior (``ex_post``: the ``ex_post`` part of
+    :func:`condition`'s summary) records ``ex_post: true``, DATE and the held-out figures it saw, and goes to
+    :func:`expost_posterior_path` instead."""
     body = {
         "params": [p.path for p in post.params],
         "samples": post.samples,
@@ -163,8 +191,14 @@ def save_posterior(
             },
         },
     }
+    if ex_post is not None:
+        body["fitted"].update({"ex_post": True, "conditioned_until": ex_post["until"], "figures": ex_post["figures"]})
     doc = {"format": FORMAT, "sha256": checksum(body), **body}
-    path = posterior_path(scenario, cache_dir)
+    path = (
+        posterior_path(scenario, cache_dir)
+        if ex_post is None
+        else expost_posterior_path(scenario, cache_dir, dt.date.fromisoformat(ex_post["until"]))
+    )
     store_entry(path, doc, "the posterior")
     return path
 
@@ -206,6 +240,15 @@ def check_posterior(doc, scenario: Scenario, path: Path | None = None) -> Poster
     if body["priors"] != [[p.path, p.prior, list(p.args)] for p in params]:
         raise BadEntry(
             f"was fitted under other priors than the scenario's ({'; '.join(p.path + ': ' + p.describe() for p in params)})"
+        )
+    try:
+        seen = ex_post_of(body.get("fitted"))
+    except BadPosterior as e:
+        raise BadEntry(str(e)) from None
+    if seen is not None:  # it saw the held-out figures: drawing from it would leak them into the skill
+        raise BadEntry(
+            f"is an ex-post posterior (conditioned on the held-out {figures_text(seen['figures'])} up to "
+            f"{seen['until']}): the scenario's own projections and back-tests may not draw from it"
         )
     sigma, samples, weights = body["sigma_pp"], body["samples"], body["weights"]
     support = {p.path: _support(p) for p in params}
@@ -257,9 +300,12 @@ def condition(
     executor=None,
     cache_dir: str | Path | None = None,
     on_progress=None,
+    ex_post_until: dt.date | None = None,
 ) -> tuple[Posterior, dict]:
     """Weigh ``k`` prior draws by how well their fits meet the observations (see the module docstring).
-    Returns the posterior and a summary (per-parameter report, failed draws, effective sample size)."""
+    Returns the posterior and a summary (per-parameter report, failed draws, effective sample size). With
+    ``ex_post_until`` (DATE), the held-out observations that end by DATE weigh the draws too (ex post: the
+    module docstring); the summary's ``ex_post`` lists them."""
     if not scenario.uncertain:
         raise UserError(f"{scenario.source}: no uncertain parameter (a range or a prior) to condition on the data")
     if not scenario.fittable_observations:  # held-out ones (holdout: true) never enter a fit
@@ -273,6 +319,7 @@ def condition(
     if cache_dir is not None:
         check_folder(Path(cache_dir))
         check_writable(Path(cache_dir), "the posterior (and any missing fit)")  # before the costly fits
+    followed = [] if ex_post_until is None else heldout_until(scenario, ex_post_until)
     draws = prior_draws(scenario, k, scenario.seed)
     cache = None if cache_dir is None else str(cache_dir)
     start = central_fit(scenario, cache)
@@ -284,6 +331,20 @@ def condition(
         on_progress,
     )
     residuals = [None if "error" in f else np.asarray(f["residuals"], dtype=float) for f in fits]
+    if followed:  # ex post: each fitted draw's misses on what followed join its residuals
+        missed = map_jobs(
+            executor,
+            heldout_task,
+            [
+                (with_draw(scenario, v), f, followed)
+                for v, f in zip(draws.values, fits, strict=True)
+                if "error" not in f
+            ],
+            "held-out paths",
+            on_progress,
+        )
+        it = iter(missed)
+        residuals = [None if r is None else np.concatenate([r, next(it)]) for r in residuals]
     w = kernel_weights(residuals, sigma_pp)
     if w.sum() == 0:
         first = next((f["error"] for f in fits if "error" in f), "no draw could be fitted")
@@ -291,7 +352,13 @@ def condition(
     post = Posterior(draws.params, draws.values, w, sigma_pp)
     floor = ess_floor(k)
     if post.ess < floor:  # a posterior on a handful of points: neither stored nor reported as "narrowing"
-        kept = posterior_path(scenario, cache_dir) if cache_dir is not None else None
+        kept = (
+            None
+            if cache_dir is None
+            else posterior_path(scenario, cache_dir)
+            if ex_post_until is None
+            else expost_posterior_path(scenario, cache_dir, ex_post_until)
+        )
         kept = f"; the posterior stored before ({kept}) is left as it was" if kept is not None and kept.exists() else ""
         raise UserError(
             f"{scenario.source}: the posterior is worth {post.ess:.1f} draws (effective sample size: the fits of "
@@ -300,7 +367,7 @@ def condition(
             f"(the observation error you assume, in points)"
         )
     until = scenario.fit_cutoff()
-    report = parameter_report(draws, w, scenario, until)
+    report = parameter_report(draws, w, scenario, until, ex_post_until)
     summary = {
         "scenario": scenario.name,
         "draws": k,
@@ -314,4 +381,48 @@ def condition(
             {"values": v, "reason": f["error"]} for v, f in zip(draws.values, fits, strict=True) if "error" in f
         ],
     }
+    if ex_post_until is not None:
+        summary["ex_post"] = {"until": ex_post_until.isoformat(), "figures": [figure(o) for o in followed]}
     return post, summary
+
+
+def heldout_until(scenario: Scenario, until: dt.date) -> list[Observation]:
+    """The held-out observations (``holdout: true``) that end on or before ``until``: what an ex-post fit weighs
+    the draws by. Refused in one line when there is none."""
+    followed = [o for o in scenario.holdout_observations if o.end <= until]
+    if not followed:
+        held = ", ".join(f"{o.source} {o.label} (ends {o.end})" for o in scenario.holdout_observations)
+        raise UserError(
+            f"{scenario.source}: --ex-post --until {until}: no held-out observation (holdout: true) ends by then, "
+            f"nothing followed to condition on; "
+            + (f"the held-out ones: {held}" if held else "the scenario holds none (mark later figures holdout: true)")
+        )
+    return followed
+
+
+def figure(o: Observation) -> dict:
+    """A held-out figure as an ex-post posterior records it: source, period (label, first and last day), shares."""
+    return {
+        "source": o.source,
+        "period": o.label,
+        "start": o.start.isoformat(),
+        "end": o.end.isoformat(),
+        "shares": {r: v for r, v in o.shares},
+    }
+
+
+def heldout_task(scenario: Scenario, fit: dict, observations: list[Observation]) -> np.ndarray:
+    """One fitted draw's misses (points) on held-out ``observations``, one per (observation, retailer) in order:
+    its expected path at the fitted values (the scenario's seed and consumers; after the fit's cut-off the
+    trends follow the scenario's ``forecast``) averaged over each period, plus the source's fitted offset (none
+    where the fit has none for that source and retailer), minus the observed share."""
+    sc = with_event_values(scenario, fit["event_values"])
+    cal, names = sc.calendar, sc.retailer_names
+    horizon = max(cal.step_of(o.end) for o in observations) + 1
+    path = expected_path(sc, fit["alpha"], fit["trend"], sc.seed, sc.consumers.count, horizon)
+    out = []
+    for o in observations:
+        shares = path.period_shares(period_weights(cal, o, horizon)[None, :])[0]
+        offsets = (fit["offsets"] or {}).get(o.source, {})
+        out += [shares[names.index(r)] * 100 + offsets.get(r, 0.0) - v * 100 for r, v in o.shares]
+    return np.asarray(out, dtype=float)

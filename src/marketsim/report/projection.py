@@ -420,6 +420,16 @@ def report_markdown(proj: Projection, summary: dict) -> str:
             lines.append(
                 f"| {a['label']} | `{a['path']}` | {a['unit']} | {a['value']:g} | {a['range']} | {a['reason']} |"
             )
+        learned = [a for a in assumptions(proj) if a["reason"].startswith("ex-post posterior of ")]
+        if learned:  # a prior taken from history (docs/model.md section 8): where it comes from, and why it may
+            lines += [
+                "",
+                "Priors learned from history: "
+                + "; ".join(f"`{a['path']}` from the {a['reason'].split('; ', 1)[0]}" for a in learned)
+                + ". An ex-post posterior saw figures published after its own scenario's decision; this scenario's "
+                "decision (its fit cut-off) is on or after the date it was conditioned to, and it holds none of "
+                "those figures (the validator refuses otherwise).",
+            ]
     b, f = sc.behaviour, sc.friction
     lines += [
         "",

@@ -47,7 +47,8 @@ from marketsim.scenario.eventtypes import (  # noqa: F401  (the event actions, p
     SocialBoost,
 )
 from marketsim.scenario.fieldspec import ListOf, MapOf, Node, Variants, expect
-from marketsim.scenario.posterior_file import BadPosterior, ess, read_document
+from marketsim.scenario.posterior_file import BadPosterior, ex_post_refusal, read_document
+from marketsim.scenario.posterior_file import provenance as posterior_provenance
 from marketsim.scenario.schema import (  # noqa: F401  (the format's constants, public here as before)
     MAX_CONSUMERS,
     MAX_MARKET_SIZE,
@@ -782,6 +783,7 @@ class _Validator:
         self.enters_later: dict[str, bool] = {}  # retailer -> not in the market at the start
         self.calibrated_events: list[str] = []  # paths of recurring effects' sizes given as 'calibrate'
         self.event_paths: dict[str, str] = {}  # event id -> its path in the file (events[3])
+        self.posterior_uses: list[tuple[str, str, str, dict]] = []  # (path, file, parameter, body) of posterior priors
 
     def fail(self, path: str, msg: str) -> NoReturn:
         source, line = self.lines.find(path)
@@ -1099,13 +1101,8 @@ class _Validator:
             )
         if integer and not all(float(v).is_integer() for v in law.values):
             self.fail(f"{path}.parameter", f"{param} in {name} has non-integer draws; this field is an integer")
-        scen = fitted.get("scenario") or "an unnamed scenario"
-        until = fitted.get("until") or "an unrecorded date"
-        provenance = (
-            f"posterior of {scen} ({name}, ESS {ess(body['weights']):.1f}, {len(xs)} draws, "
-            f"fitted on observations through {until})"
-        )
-        return law, (str(file), param), provenance
+        self.posterior_uses.append((path, name, param, body))  # checked against the scenario once it is built
+        return law, (str(file), param), posterior_provenance(name, param, body)
 
     def series(self, x: Any, path: str, lo: float | None, hi: float | None, *, lo_open: bool = False) -> Series:
         """A number, or a dated series ``{YYYY-MM-DD: value, ...}`` (linear in between, constant outside)."""
@@ -1200,7 +1197,7 @@ class _Validator:
         fit_until = self.get(T, d, "fit_until", "")
         observations, primary = self.observations(d, cal, retailers, events, fit_until)
         forecast = self.forecast(d.get("forecast", {}))
-        return Scenario(
+        sc = Scenario(
             name=name,
             description=description,
             seed=seed,
@@ -1222,6 +1219,12 @@ class _Validator:
             source=self.source,
             raw=copy.deepcopy(d),
         )
+        held = [(o.source, o.start, o.end) for o in observations]
+        for path, file, param, body in self.posterior_uses:  # an ex-post posterior must not leak into this scenario
+            why = ex_post_refusal(body, file, param, name, sc.fit_cutoff(), held)
+            if why:
+                self.fail(f"{path}.posterior", why)
+        return sc
 
     def calendar(self, d: Any) -> Calendar:
         C = S.CALENDAR

@@ -33,6 +33,9 @@ from marketsim.scenario.eventtypes import Terms
 from marketsim.scenario.schema import PRIORS, SCHEMA
 
 WIDTH = 79  # comment lines fit an 80-column terminal
+#: How the reason of a prior taken from a stored posterior begins (marketsim.scenario.posterior_file.provenance):
+#: the provenance the validator prepends, dropped when the file is written back (it is made again on reading).
+PROVENANCE = ("posterior of ", "ex-post posterior of ")
 
 
 # --------------------------------------------------------------------------- the resolved scenario as a file
@@ -54,7 +57,7 @@ def uncertain_mapping(u: Uncertain) -> dict:
         m["range"] = [_tidy(a) for a in u.args]
     elif u.posterior:  # taken from a stored posterior: name it (the draws are the file's), not its numbers
         m["prior"] = {"posterior": u.posterior[0], "parameter": u.posterior[1]}
-        reason = reason.split("; ", 1)[1] if reason.startswith("posterior of ") and "; " in reason else reason
+        reason = reason.split("; ", 1)[1] if reason.startswith(PROVENANCE) and "; " in reason else reason
     else:
         m["prior"] = u.prior
         m.update({k: _tidy(a) for k, a in zip(PRIORS[u.prior][0], u.args, strict=True)})

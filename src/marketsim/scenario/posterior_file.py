@@ -4,11 +4,16 @@ sample size floor. :mod:`marketsim.experiments.posterior` adds the checks agains
 uses it to read a ``prior: {posterior: FILE, parameter: PATH}`` (a prior taken from another scenario's posterior).
 
 The optional ``fitted`` block (in the checksum when present) says where the posterior comes from: the scenario's
-name and file, the fit's cut-off, and per parameter the field's unit and allowed interval.
+name and file, the fit's cut-off, and per parameter the field's unit and allowed interval. An *ex-post* posterior
+(``marketsim fit --ex-post --until DATE``, docs/model.md section 8, "Effects learned from history") records there
+``ex_post: true``, ``conditioned_until`` (DATE) and ``figures``: the held-out figures (source, period) its weights
+saw. :func:`ex_post_refusal` says when a scenario may not take a prior from one (it would leak those figures into
+that scenario's fits and back-tests); :func:`provenance` is the line ``validate`` and the projection report show.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
@@ -116,4 +121,76 @@ def read_document(path: Path) -> dict:
             f"is worth {ess(body['weights']):.1f} draws (effective sample size) of {len(body['samples'])}, "
             f"under the floor of {floor:g}"
         )
+    ex_post_of(body.get("fitted"))  # an ex-post record, if any, is complete
     return body
+
+
+def ex_post_of(fitted: Any) -> dict | None:
+    """The ex-post record of a posterior's ``fitted`` block: {"until": date, "figures": [{"source", "period",
+    "start", "end"}, ...]}, or None for a decision-time posterior (or a block that does not say)."""
+    if not isinstance(fitted, dict) or fitted.get("ex_post") is not True:
+        return None
+    try:
+        until = dt.date.fromisoformat(str(fitted.get("conditioned_until")))
+    except ValueError:
+        raise BadPosterior("is marked ex_post without a valid conditioned_until date") from None
+    figures = fitted.get("figures")
+    if not isinstance(figures, list) or not figures or not all(isinstance(f, dict) for f in figures):
+        raise BadPosterior("is marked ex_post without the list of held-out figures it saw")
+    return {"until": until, "figures": figures}
+
+
+def figures_text(figures: list[dict]) -> str:
+    """``cecrc 2013, analysys 2014Q2``: the held-out figures an ex-post posterior saw (source, period)."""
+    return ", ".join(f"{f.get('source')} {f.get('period')}" for f in figures)
+
+
+def provenance(name: str, param: str, body: dict) -> str:
+    """Where a prior taken from the posterior file ``name`` (its checked ``body``) comes from, one phrase without
+    "; " (the resolved file splits the reason there): its scenario, file, effective sample size, draws and fit
+    cut-off; for an ex-post posterior also the parameter, the held-out figures it was conditioned on and DATE."""
+    fitted: dict = body["fitted"] if isinstance(body.get("fitted"), dict) else {}
+    scen = fitted.get("scenario") or "an unnamed scenario"
+    until = fitted.get("until") or "an unrecorded date"
+    n, e = len(body["samples"]), ess(body["weights"])
+    post = ex_post_of(fitted)
+    if post is None:
+        return f"posterior of {scen} ({name}, ESS {e:.1f}, {n} draws, fitted on observations through {until})"
+    return (
+        f"ex-post posterior of {scen}.{param} ({name}, conditioned on the held-out {figures_text(post['figures'])}, "
+        f"{n} draws, ESS {e:.1f}, until {post['until'].isoformat()}, fitted on observations through {until})"
+    )
+
+
+def ex_post_refusal(
+    body: dict, name: str, param: str, scenario: str, decision: dt.date, held: list[tuple[str, dt.date, dt.date]]
+) -> str | None:
+    """Why a scenario named ``scenario`` whose decision date (its fit cut-off: ``fit_until``, else its first
+    one-off event) is ``decision`` and whose observations are ``held`` (source, start, end) may not take
+    ``param``'s prior from the posterior ``name`` (checked ``body``), or None when it may (a decision-time
+    posterior, or an ex-post one conditioned on figures up to a date on or before the decision, none of which
+    this scenario holds). The ex-post posterior's own scenario, or one holding a figure it saw, is refused: its
+    fits and back-tests would be scored on data the prior already saw (validation/README.md, "data discipline")."""
+    fitted = body.get("fitted")
+    post = ex_post_of(fitted)
+    if post is None:
+        return None
+    assert isinstance(fitted, dict)
+    seen = {(str(f.get("source")), str(f.get("start")), str(f.get("end"))) for f in post["figures"]}
+    mine = [(s, a, b) for s, a, b in held if (s, a.isoformat(), b.isoformat()) in seen]
+    if fitted.get("scenario") == scenario or mine:
+        why = "of this same scenario" if fitted.get("scenario") == scenario else "of figures this scenario holds"
+        return (
+            f"{param} in {name} is an ex-post posterior {why} (conditioned on the held-out "
+            f"{figures_text(post['figures'])}): its fits, back-tests and projections would be scored on data the "
+            f"prior already saw; what would be right: the decision-time posterior (`marketsim fit` without --ex-post) "
+            f"or a prior of its own"
+        )
+    if decision < post["until"]:
+        return (
+            f"{param} in {name} is an ex-post posterior conditioned on figures up to {post['until'].isoformat()}, "
+            f"after this scenario's decision on {decision.isoformat()} (its fit cut-off: fit_until, else its first "
+            f"one-off event); what would be right: fit_until on or after {post['until'].isoformat()}, or a prior of "
+            f"its own"
+        )
+    return None
