@@ -23,6 +23,9 @@ HEADING = "## Worked case: the March 2014 Tencent-JD deal"
 EXAMPLE = ROOT / "docs" / "examples" / "tencent_jd_2014.yaml"
 SALES = {"singles_day": (11, 11), "singles_day_shoppers": (11, 11), "jd_618": (6, 18)}
 DEAL_STEP = 114  # 2014-03-10, in the week that starts 2014-03-09
+POSTERIORS = ROOT / "docs" / "examples" / "posteriors"
+STORED = POSTERIORS / "china_b2c_2012_2015.expost-2014-03-10.json"
+ENTRY = "events.tencent_jd_deal.effects.1.utility"
 
 
 def test_the_worked_cases_file_is_the_example():
@@ -31,6 +34,27 @@ def test_the_worked_cases_file_is_the_example():
     assert [p for _, p, _ in files] == ["docs/examples/tencent_jd_2014.yaml"]
     assert files[0][2] == EXAMPLE.read_text()
     assert [s[1].split()[1] for s in steps if s[0] == "run"] == ["validate", "run"]
+
+
+def test_the_entry_points_prior_is_the_stored_ex_post_posterior_of_the_validation_file():
+    """The case takes the WeChat entry point's prior from the posterior the documented `marketsim fit --ex-post`
+    stored in the repository (docs/scenarios.md, "What history says about the entry point"): a file conditioned on
+    the held-out CECRC 2013 shares up to the deal's date, which the case's own decision (fit_until) does not
+    precede; validate names it."""
+    import json
+
+    fitted = json.loads(STORED.read_text())["fitted"]
+    assert fitted["scenario"] == "china_b2c_2012_2015" and fitted["ex_post"] is True
+    assert fitted["conditioned_until"] == "2014-03-10"
+    assert [(f["source"], f["period"]) for f in fitted["figures"]] == [("cecrc", "2013")]
+    sc = load_scenario(EXAMPLE)
+    assert sc.fit_cutoff() == dt.date(2014, 3, 10)
+    u = next(u for u in sc.uncertain if u.path == ENTRY)
+    assert u.prior == "posterior" and u.posterior == (str(STORED), "events.alibaba_buys_weibo_stake.effects.1.utility")
+    assert u.reason.startswith(
+        "ex-post posterior of china_b2c_2012_2015.events.alibaba_buys_weibo_stake.effects.1.utility "
+        "(posteriors/china_b2c_2012_2015.expost-2014-03-10.json, conditioned on the held-out cecrc 2013, 32 draws"
+    ), u.reason
 
 
 def test_the_sales_fire_on_their_day_every_year_and_on_no_other():
@@ -63,6 +87,7 @@ def test_the_sales_fire_on_their_day_every_year_and_on_no_other():
 def test_the_worked_case_runs_as_written_and_shows_what_it_says(tmp_path):
     shutil.copytree(SCENARIOS, tmp_path / "src" / "marketsim" / "scenarios")  # where the file's base: points
     shutil.copytree(ROOT / "schema", tmp_path / "schema")
+    shutil.copytree(POSTERIORS, tmp_path / "docs" / "examples" / "posteriors")  # its prior learned from history
     for kind, what, body in tutorial_steps(HEADING):
         if kind == "file":
             (tmp_path / what).parent.mkdir(parents=True, exist_ok=True)

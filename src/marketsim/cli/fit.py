@@ -115,21 +115,21 @@ def save_copy(path: Path, dest: Path) -> None:
 def _ex_post_table(con, t, summ: dict, ex: dict) -> None:
     """The prior against the ex-post posterior, with what could inform each parameter, and plain words on what
     was used and what the posterior may not be used for."""
-    for c in ("prior 90%", "posterior 90%", "narrowed", "data"):
-        t.add_column(c, justify="right" if c != "data" else "left", no_wrap=True)
+    t.add_column("parameter", overflow="fold")
+    for c in ("prior 90%", "posterior 90%", "narrowed"):
+        t.add_column(c, justify="right", no_wrap=True)
     for r in summ["parameters"]:
         t.add_row(
-            r["path"],
+            r["path"] + ("" if r["before_cutoff"] else " +" if r["ex_post_informs"] else " *"),
             f"{r['prior_90'][0]:.3g}..{r['prior_90'][1]:.3g}",
             f"{r['posterior_90'][0]:.3g}..{r['posterior_90'][1]:.3g}",
             f"{r['narrowing'] * 100:.0f}%",
-            "both" if r["before_cutoff"] else ("ex post" if r["ex_post_informs"] else "none"),
         )
     con.print(t)
     con.print(
-        f"data: what can inform the parameter: both (it acts before the fit's cut-off {summ['until']}), ex post "
-        f"(it acts only between the cut-off and {ex['until']}: the held-out figures alone), none (it acts after "
-        f"{ex['until']}: its posterior is its prior, up to the design's noise)",
+        f"+ acts only after the fit's cut-off ({summ['until']}) and before {ex['until']}: only the held-out figures "
+        f"can inform it; * acts only after {ex['until']}: nothing can (its posterior is its prior, up to the "
+        f"design's noise); unmarked: it acts before the cut-off (the fitted observations and the held-out figures)",
         soft_wrap=True,
     )
     figs = "; ".join(
