@@ -53,7 +53,7 @@ def test_the_entry_points_prior_is_the_stored_ex_post_posterior_of_the_validatio
     assert u.prior == "posterior" and u.posterior == (str(STORED), "events.alibaba_buys_weibo_stake.effects.1.utility")
     assert u.reason.startswith(
         "ex-post posterior of china_b2c_2012_2015.events.alibaba_buys_weibo_stake.effects.1.utility "
-        "(posteriors/china_b2c_2012_2015.expost-2014-03-10.json, conditioned on the held-out cecrc 2013, 32 draws"
+        "(china_b2c_2012_2015.expost-2014-03-10.json, conditioned on the held-out cecrc 2013, 32 draws"
     ), u.reason
 
 

@@ -181,7 +181,7 @@ def test_another_scenario_may_use_it_only_from_its_date_on_and_validate_shows_wh
     out = " ".join(capsys.readouterr().out.replace("#", " ").split())
     assert (
         f"{BETA}: " in out
-        and f"ex-post posterior of fitmarket.{BETA} (../{saved.parent.name}/{saved.name}, conditioned on the "
+        and f"ex-post posterior of fitmarket.{BETA} ({saved.name}, conditioned on the "
         f"held-out P 2013Q3, {K} draws, ESS "
         in out
         and f"until {UNTIL}, fitted on observations through 2013-06-01)" in out

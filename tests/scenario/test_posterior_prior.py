@@ -59,7 +59,7 @@ def test_draws_come_from_the_stored_posterior(tmp_path, posterior):
     sc = load_scenario(_scenario(tmp_path, f"../cache/{path.name}"))
     p = next(u for u in sc.uncertain if u.path == BETA)
     assert p.prior == "posterior" and p.value == pytest.approx(weighted_quantile(x, w, 0.5))
-    assert p.reason.startswith(f"posterior of tiny (../cache/{path.name}, ESS ") and "40 draws" in p.reason
+    assert p.reason.startswith(f"posterior of tiny ({path.name}, ESS ") and "40 draws" in p.reason
     assert "fitted on observations through 2013-03-04" in p.reason and p.reason.endswith("a year on")
     draws = prior_draws(sc, 400, 1)
     got = np.array([v[BETA] for v in draws.values])
@@ -76,7 +76,7 @@ def test_validate_shows_the_provenance(tmp_path, posterior, capsys):
         ln.lstrip("# ").strip() for ln in out.split("# Uncertain parameters")[1].split("#\n")[0].splitlines()
     )
     assert f"- {BETA}: " in head and "posterior(median " in head, head
-    assert f"posterior of tiny (../cache/{path.name}, ESS " in head and "40 draws, fitted on observations" in head
+    assert f"posterior of tiny ({path.name}, ESS " in head and "40 draws, fitted on observations" in head
     resolved = tmp_path / "resolved.yaml"  # the resolved scenario names the file, and reads back the same
     resolved.write_text(out)
     again, first = (
@@ -128,7 +128,7 @@ def test_a_projection_names_the_posterior_in_its_parameter_table(tmp_path, poste
     args = ["--consumers", "1000", "--steps", "10", "--draws", "3", "--replicates", "1", "--prior", "--out", str(out)]
     assert main(["project", _scenario(tmp_path, f"../cache/{path.name}"), *args]) == 0
     report = " ".join((out / "report.md").read_text().split())
-    assert f"posterior of tiny (../cache/{path.name}, ESS " in report and "posterior(median " in report
+    assert f"posterior of tiny ({path.name}, ESS " in report and "posterior(median " in report
 
 
 def test_an_older_posterior_without_provenance_is_checked_by_range(tmp_path, posterior, capsys):

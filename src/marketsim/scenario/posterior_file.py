@@ -148,7 +148,10 @@ def figures_text(figures: list[dict]) -> str:
 def provenance(name: str, param: str, body: dict) -> str:
     """Where a prior taken from the posterior file ``name`` (its checked ``body``) comes from, one phrase without
     "; " (the resolved file splits the reason there): its scenario, file, effective sample size, draws and fit
-    cut-off; for an ex-post posterior also the parameter, the held-out figures it was conditioned on and DATE."""
+    cut-off; for an ex-post posterior also the parameter, the held-out figures it was conditioned on and DATE.
+    The file is named by its base name: the reason is part of the scenario (and its digest), and the same file
+    is written with another relative path in the resolved scenario ``validate`` prints."""
+    name = Path(name).name
     fitted: dict = body["fitted"] if isinstance(body.get("fitted"), dict) else {}
     scen = fitted.get("scenario") or "an unnamed scenario"
     until = fitted.get("until") or "an unrecorded date"
