@@ -289,8 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
         [
             "marketsim fit battle_lines_2013",
             "marketsim fit battle_lines_2013 --draws 32 --sigma 0.5",
-            "marketsim fit validation/china_b2c_2012_2015.yaml --ex-post --until 2014-03-10 --draws 24 \\\n"
-            "      --consumers 5000 --save docs/examples/posteriors/china_b2c_2012_2015.expost-2014-03-10.json",
+            "marketsim fit validation/china_b2c_2012_2015.yaml --ex-post \\\n"
+            "      --until 2014-03-10 --sigma 2 --save posteriors/expost.json",
         ],
         steps=False,
     )
@@ -309,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="an ex-post evaluation: weigh the draws also by the held-out observations that end by --until",
     )
-    f.add_argument("--until", type=iso_date, help="with --ex-post: the last day of what followed (YYYY-MM-DD)")
+    f.add_argument(
+        "--until", type=iso_date, metavar="DATE", help="with --ex-post: the last day of what followed (YYYY-MM-DD)"
+    )
     f.add_argument("--save", metavar="FILE", help="also write the posterior to FILE (for another scenario's prior)")
     executor_args(f)
     b = scenario_cmd(
