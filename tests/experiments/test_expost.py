@@ -3,7 +3,8 @@
 *ex-post* posterior that says so; without --ex-post a held-out figure changes nothing. The ex-post posterior may
 not reach the skill of the scenario it saw: the scenario itself (or one holding a figure it saw) may not take a
 prior from it, ``project`` refuses it in place of the decision-time posterior, and another scenario may use it
-only if its decision (fit cut-off) is on or after DATE; ``validate`` shows where such a prior comes from.
+only if its decision (fit cut-off) is on or after DATE, and a back-test of it from an earlier cut-off is refused;
+``validate`` shows where such a prior comes from.
 
 The market is tests.helpers.fit_market_yaml's (monthly steps, 2000 consumers): three fitted observations up to
 2013Q1, a promotion on 2013-06-01 (the fit's cut-off) with an uncertain size, an uncertain beta_social, and one
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from marketsim.cli import main
-from marketsim.experiments.posterior import check_posterior, condition, posterior_path
+from marketsim.experiments.posterior import check_posterior, condition, posterior_path, refuse_ex_post_leak
 from marketsim.fit.cache import CACHE_ENV, BadEntry
 from marketsim.scenario.core import load_scenario, parse_text
 from tests.helpers import fit_market_yaml
@@ -189,3 +190,8 @@ def test_another_scenario_may_use_it_only_from_its_date_on_and_validate_shows_wh
     sc = load_scenario(f)
     u = next(u for u in sc.uncertain if u.path == BETA)
     assert u.prior == "posterior" and u.reason.startswith("ex-post posterior of fitmarket.")
+    # a back-test moves the decision earlier: from a cut-off up to DATE the prior saw what it would be scored on
+    for cmd in (["backtest", str(f), "--until", "2013-01-01"], ["backtest", str(f), "--rolling"]):
+        line = _refused(capsys, *cmd, "--draws", "2", "--results", str(tmp_path / "r"))
+        assert f"{BETA} takes its prior from an ex-post posterior" in line and f"up to {UNTIL}" in line, line
+    refuse_ex_post_leak(sc, dt.date(2013, 10, 2), list(sc.observations))  # from after DATE: nothing it saw

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from marketsim.errors import UserError
-from marketsim.experiments.posterior import DEFAULT_SIGMA_PP
+from marketsim.experiments.posterior import DEFAULT_SIGMA_PP, refuse_ex_post_leak
 from marketsim.experiments.projection import replicate_seeds
 from marketsim.experiments.tasks import fit_task, map_jobs, with_draw
 from marketsim.experiments.uncertainty import Draws, weighted_quantile
@@ -138,6 +138,7 @@ def backtest(
             f"{scenario.source}: no observation ends on or after {until} and none is held out: nothing to predict; "
             f"choose an earlier --until"
         )
+    refuse_ex_post_leak(scenario, until, later)  # a prior that saw what is predicted scores nothing
     cut = until - dt.timedelta(days=1)
     sc = scenario
     full = fit_problem(sc, cut, drop_unidentified=True)

@@ -62,6 +62,7 @@ from marketsim.scenario.posterior_file import (  # noqa: F401  (public here as b
     ess_floor,
     ex_post_of,
     figures_text,
+    read_document,
 )
 
 #: Default observation error (points of share) of the kernel: the sources disagree by 2-4 points on JD's share
@@ -384,6 +385,32 @@ def condition(
     if ex_post_until is not None:
         summary["ex_post"] = {"until": ex_post_until.isoformat(), "figures": [figure(o) for o in followed]}
     return post, summary
+
+
+def refuse_ex_post_leak(scenario: Scenario, until: dt.date, later: list[Observation]) -> None:
+    """Refuse (one line) a back-test of ``scenario`` from the cut-off ``until`` that predicts ``later`` when one
+    of its parameters takes its prior from an ex-post posterior conditioned on figures up to a date on or after
+    ``until`` and acts before the last of ``later`` ends: the prediction would be scored with what the prior
+    already saw. (The validator lets such a prior in only for a decision on or after that date; a back-test moves
+    the decision earlier.) A parameter that acts only after every predicted observation changes no prediction."""
+    if not later:
+        return
+    end = max(o.end for o in later) + dt.timedelta(days=1)
+    for u in scenario.uncertain:
+        if not u.posterior:
+            continue
+        try:
+            seen = ex_post_of(read_document(Path(u.posterior[0])).get("fitted"))
+        except BadPosterior as e:
+            raise UserError(f"{u.posterior[0]}: the posterior {e}; it gives {u.path} its prior") from None
+        if seen is not None and until <= seen["until"] and acts_before(scenario, u.path, end):
+            raise UserError(
+                f"{scenario.source}: {u.path} takes its prior from an ex-post posterior conditioned on the held-out "
+                f"{figures_text(seen['figures'])} up to {seen['until']}; a back-test from {until} predicts "
+                f"observations through {end - dt.timedelta(days=1)} that it acts on, and would score them with "
+                f"what the prior already saw; back-test from after {seen['until']}, or give it a value of its own "
+                f"(--set {u.path}=VALUE)"
+            )
 
 
 def heldout_until(scenario: Scenario, until: dt.date) -> list[Observation]:

@@ -41,7 +41,7 @@ import numpy as np
 
 from marketsim.errors import UserError
 from marketsim.experiments.backtest import path_task, predict_heldout
-from marketsim.experiments.posterior import DEFAULT_SIGMA_PP
+from marketsim.experiments.posterior import DEFAULT_SIGMA_PP, refuse_ex_post_leak
 from marketsim.experiments.projection import replicate_seeds
 from marketsim.experiments.tasks import fit_task, map_jobs, with_draw
 from marketsim.experiments.uncertainty import Draws
@@ -186,6 +186,8 @@ def rolling_backtest(
             f"{sc.source}: no cut-off has an identified fit and observations after it "
             f"({len(skipped)} tried; the first: {why})"
         )
+    for p in plans:  # a prior that saw what an origin predicts scores nothing
+        refuse_ex_post_leak(sc, p.origin, p.later)
     cache = None if cache_dir is None else str(cache_dir)
     fit_jobs = [
         (with_draw(sc, v), cache, FitOptions(until=p.cut, drop_unidentified=True)) for p in plans for v in draws.values
