@@ -47,7 +47,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     t = table(
         f"{sc.name}: what the observations until {summ['until']} say about the uncertain parameters",
         caption=f"{summ['fitted']} of {summ['draws']} prior draws could be fitted; effective sample size "
-        f"{summ['ess']:.1f} (floor {summ['ess_floor']:g}); kernel sigma {summ['sigma_pp']:g} pp (an assumption){settings_caption(settings)}",
+        f"{summ['ess']:.1f} (floor {summ['ess_floor']:g}); kernel: each source's observation error, "
+        + "; ".join(f"{s} {e['sigma_pp']:.2g} pp ({e['described']})" for s, e in summ["observation_error"].items())
+        + settings_caption(settings),
     )
     t.add_column("parameter")
     for c in ("prior 90%", "posterior 90%", "narrowed"):
