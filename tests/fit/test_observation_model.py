@@ -227,3 +227,26 @@ def test_residual_dof_without_a_jacobian_spreads_the_parameters_evenly():
     # 4 rows, one offset over the last two, 2 parameters and a conversion row without a Jacobian: each of the 5
     # equations carries 2/5 of the parameters' leverage; the offset's rows 1/2 more
     np.testing.assert_allclose(residual_dof(4, [[2, 3]], None, 2, 1), [0.6, 0.6, 0.1, 0.1])
+
+
+def test_marketsim_backtest_reports_each_sources_error_and_sigma_overrides_it(tmp_path):
+    f = tmp_path / "m.yaml"
+    f.write_text(fit_market_yaml(OBS, n=600))
+    small = ("--until", "2013-01-01", "--draws", 1, "--replicates", 1, "--workers", 1, "--json")
+    env = {"MARKETSIM_FIT_CACHE": str(tmp_path / "cache")}
+    widths = {}
+    for extra in ((), ("--sigma", 1)):
+        r = cli("backtest", f, *small, *extra, cwd=tmp_path, env=env)
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        err = doc["observation_error"]
+        assert set(err["sources"]) == {"P", "Q"} and err["unseen_offsets"]["sigma_pp"] > 0
+        got = {s: (e["sigma_pp"], e["from"]) for s, e in err["sources"].items()}
+        if extra:
+            assert got == {"P": (1.0, "override"), "Q": (1.0, "override")}
+        else:
+            assert {w for _, w in got.values()} <= {"estimated", "prior"}
+        widths[bool(extra)] = [h["hi90"] - h["lo90"] for h in doc["heldout"]]
+    # one draw, one replicate: the band is the observation error alone; 1 point is narrower than the estimate
+    assert widths[True] == pytest.approx([2 * 1.645] * len(widths[True]), abs=0.1)  # (20,000 draws)
+    assert min(widths[False]) > max(widths[True])

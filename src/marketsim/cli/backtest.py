@@ -198,13 +198,10 @@ def error_phrase(sigma: float | None) -> str:
 
 
 def error_lines(errors: dict) -> str:
-    """One line: the observation error per source (points), and how it was set (docs/model.md section 8)."""
-    parts = [
-        f"{s} {e['sigma_pp']:.1f} ({e['described']})"
-        if s != "(unseen)"
-        else f"offsets never fitted: spread {e['sigma_pp']:.1f}"
-        for s, e in errors.items()
-    ]
+    """One line: the observation error per source (points), how it was set, and the spread of offsets for a pair
+    no fit saw (docs/model.md section 8)."""
+    parts = [f"{s} {e['sigma_pp']:.1f} ({e['described']})" for s, e in errors["sources"].items()]
+    parts.append(f"offsets no fit saw: spread {errors['unseen_offsets']['sigma_pp']:.1f}")
     return "observation error (pp, posterior scale): " + "; ".join(parts)
 
 

@@ -294,26 +294,26 @@ def observation_model(fit: dict, sigma_pp: float | None = None) -> ObservationMo
     return dataclasses.replace(model, override=sigma_pp) if sigma_pp is not None else model
 
 
-def observation_summary(fits: list[dict], w: np.ndarray, sigma_pp: float | None = None) -> dict[str, dict]:
-    """Per source the fits saw: the error (points) used for its observations, averaged over the fits with weights
-    ``w`` (one per fit), and how it was set (the first fit's phrase: "estimated: n residuals, d dof, with the
-    prior", "prior (...)", "--sigma (override)"); plus "(unseen)" for the offsets of pairs no fit saw."""
+def observation_summary(fits: list[dict], w: np.ndarray, sigma_pp: float | None = None) -> dict:
+    """The observation error the predictions used: {"sources": per source the fits saw, the error (points, the
+    posterior scale, averaged over the fits with weights ``w``, one per fit) and how it was set (the first fit's
+    phrase: "estimated: n residuals, d dof, with the prior", "prior (...)", "--sigma (override)"),
+    "unseen_offsets": the spread (points) of offsets between sources, for a (source, retailer) pair no fit saw}."""
     models = [observation_model(f, sigma_pp) for f in fits]
     w = np.asarray(w, dtype=float) / np.sum(w)
-    out: dict[str, dict] = {}
+    sources: dict[str, dict] = {}
     for s in sorted({s for m in models for s in m.errors}):
         first = models[0].error(s)
-        out[s] = {
+        sources[s] = {
             "sigma_pp": float(sum(wk * m.error(s).scale_pp for wk, m in zip(w, models, strict=True))),
             "from": first.origin,
             "described": first.describe(),
         }
-    out["(unseen)"] = {
+    spread = {
         "sigma_pp": float(sum(wk * m.offset_spread.scale_pp for wk, m in zip(w, models, strict=True))),
         "from": models[0].offset_spread.origin,
-        "described": "spread of offsets between sources, for a source-retailer pair no fit saw",
     }
-    return out
+    return {"sources": sources, "unseen_offsets": spread}
 
 
 def path_task(scenario: Scenario, alpha, trend, seed: int, horizon: int, cut: dt.date | None = None) -> FitPath:
