@@ -200,9 +200,11 @@ def error_phrase(sigma: float | None) -> str:
 def error_lines(errors: dict) -> str:
     """One line: the observation error per source (points), how it was set, and the spread of offsets for a pair
     no fit saw (docs/model.md section 8)."""
+    from marketsim.fit.observation import Prior
+
     parts = [f"{s} {e['sigma_pp']:.1f} ({e['described']})" for s, e in errors["sources"].items()]
     parts.append(f"offsets no fit saw: spread {errors['unseen_offsets']['sigma_pp']:.1f}")
-    return "observation error (pp, posterior scale): " + "; ".join(parts)
+    return f"observation error (pp, posterior scale; {Prior().describe()}): " + "; ".join(parts)
 
 
 def verdict(h: dict) -> str:

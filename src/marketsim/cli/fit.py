@@ -18,6 +18,7 @@ from marketsim.report.progress import bar, stderr
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from marketsim.experiments.posterior import condition, save_posterior
+    from marketsim.fit.observation import Prior
     from marketsim.report.progress import console, table
     from marketsim.runtime.executor import open_executor
 
@@ -47,7 +48,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     t = table(
         f"{sc.name}: what the observations until {summ['until']} say about the uncertain parameters",
         caption=f"{summ['fitted']} of {summ['draws']} prior draws could be fitted; effective sample size "
-        f"{summ['ess']:.1f} (floor {summ['ess_floor']:g}); kernel: each source's observation error, "
+        f"{summ['ess']:.1f} (floor {summ['ess_floor']:g}); kernel: each source's observation error "
+        f"({Prior().describe()}): "
         + "; ".join(f"{s} {e['sigma_pp']:.2g} pp ({e['described']})" for s, e in summ["observation_error"].items())
         + settings_caption(settings),
     )

@@ -86,10 +86,8 @@ class Prior:
     offset_dof: float = OFFSET_PRIOR_DOF
 
     def describe(self) -> str:
-        return (
-            f"prior {self.scale_pp:g} pp worth {self.dof:g} residuals (an assumption, docs/model.md section 8); "
-            f"unseen source-retailer offsets: spread {self.offset_scale_pp:g} pp worth {self.offset_dof:g} offsets"
-        )
+        """The prior in a few words (the outputs' captions)."""
+        return f"prior {self.scale_pp:g} pp worth {self.dof:g} residuals, an assumption"
 
 
 def scaled_inv_chi2(ss: float, dof: float, prior_scale: float, prior_dof: float) -> tuple[float, float]:
@@ -124,9 +122,9 @@ class ErrorScale:
         if self.origin == "override":
             return "--sigma (override)"
         if self.origin == "estimated":
-            return f"estimated: {self.n} residuals, {self.dof:.1f} dof, with the prior"
+            return f"estimated from {self.n} residuals ({self.dof:.1f} dof) and the prior"
         why = f"{self.n} residual{'s' if self.n != 1 else ''}, no dof left" if self.n else "never fitted"
-        return f"prior ({why})"
+        return f"the prior, an assumption: {why}"
 
     def to_dict(self) -> dict:
         return {
