@@ -176,9 +176,9 @@ def test_backtest_command_on_a_small_market(tmp_path):
     assert set(out) >= {"heldout", "mae", "coverage90"} and len(out["heldout"]) == 2
     h = {x["retailer"]: x for x in out["heldout"]}
     assert h["A"]["persistence"] == pytest.approx(53.0) and h["A"]["trend"] == pytest.approx(54.0, abs=0.2)
-    # with one draw and 2 equally weighted replicates plus a symmetric 1-point observation error, the 90% band is
-    # symmetric about the prediction (their mean) up to the resampling noise of its 5% and 95% points (~0.03 pp),
-    # and at least as wide as 2 x 1.645 x sigma
+    # with one draw and 2 equally weighted replicates plus a symmetric observation error (a Student t: the source's
+    # error estimated from the fit, docs/model.md section 8), the 90% band is symmetric about the prediction (their
+    # mean) up to the resampling noise of its 5% and 95% points, and at least as wide as a 1-point normal error's
     for x in out["heldout"]:
         assert x["predicted"] == pytest.approx((x["lo90"] + x["hi90"]) / 2, abs=0.15)
         assert x["hi90"] - x["lo90"] >= 2 * 1.645 * 1.0 - 0.1

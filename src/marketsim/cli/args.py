@@ -125,12 +125,12 @@ SETTINGS = {
 }
 
 
-FIT_DRAWS, SIGMA_PP, BACKTEST_REPLICATES = 64, 1.0, 2
+FIT_DRAWS, BACKTEST_REPLICATES = 64, 2
 
 
 ARG_DEFAULTS = {
-    "fit": {"draws": FIT_DRAWS, "sigma": SIGMA_PP},
-    "backtest": {"replicates": BACKTEST_REPLICATES, "sigma": SIGMA_PP},
+    "fit": {"draws": FIT_DRAWS},
+    "backtest": {"replicates": BACKTEST_REPLICATES},
 }
 
 

@@ -62,8 +62,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     con = console()
     t = table(
         f"{sc.name}: back-test, fitted until {args.until}, held-out observations",
-        caption=f"{bt.draws} parameter draws x {bt.replicates} replicates; interval: 90% of the mixture plus a "
-        f"{args.sigma:g}-point observation error (an assumption); naive: "
+        caption=f"{bt.draws} parameter draws x {bt.replicates} replicates; interval: 90% of the mixture plus "
+        f"{error_phrase(args.sigma)}; naive: "
         f"persistence (last value held) and trend (a line through the source's earlier values)"
         f"{'; *: held out (holdout: true), never fitted' if 'holdout' in doc else ''}"
         f"{settings_caption(settings)}",
@@ -101,6 +101,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             )
             + f"; coverage of the 90% intervals: {ho['coverage90_count']}"
         )
+    con.print(error_lines(bt.observation_error))
     for f in bt.fixed:
         con.print(f"note: {f}")
     stderr.print(f"wrote {out}/: backtest.json, backtest.png", markup=False, soft_wrap=True)
@@ -155,7 +156,7 @@ def cmd_rolling(args: argparse.Namespace) -> int:
         f"{sc.name}: rolling back-test from {len(rb.origins)} origin{'s' if len(rb.origins) != 1 else ''} "
         f"({origins}), by horizon",
         caption=f"{rb.draws} parameter draw{'s' if rb.draws != 1 else ''} x {rb.replicates} replicate{'s' if rb.replicates != 1 else ''} per origin; MAE in points of GMV share; "
-        f"intervals: the mixture plus a {args.sigma:g}-point observation error (an assumption); persistence: the "
+        f"intervals: the mixture plus {error_phrase(args.sigma)}; persistence: the "
         f"source's last value before the origin (another source's if it had none); drift: persistence plus the "
         f"series' mean change per day{settings_caption(settings)}",
     )
@@ -182,10 +183,28 @@ def cmd_rolling(args: argparse.Namespace) -> int:
             f"before the origin: no baseline, not scored"
         )
     for o in rb.origins:
+        con.print(f"at {o['origin']}: {error_lines(o['observation_error'])}")
         for f in o["fixed"]:
             con.print(f"note: at {o['origin']}: {f}")
     stderr.print(f"wrote {out}/: backtest.json", markup=False, soft_wrap=True)
     return 0
+
+
+def error_phrase(sigma: float | None) -> str:
+    """What the intervals add for an observation's own error (the tables' captions)."""
+    if sigma is not None:
+        return f"a {sigma:g}-point observation error (--sigma)"
+    return "each source's observation error (estimated from the fit's residuals with a stated prior, below)"
+
+
+def error_lines(errors: dict) -> str:
+    """One line: the observation error per source (points), how it was set, and the spread of offsets for a pair
+    no fit saw (docs/model.md section 8)."""
+    from marketsim.fit.observation import Prior
+
+    parts = [f"{s} {e['sigma_pp']:.1f} ({e['described']})" for s, e in errors["sources"].items()]
+    parts.append(f"offsets no fit saw: spread {errors['unseen_offsets']['sigma_pp']:.1f}")
+    return f"observation error (pp, posterior scale; {Prior().describe()}): " + "; ".join(parts)
 
 
 def verdict(h: dict) -> str:

@@ -19,7 +19,6 @@ from marketsim import __version__
 from marketsim.cli.args import (
     BACKTEST_REPLICATES,
     FIT_DRAWS,
-    SIGMA_PP,
     executor_args,
     finite_float,
     fit_cache,
@@ -278,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Condition the uncertain parameters on the observations (a posterior for project).",
         "Draws the uncertain parameters from their priors (a Latin hypercube), fits each draw to the\n"
         "observations, and weighs each by how well its fit meets them (approximate Bayesian computation\n"
-        "with a Gaussian kernel of --sigma points). Shows per parameter the prior and posterior 90%\n"
+        "with a Gaussian kernel of each source's observation error, estimated from the central fit's\n"
+        "residuals with a stated prior; --sigma fixes it). Shows per parameter the prior and posterior 90%\n"
         "intervals and how much the data narrowed it. Stores the posterior next to the fit cache\n"
         "(results/calibration/), where `marketsim project` finds it, and results/<scenario>/fit/.\n\n"
         "With --ex-post --until DATE (an ex-post evaluation, docs/model.md section 8): the draws are\n"
@@ -300,9 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--sigma",
         type=positive_float,
-        default=SIGMA_PP,
         metavar="PP",
-        help="observation error of the kernel, in points of share (default 1; an assumption)",
+        help="override: one observation error for every source, in points of share (default: each source's, "
+        "estimated from the central fit's residuals with a stated prior; docs/model.md section 8)",
     )
     f.add_argument(
         "--ex-post",
@@ -353,9 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--sigma",
         type=positive_float,
-        default=SIGMA_PP,
         metavar="PP",
-        help="an observation's own error, in points, added to the predictive interval (default 1; an assumption)",
+        help="override: one observation error for every source, in points, in the predictive intervals "
+        "(default: each source's, estimated from each fit's residuals with a stated prior; docs/model.md section 8)",
     )
     executor_args(b)
 

@@ -64,8 +64,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             f"{sc.name}: EX POST: what the observations until {summ['until']} and the held-out figures up to "
             f"{ex['until']} say about the uncertain parameters",
             caption=f"{summ['fitted']} of {summ['draws']} prior draws could be fitted; effective sample size "
-            f"{summ['ess']:.1f} (floor {summ['ess_floor']:g}); kernel sigma {summ['sigma_pp']:g} pp (an assumption)"
-            f"{settings_caption(settings)}",
+            f"{summ['ess']:.1f} (floor {summ['ess_floor']:g}); {_kernel_caption(summ)}{settings_caption(settings)}",
         )
         _ex_post_table(con, t, summ, ex)
         stderr.print(f"wrote {path} (ex post) and {out}/posterior.json", markup=False, soft_wrap=True)
@@ -73,7 +72,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     t = table(
         f"{sc.name}: what the observations until {summ['until']} say about the uncertain parameters",
         caption=f"{summ['fitted']} of {summ['draws']} prior draws could be fitted; effective sample size "
-        f"{summ['ess']:.1f} (floor {summ['ess_floor']:g}); kernel sigma {summ['sigma_pp']:g} pp (an assumption){settings_caption(settings)}",
+        f"{summ['ess']:.1f} (floor {summ['ess_floor']:g}); {_kernel_caption(summ)}{settings_caption(settings)}",
     )
     t.add_column("parameter")
     for c in ("prior 90%", "posterior 90%", "narrowed"):
@@ -150,3 +149,12 @@ def _ex_post_table(con, t, summ: dict, ex: dict) -> None:
         con.print("the data narrowed: " + ", ".join(f"{r['path']} ({r['narrowing'] * 100:.0f}%)" for r in informed))
     else:
         con.print("the data narrowed no parameter by more than a fifth: treat the posterior as the prior")
+
+
+def _kernel_caption(summ: dict) -> str:
+    """How the draws were weighed: each source's observation error, its value and where it came from."""
+    from marketsim.fit.observation import Prior
+
+    return f"kernel: each source's observation error ({Prior().describe()}): " + "; ".join(
+        f"{s} {e['sigma_pp']:.2g} pp ({e['described']})" for s, e in summ["observation_error"].items()
+    )

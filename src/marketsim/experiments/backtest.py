@@ -8,9 +8,12 @@ cannot identify (a trend seen in one period only, an offset the primary source c
 or dropped, and the output says so. The prediction for a held-out observation is the simulated share over its
 period plus its source's fitted offset (none if the source's offset for that retailer could not be fitted),
 over K parameter draws x R replicates; its 90% interval is the 5th-95th percentile of that mixture plus the
-observation's own error (a normal of ``sigma_pp`` points: 1 by default, an assumption shared with
-``marketsim fit``; sources disagree by several points, docs/sources.md), its 50% interval the 25th-75th
-percentile of the same sample.
+observation's own error, its 50% interval the 25th-75th percentile of the same sample. The observation's error is
+the observation model of the fit each draw comes from (:mod:`marketsim.fit.observation`, shared with ``marketsim
+fit``): its source's error estimated from that fit's residuals with a stated prior (drawn from its posterior per
+sample: a Student t), the offset's own error, and for a source or (source, retailer) pair the fit never saw, the
+prior's error and the spread of offsets between sources (sources disagree by 3-8 points, docs/sources.md).
+``sigma_pp`` (``--sigma``) overrides every source's error with a fixed number of points.
 
 ``marketsim backtest SCENARIO --rolling`` repeats this at every cut-off in turn: :mod:`marketsim.experiments.rolling`.
 
@@ -21,21 +24,27 @@ periods' middles), where there are two or more. Their errors are reported where 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
 
 from marketsim.errors import UserError
-from marketsim.experiments.posterior import DEFAULT_SIGMA_PP, refuse_ex_post_leak
+from marketsim.experiments.posterior import refuse_ex_post_leak
 from marketsim.experiments.projection import replicate_seeds
 from marketsim.experiments.tasks import fit_task, map_jobs, with_draw
 from marketsim.experiments.uncertainty import Draws, weighted_quantile
 from marketsim.figures.plots import mark_events, retailer_colors, subplots
 from marketsim.figures.style import figure_function
 from marketsim.fit.calibrate import FitPath, expected_path, fit_problem, period_weights, with_event_values
+from marketsim.fit.observation import ObservationModel, estimate
 from marketsim.fit.options import FitOptions
 from marketsim.scenario.core import Observation, Scenario
+
+#: Draws of the predictive sample per held-out share (its percentiles are the intervals: the 5% point of 20,000
+#: draws moves by about 0.03 points from one sample to another).
+PREDICTIVE_SAMPLES = 20_000
 
 
 def _mid(o: Observation) -> float:
@@ -74,6 +83,8 @@ class Backtest:
     replicates: int
     fixed: list[str]  # what the earlier data could not identify
     series: dict  # for the chart: dates, predictive bands per retailer
+    #: per source: the observation error used (points) and how it was set (:func:`observation_summary`)
+    observation_error: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         k, n = self.coverage90
@@ -88,6 +99,7 @@ class Backtest:
             "draws": self.draws,
             "replicates": self.replicates,
             "fixed": self.fixed,
+            "observation_error": self.observation_error,
         }
         summary = self.holdout_summary()
         if summary is not None:
@@ -122,7 +134,7 @@ def backtest(
     executor=None,
     cache_dir=None,
     on_progress=None,
-    sigma_pp: float = DEFAULT_SIGMA_PP,
+    sigma_pp: float | None = None,
 ) -> Backtest:
     """Fit ``scenario`` on its observations ending before ``until`` and predict the later ones and every held-out
     one (module docstring)."""
@@ -216,6 +228,7 @@ def backtest(
         replicates,
         fixed,
         {"steps": horizon, "bands": bands, "past": past, "later": later},
+        observation_summary([fits[k] for k in kept], draws.weights[kept], sigma_pp),
     )
 
 
@@ -228,29 +241,37 @@ def predict_heldout(
     w: np.ndarray,
     horizon: int,
     rng: np.random.Generator,
-    sigma_pp: float = DEFAULT_SIGMA_PP,
+    sigma_pp: float | None = None,
 ) -> list[tuple[Observation, str, dict]]:
     """Per held-out share (observation of ``later``, retailer): the prediction in points, as
     {"predicted", "lo50", "hi50", "lo90", "hi90"}. ``paths`` are ``replicates`` paths per fit of ``fits`` (in that
     order) with mixture weights ``w``; the prediction is the weighted mean of the simulated share over the
-    observation's period plus the source's fitted offset; both intervals are percentiles (25-75, 5-95) of the same
-    sample of that mixture plus the observation's own error (a normal of ``sigma_pp`` points)."""
+    observation's period plus the source's fitted offset; both intervals are percentiles (25-75, 5-95) of one
+    predictive sample: a path drawn from that mixture (parameter draws and replicates: the simulation noise), plus
+    the draw of the observation's own error from that path's fit (:meth:`ObservationModel.noise
+    <marketsim.fit.observation.ObservationModel.noise>`: its source's error drawn from its posterior, the offset's
+    error, or for a (source, retailer) pair the fit never saw the spread of offsets between sources). ``sigma_pp``
+    overrides every source's error (``--sigma``)."""
     names = sc.retailer_names
     cal = sc.calendar
+    models = [observation_model(f, sigma_pp) for f in fits]
     out = []
     for o in later:
         wts = period_weights(cal, o, horizon)[None, :]
         for rn, _ in o.shares:
             j = names.index(rn)
-            offs = np.array(
-                [(f["offsets"] or {}).get(o.source, {}).get(rn, 0.0) for f in fits for _ in range(replicates)]
-            )
+            offs = np.array([m.offset(o.source, rn)[0] for m in models for _ in range(replicates)])
             pred = np.array([p.period_shares(wts)[0, j] * 100 for p in paths]) + offs
             mean = float(w @ pred)
-            # an observation is the simulated share plus the source's own error (sigma_pp points, an assumption
-            # shared with `marketsim fit`): the predictive interval is that of the sum
-            noisy = rng.choice(pred, size=20_000, p=w) + rng.normal(0, sigma_pp, size=20_000)
-            lo90, lo50, hi50, hi90 = np.percentile(noisy, [5, 25, 75, 95])
+            # an observation is the simulated share plus its source's offset and error (fit.observation): the
+            # predictive interval is that of the sum, per sample the error of the fit its path comes from
+            pick = rng.choice(len(pred), size=PREDICTIVE_SAMPLES, p=w)
+            noise = np.empty(PREDICTIVE_SAMPLES)
+            of_fit = pick // replicates
+            for k in np.unique(of_fit):
+                at = of_fit == k
+                noise[at] = models[k].noise(o.source, rn, rng, int(at.sum()))
+            lo90, lo50, hi50, hi90 = np.percentile(pred[pick] + noise, [5, 25, 75, 95])
             out.append(
                 (
                     o,
@@ -265,6 +286,36 @@ def predict_heldout(
                 )
             )
     return out
+
+
+def observation_model(fit: dict, sigma_pp: float | None = None) -> ObservationModel:
+    """The observation model of a fit (``fit_task``'s "observation"; nothing fitted: every source at its prior and
+    no offset known), with ``sigma_pp`` (``--sigma``) overriding every source's error when given."""
+    d = fit.get("observation")
+    model = ObservationModel.from_dict(d) if d is not None else estimate([], [], [])
+    return dataclasses.replace(model, override=sigma_pp) if sigma_pp is not None else model
+
+
+def observation_summary(fits: list[dict], w: np.ndarray, sigma_pp: float | None = None) -> dict:
+    """The observation error the predictions used: {"sources": per source the fits saw, the error (points, the
+    posterior scale, averaged over the fits with weights ``w``, one per fit) and how it was set (the first fit's
+    phrase: "estimated: n residuals, d dof, with the prior", "prior (...)", "--sigma (override)"),
+    "unseen_offsets": the spread (points) of offsets between sources, for a (source, retailer) pair no fit saw}."""
+    models = [observation_model(f, sigma_pp) for f in fits]
+    w = np.asarray(w, dtype=float) / np.sum(w)
+    sources: dict[str, dict] = {}
+    for s in sorted({s for m in models for s in m.errors}):
+        first = models[0].error(s)
+        sources[s] = {
+            "sigma_pp": float(sum(wk * m.error(s).scale_pp for wk, m in zip(w, models, strict=True))),
+            "from": first.origin,
+            "described": first.describe(),
+        }
+    spread = {
+        "sigma_pp": float(sum(wk * m.offset_spread.scale_pp for wk, m in zip(w, models, strict=True))),
+        "from": models[0].offset_spread.origin,
+    }
+    return {"sources": sources, "unseen_offsets": spread}
 
 
 def path_task(scenario: Scenario, alpha, trend, seed: int, horizon: int, cut: dt.date | None = None) -> FitPath:

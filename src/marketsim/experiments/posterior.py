@@ -4,8 +4,11 @@ Approximate Bayesian computation by importance sampling over a space-filling pri
 Balding 2002; Sisson, Fan & Beaumont 2018, "Handbook of ABC", chapter 1): K draws from the priors
 (:func:`marketsim.experiments.uncertainty.prior_draws`), each fitted like any scenario (its attractiveness, trends and
 source offsets fitted to the observations; :mod:`marketsim.fit.cache`), each weighted by a Gaussian kernel of
-its residuals, exp(-sum_i r_i^2 / (2 sigma^2)), with sigma the observation error in points. A draw that no
-fit can reconcile with the observations (the market tips, an attractiveness runs away) gets weight 0.
+its residuals, exp(-sum_i r_i^2 / (2 sigma_i^2)), with sigma_i the observation error in points of the source of
+residual i: the posterior scale of that source's error in the observation model of the central fit
+(:mod:`marketsim.fit.observation`: estimated from the central fit's residuals with a stated prior, or the prior
+where a source has no residual degrees of freedom), or one number for every source given with ``--sigma``. A draw
+that no fit can reconcile with the observations (the market tips, an attractiveness runs away) gets weight 0.
 
 Why not ABC-SMC (pyabc): every particle here needs a fit of several nuisance parameters (tens of
 simulations), so the thousands of particles an SMC run spends would take hours on two cores; one pass over a
@@ -48,6 +51,7 @@ from marketsim.experiments.tasks import fit_task, map_jobs, with_draw
 from marketsim.experiments.uncertainty import Draws, prior_draws, weighted_quantile
 from marketsim.fit.cache import BadEntry, check_folder, check_writable, read_regular, store_entry, what_is
 from marketsim.fit.calibrate import cache_key, expected_path, period_weights, with_event_values
+from marketsim.fit.observation import estimate, from_calibration
 from marketsim.fit.options import FitOptions
 from marketsim.runtime.digest import digest
 from marketsim.scenario.core import Observation, Scenario, Uncertain
@@ -65,14 +69,11 @@ from marketsim.scenario.posterior_file import (  # noqa: F401  (public here as b
     read_document,
 )
 
-#: Default observation error (points of share) of the kernel: the sources disagree by 2-4 points on JD's share
-#: (docs/sources.md: [cecrc-2013h1] against [iresearch-2013q2]), and a fitted market misses single observations by
-#: about half a point; 1 point is an assumption, stated in the output and settable with --sigma.
-DEFAULT_SIGMA_PP = 1.0
 DEFAULT_DRAWS = 64
 #: The effective-sample-size floor (ESS_MIN, ESS_FRACTION, ess_floor) lives with the file's reader
 #: (:mod:`marketsim.scenario.posterior_file`): an effective sample size under max(10, 5% of the draws) means the
-#: posterior 90% interval is set by one or two draws, or the kernel (--sigma) is narrower than the design's spacing.
+#: posterior 90% interval is set by one or two draws, or the kernel (the observation error) is narrower than the
+#: design's spacing.
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class Posterior:
     params: tuple[Uncertain, ...]
     samples: list[dict[str, float]]  # the design's draws
     weights: np.ndarray  # (K,) normalised importance weights
-    sigma_pp: float
+    sigma_pp: float  # the kernel's observation error (points; root mean square over the residuals)
     path: Path | None = None
 
     @property
@@ -89,8 +90,9 @@ class Posterior:
         return float(1.0 / np.sum(self.weights**2)) if self.weights.sum() > 0 else 0.0
 
 
-def kernel_weights(residuals: list[np.ndarray | None], sigma_pp: float) -> np.ndarray:
-    """Normalised Gaussian-kernel weights of draws from their residual vectors (points); None = no fit (weight 0)."""
+def kernel_weights(residuals: list[np.ndarray | None], sigma_pp: float | np.ndarray) -> np.ndarray:
+    """Normalised Gaussian-kernel weights of draws from their residual vectors (points); None = no fit (weight 0).
+    ``sigma_pp``: one observation error (points) for every residual, or one per residual (its source's)."""
     logw = np.array([-0.5 * float(np.sum((r / sigma_pp) ** 2)) if r is not None else -np.inf for r in residuals])
     if not np.isfinite(logw).any():
         return np.zeros(len(residuals))
@@ -297,16 +299,18 @@ def condition(
     scenario: Scenario,
     *,
     k: int = DEFAULT_DRAWS,
-    sigma_pp: float = DEFAULT_SIGMA_PP,
+    sigma_pp: float | None = None,
     executor=None,
     cache_dir: str | Path | None = None,
     on_progress=None,
     ex_post_until: dt.date | None = None,
 ) -> tuple[Posterior, dict]:
     """Weigh ``k`` prior draws by how well their fits meet the observations (see the module docstring).
-    Returns the posterior and a summary (per-parameter report, failed draws, effective sample size). With
-    ``ex_post_until`` (DATE), the held-out observations that end by DATE weigh the draws too (ex post: the
-    module docstring); the summary's ``ex_post`` lists them."""
+    ``sigma_pp``: the kernel's observation error for every source (``--sigma``); None: each source's from the
+    central fit's observation model. Returns the posterior and a summary (per-parameter report, failed draws,
+    effective sample size, the observation error used per source). With ``ex_post_until`` (DATE), the held-out
+    observations that end by DATE weigh the draws too (ex post: the module docstring); the summary's ``ex_post``
+    lists them."""
     if not scenario.uncertain:
         raise UserError(f"{scenario.source}: no uncertain parameter (a range or a prior) to condition on the data")
     if not scenario.fittable_observations:  # held-out ones (holdout: true) never enter a fit
@@ -332,6 +336,22 @@ def condition(
         on_progress,
     )
     residuals = [None if "error" in f else np.asarray(f["residuals"], dtype=float) for f in fits]
+    # the kernel's sigma per residual: its source's error in the central fit's observation model (every draw fits
+    # the same observations, in the same order); no central fit: the prior for every source
+    model = from_calibration(start, override=sigma_pp) if start is not None else estimate([], [], [], override=sigma_pp)
+    sources = [o["source"] for o in start.observations] if start is not None else []
+    n_res = max((len(r) for r in residuals if r is not None), default=0)
+    if sources and len(sources) == n_res:
+        sigma, errors = model.kernel_sigma(sources), {s: model.error(s) for s in sorted(set(sources))}
+    else:
+        sigma, errors = np.full(n_res, model.error("").scale_pp), {"(every source)": model.error("")}
+    if followed:  # a held-out figure's kernel: its source's error and its offset's (the spread, if never fitted)
+        extra = [
+            math.hypot(model.error(o.source).scale_pp, model.offset_se(o.source, r))
+            for o in followed
+            for r, _ in o.shares
+        ]
+        sigma = np.concatenate([sigma, np.asarray(extra, dtype=float)])
     if followed:  # ex post: each fitted draw's misses on what followed join its residuals
         missed = map_jobs(
             executor,
@@ -346,11 +366,12 @@ def condition(
         )
         it = iter(missed)
         residuals = [None if r is None else np.concatenate([r, next(it)]) for r in residuals]
-    w = kernel_weights(residuals, sigma_pp)
+    w = kernel_weights(residuals, sigma)
     if w.sum() == 0:
         first = next((f["error"] for f in fits if "error" in f), "no draw could be fitted")
         raise UserError(f"no parameter draw could be fitted to the observations; the first: {first}")
-    post = Posterior(draws.params, draws.values, w, sigma_pp)
+    rms = float(np.sqrt(np.mean(sigma**2))) if n_res else model.error("").scale_pp
+    post = Posterior(draws.params, draws.values, w, rms)
     floor = ess_floor(k)
     if post.ess < floor:  # a posterior on a handful of points: neither stored nor reported as "narrowing"
         kept = (
@@ -363,9 +384,10 @@ def condition(
         kept = f"; the posterior stored before ({kept}) is left as it was" if kept is not None and kept.exists() else ""
         raise UserError(
             f"{scenario.source}: the posterior is worth {post.ess:.1f} draws (effective sample size: the fits of "
-            f"{k} prior draws, weighted by a kernel of --sigma {sigma_pp:g} points), under the floor of {floor:g}; "
+            f"{k} prior draws, weighted by a kernel of the observation errors "
+            f"{', '.join(f'{s} {e.scale_pp:.2g}' for s, e in errors.items())} points), under the floor of {floor:g}; "
             f"nothing was stored{kept}; give more --draws (e.g. {max(2 * k, DEFAULT_DRAWS)}) or a larger --sigma "
-            f"(the observation error you assume, in points)"
+            f"(the observation error you assume for every source, in points)"
         )
     until = scenario.fit_cutoff()
     report = parameter_report(draws, w, scenario, until, ex_post_until)
@@ -373,7 +395,8 @@ def condition(
         "scenario": scenario.name,
         "draws": k,
         "fitted": sum(r is not None for r in residuals),
-        "sigma_pp": sigma_pp,
+        "sigma_pp": rms,  # the kernel's observation error, root mean square over the residuals
+        "observation_error": {s: {**e.to_dict(), "described": e.describe()} for s, e in errors.items()},
         "ess": post.ess,
         "ess_floor": floor,
         "until": until.isoformat(),

@@ -11,7 +11,8 @@ nothing ends on or after it (nothing to predict), when the fit still refuses (e.
 one calibrated retailer never observed yet), or when no parameter draw could be fitted.
 
 **Predictions.** Every observed share of an observation ending on or after D is predicted with the back-test's
-machinery (K draws x R replicates, the source's fitted offset, a ``sigma_pp``-point observation error): the mean,
+machinery (K draws x R replicates, the source's fitted offset, the observation error of each draw's fit:
+:mod:`marketsim.fit.observation`, or ``sigma_pp`` points where given): the mean,
 and the 50% and 90% intervals (25th-75th and 5th-95th percentiles of the same predictive sample). Its horizon
 is ``ceil((observation end - D) / 91.3 days)`` quarters, at least 1.
 
@@ -40,8 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from marketsim.errors import UserError
-from marketsim.experiments.backtest import path_task, predict_heldout
-from marketsim.experiments.posterior import DEFAULT_SIGMA_PP, refuse_ex_post_leak
+from marketsim.experiments.backtest import observation_summary, path_task, predict_heldout
+from marketsim.experiments.posterior import refuse_ex_post_leak
 from marketsim.experiments.projection import replicate_seeds
 from marketsim.experiments.tasks import fit_task, map_jobs, with_draw
 from marketsim.experiments.uncertainty import Draws
@@ -137,7 +138,7 @@ class RollingBacktest:
     skipped: list[str]  # one line per candidate origin skipped
     draws: int
     replicates: int
-    sigma_pp: float
+    sigma_pp: float | None  # --sigma: every source's observation error (None: each fit's observation model)
     unscored: int = 0  # held-out shares without baselines (left out of the horizons' scores)
 
     def to_dict(self) -> dict:
@@ -171,7 +172,7 @@ def rolling_backtest(
     executor=None,
     cache_dir=None,
     on_progress=None,
-    sigma_pp: float = DEFAULT_SIGMA_PP,
+    sigma_pp: float | None = None,
     plan: tuple[list[OriginPlan], list[str]] | None = None,
 ) -> RollingBacktest:
     """Fit ``scenario`` at every origin in turn and predict the observations after each (module docstring).
@@ -262,6 +263,7 @@ def rolling_backtest(
                     for f in kept_fits
                 ],
                 "fixed": p.fixed,
+                "observation_error": observation_summary(kept_fits, draws.weights[kept], sigma_pp),
             }
         )
     horizons, unscored = score_by_horizon(heldout)

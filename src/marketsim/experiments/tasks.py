@@ -18,6 +18,7 @@ from marketsim.engine.market import Market, StepRecord
 from marketsim.errors import UserError
 from marketsim.fit.cache import fitted
 from marketsim.fit.calibrate import CalibrationError
+from marketsim.fit.observation import from_calibration
 from marketsim.fit.options import FitOptions
 from marketsim.scenario.core import Scenario, ScenarioError
 
@@ -58,7 +59,8 @@ def map_jobs(
 def fit_task(scenario: Scenario, cache_dir: str | None, options: FitOptions = FitOptions()) -> dict:
     """Fit one arm of one draw (through the fit cache in ``cache_dir``; None: no cache) as plain data:
     {"alpha", "trend" (per retailer), "key", "max_residual_pp", "dof", "residuals" (pp per observation),
-    "offsets"} (the last five None when nothing is fitted), or {"error": one line} when the fit fails."""
+    "offsets", "observation"} (the last six None when nothing is fitted; "observation": the fit's observation model,
+    :class:`marketsim.fit.observation.ObservationModel` as plain data), or {"error": one line} when the fit fails."""
     try:
         fit = fitted(scenario, cache_dir, options=options)
     except CalibrationError as e:
@@ -74,6 +76,7 @@ def fit_task(scenario: Scenario, cache_dir: str | None, options: FitOptions = Fi
         "offsets": None if cal is None else cal.offsets,
         "event_values": {} if cal is None else cal.event_values,  # fitted recurring effects' sizes, by path
         "trend_se": {} if cal is None else cal.trend_se,  # fitted trends' standard errors, by retailer
+        "observation": None if cal is None else from_calibration(cal).to_dict(),  # each source's error, offsets' s.e.
     }
 
 
