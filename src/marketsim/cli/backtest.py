@@ -110,7 +110,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         )
     for f in bt.fixed:
         con.print(f"note: {f}")
-    con.print(doc["trend_after"]["sentence"], markup=False, soft_wrap=True)
+    con.print(doc["trend_after"]["sentence"], markup=False)
     stderr.print(f"wrote {out}/: backtest.json, backtest.png", markup=False, soft_wrap=True)
     return 0
 
@@ -206,7 +206,7 @@ def cmd_rolling(args: argparse.Namespace) -> int:
         for f in o["fixed"]:
             con.print(f"note: at {o['origin']}: {f}")
     for p, c in zip(plans, choices, strict=True):
-        con.print(f"note: at {p.origin}: {trend_sentence(c.to_dict())}", markup=False, soft_wrap=True)
+        con.print(f"note: at {p.origin}: {trend_sentence(c.to_dict())}", markup=False)
     stderr.print(f"wrote {out}/: backtest.json", markup=False, soft_wrap=True)
     return 0
 

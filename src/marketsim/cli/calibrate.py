@@ -122,7 +122,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
     if cal.dof == 0:
         con.print("the fit is saturated (as many parameters as equations): zero residuals say nothing about the model")
-    con.print(doc["trend_after"]["sentence"], markup=False, soft_wrap=True)
-    con.print(doc["skill"]["sentence"], markup=False, soft_wrap=True)
+    con.print(doc["trend_after"]["sentence"], markup=False)
+    con.print(doc["skill"]["sentence"], markup=False)
     con.print(f"wrote {out}/: fit.png, fit.json")
     return 0

@@ -138,7 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in move_lines(summary.get("moves"), summary["last_date"]):
         con.print(line, markup=False, soft_wrap=True)
     if choice is not None:
-        con.print(summary["trend_after"]["sentence"], markup=False, soft_wrap=True)
-        con.print(summary["skill"]["sentence"], markup=False, soft_wrap=True)
+        con.print(summary["trend_after"]["sentence"], markup=False)
+        con.print(summary["skill"]["sentence"], markup=False)
     con.print(f"wrote {out}/: timeseries.csv, timeseries.parquet, flows.csv, flows.parquet, summary.json, shares.png")
     return 0

@@ -22,8 +22,8 @@ one that carries less trend (hold, then damped, then linear). When no origin can
 trend rests on a few points of one or two sources; carried at full strength it moves the level by itself).
 
 A scenario that states ``forecast.trend_after`` keeps it; its skill is still measured the same way. The result is
-stored next to the fits (``<key>.trend-choice.json`` in the fit cache folder; the key hashes the scenario, its
-cut-off and the candidates), so the same scenario gets the same choice without simulating again, whatever the
+stored next to the fits (``<key>.trend-choice.json`` in the fit cache folder; the key hashes the scenario with
+its decision-time observations only, its cut-off and the candidates), so the same scenario gets the same choice without simulating again, whatever the
 number of workers (paths are seeded from the scenario seed and collected in order).
 """
 
@@ -128,10 +128,12 @@ def choice_path(sc: Scenario, cache_dir: str | Path, until: dt.date | None = Non
 
 
 def _key(sc: Scenario, until: dt.date | None) -> str:
+    """The scenario with its decision-time observations only (a held-out or later one cannot change the key, as
+    it cannot change the choice), the cut-off, the candidates and whether the rule is stated."""
     return digest(
         {
             "format": FORMAT,
-            "scenario": sc.to_dict(),
+            "scenario": dataclasses.replace(sc, observations=sc.fit_observations(until)).to_dict(),
             "until": sc.fit_cutoff(until).isoformat(),
             "candidates": CANDIDATES,
             "stated": trend_stated(sc),

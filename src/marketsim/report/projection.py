@@ -529,9 +529,9 @@ def print_summary(summary: dict, proj: Projection) -> None:
     for line in move_lines(summary.get("moves"), summary["horizon"]):
         con.print(line, markup=False, soft_wrap=True)
     if summary.get("trend_after"):
-        con.print(summary["trend_after"]["sentence"], markup=False, soft_wrap=True)
+        con.print(summary["trend_after"]["sentence"], markup=False)
     if summary.get("skill"):
-        con.print(summary["skill"]["sentence"], markup=False, soft_wrap=True)
+        con.print(summary["skill"]["sentence"], markup=False)
     ll = summary["lost_login"]
     if ll["consumers"] > 0:
         con.print(

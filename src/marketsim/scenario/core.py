@@ -1509,7 +1509,8 @@ class _Validator:
         if rule != "damped" and half is not None:
             self.fail(
                 "forecast.half_life_years",
-                f"a half-life is for trend_after: damped, not {rule}; remove it or write trend_after: damped",
+                f"a half-life is for trend_after: damped, not {rule or 'a rule left unstated'}; remove it or "
+                f"write trend_after: damped",
             )
         return Forecast(rule, half, self.get(F, d, "trend_uncertainty", "forecast"))
 
