@@ -111,6 +111,8 @@ def test_the_choice_never_reads_held_out_or_later_observations(series, cache):
         f"  - {{source: P, period: 2013Q3, shares: {{A: 0.9, B: 0.05}}}}\n"
     )
     clean = choose_trend(parse_text(_market(s)), cache_dir=cache)
+    for f in cache.glob("*.trend-choice.json"):  # computed again (the fits stay cached), not read back
+        f.unlink()
     dirty = choose_trend(parse_text(_market(s, extra_obs=planted)), cache_dir=cache)
     assert dataclasses.asdict(dirty) == dataclasses.asdict(clean)
     # the later observation would change the scores if the cut-off let it in (so the check above can fail)
@@ -157,6 +159,8 @@ def test_the_report_sentences():
     assert (
         trend_sentence({**d, "how": "stated"}) == "trends after the cut-off (2013-06-30): hold (stated in the scenario)"
     )
+    alike = {**d, "tie": True, "mae": dict.fromkeys(d["mae"], 2.5)}
+    assert "all alike: no origin before the cut-off had a fitted trend to carry" in trend_sentence(alike)
 
 
 def test_project_states_the_trend_rule_and_the_skill(series, cache, tmp_path, monkeypatch, capsys):

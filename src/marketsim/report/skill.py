@@ -26,6 +26,11 @@ def trend_sentence(choice: dict) -> str:
         )
     maes = ", ".join(f"{k} {v:.2f}" for k, v in sorted(choice["mae"].items(), key=lambda kv: kv[1]))
     tie = "; a tie goes to the rule that carries less trend" if choice.get("tie") else ""
+    if choice.get("tie") and len({round(v, 9) for v in choice["mae"].values()}) == 1:
+        tie = (
+            "; all alike: no origin before the cut-off had a fitted trend to carry, so the data say nothing about "
+            "trends beyond them and the rule that carries none is kept"
+        )
     return (
         f"{head} (chosen: rolling-origin MAE on {choice['n']} decision-time value{'s' if choice['n'] != 1 else ''}: "
         f"{maes} points; persistence {choice['persistence']:.2f}{tie})"
