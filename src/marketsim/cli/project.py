@@ -78,8 +78,9 @@ def cmd_project(args: argparse.Namespace) -> int:
     # options are one market: an option that does not state its own rule gets the same)
     from marketsim.experiments.trend_choice import with_trend
 
-    sc, choice = trend_rule(sc, args, quiet=args.json)
-    options = {name: sc if name == sc.name else with_trend(v, choice) for name, v in options.items()}
+    choice = trend_rule(load(args, steps=False), args, quiet=args.json)[1]  # (--steps does not change it)
+    options = {name: with_trend(v, choice) for name, v in options.items()}
+    sc = options[sc.name]
     asked = getattr(args, "trend_uncertainty", None)
     trends = bool(sc.forecast.trend_uncertainty if asked is None else asked) and any(
         r.calibrate_trend for r in sc.retailers
