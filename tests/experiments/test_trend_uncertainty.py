@@ -60,7 +60,7 @@ def test_the_spread_between_draws_grows_with_the_horizon():
     sc = _market(n=2000)
     draws = central_draws(sc, 4)
     with_tu = project(sc, draws=draws, replicates=2, trend_uncertainty=True)
-    without = project(sc, draws=draws, replicates=2)
+    without = project(sc, draws=draws, replicates=2, trend_uncertainty=False)
     share = with_tu.arrays["scenario"]["gmv_share"][..., 0]  # (draws, replicates, steps): retailer A
     spread = share.mean(axis=1).std(axis=0)
     assert spread[-3:].mean() > 2 * spread[:3].mean(), spread

@@ -144,6 +144,10 @@ def settings_of(args: argparse.Namespace) -> dict:
     defaults = ARG_DEFAULTS.get(args.command, {})
     for k in SETTINGS[args.command]:
         v = getattr(args, k, None)
+        if k == "trend_uncertainty":  # on by default: only turning it off is a setting
+            if v is False:
+                out[k] = False
+            continue
         if v is None or v is False or (k in defaults and v == defaults[k]):
             continue
         if k == "set":
@@ -275,6 +279,29 @@ def fit_params(scenario, args: argparse.Namespace, quiet: bool = False):
             markup=False,
         )
     return fit
+
+
+def trend_rule(scenario, args: argparse.Namespace, until=None, quiet: bool = False):
+    """``scenario`` with the rule its trends follow after the cut-off (``until``, else its own) written in, and
+    the :class:`marketsim.experiments.trend_choice.TrendChoice` behind it: the scenario's own rule if it states
+    one, else the one chosen by rolling-origin skill on the decision-time observations (cached next to the
+    fits, so only the first run of a scenario simulates)."""
+    from marketsim.experiments.trend_choice import choose_trend, with_trend
+
+    with bar(
+        "how trends continue past the data: rolling-origin fits on the observations before the cut-off",
+        None,
+        "tasks",
+        enabled=not quiet,
+    ) as update:
+        done: dict = {}
+
+        def progress(stage, k, total):
+            done[stage] = (k, total)
+            update(completed=sum(d for d, _ in done.values()), total=sum(t for _, t in done.values()))
+
+        choice = choose_trend(scenario, cache_dir=fit_cache(args), until=until, on_progress=progress)
+    return with_trend(scenario, choice), choice
 
 
 def executor_args(p: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ from marketsim.cli.args import (
     settings_caption,
     settings_of,
     store_result,
+    trend_rule,
 )
 from marketsim.report.progress import bar, stderr
 
@@ -26,10 +27,15 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     if getattr(args, "rolling", False):
         return cmd_rolling(args)
+    from marketsim.report.skill import trend_sentence
+
     sc = load(args)
     settings = settings_of(args)
     out = result_folder(args, settings, sc.name, f"backtest-{args.until}", named=("until",))
     check_settings(out, "backtest.json", settings)
+    # trends after --until: stated, or chosen by rolling-origin skill on the observations before it (never on
+    # what the back-test scores)
+    sc, choice = trend_rule(sc, args, until=args.until, quiet=args.json)
     k = args.draws if args.draws is not None else (16 if sc.uncertain else 1)
     draws = prior_draws(sc, k, sc.seed) if k > 1 else central_draws(sc)
     R = args.replicates
@@ -55,6 +61,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             )
     doc = bt.to_dict()
     doc["settings"] = settings
+    doc["trend_after"] = {**choice.to_dict(), "sentence": trend_sentence(choice.to_dict())}
     if store_result(
         args, out, "backtest", "backtest", "backtest.json", doc, figures={"backtest.png": lambda: backtest_figure(bt)}
     ):
@@ -104,6 +111,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     con.print(error_lines(bt.observation_error))
     for f in bt.fixed:
         con.print(f"note: {f}")
+    con.print(doc["trend_after"]["sentence"], markup=False)
     stderr.print(f"wrote {out}/: backtest.json, backtest.png", markup=False, soft_wrap=True)
     return 0
 
@@ -113,6 +121,7 @@ def cmd_rolling(args: argparse.Namespace) -> int:
     from marketsim.experiments.rolling import plan_origins, rolling_backtest
     from marketsim.experiments.uncertainty import central_draws, prior_draws
     from marketsim.report.progress import console, table
+    from marketsim.report.skill import trend_sentence
     from marketsim.runtime.executor import open_executor
 
     sc = load(args)
@@ -123,6 +132,13 @@ def cmd_rolling(args: argparse.Namespace) -> int:
     draws = prior_draws(sc, k, sc.seed) if k > 1 else central_draws(sc)
     R = args.replicates
     plans, skipped = plan_origins(sc)
+    # at each origin, trends after it follow the scenario's rule, or the one chosen on the data before it
+    from marketsim.experiments.trend_choice import per_origin
+
+    with bar(
+        "how trends continue past each origin: rolling-origin fits before it", None, "tasks", enabled=not args.json
+    ):
+        choices = per_origin(sc, plans, cache_dir=fit_cache(args))
     total = len(plans) * draws.k * (R + 1)
     with open_executor(max(total, 1), workers=args.workers, scheduler=args.scheduler) as pool:
         with bar(
@@ -146,6 +162,11 @@ def cmd_rolling(args: argparse.Namespace) -> int:
             )
     doc = rb.details()
     doc["settings"] = settings
+    doc["trend_after"] = (
+        [{"origin": p.origin.isoformat(), **c.to_dict()} for p, c in zip(plans, choices, strict=True)]
+        if choices
+        else sc.forecast.trend_after
+    )
     for line in rb.skipped:  # one line each (on stderr, where one-line messages soft-wrap)
         stderr.print(f"marketsim: skipped {line}", markup=False, soft_wrap=True)
     if store_result(args, out, "backtest", "backtest", "backtest.json", doc, printed=rb.to_dict()):
@@ -186,6 +207,8 @@ def cmd_rolling(args: argparse.Namespace) -> int:
         con.print(f"at {o['origin']}: {error_lines(o['observation_error'])}")
         for f in o["fixed"]:
             con.print(f"note: at {o['origin']}: {f}")
+    for p, c in zip(plans, choices, strict=True):
+        con.print(f"note: at {p.origin}: {trend_sentence(c.to_dict())}", markup=False)
     stderr.print(f"wrote {out}/: backtest.json", markup=False, soft_wrap=True)
     return 0
 

@@ -12,6 +12,7 @@ from marketsim.cli.args import (
     settings_caption,
     settings_of,
     store_result,
+    trend_rule,
 )
 from marketsim.errors import UserError
 from marketsim.report.numbers import points
@@ -39,6 +40,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     doc = cal.summary()
     if full is not None:
         doc["full_size"] = full
+    # how trends continue past this cut-off: stated, or chosen by rolling-origin skill on the data before it
+    from marketsim.report.skill import skill, trend_sentence
+
+    choice = trend_rule(sc, args, until=getattr(args, "until", None), quiet=args.json)[1].to_dict()
+    doc["trend_after"] = {**choice, "sentence": trend_sentence(choice)}
+    doc["skill"] = skill(choice)
     doc["settings"] = settings
     if store_result(
         args, out, "calibration", "calibrate", "fit.json", doc, figures={"fit.png": lambda: plots.fit_figure(sc, cal)}
@@ -115,5 +122,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
     if cal.dof == 0:
         con.print("the fit is saturated (as many parameters as equations): zero residuals say nothing about the model")
+    con.print(doc["trend_after"]["sentence"], markup=False)
+    con.print(doc["skill"]["sentence"], markup=False)
     con.print(f"wrote {out}/: fit.png, fit.json")
     return 0

@@ -266,10 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument(
         "--trend-uncertainty",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="draw every fitted trend within its standard error (each draw adds a normal with the fit's standard "
-        f"error; default draws then {DEFAULT_DRAWS} even without uncertain parameters); the scenario's "
-        "forecast.trend_uncertainty asks for it too",
+        f"error; default draws then {DEFAULT_DRAWS} even without uncertain parameters): the default, as the "
+        "scenario's forecast.trend_uncertainty (true unless it says false); --no-trend-uncertainty holds the "
+        "fitted trends at their point values",
     )
 
     f = scenario_cmd(

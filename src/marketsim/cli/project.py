@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from marketsim.cli.args import check_settings, fit_cache, load, result_folder, settings_of, store_result
+from marketsim.cli.args import check_settings, fit_cache, load, result_folder, settings_of, store_result, trend_rule
 from marketsim.errors import UserError
 from marketsim.report.progress import bar, stderr
 
@@ -36,6 +36,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     from marketsim.experiments.uncertainty import central_draws, posterior_draws, prior_draws
     from marketsim.io import store
     from marketsim.report import projection as report
+    from marketsim.report.skill import skill, trend_sentence
     from marketsim.scenario.core import load_scenario
 
     sc = load(args)
@@ -73,9 +74,17 @@ def cmd_project(args: argparse.Namespace) -> int:
     projection.check_shared_draws(options, sc.uncertain)
     settings = settings_of(args)
     cache = fit_cache(args)
-    trends = bool(getattr(args, "trend_uncertainty", False) or sc.forecast.trend_uncertainty) and any(
+    # how trends continue past the data: stated, or chosen by rolling-origin skill on the decision-time data (the
+    # options are one market: an option that does not state its own rule gets the same)
+    from marketsim.experiments.trend_choice import with_trend
+
+    choice = trend_rule(load(args, steps=False), args, quiet=args.json)[1]  # (--steps does not change it)
+    options = {name: with_trend(v, choice) for name, v in options.items()}
+    sc = options[sc.name]
+    asked = getattr(args, "trend_uncertainty", None)
+    trends = bool(sc.forecast.trend_uncertainty if asked is None else asked) and any(
         r.calibrate_trend for r in sc.retailers
-    )  # the fitted trends vary between draws too
+    )  # the fitted trends vary between draws too (by default; --no-trend-uncertainty holds them)
     k = args.draws if args.draws is not None else (DEFAULT_DRAWS if sc.uncertain or trends else 1)
     # a stored posterior is checked in full where it would be used: a damaged one is one line, never the priors
     post = None if args.prior or k <= 1 or not sc.uncertain else load_posterior(sc, cache)
@@ -156,6 +165,9 @@ def cmd_project(args: argparse.Namespace) -> int:
     for w in proj.warnings:
         stderr.print(f"marketsim: warning: {w}", markup=False, soft_wrap=True)
     summ["draws_from"] = draws_from  # where the parameter draws came from (the posterior's file and ESS)
+    summ["trend_after"] = {**choice.to_dict(), "sentence": trend_sentence(choice.to_dict())}
+    summ["trend_uncertainty"] = trends
+    summ["skill"] = skill(choice.to_dict())  # the model's skill on its own data, next to the answer
 
     def files(new):
         store.write_table(proj.tidy(), new / "replicates", formats=("parquet",))

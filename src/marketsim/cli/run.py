@@ -13,6 +13,7 @@ from marketsim.cli.args import (
     settings_caption,
     settings_of,
     store_result,
+    trend_rule,
 )
 from marketsim.report.moves import move_lines
 from marketsim.report.numbers import share, shift
@@ -30,8 +31,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = result_folder(args, settings, sc.name)
     store.check_output_dir(out, kind="run")  # before any work: a bad --out costs nothing
     check_settings(out, "summary.json", settings)
-    fit = fit_params(load(args, steps=False), args, quiet=args.json)
+    full = load(args, steps=False)
+    fit = fit_params(full, args, quiet=args.json)
     cal = fit.calibration
+    # how trends continue past the cut-off: stated, or chosen by rolling-origin skill (on the full calendar, so
+    # --steps does not change the choice)
+    from marketsim.experiments.trend_choice import with_trend
+    from marketsim.report.skill import skill, trend_sentence
+
+    choice = trend_rule(full, args, quiet=args.json)[1] if full.needs_fit else None
+    sc = sc if choice is None else with_trend(sc, choice)
     steps = sc.calendar.steps
     for e in sc.events_outside:
         stderr.print(
@@ -78,6 +87,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             for e in sc.events
         ],
         **({"moves": res.moves_summary()} if res.moves else {}),  # entries, exits, acquisitions (none: no key)
+        **(
+            {}
+            if choice is None
+            else {
+                "trend_after": {**choice.to_dict(), "sentence": trend_sentence(choice.to_dict())},
+                "skill": skill(choice.to_dict()),
+            }
+        ),
         "files": {
             "timeseries": ["timeseries.csv", "timeseries.parquet"],
             "flows": ["flows.csv", "flows.parquet"],
@@ -120,5 +137,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
     for line in move_lines(summary.get("moves"), summary["last_date"]):
         con.print(line, markup=False, soft_wrap=True)
+    if choice is not None:
+        con.print(summary["trend_after"]["sentence"], markup=False)
+        con.print(summary["skill"]["sentence"], markup=False)
     con.print(f"wrote {out}/: timeseries.csv, timeseries.parquet, flows.csv, flows.parquet, summary.json, shares.png")
     return 0

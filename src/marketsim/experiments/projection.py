@@ -236,7 +236,7 @@ def project(
     independent_baseline: bool = False,
     thresholds: tuple[float, ...] = (),
     on_progress: Callable[[str, int, int], None] | None = None,
-    trend_uncertainty: bool = False,
+    trend_uncertainty: bool | None = None,
 ) -> Projection:
     """Project ``scenario`` (and the other ``options``, compared on the same draws and seeds) against the
     baseline without ``baseline_without`` (default: all of the scenario's events).
@@ -248,7 +248,8 @@ def project(
     ``executor``: any ``concurrent.futures.Executor`` (None runs inline). ``on_progress(stage,
     done, total)`` reports the fits, then the replicates. Draws that cannot be fitted are dropped and reported
     (they are parameter values the observations rule out); if none can, the first one's reason is raised.
-    ``trend_uncertainty`` (or the first option's ``forecast.trend_uncertainty``): each draw adds to every trend
+    ``trend_uncertainty`` (None: the first option's ``forecast.trend_uncertainty``, true unless the scenario
+    turns it off): with more than one draw, each draw adds to every trend
     fitted in it a normal with that fit's standard error (:func:`perturb_trends`; the draws then name the trends
     as parameters, so the report shows how much of the spread they drive)."""
     options = dict(options or {"scenario": scenario})
@@ -303,7 +304,9 @@ def project(
     if not kept:
         raise UserError(f"no parameter draw could be fitted; the first: {failed[0][1]}")
 
-    if (trend_uncertainty or options[first].forecast.trend_uncertainty) and draws.k > 1:
+    if trend_uncertainty is None:
+        trend_uncertainty = options[first].forecast.trend_uncertainty
+    if trend_uncertainty and draws.k > 1:
         draws, by_draw = perturb_trends(options[first], draws, by_draw, kept, first)
     t_fit = time.perf_counter() - t0
     seeds = replicate_seeds(scenario.seed, replicates)
@@ -428,7 +431,7 @@ def perturb_trends(
             float(ref_trend[names.index(n)]),
             "normal",
             (float(ref_trend[names.index(n)]), max(float(ref["trend_se"][n]), 1e-12)),
-            "fitted trend: a normal with its standard error from the fit (project --trend-uncertainty)",
+            "fitted trend: a normal with its standard error from the fit (turned off by project --no-trend-uncertainty)",
             (-math.inf, math.inf),
         )
         for n in fitted

@@ -100,6 +100,9 @@ class OriginPlan:
     past: list[Observation]
     later: list[Observation]
     fixed: list[str]
+    # the scenario its paths simulate (None: the back-tested one); e.g. with the trend rule chosen on the data
+    # before this origin (marketsim.experiments.trend_choice.per_origin)
+    scenario: Scenario | None = None
 
     @property
     def cut(self) -> dt.date:
@@ -207,7 +210,7 @@ def rolling_backtest(
         used.append((p, kept, fits))
     path_jobs = [
         (
-            with_event_values(with_draw(sc, draws.values[k]), fits[k]["event_values"]),
+            with_event_values(with_draw(p.scenario or sc, draws.values[k]), fits[k]["event_values"]),
             fits[k]["alpha"],
             fits[k]["trend"],
             s,

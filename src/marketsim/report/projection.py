@@ -304,6 +304,22 @@ def report_markdown(proj: Projection, summary: dict) -> str:
             f"{proj.failed[0][1]}",
             "",
         ]
+    if summary.get("skill"):
+        lines += ["## How good its forecasts are", "", summary["skill"]["sentence"], ""]
+    if summary.get("trend_after"):
+        t = summary["trend_after"]["sentence"]
+        lines += [
+            t[0].upper()
+            + t[1:]
+            + "."
+            + (
+                " Each draw also moves every fitted trend within its standard error, so the intervals widen "
+                "with the horizon as far as the rule lets a trend act."
+                if summary.get("trend_uncertainty")
+                else ""
+            ),
+            "",
+        ]
     lines += [
         "## What moved",
         "",
@@ -522,6 +538,10 @@ def print_summary(summary: dict, proj: Projection) -> None:
         con.print(c)
     for line in move_lines(summary.get("moves"), summary["horizon"]):
         con.print(line, markup=False, soft_wrap=True)
+    if summary.get("trend_after"):
+        con.print(summary["trend_after"]["sentence"], markup=False)
+    if summary.get("skill"):
+        con.print(summary["skill"]["sentence"], markup=False)
     ll = summary["lost_login"]
     if ll["consumers"] > 0:
         con.print(

@@ -240,24 +240,37 @@ class Event:
         return tuple(out)
 
 
+#: The trend rule when a scenario states none and no rolling-origin choice was made (and the choice's own
+#: fallback): a trend is not carried past the data without evidence that it goes on (docs/model.md section 8).
+UNSTATED_TREND_AFTER = "hold"
+
+
 @dataclass(frozen=True)
 class Forecast:
-    """How trends continue after the fit cut-off (docs/model.md section 4, "Trends beyond the data"): ``linear``
+    """How trends continue after the fit cut-off (docs/model.md section 8, "Trends beyond the data"): ``linear``
     (at full strength), ``hold`` (attractiveness frozen at its value at the cut-off) or ``damped`` (the slope
-    halves every ``half_life_years`` after the cut-off)."""
+    halves every ``half_life_years`` after the cut-off). ``trend_after`` None: the scenario does not say; the
+    commands that report a forecast choose the rule by rolling-origin skill on the decision-time observations
+    (:mod:`marketsim.experiments.trend_choice`) and write it in (:meth:`Scenario.with_forecast`); where nothing
+    chose one, the trends hold (:data:`UNSTATED_TREND_AFTER`)."""
 
-    trend_after: str = "linear"
+    trend_after: str | None = None
     half_life_years: float | None = None  # with damped only
-    trend_uncertainty: bool = False  # projections draw the fitted trends within their standard errors
+    trend_uncertainty: bool = True  # projections draw the fitted trends within their standard errors
+
+    @property
+    def rule(self) -> str:
+        """The rule the engine applies: the stated one, else :data:`UNSTATED_TREND_AFTER`."""
+        return self.trend_after or UNSTATED_TREND_AFTER
 
     def trend_years(self, years: float, cut_years: float) -> float:
         """The years of trend accumulated ``years`` after the calendar start when the cut-off lies ``cut_years``
         after it: alpha_j(t) = alpha_j + trend_j x this. ``linear``: ``years``; after the cut-off ``hold`` stops
         at ``cut_years`` and ``damped`` adds the integral of 2^(-(s - cut) / h) ds, h / ln 2 x (1 - 2^(-d / h))
         for d = years - cut_years."""
-        if self.trend_after == "linear" or years <= cut_years:
+        if self.rule == "linear" or years <= cut_years:
             return years
-        if self.trend_after == "hold":
+        if self.rule == "hold":
             return cut_years
         h = self.half_life_years
         assert h is not None  # (the validator requires it with damped)
@@ -453,6 +466,18 @@ class Scenario:
             set_path(raw, path, value)
         return parse_scenario(raw, source=f"{self.source} (with {', '.join(values)})")
 
+    def with_forecast(self, trend_after: str, half_life_years: float | None = None) -> Scenario:
+        """A new scenario that states ``forecast.trend_after`` (and the half-life with ``damped``); its other
+        forecast settings are kept."""
+        raw = copy.deepcopy(dict(self.raw))
+        fc = dict(raw.get("forecast") or {})
+        fc["trend_after"] = trend_after
+        fc.pop("half_life_years", None)
+        if half_life_years is not None:
+            fc["half_life_years"] = half_life_years
+        raw["forecast"] = fc
+        return parse_scenario(raw, source=self.source)
+
     def with_overrides(
         self, *, seed: int | None = None, consumers: int | None = None, steps: int | None = None
     ) -> Scenario:
@@ -484,7 +509,7 @@ class Scenario:
             ev for ev in evs if (item_key(ev, "id") in recurring if ids is None else item_key(ev, "id") not in ids)
         ]  # raw order != step order
         raw["events"] = keep
-        if self.forecast.trend_after != "linear" and self.fit_until is None:
+        if self.forecast.rule != "linear" and self.fit_until is None:
             # the counterfactual keeps the fit, and so the cut-off after which its trends hold or fade (without
             # the events its default cut-off would move to the calendar's end); a linear trend has no cut-off
             raw["fit_until"] = self.fit_cutoff()
@@ -1487,7 +1512,8 @@ class _Validator:
         if rule != "damped" and half is not None:
             self.fail(
                 "forecast.half_life_years",
-                f"a half-life is for trend_after: damped, not {rule}; remove it or write trend_after: damped",
+                f"a half-life is for trend_after: damped, not {rule or 'a rule left unstated'}; remove it or "
+                f"write trend_after: damped",
             )
         return Forecast(rule, half, self.get(F, d, "trend_uncertainty", "forecast"))
 

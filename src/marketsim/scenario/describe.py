@@ -186,7 +186,7 @@ def scenario_document(sc: Scenario) -> dict:
         doc["primary_source"] = sc.primary_source
     doc["fit_until"] = sc.fit_until
     fc = sc.forecast
-    doc["forecast"] = {"trend_after": fc.trend_after}
+    doc["forecast"] = {} if fc.trend_after is None else {"trend_after": fc.trend_after}  # None: chosen by skill
     if fc.half_life_years is not None:
         doc["forecast"]["half_life_years"] = _tidy(fc.half_life_years)
     doc["forecast"]["trend_uncertainty"] = fc.trend_uncertainty

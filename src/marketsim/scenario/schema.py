@@ -701,11 +701,16 @@ FORECAST = Block(
             "string",
             "`linear`: the trend continues at full strength after the cut-off; `hold`: each retailer's "
             "attractiveness stays at its value at the cut-off; `damped`: the trend's slope halves every "
-            "`half_life_years` after the cut-off (its contribution then approaches trend x half_life / ln 2).",
+            "`half_life_years` after the cut-off (its contribution then approaches trend x half_life / ln 2). "
+            "Not stated: `run`, `calibrate`, `project` and `backtest` choose among hold, damped (half-life 1 "
+            "year, an assumption) and linear by rolling-origin skill on the observations before the cut-off "
+            "(the lowest mean absolute error; a tie or no scorable origin: hold) and say which and why.",
             choices=TREND_AFTER,
             what="trend rule",
-            default="linear",
-            source="the v2 model: trends continue; a default chosen by back-tests may replace it",
+            default_text="chosen by rolling-origin skill on the decision-time observations (hold if none can "
+            "be scored)",
+            source="docs/model.md section 8: a trend is carried past the data only as far as the data before "
+            "the cut-off show it forecasts better",
         ),
         Field(
             "half_life_years",
@@ -723,12 +728,13 @@ FORECAST = Block(
             "boolean",
             "True: `marketsim project` draws every fitted trend within its standard error (each parameter draw "
             "adds a normal with the fit's standard error to the trend fitted in that draw), so the intervals "
-            "widen with the horizon as far as `trend_after` lets a trend act; as `project --trend-uncertainty`.",
-            default=False,
-            source="the fitted trends at their point values, as before",
+            "widen with the horizon as far as `trend_after` lets a trend act. False (or `project "
+            "--no-trend-uncertainty`): the fitted trends at their point values.",
+            default=True,
+            source="docs/model.md section 8: a fitted trend is known only within its standard error",
         ),
     ),
-    default_text="{trend_after: linear}",
+    default_text="{trend_after: chosen by rolling-origin skill, trend_uncertainty: true}",
 )
 
 SCENARIO = Block(
