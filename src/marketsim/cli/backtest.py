@@ -19,7 +19,7 @@ from marketsim.report.progress import bar, stderr
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from marketsim.experiments.backtest import backtest, backtest_figure
+    from marketsim.experiments.backtest import backtest, backtest_figure, split_at
     from marketsim.experiments.uncertainty import central_draws, prior_draws
     from marketsim.report.numbers import interval
     from marketsim.report.progress import console, table
@@ -35,6 +35,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     check_settings(out, "backtest.json", settings)
     # trends after --until: stated, or chosen by rolling-origin skill on the observations before it (never on
     # what the back-test scores)
+    split_at(sc, args.until)  # nothing to fit or to predict, or a leak: one line before the trend choice's fits
     sc, choice = trend_rule(sc, args, until=args.until, quiet=args.json)
     k = args.draws if args.draws is not None else (16 if sc.uncertain else 1)
     draws = prior_draws(sc, k, sc.seed) if k > 1 else central_draws(sc)
@@ -118,7 +119,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 def cmd_rolling(args: argparse.Namespace) -> int:
     """``marketsim backtest SCENARIO --rolling``: a rolling-origin back-test, scored by horizon."""
-    from marketsim.experiments.rolling import plan_origins, rolling_backtest
+    from marketsim.experiments.rolling import check_plans, plan_origins, rolling_backtest
     from marketsim.experiments.uncertainty import central_draws, prior_draws
     from marketsim.report.progress import console, table
     from marketsim.report.skill import trend_sentence
@@ -132,6 +133,7 @@ def cmd_rolling(args: argparse.Namespace) -> int:
     draws = prior_draws(sc, k, sc.seed) if k > 1 else central_draws(sc)
     R = args.replicates
     plans, skipped = plan_origins(sc)
+    check_plans(sc, plans, skipped)  # before the trend choice's fits
     # at each origin, trends after it follow the scenario's rule, or the one chosen on the data before it
     from marketsim.experiments.trend_choice import per_origin
 

@@ -125,19 +125,11 @@ class Backtest:
         }
 
 
-def backtest(
-    scenario: Scenario,
-    until: dt.date,
-    *,
-    draws: Draws,
-    replicates: int,
-    executor=None,
-    cache_dir=None,
-    on_progress=None,
-    sigma_pp: float | None = None,
-) -> Backtest:
-    """Fit ``scenario`` on its observations ending before ``until`` and predict the later ones and every held-out
-    one (module docstring)."""
+def split_at(scenario: Scenario, until: dt.date) -> tuple[list[Observation], list[Observation]]:
+    """(fitted, predicted) observations of a back-test from ``until``: those that may be fitted (not held out) and
+    end before it, and those that end on or after it or are held out. Refuses, in one line, a back-test with nothing
+    to fit or nothing to predict, or one whose ex-post prior already saw what it predicts: callers check this before
+    any costly work."""
     past = [o for o in scenario.observations if o.end < until and not o.holdout]
     later = [o for o in scenario.observations if o.end >= until or o.holdout]
     if not past:
@@ -151,6 +143,23 @@ def backtest(
             f"choose an earlier --until"
         )
     refuse_ex_post_leak(scenario, until, later)  # a prior that saw what is predicted scores nothing
+    return past, later
+
+
+def backtest(
+    scenario: Scenario,
+    until: dt.date,
+    *,
+    draws: Draws,
+    replicates: int,
+    executor=None,
+    cache_dir=None,
+    on_progress=None,
+    sigma_pp: float | None = None,
+) -> Backtest:
+    """Fit ``scenario`` on its observations ending before ``until`` and predict the later ones and every held-out
+    one (module docstring)."""
+    past, later = split_at(scenario, until)
     cut = until - dt.timedelta(days=1)
     sc = scenario
     full = fit_problem(sc, cut, drop_unidentified=True)

@@ -167,6 +167,19 @@ def _tasks_total(plans: list[OriginPlan], draws: Draws, replicates: int) -> int:
     return len(plans) * draws.k * (replicates + 1)
 
 
+def check_plans(sc: Scenario, plans: list[OriginPlan], skipped: list[str]) -> None:
+    """Refuse, in one line, a rolling back-test without a usable origin, or one whose ex-post prior already saw
+    what an origin predicts (it would score nothing): callers check this before any costly work."""
+    if not plans:
+        why = skipped[0] if skipped else "it has no observations"
+        raise UserError(
+            f"{sc.source}: no cut-off has an identified fit and observations after it "
+            f"({len(skipped)} tried; the first: {why})"
+        )
+    for p in plans:  # a prior that saw what an origin predicts scores nothing
+        refuse_ex_post_leak(sc, p.origin, p.later)
+
+
 def rolling_backtest(
     scenario: Scenario,
     *,
@@ -184,14 +197,7 @@ def rolling_backtest(
     sc = scenario
     plans, skipped = plan if plan is not None else plan_origins(sc)
     skipped = list(skipped)
-    if not plans:
-        why = skipped[0] if skipped else "it has no observations"
-        raise UserError(
-            f"{sc.source}: no cut-off has an identified fit and observations after it "
-            f"({len(skipped)} tried; the first: {why})"
-        )
-    for p in plans:  # a prior that saw what an origin predicts scores nothing
-        refuse_ex_post_leak(sc, p.origin, p.later)
+    check_plans(sc, plans, skipped)
     cache = None if cache_dir is None else str(cache_dir)
     fit_jobs = [
         (with_draw(sc, v), cache, FitOptions(until=p.cut, drop_unidentified=True)) for p in plans for v in draws.values
