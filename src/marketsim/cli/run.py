@@ -14,7 +14,7 @@ from marketsim.cli.args import (
     settings_of,
     store_result,
 )
-from marketsim.report.moves import move_lines
+from marketsim.report.moves import lost_login_line, move_lines
 from marketsim.report.numbers import share, shift
 from marketsim.report.progress import bar, stderr
 
@@ -78,6 +78,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             for e in sc.events
         ],
         **({"moves": res.moves_summary()} if res.moves else {}),  # entries, exits, acquisitions (none: no key)
+        # login removals: the customers who lost their login, from the stated login mix (none: no key)
+        **({"lost_login": res.login_losses_summary()} if res.login_losses else {}),
+        # stated login shares the market cannot keep (docs/model.md 12.4; none: no key)
+        **({"warnings": [s.text() for s in res.login_shortfalls]} if res.login_shortfalls else {}),
         "files": {
             "timeseries": ["timeseries.csv", "timeseries.parquet"],
             "flows": ["flows.csv", "flows.parquet"],
@@ -120,5 +124,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
     for line in move_lines(summary.get("moves"), summary["last_date"]):
         con.print(line, markup=False, soft_wrap=True)
+    for d in summary.get("lost_login", ()):
+        con.print(lost_login_line(d), markup=False, soft_wrap=True)
+    for w in summary.get("warnings", ()):
+        con.print(f"marketsim: warning: {w}", markup=False, soft_wrap=True)
     con.print(f"wrote {out}/: timeseries.csv, timeseries.parquet, flows.csv, flows.parquet, summary.json, shares.png")
     return 0
