@@ -157,7 +157,8 @@ def test_run_says_how_the_lost_logins_follow_from_the_stated_share(tmp_path, cap
 
     monkeypatch.setenv("MARKETSIM_FIT_CACHE", str(tmp_path / "cache"))
     assert main(["run", "tiny", "--results", str(tmp_path / "r")]) == 0
-    out = capsys.readouterr().out.replace("\n", " ")
+    cap = capsys.readouterr()
+    out, err = cap.out.replace("\n", " "), cap.err
     summary = json.loads((tmp_path / "r" / "tiny" / "summary.json").read_text())
     (d,) = summary["lost_login"]
     assert (d["retailer"], d["provider"], d["stated"], d["stated_path"]) == (
@@ -170,4 +171,4 @@ def test_run_says_how_the_lost_logins_follow_from_the_stated_share(tmp_path, cap
     assert "JD dropping weibo login on 2013-03-04" in out and "retailers.JD.sso_share.weibo = 5.0%" in out
     assert "the run keeps that mix" in out
     assert any("Tmall" in w and "taobao" in w for w in summary["warnings"])
-    assert "marketsim: warning: retailers.Tmall.sso_share.taobao" in out
+    assert "marketsim: warning: retailers.Tmall.sso_share.taobao" in err

@@ -14,7 +14,7 @@ from marketsim.cli.args import (
     settings_of,
     store_result,
 )
-from marketsim.report.moves import lost_login_line, move_lines
+from marketsim.report.moves import lost_login_line, move_lines, wrapped
 from marketsim.report.numbers import share, shift
 from marketsim.report.progress import bar, stderr
 
@@ -125,8 +125,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in move_lines(summary.get("moves"), summary["last_date"]):
         con.print(line, markup=False, soft_wrap=True)
     for d in summary.get("lost_login", ()):
-        con.print(lost_login_line(d), markup=False, soft_wrap=True)
+        for ln in wrapped(lost_login_line(d), con.width):
+            con.print(ln, markup=False, soft_wrap=True)
     for w in summary.get("warnings", ()):
-        con.print(f"marketsim: warning: {w}", markup=False, soft_wrap=True)
+        stderr.print(f"marketsim: warning: {w}", markup=False, soft_wrap=True)
     con.print(f"wrote {out}/: timeseries.csv, timeseries.parquet, flows.csv, flows.parquet, summary.json, shares.png")
     return 0

@@ -11,6 +11,8 @@ each number a summary with its mean and 95% interval, :meth:`marketsim.experimen
 from __future__ import annotations
 
 import math
+import re
+import textwrap
 
 from marketsim.report.numbers import count, share
 
@@ -53,6 +55,14 @@ def move_line(m: dict, horizon: str) -> str:
 def move_lines(moves: list[dict] | None, horizon: str) -> list[str]:
     """Every move as a sentence, in the order they happened ([] for none)."""
     return [move_line(m, horizon) for m in moves or ()]
+
+
+def wrapped(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` characters (for a terminal), never breaking inside an interval
+    ``[lo, hi]`` (a line longer than ``width`` only where one interval is)."""
+    glue = re.sub(r"\[[^\]]*\]", lambda m: m.group(0).replace(" ", "\0"), text)
+    lines = textwrap.wrap(glue, max(width, 20), break_long_words=False, break_on_hyphens=False)
+    return [ln.replace("\0", " ") for ln in lines] or [""]
 
 
 def lost_login_line(d: dict) -> str:
