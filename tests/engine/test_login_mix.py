@@ -150,7 +150,8 @@ def test_jd_dropping_weibo_loses_the_logins_of_the_stated_share_of_its_customers
 
 def test_run_says_how_the_lost_logins_follow_from_the_stated_share(tmp_path, capsys, monkeypatch):
     """``marketsim run`` (tiny: JD drops Weibo at step 8) writes summary.json's ``lost_login`` and prints one
-    sentence deriving it from retailers.JD.sso_share.weibo, and warns about the share the market cannot keep."""
+    sentence deriving it from retailers.JD.sso_share.weibo; run and calibrate warn about the share the market
+    cannot keep."""
     import json
 
     from marketsim.cli import main
@@ -172,3 +173,8 @@ def test_run_says_how_the_lost_logins_follow_from_the_stated_share(tmp_path, cap
     assert "the run keeps that mix" in out
     assert any("Tmall" in w and "taobao" in w for w in summary["warnings"])
     assert "marketsim: warning: retailers.Tmall.sso_share.taobao" in err
+    # calibrate says it too (fit.json "warnings" and stderr), on the fit just cached
+    assert main(["calibrate", "tiny", "--results", str(tmp_path / "r")]) == 0
+    assert "marketsim: warning: retailers.Tmall.sso_share.taobao" in capsys.readouterr().err
+    fit = json.loads(next((tmp_path / "r" / "tiny").rglob("fit.json")).read_text())
+    assert any("Tmall" in w and "at most" in w for w in fit["warnings"])

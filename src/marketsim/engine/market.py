@@ -710,6 +710,18 @@ def run_pilot(
     return PilotState(world, pm.consumer_state(), steps, tuple(short), mix)
 
 
+def login_shortfalls(
+    scenario: Scenario, alpha: np.ndarray, trend: np.ndarray, seed: int, n: int
+) -> list[login_mix.Shortfall]:
+    """The stated login shares a run with these values cannot keep (docs/model.md 12.4): from its burn-in pilot
+    (with turnover), else from the sign-up mix of its World. For a fit's report; a run has them in
+    :attr:`Market.login_shortfalls`."""
+    if scenario.consumers.turnover > 0:
+        return list(run_pilot(scenario, alpha, trend, seed, n).shortfalls)
+    world = build_world(scenario, seed, n=min(n, PILOT_CONSUMERS))
+    return Market(scenario, world, alpha, seed, trend=trend, settle=False).login_shortfalls
+
+
 def pilot_steps(turnover: float) -> int:
     """Length of the burn-in pilot: PILOT_LIFETIMES expected lifetimes (0 without turnover)."""
     return 0 if turnover <= 0 else min(MAX_PILOT_STEPS, int(math.ceil(PILOT_LIFETIMES / turnover)))

@@ -104,6 +104,7 @@ def replicate_task(
         "scale": m0.scale_at(steps - 1),
         "moves": moves,
         "login_losses": logins,
+        "login_shortfalls": [s.text() for s in m0.login_shortfalls],  # stated login shares out of reach
     }
 
 
@@ -350,6 +351,8 @@ def project(
         f"(a draw sets a parameter only where an option declares it uncertain)"
         for a, b in identical_options(arrays, list(options))
     ]
+    # stated login shares the market cannot keep (docs/model.md 12.4), once each
+    warnings += list(dict.fromkeys(w for res in results for w in res.get("login_shortfalls", [])))
     return Projection(
         scenario=options[first],
         options=options,
