@@ -82,7 +82,6 @@ def solve_weights(
     mass, keep, target = (np.asarray(x, dtype=np.float64) for x in (mass, keep, target))
     avail = np.asarray(avail, dtype=bool)
     w = np.where(target > 0, 1.0, 0.0)
-    w[0] = max(w[0], 0.0)
 
     def mix_of(w: np.ndarray) -> np.ndarray:
         c = (mass[:, None] * _route_probs(avail, w) * keep).sum(axis=0)
