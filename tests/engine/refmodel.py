@@ -27,8 +27,6 @@ from itertools import pairwise
 NONE, NATIVE, MIGRATE = ("none",), ("native",), ("migrate",)
 #: The event types of docs/model.md 7 (v3) that leave the retailer side above alone.
 MOVES = ("entry", "exit", "acquisition", "attractiveness_change", "shopping_rate")
-#: Weight of a provider a retailer accepts without a stated sso_share, in one-click sign-ups (docs/model.md 12.4).
-UNSTATED_LINK_WEIGHT = 1e-3
 DAYS_PER_YEAR = 365.25  # docs/model.md 12.12: trends are utility per year of 365.25 days
 
 
@@ -199,23 +197,23 @@ def probabilities(V: list[float], avail: list[bool] | None = None) -> list[float
     return [x / tot for x in e]
 
 
-def link_provider(sc, side: RetailerSide, holds: set[str], pref: float, j: int) -> str:
-    """Which provider a one-click sign-up at j goes through (docs/model.md 12.4): among the accepted providers
-    the consumer holds, in provider order, drawn in proportion to j's sso_share of each (UNSTATED_LINK_WEIGHT for
-    an accepted provider without a stated share) by the consumer's own uniform ``pref``."""
-    shares = dict(sc.retailers[j].sso_share)
-    cands = [
-        (p.name, max(shares.get(p.name, 0.0), UNSTATED_LINK_WEIGHT))
-        for p in sc.providers
-        if p.name in holds and p.name in side.accepts[j]
+def link_route(sc, side: RetailerSide, holds: set[str], pref: float, j: int, weights: dict[str, float]):
+    """The access a one-click sign-up at j opens (docs/model.md 12.4): native, or sso through one of the accepted
+    providers the consumer holds, in that order (native, then provider order), drawn in proportion to the route
+    weights ``weights`` ({"native": w, provider: w}: the engine's solved weights, engine.login_mix, whose solve is
+    tested on its own) by the consumer's own uniform ``pref``."""
+    cands = [("native", weights["native"])] + [
+        (p.name, weights[p.name]) for p in sc.providers if p.name in holds and p.name in side.accepts[j]
     ]
     total = sum(w for _, w in cands)
     acc = 0.0
+    pick = cands[-1][0]
     for name, w in cands:
         acc += w
         if pref * total < acc:
-            return name
-    return cands[-1][0]
+            pick = name
+            break
+    return NATIVE if pick == "native" else ("sso", pick)
 
 
 @dataclass
@@ -228,6 +226,7 @@ class State:
     basket: list[float]  # relative basket (mean 1)
     login_pref: list[float]
     neighbours: dict[str, list[list[int]]]  # per layer provider: each consumer's neighbours
+    route_weight: list[dict[str, float]] | None = None  # per retailer: the sign-up route weights (link_route)
 
 
 def after_purchases(sc, side: RetailerSide, state: State, purchases: list[tuple[int, int]], paths) -> State:
@@ -240,10 +239,10 @@ def after_purchases(sc, side: RetailerSide, state: State, purchases: list[tuple[
         last[i] = j
         path = paths[i][j]
         if path == "link":
-            access[i][j] = ("sso", link_provider(sc, side, state.holds[i], state.login_pref[i], j))
+            access[i][j] = link_route(sc, side, state.holds[i], state.login_pref[i], j, state.route_weight[j])
         elif path in ("create", "migrate"):
             access[i][j] = NATIVE
-    return State(last, access, state.holds, state.basket, state.login_pref, state.neighbours)
+    return State(last, access, state.holds, state.basket, state.login_pref, state.neighbours, state.route_weight)
 
 
 # --------------------------------------------------------------------------- v3: the moves that shape a market
@@ -364,7 +363,11 @@ def leave(state: State, j: int) -> tuple[State, int, int]:
         had += row[j] != NONE
         row[j] = NONE
     lost = sum(1 for c in state.last if c == j)
-    return State(last, access, state.holds, state.basket, state.login_pref, state.neighbours), lost, had
+    return (
+        State(last, access, state.holds, state.basket, state.login_pref, state.neighbours, state.route_weight),
+        lost,
+        had,
+    )
 
 
 def acquire(
@@ -392,7 +395,7 @@ def acquire(
         else:
             lost += 1
             last[i] = -1
-    out = State(last, access, state.holds, state.basket, state.login_pref, state.neighbours)
+    out = State(last, access, state.holds, state.basket, state.login_pref, state.neighbours, state.route_weight)
     had = 0
     if not keep_brand:
         out, _, had = leave(out, jb)

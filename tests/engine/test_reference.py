@@ -98,6 +98,13 @@ def reference_state(m: Market) -> ref.State:
         basket=[float(x) for x in m.basket],
         login_pref=[float(x) for x in m.login_pref],
         neighbours=neighbours,
+        route_weight=[
+            {
+                "native": float(m.route_weight[0, j]),
+                **{p: float(m.route_weight[1 + k, j]) for k, p in enumerate(pnames)},
+            }
+            for j in range(m.R)
+        ],
     )
 
 
@@ -303,8 +310,12 @@ def test_purchases_update_and_outputs_match_the_reference(reference_run, t):
     for i, j in bought.items():
         buyers[j] += 1
         gmv[j] += state.basket[i]
-        created[j] += paths[i][j] in ("create", "migrate")
-        linked[j] += paths[i][j] == "link"
+        # a one-click sign-up that takes the native route (docs/model.md 12.4) opens a new native account
+        native_link = paths[i][j] == "link" and (
+            ref.link_route(sc, side, state.holds[i], state.login_pref[i], j, state.route_weight[j]) == ref.NATIVE
+        )
+        created[j] += paths[i][j] in ("create", "migrate") or native_link
+        linked[j] += paths[i][j] == "link" and not native_link
         flows[state.last[i] if state.last[i] >= 0 else R, j] += 1
     assert rec.step == t and math.isclose(rec.shoppers, len(idx) * scale)
     assert np.allclose(rec.buyers, buyers * scale, rtol=1e-12)

@@ -10,9 +10,11 @@ and q_j = 1 - r p_j the chance of not buying at j in a step:
 
   shoppers(t) = s(t) r;  buyers_j(t) = s(t) r p_j;  GMV_j(t) = s(t) r p_j m(t)  (relative baskets have mean 1);
   accounts_A(t) = s(t) (1 - s0_A) q_A^t r p_A           (only A's non-customers, all without access, create);
-  linked_B(t) = s(t) s0_A pi q_B^t r p_B,  accounts_B(t) = s(t) s0_A (1 - pi) q_B^t r p_B   (t < 8);
-  access_lost_B(8) = s(8) [s0_B sso_B + s0_A pi (1 - q_B^8)]  (B's QQ-login customers and QQ sign-ups so far);
-  accounts_B(t >= 8) = s(t) [s0_B sso_B + s0_A (pi + (1 - pi) q_B^8)] q_B^(t - 8) r p_B  (no access at B left).
+  linked_B(t) = s(t) s0_A pi v q_B^t r p_B,  accounts_B(t) = s(t) s0_A (1 - pi v) q_B^t r p_B   (t < 8);
+  access_lost_B(8) = s(8) [s0_B sso_B + s0_A pi v (1 - q_B^8)]  (B's QQ-login customers and QQ sign-ups so far);
+  accounts_B(t >= 8) = s(t) [s0_B sso_B + s0_A (pi v + (1 - pi v) q_B^8)] q_B^(t - 8) r p_B  (no access at B left);
+v: the share of a QQ holder's one-click sign-ups at B that go through QQ (the rest open a native account: the
+route weights that keep B's stated login mix, docs/model.md 12.4).
 
 Sampled totals are compared in counts of agents (a total / (s(t) / N)) within 5 standard deviations of the
 per-agent sums (each agent's contribution is independent of the others' here).
@@ -75,18 +77,21 @@ def units_run(request):
     recs = [m.step() for _ in range(sc.calendar.steps)]
     size = np.array([series_at(sc.market_size.points, date_of(sc, t)) for t in range(len(recs))])
     mean = np.array([series_at(sc.consumers.basket.mean.points, date_of(sc, t)) for t in range(len(recs))])
-    return sc, recs, size, mean
+    # the share of B's one-click sign-ups through QQ (the rest open a native account): the route weights the engine
+    # solved for B's stated login mix (engine.login_mix, tested in tests/engine/test_login_mix.py)
+    w = m.route_weight[:, 1]
+    return sc, recs, size, mean, w[1] / (w[0] + w[1])
 
 
 def test_the_series_are_dated(units_run):
-    sc, recs, size, mean = units_run
+    sc, recs, size, mean, _ = units_run
     # 2,000,000 on 2020-01-06 rising linearly to 3,000,000 on 2020-03-30 (12 weeks); basket 200 -> 260 over 12 weeks
     assert size[0] == 2_000_000 and size[6] == 2_500_000 and size[12] == 3_000_000 and size[13] == 3_000_000
     assert mean[0] == 200 and mean[3] == 215 and mean[12] == 260
 
 
 def test_shoppers_buyers_gmv_and_revenue_in_real_units(units_run):
-    sc, recs, size, mean = units_run
+    sc, recs, size, mean, _ = units_run
     n = sc.consumers.count
     T = len(recs)
     per = size / n  # real shoppers per agent at each step
@@ -115,7 +120,7 @@ def test_shoppers_buyers_gmv_and_revenue_in_real_units(units_run):
 
 
 def test_accounts_sign_ups_and_access_lost_in_real_units(units_run):
-    sc, recs, size, mean = units_run
+    sc, recs, size, mean, via_qq = units_run
     n = sc.consumers.count
     per = size / n
     qA, qB = 1 - R_SHOP * P[0], 1 - R_SHOP * P[1]
@@ -129,16 +134,16 @@ def test_accounts_sign_ups_and_access_lost_in_real_units(units_run):
     _near(created[:, 0].sum(), n * pA.sum(), math.sqrt(n * pA.sum()), "accounts created at A")
     assert (linked[:, 0] == 0).all() and (lost[:, 0] == 0).all()
     # B before the event: A's customers holding QQ sign up in one click (logins_linked), the others create
-    pL = S0[0] * PI * qB ** ts[pre] * R_SHOP * P[1]
-    pC = S0[0] * (1 - PI) * qB ** ts[pre] * R_SHOP * P[1]
+    pL = S0[0] * PI * via_qq * qB ** ts[pre] * R_SHOP * P[1]
+    pC = S0[0] * (1 - PI * via_qq) * qB ** ts[pre] * R_SHOP * P[1]
     _near(linked[pre, 1].sum(), n * pL.sum(), math.sqrt(n * pL.sum()), "one-click sign-ups at B")
     _near(created[pre, 1].sum(), n * pC.sum(), math.sqrt(n * pC.sum()), "accounts created at B before the event")
     # the event: every QQ login at B is lost, the initial ones and the sign-ups
-    p_lost = S0[1] * SSO_B + S0[0] * PI * (1 - qB**EVENT)
+    p_lost = S0[1] * SSO_B + S0[0] * PI * via_qq * (1 - qB**EVENT)
     assert (lost[ts != EVENT] == 0).all()
     _near(lost[EVENT, 1], n * p_lost, math.sqrt(n * p_lost * (1 - p_lost)), "access lost at B")
     # after it nobody can sign up at B; whoever has no access creates an account at the first purchase there
-    none_B = S0[1] * SSO_B + S0[0] * (PI + (1 - PI) * qB**EVENT)
+    none_B = S0[1] * SSO_B + S0[0] * (PI * via_qq + (1 - PI * via_qq) * qB**EVENT)
     pC2 = none_B * qB ** (ts[post] - EVENT) * R_SHOP * P[1]
     assert (linked[post, 1] == 0).all()
     _near(created[post, 1].sum(), n * pC2.sum(), math.sqrt(n * pC2.sum()), "accounts created at B after the event")

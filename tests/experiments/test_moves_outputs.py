@@ -153,7 +153,7 @@ def test_projection_moves_are_the_replicates_move_records_averaged():
     assert (frac[0] > frac[1]) == (ret[0] > ret[1])
     lines = move_lines(doc["moves"], doc["horizon"])
     assert lines[1].startswith(f"JD's acquisition of Yihaodian on 2013-02-18 moved {count(mean['moved'])} [")
-    assert f"to JD ({count(mean['lost'])} [" in lines[1]
+    assert f"to JD ({count(acq['lost']['mean'])} [" in lines[1]  # the summary's mean (equal to rel 1e-9 above)
 
 
 def test_project_terminal_and_files_name_the_moves(scenario_file, tmp_path):

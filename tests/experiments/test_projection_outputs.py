@@ -210,7 +210,11 @@ def _summary_numbers_recomputed(runs):
         "destinations_scenario",
         "destinations_baseline",
         "removal_in_baseline",
+        "removals",
     }
+    # the login removal: the retailer's customers who lost it, of how many (docs/model.md 12.4), every account lost
+    (rm,) = ll["removals"]
+    assert rm["customers"]["mean"] <= rm["accounts"]["mean"] and rm["stated_path"].startswith("retailers.")
     assert p.lost.shape == (K, R) and p.lost.min() > 10
     assert ll["consumers"] == pytest.approx(p.lost.mean() * p.scale) and ll["consumers_rounded"] == round_to(
         ll["consumers"]

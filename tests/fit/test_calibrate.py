@@ -117,7 +117,12 @@ def test_fit_recovers_known_alpha_trend_and_offsets():
         assert abs(o["residual_pp"]) < 1.5, o  # sampled purchases at 5,000 consumers: within the noise
     short = residuals_at(sc, cal, run.records[:14])["observations"]  # steps 0-13 end 2013-02-25: the 2012 periods
     assert {(o["source"], o["period"]["label"]) for o in short} == {("P", "2012H1"), ("Q", "2012")}
-    assert short == [o for o in at["observations"] if o["period"]["end"] < "2013-01-01"]
+
+    # (equal up to rounding: a path of fewer steps sums the same GMV in another order)
+    def r9(rows):
+        return [{**o, "simulated": round(o["simulated"], 9), "residual_pp": round(o["residual_pp"], 9)} for o in rows]
+
+    assert r9(short) == r9([o for o in at["observations"] if o["period"]["end"] < "2013-01-01"])
     # the calibrate --json document is the fit without its per-step path (and without level_sources when every
     # retailer is at the primary's level, as here: the document of such a fit is as before that field)
     summ = cal.summary()
@@ -414,14 +419,14 @@ def test_expected_path_is_a_function_of_its_seed():
 
 
 def test_a_market_that_tips_fails_with_its_numbers():
-    """Social influence 5 (twice the live page's slider): the market tips to whoever leads and no fit exists. The
+    """Social influence 4 (1.6 times the live page's slider): the market tips to whoever leads and no fit exists. The
     one-line error names the observation furthest from being met, with the closest simulated share and its
     residual (consistent with each other), and the retailer whose share jumped, between two percentages."""
     import re
 
     obs, conv = synthetic_observations()
     sc = parse_text(fit_market_yaml(obs, trend=("calibrate", "calibrate", 0), conversion=round(conv, 5))).with_values(
-        {"behaviour.beta_social": 5.0}
+        {"behaviour.beta_social": 4.0}  # at 5 since the login-mix rule the fit ends at its attractiveness bounds first
     )
     with pytest.raises(CalibrationError) as ei:
         calibrate(sc)
@@ -430,7 +435,7 @@ def test_a_market_that_tips_fails_with_its_numbers():
         r"<scenario> \(with behaviour\.beta_social\): observation (P|Q) (\S+) ([ABC]) ([\d.]+)% cannot be met \(closest simulated ([\d.]+)%, "
         r"residual ([+-][\d.]+) pp\) at ([\d,]+) consumers: the simulated market tips: across the fit's "
         r"simulations ([ABC])'s share jumped between (\d+)% and (\d+)%, with no stable state in between "
-        r"\(social influence 5, habit 1 and account lock-in reinforce whoever leads\); with weaker social "
+        r"\(social influence 4, habit 1 and account lock-in reinforce whoever leads\); with weaker social "
         r"influence a fit exists",
         msg,
     )

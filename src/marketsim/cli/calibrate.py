@@ -46,6 +46,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     choice = trend_rule(sc, args, until=getattr(args, "until", None), quiet=args.json)[1].to_dict()
     doc["trend_after"] = {**choice, "sentence": trend_sentence(choice)}
     doc["skill"] = skill(choice)
+    from marketsim.engine.market import login_shortfalls
+
+    # stated login shares the fitted market cannot keep (docs/model.md 12.4): a warning, not an error (the
+    # penetrations they depend on are uncertain)
+    short = [s.text() for s in login_shortfalls(sc, fit.alpha, fit.trend, cal.seed, cal.consumers)]
+    if short:
+        doc["warnings"] = short
+    from marketsim.report.progress import stderr
+
+    for w in short:
+        stderr.print(f"marketsim: warning: {w}", markup=False, soft_wrap=True)
     doc["settings"] = settings
     if store_result(
         args, out, "calibration", "calibrate", "fit.json", doc, figures={"fit.png": lambda: plots.fit_figure(sc, cal)}

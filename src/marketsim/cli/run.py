@@ -15,7 +15,7 @@ from marketsim.cli.args import (
     store_result,
     trend_rule,
 )
-from marketsim.report.moves import move_lines
+from marketsim.report.moves import lost_login_line, move_lines, wrapped
 from marketsim.report.numbers import share, shift
 from marketsim.report.progress import bar, stderr
 
@@ -95,6 +95,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "skill": skill(choice.to_dict()),
             }
         ),
+        # login removals: the customers who lost their login, from the stated login mix (none: no key)
+        **({"lost_login": res.login_losses_summary()} if res.login_losses else {}),
+        # stated login shares the market cannot keep (docs/model.md 12.4; none: no key)
+        **({"warnings": [s.text() for s in res.login_shortfalls]} if res.login_shortfalls else {}),
         "files": {
             "timeseries": ["timeseries.csv", "timeseries.parquet"],
             "flows": ["flows.csv", "flows.parquet"],
@@ -140,5 +144,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if choice is not None:
         con.print(summary["trend_after"]["sentence"], markup=False)
         con.print(summary["skill"]["sentence"], markup=False)
+    for d in summary.get("lost_login", ()):
+        for ln in wrapped(lost_login_line(d), con.width):
+            con.print(ln, markup=False, soft_wrap=True)
+    for w in summary.get("warnings", ()):
+        stderr.print(f"marketsim: warning: {w}", markup=False, soft_wrap=True)
     con.print(f"wrote {out}/: timeseries.csv, timeseries.parquet, flows.csv, flows.parquet, summary.json, shares.png")
     return 0

@@ -20,15 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from marketsim.engine import choice, events
+from marketsim.engine import choice, events, login_mix
 from marketsim.engine.choice import MIGRATE, NATIVE, NONE, SSO
 from marketsim.engine.population import World, build_world, child_seed, relative_baskets, seed_streams, step_stream
 from marketsim.scenario.core import Scenario
 
 #: Days per year for trends (utility per year, docs/model.md section 4).
 DAYS_PER_YEAR = 365.25
-#: Relative weight of a provider a retailer accepts without a stated sso_share, in one-click sign-ups.
-LINK_WEIGHT_FLOOR = 1e-3
 #: Burn-in pilot (docs/model.md 12.2): consumers, and its length in expected lifetimes (1 / turnover).
 PILOT_CONSUMERS = 20000
 PILOT_LIFETIMES = 2.0
@@ -84,6 +82,22 @@ class MoveRecord:
 
 
 @dataclass(frozen=True)
+class LoginLoss:
+    """A login removal (docs/model.md 7) at ``step``: ``retailer`` stopped accepting ``provider``. ``customers``:
+    the retailer's customers (c_i = retailer) whose login it was, out of ``base`` customers; ``accounts``: every
+    consumer whose access it was (former customers too). Real units (x market.size / N); ``stated``: the
+    retailer's stated sso_share of the provider (None if not stated)."""
+
+    step: int
+    retailer: str
+    provider: str
+    customers: float
+    base: float
+    accounts: float
+    stated: float | None
+
+
+@dataclass(frozen=True)
 class _Firing:
     """One firing of a recurring effect in days since the calendar start, [lo, hi), and what it does."""
 
@@ -106,6 +120,7 @@ class ConsumerState:
     access: np.ndarray
     basket: np.ndarray
     login_pref: np.ndarray
+    route_weight: np.ndarray | None = None  # (1 + P, R) the sign-up route weights in force (engine.login_mix)
 
 
 class Market:
@@ -155,17 +170,18 @@ class Market:
         self.price = np.array([r.price_index for r in scenario.retailers])
         self.revenue_rate = np.array([r.revenue_rate for r in scenario.retailers])
         self.accepts = np.zeros((P, R), dtype=bool)
-        # link_weight[p, j]: how likely a one-click sign-up at j goes through provider p, among the accepted
-        # providers the consumer holds: j's sso_share of p, or LINK_WEIGHT_FLOOR for a provider j accepts without
-        # a stated share (docs/model.md 12.4). A consumer's login_pref (a uniform) picks by inverse CDF.
-        self.link_weight = np.full((P, R), LINK_WEIGHT_FLOOR)
         for j, r in enumerate(scenario.retailers):
             for p in r.logins:
                 self.accepts[self.provider_index[p], j] = True
-            for p, share in r.sso_share:
-                self.link_weight[self.provider_index[p], j] = max(share, LINK_WEIGHT_FLOOR)
         self.login_pref = world.login_pref.copy()  # newcomers draw their own (the World is shared)
         self.holds_bits = choice.provider_bits(world.holds)
+        # route_weight[r, j]: how likely a one-click sign-up at j takes route r (row 0 native, row 1 + p provider p)
+        # among the routes the consumer can take, solved so that j keeps its stated login mix (engine.login_mix,
+        # docs/model.md 12.4). A consumer's login_pref (a uniform) picks by inverse CDF. Until the burn-in pilot
+        # measures how routes keep customers, the weights give the stated mix among sign-ups of this World's
+        # holding patterns; a settled market takes the pilot's (every market of one run: the same weights).
+        self.route_weight, self.login_shortfalls, self.login_mix_expected = self._sign_up_weights()
+        self.login_losses: list[LoginLoss] = []
         self._tables: tuple | None = None  # friction lookup tables; rebuilt after an event changes logins
         self.migrate_cost = np.full(R, np.inf)
         self.social_factor = np.ones((len(world.layers), R))
@@ -194,6 +210,8 @@ class Market:
         if start is not None:
             self.last, self.access = start.last.copy(), start.access.copy()
             self.basket, self.login_pref = start.basket.copy(), start.login_pref.copy()
+            if start.route_weight is not None:
+                self.route_weight = start.route_weight.copy()
             self.counts = self.recount()
         elif settle:
             if self.turnover > 0:
@@ -202,6 +220,14 @@ class Market:
                 self.adopt_pilot_state(pilot, seed)
             if scenario.calendar.warmup:
                 self.warm_up(scenario.calendar.warmup, seed)
+
+    def _sign_up_weights(self) -> tuple[np.ndarray, list[login_mix.Shortfall], np.ndarray]:
+        """Route weights that give the stated mix among sign-ups with this World's holding patterns (every
+        consumer counted once, each account kept alike): the weights before a burn-in pilot measures better."""
+        pats, counts = np.unique(self.holds_bits, return_counts=True)
+        ones = np.ones((len(pats), 2))
+        ms = [login_mix.Measured(pats, counts.astype(np.float64), ones) for _ in range(self.R)]
+        return login_mix.solve_market(self.scenario, self.provider_index, self.accepts, ms)
 
     def friction_tables(self) -> tuple[np.ndarray, np.ndarray]:
         """The friction lookup tables for the current logins and migration offers (cached)."""
@@ -223,7 +249,9 @@ class Market:
 
     def consumer_state(self) -> ConsumerState:
         """A copy of the consumers' dynamic state (to start another market from it)."""
-        return ConsumerState(self.last.copy(), self.access.copy(), self.basket.copy(), self.login_pref.copy())
+        return ConsumerState(
+            self.last.copy(), self.access.copy(), self.basket.copy(), self.login_pref.copy(), self.route_weight.copy()
+        )
 
     # --- state helpers ------------------------------------------------------
     def _full_counts(self, g) -> np.ndarray:
@@ -264,14 +292,18 @@ class Market:
             S += np.take(cnt, idx, axis=0).astype(np.float32) * (lay.inv_degree[idx, None] * w[None, :])
         return S
 
-    def link_provider(self, who: np.ndarray, retailer: np.ndarray) -> np.ndarray:
-        """The provider index through which consumers ``who`` sign up at ``retailer`` in one click: among the
-        providers each holds that the retailer accepts, drawn in proportion to ``link_weight`` by the consumer's
-        ``login_pref`` uniform (every consumer given must hold at least one accepted provider)."""
-        w = np.where(self.world.holds[who] & self.accepts[:, retailer].T, self.link_weight[:, retailer].T, 0.0)
+    def link_route(self, who: np.ndarray, retailer: np.ndarray) -> np.ndarray:
+        """The route by which consumers ``who`` open an account at ``retailer`` in one click: -1 for a native
+        account, else the provider index; among native and the providers each holds that the retailer accepts,
+        drawn in proportion to ``route_weight`` by the consumer's ``login_pref`` uniform (docs/model.md 12.4;
+        every consumer given must hold at least one accepted provider)."""
+        can = np.concatenate(
+            [np.ones((len(who), 1), dtype=bool), self.world.holds[who] & self.accepts[:, retailer].T], axis=1
+        )
+        w = np.where(can, self.route_weight[:, retailer].T, 0.0)
         cum = np.cumsum(w, axis=1)
         target = self.login_pref[who].astype(np.float64)[:, None] * cum[:, -1:]
-        return np.minimum((cum <= target).sum(axis=1), self.P - 1)
+        return np.minimum((cum <= target).sum(axis=1), self.P) - 1
 
     def alpha_at(self, t: int) -> np.ndarray:
         """alpha_j(t) = alpha_j + trend_j x years since the calendar start (docs/model.md section 4), plus the
@@ -322,6 +354,8 @@ class Market:
         t = self.t
         for ev in self.schedule.get(t, ()):
             for act in ev.actions():
+                if getattr(act, "revokes_logins", False):
+                    self._record_login_loss(act, t)
                 events.apply(self, act, t)
             self.fired.append(ev)
         self.fired.extend(self._first_firing.get(t, ()))  # recurring effects: listed from their first firing
@@ -330,6 +364,26 @@ class Market:
         self.last_record = rec
         self.t += 1
         return rec
+
+    def _record_login_loss(self, act, t: int) -> None:
+        """Before a login removal: how many of the retailer's customers, and of all consumers, log in there
+        through the provider (:class:`LoginLoss`)."""
+        j, p = self.retailer_index[act.retailer], self.provider_index[act.provider]
+        had = self.access[:, j] == SSO + p
+        cust = self.last == j
+        scale = self.scale_at(t)
+        stated = dict(self.scenario.retailers[j].sso_share).get(act.provider)
+        self.login_losses.append(
+            LoginLoss(
+                t,
+                act.retailer,
+                act.provider,
+                float((had & cust).sum()) * scale,
+                float(cust.sum()) * scale,
+                float(had.sum()) * scale,
+                None if stated is None else float(stated),
+            )
+        )
 
     def fork(self, scenario: Scenario) -> Market:
         """A copy of this market, from its current step on, that follows ``scenario``'s events instead (the same
@@ -441,6 +495,11 @@ class Market:
         self.access[found] = pilot.state.access[src[found]]
         self.counts = self.recount()
         self.pilot_steps = pilot.steps
+        if pilot.state.route_weight is not None:  # the weights solved on the pilot (engine.login_mix)
+            self.route_weight = pilot.state.route_weight.copy()
+            self.login_shortfalls = list(pilot.shortfalls)
+            if pilot.mix is not None:
+                self.login_mix_expected = pilot.mix.copy()
 
     def warm_up(self, steps: int, seed: int) -> None:
         """Run ``steps`` unreported steps before step 0 (no events), from their own random stream, so that
@@ -523,9 +582,13 @@ class Market:
         scale = self.scale_at(t)
         money = self.basket_mean_at(t) * scale  # currency per unit of relative basket, in real units
 
-        # counters
-        new_native = (bpath == choice.PATH_CREATE) | (bpath == choice.PATH_MIGRATE)
-        linked = bpath == choice.PATH_LINK
+        # counters: a one-click sign-up that takes the native route opens a native account
+        route = np.full(len(bj), -2, dtype=np.int64)
+        one_click = np.flatnonzero(bpath == choice.PATH_LINK)
+        if len(one_click):
+            route[one_click] = self.link_route(bi[one_click], bj[one_click])
+        new_native = (bpath == choice.PATH_CREATE) | (bpath == choice.PATH_MIGRATE) | (route == -1)
+        linked = route >= 0
         accounts_created = np.bincount(bj[new_native], minlength=R) * scale
         logins_linked = np.bincount(bj[linked], minlength=R) * scale
         from_row = np.where(last[bought] >= 0, last[bought], R)
@@ -534,8 +597,7 @@ class Market:
 
         # synchronous update: access, then last retailer, then neighbour counts
         if linked.any():
-            li, lj = bi[linked], bj[linked]
-            self.access[li, lj] = SSO + self.link_provider(li, lj)
+            self.access[bi[linked], bj[linked]] = SSO + route[linked]
         self.access[bi[new_native], bj[new_native]] = NATIVE
         switched = self.last[bi] != bj
         who, old, new = bi[switched], self.last[bi[switched]].astype(np.int64), bj[switched]
@@ -604,8 +666,10 @@ class PilotState:
     """A burn-in pilot (docs/model.md 12.2) after ``steps`` steps: its consumers and their state."""
 
     world: World
-    state: ConsumerState
+    state: ConsumerState  # its route_weight: the weights solved on this pilot (engine.login_mix)
     steps: int
+    shortfalls: tuple[login_mix.Shortfall, ...] = ()  # stated login shares no weights keep
+    mix: np.ndarray | None = None  # (1 + P, R) the customer mix the solved weights keep
 
 
 def run_pilot(
@@ -636,7 +700,26 @@ def run_pilot(
     for k in range(steps):
         pm.t = k - steps  # negative: the calendar start's values
         pm._shop(rng)
-    return PilotState(world, pm.consumer_state(), steps)
+    # the login mix (docs/model.md 12.4): measure how each route keeps customers, solve the weights that keep the
+    # stated mix, and redraw the pilot's routes as those weights would have drawn them
+    measured = [login_mix.measure(pm.holds_bits, pm.access[:, j], pm.last, j) for j in range(pm.R)]
+    weights, short, mix = login_mix.solve_market(scenario, pm.provider_index, pm.accepts, measured)
+    u = np.random.default_rng(seed_streams(pilot_seed)["routes"]).random((pm.n, pm.R))
+    login_mix.reassign(pm.access, pm.last, pm.holds_bits, pm.accepts, weights, measured, u)
+    pm.route_weight = weights
+    return PilotState(world, pm.consumer_state(), steps, tuple(short), mix)
+
+
+def login_shortfalls(
+    scenario: Scenario, alpha: np.ndarray, trend: np.ndarray, seed: int, n: int
+) -> list[login_mix.Shortfall]:
+    """The stated login shares a run with these values cannot keep (docs/model.md 12.4): from its burn-in pilot
+    (with turnover), else from the sign-up mix of its World. For a fit's report; a run has them in
+    :attr:`Market.login_shortfalls`."""
+    if scenario.consumers.turnover > 0:
+        return list(run_pilot(scenario, alpha, trend, seed, n).shortfalls)
+    world = build_world(scenario, seed, n=min(n, PILOT_CONSUMERS))
+    return Market(scenario, world, alpha, seed, trend=trend, settle=False).login_shortfalls
 
 
 def pilot_steps(turnover: float) -> int:

@@ -91,6 +91,49 @@ def move_event(scenario: Scenario, move: MoveRecord) -> str | None:
     return None
 
 
+def login_losses_to_dicts(scenario: Scenario, losses: Iterable) -> list[dict]:
+    """Each login removal as plain data (summary.json "lost_login"): ``event``, ``step``, ``date``, ``retailer``,
+    ``provider``; ``customers``: the retailer's customers (c_i = retailer) who logged in through the provider and
+    lost the login, of ``customer_base`` customers (``share`` = customers / customer_base, the mix the run kept);
+    ``accounts``: every consumer who lost it (former customers too); ``stated``: the retailer's stated share
+    (``stated_path``, with ``stated_range`` and ``stated_reason`` when the file gives it as uncertain). Shoppers in
+    real units (x market size / consumers)."""
+    out = []
+    unc = {u.path: u for u in scenario.uncertain}
+    dates = {e.id: e.date for e in scenario.events}
+    for ev_loss in losses:
+        eid = next(
+            (
+                e.id
+                for e in scenario.events
+                if e.step == ev_loss.step
+                and getattr(e.action, "retailer", None) == ev_loss.retailer
+                and getattr(e.action, "provider", None) == ev_loss.provider
+            ),
+            None,
+        )
+        path = f"retailers.{ev_loss.retailer}.sso_share.{ev_loss.provider}"
+        u = unc.get(path)
+        out.append(
+            {
+                "event": eid,
+                "step": ev_loss.step,
+                "date": (dates[eid] if eid in dates else scenario.calendar.date_of(ev_loss.step)).isoformat(),
+                "retailer": ev_loss.retailer,
+                "provider": ev_loss.provider,
+                "customers": float(ev_loss.customers),
+                "customer_base": float(ev_loss.base),
+                "share": float(ev_loss.customers / ev_loss.base) if ev_loss.base > 0 else None,
+                "accounts": float(ev_loss.accounts),
+                "stated": ev_loss.stated,
+                "stated_path": path,
+                "stated_range": None if u is None or u.prior != "uniform" else [float(x) for x in u.args],
+                "stated_reason": None if u is None else u.reason,
+            }
+        )
+    return out
+
+
 def moves_to_dicts(
     scenario: Scenario, moves: Iterable[MoveRecord], last_share: Sequence[float] | np.ndarray | None
 ) -> list[dict]:

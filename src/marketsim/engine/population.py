@@ -34,7 +34,7 @@ class World:
     n: int
     holds: np.ndarray  # bool (N, P)
     basket: np.ndarray  # float64 (N,), relative basket value (mean 1): x basket.mean(t) gives the currency
-    login_pref: np.ndarray  # float32 (N,) uniform: which held provider a one-click sign-up uses (engine.Market)
+    login_pref: np.ndarray  # float32 (N,) uniform: which route a one-click sign-up takes (engine.login_mix)
     last0: np.ndarray  # int16 (N,), initial last retailer (-1 = none)
     access0: np.ndarray  # int16 (N, R), initial access codes (see marketsim.engine.choice)
     layers: tuple[Layer, ...]
@@ -43,10 +43,11 @@ class World:
 
 def seed_streams(seed: int) -> dict[str, np.random.SeedSequence]:
     """The named, independent random streams of one run, spawned from the run seed (SeedSequence)."""
-    # spawn(7) gives the same first five children as spawn(5) did: adding streams changes none of the others.
+    # spawn(8) gives the same first five children as spawn(5) did: adding streams changes none of the others.
     # "days": each consumer's day within a step while a recurring effect is on (one generator per step);
     # "events": the draws of events that pick consumers (an acquisition's retained customers, one per step).
-    pop, net, dyn, warm, pilot, days, events = np.random.SeedSequence(seed).spawn(7)
+    # "routes": the redraw of the pilot's sign-up routes under the solved login-mix weights (engine.login_mix).
+    pop, net, dyn, warm, pilot, days, events, routes = np.random.SeedSequence(seed).spawn(8)
     return {
         "population": pop,
         "network": net,
@@ -55,6 +56,7 @@ def seed_streams(seed: int) -> dict[str, np.random.SeedSequence]:
         "pilot": pilot,
         "days": days,
         "events": events,
+        "routes": routes,
     }
 
 

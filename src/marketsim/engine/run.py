@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from marketsim.engine.market import Market, MoveRecord, StepRecord, initial_alpha
-from marketsim.engine.outputs import flows_to_frame, moves_to_dicts, records_to_frame
+from marketsim.engine.login_mix import Shortfall
+from marketsim.engine.market import LoginLoss, Market, MoveRecord, StepRecord, initial_alpha
+from marketsim.engine.outputs import flows_to_frame, login_losses_to_dicts, moves_to_dicts, records_to_frame
 from marketsim.engine.population import World, build_world
 from marketsim.scenario.core import Scenario
 
@@ -24,6 +25,8 @@ class RunResult:
     alpha: np.ndarray
     records: list[StepRecord]
     moves: list[MoveRecord] = field(default_factory=list)  # entries, exits and acquisitions, in the order they fired
+    login_losses: list[LoginLoss] = field(default_factory=list)  # login removals: who lost a login (real units)
+    login_shortfalls: list[Shortfall] = field(default_factory=list)  # stated login shares the market cannot keep
 
     def timeseries(self) -> pd.DataFrame:
         """Tidy per-step, per-retailer table (one row per step and retailer)."""
@@ -36,6 +39,10 @@ class RunResult:
         """What the entries, exits and acquisitions did, as plain data (:func:`marketsim.engine.outputs.moves_to_dicts`):
         shoppers moved and lost in real units, an entrant's GMV share at the last step."""
         return moves_to_dicts(self.scenario, self.moves, self.records[-1].gmv_share if self.records else None)
+
+    def login_losses_summary(self) -> list[dict]:
+        """Each login removal's lost logins as plain data (:func:`marketsim.engine.outputs.login_losses_to_dicts`)."""
+        return login_losses_to_dicts(self.scenario, self.login_losses)
 
     def share(self, step: int) -> dict[str, float]:
         return dict(zip(self.scenario.retailer_names, map(float, self.records[step].gmv_share), strict=True))
@@ -79,4 +86,6 @@ def simulate(
         alpha=np.asarray(alpha),
         records=recs,
         moves=list(m.moves),
+        login_losses=list(m.login_losses),
+        login_shortfalls=list(m.login_shortfalls),
     )

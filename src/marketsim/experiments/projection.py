@@ -93,7 +93,19 @@ def replicate_task(
         name: [(mv.kind, mv.retailer, mv.other, mv.step, mv.moved, mv.lost) for mv in m.moves]
         for name, m in markets.items()
     }
-    return {"arms": out, "lost": len(lost), "destinations": dest, "scale": m0.scale_at(steps - 1), "moves": moves}
+    # the first arm's login removals: its customers who lost the login, of how many, and every account lost
+    logins = [
+        (ll.step, ll.retailer, ll.provider, ll.customers, ll.base, ll.accounts, ll.stated) for ll in m0.login_losses
+    ]
+    return {
+        "arms": out,
+        "lost": len(lost),
+        "destinations": dest,
+        "scale": m0.scale_at(steps - 1),
+        "moves": moves,
+        "login_losses": logins,
+        "login_shortfalls": [s.text() for s in m0.login_shortfalls],  # stated login shares out of reach
+    }
 
 
 def _world_key(sc: Scenario) -> str:
@@ -137,6 +149,10 @@ class Projection:
     #: arm -> its entries, exits and acquisitions in the order they happened: kind, retailer, other, step, and
     #: moved / lost (draws, replicates) in real shoppers (:class:`marketsim.engine.market.MoveRecord`)
     moves: dict[str, list[dict]] = field(default_factory=dict)
+    #: the first option's login removals (step, retailer, provider) with ``customers`` (the retailer's customers who
+    #: lost it), ``base`` (its customers), ``accounts`` (every consumer who lost it), real shoppers, and ``stated``
+    #: (the retailer's sso_share of the provider in that draw): (draws, replicates) arrays
+    login_losses: list[dict] = field(default_factory=list)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -338,6 +354,8 @@ def project(
         f"(a draw sets a parameter only where an option declares it uncertain)"
         for a, b in identical_options(arrays, list(options))
     ]
+    # stated login shares the market cannot keep (docs/model.md 12.4), once each
+    warnings += list(dict.fromkeys(w for res in results for w in res.get("login_shortfalls", [])))
     return Projection(
         scenario=options[first],
         options=options,
@@ -359,7 +377,30 @@ def project(
         extra={"seconds": {"fits": round(t_fit, 2), "replicates": round(time.perf_counter() - t0 - t_fit, 2)}},
         warnings=warnings,
         moves={arm: collect_moves([res["moves"][arm] for res in results], K, R) for arm in arm_names},
+        login_losses=collect_login_losses([res.get("login_losses", []) for res in results], K, R),
     )
+
+
+def collect_login_losses(per_result: list[list[tuple]], K: int, R: int) -> list[dict]:
+    """The first option's login removals over its K x R results: one dict per (step, retailer, provider) with
+    ``customers``, ``base``, ``accounts`` and ``stated`` as (K, R) arrays (NaN where a result lacks it)."""
+    keys: dict[tuple, int] = {}
+    for losses in per_result:
+        for step, retailer, provider, *_ in losses:
+            keys.setdefault((step, retailer, provider), len(keys))
+    vals = np.full((len(keys), 4, K * R), np.nan)
+    for i, losses in enumerate(per_result):
+        for step, retailer, provider, cust, base, acc, stated in losses:
+            vals[keys[(step, retailer, provider)], :, i] = (cust, base, acc, np.nan if stated is None else stated)
+    return [
+        {
+            "step": step,
+            "retailer": retailer,
+            "provider": provider,
+            **{f: vals[k, x].reshape(K, R) for x, f in enumerate(("customers", "base", "accounts", "stated"))},
+        }
+        for (step, retailer, provider), k in keys.items()
+    ]
 
 
 def collect_moves(per_result: list[list[tuple]], K: int, R: int) -> list[dict]:
@@ -668,7 +709,57 @@ def _lost_login(proj: Projection) -> dict:
         "destinations_scenario": dest[first],
         "destinations_baseline": dest[BASELINE],
         "removal_in_baseline": any(e.action.revokes_logins for e in proj.baseline.events),
+        "removals": _login_removals(proj),
     }
+
+
+def _login_removals(proj: Projection) -> list[dict]:
+    """Each login removal of the first option, derived from the retailer's stated login mix (the fields of a run's
+    summary.json ``lost_login``, :func:`marketsim.engine.outputs.login_losses_to_dicts`), each number as its mean
+    and 95% interval over the draws and replicates (``stated``: its central value; ``stated_draws`` over draws)."""
+    sc, draws = proj.scenario, proj.kept_draws()
+    unc = {u.path: u for u in sc.uncertain}
+    dates = {e.id: e.date for e in sc.events}
+
+    def stat(x: np.ndarray) -> dict:
+        s = summarize(x, draws)
+        return {"mean": s.mean, "ci95": list(s.interval), "covers": s.covers}
+
+    out = []
+    for ll in proj.login_losses:
+        path = f"retailers.{ll['retailer']}.sso_share.{ll['provider']}"
+        eid = next(
+            (
+                e.id
+                for e in sc.events
+                if e.step == ll["step"]
+                and getattr(e.action, "retailer", None) == ll["retailer"]
+                and getattr(e.action, "provider", None) == ll["provider"]
+            ),
+            None,
+        )
+        stated = dict(next(r for r in sc.retailers if r.name == ll["retailer"]).sso_share).get(ll["provider"])
+        u = unc.get(path)
+        base = ll["base"]
+        out.append(
+            {
+                "event": eid,
+                "step": ll["step"],
+                "date": (dates[eid] if eid in dates else sc.calendar.date_of(ll["step"])).isoformat(),
+                "retailer": ll["retailer"],
+                "provider": ll["provider"],
+                "customers": stat(ll["customers"]),
+                "customer_base": stat(base),
+                "share": stat(np.where(base > 0, ll["customers"] / np.where(base > 0, base, 1), np.nan)),
+                "accounts": stat(ll["accounts"]),
+                "stated": stated,
+                "stated_draws": stat(ll["stated"]) if np.isfinite(ll["stated"]).all() else None,
+                "stated_path": path,
+                "stated_range": None if u is None or u.prior != "uniform" else [float(x) for x in u.args],
+                "stated_reason": None if u is None else u.reason,
+            }
+        )
+    return out
 
 
 def _fit_summary(proj: Projection) -> dict | None:

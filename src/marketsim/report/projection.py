@@ -18,7 +18,7 @@ from marketsim.figures.plots import close, mark_events, retailer_colors, subplot
 from marketsim.figures.style import figure_function
 from marketsim.io import store
 from marketsim.io.names import describe
-from marketsim.report.moves import move_lines
+from marketsim.report.moves import lost_login_line, move_lines, wrapped
 from marketsim.report.numbers import count, interval, points, probability, share, shift
 from marketsim.report.progress import console, table
 from marketsim.scenario.labels import parameter_quantity
@@ -376,6 +376,8 @@ def report_markdown(proj: Projection, summary: dict) -> str:
             + ")."
             + both,
         ]
+        # how the number follows from the stated login mix (docs/model.md 2, 12.4)
+        lines += ["", *(f"{lost_login_line(d)}." for d in ll.get("removals", ()))]
     if summary.get("moves"):
         lines += [
             "",
@@ -548,3 +550,6 @@ def print_summary(summary: dict, proj: Projection) -> None:
             f"about {count(ll['consumers'])} shoppers lost a login; at the horizon they last bought at "
             + ", ".join(f"{n} {share(ll['destinations_scenario'][n], 0)}" for n in names)
         )
+    for d in ll.get("removals", ()):  # how the lost logins follow from the stated login mix
+        for ln in wrapped(lost_login_line(d), con.width):
+            con.print(ln, markup=False, soft_wrap=True)
