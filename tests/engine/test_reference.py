@@ -51,6 +51,7 @@ retailers:
   - {name: B, kind: direct, margin: 0.1, attractiveness: -0.9, trend: -0.7, price_index: 0.85, initial_share: 0.35,
      logins: [qq, weibo, sohu], sso_share: {weibo: 0.25, qq: 0.3}}
   - {name: C, kind: direct, margin: 0.08, attractiveness: -1.1, initial_share: 0.2, logins: [qq], sso_share: {qq: 0.4}}
+forecast: {trend_after: linear}   # the reference model carries trends on (the rules past the cut-off: test_trend_after.py)
 behaviour: {beta_price: 1.5, beta_social: 0.9, beta_habit: 1.2, beta_friction: 0.8}
 friction: {native: 0.25, sso: 0.05, link: 0.45, create: 1.9}
 events:

@@ -52,6 +52,7 @@ retailers:
      logins: [qq, taobao]}
   - {name: D, kind: direct, margin: 0.08, attractiveness: -1.1, initial_share: 0.25, logins: [weibo, qq],
      sso_share: {weibo: 0.4, qq: 0.2}}
+forecast: {trend_after: linear}   # the reference model carries trends on (the rules past the cut-off: test_trend_after.py)
 behaviour: {beta_price: 1.5, beta_social: 0.8, beta_habit: 1.2, beta_friction: 0.8}
 friction: {native: 0.25, sso: 0.05, link: 0.45, create: 1.9}
 events:

@@ -243,6 +243,7 @@ def _summary_numbers_recomputed(runs):
         "offsets",
         "event_values",
         "trend_se",
+        "observation",
     }
     assert p.fits[0]["event_values"] == {}  # (no recurring effect's size is fitted here)
     assert len(p.fits[0]["residuals"]) == 2 and max(abs(r) for r in p.fits[0]["residuals"]) == cal["max_residual_pp"]

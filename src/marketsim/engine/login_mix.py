@@ -33,7 +33,9 @@ import numpy as np
 from marketsim.engine.choice import NATIVE, SSO
 
 #: Relative weight (x the largest weight at the retailer) of a provider the retailer accepts at the start without a
-#: stated sso_share: the file says none of its customers use it, so almost no sign-up does (assumption).
+#: stated sso_share, where it states a share for another: the file says none of its customers use it, so almost no
+#: sign-up does (assumption). A retailer that states no sso_share at all states no mix: none is kept, and a
+#: one-click sign-up goes through one of the accepted providers it holds, each alike (:func:`solve_market`).
 UNSTATED_WEIGHT = 1e-3
 #: Relative weight (x the largest weight at the retailer) of a provider the retailer starts accepting by an event: no
 #: share can be stated for it, so a holder takes it as readily as the retailer's most taken route (assumption).
@@ -181,6 +183,15 @@ def solve_market(
         avail = route_table(ms.patterns, accepts[:, j])
         keep = np.concatenate([ms.keep[:, :1], np.repeat(ms.keep[:, 1:], P, axis=1)], axis=1)
         t = target[:, j]
+        if not scenario.retailers[j].sso_share and accepts[:, j].any():
+            # no mix stated: none to keep; a one-click sign-up goes through a provider it holds, each alike
+            w = np.concatenate([[0.0], accepts[:, j].astype(np.float64)])
+            m = np.zeros(1 + P)
+            if len(ms.mass) and ms.mass.sum() > 0:
+                c = (ms.mass[:, None] * _route_probs(avail, w) * keep).sum(axis=0)
+                m = c / c.sum() if c.sum() > 0 else m
+            weights[:, j], mix[:, j] = w, m
+            continue
         if len(ms.mass) == 0 or ms.mass.sum() == 0:  # nobody has an account: the sign-up mix is the target
             w, m = t / max(t.max(), 1e-300), t.copy()
         else:
