@@ -99,8 +99,21 @@ def summarize(rolling: dict, validation: dict, settings: dict) -> dict:
         v["paired_persistence"] = None if n == 0 else {"model": m, "persistence": p, "n": n}
         if all("lo50" in h for h in rows):
             v["cover50"] = [sum(h["lo50"] <= h["observed"] <= h["hi50"] for h in rows), len(rows)]
+    choices = {}
+    t = validation.get("trend_after")
+    if isinstance(t, dict) and t.get("sentence"):
+        choices["validation_trend"] = t["sentence"]
+    r = rolling.get("trend_after")
+    if isinstance(r, list) and r:
+        choices["rolling_trend"] = [
+            {"origin": c["origin"], "rule": c.get("label") or c.get("rule"), "how": c.get("how")} for c in r
+        ]
+    err = validation.get("observation_error")
+    if isinstance(err, dict) and err.get("sources"):
+        choices["observation_error"] = {s: round(e["sigma_pp"], 2) for s, e in sorted(err["sources"].items())}
     return {
         "settings": settings,
+        **({"choices": choices} if choices else {}),
         "rolling": [
             {"quarters": h["quarters"], "n": h["n"], "mae": h["mae"], "coverage": h["coverage"]}
             for h in rolling["horizons"]
@@ -209,6 +222,29 @@ def validation_verdicts(v: dict) -> tuple[str, str]:
     return beat, cover
 
 
+def choice_lines(choices: dict) -> list[str]:
+    """What the model chose and on which data (docs/model.md section 8): every structural option is chosen on the
+    decision-time observations only, never on a held-out figure."""
+    if not choices:
+        return []
+    out = ["**The choices behind these numbers, and the data they were made on** (none used a held-out figure):", ""]
+    for c in choices.get("rolling_trend", []):
+        out.append(
+            f"- rolling back-test, origin {c['origin']}: trends after it {c['rule']} ({c['how']}, on the data before it)"
+        )
+    if "validation_trend" in choices:
+        out.append(f"- validation: {choices['validation_trend']}")
+    if "observation_error" in choices:
+        errs = ", ".join(f"{s} {v:.1f}" for s, v in choices["observation_error"].items())
+        from marketsim.fit.observation import Prior
+
+        out.append(
+            "- observation error per source (points; estimated from the decision-time fit's residuals, "
+            f"{Prior().describe()}; src/marketsim/fit/observation.py): {errs}"
+        )
+    return out + [""]
+
+
 def render(summary: dict) -> str:
     """The Markdown section "## How good are the forecasts" (without the markers), ending with the numbers it was
     rendered from in an HTML comment."""
@@ -257,7 +293,9 @@ def render(summary: dict) -> str:
         f"| trend | {v['mae_n']['trend']} | {_f(v['mae']['trend'])} | |",
     ]
     beat, cover = validation_verdicts(v)
-    lines += ["", beat, cover, "", f"<!-- skill data: {json.dumps(summary, sort_keys=True)} -->"]
+    lines += ["", beat, cover, ""]
+    lines += choice_lines(summary.get("choices") or {})
+    lines += [f"<!-- skill data: {json.dumps(summary, sort_keys=True)} -->"]
     return "\n".join(lines) + "\n"
 
 
