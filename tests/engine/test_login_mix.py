@@ -14,6 +14,7 @@ of an accepted provider signed up by sso, and JD's Weibo share drifted from 5% t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -178,3 +179,19 @@ def test_run_says_how_the_lost_logins_follow_from_the_stated_share(tmp_path, cap
     assert "marketsim: warning: retailers.Tmall.sso_share.taobao" in capsys.readouterr().err
     fit = json.loads(next((tmp_path / "r" / "tiny").rglob("fit.json")).read_text())
     assert any("Tmall" in w and "at most" in w for w in fit["warnings"])
+
+
+def test_shortfalls_over_many_runs_are_one_line_each_with_their_range():
+    """A projection's runs each solve their own weights: a share out of reach in all of them is one warning with
+    the range the runs keep and how many runs, not one line per run."""
+    from marketsim.engine.login_mix import Shortfall, summarize_shortfalls
+
+    runs = [[dataclasses.asdict(Shortfall("Tmall", "taobao", 1.0, kept, kept))] for kept in (0.968, 0.975, 0.972)] + [
+        []
+    ]
+    lines = summarize_shortfalls(runs)
+    assert len(lines) == 1
+    assert "retailers.Tmall.sso_share.taobao states 100.0%" in lines[0]
+    assert "at most 96.8%-97.5% can" in lines[0] and "in 3 of 4 runs" in lines[0]
+    one = summarize_shortfalls([[dataclasses.asdict(Shortfall("JD", "sohu", 0.2, 0.1, 0.12))]])
+    assert one == [Shortfall("JD", "sohu", 0.2, 0.1, 0.12).text()]

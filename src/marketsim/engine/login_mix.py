@@ -65,6 +65,32 @@ class Shortfall:
         )
 
 
+def summarize_shortfalls(found: list[list[dict]]) -> list[str]:
+    """One warning per stated share out of reach over several runs (each run's shortfalls as
+    ``dataclasses.asdict`` of :class:`Shortfall`), with the range of what the runs could keep and in how many runs:
+    a projection's draws and replicates each solve their own weights."""
+    groups: dict[tuple[str, str, float], list[dict]] = {}
+    for run in found:
+        for d in run:
+            groups.setdefault((d["retailer"], d["provider"], d["stated"]), []).append(d)
+
+    def span(xs: list[float]) -> str:
+        lo, hi = min(xs), max(xs)
+        return f"{lo:.1%}" if round(lo, 3) == round(hi, 3) else f"{lo:.1%}-{hi:.1%}"
+
+    out = []
+    for (r, p, stated), ds in groups.items():
+        if len(found) == 1:
+            out.append(Shortfall(r, p, stated, ds[0]["kept"], ds[0]["most"]).text())
+            continue
+        out.append(
+            f"retailers.{r}.sso_share.{p} states {stated:.1%} of {r}'s customers log in with {p}, but at most "
+            f"{span([d['most'] for d in ds])} can (too few of them hold {p}; in {len(ds)} of {len(found)} runs); "
+            f"the runs keep {span([d['kept'] for d in ds])}"
+        )
+    return out
+
+
 def solve_weights(
     mass: np.ndarray,
     avail: np.ndarray,

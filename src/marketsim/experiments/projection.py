@@ -12,6 +12,7 @@ processes or a Dask cluster) and is collected by index, so the numbers depend on
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from marketsim.engine.login_mix import summarize_shortfalls
 from marketsim.engine.market import Market, MoveRecord
 from marketsim.engine.outputs import move_event
 from marketsim.engine.population import build_world, child_seed
@@ -104,7 +106,7 @@ def replicate_task(
         "scale": m0.scale_at(steps - 1),
         "moves": moves,
         "login_losses": logins,
-        "login_shortfalls": [s.text() for s in m0.login_shortfalls],  # stated login shares out of reach
+        "login_shortfalls": [dataclasses.asdict(s) for s in m0.login_shortfalls],  # stated login shares out of reach
     }
 
 
@@ -354,8 +356,8 @@ def project(
         f"(a draw sets a parameter only where an option declares it uncertain)"
         for a, b in identical_options(arrays, list(options))
     ]
-    # stated login shares the market cannot keep (docs/model.md 12.4), once each
-    warnings += list(dict.fromkeys(w for res in results for w in res.get("login_shortfalls", [])))
+    # stated login shares the market cannot keep (docs/model.md 12.4): one line each, over every run
+    warnings += summarize_shortfalls([res.get("login_shortfalls", []) for res in results])
     return Projection(
         scenario=options[first],
         options=options,
