@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from marketsim.engine.login_mix import summarize_shortfalls
-from marketsim.engine.market import Market, MoveRecord
+from marketsim.engine.market import DAYS_PER_YEAR, Market, MoveRecord
 from marketsim.engine.outputs import move_event
 from marketsim.engine.population import build_world, child_seed
 from marketsim.errors import UserError
@@ -434,11 +434,26 @@ def collect_moves(per_result: list[list[tuple]], K: int, R: int) -> list[dict]:
 TREND_STREAM = 4
 
 
+def trend_pivots(scenario: Scenario) -> dict[str, float]:
+    """Per retailer observed by the fit, the pivot of its fitted trend: the mean middle of the periods of the
+    observations (that a fit at the scenario's cut-off uses) that give its share, in years since the calendar start.
+    A line fitted through points is known best at their middle: a slope drawn from its standard error turns the
+    line about that point, so a drawn trend keeps the utility there (the data's level) and moves it away from it."""
+    start = scenario.calendar.start
+    mids: dict[str, list[float]] = {}
+    for o in scenario.fit_observations():
+        mid = ((o.start - start).days + (o.end - start).days) / 2 / DAYS_PER_YEAR
+        for r, _ in o.shares:
+            mids.setdefault(r, []).append(mid)
+    return {r: float(np.mean(v)) for r, v in mids.items()}
+
+
 def perturb_trends(
     scenario: Scenario, draws: Draws, by_draw: dict[int, dict[str, dict]], kept: list[int], first: str
 ) -> tuple[Draws, dict[int, dict[str, dict]]]:
     """The fitted trends' uncertainty in the draws (docs/model.md section 8, v3): draw k adds z[k, j] x se to
-    every trend j fitted in it, with z standard normal (one per draw and fitted trend, from the scenario seed's
+    every trend j fitted in it (turning it about its pivot, :func:`trend_pivots`: the attractiveness moves by
+    -z x se x pivot so that the utility in the middle of j's observations stays the fitted one), with z standard normal (one per draw and fitted trend, from the scenario seed's
     stream TREND_STREAM, the same for every option of the draw) and se that option's own fitted standard error
     (a nan one counts as 0). Returns the draws with one parameter per fitted trend appended (path
     ``retailers.NAME.trend``, normal around the first kept draw's fit: the report's drivers then name the trends)
@@ -452,6 +467,7 @@ def perturb_trends(
         return draws, by_draw
     rng = np.random.default_rng(np.random.SeedSequence(scenario.seed, spawn_key=(TREND_STREAM,)))
     z = rng.standard_normal((draws.k, len(fitted)))
+    pivot = trend_pivots(scenario)
     out: dict[int, dict[str, dict]] = {}
     values = [dict(v) for v in draws.values]
     for k, fits in by_draw.items():
@@ -461,10 +477,14 @@ def perturb_trends(
                 out[k][name] = f
                 continue
             tr = np.array(f["trend"], dtype=float)
+            al = np.array(f["alpha"], dtype=float)
             for i, n in enumerate(fitted):
                 se = f.get("trend_se", {}).get(n, 0.0)
-                tr[names.index(n)] += z[k, i] * (se if math.isfinite(se) else 0.0)
-            out[k][name] = {**f, "trend": tr}
+                j = names.index(n)
+                move = z[k, i] * (se if math.isfinite(se) else 0.0)
+                tr[j] += move
+                al[j] -= move * pivot.get(n, 0.0)  # the utility at the middle of j's observations stays fitted
+            out[k][name] = {**f, "trend": tr, "alpha": al}
             if name == first:
                 values[k].update({f"retailers.{n}.trend": float(tr[names.index(n)]) for n in fitted})
     ref_trend = np.asarray(ref["trend"], dtype=float)

@@ -727,8 +727,9 @@ FORECAST = Block(
             "trend_uncertainty",
             "boolean",
             "True: `marketsim project` draws every fitted trend within its standard error (each parameter draw "
-            "adds a normal with the fit's standard error to the trend fitted in that draw), so the intervals "
-            "widen with the horizon as far as `trend_after` lets a trend act. False (or `project "
+            "adds a normal with the fit's standard error to the trend fitted in that draw, turning the line about "
+            "the middle of the retailer's observations), so the intervals widen away from the data as far as "
+            "`trend_after` lets a trend act. False (or `project "
             "--no-trend-uncertainty`): the fitted trends at their point values.",
             default=True,
             source="docs/model.md section 8: a fitted trend is known only within its standard error",
