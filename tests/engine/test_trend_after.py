@@ -100,13 +100,13 @@ def test_without_the_setting_the_scenario_is_what_it_was():
         sc = load_scenario(path)
         assert sc.forecast.trend_after is None and sc.forecast.rule == "hold", path
         assert "forecast" not in sc.to_dict(), path
-        assert sc.with_values({"forecast": {"trend_uncertainty": True}}).digest() == sc.digest(), path
+        assert sc.with_values({"forecast": {"trend_uncertainty": False}}).digest() == sc.digest(), path
     sc = _tiny()
     hold = _tiny({"trend_after": "hold"})
     assert hold.digest() != sc.digest() and hold.to_dict()["forecast"] == {
         "trend_after": "hold",
         "half_life_years": None,
-        "trend_uncertainty": True,
+        "trend_uncertainty": False,
     }
 
 

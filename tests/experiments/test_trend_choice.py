@@ -173,7 +173,7 @@ def test_project_states_the_trend_rule_and_the_skill(series, cache, tmp_path, mo
     doc = json.loads((tmp_path / "p" / "projection.json").read_text())
     assert doc["trend_after"]["rule"] == "hold" and doc["trend_after"]["how"] == "chosen"
     assert doc["skill"]["n"] > 0 and doc["skill"]["beats_persistence"] in (True, False)
-    assert doc["trend_uncertainty"] is True
+    assert doc["trend_uncertainty"] is False  # off unless asked (docs/model.md section 8)
     report = (tmp_path / "p" / "report.md").read_text()
     assert "## How good its forecasts are" in report and doc["skill"]["sentence"] in report
     assert "Trends after the cut-off (2013-06-30): hold (chosen: rolling-origin MAE on" in report
@@ -181,8 +181,8 @@ def test_project_states_the_trend_rule_and_the_skill(series, cache, tmp_path, mo
     assert "On the observations before the cut-off" in " ".join(out.split())
 
 
-def test_trend_uncertainty_is_on_by_default_and_bands_widen_with_the_horizon(cache):
-    """A fitted trend's standard error enters the draws without being asked: across 16 draws (one replicate,
+def test_trend_uncertainty_when_asked_and_bands_widen_with_the_horizon(cache):
+    """A fitted trend's standard error enters the draws when the scenario asks (forecast.trend_uncertainty): across 16 draws (one replicate,
     the same seed in every draw, so the spread is the trends') the 90% band of A's share is wider at the horizon
     than at the cut-off under a linear rule; with the trends held at their point values the draws are one
     market. The observations are a rising series with +-2 points of alternating noise (a trend known only
@@ -195,7 +195,8 @@ def test_trend_uncertainty_is_on_by_default_and_bands_widen_with_the_horizon(cac
         s = path.period_shares(period_weights(truth.calendar, Observation("P", q, a, b, ()), 24)[None, :])[0]
         e = 0.02 * (-1) ** k
         ser[q] = (round(float(s[0]) + e, 4), round(float(s[1]) - e / 2, 4))
-    sc = parse_text(_market(ser, forecast="forecast: {trend_after: linear}\n")).with_overrides(consumers=3000)
+    sc = parse_text(_market(ser, forecast="forecast: {trend_after: linear, trend_uncertainty: true}\n"))
+    sc = sc.with_overrides(consumers=3000)
     proj = project(sc, draws=central_draws(sc, 16), replicates=1, cache_dir=cache)
     assert [p.path for p in proj.draws.params] == ["retailers.A.trend"]
     share = proj.arrays["scenario"]["gmv_share"][..., 0].reshape(-1, proj.steps)  # (draws, steps)

@@ -144,9 +144,9 @@ def settings_of(args: argparse.Namespace) -> dict:
     defaults = ARG_DEFAULTS.get(args.command, {})
     for k in SETTINGS[args.command]:
         v = getattr(args, k, None)
-        if k == "trend_uncertainty":  # on by default: only turning it off is a setting
-            if v is False:
-                out[k] = False
+        if k == "trend_uncertainty":  # off by default: only turning it on is a setting
+            if v is True:
+                out[k] = True
             continue
         if v is None or v is False or (k in defaults and v == defaults[k]):
             continue

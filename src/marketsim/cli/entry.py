@@ -269,9 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="draw every fitted trend within its standard error (each draw adds a normal with the fit's standard "
-        f"error; default draws then {DEFAULT_DRAWS} even without uncertain parameters): the default, as the "
-        "scenario's forecast.trend_uncertainty (true unless it says false); --no-trend-uncertainty holds the "
-        "fitted trends at their point values",
+        f"error, turned about the middle of the retailer's observations; default draws then {DEFAULT_DRAWS} even "
+        "without uncertain parameters); default: the scenario's forecast.trend_uncertainty (false unless it says "
+        "true: a draw's own standard error can be far too large where its market is near tipping, "
+        "docs/model.md section 8); --no-trend-uncertainty holds the fitted trends at their point values",
     )
 
     f = scenario_cmd(

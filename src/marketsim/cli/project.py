@@ -84,7 +84,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     asked = getattr(args, "trend_uncertainty", None)
     trends = bool(sc.forecast.trend_uncertainty if asked is None else asked) and any(
         r.calibrate_trend for r in sc.retailers
-    )  # the fitted trends vary between draws too (by default; --no-trend-uncertainty holds them)
+    )  # the fitted trends vary between draws too (when asked: --trend-uncertainty or forecast.trend_uncertainty)
     k = args.draws if args.draws is not None else (DEFAULT_DRAWS if sc.uncertain or trends else 1)
     # a stored posterior is checked in full where it would be used: a damaged one is one line, never the priors
     post = None if args.prior or k <= 1 or not sc.uncertain else load_posterior(sc, cache)

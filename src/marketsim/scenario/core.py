@@ -256,7 +256,7 @@ class Forecast:
 
     trend_after: str | None = None
     half_life_years: float | None = None  # with damped only
-    trend_uncertainty: bool = True  # projections draw the fitted trends within their standard errors
+    trend_uncertainty: bool = False  # projections draw the fitted trends within their standard errors (opt-in)
 
     @property
     def rule(self) -> str:
