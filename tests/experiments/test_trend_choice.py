@@ -205,3 +205,15 @@ def test_trend_uncertainty_when_asked_and_bands_widen_with_the_horizon(cache):
     assert (hi - lo)[-1] > 1.1 * (hi - lo)[cut] > 0.01, hi - lo
     held = project(sc, draws=central_draws(sc, 16), replicates=1, cache_dir=cache, trend_uncertainty=False)
     assert np.ptp(held.arrays["scenario"]["gmv_share"][..., 0], axis=0).max() == 0
+
+
+def test_a_model_about_as_good_as_persistence_is_not_said_to_beat_it():
+    """3.11 against 3.13 points is no skill: the sentence says "about as well" (with two decimals, never
+    "3.1 against 3.1: it does better")."""
+    from marketsim.report.skill import skill_sentence
+
+    base = {"n": 4, "horizons": [2], "until": "2013-07-01", "label": "hold"}
+    s = skill_sentence({**base, "model": 3.11, "persistence": 3.13})
+    assert "missed by 3.11 points on average against 3.13" in s and "about as well as holding" in s
+    assert "does better" not in s
+    assert "missed by 2.4 points on average against 3.1" in skill_sentence({**base, "model": 2.4, "persistence": 3.1})

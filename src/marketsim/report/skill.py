@@ -37,6 +37,11 @@ def trend_sentence(choice: dict) -> str:
     )
 
 
+#: Mean absolute errors closer than this (points of share) are said to be about as good: a hundredth of a point
+#: on a handful of values is not skill (assumption: the sources themselves are given to a tenth of a point).
+ALIKE_PP = 0.1
+
+
 def skill(choice: dict) -> dict:
     """The model's skill on its own data (projection.json's ``skill``): n, horizons (quarters), the model's and
     persistence's mean absolute errors (points), whether it beats persistence (None: unknown) and the sentence."""
@@ -64,12 +69,18 @@ def skill_sentence(choice: dict) -> str:
             f"to forecast (n=0). Treat its level forecasts with caution; its shifts between options are what it "
             f"is for."
         )
+    d = 2 if f"{model:.1f}" == f"{pers:.1f}" else 1  # never "3.1 against 3.1: it does better"
     head = (
         f"On the observations before the cut-off ({choice['until']}), this model's forecasts missed by "
-        f"{model:.1f} points on average against {pers:.1f} for holding the last value flat (n={n}, "
+        f"{model:.{d}f} points on average against {pers:.{d}f} for holding the last value flat (n={n}, "
         f"{_horizons(choice['horizons'])}; rolling-origin point forecasts, trends {choice['label']} after each "
         f"origin)"
     )
+    if abs(model - pers) < ALIKE_PP:
+        return (
+            f"{head}: it does about as well as holding the last value flat (within {ALIKE_PP:g} points): treat its "
+            f"level forecasts with caution; its shifts between options are what it is for."
+        )
     if model < pers:
         return f"{head}: it does better than holding the last value flat."
     worse = "no better than" if model == pers else "worse than"
