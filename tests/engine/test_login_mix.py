@@ -195,3 +195,21 @@ def test_shortfalls_over_many_runs_are_one_line_each_with_their_range():
     assert "at most 96.8%-97.5% can" in lines[0] and "in 3 of 4 runs" in lines[0]
     one = summarize_shortfalls([[dataclasses.asdict(Shortfall("JD", "sohu", 0.2, 0.1, 0.12))]])
     assert one == [Shortfall("JD", "sohu", 0.2, 0.1, 0.12).text()]
+
+
+def test_a_retailer_without_a_stated_mix_signs_up_through_a_login_it_starts_accepting_later():
+    """A retailer that states no sso_share keeps no mix: a one-click sign-up goes through a provider the shopper
+    holds, each alike, and that includes a provider an event adds later (with weight 0 for it, a shopper who held
+    only that provider was signed up through another one it does not hold)."""
+    from marketsim.scenario.core import parse_text
+    from tests.helpers import fit_market_yaml
+
+    sc = parse_text(fit_market_yaml("", n=2000, alpha=(-0.6, -0.9, -1.0)))  # A accepts qq, states no share
+    m = Market(sc, build_world(sc), np.array([-0.6, -0.9, -1.0]), sc.seed, settle=False)
+    a, qq, weibo = sc.retailer_names.index("A"), sc.provider_index("qq"), sc.provider_index("weibo")
+    assert m.route_weight[0, a] == 0 and m.route_weight[1 + qq, a] > 0 and m.route_weight[1 + weibo, a] > 0
+    m.accepts[weibo, a] = True  # as an add_login event does
+    only_weibo = np.flatnonzero(m.world.holds[:, weibo] & ~m.world.holds[:, qq])[:50]
+    assert len(only_weibo) > 0
+    routes = m.link_route(only_weibo, np.full(len(only_weibo), a))
+    assert (routes == weibo).all()

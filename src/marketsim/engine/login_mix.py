@@ -211,7 +211,9 @@ def solve_market(
         t = target[:, j]
         if not scenario.retailers[j].sso_share and accepts[:, j].any():
             # no mix stated: none to keep; a one-click sign-up goes through a provider it holds, each alike
-            w = np.concatenate([[0.0], accepts[:, j].astype(np.float64)])
+            # (one the retailer starts accepting by an event too: the routes a shopper can take are masked by the
+            # logins accepted at the time, Market.link_route)
+            w = np.concatenate([[0.0], np.ones(P)])
             m = np.zeros(1 + P)
             if len(ms.mass) and ms.mass.sum() > 0:
                 c = (ms.mass[:, None] * _route_probs(avail, w) * keep).sum(axis=0)
