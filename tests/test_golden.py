@@ -25,6 +25,8 @@ from tests.helpers import BUNDLED, SCENARIOS
 pytestmark = pytest.mark.xdist_group("golden")
 
 GOLDEN = Path(__file__).parent / "golden"
+#: the checkout: a path inside it in a message (a bundled scenario's, in a fit's refusal) is written relative to it
+CHECKOUT = str(Path(__file__).resolve().parent.parent)
 REGEN = os.environ.get("MARKETSIM_REGEN_GOLDEN") == "1"
 #: Keys whose values depend on the machine, the clock or where the files are (or on the bytes of a scenario file,
 #: comments included), not on the model.
@@ -49,6 +51,8 @@ def _clean(x):
         return [_clean(v) for v in x]
     if isinstance(x, str) and x.endswith(".yaml") and "/" in x:  # a file given on the command line: where the
         return Path(x).name  # checkout lies is not an output
+    if isinstance(x, str) and CHECKOUT in x:
+        return x.replace(CHECKOUT, "<checkout>")
     return x
 
 
