@@ -166,3 +166,15 @@ def test_a_stored_projection_reads_back_what_was_computed(stored):
 def test_a_folder_that_is_not_a_projection_is_one_line(tmp_path):
     with pytest.raises(UserError, match="not a marketsim result folder"):
         D.from_folder(tmp_path)
+
+
+def test_the_ranking_interval_is_the_one_projection_json_gives():
+    """One draw: the interval is the t interval of the mean over replicates (as summarize gives), not the spread
+    of the replicates; many draws: the mixture's 2.5% and 97.5% points."""
+    from scipy import stats
+
+    rng = np.random.default_rng(4)
+    one = rng.normal(-0.01, 0.005, (1, 8))
+    r = D.ranking(_outcomes({"a": one}), "A")[0]
+    half = stats.t.ppf(0.975, 7) * one.std(ddof=1) / math.sqrt(8) * 100
+    assert r["ci95_pp"] == pytest.approx([one.mean() * 100 - half, one.mean() * 100 + half])

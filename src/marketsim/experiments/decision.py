@@ -33,7 +33,7 @@ import pandas as pd
 
 from marketsim.errors import UserError
 from marketsim.experiments.projection import BASELINE, Projection, fit_until, observed_of
-from marketsim.experiments.uncertainty import Param, param_of, weighted_quantile
+from marketsim.experiments.uncertainty import Draws, Param, param_of, summarize
 from marketsim.io import store
 
 
@@ -224,7 +224,8 @@ def from_folder(folder: str | Path) -> Outcomes:
 
 def ranking(o: Outcomes, retailer: str) -> list[dict]:
     """The options, best first by the mean shift of ``retailer`` (percentage points against the baseline), each
-    with its 95% interval over draws x replicates and ``p_best``: the probability that it leaves ``retailer`` the
+    with its 95% interval (:func:`marketsim.experiments.uncertainty.summarize`, as projection.json's: over draws x
+    replicates, or the t interval of the mean with one draw) and ``p_best``: the probability that it leaves ``retailer`` the
     highest share of all the options (ties shared)."""
     j = o.retailer_index(retailer)
     w = o.cell_weights().reshape(-1)
@@ -232,14 +233,16 @@ def ranking(o: Outcomes, retailer: str) -> list[dict]:
     top = S.max(axis=0)
     best = S >= top - 1e-15
     p_best = (best / best.sum(axis=0)) @ w
+    K, R = o.share[BASELINE].shape[:2]
+    draws = Draws((), np.zeros((K, 0)), [{} for _ in range(K)], o.weights, "outcomes")
     rows = []
     for i, a in enumerate(o.options):
-        lo, hi = weighted_quantile(S[i], w, [0.025, 0.975])
+        s = summarize(S[i].reshape(K, R), draws)  # the mean and interval projection.json gives (one definition)
         rows.append(
             {
                 "option": a,
-                "mean_pp": float(S[i] @ w) * 100,
-                "ci95_pp": [float(lo) * 100, float(hi) * 100],
+                "mean_pp": s.mean * 100,
+                "ci95_pp": [s.interval[0] * 100, s.interval[1] * 100],
                 "p_best": float(p_best[i]),
             }
         )
