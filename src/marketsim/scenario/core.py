@@ -46,7 +46,7 @@ from marketsim.scenario.eventtypes import (  # noqa: F401  (the event actions, p
     RemoveLogin,
     SocialBoost,
 )
-from marketsim.scenario.fieldspec import ListOf, MapOf, Node, Variants, expect
+from marketsim.scenario.fieldspec import ListOf, MapOf, Node, Variants, example, expect, number_fix
 from marketsim.scenario.posterior_file import BadPosterior, ex_post_refusal, read_document
 from marketsim.scenario.posterior_file import provenance as posterior_provenance
 from marketsim.scenario.schema import (  # noqa: F401  (the format's constants, public here as before)
@@ -61,6 +61,14 @@ from marketsim.scenario.schema import (  # noqa: F401  (the format's constants, 
 )
 
 NAME_RE = re.compile(S.NAME_PATTERN)
+
+#: The names a file refers to that the file itself declares, by kind (a field's ``refers``, a name map's ``keys``):
+#: the top-level key that declares them, and a rule a new one must keep. An unknown name is told where and how
+#: to declare it (:meth:`_Validator.declaration`).
+DECLARED: dict[str, tuple[str, str]] = {
+    "provider": ("providers", ""),
+    "retailer": ("retailers", "lower the others' initial_share so that all still sum to 1"),
+}
 
 
 # --------------------------------------------------------------------------- typed, frozen objects
@@ -860,7 +868,7 @@ class _Validator:
                     self.name(k, f"{path}.{k}")
                 else:
                     assert names is not None, f"{node.key}: its keys name the file's own {node.keys}s"
-                    self.string(k, f"{path}.{k}", names[node.keys], what=node.keys)
+                    self.string(k, f"{path}.{k}", names[node.keys], what=node.keys, declared=node.keys)
         return x
 
     def unique(self, node: ListOf, seen: set, key: Any, path: str) -> None:
@@ -901,7 +909,8 @@ class _Validator:
             if f.calibrate and x == "calibrate":
                 return None
             if f.calibrate and isinstance(x, str):
-                self.fail(path, f"expected a number ({f.unit}) or 'calibrate', got {x!r}")
+                fix = number_fix(x, f.lo, f.hi, f.lo_open)
+                self.fail(path, f"expected a number ({f.unit}) or 'calibrate', got {x!r}{'; ' + fix if fix else ''}")
             if f.series:
                 return self.series(x, path, f.lo, f.hi, lo_open=f.lo_open)
             v = self.number(
@@ -924,7 +933,9 @@ class _Validator:
             return v
         if t == "string":
             allowed = choices if choices is not None else (f.choices or None)
-            s = self.string(x, path, None if allowed is None else tuple(allowed) + f.extra_choices, what=f.what)
+            s = self.string(
+                x, path, None if allowed is None else tuple(allowed) + f.extra_choices, what=f.what, declared=f.refers
+            )
             if f.pattern and not re.match(f.pattern, s):
                 self.fail(path, f"invalid {f.what} {s!r}; allowed: {f.hint or f'text matching {f.pattern}'}")
             return s
@@ -946,7 +957,7 @@ class _Validator:
             if not isinstance(x, list):
                 self.fail(path, f"expected a list of {f.refers} names, got {_kind(x)}")
             for k, p in enumerate(x):
-                self.string(p, f"{path}[{k}]", choices, what=f.refers)
+                self.string(p, f"{path}[{k}]", choices, what=f.refers, declared=f.refers)
             if len(set(x)) != len(x):
                 self.fail(path, f"a {f.refers} is listed twice")
             return tuple(x)
@@ -974,7 +985,10 @@ class _Validator:
         if key is not None and isinstance(x, dict):
             return self.uncertain_number(x, path, lo, hi, lo_open=lo_open, integer=integer, key=key, unit=unit)
         if isinstance(x, bool) or not isinstance(x, (int, float)):
-            self.fail(path, f"expected {'an integer' if integer else 'a number'}, got {_kind(x)}")
+            fix = number_fix(x, lo, hi, lo_open)  # 15% where a fraction goes: "write 0.15"
+            self.fail(
+                path, f"expected {'an integer' if integer else 'a number'}, got {_kind(x)}{'; ' + fix if fix else ''}"
+            )
         if isinstance(x, float) and not math.isfinite(x):
             self.fail(path, f"expected a finite number, got {x}")
         if integer and not float(x).is_integer():
@@ -983,7 +997,8 @@ class _Validator:
         if lo is not None and (x < lo or (lo_open and x == lo)):
             self.fail(path, f"{x} is out of range; allowed: {rng}")
         if hi is not None and x > hi:
-            self.fail(path, f"{x} is out of range; allowed: {rng}")
+            fix = number_fix(x, lo, hi, lo_open)
+            self.fail(path, f"{x} is out of range; allowed: {rng}{'; ' + fix if fix else ''}")
         return int(x) if integer else float(x)
 
     def uncertain_number(
@@ -1145,12 +1160,42 @@ class _Validator:
                 self.fail(path, f"the date {d0} is given twice")
         return Series(tuple(pts))
 
-    def string(self, x: Any, path: str, choices: tuple[str, ...] | None = None, what: str = "value") -> str:
+    def string(
+        self, x: Any, path: str, choices: tuple[str, ...] | None = None, what: str = "value", declared: str = ""
+    ) -> str:
+        """A string, one of ``choices`` if given. ``declared``: the kind of name the choices are (``provider``,
+        ``retailer``): an unknown one is then also told where the file declares them and how to declare it."""
         if not isinstance(x, str):
             self.fail(path, f"expected a string, got {_kind(x)}")
         if choices is not None and x not in choices:
-            self.fail(path, f"unknown {what} {x!r}{_suggest(x, choices)}; allowed: {', '.join(choices)}")
+            self.fail(
+                path,
+                f"unknown {what} {x!r}{_suggest(x, choices)}; allowed: {', '.join(choices)}"
+                f"{self.declaration(declared, x, path)}",
+            )
         return x
+
+    def declaration(self, kind: str, x: str, path: str) -> str:
+        """Where the file declares the names of ``kind`` (:data:`DECLARED`) and the shortest declaration of ``x``
+        there, from the format's required fields (:func:`marketsim.scenario.fieldspec.example`), as a clause
+        to end a message with; "" for names that are not declared by the file."""
+        if kind not in DECLARED or not NAME_RE.match(x):
+            return ""
+        key, rule = DECLARED[kind]
+        node = S.SCENARIO[key]
+        whole = example(node, x)  # "{wechat: {...}}" or "[{name: Suning, ...}]"
+        item = whole[1:-1] if isinstance(node, MapOf) else f"- {whole[1:-1]}"
+        src, line = self.lines.find(key)
+        here = self.lines.find(path)[0]
+        after = f"; {rule}" if rule else ""
+        if line is None:
+            return f"; {kind}s are declared under {key}:: to use {x}, declare it: `{key}: {whole}`{after}"
+        if src == here:
+            return f"; {kind}s are declared under {key}: (line {line}): to use {x}, add `{item}` there{after}"
+        return (
+            f"; {kind}s are declared under {key}: ({src}:{line}): to use {x}, declare it in this file as "
+            f"`{key}: {whole}` (the base's {key} stay){after}"
+        )
 
     def name(self, x: Any, path: str) -> str:
         s = self.string(x, path)
