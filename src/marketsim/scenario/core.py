@@ -498,17 +498,20 @@ class Scenario:
             vals["calendar.steps"] = steps
         return self.with_values(vals) if vals else self
 
-    def without_events(self, ids: list[str] | None = None) -> Scenario:
+    def without_events(self, ids: list[str] | None = None, *, given_as: str = "--baseline-without") -> Scenario:
         """The counterfactual: this scenario minus the named events (if ``ids`` is None, every one-off event:
-        recurring effects, such as a yearly sale, stay in both arms)."""
+        recurring effects, such as a yearly sale, stay in both arms). An unknown id is refused in one line that
+        names the option it was ``given_as``, the scenario's event ids and where its file lists them."""
         known = [e.id for e in self.events]
         if ids is not None:
             for i in ids:
                 if i not in known:
+                    at = _declared_at(self.source, "events") if known else None
                     raise ScenarioError(
-                        f"unknown event {i!r}; events are: {', '.join(known) or '(none)'}{_suggest(i, known)}",
-                        source=self.source,
-                        path="events",
+                        f"unknown event {i!r}{_suggest(i, known)}; allowed: the ids of {self.name}'s events: "
+                        f"{', '.join(known) or '(none: it has no events)'}"
+                        f"{f' (listed under events: at {at[0]}:{at[1]})' if at else ''}",
+                        source=given_as,
                     )
         raw = copy.deepcopy(dict(self.raw))
         evs = raw.get("events") or []
@@ -552,6 +555,16 @@ def load_lines(path: str | Path) -> _Lines:
     return _read_with_bases(Path(path))[1]
 
 
+def _declared_at(source: str, path: str) -> tuple[str, int] | None:
+    """The file and line where the scenario file ``source`` (with its bases) writes ``path``; None if ``source``
+    is not a readable scenario file (a derived scenario's source, a file since changed)."""
+    try:
+        where, line = load_lines(source).find(path) if Path(source).is_file() else (source, None)
+    except (ScenarioError, OSError, ValueError):
+        return None
+    return None if line is None else (where, line)
+
+
 def _refuse_other_kinds(path: str | Path) -> None:
     """A sweep file given where a scenario goes gets one line naming the command that takes it (checked on the
     file itself, before its ``base:`` would be merged under it)."""
@@ -579,18 +592,20 @@ def _read_with_bases(p: Path) -> tuple[Any, _Lines]:
     of the merged data to the file and line that wrote it (a base's event is reported in the base file)."""
     layers = _base_chain(p)
     data = layers[0].data
-    places = {k: (layers[0].source, n) for k, n in layers[0].lines.lines.items()}
+    # merged path -> (file, line, its path in that file): an item a base or the merge moved keeps its own path
+    places = {k: (layers[0].source, n, k) for k, n in layers[0].lines.lines.items()}
     for layer in layers[1:]:
         top = {k: v for k, v in layer.data.items() if k != "base"}
-        tr = _Track(places, {k: (layer.source, n) for k, n in layer.lines.lines.items()})
+        tr = _Track(places, {k: (layer.source, n, k) for k, n in layer.lines.lines.items()})
         try:
             data = _merge(data, top, tr=tr)
-        except ScenarioError as e:
-            where = next((k for k in MERGE_KEYS if k in top), "base")
+        except ScenarioError as e:  # at the field of this file that the merge refused (its path in this file)
+            where = e.path or next((k for k in MERGE_KEYS if k in top), "base")
             raise ScenarioError(e.problem, source=layer.source, path=where, line=layer.lines.get(where)) from None
         places = tr.out
-    lines = _Lines(source=layers[-1].source, lines={k: n for k, (_, n) in places.items()})
-    lines.sources = {k: f for k, (f, _) in places.items() if f != lines.source}
+    lines = _Lines(source=layers[-1].source, lines={k: n for k, (_, n, _) in places.items()})
+    lines.sources = {k: f for k, (f, _, _) in places.items() if f != lines.source}
+    lines.paths = {k: q for k, (_, _, q) in places.items() if q != k}
     return data, lines
 
 
@@ -656,11 +671,11 @@ def _real_path(p: Path) -> str:
 
 class _Track:
     """Where each field of a merged scenario is written, built alongside :func:`_merge`: ``base`` and ``top``
-    map field paths of the two inputs to (file, line); ``out`` the paths of the merged data."""
+    map field paths of the two inputs to (file, line, path in that file); ``out`` the paths of the merged data."""
 
-    def __init__(self, base: dict[str, tuple[str, int]], top: dict[str, tuple[str, int]]):
+    def __init__(self, base: dict[str, tuple[str, int, str]], top: dict[str, tuple[str, int, str]]):
         self.base, self.top = base, top
-        self.out: dict[str, tuple[str, int]] = {}
+        self.out: dict[str, tuple[str, int, str]] = {}
 
     @staticmethod
     def _under(p: str, prefix: str) -> bool:
@@ -739,9 +754,12 @@ def _merge_list(
         if isinstance(item, dict) and item.get("remove") is True:
             if idx is None:
                 known = ", ".join(str(item_key(b, key)) for b in out) or "none"
+                at = tr.base.get(bp) if tr is not None else None  # where the base lists its items
                 raise ScenarioError(
-                    f"'remove: true' names {key} {k!r}, which the base does not have; its {key}s: {known}"
-                    f"{_suggest(str(k), [str(item_key(b, key)) for b in out])}"
+                    f"'remove: true' names {key} {k!r}, which the base does not have"
+                    f"{_suggest(str(k), [str(item_key(b, key)) for b in out])}; allowed: its {key}s: {known}"
+                    f"{f' (listed under {bp}: at {at[0]}:{at[1]})' if at else ''}",
+                    path=f"{tp}[{t}].{key}" if tp and key in item else f"{tp}[{t}]" if tp else "",
                 )
             del out[idx]
             del origin[idx]
@@ -819,8 +837,10 @@ class _Validator:
         self.posterior_uses: list[tuple[str, str, str, dict]] = []  # (path, file, parameter, body) of posterior priors
 
     def fail(self, path: str, msg: str) -> NoReturn:
-        source, line = self.lines.find(path)
-        raise ScenarioError(msg, source=source if line is not None else self.source, path=path, line=line)
+        """Raise the one-line error at the file and line that write ``path``, naming the field by its path in that
+        file (a merged scenario's ``events[2]`` may be the first event of the file that writes it)."""
+        source, line, local = self.lines.where(path)
+        raise ScenarioError(msg, source=source if line is not None else self.source, path=local, line=line)
 
     # --- primitives -------------------------------------------------------
     def mapping(self, x: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
@@ -1535,10 +1555,20 @@ class _Validator:
             )
         for key in ("initial_share", "target_share"):
             tot = sum(getattr(r, key) for r in out)
-            if abs(tot - 1) > 1e-6:
+            if abs(tot - 1) > 1e-6:  # at the last retailer's field that a file gives, naming each value and its line
+                last = f"retailers[{max((i for i in range(len(out)) if key in d[i]), default=len(out) - 1)}].{key}"
+                here = self.lines.find(last)[0]
+                parts = []
+                for i, r in enumerate(out):
+                    src, line = self.lines.find(f"retailers[{i}].{key}" if key in d[i] else f"retailers[{i}]")
+                    given = "" if key in d[i] else " from initial_share" if key == "target_share" else " by default"
+                    at = "" if line is None else f" at line {line}" if src == here else f" at {src}:{line}"
+                    parts.append(f"{r.name} {getattr(r, key):g}{given}{at}")
                 self.fail(
-                    "retailers",
-                    f"{key} values sum to {tot:.6g}; they must sum to 1 (add a retailer for the rest of the market)",
+                    last,
+                    f"{key} values sum to {tot:.6g} ({', '.join(parts)}); they must sum to 1: "
+                    f"{'add' if tot < 1 else 'take'} {abs(1 - tot):.6g} {'to' if tot < 1 else 'from'} them, "
+                    f"or add a retailer for the rest of the market",
                 )
         return tuple(out)
 
