@@ -68,6 +68,7 @@ NAME_RE = re.compile(S.NAME_PATTERN)
 DECLARED: dict[str, tuple[str, str]] = {
     "provider": ("providers", ""),
     "retailer": ("retailers", "lower the others' initial_share so that all still sum to 1"),
+    "source": ("observations", ""),
 }
 
 
@@ -1199,22 +1200,27 @@ class _Validator:
         """Where the file declares the names of ``kind`` (:data:`DECLARED`) and the shortest declaration of ``x``
         there, from the format's required fields (:func:`marketsim.scenario.fieldspec.example`), as a clause
         to end a message with; "" for names that are not declared by the file."""
-        if kind not in DECLARED or not NAME_RE.match(x):
+        if kind not in DECLARED:
             return ""
         key, rule = DECLARED[kind]
+        src, line = self.lines.find(key)
+        here = self.lines.find(path)[0]
+        at = "" if line is None else f" at line {line}" if src == here else f" at {src}:{line}"
+        if kind == "source":  # named by the observations themselves
+            return f"; sources are the observations' `source:` values (`{key}:`{at}): give one of them, or add observations from {x}"
+        if not NAME_RE.match(x):  # not a name a file could declare: the list above is what it can be
+            return f"; {kind}s are declared under `{key}:`{at}"
         node = S.SCENARIO[key]
         whole = example(node, x)  # "{wechat: {...}}" or "[{name: Suning, ...}]"
         item = whole[1:-1] if isinstance(node, MapOf) else f"- {whole[1:-1]}"
-        src, line = self.lines.find(key)
-        here = self.lines.find(path)[0]
-        after = f"; {rule}" if rule else ""
-        if line is None:
-            return f"; {kind}s are declared under {key}:: to use {x}, declare it: `{key}: {whole}`{after}"
-        if src == here:
-            return f"; {kind}s are declared under {key}: (line {line}): to use {x}, add `{item}` there{after}"
+        notes = ["its numbers are placeholders"] + (
+            [f"the base's {key} stay"] if line is not None and src != here else []
+        )
+        after = f" ({'; '.join(notes)}){'; ' + rule if rule else ''}"
+        if line is not None and src == here:
+            return f"; {kind}s are declared under `{key}:`{at}: to use {x}, add `{item}` there{after}"
         return (
-            f"; {kind}s are declared under {key}: ({src}:{line}): to use {x}, declare it in this file as "
-            f"`{key}: {whole}` (the base's {key} stay){after}"
+            f"; {kind}s are declared under `{key}:`{at}: to use {x}, declare it in this file as `{key}: {whole}`{after}"
         )
 
     def name(self, x: Any, path: str) -> str:
