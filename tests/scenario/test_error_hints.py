@@ -1,4 +1,4 @@
-"""Errors that say how to fix (issue 21, item 7): a name the file does not declare, a percent written where a
+"""Errors that say how to fix: a name the file does not declare, a percent written where a
 fraction of 1 goes, and a field inside a list. Each is one line on stderr, exit 2, at the file and line of the
 offending field (its path as that file writes it), saying what to write instead."""
 
