@@ -144,6 +144,14 @@ def test_an_undeclared_retailer_says_how_to_add_one_and_the_rule_it_must_keep(tm
     assert "lower the others' initial_share so that all still sum to 1" in msg, msg
 
 
+def test_a_login_share_of_a_provider_the_retailer_does_not_accept_says_how_to_accept_it(tmp_path, capsys):
+    path, text = _file(tmp_path, "logins: [qq, weibo]", "logins: [qq]")
+    msg = _error(capsys, path)
+    line = _line(text, "weibo: 0.05")
+    assert f"{path}:{line}: retailers[1].sso_share.weibo: JD does not accept weibo login" in msg, msg
+    assert f"or add weibo to its logins at line {_line(text, 'logins: [qq]', 'name: JD')}: logins: [qq, weibo]" in msg
+
+
 def test_an_unknown_event_id_lists_the_ids_and_where_they_are(tmp_path, capsys):
     """--baseline-without names the option (not the scenario's `events:` line) and the ids with their place;
     `remove: true` of an id the base lacks is reported at that item's id, not at the list."""

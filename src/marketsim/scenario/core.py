@@ -1504,9 +1504,18 @@ class _Validator:
                 R["sso_share"], r.get("sso_share"), f"{path}.sso_share", {"provider": pnames}
             ).items():
                 if p not in logins:
+                    src, line = self.lines.find(f"{path}.logins")
+                    at = (
+                        ""
+                        if line is None
+                        else f" at line {line}"
+                        if src == self.lines.find(f"{path}.sso_share")[0]
+                        else f" at {src}:{line}"
+                    )
                     self.fail(
                         f"{path}.sso_share.{p}",
-                        f"{name} does not accept {p} login; allowed: providers in its logins ({', '.join(logins) or 'none'})",
+                        f"{name} does not accept {p} login; allowed: providers in its logins ({', '.join(logins) or 'none'}"
+                        f"), or add {p} to its logins{at}: logins: [{', '.join([*logins, p])}]",
                     )
                 sso_items.append(
                     (

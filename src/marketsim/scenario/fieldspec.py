@@ -209,6 +209,8 @@ def number_fix(x: Any, lo: float | None, hi: float | None, lo_open: bool = False
         )
 
     if isinstance(x, str):
+        if len(x) > 40:  # no number a file means; never echoed
+            return ""
         m = _PERCENT.match(x)
         if m and frac:
             f = _decimal(m.group(1))
