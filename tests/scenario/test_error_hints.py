@@ -279,3 +279,10 @@ def test_shares_that_do_not_sum_to_one_point_at_a_field_and_list_each_line(tmp_p
     first, second = _line(text, "initial_share: 0.6"), _line(text, "initial_share: 0.3")
     assert f"{path}:{second}: retailers[1].initial_share: initial_share values sum to 0.9 " in msg, msg
     assert f"(Tmall 0.6 at line {first}, JD 0.3 at line {second}); they must sum to 1: add 0.1 to them" in msg, msg
+
+
+def test_a_set_path_naming_an_unknown_item_lists_the_items_and_where_they_are(tmp_path, capsys):
+    path, text = _file(tmp_path, "seed: 1", "seed: 1")
+    msg = _error(capsys, None, "validate", str(path), "--set", "retailers.JDD.margin=0.2")
+    assert "retailers.JDD: no item named 'JDD' (did you mean 'JD'?); items: Tmall, JD" in msg, msg
+    assert f"(listed under retailers: at {path}:{_line(text, 'retailers:')})" in msg, msg

@@ -1853,7 +1853,10 @@ def with_settings(scenario: Scenario, settings: list[tuple[str, str]]) -> Scenar
         try:
             set_path(copy.deepcopy(dict(scenario.raw)), path, values[path])
         except KeyError as e:
-            raise ScenarioError(f"no such field in {scenario.source}: {e.args[0]}", source="--set") from None
+            top = path.split(".")[0]  # where the file lists the items or fields the path could name
+            at = _declared_at(scenario.source, top) if top in MERGE_KEYS else None
+            listed = f" (listed under {top}: at {at[0]}:{at[1]})" if at else ""
+            raise ScenarioError(f"no such field in {scenario.source}: {e.args[0]}{listed}", source="--set") from None
     try:
         return scenario.with_values(values)
     except ScenarioError as e:
