@@ -1219,6 +1219,8 @@ class _Validator:
         after = f" ({'; '.join(notes)}){'; ' + rule if rule else ''}"
         if line is not None and src == here:
             return f"; {kind}s are declared under `{key}:`{at}: to use {x}, add `{item}` there{after}"
+        if line is None:  # a scenario derived without its files' lines (--set, a sweep's design point)
+            return f"; {kind}s are declared under `{key}:`: to use {x}, declare it in the file: `{key}: {whole}`{after}"
         return (
             f"; {kind}s are declared under `{key}:`{at}: to use {x}, declare it in this file as `{key}: {whole}`{after}"
         )
