@@ -96,11 +96,12 @@ events:
     migration_cost: 0.5
 """)
     msg = _one_line_error(capsys, main(["validate", str(top)]))
-    assert f"{base}:12: events[0].migration_cost: " in msg and "out of range" in msg, msg
+    # named by its path in that file: the second item of base.yaml's events (the first removes one of tiny's)
+    assert f"{base}:12: events[1].migration_cost: " in msg and "out of range" in msg, msg
     # a field the user's file sets over the base's event is the user's
     top.write_text(top.read_text() + "  - {id: mine, migration_cost: 900}\n")
     msg = _one_line_error(capsys, main(["validate", str(top)]))
-    assert f"{top}:12: events[0].migration_cost: " in msg, msg
+    assert f"{top}:12: events[1].migration_cost: " in msg, msg
     # the base's own fields of that merged event stay the base's
     top.write_text(top.read_text().replace("migration_cost: 900}", "migration_cost: 0.5}"))
     base.write_text(
@@ -109,7 +110,7 @@ events:
         )
     )
     msg = _one_line_error(capsys, main(["validate", str(top)]))
-    assert f"{base}:11: events[0].provider: " in msg, msg
+    assert f"{base}:11: events[1].provider: " in msg, msg
 
 
 FIGURE_MODULES = (

@@ -61,7 +61,9 @@ def test_shares_must_sum_to_one(tmp_path):
     # retailers merge into the base's by name: Other's share drops by 0.1, so the three sum to 0.9
     body = "retailers:\n  - {name: Other, initial_share: 0.156}\n"
     msg = _error(_base_ref(tmp_path, body))
-    assert "retailers: initial_share values sum to 0.9; they must sum to 1" in msg
+    # at the field this file gives (its own retailers[0]), each value named with its line
+    assert "bad.yaml:5: retailers[0].initial_share: initial_share values sum to 0.9 (Tmall 0.521 at " in msg, msg
+    assert "Other 0.156 at line 5); they must sum to 1: add 0.1 to them" in msg, msg
 
 
 def test_login_names_unknown_provider(tmp_path):
@@ -133,7 +135,7 @@ def test_duplicate_in_one_file_over_a_base_is_not_merged_away(tmp_path):
     body = (
         "retailers:\n  - {name: A, kind: direct, initial_share: 0.5}\n  - {name: A, kind: direct, initial_share: 0.5}\n"
     )
-    assert "retailers[4].name: duplicate retailer name 'A'" in _error(_base_ref(tmp_path, body))
+    assert "retailers[1].name: duplicate retailer name 'A'" in _error(_base_ref(tmp_path, body))  # this file's path
     body = (
         "events:\n  - {id: x, type: add_login, date: 2013-02-01, retailer: JD, provider: taobao}\n"
         "  - {id: x, type: add_login, date: 2013-03-01, retailer: JD, provider: taobao}\n"

@@ -46,7 +46,7 @@ from marketsim.scenario.eventtypes import (  # noqa: F401  (the event actions, p
     RemoveLogin,
     SocialBoost,
 )
-from marketsim.scenario.fieldspec import ListOf, MapOf, Node, Variants, expect
+from marketsim.scenario.fieldspec import ListOf, MapOf, Node, Variants, example, expect, number_fix
 from marketsim.scenario.posterior_file import BadPosterior, ex_post_refusal, read_document
 from marketsim.scenario.posterior_file import provenance as posterior_provenance
 from marketsim.scenario.schema import (  # noqa: F401  (the format's constants, public here as before)
@@ -61,6 +61,15 @@ from marketsim.scenario.schema import (  # noqa: F401  (the format's constants, 
 )
 
 NAME_RE = re.compile(S.NAME_PATTERN)
+
+#: The names a file refers to that the file itself declares, by kind (a field's ``refers``, a name map's ``keys``):
+#: the top-level key that declares them, and a rule a new one must keep. An unknown name is told where and how
+#: to declare it (:meth:`_Validator.declaration`).
+DECLARED: dict[str, tuple[str, str]] = {
+    "provider": ("providers", ""),
+    "retailer": ("retailers", "lower the others' initial_share so that all still sum to 1"),
+    "source": ("observations", ""),
+}
 
 
 # --------------------------------------------------------------------------- typed, frozen objects
@@ -490,17 +499,20 @@ class Scenario:
             vals["calendar.steps"] = steps
         return self.with_values(vals) if vals else self
 
-    def without_events(self, ids: list[str] | None = None) -> Scenario:
+    def without_events(self, ids: list[str] | None = None, *, given_as: str = "--baseline-without") -> Scenario:
         """The counterfactual: this scenario minus the named events (if ``ids`` is None, every one-off event:
-        recurring effects, such as a yearly sale, stay in both arms)."""
+        recurring effects, such as a yearly sale, stay in both arms). An unknown id is refused in one line that
+        names the option it was ``given_as``, the scenario's event ids and where its file lists them."""
         known = [e.id for e in self.events]
         if ids is not None:
             for i in ids:
                 if i not in known:
+                    at = _declared_at(self.source, "events") if known else None
                     raise ScenarioError(
-                        f"unknown event {i!r}; events are: {', '.join(known) or '(none)'}{_suggest(i, known)}",
-                        source=self.source,
-                        path="events",
+                        f"unknown event {i!r}{_suggest(i, known)}; allowed: the ids of {self.name}'s events: "
+                        f"{', '.join(known) or '(none: it has no events)'}"
+                        f"{f' (listed under events: at {at[0]}:{at[1]})' if at else ''}",
+                        source=given_as,
                     )
         raw = copy.deepcopy(dict(self.raw))
         evs = raw.get("events") or []
@@ -544,6 +556,16 @@ def load_lines(path: str | Path) -> _Lines:
     return _read_with_bases(Path(path))[1]
 
 
+def _declared_at(source: str, path: str) -> tuple[str, int] | None:
+    """The file and line where the scenario file ``source`` (with its bases) writes ``path``; None if ``source``
+    is not a readable scenario file (a derived scenario's source, a file since changed)."""
+    try:
+        where, line = load_lines(source).find(path) if Path(source).is_file() else (source, None)
+    except (ScenarioError, OSError, ValueError):
+        return None
+    return None if line is None else (where, line)
+
+
 def _refuse_other_kinds(path: str | Path) -> None:
     """A sweep file given where a scenario goes gets one line naming the command that takes it (checked on the
     file itself, before its ``base:`` would be merged under it)."""
@@ -571,18 +593,20 @@ def _read_with_bases(p: Path) -> tuple[Any, _Lines]:
     of the merged data to the file and line that wrote it (a base's event is reported in the base file)."""
     layers = _base_chain(p)
     data = layers[0].data
-    places = {k: (layers[0].source, n) for k, n in layers[0].lines.lines.items()}
+    # merged path -> (file, line, its path in that file): an item a base or the merge moved keeps its own path
+    places = {k: (layers[0].source, n, k) for k, n in layers[0].lines.lines.items()}
     for layer in layers[1:]:
         top = {k: v for k, v in layer.data.items() if k != "base"}
-        tr = _Track(places, {k: (layer.source, n) for k, n in layer.lines.lines.items()})
+        tr = _Track(places, {k: (layer.source, n, k) for k, n in layer.lines.lines.items()})
         try:
             data = _merge(data, top, tr=tr)
-        except ScenarioError as e:
-            where = next((k for k in MERGE_KEYS if k in top), "base")
+        except ScenarioError as e:  # at the field of this file that the merge refused (its path in this file)
+            where = e.path or next((k for k in MERGE_KEYS if k in top), "base")
             raise ScenarioError(e.problem, source=layer.source, path=where, line=layer.lines.get(where)) from None
         places = tr.out
-    lines = _Lines(source=layers[-1].source, lines={k: n for k, (_, n) in places.items()})
-    lines.sources = {k: f for k, (f, _) in places.items() if f != lines.source}
+    lines = _Lines(source=layers[-1].source, lines={k: n for k, (_, n, _) in places.items()})
+    lines.sources = {k: f for k, (f, _, _) in places.items() if f != lines.source}
+    lines.paths = {k: q for k, (_, _, q) in places.items() if q != k}
     return data, lines
 
 
@@ -648,11 +672,11 @@ def _real_path(p: Path) -> str:
 
 class _Track:
     """Where each field of a merged scenario is written, built alongside :func:`_merge`: ``base`` and ``top``
-    map field paths of the two inputs to (file, line); ``out`` the paths of the merged data."""
+    map field paths of the two inputs to (file, line, path in that file); ``out`` the paths of the merged data."""
 
-    def __init__(self, base: dict[str, tuple[str, int]], top: dict[str, tuple[str, int]]):
+    def __init__(self, base: dict[str, tuple[str, int, str]], top: dict[str, tuple[str, int, str]]):
         self.base, self.top = base, top
-        self.out: dict[str, tuple[str, int]] = {}
+        self.out: dict[str, tuple[str, int, str]] = {}
 
     @staticmethod
     def _under(p: str, prefix: str) -> bool:
@@ -731,9 +755,12 @@ def _merge_list(
         if isinstance(item, dict) and item.get("remove") is True:
             if idx is None:
                 known = ", ".join(str(item_key(b, key)) for b in out) or "none"
+                at = tr.base.get(bp) if tr is not None else None  # where the base lists its items
                 raise ScenarioError(
-                    f"'remove: true' names {key} {k!r}, which the base does not have; its {key}s: {known}"
-                    f"{_suggest(str(k), [str(item_key(b, key)) for b in out])}"
+                    f"'remove: true' names {key} {k!r}, which the base does not have"
+                    f"{_suggest(str(k), [str(item_key(b, key)) for b in out])}; allowed: its {key}s: {known}"
+                    f"{f' (listed under {bp}: at {at[0]}:{at[1]})' if at else ''}",
+                    path=f"{tp}[{t}].{key}" if tp and key in item else f"{tp}[{t}]" if tp else "",
                 )
             del out[idx]
             del origin[idx]
@@ -811,8 +838,10 @@ class _Validator:
         self.posterior_uses: list[tuple[str, str, str, dict]] = []  # (path, file, parameter, body) of posterior priors
 
     def fail(self, path: str, msg: str) -> NoReturn:
-        source, line = self.lines.find(path)
-        raise ScenarioError(msg, source=source if line is not None else self.source, path=path, line=line)
+        """Raise the one-line error at the file and line that write ``path``, naming the field by its path in that
+        file (a merged scenario's ``events[2]`` may be the first event of the file that writes it)."""
+        source, line, local = self.lines.where(path)
+        raise ScenarioError(msg, source=source if line is not None else self.source, path=local, line=line)
 
     # --- primitives -------------------------------------------------------
     def mapping(self, x: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
@@ -860,7 +889,7 @@ class _Validator:
                     self.name(k, f"{path}.{k}")
                 else:
                     assert names is not None, f"{node.key}: its keys name the file's own {node.keys}s"
-                    self.string(k, f"{path}.{k}", names[node.keys], what=node.keys)
+                    self.string(k, f"{path}.{k}", names[node.keys], what=node.keys, declared=node.keys)
         return x
 
     def unique(self, node: ListOf, seen: set, key: Any, path: str) -> None:
@@ -901,7 +930,8 @@ class _Validator:
             if f.calibrate and x == "calibrate":
                 return None
             if f.calibrate and isinstance(x, str):
-                self.fail(path, f"expected a number ({f.unit}) or 'calibrate', got {x!r}")
+                fix = number_fix(x, f.lo, f.hi, f.lo_open)
+                self.fail(path, f"expected a number ({f.unit}) or 'calibrate', got {x!r}{'; ' + fix if fix else ''}")
             if f.series:
                 return self.series(x, path, f.lo, f.hi, lo_open=f.lo_open)
             v = self.number(
@@ -924,7 +954,9 @@ class _Validator:
             return v
         if t == "string":
             allowed = choices if choices is not None else (f.choices or None)
-            s = self.string(x, path, None if allowed is None else tuple(allowed) + f.extra_choices, what=f.what)
+            s = self.string(
+                x, path, None if allowed is None else tuple(allowed) + f.extra_choices, what=f.what, declared=f.refers
+            )
             if f.pattern and not re.match(f.pattern, s):
                 self.fail(path, f"invalid {f.what} {s!r}; allowed: {f.hint or f'text matching {f.pattern}'}")
             return s
@@ -946,7 +978,7 @@ class _Validator:
             if not isinstance(x, list):
                 self.fail(path, f"expected a list of {f.refers} names, got {_kind(x)}")
             for k, p in enumerate(x):
-                self.string(p, f"{path}[{k}]", choices, what=f.refers)
+                self.string(p, f"{path}[{k}]", choices, what=f.refers, declared=f.refers)
             if len(set(x)) != len(x):
                 self.fail(path, f"a {f.refers} is listed twice")
             return tuple(x)
@@ -974,7 +1006,10 @@ class _Validator:
         if key is not None and isinstance(x, dict):
             return self.uncertain_number(x, path, lo, hi, lo_open=lo_open, integer=integer, key=key, unit=unit)
         if isinstance(x, bool) or not isinstance(x, (int, float)):
-            self.fail(path, f"expected {'an integer' if integer else 'a number'}, got {_kind(x)}")
+            fix = number_fix(x, lo, hi, lo_open)  # 15% where a fraction goes: "write 0.15"
+            self.fail(
+                path, f"expected {'an integer' if integer else 'a number'}, got {_kind(x)}{'; ' + fix if fix else ''}"
+            )
         if isinstance(x, float) and not math.isfinite(x):
             self.fail(path, f"expected a finite number, got {x}")
         if integer and not float(x).is_integer():
@@ -983,7 +1018,8 @@ class _Validator:
         if lo is not None and (x < lo or (lo_open and x == lo)):
             self.fail(path, f"{x} is out of range; allowed: {rng}")
         if hi is not None and x > hi:
-            self.fail(path, f"{x} is out of range; allowed: {rng}")
+            fix = number_fix(x, lo, hi, lo_open)
+            self.fail(path, f"{x} is out of range; allowed: {rng}{'; ' + fix if fix else ''}")
         return int(x) if integer else float(x)
 
     def uncertain_number(
@@ -1145,12 +1181,49 @@ class _Validator:
                 self.fail(path, f"the date {d0} is given twice")
         return Series(tuple(pts))
 
-    def string(self, x: Any, path: str, choices: tuple[str, ...] | None = None, what: str = "value") -> str:
+    def string(
+        self, x: Any, path: str, choices: tuple[str, ...] | None = None, what: str = "value", declared: str = ""
+    ) -> str:
+        """A string, one of ``choices`` if given. ``declared``: the kind of name the choices are (``provider``,
+        ``retailer``): an unknown one is then also told where the file declares them and how to declare it."""
         if not isinstance(x, str):
             self.fail(path, f"expected a string, got {_kind(x)}")
         if choices is not None and x not in choices:
-            self.fail(path, f"unknown {what} {x!r}{_suggest(x, choices)}; allowed: {', '.join(choices)}")
+            self.fail(
+                path,
+                f"unknown {what} {x!r}{_suggest(x, choices)}; allowed: {', '.join(choices)}"
+                f"{self.declaration(declared, x, path)}",
+            )
         return x
+
+    def declaration(self, kind: str, x: str, path: str) -> str:
+        """Where the file declares the names of ``kind`` (:data:`DECLARED`) and the shortest declaration of ``x``
+        there, from the format's required fields (:func:`marketsim.scenario.fieldspec.example`), as a clause
+        to end a message with; "" for names that are not declared by the file."""
+        if kind not in DECLARED:
+            return ""
+        key, rule = DECLARED[kind]
+        src, line = self.lines.find(key)
+        here = self.lines.find(path)[0]
+        at = "" if line is None else f" at line {line}" if src == here else f" at {src}:{line}"
+        if kind == "source":  # named by the observations themselves
+            return f"; sources are the observations' `source:` values (`{key}:`{at}): give one of them, or add observations from {x}"
+        if not NAME_RE.match(x):  # not a name a file could declare: the list above is what it can be
+            return f"; {kind}s are declared under `{key}:`{at}"
+        node = S.SCENARIO[key]
+        whole = example(node, x)  # "{wechat: {...}}" or "[{name: Suning, ...}]"
+        item = whole[1:-1] if isinstance(node, MapOf) else f"- {whole[1:-1]}"
+        notes = ["its numbers are placeholders"] + (
+            [f"the base's {key} stay"] if line is not None and src != here else []
+        )
+        after = f" ({'; '.join(notes)}){'; ' + rule if rule else ''}"
+        if line is not None and src == here:
+            return f"; {kind}s are declared under `{key}:`{at}: to use {x}, add `{item}` there{after}"
+        if line is None:  # a scenario derived without its files' lines (--set, a sweep's design point)
+            return f"; {kind}s are declared under `{key}:`: to use {x}, declare it in the file: `{key}: {whole}`{after}"
+        return (
+            f"; {kind}s are declared under `{key}:`{at}: to use {x}, declare it in this file as `{key}: {whole}`{after}"
+        )
 
     def name(self, x: Any, path: str) -> str:
         s = self.string(x, path)
@@ -1433,9 +1506,18 @@ class _Validator:
                 R["sso_share"], r.get("sso_share"), f"{path}.sso_share", {"provider": pnames}
             ).items():
                 if p not in logins:
+                    src, line = self.lines.find(f"{path}.logins")
+                    at = (
+                        ""
+                        if line is None
+                        else f" at line {line}"
+                        if src == self.lines.find(f"{path}.sso_share")[0]
+                        else f" at {src}:{line}"
+                    )
                     self.fail(
                         f"{path}.sso_share.{p}",
-                        f"{name} does not accept {p} login; allowed: providers in its logins ({', '.join(logins) or 'none'})",
+                        f"{name} does not accept {p} login; allowed: providers in its logins ({', '.join(logins) or 'none'}"
+                        f"), or add {p} to its logins{at}: logins: [{', '.join([*logins, p])}]",
                     )
                 sso_items.append(
                     (
@@ -1490,10 +1572,20 @@ class _Validator:
             )
         for key in ("initial_share", "target_share"):
             tot = sum(getattr(r, key) for r in out)
-            if abs(tot - 1) > 1e-6:
+            if abs(tot - 1) > 1e-6:  # at the last retailer's field that a file gives, naming each value and its line
+                last = f"retailers[{max((i for i in range(len(out)) if key in d[i]), default=len(out) - 1)}].{key}"
+                here = self.lines.find(last)[0]
+                parts = []
+                for i, r in enumerate(out):
+                    src, line = self.lines.find(f"retailers[{i}].{key}" if key in d[i] else f"retailers[{i}]")
+                    given = "" if key in d[i] else " from initial_share" if key == "target_share" else " by default"
+                    at = "" if line is None else f" at line {line}" if src == here else f" at {src}:{line}"
+                    parts.append(f"{r.name} {getattr(r, key):g}{given}{at}")
                 self.fail(
-                    "retailers",
-                    f"{key} values sum to {tot:.6g}; they must sum to 1 (add a retailer for the rest of the market)",
+                    last,
+                    f"{key} values sum to {tot:.6g} ({', '.join(parts)}); they must sum to 1: "
+                    f"{'add' if tot < 1 else 'take'} {abs(1 - tot):.6g} {'to' if tot < 1 else 'from'} them, "
+                    f"or add a retailer for the rest of the market",
                 )
         return tuple(out)
 
@@ -1763,7 +1855,10 @@ def with_settings(scenario: Scenario, settings: list[tuple[str, str]]) -> Scenar
         try:
             set_path(copy.deepcopy(dict(scenario.raw)), path, values[path])
         except KeyError as e:
-            raise ScenarioError(f"no such field in {scenario.source}: {e.args[0]}", source="--set") from None
+            top = path.split(".")[0]  # where the file lists the items or fields the path could name
+            at = _declared_at(scenario.source, top) if top in MERGE_KEYS else None
+            listed = f" (listed under {top}: at {at[0]}:{at[1]})" if at else ""
+            raise ScenarioError(f"no such field in {scenario.source}: {e.args[0]}{listed}", source="--set") from None
     try:
         return scenario.with_values(values)
     except ScenarioError as e:

@@ -11,7 +11,9 @@ Pure data: it imports nothing from the rest of the package.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 #: The unit of utilities (a field's ``unit``).
@@ -58,6 +60,11 @@ class Field:
     only_if: tuple[str, str] | None = None  # allowed only when the sibling key has this value: ("kind", "platform")
     multiple_of: int | None = None
     hint: str = ""  # shown with a multiple_of error (the reason) or a pattern error (what the pattern allows)
+
+    @property
+    def fraction(self) -> bool:
+        """A number written as a fraction of 1 (a share, a probability, a stake): see :func:`is_fraction`."""
+        return self.type == "number" and is_fraction(self.lo, self.hi)
 
 
 @dataclass(frozen=True)
@@ -171,9 +178,90 @@ class Variants:
 Node = Field | Block | MapOf | ListOf | Variants
 
 
+# --------------------------------------------------------------------------- what to write instead
+
+_PERCENT = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*%\s*$")
+
+
+def is_fraction(lo: float | None, hi: float | None) -> bool:
+    """True when a number's allowed interval [lo, hi] lies within [0, 1]: it is a fraction of 1 (a share, a
+    probability, a stake), never a percent. Every such field of every format is one (``_share`` in
+    :mod:`marketsim.scenario.schema`, ``consumers.shopping_rate``, an equity stake, ...)."""
+    return lo is not None and hi is not None and lo >= 0 and hi <= 1
+
+
+def _decimal(text: str) -> str:
+    """``text`` (a number) divided by 100, written exactly: '15' -> '0.15', '0.5' -> '0.005'."""
+    d = Decimal(text).scaleb(-2).normalize()
+    return format(d, "f")
+
+
+def number_fix(x: Any, lo: float | None, hi: float | None, lo_open: bool = False) -> str:
+    """What to write instead of ``x`` where a number in [lo, hi] is expected, or "" if nothing better than the
+    range can be said. A fraction of 1 (:func:`is_fraction`) given in percent, as ``15%``, ``15 %`` or a number
+    above 1 whose hundredth fits (``15``): "write 0.15". A percent elsewhere: the number without '%'. A number
+    in quotes: without the quotes."""
+    frac = is_fraction(lo, hi)
+
+    def fits(v: Decimal) -> bool:
+        return (lo is None or (v > Decimal(str(lo)) if lo_open else v >= Decimal(str(lo)))) and (
+            hi is None or v <= Decimal(str(hi))
+        )
+
+    if isinstance(x, str):
+        if len(x) > 40:  # no number a file means; never echoed
+            return ""
+        m = _PERCENT.match(x)
+        if m and frac:
+            f = _decimal(m.group(1))
+            if fits(Decimal(f)):
+                return f"write {f} (a fraction of 1: {m.group(1)}% = {f})"
+            return "write a fraction of 1, not a percent"
+        if m:
+            return "write a plain number, without '%'"
+        try:
+            v = Decimal(x.strip())
+        except InvalidOperation:
+            return ""
+        if not v.is_finite():
+            return ""
+        inner = number_fix(float(v), lo, hi, lo_open)
+        return f"write it without quotes{'; ' + inner if inner else f' ({x.strip()})'}"
+    if frac and isinstance(x, (int, float)) and not isinstance(x, bool) and 1 < x <= 100:
+        f = _decimal(repr(x))
+        if fits(Decimal(f)):
+            return f"it is a fraction of 1: for {x:g}% write {f}"
+    return ""
+
+
 def expect(node: Node, kind: type[_N]) -> _N:
     """``node`` as the kind of node the code reading it takes it for: a TypeError naming both if the format
     declares another kind there (a slip in the declarations, never in a file)."""
     if not isinstance(node, kind):
         raise TypeError(f"{node.key!r} is declared as a {type(node).__name__}; the code reads it as a {kind.__name__}")
     return node
+
+
+def example(node: Node, name: str) -> str:
+    """The shortest YAML (flow style) of ``node`` that a file could hold: a block with only its required fields, a
+    name field (and a mapping's key) set to ``name``, a choice's first value, a fraction of 1 as 0.1, another
+    number as its default or lowest value. Shown in messages that ask for a declaration ("add
+    ``wechat: {penetration: 0.1}`` under providers:"): the values are placeholders, the keys are the format's."""
+    if isinstance(node, Field):
+        if node.type == "name":
+            return name
+        if node.choices:
+            return str(node.choices[0])
+        if node.type in ("number", "integer"):
+            if isinstance(node.default, (int, float)) and not isinstance(node.default, bool):
+                return f"{node.default:g}"
+            return "0.1" if node.fraction else f"{node.lo or 0:g}"
+        return {"names": "[]", "list": "[]", "strings": "[]", "boolean": "false"}.get(node.type, "...")
+    if isinstance(node, Variants):
+        return example(node.block(next(iter(node.variants))), name)
+    if isinstance(node, Block):
+        req = [f for f in node.checked if getattr(f, "required", False)]
+        return "{" + ", ".join(f"{f.key}: {example(f, name)}" for f in req) + "}"
+    if isinstance(node, MapOf):
+        return f"{{{name}: {example(node.value, name)}}}"
+    return f"[{example(node.item, name)}]"

@@ -63,12 +63,15 @@ class LineMap:
 
     ``over(base)`` chains the map of a file to the map of the file it starts from (``base:``), so a field
     the file does not define is found in its base. A map of merged files may instead name, per field, the file
-    its line is in: ``sources`` (field path -> file; fields not in it are in ``source``)."""
+    its line is in: ``sources`` (field path -> file; fields not in it are in ``source``), and the path the field
+    has in that file: ``paths`` (field path -> its path there, where they differ: a base's ``events[2]`` is
+    ``events[0]`` of the file that writes it)."""
 
     def __init__(self, text: str | None = None, source: str = "<scenario>", lines: dict[str, int] | None = None):
         self.source = source
         self.lines: dict[str, int] = dict(lines or {})
         self.sources: dict[str, str] = {}
+        self.paths: dict[str, str] = {}
         self.fallback: LineMap | None = None
         if text:
             self.lines.update(load(text, source)[1].lines)
@@ -80,16 +83,22 @@ class LineMap:
 
     def find(self, path: str) -> tuple[str, int | None]:
         """(file, line) of the nearest enclosing field that a file defines."""
+        return self.where(path)[:2]
+
+    def where(self, path: str) -> tuple[str, int | None, str]:
+        """(file, line, path in that file) of the nearest enclosing field that a file defines, the path extended
+        again to the field asked for: ``events[2].stake`` of a merged scenario is ``events[0].stake`` of the file
+        whose line it is. (source, None, path) if no file defines it."""
         p = path
         while p:
             m: LineMap | None = self
             while m is not None:  # this file, then its bases
                 if p in m.lines:
-                    return m.sources.get(p, m.source), m.lines[p]
+                    return m.sources.get(p, m.source), m.lines[p], m.paths.get(p, p) + path[len(p) :]
                 m = m.fallback
             cut = max(p.rfind("."), p.rfind("["))
             p = p[:cut] if cut > 0 else ""
-        return self.source, None
+        return self.source, None, path
 
     def get(self, path: str) -> int | None:
         return self.find(path)[1]
