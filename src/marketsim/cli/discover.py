@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from marketsim.errors import UserError
+from marketsim.experiments.decision import from_folder
 from marketsim.experiments.discovery import (
     MASS_MIN,
     MIN_DENSITY,
@@ -24,8 +25,6 @@ from marketsim.report.progress import console, table
 
 
 def _projection(args: argparse.Namespace, path: Path) -> Discovery:
-    from marketsim.experiments.decision import from_folder
-
     if args.output:
         raise UserError(f"--output {args.output}: is for a sweep folder; {path} is a projection (use --retailer)")
     o = from_folder(path)

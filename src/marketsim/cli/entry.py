@@ -435,13 +435,17 @@ def build_parser() -> argparse.ArgumentParser:
         "assumptions in words with its coverage (share of the cases inside it) and density (share of cases\n"
         "among its draws). Writes nothing. Method and settings: docs/sweeps.md.",
         [
-            "marketsim discover results/battle_lines_2013/projection-jd_drops_weibo \\",
+            "marketsim discover results/battle_lines_2013/projection-vs-no-events \\",
             "    --retailer JD --threshold -0.3",
             "marketsim discover results/sweep_weibo_login --retailer JD --threshold -0.3 --boxes 2 --json",
         ],
     )
-    di.add_argument("result", help="a projection folder (written by `marketsim project`) or a sweep folder")
-    di.add_argument("--retailer", help="whose GMV share shift to search (projection; sweep: picks the output)")
+    di.add_argument(
+        "result", metavar="RESULT", help="a projection folder (written by `marketsim project`) or a sweep folder"
+    )
+    di.add_argument(
+        "--retailer", metavar="NAME", help="whose GMV share shift to search (projection; sweep: picks the output)"
+    )
     di.add_argument(
         "--threshold",
         type=finite_float,
@@ -450,9 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="in points for a share shift (an output's display unit for a sweep): below 0, the cases lose more "
         "than that; 0 or above, they gain more than that",
     )
-    di.add_argument("--option", help="projection: which option (default: the scenario, the first option)")
     di.add_argument(
-        "--output", help="sweep: which output, e.g. shift.gmv_share.JD (default: shift.gmv_share.<retailer>)"
+        "--option", metavar="NAME", help="projection: which option (default: the scenario, the first option)"
+    )
+    di.add_argument(
+        "--output",
+        metavar="OUTPUT",
+        help="sweep: which output, e.g. shift.gmv_share.JD (default: shift.gmv_share.<retailer>)",
     )
     di.add_argument(
         "--boxes", type=positive_int, default=1, metavar="N", help="up to N boxes, each over the cases left (default 1)"
