@@ -69,6 +69,9 @@ MIN_DRAWS = 8
 #: draws beyond it (assumption).
 SUGGEST_QUANTILE = 0.25
 
+#: PRIM's threshold on a 0/1 outcome: the ones are the cases (see _one_box).
+_CASE = 1e-9
+
 INSTALL_HINT = "pip install 'marketsim[decide]'"
 
 
@@ -185,7 +188,10 @@ def _one_box(prim, X: pd.DataFrame, y: np.ndarray, min_density: float, settings:
         p = prim.Prim(
             X,
             y.astype(float),
-            threshold=0.5,  # with a 0/1 outcome: the cases are the ones (and PRIM's own density floor: 0.5)
+            # with a 0/1 outcome any threshold in (0, 1] makes the ones the cases; PRIM also replaces its box by
+            # the whole space when the last box of the trajectory has a density below it, which would hide the
+            # earlier boxes the rule here chooses from: the least such threshold (the floor is MIN_DENSITY's)
+            threshold=_CASE,
             peel_alpha=settings["peel_alpha"],
             paste_alpha=settings["paste_alpha"],
             mass_min=settings["mass_min"],
