@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "viz": "marketsim.cli.viz:cmd_viz",
     "sweep": "marketsim.cli.sweep:cmd_sweep",
     "analyze": "marketsim.cli.analyze:cmd_analyze",
+    "discover": "marketsim.cli.discover:cmd_discover",
     "scenarios": "marketsim.cli.scenarios:cmd_scenarios",
 }
 
@@ -423,6 +424,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     an.add_argument("path", help="sweep results folder, e.g. results/sweep_weibo_login")
     an.add_argument("--json", action="store_true", help="print JSON to stdout instead of the table")
+    di = _command(
+        sub,
+        "discover",
+        "What would flip it: the boxes of assumptions under which an option loses (or gains) more than a threshold.",
+        "Scenario discovery (PRIM, Friedman & Fisher 1999; needs the 'decide' extra) over a stored projection's\n"
+        "draws (a draw's outcome: its mean shift of the retailer's GMV share over its replicates) or a stored\n"
+        "sweep's design points (an output's mean over the replicates). A threshold below 0 asks where the\n"
+        "outcome falls below it (loses more than), 0 or above where it rises above it. Shows each box's\n"
+        "assumptions in words with its coverage (share of the cases inside it) and density (share of cases\n"
+        "among its draws). Writes nothing. Method and settings: docs/sweeps.md.",
+        [
+            "marketsim discover results/battle_lines_2013/projection-vs-no-events \\",
+            "    --retailer JD --threshold -0.3",
+            "marketsim discover results/sweep_weibo_login --retailer JD --threshold -0.3 --boxes 2 --json",
+        ],
+    )
+    di.add_argument(
+        "result", metavar="RESULT", help="a projection folder (written by `marketsim project`) or a sweep folder"
+    )
+    di.add_argument(
+        "--retailer", metavar="NAME", help="whose GMV share shift to search (projection; sweep: picks the output)"
+    )
+    di.add_argument(
+        "--threshold",
+        type=finite_float,
+        required=True,
+        metavar="PP",
+        help="in points for a share shift (an output's display unit for a sweep): below 0, the cases lose more "
+        "than that; 0 or above, they gain more than that",
+    )
+    di.add_argument(
+        "--option", metavar="NAME", help="projection: which option (default: the scenario, the first option)"
+    )
+    di.add_argument(
+        "--output",
+        metavar="OUTPUT",
+        help="sweep: which output, e.g. shift.gmv_share.JD (default: shift.gmv_share.<retailer>)",
+    )
+    di.add_argument(
+        "--boxes", type=positive_int, default=1, metavar="N", help="up to N boxes, each over the cases left (default 1)"
+    )
+    di.add_argument("--json", action="store_true", help="print JSON to stdout instead of the table")
     sc = _command(
         sub,
         "scenarios",
