@@ -12,6 +12,7 @@ and no unit. A sweep file's ``label:`` replaces the label, never the unit.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 from marketsim.scenario.eventtypes import REGISTRY
@@ -175,3 +176,18 @@ def output_quantity(name: str, *, currency: str = "RMB", step_days: int = 7) -> 
     step = "week" if step_days == 7 else f"{step_days} days"
     lab = (moved if shift else level).format(r=parts[1], step=step)
     return Quantity(lab, (shift_unit if shift else unit).format(cur=currency), scale)
+
+
+def event_label(event, providers: tuple[str, ...] | list[str] = ()) -> str:
+    """An event in a few words for a chart or a title, never its id: what its action does
+    (``EventType.live_text``: "JD stops accepting Weibo login", "Alibaba buys 18% of Weibo"), each of the scenario's
+    ``providers`` written as in prose (:func:`provider_name`)."""
+    text = event.action.live_text()
+    for p in providers:
+        text = re.sub(rf"\b{re.escape(p)}\b", provider_name(p), text)
+    return text
+
+
+def events_label(events, providers: tuple[str, ...] | list[str] = (), none: str = "no event") -> str:
+    """Several events in words, joined by "; " (``none`` if there are none)."""
+    return "; ".join(event_label(e, providers) for e in events) or none
