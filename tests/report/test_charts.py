@@ -1,4 +1,4 @@
-"""The charts and the wording of issue 21, checked on rendered figures and exact strings.
+"""The charts and the wording of the decision desk, checked on rendered figures and exact strings.
 
 One small fitted market (monthly steps, 600 consumers) with four events on near dates, two observation sources and
 two uncertain parameters is projected once (4 draws x 2 replicates). Its figures are drawn and read back: the event
@@ -237,7 +237,10 @@ def test_the_terminal_and_the_report_name_parameters_by_label_and_show_display_u
     row = next(
         ln for ln in md.splitlines() if ln.startswith("| ") and "`events.drop_weibo_login_now.migration_cost`" in ln
     )
-    assert "| 0.8 utility | 0.4 to 1.6 utility |" in row
+    assert row.startswith("| B stops accepting Weibo login: cost of migrating the account |") and (
+        "| 0.8 utility | 0.4 to 1.6 utility |" in row
+    )
+    assert "drop weibo login now" not in md  # a parameter of an event is named by what the event does
     assert " 0% | 100% |" not in md or "The assumptions give 0% of the spread" in md
 
 

@@ -1,4 +1,4 @@
-"""The decision desk's charts (issue 21): matplotlib Figures built from the decision core's plain data
+"""The decision desk's charts: matplotlib Figures built from the decision core's plain data
 (:mod:`marketsim.experiments.decision`), in the style of every marketsim figure (plain text, the retailer palette,
 16:9 at 150 dpi). They write no file: the caller saves or embeds them.
 

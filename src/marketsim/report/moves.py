@@ -15,7 +15,7 @@ import math
 import re
 import textwrap
 
-from marketsim.report.numbers import count, share
+from marketsim.report.numbers import count, interval, share
 from marketsim.scenario.labels import parameter_quantity, provider_name
 
 
@@ -38,7 +38,7 @@ def share_text(x) -> str:
         return "no share (no purchases)"
     if isinstance(x, dict):
         lo, hi = x["ci95"]
-        return share(x["mean"]) + (f" [{lo * 100:.1f}, {hi * 100:.1f}]" if _finite(lo, hi) else "")
+        return share(x["mean"]) + (f" {interval(lo * 100, hi * 100, '{:.1f}')}" if _finite(lo, hi) else "")
     return share(x)
 
 

@@ -32,7 +32,7 @@ from marketsim.report.moves import lost_login_line, move_lines, wrapped
 from marketsim.report.numbers import count, interval, part, points, probability, share, shift, value, value_range
 from marketsim.report.progress import console, table
 from marketsim.scenario.core import Uncertain
-from marketsim.scenario.labels import event_label, events_label, parameter_quantity
+from marketsim.scenario.labels import event_label, event_names, events_label, parameter_quantity
 
 FIGSIZE, DPI = (10, 5.6), 150  # 1500 x 840 pixels: a 16:9 slide
 
@@ -294,7 +294,7 @@ def assumptions(proj: Projection) -> list[dict]:
     share is "5%"), range or prior (``range``: in display units), and source (or "assumption: ...")."""
     out = []
     for p in proj.draws.params:
-        q = parameter_quantity(p.path, currency=proj.scenario.currency)
+        q = parameter_quantity(p.path, currency=proj.scenario.currency, events=event_names(proj.scenario))
         out.append(
             {
                 "path": p.path,
@@ -406,7 +406,7 @@ def report_markdown(proj: Projection, summary: dict) -> str:
     for n in names:
         s = summary["shift"][n]
         lines.append(f"- **{n}**: {pp(s['mean'])} points of GMV share at {summary['horizon']} ({direction(s)}).")
-        said = drivers_text(s, proj.scenario.currency, paths=True)
+        said = drivers_text(s, sc.currency, paths=True, events=event_names(sc))
         if said:
             lines.append(f"  {said}")
         for t, prob in s["p_below"].items():
@@ -535,8 +535,9 @@ def report_markdown(proj: Projection, summary: dict) -> str:
     return "\n".join(lines)
 
 
-def drivers_text(s: dict, currency: str = "RMB", paths: bool = False) -> str:
-    """Which assumptions drive a shift's spread, in words with labels (``paths``: each path too), or what is true
+def drivers_text(s: dict, currency: str = "RMB", paths: bool = False, events: dict | None = None) -> str:
+    """Which assumptions drive a shift's spread, in words with labels (``paths``: each path too; ``events``: the
+    scenario's :func:`marketsim.scenario.labels.event_names`), or what is true
     when the assumptions' part of the spread is under 1%: the draws' means then differ no more than simulation
     noise makes them, so a ranking of drivers would rank noise. "" without drivers."""
     if not s.get("drivers"):
@@ -549,7 +550,9 @@ def drivers_text(s: dict, currency: str = "RMB", paths: bool = False) -> str:
         )
     top = sorted(s["drivers"].items(), key=lambda kv: -kv[1])[:3]
     named = [
-        f"{parameter_quantity(p, currency=currency).label} (" + (f"`{p}`, " if paths else "") + f"{part(sh)})"
+        f"{parameter_quantity(p, currency=currency, events=events).label} ("
+        + (f"`{p}`, " if paths else "")
+        + f"{part(sh)})"
         for p, sh in top
     ]
     return (
@@ -593,7 +596,7 @@ def print_summary(summary: dict, proj: Projection) -> None:
     con.print(t)
     if proj.draws.k > 1:  # the retailer whose result the assumptions move most
         worst = max(names, key=lambda n: summary["shift"][n]["variance"]["assumptions"])
-        said = drivers_text(summary["shift"][worst], proj.scenario.currency)
+        said = drivers_text(summary["shift"][worst], proj.scenario.currency, events=event_names(proj.scenario))
         if said:
             con.print(f"{worst}: {said[0].lower() + said[1:]}", markup=False, soft_wrap=True)
     for n in names:
