@@ -1,7 +1,7 @@
 """The charts and the wording of the decision desk, checked on rendered figures and exact strings.
 
 One small fitted market (monthly steps, 600 consumers) with four events on near dates, two observation sources and
-two uncertain parameters is projected once (4 draws x 2 replicates). Its figures are drawn and read back: the event
+two uncertain parameters is projected once (6 draws x 2 replicates). Its figures are drawn and read back: the event
 labels' boxes as drawn never intersect, the shift axis fits what it shows, the flows legend's swatches are its bars'
 colours, the fan chart carries the observed shares, no text names an event by its id, the terminal names parameters
 by their labels. The wording functions are checked against exact strings; the decision desk's tornado chart against
@@ -25,7 +25,7 @@ from marketsim.figures.labels import overlaps, rows, spread
 from marketsim.figures.plots import close, mark_events, subplots
 from marketsim.report import projection as report
 from marketsim.report.numbers import part, probability, shift_with_interval, value, value_range
-from marketsim.scenario.core import Observation, parse_text
+from marketsim.scenario.core import parse_text
 from marketsim.scenario.labels import parameter_quantity
 from tests.helpers import fit_market_yaml
 
@@ -54,7 +54,7 @@ def projected(tmp_path_factory):
     sc = parse_text(text)
     assert len(sc.uncertain) == 2
     proj = project(
-        sc, draws=prior_draws(sc, 4, seed=3), replicates=2, steps=20, cache_dir=tmp_path_factory.mktemp("fits")
+        sc, draws=prior_draws(sc, 6, seed=3), replicates=2, steps=20, cache_dir=tmp_path_factory.mktemp("fits")
     )
     return proj, summary(proj)
 
@@ -331,16 +331,17 @@ def test_the_options_chart_has_a_panel_per_option_with_bands_and_observations():
     rng = np.random.default_rng(0)
     dates = tuple((dt.date(2013, 1, 6) + dt.timedelta(weeks=t)).isoformat() for t in range(T))
     share = {o: 0.2 + rng.normal(0, 0.01, (K, R, T, 2)) for o in ("keep", "drop", "baseline")}
-    o = SimpleNamespace(
+    o = SimpleNamespace(  # the decision core's Outcomes, in the fields the chart reads
         options=("keep", "drop"),
         retailers=("Tmall", "JD"),
         baseline="without any event",
         dates=dates,
         share=share,
         weights=np.full(K, 1 / K),
+        observed=({"source": "cecrc", "start": "2013-01-01", "end": "2013-03-31", "shares": {"JD": 0.207}},),
+        fit_until="2013-03-31",
     )
-    obs = (Observation("cecrc", "2013H1", dt.date(2013, 1, 1), dt.date(2013, 3, 31), (("JD", 0.207),)),)
-    fig = options_figure(o, "JD", observed=obs, events=[("2013-02-01", "JD stops accepting Weibo login")])
+    fig = options_figure(o, "JD", events=[("2013-02-01", "JD stops accepting Weibo login")])
     axes = fig.axes
     assert [ax.get_title() for ax in axes] == ["keep", "drop"]
     for ax, opt in zip(axes, o.options, strict=True):
@@ -349,4 +350,31 @@ def test_the_options_chart_has_a_panel_per_option_with_bands_and_observations():
         observed = [ln for ln in ax.lines if ln.get_label() == "observed (cecrc)"]
         assert len(observed) == 1 and observed[0].get_ydata()[0] == pytest.approx(20.7)
     assert _texts(fig).count("beyond the data") == 2
+    close(fig)
+
+
+def test_the_decision_charts_draw_the_decision_cores_numbers(projected):
+    """From the projection itself (the decision core's Outcomes and tornado): the tornado's bars are its rows, the
+    options chart's panels are the options with the scenario's observations, and no text names an event by its id."""
+    from marketsim.experiments.decision import from_projection, tornado
+    from marketsim.report.decision_charts import options_figure, tornado_figure
+
+    proj, s = projected
+    o = from_projection(proj, s)
+    t = tornado(o, o.options[0], "B")
+    assert t["rows"], t["method"]
+    fig = tornado_figure(t, "What drives B's shift")
+    bars = [p for c in fig.axes[0].containers for p in c.patches]
+    for k, row in enumerate(t["rows"]):
+        for bar, end in zip(bars[2 * k : 2 * k + 2], (row["at_low_pp"], row["at_high_pp"]), strict=True):
+            assert sorted((bar.get_x(), bar.get_x() + bar.get_width())) == pytest.approx(sorted((t["central_pp"], end)))
+    close(fig)
+    fig = options_figure(o, "A")
+    assert len(fig.axes) == len(o.options)
+    assert {ln.get_label() for ln in fig.axes[0].lines if ln.get_label().startswith("observed")} == {
+        "observed (P)",
+        "observed (Q)",
+    }
+    said = " ".join(_texts(fig))
+    assert not any(eid in said for eid in IDS) and "beyond the data" in said
     close(fig)

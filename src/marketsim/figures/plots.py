@@ -122,41 +122,63 @@ def event_key(scenario: Scenario, steps: int | None = None) -> str:
 SOURCE_MARKERS = ["o", "s", "D", "^", "v", "P"]
 
 
-def mark_observed(ax, observations: Sequence[Observation], retailer: str, color: str = "black") -> list[str]:
-    """The observed GMV shares of ``retailer`` (percent; ``observations``: a scenario's) as points at the middle of
-    each period, a thin line spanning the period; one marker per source (:data:`SOURCE_MARKERS`), labelled
-    "observed (SOURCE)" for a legend; a held-out observation is hollow and labelled so. Returns the sources drawn."""
-    sources = list(dict.fromkeys(o.source for o in observations))
+def mark_observed(ax, observations: Sequence, retailer: str, fitted_until=None, color: str = "black") -> list[str]:
+    """The observed GMV shares of ``retailer`` (percent) as points at the middle of each period, a thin line spanning
+    the period; one marker per source (:data:`SOURCE_MARKERS`), labelled "observed (SOURCE)" for a legend.
+    ``observations``: a scenario's (:class:`marketsim.scenario.core.Observation`) or their plain form (dicts with
+    source, start, end as ISO dates, shares, and optionally holdout). One the fit did not use (held out, or ending
+    after ``fitted_until``, the last day of the fitted data) is hollow, labelled "not fitted". Returns the sources
+    drawn."""
+    obs = [_plain_observation(o) for o in observations]
+    sources = list(dict.fromkeys(o["source"] for o in obs))
+    cut = pd.Timestamp(fitted_until) if fitted_until is not None else None
     drawn = []
-    for o in observations:
-        v = o.share(retailer)
+    for o in obs:
+        v = o["shares"].get(retailer)
         if v is None:
             continue
-        mid = pd.Timestamp(o.start + (o.end - o.start) / 2)
-        m = SOURCE_MARKERS[sources.index(o.source) % len(SOURCE_MARKERS)]
-        label = f"observed ({o.source}{', held out' if o.holdout else ''})"
-        ax.plot([pd.Timestamp(o.start), pd.Timestamp(o.end + dt.timedelta(days=1))], [v * 100] * 2, color=color, lw=1)
+        mid = pd.Timestamp(o["start"] + (o["end"] - o["start"]) / 2)  # a date: the middle day of the period
+        a, b = pd.Timestamp(o["start"]), pd.Timestamp(o["end"])
+        unused = o["holdout"] or (cut is not None and b > cut)
+        m = SOURCE_MARKERS[sources.index(o["source"]) % len(SOURCE_MARKERS)]
+        label = f"observed ({o['source']}{', not fitted' if unused else ''})"
+        ax.plot([a, b + pd.Timedelta(days=1)], [v * 100] * 2, color=color, lw=1)
         ax.plot(
             [mid],
             [v * 100],
             m,
             ms=5,
             color=color,
-            mfc="white" if o.holdout else color,
+            mfc="white" if unused else color,
             mew=1.2,
             ls="none",
             label=label,
             zorder=5,
         )
-        drawn.append(o.source)
+        drawn.append(o["source"])
     return drawn
 
 
-def data_end(scenario: Scenario):
-    """The last day the model has data for: the end of its last observation, else (a fit to target shares) the fit's
-    cut-off; None when nothing is fitted (the whole path is the model's own)."""
-    if scenario.observations:
-        return max(o.end for o in scenario.observations)
+def _plain_observation(o) -> dict:
+    """An observation as plain data: source, start, end (dates), shares (retailer -> fraction), holdout."""
+    if isinstance(o, Observation):
+        return {"source": o.source, "start": o.start, "end": o.end, "shares": dict(o.shares), "holdout": o.holdout}
+    return {
+        "source": o["source"],
+        "start": dt.date.fromisoformat(str(o["start"])),
+        "end": dt.date.fromisoformat(str(o["end"])),
+        "shares": dict(o["shares"]),
+        "holdout": bool(o.get("holdout", False)),
+    }
+
+
+def data_end(scenario: Scenario) -> dt.date | None:
+    """The last day of the data the fit uses: the end of its last fitted observation (as
+    :func:`marketsim.experiments.projection.fit_until`), else (a fit to target shares) the fit's cut-off; None when
+    nothing is fitted. After it the model extrapolates."""
+    fitted = scenario.fit_observations()
+    if fitted:
+        return max(o.end for o in fitted)
     if scenario.needs_fit:
         return scenario.fit_cutoff()
     return None

@@ -102,29 +102,33 @@ def _bands(x: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
 def options_figure(
     outcomes,
     retailer: str,
-    observed: Sequence[Observation] = (),
-    data_end: dt.date | None = None,
+    observed: Sequence[Observation | dict] | None = None,
+    data_end: dt.date | str | None = None,
     events: Sequence[tuple[str | dt.date, str]] = (),
 ):
     """One panel per option of ``outcomes`` (the decision core's Outcomes): ``retailer``'s GMV share (percent) over
     the dates, the median with its 50% (dark) and 90% (light) bands over the draws x replicates (draw weights), the
-    baseline's median dashed; ``observed``: the scenario's observations (points, one marker per source);
-    ``data_end``: the last day of data (default: the end of the last observation), the dates after it shaded "beyond
-    the data"; ``events``: (date, words) marked on every panel."""
+    baseline's median dashed; ``observed``: observations (default: the outcomes' own, ``outcomes.observed``) as
+    points, one marker per source; ``data_end``: the last day of the fitted data (default: ``outcomes.fit_until``),
+    the dates after it shaded "beyond the data"; ``events``: (date, words) marked on every panel, numbered, with
+    their key below."""
     j = list(outcomes.retailers).index(retailer)
     dates = pd.to_datetime(list(outcomes.dates))
     opts = list(outcomes.options)
     fig, axes = subplots(1, len(opts), figsize=FIGSIZE, dpi=DPI, sharey=True, squeeze=False)
     base = _bands(outcomes.share["baseline"][..., j] * 100, outcomes.weights)["median"]
-    end = data_end if data_end is not None else max((o.end for o in observed), default=None)
+    if observed is None:
+        observed = getattr(outcomes, "observed", ())
+    end = data_end if data_end is not None else getattr(outcomes, "fit_until", None)
+    end = pd.Timestamp(end) if end is not None else None
     for i, (ax, opt) in enumerate(zip(axes[0], opts, strict=True)):
         col = PALETTE[i % len(PALETTE)]
         b = _bands(outcomes.share[opt][..., j] * 100, outcomes.weights)
         ax.fill_between(dates, b["lo90"], b["hi90"], color=col, alpha=0.18, lw=0, label="90% band")
         ax.fill_between(dates, b["lo50"], b["hi50"], color=col, alpha=0.4, lw=0, label="50% band")
         ax.plot(dates, b["median"], color=col, lw=1.8, label="median")
-        ax.plot(dates, base, "--", color="0.4", lw=1.2, label=f"baseline ({outcomes.baseline}): median")
-        mark_observed(ax, observed, retailer)
+        ax.plot(dates, base, "--", color="0.4", lw=1.2, label="baseline: median")
+        mark_observed(ax, observed, retailer, fitted_until=end)
         mark_beyond_data(ax, end, dates[-1])
         if events:
             mark_dates(ax, [(pd.Timestamp(d), str(k + 1)) for k, (d, _) in enumerate(events)])

@@ -81,7 +81,7 @@ def fan_figure(proj: Projection):
                     label=f"{label}: 95% band (simulation noise)",
                 )
             ax.plot(dates, b["median"], style, color=col, lw=1.6, label=f"{label}: median")
-        mark_observed(ax, sc.observations, n)
+        mark_observed(ax, sc.observations, n, fitted_until=data_end(sc))
         mark_beyond_data(ax, data_end(sc), dates[-1])
         mark_events(ax, sc, proj.steps, numbered=True)
         ax.set_title(n, fontsize=11)
