@@ -190,13 +190,13 @@ def mark_beyond_data(ax, end, until) -> bool:
     if end is None or pd.Timestamp(end) >= pd.Timestamp(until):
         return False
     ax.axvspan(pd.Timestamp(end), pd.Timestamp(until), color="0.5", alpha=0.08, lw=0, zorder=0)
-    ax.annotate(
+    ax.annotate(  # at the foot of the shaded part, ending at its right: inside the axes however narrow it is
         "beyond the data",
-        xy=(pd.Timestamp(end), 0.0),
+        xy=(pd.Timestamp(until), 0.0),
         xycoords=("data", "axes fraction"),
-        xytext=(3, 3),
+        xytext=(-3, 3),
         textcoords="offset points",
-        ha="left",
+        ha="right",
         va="bottom",
         fontsize=7,
         color="0.35",

@@ -97,14 +97,15 @@ def fan_figure(proj: Projection):
         list(legend.values()),
         list(legend),
         loc="lower center",
-        bbox_to_anchor=(0.5, 0.04),
+        bbox_to_anchor=(0.5, 0.05),
         ncol=3,
         fontsize=8,
         frameon=False,
     )
     key = event_key(sc, proj.steps)
     if key:
-        fig.text(0.5, 0.005, f"events: {key}", ha="center", va="bottom", fontsize=7, color="0.25", wrap=True)
+        # bottom left, short lines: the settings note (if any) goes bottom right
+        fig.text(0.005, 0.005, wrap(f"events: {key}", 110), ha="left", va="bottom", fontsize=7, color="0.25")
     fig.suptitle(wrap(f"{sc.name}: GMV share with and without {_without(proj)}; {_what(proj)}", 120), fontsize=11)
     fig.tight_layout(rect=(0, 0.16, 1, 0.95))
     return fig
