@@ -92,6 +92,21 @@ def test_event_labels_on_near_dates_never_overlap(projected):
     close(fig)
 
 
+def test_a_cut_off_marked_with_the_events_is_laid_out_with_them(projected):
+    """The back-test marks its fit's cut-off (a solid line) among the events: one layout, no overlap."""
+    proj, _ = projected
+    sc = proj.scenario
+    fig, ax = subplots(figsize=(5, 3), dpi=100)
+    ax.plot(pd.to_datetime([sc.calendar.date_of(t) for t in range(20)]), np.linspace(0, 1, 20))
+    cut = (pd.Timestamp(sc.calendar.date_of(14)) - pd.Timedelta(days=3), "fit until 2013-02-21", {"color": "black"})
+    texts = mark_events(ax, sc, 20, extra=[cut])
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    assert len(texts) == 5 and texts[-1].get_text() == "fit until 2013-02-21"
+    assert not overlaps([tuple(t.get_window_extent(r).extents) for t in texts])
+    close(fig)
+
+
 def test_many_labels_a_day_apart_are_staggered_without_overlap():
     """Twelve labels on twelve consecutive days of a year-long axis: rows, never overlapping, each beside its line."""
     from marketsim.figures.plots import mark_dates

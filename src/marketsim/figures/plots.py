@@ -61,12 +61,13 @@ def retailer_colors(scenario: Scenario) -> dict[str, str]:
     return {n: PALETTE[j % len(PALETTE)] for j, n in enumerate(scenario.retailer_names)}
 
 
-def mark_events(ax, scenario: Scenario, steps: int | None = None, numbered: bool = False) -> list:
+def mark_events(ax, scenario: Scenario, steps: int | None = None, numbered: bool = False, extra=()) -> list:
     """Dashed vertical lines at the scenario's events (within the first ``steps`` steps), each labelled in words
     (:func:`marketsim.scenario.labels.event_label`, never its id) or, with ``numbered``, by its number 1, 2, ... (the
     caller writes the key: :func:`event_key`). Labels are horizontal, next to their line at the top of the axes;
     labels on near dates are staggered into rows (:func:`marketsim.figures.labels.rows`) when the figure is drawn, so
-    that none overlaps another whatever the figure's final size. Returns the label texts, in event order."""
+    that none overlaps another whatever the figure's final size. ``extra``: more marks laid out with them (see
+    :func:`mark_dates`: a fit's cut-off, say). Returns the label texts, in event order, then ``extra``'s."""
     marks = [
         (
             pd.Timestamp(scenario.calendar.date_of(ev.step)),
@@ -74,17 +75,18 @@ def mark_events(ax, scenario: Scenario, steps: int | None = None, numbered: bool
         )
         for k, ev in enumerate(shown_events(scenario, steps))
     ]
-    return mark_dates(ax, marks)
+    return mark_dates(ax, [*marks, *extra])
 
 
 def mark_dates(ax, marks) -> list:
-    """Dashed vertical lines at dates, each with its label: ``marks`` is (date, text) pairs. The one placement of
-    event labels for every chart (:func:`mark_events` for a scenario's events): horizontal, next to their line at the
-    top of the axes, staggered into rows when the figure is drawn so that none overlaps another. Returns the texts."""
+    """Vertical lines at dates, each with its label: ``marks`` is (date, text) pairs, or (date, text, line style)
+    with the style's ``axvline`` keywords (default: dashed grey). The one placement of date labels for every chart
+    (:func:`mark_events` for a scenario's events): horizontal, next to their line at the top of the axes, staggered
+    into rows when the figure is drawn so that none overlaps another. Returns the texts."""
     texts = []
-    for x, text in marks:
+    for x, text, *style in marks:
         x = pd.Timestamp(x)
-        ax.axvline(x, color="0.4", ls="--", lw=0.9)
+        ax.axvline(x, **(style[0] if style else {"color": "0.4", "ls": "--", "lw": 0.9}))
         texts.append(
             ax.annotate(
                 text,
