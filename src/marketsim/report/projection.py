@@ -53,8 +53,8 @@ def _bands(x: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
 def fan_figure(proj: Projection):
     """Each retailer's GMV share over dates: the first option vs the baseline, the median with the 95% band of
     the simulation noise alone (dark) inside the 95% band of the assumptions and the noise together (light); the
-    observed shares as points (one marker per source); events numbered (their key below the legend); the dates
-    after the last observation shaded "beyond the data"."""
+    observed shares as points (one marker per source; hollow: not fitted); events numbered (their key at the bottom
+    left); the dates after the last fitted observation shaded "beyond the data" (the model extrapolates there)."""
     sc = proj.scenario
     names = proj.names
     first = next(iter(proj.options))
