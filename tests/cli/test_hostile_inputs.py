@@ -116,6 +116,7 @@ events:
 FIGURE_MODULES = (
     "marketsim.figures.plots",
     "marketsim.report.projection",
+    "marketsim.report.decision_charts",
     "marketsim.experiments.sweep.analysis",
     "marketsim.experiments.backtest",
 )

@@ -170,7 +170,8 @@ def test_run_says_how_the_lost_logins_follow_from_the_stated_share(tmp_path, cap
         "retailers.JD.sso_share.weibo",
     )
     assert d["customers"] == pytest.approx(d["share"] * d["customer_base"]) and d["accounts"] >= d["customers"]
-    assert "JD dropping weibo login on 2013-03-04" in out and "retailers.JD.sso_share.weibo = 5.0%" in out
+    assert "JD dropping Weibo login on 2013-03-04" in out
+    assert "JD: share of customers logging in with Weibo = 5.0% (retailers.JD.sso_share.weibo" in out
     assert "the run keeps that mix" in out
     assert any("Tmall" in w and "taobao" in w for w in summary["warnings"])
     assert "marketsim: warning: retailers.Tmall.sso_share.taobao" in err

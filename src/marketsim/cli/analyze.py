@@ -23,7 +23,7 @@ from marketsim.experiments.sweep.analysis import (
     write_figures,
 )
 from marketsim.io import dataset, store
-from marketsim.report.numbers import interval
+from marketsim.report.numbers import interval, share
 from marketsim.report.progress import console, table
 
 
@@ -57,8 +57,8 @@ def _tables(manifest: dict, indices: dict | None, effects: dict, points: pd.Data
             if method == "sobol" and indices:
                 v = indices[o][p]
                 cells = [
-                    f"{v['S1'] * 100:.0f} ± {v['S1_ci95'] * 100:.0f}",
-                    f"{v['ST'] * 100:.0f} ± {v['ST_ci95'] * 100:.0f}",
+                    f"{share(v['S1'], 0, '')} ± {share(v['S1_ci95'], 0, '')}",
+                    f"{share(v['ST'], 0, '')} ± {share(v['ST_ci95'], 0, '')}",
                 ]
             elif indices:
                 v = indices[o][p]

@@ -121,6 +121,7 @@ def cmd_rolling(args: argparse.Namespace) -> int:
     """``marketsim backtest SCENARIO --rolling``: a rolling-origin back-test, scored by horizon."""
     from marketsim.experiments.rolling import check_plans, plan_origins, rolling_backtest
     from marketsim.experiments.uncertainty import central_draws, prior_draws
+    from marketsim.report.numbers import part
     from marketsim.report.progress import console, table
     from marketsim.report.skill import trend_sentence
     from marketsim.runtime.executor import open_executor
@@ -194,8 +195,8 @@ def cmd_rolling(args: argparse.Namespace) -> int:
             f"{m['model']:.2f}",
             f"{m['persistence']:.2f}",
             f"{m['drift']:.2f}",
-            f"{h['coverage']['50']:.0%}",
-            f"{h['coverage']['90']:.0%}",
+            part(h["coverage"]["50"]),
+            part(h["coverage"]["90"]),
         )
     con.print(t)
     for h in rb.horizons:

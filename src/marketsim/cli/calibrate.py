@@ -128,7 +128,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for line in cal.level_notes():  # retailers the primary source never observes: at another source's level
         con.print(line)
     con.print(
-        f"conversion residual {cal.conversion_residual_pp:+.2f} pp; {cal.iterations} solver steps, "
+        f"conversion residual {points(cal.conversion_residual_pp)} pp; {cal.iterations} solver steps, "
         f"{cal.evaluations} simulations; tolerance {cal.tol_pp:.3g} pp; cache key {cal.key}"
     )
     if cal.dof == 0:

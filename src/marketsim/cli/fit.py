@@ -16,7 +16,9 @@ from marketsim.cli.args import (
     store_result,
 )
 from marketsim.errors import UserError
+from marketsim.report.numbers import part, share, value_range
 from marketsim.report.progress import bar, stderr
+from marketsim.scenario.labels import event_names, parameter_quantity
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -58,6 +60,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if store_result(args, out, "fit", "fit", "posterior.json", summ):
         return 0
     con = console()
+    names = event_names(sc)  # the parameters of events are named by what the events do
     ex = summ.get("ex_post")
     if ex:
         t = table(
@@ -66,7 +69,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             caption=f"{summ['fitted']} of {summ['draws']} prior draws could be fitted; effective sample size "
             f"{summ['ess']:.1f} (floor {summ['ess_floor']:g}); {_kernel_caption(summ)}{settings_caption(settings)}",
         )
-        _ex_post_table(con, t, summ, ex)
+        _ex_post_table(con, t, summ, ex, names)
         stderr.print(f"wrote {path} (ex post) and {out}/posterior.json", markup=False, soft_wrap=True)
         return 0
     t = table(
@@ -79,10 +82,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         t.add_column(c, justify="right", no_wrap=True)
     for r in summ["parameters"]:
         t.add_row(
-            r["path"] + ("" if r["before_cutoff"] else " *"),
-            f"{r['prior_90'][0]:.3g}..{r['prior_90'][1]:.3g}",
-            f"{r['posterior_90'][0]:.3g}..{r['posterior_90'][1]:.3g}",
-            f"{r['narrowing'] * 100:.0f}%",
+            _label(r["path"], names) + ("" if r["before_cutoff"] else " *"),
+            value_range(*r["prior_90"], parameter_quantity(r["path"], events=names)),
+            value_range(*r["posterior_90"], parameter_quantity(r["path"], events=names)),
+            part(r["narrowing"]),
         )
     con.print(t)
     con.print(
@@ -91,7 +94,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     )
     informed = [r for r in summ["parameters"] if r["before_cutoff"] and r["narrowing"] > 0.2]
     if informed:
-        con.print("the data narrowed: " + ", ".join(f"{r['path']} ({r['narrowing'] * 100:.0f}%)" for r in informed))
+        con.print(
+            "the data narrowed: " + ", ".join(f"{_label(r['path'], names)} ({part(r['narrowing'])})" for r in informed)
+        )
     else:
         con.print(
             "the data narrowed no parameter by more than a fifth: the fits absorb the rest; treat the posterior "
@@ -99,6 +104,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
         )
     stderr.print(f"wrote {path} (used by `marketsim project`) and {out}/posterior.json", markup=False, soft_wrap=True)
     return 0
+
+
+def _label(path: str, names: dict[str, str]) -> str:
+    """A parameter as the terminal names it: its label (:func:`marketsim.scenario.labels.parameter_quantity`, the
+    scenario's events in words: ``names``)."""
+    return parameter_quantity(path, events=names).label
 
 
 def save_copy(path: Path, dest: Path) -> None:
@@ -111,7 +122,7 @@ def save_copy(path: Path, dest: Path) -> None:
         raise UserError(f"--save {dest}: cannot write the posterior there ({e.strerror or e})") from None
 
 
-def _ex_post_table(con, t, summ: dict, ex: dict) -> None:
+def _ex_post_table(con, t, summ: dict, ex: dict, names: dict[str, str]) -> None:
     """The prior against the ex-post posterior, with what could inform each parameter, and plain words on what
     was used and what the posterior may not be used for."""
     t.add_column("parameter", overflow="fold")
@@ -119,10 +130,10 @@ def _ex_post_table(con, t, summ: dict, ex: dict) -> None:
         t.add_column(c, justify="right", no_wrap=True)
     for r in summ["parameters"]:
         t.add_row(
-            r["path"] + ("" if r["before_cutoff"] else " +" if r["ex_post_informs"] else " *"),
-            f"{r['prior_90'][0]:.3g}..{r['prior_90'][1]:.3g}",
-            f"{r['posterior_90'][0]:.3g}..{r['posterior_90'][1]:.3g}",
-            f"{r['narrowing'] * 100:.0f}%",
+            _label(r["path"], names) + ("" if r["before_cutoff"] else " +" if r["ex_post_informs"] else " *"),
+            value_range(*r["prior_90"], parameter_quantity(r["path"], events=names)),
+            value_range(*r["posterior_90"], parameter_quantity(r["path"], events=names)),
+            part(r["narrowing"]),
         )
     con.print(t)
     con.print(
@@ -132,7 +143,7 @@ def _ex_post_table(con, t, summ: dict, ex: dict) -> None:
         soft_wrap=True,
     )
     figs = "; ".join(
-        f"{f['source']} {f['period']} ({', '.join(f'{k} {v * 100:.1f}%' for k, v in f['shares'].items())})"
+        f"{f['source']} {f['period']} ({', '.join(f'{k} {share(v)}' for k, v in f['shares'].items())})"
         for f in ex["figures"]
     )
     con.print(
@@ -146,7 +157,9 @@ def _ex_post_table(con, t, summ: dict, ex: dict) -> None:
     )
     informed = [r for r in summ["parameters"] if r["ex_post_informs"] and r["narrowing"] > 0.2]
     if informed:
-        con.print("the data narrowed: " + ", ".join(f"{r['path']} ({r['narrowing'] * 100:.0f}%)" for r in informed))
+        con.print(
+            "the data narrowed: " + ", ".join(f"{_label(r['path'], names)} ({part(r['narrowing'])})" for r in informed)
+        )
     else:
         con.print("the data narrowed no parameter by more than a fifth: treat the posterior as the prior")
 

@@ -354,17 +354,9 @@ def backtest_figure(bt: Backtest):
                 ax.annotate(
                     o.source, (mid, v * 100), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7
                 )
-    ax.axvline(pd.Timestamp(bt.until), color="black", lw=1)
-    ax.annotate(
-        f"fit until {bt.until}",
-        (pd.Timestamp(bt.until), 1.0),
-        xycoords=("data", "axes fraction"),
-        rotation=90,
-        va="top",
-        ha="right",
-        fontsize=8,
-    )
-    mark_events(ax, sc, bt.series["steps"])
+    cut = (pd.Timestamp(bt.until), f"fit until {bt.until}", {"color": "black", "lw": 1})
+    mark_events(ax, sc, bt.series["steps"], extra=[cut])  # the cut-off's label laid out with the events'
+
     ax.set_ylabel("GMV share (%)")
     k, n = bt.coverage90
     ax.set_title(

@@ -3,8 +3,9 @@ each, for ``marketsim run`` (one simulation: plain numbers) and ``marketsim proj
 each number a summary with its mean and 95% interval, :meth:`marketsim.experiments.uncertainty.Summary.to_dict`).
 
     JD's acquisition of Tencent on 2014-03-10 moved 7.9 million shoppers to JD (4.1 million lost their habit)
-    JD dropping weibo login on 2013-09-25: 4.9 million of JD's customers lost their login (5.0% of its 98 million
-    customers log in with weibo; stated: retailers.JD.sso_share.weibo = 5%, ...; the run keeps that mix)
+    JD dropping Weibo login on 2013-09-25: 4.9 million of JD's customers lost their login (5.0% of its 98 million
+    customers log in with Weibo; stated: JD: share of customers logging in with Weibo = 5.0%
+    (retailers.JD.sso_share.weibo, ...); the run keeps that mix)
     Suning, entering on 2014-05-05, reached 4.2% [3.1, 5.3] by the horizon (2014-12-28)
 """
 
@@ -14,7 +15,8 @@ import math
 import re
 import textwrap
 
-from marketsim.report.numbers import count, share
+from marketsim.report.numbers import count, interval, share
+from marketsim.scenario.labels import parameter_quantity, provider_name
 
 
 def _finite(*xs) -> bool:
@@ -36,7 +38,7 @@ def share_text(x) -> str:
         return "no share (no purchases)"
     if isinstance(x, dict):
         lo, hi = x["ci95"]
-        return share(x["mean"]) + (f" [{lo * 100:.1f}, {hi * 100:.1f}]" if _finite(lo, hi) else "")
+        return share(x["mean"]) + (f" {interval(lo * 100, hi * 100, '{:.1f}')}" if _finite(lo, hi) else "")
     return share(x)
 
 
@@ -68,7 +70,7 @@ def wrapped(text: str, width: int) -> list[str]:
 def lost_login_line(d: dict) -> str:
     """A login removal (an item of summary.json's ``lost_login``) as a sentence that says how its number follows
     from the retailer's stated login mix (docs/model.md 2 and 12.4: the run keeps the stated sso_share)."""
-    r, p = d["retailer"], d["provider"]
+    r, p = d["retailer"], provider_name(d["provider"])
     kept = d["share"]
     kept_text = share_text(kept) if kept is not None else "none"
     if d.get("stated") is None:
@@ -76,14 +78,15 @@ def lost_login_line(d: dict) -> str:
     else:
         rng = d.get("stated_range")
         why = d.get("stated_reason")
-        extra = (f", range {share(rng[0])}-{share(rng[1])}" if rng else "") + (f"; {why}" if why else "")
+        extra = (f", range {share(rng[0])} to {share(rng[1])}" if rng else "") + (f"; {why}" if why else "")
         sd = d.get("stated_draws")
         drawn = (
             f"; the draws take it over its range (mean {share(sd['mean'])}) and each run keeps its draw's mix"
             if sd and sd["ci95"][1] > sd["ci95"][0]
             else "; the run keeps that mix"
         )
-        stated = f"stated: {d['stated_path']} = {share(d['stated'])}{extra}{drawn}"
+        label = parameter_quantity(d["stated_path"]).label
+        stated = f"stated: {label} = {share(d['stated'])} ({d['stated_path']}{extra}){drawn}"
     acc, cust = d["accounts"], d["customers"]
     former = acc["mean"] - cust["mean"] if isinstance(acc, dict) else acc - cust
     return (

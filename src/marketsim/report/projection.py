@@ -6,6 +6,7 @@ is on one side of zero.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.dates as mdates
@@ -14,14 +15,24 @@ import pandas as pd
 
 from marketsim.experiments.projection import BASELINE, Projection
 from marketsim.experiments.uncertainty import weighted_quantile
-from marketsim.figures.plots import close, mark_events, retailer_colors, subplots
+from marketsim.figures.plots import (
+    close,
+    data_end,
+    event_key,
+    mark_beyond_data,
+    mark_events,
+    mark_observed,
+    retailer_colors,
+    subplots,
+)
 from marketsim.figures.style import figure_function
 from marketsim.io import store
 from marketsim.io.names import describe
 from marketsim.report.moves import lost_login_line, move_lines, wrapped
-from marketsim.report.numbers import count, interval, points, probability, share, shift
+from marketsim.report.numbers import count, interval, part, points, probability, share, shift, value, value_range
 from marketsim.report.progress import console, table
-from marketsim.scenario.labels import parameter_quantity
+from marketsim.scenario.core import Uncertain
+from marketsim.scenario.labels import event_label, event_names, events_label, parameter_quantity
 
 FIGSIZE, DPI = (10, 5.6), 150  # 1500 x 840 pixels: a 16:9 slide
 
@@ -41,7 +52,9 @@ def _bands(x: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
 @figure_function
 def fan_figure(proj: Projection):
     """Each retailer's GMV share over dates: the first option vs the baseline, the median with the 95% band of
-    the simulation noise alone (dark) inside the 95% band of the assumptions and the noise together (light)."""
+    the simulation noise alone (dark) inside the 95% band of the assumptions and the noise together (light); the
+    observed shares as points (one marker per source; hollow: not fitted); events numbered (their key at the bottom
+    left); the dates after the last fitted observation shaded "beyond the data" (the model extrapolates there)."""
     sc = proj.scenario
     names = proj.names
     first = next(iter(proj.options))
@@ -68,17 +81,45 @@ def fan_figure(proj: Projection):
                     label=f"{label}: 95% band (simulation noise)",
                 )
             ax.plot(dates, b["median"], style, color=col, lw=1.6, label=f"{label}: median")
-        mark_events(ax, sc, proj.steps)
+        mark_observed(ax, sc.observations, n, fitted_until=data_end(sc))
+        mark_beyond_data(ax, data_end(sc), dates[-1])
+        mark_events(ax, sc, proj.steps, numbered=True)
         ax.set_title(n, fontsize=11)
         ax.set_ylabel("GMV share (%)" if j == 0 else "")
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
         ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle(f"{sc.name}: GMV share, scenario vs counterfactual; {_what(proj)}", fontsize=11)
-    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    legend: dict = {}  # every panel's entries once (a source may observe one retailer only)
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(lab, h)
+    fig.legend(
+        list(legend.values()),
+        list(legend),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.05),
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+    )
+    key = event_key(sc, proj.steps)
+    if key:
+        # bottom left, short lines: the settings note (if any) goes bottom right
+        fig.text(0.005, 0.005, wrap(f"events: {key}", 110), ha="left", va="bottom", fontsize=7, color="0.25")
+    fig.suptitle(wrap(f"{sc.name}: GMV share with and without {_without(proj)}; {_what(proj)}", 120), fontsize=11)
+    fig.tight_layout(rect=(0, 0.16, 1, 0.95))
     return fig
+
+
+def _without(proj: Projection) -> str:
+    """The events the baseline lacks, in words ("JD stops accepting Weibo login; ..."), for titles."""
+    gone = [e for e in proj.scenario.events if e not in proj.baseline.events]
+    return events_label(gone, proj.scenario.provider_names, none="the same events")
+
+
+def wrap(title: str, width: int) -> str:
+    """A long title (many events named) on lines of at most ``width`` characters."""
+    return "\n".join(textwrap.wrap(title, width, break_on_hyphens=False)) or title
 
 
 def _what(proj: Projection) -> str:
@@ -98,49 +139,70 @@ def shift_figure(proj: Projection, summary: dict):
     colors = retailer_colors(proj.scenario)
     fig, ax = subplots(figsize=FIGSIZE, dpi=DPI)
     y = np.arange(len(names))[::-1]
+    ends = [0.0]
     for yi, n in zip(y, names, strict=True):
         s = summary["shift"][n]
         m, (lo, hi) = s["mean"] * 100, (s["ci95"][0] * 100, s["ci95"][1] * 100)
         ax.barh(yi, m, color=colors[n], alpha=0.8, height=0.5)
         ax.errorbar([m], [yi], xerr=[[m - lo], [hi - m]], fmt="none", ecolor="black", capsize=6, lw=1.4)
+        ends += [m, lo, hi]
         if proj.draws.k > 1:
             half = 1.96 * np.sqrt(s["variance"]["noise"]) * 100
             ax.plot([m - half, m + half], [yi, yi], color="black", lw=5, alpha=0.35, solid_capstyle="butt")
-        part = (
-            f"; {share(s['variance']['share_assumptions'], 0)} of the spread from assumptions"
+            ends += [m - half, m + half]
+        part_ = (
+            f"\n{part(s['variance']['share_assumptions'], words=True)} of the spread from assumptions"
             if proj.draws.k > 1
             else ""
         )
-        ax.annotate(
-            f"{points(m)} pp {interval(lo, hi)}{part}",
-            xy=(max(hi, m, 0), yi),
-            xytext=(8, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=9,
-        )
+        _number_beside(ax, yi, f"{points(m)} pp {interval(lo, hi)}{part_}", fontsize=9)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(y, names, fontsize=11)
     ax.set_xlabel(f"GMV share shift at {summary['horizon']} (percentage points): mean and 95% interval", fontsize=10)
-    lim = max(abs(ax.get_xlim()[0]), abs(ax.get_xlim()[1]))
-    ax.set_xlim(-lim * 1.05, lim * 2.2)
-    what = ", ".join(summary["baseline_without"]) or "nothing"
+    fit_axis(ax, ends)
     covers = (
         "thin bar: 95% of the draws x replicates (assumptions and noise); thick: simulation noise alone"
         if proj.draws.k > 1
         else "95% t interval of the mean over replicates: simulation noise only"
     )
-    ax.set_title(f"{proj.scenario.name}: effect of {what}\n{covers}", fontsize=10)
+    ax.set_title(wrap(f"{proj.scenario.name}: effect of {_without(proj)}", 110) + f"\n{covers}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def fit_axis(ax, ends, margin: float = 0.08) -> None:
+    """Set a horizontal axis to just hold ``ends`` (every bar end and interval end, and 0): their span plus
+    ``margin`` of it on each side (a span of 0: +-1). The numbers go beside the axes (:func:`_number_beside`), so
+    the axis needs no room for them."""
+    v = np.array([e for e in ends if np.isfinite(e)] or [0.0])
+    lo, hi = float(min(v.min(), 0.0)), float(max(v.max(), 0.0))
+    pad = (hi - lo) * margin if hi > lo else 1.0
+    ax.set_xlim(lo - pad, hi + pad)
+
+
+def _number_beside(ax, y: float, text: str, fontsize: float = 9) -> None:
+    """A row's numbers in a column right of the axes, level with the row at ``y`` (data units)."""
+    ax.annotate(
+        text,
+        xy=(1.0, y),
+        xycoords=("axes fraction", "data"),
+        xytext=(8, 0),
+        textcoords="offset points",
+        ha="left",
+        va="center",
+        fontsize=fontsize,
+    )
+
+
+#: The flows chart's bar colours: the baseline arm (grey), the arm with the events (dark blue, Okabe-Ito).
+FLOW_COLORS = ("#BBBBBB", "#0072B2")
 
 
 @figure_function
 def flows_figure(proj: Projection, summary: dict):
     """Where the consumers who lost a login bought last at the horizon, with and without the compared events."""
     names = list(proj.names)
-    colors = retailer_colors(proj.scenario)
     ll = summary["lost_login"]
     fig, ax = subplots(figsize=FIGSIZE, dpi=DPI)
     x = np.arange(len(names))
@@ -149,10 +211,11 @@ def flows_figure(proj: Projection, summary: dict):
     base_label = (
         "baseline (the login removal is in both arms here)"
         if ll["removal_in_baseline"]
-        else f"without {', '.join(summary['baseline_without'])} (same consumers, same seeds)"
+        else "without the events (same consumers, same seeds)"
     )
-    ax.bar(x - 0.2, b, 0.4, color="0.7", label=base_label)
-    ax.bar(x + 0.2, s, 0.4, color=[colors[n] for n in names], label="with the events")
+    # one colour per arm, the retailers named on the axis: the legend's swatches are the bars' colours
+    ax.bar(x - 0.2, b, 0.4, color=FLOW_COLORS[0], label=base_label)
+    ax.bar(x + 0.2, s, 0.4, color=FLOW_COLORS[1], label="with the events")
     ax.set_xticks(x, names, fontsize=11)
     top = max([v for v in b + s if v == v] + [1.0])  # NaN when nobody lost a login
     ax.set_ylim(0, top * 1.3)  # room for the legend above the bars
@@ -178,6 +241,7 @@ def compare_figure(proj: Projection, summary: dict):
     fig, ax = subplots(figsize=FIGSIZE, dpi=DPI)
     colors = retailer_colors(proj.scenario)
     height = 0.8 / len(pairs)
+    ends = [0.0]
     for p, pair in enumerate(pairs):
         for j, n in enumerate(names):
             s = summary["compare"][pair][n]
@@ -185,20 +249,13 @@ def compare_figure(proj: Projection, summary: dict):
             yv = len(names) - 1 - j + (p - (len(pairs) - 1) / 2) * height
             ax.barh(yv, m, height=height * 0.9, color=colors[n], alpha=0.5 + 0.5 * (p == 0))
             ax.errorbar([m], [yv], xerr=[[m - lo], [hi - m]], fmt="none", ecolor="black", capsize=4)
-            ax.annotate(
-                f"{pair}: {points(m)} {interval(lo, hi)}",
-                xy=(max(hi, 0), yv),
-                xytext=(6, 0),
-                textcoords="offset points",
-                va="center",
-                fontsize=8,
-            )
+            ends += [m, lo, hi]
+            _number_beside(ax, yv, f"{pair}: {points(m)} {interval(lo, hi)}", fontsize=8)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(np.arange(len(names))[::-1], names, fontsize=11)
     ax.set_xlabel(f"difference in GMV share at {summary['horizon']} (percentage points, 95% interval)")
     ax.set_title(f"{proj.scenario.name}: the options compared on the same draws and seeds", fontsize=11)
-    lim = max(abs(ax.get_xlim()[0]), abs(ax.get_xlim()[1]))
-    ax.set_xlim(-lim * 1.05, lim * 2.5)
+    fit_axis(ax, ends)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -234,21 +291,33 @@ def note_settings(fig, settings: dict | None) -> None:
 
 
 def assumptions(proj: Projection) -> list[dict]:
-    """Every uncertain parameter: label, unit, value, range or prior, and source (or "assumption: ...")."""
+    """Every uncertain parameter: label, unit, value (stored units, and ``shown`` in its display unit: 0.05 of a
+    share is "5%"), range or prior (``range``: in display units), and source (or "assumption: ...")."""
     out = []
     for p in proj.draws.params:
-        q = parameter_quantity(p.path, currency=proj.scenario.currency)
+        q = parameter_quantity(p.path, currency=proj.scenario.currency, events=event_names(proj.scenario))
         out.append(
             {
                 "path": p.path,
                 "label": q.label,
                 "unit": q.unit or "-",
                 "value": p.value,
-                "range": p.describe(),
+                "shown": value(p.value, q),
+                "range": range_text(p, q),
                 "reason": p.reason,
             }
         )
     return out
+
+
+def range_text(p: Uncertain, q) -> str:
+    """An uncertain parameter's range in display units: "1 to 2.5 x" for a range; for a prior its 5% and 95%
+    points, then the prior as the file writes it (stored units)."""
+    if p.prior == "uniform":
+        lo, hi = p.args
+        return value_range(lo, hi, q)
+    lo, hi = (float(x) for x in p.ppf([0.05, 0.95]))
+    return f"90% within {value_range(lo, hi, q)} ({p.describe()} as written in the file)"
 
 
 def direction(s: dict) -> str:
@@ -332,19 +401,15 @@ def report_markdown(proj: Projection, summary: dict) -> str:
         lines.append(
             f"| {n} | {pct(summary['share_scenario'][n])} | {pct(summary['share_baseline'][n])} | "
             f"{pp(s['mean'])} | [{pp(s['ci95'][0])}, {pp(s['ci95'][1])}] | "
-            f"{share(v['share_assumptions'], 0)} | {share(1 - v['share_assumptions'], 0)} |"
+            f"{part(v['share_assumptions'])} | {part(1 - v['share_assumptions'])} |"
         )
     lines += [""]
     for n in names:
         s = summary["shift"][n]
         lines.append(f"- **{n}**: {pp(s['mean'])} points of GMV share at {summary['horizon']} ({direction(s)}).")
-        if s["drivers"]:
-            top = sorted(s["drivers"].items(), key=lambda kv: -kv[1])[:3]
-            lines.append(
-                "  Driven by "
-                + ", ".join(f"{parameter_quantity(p).label} (`{p}`, {share(sh, 0)})" for p, sh in top)
-                + f" of the assumptions' part (a linear reading explains {s['drivers_r2'] * 100:.0f}% of it)."
-            )
+        said = drivers_text(s, sc.currency, paths=True, events=event_names(sc))
+        if said:
+            lines.append(f"  {said}")
         for t, prob in s["p_below"].items():
             lines.append(f"  Probability that the shift is below {shift(float(t))} points: {probability(prob)}.")
     rv = summary["revenue_shift"]
@@ -421,9 +486,9 @@ def report_markdown(proj: Projection, summary: dict) -> str:
     for e in sc.events:
         mark = "" if e.id in summary["baseline_without"] else " (kept in the baseline)"
         outside = " (after the horizon: not simulated)" if e.id in summary["events_outside_horizon"] else ""
-        lines.append(f"  - {e.date} `{e.id}`: {e.action.type.replace('_', ' ')}{mark}{outside}")
+        lines.append(f"  - {e.date} {event_label(e, sc.provider_names)} (`{e.id}`){mark}{outside}")
     lines += [
-        f"- Counterfactual baseline: the same market without {', '.join(summary['baseline_without']) or 'no event'}, "
+        f"- Counterfactual baseline: the same market without {_without(proj)}, "
         f"with the same fitted values and seeds (common random numbers), so each difference is paired."
     ]
     if proj.draws.params:
@@ -431,13 +496,11 @@ def report_markdown(proj: Projection, summary: dict) -> str:
             "",
             "Uncertain parameters (no source pins them; the projection draws them from these ranges):",
             "",
-            "| parameter | path | unit | central value | range or prior | source |",
-            "|---|---|---|---:|---|---|",
+            "| parameter | path | central value | range or prior | source |",
+            "|---|---|---:|---|---|",
         ]
         for a in assumptions(proj):
-            lines.append(
-                f"| {a['label']} | `{a['path']}` | {a['unit']} | {a['value']:g} | {a['range']} | {a['reason']} |"
-            )
+            lines.append(f"| {a['label']} | `{a['path']}` | {a['shown']} | {a['range']} | {a['reason']} |")
         learned = [a for a in assumptions(proj) if a["reason"].startswith("ex-post posterior of ")]
         if learned:  # a prior taken from history (docs/model.md section 8): where it comes from, and why it may
             lines += [
@@ -473,6 +536,32 @@ def report_markdown(proj: Projection, summary: dict) -> str:
     return "\n".join(lines)
 
 
+def drivers_text(s: dict, currency: str = "RMB", paths: bool = False, events: dict | None = None) -> str:
+    """Which assumptions drive a shift's spread, in words with labels (``paths``: each path too; ``events``: the
+    scenario's :func:`marketsim.scenario.labels.event_names`), or what is true
+    when the assumptions' part of the spread is under 1%: the draws' means then differ no more than simulation
+    noise makes them, so a ranking of drivers would rank noise. "" without drivers."""
+    if not s.get("drivers"):
+        return ""
+    sa = s["variance"]["share_assumptions"]
+    if sa < 0.01:
+        return (
+            f"The assumptions give {part(sa, words=True)} of the spread: over their ranges the result moves no "
+            "more than the simulation noise moves it, so no assumption drives it."
+        )
+    top = sorted(s["drivers"].items(), key=lambda kv: -kv[1])[:3]
+    named = [
+        f"{parameter_quantity(p, currency=currency, events=events).label} ("
+        + (f"`{p}`, " if paths else "")
+        + f"{part(sh)})"
+        for p, sh in top
+    ]
+    return (
+        f"Driven by {', '.join(named)} of the assumptions' part ({part(sa, words=True)} of the spread; a linear "
+        f"reading explains {part(s['drivers_r2'])} of that part)."
+    )
+
+
 def _first_number(move: dict) -> str:
     """The key of a move's first summarised number (``moved``, ``lost`` or ``share_at_horizon``)."""
     return next(k for k in ("moved", "lost", "share_at_horizon") if k in move)
@@ -484,8 +573,7 @@ def print_summary(summary: dict, proj: Projection) -> None:
     names = proj.names
     first = summary["shift"][names[0]]
     t = table(
-        f"{proj.scenario.name}: GMV share at {summary['horizon']} vs without "
-        f"{', '.join(summary['baseline_without']) or 'no events'}",
+        f"{proj.scenario.name}: GMV share at {summary['horizon']} vs without {_without(proj)}",
         caption=f"{_what(proj)}; the 95% interval "
         f"covers {first['covers'].split(':')[0]}"
         + (f"; settings: {settings_text(summary)}" if settings_text(summary) else ""),
@@ -504,18 +592,14 @@ def print_summary(summary: dict, proj: Projection) -> None:
             interval(s["ci95"][0] * 100, s["ci95"][1] * 100),
         ]
         if proj.draws.k > 1:
-            row.append(share(s["variance"]["share_assumptions"], 0))
+            row.append(part(s["variance"]["share_assumptions"]))
         t.add_row(*row)
     con.print(t)
-    if proj.draws.k > 1:
-        worst = max(names, key=lambda n: summary["shift"][n]["variance"]["total"])
-        d = summary["shift"][worst]["drivers"]
-        if d:
-            top = sorted(d.items(), key=lambda kv: -kv[1])[:3]
-            con.print(
-                f"{worst}'s spread from the assumptions is driven by: "
-                + ", ".join(f"{p} {share(sh, 0)}" for p, sh in top)
-            )
+    if proj.draws.k > 1:  # the retailer whose result the assumptions move most
+        worst = max(names, key=lambda n: summary["shift"][n]["variance"]["assumptions"])
+        said = drivers_text(summary["shift"][worst], proj.scenario.currency, events=event_names(proj.scenario))
+        if said:
+            con.print(f"{worst}: {said[0].lower() + said[1:]}", markup=False, soft_wrap=True)
     for n in names:
         for th, prob in summary["shift"][n]["p_below"].items():
             con.print(f"P({n}'s shift < {shift(float(th))} pp) = {probability(prob)}")

@@ -12,6 +12,8 @@ and no unit. A sweep file's ``label:`` replaces the label, never the unit.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from marketsim.scenario.eventtypes import REGISTRY
@@ -131,15 +133,33 @@ def readable(path: str) -> str:
     return f"{parts[0][:1].upper() + parts[0][1:]}: {' '.join(parts[1:])}"
 
 
-def parameter_quantity(path: str, label: str | None = None, *, currency: str = "RMB") -> Quantity:
+def parameter_quantity(
+    path: str, label: str | None = None, *, currency: str = "RMB", events: Mapping[str, str] | None = None
+) -> Quantity:
     """Label and display unit of a scenario field given by its dotted path (a sweep parameter).
 
-    ``label`` (the sweep file's, if given) replaces the default label; the unit stays that of the field."""
-    q = _known_parameter(path.split("."), currency) or Quantity(readable(path))
+    ``label`` (the sweep file's, if given) replaces the default label; the unit stays that of the field.
+    ``events`` (:func:`event_names` of the scenario) names an event's field by what the event does ("Alibaba buys
+    18% of Weibo, effect 1 (social boost): factor") instead of by its id ("alibaba buys weibo stake (effect 0):
+    factor")."""
+    q = _known_parameter(path.split("."), currency, events or {}) or Quantity(readable(path))
     return Quantity(label, q.unit, q.scale) if label else q
 
 
-def _known_parameter(parts: list[str], currency: str) -> Quantity | None:
+def event_names(scenario) -> dict[str, str]:
+    """What :func:`parameter_quantity` calls each event of ``scenario`` (``id`` -> :func:`event_label`) and each
+    effect of an equity stake (``id.effects.K`` -> "EVENT, effect K+1 (its type in words)")."""
+    out = {}
+    for e in scenario.events:
+        words = event_label(e, scenario.provider_names)
+        out[e.id] = words
+        for k, a in enumerate(e.actions()):
+            if a is not e.action:
+                out[f"{e.id}.effects.{k}"] = f"{words}, effect {k + 1} ({a.type.replace('_', ' ')})"
+    return out
+
+
+def _known_parameter(parts: list[str], currency: str, events: Mapping[str, str]) -> Quantity | None:
     def make(spec, **names) -> Quantity:
         lab, unit, scale = spec
         return Quantity(lab.format(**names), unit.format(cur=currency), scale)
@@ -154,9 +174,9 @@ def _known_parameter(parts: list[str], currency: str) -> Quantity | None:
     if len(parts) >= 3 and parts[0] == "providers" and ".".join(parts[2:]) in _PROVIDER_FIELDS:
         return make(_PROVIDER_FIELDS[".".join(parts[2:])], p=provider_name(parts[1]))
     if len(parts) >= 3 and parts[0] == "events" and parts[-1] in _EVENT_FIELDS:
-        event = parts[1].replace("_", " ")
+        event = events.get(parts[1]) or parts[1].replace("_", " ")
         if len(parts) == 5 and parts[2] == "effects":  # events.<id>.effects.<k>.<field>
-            event = f"{event} (effect {parts[3]})"
+            event = events.get(".".join(parts[1:4])) or f"{event} (effect {parts[3]})"
         elif len(parts) != 3:
             return None
         return make(_EVENT_FIELDS[parts[-1]], e=event)
@@ -175,3 +195,18 @@ def output_quantity(name: str, *, currency: str = "RMB", step_days: int = 7) -> 
     step = "week" if step_days == 7 else f"{step_days} days"
     lab = (moved if shift else level).format(r=parts[1], step=step)
     return Quantity(lab, (shift_unit if shift else unit).format(cur=currency), scale)
+
+
+def event_label(event, providers: tuple[str, ...] | list[str] = ()) -> str:
+    """An event in a few words for a chart or a title, never its id: what its action does
+    (``EventType.live_text``: "JD stops accepting Weibo login", "Alibaba buys 18% of Weibo"), each of the scenario's
+    ``providers`` written as in prose (:func:`provider_name`)."""
+    text = event.action.live_text()
+    for p in providers:
+        text = re.sub(rf"\b{re.escape(p)}\b", provider_name(p), text)
+    return text
+
+
+def events_label(events, providers: tuple[str, ...] | list[str] = (), none: str = "no event") -> str:
+    """Several events in words, joined by "; " (``none`` if there are none)."""
+    return "; ".join(event_label(e, providers) for e in events) or none

@@ -327,7 +327,7 @@ def share_chart_svg(
             if not here[0, -1, j]:
                 last = "left the market" if here[0, :, j].any() else "not in the market yet"
             else:
-                last = f"{ends[j][-1]:.1f}%" if len(ends[j]) else "no purchases"
+                last = share(ends[j][-1] / 100) if len(ends[j]) else "no purchases"  # ends: in percent
             if both:
                 out.append(f'<polygon points="{fwd} {back}" fill="{c}" fill-opacity="0.22" stroke="none"/>')
             if c_pts:
