@@ -170,7 +170,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     summ["skill"] = skill(choice.to_dict())  # the model's skill on its own data, next to the answer
 
     def files(new):
-        store.write_table(proj.tidy(), new / "replicates", formats=("parquet",))
+        store.write_table(proj.tidy(), new / "replicates")
         report.write_report(proj, summ, new)
 
     if store_result(args, out, "projection", "project", "projection.json", summ, write=files):
