@@ -172,6 +172,11 @@ def cmd_project(args: argparse.Namespace) -> int:
     def files(new):
         store.write_table(proj.tidy(), new / "replicates")
         report.write_report(proj, summ, new)
+        if getattr(args, "export", None):  # report.html / projection.xlsx, in the same result set as the rest
+            from marketsim.experiments.decision import from_projection
+            from marketsim.report.export import export
+
+            export(new, args.export, summary=summ, outcomes=from_projection(proj, summ))
 
     if store_result(args, out, "projection", "project", "projection.json", summ, write=files):
         return 0
