@@ -35,6 +35,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     from marketsim.experiments.posterior import load_posterior
     from marketsim.experiments.uncertainty import central_draws, posterior_draws, prior_draws
     from marketsim.io import store
+    from marketsim.report import decision
     from marketsim.report import projection as report
     from marketsim.report.skill import skill, trend_sentence
     from marketsim.scenario.core import load_scenario
@@ -162,6 +163,7 @@ def cmd_project(args: argparse.Namespace) -> int:
             )
     summ = projection.summary(proj)
     summ["settings"] = settings
+    decision.add_decision(summ, proj)  # the options ranked per retailer, P(beats), P(beyond), the sentence
     for w in proj.warnings:
         stderr.print(f"marketsim: warning: {w}", markup=False, soft_wrap=True)
     summ["draws_from"] = draws_from  # where the parameter draws came from (the posterior's file and ESS)
@@ -171,6 +173,7 @@ def cmd_project(args: argparse.Namespace) -> int:
 
     def files(new):
         store.write_table(proj.tidy(), new / "replicates")
+        decision.write_decision_files(proj, new)  # draws.parquet (+ .csv) and the options' scenario files
         report.write_report(proj, summ, new)
         if getattr(args, "export", None):  # report.html / projection.xlsx, in the same result set as the rest
             from marketsim.experiments.decision import from_projection
@@ -182,7 +185,7 @@ def cmd_project(args: argparse.Namespace) -> int:
         return 0
     report.print_summary(summ, proj)
     stderr.print(
-        f"wrote {out}/: replicates.parquet, projection.json, fan.png, shift.png, flows.png, report.md",
+        f"wrote {out}/: replicates.parquet, draws.parquet, projection.json, fan.png, shift.png, flows.png, report.md",
         markup=False,
         soft_wrap=True,
     )
