@@ -176,7 +176,10 @@ def test_the_workbook_holds_projection_json_numbers_as_numbers(folder):
     for row in _sheet(wb, "Differences"):
         d = summ["compare"][row["options"]][row["retailer"]]
         assert abs(row["difference (pp)"] - d["mean"] * 100) < 1e-9
-        assert abs(row["95% low (pp)"] - d["ci95"][0] * 100) < 1e-9 and abs(row["95% high (pp)"] - d["ci95"][1] * 100) < 1e-9
+        assert (
+            abs(row["95% low (pp)"] - d["ci95"][0] * 100) < 1e-9
+            and abs(row["95% high (pp)"] - d["ci95"][1] * 100) < 1e-9
+        )
     # P(beats): complementary pairs, read from the same paired draws
     beats = {(x["retailer"], x["option"]): x for x in _sheet(wb, "P(beats)")}
     for (r, a), x in beats.items():
@@ -221,7 +224,9 @@ def test_every_chart_is_png_and_svg_and_every_parquet_has_its_csv_in_one_result_
     listed = store.read_result(folder).manifest["files"]
     assert {"report.html", "projection.xlsx"} <= set(listed)
     # exporting is not a setting of the numbers: the folder's name and the recorded settings do not mention it
-    assert "export" not in folder.name and "export" not in json.loads((folder / "projection.json").read_text())["settings"]
+    assert (
+        "export" not in folder.name and "export" not in json.loads((folder / "projection.json").read_text())["settings"]
+    )
 
 
 def test_a_stored_folder_exports_the_same_html_as_the_command(folder, tmp_path):

@@ -20,7 +20,9 @@ Every number shown in words is written by :mod:`marketsim.report.numbers`, every
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import html
+import importlib
 import io
 import math
 import re
@@ -41,10 +43,10 @@ from marketsim.report import decision as words
 from marketsim.report.numbers import interval, points, probability, share, shift
 from marketsim.scenario.labels import parameter_quantity
 
-try:  # the decision charts (tornado, options); the report works without them
-    from marketsim.report import decision_charts as _charts
-except ImportError:  # pragma: no cover - present once the charts' branch is merged
-    _charts = None  # type: ignore[assignment]
+try:  # the decision charts (tornado, options, ranking): the report shows them where the module is installed
+    _charts: Any = importlib.import_module("marketsim.report.decision_charts")
+except ImportError:  # pragma: no cover
+    _charts = None
 
 #: What ``--export`` can write, and the file each writes into the projection's folder.
 FORMATS = {"html": "report.html", "xlsx": "projection.xlsx"}
@@ -79,7 +81,9 @@ def parse_formats(text: str) -> list[str]:
         elif t in FORMATS:
             out += [t] if t not in out else []
         else:
-            raise UserError(f"--export: unknown format {t!r}; valid: {', '.join(FORMATS)} or {ALL} (e.g. --export html,xlsx)")
+            raise UserError(
+                f"--export: unknown format {t!r}; valid: {', '.join(FORMATS)} or {ALL} (e.g. --export html,xlsx)"
+            )
     if "xlsx" in out:
         _openpyxl()
     return out
@@ -174,24 +178,70 @@ class Chart:
     draw: Callable[[Stored], Any]
 
 
+@dataclass(frozen=True)
+class _Observed:
+    """An observation of projection.json's ``observed`` as the charts read one (a scenario's Observation)."""
+
+    source: str
+    label: str
+    start: dt.date
+    end: dt.date
+    shares: dict
+    holdout: bool = False
+
+    def share(self, retailer: str) -> float | None:
+        v = self.shares.get(retailer)
+        return None if v is None else float(v)
+
+
+def _observed(s: Stored) -> list[_Observed]:
+    out = []
+    for d in s.outcomes.observed:
+        try:
+            start, end = dt.date.fromisoformat(str(d["start"])), dt.date.fromisoformat(str(d["end"]))
+        except (KeyError, ValueError):
+            continue
+        out.append(
+            _Observed(str(d.get("source", "")), str(d.get("label", "")), start, end, dict(d.get("shares") or {}))
+        )
+    return out
+
+
 def _tornado(s: Stored):
     first = s.outcomes.options[0]
     t = core.tornado(s.outcomes, first, s.retailer)
-    if not t["rows"] or _charts is None:
+    if not t["rows"]:
         return None
-    return _charts.tornado_figure(t, f"What drives {s.retailer}'s shift under {first}")
+    return _charts.tornado_figure(t, f"What drives {s.retailer}'s shift under {first} ({s.outcomes.baseline})")
 
 
 def _options(s: Stored):
-    if _charts is None:
+    end = s.outcomes.fit_until
+    return _charts.options_figure(
+        s.outcomes,
+        s.retailer,
+        observed=_observed(s),
+        data_end=dt.date.fromisoformat(end) if end else None,
+    )
+
+
+def _ranking(s: Stored):
+    if len(s.outcomes.options) < 2:
         return None
-    return _charts.options_figure(s.outcomes, s.retailer, observed=s.outcomes.observed)
+    o, r = s.outcomes, s.retailer
+    return _charts.ranking_figure(core.ranking(o, r), core.p_beats(o, r), r)
 
 
-#: The decision charts: adding one is one line (a builder returning a matplotlib figure, or None).
+#: The decision charts (file stem, caption, builder returning a figure or None): adding one is one line. Shown
+#: (and, in a result folder, stored as PNG and SVG) where :mod:`marketsim.report.decision_charts` is installed.
 DECISION_CHARTS: tuple[Chart, ...] = (
-    Chart("tornado", "What drives it: the shift as each assumption moves over its range", _tornado),
-    Chart("options", "The options' share paths with their bands and the observed data", _options),
+    Chart(
+        "ranking",
+        "The options ranked: mean shift with its 95% interval, and the chance each beats each other",
+        _ranking,
+    ),
+    Chart("tornado", "What drives it: the shift as each assumption moves over its range, the others central", _tornado),
+    Chart("options", "The options' share paths with their 50% and 90% bands and the observed data", _options),
 )
 
 
@@ -218,7 +268,9 @@ def _figure_svg(fig) -> str:
 def _decision_figures(s: Stored, save_to: Path | None = None) -> list[tuple[str, str, str]]:
     """(stem, caption, inline SVG) of each decision chart there is something to show for; with ``save_to``, each
     is also stored there as PNG and SVG."""
-    out = []
+    out: list[tuple[str, str, str]] = []
+    if _charts is None:
+        return out
     for c in DECISION_CHARTS:
         fig = c.draw(s)
         if fig is None:
@@ -381,7 +433,9 @@ def _e(x: Any) -> str:
 def _table(head: list[str], rows: list[list[Any]], numeric: set[int] = frozenset()) -> str:  # type: ignore[assignment]
     h = "".join(f"<th>{_e(c)}</th>" for c in head)
     body = "".join(
-        "<tr>" + "".join(f'<td class="n">{_e(v)}</td>' if i in numeric else f"<td>{_e(v)}</td>" for i, v in enumerate(r)) + "</tr>"
+        "<tr>"
+        + "".join(f'<td class="n">{_e(v)}</td>' if i in numeric else f"<td>{_e(v)}</td>" for i, v in enumerate(r))
+        + "</tr>"
         for r in rows
     )
     return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
@@ -418,9 +472,23 @@ def html_report(s: Stored, charts: list[tuple[str, str, str]]) -> str:
     parts += [
         f"<h2>The options for {_e(r)}</h2>",
         _table(
-            ["rank", "option", "shift (points)", "95% interval (points)", "P(best)", f"P({words.beyond_words(r, s.threshold_pp)})"],
             [
-                [i, x["option"], points(x["mean_pp"]), interval(*x["ci95_pp"]), probability(x["p_best"]), probability(beyond[x["option"]])]
+                "rank",
+                "option",
+                "shift (points)",
+                "95% interval (points)",
+                "P(best)",
+                f"P({words.beyond_words(r, s.threshold_pp)})",
+            ],
+            [
+                [
+                    i,
+                    x["option"],
+                    points(x["mean_pp"]),
+                    interval(*x["ci95_pp"]),
+                    probability(x["p_best"]),
+                    probability(beyond[x["option"]]),
+                ]
                 for i, x in enumerate(rank, 1)
             ],
             {0, 2, 3, 4, 5},
@@ -442,7 +510,15 @@ def html_report(s: Stored, charts: list[tuple[str, str, str]]) -> str:
     parts += [
         "<h2>The shift per retailer</h2>",
         _table(
-            ["option", "retailer", "share at horizon", "baseline", "shift (points)", "95% interval (points)", "from assumptions"],
+            [
+                "option",
+                "retailer",
+                "share at horizon",
+                "baseline",
+                "shift (points)",
+                "95% interval (points)",
+                "from assumptions",
+            ],
             [
                 [
                     x["option"],
@@ -498,18 +574,24 @@ def html_report(s: Stored, charts: list[tuple[str, str, str]]) -> str:
     parts.append("<h2>How good its forecasts are</h2>")
     sk = (summ.get("skill") or {}).get("sentence")
     ta = (summ.get("trend_after") or {}).get("sentence")
-    parts += [f"<p>{_e(x[0].upper() + x[1:])}.</p>" if not x.endswith(".") else f"<p>{_e(x)}</p>" for x in (sk, ta) if x]
+    parts += [
+        f"<p>{_e(x[0].upper() + x[1:])}.</p>" if not x.endswith(".") else f"<p>{_e(x)}</p>" for x in (sk, ta) if x
+    ]
     if not (sk or ta):
         parts.append("<p>This projection does not record the model's back-test skill.</p>")
     # settings and scenario files
     st = summ.get("settings") or {}
     parts += [
         "<h2>Settings</h2>",
-        _table(["setting", "value"], [[k, v if not isinstance(v, (dict, list)) else store.dumps(v)] for k, v in st.items()]),
+        _table(
+            ["setting", "value"], [[k, v if not isinstance(v, (dict, list)) else store.dumps(v)] for k, v in st.items()]
+        ),
     ]
     texts = _scenario_texts(s)
     if texts:
-        parts.append("<h2>The scenario files</h2><p>Each option's scenario file as it was projected (open to read).</p>")
+        parts.append(
+            "<h2>The scenario files</h2><p>Each option's scenario file as it was projected (open to read).</p>"
+        )
         for name, text in texts.items():
             parts.append(f"<details><summary>{_e(name)}</summary><pre>{_e(text)}</pre></details>")
     parts.append(
@@ -609,8 +691,13 @@ def workbook_tables(s: Stored) -> list[tuple[str, str, pd.DataFrame, dict[str, s
         )
     )
     comp = [
-        {"options": pair, "retailer": r, "difference (pp)": _pp(d["mean"]), "95% low (pp)": _pp(d["ci95"][0]),
-         "95% high (pp)": _pp(d["ci95"][1])}
+        {
+            "options": pair,
+            "retailer": r,
+            "difference (pp)": _pp(d["mean"]),
+            "95% low (pp)": _pp(d["ci95"][0]),
+            "95% high (pp)": _pp(d["ci95"][1]),
+        }
         for pair, per in (summ.get("compare") or {}).items()
         for r, d in per.items()
     ]
@@ -710,7 +797,11 @@ def workbook_tables(s: Stored) -> list[tuple[str, str, pd.DataFrame, dict[str, s
                 "each login removal: how many of the retailer's customers lost their login (real people, mean and 95% "
                 "interval) and what share of its customers that is",
                 pd.DataFrame(lost),
-                {c: (FMT_SHARE if "share" in c else FMT_COUNT) for c in pd.DataFrame(lost).columns if "(" in c or "95%" in c},
+                {
+                    c: (FMT_SHARE if "share" in c else FMT_COUNT)
+                    for c in pd.DataFrame(lost).columns
+                    if "(" in c or "95%" in c
+                },
             )
         )
     sk = summ.get("skill") or {}
@@ -719,19 +810,42 @@ def workbook_tables(s: Stored) -> list[tuple[str, str, pd.DataFrame, dict[str, s
         {"what": "forecasts checked (n)", "value": sk.get("n")},
         {"what": "horizons (quarters ahead)", "value": ", ".join(str(q) for q in sk.get("quarters") or []) or None},
         {"what": "model mean absolute error (points)", "value": (sk.get("mae") or {}).get("model")},
-        {"what": "holding the last value flat: mean absolute error (points)", "value": (sk.get("mae") or {}).get("persistence")},
-        {"what": "beats holding the last value flat", "value": None if sk.get("beats_persistence") is None else str(sk["beats_persistence"])},
+        {
+            "what": "holding the last value flat: mean absolute error (points)",
+            "value": (sk.get("mae") or {}).get("persistence"),
+        },
+        {
+            "what": "beats holding the last value flat",
+            "value": None if sk.get("beats_persistence") is None else str(sk["beats_persistence"]),
+        },
         {"what": "skill in words", "value": sk.get("sentence")},
         {"what": "trends after the cut-off", "value": ta.get("sentence")},
     ]
-    out.append(("Skill", "the model's back-test skill on its own data before the cut-off", pd.DataFrame(skill_rows), {}))
+    out.append(
+        ("Skill", "the model's back-test skill on its own data before the cut-off", pd.DataFrame(skill_rows), {})
+    )
     draws = s.table("draws.parquet")
     if draws is None:
-        draws = pd.DataFrame({"draw": o.draw_index, "weight": o.weights} | {p.path: o.values[:, i] for i, p in enumerate(o.params)})
-    out.append(("Draws", "one row per kept parameter draw: its index, weight and parameter values (stored units)", draws, {"weight": "0.0000"}))
+        draws = pd.DataFrame(
+            {"draw": o.draw_index, "weight": o.weights} | {p.path: o.values[:, i] for i, p in enumerate(o.params)}
+        )
+    out.append(
+        (
+            "Draws",
+            "one row per kept parameter draw: its index, weight and parameter values (stored units)",
+            draws,
+            {"weight": "0.0000"},
+        )
+    )
     K, R = o.share[BASELINE].shape[:2]
     hz = [
-        {"draw": int(o.draw_index[k]), "replicate": rr, "arm": arm, "retailer": ret, "share at horizon": float(o.share[arm][k, rr, -1, j])}
+        {
+            "draw": int(o.draw_index[k]),
+            "replicate": rr,
+            "arm": arm,
+            "retailer": ret,
+            "share at horizon": float(o.share[arm][k, rr, -1, j]),
+        }
         for arm in (*o.options, BASELINE)
         for k in range(K)
         for rr in range(R)
@@ -771,7 +885,10 @@ def export_xlsx(
     about = wb.active
     about.title = "About"
     lines: list[tuple[str, str]] = [
-        ("Projection", f"{summ['scenario']}: GMV share at {s.outcomes.horizon()} against the baseline ({s.outcomes.baseline})"),
+        (
+            "Projection",
+            f"{summ['scenario']}: GMV share at {s.outcomes.horizon()} against the baseline ({s.outcomes.baseline})",
+        ),
         ("Conclusion", conclusion(s)),
         ("Intervals cover", str(summ.get("interval_covers") or s.outcomes.covers)),
         ("Retailer", s.retailer),
