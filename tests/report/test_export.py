@@ -55,7 +55,7 @@ events:
   - {id: jd_drops_weibo, migration_cost: 2.0}
 """
 OPTIONS = ("drop", "keep", "no_offer")
-RUN = ("--consumers", 2000, "--draws", 6, "--replicates", 2)
+RUN = ("--consumers", 2000, "--draws", 10, "--replicates", 2)  # 10 draws: enough for the tornado's linear fit
 
 
 @pytest.fixture(scope="module")
@@ -203,6 +203,27 @@ def test_the_workbook_holds_projection_json_numbers_as_numbers(folder):
     assert len(hz) == len(last)
     m = hz.merge(last, on=["draw", "replicate", "arm", "retailer"], validate="one_to_one")
     assert len(m) == len(last) and (m["share at horizon"] - m["gmv_share"]).abs().max() < 1e-12
+    # the decision block of projection.json (retailer JD, threshold -0.5 points): the same probabilities and bars
+    dec = summ["decision"]
+    for r in summ["shift"]:
+        best = {x["option"]: x["p_best"] for x in dec[r]["ranking"]}
+        for row in (x for x in ranking if x["retailer"] == r):
+            assert abs(row["P(best)"] - best[row["option"]]) < 1e-9
+        for a in OPTIONS:
+            for b in OPTIONS:
+                if a != b:
+                    assert abs(beats[(r, a)][f"beats {b}"] - dec[r]["p_beats"][a][b]) < 1e-9
+    for row in _sheet(wb, "Thresholds"):
+        assert abs(row["probability"] - dec[row["retailer"]]["p_beyond"]["-0.5"][row["option"]]) < 1e-9
+    assert about["Conclusion"] == dec["JD"]["conclusion"]
+    drivers = _sheet(wb, "Drivers")
+    with_bars = {a for a in OPTIONS if dec["JD"]["tornado"][a]["rows"]}
+    assert {x["option"] for x in drivers} == with_bars and "drop" in with_bars  # keep never moves: no bars
+    for row in drivers:
+        want = {x["path"]: x for x in dec["JD"]["tornado"][row["option"]]["rows"]}[row["path"]]
+        for col, key in (("shift at low (pp)", "at_low_pp"), ("shift at high (pp)", "at_high_pp")):
+            assert abs(row[col] - want[key]) < 1e-9
+        assert abs(row["variance share"] - want["variance_share"]) < 1e-9
     skill = {x["what"]: x["value"] for x in _sheet(wb, "Skill")}
     assert skill["skill in words"] == summ["skill"]["sentence"]
 

@@ -545,6 +545,39 @@ def html_report(s: Stored, charts: list[tuple[str, str, str]]) -> str:
         parts.append("<h2>Charts</h2>")
         for stem, caption, svg in charts:
             parts.append(f'<figure id="chart-{_e(stem)}">{svg}<figcaption>{_e(caption)}</figcaption></figure>')
+    # what drives it
+    first = o.options[0]
+    t = core.tornado(o, first, r)
+    parts.append(f"<h2>What drives {_e(r)}'s shift under {_e(first)}</h2>")
+    if t["rows"]:
+        parts += [
+            f"<p>Central shift {_e(points(t['central_pp']))} points; {_e(t['method'])}.</p>",
+            _table(
+                [
+                    "parameter",
+                    "range",
+                    "shift at the low end",
+                    "shift at the high end",
+                    "swing",
+                    "share of the variance",
+                ],
+                [
+                    [
+                        x["label"],
+                        f"{_value(_display(x['low'], x['scale']), x['unit'])} to "
+                        f"{_value(_display(x['high'], x['scale']), x['unit'])}",
+                        points(x["at_low_pp"]),
+                        points(x["at_high_pp"]),
+                        points(x["swing_pp"]).lstrip("+"),
+                        share(x["variance_share"], 0),
+                    ]
+                    for x in t["rows"]
+                ],
+                {2, 3, 4, 5},
+            ),
+        ]
+    else:
+        parts.append(f"<p>{_e(t['method'][0].upper() + t['method'][1:])}.</p>")
     # assumptions
     parts.append("<h2>What was assumed</h2>")
     arows = assumption_rows(s)
