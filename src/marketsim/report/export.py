@@ -39,6 +39,7 @@ from marketsim.experiments import decision as core
 from marketsim.experiments.projection import BASELINE
 from marketsim.figures.plots import close
 from marketsim.io import store
+from marketsim.io.names import describe
 from marketsim.report import decision as words
 from marketsim.report.numbers import interval, points, probability, share, shift
 from marketsim.scenario.labels import parameter_quantity
@@ -441,6 +442,15 @@ def _table(head: list[str], rows: list[list[Any]], numeric: set[int] = frozenset
     return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _setting(v: Any) -> str:
+    """A recorded setting as text: a list as its items, a mapping as PATH=VALUE pairs."""
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={x}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(x) for x in v)
+    return str(v)
+
+
 def _value(x: float, unit: str) -> str:
     """A parameter value in display units with its unit (three significant digits)."""
     if x is None or not math.isfinite(x):
@@ -614,11 +624,11 @@ def html_report(s: Stored, charts: list[tuple[str, str, str]]) -> str:
         parts.append("<p>This projection does not record the model's back-test skill.</p>")
     # settings and scenario files
     st = summ.get("settings") or {}
+    said = describe(st)
     parts += [
         "<h2>Settings</h2>",
-        _table(
-            ["setting", "value"], [[k, v if not isinstance(v, (dict, list)) else store.dumps(v)] for k, v in st.items()]
-        ),
+        f"<p>Given on the command line: <code>{_e(said)}</code>.</p>" if said else "",
+        _table(["setting", "value"], [[k, _setting(v)] for k, v in st.items()]),
     ]
     texts = _scenario_texts(s)
     if texts:
@@ -926,7 +936,8 @@ def export_xlsx(
         ("Intervals cover", str(summ.get("interval_covers") or s.outcomes.covers)),
         ("Retailer", s.retailer),
         ("Threshold (points)", shift(s.threshold_pp / 100)),
-        ("Settings", store.dumps(summ.get("settings") or {}).replace("\n", " ")),
+        ("Settings", describe(summ.get("settings")) or "none given on the command line"),
+        ("Scenario file", str((summ.get("settings") or {}).get("scenario_file", ""))),
         ("", ""),
         ("Sheet", "What it holds"),
         *((name, what) for name, what, _, _ in tables),
@@ -935,8 +946,6 @@ def export_xlsx(
     ]
     for a, b in lines:
         about.append([a, b])
-    for row in (1, 8):
-        about.cell(row=row, column=1).font = Font(bold=True)
     for c in about["A"]:
         c.font = Font(bold=True)
     about.column_dimensions["A"].width = 22
