@@ -123,14 +123,30 @@ class Stored:
         return pd.read_parquet(io.BytesIO(b)) if name.endswith(".parquet") else pd.read_csv(io.BytesIO(b))
 
 
+_SCENARIO_FILE = re.compile(r"^(scenario-.*|scenarios/.*)\.ya?ml$")
+
+
+def _wanted(name: str) -> bool:
+    """The files the exports read besides what the outcomes hold: the JSON, the draws, the charts, the scenario
+    files (not the replicates' tables: the outcomes hold their numbers)."""
+    return (
+        name in ("projection.json", "draws.parquet")
+        or name.endswith((".svg", ".png"))
+        or bool(_SCENARIO_FILE.match(name))
+    )
+
+
 def _files_of(folder: Path) -> dict[str, bytes]:
-    """Every file of a result set, checked (:func:`marketsim.io.store.read_result`); a folder that is not (yet) a
-    result set, such as the one a command is filling before it swaps it in, is read as it is."""
+    """The files of a result set the exports read (:func:`_wanted`), checked against its manifest
+    (:func:`marketsim.io.store.read_result`); a folder that is not (yet) a result set, such as the one a command
+    is filling before it swaps it in, is read as it is."""
     if store.result_kind(folder) is not None:
-        return dict(store.read_result(folder).data)
+        listed = (store.set_manifest(folder) or {}).get("files") or {}
+        names = [n for n in listed if _wanted(n)]
+        return dict(store.read_result(folder, names).data) if names else dict(store.read_result(folder).data)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder; give a folder `marketsim project` wrote")
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and _wanted(p.name)}
 
 
 def load(
@@ -304,7 +320,7 @@ def _projection_figures(s: Stored) -> list[tuple[str, str, str]]:
 def _scenario_texts(s: Stored) -> dict[str, str]:
     """Each option's scenario file: ``scenario-<name>.yaml`` / ``scenarios/<name>.yaml`` in the folder, else the
     files the settings name, if they are still where they were."""
-    got = {n: s.text(n) or "" for n in sorted(s.files) if re.match(r"^(scenario-.*|scenarios/.*)\.ya?ml$", n)}
+    got = {n: s.text(n) or "" for n in sorted(s.files) if _SCENARIO_FILE.match(n)}
     if got:
         return got
     st = s.summary.get("settings") or {}
