@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
         "how much of its spread each causes, and which assumptions drive it. --compare projects other\n"
         "options (scenario files) on the same draws and seeds. Writes\n"
         "results/<scenario>/projection-<what was compared>[--<settings>]/: replicates.parquet, projection.json, fan.png,\n"
-        "shift.png, flows.png (compare.png) and report.md; results/index.md lists every result.",
+        "shift.png, flows.png (compare.png) and report.md (every table also as CSV, every chart also as SVG;\n"
+        "--export html,xlsx adds report.html and projection.xlsx); results/index.md lists every result.",
         [
             "marketsim project battle_lines_2013",
             "marketsim project battle_lines_2013 \\",
