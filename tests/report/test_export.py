@@ -111,6 +111,11 @@ def test_the_html_report_is_one_self_contained_file_that_gives_the_answer(folder
     for m in re.finditer(r"(?:https?:)?//[\w.-]+\.\w+[^\s\"'<>]*", text):
         before = text[max(0, m.start() - 24) : m.start()]
         assert re.search(r"\sxmlns(?::\w+)?=[\"']$", before), f"an external address: {m.group(0)}"
+    # one page, one id space: no id twice (two charts' clip paths or glyphs would clash), every #reference resolves
+    ids = re.findall(r"\sid=\"([^\"]+)\"", text)
+    assert len(ids) == len(set(ids))
+    refs = set(re.findall(r"href=\"#([^\"]+)\"", text)) | set(re.findall(r"url\(#([^)]+)\)", text))
+    assert refs and refs <= set(ids)
     # the charts are inline: the projection's four and none by link
     assert text.count("<svg") >= 4 and 'id="chart-fan"' in text and 'id="chart-compare"' in text
     # the answer and what it rests on

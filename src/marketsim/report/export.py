@@ -262,24 +262,30 @@ DECISION_CHARTS: tuple[Chart, ...] = (
 )
 
 
-def _svg_text(svg: bytes | str) -> str:
+def _svg_text(svg: bytes | str, stem: str, caption: str) -> str:
     """An SVG file's text ready to inline in HTML: without its XML prolog, doctype and metadata block (which
-    names external vocabularies), so the page references nothing outside itself."""
+    names external vocabularies), so the page references nothing outside itself; every element id (and every
+    reference to one) prefixed with ``stem``, so the charts of one page never share an id; labelled with
+    ``caption`` for screen readers."""
     t = svg.decode("utf-8") if isinstance(svg, bytes) else svg
     t = re.sub(r"<\?xml[^>]*\?>", "", t)
     t = re.sub(r"<!DOCTYPE[^>]*>", "", t, flags=re.S)
     t = re.sub(r"<metadata>.*?</metadata>", "", t, flags=re.S)
     t = re.sub(r'\s+xmlns:(?:dc|cc|rdf)="[^"]*"', "", t)
+    t = re.sub(r'(\sid=")([^"]+)"', rf'\g<1>{stem}-\g<2>"', t)
+    t = re.sub(r'(href="#)([^"]+)"', rf'\g<1>{stem}-\g<2>"', t)
+    t = re.sub(r"url\(#([^)]+)\)", rf"url(#{stem}-\g<1>)", t)
+    t = re.sub(r"<svg\b", f'<svg role="img" aria-label="{html.escape(caption, quote=True)}"', t, count=1)
     return t.strip()
 
 
-def _figure_svg(fig) -> str:
+def _figure_svg(fig, stem: str, caption: str) -> str:
     import matplotlib
 
     buf = io.BytesIO()
     with matplotlib.rc_context({"svg.hashsalt": "marketsim"}):
         fig.savefig(buf, format="svg", metadata={"Date": None})
-    return _svg_text(buf.getvalue())
+    return _svg_text(buf.getvalue(), stem, caption)
 
 
 def _decision_figures(s: Stored, save_to: Path | None = None) -> list[tuple[str, str, str]]:
@@ -293,7 +299,7 @@ def _decision_figures(s: Stored, save_to: Path | None = None) -> list[tuple[str,
         if fig is None:
             continue
         try:
-            out.append((c.stem, c.caption, _figure_svg(fig)))
+            out.append((c.stem, c.caption, _figure_svg(fig, c.stem, c.caption)))
             if save_to is not None:
                 store.save_figure(fig, Path(save_to) / f"{c.stem}.png")
         finally:
@@ -307,7 +313,7 @@ def _projection_figures(s: Stored) -> list[tuple[str, str, str]]:
     out = []
     for stem, caption in PROJECTION_CHARTS:
         if f"{stem}.svg" in s.files:
-            out.append((stem, caption, _svg_text(s.files[f"{stem}.svg"])))
+            out.append((stem, caption, _svg_text(s.files[f"{stem}.svg"], stem, caption)))
         elif f"{stem}.png" in s.files:
             b64 = base64.b64encode(s.files[f"{stem}.png"]).decode("ascii")
             out.append((stem, caption, f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'))
