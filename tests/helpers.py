@@ -241,7 +241,15 @@ def alive(pid: int) -> bool:
 
 
 #: The files of a run's result set, and a run small enough for a second.
-RUN_FILES = ("timeseries.csv", "timeseries.parquet", "flows.csv", "flows.parquet", "summary.json", "shares.png")
+RUN_FILES = (
+    "timeseries.csv",
+    "timeseries.parquet",
+    "flows.csv",
+    "flows.parquet",
+    "summary.json",
+    "shares.png",
+    "shares.svg",
+)
 
 
 SMALL_RUN = ("--consumers", 1000, "--steps", 4)

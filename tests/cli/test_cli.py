@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import pytest
 
-from tests.helpers import BUNDLED, SCENARIOS, cli
+from tests.helpers import BUNDLED, RUN_FILES, SCENARIOS, cli
 
 
 def marketsim(*args, cwd):
@@ -19,7 +19,7 @@ def test_run_tiny_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "Tmall" in r.stdout and "JD" in r.stdout and "change pp" in r.stdout
     out = tmp_path / "results" / "tiny"
-    for f in ("timeseries.csv", "timeseries.parquet", "flows.csv", "flows.parquet", "summary.json", "shares.png"):
+    for f in RUN_FILES:
         assert (out / f).stat().st_size > 0, f
     csv, pq = pd.read_csv(out / "timeseries.csv"), pd.read_parquet(out / "timeseries.parquet")
     assert len(pq) == 26 * 3 and list(csv.columns) == list(pq.columns)

@@ -43,8 +43,10 @@ def test_project_cli_end_to_end_and_workers(tmp_path):
     for k in ("share_scenario", "share_baseline", "shift", "revenue_shift", "lost_login"):
         assert a[k] == b[k], k  # identical whatever the worker count
     assert a["horizon"] == "2013-06-30" and a["revenue_shift"]["from"] == "2013-03-03"
-    for f in ("replicates.parquet", "projection.json", "fan.png", "shift.png", "flows.png", "report.md"):
+    for f in ("replicates.parquet", "replicates.csv", "projection.json", "report.md"):
         assert (tmp_path / "w1" / f).stat().st_size > 0
+    for f in ("fan", "shift", "flows"):  # every chart as PNG and SVG
+        assert (tmp_path / "w1" / f"{f}.png").stat().st_size > 0 and (tmp_path / "w1" / f"{f}.svg").stat().st_size > 0
     md = (tmp_path / "w1" / "report.md").read_text()
     assert "## What was assumed" in md and "jd_drops_weibo" in md and "fan.png" in md and "simulation noise only" in md
     import pandas as pd

@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
         "how much of its spread each causes, and which assumptions drive it. --compare projects other\n"
         "options (scenario files) on the same draws and seeds. Writes\n"
         "results/<scenario>/projection-<what was compared>[--<settings>]/: replicates.parquet, projection.json, fan.png,\n"
-        "shift.png, flows.png (compare.png) and report.md; results/index.md lists every result.",
+        "shift.png, flows.png (compare.png) and report.md (every table also as CSV, every chart also as SVG;\n"
+        "--export html,xlsx adds report.html and projection.xlsx); results/index.md lists every result.",
         [
             "marketsim project battle_lines_2013",
             "marketsim project battle_lines_2013 \\",
@@ -260,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline-without", nargs="+", metavar="EVENT", help="event ids removed in the baseline (default: all events)"
     )
     pr.add_argument("--out", help="output folder (default: results/<scenario>/projection-<what was compared>/)")
+    pr.add_argument(
+        "--export",
+        metavar="FORMATS",
+        help="also write files to send, into the same result folder: html (report.html: one self-contained file, "
+        "charts inline), xlsx (projection.xlsx: every table; needs pip install 'marketsim[decide]'), or all "
+        "(e.g. --export html,xlsx); does not change the folder's name",
+    )
     pr.add_argument(
         "--independent-baseline",
         action="store_true",
@@ -491,7 +499,8 @@ WRITERS = ("run", "calibrate", "project", "sweep", "fit", "backtest")
 
 def preflight(args: argparse.Namespace) -> None:
     """Check the output locations named on the command line before any work (one line, exit 2, if one is a
-    file, under a file, unwritable or full). Each command checks its own default folder itself."""
+    file, under a file, unwritable or full), and --export's formats. Each command checks its own default folder
+    itself."""
     if args.command not in WRITERS:
         return
     import os
@@ -505,6 +514,10 @@ def preflight(args: argparse.Namespace) -> None:
         check_output_dir(fit_cache(args), option="--results")
     if getattr(args, "out", None):
         check_output_dir(args.out)
+    if isinstance(getattr(args, "export", None), str):  # --export html,xlsx: formats known, openpyxl there
+        from marketsim.report.export import parse_formats
+
+        args.export = parse_formats(args.export)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -172,9 +172,14 @@ def cmd_project(args: argparse.Namespace) -> int:
     summ["skill"] = skill(choice.to_dict())  # the model's skill on its own data, next to the answer
 
     def files(new):
-        store.write_table(proj.tidy(), new / "replicates", formats=("parquet",))
+        store.write_table(proj.tidy(), new / "replicates")
         decision.write_decision_files(proj, new)  # draws.parquet (+ .csv) and the options' scenario files
         report.write_report(proj, summ, new)
+        if getattr(args, "export", None):  # report.html / projection.xlsx, in the same result set as the rest
+            from marketsim.experiments.decision import from_projection
+            from marketsim.report.export import export
+
+            export(new, args.export, summary=summ, outcomes=from_projection(proj, summ))
 
     if store_result(args, out, "projection", "project", "projection.json", summ, write=files):
         return 0

@@ -149,5 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             con.print(ln, markup=False, soft_wrap=True)
     for w in summary.get("warnings", ()):
         stderr.print(f"marketsim: warning: {w}", markup=False, soft_wrap=True)
-    con.print(f"wrote {out}/: timeseries.csv, timeseries.parquet, flows.csv, flows.parquet, summary.json, shares.png")
+    con.print(
+        f"wrote {out}/: timeseries.csv, timeseries.parquet, flows.csv, flows.parquet, summary.json, shares.png, shares.svg"
+    )
     return 0

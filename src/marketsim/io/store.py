@@ -956,8 +956,16 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, dumps(obj) + "\n")
 
 
-def write_table(df: pd.DataFrame, path_stem: str | Path, formats: tuple[str, ...] = ("csv", "parquet")) -> list[Path]:
-    """Write ``df`` as ``<stem>.csv`` and/or ``<stem>.parquet`` (pyarrow), each atomically."""
+#: The formats every result table is written in: CSV (opens in Excel and any text tool) beside Parquet (typed,
+#: compact, for pandas/pyarrow). One mechanism: a table asked for as Parquet always gets its CSV too.
+TABLE_FORMATS = ("csv", "parquet")
+
+
+def write_table(df: pd.DataFrame, path_stem: str | Path, formats: tuple[str, ...] = TABLE_FORMATS) -> list[Path]:
+    """Write ``df`` as ``<stem>.csv`` and/or ``<stem>.parquet`` (pyarrow), each atomically. A Parquet table is
+    always written with a CSV of the same rows beside it (a file a strategist can open in Excel)."""
+    if "parquet" in formats and "csv" not in formats:
+        formats = ("csv", *formats)
     out = []
     for fmt in formats:
         p = Path(f"{path_stem}.{fmt}")
@@ -972,12 +980,32 @@ def write_table(df: pd.DataFrame, path_stem: str | Path, formats: tuple[str, ...
     return out
 
 
-def save_figure(fig, path: str | Path, **kw) -> Path:
-    """Save a matplotlib figure atomically (format from the suffix of ``path``)."""
+#: The formats every chart is written in: PNG (a picture for slides and mail) and SVG (vector: sharp at any
+#: size, and what the self-contained HTML report inlines).
+FIGURE_FORMATS = ("png", "svg")
+
+
+def figure_paths(path: str | Path) -> list[Path]:
+    """The files :func:`save_figure` writes for ``path``: ``path`` itself, then the same stem in each other
+    format of :data:`FIGURE_FORMATS` (``fan.png`` -> ``fan.png``, ``fan.svg``)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **kw)
-    return path
+    own = path.suffix.lstrip(".").lower() or "png"
+    return [path.with_suffix(f".{own}")] + [path.with_suffix(f".{f}") for f in FIGURE_FORMATS if f != own]
+
+
+def save_figure(fig, path: str | Path, **kw) -> Path:
+    """Save a matplotlib figure atomically in the format of the suffix of ``path`` and, beside it, in every
+    other format of :data:`FIGURE_FORMATS` (a chart is always a PNG and an SVG). Returns ``path``. The SVG
+    carries no date (the same chart gives the same bytes) and its text as paths (no font is needed to view it)."""
+    import matplotlib
+
+    for p in figure_paths(path):
+        fmt = p.suffix.lstrip(".")
+        extra = {"metadata": {"Date": None}} if fmt == "svg" and "metadata" not in kw else {}
+        # the SVG's element ids are hashes salted with a random uuid unless a salt is set: fix it
+        with atomic_path(p) as tmp, matplotlib.rc_context({"svg.hashsalt": "marketsim"}):
+            fig.savefig(tmp, format=fmt, **kw, **extra)
+    return Path(path)
 
 
 def read_json(path: str | Path) -> Any:
