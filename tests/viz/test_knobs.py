@@ -1,4 +1,4 @@
-"""The live page follows its scenario (issue 21, item 6): its controls come from the scenario's own uncertain
+"""The live page follows its scenario: its controls come from the scenario's own uncertain
 parameters and events and the format's definitions (a WeChat scenario gets WeChat sliders, with the ranges its
 ``uncertain`` entries state, labels and units from :mod:`marketsim.scenario.labels`); the values set on them reach
 the scenario (:func:`scenario_with`); the baseline can drop one chosen event (:class:`LiveModel`); the event labels

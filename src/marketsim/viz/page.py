@@ -272,6 +272,10 @@ def knobs(scenario: Scenario) -> list[Knob]:
             for k, a in enumerate(acts):
                 item = effects[k] if k < len(effects) and isinstance(effects[k], dict) else {}
                 out += _field_knobs(a, item, f"{prefix}.effects.{k}", uncertain, cur, e.id)
+    covered = {k.path for k in out}  # an uncertain number of an event no field above reached: still its slider
+    for u in scenario.uncertain:
+        if u.path not in covered and u.path.split(".")[0] == "events":
+            out.append(_uncertain_knob(u, cur, group=u.path.split(".")[1]))
     return out
 
 
