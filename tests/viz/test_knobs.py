@@ -208,3 +208,13 @@ def test_place_labels_never_overlaps_on_crowded_random_marks():
 def test_spread_keeps_labels_apart_and_inside_the_plot():
     ys = page._spread([200.0, 199.0, 198.0, 197.0], 14, 0.0, 205.0)
     assert all(abs(a - b) >= 14 for a, b in combinations(ys, 2)) and max(ys) <= 205.0
+
+
+@pytest.mark.parametrize("steps", [8, 26, 105, 157, 520])
+def test_month_labels_under_the_chart_never_overlap(six, steps):
+    sc = six.with_overrides(steps=steps)
+    svg = page.share_chart_svg(sc, np.full((2, steps, 3), np.nan), 0, ["#000"] * 3, set())
+    found = re.findall(r'<text x="([-\d.]+)" y="[-\d.]+" text-anchor="middle" fill="#666">([^<]+)</text>', svg)
+    boxes = [(float(x) - page.text_width(t, 12) / 2, float(x) + page.text_width(t, 12) / 2, 0, 1) for x, t in found]
+    assert len(boxes) >= min(3, steps // 4) and found[0][1].endswith(str(sc.calendar.start.year))
+    assert all(_disjoint(a, b) for a, b in combinations(boxes, 2)), found

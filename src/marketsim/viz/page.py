@@ -478,16 +478,30 @@ def share_chart_svg(
         f'<text x="{L}" y="{gap_top - 10}" fill="#333" font-weight="bold">'
         f"Gap: scenario minus the same market {escape(baseline)} (percentage points)</text>"
     )
-    last_month = None
-    for s in range(T):
-        d = cal.date_of(s)
-        if (d.year, d.month) != last_month:
-            label = d.strftime("%b %Y") if last_month is None or d.month == 1 else d.strftime("%b")
-            out.append(
-                f'<line x1="{x(s):.1f}" x2="{x(s):.1f}" y1="{gap_top + h2}" y2="{gap_top + h2 + 4}" stroke="#888"/>'
-                f'<text x="{x(s):.1f}" y="{gap_top + h2 + 17}" text-anchor="middle" fill="#666">{label}</text>'
+    months = [(s, cal.date_of(s)) for s in range(T) if s == 0 or cal.date_of(s).month != cal.date_of(s - 1).month]
+    # a label every `every` months (January always among them), as often as they fit: a year label beside a month's,
+    # or from a year apart on, the years alone
+    per_month = pw / max(T - 1, 1) * 365.25 / 12 / cal.step_days
+    wide, short, year = (text_width(v, 12) for v in ("May 2013", "May", "2013"))
+    every = next(
+        (k for k in (1, 2, 3, 6, 12, 24, 60, 120) if k * per_month >= ((wide + short) / 2 if k < 12 else year) + 6), 240
+    )
+    first = True
+    for s, d in months:
+        label = ""
+        if (d.year * 12 + d.month - 1) % every == 0:
+            label = (
+                d.strftime("%Y") if every >= 12 else d.strftime("%b %Y") if first or d.month == 1 else d.strftime("%b")
             )
-            last_month = (d.year, d.month)
+            first = False
+        out.append(
+            f'<line x1="{x(s):.1f}" x2="{x(s):.1f}" y1="{gap_top + h2}" y2="{gap_top + h2 + 4}" stroke="#888"/>'
+            + (
+                f'<text x="{x(s):.1f}" y="{gap_top + h2 + 17}" text-anchor="middle" fill="#666">{label}</text>'
+                if label
+                else ""
+            )
+        )
     for (step, _, e), text, (x0, row) in zip(marks, texts, placed, strict=True):
         on = e.id in fired_ids and (not e.recurring or step < t)
         col, xe = ("#222" if on else "#aaa"), x(step)
