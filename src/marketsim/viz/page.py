@@ -430,9 +430,16 @@ def share_chart_svg(
     def x(s):
         return L + (pw * s / (T - 1) if T > 1 else pw / 2)
 
-    marks = _event_marks(scenario)
-    texts = [f"{day.isoformat()} {e.id.replace('_', ' ')}" for _, day, e in marks]
-    placed = place_labels([x(step) for step, _, _ in marks], [text_width(s, 11) for s in texts], 2.0, W - 2.0)
+    marks: dict[int, list[tuple[dt.date, Any]]] = {}  # the events marked in each week: one line, one label
+    for step, day, e in _event_marks(scenario):
+        marks.setdefault(step, []).append((day, e))
+    texts = []
+    for group in marks.values():
+        days: dict[dt.date, list[str]] = {}
+        for day, e in group:
+            days.setdefault(day, []).append(e.id.replace("_", " "))
+        texts.append("; ".join(f"{d.isoformat()} {', '.join(ids)}" for d, ids in days.items()))
+    placed = place_labels([x(step) for step in marks], [text_width(s, 11) for s in texts], 2.0, W - 2.0)
     rows = max([r for _, r in placed], default=1) + 1
     top, h1 = 15 + _ROW * rows, 220
     gap_top, h2 = top + h1 + 34, 92
@@ -502,8 +509,8 @@ def share_chart_svg(
                 else ""
             )
         )
-    for (step, _, e), text, (x0, row) in zip(marks, texts, placed, strict=True):
-        on = e.id in fired_ids and (not e.recurring or step < t)
+    for (step, group), text, (x0, row) in zip(marks.items(), texts, placed, strict=True):
+        on = any(e.id in fired_ids and (not e.recurring or step < t) for _, e in group)
         col, xe = ("#222" if on else "#aaa"), x(step)
         ly = top - 15 - _ROW * row  # the text's baseline: row 0 just above the plot
         out.append(
@@ -607,33 +614,30 @@ def place_labels(
     """Where the labels of vertical marks at ``xs`` go: (left edge, row) each, row 0 nearest the plot, so that no
     two label boxes (``widths``, one row high, ``gap`` apart) overlap and each stays within ``lo`` .. ``hi``.
 
-    Each label sits just right of its mark (``pad`` away) or, where that runs past ``hi``, just left of it, in the
-    lowest row where it fits; among those, a row where no other mark's line crosses it and its own line crosses no
-    label is preferred (a line runs from its label down to the plot, so through the rows below it). Marks are placed
-    left to right, so rows rise only where labels crowd. A label wider than ``hi - lo`` starts at ``lo``."""
+    Each label sits just right of its mark (``pad`` away) or, where that runs past ``hi``, just left of it, in a row
+    where it overlaps no other label: of those (the rows in use and one more), where the fewest lines cross it or its
+    own line crosses the fewest labels (a line runs from its label down to the plot, so through the rows below it;
+    the chart draws labels with a white halo), then the lowest. Marks are placed left to right, so rows rise only
+    where labels crowd. A label wider than ``hi - lo`` starts at ``lo``."""
     placed: list[tuple[float, float, int, float]] = []  # (left, right, row, mark)
     out: list[tuple[float, int]] = [(0.0, 0)] * len(xs)
 
-    def fits(a: float, b: float, row: int, mark: float, strict: bool) -> bool:
+    def cost(a: float, b: float, row: int, mark: float) -> float:
+        """Lines crossing the label at ``a`` .. ``b`` in ``row`` and labels its line crosses; inf if it overlaps."""
+        n = 0
         for pa, pb, pr, pm in placed:
             if pr == row and a < pb + gap and pa < b + gap:
-                return False
-            if strict and ((pr > row and a - 2 <= pm <= b + 2) or (pr < row and pa - 2 <= mark <= pb + 2)):
-                return False
-        return True
+                return math.inf
+            n += (pr > row and a - 2 <= pm <= b + 2) + (pr < row and pa - 2 <= mark <= pb + 2)
+        return n
 
     for i in sorted(range(len(xs)), key=lambda i: xs[i]):
         m, w = xs[i], widths[i]
         starts = [v for v in (m + pad, m - pad - w) if lo <= v and v + w <= hi] or [max(lo, min(m - w / 2, hi - w))]
-        spot = None
-        for strict in (True, False):
-            for row in range(len(xs) + 1):
-                spot = next(((a, row) for a in starts if fits(a, a + w, row, m, strict)), None)
-                if spot:
-                    break
-            if spot:
-                break
-        assert spot is not None  # (a row above every placed label always fits)
+        used = 1 + max((r for _, _, r, _ in placed), default=-1)
+        c, row, a = min((cost(a, a + w, row, m), row, a) for row in range(used + 1) for a in starts)
+        assert c < math.inf  # (the row above every placed label is free)
+        spot = (a, row)
         placed.append((spot[0], spot[0] + w, spot[1], m))
         out[i] = spot
     return out
