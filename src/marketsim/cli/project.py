@@ -35,6 +35,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     from marketsim.experiments.posterior import load_posterior
     from marketsim.experiments.uncertainty import central_draws, posterior_draws, prior_draws
     from marketsim.io import store
+    from marketsim.report import decision
     from marketsim.report import projection as report
     from marketsim.report.skill import skill, trend_sentence
     from marketsim.scenario.core import load_scenario
@@ -162,6 +163,7 @@ def cmd_project(args: argparse.Namespace) -> int:
             )
     summ = projection.summary(proj)
     summ["settings"] = settings
+    decision.add_decision(summ, proj)  # the options ranked per retailer, P(beats), P(beyond), the sentence
     for w in proj.warnings:
         stderr.print(f"marketsim: warning: {w}", markup=False, soft_wrap=True)
     summ["draws_from"] = draws_from  # where the parameter draws came from (the posterior's file and ESS)
@@ -171,13 +173,14 @@ def cmd_project(args: argparse.Namespace) -> int:
 
     def files(new):
         store.write_table(proj.tidy(), new / "replicates", formats=("parquet",))
+        decision.write_decision_files(proj, new)  # draws.parquet (+ .csv) and the options' scenario files
         report.write_report(proj, summ, new)
 
     if store_result(args, out, "projection", "project", "projection.json", summ, write=files):
         return 0
     report.print_summary(summ, proj)
     stderr.print(
-        f"wrote {out}/: replicates.parquet, projection.json, fan.png, shift.png, flows.png, report.md",
+        f"wrote {out}/: replicates.parquet, draws.parquet, projection.json, fan.png, shift.png, flows.png, report.md",
         markup=False,
         soft_wrap=True,
     )
