@@ -46,11 +46,8 @@ from marketsim.figures.plots import retailer_colors  # the colours of every othe
 from marketsim.fit.calibrate import CalibrationError
 from marketsim.mesa_model.live import MODELS, LiveModel, fitted_alpha, fitted_events
 from marketsim.report.numbers import count, points, share
-from marketsim.scenario import bundled
+from marketsim.scenario import bundled, eventtypes, fieldspec, labels
 from marketsim.scenario.core import Scenario, load_scenario
-from marketsim.scenario.eventtypes import REGISTRY
-from marketsim.scenario.fieldspec import Field
-from marketsim.scenario.labels import parameter_quantity
 
 #: Seconds between steps while playing.
 PLAY_PERIOD = 0.25
@@ -138,7 +135,7 @@ def _formatter(unit: str, scale: float, step: float, integer: bool) -> Callable[
 def _number_knob(
     path: str, value: float, lo: float, hi: float, note: str, currency: str, group: str = "", integer: bool = False
 ) -> Knob:
-    q = parameter_quantity(path, currency=currency)
+    q = labels.parameter_quantity(path, currency=currency)
     lo, hi = min(lo, value), max(hi, value)
     step = max(1.0, round(_nice_step(hi - lo, 100))) if integer else _nice_step(hi - lo, 100)
     return Knob(
@@ -179,10 +176,10 @@ def _field_knobs(action, raw: dict, prefix: str, uncertain: dict, currency: str,
     """Sliders for the numbers of one action (its type's format fields, from the registry), set in the file at
     ``prefix`` (``events.ID`` or ``events.ID.effects.K``) as ``raw``; a field the type declares ``inert`` (a record
     that changes nothing) has none, nor a field the file leaves out or gives as 'calibrate'."""
-    cls = REGISTRY[action.type]
+    cls = eventtypes.REGISTRY[action.type]
     out = []
     for f in cls.format_fields:
-        if not isinstance(f, Field) or f.type not in ("number", "integer") or f.key in cls.inert:
+        if not isinstance(f, fieldspec.Field) or f.type not in ("number", "integer") or f.key in cls.inert:
             continue
         path = f"{prefix}.{f.key}"
         if path in uncertain:
@@ -247,7 +244,7 @@ def knobs(scenario: Scenario) -> list[Knob]:
         )
         if not e.recurring:
             path = f"events.{e.id}.{'step' if 'step' in raw else 'date'}"
-            q = parameter_quantity(f"events.{e.id}.step", currency=cur)
+            q = labels.parameter_quantity(f"events.{e.id}.step", currency=cur)
             out.append(
                 Knob(
                     path,
