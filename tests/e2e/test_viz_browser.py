@@ -280,9 +280,9 @@ def test_page_has_controls_values_and_no_leftovers(page):
     for i in range(knobs.count()):  # every slider shows its value and unit without being touched
         value = knobs.nth(i).locator(".knob-value")
         assert value.is_visible()
-        assert any(u in value.inner_text() for u in ("utils", "week")), value.inner_text()
-    assert "week 2" in _knob(page, "drops weibo login").locator(".knob-value").inner_text()
-    assert "1.50 utils" in _knob(page, "New-account cost").locator(".knob-value").inner_text()
+        assert any(u in value.inner_text() for u in ("utils", "week", "%", "x")), value.inner_text()
+    assert "week 2" in _knob(page, "jd drops weibo: week").locator(".knob-value").inner_text()
+    assert "1.50 utils" in _knob(page, "Cost of creating a new account").locator(".knob-value").inner_text()
     # the share axis is in % from week 0
     ticks = [t for t in page.locator("#marketsim-share-chart text").all_text_contents() if t.endswith("%")]
     assert len(ticks) >= 3 and "0%" in ticks
@@ -355,8 +355,8 @@ def test_reset_is_busy_then_runs_with_the_new_setting(page):
     before = _shares(page)
     knob = _knob(page, "Social influence")
     slider = knob.get_by_role("slider")
-    # no social influence: a market that fits (at 5 this market tips: no fit exists)
-    slide_to_end(slider, "Home", page.get_by_text("0.00 utils"))
+    # the least social influence of its stated range: a market that fits
+    slide_to_end(slider, "Home", knob.get_by_text("0.25 utils"))
     page.get_by_text("press Reset to run with them").wait_for(timeout=10_000)
     page.evaluate("""() => { window.sawBusy = false; new MutationObserver(() => {
         if (document.getElementById('marketsim-busy')) window.sawBusy = true; })
@@ -381,8 +381,8 @@ def test_a_failed_build_is_one_line_and_the_previous_run_keeps_going(page, serve
     cache.write_text("not a folder")
     try:
         _step(page, 2)
-        slider = _knob(page, "New-account cost").get_by_role("slider")
-        slide_to_end(slider, "Home", page.get_by_text("0.00 utils"))
+        knob = _knob(page, "Cost of creating a new account")
+        slide_to_end(knob.get_by_role("slider"), "Home", knob.get_by_text("0.50 utils"))
         page.get_by_role("button", name="Reset").click()
         page.locator("#marketsim-error").wait_for(timeout=120_000)
         msg = page.locator("#marketsim-error").inner_text()
@@ -407,3 +407,72 @@ def test_play_runs_to_the_end_and_says_it_finished(page):
     assert page.get_by_role("button", name="Step").is_disabled()
     assert page.locator("#marketsim-share-chart").get_attribute("data-week") == str(STEPS)
     assert not page.errors, page.errors
+
+
+# --------------------------------------------------------------------------- a page that follows its scenario
+
+#: tiny's market with a WeChat account and six events in three weeks (the WeChat promotion's range stated).
+WECHAT = f"""
+base: {SCENARIOS / "tiny.yaml"}
+name: wechat_short
+consumers: {{count: 1000}}
+calendar: {{steps: {STEPS}}}
+providers:
+  wechat: {{penetration: {{value: 0.5, range: [0.3, 0.6], assumption: "a test's range"}}}}
+events:
+  - {{id: jd_drops_weibo, type: remove_login, date: 2013-01-21, retailer: JD, provider: weibo, migration_cost: 0.5}}
+  - {{id: tmall_promo, type: promotion, date: 2013-01-22, retailer: Tmall, audience: weibo, utility: 0.3}}
+  - {{id: jd_adds_wechat, type: add_login, date: 2013-01-28, retailer: JD, provider: wechat}}
+  - {{id: jd_wechat_promo, type: promotion, date: 2013-01-29, retailer: JD, audience: wechat,
+      utility: {{value: 0.2, range: [0.1, 0.6], assumption: "a test's range"}}}}
+  - {{id: tmall_price_cut, type: price_change, date: 2013-02-04, retailer: Tmall, price_index: 0.95}}
+  - {{id: other_logistics, type: attractiveness_change, date: 2013-02-05, retailer: Other, utility: 0.4, over: 14}}
+"""
+
+#: (left, right, top, bottom) of each event label of the share chart, as the browser lays them out
+_LABEL_BOXES_JS = """() => [...document.querySelectorAll('#marketsim-share-chart text.event-label')].map(t => {
+  const r = t.getBBox(); return [r.x, r.x + r.width, r.y, r.y + r.height]; })"""
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_a_wechat_scenario_gets_its_sliders_labels_apart_and_a_chosen_baseline(tmp_path, browser):
+    (tmp_path / "wechat.yaml").write_text(WECHAT)
+    port = _free_port()
+    log = tmp_path / "server.log"
+    with open(log, "w") as f:
+        proc = _viz(["wechat.yaml", "--port", port], tmp_path, stdout=f, stderr=subprocess.STDOUT)
+    try:
+        _wait_serving(proc, log)
+        pg = browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()
+        pg.goto(f"http://127.0.0.1:{port}/")
+        pg.locator("#marketsim-share-chart").wait_for(timeout=120_000)
+        # its own sliders: WeChat's stated range, its WeChat promotion, a switch per event
+        assert _knob(pg, "Share of consumers with a WeChat account").locator(".knob-value").inner_text() == "50.0%"
+        assert _knob(pg, "jd wechat promo: utility added").locator(".knob-value").inner_text() == "0.20 utils"
+        assert pg.locator(".marketsim-switch").count() == 6
+        _step(pg, 6)
+        boxes = pg.evaluate(_LABEL_BOXES_JS)  # six events in three weeks: a label per week, measured by the browser
+        assert len(boxes) == 3
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                assert a[1] <= b[0] or b[1] <= a[0] or a[3] <= b[2] or b[3] <= a[2], (a, b)
+        # the baseline: the same market without the Tmall promotion alone
+        assert pg.locator("#marketsim-baseline-head").inner_text() == "without its events"
+        pg.locator(".marketsim-baseline").click()
+        pg.locator(".v-menu__content .v-list-item", has_text="without tmall promo only").click()
+        pg.get_by_text("press Reset to run with them").wait_for(timeout=10_000)
+        pg.get_by_role("button", name="Reset").click()
+        _wait_week(pg, 0, timeout=120_000)
+        pg.locator("#marketsim-baseline-head", has_text="without tmall promo").wait_for(timeout=30_000)
+        _step(pg, 2)  # before any event the two arms are the same market
+        assert pg.locator("#marketsim-numbers td.gap").all_inner_texts() == ["+0.00"] * 3
+        assert "without tmall promo" in pg.locator("#marketsim-share-chart").text_content()
+        assert "Traceback" not in pg.inner_text("body")
+        _close_tab(pg)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()

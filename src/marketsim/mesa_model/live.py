@@ -71,12 +71,17 @@ def fitted_events(scenario: Scenario) -> Scenario:
 
 
 class LiveModel(mesa.Model):
-    """The scenario and its counterfactual (the same scenario without its events), stepped together.
+    """The scenario and its counterfactual (the baseline: the same scenario without some of its events), stepped
+    together.
 
     Both arms are :class:`Market` s on one World, with the same attractiveness ``alpha`` and seed: they draw
     the same random numbers for the same consumer at the same step, so they are identical until the first
     event and every later difference is caused by the events. A real ``mesa.Model`` (``step()``,
     ``running``), so Mesa's tools can drive it too.
+
+    ``baseline``: the ids of the events the counterfactual drops; None (the default): every one-off event (recurring
+    effects, such as a yearly sale, stay in both arms: :meth:`Scenario.without_events`). An unknown id raises
+    :class:`~marketsim.scenario.core.ScenarioError`.
 
     Attributes: ``market`` (the scenario arm), ``counterfactual``, ``world``, ``share`` (array (2, steps,
     retailers): GMV share as a fraction, arm 0 = scenario, 1 = counterfactual; NaN for steps not run yet),
@@ -88,17 +93,23 @@ class LiveModel(mesa.Model):
     """
 
     def __init__(
-        self, scenario: Scenario, alpha: np.ndarray, trend: np.ndarray | None = None, sample_size: int = SAMPLE_SIZE
+        self,
+        scenario: Scenario,
+        alpha: np.ndarray,
+        trend: np.ndarray | None = None,
+        sample_size: int = SAMPLE_SIZE,
+        baseline: list[str] | None = None,
     ):
         super().__init__(rng=scenario.seed)
         self.market_scenario = scenario
+        self.baseline = None if baseline is None else list(baseline)  # ids of the events the counterfactual drops
         self.alpha = np.asarray(alpha, dtype=float)
         self.world = build_world(scenario, scenario.seed)
         self.trend = None if trend is None else np.asarray(trend, dtype=float)
         self.market = Market(scenario, self.world, self.alpha, scenario.seed, trend=self.trend)
         # the counterfactual starts from the scenario's settled market (events never fire during the burn-in)
         self.counterfactual = Market(
-            scenario.without_events(),
+            scenario.without_events(self.baseline),
             self.world,
             self.alpha,
             scenario.seed,

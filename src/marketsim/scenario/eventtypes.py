@@ -11,8 +11,8 @@ class also says:
 * :meth:`EventType.apply`: what it does to a market, through the :class:`MarketState` interface only;
 * :meth:`EventType.file_fields` and :meth:`EventType.business_terms`: how ``marketsim validate`` writes it
   back and translates its utilities into choice probabilities;
-* :meth:`EventType.live_text` and :meth:`EventType.live_sliders`: how the live page names it and which sliders
-  it offers for it;
+* :meth:`EventType.live_text`: how the live page names it (its sliders come from ``format_fields``, less the
+  ``inert`` ones);
 * ``labels``: chart labels of its numeric fields (``events.ID.FIELD`` as a sweep parameter).
 
 A :class:`Registry` is built explicitly from a tuple of these classes (:data:`REGISTRY`, from :data:`TYPES` and
@@ -123,23 +123,6 @@ class Terms:
     change: Callable[[str, float, Callable[[float], float], str], str]
 
 
-@dataclass(frozen=True)
-class Slider:
-    """A slider the live page offers for an event: its key, label, the scenario path it sets, the event's own value
-    and the range. ``week``: the value is a step, shown as a week and its date; ``lead``: shown before the page's
-    general sliders (else after them)."""
-
-    key: str
-    label: str
-    path: str
-    value: float
-    lo: float
-    hi: float
-    step: float
-    week: bool = False
-    lead: bool = False
-
-
 class EventType:
     """The base of every event type (see the module's docstring). Subclasses are frozen dataclasses whose last field
     is ``type: str = "<name>"``, the value of the file's ``type:`` key."""
@@ -150,6 +133,7 @@ class EventType:
     labels: ClassVar[dict[str, tuple[str, str, float]]] = {}  # numeric field -> (label with {e}, unit, scale)
     revokes_logins: ClassVar[bool] = False  # it takes logins away (its consumers count as having lost one)
     recurs: ClassVar[bool] = False  # it may carry every: year (a temporary effect: see :meth:`window`)
+    inert: ClassVar[tuple[str, ...]] = ()  # numeric fields that change nothing in a market (records): no live slider
 
     @classmethod
     def spec(cls, registry: Registry) -> Block:
@@ -198,12 +182,6 @@ class EventType:
     def live_text(self) -> str:
         """It in a few words, for the live page."""
         return self.type.replace("_", " ")
-
-    def live_sliders(self, event: Any, cal: Any, by_step: bool) -> tuple[Slider, ...] | None:
-        """The live page's sliders for ``event`` (which carries this action), if it is the first event of its type;
-        ``by_step``: the file placed it by step. None: this type has none (an empty tuple: this event has none, and
-        later events of its type get none either)."""
-        return None
 
 
 def _retailer_ref(key="retailer", doc="The retailer it applies to.") -> Field:
@@ -293,36 +271,6 @@ class RemoveLogin(EventType):
 
     def live_text(self) -> str:
         return f"{self.retailer} stops accepting {self.provider} login"
-
-    def live_sliders(self, event, cal, by_step):
-        """The week it happens (its date, or its step if the file placed it by step), and the migration cost."""
-        out = [
-            Slider(
-                "drop_week",
-                f"Week {self.retailer} drops {self.provider} login",
-                f"events.{event.id}.{'step' if by_step else 'date'}",
-                event.step,
-                0,
-                cal.steps - 1,
-                1,
-                week=True,
-                lead=True,
-            )
-        ]
-        if self.migration_cost is not None:
-            out.append(
-                Slider(
-                    "migration_cost",
-                    "Migration cost for those customers",
-                    f"events.{event.id}.migration_cost",
-                    self.migration_cost,
-                    0.0,
-                    5.0,
-                    0.1,
-                    lead=True,
-                )
-            )
-        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -595,6 +543,7 @@ class EquityStake(EventType):
         "stake": ("{e}: stake", "%", 100.0),
         "amount_usd": ("{e}: amount", "USD m", 1e-6),
     }
+    inert: ClassVar[tuple[str, ...]] = ("stake", "amount_usd")  # a record: only its effects act
 
     @classmethod
     def spec(cls, registry: Registry) -> Block:
@@ -642,23 +591,6 @@ class EquityStake(EventType):
 
     def live_text(self) -> str:
         return f"{self.investor} buys {self.stake:.0%} of {self.target}"
-
-    def live_sliders(self, event, cal, by_step):
-        """The utility of its first promotion effect."""
-        for i, eff in enumerate(self.effects):
-            if isinstance(eff, Promotion):
-                return (
-                    Slider(
-                        "promotion",
-                        f"{eff.retailer} promotion to {eff.audience or 'everyone'} users",
-                        f"events.{event.id}.effects.{i}.utility",
-                        eff.utility,
-                        0.0,
-                        2.0,
-                        0.05,
-                    ),
-                )
-        return ()
 
 
 @dataclass(frozen=True)

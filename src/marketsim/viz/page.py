@@ -46,7 +46,7 @@ from marketsim.figures.plots import retailer_colors  # the colours of every othe
 from marketsim.fit.calibrate import CalibrationError
 from marketsim.mesa_model.live import MODELS, LiveModel, fitted_alpha, fitted_events
 from marketsim.report.numbers import count, points, share
-from marketsim.scenario import bundled
+from marketsim.scenario import bundled, eventtypes, fieldspec, labels
 from marketsim.scenario.core import Scenario, load_scenario
 
 #: Seconds between steps while playing.
@@ -74,7 +74,14 @@ def _env_consumers() -> int | None:
 
 @dataclass(frozen=True)
 class Knob:
-    """A slider: what it sets (``path`` in the scenario), its range and how its value reads."""
+    """A control of the page: what it sets (``path`` in the scenario), its range and how its value reads.
+
+    ``kind``: ``number`` (a slider over ``lo`` .. ``hi`` in stored units, e.g. a fraction), ``week`` (a slider over
+    the steps of the calendar that moves a one-off event: ``path`` is its ``date`` or ``step``) or ``switch`` (an
+    event on or off: value 1 or 0; ``path`` is ``events.ID``). ``group``: the event it belongs to ("" for the
+    market's general settings). ``unit`` and ``scale`` are the display unit (``display = value x scale``,
+    :func:`marketsim.scenario.labels.parameter_quantity`); ``note`` says where the range comes from (the
+    scenario's stated range or prior and its reason, or the assumption behind a range the page chose)."""
 
     key: str
     label: str
@@ -85,50 +92,206 @@ class Knob:
     step: float
     fmt: Callable[[float], str]  # value -> text with its unit
     integer: bool = False
+    kind: str = "number"
+    group: str = ""
+    unit: str = ""
+    scale: float = 1.0
+    note: str = ""
 
 
 def _utils(x: float) -> str:
     return f"{x:.2f} utils"
 
 
-def knobs(scenario: Scenario) -> list[Knob]:
-    """The sliders for ``scenario`` (only those it has events for), with ranges that cover the values a
-    scenario may reasonably take (and always the scenario's own value)."""
+#: The behaviour every scenario has, always offered: (path, low, high). The range 0 to 5 utility units is an
+#: assumption (it covers the values docs/model.md section 12.8 discusses); a scenario that states a range for one
+#: of them (its ``uncertain`` block) gets that range instead.
+CORE_KNOBS = (("behaviour.beta_social", 0.0, 5.0), ("behaviour.beta_habit", 0.0, 5.0), ("friction.create", 0.0, 5.0))
+#: A number of an event the scenario states without a range gets a slider over its allowed values (the format's)
+#: within this many times max(|value|, 1) on either side of its value: an assumption (a slider over utility
+#: -20 .. 20 could not set 0.1 by hand).
+EVENT_SPAN = 2.0
 
-    def knob(key, label, path, value, lo, hi, step, fmt=_utils, integer=False):
-        return Knob(key, label, path, value, min(lo, value), max(hi, value), step, fmt, integer)
 
-    cal = scenario.calendar
-    raw = [e for e in (getattr(scenario, "raw", {}) or {}).get("events") or [] if isinstance(e, dict)]
-    lead, trail, seen = [], [], set()
-    for e in scenario.events:  # the first event of each type with sliders (eventtypes: EventType.live_sliders)
-        if e.action.type in seen:
-            continue
-        by_step = "step" in next((r for r in raw if r.get("id") == e.id), {})
-        sliders = e.action.live_sliders(e, cal, by_step)
-        if sliders is None:
-            continue
-        seen.add(e.action.type)
-        for s in sliders:
-            fmt = (lambda w: f"week {int(w)} · {cal.date_of(int(w)).isoformat()}") if s.week else _utils
-            (lead if s.lead else trail).append(
-                knob(s.key, s.label, s.path, s.value, s.lo, s.hi, s.step, fmt, integer=s.week)
-            )
-    out = lead
-    out.append(knob("create_cost", "New-account cost", "friction.create", scenario.friction.create, 0.0, 5.0, 0.1))
-    out.append(
-        knob(
-            "social_weight",
-            "Social influence (all friends at one retailer)",
-            "behaviour.beta_social",
-            scenario.behaviour.beta_social,
-            0.0,
-            5.0,
-            0.1,
-        )
+def _decimals(step: float) -> int:
+    return max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 2
+
+
+def _formatter(unit: str, scale: float, step: float, integer: bool) -> Callable[[float], str]:
+    """Value (stored units) -> text in the display unit: utilities as "0.50 utils", shares as "5.0%", factors
+    as "x1.50", others as "<number> <unit>"."""
+    if unit == "utility":
+        return _utils
+    d = 0 if integer else _decimals(step * scale)
+    if unit == "%":
+        return lambda v: f"{v * scale:.{d}f}%"
+    if unit == "x":
+        return lambda v: f"x{v * scale:.{max(d, 1)}f}"
+    if " " in unit:  # a unit in words ("1 = market price")
+        return lambda v: f"{v * scale:.{d}f} ({unit})"
+    return lambda v: f"{v * scale:.{d}f} {unit}".rstrip()
+
+
+def _number_knob(
+    path: str, value: float, lo: float, hi: float, note: str, currency: str, group: str = "", integer: bool = False
+) -> Knob:
+    q = labels.parameter_quantity(path, currency=currency)
+    lo, hi = min(lo, value), max(hi, value)
+    step = max(1.0, round(_nice_step(hi - lo, 100))) if integer else _nice_step(hi - lo, 100)
+    return Knob(
+        path,
+        q.label,
+        path,
+        value,
+        lo,
+        hi,
+        step,
+        _formatter(q.unit, q.scale, step, integer),
+        integer,
+        "number",
+        group,
+        q.unit,
+        q.scale,
+        note,
     )
-    out += trail
+
+
+def _uncertain_knob(u, currency: str, group: str = "") -> Knob:
+    """A slider over an uncertain parameter's stated range (a uniform range's ends; for another prior its 2.5% and
+    97.5% points, within the field's bounds)."""
+    if u.prior == "uniform":
+        lo, hi = float(u.args[0]), float(u.args[1])
+    else:
+        lo, hi = (float(v) for v in u.ppf(np.array([0.025, 0.975])))
+    what = "" if u.prior == "uniform" else "95% of the prior: "
+    return _number_knob(u.path, float(u.value), lo, hi, f"{what}{u.describe()}; {u.reason}", currency, group, u.integer)
+
+
+def _raw_item(items: Any, key: str) -> dict:
+    """The item of a raw list named or identified ``key`` ({} if none)."""
+    return next((i for i in items or [] if isinstance(i, dict) and key in (i.get("id"), i.get("name"))), {})
+
+
+def _field_knobs(action, raw: dict, prefix: str, uncertain: dict, currency: str, group: str) -> list[Knob]:
+    """Sliders for the numbers of one action (its type's format fields, from the registry), set in the file at
+    ``prefix`` (``events.ID`` or ``events.ID.effects.K``) as ``raw``; a field the type declares ``inert`` (a record
+    that changes nothing) has none, nor a field the file leaves out or gives as 'calibrate'."""
+    cls = eventtypes.REGISTRY[action.type]
+    out = []
+    for f in cls.format_fields:
+        if not isinstance(f, fieldspec.Field) or f.type not in ("number", "integer") or f.key in cls.inert:
+            continue
+        path = f"{prefix}.{f.key}"
+        if path in uncertain:
+            out.append(_uncertain_knob(uncertain[path], currency, group))
+            continue
+        v = raw.get(f.key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        w = EVENT_SPAN * max(abs(v), 1.0)
+        lo = v - w if f.lo is None else max(f.lo, v - w)
+        hi = v + w if f.hi is None else min(f.hi, v + w)
+        lo = v if f.lo_open and lo <= f.lo else lo
+        note = (
+            f"range: the values the format allows ({f.lo:g} to {f.hi:g}) within {EVENT_SPAN:g} x max(|value|, 1) of "
+            f"the scenario's {v:g} (assumption: the scenario states no range)"
+        )
+        out.append(_number_knob(path, float(v), lo, hi, note, currency, group, f.type == "integer"))
     return out
+
+
+def knobs(scenario: Scenario) -> list[Knob]:
+    """The page's controls for ``scenario``, derived from it and the format's definitions (nothing per scenario):
+    first the market's general settings (the behaviour every scenario has, :data:`CORE_KNOBS`, and each of the
+    scenario's own uncertain parameters outside its events, over their stated ranges), then per event in time order
+    its on/off switch, the week of a one-off event, and a slider for each number its type declares
+    (:data:`marketsim.scenario.eventtypes.REGISTRY`; an equity stake's effects too), over the scenario's stated
+    range where it gives one. Labels and units: :func:`marketsim.scenario.labels.parameter_quantity`."""
+    cal, cur = scenario.calendar, scenario.currency
+    uncertain = {u.path: u for u in scenario.uncertain}
+    out: list[Knob] = []
+    for path, lo, hi in CORE_KNOBS:
+        if path in uncertain:
+            out.append(_uncertain_knob(uncertain[path], cur))
+            continue
+        value: Any = scenario
+        for part in path.split("."):
+            value = getattr(value, part)
+        out.append(_number_knob(path, float(value), lo, hi, f"range {lo:g} to {hi:g}: assumption", cur))
+    core = {p for p, _, _ in CORE_KNOBS}
+    out += [
+        _uncertain_knob(u, cur) for u in scenario.uncertain if u.path not in core and u.path.split(".")[0] != "events"
+    ]
+    raw_events = (getattr(scenario, "raw", {}) or {}).get("events") or []
+    for e in scenario.events:
+        raw = _raw_item(raw_events, e.id)
+        when = f"every year from {e.date.isoformat()}" if e.recurring else e.date.isoformat()
+        out.append(
+            Knob(
+                f"event:{e.id}",
+                f"{when} · {_describe(e)}",
+                f"events.{e.id}",
+                1.0,
+                0.0,
+                1.0,
+                1.0,
+                lambda v: "on" if v else "off",
+                True,
+                "switch",
+                e.id,
+                note=e.id,
+            )
+        )
+        if not e.recurring:
+            path = f"events.{e.id}.{'step' if 'step' in raw else 'date'}"
+            q = labels.parameter_quantity(f"events.{e.id}.step", currency=cur)
+            out.append(
+                Knob(
+                    path,
+                    q.label,
+                    path,
+                    float(e.step),
+                    0.0,
+                    float(max(cal.steps - 1, e.step)),
+                    1.0,
+                    lambda w: f"week {int(w)} · {cal.date_of(int(w)).isoformat()}",
+                    True,
+                    "week",
+                    e.id,
+                    note="any week of the calendar",
+                )
+            )
+        prefix = f"events.{e.id}"
+        out += _field_knobs(e.action, raw, prefix, uncertain, cur, e.id)
+        acts = e.actions()
+        if acts != (e.action,):  # the effects it carries (an equity stake's)
+            effects = raw.get("effects") or []
+            for k, a in enumerate(acts):
+                item = effects[k] if k < len(effects) and isinstance(effects[k], dict) else {}
+                out += _field_knobs(a, item, f"{prefix}.effects.{k}", uncertain, cur, e.id)
+    covered = {k.path for k in out}  # an uncertain number of an event no field above reached: still its slider
+    for u in scenario.uncertain:
+        if u.path not in covered and u.path.split(".")[0] == "events":
+            out.append(_uncertain_knob(u, cur, group=u.path.split(".")[1]))
+    return out
+
+
+def baseline_choices(scenario: Scenario) -> list[tuple[str, str]]:
+    """The baselines the page offers, as (value, words): "" is the default, the same market without its one-off
+    events (recurring effects stay in both arms); an event's id is the same market without that event alone."""
+    stays = " (yearly effects stay)" if any(e.recurring for e in scenario.events) else ""
+    return [("", f"without its events{stays}")] + [
+        (e.id, f"without {e.id.replace('_', ' ')} only") for e in scenario.events
+    ]
+
+
+def baseline_words(model: LiveModel) -> str:
+    """What the dashed arm of ``model`` is, in words ("without its events", "without jd drops weibo")."""
+    if model.baseline is None:
+        return "without its events"
+    if not model.baseline:
+        return "with every event (nothing dropped)"
+    return "without " + ", ".join(i.replace("_", " ") for i in model.baseline)
 
 
 def parse_seed(text: str) -> int:
@@ -144,19 +307,34 @@ def parse_seed(text: str) -> int:
 
 
 def scenario_with(base: Scenario, values: dict[str, float], seed: int) -> Scenario:
-    """``base`` with the knobs' values (by key) and the seed."""
+    """``base`` with the knobs' values (by key) and the seed: numbers set at their paths, a moved week as the
+    event's date (or step, if the file placed it by step), the events switched off left out."""
     by_key = {k.key: k for k in knobs(base)}
-    paths = {}
+    paths: dict[str, Any] = {}
+    off = []
     for key, v in values.items():
         k = by_key.get(key)
         if k is None or v == k.value:
             continue
-        if key == "drop_week":
+        if k.kind == "switch":
+            off.append(k.group)
+        elif k.kind == "week":
             paths[k.path] = int(v) if k.path.endswith(".step") else base.calendar.date_of(int(v)).isoformat()
         else:
-            paths[k.path] = float(v)
+            paths[k.path] = int(v) if k.integer else float(v)
+    paths = {p: v for p, v in paths.items() if by_key[p].group not in off}
     sc = base.with_values(paths) if paths else base
+    sc = sc.without_events(off) if off else sc
     return sc.with_overrides(seed=seed) if seed != sc.seed else sc
+
+
+def baseline_for(scenario: Scenario, choice: str) -> list[str] | None:
+    """The events the counterfactual of ``scenario`` drops for the page's baseline ``choice`` (:func:`
+    baseline_choices`): None for the default; [] when the chosen event is switched off (the baseline is then the
+    scenario itself)."""
+    if not choice:
+        return None
+    return [choice] if choice in {e.id for e in scenario.events} else []
 
 
 def one_line(e: BaseException) -> str:
@@ -175,8 +353,8 @@ def build_failure(e: BaseException, base: Scenario, values: dict[str, float], co
     if not isinstance(e, CalibrationError):
         return f"Could not build the market{keep}: {one_line(e)}", ""
     detail = " ".join(str(e).split())
-    knob = {k.key: k for k in knobs(base)}.get("social_weight")
-    social = values.get("social_weight") if knob is not None else None
+    knob = {k.key: k for k in knobs(base)}.get("behaviour.beta_social")
+    social = values.get("behaviour.beta_social") if knob is not None else None
     raised = social is not None and social > knob.value
     if "market tips" in detail:  # calibrate's diagnosis: simulated shares jump between far-apart values
         at = f"at social influence {knob.fmt(social)}" if raised else "with these settings"
@@ -232,23 +410,37 @@ def share_chart_svg(
     colors: list[str],
     fired_ids: set[str],
     present: np.ndarray | None = None,
+    baseline: str = "without its events",
 ) -> str:
     """GMV share in % by week: the scenario solid, the counterfactual dashed, the gap between them shaded;
     below, the gap in percentage points; the events as vertical lines (dark once fired; a recurring effect at
     each of its firings). ``share`` is (2, steps, R), fractions; ``t`` steps are drawn. ``present`` (same
     shape, bool; default all): whether the retailer was in the market in that arm and week: a line leaves out
     the weeks it was not (an entrant before its entry, a retailer after it left), and its label says so; the
-    gap counts an absent retailer's share as 0. The root carries ``data-week="t"``."""
+    gap counts an absent retailer's share as 0. ``baseline``: what the dashed arm is, in words. The events' labels
+    sit in rows above the plot, never overlapping (:func:`place_labels`); the root carries ``data-week="t"``."""
     cal, names = scenario.calendar, scenario.retailer_names
     T = cal.steps
     W, L, Rm = 660, 44, 92
-    top, h1 = 42, 220
-    gap_top, h2 = top + h1 + 34, 92
     pw = W - L - Rm
-    H = gap_top + h2 + 24
 
     def x(s):
         return L + (pw * s / (T - 1) if T > 1 else pw / 2)
+
+    marks: dict[int, list[tuple[dt.date, Any]]] = {}  # the events marked in each week: one line, one label
+    for step, day, e in _event_marks(scenario):
+        marks.setdefault(step, []).append((day, e))
+    texts = []
+    for group in marks.values():
+        days: dict[dt.date, list[str]] = {}
+        for day, e in group:
+            days.setdefault(day, []).append(e.id.replace("_", " "))
+        texts.append("; ".join(f"{d.isoformat()} {', '.join(ids)}" for d, ids in days.items()))
+    placed = place_labels([x(step) for step in marks], [text_width(s, 11) for s in texts], 2.0, W - 2.0)
+    rows = max([r for _, r in placed], default=1) + 1
+    top, h1 = 15 + _ROW * rows, 220
+    gap_top, h2 = top + h1 + 34, 92
+    H = gap_top + h2 + 24
 
     done = share[:, :t, :] * 100
     init = np.array([r.initial_share for r in scenario.retailers]) * 100
@@ -288,34 +480,47 @@ def share_chart_svg(
         v += gstep
     out.append(
         f'<text x="{L}" y="{gap_top - 10}" fill="#333" font-weight="bold">'
-        f"Gap: scenario minus the same market without the events (percentage points)</text>"
+        f"Gap: scenario minus the same market {escape(baseline)} (percentage points)</text>"
     )
-    last_month = None
-    for s in range(T):
-        d = cal.date_of(s)
-        if (d.year, d.month) != last_month:
-            label = d.strftime("%b %Y") if last_month is None or d.month == 1 else d.strftime("%b")
-            out.append(
-                f'<line x1="{x(s):.1f}" x2="{x(s):.1f}" y1="{gap_top + h2}" y2="{gap_top + h2 + 4}" stroke="#888"/>'
-                f'<text x="{x(s):.1f}" y="{gap_top + h2 + 17}" text-anchor="middle" fill="#666">{label}</text>'
+    months = [(s, cal.date_of(s)) for s in range(T) if s == 0 or cal.date_of(s).month != cal.date_of(s - 1).month]
+    # a label every `every` months (January always among them), as often as they fit: a year label beside a month's,
+    # or from a year apart on, the years alone
+    per_month = pw / max(T - 1, 1) * 365.25 / 12 / cal.step_days
+    wide, short, year = (text_width(v, 12) for v in ("May 2013", "May", "2013"))
+    every = next(
+        (k for k in (1, 2, 3, 6, 12, 24, 60, 120) if k * per_month >= ((wide + short) / 2 if k < 12 else year) + 6), 240
+    )
+    first = True
+    for s, d in months:
+        label = ""
+        if (d.year * 12 + d.month - 1) % every == 0:
+            label = (
+                d.strftime("%Y") if every >= 12 else d.strftime("%b %Y") if first or d.month == 1 else d.strftime("%b")
             )
-            last_month = (d.year, d.month)
-    for k, (step, day, e) in enumerate(_event_marks(scenario)):
-        on = e.id in fired_ids and (not e.recurring or step < t)
+            first = False
+        out.append(
+            f'<line x1="{x(s):.1f}" x2="{x(s):.1f}" y1="{gap_top + h2}" y2="{gap_top + h2 + 4}" stroke="#888"/>'
+            + (
+                f'<text x="{x(s):.1f}" y="{gap_top + h2 + 17}" text-anchor="middle" fill="#666">{label}</text>'
+                if label
+                else ""
+            )
+        )
+    for (step, group), text, (x0, row) in zip(marks.items(), texts, placed, strict=True):
+        on = any(e.id in fired_ids and (not e.recurring or step < t) for _, e in group)
         col, xe = ("#222" if on else "#aaa"), x(step)
-        ly = 13 + 14 * (k % 2)
-        anchor = "end" if xe > L + pw * 0.75 else "start"
+        ly = top - 15 - _ROW * row  # the text's baseline: row 0 just above the plot
         out.append(
             f'<line class="event" x1="{xe:.1f}" x2="{xe:.1f}" y1="{ly + 3}" y2="{gap_top + h2}" stroke="{col}" '
-            f'stroke-dasharray="3 3"/><text x="{xe + (-4 if anchor == "end" else 4):.1f}" y="{ly}" fill="{col}" '
-            f'text-anchor="{anchor}" font-size="11">{escape(day.isoformat())} {escape(e.id.replace("_", " "))}</text>'
+            f'stroke-dasharray="3 3"/><text class="event-label" x="{x0:.1f}" y="{ly}" fill="{col}" '
+            f'font-size="11" stroke="#fff" stroke-width="3" paint-order="stroke">{escape(text)}</text>'
         )
     if t:
         xs = [f"{x(s):.1f}" for s in range(t)]
         here = np.ones((2, t, len(names)), dtype=bool) if present is None else present[:, :t, :]
         shown = np.isfinite(done) & here  # weeks a line is drawn: purchases, and the retailer in that arm's market
         ends = [done[0, shown[0, :, j], j] for j in range(len(names))]
-        label_y = _spread([y(e[-1]) if len(e) else top + h1 for e in ends], 14)  # (one that left: where it left)
+        label_y = _spread([y(e[-1]) if len(e) else top + h1 for e in ends], 14, top + 4, top + h1)  # (left: where)
         for j, c in enumerate(colors):
             ok = [s for s in range(t) if np.isfinite(gap[s, j])]  # weeks where both arms had purchases
             both = [s for s in ok if here[0, s, j] and here[1, s, j]]
@@ -367,12 +572,71 @@ def _event_marks(scenario: Scenario) -> list[tuple[int, dt.date, Any]]:
     return out
 
 
-def _spread(ys: list[float], gap: float) -> list[float]:
-    """Label positions near ``ys`` at least ``gap`` apart (same order)."""
+def _spread(ys: list[float], gap: float, lo: float = -math.inf, hi: float = math.inf) -> list[float]:
+    """Label positions near ``ys`` at least ``gap`` apart (same order), within ``lo`` .. ``hi`` where there is room:
+    pushed down past a label above, then, from the bottom, up past a label below."""
     order = sorted(range(len(ys)), key=lambda i: ys[i])
-    out = list(ys)
+    out = [min(max(v, lo), hi) for v in ys]
     for a, b in pairwise(order):
         out[b] = max(out[b], out[a] + gap)
+    if order and out[order[-1]] > hi:
+        out[order[-1]] = hi
+        for a, b in pairwise(reversed(order)):
+            out[b] = min(out[b], out[a] - gap)
+    return out
+
+
+#: Height of one row of event labels on the share chart (px; 11 px text and its gap).
+_ROW = 14
+#: Advance of characters in a sans-serif font, in ems (DejaVu Sans, Chromium's sans-serif on Debian, rounded up:
+#: its widths exceed Arial's and Liberation Sans'); other characters count as the widest common one.
+_EM = {
+    **dict.fromkeys("iljI.,:;'|!", 0.32),
+    **dict.fromkeys("frt()-[] ", 0.42),
+    **dict.fromkeys("0123456789", 0.64),
+    **dict.fromkeys("abcdeghknopqsuvxyz", 0.63),
+    **dict.fromkeys("mwMW%", 1.0),
+}
+
+
+def text_width(text: str, size: float) -> float:
+    """The width of ``text`` at font size ``size`` (px) in the page's sans-serif font, from above (per character,
+    :data:`_EM`; 0.78 em for capitals and anything else)."""
+    return size * sum(_EM.get(ch, 0.78) for ch in text)
+
+
+def place_labels(
+    xs: list[float], widths: list[float], lo: float, hi: float, pad: float = 4.0, gap: float = 6.0
+) -> list[tuple[float, int]]:
+    """Where the labels of vertical marks at ``xs`` go: (left edge, row) each, row 0 nearest the plot, so that no
+    two label boxes (``widths``, one row high, ``gap`` apart) overlap and each stays within ``lo`` .. ``hi``.
+
+    Each label sits just right of its mark (``pad`` away) or, where that runs past ``hi``, just left of it, in a row
+    where it overlaps no other label: of those (the rows in use and one more), where the fewest lines cross it or its
+    own line crosses the fewest labels (a line runs from its label down to the plot, so through the rows below it;
+    the chart draws labels with a white halo), then the lowest. Marks are placed left to right, so rows rise only
+    where labels crowd. A label wider than ``hi - lo`` starts at ``lo``."""
+    placed: list[tuple[float, float, int, float]] = []  # (left, right, row, mark)
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(xs)
+
+    def cost(a: float, b: float, row: int, mark: float) -> float:
+        """Lines crossing the label at ``a`` .. ``b`` in ``row`` and labels its line crosses; inf if it overlaps."""
+        n = 0
+        for pa, pb, pr, pm in placed:
+            if pr == row and a < pb + gap and pa < b + gap:
+                return math.inf
+            n += (pr > row and a - 2 <= pm <= b + 2) + (pr < row and pa - 2 <= mark <= pb + 2)
+        return n
+
+    for i in sorted(range(len(xs)), key=lambda i: xs[i]):
+        m, w = xs[i], widths[i]
+        starts = [v for v in (m + pad, m - pad - w) if lo <= v and v + w <= hi] or [max(lo, min(m - w / 2, hi - w))]
+        used = 1 + max((r for _, _, r, _ in placed), default=-1)
+        c, row, a = min((cost(a, a + w, row, m), row, a) for row in range(used + 1) for a in starts)
+        assert c < math.inf  # (the row above every placed label is free)
+        spot = (a, row)
+        placed.append((spot[0], spot[0] + w, spot[1], m))
+        out[i] = spot
     return out
 
 
@@ -469,7 +733,8 @@ def numbers_html(model: LiveModel, colors: list[str]) -> str:
     lost = model.market.lost_login.sum() * model.world.scale
     moved = model.switched().sum() * model.world.scale
     return (
-        f"<table id='marketsim-numbers' data-week='{model.t}'><tr><th>retailer</th><th>GMV share</th><th>without the events</th>"
+        f"<table id='marketsim-numbers' data-week='{model.t}'><tr><th>retailer</th><th>GMV share</th>"
+        f"<th id='marketsim-baseline-head'>{escape(baseline_words(model))}</th>"
         "<th>gap (points)</th><th>accounts created</th></tr>" + "".join(rows) + "</table>"
         f"<div class='facts'>Shoppers who lost a login: <b id='marketsim-lost'>{count(lost)}</b> · "
         f"buying elsewhere because of the events: <b id='marketsim-moved'>{count(moved)}</b></div>"
@@ -544,11 +809,13 @@ def _line_sample(dash: str = "", width: float = 2.2, fill: str = "") -> str:
     )
 
 
-_CHART_LEGEND = (
-    f"<b>GMV share by week</b><span>{_line_sample()} the scenario</span>"
-    f"<span>{_line_sample('5 4', 1.5)} the same market without its events (same consumers and seed)</span>"
-    f"<span>{_line_sample(fill='#888')} the gap</span>"
-)
+def chart_legend(baseline: str) -> str:
+    """The share chart's legend; ``baseline``: what the dashed arm is, in words (:func:`baseline_words`)."""
+    return (
+        f"<b>GMV share by week</b><span>{_line_sample()} the scenario</span>"
+        f"<span>{_line_sample('5 4', 1.5)} the same market {escape(baseline)} (same consumers and seed)</span>"
+        f"<span>{_line_sample(fill='#888')} the gap</span>"
+    )
 
 
 _CSS = """
@@ -659,17 +926,29 @@ def status() -> dict:
 
 @solara.component
 def KnobSlider(knob: Knob, settings: solara.Reactive, disabled: bool):
+    """One control: a slider with its label and value in its unit (the range's source on hover), or an event's
+    on/off switch."""
     value = settings.value.get(knob.key, knob.value)
 
     def set_value(v):
         settings.set({**settings.value, knob.key: int(v) if knob.integer else round(float(v), 4)})
 
-    with solara.Div(classes=["marketsim-knob"]):
+    if knob.kind == "switch":
+        with solara.Div(classes=["marketsim-switch"], attributes={"data-event": knob.group}):
+            solara.Checkbox(
+                label=knob.label,
+                value=bool(value),
+                on_value=lambda on: settings.set({**settings.value, knob.key: 1 if on else 0}),
+                disabled=disabled,
+            )
+        return
+    with solara.Div(classes=["marketsim-knob"], attributes={"data-path": knob.path}):
         solara.HTML(
             tag="div",
             classes=["knob-head"],
             unsafe_innerHTML=(
-                f"<span class='knob-label'>{escape(knob.label)}</span><span class='knob-value'>{escape(knob.fmt(value))}</span>"
+                f"<span class='knob-label' title='{escape(knob.note)}'>{escape(knob.label)}</span>"
+                f"<span class='knob-value'>{escape(knob.fmt(value))}</span>"
             ),
         )
         if knob.integer:
@@ -743,7 +1022,13 @@ def ShareChart(holder: _Holder, tick: solara.Reactive):
     svg = _guarded(
         holder,
         lambda: share_chart_svg(
-            m.market_scenario, m.share, m.t, holder.colors, {e.id for e in m.fired}, getattr(m, "present", None)
+            m.market_scenario,
+            m.share,
+            m.t,
+            holder.colors,
+            {e.id for e in m.fired},
+            getattr(m, "present", None),
+            baseline_words(m),
         ),
         lambda box: box,
         "chart failed: ",
@@ -849,14 +1134,16 @@ def LivePage(base: Scenario, knob_list: list[Knob], holder: _Holder):
     applied = solara.use_reactive(initial)  # what the running model was built with
     seed_text = solara.use_reactive(str(base.seed))
     finished = solara.use_reactive(False)
+    baseline = solara.use_reactive("")  # the baseline chosen (baseline_choices: "" = without its events)
+    applied_baseline = solara.use_reactive("")
 
     def build():
         """Build a model with the current settings (in a thread; the page shows it is busy meanwhile)."""
-        values, seed_str = dict(settings.value), seed_text.value
+        values, seed_str, choice = dict(settings.value), seed_text.value, baseline.value
         try:
             sc = scenario_with(base, values, parse_seed(seed_str))
             alpha, trend = fitted_alpha(sc)
-            model = LiveModel(fitted_events(sc), alpha, trend)
+            model = LiveModel(fitted_events(sc), alpha, trend, baseline=baseline_for(sc, choice))
             colors = _colors(sc)
         except Exception as e:  # a failed fit, an impossible value: one line, the previous run continues
             said, detail = build_failure(e, base, values, holder.model is not None)
@@ -868,6 +1155,7 @@ def LivePage(base: Scenario, knob_list: list[Knob], holder: _Holder):
                 return
             holder.model, holder.colors = model, colors
         applied.set(values)
+        applied_baseline.set(choice)
         error.set("")
         error_detail.set("")
         finished.set(not model.running)
@@ -966,8 +1254,29 @@ def LivePage(base: Scenario, knob_list: list[Knob], holder: _Holder):
                     "Reset", icon_name="mdi-restore", on_click=on_reset, disabled=busy, outlined=True, loading=busy
                 )
             solara.HTML(tag="h3", style="margin-top:14px", unsafe_innerHTML="Settings (applied by Reset)")
+            choices = baseline_choices(base)
+            words = dict(choices)
+            solara.Select(
+                label="Baseline: the dashed lines are the same market",
+                values=[w for _, w in choices],
+                value=words.get(baseline.value, choices[0][1]),
+                on_value=lambda w: baseline.set(next((c for c, cw in choices if cw == w), "")),
+                disabled=busy,
+                classes=["marketsim-baseline"],
+            )
             for k in knob_list:
-                KnobSlider(k, settings, busy)
+                if not k.group:
+                    KnobSlider(k, settings, busy)
+            groups = [k for k in knob_list if k.kind == "switch"]
+            if groups:
+                solara.HTML(tag="h3", style="margin-top:14px", unsafe_innerHTML="Events (untick one to leave it out)")
+            for sw in groups:
+                on = bool(settings.value.get(sw.key, sw.value))
+                with solara.Div(classes=["marketsim-event"], attributes={"data-event": sw.group}):
+                    KnobSlider(sw, settings, busy)
+                    for k in knob_list:
+                        if k.group == sw.group and k.kind != "switch":
+                            KnobSlider(k, settings, busy or not on)
             solara.InputText(
                 "seed",
                 value=seed_text.value,
@@ -976,7 +1285,7 @@ def LivePage(base: Scenario, knob_list: list[Knob], holder: _Holder):
                 error=seed_error.value or False,
                 disabled=busy,
             )
-            if settings.value != applied.value and not busy:
+            if (settings.value != applied.value or baseline.value != applied_baseline.value) and not busy:
                 solara.HTML(
                     tag="div",
                     style="font-size:12px;color:#8a5a00",
@@ -987,7 +1296,8 @@ def LivePage(base: Scenario, knob_list: list[Knob], holder: _Holder):
                 style="font-size:12px;color:#666;margin-top:10px",
                 unsafe_innerHTML=(
                     "utils: utility units of the choice model (docs/model.md). Both arms run on the same consumers "
-                    "and random numbers; the dashed lines are the same market without the scenario's events."
+                    "and random numbers; the dashed lines are the baseline chosen above. A slider's range is the "
+                    "scenario's stated range where it gives one; hover over its name for the source."
                 ),
             )
 
@@ -1023,7 +1333,7 @@ def LivePage(base: Scenario, knob_list: list[Knob], holder: _Holder):
         WeekLine(holder, tick)
         with solara.Div(classes=["views"]):
             with solara.Column():
-                solara.HTML(tag="div", classes=["legend"], unsafe_innerHTML=_CHART_LEGEND)
+                solara.HTML(tag="div", classes=["legend"], unsafe_innerHTML=chart_legend(baseline_words(model)))
                 ShareChart(holder, tick)
                 Numbers(holder, tick)
             with solara.Column():
