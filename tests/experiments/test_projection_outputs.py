@@ -142,6 +142,7 @@ def _summary_numbers_recomputed(runs):
         "replicates",
         "paired_seeds",
         "baseline_without",
+        "baseline",
         "events_outside_horizon",
         "share_scenario",
         "share_baseline",
@@ -150,6 +151,8 @@ def _summary_numbers_recomputed(runs):
         "interval_covers",
         "thresholds_pp",
         "lost_login",
+        "observed",
+        "fit_until",
         "calibration",
         "seconds",
         "warnings",
@@ -171,9 +174,19 @@ def _summary_numbers_recomputed(runs):
     assert set(d) == {"k", "designed", "source", "parameters", "failed"}
     assert (d["k"], d["designed"], d["failed"]) == (K, K, [])
     assert d["source"] == runs["draws"].source
-    assert d["parameters"] == [
-        {"path": "events.drop.migration_cost", "value": 0.8, "range": "range 0.4 .. 1.6", "reason": "assumption: test"}
-    ]
+    (par,) = d["parameters"]
+    assert {k: par.pop(k) for k in ("path", "value", "range", "reason")} == {
+        "path": "events.drop.migration_cost",
+        "value": 0.8,
+        "range": "range 0.4 .. 1.6",
+        "reason": "assumption: test",
+    }
+    # what the decision views need: the label (the event by what it does), the unit, and the range's ends in stored
+    # units and as prior coordinates (a uniform range: its ends are 0 and 1, the central value at (0.8-0.4)/1.2)
+    assert par.pop("label").endswith(": cost of migrating the account") and "drop" not in par["unit"]
+    assert par == pytest.approx(
+        {"unit": par["unit"], "scale": 1.0, "low": 0.4, "high": 1.6, "u_low": 0.0, "u_high": 1.0, "u_central": 1 / 3}
+    )
     w = p.weights
     assert w == pytest.approx(np.full(K, 1 / K))
     hz = {arm: p.arrays[arm]["gmv_share"][:, :, STEPS - 1, :] for arm in p.arrays}

@@ -16,9 +16,11 @@ import pytest
 pytest.importorskip("solara")
 
 from marketsim.engine.market import initial_alpha
+from marketsim.figures import labels as placement
 from marketsim.mesa_model.live import LiveModel
 from marketsim.scenario.core import load_scenario
 from marketsim.scenario.eventtypes import REGISTRY
+from marketsim.scenario.labels import event_label
 from marketsim.scenario.fieldspec import Field
 from marketsim.viz import page
 from tests.helpers import ROOT, SCENARIOS
@@ -77,7 +79,8 @@ def test_a_wechat_scenario_gets_wechat_sliders_with_its_stated_ranges_units_and_
     assert wechat.fmt(wechat.value) == "57.0%" and "not every WeChat user" in wechat.note
     retained = k["events.jd_takes_tencent_shops.retention"]
     assert (retained.lo, retained.hi, retained.unit, retained.group) == (0.3, 0.7, "%", "jd_takes_tencent_shops")
-    assert retained.label == "jd takes tencent shops: customers retained"
+    # named by what the event does, never by its id
+    assert retained.label == "JD buys Tencent (50% of its customers retained; Tencent closes): customers retained"
     # the WeChat promotion's utility: a prior from a stored posterior, offered over its central 95%
     promo = k["events.tencent_jd_deal.effects.1.utility"]
     u = next(u for u in tencent.uncertain if u.path == promo.path)
@@ -187,7 +190,8 @@ def test_six_event_labels_in_three_weeks_never_overlap_on_the_share_chart(six):
     boxes = _label_boxes(svg)
     assert len(boxes) == 3  # one label per week with events, naming each of them
     labels = " ".join(re.findall(r'class="event-label"[^>]*>([^<]*)<', svg))
-    assert all(e.id.replace("_", " ") in labels for e in six.events), labels
+    assert all(event_label(e, six.provider_names) in labels for e in six.events), labels  # words, never ids
+    assert not any(e.id.replace("_", " ") in labels or e.id in labels for e in six.events), labels
     assert all(_disjoint(a, b) for a, b in combinations(boxes, 2)), boxes
     width = float(re.search(r'viewBox="0 0 ([\d.]+)', svg).group(1))
     top = min(b[2] for b in boxes)
@@ -200,7 +204,7 @@ def test_place_labels_never_overlaps_on_crowded_random_marks():
         n = int(rng.integers(1, 12))
         xs = list(rng.choice([rng.uniform(0, 600), 590.0, 10.0], size=n) + rng.uniform(0, 20, n))
         ws = list(rng.uniform(20, 250, n))
-        placed = page.place_labels(xs, ws, 2.0, 658.0)
+        placed = placement.place_labels(xs, ws, 2.0, 658.0)
         boxes = [(a, a + w, -14.0 * r, -14.0 * r + 13) for (a, r), w in zip(placed, ws, strict=True)]
         assert all(_disjoint(a, b) for a, b in combinations(boxes, 2)), (xs, ws, placed)
         assert all(2.0 <= b[0] and b[1] <= 658.0 for b in boxes)
@@ -208,7 +212,7 @@ def test_place_labels_never_overlaps_on_crowded_random_marks():
 
 
 def test_spread_keeps_labels_apart_and_inside_the_plot():
-    ys = page._spread([200.0, 199.0, 198.0, 197.0], 14, 0.0, 205.0)
+    ys = placement.spread([200.0, 199.0, 198.0, 197.0], 14, 0.0, 205.0)
     assert all(abs(a - b) >= 14 for a, b in combinations(ys, 2)) and max(ys) <= 205.0
 
 

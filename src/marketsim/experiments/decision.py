@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from marketsim.errors import UserError
-from marketsim.experiments.projection import BASELINE, Projection, fit_until, observed_of
+from marketsim.experiments.projection import BASELINE, Projection, baseline_words, fit_until, observed_of
 from marketsim.experiments.uncertainty import Draws, Param, param_of, summarize
 from marketsim.io import store
 
@@ -92,7 +92,7 @@ def from_projection(proj: Projection, summary: dict | None = None) -> Outcomes:
     """The outcomes of a finished projection (``summary``: its :func:`~marketsim.experiments.projection.summary`)."""
     sc = proj.scenario
     kept = proj.kept_draws()
-    params = tuple(param_of(p, sc.currency) for p in kept.params)
+    params = tuple(param_of(p, sc) for p in kept.params)
     values = np.array([[v[p.path] for p in params] for v in kept.values], dtype=float).reshape(len(kept.values), -1)
     T = proj.steps
     summ = summary if summary is not None else {}
@@ -100,7 +100,7 @@ def from_projection(proj: Projection, summary: dict | None = None) -> Outcomes:
         scenario=sc.name,
         options=tuple(proj.options),
         retailers=tuple(proj.names),
-        baseline=baseline_words([e.id for e in sc.events if e not in proj.baseline.events]),
+        baseline=baseline_words(sc, [e for e in sc.events if e not in proj.baseline.events]),
         dates=tuple(sc.calendar.date_of(t).isoformat() for t in range(T)),
         share={arm: proj.arrays[arm]["gmv_share"] for arm in (*proj.options, BASELINE)},
         weights=proj.weights,
@@ -118,10 +118,6 @@ def from_projection(proj: Projection, summary: dict | None = None) -> Outcomes:
 
 def _covers(summary: dict) -> str:
     return str(summary.get("interval_covers") or "")
-
-
-def baseline_words(removed: list[str]) -> str:
-    return f"without {', '.join(removed)}" if removed else "the scenario itself (no event removed)"
 
 
 def draws_table(proj: Projection) -> pd.DataFrame:
@@ -203,7 +199,7 @@ def from_folder(folder: str | Path) -> Outcomes:
         scenario=summ["scenario"],
         options=options,
         retailers=retailers,
-        baseline=baseline_words(list(summ.get("baseline_without") or [])),
+        baseline=str(summ.get("baseline") or ", ".join(summ.get("baseline_without") or [])),
         dates=dates,
         share=share,
         weights=w / w.sum(),

@@ -33,6 +33,7 @@ from marketsim.fit.cache import fitted
 from marketsim.fit.calibrate import CalibrationError, with_event_values
 from marketsim.fit.options import FitOptions
 from marketsim.scenario.core import Scenario, Uncertain
+from marketsim.scenario.labels import events_label
 
 # the tasks' older private names (marketsim.tasks holds them now)
 _map, _with_draw, _divergence = map_jobs, with_draw, divergence
@@ -655,11 +656,7 @@ def summary(proj: Projection) -> dict:
             "source": proj.draws.source,
             "parameters": [
                 {"path": p.path, "value": p.value, "range": p.describe(), "reason": p.reason}
-                | {
-                    k: v
-                    for k, v in param_of(p, sc.currency).to_dict().items()
-                    if k not in ("path", "central", "reason")
-                }
+                | {k: v for k, v in param_of(p, sc).to_dict().items() if k not in ("path", "central", "reason")}
                 for p in proj.draws.params
             ],
             "failed": [{"values": v, "reason": why} for v, why in proj.failed],
@@ -667,6 +664,7 @@ def summary(proj: Projection) -> dict:
         "replicates": len(proj.seeds),
         "paired_seeds": proj.paired,
         "baseline_without": removed,
+        "baseline": baseline_words(sc, [e for e in sc.events if e.id in removed]),  # the same in words
         "events_outside_horizon": outside,
         "share_scenario": options[first]["share"],
         "share_baseline": share(BASELINE),
@@ -712,6 +710,14 @@ def fit_until(sc) -> str | None:
     it (None with no observation)."""
     obs = sc.fit_observations()
     return max(o.end for o in obs).isoformat() if obs else None
+
+
+def baseline_words(sc, removed) -> str:
+    """The baseline in words: "without Alibaba buys 18% of Weibo; JD stops accepting Weibo login" (the events it
+    removes, by what they do), or "the scenario itself (no event removed)"."""
+    return (
+        f"without {events_label(removed, sc.provider_names)}" if removed else "the scenario itself (no event removed)"
+    )
 
 
 def moves_summary(proj: Projection, arm: str) -> list[dict]:

@@ -34,7 +34,7 @@ import numpy as np
 from scipy import stats
 
 from marketsim.scenario.core import Scenario, Uncertain
-from marketsim.scenario.labels import parameter_quantity
+from marketsim.scenario.labels import event_names, parameter_quantity
 
 
 @dataclass(frozen=True)
@@ -120,10 +120,11 @@ class Param:
         return dict(self.__dict__)
 
 
-def param_of(p: Uncertain, currency: str = "RMB") -> Param:
-    """The :class:`Param` of a scenario's uncertain parameter: label and unit from :mod:`marketsim.scenario.labels`,
-    the range's ends (a uniform prior's own ends, else the 2.5% and 97.5% points)."""
-    q = parameter_quantity(p.path, currency=currency)
+def param_of(p: Uncertain, scenario: Scenario) -> Param:
+    """The :class:`Param` of ``scenario``'s uncertain parameter ``p``: label and unit from
+    :mod:`marketsim.scenario.labels` (an event's field named by what the event does), the range's ends (a uniform
+    prior's own ends, else the 2.5% and 97.5% points)."""
+    q = parameter_quantity(p.path, currency=scenario.currency, events=event_names(scenario))
     if p.prior == "uniform":
         u_lo, u_hi = 0.0, 1.0
         lo, hi = (float(x) for x in p.args[:2])

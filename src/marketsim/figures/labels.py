@@ -6,6 +6,8 @@ are given in):
 
 - :func:`spread`: labels on one line (a column of end labels at the right of a chart), each near its wanted
   position, at least ``gap`` apart, kept inside ``[lo, hi]`` when there is room;
+- :func:`place_labels`: labels of vertical marks (events on a time axis), each beside its mark in the row where
+  it overlaps nothing and the fewest lines cross it (the live page's share chart);
 - :func:`rows`: labels laid out side by side along an axis (event labels at their dates), each in the lowest row
   where it overlaps no label already placed: labels on near dates are staggered into rows instead of drawn over
   each other.
@@ -15,6 +17,7 @@ This module imports nothing: the live page may use it without matplotlib.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 
@@ -72,4 +75,39 @@ def overlaps(boxes: Sequence[tuple[float, float, float, float]]) -> list[tuple[i
             a, b = boxes[i], boxes[j]
             if min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]):
                 out.append((i, j))
+    return out
+
+
+def place_labels(
+    xs: list[float], widths: list[float], lo: float, hi: float, pad: float = 4.0, gap: float = 6.0
+) -> list[tuple[float, int]]:
+    """Where the labels of vertical marks at ``xs`` go: (left edge, row) each, row 0 nearest the plot, so that no
+    two label boxes (``widths``, one row high, ``gap`` apart) overlap and each stays within ``lo`` .. ``hi``.
+
+    Each label sits just right of its mark (``pad`` away) or, where that runs past ``hi``, just left of it, in a row
+    where it overlaps no other label: of those (the rows in use and one more), where the fewest lines cross it or its
+    own line crosses the fewest labels (a line runs from its label down to the plot, so through the rows below it;
+    the chart draws labels with a white halo), then the lowest. Marks are placed left to right, so rows rise only
+    where labels crowd. A label wider than ``hi - lo`` starts at ``lo``."""
+    placed: list[tuple[float, float, int, float]] = []  # (left, right, row, mark)
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(xs)
+
+    def cost(a: float, b: float, row: int, mark: float) -> float:
+        """Lines crossing the label at ``a`` .. ``b`` in ``row`` and labels its line crosses; inf if it overlaps."""
+        n = 0
+        for pa, pb, pr, pm in placed:
+            if pr == row and a < pb + gap and pa < b + gap:
+                return math.inf
+            n += (pr > row and a - 2 <= pm <= b + 2) + (pr < row and pa - 2 <= mark <= pb + 2)
+        return n
+
+    for i in sorted(range(len(xs)), key=lambda i: xs[i]):
+        m, w = xs[i], widths[i]
+        starts = [v for v in (m + pad, m - pad - w) if lo <= v and v + w <= hi] or [max(lo, min(m - w / 2, hi - w))]
+        used = 1 + max((r for _, _, r, _ in placed), default=-1)
+        c, row, a = min((cost(a, a + w, row, m), row, a) for row in range(used + 1) for a in starts)
+        assert c < math.inf  # (the row above every placed label is free)
+        spot = (a, row)
+        placed.append((spot[0], spot[0] + w, spot[1], m))
+        out[i] = spot
     return out

@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +41,11 @@ import solara.lab
 
 from marketsim.engine.outputs import move_event
 from marketsim.errors import UserError
+from marketsim.figures import labels as placement  # where labels go (one routine for every chart)
 from marketsim.figures.plots import retailer_colors  # the colours of every other chart
 from marketsim.fit.calibrate import CalibrationError
 from marketsim.mesa_model.live import MODELS, LiveModel, fitted_alpha, fitted_events
+from marketsim.report import numbers
 from marketsim.report.numbers import count, points, share
 from marketsim.scenario import bundled, eventtypes, fieldspec, labels
 from marketsim.scenario.core import Scenario, load_scenario
@@ -133,9 +134,17 @@ def _formatter(unit: str, scale: float, step: float, integer: bool) -> Callable[
 
 
 def _number_knob(
-    path: str, value: float, lo: float, hi: float, note: str, currency: str, group: str = "", integer: bool = False
+    path: str,
+    value: float,
+    lo: float,
+    hi: float,
+    note: str,
+    currency: str,
+    group: str = "",
+    integer: bool = False,
+    events: dict[str, str] | None = None,
 ) -> Knob:
-    q = labels.parameter_quantity(path, currency=currency)
+    q = labels.parameter_quantity(path, currency=currency, events=events)
     lo, hi = min(lo, value), max(hi, value)
     step = max(1.0, round(_nice_step(hi - lo, 100))) if integer else _nice_step(hi - lo, 100)
     return Knob(
@@ -156,7 +165,7 @@ def _number_knob(
     )
 
 
-def _uncertain_knob(u, currency: str, group: str = "") -> Knob:
+def _uncertain_knob(u, currency: str, group: str = "", events: dict[str, str] | None = None) -> Knob:
     """A slider over an uncertain parameter's stated range (a uniform range's ends; for another prior its 2.5% and
     97.5% points, within the field's bounds)."""
     if u.prior == "uniform":
@@ -164,7 +173,8 @@ def _uncertain_knob(u, currency: str, group: str = "") -> Knob:
     else:
         lo, hi = (float(v) for v in u.ppf(np.array([0.025, 0.975])))
     what = "" if u.prior == "uniform" else "95% of the prior: "
-    return _number_knob(u.path, float(u.value), lo, hi, f"{what}{u.describe()}; {u.reason}", currency, group, u.integer)
+    note = f"{what}{u.describe()}; {u.reason}"
+    return _number_knob(u.path, float(u.value), lo, hi, note, currency, group, u.integer, events)
 
 
 def _raw_item(items: Any, key: str) -> dict:
@@ -172,7 +182,9 @@ def _raw_item(items: Any, key: str) -> dict:
     return next((i for i in items or [] if isinstance(i, dict) and key in (i.get("id"), i.get("name"))), {})
 
 
-def _field_knobs(action, raw: dict, prefix: str, uncertain: dict, currency: str, group: str) -> list[Knob]:
+def _field_knobs(
+    action, raw: dict, prefix: str, uncertain: dict, currency: str, group: str, events: dict[str, str] | None = None
+) -> list[Knob]:
     """Sliders for the numbers of one action (its type's format fields, from the registry), set in the file at
     ``prefix`` (``events.ID`` or ``events.ID.effects.K``) as ``raw``; a field the type declares ``inert`` (a record
     that changes nothing) has none, nor a field the file leaves out or gives as 'calibrate'."""
@@ -183,7 +195,7 @@ def _field_knobs(action, raw: dict, prefix: str, uncertain: dict, currency: str,
             continue
         path = f"{prefix}.{f.key}"
         if path in uncertain:
-            out.append(_uncertain_knob(uncertain[path], currency, group))
+            out.append(_uncertain_knob(uncertain[path], currency, group, events))
             continue
         v = raw.get(f.key)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -196,7 +208,7 @@ def _field_knobs(action, raw: dict, prefix: str, uncertain: dict, currency: str,
             f"range: the values the format allows ({f.lo:g} to {f.hi:g}) within {EVENT_SPAN:g} x max(|value|, 1) of "
             f"the scenario's {v:g} (assumption: the scenario states no range)"
         )
-        out.append(_number_knob(path, float(v), lo, hi, note, currency, group, f.type == "integer"))
+        out.append(_number_knob(path, float(v), lo, hi, note, currency, group, f.type == "integer", events))
     return out
 
 
@@ -208,6 +220,7 @@ def knobs(scenario: Scenario) -> list[Knob]:
     (:data:`marketsim.scenario.eventtypes.REGISTRY`; an equity stake's effects too), over the scenario's stated
     range where it gives one. Labels and units: :func:`marketsim.scenario.labels.parameter_quantity`."""
     cal, cur = scenario.calendar, scenario.currency
+    names = labels.event_names(scenario)  # an event's number is named by what the event does, never by its id
     uncertain = {u.path: u for u in scenario.uncertain}
     out: list[Knob] = []
     for path, lo, hi in CORE_KNOBS:
@@ -244,7 +257,7 @@ def knobs(scenario: Scenario) -> list[Knob]:
         )
         if not e.recurring:
             path = f"events.{e.id}.{'step' if 'step' in raw else 'date'}"
-            q = labels.parameter_quantity(f"events.{e.id}.step", currency=cur)
+            q = labels.parameter_quantity(f"events.{e.id}.step", currency=cur, events=names)
             out.append(
                 Knob(
                     path,
@@ -262,13 +275,13 @@ def knobs(scenario: Scenario) -> list[Knob]:
                 )
             )
         prefix = f"events.{e.id}"
-        out += _field_knobs(e.action, raw, prefix, uncertain, cur, e.id)
+        out += _field_knobs(e.action, raw, prefix, uncertain, cur, e.id, names)
         acts = e.actions()
         if acts != (e.action,):  # the effects it carries (an equity stake's)
             effects = raw.get("effects") or []
             for k, a in enumerate(acts):
                 item = effects[k] if k < len(effects) and isinstance(effects[k], dict) else {}
-                out += _field_knobs(a, item, f"{prefix}.effects.{k}", uncertain, cur, e.id)
+                out += _field_knobs(a, item, f"{prefix}.effects.{k}", uncertain, cur, e.id, names)
     covered = {k.path for k in out}  # an uncertain number of an event no field above reached: still its slider
     for u in scenario.uncertain:
         if u.path not in covered and u.path.split(".")[0] == "events":
@@ -418,7 +431,7 @@ def share_chart_svg(
     shape, bool; default all): whether the retailer was in the market in that arm and week: a line leaves out
     the weeks it was not (an entrant before its entry, a retailer after it left), and its label says so; the
     gap counts an absent retailer's share as 0. ``baseline``: what the dashed arm is, in words. The events' labels
-    sit in rows above the plot, never overlapping (:func:`place_labels`); the root carries ``data-week="t"``."""
+    sit in rows above the plot, never overlapping (:func:`marketsim.figures.labels.place_labels`); the root carries ``data-week="t"``."""
     cal, names = scenario.calendar, scenario.retailer_names
     T = cal.steps
     W, L, Rm = 660, 44, 92
@@ -434,9 +447,9 @@ def share_chart_svg(
     for group in marks.values():
         days: dict[dt.date, list[str]] = {}
         for day, e in group:
-            days.setdefault(day, []).append(e.id.replace("_", " "))
+            days.setdefault(day, []).append(labels.event_label(e, scenario.provider_names))  # words, never its id
         texts.append("; ".join(f"{d.isoformat()} {', '.join(ids)}" for d, ids in days.items()))
-    placed = place_labels([x(step) for step in marks], [text_width(s, 11) for s in texts], 2.0, W - 2.0)
+    placed = placement.place_labels([x(step) for step in marks], [text_width(s, 11) for s in texts], 2.0, W - 2.0)
     rows = max([r for _, r in placed], default=1) + 1
     top, h1 = 15 + _ROW * rows, 220
     gap_top, h2 = top + h1 + 34, 92
@@ -520,7 +533,9 @@ def share_chart_svg(
         here = np.ones((2, t, len(names)), dtype=bool) if present is None else present[:, :t, :]
         shown = np.isfinite(done) & here  # weeks a line is drawn: purchases, and the retailer in that arm's market
         ends = [done[0, shown[0, :, j], j] for j in range(len(names))]
-        label_y = _spread([y(e[-1]) if len(e) else top + h1 for e in ends], 14, top + 4, top + h1)  # (left: where)
+        label_y = placement.spread(
+            [y(e[-1]) if len(e) else top + h1 for e in ends], 14, top + 4, top + h1
+        )  # (left: where)
         for j, c in enumerate(colors):
             ok = [s for s in range(t) if np.isfinite(gap[s, j])]  # weeks where both arms had purchases
             both = [s for s in ok if here[0, s, j] and here[1, s, j]]
@@ -532,7 +547,7 @@ def share_chart_svg(
             if not here[0, -1, j]:
                 last = "left the market" if here[0, :, j].any() else "not in the market yet"
             else:
-                last = share(ends[j][-1] / 100) if len(ends[j]) else "no purchases"  # ends: in percent
+                last = numbers.share(ends[j][-1] / 100) if len(ends[j]) else "no purchases"  # ends: in percent
             if both:
                 out.append(f'<polygon points="{fwd} {back}" fill="{c}" fill-opacity="0.22" stroke="none"/>')
             if c_pts:
@@ -572,20 +587,6 @@ def _event_marks(scenario: Scenario) -> list[tuple[int, dt.date, Any]]:
     return out
 
 
-def _spread(ys: list[float], gap: float, lo: float = -math.inf, hi: float = math.inf) -> list[float]:
-    """Label positions near ``ys`` at least ``gap`` apart (same order), within ``lo`` .. ``hi`` where there is room:
-    pushed down past a label above, then, from the bottom, up past a label below."""
-    order = sorted(range(len(ys)), key=lambda i: ys[i])
-    out = [min(max(v, lo), hi) for v in ys]
-    for a, b in pairwise(order):
-        out[b] = max(out[b], out[a] + gap)
-    if order and out[order[-1]] > hi:
-        out[order[-1]] = hi
-        for a, b in pairwise(reversed(order)):
-            out[b] = min(out[b], out[a] - gap)
-    return out
-
-
 #: Height of one row of event labels on the share chart (px; 11 px text and its gap).
 _ROW = 14
 #: Advance of characters in a sans-serif font, in ems (DejaVu Sans, Chromium's sans-serif on Debian, rounded up:
@@ -603,41 +604,6 @@ def text_width(text: str, size: float) -> float:
     """The width of ``text`` at font size ``size`` (px) in the page's sans-serif font, from above (per character,
     :data:`_EM`; 0.78 em for capitals and anything else)."""
     return size * sum(_EM.get(ch, 0.78) for ch in text)
-
-
-def place_labels(
-    xs: list[float], widths: list[float], lo: float, hi: float, pad: float = 4.0, gap: float = 6.0
-) -> list[tuple[float, int]]:
-    """Where the labels of vertical marks at ``xs`` go: (left edge, row) each, row 0 nearest the plot, so that no
-    two label boxes (``widths``, one row high, ``gap`` apart) overlap and each stays within ``lo`` .. ``hi``.
-
-    Each label sits just right of its mark (``pad`` away) or, where that runs past ``hi``, just left of it, in a row
-    where it overlaps no other label: of those (the rows in use and one more), where the fewest lines cross it or its
-    own line crosses the fewest labels (a line runs from its label down to the plot, so through the rows below it;
-    the chart draws labels with a white halo), then the lowest. Marks are placed left to right, so rows rise only
-    where labels crowd. A label wider than ``hi - lo`` starts at ``lo``."""
-    placed: list[tuple[float, float, int, float]] = []  # (left, right, row, mark)
-    out: list[tuple[float, int]] = [(0.0, 0)] * len(xs)
-
-    def cost(a: float, b: float, row: int, mark: float) -> float:
-        """Lines crossing the label at ``a`` .. ``b`` in ``row`` and labels its line crosses; inf if it overlaps."""
-        n = 0
-        for pa, pb, pr, pm in placed:
-            if pr == row and a < pb + gap and pa < b + gap:
-                return math.inf
-            n += (pr > row and a - 2 <= pm <= b + 2) + (pr < row and pa - 2 <= mark <= pb + 2)
-        return n
-
-    for i in sorted(range(len(xs)), key=lambda i: xs[i]):
-        m, w = xs[i], widths[i]
-        starts = [v for v in (m + pad, m - pad - w) if lo <= v and v + w <= hi] or [max(lo, min(m - w / 2, hi - w))]
-        used = 1 + max((r for _, _, r, _ in placed), default=-1)
-        c, row, a = min((cost(a, a + w, row, m), row, a) for row in range(used + 1) for a in starts)
-        assert c < math.inf  # (the row above every placed label is free)
-        spot = (a, row)
-        placed.append((spot[0], spot[0] + w, spot[1], m))
-        out[i] = spot
-    return out
 
 
 def agents_svg_static(model: LiveModel) -> str:
