@@ -41,8 +41,7 @@ from marketsim.figures.plots import close
 from marketsim.io import store
 from marketsim.io.names import describe
 from marketsim.report import decision as words
-from marketsim.report.numbers import interval, points, probability, share, shift
-from marketsim.scenario.labels import parameter_quantity
+from marketsim.report.numbers import interval, number, points, probability, share, shift
 
 try:  # the decision charts (tornado, options, ranking): the report shows them where the module is installed
     _charts: Any = importlib.import_module("marketsim.report.decision_charts")
@@ -349,16 +348,15 @@ def assumption_rows(s: Stored) -> list[dict]:
     x scale), the range as the scenario states it, its source, and whether that source is an assumption."""
     stated = {d["path"]: d for d in (s.summary.get("draws") or {}).get("parameters") or []}
     rows = []
-    for p in s.outcomes.params:
-        q = parameter_quantity(p.path, currency=s.outcomes.currency)
+    for p in s.outcomes.params:  # (labels and units as the projection recorded them: events named in words)
         rows.append(
             {
-                "parameter": q.label,
+                "parameter": p.label,
                 "path": p.path,
-                "unit": q.unit,
-                "central": _display(p.central, q.scale),
-                "low": _display(p.low, q.scale),
-                "high": _display(p.high, q.scale),
+                "unit": p.unit,
+                "central": _display(p.central, p.scale),
+                "low": _display(p.low, p.scale),
+                "high": _display(p.high, p.scale),
                 "range as stated": (stated.get(p.path) or {}).get("range", ""),
                 "source": p.reason,
                 "assumption": "assumption" if _is_assumption(p.reason) else "sourced",
@@ -478,7 +476,7 @@ def _value(x: float, unit: str) -> str:
     if x is None or not math.isfinite(x):
         return "-"
     u = "" if not unit else (unit if unit == "%" else f" {unit}")
-    return f"{x:.3g}{u}"
+    return f"{number(x)}{u}"
 
 
 def html_report(s: Stored, charts: list[tuple[str, str, str]]) -> str:
