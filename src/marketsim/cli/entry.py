@@ -445,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
         [
             "marketsim discover results/battle_lines_2013/projection-vs-no-events \\",
             "    --retailer JD --threshold -0.3",
-            "marketsim discover results/sweep_weibo_login --retailer JD --threshold -0.3 --boxes 2 --json",
+            "marketsim discover results/sweep_weibo_login --threshold -0.3 --json \\",
+            "    --retailer JD",
         ],
     )
     di.add_argument(
