@@ -17,6 +17,7 @@ from marketsim.engine.market import initial_alpha
 from marketsim.mesa_model.live import LiveModel
 from marketsim.report.numbers import count
 from marketsim.scenario.core import parse_text
+from marketsim.scenario.labels import event_label
 from marketsim.viz import page
 from tests.helpers import MOVES_YAML
 
@@ -106,7 +107,9 @@ def test_the_page_follows_retailers_that_come_and_go(model):
     assert len(per["Dangdang"].split()) == EXIT
     assert len(per["Yihaodian"].split()) == ACQ
     # the yearly sale is marked at each of its firings within the calendar, dark once it fired
-    assert re.findall(r'fill="(#\w+)"[^>]*>(\d{4}-\d\d-\d\d) singles day<', svg) == [
+    sale = next(e for e in m.market_scenario.events if e.id == "singles_day")
+    said = re.escape(event_label(sale, m.market_scenario.provider_names))  # the event in words, never its id
+    assert re.findall(rf'fill="(#\w+)"[^>]*>(\d{{4}}-\d\d-\d\d) {said}<', svg) == [
         ("#222", "2013-11-11"),
         ("#aaa", "2014-11-11"),
     ]
