@@ -587,6 +587,8 @@ def market_differences(a: Scenario, b: Scenario) -> list[str]:
             va, vb = [r["name"] for r in va], [r["name"] for r in vb]
         elif f == "consumers":
             va, vb = va["count"], vb["count"]
+        elif f == "fit_until":  # the cut-off the fit uses (a scenario that leaves it to its events, or states it)
+            va, vb = a.fit_cutoff().isoformat(), b.fit_cutoff().isoformat()
         if va != vb:
             out.append(f"{f}: {_short(va)} vs {_short(vb)}")
     return out
