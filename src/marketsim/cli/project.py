@@ -20,6 +20,7 @@ def projection_label(baseline_without: list[str] | None, options: list[str]) -> 
 def cmd_project(args: argparse.Namespace) -> int:
     from marketsim.experiments.workflow import ProjectionRequest, plan_projection, run_projection
     from marketsim.io import store
+    from marketsim.report import decision
     from marketsim.report import projection as report
     from marketsim.report.skill import with_trend_words
     from marketsim.runtime.executor import open_executor
@@ -79,19 +80,21 @@ def cmd_project(args: argparse.Namespace) -> int:
                 )
 
             proj, summ = run_projection(plan, executor=executor, on_progress=progress)
+    decision.add_decision(summ, proj)  # the options ranked per retailer, P(beats), P(beyond), the sentence
     for w in proj.warnings:
         stderr.print(f"marketsim: warning: {w}", markup=False, soft_wrap=True)
     with_trend_words(summ)
 
     def files(new):
         store.write_table(proj.tidy(), new / "replicates", formats=("parquet",))
+        decision.write_decision_files(proj, new)  # draws.parquet (+ .csv) and the options' scenario files
         report.write_report(proj, summ, new)
 
     if store_result(args, out, "projection", "project", "projection.json", summ, write=files):
         return 0
     report.print_summary(summ, proj)
     stderr.print(
-        f"wrote {out}/: replicates.parquet, projection.json, fan.png, shift.png, flows.png, report.md",
+        f"wrote {out}/: replicates.parquet, draws.parquet, projection.json, fan.png, shift.png, flows.png, report.md",
         markup=False,
         soft_wrap=True,
     )

@@ -28,7 +28,7 @@ from marketsim.engine.outputs import move_event
 from marketsim.engine.population import build_world, child_seed
 from marketsim.errors import UserError
 from marketsim.experiments.tasks import divergence, fit_task, map_jobs, run_forked, with_draw
-from marketsim.experiments.uncertainty import Draws, Summary, summarize
+from marketsim.experiments.uncertainty import Draws, Summary, param_of, summarize
 from marketsim.fit.cache import fitted
 from marketsim.fit.calibrate import CalibrationError, with_event_values
 from marketsim.fit.options import FitOptions
@@ -656,7 +656,13 @@ def summary(proj: Projection) -> dict:
             "designed": proj.draws.k,
             "source": proj.draws.source,
             "parameters": [
-                {"path": p.path, "value": p.value, "range": p.describe(), "reason": p.reason} for p in proj.draws.params
+                {"path": p.path, "value": p.value, "range": p.describe(), "reason": p.reason}
+                | {
+                    k: v
+                    for k, v in param_of(p, sc.currency).to_dict().items()
+                    if k not in ("path", "central", "reason")
+                }
+                for p in proj.draws.params
             ],
             "failed": [{"values": v, "reason": why} for v, why in proj.failed],
         },
@@ -671,6 +677,8 @@ def summary(proj: Projection) -> dict:
         "interval_covers": next(iter(options[first]["shift"].values()))["covers"],
         "thresholds_pp": list(proj.thresholds),
         "lost_login": _lost_login(proj),
+        "observed": list(observed_of(sc)),  # the decision-time observations (charts show them)
+        "fit_until": fit_until(sc),  # the last day of the data the fit uses: the model extrapolates after it
         "calibration": _fit_summary(proj),
         "seconds": proj.extra.get("seconds"),
         "warnings": list(proj.warnings),
@@ -684,6 +692,28 @@ def summary(proj: Projection) -> dict:
             f"{a} - {names[0]}": {n: s.to_dict() for n, s in proj.difference(a, names[0]).items()} for a in names[1:]
         }
     return out
+
+
+def observed_of(sc) -> tuple[dict, ...]:
+    """The scenario's decision-time observations (never a held-out one) as plain data."""
+    return tuple(
+        {
+            "source": o.source,
+            "label": o.label,
+            "start": o.start.isoformat(),
+            "end": o.end.isoformat(),
+            "shares": dict(o.shares),
+        }
+        for o in sc.observations
+        if not o.holdout
+    )
+
+
+def fit_until(sc) -> str | None:
+    """The last day of the data the fit uses (its observations up to the cut-off): the model extrapolates after
+    it (None with no observation)."""
+    obs = sc.fit_observations()
+    return max(o.end for o in obs).isoformat() if obs else None
 
 
 def moves_summary(proj: Projection, arm: str) -> list[dict]:

@@ -34,6 +34,7 @@ import numpy as np
 from scipy import stats
 
 from marketsim.scenario.core import Scenario, Uncertain
+from marketsim.scenario.labels import parameter_quantity
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,51 @@ def posterior_draws(
     values = [dict(samples[i]) for i in idx]
     unit = np.array([[float(p.distribution().cdf(v[p.path])) for p in params] for v in values]).reshape(k, len(params))
     return Draws(params, unit, values, np.full(k, 1.0 / k), "posterior")
+
+
+# --------------------------------------------------------------------------- the parameters as people read them
+
+#: Parameter-range ends of a prior that has no ends of its own (normal, lognormal...): its 2.5% and 97.5% points.
+TAIL = 0.025
+
+
+@dataclass(frozen=True)
+class Param:
+    """An uncertain parameter as the decision views show it. Values are in stored units (a fraction 0.05);
+    ``scale`` turns them into display units (5 with unit "%")."""
+
+    path: str
+    label: str
+    unit: str
+    scale: float
+    low: float  # the stated range's ends (a range's ends; a prior's 2.5% and 97.5% points)
+    high: float
+    central: float  # the scenario's central value
+    reason: str  # the scenario's source, or "assumption: ..."
+    u_low: float = 0.0  # the same three as coordinates in [0, 1] (the prior's CDF)
+    u_high: float = 1.0
+    u_central: float = 0.5
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def param_of(p: Uncertain, currency: str = "RMB") -> Param:
+    """The :class:`Param` of a scenario's uncertain parameter: label and unit from :mod:`marketsim.scenario.labels`,
+    the range's ends (a uniform prior's own ends, else the 2.5% and 97.5% points)."""
+    q = parameter_quantity(p.path, currency=currency)
+    if p.prior == "uniform":
+        u_lo, u_hi = 0.0, 1.0
+        lo, hi = (float(x) for x in p.args[:2])
+        lo, hi = max(lo, p.bounds[0]), min(hi, p.bounds[1])
+    else:
+        u_lo, u_hi = TAIL, 1 - TAIL
+        lo, hi = (float(x) for x in np.asarray(p.ppf(np.array([TAIL, 1 - TAIL]))).reshape(-1))
+    try:
+        u_c = float(p.distribution().cdf(p.value))
+    except Exception:  # an empirical prior (a stored posterior) without a CDF: the middle of the range
+        u_c = 0.5
+    return Param(p.path, q.label, q.unit, q.scale, lo, hi, float(p.value), p.reason, u_lo, u_hi, u_c)
 
 
 def _value(p: Uncertain, x: float) -> float | int:

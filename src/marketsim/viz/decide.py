@@ -38,10 +38,11 @@ import solara
 import solara.lab
 
 from marketsim.errors import UserError
-from marketsim.experiments import projection
+from marketsim.experiments import decision, projection
 from marketsim.experiments.workflow import Cancelled, ProjectionPlan, ProjectionRequest, plan_projection, run_projection
 from marketsim.fit.cache import cache_dir
 from marketsim.io import store
+from marketsim.report import decision as decision_words
 from marketsim.report import projection as report
 from marketsim.report.skill import with_trend_words
 from marketsim.runtime.executor import open_executor
@@ -49,10 +50,6 @@ from marketsim.scenario import bundled
 from marketsim.scenario.core import Scenario, load_scenario, parse_scenario
 
 # --- the parts other branches of issue 21 build; PLACEHOLDER stand-ins until they land (viz/decide_interim.py)
-try:
-    from marketsim.experiments import decision
-except ImportError:  # PLACEHOLDER: the lead's decision core (branch s5-core)
-    from marketsim.viz import decide_interim as decision  # type: ignore[no-redef]
 try:
     from marketsim.experiments.discovery import discover_outcomes
 except ImportError:  # PLACEHOLDER: PRIM (branch s5-b)
@@ -214,20 +211,18 @@ def open_stored(h: str, root: Path | None = None) -> Stored:
     return Stored(h, folder, decision.from_folder(folder), meta)
 
 
-def observed_points(sc: Scenario) -> list[dict]:
-    """The observed shares of ``sc`` (not held out) as plain data: the period's middle date and the shares."""
+def observed_steps(o, retailer: str) -> list[tuple[int, float]]:
+    """The observed shares of ``retailer`` (decision-time observations, :attr:`Outcomes.observed`) as (the step
+    nearest the middle of the observed period, share as a fraction), for the share-path chart."""
+    days = [_days(d) for d in o.dates]
     out = []
-    for ob in sc.observations:
-        mid = ob.start + (ob.end - ob.start) / 2
-        out.append(
-            {
-                "date": mid.isoformat(),
-                "label": ob.label,
-                "source": ob.source,
-                "shares": dict(ob.shares),
-                "holdout": ob.holdout,
-            }
-        )
+    for x in o.observed:
+        v = dict(x.get("shares") or {}).get(retailer)
+        if v is None:
+            continue
+        mid = (_days(x["start"]) + _days(x["end"])) / 2
+        if days[0] <= mid <= days[-1]:
+            out.append((min(range(len(days)), key=lambda t, mid=mid: abs(days[t] - mid)), float(v)))
     return out
 
 
@@ -236,7 +231,7 @@ def write_result(folder: Path, proj, summ: dict, meta: dict) -> None:
     parameter draws (draws.parquet and .csv) and :data:`META`."""
     with store.result_set(folder, "projection", writer="marketsim viz") as new:
         store.write_table(proj.tidy(), new / "replicates", formats=("parquet",))
-        store.write_table(decision.draws_table(proj), new / "draws")
+        decision_words.write_decision_files(proj, new)  # draws.parquet (+ .csv) and the options' scenario files
         report.write_report(proj, summ, new)
         store.write_json(new / META, meta)
         store.write_json(new / "projection.json", summ)
@@ -263,6 +258,7 @@ def run_decide(
         raise Cancelled("the projection was cancelled")
     with open_executor(plan.jobs, workers=workers) as pool:
         proj, summ = run_projection(plan, executor=pool.executor, on_progress=on_progress, cancel=cancel)
+    decision_words.add_decision(summ, proj)  # as `marketsim project` does
     with_trend_words(summ)
     with _RUN_LOCK:
         PROJECTIONS_RUN += 1
@@ -282,7 +278,6 @@ def run_decide(
         "consumers": sc.consumers.count,
         "seed": sc.seed,
         "steps": sc.calendar.steps,
-        "observed": observed_points(sc),
         "events": [{"id": e.id, "date": e.date.isoformat()} for e in sc.one_off_events],
     }
     write_result(folder, proj, summ, meta)
@@ -394,17 +389,12 @@ def ResultView(stored: Stored, read_only: bool):
     rank = solara.use_memo(lambda: decision.ranking(o, r), dependencies=[r, stored.hash])
     beats = solara.use_memo(lambda: decision.p_beats(o, r), dependencies=[r, stored.hash])
     beyond = decision.p_beyond(o, r, t)
-    sentence = decision.conclusion(o, r, t)
+    sentence = decision_words.conclusion(o, r, t)
     best = rank[0]["option"]
     worst = rank[-1]["option"]
     torn = solara.use_memo(lambda: decision.tornado(o, best, r), dependencies=[r, best, stored.hash])
     boxes = solara.use_memo(lambda: discover_outcomes(o, worst, r, t), dependencies=[r, worst, t, stored.hash])
-    dates = list(o.dates)
-    observed = [
-        (dates.index(min(dates, key=lambda d, x=x: abs(_days(d) - _days(x["date"])))), x["shares"][r])
-        for x in stored.meta.get("observed", [])
-        if r in x["shares"] and not x.get("holdout")
-    ]
+    observed = observed_steps(o, r)
     charts = solara.use_memo(lambda: _fig_html(options_figure(o, r, observed)), dependencies=[r, stored.hash])
     tornado_svg = solara.use_memo(
         lambda: _fig_html(tornado_figure(torn, f"What drives {r}'s shift under {best}")) if torn["rows"] else "",
