@@ -44,6 +44,7 @@ from marketsim.fit.cache import cache_dir
 from marketsim.io import store
 from marketsim.report import decision as decision_words
 from marketsim.report import projection as report
+from marketsim.report.numbers import interval, points, probability
 from marketsim.report.skill import with_trend_words
 from marketsim.runtime.executor import open_executor
 from marketsim.scenario import bundled
@@ -319,6 +320,16 @@ def scenario_choices(served: Path) -> list[Path]:
     return out
 
 
+def file_label(p: Path, served: Path) -> str:
+    """How the page names a scenario file: its name when it lies next to the served one, else
+    ``bundled: NAME`` for a bundled one, else its path."""
+    if p.resolve().parent == served.resolve().parent:
+        return p.name
+    if p.resolve().parent == bundled.folder().resolve():
+        return f"bundled: {p.stem}"
+    return str(p)
+
+
 def token_link(h: str) -> str:
     """The address that opens result ``h``: ``/?result=<hash>``, with the server's token when it has one (read
     from this browser session's cookie, which :class:`marketsim.viz.server.PageGuard` set)."""
@@ -343,13 +354,11 @@ def token_link(h: str) -> str:
 
 
 def _pp(x: float) -> str:
-    return f"{x:+.2f}"
+    return points(x)
 
 
 def _pct(p: float) -> str:
-    if p != p:
-        return "–"
-    return "<1%" if 0 < p < 0.01 else (">99%" if 0.99 < p < 1 else f"{p:.0%}")
+    return "–" if p != p else probability(p)
 
 
 def _fig_html(fig) -> str:
@@ -385,25 +394,26 @@ def ResultView(stored: Stored, read_only: bool):
     default = "JD" if "JD" in retailers else retailers[0]
     retailer = solara.use_reactive(default)
     threshold = solara.use_reactive(DEFAULT_THRESHOLD)
+    focus = solara.use_reactive(o.options[0])  # the option whose drivers and flips are shown (default: the scenario)
     r, t = retailer.value, float(threshold.value)
     rank = solara.use_memo(lambda: decision.ranking(o, r), dependencies=[r, stored.hash])
     beats = solara.use_memo(lambda: decision.p_beats(o, r), dependencies=[r, stored.hash])
     beyond = decision.p_beyond(o, r, t)
     sentence = decision_words.conclusion(o, r, t)
-    best = rank[0]["option"]
-    worst = rank[-1]["option"]
-    torn = solara.use_memo(lambda: decision.tornado(o, best, r), dependencies=[r, best, stored.hash])
-    boxes = solara.use_memo(lambda: discover_outcomes(o, worst, r, t), dependencies=[r, worst, t, stored.hash])
+    f = focus.value if focus.value in o.options else o.options[0]
+    torn = solara.use_memo(lambda: decision.tornado(o, f, r), dependencies=[r, f, stored.hash])
+    boxes = solara.use_memo(lambda: discover_outcomes(o, f, r, t), dependencies=[r, f, t, stored.hash])
     observed = observed_steps(o, r)
     charts = solara.use_memo(lambda: _fig_html(options_figure(o, r, observed)), dependencies=[r, stored.hash])
     tornado_svg = solara.use_memo(
-        lambda: _fig_html(tornado_figure(torn, f"What drives {r}'s shift under {best}")) if torn["rows"] else "",
-        dependencies=[r, best, stored.hash],
+        lambda: _fig_html(tornado_figure(torn, f"What drives {r}'s shift under {f}")) if torn["rows"] else "",
+        dependencies=[r, f, stored.hash],
     )
     direction = "loses more than" if t < 0 else "gains more than"
     with solara.Column(classes=["marketsim-decide"], style={"padding": "8px 16px"}):
         with solara.Row(style={"align-items": "center", "flex-wrap": "wrap"}):
-            solara.Select("Retailer", values=retailers, value=retailer)
+            solara.Select("Retailer", values=retailers, value=retailer, style={"max-width": "200px"})
+            solara.Select("Option to explain", values=list(o.options), value=focus, style={"max-width": "320px"})
             with solara.Div(style={"min-width": "320px"}, attributes={"id": "marketsim-threshold"}):
                 solara.FloatSlider(
                     f"Threshold: {t:+.1f} points of share",
@@ -426,10 +436,10 @@ def ResultView(stored: Stored, read_only: bool):
             ),
         )
         solara.HTML(tag="h3", unsafe_innerHTML="The options, ranked for " + escape(r))
-        head = "".join(f"<th>beats {escape(b)}</th>" for b in o.options)
+        head = "".join(f"<th>P(beats {escape(b)})</th>" for b in o.options)
         rows = "".join(
             f"<tr data-option='{escape(x['option'])}'><td>{escape(x['option'])}</td><td>{_pp(x['mean_pp'])}</td>"
-            f"<td>[{_pp(x['ci95_pp'][0])}, {_pp(x['ci95_pp'][1])}]</td><td>{_pct(x['p_best'])}</td>"
+            f"<td>{interval(*x['ci95_pp'])}</td><td>{_pct(x['p_best'])}</td>"
             f"<td class='beyond'>{_pct(beyond[x['option']])}</td>"
             + "".join(f"<td>{_pct(beats[x['option']][b])}</td>" for b in o.options)
             + "</tr>"
@@ -448,13 +458,16 @@ def ResultView(stored: Stored, read_only: bool):
             unsafe_innerHTML=f"{escape(r)}'s share of GMV under each option (50% and 90% bands; dots: observed)",
         )
         solara.HTML(tag="div", attributes={"id": "marketsim-options-chart"}, unsafe_innerHTML=charts)
-        solara.HTML(tag="h3", unsafe_innerHTML="What drives it")
+        solara.HTML(tag="h3", unsafe_innerHTML=f"What drives it: {escape(r)}'s shift under {escape(f)}")
         solara.HTML(
             tag="div",
             attributes={"id": "marketsim-tornado"},
-            unsafe_innerHTML=tornado_svg or "No uncertain parameter: nothing to vary.",
+            unsafe_innerHTML=tornado_svg,
         )
-        solara.HTML(tag="h3", unsafe_innerHTML="What would flip it")
+        solara.HTML(tag="div", style="font-size:12px;color:#555", unsafe_innerHTML=escape(str(torn.get("method", ""))))
+        solara.HTML(
+            tag="h3", unsafe_innerHTML=f"What would flip it: when {escape(f)} moves {escape(r)} beyond {t:+.1f} points"
+        )
         items = "".join(
             f"<li class='box'>{escape(b['sentence'])} (coverage {_pct(b['coverage'])}, density {_pct(b['density'])})"
             "</li>"
@@ -464,7 +477,7 @@ def ResultView(stored: Stored, read_only: bool):
             tag="ul",
             attributes={"id": "marketsim-boxes"},
             unsafe_innerHTML=items
-            or f"<li>No set of assumptions found under which {escape(worst)} moves {escape(r)} beyond "
+            or f"<li>No set of assumptions found under which {escape(f)} moves {escape(r)} beyond "
             f"{t:+.1f} points.</li>",
         )
         with solara.Row(style={"align-items": "center", "flex-wrap": "wrap"}):
@@ -528,13 +541,17 @@ def StoredPage(h: str):
 def DecidePage(served: Path, consumers: int | None = None):
     """The Decide view: inputs, Run / Cancel with progress, then the result (:func:`ResultView`)."""
     solara.Style(_CSS)
-    choices = solara.use_memo(lambda: scenario_choices(served), dependencies=[str(served)])
-    scenario = solara.use_reactive(str(served))
-    base = solara.use_memo(lambda: _try_load(scenario.value), dependencies=[scenario.value])
-    files = solara.use_memo(
-        lambda: [str(p) for p in same_market_files(Path(scenario.value))], dependencies=[scenario.value]
+    choices = solara.use_memo(
+        lambda: {file_label(p, served): str(p) for p in scenario_choices(served)}, dependencies=[str(served)]
     )
-    chosen = solara.use_reactive([])  # option files
+    scenario_label = solara.use_reactive(file_label(served, served))
+    scenario_path = choices.get(scenario_label.value, str(served))
+    base = solara.use_memo(lambda: _try_load(scenario_path), dependencies=[scenario_path])
+    files = solara.use_memo(
+        lambda: {file_label(p, served): str(p) for p in same_market_files(Path(scenario_path))},
+        dependencies=[scenario_path],
+    )
+    chosen = solara.use_reactive([])  # option files (their labels)
     events = [e.id for e in base.one_off_events] if base is not None else []
     off_options = solara.use_reactive([])  # options as lists of events switched off
     off_now = solara.use_reactive([])
@@ -552,8 +569,8 @@ def DecidePage(served: Path, consumers: int | None = None):
 
     def inputs() -> DecideInputs:
         return DecideInputs(
-            scenario=scenario.value,
-            option_files=tuple(chosen.value),
+            scenario=scenario_path,
+            option_files=tuple(files[x] for x in chosen.value if x in files),
             events_off=tuple(tuple(x) for x in off_options.value),
             baseline_without=None if baseline_mode.value == "without every event" else tuple(baseline_events.value),
             draws=int(draws.value),
@@ -601,11 +618,11 @@ def DecidePage(served: Path, consumers: int | None = None):
     with solara.Column(classes=["marketsim-decide"], style={"padding": "8px 16px"}):
         solara.HTML(tag="h2", unsafe_innerHTML="Decide: compare options over the uncertain assumptions")
         with solara.Row(style={"flex-wrap": "wrap", "align-items": "center"}):
-            solara.Select("Scenario", values=[str(p) for p in choices], value=scenario, disabled=running)
+            solara.Select("Scenario", values=list(choices), value=scenario_label, disabled=running)
             solara.SelectMultiple(
                 "Option files (same market)",
                 values=chosen.value,
-                all_values=files,
+                all_values=list(files),
                 on_value=chosen.set,
                 disabled=running,
             )
@@ -624,7 +641,7 @@ def DecidePage(served: Path, consumers: int | None = None):
                 solara.Button("Clear event options", on_click=lambda: off_options.set([]), disabled=running)
         names = (
             [base.name if base is not None else "?"]
-            + [Path(f).stem for f in chosen.value]
+            + [Path(files.get(f, f)).stem for f in chosen.value]
             + [f"without {', '.join(x)}" for x in off_options.value]
         )
         solara.HTML(

@@ -836,11 +836,14 @@ def Page():
             ),
         )
     view = solara.use_reactive("Live market")  # noqa: SH101
-    with solara.AppBar():  # the two views: the live market, and Decide (marketsim.viz.decide)
-        solara.ToggleButtonsSingle(value=view, values=["Live market", "Decide"])
-    if view.value == "Decide":
-        return DecidePage(_env_scenario(), _env_consumers())
-    return LivePage(base, knob_list, holder)
+    with solara.Column(gap="0px") as main:  # the two views: the live market, and Decide (marketsim.viz.decide)
+        with solara.Row(style={"padding": "8px 16px 0 16px"}):
+            solara.ToggleButtonsSingle(value=view, values=["Live market", "Decide"])
+        if view.value == "Decide":
+            DecidePage(_env_scenario(), _env_consumers())
+        else:
+            LivePage(base, knob_list, holder)
+    return main
 
 
 @solara.component
