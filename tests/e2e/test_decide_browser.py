@@ -123,7 +123,7 @@ def _workbook_numbers_equal_projection_json(xlsx: Path, doc: dict) -> int:
 @needs_chromium
 def test_jd_question_end_to_end_in_the_browser(server, browser, tmp_path):
     t0 = time.monotonic()
-    context = browser.new_context(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 2300}, accept_downloads=True)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))

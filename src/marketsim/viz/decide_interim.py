@@ -74,10 +74,12 @@ def tornado_figure(t: dict, title: str = ""):
     import matplotlib.pyplot as plt
 
     rows = t["rows"]
-    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.4 * max(1, len(rows))))
+    import textwrap
+
+    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.5 * max(1, len(rows))))
     for k, r in enumerate(reversed(rows)):
         ax.barh(k, r["at_high_pp"] - r["at_low_pp"], left=r["at_low_pp"], color="#4477aa")
-    ax.set_yticks(range(len(rows)), [r["label"] for r in reversed(rows)])
+    ax.set_yticks(range(len(rows)), [textwrap.fill(r["label"], 28) for r in reversed(rows)])
     ax.axvline(t["central_pp"], color="k", lw=0.8)
     ax.set_xlabel("shift at the horizon (points)")
     ax.set_title(title or "What drives it")
