@@ -157,3 +157,22 @@ def test_cancel_stops_the_work_and_leaves_no_folder(market, tmp_path, monkeypatc
     assert max(d for s, d in seen if s == "replicates") <= 2
     store_dir = root / decide.STORE
     assert not store_dir.exists() or not any(store_dir.iterdir()), list(store_dir.iterdir())
+
+
+def test_the_link_carries_the_token_of_this_server(monkeypatch):
+    """Off loopback the page needs the server's token (PageGuard keeps it in a cookie named by the port): the link
+    the page shows carries it, so that it opens for whoever it is sent to; without a token it is the bare link."""
+    from types import SimpleNamespace
+
+    import solara.lab
+
+    h = "ab" * 32
+    monkeypatch.setattr(solara.lab, "headers", SimpleNamespace(value={"host": ["example.org:8765"]}))
+    monkeypatch.setattr(
+        solara.lab,
+        "cookies",
+        SimpleNamespace(value={"marketsim-viz-token-9999": "other", "marketsim-viz-token-8765": "s3cr+t/x"}),
+    )
+    assert decide.token_link(h) == f"/?result={h}&token=s3cr%2Bt%2Fx"
+    monkeypatch.setattr(solara.lab, "cookies", SimpleNamespace(value={}))
+    assert decide.token_link(h) == f"/?result={h}"

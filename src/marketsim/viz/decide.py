@@ -50,7 +50,7 @@ from marketsim.runtime.executor import open_executor
 from marketsim.scenario import bundled
 from marketsim.scenario.core import Scenario, load_scenario, parse_scenario
 
-# --- the parts other branches of issue 21 build; PLACEHOLDER stand-ins until they land (viz/decide_interim.py)
+# --- PRIM, the decision charts and the exports: PLACEHOLDER stand-ins (viz/decide_interim.py) until they land
 try:
     from marketsim.experiments.discovery import discover_outcomes
 except ImportError:  # PLACEHOLDER: PRIM (branch s5-b)
@@ -346,7 +346,7 @@ def token_link(h: str) -> str:
     if token:
         from urllib.parse import quote
 
-        link += f"&token={quote(token)}"
+        link += f"&token={quote(token, safe='')}"
     return link
 
 
@@ -641,8 +641,8 @@ def DecidePage(served: Path, consumers: int | None = None):
                 solara.Button("Clear event options", on_click=lambda: off_options.set([]), disabled=running)
         names = (
             [base.name if base is not None else "?"]
-            + [Path(files.get(f, f)).stem for f in chosen.value]
-            + [f"without {', '.join(x)}" for x in off_options.value]
+            + [_name_of(files.get(f, f)) for f in chosen.value]
+            + [f"{base.name if base is not None else '?'}-without-{'-'.join(x)}" for x in off_options.value]
         )
         solara.HTML(
             tag="div",
@@ -690,6 +690,12 @@ def DecidePage(served: Path, consumers: int | None = None):
             )
     if stored is not None and not running:
         ResultView(stored, read_only=False)
+
+
+def _name_of(path: str) -> str:
+    """The scenario name in the file ``path`` (its file name if it cannot be read)."""
+    sc = _try_load(path)
+    return sc.name if sc is not None else Path(path).stem
 
 
 def _try_load(path: str) -> Scenario | None:

@@ -1,9 +1,9 @@
-"""PLACEHOLDER (branch s5-f): minimal stand-ins for the parts of issue 21 that other branches build, so the
+"""PLACEHOLDER: minimal stand-ins for the parts of the decision desk built elsewhere, so the
 "Decide" view (:mod:`marketsim.viz.decide`) runs before they land. Each is used ONLY when the real module cannot
 be imported; the lead deletes this file once these are merged:
 
-- scenario discovery ``marketsim.experiments.discovery.discover_outcomes`` (PRIM; here: the best single box of
-  one or two one-sided limits, found by a plain search),
+- scenario discovery ``marketsim.experiments.discovery.discover_outcomes`` (PRIM; here: the densest box of one
+  one-sided limit covering at least 30% of the cases, found by a plain search),
 - the charts ``marketsim.report.decision_charts`` (tornado_figure, options_figure),
 - the exports ``marketsim.report.export`` (export_html, export_xlsx).
 """
@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 
 from marketsim.experiments.decision import Outcomes, from_folder, ranking
+from marketsim.io.store import read_result
 from marketsim.report.decision import conclusion
 
 
 def discover_outcomes(o: Outcomes, option: str, retailer: str, threshold_pp: float) -> list[dict]:
-    """The best box of at most two one-sided limits on the parameters (by density, coverage at least 0.3)."""
+    """The densest box of one one-sided limit on a parameter covering at least 30% of the cases (placeholder)."""
     j = o.retailers.index(retailer)
     y = (o.shift(option)[:, :, j] * 100).mean(axis=1)
     hit = y < threshold_pp if threshold_pp < 0 else y > threshold_pp
@@ -123,8 +124,6 @@ def export_html(folder: str | Path) -> bytes:
 
 
 def export_xlsx(folder: str | Path) -> bytes:
-    from marketsim.io.store import read_result
-
     doc = read_result(folder, ["projection.json"]).json("projection.json")
     rows = []
     opts = doc.get("options") or {doc["scenario"]: {"shift": doc["shift"]}}
