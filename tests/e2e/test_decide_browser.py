@@ -98,8 +98,8 @@ def _pick(pg, label: str, items: list[str]) -> None:
 
 
 def _workbook_numbers_equal_projection_json(xlsx: Path, doc: dict) -> int:
-    """Every row of the workbook's table of shifts (option, retailer, mean) equals projection.json's number;
-    returns how many were compared."""
+    """Every row of the workbook's table of shifts (option, retailer, shift in points with its 95% interval)
+    equals projection.json's numbers (fractions there, x 100); returns how many rows were compared."""
     import openpyxl
 
     wb = openpyxl.load_workbook(xlsx, read_only=True, data_only=True)
@@ -109,12 +109,18 @@ def _workbook_numbers_equal_projection_json(xlsx: Path, doc: dict) -> int:
         if not rows:
             continue
         head = [str(h).strip().lower() if h is not None else "" for h in rows[0]]
-        if not {"option", "retailer", "mean"} <= set(head):
+        if not {"option", "retailer", "shift (pp)", "95% low (pp)", "95% high (pp)"} <= set(head):
             continue
-        i, j, m = head.index("option"), head.index("retailer"), head.index("mean")
+        i, j = head.index("option"), head.index("retailer")
         for r in rows[1:]:
-            want = doc["options"][r[i]]["shift"][r[j]]["mean"]
-            assert math.isclose(float(r[m]), want, rel_tol=1e-9, abs_tol=1e-12), (ws.title, r, want)
+            want = doc["options"][r[i]]["shift"][r[j]]
+            got = [float(r[head.index(c)]) for c in ("shift (pp)", "95% low (pp)", "95% high (pp)")]
+            exp = [100 * want["mean"], 100 * want["ci95"][0], 100 * want["ci95"][1]]
+            assert all(math.isclose(g, e, rel_tol=1e-9, abs_tol=1e-9) for g, e in zip(got, exp, strict=True)), (
+                ws.title,
+                r,
+                exp,
+            )
             compared += 1
     return compared
 
@@ -131,7 +137,7 @@ def test_jd_question_end_to_end_in_the_browser(server, browser, tmp_path):
     pg.get_by_role("button", name="Decide").click()
     pg.get_by_text("Decide: compare options").wait_for(timeout=60_000)
     _pick(pg, "Option files", ["keep.yaml", "nooffer.yaml"])
-    assert pg.locator("#marketsim-options").inner_text() == "Options: drop, keep, drop_without_offer"
+    pg.locator("#marketsim-options", has_text="Options: drop, keep, drop_without_offer").wait_for(timeout=10_000)
     pg.get_by_role("button", name="Run").click()
     pg.locator("#marketsim-conclusion").wait_for(timeout=170_000)
     assert "Traceback" not in pg.inner_text("body")

@@ -53,15 +53,16 @@ from marketsim.scenario.core import Scenario, load_scenario, parse_scenario
 # --- PRIM, the decision charts and the exports: PLACEHOLDER stand-ins (viz/decide_interim.py) until they land
 try:
     from marketsim.experiments.discovery import discover_outcomes
-except ImportError:  # PLACEHOLDER: PRIM (branch s5-b)
-    from marketsim.viz.decide_interim import discover_outcomes  # type: ignore[assignment]
+    from marketsim.report.discovery import sentence as box_sentence
+except ImportError:  # PLACEHOLDER: PRIM (scenario discovery)
+    from marketsim.viz.decide_interim import box_sentence, discover_outcomes  # type: ignore[assignment]
 try:
     from marketsim.report.decision_charts import options_figure, tornado_figure
-except ImportError:  # PLACEHOLDER: the charts (branch s5-c)
+except ImportError:  # PLACEHOLDER: the decision charts
     from marketsim.viz.decide_interim import options_figure, tornado_figure  # type: ignore[assignment]
 try:
     from marketsim.report.export import export_html, export_xlsx
-except ImportError:  # PLACEHOLDER: the exports (branch s5-d)
+except ImportError:  # PLACEHOLDER: the exports
     from marketsim.viz.decide_interim import export_html, export_xlsx  # type: ignore[assignment]
 
 #: Browser-sized defaults (assumption: small enough that three options of a tiny market answer in about a
@@ -212,21 +213,6 @@ def open_stored(h: str, root: Path | None = None) -> Stored:
     return Stored(h, folder, decision.from_folder(folder), meta)
 
 
-def observed_steps(o, retailer: str) -> list[tuple[int, float]]:
-    """The observed shares of ``retailer`` (decision-time observations, :attr:`Outcomes.observed`) as (the step
-    nearest the middle of the observed period, share as a fraction), for the share-path chart."""
-    days = [_days(d) for d in o.dates]
-    out = []
-    for x in o.observed:
-        v = dict(x.get("shares") or {}).get(retailer)
-        if v is None:
-            continue
-        mid = (_days(x["start"]) + _days(x["end"])) / 2
-        if days[0] <= mid <= days[-1]:
-            out.append((min(range(len(days)), key=lambda t, mid=mid: abs(days[t] - mid)), float(v)))
-    return out
-
-
 def write_result(folder: Path, proj, summ: dict, meta: dict) -> None:
     """One projection result set in ``folder`` (all files or none): what ``marketsim project`` writes, the
     parameter draws (draws.parquet and .csv) and :data:`META`."""
@@ -283,6 +269,30 @@ def run_decide(
     }
     write_result(folder, proj, summ, meta)
     return h, True
+
+
+def flip_boxes(o, option: str, retailer: str, threshold_pp: float) -> list[dict]:
+    """What would flip it: the boxes of assumptions (PRIM, :func:`marketsim.experiments.discovery.discover_outcomes`)
+    under which ``option`` moves ``retailer`` beyond ``threshold_pp`` points, each as {"sentence", "coverage",
+    "density"}; none when there is nothing to search (no uncertain parameter, no case)."""
+    try:
+        d = discover_outcomes(o, option, retailer, threshold_pp)
+    except UserError:
+        return []
+    return [{"sentence": box_sentence(d, b), "coverage": b.coverage, "density": b.density} for b in d.boxes]
+
+
+def exported(kind: str, folder: Path, retailer: str, threshold_pp: float) -> bytes:
+    """The ``html`` report or the ``xlsx`` workbook of the stored result in ``folder`` (for ``retailer`` at
+    ``threshold_pp``), as the bytes a download sends (:mod:`marketsim.report.export`, written to a temporary
+    file outside the result folder)."""
+    import tempfile
+
+    make = export_html if kind == "html" else export_xlsx
+    with tempfile.TemporaryDirectory(prefix="marketsim-export-") as tmp:
+        dest = Path(tmp) / f"export.{kind}"
+        make(folder, dest, retailer=retailer, threshold_pp=threshold_pp)
+        return dest.read_bytes()
 
 
 # --------------------------------------------------------------------------- choices offered on the page
@@ -402,9 +412,8 @@ def ResultView(stored: Stored, read_only: bool):
     sentence = decision_words.conclusion(o, r, t)
     f = focus.value if focus.value in o.options else o.options[0]
     torn = solara.use_memo(lambda: decision.tornado(o, f, r), dependencies=[r, f, stored.hash])
-    boxes = solara.use_memo(lambda: discover_outcomes(o, f, r, t), dependencies=[r, f, t, stored.hash])
-    observed = observed_steps(o, r)
-    charts = solara.use_memo(lambda: _fig_html(options_figure(o, r, observed)), dependencies=[r, stored.hash])
+    boxes = solara.use_memo(lambda: flip_boxes(o, f, r, t), dependencies=[r, f, t, stored.hash])
+    charts = solara.use_memo(lambda: _fig_html(options_figure(o, r)), dependencies=[r, stored.hash])
     tornado_svg = solara.use_memo(
         lambda: _fig_html(tornado_figure(torn, f"What drives {r}'s shift under {f}")) if torn["rows"] else "",
         dependencies=[r, f, stored.hash],
@@ -482,10 +491,14 @@ def ResultView(stored: Stored, read_only: bool):
         )
         with solara.Row(style={"align-items": "center", "flex-wrap": "wrap"}):
             solara.FileDownload(
-                lambda: export_html(stored.folder), filename=f"decide-{stored.hash[:12]}.html", label="Export HTML"
+                lambda: exported("html", stored.folder, r, t),
+                filename=f"decide-{stored.hash[:12]}.html",
+                label="Export HTML",
             )
             solara.FileDownload(
-                lambda: export_xlsx(stored.folder), filename=f"decide-{stored.hash[:12]}.xlsx", label="Export XLSX"
+                lambda: exported("xlsx", stored.folder, r, t),
+                filename=f"decide-{stored.hash[:12]}.xlsx",
+                label="Export XLSX",
             )
             link = token_link(stored.hash)
             solara.HTML(

@@ -11,8 +11,11 @@ be imported; the lead deletes this file once these are merged:
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,46 +26,48 @@ from marketsim.io.store import read_result
 from marketsim.report.decision import conclusion
 
 
-def discover_outcomes(o: Outcomes, option: str, retailer: str, threshold_pp: float) -> list[dict]:
+@dataclass(frozen=True)
+class _Box:
+    limits: dict
+    coverage: float
+    density: float
+
+
+@dataclass(frozen=True)
+class _Discovery:
+    boxes: list
+    option: str
+    retailer: str
+    threshold: float
+    labels: dict
+
+
+def box_sentence(d: _Discovery, box: _Box) -> str:
+    said = " and ".join(
+        f"{d.labels[c]} is {'at least' if hi == math.inf else 'at most'} {(lo if hi == math.inf else hi):.3g}"
+        for c, (lo, hi) in box.limits.items()
+    )
+    verb = "loses" if d.threshold < 0 else "gains"
+    return f"With {d.option}, {d.retailer} {verb} more than {abs(d.threshold):.1f} points when {said}"
+
+
+def discover_outcomes(o: Outcomes, option: str, retailer: str, threshold_pp: float) -> _Discovery:
     """The densest box of one one-sided limit on a parameter covering at least 30% of the cases (placeholder)."""
     j = o.retailers.index(retailer)
     y = (o.shift(option)[:, :, j] * 100).mean(axis=1)
     hit = y < threshold_pp if threshold_pp < 0 else y > threshold_pp
+    labels = {p.path: p.label for p in o.params}
+    d = _Discovery([], option, retailer, threshold_pp, labels)
     if not hit.any() or not o.params:
-        return []
+        return d
     X = o.values
-    cands = []
-    for i in range(X.shape[1]):
-        for q in np.unique(X[:, i]):
-            cands += [(i, ">=", q), (i, "<=", q)]
-
-    def mask(lims):
-        m = np.ones(len(y), bool)
-        for i, op, q in lims:
-            m &= X[:, i] >= q if op == ">=" else X[:, i] <= q
-        return m
-
     best = None
-    for c in cands:
-        m = mask([c])
-        if m.sum() and hit[m].sum() / hit.sum() >= 0.3:
-            d = hit[m].mean()
-            if best is None or d > best[0]:
-                best = (d, [c])
-    if best is None:
-        return []
-    m = mask(best[1])
-    lims = " and ".join(
-        f"{o.params[i].label} {'is at least' if op == '>=' else 'is at most'} {q:.3g}" for i, op, q in best[1]
-    )
-    return [
-        {
-            "limits": [{"path": o.params[i].path, "op": op, "value": float(q)} for i, op, q in best[1]],
-            "coverage": float(hit[m].sum() / hit.sum()),
-            "density": float(hit[m].mean()),
-            "sentence": f"{option} moves {retailer} beyond {threshold_pp:+.1f} points when {lims}",
-        }
-    ]
+    for i, p in enumerate(o.params):
+        for q in np.unique(X[:, i]):
+            for lim, m in (((q, math.inf), X[:, i] >= q), ((-math.inf, q), X[:, i] <= q)):
+                if m.sum() and hit[m].sum() / hit.sum() >= 0.3 and (best is None or hit[m].mean() > best[0]):
+                    best = (hit[m].mean(), _Box({p.path: lim}, float(hit[m].sum() / hit.sum()), float(hit[m].mean())))
+    return d if best is None else _Discovery([best[1]], option, retailer, threshold_pp, labels)
 
 
 def _png(fig) -> str:
@@ -88,10 +93,17 @@ def tornado_figure(t: dict, title: str = ""):
     return fig
 
 
-def options_figure(o: Outcomes, retailer: str, observed=()):
+def options_figure(o: Outcomes, retailer: str):
     import matplotlib.pyplot as plt
 
     j = o.retailers.index(retailer)
+    days = [dt.date.fromisoformat(d).toordinal() for d in o.dates]
+    observed = []
+    for x in o.observed:
+        v = dict(x.get("shares") or {}).get(retailer)
+        mid = (dt.date.fromisoformat(x["start"]).toordinal() + dt.date.fromisoformat(x["end"]).toordinal()) / 2
+        if v is not None and days[0] <= mid <= days[-1]:
+            observed.append((min(range(len(days)), key=lambda t, mid=mid: abs(days[t] - mid)), float(v)))
     fig, axes = plt.subplots(1, len(o.options), figsize=(4 * len(o.options), 3), sharey=True, squeeze=False)
     t = np.arange(len(o.dates))
     for ax, a in zip(axes[0], o.options, strict=True):
@@ -107,33 +119,41 @@ def options_figure(o: Outcomes, retailer: str, observed=()):
     return fig
 
 
-def export_html(folder: str | Path) -> bytes:
+def export_html(folder: str | Path, dest: str | Path, *, retailer: str, threshold_pp: float) -> Path:
     import matplotlib.pyplot as plt
 
     o = from_folder(folder)
-    r = o.retailers[0]
+    r = retailer
     fig = options_figure(o, r)
     img = _png(fig)
     plt.close(fig)
     rows = "".join(f"<tr><td>{x['option']}</td><td>{x['mean_pp']:+.2f}</td></tr>" for x in ranking(o, r))
-    return (
+    text = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{o.scenario}</title></head><body>"
-        f"<h1>{o.scenario}</h1><p>{conclusion(o, r, -0.3)}</p><table>{rows}</table>"
+        f"<h1>{o.scenario}</h1><p>{conclusion(o, r, threshold_pp)}</p><table>{rows}</table>"
         f"<img alt='options' src='data:image/png;base64,{img}'></body></html>"
-    ).encode()
+    )
+    Path(dest).write_text(text, encoding="utf-8")
+    return Path(dest)
 
 
-def export_xlsx(folder: str | Path) -> bytes:
+def export_xlsx(folder: str | Path, dest: str | Path, *, retailer: str, threshold_pp: float) -> Path:
     doc = read_result(folder, ["projection.json"]).json("projection.json")
     rows = []
     opts = doc.get("options") or {doc["scenario"]: {"shift": doc["shift"]}}
     for arm, by in opts.items():
-        for retailer, s in by["shift"].items():
+        for r, sh in by["shift"].items():
+            lo, hi = sh["ci95"]
             rows.append(
-                {"option": arm, "retailer": retailer, **{k: v for k, v in s.items() if not isinstance(v, (dict, list))}}
+                {
+                    "option": arm,
+                    "retailer": r,
+                    "shift (pp)": sh["mean"] * 100,
+                    "95% low (pp)": lo * 100,
+                    "95% high (pp)": hi * 100,
+                }
             )
-    buf = io.BytesIO()
-    with pd.ExcelWriter(buf, engine="openpyxl") as xw:
-        pd.DataFrame(rows).to_excel(xw, sheet_name="shift", index=False)
+    with pd.ExcelWriter(dest, engine="openpyxl") as xw:
+        pd.DataFrame(rows).to_excel(xw, sheet_name="Shifts", index=False)
         pd.DataFrame({"projection.json": [json.dumps(doc)[:30000]]}).to_excel(xw, sheet_name="json", index=False)
-    return buf.getvalue()
+    return Path(dest)
