@@ -66,8 +66,9 @@ except ImportError:  # PLACEHOLDER: the exports
     from marketsim.viz.decide_interim import export_html, export_xlsx  # type: ignore[assignment]
 
 #: Browser-sized defaults (assumption: small enough that three options of a tiny market answer in about a
-#: minute on 2 cores; the command line's defaults are marketsim.experiments.defaults).
-DEFAULT_DRAWS, DEFAULT_REPLICATES, DEFAULT_CONSUMERS = 6, 2, 2000
+#: minute on 2 cores; the command line's defaults are marketsim.experiments.defaults). 8 draws: the fewest that
+#: scenario discovery searches for boxes (marketsim.experiments.discovery.MIN_DRAWS).
+DEFAULT_DRAWS, DEFAULT_REPLICATES, DEFAULT_CONSUMERS = 8, 2, 2000
 #: The threshold slider's range and start (points of share; assumption: a loss of 0.3 points is the size
 #: the JD question is asked at, docs/model.md's worked case).
 THRESHOLD_RANGE, DEFAULT_THRESHOLD = (-2.0, 2.0), -0.3
@@ -271,15 +272,16 @@ def run_decide(
     return h, True
 
 
-def flip_boxes(o, option: str, retailer: str, threshold_pp: float) -> list[dict]:
+def flip_boxes(o, option: str, retailer: str, threshold_pp: float) -> tuple[list[dict], str]:
     """What would flip it: the boxes of assumptions (PRIM, :func:`marketsim.experiments.discovery.discover_outcomes`)
     under which ``option`` moves ``retailer`` beyond ``threshold_pp`` points, each as {"sentence", "coverage",
-    "density"}; none when there is nothing to search (no uncertain parameter, no case)."""
+    "density"}, and, when there is nothing to search (too few draws, no case or only cases at this threshold),
+    the one line that says why."""
     try:
         d = discover_outcomes(o, option, retailer, threshold_pp)
-    except UserError:
-        return []
-    return [{"sentence": box_sentence(d, b), "coverage": b.coverage, "density": b.density} for b in d.boxes]
+    except UserError as e:
+        return [], str(e)
+    return [{"sentence": box_sentence(d, b), "coverage": b.coverage, "density": b.density} for b in d.boxes], ""
 
 
 def exported(kind: str, folder: Path, retailer: str, threshold_pp: float) -> bytes:
@@ -412,7 +414,7 @@ def ResultView(stored: Stored, read_only: bool):
     sentence = decision_words.conclusion(o, r, t)
     f = focus.value if focus.value in o.options else o.options[0]
     torn = solara.use_memo(lambda: decision.tornado(o, f, r), dependencies=[r, f, stored.hash])
-    boxes = solara.use_memo(lambda: flip_boxes(o, f, r, t), dependencies=[r, f, t, stored.hash])
+    boxes, why_none = solara.use_memo(lambda: flip_boxes(o, f, r, t), dependencies=[r, f, t, stored.hash])
     charts = solara.use_memo(lambda: _fig_html(options_figure(o, r)), dependencies=[r, stored.hash])
     tornado_svg = solara.use_memo(
         lambda: _fig_html(tornado_figure(torn, f"What drives {r}'s shift under {f}")) if torn["rows"] else "",
@@ -486,8 +488,8 @@ def ResultView(stored: Stored, read_only: bool):
             tag="ul",
             attributes={"id": "marketsim-boxes"},
             unsafe_innerHTML=items
-            or f"<li>No set of assumptions found under which {escape(f)} moves {escape(r)} beyond "
-            f"{t:+.1f} points.</li>",
+            or f"<li class='none'>No box of assumptions under which {escape(f)} moves {escape(r)} beyond "
+            f"{t:+.1f} points{': ' + escape(why_none) if why_none else ''}.</li>",
         )
         with solara.Row(style={"align-items": "center", "flex-wrap": "wrap"}):
             solara.FileDownload(
