@@ -156,12 +156,13 @@ def test_jd_question_end_to_end_in_the_browser(server, browser, tmp_path):
     # what would flip it: a box under some threshold (the slider, recomputed in the page without a rerun)
     slider = pg.locator("#marketsim-threshold [role=slider]")
     box = pg.locator("#marketsim-boxes li.box")
-    for _ in range(17):  # from -0.3 down to -2 points, a tenth at a time, until the draws split
-        if box.count():
-            break
+    t = -0.3
+    pg.locator("#marketsim-boxes[data-threshold='-0.3']").wait_for(timeout=60_000)
+    while not box.count() and t > -2:  # from -0.3 down to -2 points, a tenth at a time, until the draws split
         slider.focus()
         pg.keyboard.press("ArrowLeft")
-        time.sleep(0.4)
+        t = round(t - 0.1, 1)
+        pg.locator(f"#marketsim-boxes[data-threshold='{t:+.1f}']").wait_for(timeout=60_000)
     assert box.count() >= 1, pg.locator("#marketsim-boxes").inner_text()
     assert "coverage" in box.first.inner_text() and "density" in box.first.inner_text()
 

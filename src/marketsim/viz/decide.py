@@ -486,7 +486,7 @@ def ResultView(stored: Stored, read_only: bool):
         )
         solara.HTML(
             tag="ul",
-            attributes={"id": "marketsim-boxes"},
+            attributes={"id": "marketsim-boxes", "data-threshold": f"{t:+.1f}", "data-option": f},
             unsafe_innerHTML=items
             or f"<li class='none'>No box of assumptions under which {escape(f)} moves {escape(r)} beyond "
             f"{t:+.1f} points{': ' + escape(why_none) if why_none else ''}.</li>",
