@@ -425,7 +425,7 @@ def ResultView(stored: Stored, read_only: bool):
         with solara.Row(style={"align-items": "center", "flex-wrap": "wrap"}):
             solara.Select("Retailer", values=retailers, value=retailer, style={"max-width": "200px"})
             solara.Select("Option to explain", values=list(o.options), value=focus, style={"max-width": "320px"})
-            with solara.Div(style={"min-width": "320px"}, attributes={"id": "marketsim-threshold"}):
+            with solara.Div(style={"min-width": "360px", "flex-grow": "1"}, attributes={"id": "marketsim-threshold"}):
                 solara.FloatSlider(
                     f"Threshold: {t:+.1f} points of share",
                     value=threshold,
@@ -475,13 +475,21 @@ def ResultView(stored: Stored, read_only: bool):
             attributes={"id": "marketsim-tornado"},
             unsafe_innerHTML=tornado_svg,
         )
-        solara.HTML(tag="div", style="font-size:12px;color:#555", unsafe_innerHTML=escape(str(torn.get("method", ""))))
+        if not tornado_svg:  # (a chart says how its ends were estimated in its own footnote)
+            solara.HTML(
+                tag="div", style="font-size:12px;color:#555", unsafe_innerHTML=escape(str(torn.get("method", "")))
+            )
         solara.HTML(
             tag="h3", unsafe_innerHTML=f"What would flip it: when {escape(f)} moves {escape(r)} beyond {t:+.1f} points"
         )
         items = "".join(
-            f"<li class='box'>{escape(b['sentence'])} (coverage {_pct(b['coverage'])}, density {_pct(b['density'])})"
-            "</li>"
+            f"<li class='box'>{escape(b['sentence'])}"
+            + (
+                ""
+                if "coverage" in b["sentence"]
+                else f" (coverage {_pct(b['coverage'])}, density {_pct(b['density'])})"
+            )
+            + "</li>"
             for b in boxes
         )
         solara.HTML(
