@@ -79,8 +79,8 @@ def cmd_project(args: argparse.Namespace) -> int:
                     total=totals["fits"] + (totals["replicates"] or draws.k * R),
                 )
 
-            proj, summ = run_projection(plan, executor=executor, on_progress=progress)
-    decision.add_decision(summ, proj)  # the options ranked per retailer, P(beats), P(beyond), the sentence
+            # the decision block: the options ranked per retailer, P(beats), P(beyond), the sentence
+            proj, summ = run_projection(plan, executor=executor, on_progress=progress, add=decision.add_decision)
     for w in proj.warnings:
         stderr.print(f"marketsim: warning: {w}", markup=False, soft_wrap=True)
     with_trend_words(summ)

@@ -169,12 +169,15 @@ def run_projection(
     executor: Executor | None,
     on_progress: Callable[[str, int, int], None] | None = None,
     cancel: threading.Event | None = None,
+    add: Callable[[dict, Projection], object] | None = None,
 ) -> tuple[Projection, dict]:
     """Run the planned projection on ``executor`` (None: inline) and summarise it: the projection and its
     summary (:func:`marketsim.experiments.projection.summary` with ``settings``, ``draws_from``, ``trend_after``
     (the trend rule, as data) and ``trend_uncertainty``). ``on_progress(stage, done, total)`` as tasks finish.
     Setting ``cancel`` stops the work at the next finished task with :class:`Cancelled` (the tasks not started
-    are cancelled; an executor opened with ``open_executor`` kills its workers when the exception leaves it)."""
+    are cancelled; an executor opened with ``open_executor`` kills its workers when the exception leaves it).
+    ``add(summary, projection)`` puts what a layer above adds to the summary (the decision block) right after
+    ``settings``, where every projection.json has it."""
     r = plan.request
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -200,6 +203,8 @@ def run_projection(
         raise Cancelled("the projection was cancelled")
     summ = projection.summary(proj)
     summ["settings"] = r.settings
+    if add is not None:
+        add(summ, proj)
     summ["draws_from"] = plan.draws_from  # where the parameter draws came from (the posterior's file and ESS)
     summ["trend_after"] = plan.choice.to_dict()
     summ["trend_uncertainty"] = plan.trends

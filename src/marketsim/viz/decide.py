@@ -245,8 +245,9 @@ def run_decide(
     if cancel is not None and cancel.is_set():
         raise Cancelled("the projection was cancelled")
     with open_executor(plan.jobs, workers=workers) as pool:
-        proj, summ = run_projection(plan, executor=pool.executor, on_progress=on_progress, cancel=cancel)
-    decision_words.add_decision(summ, proj)  # as `marketsim project` does
+        proj, summ = run_projection(
+            plan, executor=pool.executor, on_progress=on_progress, cancel=cancel, add=decision_words.add_decision
+        )  # the decision block, as `marketsim project` adds it
     with_trend_words(summ)
     with _RUN_LOCK:
         PROJECTIONS_RUN += 1
