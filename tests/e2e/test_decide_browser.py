@@ -202,6 +202,13 @@ def test_jd_question_end_to_end_in_the_browser(server, browser, tmp_path):
         other.locator("#marketsim-error").wait_for(timeout=30_000)
         msg = other.locator("#marketsim-error").inner_text().strip()
         assert msg.startswith("marketsim: result=") and "\n" not in msg, msg
+    # Cancel: other inputs (3 replicates) start a new projection; Cancel stops it and stores nothing
+    pg.get_by_label("Replicates").fill("3")
+    pg.get_by_role("button", name="Run").click()
+    pg.locator("#marketsim-decide-status", has_text="Running").wait_for(timeout=60_000)
+    pg.get_by_role("button", name="Cancel").click()
+    pg.locator("#marketsim-decide-status", has_text="Cancelled").wait_for(timeout=60_000)
+    assert [p.name for p in folder.parent.iterdir()] == [h]
     assert not errors, errors
     context.close()
     assert time.monotonic() - t0 < 170, time.monotonic() - t0
