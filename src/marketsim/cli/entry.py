@@ -29,8 +29,8 @@ from marketsim.cli.args import (
     seed_int,
     set_value,
 )
-from marketsim.cli.project import DEFAULT_DRAWS, DEFAULT_REPLICATES, DEFAULT_REPLICATES_WITH_DRAWS
 from marketsim.errors import UserError
+from marketsim.experiments.defaults import DEFAULT_DRAWS, DEFAULT_REPLICATES, DEFAULT_REPLICATES_WITH_DRAWS
 
 # --------------------------------------------------------------------------- the parser
 

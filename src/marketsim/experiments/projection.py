@@ -588,6 +588,8 @@ def market_differences(a: Scenario, b: Scenario) -> list[str]:
             va, vb = [r["name"] for r in va], [r["name"] for r in vb]
         elif f == "consumers":
             va, vb = va["count"], vb["count"]
+        elif f == "fit_until" and va != vb and a.fit_cutoff() == b.fit_cutoff():
+            continue  # one states the cut-off the other's events give (an option with some events switched off)
         if va != vb:
             out.append(f"{f}: {_short(va)} vs {_short(vb)}")
     return out

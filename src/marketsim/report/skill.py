@@ -88,3 +88,13 @@ def skill_sentence(choice: dict) -> str:
         f"{head}: it does {worse} holding the last value flat: treat its level forecasts with caution; its "
         f"shifts between options are what it is for."
     )
+
+
+def with_trend_words(summ: dict) -> dict:
+    """A projection summary from :func:`marketsim.experiments.workflow.run_projection` with the trend rule in
+    words (``trend_after.sentence``) and the model's skill on its own data (``skill``) added, as every stored
+    projection.json has them (the CLI and the page call this one function). Returns ``summ`` (changed in place)."""
+    choice = dict(summ["trend_after"])
+    summ["trend_after"] = {**choice, "sentence": trend_sentence(choice)}
+    summ["skill"] = skill(choice)  # the model's skill on its own data, next to the answer
+    return summ

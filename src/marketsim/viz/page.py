@@ -49,6 +49,7 @@ from marketsim.report import numbers
 from marketsim.report.numbers import count, points, share
 from marketsim.scenario import bundled, eventtypes, fieldspec, labels
 from marketsim.scenario.core import Scenario, load_scenario
+from marketsim.viz.decide import DecidePage, StoredPage, query_value
 
 #: Seconds between steps while playing.
 PLAY_PERIOD = 0.25
@@ -1056,8 +1057,12 @@ def Numbers(holder: _Holder, tick: solara.Reactive):
 @solara.component
 def Page():
     """The page of ``solara run marketsim.viz.page``: one model per browser session, built in the background."""
-    base, knob_list, load_error = solara.use_memo(_load_base, dependencies=[])
-    holder = solara.use_memo(lambda: None if base is None else _SESSIONS.open(), dependencies=[])
+    from_link = query_value(solara.use_router().search, "result")
+    if from_link is not None:  # /?result=<hash>: a stored Decide result, read-only (marketsim.viz.decide)
+        return StoredPage(from_link)
+    # (the early return above is the same on every render of a session: the hooks below keep their order)
+    base, knob_list, load_error = solara.use_memo(_load_base, dependencies=[])  # noqa: SH101
+    holder = solara.use_memo(lambda: None if base is None else _SESSIONS.open(), dependencies=[])  # noqa: SH101
     if base is None:
         solara.Title("marketsim")
         return solara.HTML(
@@ -1081,7 +1086,15 @@ def Page():
                 f"{escape(_cull_timeout())}). <code>marketsim viz --max-sessions</code> sets the number."
             ),
         )
-    return LivePage(base, knob_list, holder)
+    view = solara.use_reactive("Live market")  # noqa: SH101
+    with solara.Column(gap="0px") as main:  # the two views: the live market, and Decide (marketsim.viz.decide)
+        with solara.Row(style={"padding": "8px 16px 0 16px"}):
+            solara.ToggleButtonsSingle(value=view, values=["Live market", "Decide"])
+        if view.value == "Decide":
+            DecidePage(_env_scenario(), _env_consumers())
+        else:
+            LivePage(base, knob_list, holder)
+    return main
 
 
 @solara.component
