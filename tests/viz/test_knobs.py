@@ -20,8 +20,8 @@ from marketsim.figures import labels as placement
 from marketsim.mesa_model.live import LiveModel
 from marketsim.scenario.core import load_scenario
 from marketsim.scenario.eventtypes import REGISTRY
-from marketsim.scenario.labels import event_label
 from marketsim.scenario.fieldspec import Field
+from marketsim.scenario.labels import event_label
 from marketsim.viz import page
 from tests.helpers import ROOT, SCENARIOS
 

@@ -194,35 +194,6 @@ class Chart:
     draw: Callable[[Stored], Any]
 
 
-@dataclass(frozen=True)
-class _Observed:
-    """An observation of projection.json's ``observed`` as the charts read one (a scenario's Observation)."""
-
-    source: str
-    label: str
-    start: dt.date
-    end: dt.date
-    shares: dict
-    holdout: bool = False
-
-    def share(self, retailer: str) -> float | None:
-        v = self.shares.get(retailer)
-        return None if v is None else float(v)
-
-
-def _observed(s: Stored) -> list[_Observed]:
-    out = []
-    for d in s.outcomes.observed:
-        try:
-            start, end = dt.date.fromisoformat(str(d["start"])), dt.date.fromisoformat(str(d["end"]))
-        except (KeyError, ValueError):
-            continue
-        out.append(
-            _Observed(str(d.get("source", "")), str(d.get("label", "")), start, end, dict(d.get("shares") or {}))
-        )
-    return out
-
-
 def _tornado(s: Stored):
     first = s.outcomes.options[0]
     t = core.tornado(s.outcomes, first, s.retailer)
@@ -236,7 +207,7 @@ def _options(s: Stored):
     return _charts.options_figure(
         s.outcomes,
         s.retailer,
-        observed=_observed(s),
+        observed=list(s.outcomes.observed),  # plain data, as projection.json holds it
         data_end=dt.date.fromisoformat(end) if end else None,
     )
 

@@ -39,31 +39,20 @@ import solara.lab
 
 from marketsim.errors import UserError
 from marketsim.experiments import decision, projection
+from marketsim.experiments.discovery import discover_outcomes
 from marketsim.experiments.workflow import Cancelled, ProjectionPlan, ProjectionRequest, plan_projection, run_projection
 from marketsim.fit.cache import cache_dir
 from marketsim.io import store
 from marketsim.report import decision as decision_words
 from marketsim.report import projection as report
+from marketsim.report.decision_charts import options_figure, tornado_figure
+from marketsim.report.discovery import sentence as box_sentence
+from marketsim.report.export import export_html, export_xlsx
 from marketsim.report.numbers import interval, points, probability
 from marketsim.report.skill import with_trend_words
 from marketsim.runtime.executor import open_executor
 from marketsim.scenario import bundled
 from marketsim.scenario.core import Scenario, load_scenario, parse_scenario
-
-# --- PRIM, the decision charts and the exports: PLACEHOLDER stand-ins (viz/decide_interim.py) until they land
-try:
-    from marketsim.experiments.discovery import discover_outcomes
-    from marketsim.report.discovery import sentence as box_sentence
-except ImportError:  # PLACEHOLDER: PRIM (scenario discovery)
-    from marketsim.viz.decide_interim import box_sentence, discover_outcomes  # type: ignore[assignment]
-try:
-    from marketsim.report.decision_charts import options_figure, tornado_figure
-except ImportError:  # PLACEHOLDER: the decision charts
-    from marketsim.viz.decide_interim import options_figure, tornado_figure  # type: ignore[assignment]
-try:
-    from marketsim.report.export import export_html, export_xlsx
-except ImportError:  # PLACEHOLDER: the exports
-    from marketsim.viz.decide_interim import export_html, export_xlsx  # type: ignore[assignment]
 
 #: Browser-sized defaults (assumption: small enough that three options of a tiny market answer in about a
 #: minute on 2 cores; the command line's defaults are marketsim.experiments.defaults). 8 draws: the fewest that
