@@ -178,3 +178,9 @@ def test_the_ranking_interval_is_the_one_projection_json_gives():
     r = D.ranking(_outcomes({"a": one}), "A")[0]
     half = stats.t.ppf(0.975, 7) * one.std(ddof=1) / math.sqrt(8) * 100
     assert r["ci95_pp"] == pytest.approx([one.mean() * 100 - half, one.mean() * 100 + half])
+
+
+def test_two_options_that_never_differ_are_said_to_be_the_same():
+    a = np.random.default_rng(5).normal(-0.02, 0.002, (6, 2))
+    s = W.conclusion(_outcomes({"x": a, "y": a.copy()}), "A", -0.3)
+    assert "y leaves it exactly the same share in every draw and replicate" in s and "beats" not in s

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from marketsim.experiments.decision import Outcomes, draws_table, from_projection, p_beats, p_beyond, ranking, tornado
@@ -48,9 +49,14 @@ def conclusion(o: Outcomes, retailer: str, threshold_pp: float) -> str:
     )
     if len(rank) > 1:
         second = rank[1]
+        j = o.retailer_index(retailer)
+        same = np.array_equal(o.share[best["option"]][:, :, -1, j], o.share[second["option"]][:, :, -1, j])
         p = p_beats(o, retailer)[best["option"]][second["option"]]
         head += (
-            f"; it beats {second['option']} in {probability(p)} of the draws and replicates "
+            f"; {second['option']} leaves it exactly the same share in every draw and replicate (the two options "
+            f"do not differ for {retailer} by then)"
+            if same
+            else f"; it beats {second['option']} in {probability(p)} of the draws and replicates "
             f"({sureness(p)} to be the better of the two)"
         )
     pb = p_beyond(o, retailer, threshold_pp)

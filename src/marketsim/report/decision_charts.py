@@ -73,7 +73,9 @@ def tornado_figure(tornado: dict, title: str):
     ax.set_xlabel(f"result (percentage points); central {points(c)}: every parameter at its central value")
     r2 = tornado.get("r2")
     method = tornado.get("method", "")
-    said = f"{method}" + (f" (R² {r2:.2f})" if r2 is not None and np.isfinite(r2) else "")
+    # the method names the fit's R^2 (decision.tornado); a hand-made input without it gets it added
+    shown = r2 is not None and np.isfinite(r2) and "R²" not in method
+    said = f"{method}" + (f" (R² {r2:.2f})" if shown else "")
     ax.set_title(wrap(title, 100), fontsize=10)
     handles = [
         Patch(color=TORNADO_COLORS[0], label="parameter at the low end of its range"),
