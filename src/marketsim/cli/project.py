@@ -98,8 +98,12 @@ def cmd_project(args: argparse.Namespace) -> int:
     if store_result(args, out, "projection", "project", "projection.json", summ, write=files):
         return 0
     report.print_summary(summ, proj)
+    sent = {"html": "report.html", "xlsx": "projection.xlsx"}
+    exported = [sent[f] for f in sent if f in (getattr(args, "export", None) or ())]
     stderr.print(
-        f"wrote {out}/: replicates.parquet, draws.parquet, projection.json, fan.png, shift.png, flows.png, report.md",
+        f"wrote {out}/: projection.json, report.md"
+        + "".join(f", {x}" for x in exported)
+        + ", replicates and draws (.parquet and .csv), the options' scenario files, charts (.png and .svg)",
         markup=False,
         soft_wrap=True,
     )

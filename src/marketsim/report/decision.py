@@ -18,6 +18,10 @@ from marketsim.scenario.core import Scenario
 #: The words for how sure a comparison is, by the probability that the better option is better (assumption: a
 #: reading of the probability in words after the IPCC's calibrated language, Mastrandrea et al. 2010: "virtually
 #: certain" >= 99%, "very likely" >= 90%, "likely" >= 66%, "about as likely as not" below).
+#: The threshold a conclusion is stated at when the projection was given none (points of share; assumption: a
+#: loss of half a point is one a strategist would not call noise; `--threshold` and the Decide view's slider set it).
+DEFAULT_THRESHOLD_PP = -0.5
+
 SURENESS = ((0.99, "virtually certain"), (0.90, "very likely"), (0.66, "likely"), (0.0, "about as likely as not"))
 
 
@@ -70,7 +74,7 @@ def decision_doc(o: Outcomes, thresholds_pp: tuple[float, ...] = ()) -> dict:
     """Per retailer: ranking, P(beats), P(beyond) at each threshold, the conclusion at the first threshold (or
     -0.5 points), and the first option's tornado: the ``decision`` block of projection.json."""
     out = {}
-    ts = tuple(thresholds_pp) or (-0.5,)
+    ts = tuple(thresholds_pp) or (DEFAULT_THRESHOLD_PP,)
     for r in o.retailers:
         out[r] = {
             "ranking": ranking(o, r),
@@ -115,3 +119,11 @@ def write_decision_files(proj: Projection, folder: Path) -> None:
     store.write_table(draws_table(proj), Path(folder) / "draws")
     for fname, text in scenario_files(proj.options).items():
         store.write_text(Path(folder) / fname, text)
+
+
+def focus_retailer(summary: dict, retailers) -> str:
+    """The retailer a projection's decision is about, when none is asked for: the one whose login the first login
+    removal concerns (JD dropping Weibo), else the first retailer."""
+    removals = (summary.get("lost_login") or {}).get("removals") or []
+    named = [r.get("retailer") for r in removals if r.get("retailer") in retailers]
+    return named[0] if named else list(retailers)[0]

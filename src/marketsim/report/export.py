@@ -54,10 +54,6 @@ FORMATS = {"html": "report.html", "xlsx": "projection.xlsx"}
 ALL = "all"
 #: The pip extra that brings openpyxl (the workbook writer).
 EXTRA = "pip install 'marketsim[decide]'"
-#: The threshold of "P(loss beyond the threshold)" when neither the caller nor the projection (--threshold)
-#: gives one: a loss of half a point of share (assumption: the same default as projection.json's ``decision``
-#: block; a strategist sets their own with --threshold).
-DEFAULT_THRESHOLD_PP = -0.5
 #: The projection's charts, in the order the report shows them: file stem and caption (written by
 #: :func:`marketsim.report.projection.write_report` as PNG and SVG).
 PROJECTION_CHARTS = (
@@ -159,7 +155,7 @@ def load(
     """A stored projection folder, ready to export. ``summary`` and ``outcomes`` stand in for projection.json and
     for what :func:`marketsim.experiments.decision.from_folder` reads, while a command is still writing the folder.
     The retailer defaults to the one whose login the first removal concerns, else the first; the threshold to the
-    projection's first --threshold, else :data:`DEFAULT_THRESHOLD_PP`."""
+    projection's first --threshold, else :data:`words.DEFAULT_THRESHOLD_PP`."""
     folder = Path(folder)
     files = _files_of(folder)
     if summary is None:
@@ -170,14 +166,12 @@ def load(
         summary = json.loads(files["projection.json"].decode("utf-8"))
     o = outcomes if outcomes is not None else core.from_folder(folder)
     if retailer is None:
-        removals = (summary.get("lost_login") or {}).get("removals") or []
-        named = [r.get("retailer") for r in removals if r.get("retailer") in o.retailers]
-        retailer = named[0] if named else o.retailers[0]
+        retailer = words.focus_retailer(summary, o.retailers)
     elif retailer not in o.retailers:
         raise UserError(f"--retailer {retailer}: not in this projection; it has {', '.join(o.retailers)}")
     if threshold_pp is None:
         given = [float(t) for t in summary.get("thresholds_pp") or []]
-        threshold_pp = given[0] if given else DEFAULT_THRESHOLD_PP
+        threshold_pp = given[0] if given else words.DEFAULT_THRESHOLD_PP
     return Stored(folder, summary, files, o, retailer, float(threshold_pp))
 
 

@@ -28,6 +28,7 @@ from marketsim.figures.plots import (
 from marketsim.figures.style import figure_function
 from marketsim.io import store
 from marketsim.io.names import describe
+from marketsim.report.decision import focus_retailer
 from marketsim.report.moves import lost_login_line, move_lines, wrapped
 from marketsim.report.numbers import count, interval, part, points, probability, share, shift, value, value_range
 from marketsim.report.progress import console, table
@@ -600,9 +601,11 @@ def print_summary(summary: dict, proj: Projection) -> None:
         said = drivers_text(summary["shift"][worst], proj.scenario.currency, events=event_names(proj.scenario))
         if said:
             con.print(f"{worst}: {said[0].lower() + said[1:]}", markup=False, soft_wrap=True)
-    for n in names:
+    for n in names:  # a threshold below zero: the chance of a loss beyond it; zero or above: of a gain beyond it
         for th, prob in summary["shift"][n]["p_below"].items():
-            con.print(f"P({n}'s shift < {shift(float(th))} pp) = {probability(prob)}")
+            t = float(th)
+            said = f"< {shift(t)}" if t < 0 else f"> {shift(t)}"
+            con.print(f"P({n}'s shift {said} pp) = {probability(prob if t < 0 else 1 - prob)}")
     if proj.failed:
         con.print(
             f"{len(proj.failed)} of {proj.draws.k} draws could not be fitted to the observations and were left "
@@ -622,6 +625,31 @@ def print_summary(summary: dict, proj: Projection) -> None:
                 ],
             )
         con.print(c)
+    decided = summary.get("decision") or {}
+    if len(proj.options) > 1 and decided:  # the options ranked for the retailer the decision is about
+        r = focus_retailer(summary, names)
+        d = decided[r]
+        order = [x["option"] for x in d["ranking"]]
+        rk = table(
+            f"the options ranked for {r}: shift against the baseline (points)",
+            caption=f"P(best): the chance it leaves {r} the highest share; >#k: the chance it leaves {r} a higher "
+            "share than option #k, on the same draws and seeds",
+        )
+        for c in ("#", "option", "shift", "95%", "P(best)", *(f">#{k + 1}" for k in range(len(order)))):
+            rk.add_column(c, justify="left" if c == "option" else "right", no_wrap=c != "option")
+        for k, x in enumerate(d["ranking"]):
+            beats = [d["p_beats"][x["option"]][o] for o in order]
+            rk.add_row(
+                str(k + 1),
+                x["option"],
+                points(x["mean_pp"]),
+                interval(*x["ci95_pp"]),
+                probability(x["p_best"]),
+                *("-" if o == x["option"] else probability(p) for o, p in zip(order, beats, strict=True)),
+            )
+        con.print(rk)
+        for ln in wrapped(d["conclusion"], con.width):
+            con.print(ln, markup=False, soft_wrap=True)
     for line in move_lines(summary.get("moves"), summary["horizon"]):
         con.print(line, markup=False, soft_wrap=True)
     if summary.get("trend_after"):
