@@ -184,3 +184,12 @@ def test_discover_outcomes_says_what_is_wrong_and_what_would_do():
         msg = str(e)
     suggested = float(msg.split("--threshold ")[-1].split(" ")[0])
     assert suggested < 0 and S.discover_outcomes(o, "drop", "JD", suggested).cases > 0
+
+
+def test_a_label_inside_a_sentence_keeps_a_name_capitalised():
+    from marketsim.report.discovery import _inline
+
+    assert _inline("Social influence: weight of friends' purchases") == "social influence: weight of friends' purchases"
+    assert _inline("Habit: pull of the last retailer") == "habit: pull of the last retailer"
+    assert _inline("Alibaba buys 18% of Weibo, effect 1 (social boost): factor").startswith("Alibaba")
+    assert _inline("JD: share of customers logging in with Weibo").startswith("JD")

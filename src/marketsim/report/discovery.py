@@ -15,7 +15,7 @@ import math
 
 from marketsim.experiments.discovery import Box, Discovery
 from marketsim.report.numbers import points, probability, significant
-from marketsim.scenario.labels import PROVIDER_NAMES, Quantity
+from marketsim.scenario.labels import Quantity, generic_labels
 
 
 def value(x: float, q: Quantity) -> str:
@@ -30,11 +30,16 @@ def value(x: float, q: Quantity) -> str:
     return f"{text} {q.unit}" if q.unit else text
 
 
+#: The first words of the format's generic labels (scenario.labels), which a sentence writes in lower case.
+GENERIC_HEADS = frozenset(lab.split(" ")[0] for lab in generic_labels() if not lab.startswith("{"))
+
+
 def _inline(label: str) -> str:
-    """A label inside a sentence: its first letter in lower case unless it starts a name ("JD: ...", "Weibo
-    ...")."""
+    """A label inside a sentence: its first letter in lower case when it starts with a common word of the
+    format's own labels ("Social influence ...", "Cost of ..."), never when it starts with a name ("JD: ...",
+    "Weibo ...", "Alibaba buys 18% of Weibo ...")."""
     first = label.split(" ")[0].rstrip(":")
-    if first in PROVIDER_NAMES.values() or label[1:2] != label[1:2].lower():
+    if first not in GENERIC_HEADS:
         return label
     return label[:1].lower() + label[1:]
 

@@ -121,6 +121,12 @@ _METRICS = {
 }
 
 
+def generic_labels() -> list[str]:
+    """The label templates of the known fields that name no retailer, provider or event first ("Social influence:
+    ...", "Cost of ...", "Share of consumers with a {p} account")."""
+    return [v[0] for v in _FIELDS.values()] + [v[0] for v in _PROVIDER_FIELDS.values()]
+
+
 def provider_name(p: str) -> str:
     return PROVIDER_NAMES.get(p.lower(), p[:1].upper() + p[1:])
 
