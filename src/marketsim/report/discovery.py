@@ -31,7 +31,7 @@ def value(x: float, q: Quantity) -> str:
 
 
 #: The first words of the format's generic labels (scenario.labels), which a sentence writes in lower case.
-GENERIC_HEADS = frozenset(lab.split(" ")[0] for lab in generic_labels() if not lab.startswith("{"))
+GENERIC_HEADS = frozenset(lab.split(" ")[0].rstrip(":") for lab in generic_labels() if not lab.startswith("{"))
 
 
 def _inline(label: str) -> str:
