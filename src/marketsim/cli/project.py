@@ -86,9 +86,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     with_trend_words(summ)
 
     def files(new):
-        store.write_table(proj.tidy(), new / "replicates")
-        decision.write_decision_files(proj, new)  # draws.parquet (+ .csv) and the options' scenario files
-        report.write_report(proj, summ, new)
+        report.write_result_files(proj, summ, new)
         if getattr(args, "export", None):  # report.html / projection.xlsx, in the same result set as the rest
             from marketsim.experiments.decision import from_projection
             from marketsim.report.export import export

@@ -28,7 +28,7 @@ from marketsim.figures.plots import (
 from marketsim.figures.style import figure_function
 from marketsim.io import store
 from marketsim.io.names import describe
-from marketsim.report.decision import focus_retailer
+from marketsim.report.decision import focus_retailer, write_decision_files
 from marketsim.report.moves import lost_login_line, move_lines, wrapped
 from marketsim.report.numbers import count, interval, part, points, probability, share, shift, value, value_range
 from marketsim.report.progress import console, table
@@ -260,6 +260,15 @@ def compare_figure(proj: Projection, summary: dict):
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def write_result_files(proj: Projection, summary: dict, out: Path) -> None:
+    """Everything a projection's result set holds besides projection.json, for every writer of one (``marketsim
+    project``, the Decide view): replicates (.parquet and .csv), the draws and the options' scenario files
+    (:func:`marketsim.report.decision.write_decision_files`), the charts and report.md (:func:`write_report`)."""
+    store.write_table(proj.tidy(), Path(out) / "replicates")
+    write_decision_files(proj, Path(out))
+    write_report(proj, summary, Path(out))
 
 
 def write_report(proj: Projection, summary: dict, out: Path) -> None:

@@ -207,9 +207,7 @@ def write_result(folder: Path, proj, summ: dict, meta: dict) -> None:
     """One projection result set in ``folder`` (all files or none): what ``marketsim project`` writes, the
     parameter draws (draws.parquet and .csv) and :data:`META`."""
     with store.result_set(folder, "projection", writer="marketsim viz") as new:
-        store.write_table(proj.tidy(), new / "replicates", formats=("parquet",))
-        decision_words.write_decision_files(proj, new)  # draws.parquet (+ .csv) and the options' scenario files
-        report.write_report(proj, summ, new)
+        report.write_result_files(proj, summ, new)  # as `marketsim project` writes them
         store.write_json(new / META, meta)
         store.write_json(new / "projection.json", summ)
 
