@@ -6,7 +6,7 @@ Three options of a tiny market (JD drops Weibo login with the migration offer, k
 offer), 8 draws x 2 replicates, 2000 consumers (the page's defaults; 8: the fewest draws PRIM searches): Run; the ranking and the probabilities; the tornado; a PRIM box;
 the HTML and XLSX exports downloaded and opened (the workbook's numbers are projection.json's, the HTML refers to
 nothing outside itself); then the link /?result=<hash> shows the same answer read-only without projecting again
-(the stored folder is untouched). Saves the screenshot docs/img/decide.png."""
+(the stored folder is untouched). Saves a screenshot in the test's temporary folder (never in the checkout)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import pytest
 
 from marketsim.io import store
 from tests.e2e.test_viz_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _viz, _wait_serving
-from tests.helpers import ROOT, SCENARIOS
+from tests.helpers import SCENARIOS
 
 pytest.importorskip("solara")
 pytestmark = pytest.mark.xdist_group("browser")
@@ -181,7 +181,7 @@ def test_jd_question_end_to_end_in_the_browser(server, browser, tmp_path):
     dl.value.save_as(xlsx)
     assert _workbook_numbers_equal_projection_json(xlsx, doc) >= 9  # 3 options x 3 retailers
 
-    pg.screenshot(path=str(ROOT / "docs" / "img" / "decide.png"), full_page=True)
+    pg.screenshot(path=str(tmp_path / "decide.png"), full_page=True)  # (docs/img/decide.png: devtools/screenshots.py)
 
     # the link opens the same answer read-only, from the store: nothing is projected or written again
     mtime = folder.stat().st_mtime_ns

@@ -42,6 +42,7 @@ Numbers here are in stored units (shares as fractions of 1); the words for peopl
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -185,16 +186,18 @@ def _one_box(prim, X: pd.DataFrame, y: np.ndarray, min_density: float, settings:
     lows, highs = X.min(), X.max()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pandas deprecations inside the workbench
+        # with a 0/1 outcome any threshold in (0, 1] makes the ones the cases; the workbench 2.x also replaces its
+        # box by the whole space when the last box of the trajectory has a density below it, which would hide the
+        # earlier boxes the rule here chooses from: the least such threshold (the floor is MIN_DENSITY's). The
+        # workbench 3 (Python 3.12+) has no threshold: its outcome is the 0/1 cases themselves.
+        extra = {"threshold": _CASE} if "threshold" in inspect.signature(prim.Prim.__init__).parameters else {}
         p = prim.Prim(
             X,
             y.astype(float),
-            # with a 0/1 outcome any threshold in (0, 1] makes the ones the cases; PRIM also replaces its box by
-            # the whole space when the last box of the trajectory has a density below it, which would hide the
-            # earlier boxes the rule here chooses from: the least such threshold (the floor is MIN_DENSITY's)
-            threshold=_CASE,
             peel_alpha=settings["peel_alpha"],
             paste_alpha=settings["paste_alpha"],
             mass_min=settings["mass_min"],
+            **extra,
         )
         box = p.find_box()
     if box is None:
