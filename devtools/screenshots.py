@@ -32,6 +32,8 @@ def _free_port() -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--consumers", type=int, default=2000)
+    ap.add_argument("--draws", type=int, default=16)
+    ap.add_argument("--threshold", type=float, default=-3.0, help="points; where the draws split (PRIM's boxes)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "img" / "decide.png"))
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
@@ -51,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(1)
             with sync_playwright() as p:
                 b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-                pg = b.new_page(viewport={"width": 1400, "height": 2700})  # the view scrolls inside the page: show it all
+                pg = b.new_page(
+                    viewport={"width": 1400, "height": 2700}
+                )  # the view scrolls inside the page: show it all
                 pg.goto(f"http://127.0.0.1:{port}/")
                 pg.get_by_role("button", name="Decide").click()
                 pg.get_by_text("Decide: compare options").wait_for(timeout=120_000)
@@ -64,9 +68,15 @@ def main(argv: list[str] | None = None) -> int:
                     pg.screenshot(path=str(Path(args.out).with_suffix(".failed.png")), full_page=True)
                     print(f"the page at the failure: {Path(args.out).with_suffix('.failed.png')}", file=sys.stderr)
                     raise
+                pg.get_by_label("Draws").fill(str(args.draws))  # enough draws for the tornado of six parameters
                 pg.get_by_role("button", name="Run").click()
                 pg.locator("#marketsim-conclusion").wait_for(timeout=1_800_000)
-                pg.locator("#marketsim-boxes").wait_for(timeout=120_000)
+                thumb = pg.locator("#marketsim-threshold [role=slider]")
+                thumb.focus()
+                steps = round((-0.3 - args.threshold) / 0.1)  # from the view's -0.3, in its steps of 0.1
+                for _ in range(steps):
+                    thumb.press("ArrowLeft")
+                pg.locator(f"#marketsim-boxes[data-threshold='{args.threshold:+.1f}']").wait_for(timeout=300_000)
                 time.sleep(2)
                 pg.screenshot(path=args.out, full_page=True)
                 b.close()

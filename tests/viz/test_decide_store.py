@@ -176,3 +176,42 @@ def test_the_link_carries_the_token_of_this_server(monkeypatch):
     assert decide.token_link(h) == f"/?result={h}&token=s3cr%2Bt%2Fx"
     monkeypatch.setattr(solara.lab, "cookies", SimpleNamespace(value={}))
     assert decide.token_link(h) == f"/?result={h}"
+
+
+def test_the_threshold_slider_reaches_every_outcome():
+    """The slider spans at least -2..+2 points, widened to whole points around every draw's mean shift."""
+    import numpy as np
+
+    from marketsim.experiments.decision import Outcomes
+    from marketsim.experiments.projection import BASELINE
+    from marketsim.viz.decide import _threshold_span
+
+    base = np.full((3, 2, 2, 1), 0.2)
+    a = base.copy()
+    a[:, :, -1, 0] = 0.2 + np.array([[-0.035, -0.033], [-0.01, -0.012], [0.001, 0.0]])
+    o = Outcomes(
+        "s",
+        ("a",),
+        ("JD",),
+        "b",
+        ("2013-01-07", "2013-01-14"),
+        {BASELINE: base, "a": a},
+        np.full(3, 1 / 3),
+        (),
+        np.zeros((3, 0)),
+        np.arange(3),
+    )
+    assert _threshold_span(o, "JD") == (-4.0, 2.0)
+    small = Outcomes(
+        "s",
+        ("a",),
+        ("JD",),
+        "b",
+        ("2013-01-07", "2013-01-14"),
+        {BASELINE: base, "a": base.copy()},
+        np.full(3, 1 / 3),
+        (),
+        np.zeros((3, 0)),
+        np.arange(3),
+    )
+    assert _threshold_span(small, "JD") == (-2.0, 2.0)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import threading
@@ -386,12 +387,22 @@ _CSS = """
 """
 
 
+def _threshold_span(o, retailer: str) -> tuple[float, float]:
+    """The threshold slider's ends: :data:`THRESHOLD_RANGE` widened to whole points around every option's mean
+    shift of ``retailer`` in any draw."""
+    j = o.retailer_index(retailer)
+    means = [o.shift(a)[:, :, j].mean(axis=1) * 100 for a in o.options]
+    lo = min(THRESHOLD_RANGE[0], math.floor(min(float(m.min()) for m in means)))
+    hi = max(THRESHOLD_RANGE[1], math.ceil(max(float(m.max()) for m in means)))
+    return float(lo), float(hi)
+
+
 @solara.component
 def ResultView(stored: Stored, read_only: bool):
     """A stored result: the controls for retailer and threshold, the answer and its reasons, the exports."""
     o = stored.outcomes
     retailers = list(o.retailers)
-    default = "JD" if "JD" in retailers else retailers[0]
+    default = decision_words.focus_retailer(o.summary, retailers)  # as the terminal and the exports choose
     retailer = solara.use_reactive(default)
     threshold = solara.use_reactive(DEFAULT_THRESHOLD)
     focus = solara.use_reactive(o.options[0])  # the option whose drivers and flips are shown (default: the scenario)
@@ -409,6 +420,9 @@ def ResultView(stored: Stored, read_only: bool):
         dependencies=[r, f, stored.hash],
     )
     direction = "loses more than" if t < 0 else "gains more than"
+    # the slider reaches every outcome of this retailer (at least THRESHOLD_RANGE): a threshold the outcomes
+    # never cross has nothing to discover
+    span = solara.use_memo(lambda: _threshold_span(o, r), dependencies=[r, stored.hash])
     with solara.Column(classes=["marketsim-decide"], style={"padding": "8px 16px"}):
         with solara.Row(style={"align-items": "center", "flex-wrap": "wrap"}):
             solara.Select("Retailer", values=retailers, value=retailer, style={"max-width": "200px"})
@@ -417,8 +431,8 @@ def ResultView(stored: Stored, read_only: bool):
                 solara.FloatSlider(
                     f"Threshold: {t:+.1f} points of share",
                     value=threshold,
-                    min=THRESHOLD_RANGE[0],
-                    max=THRESHOLD_RANGE[1],
+                    min=span[0],
+                    max=span[1],
                     step=0.1,
                 )
         solara.HTML(
