@@ -313,3 +313,21 @@ def fit_figure(scenario: Scenario, cal):
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def panels_legend(fig, axes, *, y: float, ncol: int) -> None:
+    """One legend under a figure's panels: every entry of any panel once (a source may observe one retailer only,
+    a band may be drawn in one panel only), centred at height ``y`` (figure fraction)."""
+    legend: dict = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(lab, h)
+    fig.legend(
+        list(legend.values()),
+        list(legend),
+        loc="lower center",
+        bbox_to_anchor=(0.5, y),
+        ncol=ncol,
+        fontsize=8,
+        frameon=False,
+    )

@@ -23,7 +23,7 @@ import pandas as pd
 from matplotlib.patches import Patch
 
 from marketsim.experiments.uncertainty import weighted_quantile
-from marketsim.figures.plots import PALETTE, mark_beyond_data, mark_dates, mark_observed, subplots
+from marketsim.figures.plots import PALETTE, mark_beyond_data, mark_dates, mark_observed, panels_legend, subplots
 from marketsim.figures.style import figure_function
 from marketsim.report.numbers import interval, part, points, probability, value
 from marketsim.report.projection import DPI, FIGSIZE, fit_axis, wrap
@@ -138,19 +138,7 @@ def options_figure(
         ax.set_ylabel(f"{retailer}: GMV share (%)" if i == 0 else "")
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
         ax.grid(alpha=0.3)
-    legend: dict = {}
-    for ax in axes[0]:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            legend.setdefault(lab, h)
-    fig.legend(
-        list(legend.values()),
-        list(legend),
-        loc="lower center",
-        bbox_to_anchor=(0.5, 0.035),
-        ncol=4,
-        fontsize=8,
-        frameon=False,
-    )
+    panels_legend(fig, axes[0], y=0.035, ncol=4)
     if events:
         key = "; ".join(f"{k + 1} {d} {words}" for k, (d, words) in enumerate(events))
         fig.text(0.5, 0.005, wrap(f"events: {key}", 170), ha="center", va="bottom", fontsize=7, color="0.25")

@@ -22,6 +22,7 @@ from marketsim.figures.plots import (
     mark_beyond_data,
     mark_events,
     mark_observed,
+    panels_legend,
     retailer_colors,
     subplots,
 )
@@ -90,19 +91,7 @@ def fan_figure(proj: Projection):
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
         ax.grid(alpha=0.3)
-    legend: dict = {}  # every panel's entries once (a source may observe one retailer only)
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            legend.setdefault(lab, h)
-    fig.legend(
-        list(legend.values()),
-        list(legend),
-        loc="lower center",
-        bbox_to_anchor=(0.5, 0.05),
-        ncol=3,
-        fontsize=8,
-        frameon=False,
-    )
+    panels_legend(fig, axes, y=0.05, ncol=3)
     key = event_key(sc, proj.steps)
     if key:
         # bottom left, short lines: the settings note (if any) goes bottom right
