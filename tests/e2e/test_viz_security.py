@@ -61,7 +61,9 @@ class _Trap:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("vizsec")
-    (cwd / "short.yaml").write_text(SHORT)
+    # social influence as a plain number (the base states a range, which would bound its slider to 0.25-1.25):
+    # its slider spans what the format allows, up to where this market tips
+    (cwd / "short.yaml").write_text(SHORT + "behaviour: {beta_social: 1.0}\n")
     port = _free_port()
     trap = _Trap()
     proxy = f"http://127.0.0.1:{trap.port}"
