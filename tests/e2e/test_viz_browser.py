@@ -281,7 +281,9 @@ def test_page_has_controls_values_and_no_leftovers(page):
         value = knobs.nth(i).locator(".knob-value")
         assert value.is_visible()
         assert any(u in value.inner_text() for u in ("utils", "week", "%", "x")), value.inner_text()
-    assert "week 2" in _knob(page, "JD stops accepting Weibo login: week of the event").locator(".knob-value").inner_text()
+    assert (
+        "week 2" in _knob(page, "JD stops accepting Weibo login: week of the event").locator(".knob-value").inner_text()
+    )
     assert "1.50 utils" in _knob(page, "Cost of creating a new account").locator(".knob-value").inner_text()
     # the share axis is in % from week 0
     ticks = [t for t in page.locator("#marketsim-share-chart text").all_text_contents() if t.endswith("%")]
@@ -449,7 +451,9 @@ def test_a_wechat_scenario_gets_its_sliders_labels_apart_and_a_chosen_baseline(t
         pg.locator("#marketsim-share-chart").wait_for(timeout=120_000)
         # its own sliders: WeChat's stated range, its WeChat promotion, a switch per event
         assert _knob(pg, "Share of consumers with a WeChat account").locator(".knob-value").inner_text() == "50.0%"
-        assert _knob(pg, "JD promotion to WeChat users: utility added").locator(".knob-value").inner_text() == "0.20 utils"
+        assert (
+            _knob(pg, "JD promotion to WeChat users: utility added").locator(".knob-value").inner_text() == "0.20 utils"
+        )
         assert pg.locator(".marketsim-switch").count() == 6
         _step(pg, 6)
         boxes = pg.evaluate(_LABEL_BOXES_JS)  # six events in three weeks: a label per week, measured by the browser
