@@ -305,7 +305,7 @@ def test_step_draws_scenario_and_counterfactual_and_lists_events_as_they_fire(pa
     assert page.locator("#marketsim-numbers td.gap").all_inner_texts() == ["+0.00"] * 3  # identical before any event
     _step(page)  # week 2: JD drops Weibo login
     assert _fired(page) == {"jd_drops_weibo": True, "tmall_promo": False}
-    assert "JD stops accepting weibo login" in page.locator("#marketsim-events li.fired").inner_text()
+    assert "JD stops accepting Weibo login" in page.locator("#marketsim-events li.fired").inner_text()
     # latency from the click to the repainted chart (a loose bound; the target lives in benchmarks/viz_latency.py)
     times = [page.evaluate(_LATENCY_JS, w) for w in (4, 5, 6)]
     assert statistics.median(times) < 2000, times
@@ -464,14 +464,16 @@ def test_a_wechat_scenario_gets_its_sliders_labels_apart_and_a_chosen_baseline(t
         # the baseline: the same market without the Tmall promotion alone
         assert pg.locator("#marketsim-baseline-head").inner_text() == "without its events"
         pg.locator(".marketsim-baseline").click()
-        pg.locator(".v-menu__content .v-list-item", has_text="without tmall promo only").click()
+        pg.locator(".v-menu__content .v-list-item", has_text="without Tmall promotion to Weibo users only").click()
         pg.get_by_text("press Reset to run with them").wait_for(timeout=10_000)
         pg.get_by_role("button", name="Reset").click()
         _wait_week(pg, 0, timeout=120_000)
-        pg.locator("#marketsim-baseline-head", has_text="without tmall promo").wait_for(timeout=30_000)
+        pg.locator("#marketsim-baseline-head", has_text="without Tmall promotion to Weibo users").wait_for(
+            timeout=30_000
+        )
         _step(pg, 2)  # before any event the two arms are the same market
         assert pg.locator("#marketsim-numbers td.gap").all_inner_texts() == ["+0.00"] * 3
-        assert "without tmall promo" in pg.locator("#marketsim-share-chart").text_content()
+        assert "without Tmall promotion to Weibo users" in pg.locator("#marketsim-share-chart").text_content()
         assert "Traceback" not in pg.inner_text("body")
         _close_tab(pg)
     finally:

@@ -159,7 +159,10 @@ def test_a_baseline_without_one_event_is_the_scenario_simulated_without_it(six):
     assert np.isfinite(m.share).all()
     assert np.array_equal(m.share[1], alone.share[0])  # same seed, same consumers: the same numbers
     assert np.array_equal(m.share[0], default.share[0]) and not np.array_equal(m.share[1], default.share[1])
-    assert page.baseline_words(m) == "without tmall promo" and page.baseline_words(default) == "without its events"
+    assert (
+        page.baseline_words(m) == "without Tmall promotion to Weibo users"
+        and page.baseline_words(default) == "without its events"
+    )
     assert page.baseline_for(six, "tmall_promo") == ["tmall_promo"] and page.baseline_for(six, "") is None
     off = page.scenario_with(six, {"event:tmall_promo": 0}, six.seed)
     assert page.baseline_for(off, "tmall_promo") == []  # switched off: the baseline is the scenario itself

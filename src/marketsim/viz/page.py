@@ -243,7 +243,7 @@ def knobs(scenario: Scenario) -> list[Knob]:
         out.append(
             Knob(
                 f"event:{e.id}",
-                f"{when} · {_describe(e)}",
+                f"{when} · {_describe(e, scenario.provider_names)}",
                 f"events.{e.id}",
                 1.0,
                 0.0,
@@ -292,20 +292,23 @@ def knobs(scenario: Scenario) -> list[Knob]:
 
 def baseline_choices(scenario: Scenario) -> list[tuple[str, str]]:
     """The baselines the page offers, as (value, words): "" is the default, the same market without its one-off
-    events (recurring effects stay in both arms); an event's id is the same market without that event alone."""
+    events (recurring effects stay in both arms); an event's id is the same market without that event alone (named by what it does)."""
     stays = " (yearly effects stay)" if any(e.recurring for e in scenario.events) else ""
     return [("", f"without its events{stays}")] + [
-        (e.id, f"without {e.id.replace('_', ' ')} only") for e in scenario.events
+        (e.id, f"without {_describe(e, scenario.provider_names)} only") for e in scenario.events
     ]
 
 
 def baseline_words(model: LiveModel) -> str:
-    """What the dashed arm of ``model`` is, in words ("without its events", "without jd drops weibo")."""
+    """What the dashed arm of ``model`` is, in words ("without its events", "without JD stops accepting Weibo
+    login")."""
     if model.baseline is None:
         return "without its events"
     if not model.baseline:
         return "with every event (nothing dropped)"
-    return "without " + ", ".join(i.replace("_", " ") for i in model.baseline)
+    sc = model.market_scenario
+    named = {e.id: _describe(e, sc.provider_names) for e in sc.events}
+    return "without " + "; ".join(named.get(i, i.replace("_", " ")) for i in model.baseline)
 
 
 def parse_seed(text: str) -> int:
@@ -407,14 +410,10 @@ def _nice_step(span: float, target: int = 5) -> float:
     return 10 * mag
 
 
-def _describe(ev) -> str:
-    """An event in words (falls back to its type)."""
-    a = ev.action
-    try:
-        return a.live_text()
-    except AttributeError:
-        pass
-    return a.type.replace("_", " ")
+def _describe(ev, providers: tuple[str, ...] | list[str] = ()) -> str:
+    """An event in words, as every chart and label names it (:func:`marketsim.scenario.labels.event_label`:
+    providers written as in prose, "Weibo")."""
+    return labels.event_label(ev, providers)
 
 
 def share_chart_svg(
@@ -752,10 +751,10 @@ def events_html(model: LiveModel) -> str:
         if e.recurring:
             each = "1 day" if e.days == 1 else f"{e.days} days"
             when = f"<b>every year from {e.date.isoformat()}</b> for {each}"
-            what = f"{escape(_describe(e))}; fires {firings_html(e, model)}"
+            what = f"{escape(_describe(e, sc.provider_names))}; fires {firings_html(e, model)}"
         else:
             when = f"<b>{e.date.isoformat()}</b> (week {e.step})"
-            what = escape(_describe(e) + (move_text(model, e) if on else ""))
+            what = escape(_describe(e, sc.provider_names) + (move_text(model, e) if on else ""))
         items.append(
             f"<li data-id='{escape(e.id)}' data-fired='{str(on).lower()}' class='{'fired' if on else 'upcoming'}'>"
             f"{when} {what} <span class='id'>{escape(e.id)} · {state}</span></li>"
