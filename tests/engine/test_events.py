@@ -258,9 +258,11 @@ def test_social_boost_changes_one_layer_for_one_retailer(settled):
 
 
 class _Spy:
-    """Records the terms of every choice.utilities call (the shoppers' promotions, prices, frictions)."""
+    """Records the terms of every choice.utilities call (the shoppers' promotions, prices, frictions) of market
+    ``m``, which steps by the numpy path from here on (the compiled pass gives the same state: test_kernel.py)."""
 
-    def __init__(self, mp):
+    def __init__(self, mp, m: Market):
+        m.kernel = "numpy"
         self.calls: list[dict] = []
         original = choice.utilities
 
@@ -296,7 +298,7 @@ def test_promotion_reaches_its_audience_until_it_ends(monkeypatch, audience, unt
     sc = _scenario(n=1500, events=ev)
     assert sc.events[0].action.until_step == (None if until is None else 6)  # 2020-02-19 lies in step 6
     m = _market(sc, steps=0)
-    spy = _Spy(monkeypatch)
+    spy = _Spy(monkeypatch, m)
     for t in range(9):
         idx = _shoppers(m)
         before = snapshot(m)
@@ -317,7 +319,7 @@ def test_promotion_reaches_its_audience_until_it_ends(monkeypatch, audience, unt
 def test_price_change_moves_only_that_price(settled, monkeypatch):
     m, before, after = _apply(settled, PriceChange("C", 1.3))
     assert changed(before, after) == {"price"} and after["price"].tolist() == [1.0, 1.0, 1.3]
-    spy = _Spy(monkeypatch)
+    spy = _Spy(monkeypatch, m)
     m.step()
     assert np.allclose(spy.calls[-1]["log_price"], np.log([1.0, 1.0, 1.3]), atol=1e-7)
 
@@ -346,7 +348,7 @@ def test_events_fire_before_their_steps_choices(monkeypatch):
     m = _market(sc, steps=4)
     holders = m.access[:, B] == SSO + WEIBO
     idx = _shoppers(m)
-    spy = _Spy(monkeypatch)
+    spy = _Spy(monkeypatch, m)
     rec = m.step()
     F = spy.calls[-1]["F"]
     h = holders[idx]

@@ -14,13 +14,15 @@ counterfactual on the same seed use the same random numbers for the same consume
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from marketsim.engine import choice, events, login_mix
+from marketsim.engine import choice, events, kernel, login_mix
 from marketsim.engine.choice import MIGRATE, NATIVE, NONE, SSO
 from marketsim.engine.population import World, build_world, child_seed, relative_baskets, seed_streams, step_stream
 from marketsim.scenario.core import Scenario
@@ -31,6 +33,8 @@ DAYS_PER_YEAR = 365.25
 PILOT_CONSUMERS = 20000
 PILOT_LIFETIMES = 2.0
 MAX_PILOT_STEPS = 5_000
+#: How a step is computed: one compiled pass (engine.kernel, the default) or numpy calls (the reference path).
+KERNELS = ("compiled", "numpy")
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,7 @@ class Market:
         start: ConsumerState | None = None,
         pilot: PilotState | None = None,
         trend_cut: dt.date | None = None,
+        kernel: str = "compiled",
     ):
         """``alpha``: attractiveness per retailer at the calendar start; ``trend``: utility per year added from
         the start (default: the scenario's trends, 0 where a trend is 'calibrate'). The market settles (burn-in
@@ -146,7 +151,12 @@ class Market:
         of another market of the same World (e.g. a settled one: :meth:`consumer_state`). ``pilot`` is a burn-in
         pilot already run for these values and this seed (:func:`run_pilot`); by default the market runs its own.
         ``trend_cut``: the fit cut-off after which trends follow the scenario's ``forecast.trend_after`` (default:
-        the scenario's own cut-off, :meth:`Scenario.fit_cutoff`; a fit passes its own)."""
+        the scenario's own cut-off, :meth:`Scenario.fit_cutoff`; a fit passes its own). ``kernel``: how a step is
+        computed, ``"compiled"`` (:mod:`marketsim.engine.kernel`) or ``"numpy"`` (the reference path); both give
+        the same choices and state from the same seed."""
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+        self.kernel = kernel
         if len(alpha) != len(scenario.retailers) or not np.all(np.isfinite(alpha)):
             raise ValueError(f"alpha must be {len(scenario.retailers)} finite numbers, got {alpha!r}")
         trend = np.array([r.trend or 0.0 for r in scenario.retailers]) if trend is None else np.asarray(trend, float)
@@ -183,6 +193,7 @@ class Market:
         self.route_weight, self.login_shortfalls, self.login_mix_expected = self._sign_up_weights()
         self.login_losses: list[LoginLoss] = []
         self._tables: tuple | None = None  # friction lookup tables; rebuilt after an event changes logins
+        self._bits: np.ndarray | None = None  # accepted logins as bits per retailer (idem)
         self.migrate_cost = np.full(R, np.inf)
         self.social_factor = np.ones((len(world.layers), R))
         self.promotions: list[tuple[int, int, float, int | None]] = []
@@ -204,7 +215,7 @@ class Market:
         self._set_timeline(scenario)
         self.last_record: StepRecord | None = None
         self.warmup_records: list[StepRecord] = []
-        self.last_purchases: tuple[np.ndarray, np.ndarray] = (np.empty(0, np.int64), np.empty(0, np.int64))
+        self._purchases: tuple[np.ndarray, np.ndarray] = (np.empty(0, np.int64), np.empty(0, np.int64))
         self.fired: list = []  # events applied so far
         self.pilot_steps = 0
         if start is not None:
@@ -216,7 +227,7 @@ class Market:
         elif settle:
             if self.turnover > 0:
                 if pilot is None:
-                    pilot = run_pilot(scenario, self.alpha, self.trend, seed, self.n)
+                    pilot = run_pilot(scenario, self.alpha, self.trend, seed, self.n, kernel=kernel)
                 self.adopt_pilot_state(pilot, seed)
             if scenario.calendar.warmup:
                 self.warm_up(scenario.calendar.warmup, seed)
@@ -246,6 +257,7 @@ class Market:
     def logins_changed(self) -> None:
         """Call after changing ``accepts`` or ``migrate_cost`` (events do): the friction tables are rebuilt."""
         self._tables = None
+        self._bits = None
 
     def consumer_state(self) -> ConsumerState:
         """A copy of the consumers' dynamic state (to start another market from it)."""
@@ -513,40 +525,87 @@ class Market:
         self.t = t0
         self.pending_access_lost[:] = 0
 
-    def _shop(self, rng: np.random.Generator) -> StepRecord:
-        sc, t, R = self.scenario, self.t, self.R
-        # One uniform per consumer (shop?), then R+1 per shopper (which option?), then one per consumer (leave?)
-        # and a basket per newcomer. None of the counts depends on the state, so a scenario and its
-        # counterfactual draw the same numbers for the same consumers (common random numbers).
-        u_shop = rng.random(self.n, dtype=np.float32)
+    def _draw(self, rng: np.random.Generator) -> _Draws:
+        """The step's random numbers (:func:`draw_step`), with this step's shopping rate: the scenario's, times a
+        market-wide factor and the factors of the recurring effects on each consumer's day (docs/model.md 7)."""
+        sc, t = self.scenario, self.t
         on = self.firings_at(t)
         if not on and self.shop_factor == 1.0:
-            idx = np.flatnonzero(u_shop < sc.consumers.shopping_rate)
-        else:  # a seasonal profile or a market-wide change of the shopping rate (docs/model.md 7)
-            thresh = np.full(self.n, sc.consumers.shopping_rate * self.shop_factor)
-            if on:  # each consumer's day within the step, from a stream of its own for this step
-                day = step_stream(seed_streams(self.seed)["days"], t).random(self.n) * sc.calendar.step_days
-                inside = [(day >= lo) & (day < hi) for lo, hi, _ in on]
-                for (_, _, f), w in zip(on, inside, strict=True):
-                    if f.shop_factor != 1.0:
-                        thresh[w] *= f.shop_factor
-            idx = np.flatnonzero(u_shop < thresh)
-        u_pick = rng.random((len(idx), R + 1), dtype=np.float32)
+            return draw_step(rng, self.n, self.R, sc.consumers.shopping_rate, self.turnover, sc.consumers.basket.sigma)
+        thresh = np.full(self.n, sc.consumers.shopping_rate * self.shop_factor)
+        inside: list[np.ndarray] = []
+        if on:  # each consumer's day within the step, from a stream of its own for this step
+            day = step_stream(seed_streams(self.seed)["days"], t).random(self.n) * sc.calendar.step_days
+            inside = [(day >= lo) & (day < hi) for lo, hi, _ in on]
+            for (_, _, f), w in zip(on, inside, strict=True):
+                if f.shop_factor != 1.0:
+                    thresh[w] *= f.shop_factor
+        d = draw_step(rng, self.n, self.R, thresh, self.turnover, sc.consumers.basket.sigma)
+        return dataclasses.replace(d, on=on, inside=inside)
 
-        b = sc.behaviour
-        F, path = choice.friction_lookup(
-            self.friction_tables(), self.access[idx], choice.can_link(self.holds_bits[idx], self.accepts)
+    def run_quiet(self, draws: QuietDraws) -> None:
+        """Run the steps of ``draws`` (:func:`quiet_draws`) unrecorded, as the burn-in pilot does: no events, no
+        promotions, at the calendar start's values (t < 0). The compiled path runs them all in one call."""
+        if self.fired or self.promotions or self.alpha_moves or self.shop_factor != 1.0:  # (no event fires at t < 0)
+            raise ValueError("quiet steps run only before any event (the burn-in pilot)")
+        steps = len(draws.k_off) - 1
+        if self.kernel == "numpy":
+            for k in range(steps):
+                self.t = k - steps
+                self._shop_numpy(draws.step(k))
+            return
+        b = self.scenario.behaviour
+        self.t = -1
+        F, path = self.friction_tables()
+        indptrs, nbs, counts, invd, w, on, L = self._layer_pack()
+        kernel.run_quiet(
+            draws.k_off,
+            draws.idx,
+            draws.g,
+            draws.m_off,
+            draws.gone,
+            draws.gone_basket,
+            draws.gone_pref,
+            self.access,
+            self.last,
+            self.basket,
+            self.login_pref,
+            self.holds_bits,
+            self._accept_bits(),
+            F.astype(np.float32),
+            path,
+            self._base_utility(-1),
+            np.float32(b.beta_social),
+            np.float32(b.beta_friction),
+            np.float32(b.beta_habit),
+            self.available,
+            indptrs,
+            nbs,
+            counts,
+            invd,
+            w,
+            on,
+            L,
+            self.route_weight,
         )
-        last = self.last[idx].astype(np.int64)
-        habit = (last[:, None] == np.arange(R)[None, :]).astype(np.float32)
+
+    def _base_utility(self, t: int) -> np.ndarray:
+        """float32 (R,) alpha_j(t) - beta_price ln P_j, in the float32 arithmetic of choice.utilities."""
+        return self.alpha_at(t).astype(np.float32) - self.scenario.behaviour.beta_price * np.log(self.price).astype(
+            np.float32
+        )
+
+    def _promotions(self, d: _Draws) -> np.ndarray | float:
+        """(k, R) utility of promotions and recurring effects for the step's shoppers, or 0.0 where none is on."""
+        b, R, idx = self.scenario.behaviour, self.R, d.idx
         promo: np.ndarray | float = 0.0
         if self.promotions:
             promo = np.zeros((len(idx), R), dtype=np.float32)
             for j, aud, util, _ in self.promotions:
                 promo[:, j] += util if aud < 0 else util * self.world.holds[idx, aud]
-        if on:  # recurring effects, for the shoppers of the days they cover
+        if d.on:  # recurring effects, for the shoppers of the days they cover
             extra = np.zeros((len(idx), R), dtype=np.float32)
-            for (_, _, f), w in zip(on, inside, strict=True):
+            for (_, _, f), w in zip(d.on, d.inside, strict=True):
                 if f.retailer < 0:
                     continue
                 wi = w[idx]
@@ -557,6 +616,141 @@ class Market:
                     u += -b.beta_price * (math.log(f.price) - math.log(self.price[f.retailer]))
                 extra[:, f.retailer] += np.float32(u) * wi
             promo = promo + extra
+        return promo
+
+    def _shop(self, rng: np.random.Generator) -> StepRecord:
+        """One synchronous round of choices and its outputs, by the compiled pass (:mod:`marketsim.engine.kernel`)
+        or, for ``kernel="numpy"``, by the reference numpy path; both from the same draws, to the same state."""
+        d = self._draw(rng)
+        if self.kernel == "numpy":
+            return self._shop_numpy(d)
+        return self._shop_compiled(d)
+
+    def _layer_pack(self) -> tuple:
+        """The social layers as the compiled pass takes them: tuples of arrays (a placeholder when there are
+        none), the weights w_p x social factor as float32 (L, R), and which layers count."""
+        L, R = len(self.world.layers), self.R
+        if L == 0:
+            ph_i, ph_n = np.zeros(self.n + 1, np.int64), np.zeros(0, np.int32)
+            ph_c, ph_d = np.zeros((0, R), np.int32), np.zeros(0, np.float32)
+            return (ph_i,), (ph_n,), (ph_c,), (ph_d,), np.zeros((1, R), np.float32), np.zeros(1, bool), 0
+        lays = self.world.layers
+        w = np.stack([(lay.weight * self.social_factor[li]).astype(np.float32) for li, lay in enumerate(lays)])
+        on = np.array([lay.weight != 0 for lay in lays]) & bool(self.scenario.behaviour.beta_social)
+        return (
+            tuple(lay.graph.indptr for lay in lays),
+            tuple(lay.graph.indices for lay in lays),
+            tuple(self.counts),
+            tuple(lay.inv_degree for lay in lays),
+            w,
+            on,
+            L,
+        )
+
+    def _shop_compiled(self, d: _Draws) -> StepRecord:
+        sc, t, R = self.scenario, self.t, self.R
+        b = sc.behaviour
+        idx = d.idx
+        k = len(idx)
+        g = gumbel(d.u_pick)
+        promo = self._promotions(d)
+        promo_arr = promo if isinstance(promo, np.ndarray) else np.zeros((0, R), np.float32)
+        base = self._base_utility(t)
+        F, path = self.friction_tables()
+        indptrs, nbs, counts, invd, w, on, L = self._layer_pack()
+        pick = np.empty(k, dtype=np.int64)
+        buyers, created, linked, lost_last = (np.zeros(R, np.int64) for _ in range(4))
+        gmv, exp_gmv, exp_buyers = np.zeros(R), np.zeros(R), np.zeros(R)
+        flows = np.zeros((R + 1, R), np.int64)
+        lost = self.lost_index()
+        kernel.shop(
+            idx,
+            g,
+            self.access,
+            self.last,
+            self.basket,
+            self.login_pref,
+            self.holds_bits,
+            self._accept_bits(),
+            F.astype(np.float32),
+            path,
+            base,
+            np.float32(b.beta_social),
+            np.float32(b.beta_friction),
+            np.float32(b.beta_habit),
+            np.ascontiguousarray(promo_arr, dtype=np.float32),
+            self.available,
+            indptrs,
+            nbs,
+            counts,
+            invd,
+            w,
+            on,
+            L,
+            self.route_weight,
+            self.track_expected,
+            lost,
+            d.gone,
+            d.gone_basket,
+            d.gone_pref,
+            pick,
+            buyers,
+            gmv,
+            flows,
+            created,
+            linked,
+            lost_last,
+            exp_gmv,
+            exp_buyers,
+        )
+        self._purchases = (idx, pick)
+        if len(d.gone) and len(lost) and self.lost_login[d.gone].any():
+            self.lost_login[d.gone] = False
+            self.forget_lost_index()
+        scale = self.scale_at(t)
+        money = self.basket_mean_at(t) * scale
+        gmv = gmv * money
+        rec = StepRecord(
+            step=t,
+            shoppers=k * scale,
+            buyers=buyers * scale,
+            gmv=gmv,
+            revenue=gmv * self.revenue_rate,
+            accounts_created=created * scale,
+            logins_linked=linked * scale,
+            access_lost=self.pending_access_lost * scale,
+            flows=flows * scale,
+            lost_login_last=lost_last * scale if len(lost) else np.zeros(R),
+            newcomers=len(d.gone) * scale,
+            expected_gmv=exp_gmv * money if self.track_expected else None,
+            expected_buyers=exp_buyers * scale if self.track_expected else None,
+        )
+        self.pending_access_lost = np.zeros(R, dtype=np.int64)
+        return rec
+
+    def _accept_bits(self) -> np.ndarray:
+        """(R,) uint64: the providers each retailer accepts, as bits (cached with the friction tables)."""
+        if self._bits is None:
+            self._bits = choice.provider_bits(self.accepts.T)
+        return self._bits
+
+    @property
+    def last_purchases(self) -> tuple[np.ndarray, np.ndarray]:
+        """This step's purchases, read-only: (consumer, retailer) of each."""
+        idx, pick = self._purchases
+        bought = pick >= 0
+        return idx[bought], pick[bought]
+
+    def _shop_numpy(self, d: _Draws) -> StepRecord:
+        sc, t, R = self.scenario, self.t, self.R
+        idx, u_pick = d.idx, d.u_pick
+        b = sc.behaviour
+        F, path = choice.friction_lookup(
+            self.friction_tables(), self.access[idx], choice.can_link(self.holds_bits[idx], self.accepts)
+        )
+        last = self.last[idx].astype(np.int64)
+        habit = (last[:, None] == np.arange(R)[None, :]).astype(np.float32)
+        promo = self._promotions(d)
         social = self.social_exposure(idx) if b.beta_social else 0.0
         V = choice.utilities(
             self.alpha_at(t).astype(np.float32),
@@ -577,7 +771,7 @@ class Market:
 
         bought = pick >= 0
         bi, bj = idx[bought], pick[bought]
-        self.last_purchases = (bi, bj)  # read-only record of this step's purchases (consumer, retailer)
+        self._purchases = (idx, pick)
         bpath = path[np.flatnonzero(bought), bj]
         scale = self.scale_at(t)
         money = self.basket_mean_at(t) * scale  # currency per unit of relative basket, in real units
@@ -610,8 +804,8 @@ class Market:
         expected_gmv = expected_buyers = None
         if prob is not None:  # (tracking expected values)
             expected_gmv = (self.basket[idx] @ prob[:, 1:]) * money
-            expected_buyers = prob[:, 1:].sum(axis=0) * scale
-        gone, gone_last = self._turnover(rng)
+            expected_buyers = prob[:, 1:].sum(axis=0, dtype=np.float64) * scale
+        gone, gone_last = self._turnover(d)
         if self.counts and (len(who) or len(gone)):  # one pass for purchases and departures (additive)
             self._update_counts(
                 np.concatenate([who, gone]),
@@ -636,19 +830,15 @@ class Market:
         self.pending_access_lost = np.zeros(R, dtype=np.int64)
         return rec
 
-    def _turnover(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _turnover(self, d: _Draws) -> tuple[np.ndarray, np.ndarray]:
         """Each consumer leaves with probability ``turnover`` at the end of the step; a newcomer takes the slot
         with its identity accounts and social ties, a fresh basket, no last retailer and no access anywhere
         (docs/model.md section 2). Returns who left and their last retailer (the caller updates neighbour counts)."""
-        none = np.empty(0, dtype=np.int64)
-        if self.turnover <= 0:
-            return none, none
-        u = rng.random(self.n, dtype=np.float32)
-        gone = np.flatnonzero(u < self.turnover)
+        gone = d.gone
         if not len(gone):
-            return none, none
-        self.basket[gone] = relative_baskets(rng, self.scenario.consumers.basket.sigma, len(gone))
-        self.login_pref[gone] = rng.random(len(gone), dtype=np.float32)
+            return gone, gone
+        self.basket[gone] = d.gone_basket
+        self.login_pref[gone] = d.gone_pref
         old = self.last[gone].astype(np.int64)
         self.last[gone] = -1
         self.access[gone] = NONE
@@ -656,6 +846,85 @@ class Market:
             self.lost_login[gone] = False
             self.forget_lost_index()
         return gone, old
+
+
+def draw_step(
+    rng: np.random.Generator, n: int, R: int, thresh: float | np.ndarray, turnover: float, sigma: float
+) -> _Draws:
+    """One step's random numbers in the documented order (docs/model.md 12.8): one float32 uniform per consumer
+    (shop? below ``thresh``), R+1 per shopper (which option?), one per consumer (leave? below ``turnover``), then
+    a basket (lognormal ``sigma``) and a route uniform per newcomer. None of the counts depends on the market's
+    state, so a scenario and its counterfactual draw the same numbers for the same consumers (common random
+    numbers), and every numerical path consumes the same numbers."""
+    idx = np.flatnonzero(rng.random(n, dtype=np.float32) < thresh)
+    u_pick = rng.random((len(idx), R + 1), dtype=np.float32)
+    gone, gone_basket, gone_pref = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.float32)
+    if turnover > 0:
+        gone = np.flatnonzero(rng.random(n, dtype=np.float32) < turnover)
+        if len(gone):
+            gone_basket = relative_baskets(rng, sigma, len(gone))
+            gone_pref = rng.random(len(gone), dtype=np.float32)
+    return _Draws(idx, u_pick, [], [], gone, gone_basket, gone_pref)
+
+
+def gumbel(u: np.ndarray) -> np.ndarray:
+    """float32 Gumbel(0, 1) noise from uniforms, as :func:`marketsim.engine.choice.gumbel_choice` makes it."""
+    return np.ascontiguousarray(-np.log(-np.log(np.clip(u, 1e-7, 1 - 6e-8))), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class QuietDraws:
+    """The random numbers of ``steps`` event-free steps (:func:`quiet_draws`), each step's arrays end to end:
+    step k's shoppers are ``idx[k_off[k]:k_off[k+1]]`` and its leavers ``gone[m_off[k]:m_off[k+1]]``."""
+
+    k_off: np.ndarray
+    idx: np.ndarray
+    u_pick: np.ndarray
+    m_off: np.ndarray
+    gone: np.ndarray
+    gone_basket: np.ndarray
+    gone_pref: np.ndarray
+
+    @functools.cached_property
+    def g(self) -> np.ndarray:
+        """The Gumbel noise of ``u_pick`` (:func:`gumbel`), computed once for every market that runs these steps."""
+        return gumbel(self.u_pick)
+
+    def step(self, k: int) -> _Draws:
+        a, b, c, d = self.k_off[k], self.k_off[k + 1], self.m_off[k], self.m_off[k + 1]
+        return _Draws(self.idx[a:b], self.u_pick[a:b], [], [], self.gone[c:d], self.gone_basket[c:d], self.gone_pref[c:d])
+
+
+def quiet_draws(scenario: Scenario, rng: np.random.Generator, n: int, R: int, steps: int) -> QuietDraws:
+    """The random numbers of ``steps`` event-free steps of ``n`` consumers, drawn step by step (:func:`draw_step`)
+    from ``rng``: what stepping a market without events from that generator would draw."""
+    c = scenario.consumers
+    ds = [draw_step(rng, n, R, c.shopping_rate, c.turnover, c.basket.sigma) for _ in range(steps)]
+    off = lambda xs: np.concatenate([[0], np.cumsum([len(x) for x in xs])]).astype(np.int64)  # noqa: E731
+    cat = lambda xs, dt: np.concatenate(xs).astype(dt, copy=False) if xs else np.empty(0, dt)  # noqa: E731
+    return QuietDraws(
+        off([d.idx for d in ds]),
+        cat([d.idx for d in ds], np.int64),
+        np.concatenate([d.u_pick for d in ds]) if ds else np.empty((0, R + 1), np.float32),
+        off([d.gone for d in ds]),
+        cat([d.gone for d in ds], np.int64),
+        cat([d.gone_basket for d in ds], np.float64),
+        cat([d.gone_pref for d in ds], np.float32),
+    )
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """One step's random numbers (:meth:`Market._draw`): the shoppers and their R+1 uniforms, the recurring effects
+    on and which consumers' days they cover, who leaves, and their successors' baskets and route uniforms."""
+
+    idx: np.ndarray
+    u_pick: np.ndarray
+    on: list
+    inside: list
+    gone: np.ndarray
+    gone_basket: np.ndarray
+    gone_pref: np.ndarray
 
 
 # --------------------------------------------------------------------------- whole runs
@@ -672,6 +941,29 @@ class PilotState:
     mix: np.ndarray | None = None  # (1 + P, R) the customer mix the solved weights keep
 
 
+@dataclass(frozen=True)
+class PilotInputs:
+    """What the burn-in pilot of one run (a seed and a size) is given before any value matters: its consumers and
+    the random numbers of its steps (:func:`pilot_inputs`). A fit's evaluations, which share the seed and differ
+    only in attractiveness and trends, share them (their pilots are the same simulation as before, drawn once)."""
+
+    world: World
+    draws: QuietDraws
+    steps: int
+
+
+def pilot_inputs(
+    scenario: Scenario, seed: int, n: int, *, world: World | None = None, steps: int | None = None
+) -> PilotInputs:
+    """The burn-in pilot's World (min(n, PILOT_CONSUMERS) consumers on the pilot's own seed, spawned from
+    ``seed``; or ``world``) and the random numbers of its ``steps`` steps (default: :func:`pilot_steps`)."""
+    pilot_seed = child_seed(seed_streams(seed)["pilot"])
+    world = build_world(scenario, pilot_seed, n=min(n, PILOT_CONSUMERS)) if world is None else world
+    steps = pilot_steps(scenario.consumers.turnover) if steps is None else steps
+    rng = np.random.default_rng(seed_streams(pilot_seed)["warmup"])
+    return PilotInputs(world, quiet_draws(scenario, rng, world.n, len(scenario.retailers), steps), steps)
+
+
 def run_pilot(
     scenario: Scenario,
     alpha: np.ndarray,
@@ -681,6 +973,8 @@ def run_pilot(
     *,
     start: PilotState | None = None,
     steps: int | None = None,
+    kernel: str = "compiled",
+    inputs: PilotInputs | None = None,
 ) -> PilotState:
     """Run the burn-in pilot of the run with ``seed`` and ``n`` consumers (docs/model.md 12.2).
 
@@ -689,17 +983,23 @@ def run_pilot(
     consumers, on its own seed spawned from ``seed``, runs PILOT_LIFETIMES lifetimes without events at the
     calendar start's values, from the initial draw (or, for ``start``, continues an earlier pilot of the same
     run for ``steps`` more steps: a fit moving between nearby values does that); a market then draws its
-    consumers' state from it (:meth:`Market.adopt_pilot_state`)."""
+    consumers' state from it (:meth:`Market.adopt_pilot_state`). ``inputs``: :func:`pilot_inputs` of this
+    scenario, seed and size, drawn before (by default the pilot draws them)."""
     pilot_seed = child_seed(seed_streams(seed)["pilot"])
-    world = start.world if start is not None else build_world(scenario, pilot_seed, n=min(n, PILOT_CONSUMERS))
+    if inputs is None:
+        inputs = pilot_inputs(scenario, seed, n, world=None if start is None else start.world, steps=steps)
+    world, steps = inputs.world, inputs.steps
     pm = Market(
-        scenario, world, alpha, pilot_seed, trend=trend, settle=False, start=None if start is None else start.state
+        scenario,
+        world,
+        alpha,
+        pilot_seed,
+        trend=trend,
+        settle=False,
+        start=None if start is None else start.state,
+        kernel=kernel,
     )
-    steps = pilot_steps(scenario.consumers.turnover) if steps is None else steps
-    rng = np.random.default_rng(seed_streams(pilot_seed)["warmup"])
-    for k in range(steps):
-        pm.t = k - steps  # negative: the calendar start's values
-        pm._shop(rng)
+    pm.run_quiet(inputs.draws)  # negative steps: the calendar start's values
     # the login mix (docs/model.md 12.4): measure how each route keeps customers, solve the weights that keep the
     # stated mix, and redraw the pilot's routes as those weights would have drawn them
     measured = [login_mix.measure(pm.holds_bits, pm.access[:, j], pm.last, j) for j in range(pm.R)]

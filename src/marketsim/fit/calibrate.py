@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from marketsim.engine.market import PILOT_CONSUMERS, Market, PilotState, run_pilot
+from marketsim.engine.market import PILOT_CONSUMERS, Market, PilotInputs, PilotState, pilot_inputs, run_pilot
 from marketsim.engine.population import build_world
 from marketsim.errors import UserError
 from marketsim.fit.options import FitOptions, fit_options
@@ -488,8 +488,9 @@ class _Objective:
 
 
 class _Stage:
-    """Evaluations at one size: the World is built once for the seed; each evaluation runs its own burn-in
-    pilot, except that one whose alphas equal a recent evaluation's reuses its pilot (the pilot runs at the
+    """Evaluations at one size: the World is built once for the seed, and the burn-in pilot's World and random
+    numbers (:func:`engine.pilot_inputs`: they depend on the seed and size, not on the values fitted); each
+    evaluation runs its own burn-in pilot, except that one whose alphas equal a recent evaluation's reuses its pilot (the pilot runs at the
     calendar start's values, where trends have not acted yet: a finite difference in a trend needs none), and a
     point evaluated before is not simulated again. Neither changes any number: both are the same simulation."""
 
@@ -503,6 +504,7 @@ class _Stage:
         self.best: tuple = (math.inf, None, None, None)  # (sum of squares, theta, residuals, path) of the best one
         self._pilots: dict[bytes, PilotState] = {}  # alphas -> their pilot, the most recent PILOTS_KEPT
         self._done: dict[bytes, tuple[np.ndarray, FitPath]] = {}  # theta -> (residuals, path), this stage's points
+        self._pilot_inputs: PilotInputs | None = None  # the pilot's World and random numbers: one seed, one size
 
     def evaluate(self, theta: np.ndarray) -> tuple[np.ndarray, FitPath]:
         key = np.asarray(theta, dtype=np.float64).tobytes()
@@ -516,7 +518,11 @@ class _Stage:
         obj.evals += 1
         pilot = None
         if sc.consumers.turnover > 0:
-            pilot = self._pilots.pop(a.tobytes(), None) or run_pilot(sc, a, tr, obj.seed, self.n)
+            pilot = self._pilots.pop(a.tobytes(), None)
+            if pilot is None:
+                if self._pilot_inputs is None:
+                    self._pilot_inputs = pilot_inputs(sc, obj.seed, self.n)
+                pilot = run_pilot(sc, a, tr, obj.seed, self.n, inputs=self._pilot_inputs)
             self._pilots[a.tobytes()] = pilot
             while len(self._pilots) > self.PILOTS_KEPT:
                 del self._pilots[next(iter(self._pilots))]
