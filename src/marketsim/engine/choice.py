@@ -140,6 +140,11 @@ def logit_probabilities(V: np.ndarray) -> np.ndarray:
     return full
 
 
+def gumbel(u: np.ndarray) -> np.ndarray:
+    """float32 Gumbel(0, 1) noise -ln(-ln u) from uniforms ``u`` (clipped away from 0 and 1)."""
+    return np.ascontiguousarray(-np.log(-np.log(np.clip(u, 1e-7, 1 - 6e-8))), dtype=np.float32)
+
+
 def gumbel_choice(V: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Multinomial logit draw by the Gumbel-max rule: -1 for no purchase, else the retailer index.
 
@@ -149,8 +154,12 @@ def gumbel_choice(V: np.ndarray, u: np.ndarray) -> np.ndarray:
     the events changed the utilities of the options it was choosing between: the tightest common
     random numbers coupling (an inverse-CDF draw would also move consumers whose options did not change).
     """
+    return gumbel_pick(V, gumbel(u))
+
+
+def gumbel_pick(V: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """:func:`gumbel_choice` given the Gumbel noise ``g`` = :func:`gumbel` (u) itself."""
     k, R = V.shape
-    g = -np.log(-np.log(np.clip(u, 1e-7, 1 - 6e-8)))
     best = g[:, 0].copy()
     pick = np.full(k, -1, dtype=np.int64)
     for j in range(R):

@@ -544,7 +544,7 @@ class Market:
         return dataclasses.replace(d, on=on, inside=inside)
 
     def run_quiet(self, draws: QuietDraws) -> None:
-        """Run the steps of ``draws`` (:func:`quiet_draws`) unrecorded, as the burn-in pilot does: no events, no
+        """Run the steps of ``draws`` (:func:`pilot_inputs`) unrecorded, as the burn-in pilot does: no events, no
         promotions, at the calendar start's values (t < 0). The compiled path runs them all in one call."""
         if self.fired or self.promotions or self.alpha_moves or self.shop_factor != 1.0:  # (no event fires at t < 0)
             raise ValueError("quiet steps run only before any event (the burn-in pilot)")
@@ -652,7 +652,7 @@ class Market:
         b = sc.behaviour
         idx = d.idx
         k = len(idx)
-        g = gumbel(d.u_pick)
+        g = d.g
         promo = self._promotions(d)
         promo_arr = promo if isinstance(promo, np.ndarray) else np.zeros((0, R), np.float32)
         base = self._base_utility(t)
@@ -743,7 +743,7 @@ class Market:
 
     def _shop_numpy(self, d: _Draws) -> StepRecord:
         sc, t, R = self.scenario, self.t, self.R
-        idx, u_pick = d.idx, d.u_pick
+        idx = d.idx
         b = sc.behaviour
         F, path = choice.friction_lookup(
             self.friction_tables(), self.access[idx], choice.can_link(self.holds_bits[idx], self.accepts)
@@ -766,7 +766,7 @@ class Market:
         )
         if not self.available.all():  # retailers not (or no longer) in the market are no option
             V[:, ~self.available] = -np.inf
-        pick = choice.gumbel_choice(V, u_pick)
+        pick = choice.gumbel_pick(V, d.g)
         prob = choice.logit_probabilities(V) if self.track_expected else None
 
         bought = pick >= 0
@@ -857,55 +857,47 @@ def draw_step(
     state, so a scenario and its counterfactual draw the same numbers for the same consumers (common random
     numbers), and every numerical path consumes the same numbers."""
     idx = np.flatnonzero(rng.random(n, dtype=np.float32) < thresh)
-    u_pick = rng.random((len(idx), R + 1), dtype=np.float32)
+    g = choice.gumbel(rng.random((len(idx), R + 1), dtype=np.float32))
     gone, gone_basket, gone_pref = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.float32)
     if turnover > 0:
         gone = np.flatnonzero(rng.random(n, dtype=np.float32) < turnover)
         if len(gone):
             gone_basket = relative_baskets(rng, sigma, len(gone))
             gone_pref = rng.random(len(gone), dtype=np.float32)
-    return _Draws(idx, u_pick, [], [], gone, gone_basket, gone_pref)
-
-
-def gumbel(u: np.ndarray) -> np.ndarray:
-    """float32 Gumbel(0, 1) noise from uniforms, as :func:`marketsim.engine.choice.gumbel_choice` makes it."""
-    return np.ascontiguousarray(-np.log(-np.log(np.clip(u, 1e-7, 1 - 6e-8))), dtype=np.float32)
+    return _Draws(idx, g, [], [], gone, gone_basket, gone_pref)
 
 
 @dataclass(frozen=True)
 class QuietDraws:
-    """The random numbers of ``steps`` event-free steps (:func:`quiet_draws`), each step's arrays end to end:
+    """The random numbers of ``steps`` event-free steps (:func:`pilot_inputs`), each step's arrays end to end:
     step k's shoppers are ``idx[k_off[k]:k_off[k+1]]`` and its leavers ``gone[m_off[k]:m_off[k+1]]``."""
 
     k_off: np.ndarray
     idx: np.ndarray
-    u_pick: np.ndarray
+    g: np.ndarray  # float32 (sum k, R+1) the shoppers' Gumbel noise (choice.gumbel of their uniforms)
     m_off: np.ndarray
     gone: np.ndarray
     gone_basket: np.ndarray
     gone_pref: np.ndarray
 
-    @functools.cached_property
-    def g(self) -> np.ndarray:
-        """The Gumbel noise of ``u_pick`` (:func:`gumbel`), computed once for every market that runs these steps."""
-        return gumbel(self.u_pick)
-
     def step(self, k: int) -> _Draws:
         a, b, c, d = self.k_off[k], self.k_off[k + 1], self.m_off[k], self.m_off[k + 1]
-        return _Draws(self.idx[a:b], self.u_pick[a:b], [], [], self.gone[c:d], self.gone_basket[c:d], self.gone_pref[c:d])
+        return _Draws(self.idx[a:b], self.g[a:b], [], [], self.gone[c:d], self.gone_basket[c:d], self.gone_pref[c:d])
 
 
-def quiet_draws(scenario: Scenario, rng: np.random.Generator, n: int, R: int, steps: int) -> QuietDraws:
-    """The random numbers of ``steps`` event-free steps of ``n`` consumers, drawn step by step (:func:`draw_step`)
-    from ``rng``: what stepping a market without events from that generator would draw."""
-    c = scenario.consumers
-    ds = [draw_step(rng, n, R, c.shopping_rate, c.turnover, c.basket.sigma) for _ in range(steps)]
-    off = lambda xs: np.concatenate([[0], np.cumsum([len(x) for x in xs])]).astype(np.int64)  # noqa: E731
-    cat = lambda xs, dt: np.concatenate(xs).astype(dt, copy=False) if xs else np.empty(0, dt)  # noqa: E731
+def _concat_draws(ds: list[_Draws], R: int) -> QuietDraws:
+    """Steps' draws end to end (:class:`QuietDraws`)."""
+
+    def off(xs: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum([len(x) for x in xs])]).astype(np.int64)
+
+    def cat(xs: list[np.ndarray], dt) -> np.ndarray:
+        return np.concatenate(xs).astype(dt, copy=False) if xs else np.empty(0, dt)
+
     return QuietDraws(
         off([d.idx for d in ds]),
         cat([d.idx for d in ds], np.int64),
-        np.concatenate([d.u_pick for d in ds]) if ds else np.empty((0, R + 1), np.float32),
+        np.concatenate([d.g for d in ds]) if ds else np.empty((0, R + 1), np.float32),
         off([d.gone for d in ds]),
         cat([d.gone for d in ds], np.int64),
         cat([d.gone_basket for d in ds], np.float64),
@@ -919,7 +911,7 @@ class _Draws:
     on and which consumers' days they cover, who leaves, and their successors' baskets and route uniforms."""
 
     idx: np.ndarray
-    u_pick: np.ndarray
+    g: np.ndarray  # float32 (k, R+1) Gumbel noise of the shoppers' uniforms (choice.gumbel), column 0 no purchase
     on: list
     inside: list
     gone: np.ndarray
@@ -960,8 +952,24 @@ def pilot_inputs(
     pilot_seed = child_seed(seed_streams(seed)["pilot"])
     world = build_world(scenario, pilot_seed, n=min(n, PILOT_CONSUMERS)) if world is None else world
     steps = pilot_steps(scenario.consumers.turnover) if steps is None else steps
+    c = scenario.consumers
+    draws = _pilot_draws(pilot_seed, world.n, len(scenario.retailers), steps, c.shopping_rate, c.turnover, c.basket.sigma)
+    return PilotInputs(world, draws, steps)
+
+
+@functools.lru_cache(maxsize=2)
+def _pilot_draws(
+    pilot_seed: int, n: int, R: int, steps: int, shopping_rate: float, turnover: float, sigma: float
+) -> QuietDraws:
+    """The random numbers of a burn-in pilot: a function of these arguments alone, so a process keeps the last
+    two it drew (read-only) for the next pilots of the same run, whose values differ (a fit's evaluations, the
+    draws of a projection's replicate: about 30 MB each at PILOT_CONSUMERS). Caching changes no number."""
     rng = np.random.default_rng(seed_streams(pilot_seed)["warmup"])
-    return PilotInputs(world, quiet_draws(scenario, rng, world.n, len(scenario.retailers), steps), steps)
+    ds = [draw_step(rng, n, R, shopping_rate, turnover, sigma) for _ in range(steps)]
+    draws = _concat_draws(ds, R)
+    for a in dataclasses.astuple(draws):
+        a.flags.writeable = False
+    return draws
 
 
 def run_pilot(

@@ -330,16 +330,22 @@ def project(
     t_fit = time.perf_counter() - t0
     seeds = replicate_seeds(scenario.seed, replicates)
     bseeds = replicate_seeds(scenario.seed, replicates, stream=1) if independent_baseline else seeds
-    jobs = []
+    per_draw = []
     for k in kept:
         params = {name: (f["alpha"], f["trend"]) for name, f in by_draw[k].items()}
         params[BASELINE] = params[first]  # the counterfactual keeps the fitted values and drops the events
         values = {name: f["event_values"] for name, f in by_draw[k].items()}
         values[BASELINE] = values[first]  # (recurring effects are in both arms, with the same fitted sizes)
-        arms = [(name, with_event_values(sc, values[name])) for name, sc in arms_of[k]]
-        for r in range(replicates):
-            jobs.append((arms, params, seeds[r], steps, bseeds[r] if independent_baseline else None))
-    results = map_jobs(executor, replicate_task, jobs, "replicates", on_progress)
+        per_draw.append(([(name, with_event_values(sc, values[name])) for name, sc in arms_of[k]], params))
+    # replicate by replicate: the runs of one replicate seed follow each other on a worker, which then draws their
+    # burn-in pilot's random numbers once (engine.pilot_inputs); results are put back in (draw, replicate) order
+    jobs = [
+        (arms, params, seeds[r], steps, bseeds[r] if independent_baseline else None)
+        for r in range(replicates)
+        for arms, params in per_draw
+    ]
+    by_replicate = map_jobs(executor, replicate_task, jobs, "replicates", on_progress)
+    results = [by_replicate[r * len(per_draw) + d] for d in range(len(per_draw)) for r in range(replicates)]
 
     K, R = len(kept), replicates
     arm_names = [name for name, _ in arms_of[kept[0]]]
