@@ -953,7 +953,9 @@ def pilot_inputs(
     world = build_world(scenario, pilot_seed, n=min(n, PILOT_CONSUMERS)) if world is None else world
     steps = pilot_steps(scenario.consumers.turnover) if steps is None else steps
     c = scenario.consumers
-    draws = _pilot_draws(pilot_seed, world.n, len(scenario.retailers), steps, c.shopping_rate, c.turnover, c.basket.sigma)
+    draws = _pilot_draws(
+        pilot_seed, world.n, len(scenario.retailers), steps, c.shopping_rate, c.turnover, c.basket.sigma
+    )
     return PilotInputs(world, draws, steps)
 
 
@@ -967,8 +969,8 @@ def _pilot_draws(
     rng = np.random.default_rng(seed_streams(pilot_seed)["warmup"])
     ds = [draw_step(rng, n, R, shopping_rate, turnover, sigma) for _ in range(steps)]
     draws = _concat_draws(ds, R)
-    for a in dataclasses.astuple(draws):
-        a.flags.writeable = False
+    for f in dataclasses.fields(draws):
+        getattr(draws, f.name).flags.writeable = False
     return draws
 
 
