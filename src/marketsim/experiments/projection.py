@@ -30,7 +30,7 @@ from marketsim.errors import UserError
 from marketsim.experiments.tasks import divergence, fit_task, map_jobs, run_forked, with_draw
 from marketsim.experiments.uncertainty import Draws, Summary, param_of, summarize
 from marketsim.fit.cache import fitted
-from marketsim.fit.calibrate import CalibrationError, with_event_values
+from marketsim.fit.calibrate import CalibrationError, cache_key, with_event_values
 from marketsim.fit.options import FitOptions
 from marketsim.scenario.core import Scenario, Uncertain
 from marketsim.scenario.labels import events_label
@@ -296,9 +296,10 @@ def project(
     t0 = time.perf_counter()
     fit_jobs = [(k, name, sc) for k, arms in enumerate(arms_of) for name, sc in arms if name != BASELINE]
     start = central_fit(options[first], cache) if draws.k > 1 else None
-    # identical markets (the same draw of a scenario without uncertain parameters, drawn again for its trends'
-    # uncertainty) are fitted once
-    digests = [sc.digest() for _, _, sc in fit_jobs]
+    # one fit per distinct fit problem (the fit cache's key: the market, the events inside the fitted horizon, the
+    # observations): options that differ only after the horizon share it, as does the same draw of a scenario
+    # without uncertain parameters, drawn again for its trends' uncertainty
+    digests = [cache_key(sc) for _, _, sc in fit_jobs]
     unique = {d: i for i, d in reversed(list(enumerate(digests)))}
     order = sorted(unique.values())
     done = map_jobs(
