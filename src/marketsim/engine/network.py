@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from marketsim.engine import kernel
+
 
 @dataclass(frozen=True)
 class CSRGraph:
@@ -56,19 +58,11 @@ class CSRGraph:
 
 def from_edges(n: int, src: np.ndarray, dst: np.ndarray) -> CSRGraph:
     """Simple undirected CSR graph on ``n`` nodes from an edge list: symmetrised, self-loops and
-    duplicates dropped, rows sorted."""
-    src = np.asarray(src, dtype=np.int64)
-    dst = np.asarray(dst, dtype=np.int64)
-    keep = src != dst
-    src, dst = src[keep], dst[keep]
-    keys = np.concatenate([src * n + dst, dst * n + src])  # both directions, row-major order
-    keys.sort()
-    if len(keys):
-        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
-    rows = keys // n
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
-    return CSRGraph(indptr, (keys - rows * n).astype(np.int32))
+    duplicates dropped, rows sorted (compiled: :func:`marketsim.engine.kernel.csr_from_edges`)."""
+    indptr, indices = kernel.csr_from_edges(
+        int(n), np.ascontiguousarray(src, dtype=np.int64), np.ascontiguousarray(dst, dtype=np.int64)
+    )
+    return CSRGraph(indptr, indices)
 
 
 def barabasi_albert(n: int, m: int, rng: np.random.Generator) -> CSRGraph:
