@@ -74,3 +74,31 @@ def test_an_unknown_kernel_is_refused():
     sc = parse_text(REFERENCE_YAML)
     with pytest.raises(ValueError, match="kernel must be one of compiled, numpy"):
         Market(sc, build_world(sc), np.zeros(len(sc.retailers)), sc.seed, kernel="cuda")
+
+
+def test_markets_sharing_a_seed_take_the_same_draws_from_the_memo(monkeypatch):
+    """engine.market keeps a process's recent step draws by the generator's state: a second market on the same
+    seed (other values) takes them from there and ends where drawing them itself would, number for number."""
+    from marketsim.engine import market as mk
+
+    sc = parse_text(REFERENCE_YAML)
+    world = build_world(sc)
+    alpha = np.array([r.attractiveness for r in sc.retailers])
+
+    def run(memo, a):
+        monkeypatch.setattr(mk, "_STEP_DRAWS", memo)
+        m = Market(sc, world, a, sc.seed, settle=False)
+        recs = [m.step() for _ in range(6)]
+        return m, recs, m.rng.bit_generator.state
+
+    memo = mk._StepDrawMemo()
+    run(memo, alpha + 0.3)  # fills the memo (no event of this market changes the shopping rate)
+    hits_before = len(memo.entries)
+    m_hit, recs_hit, st_hit = run(memo, alpha)
+    assert len(memo.entries) == hits_before > 0  # every draw came from the memo
+    m_own, recs_own, st_own = run(mk._StepDrawMemo(budget=0), alpha)  # draws everything itself
+    assert st_hit == st_own
+    np.testing.assert_array_equal(m_hit.last, m_own.last)
+    np.testing.assert_array_equal(m_hit.access, m_own.access)
+    for a, b in zip(recs_hit, recs_own, strict=True):
+        np.testing.assert_array_equal(a.gmv, b.gmv)
