@@ -251,10 +251,11 @@ def store_result(
 
 
 def fit_cache(args: argparse.Namespace) -> Path:
-    """The fit cache folder: $MARKETSIM_FIT_CACHE, or <--results>/calibration."""
+    """The fit cache folder: $MARKETSIM_FIT_CACHE, or <--results>/calibration; absolute, so that the tasks of a
+    Dask cluster (whose workers have working folders of their own) use this one."""
     from marketsim.fit.cache import cache_dir
 
-    return cache_dir(results_root(args))
+    return cache_dir(results_root(args)).absolute()
 
 
 def fit_params(scenario, args: argparse.Namespace, quiet: bool = False):

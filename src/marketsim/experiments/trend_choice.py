@@ -43,7 +43,7 @@ from marketsim.experiments.backtest import path_task
 from marketsim.experiments.projection import replicate_seeds
 from marketsim.experiments.rolling import OriginPlan, baselines, horizon_quarters, plan_origins
 from marketsim.experiments.tasks import fit_task, map_jobs
-from marketsim.fit.calibrate import period_weights, with_event_values
+from marketsim.fit.calibrate import fit_consumers, period_weights, with_event_values
 from marketsim.fit.options import FitOptions
 from marketsim.io.store import write_json
 from marketsim.runtime.digest import digest
@@ -128,12 +128,12 @@ def choice_path(sc: Scenario, cache_dir: str | Path, until: dt.date | None = Non
 
 
 def _key(sc: Scenario, until: dt.date | None) -> str:
-    """The scenario with its decision-time observations only (a held-out or later one cannot change the key, as
-    it cannot change the choice), the cut-off, the candidates and whether the rule is stated."""
+    """The scenario at the fits' size with its decision-time observations only (a held-out or later one cannot
+    change the key, as it cannot change the choice), the cut-off, the candidates and whether the rule is stated."""
     return digest(
         {
             "format": FORMAT,
-            "scenario": dataclasses.replace(sc, observations=sc.fit_observations(until)).to_dict(),
+            "scenario": dataclasses.replace(_at_fit_size(sc), observations=sc.fit_observations(until)).to_dict(),
             "until": sc.fit_cutoff(until).isoformat(),
             "candidates": CANDIDATES,
             "stated": trend_stated(sc),
@@ -170,7 +170,16 @@ def choose_trend(
     return choice
 
 
+def _at_fit_size(sc: Scenario) -> Scenario:
+    """``sc`` with the consumers its fits simulate (:func:`marketsim.fit.calibrate.fit_consumers`): the choice is
+    made at that size whatever size the scenario then runs at (shares do not depend on N beyond sampling noise,
+    docs/model.md property 4), so one choice serves every N, as one fit does."""
+    n = fit_consumers(sc)
+    return sc if n == sc.consumers.count else sc.with_values({"consumers.count": n})
+
+
 def _compute(sc, cache_dir, executor, until, on_progress) -> TrendChoice:
+    sc = _at_fit_size(sc)
     cut = sc.fit_cutoff(until)
     decision = sc.fit_observations(until)  # ending on or before the cut-off, never a held-out one
     stated = trend_stated(sc)
