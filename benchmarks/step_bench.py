@@ -29,6 +29,11 @@ HEADLINE = ROOT / "src" / "marketsim" / "scenarios" / "battle_lines_2013.yaml"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
+def _load() -> str:
+    """The machine's load, to print beside the figures (the targets are for a quiet machine)."""
+    return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+
+
 def _env(**extra: str) -> dict:
     """The environment of a child `marketsim`: this checkout's package, one BLAS thread."""
     return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **extra}
@@ -154,6 +159,7 @@ def floor(n: int = 1_000_000, steps: int = 20, repeats: int = 3) -> None:
     from marketsim.scenario.core import load_scenario
 
     print(f"\n## Per step: Market.step() vs the floor (benchmarks/floor_kernel.py), battle_lines_2013, {n:,} consumers")
+    print(f"({_load()} at the start)")
     with tempfile.TemporaryDirectory() as cache:
         cold, warm = _probe_subprocess(cache), _probe_subprocess(cache)
     print("compilation, seconds (a fresh process each, 2,000 consumers): first call / second call of a step")
@@ -262,6 +268,7 @@ def big(sizes: tuple[int, ...] = (1_000_000, 10_000_000), steps: int = 52) -> No
     child's peak memory."""
     cache = _warm_fit_cache()
     print(f"\n## Size: `marketsim run battle_lines_2013 --consumers N --steps {steps} --json`, fit cached, one process")
+    print(f"({_load()} at the start)")
     print(f"{'consumers':>11} {'wall s':>8} {'peak GB':>8}  target")
     for n in sizes:
         with tempfile.TemporaryDirectory() as d:
@@ -304,46 +311,38 @@ def scale() -> None:
     from distributed import LocalCluster
 
     print(f"\n## Scale: `marketsim {' '.join(_PROJECT).replace(str(HEADLINE), 'battle_lines_2013')}`, fresh fit cache")
+    print(f"({_load()} at the start)")
     env = _env()
     env.pop("MARKETSIM_FIT_CACHE", None)
     os.environ["PYTHONPATH"] = env["PYTHONPATH"]  # the Dask workers import this checkout's marketsim
-    rows = []
+
+    def project(label: str, extra: list) -> tuple:
+        with tempfile.TemporaryDirectory() as d:  # a fresh results folder: no fit cached
+            wall, _, rc, out, err = _run_measured([sys.executable, "-m", "marketsim.cli", *_PROJECT, *extra], d, env)
+        if rc:
+            raise SystemExit(f"{label}: project failed (exit {rc}):\n{err[-2000:]}")
+        res = json.loads(out)
+        return label, wall, res["seconds"], _numbers(res)
+
+    rows = [project("1 local worker", ["--workers", "1"]), project("2 local workers", ["--workers", "2"])]
     t = time.perf_counter()
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster:
         started = time.perf_counter() - t
-        for label, extra in (
-            ("1 local worker", ["--workers", "1"]),
-            ("2 local workers", ["--workers", "2"]),
-            ("Dask LocalCluster, 2 workers", ["--scheduler", cluster.scheduler_address]),
-        ):
-            with tempfile.TemporaryDirectory() as d:
-                wall, _, rc, out, err = _run_measured(
-                    [sys.executable, "-m", "marketsim.cli", *_PROJECT, *extra], d, env
-                )
-            if rc:
-                raise SystemExit(f"{label}: project failed (exit {rc}):\n{err[-2000:]}")
-            res = json.loads(out)
-            rows.append((label, wall, res["seconds"], _numbers(res)))
+        rows.append(project("Dask LocalCluster, 2 workers", ["--scheduler", cluster.scheduler_address]))
     one = rows[0][1]
     print(f"{'where':<30} {'wall s':>7} {'speed-up':>9} {'fits s':>7} {'replicates s':>13}")
     for label, wall, sec, _ in rows:
         print(f"{label:<30} {wall:>7.1f} {one / wall:>8.2f}x {sec['fits']:>7.1f} {sec['replicates']:>13.1f}")
-    print(f"(the LocalCluster took {started:.1f} s to start, not counted; its workers stay warm between runs)")
+    print(f"(the LocalCluster took {started:.1f} s to start, not counted; fits s and replicates s: the JSON's seconds)")
     ref = rows[0][3]
-    diffs = [
-        (label, [k for k in ref.keys() | nums.keys() if ref.get(k) != nums.get(k)]) for label, _, _, nums in rows[1:]
-    ]
-    same = all(not d for _, d in diffs)
+    same = True
+    for label, _, _, nums in rows[1:]:
+        diff = sorted(k for k in ref.keys() | nums.keys() if ref.get(k) != nums.get(k))
+        if diff:
+            same = False
+            eg = "; ".join(f"{k}: {ref.get(k)} vs {nums.get(k)}" for k in diff[:3])
+            print(f"  {label}: {len(diff)} of {len(ref)} numbers differ from 1 worker's, e.g. {eg}")
     print(f"same numbers: {'yes' if same else 'no'} ({len(ref)} numbers of the JSON compared: shares, shifts, fits)")
-    for label, d in diffs:
-        if d:
-            print(
-                f"  {label}: {len(d)} differ, e.g. "
-                + "; ".join(
-                    f"{k} {ref.get(k)} vs {dict(rows[[r[0] for r in rows].index(label)][3]).get(k)}"
-                    for k in sorted(d)[:3]
-                )
-            )
 
 
 def main() -> None:
