@@ -317,8 +317,13 @@ def scale() -> None:
     os.environ["PYTHONPATH"] = env["PYTHONPATH"]  # the Dask workers import this checkout's marketsim
 
     def project(label: str, extra: list) -> tuple:
-        with tempfile.TemporaryDirectory() as d:  # a fresh results folder: no fit cached
-            wall, _, rc, out, err = _run_measured([sys.executable, "-m", "marketsim.cli", *_PROJECT, *extra], d, env)
+        # a fresh results folder and fit cache: no fit cached. The cache is named by an absolute path: a relative
+        # results/calibration would be resolved by each Dask worker in its own working folder (this one's)
+        with tempfile.TemporaryDirectory() as d:
+            cache = {"MARKETSIM_FIT_CACHE": str(Path(d) / "calibration")}
+            wall, _, rc, out, err = _run_measured(
+                [sys.executable, "-m", "marketsim.cli", *_PROJECT, *extra], d, {**env, **cache}
+            )
         if rc:
             raise SystemExit(f"{label}: project failed (exit {rc}):\n{err[-2000:]}")
         res = json.loads(out)
