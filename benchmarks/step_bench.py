@@ -88,14 +88,14 @@ class _Floor:
         self.cum, self.v = np.empty(m.P + 1), np.empty(self.R, np.float32)
 
     def step(self):
-        """One step: the random numbers as the engine draws them (draw_step + gumbel), then the fused kernel."""
+        """One step: the random numbers as the engine draws them (draw_step, Gumbel noise included), then the fused kernel."""
         import floor_kernel
 
-        from marketsim.engine.market import draw_step, gumbel
+        from marketsim.engine.market import draw_step
 
         np, R = self.np, self.R
         d = draw_step(self.rng, self.n, R, self.rate, self.turnover, self.sigma)
-        g = gumbel(d.u_pick)
+        g = d.g  # the shoppers' Gumbel noise, made from their uniforms as they are drawn
         pick = np.empty(len(d.idx), np.int64)
         buyers, created, linked = (np.zeros(R, np.int64) for _ in range(3))
         gmv, flows = np.zeros(R), np.zeros((R + 1, R), np.int64)
@@ -153,7 +153,7 @@ def floor(n: int = 1_000_000, steps: int = 20, repeats: int = 3) -> None:
     state and the same random numbers; medians of ``repeats`` runs of ``steps`` steps each."""
     import numpy as np
 
-    from marketsim.engine.market import Market, draw_step, gumbel
+    from marketsim.engine.market import Market, draw_step
     from marketsim.engine.population import build_world
     from marketsim.fit.cache import cache_dir, fitted
     from marketsim.scenario.core import load_scenario
@@ -220,7 +220,7 @@ def floor(n: int = 1_000_000, steps: int = 20, repeats: int = 3) -> None:
         flo.append(1000 * (time.perf_counter() - t) / steps)
         t = time.perf_counter()
         for _ in range(steps):
-            gumbel(draw_step(shadow, n, m.R, rc.shopping_rate, rc.turnover, rc.basket.sigma).u_pick)
+            draw_step(shadow, n, m.R, rc.shopping_rate, rc.turnover, rc.basket.sigma)
         drw.append(1000 * (time.perf_counter() - t) / steps)
     same_end = (
         np.array_equal(m.last, fl.last)
@@ -234,7 +234,7 @@ def floor(n: int = 1_000_000, steps: int = 20, repeats: int = 3) -> None:
     print(f"  floor  fused kernel    {f:7.1f}   (runs {runs(flo)})")
     print(f"  ratio engine / floor   {e / f:7.2f}   (target <= 1.1)")
     print(
-        f"  both sides draw each step's random numbers with draw_step + gumbel (docs/model.md 12.8), included in "
+        f"  both sides draw each step's random numbers with draw_step (docs/model.md 12.8), included in "
         f"both: {r:.1f} ms of each step; the ratio compares everything else (engine {e - r:.1f} ms, floor "
         f"{f - r:.1f} ms, ratio {(e - r) / max(f - r, 1e-9):.2f})"
     )

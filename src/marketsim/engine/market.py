@@ -875,10 +875,11 @@ class _StepDrawMemo:
     share a seed (a fit's evaluations at other values, a projection replicate's runs under other draws) draw
     the same numbers step after step, and take them from here instead, with their generator moved on to the
     state after the draw, as drawing would. A function of its key alone: it changes no number. Holds the most
-    recent draws up to ``budget`` bytes (an assumption: 200 MB, about 20 fits' windows at 20,000 consumers)."""
+    recent draws up to ``budget`` bytes (an assumption: 200 MB, about 20 fits' windows at 20,000 consumers), each
+    step's at most ``entry_limit`` (4 MB: markets up to about 500,000 consumers; a larger one is run alone)."""
 
-    def __init__(self, budget: int = 200 * 2**20):
-        self.budget, self.size = budget, 0
+    def __init__(self, budget: int = 200 * 2**20, entry_limit: int = 4 * 2**20):
+        self.budget, self.entry_limit, self.size = budget, min(entry_limit, budget), 0
         self.entries: collections.OrderedDict[tuple, tuple[_Draws, dict, int]] = collections.OrderedDict()
 
     def draw(self, rng: np.random.Generator, n: int, R: int, thresh: float, turnover: float, sigma: float) -> _Draws:
@@ -903,7 +904,7 @@ class _StepDrawMemo:
             return hit[0]
         d = draw_step(rng, n, R, thresh, turnover, sigma)
         nbytes = sum(getattr(d, f).nbytes for f in ("idx", "g", "gone", "gone_basket", "gone_pref"))
-        if nbytes <= self.budget // 4:
+        if nbytes <= self.entry_limit:
             for f in ("idx", "g", "gone", "gone_basket", "gone_pref"):
                 getattr(d, f).flags.writeable = False
             self.entries[key] = (d, rng.bit_generator.state, nbytes)
