@@ -16,7 +16,9 @@ from marketsim.scenario.core import parse_text
 from .test_reference import REFERENCE_YAML
 from .test_reference_moves import MOVES_YAML
 
-NO_TIES_YAML = REFERENCE_YAML.replace("behaviour: {beta_price: 1.5, beta_social: 0.9,", "behaviour: {beta_price: 1.5, beta_social: 0,")
+NO_TIES_YAML = REFERENCE_YAML.replace(
+    "behaviour: {beta_price: 1.5, beta_social: 0.9,", "behaviour: {beta_price: 1.5, beta_social: 0,"
+)
 
 
 def _state(m: Market) -> dict:
@@ -102,3 +104,21 @@ def test_markets_sharing_a_seed_take_the_same_draws_from_the_memo(monkeypatch):
     np.testing.assert_array_equal(m_hit.access, m_own.access)
     for a, b in zip(recs_hit, recs_own, strict=True):
         np.testing.assert_array_equal(a.gmv, b.gmv)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_neighbour_counts_equal_the_adjacency_matrix_times_the_choices(seed):
+    """engine.kernel.neighbour_counts (the full recount the incremental counts are checked against) by another
+    route: the sparse adjacency matrix times the one-hot matrix of last retailers (none: a zero row)."""
+    import scipy.sparse as sp
+
+    from marketsim.engine import kernel, network
+
+    rng = np.random.default_rng(seed)
+    n, R = 3000, 4
+    g = network.from_edges(n, rng.integers(0, n, 9000), rng.integers(0, n, 9000))
+    last = rng.integers(-1, R, n).astype(np.int16)
+    adj = sp.csr_matrix((np.ones(len(g.indices)), g.indices, g.indptr), shape=(n, n))
+    onehot = np.zeros((n, R))
+    onehot[last >= 0, last[last >= 0]] = 1
+    np.testing.assert_array_equal(kernel.neighbour_counts(g.indptr, g.indices, last, R), adj @ onehot)

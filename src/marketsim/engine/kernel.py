@@ -310,3 +310,17 @@ def csr_from_edges(n, src, dst):
                 last = x
     out[n] = w
     return out, idx[:w].astype(np.int32)
+
+
+@njit(cache=True, nogil=True)
+def neighbour_counts(indptr, indices, last, R):
+    """counts[v, j] = how many of v's neighbours (CSR ``indptr``, ``indices``) last bought at retailer j, from
+    ``last`` (-1: none): one pass over the ties. int32 (n, R)."""
+    n = indptr.shape[0] - 1
+    counts = np.zeros((n, R), dtype=np.int32)
+    for v in range(n):
+        for e in range(indptr[v], indptr[v + 1]):
+            c = last[indices[e]]
+            if c >= 0:
+                counts[v, c] += 1
+    return counts

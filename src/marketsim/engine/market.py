@@ -268,14 +268,8 @@ class Market:
 
     # --- state helpers ------------------------------------------------------
     def _full_counts(self, g) -> np.ndarray:
-        """counts[v, j] = number of v's neighbours whose last retailer is j (one pass over the CSR)."""
-        counts = np.zeros((self.n, self.R), dtype=np.int32)
-        nb_last = self.last[g.indices]
-        for j in range(self.R):
-            c = np.zeros(len(g.indices) + 1, dtype=np.int64)
-            np.cumsum(nb_last == j, out=c[1:])
-            counts[:, j] = c[g.indptr[1:]] - c[g.indptr[:-1]]
-        return counts
+        """counts[v, j] = number of v's neighbours whose last retailer is j (one compiled pass over the CSR)."""
+        return kernel.neighbour_counts(g.indptr, g.indices, self.last, self.R)
 
     def recount(self) -> list[np.ndarray]:
         """Neighbour counts recomputed from scratch (the incremental ones must equal these)."""

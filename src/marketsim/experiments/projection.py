@@ -69,14 +69,15 @@ def replicate_task(
     out: dict = {}
     markets: dict[str, Market] = {}
     groups: dict = {}
+    keys = {name: _world_key(sc) for name, sc in arms}
     for name, sc in arms:
         a, tr = params[name]
         s = seed if name != BASELINE or baseline_seed is None else baseline_seed
-        groups.setdefault((a.tobytes(), tr.tobytes(), s, _world_key(sc)), []).append((name, sc))
-    for (_, _, s, _), members in groups.items():
+        groups.setdefault((a.tobytes(), tr.tobytes(), s, keys[name]), []).append((name, sc))
+    for (_, _, s, key), members in groups.items():
         name0, sc0 = members[0]
         a, tr = params[name0]
-        w = world if (s == seed and _world_key(sc0) == _world_key(first)) else build_world(sc0, s)
+        w = world if (s == seed and key == keys[first_name]) else build_world(sc0, s)
         lead = Market(sc0, w, a, s, trend=tr)
         for (name, _), (m, recs) in zip(members, run_forked(lead, members, steps), strict=True):
             out[name] = {k: np.array([getattr(r, k) for r in recs]) for k in METRICS}
