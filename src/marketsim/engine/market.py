@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import functools
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -875,6 +876,7 @@ class _StepDrawMemo:
     def __init__(self, budget: int = 200 * 2**20, entry_limit: int = 4 * 2**20):
         self.budget, self.entry_limit, self.size = budget, min(entry_limit, budget), 0
         self.entries: collections.OrderedDict[tuple, tuple[_Draws, dict, int]] = collections.OrderedDict()
+        self.lock = threading.Lock()  # the live page steps one market while the Decide view projects in a thread
 
     def draw(self, rng: np.random.Generator, n: int, R: int, thresh: float, turnover: float, sigma: float) -> _Draws:
         st = rng.bit_generator.state
@@ -891,9 +893,11 @@ class _StepDrawMemo:
             st["has_uint32"],
             st["uinteger"],
         )
-        hit = self.entries.get(key)
+        with self.lock:
+            hit = self.entries.get(key)
+            if hit is not None:
+                self.entries.move_to_end(key)
         if hit is not None:
-            self.entries.move_to_end(key)
             rng.bit_generator.state = hit[1]
             return hit[0]
         d = draw_step(rng, n, R, thresh, turnover, sigma)
@@ -901,10 +905,12 @@ class _StepDrawMemo:
         if nbytes <= self.entry_limit:
             for f in ("idx", "g", "gone", "gone_basket", "gone_pref"):
                 getattr(d, f).flags.writeable = False
-            self.entries[key] = (d, rng.bit_generator.state, nbytes)
-            self.size += nbytes
-            while self.size > self.budget:
-                self.size -= self.entries.popitem(last=False)[1][2]
+            with self.lock:
+                if key not in self.entries:
+                    self.entries[key] = (d, rng.bit_generator.state, nbytes)
+                    self.size += nbytes
+                while self.size > self.budget:
+                    self.size -= self.entries.popitem(last=False)[1][2]
         return d
 
 
