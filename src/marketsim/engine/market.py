@@ -21,6 +21,7 @@ import functools
 import math
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -875,7 +876,7 @@ class _StepDrawMemo:
 
     def __init__(self, budget: int = 200 * 2**20, entry_limit: int = 4 * 2**20):
         self.budget, self.entry_limit, self.size = budget, min(entry_limit, budget), 0
-        self.entries: collections.OrderedDict[tuple, tuple[_Draws, dict, int]] = collections.OrderedDict()
+        self.entries: collections.OrderedDict[tuple, tuple[_Draws, Any, int]] = collections.OrderedDict()
         self.lock = threading.Lock()  # the live page steps one market while the Decide view projects in a thread
 
     def draw(self, rng: np.random.Generator, n: int, R: int, thresh: float, turnover: float, sigma: float) -> _Draws:
