@@ -10,7 +10,7 @@ nothing here is a test.
 
 Targets: a cold 10^6-consumer run in under 2x the same run with the fit cached (median of 3); docs/model.md
 property 7 (share slopes under 0.3 points a year); the projection under 60 s on 2 local workers, and the
-README's headline projection under 60 s with no fit cached (issue 22).
+README's headline projection under 60 s with no fit cached.
 """
 
 from __future__ import annotations

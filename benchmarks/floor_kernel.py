@@ -1,4 +1,4 @@
-"""The floor for issue 22's per-step target: one simulated step of an event-free market as a single fused
+"""The floor for the per-step speed target: one simulated step of an event-free market as a single fused
 compiled pass (numba), written here independently of :mod:`marketsim.engine.kernel` (not imported).
 
 Decide: for each shopper, the utility of every retailer (friction lookup by [can link?, access code, retailer],

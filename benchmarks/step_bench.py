@@ -1,4 +1,4 @@
-"""Issue 22's step, size and scale benchmarks: prints tables of figures next to their targets; nothing here is a
+"""The step, size and scale benchmarks: prints tables of figures next to their targets; nothing here is a
 test. The issue asks for these on a quiet machine; on a busy one the ratios hold better than the seconds.
 
     python benchmarks/step_bench.py                # every section (the big one needs 3-6 GB and about 7 minutes)
@@ -6,7 +6,7 @@ test. The issue asks for these on a quiet machine; on a busy one the ratios hold
     python benchmarks/step_bench.py --only big     # `marketsim run` at 10^7 x 52 weeks (and 10^6): wall s, peak RSS
     python benchmarks/step_bench.py --only scale   # a projection on 1 and 2 local workers and a Dask LocalCluster
 
-Targets (issue 22): per simulated step at 10^6 consumers no more than 1.1x the floor (a fused compiled kernel
+Targets: per simulated step at 10^6 consumers no more than 1.1x the floor (a fused compiled kernel
 of the same step, benchmarks/floor_kernel.py; world build, settling and compilation reported separately);
 10^7 consumers x 52 weeks under 120 s and under 8 GB peak memory; the projection scales from 1 to 2 workers
 and to a LocalCluster with the same numbers.
@@ -265,10 +265,10 @@ def _run_measured(args: list, cwd: str, env: dict) -> tuple[float, float, int, s
 
 def big(sizes: tuple[int, ...] = (1_000_000, 10_000_000), steps: int = 52) -> None:
     """`marketsim run battle_lines_2013 --consumers N --steps 52 --json`, twice per size in a fresh folder with the
-    headline's fit cached: wall seconds and each child's peak memory. The first run at a size also computes what
-    the cache keys by the size (the trend-after-cut-off choice, experiments.trend_choice: its key holds the whole
-    scenario, --consumers included, and it simulates at that size); the second has everything cached, as the
-    issue's "with the fit cached" figures do: the target applies to it."""
+    headline's fit cached: wall seconds and each child's peak memory. The first run at a size also pays what is
+    not cached yet (numba's compilation in a fresh checkout; the fit and the trend-after-cut-off choice are made at
+    the fits' size, so one serves every size); the second has everything cached, as the "with the fit cached"
+    targets do: the target applies to it."""
     cache = _warm_fit_cache()
     print(f"\n## Size: `marketsim run battle_lines_2013 --consumers N --steps {steps} --json`, fit cached, one process")
     print(f"({_load()} at the start)")
