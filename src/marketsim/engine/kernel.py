@@ -31,6 +31,12 @@ _PATH_SSO, _PATH_LINK, _PATH_CREATE, _PATH_MIGRATE = 1, 2, 3, 4
 def shop(
     idx,  # int64 (k,) shoppers, ascending
     g,  # float32 (k, R+1) Gumbel noise, column 0 for "no purchase"
+    promo,  # float32 (k, R) promotions and recurring effects, or (0, R)
+    track,  # bool: accumulate expected buyers and GMV
+    lost,  # int64 consumers who lost a login by an event (for lost_last), possibly empty
+    gone,  # int64 consumers who leave at the end of the step (ascending)
+    gone_basket,  # float64 (len(gone),) their successors' baskets
+    gone_pref,  # float32 (len(gone),) their successors' route uniforms
     access,  # int16 (n, R) access codes, updated in place
     last,  # int16 (n,) last retailer (-1 none), updated in place
     basket,  # float64 (n,) relative baskets, updated in place (newcomers)
@@ -43,7 +49,6 @@ def shop(
     beta_social,  # float32
     beta_friction,  # float32
     beta_habit,  # float32
-    promo,  # float32 (k, R) promotions and recurring effects, or (0, R)
     available,  # bool (R,)
     indptrs,  # tuple of int64 (n+1,): each layer's CSR rows
     neighbours,  # tuple of int32: each layer's CSR indices
@@ -53,11 +58,6 @@ def shop(
     layer_on,  # bool (L,) the layer counts in the social exposure (weight != 0)
     n_layers,  # int: layers (the tuples may hold a placeholder when there are none)
     route_weight,  # float64 (1 + P, R) sign-up route weights
-    track,  # bool: accumulate expected buyers and GMV
-    lost,  # int64 consumers who lost a login by an event (for lost_last), possibly empty
-    gone,  # int64 consumers who leave at the end of the step (ascending)
-    gone_basket,  # float64 (len(gone),) their successors' baskets
-    gone_pref,  # float32 (len(gone),) their successors' route uniforms
     pick,  # out int64 (k,): -1 or the retailer bought at
     buyers,  # out int64 (R,)
     gmv,  # out float64 (R,): sum of relative baskets bought
@@ -234,6 +234,12 @@ def run_quiet(
         shop(
             idx[a:b],
             g[a:b],
+            promo,
+            False,
+            lost,
+            gone[c:d],
+            gone_basket[c:d],
+            gone_pref[c:d],
             access,
             last,
             basket,
@@ -246,7 +252,6 @@ def run_quiet(
             beta_social,
             beta_friction,
             beta_habit,
-            promo,
             available,
             indptrs,
             neighbours,
@@ -256,11 +261,6 @@ def run_quiet(
             layer_on,
             n_layers,
             route_weight,
-            False,
-            lost,
-            gone[c:d],
-            gone_basket[c:d],
-            gone_pref[c:d],
             np.empty(b - a, dtype=np.int64),
             counters[0],
             sums[0],

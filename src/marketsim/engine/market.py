@@ -553,10 +553,7 @@ class Market:
                 self.t = k - steps
                 self._shop_numpy(draws.step(k))
             return
-        b = self.scenario.behaviour
         self.t = -1
-        F, path = self.friction_tables()
-        indptrs, nbs, counts, invd, w, on, L = self._layer_pack()
         kernel.run_quiet(
             draws.k_off,
             draws.idx,
@@ -565,6 +562,16 @@ class Market:
             draws.gone,
             draws.gone_basket,
             draws.gone_pref,
+            *self._kernel_state(-1),
+        )
+
+    def _kernel_state(self, t: int) -> tuple:
+        """What the compiled pass reads and updates at step ``t``, in the order of :func:`kernel.shop`'s common
+        block: the consumers' state, the friction tables, the base utilities and betas (float32), who is in the
+        market, the social layers (:meth:`_layer_pack`) and the sign-up route weights."""
+        b = self.scenario.behaviour
+        F, path = self.friction_tables()
+        return (
             self.access,
             self.last,
             self.basket,
@@ -573,18 +580,12 @@ class Market:
             self._accept_bits(),
             F.astype(np.float32),
             path,
-            self._base_utility(-1),
+            self._base_utility(t),
             np.float32(b.beta_social),
             np.float32(b.beta_friction),
             np.float32(b.beta_habit),
             self.available,
-            indptrs,
-            nbs,
-            counts,
-            invd,
-            w,
-            on,
-            L,
+            *self._layer_pack(),
             self.route_weight,
         )
 
@@ -647,61 +648,21 @@ class Market:
         )
 
     def _shop_compiled(self, d: _Draws) -> StepRecord:
-        sc, t, R = self.scenario, self.t, self.R
-        b = sc.behaviour
+        t, R = self.t, self.R
         idx = d.idx
         k = len(idx)
-        g = d.g
         promo = self._promotions(d)
         promo_arr = promo if isinstance(promo, np.ndarray) else np.zeros((0, R), np.float32)
-        base = self._base_utility(t)
-        F, path = self.friction_tables()
-        indptrs, nbs, counts, invd, w, on, L = self._layer_pack()
         pick = np.empty(k, dtype=np.int64)
         buyers, created, linked, lost_last = (np.zeros(R, np.int64) for _ in range(4))
         gmv, exp_gmv, exp_buyers = np.zeros(R), np.zeros(R), np.zeros(R)
         flows = np.zeros((R + 1, R), np.int64)
         lost = self.lost_index()
-        kernel.shop(
-            idx,
-            g,
-            self.access,
-            self.last,
-            self.basket,
-            self.login_pref,
-            self.holds_bits,
-            self._accept_bits(),
-            F.astype(np.float32),
-            path,
-            base,
-            np.float32(b.beta_social),
-            np.float32(b.beta_friction),
-            np.float32(b.beta_habit),
-            np.ascontiguousarray(promo_arr, dtype=np.float32),
-            self.available,
-            indptrs,
-            nbs,
-            counts,
-            invd,
-            w,
-            on,
-            L,
-            self.route_weight,
-            self.track_expected,
-            lost,
-            d.gone,
-            d.gone_basket,
-            d.gone_pref,
-            pick,
-            buyers,
-            gmv,
-            flows,
-            created,
-            linked,
-            lost_last,
-            exp_gmv,
-            exp_buyers,
-        )
+        step = (idx, d.g, np.ascontiguousarray(promo_arr, dtype=np.float32), self.track_expected, lost)
+        leave = (d.gone, d.gone_basket, d.gone_pref)
+        out = (pick, buyers, gmv, flows, created, linked, lost_last, exp_gmv, exp_buyers)
+        args: tuple = (*step, *leave, *self._kernel_state(t), *out)  # kernel.shop's order
+        kernel.shop(*args)
         self._purchases = (idx, pick)
         if len(d.gone) and len(lost) and self.lost_login[d.gone].any():
             self.lost_login[d.gone] = False
