@@ -37,6 +37,15 @@ def shop(
     gone,  # int64 consumers who leave at the end of the step (ascending)
     gone_basket,  # float64 (len(gone),) their successors' baskets
     gone_pref,  # float32 (len(gone),) their successors' route uniforms
+    pick,  # out int64 (k,): -1 or the retailer bought at
+    buyers,  # out int64 (R,)
+    gmv,  # out float64 (R,): sum of relative baskets bought
+    flows,  # out int64 (R+1, R): from last retailer (row R = none) to this step's retailer
+    created,  # out int64 (R,): native accounts opened (created, migrated, or a one-click sign-up's native route)
+    linked,  # out int64 (R,): one-click sign-ups through a provider
+    lost_last,  # out int64 (R,): by last retailer, of ``lost``, after purchases
+    exp_gmv,  # out float64 (R,): expected relative baskets bought
+    exp_buyers,  # out float64 (R,)
     access,  # int16 (n, R) access codes, updated in place
     last,  # int16 (n,) last retailer (-1 none), updated in place
     basket,  # float64 (n,) relative baskets, updated in place (newcomers)
@@ -58,15 +67,6 @@ def shop(
     layer_on,  # bool (L,) the layer counts in the social exposure (weight != 0)
     n_layers,  # int: layers (the tuples may hold a placeholder when there are none)
     route_weight,  # float64 (1 + P, R) sign-up route weights
-    pick,  # out int64 (k,): -1 or the retailer bought at
-    buyers,  # out int64 (R,)
-    gmv,  # out float64 (R,): sum of relative baskets bought
-    flows,  # out int64 (R+1, R): from last retailer (row R = none) to this step's retailer
-    created,  # out int64 (R,): native accounts opened (created, migrated, or a one-click sign-up's native route)
-    linked,  # out int64 (R,): one-click sign-ups through a provider
-    lost_last,  # out int64 (R,): by last retailer, of ``lost``, after purchases
-    exp_gmv,  # out float64 (R,): expected relative baskets bought
-    exp_buyers,  # out float64 (R,)
 ):
     k = idx.shape[0]
     R = access.shape[1]
@@ -199,30 +199,10 @@ def run_quiet(
     gone,
     gone_basket,
     gone_pref,
-    access,
-    last,
-    basket,
-    login_pref,
-    holds_bits,
-    accept_bits,
-    f_table,
-    p_table,
-    base,
-    beta_social,
-    beta_friction,
-    beta_habit,
-    available,
-    indptrs,
-    neighbours,
-    counts,
-    inv_degrees,
-    weights,
-    layer_on,
-    n_layers,
-    route_weight,
+    *state,  # what shop reads and updates, from ``access`` to ``route_weight`` (Market._kernel_state)
 ):
     """Event-free steps without promotions at fixed values, unrecorded (the burn-in pilot): :func:`shop` per step."""
-    R = access.shape[1]
+    R = state[0].shape[1]  # (access: consumers x retailers)
     promo = np.zeros((0, R), dtype=np.float32)
     lost = np.zeros(0, dtype=np.int64)
     counters = np.zeros((4, R), np.int64)  # buyers, accounts created, linked, lost_last: not read
@@ -240,27 +220,6 @@ def run_quiet(
             gone[c:d],
             gone_basket[c:d],
             gone_pref[c:d],
-            access,
-            last,
-            basket,
-            login_pref,
-            holds_bits,
-            accept_bits,
-            f_table,
-            p_table,
-            base,
-            beta_social,
-            beta_friction,
-            beta_habit,
-            available,
-            indptrs,
-            neighbours,
-            counts,
-            inv_degrees,
-            weights,
-            layer_on,
-            n_layers,
-            route_weight,
             np.empty(b - a, dtype=np.int64),
             counters[0],
             sums[0],
@@ -270,6 +229,7 @@ def run_quiet(
             counters[3],
             sums[1],
             sums[2],
+            *state,
         )
 
 

@@ -661,7 +661,7 @@ class Market:
         step = (idx, d.g, np.ascontiguousarray(promo_arr, dtype=np.float32), self.track_expected, lost)
         leave = (d.gone, d.gone_basket, d.gone_pref)
         out = (pick, buyers, gmv, flows, created, linked, lost_last, exp_gmv, exp_buyers)
-        args: tuple = (*step, *leave, *self._kernel_state(t), *out)  # kernel.shop's order
+        args: tuple = (*step, *leave, *out, *self._kernel_state(t))  # kernel.shop's order
         kernel.shop(*args)
         self._purchases = (idx, pick)
         if len(d.gone) and len(lost) and self.lost_login[d.gone].any():
