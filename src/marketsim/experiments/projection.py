@@ -300,8 +300,8 @@ def project(
     # one fit per distinct fit problem (the fit cache's key: the market, the events inside the fitted horizon, the
     # observations): options that differ only after the horizon share it, as does the same draw of a scenario
     # without uncertain parameters, drawn again for its trends' uncertainty
-    digests = [cache_key(sc) for _, _, sc in fit_jobs]
-    unique = {d: i for i, d in reversed(list(enumerate(digests)))}
+    fit_keys = [cache_key(sc) for _, _, sc in fit_jobs]
+    unique = {d: i for i, d in reversed(list(enumerate(fit_keys)))}
     order = sorted(unique.values())
     done = map_jobs(
         executor,
@@ -310,8 +310,8 @@ def project(
         "fits",
         on_progress,
     )
-    by_digest = {digests[i]: f for i, f in zip(order, done, strict=True)}
-    fits = [by_digest[d] for d in digests]
+    by_key = {fit_keys[i]: f for i, f in zip(order, done, strict=True)}
+    fits = [by_key[d] for d in fit_keys]
     by_draw: dict[int, dict[str, dict]] = {}
     for (k, name, _), f in zip(fit_jobs, fits, strict=True):
         by_draw.setdefault(k, {})[name] = f
