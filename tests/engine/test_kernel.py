@@ -95,9 +95,9 @@ def test_markets_sharing_a_seed_take_the_same_draws_from_the_memo(monkeypatch):
 
     memo = mk._StepDrawMemo()
     run(memo, alpha + 0.3)  # fills the memo (no event of this market changes the shopping rate)
-    hits_before = len(memo.entries)
+    hits_before = len(memo.memo)
     m_hit, recs_hit, st_hit = run(memo, alpha)
-    assert len(memo.entries) == hits_before > 0  # every draw came from the memo
+    assert len(memo.memo) == hits_before > 0  # every draw came from the memo
     m_own, recs_own, st_own = run(mk._StepDrawMemo(budget=0), alpha)  # draws everything itself
     assert st_hit == st_own
     np.testing.assert_array_equal(m_hit.last, m_own.last)

@@ -144,3 +144,33 @@ def test_replicate_seeds_spawned_and_stable():
     assert s == replicate_seeds(42, 5) and len(set(s)) == 5
     assert replicate_seeds(42, 7)[:5] == s  # adding replicates keeps the first ones
     assert set(s).isdisjoint(replicate_seeds(42, 5, stream=1))
+
+
+def test_the_central_fit_made_beside_the_trend_choice_is_the_one_project_makes(tmp_path):
+    """workflow.plan_projection fits the first option at its central values in a thread while the trend rule is
+    chosen (a fit never sees the forecast): it is the fit project() makes itself from the option with the rule
+    written in, and the projection run from it has the same numbers; with one draw there is none to make."""
+    from marketsim.experiments.projection import central_fit
+    from marketsim.experiments.workflow import ProjectionRequest, plan_projection, run_projection
+    from marketsim.scenario.core import load_scenario
+
+    sc = load_scenario(SCENARIOS / "tiny.yaml")
+    request = ProjectionRequest(scenario=sc, label="tiny.yaml", cache_dir=tmp_path / "plan", draws=3, replicates=2)
+    plan = plan_projection(request)
+    assert plan.draws.k == 3 and plan.start is not None
+    own = central_fit(plan.scenario, None)  # from the option with the rule written in, no cache
+    assert own is not None and plan.start.key == own.key
+    assert plan.start.alpha == own.alpha and plan.start.trend == own.trend
+    proj, _ = run_projection(plan, executor=None)
+    ref = project(
+        plan.scenario,
+        draws=plan.draws,
+        replicates=plan.replicates,
+        options=plan.options,
+        cache_dir=tmp_path / "ref",
+        trend_uncertainty=plan.trends,
+    )  # (start: made here)
+    for arm, metrics in ref.arrays.items():
+        np.testing.assert_array_equal(proj.arrays[arm]["gmv_share"], metrics["gmv_share"])
+    one = plan_projection(ProjectionRequest(scenario=sc, label="tiny.yaml", cache_dir=tmp_path / "one", draws=1))
+    assert one.start is None

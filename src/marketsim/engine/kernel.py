@@ -75,6 +75,7 @@ def shop(
     zero = np.float32(0.0)
     one = np.float32(1.0)
     v = np.empty(R, dtype=np.float32)
+    ev = np.empty(R, dtype=np.float32)  # exp(v - max), each computed once
     cum = np.empty(P + 1, dtype=np.float64)
     who = np.empty(k + gone.shape[0], dtype=np.int64)
     old = np.empty(k + gone.shape[0], dtype=np.int64)
@@ -116,9 +117,10 @@ def shop(
                     mx = v[j]
             tot = zero + np.exp(zero - mx)
             for j in range(R):
-                tot = tot + np.exp(v[j] - mx)
+                ev[j] = np.exp(v[j] - mx)
+                tot = tot + ev[j]
             for j in range(R):
-                pr = np.exp(v[j] - mx) / tot
+                pr = ev[j] / tot
                 exp_buyers[j] += pr
                 exp_gmv[j] += basket[i] * np.float64(pr)
         if b < 0:
@@ -237,7 +239,8 @@ def run_quiet(
 def csr_from_edges(n, src, dst):
     """Simple undirected CSR graph on ``n`` nodes from an edge list (int64 ``src``, ``dst``): both directions,
     self-loops and duplicate ties dropped, each row sorted. Returns (indptr int64 (n+1,), indices int32): by
-    counting, then sorting and compacting each row in place (linear in the ties, with short per-row sorts)."""
+    counting, then sorting and compacting each row in place (linear in the ties: a row of up to 32 ties, as most
+    are, by insertion sort; a longer one, a hub's, by numpy's sort)."""
     ptr = np.zeros(n + 1, dtype=np.int64)
     for e in range(src.shape[0]):
         a, b = src[e], dst[e]
@@ -247,7 +250,7 @@ def csr_from_edges(n, src, dst):
     for v in range(n):
         ptr[v + 1] += ptr[v]
     fill = ptr[:n].copy()
-    idx = np.empty(ptr[n], dtype=np.int64)
+    idx = np.empty(ptr[n], dtype=np.int32)
     for e in range(src.shape[0]):
         a, b = src[e], dst[e]
         if a != b:
@@ -259,7 +262,16 @@ def csr_from_edges(n, src, dst):
     w = 0
     for v in range(n):
         s, t = ptr[v], ptr[v + 1]
-        idx[s:t].sort()
+        if t - s <= 32:
+            for q in range(s + 1, t):
+                x = idx[q]
+                r = q - 1
+                while r >= s and idx[r] > x:
+                    idx[r + 1] = idx[r]
+                    r -= 1
+                idx[r + 1] = x
+        else:
+            idx[s:t].sort()
         out[v] = w
         last = -1
         for q in range(s, t):  # w <= q: compacting in place never overwrites what is still to be read
@@ -269,7 +281,7 @@ def csr_from_edges(n, src, dst):
                 w += 1
                 last = x
     out[n] = w
-    return out, idx[:w].astype(np.int32)
+    return out, idx[:w]
 
 
 @njit(cache=True, nogil=True)

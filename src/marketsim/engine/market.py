@@ -13,21 +13,19 @@ counterfactual on the same seed use the same random numbers for the same consume
 
 from __future__ import annotations
 
-import collections
 import copy
 import dataclasses
 import datetime as dt
 import functools
 import math
-import threading
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from marketsim.engine import choice, events, kernel, login_mix
 from marketsim.engine.choice import MIGRATE, NATIVE, NONE, SSO
 from marketsim.engine.population import World, build_world, child_seed, relative_baskets, seed_streams, step_stream
+from marketsim.runtime.memo import Memo
 from marketsim.scenario.core import Scenario
 
 #: Days per year for trends (utility per year, docs/model.md section 4).
@@ -835,10 +833,10 @@ class _StepDrawMemo:
     recent draws up to ``budget`` bytes (an assumption: 200 MB, about 20 fits' windows at 20,000 consumers), each
     step's at most ``entry_limit`` (4 MB: markets up to about 500,000 consumers; a larger one is run alone)."""
 
+    FIELDS = ("idx", "g", "gone", "gone_basket", "gone_pref")
+
     def __init__(self, budget: int = 200 * 2**20, entry_limit: int = 4 * 2**20):
-        self.budget, self.entry_limit, self.size = budget, min(entry_limit, budget), 0
-        self.entries: collections.OrderedDict[tuple, tuple[_Draws, Any, int]] = collections.OrderedDict()
-        self.lock = threading.Lock()  # the live page steps one market while the Decide view projects in a thread
+        self.memo = Memo(budget, entry_limit)
 
     def draw(self, rng: np.random.Generator, n: int, R: int, thresh: float, turnover: float, sigma: float) -> _Draws:
         st = rng.bit_generator.state
@@ -855,24 +853,16 @@ class _StepDrawMemo:
             st["has_uint32"],
             st["uinteger"],
         )
-        with self.lock:
-            hit = self.entries.get(key)
-            if hit is not None:
-                self.entries.move_to_end(key)
+        hit = self.memo.get(key)
         if hit is not None:
             rng.bit_generator.state = hit[1]
             return hit[0]
         d = draw_step(rng, n, R, thresh, turnover, sigma)
-        nbytes = sum(getattr(d, f).nbytes for f in ("idx", "g", "gone", "gone_basket", "gone_pref"))
-        if nbytes <= self.entry_limit:
-            for f in ("idx", "g", "gone", "gone_basket", "gone_pref"):
+        nbytes = sum(getattr(d, f).nbytes for f in self.FIELDS)
+        if nbytes <= self.memo.entry_limit:
+            for f in self.FIELDS:
                 getattr(d, f).flags.writeable = False
-            with self.lock:
-                if key not in self.entries:
-                    self.entries[key] = (d, rng.bit_generator.state, nbytes)
-                    self.size += nbytes
-                while self.size > self.budget:
-                    self.size -= self.entries.popitem(last=False)[1][2]
+            self.memo.put(key, (d, rng.bit_generator.state), nbytes)
         return d
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import EllipsisType
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ from marketsim.errors import UserError
 from marketsim.experiments.tasks import divergence, fit_task, map_jobs, run_forked, with_draw
 from marketsim.experiments.uncertainty import Draws, Summary, param_of, summarize
 from marketsim.fit.cache import fitted
-from marketsim.fit.calibrate import CalibrationError, cache_key, with_event_values
+from marketsim.fit.calibrate import Calibration, CalibrationError, cache_key, with_event_values
 from marketsim.fit.options import FitOptions
 from marketsim.scenario.core import Scenario, Uncertain
 from marketsim.scenario.labels import events_label
@@ -257,6 +258,7 @@ def project(
     thresholds: tuple[float, ...] = (),
     on_progress: Callable[[str, int, int], None] | None = None,
     trend_uncertainty: bool | None = None,
+    start: Calibration | None | EllipsisType = ...,
 ) -> Projection:
     """Project ``scenario`` (and the other ``options``, compared on the same draws and seeds) against the
     baseline without ``baseline_without`` (default: all of the scenario's events).
@@ -271,7 +273,9 @@ def project(
     ``trend_uncertainty`` (None: the first option's ``forecast.trend_uncertainty``, true unless the scenario
     turns it off): with more than one draw, each draw adds to every trend
     fitted in it a normal with that fit's standard error (:func:`perturb_trends`; the draws then name the trends
-    as parameters, so the report shows how much of the spread they drive)."""
+    as parameters, so the report shows how much of the spread they drive). ``start``: the first option's fit at
+    its central values (:func:`central_fit`), which every draw's fit starts from, when the caller made it (None:
+    it could not be fitted); by default it is made here when there is more than one draw."""
     options = dict(options or {"scenario": scenario})
     first = next(iter(options))
     for name, sc in options.items():
@@ -296,7 +300,8 @@ def project(
 
     t0 = time.perf_counter()
     fit_jobs = [(k, name, sc) for k, arms in enumerate(arms_of) for name, sc in arms if name != BASELINE]
-    start = central_fit(options[first], cache) if draws.k > 1 else None
+    if start is ...:
+        start = central_fit(options[first], cache) if draws.k > 1 else None
     # one fit per distinct fit problem (the fit cache's key: the market, the events inside the fitted horizon, the
     # observations): options that differ only after the horizon share it, as does the same draw of a scenario
     # without uncertain parameters, drawn again for its trends' uncertainty

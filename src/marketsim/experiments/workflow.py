@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from marketsim.experiments.posterior import load_posterior
 from marketsim.experiments.projection import Projection
 from marketsim.experiments.trend_choice import TrendChoice, choose_trend, with_trend
 from marketsim.experiments.uncertainty import Draws, central_draws, posterior_draws, prior_draws
+from marketsim.fit.calibrate import Calibration
 from marketsim.scenario.core import Scenario
 
 
@@ -64,6 +65,9 @@ class ProjectionPlan:
     draws_from: dict
     choice: TrendChoice
     trends: bool
+    #: the first option's fit at its central values (:func:`marketsim.experiments.projection.central_fit`), which
+    #: every draw's fit starts from; None with one draw, or when it cannot be fitted
+    start: Calibration | None = None
 
     @property
     def scenario(self) -> Scenario:
@@ -118,17 +122,25 @@ def plan_projection(
             )
         options[v.name] = v
     projection.check_shared_draws(options, sc.uncertain)
-    # how trends continue past the data: stated, or chosen by rolling-origin skill on the decision-time data (the
-    # options are one market: an option that does not state its own rule gets the same)
-    full = r.trend_scenario if r.trend_scenario is not None else sc
-    choice = trend(full) if trend is not None else choose_trend(full, cache_dir=r.cache_dir)
-    options = {name: with_trend(v, choice) for name, v in options.items()}
-    sc = options[sc.name]
     asked = r.trend_uncertainty
     trends = bool(sc.forecast.trend_uncertainty if asked is None else asked) and any(
         x.calibrate_trend for x in sc.retailers
     )  # the fitted trends vary between draws too (when asked: --trend-uncertainty or forecast.trend_uncertainty)
     k = r.draws if r.draws is not None else (DEFAULT_DRAWS if sc.uncertain or trends else 1)
+    with ThreadPoolExecutor(1, thread_name_prefix="central-fit") as beside:
+        # the fit at the central values, which every draw's fit starts from, runs beside the trend choice: a fit
+        # never sees the forecast, so the rule chosen cannot change it (the thread ends before the plan returns:
+        # a caller forks its worker processes after)
+        central = (
+            beside.submit(projection.central_fit, sc, str(r.cache_dir)) if k > 1 and (sc.uncertain or trends) else None
+        )
+        # how trends continue past the data: stated, or chosen by rolling-origin skill on the decision-time data
+        # (the options are one market: an option that does not state its own rule gets the same)
+        full = r.trend_scenario if r.trend_scenario is not None else sc
+        choice = trend(full) if trend is not None else choose_trend(full, cache_dir=r.cache_dir)
+        start = None if central is None else central.result()
+    options = {name: with_trend(v, choice) for name, v in options.items()}
+    sc = options[sc.name]
     # a stored posterior is checked in full where it would be used: a damaged one is one line, never the priors
     post = None if r.prior or k <= 1 or not sc.uncertain else load_posterior(sc, r.cache_dir)
     draws_from: dict = {"source": "central"}
@@ -160,7 +172,7 @@ def plan_projection(
             "--replicates 1 with a single parameter draw gives no interval: the spread of one replicate "
             "is unknown; give --replicates 2 or more (or --draws 2 or more)"
         )
-    return ProjectionPlan(r, options, draws, R, draws_from, choice, trends)
+    return ProjectionPlan(r, options, draws, R, draws_from, choice, trends, start)
 
 
 def run_projection(
@@ -198,6 +210,7 @@ def run_projection(
         thresholds=tuple(r.thresholds),
         on_progress=progress,
         trend_uncertainty=plan.trends,
+        start=plan.start,
     )
     if cancel is not None and cancel.is_set():
         raise Cancelled("the projection was cancelled")
