@@ -214,3 +214,31 @@ def test_a_retailer_without_a_stated_mix_signs_up_through_a_login_it_starts_acce
     assert len(only_weibo) > 0
     routes = m.link_route(only_weibo, np.full(len(only_weibo), a))
     assert (routes == weibo).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_compiled_measure_and_redraw_equal_the_numpy_reference(seed):
+    """engine.kernel.account_classes and reassign_routes (the burn-in pilot's login mix, compiled) against the
+    numpy versions kept as the reference: the same patterns, counts and keep shares, and the same redrawn routes,
+    exactly. Random holdings over four providers, accounts of every kind, customers and not, stated weights with
+    a native route."""
+    rng = np.random.default_rng(seed)
+    n, P, R = 5000, 4, 3
+    holds = rng.random((n, P)) < np.array([0.3, 0.9, 0.1, 0.7])
+    holds_bits = (holds * (1 << np.arange(P))).sum(axis=1).astype(np.uint64)
+    accepts = rng.random((P, R)) < 0.6
+    access = rng.choice([0, NATIVE, SSO, SSO + 1, SSO + 2, SSO + 3], size=(n, R)).astype(np.int16)
+    last = rng.integers(-1, R, n).astype(np.int16)
+    weights = rng.random((1 + P, R))
+    u = rng.random((n, R))
+    fast = [login_mix.measure(holds_bits, access[:, j], last, j, True) for j in range(R)]
+    slow = [login_mix.measure(holds_bits, access[:, j], last, j, False) for j in range(R)]
+    for a, b in zip(fast, slow, strict=True):
+        assert len(a.patterns) > 4
+        for f in ("patterns", "mass", "keep"):
+            np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+    a_acc, b_acc = access.copy(), access.copy()
+    login_mix.reassign(a_acc, last, holds_bits, accepts, weights, fast, u, True)
+    login_mix.reassign(b_acc, last, holds_bits, accepts, weights, slow, u, False)
+    assert (a_acc != access).any()  # routes were redrawn
+    np.testing.assert_array_equal(a_acc, b_acc)

@@ -236,6 +236,85 @@ def run_quiet(
 
 
 @njit(cache=True, nogil=True)
+def account_classes(holds_bits, access_j, last, j):
+    """Retailer j's accounts by their holders' identity accounts (:func:`marketsim.engine.login_mix.measure`):
+    the holding patterns present (ascending bit masks), and per pattern and class (0 native, 1 sso) the accounts
+    and how many of them are j's customers now (float64 (K, 2) each: whole numbers)."""
+    n = holds_bits.shape[0]
+    m = 0
+    for i in range(n):
+        a = access_j[i]
+        if a == _NATIVE or a >= _SSO:
+            m += 1
+    held = np.empty(m, dtype=holds_bits.dtype)
+    q = 0
+    for i in range(n):
+        a = access_j[i]
+        if a == _NATIVE or a >= _SSO:
+            held[q] = holds_bits[i]
+            q += 1
+    pats = np.unique(held)
+    accounts = np.zeros((pats.shape[0], 2))
+    customers = np.zeros((pats.shape[0], 2))
+    for i in range(n):
+        a = access_j[i]
+        if a == _NATIVE or a >= _SSO:
+            k = np.searchsorted(pats, holds_bits[i])
+            c = 1 if a >= _SSO else 0
+            accounts[k, c] += 1.0
+            if last[i] == j:
+                customers[k, c] += 1.0
+    return pats, accounts, customers
+
+
+@njit(cache=True, nogil=True)
+def reassign_routes(col, last, holds_bits, patterns, keep, accepts_j, weights_j, u_j, j):
+    """Redraw, in place, the route of every one-click account at retailer j (``col``: access codes at j) as
+    :func:`marketsim.engine.login_mix.reassign` does, in its float64 arithmetic and order: P(route r) in
+    proportion to [r open to the holder's pattern] x w_r x (keep of r's class, or 1 - keep for a non-customer),
+    picked by inverse CDF of the holder's uniform ``u_j``. ``keep``: (K, 2) by pattern (``patterns``,
+    ascending) and class; ``accepts_j`` bool (P,); ``weights_j`` (1 + P,)."""
+    P = accepts_j.shape[0]
+    K = patterns.shape[0]
+    pr = np.empty(P + 1)
+    for i in range(col.shape[0]):
+        a = col[i]
+        if not (a == _NATIVE or a >= _SSO):
+            continue
+        k = min(np.searchsorted(patterns, holds_bits[i]), K - 1)
+        h = patterns[k]
+        linkable = False
+        for p in range(P):
+            if accepts_j[p] and (h >> np.uint64(p)) & np.uint64(1) == np.uint64(1):
+                linkable = True
+        if not linkable:
+            continue
+        cust = last[i] == j
+        tot = 0.0
+        for r in range(P + 1):
+            if r == 0:
+                op, kp = 1.0, keep[k, 0]
+            else:
+                op = 1.0 if accepts_j[r - 1] and (h >> np.uint64(r - 1)) & np.uint64(1) == np.uint64(1) else 0.0
+                kp = keep[k, 1]
+            pr[r] = op * weights_j[r] * (kp if cust else 1.0 - kp)
+            tot += pr[r]
+        if not tot > 0:
+            continue
+        c = 0.0
+        for r in range(P + 1):  # the cumulative sums, then how many lie at or below the uniform's point
+            c += pr[r]
+            pr[r] = c
+        target = u_j[i] * pr[P]
+        pick = 0
+        for r in range(P + 1):
+            if pr[r] <= target:
+                pick += 1
+        pick = min(pick, P)
+        col[i] = _NATIVE if pick == 0 else _SSO + pick - 1
+
+
+@njit(cache=True, nogil=True)
 def csr_from_edges(n, src, dst):
     """Simple undirected CSR graph on ``n`` nodes from an edge list (int64 ``src``, ``dst``): both directions,
     self-loops and duplicate ties dropped, each row sorted. Returns (indptr int64 (n+1,), indices int32): by

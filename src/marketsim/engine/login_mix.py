@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from marketsim.engine import kernel
 from marketsim.engine.choice import NATIVE, SSO
 
 #: Relative weight (x the largest weight at the retailer) of a provider the retailer accepts at the start without a
@@ -169,17 +170,21 @@ class Measured:
     keep: np.ndarray
 
 
-def measure(holds_bits: np.ndarray, access_j: np.ndarray, last: np.ndarray, j: int) -> Measured:
-    """Accounts at retailer j by holding pattern, and the share of them that are j's customers, per class."""
-    has = (access_j == NATIVE) | (access_j >= SSO)
-    pats, inv = np.unique(holds_bits[has], return_inverse=True)
-    is_sso = (access_j[has] >= SSO).astype(np.int64)
-    cust = last[has] == j
-    K = len(pats)
-    n = np.zeros((K, 2))
-    c = np.zeros((K, 2))
-    np.add.at(n, (inv, is_sso), 1.0)
-    np.add.at(c, (inv, is_sso), cust.astype(np.float64))
+def measure(holds_bits: np.ndarray, access_j: np.ndarray, last: np.ndarray, j: int, compiled: bool = True) -> Measured:
+    """Accounts at retailer j by holding pattern, and the share of them that are j's customers, per class.
+    ``compiled``: counted by :func:`marketsim.engine.kernel.account_classes` (the same whole numbers), else by
+    numpy, the reference."""
+    if compiled:
+        pats, n, c = kernel.account_classes(holds_bits, access_j, last, j)
+    else:
+        has = (access_j == NATIVE) | (access_j >= SSO)
+        pats, inv = np.unique(holds_bits[has], return_inverse=True)
+        is_sso = (access_j[has] >= SSO).astype(np.int64)
+        cust = last[has] == j
+        n = np.zeros((len(pats), 2))
+        c = np.zeros((len(pats), 2))
+        np.add.at(n, (inv, is_sso), 1.0)
+        np.add.at(c, (inv, is_sso), cust.astype(np.float64))
     pooled = np.where(n.sum(axis=0) > 0, c.sum(axis=0) / np.maximum(n.sum(axis=0), 1), 1.0)
     keep = np.where(n >= MIN_ACCOUNTS, c / np.maximum(n, 1), pooled[None, :])
     return Measured(pats, n.sum(axis=1), keep)
@@ -247,14 +252,32 @@ def reassign(
     weights: np.ndarray,
     measured: list[Measured],
     u: np.ndarray,
+    compiled: bool = True,
 ) -> None:
     """Redraw the route of every one-click account (in place) as the solved ``weights`` would have given it, given
     whether its holder is the retailer's customer now: P(route r | pattern h, customer) is proportional to
     q_h(r) x keep[h, class(r)] (x (1 - keep) for a non-customer). So a pilot run under other weights leaves the
-    stationary state of the solved ones. ``u``: one uniform per consumer and retailer (N, R)."""
+    stationary state of the solved ones. ``u``: one uniform per consumer and retailer (N, R). ``compiled``: by
+    :func:`marketsim.engine.kernel.reassign_routes` (the same routes), else by numpy, the reference."""
     P, R = accepts.shape
     for j in range(R):
         ms = measured[j]
+        if compiled:
+            if len(ms.patterns):
+                col = np.ascontiguousarray(access[:, j])
+                kernel.reassign_routes(
+                    col,
+                    last,
+                    holds_bits,
+                    ms.patterns,
+                    ms.keep,
+                    accepts[:, j].copy(),
+                    weights[:, j].copy(),
+                    np.ascontiguousarray(u[:, j]),
+                    j,
+                )
+                access[:, j] = col
+            continue
         col = access[:, j]
         has = (col == NATIVE) | (col >= SSO)
         if not has.any() or len(ms.patterns) == 0:

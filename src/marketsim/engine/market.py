@@ -1014,10 +1014,11 @@ def run_pilot(
     pm.run_quiet(inputs.draws)  # negative steps: the calendar start's values
     # the login mix (docs/model.md 12.4): measure how each route keeps customers, solve the weights that keep the
     # stated mix, and redraw the pilot's routes as those weights would have drawn them
-    measured = [login_mix.measure(pm.holds_bits, pm.access[:, j], pm.last, j) for j in range(pm.R)]
+    fast = kernel == "compiled"
+    measured = [login_mix.measure(pm.holds_bits, pm.access[:, j], pm.last, j, fast) for j in range(pm.R)]
     weights, short, mix = login_mix.solve_market(scenario, pm.provider_index, pm.accepts, measured)
     u = np.random.default_rng(seed_streams(pilot_seed)["routes"]).random((pm.n, pm.R))
-    login_mix.reassign(pm.access, pm.last, pm.holds_bits, pm.accepts, weights, measured, u)
+    login_mix.reassign(pm.access, pm.last, pm.holds_bits, pm.accepts, weights, measured, u, fast)
     pm.route_weight = weights
     return PilotState(world, pm.consumer_state(), steps, tuple(short), mix)
 

@@ -33,7 +33,7 @@ import pandas as pd
 
 from marketsim.errors import UserError
 from marketsim.experiments.projection import BASELINE, Projection, baseline_words, fit_until, observed_of
-from marketsim.experiments.uncertainty import Draws, Param, param_of, summarize
+from marketsim.experiments.uncertainty import Draws, Param, param_of, summarize, variance_shares
 from marketsim.io import store
 
 
@@ -326,7 +326,7 @@ def tornado(o: Outcomes, option: str, retailer: str) -> dict:
     mu = float(w @ means)
     ss_res, ss_tot = float(w @ (means - fitted) ** 2), float(w @ (means - mu) ** 2)
     r2 = 1 - (ss_res / (K - X.shape[1])) / (ss_tot / (K - 1))  # adjusted R^2
-    shares = _variance_shares(Z, means, w)
+    shares = [float(x) for x in variance_shares(Z, means, w)[0]]
 
     def at(d: int, u: float) -> float:
         z = u - uc[d]
@@ -364,17 +364,3 @@ def tornado(o: Outcomes, option: str, retailer: str) -> dict:
         f"(adjusted R² {r2:.2f}: the share of their spread the fit explains); no extra simulation",
         "r2": r2,
     }
-
-
-def _variance_shares(Z: np.ndarray, y: np.ndarray, w: np.ndarray) -> list[float]:
-    Zc = Z - w @ Z
-    yc = y - w @ y
-    sw = np.sqrt(w)
-    beta, *_ = np.linalg.lstsq(Zc * sw[:, None], yc * sw, rcond=None)
-    sd_x = np.sqrt(w @ Zc**2)
-    sd_y = math.sqrt(float(w @ yc**2))
-    if sd_y == 0:
-        return [0.0] * Z.shape[1]
-    src2 = (beta * sd_x / sd_y) ** 2
-    tot = src2.sum()
-    return [float(s / tot) if tot > 0 else 0.0 for s in src2]

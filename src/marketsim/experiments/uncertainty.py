@@ -238,19 +238,29 @@ def summarize(values: np.ndarray, draws: Draws, thresholds: tuple[float, ...] = 
 
 def _drivers(draws: Draws, means: np.ndarray, w: np.ndarray) -> tuple[dict[str, float], float]:
     """Squared standardized regression coefficients of the draws' means on the unit coordinates, normalised to
-    shares of the explained variance; and the regression's R^2."""
+    shares of the explained variance; and the regression's R^2 (:func:`variance_shares`)."""
     X = draws.unit
     if X.shape[1] == 0 or len(means) <= X.shape[1] + 1 or np.ptp(means) == 0:
         return {}, math.nan
+    shares, r2 = variance_shares(X, means, w)
+    return {p.path: float(s) for p, s in zip(draws.params, shares, strict=True)}, r2
+
+
+def variance_shares(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float]:
+    """How much of the spread of ``y`` each column of ``X`` drives: the weighted (``w``) linear regression of
+    ``y`` on the columns, each one's squared standardized coefficient as a share of their sum (zeros where none
+    explains any), and the regression's R^2 (nan, with zeros, when ``y`` does not vary). The tornado and the
+    summary's drivers read the same numbers."""
     sw = np.sqrt(w)
     Xc = X - w @ X
-    yc = means - w @ means
+    yc = y - w @ y
+    sd_y = math.sqrt(float(w @ yc**2))
+    if sd_y == 0:
+        return np.zeros(X.shape[1]), math.nan
     beta, *_ = np.linalg.lstsq(Xc * sw[:, None], yc * sw, rcond=None)
     sd_x = np.sqrt(w @ Xc**2)
-    sd_y = math.sqrt(float(w @ yc**2))
     src2 = (beta * sd_x / sd_y) ** 2
     fitted = Xc @ beta
     r2 = float(1 - (w @ (yc - fitted) ** 2) / (w @ yc**2))
     tot = src2.sum()
-    shares = src2 / tot if tot > 0 else src2
-    return {p.path: float(s) for p, s in zip(draws.params, shares, strict=True)}, r2
+    return (src2 / tot if tot > 0 else src2), r2

@@ -41,7 +41,7 @@ from marketsim.figures.plots import close
 from marketsim.io import store
 from marketsim.io.names import describe
 from marketsim.report import decision as words
-from marketsim.report.numbers import interval, number, points, probability, share, shift
+from marketsim.report.numbers import interval, points, probability, share, shift, with_unit
 
 try:  # the decision charts (tornado, options, ranking): the report shows them where the module is installed
     _charts: Any = importlib.import_module("marketsim.report.decision_charts")
@@ -440,8 +440,7 @@ def _value(x: float, unit: str) -> str:
     """A parameter value in display units with its unit (three significant digits)."""
     if x is None or not math.isfinite(x):
         return "-"
-    u = "" if not unit else (unit if unit == "%" else f" {unit}")
-    return f"{number(x)}{u}"
+    return with_unit(x, unit)
 
 
 def html_report(s: Stored, charts: list[tuple[str, str, str]]) -> str:

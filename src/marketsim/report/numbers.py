@@ -88,10 +88,16 @@ def value(x: float, q: Quantity, digits: int = 3) -> str:
     """A parameter's value (stored units) in its display unit: ``x * q.scale`` then ``q.unit``:
     ``value(0.05, share quantity)`` -> ``5%``, ``value(1.5, factor)`` -> ``1.5 x``, ``value(0.2, utility)`` ->
     ``0.2 utility``; no unit: the number alone."""
-    shown = number(x * q.scale, digits)
-    if not q.unit:
+    return with_unit(x * q.scale, q.unit, digits)
+
+
+def with_unit(x: float, unit: str, digits: int = 3) -> str:
+    """A number already in its display unit, with the unit: ``5%`` (no space before a percent sign), ``1.5 x``,
+    ``0.2 utility``; no unit: the number alone."""
+    shown = number(x, digits)
+    if not unit:
         return shown
-    return f"{shown}{q.unit}" if q.unit == "%" else f"{shown} {q.unit}"
+    return f"{shown}{unit}" if unit == "%" else f"{shown} {unit}"
 
 
 def value_range(lo: float, hi: float, q: Quantity, digits: int = 3) -> str:
