@@ -169,8 +169,8 @@ def floor(n: int = 1_000_000, steps: int = 20, repeats: int = 3) -> None:
             f"warm cache {warm[side + '_0']:6.2f} / {warm[side + '_1']:.4f}"
         )
     print(
-        "  (engine: Market.step(), its compiled shop kernel; the pilot's run_quiet compiles on a market's first "
-        f"settling; import of marketsim {warm['import_s']:.1f} s)"
+        "  (engine: Market.step(), its compiled shop kernel; the social layers' CSR build and the neighbour "
+        f"recount compile when a World is first built; import of marketsim {warm['import_s']:.1f} s)"
     )
 
     base = load_scenario(HEADLINE)

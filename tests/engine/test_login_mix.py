@@ -217,11 +217,11 @@ def test_a_retailer_without_a_stated_mix_signs_up_through_a_login_it_starts_acce
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_compiled_measure_and_redraw_equal_the_numpy_reference(seed):
-    """engine.kernel.account_classes and reassign_routes (the burn-in pilot's login mix, compiled) against the
-    numpy versions kept as the reference: the same patterns, counts and keep shares, and the same redrawn routes,
-    exactly. Random holdings over four providers, accounts of every kind, customers and not, stated weights with
-    a native route."""
+def test_measure_and_the_redraw_of_routes_equal_their_references(seed):
+    """login_mix.measure against counting account by account in plain Python, and login_mix.reassign (one table
+    row per pattern and customer status) against drawing holder by holder: the same patterns, counts and keep
+    shares, and the same routes, exactly. Random holdings over four providers, accounts of every
+    kind, customers and not, stated weights with a native route."""
     rng = np.random.default_rng(seed)
     n, P, R = 5000, 4, 3
     holds = rng.random((n, P)) < np.array([0.3, 0.9, 0.1, 0.7])
@@ -231,14 +231,47 @@ def test_compiled_measure_and_redraw_equal_the_numpy_reference(seed):
     last = rng.integers(-1, R, n).astype(np.int16)
     weights = rng.random((1 + P, R))
     u = rng.random((n, R))
-    fast = [login_mix.measure(holds_bits, access[:, j], last, j, True) for j in range(R)]
-    slow = [login_mix.measure(holds_bits, access[:, j], last, j, False) for j in range(R)]
-    for a, b in zip(fast, slow, strict=True):
-        assert len(a.patterns) > 4
-        for f in ("patterns", "mass", "keep"):
-            np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+    measured = [login_mix.measure(holds_bits, access[:, j], last, j) for j in range(R)]
+    for j, ms in enumerate(measured):
+        counts: dict[int, list[float]] = {}
+        for i in range(n):
+            a = int(access[i, j])
+            if a == NATIVE or a >= SSO:
+                row = counts.setdefault(int(holds_bits[i]), [0.0, 0.0, 0.0, 0.0])
+                row[a >= SSO] += 1
+                row[2 + (a >= SSO)] += last[i] == j
+        pats = sorted(counts)
+        assert len(pats) > 4
+        np.testing.assert_array_equal(ms.patterns, pats)
+        np.testing.assert_array_equal(ms.mass, [counts[h][0] + counts[h][1] for h in pats])
+        for k, h in enumerate(pats):
+            for cls in (0, 1):
+                if counts[h][cls] >= login_mix.MIN_ACCOUNTS:
+                    assert ms.keep[k, cls] == counts[h][2 + cls] / counts[h][cls]
     a_acc, b_acc = access.copy(), access.copy()
-    login_mix.reassign(a_acc, last, holds_bits, accepts, weights, fast, u, True)
-    login_mix.reassign(b_acc, last, holds_bits, accepts, weights, slow, u, False)
+    login_mix.reassign(a_acc, last, holds_bits, accepts, weights, measured, u)
+    _reassign_holder_by_holder(b_acc, last, holds_bits, accepts, weights, measured, u)
     assert (a_acc != access).any()  # routes were redrawn
     np.testing.assert_array_equal(a_acc, b_acc)
+
+
+def _reassign_holder_by_holder(access, last, holds_bits, accepts, weights, measured, u):
+    """login_mix.reassign by another route: each holder's own route probabilities and inverse CDF (the module's
+    rule before it shared one table row among the holders of a pattern and customer status)."""
+    P, R = accepts.shape
+    for j in range(R):
+        ms = measured[j]
+        col = access[:, j]
+        has = (col == NATIVE) | (col >= SSO)
+        if not has.any() or len(ms.patterns) == 0:
+            continue
+        who = np.flatnonzero(has)
+        k = np.minimum(np.searchsorted(ms.patterns, holds_bits[who]), len(ms.patterns) - 1)
+        avail = login_mix.route_table(ms.patterns, accepts[:, j])[k]
+        keep = np.concatenate([ms.keep[k, :1], np.repeat(ms.keep[k, 1:], P, axis=1)], axis=1)
+        cust = (last[who] == j)[:, None]
+        pr = avail * weights[None, :, j] * np.where(cust, keep, 1.0 - keep)
+        ok = avail[:, 1:].any(axis=1) & (pr.sum(axis=1) > 0)
+        cum = np.cumsum(pr[ok], axis=1)
+        pick = np.minimum((cum <= u[who[ok], j][:, None] * cum[:, -1:]).sum(axis=1), P)
+        col[who[ok]] = np.where(pick == 0, NATIVE, SSO + pick - 1).astype(col.dtype)

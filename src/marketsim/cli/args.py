@@ -5,6 +5,7 @@ command-line settings, the settings a result records, where a command writes, th
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 from pathlib import Path
 
 from marketsim.errors import UserError
@@ -282,27 +283,36 @@ def fit_params(scenario, args: argparse.Namespace, quiet: bool = False):
     return fit
 
 
-def trend_rule(scenario, args: argparse.Namespace, until=None, quiet: bool = False):
+def trend_rule(scenario, args: argparse.Namespace, until=None, quiet: bool = False, beside=None):
     """``scenario`` with the rule its trends follow after the cut-off (``until``, else its own) written in, and
     the :class:`marketsim.experiments.trend_choice.TrendChoice` behind it: the scenario's own rule if it states
     one, else the one chosen by rolling-origin skill on the decision-time observations (cached next to the
-    fits, so only the first run of a scenario simulates)."""
+    fits, so only the first run of a scenario simulates). ``beside()``: other work (``marketsim run``'s own fit,
+    with its own progress bar) done meanwhile in this thread while the rule is chosen in another (the two need
+    each other's results only after both: a fit never sees the forecast); returns (scenario, choice, what
+    ``beside()`` returned). The rule's bar shows once ``beside()`` is done, for what is left of the choice."""
     from marketsim.experiments.trend_choice import choose_trend, with_trend
 
-    with bar(
-        "how trends continue past the data: rolling-origin fits on the observations before the cut-off",
-        None,
-        "tasks",
-        enabled=not quiet,
-    ) as update:
-        done: dict = {}
+    done: dict = {}
 
-        def progress(stage, k, total):
-            done[stage] = (k, total)
-            update(completed=sum(d for d, _ in done.values()), total=sum(t for _, t in done.values()))
+    def progress(stage, k, total):
+        done[stage] = (k, total)
 
-        choice = choose_trend(scenario, cache_dir=fit_cache(args), until=until, on_progress=progress)
-    return with_trend(scenario, choice), choice
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="trend-choice") as pool:
+        fut = pool.submit(choose_trend, scenario, cache_dir=fit_cache(args), until=until, on_progress=progress)
+        other = beside() if beside is not None else None
+        with bar(
+            "how trends continue past the data: rolling-origin fits on the observations before the cut-off",
+            None,
+            "tasks",
+            enabled=not quiet,
+        ) as update:
+            while not concurrent.futures.wait([fut], timeout=0.1).done:
+                counts = list(done.values())
+                update(completed=sum(d for d, _ in counts), total=sum(t for _, t in counts))
+        choice = fut.result()
+    out = (with_trend(scenario, choice), choice)
+    return out if beside is None else (*out, other)
 
 
 def executor_args(p: argparse.ArgumentParser) -> None:

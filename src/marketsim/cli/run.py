@@ -32,14 +32,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     store.check_output_dir(out, kind="run")  # before any work: a bad --out costs nothing
     check_settings(out, "summary.json", settings)
     full = load(args, steps=False)
-    fit = fit_params(full, args, quiet=args.json)
-    cal = fit.calibration
     # how trends continue past the cut-off: stated, or chosen by rolling-origin skill (on the full calendar, so
-    # --steps does not change the choice)
+    # --steps does not change the choice), beside the fit (which never sees the forecast)
     from marketsim.experiments.trend_choice import with_trend
     from marketsim.report.skill import skill, trend_sentence
 
-    choice = trend_rule(full, args, quiet=args.json)[1] if full.needs_fit else None
+    def fit_now():
+        return fit_params(full, args, quiet=args.json)
+
+    if full.needs_fit:
+        _, choice, fit = trend_rule(full, args, quiet=args.json, beside=fit_now)
+    else:
+        choice, fit = None, fit_now()
+    cal = fit.calibration
     sc = sc if choice is None else with_trend(sc, choice)
     steps = sc.calendar.steps
     for e in sc.events_outside:

@@ -11,10 +11,10 @@ counts the purchase and updates the shopper's own access and last retailer (the 
 shopper reads another's access or last retailer, and the neighbour counts the utilities read change only after
 the pass). Then departures, then one pass over the ties of everyone whose last retailer changed.
 
-:func:`run_quiet` runs many event-free steps (the burn-in pilot) in one call, each step's random numbers given.
-
 Compiled on first use and cached beside this file (numba ``cache=True``; a read-only install caches in the user's
-cache folder instead): the first run on a machine pays a few seconds, later processes load the machine code.
+cache folder instead): the first run on a machine pays a few seconds (each function once: :func:`shop` is given
+one kind of array wherever it is called, read-only random numbers, so it compiles once), later processes load
+the machine code.
 """
 
 from __future__ import annotations
@@ -193,133 +193,11 @@ def shop(
 
 
 @njit(cache=True, nogil=True)
-def run_quiet(
-    k_off,  # int64 (steps+1,): step k's shoppers are idx[k_off[k]:k_off[k+1]]
-    idx,
-    g,  # float32 (sum k, R+1) Gumbel noise, row by shopper
-    m_off,  # int64 (steps+1,): step k's leavers are gone[m_off[k]:m_off[k+1]]
-    gone,
-    gone_basket,
-    gone_pref,
-    *state,  # what shop reads and updates, from ``access`` to ``route_weight`` (Market._kernel_state)
-):
-    """Event-free steps without promotions at fixed values, unrecorded (the burn-in pilot): :func:`shop` per step."""
-    R = state[0].shape[1]  # (access: consumers x retailers)
-    promo = np.zeros((0, R), dtype=np.float32)
-    lost = np.zeros(0, dtype=np.int64)
-    counters = np.zeros((4, R), np.int64)  # buyers, accounts created, linked, lost_last: not read
-    sums = np.zeros((3, R))  # gmv, expected gmv and buyers: not read
-    flows = np.zeros((R + 1, R), np.int64)
-    for t in range(k_off.shape[0] - 1):
-        a, b = k_off[t], k_off[t + 1]
-        c, d = m_off[t], m_off[t + 1]
-        shop(
-            idx[a:b],
-            g[a:b],
-            promo,
-            False,
-            lost,
-            gone[c:d],
-            gone_basket[c:d],
-            gone_pref[c:d],
-            np.empty(b - a, dtype=np.int64),
-            counters[0],
-            sums[0],
-            flows,
-            counters[1],
-            counters[2],
-            counters[3],
-            sums[1],
-            sums[2],
-            *state,
-        )
-
-
-@njit(cache=True, nogil=True)
-def account_classes(holds_bits, access_j, last, j):
-    """Retailer j's accounts by their holders' identity accounts (:func:`marketsim.engine.login_mix.measure`):
-    the holding patterns present (ascending bit masks), and per pattern and class (0 native, 1 sso) the accounts
-    and how many of them are j's customers now (float64 (K, 2) each: whole numbers)."""
-    n = holds_bits.shape[0]
-    m = 0
-    for i in range(n):
-        a = access_j[i]
-        if a == _NATIVE or a >= _SSO:
-            m += 1
-    held = np.empty(m, dtype=holds_bits.dtype)
-    q = 0
-    for i in range(n):
-        a = access_j[i]
-        if a == _NATIVE or a >= _SSO:
-            held[q] = holds_bits[i]
-            q += 1
-    pats = np.unique(held)
-    accounts = np.zeros((pats.shape[0], 2))
-    customers = np.zeros((pats.shape[0], 2))
-    for i in range(n):
-        a = access_j[i]
-        if a == _NATIVE or a >= _SSO:
-            k = np.searchsorted(pats, holds_bits[i])
-            c = 1 if a >= _SSO else 0
-            accounts[k, c] += 1.0
-            if last[i] == j:
-                customers[k, c] += 1.0
-    return pats, accounts, customers
-
-
-@njit(cache=True, nogil=True)
-def reassign_routes(col, last, holds_bits, patterns, keep, accepts_j, weights_j, u_j, j):
-    """Redraw, in place, the route of every one-click account at retailer j (``col``: access codes at j) as
-    :func:`marketsim.engine.login_mix.reassign` does, in its float64 arithmetic and order: P(route r) in
-    proportion to [r open to the holder's pattern] x w_r x (keep of r's class, or 1 - keep for a non-customer),
-    picked by inverse CDF of the holder's uniform ``u_j``. ``keep``: (K, 2) by pattern (``patterns``,
-    ascending) and class; ``accepts_j`` bool (P,); ``weights_j`` (1 + P,)."""
-    P = accepts_j.shape[0]
-    K = patterns.shape[0]
-    pr = np.empty(P + 1)
-    for i in range(col.shape[0]):
-        a = col[i]
-        if not (a == _NATIVE or a >= _SSO):
-            continue
-        k = min(np.searchsorted(patterns, holds_bits[i]), K - 1)
-        h = patterns[k]
-        linkable = False
-        for p in range(P):
-            if accepts_j[p] and (h >> np.uint64(p)) & np.uint64(1) == np.uint64(1):
-                linkable = True
-        if not linkable:
-            continue
-        cust = last[i] == j
-        tot = 0.0
-        for r in range(P + 1):
-            if r == 0:
-                op, kp = 1.0, keep[k, 0]
-            else:
-                op = 1.0 if accepts_j[r - 1] and (h >> np.uint64(r - 1)) & np.uint64(1) == np.uint64(1) else 0.0
-                kp = keep[k, 1]
-            pr[r] = op * weights_j[r] * (kp if cust else 1.0 - kp)
-            tot += pr[r]
-        if not tot > 0:
-            continue
-        c = 0.0
-        for r in range(P + 1):  # the cumulative sums, then how many lie at or below the uniform's point
-            c += pr[r]
-            pr[r] = c
-        target = u_j[i] * pr[P]
-        pick = 0
-        for r in range(P + 1):
-            if pr[r] <= target:
-                pick += 1
-        pick = min(pick, P)
-        col[i] = _NATIVE if pick == 0 else _SSO + pick - 1
-
-
-@njit(cache=True, nogil=True)
 def csr_from_edges(n, src, dst):
     """Simple undirected CSR graph on ``n`` nodes from an edge list (int64 ``src``, ``dst``): both directions,
     self-loops and duplicate ties dropped, each row sorted. Returns (indptr int64 (n+1,), indices int32): by
-    counting, then sorting and compacting each row in place (linear in the ties: a row of up to 32 ties, as most
-    are, by insertion sort; a longer one, a hub's, by numpy's sort)."""
+    counting, then sorting and compacting each row in place (Shell's sort: an insertion sort on the short rows most
+    are, O(d^1.5) on a hub's; numba's own sort would add a second to the first compilation on a machine)."""
     ptr = np.zeros(n + 1, dtype=np.int64)
     for e in range(src.shape[0]):
         a, b = src[e], dst[e]
@@ -341,16 +219,18 @@ def csr_from_edges(n, src, dst):
     w = 0
     for v in range(n):
         s, t = ptr[v], ptr[v + 1]
-        if t - s <= 32:
-            for q in range(s + 1, t):
+        gap = 1
+        while gap * 3 + 1 < t - s:  # Shell's sort with Knuth's gaps: a plain insertion sort for short rows
+            gap = gap * 3 + 1
+        while gap > 0:
+            for q in range(s + gap, t):
                 x = idx[q]
-                r = q - 1
+                r = q - gap
                 while r >= s and idx[r] > x:
-                    idx[r + 1] = idx[r]
-                    r -= 1
-                idx[r + 1] = x
-        else:
-            idx[s:t].sort()
+                    idx[r + gap] = idx[r]
+                    r -= gap
+                idx[r + gap] = x
+            gap //= 3
         out[v] = w
         last = -1
         for q in range(s, t):  # w <= q: compacting in place never overwrites what is still to be read

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from marketsim.engine import kernel
 from marketsim.engine.choice import NATIVE, SSO
 
 #: Relative weight (x the largest weight at the retailer) of a provider the retailer accepts at the start without a
@@ -170,21 +169,16 @@ class Measured:
     keep: np.ndarray
 
 
-def measure(holds_bits: np.ndarray, access_j: np.ndarray, last: np.ndarray, j: int, compiled: bool = True) -> Measured:
-    """Accounts at retailer j by holding pattern, and the share of them that are j's customers, per class.
-    ``compiled``: counted by :func:`marketsim.engine.kernel.account_classes` (the same whole numbers), else by
-    numpy, the reference."""
-    if compiled:
-        pats, n, c = kernel.account_classes(holds_bits, access_j, last, j)
-    else:
-        has = (access_j == NATIVE) | (access_j >= SSO)
-        pats, inv = np.unique(holds_bits[has], return_inverse=True)
-        is_sso = (access_j[has] >= SSO).astype(np.int64)
-        cust = last[has] == j
-        n = np.zeros((len(pats), 2))
-        c = np.zeros((len(pats), 2))
-        np.add.at(n, (inv, is_sso), 1.0)
-        np.add.at(c, (inv, is_sso), cust.astype(np.float64))
+def measure(holds_bits: np.ndarray, access_j: np.ndarray, last: np.ndarray, j: int) -> Measured:
+    """Accounts at retailer j by holding pattern, and the share of them that are j's customers, per class
+    (whole numbers counted by ``np.bincount`` over (pattern, class) cells)."""
+    has = (access_j == NATIVE) | (access_j >= SSO)
+    held = holds_bits[has]
+    pats = np.unique(held)
+    cell = np.searchsorted(pats, held) * 2 + (access_j[has] >= SSO)
+    size = 2 * len(pats)
+    n = np.bincount(cell, minlength=size).reshape(-1, 2).astype(np.float64)
+    c = np.bincount(cell[last[has] == j], minlength=size).reshape(-1, 2).astype(np.float64)
     pooled = np.where(n.sum(axis=0) > 0, c.sum(axis=0) / np.maximum(n.sum(axis=0), 1), 1.0)
     keep = np.where(n >= MIN_ACCOUNTS, c / np.maximum(n, 1), pooled[None, :])
     return Measured(pats, n.sum(axis=1), keep)
@@ -252,46 +246,32 @@ def reassign(
     weights: np.ndarray,
     measured: list[Measured],
     u: np.ndarray,
-    compiled: bool = True,
 ) -> None:
     """Redraw the route of every one-click account (in place) as the solved ``weights`` would have given it, given
     whether its holder is the retailer's customer now: P(route r | pattern h, customer) is proportional to
     q_h(r) x keep[h, class(r)] (x (1 - keep) for a non-customer). So a pilot run under other weights leaves the
-    stationary state of the solved ones. ``u``: one uniform per consumer and retailer (N, R). ``compiled``: by
-    :func:`marketsim.engine.kernel.reassign_routes` (the same routes), else by numpy, the reference."""
+    stationary state of the solved ones. ``u``: one uniform per consumer and retailer (N, R). The cumulative
+    probabilities depend only on the holder's pattern and whether it is a customer: one table row each (2K rows),
+    each holder picks by inverse CDF on its row."""
     P, R = accepts.shape
     for j in range(R):
         ms = measured[j]
-        if compiled:
-            if len(ms.patterns):
-                col = np.ascontiguousarray(access[:, j])
-                kernel.reassign_routes(
-                    col,
-                    last,
-                    holds_bits,
-                    ms.patterns,
-                    ms.keep,
-                    accepts[:, j].copy(),
-                    weights[:, j].copy(),
-                    np.ascontiguousarray(u[:, j]),
-                    j,
-                )
-                access[:, j] = col
-            continue
         col = access[:, j]
         has = (col == NATIVE) | (col >= SSO)
-        if not has.any() or len(ms.patterns) == 0:
+        K = len(ms.patterns)
+        if not has.any() or K == 0:
             continue
+        avail = route_table(ms.patterns, accepts[:, j])  # (K, 1 + P)
+        keep = np.concatenate([ms.keep[:, :1], np.repeat(ms.keep[:, 1:], P, axis=1)], axis=1)
+        # rows 2k (not a customer) and 2k + 1 (a customer) of pattern k
+        pr = (avail * weights[None, :, j])[:, None, :] * np.stack([1.0 - keep, keep], axis=1)  # (K, 2, 1 + P)
+        cum = np.cumsum(pr.reshape(2 * K, 1 + P), axis=1)
+        linkable = np.asarray(avail[:, 1:].any(axis=1))
+        ok = np.logical_and(linkable[:, None], pr.sum(axis=2) > 0).reshape(2 * K)  # linkable, and a route open
         who = np.flatnonzero(has)
-        k = np.searchsorted(ms.patterns, holds_bits[who])
-        k = np.minimum(k, len(ms.patterns) - 1)
-        avail = route_table(ms.patterns, accepts[:, j])[k]  # (n, 1 + P)
-        linkable = avail[:, 1:].any(axis=1)
-        keep = np.concatenate([ms.keep[k, :1], np.repeat(ms.keep[k, 1:], P, axis=1)], axis=1)
-        cust = (last[who] == j)[:, None]
-        pr = avail * weights[None, :, j] * np.where(cust, keep, 1.0 - keep)
-        tot = pr.sum(axis=1)
-        ok = linkable & (tot > 0)
-        cum = np.cumsum(pr[ok], axis=1)
-        pick = np.minimum((cum <= u[who[ok], j][:, None] * cum[:, -1:]).sum(axis=1), P)
-        col[who[ok]] = np.where(pick == 0, NATIVE, SSO + pick - 1).astype(col.dtype)
+        row = np.minimum(np.searchsorted(ms.patterns, holds_bits[who]), K - 1) * 2 + (last[who] == j)
+        keep_rows = ok[row]
+        who, row = who[keep_rows], row[keep_rows]
+        c = cum[row]
+        pick = np.minimum((c <= u[who, j][:, None] * c[:, -1:]).sum(axis=1), P)
+        col[who] = np.where(pick == 0, NATIVE, SSO + pick - 1).astype(col.dtype)

@@ -542,7 +542,9 @@ class Market:
 
     def run_quiet(self, draws: QuietDraws) -> None:
         """Run the steps of ``draws`` (:func:`pilot_inputs`) unrecorded, as the burn-in pilot does: no events, no
-        promotions, at the calendar start's values (t < 0). The compiled path runs them all in one call."""
+        promotions, at the calendar start's values (t < 0). The compiled path calls :func:`kernel.shop` once a step
+        with the same arguments but the step's slice of the random numbers (a loop inside compiled code would save
+        about 2 ms a pilot, and add a second to the first compilation on a machine)."""
         if self.fired or self.promotions or self.alpha_moves or self.shop_factor != 1.0:  # (no event fires at t < 0)
             raise ValueError("quiet steps run only before any event (the burn-in pilot)")
         steps = len(draws.k_off) - 1
@@ -552,16 +554,35 @@ class Market:
                 self._shop_numpy(draws.step(k))
             return
         self.t = -1
-        kernel.run_quiet(
-            draws.k_off,
-            draws.idx,
-            draws.g,
-            draws.m_off,
-            draws.gone,
-            draws.gone_basket,
-            draws.gone_pref,
-            *self._kernel_state(-1),
-        )
+        R = self.R
+        promo, lost = np.zeros((0, R), np.float32), np.zeros(0, np.int64)
+        counters = np.zeros((4, R), np.int64)  # buyers, accounts created, linked, lost_last: not read
+        sums = np.zeros((3, R))  # gmv, expected gmv and buyers: not read
+        flows = np.zeros((R + 1, R), np.int64)
+        state = self._kernel_state(-1)
+        k_off, m_off = draws.k_off, draws.m_off
+        for k in range(steps):
+            a, b, c, d = k_off[k], k_off[k + 1], m_off[k], m_off[k + 1]
+            kernel.shop(
+                draws.idx[a:b],
+                draws.g[a:b],
+                promo,
+                False,
+                lost,
+                draws.gone[c:d],
+                draws.gone_basket[c:d],
+                draws.gone_pref[c:d],
+                np.empty(b - a, np.int64),
+                counters[0],
+                sums[0],
+                flows,
+                counters[1],
+                counters[2],
+                counters[3],
+                sums[1],
+                sums[2],
+                *state,
+            )
 
     def _kernel_state(self, t: int) -> tuple:
         """What the compiled pass reads and updates at step ``t``, in the order of :func:`kernel.shop`'s common
@@ -822,6 +843,8 @@ def draw_step(
         if len(gone):
             gone_basket = relative_baskets(rng, sigma, len(gone))
             gone_pref = rng.random(len(gone), dtype=np.float32)
+    for a in (idx, g, gone, gone_basket, gone_pref):  # read-only: shared by the memo, and one kind of array
+        a.flags.writeable = False  # for the compiled step (one compilation of kernel.shop, not one per kind)
     return _Draws(idx, g, [], [], gone, gone_basket, gone_pref)
 
 
@@ -858,11 +881,7 @@ class _StepDrawMemo:
             rng.bit_generator.state = hit[1]
             return hit[0]
         d = draw_step(rng, n, R, thresh, turnover, sigma)
-        nbytes = sum(getattr(d, f).nbytes for f in self.FIELDS)
-        if nbytes <= self.memo.entry_limit:
-            for f in self.FIELDS:
-                getattr(d, f).flags.writeable = False
-            self.memo.put(key, (d, rng.bit_generator.state), nbytes)
+        self.memo.put(key, (d, rng.bit_generator.state), sum(getattr(d, f).nbytes for f in self.FIELDS))
         return d
 
 
@@ -1014,11 +1033,10 @@ def run_pilot(
     pm.run_quiet(inputs.draws)  # negative steps: the calendar start's values
     # the login mix (docs/model.md 12.4): measure how each route keeps customers, solve the weights that keep the
     # stated mix, and redraw the pilot's routes as those weights would have drawn them
-    fast = kernel == "compiled"
-    measured = [login_mix.measure(pm.holds_bits, pm.access[:, j], pm.last, j, fast) for j in range(pm.R)]
+    measured = [login_mix.measure(pm.holds_bits, pm.access[:, j], pm.last, j) for j in range(pm.R)]
     weights, short, mix = login_mix.solve_market(scenario, pm.provider_index, pm.accepts, measured)
     u = np.random.default_rng(seed_streams(pilot_seed)["routes"]).random((pm.n, pm.R))
-    login_mix.reassign(pm.access, pm.last, pm.holds_bits, pm.accepts, weights, measured, u, fast)
+    login_mix.reassign(pm.access, pm.last, pm.holds_bits, pm.accepts, weights, measured, u)
     pm.route_weight = weights
     return PilotState(world, pm.consumer_state(), steps, tuple(short), mix)
 
