@@ -196,8 +196,9 @@ def shop(
 def csr_from_edges(n, src, dst):
     """Simple undirected CSR graph on ``n`` nodes from an edge list (int64 ``src``, ``dst``): both directions,
     self-loops and duplicate ties dropped, each row sorted. Returns (indptr int64 (n+1,), indices int32): by
-    counting, then sorting and compacting each row in place (Shell's sort: an insertion sort on the short rows most
-    are, O(d^1.5) on a hub's; numba's own sort would add a second to the first compilation on a machine)."""
+    counting, then sorting and compacting each row in place (Shell's sort with Knuth's gaps: a few short passes on
+    the rows of a few ties most are, O(d^1.5) on a hub's; numba's own sort would add a second to the first
+    compilation on a machine)."""
     ptr = np.zeros(n + 1, dtype=np.int64)
     for e in range(src.shape[0]):
         a, b = src[e], dst[e]
@@ -220,7 +221,7 @@ def csr_from_edges(n, src, dst):
     for v in range(n):
         s, t = ptr[v], ptr[v + 1]
         gap = 1
-        while gap * 3 + 1 < t - s:  # Shell's sort with Knuth's gaps: a plain insertion sort for short rows
+        while gap * 3 + 1 < t - s:  # gaps 1, 4, 13, ... below the row's length; the last pass is an insertion sort
             gap = gap * 3 + 1
         while gap > 0:
             for q in range(s + gap, t):

@@ -556,33 +556,16 @@ class Market:
         self.t = -1
         R = self.R
         promo, lost = np.zeros((0, R), np.float32), np.zeros(0, np.int64)
-        counters = np.zeros((4, R), np.int64)  # buyers, accounts created, linked, lost_last: not read
-        sums = np.zeros((3, R))  # gmv, expected gmv and buyers: not read
-        flows = np.zeros((R + 1, R), np.int64)
+        pick = np.empty(len(draws.idx), np.int64)
+        counts, sums = np.zeros((4, R), np.int64), np.zeros((3, R))  # (not read)
+        # kernel.shop's counters in its order: buyers, gmv, flows, created, linked, lost_last, expected gmv, buyers
+        sinks = (counts[0], sums[0], np.zeros((R + 1, R), np.int64), counts[1], counts[2], counts[3], sums[1], sums[2])
         state = self._kernel_state(-1)
-        k_off, m_off = draws.k_off, draws.m_off
+        k_off, m_off, d = draws.k_off, draws.m_off, draws
         for k in range(steps):
-            a, b, c, d = k_off[k], k_off[k + 1], m_off[k], m_off[k + 1]
-            kernel.shop(
-                draws.idx[a:b],
-                draws.g[a:b],
-                promo,
-                False,
-                lost,
-                draws.gone[c:d],
-                draws.gone_basket[c:d],
-                draws.gone_pref[c:d],
-                np.empty(b - a, np.int64),
-                counters[0],
-                sums[0],
-                flows,
-                counters[1],
-                counters[2],
-                counters[3],
-                sums[1],
-                sums[2],
-                *state,
-            )
+            a, b, c, e = k_off[k], k_off[k + 1], m_off[k], m_off[k + 1]
+            step = (d.idx[a:b], d.g[a:b], promo, False, lost, d.gone[c:e], d.gone_basket[c:e], d.gone_pref[c:e])
+            kernel.shop(*step, pick[a:b], *sinks, *state)
 
     def _kernel_state(self, t: int) -> tuple:
         """What the compiled pass reads and updates at step ``t``, in the order of :func:`kernel.shop`'s common
