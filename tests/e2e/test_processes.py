@@ -42,7 +42,7 @@ def test_closed_pipe_is_a_quiet_exit(tmp_path):
 
 @pytest.mark.xdist_group("cores")  # both cores or a timing: one such test at a time (pyproject.toml)
 def test_a_market_too_large_for_memory_is_refused_before_anything_is_allocated(tmp_path):
-    """10^7 consumers on layers of m = 100 and k = 200 ties need ~100 GB: refused at once, in one line naming
+    """10^7 consumers on layers of m = 100 and k = 200 ties need ~45 GB: refused at once, in one line naming
     consumers.count (file and line), the network fields and the estimate against the memory available, instead of
     a MemoryError after allocating gigabytes (or the kernel's OOM killer). A real process, with its address space
     limited to 4 GB, so that a regression fails with a MemoryError rather than exhausting the machine."""
@@ -73,7 +73,7 @@ def test_a_market_too_large_for_memory_is_refused_before_anything_is_allocated(t
     assert f"big.yaml:{line}: consumers.count: 10,000,000 consumers need about " in msg, msg
     assert "providers.weibo.network.m" in msg and "providers.qq.network.k" in msg, msg
     gb = [float(x.replace(",", "")) for x in __import__("re").findall(r"([\d,.]+) GB", msg)]
-    assert len(gb) == 2 and gb[0] > 50 and gb[1] < 4.5 and gb[0] > gb[1], msg  # needed vs available (the 4 GB limit)
+    assert len(gb) == 2 and gb[0] > 40 and gb[1] < 4.5 and gb[0] > gb[1], msg  # needed vs available (the 4 GB limit)
     assert took < 60 and not (tmp_path / "r" / "simple").exists()
 
     # the estimate itself: no allocation, no random numbers, and above the real peak of a small market
@@ -86,6 +86,8 @@ def test_a_market_too_large_for_memory_is_refused_before_anything_is_allocated(t
     from marketsim.scenario.core import load_scenario
 
     sc = load_scenario(SCENARIOS / "tiny.yaml").with_overrides(consumers=50_000)
+    small = sc.with_overrides(consumers=1_000)  # compiled first (numba's own memory is not the market's)
+    Market(small, build_world(small), np.zeros(len(sc.retailers)), 1, settle=False).step()
     tracemalloc.start()
     est = memory_estimate(sc)
     assert tracemalloc.get_traced_memory()[1] < 100_000

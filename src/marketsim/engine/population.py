@@ -149,7 +149,8 @@ def _categorical(u: np.ndarray, probs: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- memory, before anything is built
 
 # Coefficients of the estimate, measured with tracemalloc (World + Market + a few steps of tiny.yaml at 10^5 to
-# 4 x 10^5 consumers, and with m = 30 or k = 100) and rounded up: the estimate is 1.1 to 1.7 times the peak.
+# 4 x 10^5 consumers, and with m = 30 or k = 100) and rounded up: the estimate is 1.4 to 2 times the peak (since
+# the CSR build fills int32 indices: 1.1 to 1.7 before, when a tie took 100 bytes while its layer was built).
 #: Bytes per consumer of the World and the Market besides the social layers, with the temporaries of drawing
 #: them and of one step; plus this much per retailer and per provider.
 BYTES_PER_CONSUMER = 64
@@ -159,10 +160,10 @@ BYTES_PER_CONSUMER_PROVIDER = 20
 #: plus 4 per retailer (the neighbour counts, int32).
 BYTES_PER_CONSUMER_LAYER = 20
 #: Bytes per tie a generator draws (members x m, x k/2 or x mean_degree/2): kept, the CSR entry of each end
-#: (int32); while its layer is built, the generator's and :func:`marketsim.engine.network.from_edges`' int64/float64
-#: temporaries (one layer at a time: the largest counts).
+#: (int32); while its layer is built, the generator's int64 ends, the CSR build's int32 entries and the int64
+#: gather of their global ids (one layer at a time: the largest counts; measured 32 with k = 100).
 BYTES_PER_TIE_KEPT = 8
-BYTES_PER_TIE_BUILDING = 100
+BYTES_PER_TIE_BUILDING = 32
 #: Below this estimate (256 MB) a market is built without asking the system how much memory is available.
 SMALL_MARKET_BYTES = 1 << 28
 
